@@ -1,0 +1,95 @@
+"""The counter ledger's schema, as numbered migrations that record themselves.
+
+Append a new ``(version, name, sql)``; never edit one that has shipped.  ``events``
+is the only source of truth; every other table is a projection that ``rebuild``
+can drop and refold.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+PROJECTION_TABLES = ("patients", "cards", "accounts", "charges", "patient_events")
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "event ledger and projections", """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE events (
+    rowid INTEGER PRIMARY KEY,          -- local arrival order: the order rebuild refolds in
+    node TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    hlc_wall INTEGER NOT NULL,
+    hlc_counter INTEGER NOT NULL,
+    operator TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    data BLOB NOT NULL,                 -- the canonical signed bytes, exactly as signed
+    UNIQUE (node, seq)
+);
+CREATE TABLE heads (node TEXT PRIMARY KEY, seq INTEGER NOT NULL, hash BLOB NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE node_keys (node TEXT PRIMARY KEY, public_key BLOB NOT NULL, role TEXT NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE sync_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    online INTEGER NOT NULL DEFAULT 0,
+    last_sync_ms INTEGER NOT NULL DEFAULT 0,
+    acked_seq INTEGER NOT NULL DEFAULT 0,
+    pull_cursor INTEGER NOT NULL DEFAULT 0,
+    received INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO sync_state (id) VALUES (1);
+
+CREATE TABLE patients (
+    patient_id TEXT PRIMARY KEY, name TEXT, sex TEXT, birth_date TEXT, national_id TEXT,
+    phone TEXT, contact TEXT, registered_node TEXT, registered_ms INTEGER, merged_into TEXT
+) WITHOUT ROWID;
+CREATE INDEX patients_national_id ON patients (national_id) WHERE national_id != '';
+CREATE INDEX patients_name ON patients (name);
+CREATE TABLE cards (
+    card_no TEXT PRIMARY KEY, patient_id TEXT, status TEXT, replaced_by TEXT,
+    issued_node TEXT, issued_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX cards_patient ON cards (patient_id);
+CREATE TABLE accounts (
+    patient_id TEXT PRIMARY KEY, balance INTEGER, credit_limit INTEGER, deposited INTEGER,
+    charged INTEGER, refunded_to_deposit INTEGER, refunded_to_cash INTEGER, settled INTEGER,
+    money_seq INTEGER, closed INTEGER
+) WITHOUT ROWID;
+CREATE TABLE charges (
+    charge_id TEXT PRIMARY KEY, patient_id TEXT, card_no TEXT, amount INTEGER,
+    refunded INTEGER, department TEXT, order_ref TEXT, node TEXT, seq INTEGER, wall_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX charges_patient ON charges (patient_id);
+CREATE TABLE patient_events (
+    patient_id TEXT NOT NULL, event_rowid INTEGER NOT NULL,
+    PRIMARY KEY (patient_id, event_rowid)
+) WITHOUT ROWID;
+"""),
+]
+
+
+def migrate(conn: sqlite3.Connection) -> list[int]:
+    """Apply the migrations this database lacks, each in its own transaction."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, name, sql in MIGRATIONS:
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in sql.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                         (version, name, time.time_ns() // 1_000_000))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(version)
+    return applied

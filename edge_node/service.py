@@ -1,0 +1,273 @@
+"""The counter's operations: what the TUI and the CLI call (and nothing else touches SQL).
+
+Each method turns what staff entered into one atomic ledger append of one or more
+events, with ids that cannot collide across counters.  Bad input and broken rules
+raise :class:`~edge_node.errors.OperationRefused` listing every problem, having
+written nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edge_node.errors import OperationRefused
+from edge_node.ledger import Appended, Ledger, Op, OpContext
+from protocol import nationalid
+from protocol.errors import Problem
+from protocol.event import Event
+from protocol.fold import Account, Card, Charge, Patient, Touched
+from protocol.kinds import CARD_ENTRY
+
+Fen = int
+
+
+@dataclass(frozen=True, slots=True)
+class PatientView:
+    """Everything a counter shows when a card is tapped."""
+
+    patient: Patient
+    account: Account
+    cards: tuple[Card, ...]
+    card: Card | None = None  # the card that was presented, if any
+
+    @property
+    def active_card(self) -> Card | None:
+        return next((c for c in self.cards if c.status == "active"), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What was done, for the receipt printer and the screen."""
+
+    title: str
+    patient: Patient
+    events: tuple[Event, ...]
+    balance: Fen
+    lines: tuple[tuple[str, Fen], ...] = ()
+    number: str = ""
+
+
+def _refuse(code: str, message: str, field: str = "") -> OperationRefused:
+    return OperationRefused([Problem(code, message, field)])
+
+
+def _touch(patient_id: str = "", cards: Iterable[str] = (), charges: Iterable[str] = ()) -> Touched:
+    return Touched(frozenset([patient_id] if patient_id else []), frozenset(cards),
+                   frozenset(charges))
+
+
+class CounterService:
+    """Counter operations on one ledger, done as the logged-in ``operator``."""
+
+    def __init__(self, ledger: Ledger, operator: str = "") -> None:
+        self.ledger = ledger
+        self.operator = operator
+
+    # -- lookups -------------------------------------------------------------------------
+    async def lookup_card(self, card_no: str) -> PatientView:
+        """The patient behind a card (lost/replaced cards too: the panel shows the status)."""
+        card = await self.ledger.get("cards", card_no)
+        if card is None:
+            raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
+                          "card_no")
+        view = await self.patient(card.patient_id)
+        return PatientView(view.patient, view.account, view.cards, card)
+
+    async def patient(self, patient_id: str) -> PatientView:
+        patient = await self.ledger.get("patients", patient_id)
+        if patient is None:
+            raise _refuse("patient.unknown", f"no patient {patient_id} is known at this counter",
+                          "patient_id")
+        account = await self.ledger.get("accounts", patient_id) or Account(patient_id)
+        cards = tuple(await self.ledger.cards_of(patient_id))
+        return PatientView(patient, account, cards)
+
+    async def find_by_national_id(self, number: str) -> list[Patient]:
+        return await self.ledger.find_patients("national_id", number.strip().upper())
+
+    async def charges(self, patient_id: str) -> list[Charge]:
+        return await self.ledger.charges_of(patient_id)
+
+    async def history(self, patient_id: str, limit: int = 200) -> list[Event]:
+        return await self.ledger.history(patient_id, limit)
+
+    async def _card(self, card_no: str) -> Card:
+        card = await self.ledger.get("cards", card_no)
+        if card is None:
+            raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
+                          "card_no")
+        return card  # type: ignore[no-any-return]
+
+    async def _append(self, ops: list[Op], title: str, patient_id: str,
+                      lines: tuple[tuple[str, Fen], ...] = (), number_field: str = "") -> Receipt:
+        done: list[Appended] = await self.ledger.append(ops, self.operator)
+        view = await self.patient(patient_id)
+        events = tuple(a.event for a in done)
+        number = next((str(e.body[number_field]) for e in events if number_field in e.body), "")
+        return Receipt(title, view.patient, events, view.account.balance, lines, number)
+
+    # -- registration and cards ----------------------------------------------------------
+    async def register_patient(
+        self,
+        *,
+        name: str,
+        card_no: str,
+        first_deposit: Fen,
+        method: str = "cash",
+        national_id: str = "",
+        sex: str = "",
+        birth_date: str = "",
+        phone: str = "",
+        contact: str = "",
+        medium: str = "chip",
+    ) -> Receipt:
+        """Register a first-visit patient, issue their card and take the first deposit.
+
+        With a national ID number, sex and birth date are derived from it (and must agree
+        if also given).  All three events commit together or not at all.
+        """
+        body: dict[str, Any] = {"name": name.strip(), "sex": sex, "birth_date": birth_date}
+        if national_id.strip():
+            parsed = nationalid.parse(national_id)
+            if isinstance(parsed, Problem):
+                raise OperationRefused([parsed])
+            body["national_id"] = parsed.number
+            body["sex"] = sex or parsed.sex
+            body["birth_date"] = birth_date or parsed.birth_date
+            existing = await self.find_by_national_id(parsed.number)
+            if existing:
+                raise _refuse("patient.duplicate_national_id",
+                              f"this ID number is already registered as patient "
+                              f"{existing[0].patient_id} ({existing[0].name}): use that record",
+                              "national_id")
+        if phone.strip():
+            body["phone"] = phone.strip()
+        if contact.strip():
+            body["contact"] = contact.strip()
+        holder: dict[str, str] = {}
+
+        def patient_body(ctx: OpContext) -> dict[str, Any]:
+            holder["patient_id"] = ctx.new_id("P")
+            return {"patient_id": holder["patient_id"], **body}
+
+        def card_body(ctx: OpContext) -> dict[str, Any]:
+            return {"card_no": card_no, "patient_id": holder["patient_id"], "medium": medium}
+
+        def deposit_body(ctx: OpContext) -> dict[str, Any]:
+            return {"patient_id": holder["patient_id"], "amount": first_deposit,
+                    "method": method, "receipt_no": ctx.new_id("D"), "card_no": card_no}
+
+        ops = [Op("patient.registered", patient_body), Op("card.issued", card_body),
+               Op("account.deposited", deposit_body)]
+        done = await self.ledger.append(ops, self.operator)
+        pid = done[0].event.body["patient_id"]
+        view = await self.patient(pid)
+        return Receipt("Registration and card", view.patient, tuple(a.event for a in done),
+                       view.account.balance, (("Deposit", first_deposit),),
+                       done[2].event.body["receipt_no"])
+
+    async def update_patient(self, patient_id: str, **changes: str) -> Receipt:
+        body: dict[str, Any] = {"patient_id": patient_id}
+        body.update({k: v.strip() for k, v in changes.items() if v is not None})
+        return await self._append([Op("patient.updated", body)], "Patient details", patient_id)
+
+    async def issue_card(self, patient_id: str, card_no: str, medium: str = "chip") -> Receipt:
+        body = {"card_no": card_no, "patient_id": patient_id, "medium": medium}
+        return await self._append([Op("card.issued", body)], "Card issued", patient_id)
+
+    async def report_lost(self, card_no: str, verified_by: str, reason: str = "") -> Receipt:
+        card = await self._card(card_no)
+        body: dict[str, Any] = {"card_no": card_no, "patient_id": card.patient_id,
+                                "verified_by": verified_by}
+        if reason.strip():
+            body["reason"] = reason.strip()
+        return await self._append([Op("card.reported_lost", body)], "Card reported lost",
+                                  card.patient_id)
+
+    async def replace_card(self, old_card_no: str, new_card_no: str,
+                           medium: str = "chip") -> Receipt:
+        """A new card for the same patient and account: balance and records follow."""
+        card = await self._card(old_card_no)
+        body = {"old_card_no": old_card_no, "new_card_no": new_card_no,
+                "patient_id": card.patient_id, "medium": medium}
+        return await self._append([Op("card.replaced", body)], "Replacement card",
+                                  card.patient_id)
+
+    # -- money -----------------------------------------------------------------------------
+    async def deposit(self, card_no: str, amount: Fen, method: str,
+                      card_entry: str = "chip") -> Receipt:
+        card = await self._card(card_no)
+        _check_entry(card_entry)
+
+        def body(ctx: OpContext) -> dict[str, Any]:
+            return {"patient_id": card.patient_id, "amount": amount, "method": method,
+                    "receipt_no": ctx.new_id("D"), "card_no": card_no, "card_entry": card_entry}
+        return await self._append([Op("account.deposited", body)], "Deposit", card.patient_id,
+                                  (("Deposit", amount),), "receipt_no")
+
+    async def charge(self, card_no: str, items: Iterable[Mapping[str, Any]], department: str,
+                     order_ref: str = "", card_entry: str = "chip") -> Receipt:
+        """Charge items (code, name, qty, unit_price in fen) to the card's deposit account."""
+        card = await self._card(card_no)
+        _check_entry(card_entry)
+        lines = [{"code": i["code"], "name": i["name"], "qty": i["qty"],
+                  "unit_price": i["unit_price"]} for i in items]
+        total = sum(int(i["qty"]) * int(i["unit_price"]) for i in lines
+                    if type(i["qty"]) is int and type(i["unit_price"]) is int)
+
+        def body(ctx: OpContext) -> dict[str, Any]:
+            b: dict[str, Any] = {"charge_id": ctx.new_id("C"), "patient_id": card.patient_id,
+                                 "card_no": card_no, "card_entry": card_entry, "items": lines,
+                                 "amount": total, "department": department}
+            if order_ref:
+                b["order_ref"] = order_ref
+            return b
+        return await self._append(
+            [Op("account.charged", body)], "Charge", card.patient_id,
+            tuple((f"{i['name']} ×{i['qty']}", i["qty"] * i["unit_price"]) for i in lines),
+            "charge_id")
+
+    async def refund(self, charge_id: str, amount: Fen, to: str, approved_by: str,
+                     reason: str) -> Receipt:
+        charge = await self.ledger.get("charges", charge_id)
+        if charge is None or not charge.patient_id:
+            raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
+                          "counter", "charge_id")
+
+        def body(ctx: OpContext) -> dict[str, Any]:
+            return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
+                    "patient_id": charge.patient_id, "amount": amount, "to": to,
+                    "approved_by": approved_by, "reason": reason}
+        return await self._append([Op("account.refunded", body)], "Refund", charge.patient_id,
+                                  ((f"Refund of {charge_id} to {to}", amount),), "refund_id")
+
+    async def settle(self, card_no: str, method: str = "cash") -> Receipt:
+        """Return the whole remaining balance and close the account until a new deposit."""
+        card = await self._card(card_no)
+        pid = card.patient_id
+
+        def body(ctx: OpContext) -> dict[str, Any]:
+            balance = ctx.state.account(pid).balance
+            return {"patient_id": pid, "amount": max(balance, 0), "method": method,
+                    "invoice_no": ctx.new_id("INV")}
+        receipt = await self._append([Op("account.settled", body, _touch(pid))], "Settlement",
+                                     pid, number_field="invoice_no")
+        returned = receipt.events[0].body["amount"]
+        return Receipt(receipt.title, receipt.patient, receipt.events, receipt.balance,
+                       (("Balance returned", returned),), receipt.number)
+
+    async def grant_credit(self, card_no: str, limit: Fen, reason: str,
+                           authorised_by: str) -> Receipt:
+        """Emergency green channel: let the patient be charged up to ``limit`` below zero."""
+        card = await self._card(card_no)
+        body = {"patient_id": card.patient_id, "limit": limit, "reason": reason,
+                "authorised_by": authorised_by}
+        return await self._append([Op("account.credit_granted", body)], "Green channel credit",
+                                  card.patient_id, (("Credit limit", limit),))
+
+
+def _check_entry(card_entry: str) -> None:
+    if card_entry not in CARD_ENTRY:
+        raise _refuse("card.entry", f"card entry must be one of {', '.join(CARD_ENTRY)}")

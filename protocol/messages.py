@@ -1,0 +1,373 @@
+"""The sync wire messages: frozen values, one canonical msgpack map per websocket frame.
+
+Theory of operation
+-------------------
+Every frame is the canonical encoding (:mod:`protocol.codec`) of a map with a ``type``
+key naming the message and exactly that message's fields, no more and no fewer.  The
+protocol version travels in ``hello`` (the counter's proposal) and ``welcome``
+(central's acceptance): a peer speaking another version gets an ``error`` with code
+``version`` before anything else happens.
+
+:func:`decode_message` turns bytes into one of the message classes below or raises a
+:class:`~protocol.errors.ProtocolError` (``DecodeError`` for bytes that are not a
+canonical value or are over :data:`MAX_FRAME_SIZE`, ``SchemaError`` for a value of the
+wrong shape).  It never raises anything else, whatever the bytes: a Hypothesis test
+holds it to that.  Events inside ``push`` and ``events`` stay as encoded bytes here;
+the receiver decodes and verifies them (:func:`protocol.event.decode_event`), so the
+bytes that are hashed and stored are the very bytes that were signed.
+
+    counter                                central
+    hello(node, proto, nonce, head)  ─────►
+                                     ◄─────  challenge(nonce, sig over counter's nonce)
+    auth(sig over central's nonce)   ─────►
+                                     ◄─────  welcome(proto, head held, cursor, directory)
+    push(batch, events)              ─────►
+                                     ◄─────  ack(batch, stored, head)       after commit
+    pull(cursor)                     ─────►
+                                     ◄─────  events(after, cursor, events, more)
+                                     ◄─────  events(...)        live, once caught up
+    ping / pong                      ◄────►
+    error(code, message)             ◄────►  then the connection closes
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+from protocol import codec
+from protocol.crypto import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE
+from protocol.errors import DecodeError, SchemaError
+from protocol.event import MAX_EVENT_SIZE, NODE_ID_RE
+
+PROTOCOL_VERSION = 1
+NONCE_SIZE = 32
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_BYTES = 1 << 20
+# A frame holds at most one batch plus its envelope; anything larger is refused with
+# an ``error`` (code ``too_large``) before it is decoded.
+MAX_FRAME_SIZE = MAX_BATCH_BYTES + MAX_EVENT_SIZE + 4096
+MAX_DIRECTORY = 10_000
+MAX_TEXT = 1000
+
+ROLES = frozenset({"central", "cashier", "registration", "pharmacy", "clinic", "lab", "admin"})
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryEntry:
+    """One enrolled node as central knows it: who may sign events, with which key."""
+
+    node: str
+    key: bytes
+    role: str
+    revoked: bool = False
+
+    def to_map(self) -> dict[str, Any]:
+        return {"node": self.node, "key": self.key, "role": self.role, "revoked": self.revoked}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Base of every wire message; ``TYPE`` is the value of the frame's ``type`` key."""
+
+    TYPE: ClassVar[str] = ""
+
+    def to_map(self) -> dict[str, Any]:
+        m: dict[str, Any] = {"type": self.TYPE}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, tuple):
+                v = [x.to_map() if isinstance(x, DirectoryEntry) else x for x in v]
+            m[f.name] = v
+        return m
+
+    def encode(self) -> bytes:
+        """The frame's bytes (canonical msgpack)."""
+        return codec.encode(self.to_map())
+
+
+@dataclass(frozen=True, slots=True)
+class Hello(Message):
+    """Counter → central, first frame: who I am, my fresh nonce, where my chain stands."""
+
+    TYPE: ClassVar[str] = "hello"
+    node: str
+    proto: int
+    nonce: bytes
+    head_seq: int
+    head_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge(Message):
+    """Central → counter: central's fresh nonce, and its signature over the counter's."""
+
+    TYPE: ClassVar[str] = "challenge"
+    nonce: bytes
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Auth(Message):
+    """Counter → central: the counter's signature over central's nonce."""
+
+    TYPE: ClassVar[str] = "auth"
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Message):
+    """Central → counter: accepted; what central holds of the counter; the key directory.
+
+    ``head_seq``/``head_hash`` is the resume point: the counter pushes its events after
+    it.  ``cursor`` is central's current pull position (for the status line's lag).
+    """
+
+    TYPE: ClassVar[str] = "welcome"
+    proto: int
+    head_seq: int
+    head_hash: bytes
+    cursor: int
+    directory: tuple[DirectoryEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Push(Message):
+    """Counter → central: consecutive own events (encoded), batch numbers counting up."""
+
+    TYPE: ClassVar[str] = "push"
+    batch: int
+    events: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Ack(Message):
+    """Central → counter: batch ``batch`` is durably stored; central now holds up to head."""
+
+    TYPE: ClassVar[str] = "ack"
+    batch: int
+    stored: int
+    head_seq: int
+    head_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Pull(Message):
+    """Counter → central: send me others' events after ``cursor``."""
+
+    TYPE: ClassVar[str] = "pull"
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Events(Message):
+    """Central → counter: others' events with cursor positions in ``(after, cursor]``.
+
+    ``more`` is true while the counter is still catching up (it should pull again from
+    ``cursor``); once false, central sends new events unasked as they are committed,
+    each frame starting where the previous one ended, so the counter can check that
+    nothing was skipped.
+    """
+
+    TYPE: ClassVar[str] = "events"
+    after: int
+    cursor: int
+    events: tuple[bytes, ...]
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ping(Message):
+    """Either way: are you there? Answered by a pong with the same ``n``."""
+
+    TYPE: ClassVar[str] = "ping"
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong(Message):
+    TYPE: ClassVar[str] = "pong"
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Error(Message):
+    """Either way, last frame before closing: a stable ``code`` and a plain message."""
+
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str = field(default="")
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (Hello, Challenge, Auth, Welcome, Push, Ack, Pull, Events, Ping, Pong, Error)
+}
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _int(m: dict[str, Any], name: str, lo: int = 0) -> int:
+    v = m[name]
+    if type(v) is not int or v < lo:
+        raise SchemaError(f"{name}: must be an integer ≥ {lo}")
+    return v
+
+
+def _bytes(m: dict[str, Any], name: str, size: int) -> bytes:
+    v = m[name]
+    if type(v) is not bytes or len(v) != size:
+        raise SchemaError(f"{name}: must be {size} bytes")
+    return v
+
+
+def _str(m: dict[str, Any], name: str, max_len: int = MAX_TEXT) -> str:
+    v = m[name]
+    if type(v) is not str or len(v) > max_len:
+        raise SchemaError(f"{name}: must be a string of at most {max_len} characters")
+    return v
+
+
+def _node(m: dict[str, Any], name: str) -> str:
+    v = _str(m, name, 63)
+    if not NODE_ID_RE.match(v):
+        raise SchemaError(f"{name}: {v!r} is not a valid node id")
+    return v
+
+
+def _bool(m: dict[str, Any], name: str) -> bool:
+    v = m[name]
+    if type(v) is not bool:
+        raise SchemaError(f"{name}: must be true or false")
+    return v
+
+
+def _event_list(m: dict[str, Any], name: str, *, allow_empty: bool) -> tuple[bytes, ...]:
+    v = m[name]
+    if type(v) is not list:
+        raise SchemaError(f"{name}: must be a list of encoded events")
+    if not allow_empty and not v:
+        raise SchemaError(f"{name}: must not be empty")
+    if len(v) > MAX_BATCH_EVENTS:
+        raise SchemaError(f"{name}: {len(v)} events is over the batch limit {MAX_BATCH_EVENTS}")
+    for i, e in enumerate(v):
+        if type(e) is not bytes or not 0 < len(e) <= MAX_EVENT_SIZE:
+            raise SchemaError(f"{name}[{i}]: must be 1 to {MAX_EVENT_SIZE} bytes")
+    return tuple(v)
+
+
+def _directory(m: dict[str, Any]) -> tuple[DirectoryEntry, ...]:
+    v = m["directory"]
+    if type(v) is not list or len(v) > MAX_DIRECTORY:
+        raise SchemaError(f"directory: must be a list of at most {MAX_DIRECTORY} entries")
+    out = []
+    for i, e in enumerate(v):
+        if type(e) is not dict or set(e) != {"node", "key", "role", "revoked"}:
+            raise SchemaError(f"directory[{i}]: must be a map of node, key, role, revoked")
+        out.append(
+            DirectoryEntry(
+                node=_node(e, "node"),
+                key=_bytes(e, "key", PUBLIC_KEY_SIZE),
+                role=_str(e, "role", 32),
+                revoked=_bool(e, "revoked"),
+            )
+        )
+    return tuple(out)
+
+
+def _from_map(m: dict[str, Any]) -> Message:
+    t = m.get("type")
+    cls = MESSAGE_TYPES.get(t) if type(t) is str else None
+    if cls is None:
+        raise SchemaError(f"type: {t!r} is not a sync message type")
+    want = {f.name for f in fields(cls)} | {"type"}
+    if set(m) != want:
+        missing = sorted(want - set(m))
+        unknown = sorted(set(m) - want)
+        raise SchemaError(f"{t}: missing field(s) {missing}, unknown field(s) {unknown}")
+    if cls is Hello:
+        return Hello(
+            node=_node(m, "node"),
+            proto=_int(m, "proto"),
+            nonce=_bytes(m, "nonce", NONCE_SIZE),
+            head_seq=_int(m, "head_seq"),
+            head_hash=_bytes(m, "head_hash", HASH_SIZE),
+        )
+    if cls is Challenge:
+        return Challenge(nonce=_bytes(m, "nonce", NONCE_SIZE), sig=_bytes(m, "sig", SIGNATURE_SIZE))
+    if cls is Auth:
+        return Auth(sig=_bytes(m, "sig", SIGNATURE_SIZE))
+    if cls is Welcome:
+        return Welcome(
+            proto=_int(m, "proto"),
+            head_seq=_int(m, "head_seq"),
+            head_hash=_bytes(m, "head_hash", HASH_SIZE),
+            cursor=_int(m, "cursor"),
+            directory=_directory(m),
+        )
+    if cls is Push:
+        return Push(batch=_int(m, "batch", 1), events=_event_list(m, "events", allow_empty=False))
+    if cls is Ack:
+        return Ack(
+            batch=_int(m, "batch", 1),
+            stored=_int(m, "stored"),
+            head_seq=_int(m, "head_seq"),
+            head_hash=_bytes(m, "head_hash", HASH_SIZE),
+        )
+    if cls is Pull:
+        return Pull(cursor=_int(m, "cursor"))
+    if cls is Events:
+        after = _int(m, "after")
+        cursor = _int(m, "cursor")
+        if cursor < after:
+            raise SchemaError("events: cursor must not be before after")
+        evs = _event_list(m, "events", allow_empty=True)
+        if len(evs) > cursor - after:
+            raise SchemaError("events: more events than cursor positions")
+        return Events(after=after, cursor=cursor, events=evs, more=_bool(m, "more"))
+    if cls is Ping:
+        return Ping(n=_int(m, "n"))
+    if cls is Pong:
+        return Pong(n=_int(m, "n"))
+    return Error(code=_str(m, "code", 64), message=_str(m, "message"))
+
+
+def decode_message(data: bytes) -> Message:
+    """Decode one frame; raise DecodeError/SchemaError (ProtocolError) for anything else."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise DecodeError(f"a frame must be binary, got {type(data).__name__}")
+    if len(data) > MAX_FRAME_SIZE:
+        raise FrameTooLarge(f"frame of {len(data)} bytes is over the {MAX_FRAME_SIZE}-byte limit")
+    value = codec.decode(bytes(data), max_size=MAX_FRAME_SIZE)
+    if type(value) is not dict:
+        raise SchemaError("a frame must be a map with a type")
+    return _from_map(value)
+
+
+class FrameTooLarge(DecodeError):
+    """A frame over :data:`MAX_FRAME_SIZE`."""
+
+    code = "too_large"
+
+
+def batch_events(
+    encoded: list[bytes], *, max_events: int = MAX_BATCH_EVENTS, max_bytes: int = MAX_BATCH_BYTES
+) -> list[list[bytes]]:
+    """Split encoded events into batches of at most ``max_events`` and ``max_bytes``.
+
+    A single event is never split; one over ``max_bytes`` on its own still gets a batch
+    (events are at most MAX_EVENT_SIZE, far below the batch limit).
+    """
+    batches: list[list[bytes]] = []
+    cur: list[bytes] = []
+    size = 0
+    for e in encoded:
+        if cur and (len(cur) >= max_events or size + len(e) > max_bytes):
+            batches.append(cur)
+            cur, size = [], 0
+        cur.append(e)
+        size += len(e)
+    if cur:
+        batches.append(cur)
+    return batches

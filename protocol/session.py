@@ -1,0 +1,391 @@
+"""Sans-I/O sync sessions: one state machine for the counter, one for central.
+
+Theory of operation
+-------------------
+A session holds no socket and reads no clock.  The I/O layer feeds it each received
+frame with :meth:`receive`, which returns the decoded :mod:`~protocol.messages` value
+after checking that the message is allowed in the current state and moving to the next
+one; it asks the session for each frame to send through a ``send_*`` method, which
+checks the same way and returns the bytes.  Nonces and keys are arguments, so tests
+are deterministic and the same code runs in the server, the daemon and an in-memory
+pair.
+
+Each end has two tables, ``state -> {message type: next state}``: what it may receive
+and what it may send.  An ``error`` may be received or sent in any state except
+CLOSED, and moves to CLOSED.
+
+    counter (EdgeSession)                     central (CentralSession)
+    START      -send hello->      HELLO_SENT   AWAIT_HELLO -recv hello-> HELLO_RECEIVED
+    HELLO_SENT -recv challenge->  CHALLENGED   HELLO_RECEIVED -send challenge-> CHALLENGED
+    CHALLENGED -send auth->       AUTH_SENT    CHALLENGED -recv auth-> AUTHENTICATED
+    AUTH_SENT  -recv welcome->    READY        AUTHENTICATED -send welcome-> READY
+    READY: send push/pull/ping/pong,           READY: recv push/pull/ping/pong,
+           recv ack/events/ping/pong                  send ack/events/ping/pong
+
+Two kinds of failure, as in h11:
+
+* the *peer* misbehaved (bad bytes, a message out of turn, a signature that does not
+  verify, an ack for a batch never sent, events that skip cursor positions): ``receive``
+  raises a :class:`~protocol.errors.ProtocolError` subclass whose ``code`` is the one to
+  put in the ``error`` frame.  The caller must then send :meth:`send_error` (best
+  effort) and close; the session is CLOSED already.
+* *we* misused the session (sending out of turn): :class:`LocalProtocolError`, a
+  programming error, raised before anything is produced.
+
+Authentication: each side signs the other's fresh 32-byte nonce, bound to both nonces
+and the counter's node id and to the direction, so a signature from one handshake is
+useless in any other, and a counter's signature can never pass for central's.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from protocol import codec
+from protocol.crypto import SigningKey, verify
+from protocol.errors import ProtocolError, SignatureError
+from protocol.event import ChainHead
+from protocol.messages import (
+    NONCE_SIZE,
+    PROTOCOL_VERSION,
+    Ack,
+    Auth,
+    Challenge,
+    DirectoryEntry,
+    Error,
+    Events,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    Pull,
+    Push,
+    Welcome,
+    decode_message,
+)
+
+AUTH_CONTEXT = "onecard/sync/1"
+
+
+class SessionError(ProtocolError):
+    """The peer sent a well-formed message that is not allowed now (out of turn, etc.)."""
+
+    code = "unexpected"
+
+
+class VersionError(ProtocolError):
+    """The peer speaks a protocol version we do not."""
+
+    code = "version"
+
+
+class AuthError(ProtocolError):
+    """The peer failed authentication (signature over our nonce, unknown or revoked key)."""
+
+    code = "auth"
+
+
+class RemoteError(ProtocolError):
+    """The peer sent an ``error`` frame; ``code`` and ``message`` are the peer's."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class LocalProtocolError(RuntimeError):
+    """This side used the session out of turn: a bug in the caller, not the peer's fault."""
+
+
+class State(enum.Enum):
+    START = "start"
+    HELLO_SENT = "hello_sent"
+    CHALLENGED = "challenged"
+    AUTH_SENT = "auth_sent"
+    AWAIT_HELLO = "await_hello"
+    HELLO_RECEIVED = "hello_received"
+    AUTHENTICATED = "authenticated"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+S = State
+Table = dict[State, dict[type[Message], State]]
+
+EDGE_RECEIVE: Table = {
+    S.START: {},
+    S.HELLO_SENT: {Challenge: S.CHALLENGED},
+    S.CHALLENGED: {},
+    S.AUTH_SENT: {Welcome: S.READY},
+    S.READY: {Ack: S.READY, Events: S.READY, Ping: S.READY, Pong: S.READY},
+    S.CLOSED: {},
+}
+EDGE_SEND: Table = {
+    S.START: {Hello: S.HELLO_SENT},
+    S.HELLO_SENT: {},
+    S.CHALLENGED: {Auth: S.AUTH_SENT},
+    S.AUTH_SENT: {},
+    S.READY: {Push: S.READY, Pull: S.READY, Ping: S.READY, Pong: S.READY},
+    S.CLOSED: {},
+}
+CENTRAL_RECEIVE: Table = {
+    S.AWAIT_HELLO: {Hello: S.HELLO_RECEIVED},
+    S.HELLO_RECEIVED: {},
+    S.CHALLENGED: {Auth: S.AUTHENTICATED},
+    S.AUTHENTICATED: {},
+    S.READY: {Push: S.READY, Pull: S.READY, Ping: S.READY, Pong: S.READY},
+    S.CLOSED: {},
+}
+CENTRAL_SEND: Table = {
+    S.AWAIT_HELLO: {},
+    S.HELLO_RECEIVED: {Challenge: S.CHALLENGED},
+    S.CHALLENGED: {},
+    S.AUTHENTICATED: {Welcome: S.READY},
+    S.READY: {Ack: S.READY, Events: S.READY, Ping: S.READY, Pong: S.READY},
+    S.CLOSED: {},
+}
+
+
+def auth_payload(signer: str, node: str, edge_nonce: bytes, central_nonce: bytes) -> bytes:
+    """The bytes a side signs: direction, node id and both nonces, canonically encoded."""
+    return codec.encode([AUTH_CONTEXT, signer, node, edge_nonce, central_nonce])
+
+
+class _Session:
+    _receive_table: Table
+    _send_table: Table
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    def _accept(self, data: bytes) -> Message:
+        """Decode ``data`` and move along the receive table, or close and raise."""
+        if self.state is State.CLOSED:
+            raise SessionError("a frame arrived after the session closed")
+        try:
+            msg = decode_message(data)
+        except ProtocolError:
+            self.state = State.CLOSED
+            raise
+        if isinstance(msg, Error):
+            self.state = State.CLOSED
+            raise RemoteError(msg.code, msg.message)
+        nxt = self._receive_table[self.state].get(type(msg))
+        if nxt is None:
+            bad = self.state
+            self.state = State.CLOSED
+            raise SessionError(f"{msg.TYPE} is not allowed in state {bad.value}")
+        self.state = nxt
+        return msg
+
+    def _emit(self, msg: Message) -> bytes:
+        nxt = self._send_table[self.state].get(type(msg))
+        if nxt is None:
+            raise LocalProtocolError(f"cannot send {msg.TYPE} in state {self.state.value}")
+        data = msg.encode()
+        self.state = nxt
+        return data
+
+    def _fail(self, exc: ProtocolError) -> ProtocolError:
+        self.state = State.CLOSED
+        return exc
+
+    def send_error(self, code: str, message: str) -> bytes:
+        """The last frame to send before closing (allowed in any state but CLOSED)."""
+        if self.state is State.CLOSED:
+            # Still produce the frame: the caller closes right after, and telling the
+            # peer why is worth more than strictness here.
+            return Error(code[:64], message[:1000]).encode()
+        self.state = State.CLOSED
+        return Error(code[:64], message[:1000]).encode()
+
+    def send_ping(self, n: int) -> bytes:
+        return self._emit(Ping(n))
+
+    def send_pong(self, n: int) -> bytes:
+        return self._emit(Pong(n))
+
+
+class EdgeSession(_Session):
+    """The counter's end: hello, prove who it is, then push own events and pull others'.
+
+    After :meth:`receive` returns a ``Challenge`` the caller sends :meth:`send_auth`.
+    It tracks pushed batches so an ``ack`` for a batch never sent, or out of order, is
+    refused, and it checks that ``events`` frames follow each other with no gap.
+    """
+
+    _receive_table = EDGE_RECEIVE
+    _send_table = EDGE_SEND
+
+    def __init__(self, node: str, key: SigningKey, central_key: bytes, nonce: bytes) -> None:
+        super().__init__(State.START)
+        if len(nonce) != NONCE_SIZE:
+            raise ValueError(f"a nonce is {NONCE_SIZE} bytes")
+        self.node = node
+        self._key = key
+        self._central_key = central_key
+        self._nonce = nonce
+        self._central_nonce = b""
+        self._next_batch = 1
+        self._in_flight: list[tuple[int, int]] = []  # (batch, last seq in it)
+        self.cursor: int | None = None  # where the next events frame must start
+        self.welcome: Welcome | None = None
+
+    @property
+    def in_flight(self) -> int:
+        """How many pushed batches are not yet acknowledged."""
+        return len(self._in_flight)
+
+    def send_hello(self, head: ChainHead) -> bytes:
+        return self._emit(Hello(self.node, PROTOCOL_VERSION, self._nonce, head.seq, head.hash))
+
+    def send_auth(self) -> bytes:
+        sig = self._key.sign(auth_payload("edge", self.node, self._nonce, self._central_nonce))
+        return self._emit(Auth(sig))
+
+    def send_push(self, events: list[bytes], last_seq: int) -> bytes:
+        """A push of own encoded ``events`` ending at ``last_seq``; returns the frame."""
+        if not events:
+            raise LocalProtocolError("a push needs at least one event")
+        batch = self._next_batch
+        data = self._emit(Push(batch, tuple(events)))
+        self._next_batch += 1
+        self._in_flight.append((batch, last_seq))
+        return data
+
+    def send_pull(self, cursor: int) -> bytes:
+        """Ask for others' events after ``cursor``; following events frames start there."""
+        data = self._emit(Pull(cursor))
+        self.cursor = cursor
+        return data
+
+    def receive(self, data: bytes) -> Message:
+        """Take one frame; return its message or raise ProtocolError (then send error, close)."""
+        msg = self._accept(data)
+        if isinstance(msg, Challenge):
+            try:
+                verify(
+                    self._central_key,
+                    auth_payload("central", self.node, self._nonce, msg.nonce),
+                    msg.sig,
+                )
+            except SignatureError:
+                raise self._fail(
+                    AuthError("central's signature does not match the pinned central key")
+                ) from None
+            self._central_nonce = msg.nonce
+        elif isinstance(msg, Welcome):
+            if msg.proto != PROTOCOL_VERSION:
+                raise self._fail(VersionError(f"central answered protocol {msg.proto}"))
+            self.welcome = msg
+        elif isinstance(msg, Ack):
+            if not self._in_flight or self._in_flight[0][0] != msg.batch:
+                raise self._fail(SessionError(f"ack for batch {msg.batch}, which is not next"))
+            _, last_seq = self._in_flight.pop(0)
+            if msg.head_seq < last_seq:
+                raise self._fail(
+                    SessionError(
+                        f"ack for batch {msg.batch} says central holds only"
+                        f" seq {msg.head_seq} < {last_seq}"
+                    )
+                )
+        elif isinstance(msg, Events):
+            if self.cursor is None or msg.after != self.cursor:
+                raise self._fail(
+                    SessionError(f"events start after {msg.after}, expected after {self.cursor}")
+                )
+            self.cursor = msg.cursor
+        return msg
+
+
+class CentralSession(_Session):
+    """Central's end of one counter's connection.
+
+    After ``receive`` returns the ``Hello``, the caller looks the node up and either sends
+    :meth:`send_error` (unknown, revoked) or :meth:`send_challenge` with the node's
+    enrolled key; after the ``Auth`` it sends :meth:`send_welcome`.
+    """
+
+    _receive_table = CENTRAL_RECEIVE
+    _send_table = CENTRAL_SEND
+
+    def __init__(self, key: SigningKey, nonce: bytes) -> None:
+        super().__init__(State.AWAIT_HELLO)
+        if len(nonce) != NONCE_SIZE:
+            raise ValueError(f"a nonce is {NONCE_SIZE} bytes")
+        self._key = key
+        self._nonce = nonce
+        self.hello: Hello | None = None
+        self._node_key = b""
+        self._last_batch = 0
+        self.sent_cursor: int | None = None
+
+    @property
+    def node(self) -> str:
+        if self.hello is None:
+            raise LocalProtocolError("no hello yet")
+        return self.hello.node
+
+    @property
+    def authenticated(self) -> bool:
+        return self.state in (State.AUTHENTICATED, State.READY)
+
+    def send_challenge(self, node_key: bytes) -> bytes:
+        """Challenge the counter, which must prove it holds the private half of ``node_key``."""
+        if self.hello is None:
+            raise LocalProtocolError("no hello yet")
+        self._node_key = node_key
+        sig = self._key.sign(
+            auth_payload("central", self.hello.node, self.hello.nonce, self._nonce)
+        )
+        return self._emit(Challenge(self._nonce, sig))
+
+    def send_welcome(
+        self,
+        head: ChainHead,
+        cursor: int,
+        directory: list[DirectoryEntry] | tuple[DirectoryEntry, ...],
+    ) -> bytes:
+        return self._emit(Welcome(PROTOCOL_VERSION, head.seq, head.hash, cursor, tuple(directory)))
+
+    def send_ack(self, batch: int, stored: int, head: ChainHead) -> bytes:
+        return self._emit(Ack(batch, stored, head.seq, head.hash))
+
+    def send_events(self, after: int, cursor: int, events: list[bytes], more: bool) -> bytes:
+        return self._emit(Events(after, cursor, tuple(events), more))
+
+    def receive(self, data: bytes) -> Message:
+        """Take one frame; return its message or raise ProtocolError (then send error, close)."""
+        msg = self._accept(data)
+        if isinstance(msg, Hello):
+            if msg.proto != PROTOCOL_VERSION:
+                raise self._fail(
+                    VersionError(
+                        f"protocol {msg.proto} is not supported (central speaks {PROTOCOL_VERSION})"
+                    )
+                )
+            self.hello = msg
+        elif isinstance(msg, Auth):
+            assert self.hello is not None
+            try:
+                verify(
+                    self._node_key,
+                    auth_payload("edge", self.hello.node, self.hello.nonce, self._nonce),
+                    msg.sig,
+                )
+            except SignatureError:
+                raise self._fail(
+                    AuthError(f"{self.hello.node}: signature does not match the enrolled key")
+                ) from None
+        elif isinstance(msg, Push):
+            if msg.batch <= self._last_batch:
+                raise self._fail(
+                    SessionError(f"push batch {msg.batch} after batch {self._last_batch}")
+                )
+            self._last_batch = msg.batch
+        return msg
