@@ -175,6 +175,13 @@ class Ledger:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` in the ledger's thread (for store modules with own tables).
+
+        ``fn`` must do a whole transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) itself.
+        """
+        return await self._run(fn, *args)
+
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(conn, *args)`` in the connection's thread: one hop per transaction."""
         db = self._db
