@@ -21,6 +21,7 @@ Example (``onecard-edge init`` writes one)::
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -141,22 +142,23 @@ def load_key(path: Path) -> SigningKey:
 
 def render(cfg: EdgeConfig) -> str:
     """The TOML text of a config (as ``init`` writes it)."""
+    q = json.dumps  # a JSON string is a valid TOML basic string
     lines = [
-        f'node_id = "{cfg.node_id}"',
-        f'role = "{cfg.role}"',
-        f'db = "{cfg.db}"',
-        f'key_file = "{cfg.key_file}"',
-        f'language = "{cfg.language}"',
-        f'timezone = "{cfg.timezone}"',
-        f'day_cutoff = "{cfg.day_cutoff}"',
+        f"node_id = {q(cfg.node_id)}",
+        f"role = {q(cfg.role)}",
+        f"db = {q(str(cfg.db))}",
+        f"key_file = {q(str(cfg.key_file))}",
+        f"language = {q(cfg.language)}",
+        f"timezone = {q(cfg.timezone)}",
+        f"day_cutoff = {q(cfg.day_cutoff)}",
         f"registration_fee = {cfg.registration_fee}",
         f"idle_lock_s = {cfg.idle_lock_s}",
-        f'printer = "{cfg.printer}"',
-        f'price_list = "{cfg.price_list}"',
+        f"printer = {q(cfg.printer)}",
+        f"price_list = {q(cfg.price_list)}",
         "",
         "[sync]",
-        f'central_url = "{cfg.sync.central_url}"',
-        f'central_key = "{cfg.sync.central_key}"',
+        f"central_url = {q(cfg.sync.central_url)}",
+        f"central_key = {q(cfg.sync.central_key)}",
         "",
     ]
     return "\n".join(lines)

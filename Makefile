@@ -1,0 +1,40 @@
+# onecard: `make demo` to see it, `make test` to prove it. Both work on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint walkthrough bench clean
+
+# The runtime install (no compiler or system packages needed).
+$(BIN)/.base: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+# Everything the tests need: Debian's PC/SC stack (pyscard builds against it), dev extras.
+$(BIN)/.dev: pyproject.toml scripts/install-system-deps.sh $(BIN)/.base
+	scripts/install-system-deps.sh
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/.base
+	$(BIN)/python -m edge_node.demo
+
+walkthrough: $(BIN)/.base
+	$(BIN)/python -m edge_node.walkthrough
+
+lint: $(BIN)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(BIN)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/.dev
+	$(BIN)/python bench/edge_append.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

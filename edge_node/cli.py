@@ -1,0 +1,243 @@
+"""``onecard-edge``: set up and inspect a counter (edge node).
+
+Every subcommand takes ``--config`` (default ``$ONECARD_EDGE_CONFIG`` or
+``./onecard-edge.toml``).  Exit codes: 0 done, 1 refused or broken (a message says
+why), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from edge_node import config as cfgmod
+from edge_node.errors import EdgeError
+from edge_node.ledger import Ledger
+from edge_node.service import CounterService
+from protocol import nationalid
+from protocol.crypto import SigningKey
+from protocol.event import decode_event
+from protocol.money import yuan
+
+DEFAULT_CONFIG = "onecard-edge.toml"
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(args.config or os.environ.get("ONECARD_EDGE_CONFIG") or DEFAULT_CONFIG)
+
+
+async def _open(args: argparse.Namespace, *, with_key: bool = False) -> tuple[cfgmod.EdgeConfig,
+                                                                             Ledger]:
+    cfg = cfgmod.load(_config_path(args))
+    key = cfg.load_key()
+    ledger = await Ledger.open(cfg.db, cfg.node_id, key, rule_config=cfg.rules)
+    return cfg, ledger
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create the node key (mode 0600) and a config; print the fingerprint to enrol."""
+    path = _config_path(args)
+    if path.exists() and not args.force:
+        print(f"{path} already exists (use --force to overwrite the config; the key is kept)",
+              file=sys.stderr)
+        return 1
+    base = path.parent.resolve()
+    data_dir = Path(args.data_dir).resolve() if args.data_dir else base
+    cfg = cfgmod.EdgeConfig(
+        node_id=args.node_id, role=args.role, db=data_dir / f"{args.node_id}.sqlite3",
+        key_file=data_dir / "node.key", language=args.language,
+        sync=cfgmod.SyncConfig(args.central_url, args.central_key or ""),
+    )
+    cfgmod.from_dict({"node_id": cfg.node_id, "role": cfg.role, "language": cfg.language})
+    if cfg.key_file.exists():
+        key = cfgmod.load_key(cfg.key_file)
+        print(f"keeping the existing key {cfg.key_file}")
+    else:
+        key = SigningKey.generate()
+        cfgmod.write_key(cfg.key_file, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(cfgmod.render(cfg), encoding="utf-8")
+    print(f"counter {cfg.node_id} ({cfg.role}) configured in {path}")
+    print(f"public key  {key.public_key.hex()}")
+    print(f"fingerprint {key.fingerprint}")
+    print("enrol it at central:  onecard-central enrol "
+          f"{cfg.node_id} --key {key.public_key.hex()} --role {cfg.role}")
+    return 0
+
+
+async def cmd_info(args: argparse.Namespace) -> int:
+    cfg, ledger = await _open(args)
+    async with ledger:
+        head = await ledger.head()
+        st = await ledger.sync_state()
+        n = await ledger.event_count()
+        heads = await ledger.node_heads()
+    print(f"node        {cfg.node_id} ({cfg.role})")
+    print(f"fingerprint {cfg.load_key().fingerprint}")
+    print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
+    print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
+    print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
+          f"{st.received} received, last sync {st.last_sync_ms or 'never'}")
+    return 0
+
+
+async def cmd_verify(args: argparse.Namespace) -> int:
+    _, ledger = await _open(args)
+    async with ledger:
+        report = await ledger.verify()
+    print(report)
+    return 0 if report.ok else 1
+
+
+async def cmd_rebuild(args: argparse.Namespace) -> int:
+    _, ledger = await _open(args)
+    async with ledger:
+        n = await ledger.rebuild(progress=lambda k: print(f"  … {k} events", file=sys.stderr))
+    print(f"projections rebuilt from {n} events")
+    return 0
+
+
+async def _card_view(args: argparse.Namespace) -> tuple[CounterService, Any, Ledger]:
+    _, ledger = await _open(args)
+    service = CounterService(ledger)
+    try:
+        return service, await service.lookup_card(args.card), ledger
+    except BaseException:
+        await ledger.close()
+        raise
+
+
+async def cmd_balance(args: argparse.Namespace) -> int:
+    _, view, ledger = await _card_view(args)
+    await ledger.close()
+    a = view.account
+    print(f"card {args.card} ({view.card.status}) → patient {view.patient.patient_id} "
+          f"{view.patient.name}")
+    print(f"balance {yuan(a.balance)}  credit {yuan(a.credit_limit)}  "
+          f"available {yuan(a.available)}{'  (settled: closed)' if a.closed else ''}")
+    return 0
+
+
+async def cmd_history(args: argparse.Namespace) -> int:
+    service, view, ledger = await _card_view(args)
+    async with ledger:
+        events = await service.history(view.patient.patient_id, args.limit)
+    for ev in reversed(events):
+        amount = ev.body.get("amount")
+        money = f" {yuan(amount)}" if isinstance(amount, int) else ""
+        print(f"{ev.hlc.wall}  {ev.node}#{ev.seq}  {ev.operator:<10} {ev.kind}{money}")
+    return 0
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    """Every event as one JSON line (bytes as hex; national IDs masked unless --full)."""
+    _, ledger = await _open(args)
+    out = sys.stdout
+    async with ledger:
+        after = 0
+        while True:
+            page = await ledger.events(after, 1000)
+            if not page:
+                break
+            for rowid, data in page:
+                ev = decode_event(data)
+                body = dict(ev.body)
+                if "national_id" in body and not args.full:
+                    body["national_id"] = nationalid.mask(body["national_id"])
+                out.write(json.dumps({
+                    "node": ev.node, "seq": ev.seq, "hlc": [ev.hlc.wall, ev.hlc.counter],
+                    "operator": ev.operator, "kind": ev.kind, "body": _jsonable(body),
+                    "prev": ev.prev.hex(), "sig": ev.sig.hex(),
+                }, ensure_ascii=False, sort_keys=True) + "\n")
+                after = rowid
+    return 0
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.hex()
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from edge_node.sync import daemon  # imported here: only this command needs websockets
+
+    cfg = cfgmod.load(_config_path(args))
+    try:
+        asyncio.run(daemon.run(cfg))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_node.tui import app  # imported here: only this command needs textual
+
+    cfg = cfgmod.load(_config_path(args))
+    app.run(cfg)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onecard-edge", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help=f"counter config (default $ONECARD_EDGE_CONFIG or "
+                   f"./{DEFAULT_CONFIG})")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("init", help="create this counter's key and config; print its fingerprint")
+    s.add_argument("node_id", help="unique counter id, e.g. cashier-01")
+    s.add_argument("--role", default="cashier", choices=cfgmod.ROLES, help="counter role")
+    s.add_argument("--data-dir", help="where the ledger and key live (default: beside config)")
+    s.add_argument("--language", default="zh", choices=("zh", "en"), help="screen language")
+    s.add_argument("--central-url", default="ws://127.0.0.1:8765/sync", help="central's URL")
+    s.add_argument("--central-key", help="central's public key (hex), pinned")
+    s.add_argument("--force", action="store_true", help="overwrite an existing config")
+    s.set_defaults(func=cmd_init)
+
+    for name, fn, help_ in (("info", cmd_info, "node id, fingerprint, ledger and sync status"),
+                            ("verify", cmd_verify, "check every chain, hash and signature"),
+                            ("rebuild", cmd_rebuild, "refold all projections from the events"),
+                            ("export", cmd_export, "all events as JSON lines on stdout")):
+        s = sub.add_parser(name, help=help_)
+        s.set_defaults(func=fn)
+        if name == "export":
+            s.add_argument("--full", action="store_true", help="do not mask national IDs")
+    s = sub.add_parser("balance", help="a card's patient, status and balance")
+    s.add_argument("card")
+    s.set_defaults(func=cmd_balance)
+    s = sub.add_parser("history", help="a card's patient's account history")
+    s.add_argument("card")
+    s.add_argument("--limit", type=int, default=200)
+    s.set_defaults(func=cmd_history)
+    s = sub.add_parser("sync", help="run the sync daemon (long-running, beside the TUI)")
+    s.set_defaults(func=cmd_sync)
+    s = sub.add_parser("run", help="run the counter's terminal app")
+    s.set_defaults(func=cmd_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int | Awaitable[int]] = args.func
+    try:
+        result = func(args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result)  # type: ignore[arg-type]
+    except EdgeError as exc:
+        print(f"{exc.title}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
