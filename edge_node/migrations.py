@@ -68,6 +68,18 @@ CREATE TABLE patient_events (
     PRIMARY KEY (patient_id, event_rowid)
 ) WITHOUT ROWID;
 """),
+    (2, "counter staff: operator login with Argon2id PIN hashes", """
+CREATE TABLE staff (
+    staff_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,                 -- cashier | supervisor | admin
+    pin_hash TEXT NOT NULL,             -- Argon2id (argon2-cffi encoded form)
+    created_ms INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,  -- wrong PINs in a row
+    locked_until_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+"""),
 ]
 
 
