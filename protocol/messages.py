@@ -50,7 +50,8 @@ MAX_FRAME_SIZE = MAX_BATCH_BYTES + MAX_EVENT_SIZE + 4096
 MAX_DIRECTORY = 10_000
 MAX_TEXT = 1000
 
-ROLES = frozenset({"central", "cashier", "registration", "pharmacy", "clinic", "lab", "admin"})
+# Counter roles as edge_node.config knows them, plus central itself.
+ROLES = frozenset({"central", "cashier", "triage", "doctor", "lab", "pharmacy", "kiosk"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -323,7 +323,7 @@ class CentralSession(_Session):
         self.hello: Hello | None = None
         self._node_key = b""
         self._last_batch = 0
-        self.sent_cursor: int | None = None
+        self.pulled = False
 
     @property
     def node(self) -> str:
@@ -388,4 +388,8 @@ class CentralSession(_Session):
                     SessionError(f"push batch {msg.batch} after batch {self._last_batch}")
                 )
             self._last_batch = msg.batch
+        elif isinstance(msg, Pull):
+            if self.pulled:
+                raise self._fail(SessionError("pull may be sent once per connection"))
+            self.pulled = True
         return msg

@@ -1,0 +1,223 @@
+"""``onecard-central``: set up central, enrol and revoke counters, list them, serve.
+
+    onecard-central [--config PATH] init [--dir DIR] [--port N]
+    onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE
+    onecard-central [--config PATH] revoke NODE
+    onecard-central [--config PATH] nodes
+    onecard-central [--config PATH] serve [--host H] [--port N]
+
+Exit status: 0 done, 1 refused (bad input, node unknown), 2 usage or config error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from central.config import (
+    CentralConfig,
+    CentralConfigError,
+    default_config_path,
+    load_key,
+    render_config,
+    write_key,
+)
+from central.store import CentralStore, enrol_central
+from protocol.crypto import SigningKey, fingerprint
+from protocol.event import CENTRAL, NODE_ID_RE
+from protocol.messages import ROLES
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="onecard-central",
+        description="The onecard central server: enrol counters and serve their sync.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="central TOML config (default: $ONECARD_CENTRAL_CONFIG or the data dir)",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    i = sub.add_parser("init", help="create central's key, config and database")
+    i.add_argument("--dir", type=Path, default=None, help="where to put them (default: data dir)")
+    i.add_argument("--port", type=int, default=8765, help="port `serve` listens on (8765)")
+
+    e = sub.add_parser("enrol", help="enrol a counter by its public key")
+    e.add_argument("node", help="the counter's node id, e.g. cashier-01")
+    e.add_argument("--key", required=True, help="the counter's public key, 64 hex digits")
+    e.add_argument("--role", required=True, help=f"one of: {', '.join(sorted(ROLES - {CENTRAL}))}")
+
+    r = sub.add_parser("revoke", help="revoke a counter: it can no longer connect or push")
+    r.add_argument("node", help="the counter's node id")
+
+    sub.add_parser("nodes", help="list counters: role, last seen, head seq, lag, online")
+
+    s = sub.add_parser("serve", help="serve counters over websockets (GET /healthz for health)")
+    s.add_argument("--host", default=None, help="listen address (config: host)")
+    s.add_argument("--port", type=int, default=None, help="listen port, 0 = any (config: port)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg_path: Path = args.config or default_config_path()
+    try:
+        if args.command == "init":
+            return _init(cfg_path, args.dir, args.port)
+        cfg = CentralConfig.load(cfg_path)
+        if args.command == "enrol":
+            return asyncio.run(_enrol(cfg, args.node, args.key, args.role))
+        if args.command == "revoke":
+            return asyncio.run(_revoke(cfg, args.node))
+        if args.command == "nodes":
+            return asyncio.run(_nodes(cfg))
+        if args.command == "serve":
+            if args.host is not None:
+                cfg = dataclasses.replace(cfg, host=args.host)
+            if args.port is not None:
+                cfg = dataclasses.replace(cfg, port=args.port)
+            return _serve(cfg)
+    except CentralConfigError as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def _init(cfg_path: Path, directory: Path | None, port: int) -> int:
+    d = directory or cfg_path.parent
+    if directory is not None:
+        cfg_path = d / "central.toml"
+    if cfg_path.exists():
+        print(f"onecard-central: {cfg_path} exists; refusing to overwrite", file=sys.stderr)
+        return 1
+    d.mkdir(parents=True, exist_ok=True)
+    cfg_path.write_text(render_config(port=port), encoding="utf-8")
+    cfg = CentralConfig.load(cfg_path)
+    key = SigningKey.generate()
+    write_key(cfg.key_file, key)
+
+    async def setup() -> None:
+        store = await CentralStore.open(cfg.db)
+        try:
+            await enrol_central(store, key)
+        finally:
+            await store.close()
+
+    asyncio.run(setup())
+    print(f"config      {cfg_path}")
+    print(f"database    {cfg.db}")
+    print(f"key file    {cfg.key_file} (keep secret, mode 0600)")
+    print(f"central key {key.public_key.hex()}")
+    print(f"fingerprint {key.fingerprint}")
+    print('Pin the central key in every counter\'s config: [sync] central_key = "…"')
+    return 0
+
+
+async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str) -> int:
+    if not NODE_ID_RE.match(node) or node == CENTRAL:
+        print(f"onecard-central: {node!r} is not a valid counter node id", file=sys.stderr)
+        return 1
+    if role not in ROLES or role == CENTRAL:
+        print(
+            f"onecard-central: role must be one of {', '.join(sorted(ROLES - {CENTRAL}))}",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        pubkey = bytes.fromhex(key_hex.strip())
+        fp = fingerprint(pubkey)
+    except ValueError:
+        print("onecard-central: --key must be 64 hex digits (32 bytes)", file=sys.stderr)
+        return 1
+    store = await CentralStore.open(cfg.db)
+    try:
+        await store.enrol(node, pubkey, role)
+    except ValueError as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"enrolled {node} as {role}")
+    print(f"fingerprint {fp}  — compare with the one the counter shows")
+    return 0
+
+
+async def _revoke(cfg: CentralConfig, node: str) -> int:
+    store = await CentralStore.open(cfg.db)
+    try:
+        ok = await store.revoke(node)
+    finally:
+        await store.close()
+    if not ok:
+        print(f"onecard-central: {node} is not an enrolled counter", file=sys.stderr)
+        return 1
+    print(f"revoked {node}: it can no longer connect; its events so far are kept")
+    return 0
+
+
+async def _nodes(cfg: CentralConfig) -> int:
+    store = await CentralStore.open(cfg.db)
+    try:
+        nodes = await store.nodes()
+        top = await store.cursor()
+    finally:
+        await store.close()
+    now = time.time_ns() // 1_000_000
+    print(
+        f"{'node':<20} {'role':<13} {'state':<8} {'last seen':<12} {'head':>8} {'lag':>8}"
+        f"  fingerprint"
+    )
+    for n in nodes:
+        state = "revoked" if n.revoked else ("online" if n.online else "offline")
+        seen = _ago(now - n.last_seen_ms) if n.last_seen_ms else "never"
+        lag = "-" if n.id == CENTRAL else str(max(0, top - n.pull_cursor))
+        print(
+            f"{n.id:<20} {n.role:<13} {state:<8} {seen:<12} {n.head.seq:>8} {lag:>8}"
+            f"  {fingerprint(n.pubkey)}"
+        )
+    return 0
+
+
+def _ago(ms: int) -> str:
+    s = max(0, ms // 1000)
+    if s < 120:
+        return f"{s}s ago"
+    if s < 7200:
+        return f"{s // 60}m ago"
+    if s < 172800:
+        return f"{s // 3600}h ago"
+    return f"{s // 86400}d ago"
+
+
+def _serve(cfg: CentralConfig) -> int:
+    from central.server import run_server
+
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s %(message)s",
+    )
+    load_key(cfg.key_file)  # fail early with a clear message
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_server(cfg, stop=stop)
+
+    asyncio.run(go())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

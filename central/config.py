@@ -1,0 +1,134 @@
+"""Central's configuration: one TOML file, every key documented with its default.
+
+    [central]
+    db = "central.sqlite3"        # SQLite file; relative paths are relative to this file
+    key_file = "central.key"      # central's Ed25519 seed, 64 hex digits, mode 0600
+    host = "127.0.0.1"            # address `serve` listens on
+    port = 8765                   # 0 picks a free port (printed on start)
+    handshake_timeout_s = 10      # hello → welcome must finish within this
+    idle_timeout_s = 120          # a connection silent this long is closed
+
+Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
+systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
+``/var/lib/onecard``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from protocol.crypto import SigningKey
+
+
+class CentralConfigError(Exception):
+    """The config or key file is missing or wrong; the message says which and how to fix."""
+
+
+def default_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "onecard" / "central"
+
+
+def default_config_path() -> Path:
+    env = os.environ.get("ONECARD_CENTRAL_CONFIG")
+    return Path(env) if env else default_dir() / "central.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class CentralConfig:
+    path: Path
+    db: Path
+    key_file: Path
+    host: str = "127.0.0.1"
+    port: int = 8765
+    handshake_timeout_s: int = 10
+    idle_timeout_s: int = 120
+
+    @classmethod
+    def load(cls, path: str | Path) -> CentralConfig:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise CentralConfigError(
+                f"{p}: no such config file (run `onecard-central init` first)"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise CentralConfigError(f"{p}: not valid TOML: {exc}") from None
+        sec = raw.get("central", {})
+        if not isinstance(sec, dict):
+            raise CentralConfigError(f"{p}: [central] must be a table")
+        known = {"db", "key_file", "host", "port", "handshake_timeout_s", "idle_timeout_s"}
+        unknown = sorted(set(sec) - known)
+        if unknown:
+            raise CentralConfigError(f"{p}: unknown key(s) in [central]: {', '.join(unknown)}")
+
+        def rel(v: object, name: str) -> Path:
+            if not isinstance(v, str) or not v:
+                raise CentralConfigError(f"{p}: [central] {name} must be a path string")
+            q = Path(v).expanduser()
+            return q if q.is_absolute() else p.parent / q
+
+        def integer(name: str, default: int, lo: int, hi: int) -> int:
+            v = sec.get(name, default)
+            if type(v) is not int or not lo <= v <= hi:
+                raise CentralConfigError(f"{p}: [central] {name} must be an integer {lo}–{hi}")
+            return v
+
+        host = sec.get("host", "127.0.0.1")
+        if not isinstance(host, str):
+            raise CentralConfigError(f"{p}: [central] host must be a string")
+        return cls(
+            path=p,
+            db=rel(sec.get("db", "central.sqlite3"), "db"),
+            key_file=rel(sec.get("key_file", "central.key"), "key_file"),
+            host=host,
+            port=integer("port", 8765, 0, 65535),
+            handshake_timeout_s=integer("handshake_timeout_s", 10, 1, 3600),
+            idle_timeout_s=integer("idle_timeout_s", 120, 5, 86400),
+        )
+
+
+def render_config(
+    db: str = "central.sqlite3",
+    key_file: str = "central.key",
+    host: str = "127.0.0.1",
+    port: int = 8765,
+) -> str:
+    """The text of a fresh config file with every key and its meaning."""
+    return (
+        "# onecard central — see central/config.py for every key and its default\n"
+        "[central]\n"
+        f'db = "{db}"                  # SQLite file, relative to this file\n'
+        f'key_file = "{key_file}"      # Ed25519 seed, 64 hex digits, keep at mode 0600\n'
+        f'host = "{host}"\n'
+        f"port = {port}                 # 0 = pick a free port, printed on start\n"
+        "handshake_timeout_s = 10\n"
+        "idle_timeout_s = 120\n"
+    )
+
+
+def load_key(path: Path) -> SigningKey:
+    """Read an Ed25519 seed stored as 64 hex digits."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise CentralConfigError(f"{path}: key file missing (run `onecard-central init`)") from None
+    try:
+        seed = bytes.fromhex(text)
+    except ValueError:
+        raise CentralConfigError(f"{path}: not 64 hex digits") from None
+    if len(seed) != 32:
+        raise CentralConfigError(f"{path}: not 64 hex digits")
+    return SigningKey(seed)
+
+
+def write_key(path: Path, key: SigningKey) -> None:
+    """Write the seed as hex, created with mode 0600 (refuses to overwrite)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(key.seed.hex() + "\n")

@@ -1,0 +1,537 @@
+"""Central's store: enrolled nodes, every node's events, the pull cursor, quarantine.
+
+Theory of operation
+-------------------
+``events`` holds each node's signed bytes exactly as signed, unique on ``(node, seq)``,
+and a ``pos``: its place in the **pull cursor**.  Positions are gapless and follow
+commit order because they are handed out from a single-row counter (``cursor``) that
+the ingesting transaction itself increments: the row is locked until that transaction
+commits (SQLite: the one write lock; PostgreSQL: the row lock of ``UPDATE … RETURNING``),
+so a later commit always gets higher positions, and a rollback gives its positions
+back.  A reader that reads the counter and the events in one snapshot therefore sees
+every event up to the counter and never skips one that commits later with a lower
+position — the bug of plain autoincrement ids with several writers.
+
+Ingest of a batch is all or nothing: the pure checks (:func:`prepare_batch`: shape,
+author, signature, links inside the batch) run before the transaction, and the checks
+against what is held (node enrolled and not revoked, key unchanged, resend vs
+equivocation, link to the stored head) run inside it.  An event already held with the
+same hash is a no-op; a *different* event at a held ``(node, seq)`` is an equivocation:
+the offered bytes go to ``quarantine`` (never into ``events``) and the batch is refused.
+
+Two aiosqlite connections: one writer (serialised by a lock), one reader, so pulls
+run beside ingests under WAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256
+from protocol.errors import ProtocolError, SchemaError, SignatureError
+from protocol.event import CENTRAL, NODE_ID_RE, ChainError, ChainHead, decode_event
+from protocol.messages import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, DirectoryEntry
+
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (
+        1,
+        "nodes, events, gapless cursor, quarantine",
+        """
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    pubkey BLOB NOT NULL,
+    role TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    enrolled_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,
+    last_seen_ms INTEGER NOT NULL DEFAULT 0,
+    online INTEGER NOT NULL DEFAULT 0,
+    head_seq INTEGER NOT NULL DEFAULT 0,
+    head_hash BLOB NOT NULL,
+    pull_cursor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE events (
+    pos INTEGER PRIMARY KEY,            -- the pull cursor: gapless, commit-ordered
+    node TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    data BLOB NOT NULL,                 -- canonical signed bytes, exactly as signed
+    received_ms INTEGER NOT NULL,
+    UNIQUE (node, seq)
+);
+CREATE TABLE cursor (id INTEGER PRIMARY KEY CHECK (id = 1), pos INTEGER NOT NULL);
+INSERT INTO cursor (id, pos) VALUES (1, 0);
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    node TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    held_hash BLOB NOT NULL,
+    offered_hash BLOB NOT NULL,
+    offered BLOB NOT NULL,
+    received_ms INTEGER NOT NULL,
+    UNIQUE (node, seq, offered_hash)
+);
+""",
+    ),
+]
+
+
+class IngestError(ProtocolError):
+    """A batch central refuses; ``code`` goes into the ``error`` frame."""
+
+    code = "ingest"
+
+
+class UnknownNode(IngestError):
+    code = "unknown_node"
+
+
+class RevokedNode(IngestError):
+    code = "revoked"
+
+
+class WrongNode(IngestError):
+    """An event in a node's push claims to be another node's."""
+
+    code = "wrong_node"
+
+
+class Equivocation(IngestError):
+    """A different event at a ``(node, seq)`` central already holds."""
+
+    code = "equivocation"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    id: str
+    pubkey: bytes
+    role: str
+    revoked: bool
+    enrolled_ms: int
+    last_seen_ms: int
+    online: bool
+    head: ChainHead
+    pull_cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One event of a batch after the pure checks: what the transaction needs."""
+
+    seq: int
+    prev: bytes
+    hash: bytes
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    stored: int
+    head: ChainHead
+    first_pos: int = 0
+    last_pos: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Events of a pull, with cursor positions in ``(after, cursor]``."""
+
+    after: int
+    cursor: int
+    events: list[bytes]
+    more: bool
+
+
+def prepare_batch(node: str, key: bytes, encoded: Iterable[bytes]) -> list[Prepared]:
+    """Decode, check author and signature, and check links inside the batch (pure, CPU).
+
+    Raises a ProtocolError naming the first bad event; callers store nothing then.
+    """
+    out: list[Prepared] = []
+    for i, data in enumerate(encoded):
+        try:
+            ev = decode_event(data)
+        except ProtocolError as exc:
+            raise type(exc)(f"event {i}: {exc}") from None
+        if ev.node != node:
+            raise WrongNode(f"event {i} claims node {ev.node!r}, but this is {node!r}'s session")
+        try:
+            ev.verify_signature(key)
+        except SignatureError:
+            raise SignatureError(f"{node} seq {ev.seq}: signature does not verify") from None
+        h = blake2b_256(data)  # canonical: these are ev.encode() byte for byte
+        if out:
+            last = out[-1]
+            if ev.seq != last.seq + 1:
+                raise ChainError(f"{node}: seq {ev.seq} follows seq {last.seq} in one batch")
+            if ev.prev != last.hash:
+                raise ChainError(f"{node} seq {ev.seq}: prev is not the hash of seq {last.seq}")
+        out.append(Prepared(ev.seq, ev.prev, h, data))
+    return out
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CentralStore:
+    """The central database. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._w = writer
+        self._r = reader
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> CentralStore:
+        path = str(path)
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        writer = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute("PRAGMA synchronous=FULL")
+            await writer.execute("PRAGMA busy_timeout=10000")
+            await writer.execute("PRAGMA foreign_keys=ON")
+            await _migrate(writer)
+            reader = await aiosqlite.connect(path, isolation_level=None)
+            await reader.execute("PRAGMA busy_timeout=10000")
+            await reader.execute("PRAGMA query_only=ON")
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        await self._r.close()
+        await self._w.close()
+
+    # ------------------------------------------------------------------ nodes
+
+    async def enrol(self, node: str, pubkey: bytes, role: str, now_ms: int | None = None) -> None:
+        """Enrol ``node`` with its public key; re-enrolling a revoked node rotates its key.
+
+        Raises ValueError if the node is enrolled and not revoked (revoke it first).
+        """
+        if not NODE_ID_RE.match(node):
+            raise ValueError(f"{node!r} is not a valid node id (a-z, 0-9, . _ -)")
+        if len(pubkey) != 32:
+            raise ValueError("a public key is 32 bytes (64 hex digits)")
+        now = _now_ms() if now_ms is None else now_ms
+        async with self._lock:
+            await self._w.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._w.execute("SELECT revoked FROM nodes WHERE id = ?", (node,))
+                row = await cur.fetchone()
+                if row is not None and not row[0]:
+                    raise ValueError(
+                        f"{node} is already enrolled; revoke it first to rotate its key"
+                    )
+                if row is None:
+                    await self._w.execute(
+                        "INSERT INTO nodes (id, pubkey, role, enrolled_ms, head_hash)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (node, pubkey, role, now, ZERO_HASH),
+                    )
+                else:
+                    await self._w.execute(
+                        "UPDATE nodes SET pubkey = ?, role = ?, revoked = 0, revoked_ms = NULL,"
+                        " enrolled_ms = ? WHERE id = ?",
+                        (pubkey, role, now, node),
+                    )
+                await self._w.execute("COMMIT")
+            except BaseException:
+                await self._w.execute("ROLLBACK")
+                raise
+
+    async def revoke(self, node: str, now_ms: int | None = None) -> bool:
+        """Revoke ``node``: it can no longer connect or push. False if it is not enrolled."""
+        now = _now_ms() if now_ms is None else now_ms
+        async with self._lock:
+            cur = await self._w.execute(
+                "UPDATE nodes SET revoked = 1, revoked_ms = ? WHERE id = ? AND id != ?",
+                (now, node, CENTRAL),
+            )
+            return cur.rowcount > 0
+
+    async def node(self, node: str) -> NodeRecord | None:
+        cur = await self._r.execute(_NODE_SELECT + " WHERE id = ?", (node,))
+        row = await cur.fetchone()
+        return _node_record(row) if row else None
+
+    async def nodes(self) -> list[NodeRecord]:
+        cur = await self._r.execute(_NODE_SELECT + " ORDER BY id")
+        return [_node_record(r) for r in await cur.fetchall()]
+
+    async def directory(self) -> list[DirectoryEntry]:
+        """Every enrolled node's key and role (revoked ones flagged): for counters to verify."""
+        cur = await self._r.execute("SELECT id, pubkey, role, revoked FROM nodes ORDER BY id")
+        return [DirectoryEntry(r[0], r[1], r[2], bool(r[3])) for r in await cur.fetchall()]
+
+    async def touch(
+        self,
+        node: str,
+        *,
+        online: bool | None = None,
+        pull_cursor: int | None = None,
+        now_ms: int | None = None,
+    ) -> None:
+        """Record that ``node`` was seen (and whether it is connected, where it pulled to)."""
+        now = _now_ms() if now_ms is None else now_ms
+        sets = ["last_seen_ms = ?"]
+        args: list[object] = [now]
+        if online is not None:
+            sets.append("online = ?")
+            args.append(int(online))
+        if pull_cursor is not None:
+            sets.append("pull_cursor = MAX(pull_cursor, ?)")
+            args.append(pull_cursor)
+        args.append(node)
+        async with self._lock:
+            await self._w.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = ?", args)
+
+    async def mark_all_offline(self) -> None:
+        async with self._lock:
+            await self._w.execute("UPDATE nodes SET online = 0")
+
+    # ------------------------------------------------------------------ events
+
+    async def head(self, node: str) -> ChainHead:
+        cur = await self._r.execute("SELECT head_seq, head_hash FROM nodes WHERE id = ?", (node,))
+        row = await cur.fetchone()
+        return ChainHead(row[0], row[1]) if row else ChainHead()
+
+    async def cursor(self) -> int:
+        cur = await self._r.execute("SELECT pos FROM cursor WHERE id = 1")
+        row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def ingest(
+        self,
+        node: str,
+        encoded: list[bytes],
+        *,
+        key: bytes | None = None,
+        prepared: list[Prepared] | None = None,
+        now_ms: int | None = None,
+    ) -> IngestResult:
+        """Store a batch of ``node``'s events atomically; return what was new.
+
+        ``prepared`` (from :func:`prepare_batch`, e.g. run in a thread) saves redoing
+        the pure checks; it must have been prepared with the key the node is enrolled
+        with, which is checked again here.  Raises a ProtocolError, storing nothing.
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        if not encoded:
+            return IngestResult(0, await self.head(node))
+        if prepared is None:
+            rec = await self.node(node)
+            if rec is None:
+                raise UnknownNode(f"{node} is not enrolled")
+            key = rec.pubkey
+            prepared = await asyncio.to_thread(prepare_batch, node, key, encoded)
+        if key is None:
+            raise ValueError("prepared batches need the key they were checked with")
+        offending: Prepared | None = None
+        held_hash = b""
+        async with self._lock:
+            await self._w.execute("BEGIN IMMEDIATE")
+            try:
+                cur = await self._w.execute(
+                    "SELECT pubkey, revoked, head_seq, head_hash FROM nodes WHERE id = ?", (node,)
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise UnknownNode(f"{node} is not enrolled")
+                if row[1]:
+                    raise RevokedNode(f"{node} has been revoked")
+                if row[0] != key:
+                    raise SignatureError(f"{node}: the enrolled key changed during the session")
+                head = ChainHead(row[2], row[3])
+                first, last = prepared[0].seq, prepared[-1].seq
+                if first <= head.seq:
+                    cur = await self._w.execute(
+                        "SELECT seq, hash FROM events WHERE node = ? AND seq BETWEEN ? AND ?",
+                        (node, first, min(last, head.seq)),
+                    )
+                    held = dict(await cur.fetchall())
+                    for p in prepared:
+                        if p.seq > head.seq:
+                            break
+                        h = held.get(p.seq)
+                        if h is None:  # below head but not held: the store is damaged
+                            raise ChainError(f"{node} seq {p.seq}: below head but not held")
+                        if h != p.hash:
+                            offending, held_hash = p, h
+                            raise Equivocation(
+                                f"{node} seq {p.seq}: a different event is already held"
+                                " (quarantined for central IT)"
+                            )
+                new = [p for p in prepared if p.seq > head.seq]
+                first_pos = last_pos = 0
+                if new:
+                    p0 = new[0]
+                    if p0.seq != head.seq + 1:
+                        raise ChainError(
+                            f"{node}: central holds up to seq {head.seq}, batch jumps to {p0.seq}"
+                        )
+                    if p0.prev != head.hash:
+                        raise ChainError(
+                            f"{node} seq {p0.seq}: prev is not the hash of seq {head.seq}"
+                            " central holds"
+                        )
+                    # The single-row counter, locked until COMMIT: gapless, commit order.
+                    cur = await self._w.execute(
+                        "UPDATE cursor SET pos = pos + ? WHERE id = 1 RETURNING pos", (len(new),)
+                    )
+                    r = await cur.fetchone()
+                    await cur.close()
+                    assert r is not None
+                    last_pos = int(r[0])
+                    first_pos = last_pos - len(new) + 1
+                    await self._w.executemany(
+                        "INSERT INTO events (pos, node, seq, hash, data, received_ms)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [
+                            (first_pos + i, node, p.seq, p.hash, p.data, now)
+                            for i, p in enumerate(new)
+                        ],
+                    )
+                    head = ChainHead(new[-1].seq, new[-1].hash)
+                await self._w.execute(
+                    "UPDATE nodes SET head_seq = ?, head_hash = ?, last_seen_ms = ? WHERE id = ?",
+                    (head.seq, head.hash, now, node),
+                )
+                await self._w.execute("COMMIT")
+            except BaseException:
+                await self._w.execute("ROLLBACK")
+                if offending is not None:
+                    await self._quarantine(node, offending, held_hash, now)
+                raise
+        return IngestResult(len(new), head, first_pos, last_pos)
+
+    async def _quarantine(self, node: str, p: Prepared, held_hash: bytes, now: int) -> None:
+        """Keep an equivocating event as evidence, outside ``events`` (caller holds lock)."""
+        await self._w.execute(
+            "INSERT OR IGNORE INTO quarantine (node, seq, held_hash, offered_hash, offered,"
+            " received_ms) VALUES (?, ?, ?, ?, ?, ?)",
+            (node, p.seq, held_hash, p.hash, p.data, now),
+        )
+
+    async def quarantined(self) -> list[tuple[str, int, bytes, bytes]]:
+        """``(node, seq, held hash, offered hash)`` of every quarantined equivocation."""
+        cur = await self._r.execute(
+            "SELECT node, seq, held_hash, offered_hash FROM quarantine ORDER BY id"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
+
+    async def events_after(
+        self,
+        after: int,
+        *,
+        exclude_node: str | None = None,
+        limit: int = MAX_BATCH_EVENTS,
+        max_bytes: int = MAX_BATCH_BYTES,
+    ) -> Page:
+        """Up to ``limit`` events / ``max_bytes`` after cursor ``after``, not ``exclude_node``'s.
+
+        The page's ``cursor`` is where the next pull starts.  When the page is not full
+        it is the committed counter read in the same snapshot, so the requester's own
+        events after the last one returned are skipped over, not re-read forever.
+        """
+        if after < 0:
+            raise SchemaError("cursor must be ≥ 0")
+        excl = exclude_node if exclude_node is not None else ""
+        await self._r.execute("BEGIN")
+        try:
+            cur = await self._r.execute("SELECT pos FROM cursor WHERE id = 1")
+            row = await cur.fetchone()
+            assert row is not None
+            top = int(row[0])
+            if after >= top:
+                return Page(after, after, [], False)
+            # Limit first, then a running byte total over at most `limit` rows.
+            cur = await self._r.execute(
+                "SELECT pos, data, n FROM ("
+                " SELECT pos, data, SUM(LENGTH(data)) OVER (ORDER BY pos) AS running,"
+                "  COUNT(*) OVER () AS n FROM ("
+                "  SELECT pos, data FROM events WHERE pos > ? AND pos <= ? AND node != ?"
+                "  ORDER BY pos LIMIT ?))"
+                " WHERE running - LENGTH(data) < ? ORDER BY pos",
+                (after, top, excl, limit, max_bytes),
+            )
+            rows = await cur.fetchall()
+        finally:
+            await self._r.execute("COMMIT")
+        events = [r[1] for r in rows]
+        if rows and (rows[0][2] >= limit or len(rows) < rows[0][2]):
+            # Cut by count or by bytes: resume right after the last event sent.
+            last = int(rows[-1][0])
+            return Page(after, last, events, last < top)
+        return Page(after, top, events, False)
+
+    async def event_ids(self) -> list[tuple[str, int, bytes]]:
+        """``(node, seq, hash)`` of every held event (audits and tests)."""
+        cur = await self._r.execute("SELECT node, seq, hash FROM events ORDER BY node, seq")
+        return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+
+    async def count(self) -> int:
+        cur = await self._r.execute("SELECT COUNT(*) FROM events")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+
+_NODE_SELECT = (
+    "SELECT id, pubkey, role, revoked, enrolled_ms, last_seen_ms, online, head_seq, head_hash,"
+    " pull_cursor FROM nodes"
+)
+
+
+def _node_record(r: sqlite3.Row | tuple[object, ...]) -> NodeRecord:
+    return NodeRecord(
+        id=str(r[0]),
+        pubkey=bytes(r[1]),  # type: ignore[arg-type]
+        role=str(r[2]),
+        revoked=bool(r[3]),
+        enrolled_ms=int(r[4]),  # type: ignore[call-overload]
+        last_seen_ms=int(r[5]),  # type: ignore[call-overload]
+        online=bool(r[6]),
+        head=ChainHead(int(r[7]), bytes(r[8])),  # type: ignore[call-overload,arg-type]
+        pull_cursor=int(r[9]),  # type: ignore[call-overload]
+    )
+
+
+async def _migrate(conn: aiosqlite.Connection) -> None:
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations"
+        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+    )
+    cur = await conn.execute("SELECT version FROM schema_migrations")
+    done = {r[0] for r in await cur.fetchall()}
+    for version, name, sql in MIGRATIONS:
+        if version in done:
+            continue
+        # executescript commits first; the script and its record are one transaction.
+        await conn.executescript(
+            "BEGIN IMMEDIATE;\n"
+            + sql
+            + f"\nINSERT INTO schema_migrations VALUES ({version}, '{name}', {_now_ms()});\nCOMMIT;"
+        )
+
+
+async def enrol_central(store: CentralStore, key: SigningKey) -> None:
+    """Enrol central itself, so its own events verify everywhere like any node's."""
+    rec = await store.node(CENTRAL)
+    if rec is None:
+        await store.enrol(CENTRAL, key.public_key, "central")
+    elif rec.pubkey != key.public_key:
+        raise ValueError("the central key does not match the one enrolled as node 'central'")

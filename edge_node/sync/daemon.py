@@ -1,0 +1,398 @@
+"""The sync daemon: one websocket to central, kept up for as long as the counter runs.
+
+Theory of operation
+-------------------
+Each connection runs :class:`protocol.session.EdgeSession` over a websocket:
+
+1. handshake (hello → challenge → auth → welcome) within ``handshake_timeout_s``;
+   central's key is the one pinned in the config.  The welcome's directory of
+   enrolled keys goes into the ledger (so other counters' events and cards verify),
+   and the welcome's head says up to where central holds our chain: the resume point.
+2. then two tasks until the link drops or ``stop`` is set:
+
+   * the **pusher** reads own events after the last acked/sent seq from the ledger,
+     ``≤ 500`` events and ``≤ 1 MiB`` a batch, with at most ``window`` batches awaiting
+     their ``ack``; idle, it polls the ledger (the TUI appends in another process);
+   * the **receiver** handles ``ack`` (records ``acked_seq``) and ``events`` (ingests
+     the batch into the ledger — verified and chained there — then records the new
+     pull cursor).  One frame is read only after the last one is stored, and the
+     socket's queue is two frames, so catching up after days offline uses bounded
+     memory.
+
+Every step that changes what is durable happens in the ledger first and is recorded
+second, so a crash between the two repeats work (a re-sent push or a re-pulled batch
+is a no-op) and never skips any.
+
+Link failures (refused, reset, stalled, central restarting) end the connection; the
+daemon waits an exponential backoff with full jitter (0.5 s doubling to 30 s, reset
+after a welcome) and reconnects.  Status for the TUI — online, last successful sync,
+pending, received, last error — is written to the ledger's ``sync_state``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from protocol.crypto import blake2b_256
+from protocol.errors import ProtocolError
+from protocol.event import ChainHead, decode_event
+from protocol.messages import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_EVENTS,
+    MAX_FRAME_SIZE,
+    NONCE_SIZE,
+    Ack,
+    Challenge,
+    Events,
+    Ping,
+    Welcome,
+)
+from protocol.session import EdgeSession, RemoteError
+
+if TYPE_CHECKING:
+    from edge_node.config import EdgeConfig
+    from protocol.crypto import SigningKey
+
+log = logging.getLogger("onecard.edge.sync")
+
+
+class SyncLedger(Protocol):
+    """What the daemon needs of :class:`edge_node.ledger.Ledger`."""
+
+    node_id: str
+
+    async def head(self) -> ChainHead: ...
+    async def own_events_after(
+        self, seq: int, limit: int = 500, max_bytes: int = 1 << 20
+    ) -> list[bytes]: ...
+    async def ingest(self, encoded: list[bytes]) -> int: ...
+    async def set_node_keys(self, keys: dict[str, tuple[bytes, str]]) -> None: ...
+    async def sync_state(self) -> SyncStateLike: ...
+    async def update_sync_state(self, **fields: object) -> None: ...
+
+
+class SyncStateLike(Protocol):
+    @property
+    def pull_cursor(self) -> int: ...
+    @property
+    def received(self) -> int: ...
+    @property
+    def acked_seq(self) -> int: ...
+
+
+class SyncFailed(Exception):
+    """This connection cannot go on (central refused us, our chain and central's differ…)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    batch_events: int = MAX_BATCH_EVENTS
+    batch_bytes: int = MAX_BATCH_BYTES
+    window: int = 4  # pushed batches awaiting their ack
+    poll_s: float = 0.2  # how often an idle pusher looks for new own events
+    handshake_timeout_s: float = 10.0
+    ack_timeout_s: float = 60.0
+    ping_interval_s: float = 5.0  # websocket keepalive: a stalled link is dropped after
+    ping_timeout_s: float = 10.0  # about interval + timeout
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> SyncOptions:
+        """Defaults, with ``ONECARD_SYNC_PING_S`` / ``ONECARD_SYNC_BACKOFF_MAX_S`` overrides.
+
+        (Tests and drills shorten the keepalive and backoff without a config change.)
+        """
+        kw: dict[str, float] = {}
+        ping = os.environ.get("ONECARD_SYNC_PING_S")
+        if ping:
+            kw["ping_interval_s"] = float(ping)
+            kw["ping_timeout_s"] = float(ping)
+        bmax = os.environ.get("ONECARD_SYNC_BACKOFF_MAX_S")
+        if bmax:
+            kw["backoff_max_s"] = float(bmax)
+        return cls(**kw)  # type: ignore[arg-type]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base·2^attempt)] (attempt counts from 0)."""
+    return rng.uniform(0.0, min(cap, base * (2 ** min(attempt, 30))))
+
+
+class SyncClient:
+    """Keeps one counter's ledger in sync with central until ``stop`` is set."""
+
+    def __init__(
+        self,
+        ledger: SyncLedger,
+        key: SigningKey,
+        url: str,
+        central_key: bytes,
+        options: SyncOptions | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.node = ledger.node_id
+        self.key = key
+        self.url = url
+        self.central_key = central_key
+        self.opt = options or SyncOptions()
+        self.rng = rng or random.Random()
+        self.connections = 0
+        self._welcomed = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            self._welcomed = False
+            try:
+                await self._connect_once(stop)
+            except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
+                await self._offline(f"link: {type(exc).__name__}: {exc}")
+            except RemoteError as exc:
+                await self._offline(f"central refused: {exc.code}: {exc.message}")
+            except (ProtocolError, SyncFailed) as exc:
+                await self._offline(f"{type(exc).__name__}: {exc}")
+            else:
+                await self._offline("")
+            if stop.is_set():
+                break
+            if self._welcomed:
+                attempt = 0
+            delay = backoff_delay(
+                attempt, self.opt.backoff_base_s, self.opt.backoff_max_s, self.rng
+            )
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+
+    async def _offline(self, error: str) -> None:
+        if error:
+            log.warning("sync offline node=%s %s", self.node, error)
+        fields: dict[str, object] = {"online": False}
+        if error:
+            fields["last_error"] = error[:500]
+        with contextlib.suppress(Exception):
+            await self.ledger.update_sync_state(**fields)
+
+    async def _connect_once(self, stop: asyncio.Event) -> None:
+        """One connection's life, until the link drops or ``stop`` is set."""
+        opt = self.opt
+        async with connect(
+            self.url,
+            max_size=2 * MAX_FRAME_SIZE,
+            max_queue=2,
+            compression=None,
+            open_timeout=opt.handshake_timeout_s,
+            ping_interval=opt.ping_interval_s,
+            ping_timeout=opt.ping_timeout_s,
+            close_timeout=2,
+        ) as ws:
+            self.connections += 1
+            session = EdgeSession(self.node, self.key, self.central_key, os.urandom(NONCE_SIZE))
+            try:
+                async with asyncio.timeout(opt.handshake_timeout_s):
+                    welcome = await self._handshake(ws, session)
+                await self._resume(welcome)
+                self._welcomed = True
+                try:
+                    await self._serve(ws, session, stop)
+                except ProtocolError as exc:
+                    if not isinstance(exc, RemoteError):
+                        with contextlib.suppress(Exception):
+                            await ws.send(session.send_error(exc.code, str(exc)))
+                    raise
+            finally:
+                await ws.close()
+
+    async def _recv(self, ws: ClientConnection) -> bytes:
+        data = await ws.recv()
+        if isinstance(data, str):
+            raise ProtocolError("central sent a text frame")
+        return data
+
+    async def _handshake(self, ws: ClientConnection, s: EdgeSession) -> Welcome:
+        await ws.send(s.send_hello(await self.ledger.head()))
+        msg = s.receive(await self._recv(ws))
+        assert isinstance(msg, Challenge)
+        await ws.send(s.send_auth())
+        welcome = s.receive(await self._recv(ws))
+        assert isinstance(welcome, Welcome)
+        return welcome
+
+    async def _resume(self, w: Welcome) -> None:
+        """Take the directory and the resume point from the welcome; refuse a forked chain."""
+        await self.ledger.set_node_keys(
+            {e.node: (e.key, e.role) for e in w.directory if e.node != self.node}
+        )
+        head = await self.ledger.head()
+        if w.head_seq > head.seq:
+            raise SyncFailed(
+                f"central holds our chain up to seq {w.head_seq} but this ledger only to "
+                f"{head.seq}: was the ledger restored from an old backup? Not pushing."
+            )
+        if w.head_seq:
+            mine = await self.ledger.own_events_after(w.head_seq - 1, limit=1)
+            if not mine or decode_event(mine[0]).seq != w.head_seq:
+                raise SyncFailed(f"own event seq {w.head_seq} is missing from the ledger")
+            if blake2b_256(mine[0]) != w.head_hash:
+                raise SyncFailed(
+                    f"central holds a different event at our seq {w.head_seq}: the chains "
+                    "have forked; central IT must look at this counter"
+                )
+        await self.ledger.update_sync_state(
+            online=True, acked_seq=w.head_seq, last_sync_ms=_now_ms(), last_error=""
+        )
+        log.info(
+            "sync online node=%s central_holds=%d own_head=%d", self.node, w.head_seq, head.seq
+        )
+
+    async def _serve(self, ws: ClientConnection, s: EdgeSession, stop: asyncio.Event) -> None:
+        st = await self.ledger.sync_state()
+        acked = st.acked_seq
+        received = st.received
+        await ws.send(s.send_pull(st.pull_cursor))
+        acked_changed = asyncio.Event()
+
+        async def pusher() -> None:
+            sent = acked
+            waiting_since: float | None = None
+            loop = asyncio.get_running_loop()
+            while True:
+                if s.in_flight < self.opt.window:
+                    evs = await self.ledger.own_events_after(
+                        sent, limit=self.opt.batch_events, max_bytes=self.opt.batch_bytes
+                    )
+                    if evs:
+                        await ws.send(s.send_push(evs, sent + len(evs)))
+                        sent += len(evs)
+                        if waiting_since is None:
+                            waiting_since = loop.time()
+                        continue
+                if s.in_flight == 0:
+                    waiting_since = None
+                elif waiting_since is not None and (
+                    loop.time() - waiting_since > self.opt.ack_timeout_s
+                ):
+                    raise TimeoutError(f"no ack within {self.opt.ack_timeout_s} s")
+                acked_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.opt.poll_s):
+                        await acked_changed.wait()
+                if s.in_flight == 0:
+                    waiting_since = None
+                elif acked_changed.is_set():
+                    waiting_since = loop.time()
+
+        async def receiver() -> None:
+            nonlocal received
+            while True:
+                msg = s.receive(await self._recv(ws))
+                if isinstance(msg, Ack):
+                    await self.ledger.update_sync_state(
+                        acked_seq=msg.head_seq, last_sync_ms=_now_ms()
+                    )
+                    acked_changed.set()
+                elif isinstance(msg, Events):
+                    n = await self.ledger.ingest(list(msg.events)) if msg.events else 0
+                    received += n
+                    await self.ledger.update_sync_state(
+                        pull_cursor=msg.cursor, received=received, last_sync_ms=_now_ms()
+                    )
+                    if n:
+                        log.info("sync received node=%s new=%d cursor=%d", self.node, n, msg.cursor)
+                elif isinstance(msg, Ping):
+                    await ws.send(s.send_pong(msg.n))
+
+        async def stopper() -> None:
+            await stop.wait()
+            raise _Stopped
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(pusher())
+                tg.create_task(receiver())
+                tg.create_task(stopper())
+        except* _Stopped:
+            return
+        except* ProtocolError as eg:
+            raise eg.exceptions[0] from None
+        except* ConnectionClosed as eg:
+            raise eg.exceptions[0] from None
+        except* TimeoutError as eg:
+            raise eg.exceptions[0] from None
+        except* OSError as eg:
+            raise eg.exceptions[0] from None
+
+
+class _Stopped(Exception):
+    pass
+
+
+async def run(
+    config: EdgeConfig,
+    *,
+    stop: asyncio.Event | None = None,
+    options: SyncOptions | None = None,
+) -> None:
+    """Run the counter's sync until ``stop`` is set (or SIGINT/SIGTERM when not given)."""
+    from edge_node.ledger import Ledger
+
+    key = config.load_key()
+    central_key = config.sync.central_public_key
+    own_stop = stop is None
+    stop = stop or asyncio.Event()
+    if own_stop:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
+    try:
+        client = SyncClient(
+            ledger, key, config.sync.central_url, central_key, options or SyncOptions.from_env()
+        )
+        log.info("sync starting node=%s central=%s", config.node_id, config.sync.central_url)
+        try:
+            await client.run(stop)
+        except InvalidURI as exc:
+            raise SystemExit(f"[sync] central_url is not a websocket URL: {exc}") from None
+    finally:
+        with contextlib.suppress(Exception):
+            await ledger.update_sync_state(online=False)
+        await ledger.close()
+
+
+def main_from_args(config_path: str) -> int:
+    """Load the config and run until SIGINT/SIGTERM; 0 on a clean stop, 1 on a config error."""
+    from edge_node import config as cfgmod
+    from edge_node.errors import EdgeError
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
+    try:
+        cfg = cfgmod.load(config_path)
+        asyncio.run(run(cfg))
+    except EdgeError as exc:
+        print(f"onecard-edge sync: {exc}", file=sys.stderr)
+        return 1
+    return 0
