@@ -1,0 +1,208 @@
+"""The cashier's daily report (日结): what moved through this counter in one business day.
+
+A business day runs from the cut-off time (config ``day_cutoff``, e.g. ``"06:00"``) in
+the hospital's time zone to the same time next day, so a night shift's work stays in
+one report.  Only this counter's own events count (a counter's drawer holds only what
+its staff took in), optionally only one operator's.  Totals are integer fen.
+
+:func:`build` is pure (events in, report out) so tests can compare it with the
+ledger's own projections; :func:`daily_report` fetches the events; :func:`render_text`
+makes the printable page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from edge_node.i18n import Translator
+from edge_node.ledger import Ledger
+from protocol.event import Event
+from protocol.kinds import PAYMENT_METHODS, REFUND_TO
+from protocol.money import yuan
+
+Fen = int
+REPORT_KINDS = ("patient.registered", "card.issued", "card.reported_lost", "card.replaced",
+                "account.deposited", "account.charged", "account.refunded", "account.settled",
+                "account.credit_granted")
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessDay:
+    date: dt.date
+    start_ms: int  # inclusive, UTC ms
+    end_ms: int  # exclusive
+    timezone: str
+    cutoff: str
+
+    def local(self, ms: int) -> dt.datetime:
+        return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(self.timezone))
+
+    def shifted(self, days: int) -> BusinessDay:
+        return day_bounds(self.date + dt.timedelta(days=days), self.timezone, self.cutoff)
+
+
+def _cutoff(text: str) -> dt.time:
+    try:
+        h, m = text.split(":")
+        return dt.time(int(h), int(m))
+    except ValueError:
+        raise ValueError(f"day_cutoff must be HH:MM, got {text!r}") from None
+
+
+def day_bounds(date: dt.date, timezone: str = "Asia/Shanghai",
+               cutoff: str = "00:00") -> BusinessDay:
+    """The business day called ``date``: from its cut-off to the next day's, local time."""
+    tz = ZoneInfo(timezone)
+    c = _cutoff(cutoff)
+    start = dt.datetime.combine(date, c, tz)
+    end = dt.datetime.combine(date + dt.timedelta(days=1), c, tz)
+    return BusinessDay(date, int(start.timestamp() * 1000), int(end.timestamp() * 1000),
+                       timezone, cutoff)
+
+
+def business_day(at_ms: int, timezone: str = "Asia/Shanghai",
+                 cutoff: str = "00:00") -> BusinessDay:
+    """The business day an instant belongs to."""
+    local = dt.datetime.fromtimestamp(at_ms / 1000, ZoneInfo(timezone))
+    c = _cutoff(cutoff)
+    date = local.date() if local.time() >= c else local.date() - dt.timedelta(days=1)
+    return day_bounds(date, timezone, cutoff)
+
+
+@dataclass(slots=True)
+class Tally:
+    count: int = 0
+    amount: Fen = 0
+
+    def add(self, amount: Fen) -> None:
+        self.count += 1
+        self.amount += amount
+
+
+def _tallies(keys: Iterable[str]) -> dict[str, Tally]:
+    return {k: Tally() for k in keys}
+
+
+@dataclass(slots=True)
+class DailyReport:
+    day: BusinessDay
+    node: str
+    operator: str = ""  # "" = every operator of this counter
+    deposits: dict[str, Tally] = field(default_factory=lambda: _tallies(PAYMENT_METHODS))
+    refunds: dict[str, Tally] = field(default_factory=lambda: _tallies(REFUND_TO))
+    settlements: dict[str, Tally] = field(default_factory=lambda: _tallies(PAYMENT_METHODS))
+    charges: Tally = field(default_factory=Tally)
+    registrations: int = 0
+    cards_issued: int = 0
+    cards_lost: int = 0
+    cards_replaced: int = 0
+    credits_granted: int = 0
+
+    @property
+    def expected_cash(self) -> Fen:
+        """What the drawer should hold beyond its float: cash in minus cash out."""
+        return (self.deposits["cash"].amount - self.refunds["cash"].amount
+                - self.settlements["cash"].amount)
+
+    def total(self, section: dict[str, Tally]) -> Tally:
+        return Tally(sum(t.count for t in section.values()),
+                     sum(t.amount for t in section.values()))
+
+
+def build(events: Iterable[Event], day: BusinessDay, node: str,
+          operator: str = "") -> DailyReport:
+    """The report of ``events`` (any order, any node: filtered here) for ``day``."""
+    r = DailyReport(day, node, operator)
+    for ev in events:
+        if ev.node != node or (operator and ev.operator != operator):
+            continue
+        if not day.start_ms <= ev.hlc.wall < day.end_ms:
+            continue
+        b = ev.body
+        match ev.kind:
+            case "account.deposited":
+                r.deposits.setdefault(b["method"], Tally()).add(b["amount"])
+            case "account.refunded":
+                r.refunds.setdefault(b["to"], Tally()).add(b["amount"])
+            case "account.settled":
+                r.settlements.setdefault(b["method"], Tally()).add(b["amount"])
+            case "account.charged":
+                r.charges.add(b["amount"])
+            case "patient.registered":
+                r.registrations += 1
+            case "card.issued":
+                r.cards_issued += 1
+            case "card.reported_lost":
+                r.cards_lost += 1
+            case "card.replaced":
+                r.cards_replaced += 1
+            case "account.credit_granted":
+                r.credits_granted += 1
+    return r
+
+
+async def daily_report(ledger: Ledger, day: BusinessDay, operator: str = "") -> DailyReport:
+    """This counter's report for ``day`` from its ledger."""
+    events = await ledger.events_between(day.start_ms, day.end_ms, REPORT_KINDS)
+    return build(events, day, ledger.node_id, operator)
+
+
+# -- text -------------------------------------------------------------------------------
+def cells(text: str) -> int:
+    """Terminal/printer columns: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def ljust(text: str, width: int) -> str:
+    return text + " " * max(0, width - cells(text))
+
+
+def rjust(text: str, width: int) -> str:
+    return " " * max(0, width - cells(text)) + text
+
+
+def render_text(report: DailyReport, language: str = "zh", width: int = 48,
+                generated_ms: int | None = None) -> str:
+    """The printable page: one section per money flow, counts and yuan, then the drawer."""
+    tr = Translator(language)
+    day = report.day
+    fmt = "%Y-%m-%d %H:%M"
+    gen = time.time_ns() // 1_000_000 if generated_ms is None else generated_ms
+    rule = "-" * width
+    lines = [tr("report.title"),
+             tr("report.day", day=day.date.isoformat(), start=day.local(day.start_ms).strftime(fmt),
+                end=day.local(day.end_ms).strftime(fmt), tz=day.timezone),
+             f"{tr('report.counter', node=report.node)}   "
+             f"{tr('report.operator', op=report.operator or tr('report.all_operators'))}",
+             tr("report.generated", when=day.local(gen).strftime("%Y-%m-%d %H:%M:%S")),
+             "=" * width]
+
+    def row(label: str, t: Tally) -> str:
+        return ljust(label, width - 22) + rjust(str(t.count), 6) + rjust(yuan(t.amount), 16)
+
+    def section(title: str, tallies: dict[str, Tally], prefix: str) -> None:
+        lines.append(ljust(title, width - 22) + rjust(tr("report.count"), 6)
+                     + rjust(tr("report.amount"), 16))
+        for key, t in tallies.items():
+            lines.append(row("  " + tr(f"{prefix}.{key}"), t))
+        lines.append(row("  " + tr("report.total"), report.total(tallies)))
+        lines.append(rule)
+
+    section(tr("report.deposits"), report.deposits, "method")
+    section(tr("report.refunds"), report.refunds, "to")
+    section(tr("report.settlements"), report.settlements, "method")
+    lines.append(row(tr("report.charges"), report.charges))
+    lines.append(tr("report.registrations", n=report.registrations, cards=report.cards_issued,
+                    lost=report.cards_lost, replaced=report.cards_replaced,
+                    credit=report.credits_granted))
+    lines.append("=" * width)
+    lines.append(tr("report.expected_cash"))
+    lines.append(rjust(yuan(report.expected_cash), width))
+    lines.append("")
+    lines.append(tr("report.signature"))
+    return "\n".join(lines) + "\n"
