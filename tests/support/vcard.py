@@ -2,20 +2,17 @@
 
 Theory of operation
 -------------------
-vpcd (vsmartcard's PC/SC driver) is configured by :mod:`tests.support.pcsc_stack` in
-"reversed" mode: its ``DEVICENAME`` is ``127.0.0.1:<port>``, so vpcd *connects* to the
-card instead of listening on all interfaces.  This emulator therefore listens on
-127.0.0.1 only, one TCP port per reader slot.  While the card is "in the reader" it
-accepts vpcd's connection and speaks vpcd's protocol: every message is a 2-byte
+vpcd (vsmartcard's PC/SC driver) listens for a card on a TCP port; the test pcscd
+(:mod:`tests.support.pcsc_stack`) runs in its own network namespace, so that port exists
+only on that namespace's loopback.  The card *connects* to vpcd (from a thread switched
+into the namespace, see :func:`connect`) and answers it: every message is a 2-byte
 big-endian length and a payload; a 1-byte payload is a control code (0 power off,
 1 power on, 2 reset, 4 get ATR: only ATR is answered), anything longer is a command
-APDU answered with a response APDU.
+APDU answered with a response APDU.  Closing the connection is pulling the card out.
 
-Taking the card out closes the connection and the listening socket, so vpcd's next
-presence poll fails to connect and pcscd reports the card removed.  The card's content
-lives in a JSON file written after every UPDATE BINARY (atomically per APDU, like a
-card's EEPROM page), so stopping and starting the emulator (even ``kill -9`` between
-two writes) is pulling the card out and putting the same card back.
+The card's content lives in a JSON file written after every UPDATE BINARY (atomically
+per APDU, like a card's EEPROM page), so stopping and starting the emulator (even
+``kill -9`` between two writes) is pulling the card out and putting the same card back.
 
 Supported commands (enough for ``edge_node.card.layout`` and for refusals):
 ``FF CA 00 00 00`` GET DATA UID; ``00 A4 04 xx`` SELECT by AID; ``00 A4 00|02 xx``
@@ -23,8 +20,8 @@ SELECT EF by file id (P2 00/04 return an FCP, 0C nothing); ``00 B0`` READ BINARY
 ``00 D6`` UPDATE BINARY with or without Le.  The socket has TCP_NODELAY and
 TCP_QUICKACK set: without them each APDU waits ~40 ms for a delayed ACK.
 
-Run as ``python -m tests.support.vcard --port P --state FILE`` to have it in its own
-process (tests kill it mid-write); it prints ``READY`` once listening and
+Run as ``python -m tests.support.vcard --port P --netns NS --state FILE`` to have it in its
+own process (tests kill it mid-write); it prints ``READY`` once in the reader and
 ``WRITE <fid> <offset> <len>`` after each persisted UPDATE BINARY.
 """
 
@@ -32,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import select
@@ -44,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"  # the only address the card ever uses
 
 # T=1 card, 10 historical bytes "ONECARD-EM"; TCK is the XOR of T0..last byte.
 _ATR_BODY = bytes([0x8A, 0x80, 0x01]) + b"ONECARD-EM"
@@ -249,20 +247,23 @@ def _parse_body(body: bytes) -> tuple[int, bytes, int | None]:
 class VirtualCard:
     """A card in a vpcd reader slot, served from a thread (or run in its own process).
 
-    ``insert()`` starts listening on 127.0.0.1:``port`` (vpcd connects within its next
-    poll, ~0.4 s), ``remove()`` closes everything, like pulling the card.  The image is
-    loaded from ``state`` when it exists, else ``image`` is used and saved there.
+    ``insert()`` connects to vpcd at ``address`` (inside the test pcscd's network
+    namespace when ``netns`` gives one) and answers it from a thread; ``remove()``
+    closes the connection, like pulling the card out.  The image is loaded from
+    ``state`` when that file exists, else ``image`` is used and saved there.
     """
 
     def __init__(
         self,
-        port: int,
+        address: tuple[str, int],
         state: Path,
         image: CardImage | None = None,
         *,
+        netns: str | Callable[[], str | None] | None = None,
         write_delay: float = 0.0,
     ) -> None:
-        self.port = port
+        self.address = address
+        self.netns = netns
         self.state = Path(state)
         if self.state.exists():
             image = CardImage.load(self.state)
@@ -272,10 +273,9 @@ class VirtualCard:
             image.save(self.state)
         self.applet = CardApplet(image, self.state)
         self.write_delay = write_delay
-        self._listener: socket.socket | None = None
+        self._conn: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         self.apdus = 0
 
     @property
@@ -286,16 +286,16 @@ class VirtualCard:
     def inserted(self) -> bool:
         return self._thread is not None
 
-    def insert(self) -> None:
+    def insert(self, timeout: float = 5.0) -> None:
         if self._thread is not None:
             return
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, self.port))
-        sock.listen(4)
-        self._listener = sock
+        netns = self.netns() if callable(self.netns) else self.netns
+        self._conn = connect(self.address, netns=netns, timeout=timeout)
+        self.applet.reset()
         self._stop.clear()
-        self._thread = threading.Thread(target=self._serve, name=f"vcard:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, name=f"vcard:{self.address[1]}", daemon=True
+        )
         self._thread.start()
 
     def remove(self) -> None:
@@ -305,7 +305,7 @@ class VirtualCard:
         self._stop.set()
         thread.join(timeout=5)
         if thread.is_alive():
-            raise RuntimeError(f"virtual card on port {self.port} did not stop within 5 s")
+            raise RuntimeError(f"virtual card at {self.address} did not stop within 5 s")
         self._thread = None
 
     def replace_image(self, image: CardImage) -> None:
@@ -316,27 +316,17 @@ class VirtualCard:
         self.applet = CardApplet(image, self.state)
 
     def _serve(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        conns: list[socket.socket] = []
+        conn = self._conn
+        assert conn is not None
         try:
             while not self._stop.is_set():
-                readable, _, _ = select.select([listener, *conns], [], [], 0.05)
-                for s in readable:
-                    if s is listener:
-                        conn, _ = listener.accept()
-                        _tune(conn)
-                        conns.append(conn)
-                        continue
-                    if not self._handle(s):
-                        s.close()
-                        conns.remove(s)
+                readable, _, _ = select.select([conn], [], [], 0.05)
+                if readable and not self._handle(conn):
+                    return
         finally:
-            for c in conns:
-                with contextlib.suppress(OSError):
-                    c.close()
-            listener.close()
-            self._listener = None
+            with contextlib.suppress(OSError):
+                conn.close()
+            self._conn = None
 
     def _handle(self, conn: socket.socket) -> bool:
         """Answer one vpcd message; False when the connection is gone."""
@@ -352,19 +342,73 @@ class VirtualCard:
                 code = payload[0]
                 if code == 4:
                     _send(conn, ATR)
+                    _quickack(conn)
                 elif code in (0, 1, 2):
                     self.applet.reset()
                 return True
-            with self._lock:
-                self.apdus += 1
-                response = self.applet.process(payload)
-                if payload[1:2] == b"\xd6" and self.write_delay:
-                    time.sleep(self.write_delay)
+            self.apdus += 1
+            response = self.applet.process(payload)
+            if payload[1:2] == b"\xd6" and self.write_delay:
+                time.sleep(self.write_delay)
             _send(conn, response)
             _quickack(conn)
             return True
         except OSError:
             return False
+
+
+CLONE_NEWNET = 0x40000000
+
+
+def connect(
+    address: tuple[str, int], *, netns: str | None = None, timeout: float = 5.0
+) -> socket.socket:
+    """A TCP connection to ``address``, made inside the network namespace ``netns``.
+
+    A thread switched into another network namespace creates sockets there; the
+    socket then works from any thread.  vpcd only accepts connections on the test
+    pcscd's private loopback, so this is how a card reaches it.
+    """
+    result: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        try:
+            if netns is not None:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(netns, os.O_RDONLY)
+                try:
+                    if libc.setns(fd, CLONE_NEWNET) != 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, f"setns({netns}): {os.strerror(err)}")
+                finally:
+                    os.close(fd)
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    sock = socket.create_connection(address, timeout=timeout)
+                    break
+                except ConnectionRefusedError:
+                    # vpcd opens its port a moment after pcscd starts: bounded retry.
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            sock.settimeout(None)
+            _tune(sock)
+            result.append(sock)
+        except BaseException as exc:
+            result.append(exc)
+
+    if netns is None:
+        make()
+    else:
+        worker = threading.Thread(target=make, name="vcard-netns", daemon=True)
+        worker.start()
+        worker.join(timeout + 1)
+    if not result:
+        raise TimeoutError(f"could not connect to {address} within {timeout} s")
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 def _tune(conn: socket.socket) -> None:
@@ -395,12 +439,15 @@ def _recv_exact(conn: socket.socket, n: int) -> bytes | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="virtual chip card for vpcd (127.0.0.1 only)")
-    parser.add_argument("--port", type=int, required=True)
+    parser = argparse.ArgumentParser(description="virtual chip card for vpcd")
+    parser.add_argument("--port", type=int, required=True, help="vpcd's port (on 127.0.0.1)")
+    parser.add_argument("--netns", help="network namespace file of the test pcscd")
     parser.add_argument("--state", type=Path, required=True, help="card image JSON file")
     parser.add_argument("--write-delay-ms", type=int, default=0)
     args = parser.parse_args(argv)
-    card = VirtualCard(args.port, args.state, write_delay=args.write_delay_ms / 1000)
+    card = VirtualCard(
+        (HOST, args.port), args.state, netns=args.netns, write_delay=args.write_delay_ms / 1000
+    )
 
     def report(fid: int, offset: int, length: int) -> None:
         print(f"WRITE {fid:04x} {offset} {length}", flush=True)
