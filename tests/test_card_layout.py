@@ -297,7 +297,8 @@ def test_emulator_speaks_iso7816() -> None:
     assert a.process(layout.update_binary(10, b"abc")) == b"\x90\x00"  # no Le
     assert a.process(layout.update_binary(13, b"de") + b"\x00") == b"\x90\x00"  # with Le
     assert a.process(layout.read_binary(10, 5)) == b"abcde\x90\x00"
-    assert a.process(bytes([0, 0xB0, 0, 10])) == bytes(a.image.apps[layout.AID][0x0101][10:266]) + b"\x90\x00"  # fmt: skip
+    ef = bytes(a.image.apps[layout.AID][layout.EF_CARD])
+    assert a.process(bytes([0, 0xB0, 0, 10])) == ef[10:266] + b"\x90\x00"  # no Le: 256
     assert a.process(layout.read_binary(510, 4)) == b"\x00\x00\x62\x82"
     assert a.process(layout.update_binary(511, b"ab")) == b"\x6b\x00"
     assert a.process(bytes([0x80, 0xCA, 0, 0, 0])) == b"\x6e\x00"  # class not supported
