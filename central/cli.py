@@ -168,7 +168,7 @@ async def _nodes(cfg: CentralConfig) -> int:
     store = await CentralStore.open(cfg.db)
     try:
         nodes = await store.nodes()
-        top = await store.cursor()
+        lags = await store.lags()
     finally:
         await store.close()
     now = time.time_ns() // 1_000_000
@@ -179,7 +179,7 @@ async def _nodes(cfg: CentralConfig) -> int:
     for n in nodes:
         state = "revoked" if n.revoked else ("online" if n.online else "offline")
         seen = _ago(now - n.last_seen_ms) if n.last_seen_ms else "never"
-        lag = "-" if n.id == CENTRAL else str(max(0, top - n.pull_cursor))
+        lag = "-" if n.id == CENTRAL else str(lags.get(n.id, 0))
         print(
             f"{n.id:<20} {n.role:<13} {state:<8} {seen:<12} {n.head.seq:>8} {lag:>8}"
             f"  {fingerprint(n.pubkey)}"

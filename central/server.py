@@ -31,6 +31,7 @@ from central.config import CentralConfig, load_key
 from central.store import CentralStore, enrol_central, prepare_batch
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
+from protocol.event import CENTRAL
 from protocol.messages import MAX_FRAME_SIZE, NONCE_SIZE, Auth, Hello, Ping, Pull, Push
 from protocol.session import CentralSession, SessionError
 
@@ -103,8 +104,9 @@ class CentralServer:
         ]
         lines += [f'onecard_refused_total{{code="{c}"}} {n}' for c, n in sorted(m.refused.items())]
         lines.append("# TYPE onecard_counter_lag gauge")
-        for rec in await self.store.nodes():
-            lines.append(f'onecard_counter_lag{{node="{rec.id}"}} {max(0, top - rec.pull_cursor)}')
+        for node, lag in sorted((await self.store.lags()).items()):
+            if node != CENTRAL:
+                lines.append(f'onecard_counter_lag{{node="{node}"}} {lag}')
         return "\n".join(lines) + "\n"
 
     async def _recv(self, conn: Conn, timeout: float | None = None) -> bytes:
@@ -230,20 +232,24 @@ class CentralServer:
         while not s.closed:
             await conn.wake.wait()
             conn.wake.clear()
+            lag_cursor = conn.sent_cursor
             for _ in range(MAX_PAGES_PER_WAKE):
                 assert conn.sent_cursor is not None
                 page = await self.store.events_after(conn.sent_cursor, exclude_node=conn.node)
                 if not page.events:
+                    # Only the node's own events lie ahead: nothing to send, but it is
+                    # up to date (for the lag figure), so record the position.
+                    lag_cursor = page.cursor
                     break
                 await conn.ws.send(s.send_events(page.after, page.cursor, page.events, page.more))
-                conn.sent_cursor = page.cursor
+                conn.sent_cursor = lag_cursor = page.cursor
                 if not page.more:
                     break
             else:
                 conn.wake.set()  # more to send: go round again without waiting
-            if conn.sent_cursor is not None:
+            if lag_cursor is not None:
                 with contextlib.suppress(Exception):
-                    await self.store.touch(conn.node, pull_cursor=conn.sent_cursor)
+                    await self.store.touch(conn.node, pull_cursor=lag_cursor)
 
 
 class _Refusal(ProtocolError):

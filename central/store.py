@@ -189,6 +189,7 @@ class CentralStore:
         self._w = writer
         self._r = reader
         self._lock = asyncio.Lock()
+        self._rlock = asyncio.Lock()  # one read transaction at a time on the reader
 
     @classmethod
     async def open(cls, path: str | Path) -> CentralStore:
@@ -451,6 +452,10 @@ class CentralStore:
         if after < 0:
             raise SchemaError("cursor must be ≥ 0")
         excl = exclude_node if exclude_node is not None else ""
+        async with self._rlock:
+            return await self._events_after(after, excl, limit, max_bytes)
+
+    async def _events_after(self, after: int, excl: str, limit: int, max_bytes: int) -> Page:
         await self._r.execute("BEGIN")
         try:
             cur = await self._r.execute("SELECT pos FROM cursor WHERE id = 1")
@@ -466,7 +471,7 @@ class CentralStore:
                 "  COUNT(*) OVER () AS n FROM ("
                 "  SELECT pos, data FROM events WHERE pos > ? AND pos <= ? AND node != ?"
                 "  ORDER BY pos LIMIT ?))"
-                " WHERE running - LENGTH(data) < ? ORDER BY pos",
+                " WHERE running <= ? OR running = LENGTH(data) ORDER BY pos",
                 (after, top, excl, limit, max_bytes),
             )
             rows = await cur.fetchall()
@@ -478,6 +483,15 @@ class CentralStore:
             last = int(rows[-1][0])
             return Page(after, last, events, last < top)
         return Page(after, top, events, False)
+
+    async def lags(self) -> dict[str, int]:
+        """Per node: how many other nodes' events it has not been sent yet."""
+        async with self._rlock:
+            cur = await self._r.execute(
+                "SELECT n.id, (SELECT COUNT(*) FROM events e WHERE e.pos > n.pull_cursor"
+                " AND e.node != n.id) FROM nodes n"
+            )
+            return {r[0]: int(r[1]) for r in await cur.fetchall()}
 
     async def event_ids(self) -> list[tuple[str, int, bytes]]:
         """``(node, seq, hash)`` of every held event (audits and tests)."""

@@ -322,29 +322,20 @@ class SyncClient:
                 elif isinstance(msg, Ping):
                     await ws.send(s.send_pong(msg.n))
 
-        async def stopper() -> None:
-            await stop.wait()
-            raise _Stopped
-
+        tasks = [
+            asyncio.create_task(pusher(), name="sync-pusher"),
+            asyncio.create_task(receiver(), name="sync-receiver"),
+            asyncio.create_task(stop.wait(), name="sync-stop"),
+        ]
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(pusher())
-                tg.create_task(receiver())
-                tg.create_task(stopper())
-        except* _Stopped:
-            return
-        except* ProtocolError as eg:
-            raise eg.exceptions[0] from None
-        except* ConnectionClosed as eg:
-            raise eg.exceptions[0] from None
-        except* TimeoutError as eg:
-            raise eg.exceptions[0] from None
-        except* OSError as eg:
-            raise eg.exceptions[0] from None
-
-
-class _Stopped(Exception):
-    pass
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
 
 
 async def run(

@@ -1,0 +1,272 @@
+"""Central's websocket server in-process on 127.0.0.1: bad input gets a clean error,
+nothing of it is stored, and other counters carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import serve
+
+from central.server import WS_MAX_SIZE, CentralServer
+from central.store import CentralStore, enrol_central
+from protocol import codec
+from protocol.crypto import ZERO_HASH, SigningKey
+from protocol.event import ChainHead, sign_event
+from protocol.hlc import Hlc
+from protocol.messages import (
+    MAX_FRAME_SIZE,
+    PROTOCOL_VERSION,
+    Ack,
+    Error,
+    Events,
+    Hello,
+    Pong,
+    Welcome,
+    decode_message,
+)
+from protocol.session import EdgeSession
+
+CENTRAL_KEY = SigningKey(b"C" * 32)
+KEYS = {n: SigningKey(n.encode().ljust(32, b".")) for n in ("good-01", "bad-01", "gone-01")}
+
+
+def chain(node: str, n: int, *, start: int = 1, prev: bytes = ZERO_HASH,
+          key: SigningKey | None = None, amount: int = 100) -> list[bytes]:
+    out = []
+    for seq in range(start, start + n):
+        _, data, prev = sign_event(key or KEYS[node], node=node, seq=seq, prev=prev,
+                                   hlc=Hlc(1_000 + seq, 0), operator="op.li",
+                                   kind="account.deposited", body={"amount": amount})
+        out.append(data)
+    return out
+
+
+@dataclass
+class Central:
+    store: CentralStore
+    app: CentralServer
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/sync"
+
+
+@pytest.fixture
+async def central(tmp_path: Path) -> AsyncIterator[Central]:
+    store = await CentralStore.open(tmp_path / "central.sqlite3")
+    await enrol_central(store, CENTRAL_KEY)
+    for n, k in KEYS.items():
+        await store.enrol(n, k.public_key, "cashier")
+    await store.revoke("gone-01")
+    app = CentralServer(store, CENTRAL_KEY, handshake_timeout_s=2)
+    async with serve(app.handler, "127.0.0.1", 0, process_request=app.process_request,
+                     max_size=WS_MAX_SIZE) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        yield Central(store, app, port)
+    await store.close()
+
+
+class Client:
+    def __init__(self, ws: ClientConnection, node: str, key: SigningKey) -> None:
+        self.ws = ws
+        self.s = EdgeSession(node, key, CENTRAL_KEY.public_key, os.urandom(32))
+
+    async def recv(self) -> object:
+        async with asyncio.timeout(5):
+            return self.s.receive(await self.ws.recv())  # type: ignore[arg-type]
+
+    async def handshake(self, head: ChainHead = ChainHead()) -> Welcome:
+        await self.ws.send(self.s.send_hello(head))
+        await self.recv()
+        await self.ws.send(self.s.send_auth())
+        w = await self.recv()
+        assert isinstance(w, Welcome)
+        return w
+
+
+async def raw_error(ws: ClientConnection) -> Error:
+    """The error frame central answers with; then the connection must close."""
+    async with asyncio.timeout(5):
+        msg = decode_message(await ws.recv())  # type: ignore[arg-type]
+        assert isinstance(msg, Error), msg
+        await ws.wait_closed()
+    return msg
+
+
+async def connected(central: Central, node: str, key: SigningKey | None = None) -> Client:
+    ws = await connect(central.url, max_size=WS_MAX_SIZE)
+    c = Client(ws, node, key or KEYS[node])
+    await c.handshake()
+    return c
+
+
+async def push_ok(c: Client, events: list[bytes], last_seq: int) -> Ack:
+    await c.ws.send(c.s.send_push(events, last_seq))
+    ack = await c.recv()
+    assert isinstance(ack, Ack)
+    return ack
+
+
+def _hello(node: str = "bad-01", proto: int = PROTOCOL_VERSION) -> bytes:
+    return Hello(node, proto, os.urandom(32), 0, ZERO_HASH).encode()
+
+
+def _bad_sig(data: bytes) -> bytes:
+    m = codec.decode(data)
+    m["sig"] = bytes(64)
+    return codec.encode(m)
+
+
+BAD_FIRST_FRAMES = {
+    "garbage": (b"\xc1\xff\x00garbage", "decode"),
+    "truncated": (_hello()[:-5], "decode"),
+    "wrong_version": (_hello(proto=2), "version"),
+    "unknown_node": (_hello("nobody-01"), "unknown_node"),
+    "revoked_node": (_hello("gone-01"), "revoked"),
+    "oversized": (b"\x00" * (MAX_FRAME_SIZE + 10), "too_large"),
+    "not_hello": (Pong(1).encode(), "unexpected"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FIRST_FRAMES))
+async def test_bad_first_frame_gets_clean_error(central: Central, case: str) -> None:
+    good = await connected(central, "good-01")
+    frame, code = BAD_FIRST_FRAMES[case]
+    async with connect(central.url, max_size=WS_MAX_SIZE) as ws:
+        await ws.send(frame)
+        err = await raw_error(ws)
+    assert err.code == code, err
+    assert await central.store.count() == 0
+    # the counter already connected is unaffected
+    assert (await push_ok(good, chain("good-01", 2), 2)).stored == 2
+    await good.ws.close()
+
+
+async def test_text_frame_is_refused(central: Central) -> None:
+    async with connect(central.url) as ws:
+        await ws.send("hello")
+        assert (await raw_error(ws)).code == "unexpected"
+
+
+BAD_PUSHES = ["bad_signature", "other_nodes_event", "chain_break", "equivocation",
+              "garbage_event", "revoked_meanwhile"]
+
+
+@pytest.mark.parametrize("case", BAD_PUSHES)
+async def test_bad_push_gets_clean_error_and_stores_nothing(central: Central, case: str) -> None:
+    good = await connected(central, "good-01")
+    bad = await connected(central, "bad-01")
+    first = chain("bad-01", 3)
+    await push_ok(bad, first, 3)
+    head = await central.store.head("bad-01")
+    nxt = chain("bad-01", 2, start=4, prev=head.hash)
+    if case == "bad_signature":
+        batch, code = [nxt[0], _bad_sig(nxt[1])], "signature"
+    elif case == "other_nodes_event":
+        batch, code = [nxt[0], *chain("good-01", 1)], "wrong_node"
+    elif case == "chain_break":
+        batch, code = chain("bad-01", 1, start=5, prev=head.hash), "chain"
+    elif case == "equivocation":
+        batch, code = chain("bad-01", 3, amount=777)[2:], "equivocation"
+    elif case == "garbage_event":
+        batch, code = [nxt[0], b"\x81\xa1a\xc1"], "decode"
+    else:
+        await central.store.revoke("bad-01")
+        batch, code = nxt, "revoked"
+    before = await central.store.event_ids()
+    await bad.ws.send(bad.s.send_push(batch, 5))
+    err = await raw_error(bad.ws)
+    assert err.code == code, err
+    assert err.message  # says what was wrong
+    assert await central.store.event_ids() == before  # nothing of the batch stored
+    if case == "equivocation":
+        assert [(n, s) for n, s, *_ in await central.store.quarantined()] == [("bad-01", 3)]
+    else:
+        assert await central.store.quarantined() == []
+    assert (await push_ok(good, chain("good-01", 1), 1)).stored == 1
+    await good.ws.close()
+
+
+async def test_replayed_old_batch_is_a_noop_and_replayed_auth_is_refused(
+    central: Central,
+) -> None:
+    c = await connected(central, "bad-01")
+    evs = chain("bad-01", 4)
+    assert (await push_ok(c, evs, 4)).stored == 4
+    await c.ws.close()
+    # a new session (or an attacker replaying captured frames) re-sends the old batch
+    c2 = await connected(central, "bad-01")
+    ack = await push_ok(c2, evs, 4)
+    assert (ack.stored, ack.head_seq) == (0, 4)
+    assert await central.store.count() == 4
+    await c2.ws.close()
+    # a recorded auth frame is useless in another handshake (fresh nonces)
+    ws1 = await connect(central.url)
+    s1 = EdgeSession("bad-01", KEYS["bad-01"], CENTRAL_KEY.public_key, os.urandom(32))
+    await ws1.send(s1.send_hello(ChainHead()))
+    s1.receive(await ws1.recv())  # type: ignore[arg-type]
+    recorded = s1.send_auth()
+    await ws1.close()
+    async with connect(central.url) as ws2:
+        await ws2.send(Hello("bad-01", PROTOCOL_VERSION, os.urandom(32), 0, ZERO_HASH).encode())
+        await ws2.recv()
+        await ws2.send(recorded)
+        assert (await raw_error(ws2)).code == "auth"
+
+
+async def test_impostor_without_the_key_is_refused(central: Central) -> None:
+    async with connect(central.url) as ws:
+        c = Client(ws, "good-01", SigningKey(b"X" * 32))
+        await ws.send(c.s.send_hello(ChainHead()))
+        await c.recv()
+        await ws.send(c.s.send_auth())
+        assert (await raw_error(ws)).code == "auth"
+
+
+async def test_handshake_timeout_closes_silent_connection(central: Central) -> None:
+    async with connect(central.url) as ws:
+        assert (await raw_error(ws)).code == "timeout"  # 2 s in this fixture
+
+
+async def test_pull_then_live_events_with_no_gap(central: Central) -> None:
+    a = await connected(central, "good-01")
+    b = await connected(central, "bad-01")
+    await push_ok(a, chain("good-01", 3), 3)
+    await b.ws.send(b.s.send_pull(0))
+    got = await b.recv()
+    assert isinstance(got, Events) and len(got.events) == 3 and not got.more
+    head = await central.store.head("good-01")
+    await push_ok(a, chain("good-01", 2, start=4, prev=head.hash), 5)
+    live = await b.recv()  # pushed to b unasked, continuing from the last cursor
+    assert isinstance(live, Events) and live.after == got.cursor and len(live.events) == 2
+    # a's own pushes are never sent back to a
+    await a.ws.send(a.s.send_pull(0))
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await a.ws.recv()
+
+
+async def test_healthz_and_metrics_on_the_same_port(central: Central) -> None:
+    async def get(path: str) -> bytes:
+        r, w = await asyncio.open_connection("127.0.0.1", central.port)
+        w.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        async with asyncio.timeout(5):
+            data = await r.read()
+        w.close()
+        return data
+
+    health = await get("/healthz")
+    assert health.startswith(b"HTTP/1.1 200") and health.endswith(b"ok\n")
+    c = await connected(central, "good-01")
+    await push_ok(c, chain("good-01", 2), 2)
+    metrics = (await get("/metrics")).decode()
+    assert "onecard_connected_counters 1" in metrics
+    assert "onecard_events_ingested_total 2" in metrics
+    await c.ws.close()

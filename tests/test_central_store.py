@@ -1,0 +1,157 @@
+"""Central's store: atomic, idempotent ingest; quarantine; the gapless pull cursor."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from central.store import (
+    CentralStore,
+    Equivocation,
+    RevokedNode,
+    UnknownNode,
+    WrongNode,
+    prepare_batch,
+)
+from protocol import codec
+from protocol.crypto import ZERO_HASH, SigningKey
+from protocol.errors import DecodeError, SignatureError
+from protocol.event import ChainError, sign_event
+from protocol.hlc import Hlc
+
+KEYS = {n: SigningKey(bytes([i + 1]) * 32) for i, n in enumerate(["c1", "c2", "c3", "c4"])}
+
+
+def chain(node: str, n: int, *, start: int = 1, prev: bytes = ZERO_HASH,
+          key: SigningKey | None = None, amount: int = 100) -> list[bytes]:
+    out = []
+    for seq in range(start, start + n):
+        _, data, prev = sign_event(key or KEYS[node], node=node, seq=seq, prev=prev,
+                                   hlc=Hlc(1_000 + seq, 0), operator="op.wang",
+                                   kind="account.deposited", body={"amount": amount})
+        out.append(data)
+    return out
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> CentralStore:
+    s = await CentralStore.open(tmp_path / "central.sqlite3")
+    for n, k in KEYS.items():
+        await s.enrol(n, k.public_key, "cashier")
+    yield s  # type: ignore[misc]
+    await s.close()
+
+
+async def test_ingest_stores_batch_and_resend_is_a_noop(store: CentralStore) -> None:
+    evs = chain("c1", 5)
+    r = await store.ingest("c1", evs)
+    assert (r.stored, r.head.seq, r.first_pos, r.last_pos) == (5, 5, 1, 5)
+    again = await store.ingest("c1", evs[1:4])
+    assert again.stored == 0 and again.head.seq == 5
+    assert await store.count() == 5 and await store.cursor() == 5
+    # overlapping resend plus new events: only the new ones are stored, positions follow
+    more = chain("c1", 3, start=6, prev=r.head.hash)
+    r2 = await store.ingest("c1", evs[3:] + more)
+    assert (r2.stored, r2.first_pos, r2.last_pos) == (3, 6, 8)
+
+
+@pytest.mark.parametrize("case", ["gap", "bad_sig", "wrong_node", "garbage", "inner_break"])
+async def test_invalid_batches_store_nothing(store: CentralStore, case: str) -> None:
+    good = chain("c1", 2)
+    await store.ingest("c1", good[:1])
+    if case == "gap":
+        batch, exc = chain("c1", 3)[2:], ChainError
+    elif case == "bad_sig":
+        m = codec.decode(good[1])
+        m["sig"] = bytes(64)
+        batch, exc = [codec.encode(m)], SignatureError
+    elif case == "wrong_node":
+        batch, exc = chain("c2", 1), WrongNode
+    elif case == "garbage":
+        batch, exc = [good[1], b"\x93\x01"], DecodeError
+    else:  # c1 seq 2, then c1 seq 3 signed on another history
+        batch, exc = [good[1], *chain("c1", 1, start=3, prev=b"\x01" * 32)], ChainError
+    with pytest.raises(exc):
+        await store.ingest("c1", batch)
+    assert await store.count() == 1 and (await store.head("c1")).seq == 1
+    assert await store.cursor() == 1
+
+
+async def test_equivocation_is_quarantined_never_merged(store: CentralStore) -> None:
+    await store.ingest("c1", chain("c1", 3))
+    forged = chain("c1", 3, amount=999_999)  # same node, same seqs, other content
+    with pytest.raises(Equivocation):
+        await store.ingest("c1", forged[1:2])
+    assert await store.count() == 3
+    q = await store.quarantined()
+    assert [(n, s) for n, s, _, _ in q] == [("c1", 2)]
+    held = {(n, s): h for n, s, h in await store.event_ids()}
+    assert q[0][2] == held[("c1", 2)] and q[0][3] != held[("c1", 2)]
+
+
+async def test_unknown_and_revoked_nodes_are_refused(store: CentralStore) -> None:
+    stranger = SigningKey(b"\x09" * 32)
+    with pytest.raises(UnknownNode):
+        await store.ingest("nobody", chain("nobody", 1, key=stranger))
+    assert await store.revoke("c2")
+    with pytest.raises(RevokedNode):
+        await store.ingest("c2", chain("c2", 1))
+    assert await store.count() == 0
+    # a revoked node re-enrolled with a new key (rotation) can push again, signed anew
+    new = SigningKey(b"\x0a" * 32)
+    await store.enrol("c2", new.public_key, "cashier")
+    assert (await store.ingest("c2", chain("c2", 1, key=new))).stored == 1
+    with pytest.raises(ValueError):
+        await store.enrol("c2", new.public_key, "cashier")  # enrolled: revoke first
+
+
+async def test_prepared_batch_checked_with_another_key_is_refused(store: CentralStore) -> None:
+    evs = chain("c1", 1)
+    prepared = prepare_batch("c1", KEYS["c1"].public_key, evs)
+    with pytest.raises(SignatureError):
+        await store.ingest("c1", evs, key=KEYS["c2"].public_key, prepared=prepared)
+
+
+async def test_pull_pages_skip_own_events_and_respect_limits(store: CentralStore) -> None:
+    await store.ingest("c1", chain("c1", 4))
+    await store.ingest("c2", chain("c2", 3))
+    await store.ingest("c1", chain("c1", 2, start=5, prev=(await store.head("c1")).hash))
+    page = await store.events_after(0, exclude_node="c1")
+    assert len(page.events) == 3 and page.cursor == 9 and not page.more  # c1's skipped
+    page = await store.events_after(0, exclude_node="c3", limit=4)
+    assert len(page.events) == 4 and page.cursor == 4 and page.more
+    size = len(chain("c1", 1)[0])
+    page = await store.events_after(0, exclude_node="c3", max_bytes=2 * size + 1)
+    assert len(page.events) == 2 and page.cursor == 2 and page.more
+    # pages chained from cursor to cursor give every event exactly once
+    seen, cur = [], 0
+    for _ in range(20):
+        p = await store.events_after(cur, exclude_node="c3", limit=2)
+        seen += p.events
+        cur = p.cursor
+        if not p.more:
+            break
+    assert len(seen) == len(set(seen)) == 9 and cur == 9
+    assert (await store.events_after(9, exclude_node="c3")).events == []
+
+
+async def test_concurrent_ingests_give_gapless_commit_ordered_positions(
+    store: CentralStore,
+) -> None:
+    """Four nodes push 20 batches each at once: positions 1..N, each batch contiguous."""
+    async def push(node: str) -> list[tuple[int, int]]:
+        spans, prev, seq = [], ZERO_HASH, 1
+        for _ in range(20):
+            batch = chain(node, 5, start=seq, prev=prev)
+            r = await store.ingest(node, batch)
+            spans.append((r.first_pos, r.last_pos))
+            prev, seq = r.head.hash, seq + 5
+        return spans
+
+    spans = [s for node_spans in await asyncio.gather(*(push(n) for n in KEYS))
+             for s in node_spans]
+    assert sorted(p for a, b in spans for p in range(a, b + 1)) == list(range(1, 401))
+    assert all(b - a == 4 for a, b in spans)
+    assert await store.cursor() == 400
