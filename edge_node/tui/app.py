@@ -1,0 +1,149 @@
+"""The counter's terminal app: wiring only (ledger, service, reader, screens, idle lock).
+
+``run(config, reader=None)`` is what ``onecard-edge run`` calls.  Everything a screen
+does lives in its own module under ``screens/`` and ``widgets/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual import events, work
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from edge_node import pricelist
+from edge_node.config import EdgeConfig
+from edge_node.errors import EdgeError
+from edge_node.i18n import Translator
+from edge_node.ledger import Ledger, wall_ms
+from edge_node.service import CounterService
+from edge_node.staff import Staff
+from edge_node.tui.cardsource import CardSource, Notice, Tapped, interpret
+from edge_node.tui.context import Counter
+from edge_node.tui.messages import CardTapped, ReaderNotice
+from edge_node.tui.screens.fatal import FatalScreen
+from edge_node.tui.screens.home import HomeScreen
+from edge_node.tui.screens.login import LoginScreen
+
+log = logging.getLogger("onecard.tui")
+
+IDLE_CHECK_S = 5.0
+
+
+class CounterApp(App[None]):
+    CSS_PATH = Path(__file__).with_name("counter.tcss")
+    TITLE = "onecard"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+    ]
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(self, config: EdgeConfig, *, reader: CardSource | None = None,
+                 ledger: Ledger | None = None, clock: Callable[[], int] = wall_ms,
+                 ledger_clock: Callable[[], int] | None = None,
+                 idle_clock: Callable[[], float] = time.monotonic,
+                 prices: pricelist.PriceList | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.reader = reader
+        self._ledger = ledger
+        self._own_ledger = ledger is None
+        self._clock = clock
+        self._ledger_clock = ledger_clock
+        self._idle_clock = idle_clock
+        self._prices = prices
+        self.tr = Translator(config.language)
+        self.counter: Counter | None = None
+        self.home: HomeScreen | None = None
+        self.last_activity = idle_clock()
+        self.locked = False
+
+    # -- start and stop ------------------------------------------------------------------
+    async def on_mount(self) -> None:
+        self.title = self.tr("app.title")
+        try:
+            prices = self._prices or pricelist.load(self.config.price_list)
+            if self._ledger is None:
+                kw: dict[str, Any] = {"rule_config": self.config.rules}
+                if self._ledger_clock is not None:
+                    kw["clock"] = self._ledger_clock
+                self._ledger = await Ledger.open(self.config.db, self.config.node_id,
+                                                 self.config.load_key(), **kw)
+        except EdgeError as exc:
+            await self.push_screen(FatalScreen(exc.title, str(exc)))
+            return
+        self.counter = Counter(self.config, self._ledger, CounterService(self._ledger, ""),
+                               prices, self.tr, self._clock)
+        self.home = HomeScreen(self.counter)
+        await self.push_screen(self.home)
+        await self.push_screen(LoginScreen(self.counter), self._logged_in)
+        self.set_interval(IDLE_CHECK_S, self.lock_if_idle)
+        if self.reader is not None:
+            self.read_cards()
+
+    async def on_unmount(self) -> None:
+        if self.reader is not None:
+            try:
+                await self.reader.stop()
+            except Exception:
+                log.warning("card reader did not stop cleanly", exc_info=True)
+        if self._own_ledger and self._ledger is not None:
+            await self._ledger.close()
+
+    def _logged_in(self, staff: Staff | None) -> None:
+        self.locked = False
+        self.last_activity = self._idle_clock()
+        if self.home is not None and staff is not None:
+            self.home.query_one("StatusBar").refresh_status()  # type: ignore[attr-defined]
+
+    # -- card reader -----------------------------------------------------------------------
+    @work(exit_on_error=False, group="reader")
+    async def read_cards(self) -> None:
+        assert self.reader is not None
+        try:
+            await self.reader.start()
+            async for event in self.reader.events():
+                meaning = interpret(event)
+                if self.home is None or meaning is None:
+                    continue
+                if isinstance(meaning, Tapped):
+                    self.last_activity = self._idle_clock()
+                    if not self.locked:
+                        self.home.post_message(CardTapped(meaning.card_no, meaning.entry))
+                elif isinstance(meaning, Notice):
+                    text = (self.tr("home.blank_card") if meaning.blank else meaning.text)
+                    self.home.post_message(ReaderNotice(text, meaning.problem))
+        except Exception as exc:  # a dead reader: say so, keep the counter (typing) working
+            log.warning("card reader stopped: %s", exc)
+            if self.home is not None:
+                self.home.post_message(ReaderNotice(str(exc) or type(exc).__name__, True))
+
+    # -- idle lock -------------------------------------------------------------------------
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown):
+            self.last_activity = self._idle_clock()
+        await super().on_event(event)
+
+    def lock_if_idle(self) -> None:
+        limit = self.config.idle_lock_s
+        if not limit or self.locked or self.counter is None or self.counter.operator is None:
+            return
+        if self._idle_clock() - self.last_activity >= limit:
+            self.lock()
+
+    def lock(self) -> None:
+        """Cover everything with the login screen; the same or another operator unlocks."""
+        if self.locked or self.counter is None:
+            return
+        self.locked = True
+        self.push_screen(LoginScreen(self.counter, locked=True), self._logged_in)
+
+
+def run(config: EdgeConfig, reader: CardSource | None = None) -> None:
+    """Run the counter app until staff quit (``onecard-edge run``)."""
+    CounterApp(config, reader=reader).run()

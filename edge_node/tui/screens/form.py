@@ -1,0 +1,179 @@
+"""The shape of every business form: fields, Enter to the next, Ctrl+S to submit, confirm,
+then the service call in a worker; refusals are shown in the form, field focused.
+
+A subclass provides :meth:`fields` (its widgets), :meth:`prepare` (check what was
+typed; return problems to show, or a question to confirm and the call to make), and
+the form dismisses with the :class:`Receipt` when the ledger committed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Footer, Input, Label, Static
+
+from edge_node.errors import OperationRefused
+from edge_node.service import PatientView, Receipt
+from edge_node.tui.context import Counter
+from edge_node.tui.screens.base import bind_keys, error_text
+from edge_node.tui.screens.confirm import ConfirmScreen
+from protocol.errors import Problem
+from protocol.money import parse_yuan
+
+Call = Callable[[], Awaitable[Receipt]]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a checked form will do: ask ``question``, then await ``call()``."""
+
+    question: str
+    call: Call
+
+
+class FormScreen(ModalScreen[Receipt | None]):
+    DEFAULT_CSS = """
+    FormScreen { align: center middle; }
+    FormScreen > Vertical { width: 84; max-height: 95%; height: auto;
+                            border: thick $primary; background: $surface; padding: 0 1; }
+    FormScreen #form-title { text-style: bold; background: $primary; color: $text;
+                             padding: 0 1; margin: 0 0 1 0; }
+    FormScreen #form-patient { color: $text-muted; }
+    FormScreen VerticalScroll { height: auto; max-height: 30; }
+    FormScreen Label { margin: 1 0 0 0; color: $text-muted; }
+    FormScreen #form-error { color: $error; text-style: bold; height: auto; margin: 1 0 0 0; }
+    FormScreen #form-hint { color: $text-muted; height: auto; }
+    """
+    title_key = "title.deposit"
+
+    def __init__(self, counter: Counter, view: PatientView | None = None,
+                 card_no: str = "", card_entry: str = "chip") -> None:
+        super().__init__()
+        self.counter = counter
+        self.view = view
+        self.card_no = card_no
+        self.card_entry = card_entry
+        self.busy = False
+        bind_keys(self, counter, [("ctrl+s", "submit", "key.submit", True),
+                                  ("escape", "cancel", "key.cancel", True)])
+        # Enter on a choice (not in an input, list or table, which use it) submits too.
+        self._bindings.bind("enter", "submit", show=False)
+
+    # -- layout --------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        tr = self.counter.tr
+        with Vertical():
+            yield Static(tr(self.title_key), id="form-title")
+            if self.view is not None:
+                p = self.view.patient
+                yield Static(f"{p.name}  {p.patient_id}  {self.card_no}", id="form-patient")
+            with VerticalScroll():
+                yield from self.fields()
+            yield Static(id="form-hint")
+            yield Static(id="form-error")
+        yield Footer()
+
+    def fields(self) -> Iterable[Widget]:
+        return []
+
+    def labelled(self, label_key: str, widget: Widget, **values: object) -> Iterable[Widget]:
+        yield Label(self.counter.tr(label_key, **values))
+        yield widget
+
+    # -- flow ----------------------------------------------------------------------------
+    @on(Input.Submitted)
+    def _input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.on_enter(event.input)
+
+    def on_enter(self, field: Input) -> None:
+        """Enter goes to the next field; on the last input it submits."""
+        inputs = [w for w in self.query(Input) if w.display]
+        if inputs and field is inputs[-1]:
+            self.action_submit()
+        else:
+            self.focus_next()
+
+    def action_cancel(self) -> None:
+        if not self.busy:
+            self.dismiss(None)
+
+    def action_submit(self) -> None:
+        if self.busy:
+            return
+        result = self.prepare()
+        if isinstance(result, Plan):
+            self.show_error("")
+            plan = result
+            self.app.push_screen(ConfirmScreen(self.counter, plan.question),
+                                 lambda yes: self.perform(plan.call) if yes else None)
+        else:
+            self.show_problems(result)
+
+    def prepare(self) -> Plan | list[Problem]:
+        raise NotImplementedError
+
+    @work(exclusive=True, exit_on_error=False, group="form")
+    async def perform(self, call: Call) -> None:
+        self.busy = True
+        self.query_one("#form-hint", Static).update(self.counter.tr("form.working"))
+        try:
+            receipt = await call()
+        except OperationRefused as exc:
+            self.show_problems(exc.problems, refused=True)
+            return
+        except Exception as exc:  # StorageError, or a bug: plain words, never a traceback
+            self.show_error(error_text(self.counter, exc))
+            return
+        finally:
+            self.busy = False
+            self.query_one("#form-hint", Static).update("")
+        self.dismiss(receipt)
+
+    # -- showing problems ----------------------------------------------------------------
+    def show_error(self, text: str) -> None:
+        self.query_one("#form-error", Static).update(text)
+
+    def show_problems(self, problems: list[Problem], refused: bool = False) -> None:
+        tr = self.counter.tr
+        text = tr.problems(problems)
+        self.show_error((tr("error.refused") + text) if refused else text)
+        for p in problems:
+            target = self.field_widget(p.field)
+            if target is not None:
+                target.focus()
+                break
+
+    def field_widget(self, field: str) -> Widget | None:
+        if not field:
+            return None
+        found = self.query(f"#{field}")
+        return found.first() if found else None
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def value(self, field: str) -> str:
+        return self.query_one(f"#{field}", Input).value.strip()
+
+    def amount(self, field: str, problems: list[Problem]) -> int:
+        """The fen typed in ``field`` (> 0), or 0 with a problem added."""
+        parsed = parse_yuan(self.value(field), field)
+        if isinstance(parsed, Problem):
+            problems.append(Problem("form.amount", self.counter.tr("form.bad_amount"), field))
+            return 0
+        if parsed <= 0:
+            problems.append(Problem("form.zero", self.counter.tr("form.zero_amount"), field))
+        return parsed
+
+    def required(self, field: str, label_key: str, problems: list[Problem]) -> str:
+        text = self.value(field)
+        if not text:
+            tr = self.counter.tr
+            problems.append(Problem("form.required", tr("form.required", field=tr(label_key)),
+                                    field))
+        return text

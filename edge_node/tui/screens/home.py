@@ -1,0 +1,219 @@
+"""The home screen: waits for a card, shows the patient, and puts every business one key away.
+
+Focus stays in the card-number field so a keyboard-wedge scanner or typing works at
+any moment; every business is on a function key (an Input never swallows those).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label, Static
+
+from edge_node import receipt as receipts
+from edge_node.service import PatientView, Receipt
+from edge_node.tui.context import Counter
+from edge_node.tui.messages import CardTapped, OperationDone, ReaderNotice
+from edge_node.tui.screens.base import bind_keys, error_text
+from edge_node.tui.screens.charge import ChargeScreen
+from edge_node.tui.screens.credit import GreenChannelScreen
+from edge_node.tui.screens.deposit import DepositScreen
+from edge_node.tui.screens.form import FormScreen
+from edge_node.tui.screens.history import HistoryScreen
+from edge_node.tui.screens.lost import ReportLostScreen
+from edge_node.tui.screens.refund import RefundScreen
+from edge_node.tui.screens.register import NewPatientScreen
+from edge_node.tui.screens.replace import ReplaceCardScreen
+from edge_node.tui.screens.report import DailyReportScreen
+from edge_node.tui.screens.settle import SettleScreen
+from edge_node.tui.widgets.patient_panel import PatientPanel
+from edge_node.tui.widgets.status import StatusBar
+from protocol.money import yuan
+
+FORMS: dict[str, type[FormScreen]] = {
+    "deposit": DepositScreen,
+    "charge": ChargeScreen,
+    "refund": RefundScreen,
+    "lost": ReportLostScreen,
+    "replace": ReplaceCardScreen,
+    "settle": SettleScreen,
+    "credit": GreenChannelScreen,
+}
+
+
+class HomeScreen(Screen[None]):
+    DEFAULT_CSS = """
+    HomeScreen #card-row { height: 3; padding: 0 1; }
+    HomeScreen #card-row Label { padding: 1 1 0 0; }
+    HomeScreen #card_no { width: 30; }
+    HomeScreen #message { height: auto; min-height: 1; padding: 0 1; }
+    HomeScreen #message.problem { color: $error; text-style: bold; }
+    HomeScreen #message.done { color: $success; }
+    HomeScreen #message.warning { color: $warning; }
+    """
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__()
+        self.counter = counter
+        self.card_no = ""
+        self.card_entry = "chip"
+        bind_keys(self, counter, [
+            ("f2", "new_patient", "key.new", True),
+            ("f3", "form('deposit')", "key.deposit", True),
+            ("f4", "form('charge')", "key.charge", True),
+            ("f5", "form('refund')", "key.refund", True),
+            ("f6", "form('lost')", "key.lost", True),
+            ("f7", "form('replace')", "key.replace", True),
+            ("f8", "form('settle')", "key.settle", True),
+            ("f9", "form('credit')", "key.credit", True),
+            ("f10", "history", "key.history", True),
+            ("f11", "report", "key.report", True),
+            ("f12", "lock", "key.lock", True),
+            ("escape", "clear", "key.clear", True),
+        ])
+
+    def compose(self) -> ComposeResult:
+        tr = self.counter.tr
+        yield StatusBar(self.counter)
+        with Vertical():
+            with Horizontal(id="card-row"):
+                yield Label(tr("home.card_prompt"))
+                yield Input(id="card_no", placeholder=tr("home.card_placeholder"),
+                            max_length=32, restrict=r"[A-Za-z0-9]*")
+            yield PatientPanel(self.counter)
+            yield Static(id="message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#card_no", Input).focus()
+
+    @property
+    def panel(self) -> PatientPanel:
+        return self.query_one(PatientPanel)
+
+    @property
+    def view(self) -> PatientView | None:
+        return self.panel.view
+
+    # -- messages to staff ---------------------------------------------------------------
+    def say(self, text: str, kind: str = "") -> None:
+        msg = self.query_one("#message", Static)
+        msg.update(text)
+        for cls in ("problem", "done", "warning"):
+            msg.set_class(cls == kind, cls)
+
+    @property
+    def message_text(self) -> str:
+        return str(self.query_one("#message", Static).render())
+
+    # -- cards ---------------------------------------------------------------------------
+    @on(Input.Submitted, "#card_no")
+    def _typed(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.lookup(event.value.strip(), "manual")
+
+    def on_card_tapped(self, message: CardTapped) -> None:
+        self.lookup(message.card_no, message.entry)
+
+    def on_reader_notice(self, message: ReaderNotice) -> None:
+        status = self.query_one(StatusBar)
+        status.reader_text = message.text
+        status.reader_problem = message.problem
+
+    @work(exclusive=True, exit_on_error=False, group="lookup")
+    async def lookup(self, card_no: str, entry: str = "chip", quiet: bool = False) -> None:
+        if not quiet:
+            self.say(self.counter.tr("home.loading"))
+        service = self.counter.service
+        try:
+            view = await service.lookup_card(card_no)
+            history = await service.history(view.patient.patient_id, 20)
+        except Exception as exc:
+            self.panel.clear()
+            self.card_no = ""
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        self.card_no, self.card_entry = card_no, entry
+        self.panel.show(view, history)
+        field = self.query_one("#card_no", Input)
+        field.value = ""
+        if not quiet:
+            self.say("")
+
+    def action_clear(self) -> None:
+        self.card_no = ""
+        self.panel.clear()
+        self.query_one("#card_no", Input).value = ""
+        self.query_one("#card_no", Input).focus()
+        self.say(self.counter.tr("home.cleared"))
+
+    # -- businesses ------------------------------------------------------------------------
+    def action_new_patient(self) -> None:
+        card = self.query_one("#card_no", Input).value.strip()
+        self.app.push_screen(NewPatientScreen(self.counter, None, card), self._after)
+
+    def action_form(self, name: str) -> None:
+        view = self.view
+        if view is None or not self.card_no:
+            self.say(self.counter.tr("home.need_card"), "warning")
+            return
+        form = FORMS[name](self.counter, view, self.card_no, self.card_entry)
+        self.app.push_screen(form, self._after)
+
+    def action_history(self) -> None:
+        if self.view is None:
+            self.say(self.counter.tr("home.need_card"), "warning")
+            return
+        self.app.push_screen(HistoryScreen(self.counter, self.view))
+
+    def action_report(self) -> None:
+        self.app.push_screen(DailyReportScreen(self.counter))
+
+    def action_lock(self) -> None:
+        lock = getattr(self.app, "lock", None)
+        if callable(lock):
+            lock()
+
+    def _after(self, result: Receipt | None) -> None:
+        self.query_one("#card_no", Input).focus()
+        if result is None:
+            return
+        card = self.card_no
+        first = result.events[0] if result.events else None
+        if first is not None and first.kind == "card.replaced":
+            card = str(first.body["new_card_no"])
+        elif first is not None and first.kind == "patient.registered":
+            card = next((str(e.body["card_no"]) for e in result.events
+                         if e.kind == "card.issued"), card)
+        self.post_message(OperationDone(result, card))
+
+    def on_operation_done(self, message: OperationDone) -> None:
+        r, tr = message.receipt, self.counter.tr
+        kind = r.events[0].kind if r.events else ""
+        title = tr("title.new") if kind == "patient.registered" else tr(f"kind.{kind}")
+        text = (tr("home.done", title=title, number=r.number, balance=yuan(r.balance))
+                if r.number else tr("home.done_nonum", title=title, balance=yuan(r.balance)))
+        self.say(text, "done")
+        if message.card_no:
+            self.lookup(message.card_no, self.card_entry if message.card_no == self.card_no
+                        else "manual", quiet=True)
+        self.print_receipt(r, message.card_no, text)
+
+    @work(exit_on_error=False, group="printer")
+    async def print_receipt(self, r: Receipt, card_no: str, done_text: str) -> None:
+        """The transaction is already committed: a printer problem is only a warning."""
+        cfg, tr = self.counter.config, self.counter.tr
+        op = self.counter.operator
+        text = receipts.render_text(r, node=cfg.node_id, operator=op.staff_id if op else "",
+                                    language=tr.language, card_no=card_no,
+                                    timezone=cfg.timezone)
+        self.last_receipt_text = text
+        if not cfg.printer:
+            return
+        result = await asyncio.to_thread(receipts.print_text, text, cfg.printer)
+        if not result.printed:
+            self.say(f"{done_text}\n{tr('home.printer_warning', msg=result.warning)}", "warning")

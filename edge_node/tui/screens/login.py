@@ -1,0 +1,84 @@
+"""Operator login (and the idle lock screen): staff id + PIN before anything else."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import Input, Label, Static
+
+from edge_node.staff import LoginRefused, Staff, list_staff, login
+from edge_node.tui.context import Counter
+from edge_node.tui.screens.base import error_text
+
+
+class LoginScreen(Screen[Staff]):
+    DEFAULT_CSS = """
+    LoginScreen { align: center middle; }
+    LoginScreen > Vertical { width: 50; height: auto; border: thick $primary; padding: 1 2; }
+    LoginScreen #title { text-style: bold; margin: 0 0 1 0; }
+    LoginScreen #error { color: $error; height: auto; margin: 1 0 0 0; }
+    """
+
+    def __init__(self, counter: Counter, *, locked: bool = False) -> None:
+        super().__init__()
+        self.counter = counter
+        self.locked = locked
+
+    def compose(self) -> ComposeResult:
+        tr = self.counter.tr
+        with Vertical():
+            yield Static(tr("app.title"))
+            yield Static(tr("login.locked_title" if self.locked else "login.title"), id="title")
+            yield Label(tr("login.staff_id"))
+            yield Input(id="staff_id", value=self._last_staff_id())
+            yield Label(tr("login.pin"))
+            yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12)
+            yield Static(id="error")
+
+    def _last_staff_id(self) -> str:
+        op = self.counter.operator
+        return op.staff_id if (self.locked and op) else ""
+
+    def on_mount(self) -> None:
+        self.query_one("#pin" if self.locked and self.counter.operator else "#staff_id",
+                       Input).focus()
+        if not self.locked:
+            self.check_staff_exists()
+
+    @work(exit_on_error=False)
+    async def check_staff_exists(self) -> None:
+        if not await list_staff(self.counter.ledger):
+            self.query_one("#error", Static).update(self.counter.tr("login.no_staff"))
+
+    @on(Input.Submitted, "#staff_id")
+    def next_field(self) -> None:
+        self.query_one("#pin", Input).focus()
+
+    @on(Input.Submitted, "#pin")
+    def submit(self) -> None:
+        staff_id = self.query_one("#staff_id", Input).value.strip()
+        pin = self.query_one("#pin", Input).value
+        if not staff_id or not pin:
+            self.query_one("#error", Static).update(self.counter.tr("login.missing"))
+            return
+        self.attempt(staff_id, pin)
+
+    @work(exclusive=True, exit_on_error=False)
+    async def attempt(self, staff_id: str, pin: str) -> None:
+        try:
+            staff = await login(self.counter.ledger, staff_id, pin)
+        except LoginRefused as exc:
+            tr = self.counter.tr
+            text = tr(exc.code) if tr.has(exc.code) else str(exc)
+            self.query_one("#error", Static).update(text)
+            pin_input = self.query_one("#pin", Input)
+            pin_input.value = ""
+            pin_input.focus()
+            return
+        except Exception as exc:
+            self.query_one("#error", Static).update(error_text(self.counter, exc))
+            return
+        self.counter.log_in(staff)
+        self.dismiss(staff)

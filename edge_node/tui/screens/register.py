@@ -1,0 +1,94 @@
+"""New patient and card: from the national ID card (birth date and sex derived) or a form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual import on
+from textual.widget import Widget
+from textual.widgets import Input, Static
+
+from edge_node.service import Receipt
+from edge_node.tui.screens.form import FormScreen, Plan
+from edge_node.tui.widgets.choice import Choice
+from protocol import nationalid
+from protocol.errors import Problem
+from protocol.kinds import PAYMENT_METHODS
+from protocol.money import yuan
+
+
+class NewPatientScreen(FormScreen):
+    title_key = "title.new"
+
+    def fields(self) -> Iterable[Widget]:
+        tr = self.counter.tr
+        fee = self.counter.config.registration_fee
+        yield from self.labelled("form.name", Input(id="name", max_length=64))
+        yield from self.labelled("form.national_id", Input(id="national_id", max_length=18,
+                                                           restrict=r"[0-9xX]*"))
+        yield Static(id="derived")
+        yield from self.labelled("form.sex", Input(id="sex", max_length=1, restrict=r"[MFmf]*"))
+        yield from self.labelled("form.birth_date", Input(id="birth_date", max_length=10,
+                                                          placeholder="1990-03-07"))
+        yield from self.labelled("form.phone", Input(id="phone", max_length=20,
+                                                     restrict=r"[0-9 +-]*"))
+        yield from self.labelled("form.contact", Input(id="contact", max_length=128))
+        yield from self.labelled("form.card_no", Input(self.card_no, id="card_no", max_length=32,
+                                                       restrict=r"[A-Za-z0-9]*"))
+        yield from self.labelled("form.first_deposit", Input(f"{fee // 100}.{fee % 100:02d}",
+                                                             id="first_deposit"), fee=yuan(fee))
+        yield from self.labelled("form.method", Choice(
+            [(m, tr(f"method.{m}")) for m in PAYMENT_METHODS], id="method"))
+
+    def on_mount(self) -> None:
+        self.query_one("#name", Input).focus()
+
+    @on(Input.Changed, "#national_id")
+    def derive(self, event: Input.Changed) -> None:
+        """A complete, valid ID number fills in sex and birth date (shown, not retyped)."""
+        tr = self.counter.tr
+        derived = self.query_one("#derived", Static)
+        parsed = nationalid.parse(event.value) if len(event.value) == 18 else None
+        if parsed is None:
+            derived.update("")
+            return
+        if isinstance(parsed, Problem):
+            derived.update(tr.problem(parsed))
+            return
+        self.query_one("#sex", Input).value = parsed.sex
+        self.query_one("#birth_date", Input).value = parsed.birth_date
+        derived.update(tr("form.derived", sex=tr(f"sex.{parsed.sex}"), birth=parsed.birth_date))
+
+    def prepare(self) -> Plan | list[Problem]:
+        tr = self.counter.tr
+        problems: list[Problem] = []
+        name = self.required("name", "form.name", problems)
+        national_id = self.value("national_id").upper()
+        sex = self.value("sex").upper()
+        birth = self.value("birth_date")
+        if national_id:
+            parsed = nationalid.parse(national_id)
+            if isinstance(parsed, Problem):
+                problems.append(parsed)
+            else:  # the ID number decides; the service re-checks they agree
+                sex, birth = parsed.sex, parsed.birth_date
+        else:
+            self.required("sex", "form.sex", problems)
+            self.required("birth_date", "form.birth_date", problems)
+        phone, contact = self.value("phone"), self.value("contact")
+        if not phone and not contact:
+            problems.append(Problem("form.contact", tr("form.contact_required"), "phone"))
+        card_no = self.required("card_no", "form.card_no", problems)
+        amount = self.amount("first_deposit", problems)
+        method = self.query_one("#method", Choice).value
+        if problems:
+            return problems
+        service = self.counter.service
+
+        async def call() -> Receipt:
+            return await service.register_patient(
+                name=name, card_no=card_no, first_deposit=amount, method=method,
+                national_id=national_id, sex=sex, birth_date=birth, phone=phone,
+                contact=contact)
+        return Plan(tr("confirm.new", name=name, card=card_no, amount=yuan(amount),
+                       method=tr(f"method.{method}")), call)

@@ -1,0 +1,36 @@
+"""Replace a (lost or damaged) card: the new card points at the same patient and account."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual.widget import Widget
+from textual.widgets import Input
+
+from edge_node.service import Receipt
+from edge_node.tui.screens.form import FormScreen, Plan
+from protocol.errors import Problem
+
+
+class ReplaceCardScreen(FormScreen):
+    title_key = "title.replace"
+
+    def fields(self) -> Iterable[Widget]:
+        yield from self.labelled("form.new_card_no", Input(id="new_card_no", max_length=32,
+                                                           restrict=r"[A-Za-z0-9]*"))
+
+    def on_mount(self) -> None:
+        self.query_one("#new_card_no", Input).focus()
+
+    def prepare(self) -> Plan | list[Problem]:
+        assert self.view is not None
+        problems: list[Problem] = []
+        new = self.required("new_card_no", "form.new_card_no", problems)
+        if problems:
+            return problems
+        service, old = self.counter.service, self.card_no
+
+        async def call() -> Receipt:
+            return await service.replace_card(old, new)
+        return Plan(self.counter.tr("confirm.replace", name=self.view.patient.name, new=new,
+                                    old=old), call)

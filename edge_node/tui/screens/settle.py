@@ -1,0 +1,42 @@
+"""Settlement: the whole remaining balance is returned and invoiced; the account closes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from textual.widget import Widget
+from textual.widgets import Static
+
+from edge_node.service import Receipt
+from edge_node.tui.screens.form import FormScreen, Plan
+from edge_node.tui.widgets.choice import Choice
+from protocol.errors import Problem
+from protocol.kinds import PAYMENT_METHODS
+from protocol.money import yuan
+
+
+class SettleScreen(FormScreen):
+    title_key = "title.settle"
+
+    def fields(self) -> Iterable[Widget]:
+        assert self.view is not None
+        tr = self.counter.tr
+        balance = max(self.view.account.balance, 0)
+        yield Static(tr("form.settle_summary", amount=yuan(balance)), id="summary")
+        yield from self.labelled("form.method", Choice(
+            [(m, tr(f"method.{m}")) for m in PAYMENT_METHODS], id="method"))
+
+    def on_mount(self) -> None:
+        self.query_one("#method", Choice).focus()
+
+    def prepare(self) -> Plan | list[Problem]:
+        assert self.view is not None
+        tr = self.counter.tr
+        method = self.query_one("#method", Choice).value
+        service, card = self.counter.service, self.card_no
+
+        async def call() -> Receipt:
+            return await service.settle(card, method)
+        return Plan(tr("confirm.settle", name=self.view.patient.name,
+                       amount=yuan(max(self.view.account.balance, 0)),
+                       method=tr(f"method.{method}")), call)

@@ -1,0 +1,123 @@
+"""The patient panel: who is at the counter, their card, money, flags and recent activity."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from edge_node.service import PatientView
+from edge_node.tui.context import Counter
+from edge_node.tui.describe import (
+    age,
+    event_amount,
+    event_detail,
+    local_time,
+    mask_phone,
+    signed_yuan,
+)
+from protocol import nationalid
+from protocol.event import Event
+from protocol.money import yuan
+
+RECENT = 6
+
+
+class PatientPanel(Vertical):
+    DEFAULT_CSS = """
+    PatientPanel { height: 1fr; border: round $primary; padding: 0 1; }
+    PatientPanel #who { text-style: bold; }
+    PatientPanel #flags { color: $error; text-style: bold; }
+    PatientPanel #flags.calm { color: $warning; }
+    PatientPanel #money { margin: 1 0 0 0; }
+    PatientPanel #recent { margin: 1 0 0 0; height: auto; }
+    PatientPanel.empty #who { color: $text-muted; text-style: none; }
+    """
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__(classes="empty")
+        self.counter = counter
+        self.view: PatientView | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.counter.tr("home.waiting"), id="who")
+        yield Static(id="ident")
+        yield Static(id="card")
+        yield Static(id="money")
+        yield Static(id="flags")
+        yield Static(id="recent")
+
+    def clear(self) -> None:
+        self.view = None
+        self.add_class("empty")
+        self.query_one("#who", Static).update(self.counter.tr("home.waiting"))
+        for name in ("ident", "card", "money", "flags", "recent"):
+            self.query_one(f"#{name}", Static).update("")
+
+    def show(self, view: PatientView, history: list[Event]) -> None:
+        self.view = view
+        self.remove_class("empty")
+        tr = self.counter.tr
+        tz = self.counter.config.timezone
+        p, acct = view.patient, view.account
+        years = age(p.birth_date, self.counter.clock(), tz)
+        sex = tr(f"sex.{p.sex}") if p.sex in ("M", "F") else "-"
+        age_text = tr("age", n=years) if years is not None else "-"
+        self.query_one("#who", Static).update(
+            f"{escape(p.name)}   {tr('panel.patient_id')} {p.patient_id}   {sex} / {age_text}")
+        ident = [f"{tr('panel.national_id')} {nationalid.mask(p.national_id) or '-'}"]
+        if p.phone:
+            ident.append(f"{tr('panel.phone')} {mask_phone(p.phone)}")
+        self.query_one("#ident", Static).update("   ".join(ident))
+        card = view.card
+        cards = ", ".join(f"{c.card_no} {tr('card.' + c.status)}" for c in view.cards)
+        shown = (f"{tr('panel.card')} {card.card_no} [b]{tr('card.' + card.status)}[/b]   "
+                 if card else "")
+        self.query_one("#card", Static).update(f"{shown}{tr('panel.cards')}: {cards or '-'}")
+        money = Text()
+        money.append(f"{tr('panel.balance')} ", style="bold")
+        money.append(yuan(acct.balance), style="bold reverse" if acct.balance >= 0 else "bold red")
+        if acct.credit_limit:
+            money.append(f"   {tr('panel.credit')} {yuan(acct.credit_limit)}")
+        money.append(f"   {tr('panel.available')} {yuan(acct.available)}")
+        self.query_one("#money", Static).update(money)
+        flags = self._flags(view)
+        flag_widget = self.query_one("#flags", Static)
+        flag_widget.update("\n".join(f"! {f}" for f in flags))
+        self.query_one("#recent", Static).update(self._recent(history[:RECENT], tz))
+
+    def _flags(self, view: PatientView) -> list[str]:
+        tr = self.counter.tr
+        out = []
+        card, acct = view.card, view.account
+        if card is not None and card.status == "lost":
+            out.append(tr("flag.card_lost"))
+        elif card is not None and card.status == "replaced":
+            out.append(tr("flag.card_replaced", new=card.replaced_by))
+        if acct.balance < 0:
+            out.append(tr("flag.debt", amount=yuan(-acct.balance)))
+        if acct.closed:
+            out.append(tr("flag.closed"))
+        if acct.credit_limit:
+            out.append(tr("flag.credit", amount=yuan(acct.credit_limit)))
+        if view.patient.merged_into:
+            out.append(tr("flag.merged", pid=view.patient.merged_into))
+        return out
+
+    def _recent(self, events: list[Event], tz: str) -> Table | str:
+        tr = self.counter.tr
+        if not events:
+            return ""
+        table = Table(title=tr("panel.recent"), title_justify="left", box=None, expand=True,
+                      show_header=False, padding=(0, 1))
+        table.add_column(no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
+        for ev in events:
+            table.add_row(local_time(ev.hlc.wall, tz), tr(f"kind.{ev.kind}"),
+                          signed_yuan(event_amount(ev)), escape(event_detail(tr, ev)))
+        return table

@@ -1,0 +1,112 @@
+"""Helpers for the counter TUI tests: a real ledger in a temp dir, a logged-in app, typing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import ID_MALE, FakeClock, node_key
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from edge_node import staff
+from edge_node.config import EdgeConfig
+from edge_node.ledger import Ledger
+from edge_node.service import CounterService
+from edge_node.tui.app import CounterApp
+from edge_node.tui.screens.home import HomeScreen
+
+NODE = "cashier-01"
+NOW_MS = 1_790_000_000_000  # 2026-09-21 (Asia/Shanghai), pinned for every screen
+
+
+class IdleClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make_config(tmp_path: Path, language: str = "en", **kw: Any) -> EdgeConfig:
+    kw.setdefault("printer", str(tmp_path / "printer.bin"))
+    return EdgeConfig(node_id=NODE, db=tmp_path / "ledger.sqlite3",
+                      key_file=tmp_path / "node.key", language=language, **kw)
+
+
+async def open_ledger(config: EdgeConfig) -> Ledger:
+    return await Ledger.open(config.db, config.node_id, node_key(config.node_id),
+                             rule_config=config.rules, clock=FakeClock(NOW_MS - 3_600_000))
+
+
+async def seed_staff(ledger: Ledger) -> None:
+    hasher = staff.cheap_hasher()
+    await staff.add_staff(ledger, "wang", "王丽", "1234", hasher=hasher, now_ms=NOW_MS)
+    await staff.add_staff(ledger, "li", "李强", "5678", role="supervisor", hasher=hasher,
+                          now_ms=NOW_MS)
+
+
+async def seed_patient(ledger: Ledger, card_no: str = "8600000001", deposit: int = 10_000,
+                       national_id: str = ID_MALE, name: str = "张三") -> str:
+    svc = CounterService(ledger, "seed")
+    r = await svc.register_patient(name=name, national_id=national_id, phone="13800138000",
+                                   card_no=card_no, first_deposit=deposit, method="cash")
+    return r.patient.patient_id
+
+
+def make_app(config: EdgeConfig, ledger: Ledger | None = None, **kw: Any) -> CounterApp:
+    kw.setdefault("clock", lambda: NOW_MS)
+    return CounterApp(config, ledger=ledger, **kw)
+
+
+async def type_text(pilot: Pilot[Any], text: str) -> None:
+    for ch in text:
+        await pilot.press(ch)
+
+
+async def fill(pilot: Pilot[Any], selector: str, text: str) -> None:
+    """Focus a field, clear it and type ``text`` into it, as staff would."""
+    field = pilot.app.screen.query_one(selector, Input)
+    field.focus()
+    field.value = ""
+    await pilot.pause()
+    await type_text(pilot, text)
+
+
+async def settle_down(pilot: Pilot[Any]) -> None:
+    """Let workers (lookups, service calls) finish and the screen catch up."""
+    for _ in range(3):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def log_in(pilot: Pilot[Any], staff_id: str = "wang", pin: str = "1234") -> None:
+    await settle_down(pilot)
+    await fill(pilot, "#staff_id", staff_id)
+    await pilot.press("enter")
+    await type_text(pilot, pin)
+    await pilot.press("enter")
+    await settle_down(pilot)
+
+
+def home(pilot: Pilot[Any]) -> HomeScreen:
+    app = pilot.app
+    assert isinstance(app, CounterApp) and app.home is not None
+    return app.home
+
+
+async def tap(pilot: Pilot[Any], card_no: str) -> None:
+    """Type a card number at the home screen (a wedge scanner does exactly this)."""
+    await fill(pilot, "#card_no", card_no)
+    await pilot.press("enter")
+    await settle_down(pilot)
+
+
+def message(pilot: Pilot[Any]) -> str:
+    return home(pilot).message_text
+
+
+def form_error(pilot: Pilot[Any]) -> str:
+    from textual.widgets import Static
+
+    return str(pilot.app.screen.query_one("#form-error", Static).render())
