@@ -347,6 +347,10 @@ async def run(
     """Run the counter's sync until ``stop`` is set (or SIGINT/SIGTERM when not given)."""
     from edge_node.ledger import Ledger
 
+    if not logging.getLogger().handlers:  # one line per event to stderr (journald)
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+        )
     key = config.load_key()
     central_key = config.sync.central_public_key
     own_stop = stop is None

@@ -31,21 +31,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _edge_has_sync() -> bool:
-    r = subprocess.run([EDGE_CLI, "sync", "--help"], capture_output=True, timeout=30)
-    return r.returncode == 0
-
-
-_SYNC_CMD: list[str] | None = None
-
-
-def sync_command() -> list[str]:
-    """``onecard-edge sync`` when the CLI has it, else the same daemon via ``-m``."""
-    global _SYNC_CMD
-    if _SYNC_CMD is None:
-        _SYNC_CMD = [EDGE_CLI, "sync"] if _edge_has_sync() else [
-            sys.executable, "-m", "edge_node.sync"]
-    return _SYNC_CMD
+def sync_argv(config: Path) -> list[str]:
+    """The real ``onecard-edge --config PATH sync`` command line."""
+    return [EDGE_CLI, "--config", str(config), "sync"]
 
 
 def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -161,7 +149,7 @@ class Counter:
         e.setdefault("ONECARD_SYNC_PING_S", "1")
         e.setdefault("ONECARD_SYNC_BACKOFF_MAX_S", "1")
         e.update(env or {})
-        self.proc = subprocess.Popen([*sync_command(), "--config", str(self.config)],
+        self.proc = subprocess.Popen(sync_argv(self.config),
                                      stdout=log, stderr=log, env=e)
 
     def kill(self) -> None:
