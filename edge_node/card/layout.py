@@ -558,6 +558,17 @@ def decide_balance(
     return BalanceView(known.balance, known.money_seq, "ledger", stamp, (flag,))
 
 
+def remember_stamp(known: KnownBalance, stamp: WalletStamp) -> KnownBalance:
+    """What the ledger must know after this counter wrote (or accepted) ``stamp``.
+
+    Without it, a replayed older stamp would look "as new as" the ledger and could
+    raise the balance a copied card gets; with it, the replay is flagged as a clone.
+    """
+    return KnownBalance(
+        known.account, min(known.balance, stamp.balance), max(known.money_seq, stamp.seq)
+    )
+
+
 def _ignore(view: BalanceView, why: Refusal) -> BalanceView:
     return BalanceView(view.balance, view.money_seq, view.source, None, view.flags, (why,))
 

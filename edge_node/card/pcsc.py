@@ -67,12 +67,22 @@ _READER_GONE = {
 _CARD_GONE = {
     scard.SCARD_W_REMOVED_CARD,
     scard.SCARD_E_NO_SMARTCARD,
-    scard.SCARD_W_RESET_CARD,
     scard.SCARD_W_UNPOWERED_CARD,
     scard.SCARD_E_COMM_DATA_LOST,
-    scard.SCARD_E_NOT_TRANSACTED,  # pcsc-lite: the reader driver lost the card mid-APDU
     scard.SCARD_W_UNRESPONSIVE_CARD,
 }
+# The card was reset or lost for one APDU: pcscd powers idle cards down and up again
+# (and can race a new connection), or the card really left. Retried once on a fresh
+# connection; if the card is gone, the retry fails and the first error stands.
+_CARD_RESET = {
+    scard.SCARD_W_RESET_CARD,
+    scard.SCARD_E_NOT_TRANSACTED,  # pcsc-lite: the reader driver lost the card mid-APDU
+}
+
+
+class _CardReset(CardRemovedError):
+    """A card error worth one retry on a new connection (see ``_CARD_RESET``)."""
+
 
 NO_SERVICE_MSG = (
     "The card service (pcscd) is not running. Cards cannot be read; enter the card number "
@@ -102,10 +112,11 @@ def _raise_for(hr: int, reader: str, doing: str) -> None:
         raise ServiceUnavailable(NO_SERVICE_MSG)
     if hr in _READER_GONE:
         raise ReaderUnavailable(_reader_missing_msg(reader))
-    if hr in _CARD_GONE:
-        raise CardRemovedError(
+    if hr in _CARD_GONE or hr in _CARD_RESET:
+        cls = _CardReset if hr in _CARD_RESET else CardRemovedError
+        raise cls(
             f"The card left the reader (or stopped answering) while {doing}. Put it back "
-            "and hold it still until the counter says it is done."
+            f"and hold it still until the counter says it is done. [{_err_text(hr)}]"
         )
     raise CardError(f"The reader failed while {doing}: {_err_text(hr)}.")
 
@@ -122,7 +133,11 @@ class _Card:
         hr, response = scard.SCardTransmit(self.handle, self.protocol, list(apdu))
         _raise_for(hr, self.reader, doing)
         if len(response) < 2:
-            raise ApduError(f"The card gave a malformed answer while {doing}.")
+            # vpcd reports a card that vanished mid-APDU as an empty answer.
+            raise _CardReset(
+                f"The card stopped answering while {doing}. Put it back and hold it still "
+                "until the counter says it is done."
+            )
         sw = (response[-2] << 8) | response[-1]
         return bytes(response[:-2]), sw
 
@@ -268,20 +283,32 @@ class PcscReader:
             self._io_ctx = None
 
     def _with_card(self, fn: Any) -> Any:
-        for attempt in (1, 2):
+        """Run ``fn(card)`` on a fresh connection; one retry on a reset or stale context."""
+        first: CardError | None = None
+        for _attempt in (1, 2):
             try:
                 card = _connect(self._io_context(), self.name)
             except ServiceUnavailable:
-                # A context from before a pcscd restart is dead: retry once with a new one.
+                # A context from before a pcscd restart is dead: retry with a new one.
                 self._release_io_ctx()
-                if attempt == 2:
-                    raise
+                if first is not None:
+                    raise first from None
+                first = ServiceUnavailable(NO_SERVICE_MSG)
                 continue
+            except CardError:
+                if first is not None:
+                    raise first from None
+                raise
             try:
                 return fn(card)
+            except _CardReset as exc:
+                if first is not None:
+                    raise
+                first = exc
             finally:
                 _disconnect(card)
-        raise AssertionError("unreachable")
+        assert first is not None
+        raise first
 
     def _read_blocking(self) -> CardPresented:
         seen = time.monotonic_ns()
@@ -430,15 +457,23 @@ class PcscReader:
                 "The card does not answer. It may not be a chip card, or be damaged."
             ).fault
         else:
-            card: _Card | None = None
-            try:
-                card = _connect(ctx, self.name)
-                uid, card_file, stamp_file = read_card_files(card)
-            except CardError as exc:
-                fault = exc.fault
-            finally:
-                if card is not None:
-                    _disconnect(card)
+            for attempt in (1, 2):
+                card: _Card | None = None
+                try:
+                    card = _connect(ctx, self.name)
+                    uid, card_file, stamp_file = read_card_files(card)
+                    fault = None
+                    break
+                except _CardReset as exc:
+                    fault = exc.fault
+                    if attempt == 2:
+                        break
+                except CardError as exc:
+                    fault = exc.fault
+                    break
+                finally:
+                    if card is not None:
+                        _disconnect(card)
         return CardPresented(
             self.name, "chip", uid, card_file, stamp_file, fault=fault, seen_ns=seen,
             read_ns=time.monotonic_ns(),

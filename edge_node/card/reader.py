@@ -32,6 +32,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from edge_node.card import layout
+
 Medium = Literal["chip", "wedge", "simulated", "manual"]
 ReaderState = Literal["starting", "ready", "no_service", "reader_missing", "stopped"]
 
@@ -238,37 +240,31 @@ class SimulatedReader:
 
     def present(self, uid: bytes, files: dict[int, bytes]) -> None:
         """Put a card with these EF contents on the reader (an event follows)."""
-        from edge_node.card.layout import EF_CARD, EF_SIZES, EF_STAMP
-
         self._uid = uid
         self._card = {}
-        for fid, size in EF_SIZES.items():
+        for fid, size in layout.EF_SIZES.items():
             content = bytearray(size)
             data = files.get(fid, b"")
             content[: len(data)] = data
             self._card[fid] = content
         now = time.monotonic_ns()
+        card_file, stamp_file = self._used(layout.EF_CARD), self._used(layout.EF_STAMP)
         self._queue.put(
             CardPresented(
-                self.name, "simulated", uid, self._used(EF_CARD), self._used(EF_STAMP),
-                seen_ns=now, read_ns=now,
+                self.name, "simulated", uid, card_file, stamp_file, seen_ns=now, read_ns=now
             )
-        )  # fmt: skip
+        )
 
     def remove(self) -> None:
         self._card = None
         self._queue.put(CardRemoved(self.name))
 
     def _used(self, fid: int) -> bytes:
-        from edge_node.card.layout import needed_length
-
         assert self._card is not None
         content = bytes(self._card[fid])
-        return content[: needed_length(content)]
+        return content[: layout.needed_length(content)]
 
     async def write_file(self, fid: int, payload: bytes, *, uid: bytes) -> None:
-        from edge_node.card.layout import frame
-
         if self.fail_next_write is not None:
             err, self.fail_next_write = self.fail_next_write, None
             raise err
@@ -276,7 +272,7 @@ class SimulatedReader:
             raise NoCard("Put the card on the reader, then try again.")
         if uid != self._uid:
             raise CardRemovedError("A different card is on the reader; nothing was written.")
-        framed = frame(payload)
+        framed = layout.frame(payload)
         self._card[fid][: len(framed)] = framed
         if bytes(self._card[fid][: len(framed)]) != framed:
             raise WriteNotVerified("The card did not keep what was written.")
@@ -286,3 +282,26 @@ class SimulatedReader:
         if self._card is None:
             raise NoCard("no card")
         return self._used(fid)
+
+
+# ------------------------------------------------------------------ issuing, stamping
+
+
+async def write_card(reader: CardReader, uid: bytes, card: layout.CardData) -> None:
+    """Issue: write the signed card data to the chip with ``uid`` and verify it.
+
+    Hand the card over only when this returns.  On :class:`CardRemovedError` the card
+    is blank (the header goes first), never half-issued: present it and issue again.
+    """
+    if card.uid != uid:
+        raise ValueError("the card data must be signed for this chip's UID")
+    await reader.write_file(layout.EF_CARD, card.to_bytes(), uid=uid)
+
+
+async def write_stamp(reader: CardReader, uid: bytes, stamp: layout.WalletStamp) -> None:
+    """Write the wallet stamp after a money event (verified like the card data).
+
+    A failure here never undoes the money event: the ledger has it; the next counter
+    just learns of it later (through sync), and the stale stamp is flagged there.
+    """
+    await reader.write_file(layout.EF_STAMP, stamp.to_bytes(), uid=uid)

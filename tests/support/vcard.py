@@ -284,10 +284,11 @@ class VirtualCard:
 
     @property
     def inserted(self) -> bool:
-        return self._thread is not None
+        """In the reader: False once removed, or when vpcd went away (pcscd stopped)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def insert(self, timeout: float = 5.0) -> None:
-        if self._thread is not None:
+        if self.inserted:
             return
         netns = self.netns() if callable(self.netns) else self.netns
         self._conn = connect(self.address, netns=netns, timeout=timeout)
