@@ -1,0 +1,205 @@
+"""The counter's sync client against an in-process central on 127.0.0.1, real ledgers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import serve
+
+from central.server import WS_MAX_SIZE, CentralServer
+from central.store import CentralStore, enrol_central
+from edge_node.ledger import Ledger
+from edge_node.service import CounterService
+from edge_node.sync.daemon import SyncClient, SyncOptions, backoff_delay
+from protocol.crypto import SigningKey
+from tests.conftest import FakeClock, node_key
+
+CENTRAL_KEY = SigningKey(b"K" * 32)
+FAST = SyncOptions(poll_s=0.05, backoff_base_s=0.05, backoff_max_s=0.2, ping_interval_s=1,
+                   ping_timeout_s=1)
+
+
+class Central:
+    def __init__(self, store: CentralStore, app: CentralServer, port: int) -> None:
+        self.store, self.app, self.port = store, app, port
+        self.url = f"ws://127.0.0.1:{port}/sync"
+
+
+@pytest.fixture
+async def central(tmp_path: Path) -> AsyncIterator[Central]:
+    store = await CentralStore.open(tmp_path / "central.sqlite3")
+    await enrol_central(store, CENTRAL_KEY)
+    app = CentralServer(store, CENTRAL_KEY)
+    async with serve(app.handler, "127.0.0.1", 0, process_request=app.process_request,
+                     max_size=WS_MAX_SIZE) as srv:
+        yield Central(store, app, next(iter(srv.sockets)).getsockname()[1])
+    await store.close()
+
+
+class Recording:
+    """A ledger wrapper that records the size of every batch ingested."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._l = ledger
+        self.node_id = ledger.node_id
+        self.batches: list[int] = []
+
+    async def ingest(self, encoded: list[bytes]) -> int:
+        self.batches.append(len(encoded))
+        return await self._l.ingest(encoded)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._l, name)
+
+
+async def open_counter(tmp_path: Path, central: Central, node: str, enrol: bool = True) -> Ledger:
+    if enrol:
+        await central.store.enrol(node, node_key(node).public_key, "cashier")
+    return await Ledger.open(tmp_path / f"{node}.sqlite3", node, node_key(node),
+                             clock=FakeClock())
+
+
+async def work(ledger: Ledger, patients: int, tag: str) -> None:
+    svc = CounterService(ledger, "op.zhao")
+    for i in range(patients):
+        await svc.register_patient(name="李四", sex="F", birth_date="1985-01-02",
+                                   phone="13900139000", card_no=f"{tag}{i:06d}",
+                                   first_deposit=5_000)
+
+
+async def until(pred: Any, timeout: float, what: str) -> None:
+    async with asyncio.timeout(timeout):
+        while not await pred():
+            await asyncio.sleep(0.05)
+
+
+def client(ledger: Any, opts: SyncOptions = FAST, url: str = "") -> SyncClient:
+    return SyncClient(ledger, node_key(ledger.node_id), url, CENTRAL_KEY.public_key, opts,
+                      rng=random.Random(1))
+
+
+def test_backoff_is_full_jitter_capped() -> None:
+    rng = random.Random(7)
+    delays = [backoff_delay(a, 0.5, 30, rng) for a in range(40) for _ in range(5)]
+    assert all(0 <= d <= 30 for d in delays)
+    assert max(backoff_delay(0, 0.5, 30, rng) for _ in range(100)) <= 0.5
+    assert max(delays[-50:]) > 15  # grows to the cap
+    assert len({round(d, 6) for d in delays}) > 150  # jittered, not lock-step
+
+
+async def test_catch_up_after_days_offline_goes_in_bounded_batches(
+    tmp_path: Path, central: Central
+) -> None:
+    a = await open_counter(tmp_path, central, "cashier-a1")
+    b = Recording(await open_counter(tmp_path, central, "cashier-b1"))
+    await work(a, 400, "A1")  # 1200 events written "while offline"
+    stop = asyncio.Event()
+    small = SyncOptions(batch_events=100, poll_s=0.05)
+    ta = asyncio.create_task(client(a, small, central.url).run(stop))
+    await until(lambda: _eq(central.store.count(), 1200), 30, "a pushed")
+    assert central.app.metrics.batches >= 12  # ≤ 100 events a push
+    tb = asyncio.create_task(client(b, FAST, central.url).run(stop))
+    await until(lambda: _eq(b._l.event_count(), 1200), 30, "b caught up")
+    assert max(b.batches) <= 500 and sum(b.batches) == 1200 and len(b.batches) >= 3
+    st = await b._l.sync_state()
+    assert st.online and st.received == 1200 and st.pull_cursor == 1200 and st.pending == 0
+    # b's projections now include a's work: a's patients and balances
+    assert await b._l.dump_projections() == await a.dump_projections()
+    stop.set()
+    await asyncio.gather(ta, tb)
+    assert not (await a.sync_state()).online
+    await a.close()
+    await b._l.close()
+
+
+async def _eq(aw: Any, n: int) -> bool:
+    return bool(await aw == n)
+
+
+async def test_counter_enrolled_later_is_learned_by_reconnecting(
+    tmp_path: Path, central: Central
+) -> None:
+    a = await open_counter(tmp_path, central, "cashier-a2")
+    stop = asyncio.Event()
+    ta = asyncio.create_task(client(a, FAST, central.url).run(stop))
+    await until(lambda: _online(a), 10, "a online")
+    # c enrols after a's welcome: a does not know c's key yet
+    c = await open_counter(tmp_path, central, "cashier-c2")
+    await work(c, 3, "C2")
+    tc = asyncio.create_task(client(c, FAST, central.url).run(stop))
+    await until(lambda: _eq(a.event_count(), 9), 15, "a has c's events")
+    assert "cashier-c2" in await a.node_keys()
+    stop.set()
+    await asyncio.gather(ta, tc)
+    await a.close()
+    await c.close()
+
+
+async def _online(ledger: Ledger) -> bool:
+    return (await ledger.sync_state()).online
+
+
+async def test_status_records_offline_with_reason_when_central_is_unreachable(
+    tmp_path: Path, central: Central
+) -> None:
+    a = await open_counter(tmp_path, central, "cashier-a3")
+    await work(a, 2, "A3")
+    stop = asyncio.Event()
+    t = asyncio.create_task(client(a, FAST, "ws://127.0.0.1:9/sync").run(stop))
+    await until(lambda: _has_error(a), 10, "error recorded")
+    st = await a.sync_state()
+    assert not st.online and st.pending == 6 and "link" in st.last_error
+    stop.set()
+    await t
+    await a.close()
+
+
+async def _has_error(ledger: Ledger) -> bool:
+    return bool((await ledger.sync_state()).last_error)
+
+
+async def test_revoked_counter_is_told_why_and_keeps_its_events(
+    tmp_path: Path, central: Central
+) -> None:
+    a = await open_counter(tmp_path, central, "cashier-a4")
+    await work(a, 1, "A4")
+    await central.store.revoke("cashier-a4")
+    stop = asyncio.Event()
+    t = asyncio.create_task(client(a, FAST, central.url).run(stop))
+    await until(lambda: _has_error(a), 10, "refusal recorded")
+    st = await a.sync_state()
+    assert "revoked" in st.last_error and st.pending == 3
+    assert await central.store.count() == 0
+    stop.set()
+    await t
+    await a.close()
+
+
+async def test_forked_chain_is_not_pushed(tmp_path: Path, central: Central) -> None:
+    """Central holds a different seq 1 for this node (e.g. a ledger restored elsewhere)."""
+    other = await Ledger.open(tmp_path / "elsewhere.sqlite3", "cashier-a5", node_key("cashier-a5"),
+                              clock=FakeClock(1_800_000_000_000))
+    await central.store.enrol("cashier-a5", node_key("cashier-a5").public_key, "cashier")
+    await work(other, 1, "X5")
+    stop = asyncio.Event()
+    t = asyncio.create_task(client(other, FAST, central.url).run(stop))
+    await until(lambda: _eq(central.store.count(), 3), 10, "first history pushed")
+    stop.set()
+    await t
+    await other.close()
+    a = await Ledger.open(tmp_path / "a5.sqlite3", "cashier-a5", node_key("cashier-a5"),
+                          clock=FakeClock())
+    await work(a, 2, "A5")
+    stop = asyncio.Event()
+    t = asyncio.create_task(client(a, FAST, central.url).run(stop))
+    await until(lambda: _has_error(a), 10, "fork noticed")
+    assert "forked" in (await a.sync_state()).last_error
+    assert await central.store.count() == 3
+    stop.set()
+    await t
+    await a.close()
