@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import ID_MALE, FakeClock, node_key
 from textual.pilot import Pilot
 from textual.widgets import Input
 
@@ -15,6 +14,7 @@ from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from edge_node.tui.app import CounterApp
 from edge_node.tui.screens.home import HomeScreen
+from tests.conftest import ID_MALE, FakeClock, node_key
 
 NODE = "cashier-01"
 NOW_MS = 1_790_000_000_000  # 2026-09-21 (Asia/Shanghai), pinned for every screen
@@ -65,17 +65,21 @@ async def type_text(pilot: Pilot[Any], text: str) -> None:
 
 
 async def fill(pilot: Pilot[Any], selector: str, text: str) -> None:
-    """Focus a field, clear it and type ``text`` into it, as staff would."""
+    """Focus a field and put ``text`` in it (as a paste: typing key by key is ~50 ms a key).
+
+    ``Input.Changed`` fires as for typing; tests that matter type key by key with
+    :func:`type_text`.
+    """
     field = pilot.app.screen.query_one(selector, Input)
     field.focus()
-    field.value = ""
+    field.value = text
+    field.cursor_position = len(text)
     await pilot.pause()
-    await type_text(pilot, text)
 
 
 async def settle_down(pilot: Pilot[Any]) -> None:
     """Let workers (lookups, service calls) finish and the screen catch up."""
-    for _ in range(3):
+    for _ in range(2):
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
 
