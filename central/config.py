@@ -7,6 +7,8 @@
     port = 8765                   # 0 picks a free port (printed on start)
     handshake_timeout_s = 10      # hello → welcome must finish within this
     idle_timeout_s = 120          # a connection silent this long is closed
+    verify_workers = -1           # processes checking signatures; -1 = one per core,
+                                  # 0 = none (check in a thread of the server process)
 
 Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
 systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
@@ -46,6 +48,7 @@ class CentralConfig:
     port: int = 8765
     handshake_timeout_s: int = 10
     idle_timeout_s: int = 120
+    verify_workers: int = -1
 
     @classmethod
     def load(cls, path: str | Path) -> CentralConfig:
@@ -61,7 +64,15 @@ class CentralConfig:
         sec = raw.get("central", {})
         if not isinstance(sec, dict):
             raise CentralConfigError(f"{p}: [central] must be a table")
-        known = {"db", "key_file", "host", "port", "handshake_timeout_s", "idle_timeout_s"}
+        known = {
+            "db",
+            "key_file",
+            "host",
+            "port",
+            "handshake_timeout_s",
+            "idle_timeout_s",
+            "verify_workers",
+        }
         unknown = sorted(set(sec) - known)
         if unknown:
             raise CentralConfigError(f"{p}: unknown key(s) in [central]: {', '.join(unknown)}")
@@ -89,6 +100,7 @@ class CentralConfig:
             port=integer("port", 8765, 0, 65535),
             handshake_timeout_s=integer("handshake_timeout_s", 10, 1, 3600),
             idle_timeout_s=integer("idle_timeout_s", 120, 5, 86400),
+            verify_workers=integer("verify_workers", -1, -1, 64),
         )
 
 
@@ -108,6 +120,7 @@ def render_config(
         f"port = {port}                 # 0 = pick a free port, printed on start\n"
         "handshake_timeout_s = 10\n"
         "idle_timeout_s = 120\n"
+        "verify_workers = -1           # signature-checking processes; -1 = one per core\n"
     )
 
 

@@ -16,10 +16,14 @@ message) and nothing of the offending batch stored; other connections carry on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import multiprocessing
 import os
+import signal
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -28,7 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from central.config import CentralConfig, load_key
-from central.store import CentralStore, enrol_central, prepare_batch
+from central.store import CentralStore, Prepared, check_links, enrol_central, prepare_events
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
 from protocol.event import CENTRAL
@@ -41,6 +45,7 @@ log = logging.getLogger("onecard.central.server")
 # ``error`` (too_large); beyond it websockets closes with 1009 before we see them.
 WS_MAX_SIZE = 2 * MAX_FRAME_SIZE
 MAX_PAGES_PER_WAKE = 1000
+PIPELINE = 4  # pushes checked ahead of the commit, per connection
 
 
 @dataclass(eq=False)
@@ -70,7 +75,11 @@ class CentralServer:
         key: SigningKey,
         *,
         handshake_timeout_s: float = 10.0,
+        executor: Executor | None = None,
+        prepare_parts: int = 1,
     ) -> None:
+        self.executor = executor
+        self.prepare_parts = max(1, prepare_parts)
         self.store = store
         self.key = key
         self.handshake_timeout_s = handshake_timeout_s
@@ -179,38 +188,99 @@ class CentralServer:
         )
 
     async def _read_loop(self, conn: Conn) -> None:
+        """Read frames; pushes are checked as they arrive and committed in order.
+
+        Checking (decode + verify, in worker threads) of the next batch overlaps the
+        commit of the previous one; at most ``PIPELINE`` pushes wait, so a fast
+        counter cannot make central buffer without bound.
+        """
         s = conn.session
-        while not s.closed:
-            data = await self._recv(conn)
-            msg = s.receive(data)
-            if isinstance(msg, Push):
-                t0 = time.perf_counter()
-                prepared = await asyncio.to_thread(
-                    prepare_batch, conn.node, conn.node_key, msg.events
+        queue: asyncio.Queue[tuple[Push, asyncio.Future[list[Prepared]]] | None] = asyncio.Queue(
+            PIPELINE
+        )
+        committer = asyncio.create_task(self._commit_loop(conn, queue))
+        try:
+            while not s.closed:
+                reader = asyncio.ensure_future(self._recv(conn))
+                done, _ = await asyncio.wait(
+                    (reader, committer), return_when=asyncio.FIRST_COMPLETED
                 )
-                result = await self.store.ingest(
-                    conn.node, list(msg.events), key=conn.node_key, prepared=prepared
-                )
-                await conn.ws.send(s.send_ack(msg.batch, result.stored, result.head))
-                self.metrics.batches += 1
-                self.metrics.ingested += result.stored
-                self.metrics.ingest_seconds += time.perf_counter() - t0
-                if result.stored:
-                    log.info(
-                        "ingested node=%s stored=%d head=%d pos=%d..%d",
-                        conn.node,
-                        result.stored,
-                        result.head.seq,
-                        result.first_pos,
-                        result.last_pos,
+                if committer in done:
+                    reader.cancel()
+                    with contextlib.suppress(BaseException):
+                        await reader
+                    committer.result()  # raises the ingest error, if any
+                    return
+                msg = s.receive(reader.result())
+                if isinstance(msg, Push):
+                    fut = asyncio.ensure_future(self._prepare(conn, msg.events))
+                    put = asyncio.ensure_future(queue.put((msg, fut)))
+                    done, _ = await asyncio.wait(
+                        (put, committer), return_when=asyncio.FIRST_COMPLETED
                     )
-                    self._notify(conn.node)
-            elif isinstance(msg, Pull):
-                conn.sent_cursor = min(msg.cursor, await self.store.cursor())
-                await self.store.touch(conn.node, pull_cursor=msg.cursor)
-                conn.wake.set()
-            elif isinstance(msg, Ping):
-                await conn.ws.send(s.send_pong(msg.n))
+                    if committer in done:
+                        put.cancel()
+                        fut.cancel()
+                        committer.result()
+                        return
+                elif isinstance(msg, Pull):
+                    conn.sent_cursor = min(msg.cursor, await self.store.cursor())
+                    await self.store.touch(conn.node, pull_cursor=msg.cursor)
+                    conn.wake.set()
+                elif isinstance(msg, Ping):
+                    await conn.ws.send(s.send_pong(msg.n))
+        finally:
+            if not committer.done():
+                committer.cancel()
+                with contextlib.suppress(BaseException):
+                    await committer
+
+    async def _prepare(self, conn: Conn, events: tuple[bytes, ...]) -> list[Prepared]:
+        loop = asyncio.get_running_loop()
+        n = len(events)
+        parts = max(1, min(self.prepare_parts, n // 64))
+        step = -(-n // parts)
+        futs = [
+            loop.run_in_executor(
+                self.executor, prepare_events, conn.node, conn.node_key, events[i : i + step], i
+            )
+            for i in range(0, n, step)
+        ]
+        results = await asyncio.gather(*futs)
+        prepared = [p for part in results for p in part]
+        check_links(conn.node, prepared)
+        return prepared
+
+    async def _commit_loop(
+        self,
+        conn: Conn,
+        queue: asyncio.Queue[tuple[Push, asyncio.Future[list[Prepared]]] | None],
+    ) -> None:
+        s = conn.session
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            msg, fut = item
+            t0 = time.perf_counter()
+            prepared = await fut
+            result = await self.store.ingest(
+                conn.node, list(msg.events), key=conn.node_key, prepared=prepared
+            )
+            await conn.ws.send(s.send_ack(msg.batch, result.stored, result.head))
+            self.metrics.batches += 1
+            self.metrics.ingested += result.stored
+            self.metrics.ingest_seconds += time.perf_counter() - t0
+            if result.stored:
+                log.info(
+                    "ingested node=%s stored=%d head=%d pos=%d..%d",
+                    conn.node,
+                    result.stored,
+                    result.head.seq,
+                    result.first_pos,
+                    result.last_pos,
+                )
+                self._notify(conn.node)
 
     def _notify(self, source: str) -> None:
         for c in self.conns:
@@ -267,10 +337,33 @@ async def run_server(
     """Open the store and serve until ``stop`` is set (or forever)."""
     key = load_key(config.key_file)
     store = await CentralStore.open(config.db)
+    workers = config.verify_workers if config.verify_workers >= 0 else (os.cpu_count() or 1)
+    # Signature checks run in worker processes (all cores, no GIL); 0 = in a thread here.
+    executor: Executor | None = (
+        concurrent.futures.ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        )
+        if workers > 0
+        else None
+    )
     try:
+        if executor is not None:  # start the workers now, not on the first push
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(executor, os.getpid) for _ in range(workers))
+            )
         await enrol_central(store, key)
         await store.mark_all_offline()
-        app = CentralServer(store, key, handshake_timeout_s=config.handshake_timeout_s)
+        app = CentralServer(
+            store,
+            key,
+            handshake_timeout_s=config.handshake_timeout_s,
+            executor=executor,
+            prepare_parts=max(1, workers),
+        )
         async with serve(
             app.handler,
             config.host,
@@ -293,7 +386,19 @@ async def run_server(
             else:
                 await stop.wait()
     finally:
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
         await store.close()
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Die with central: a SIGKILLed central must not leave verify workers behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:  # central died before prctl took effect
+        os._exit(0)
 
 
 def _port(server: Server) -> int:

@@ -26,6 +26,7 @@ run beside ingests under WAL.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -150,13 +151,16 @@ class Page:
     more: bool
 
 
-def prepare_batch(node: str, key: bytes, encoded: Iterable[bytes]) -> list[Prepared]:
-    """Decode, check author and signature, and check links inside the batch (pure, CPU).
+def prepare_events(
+    node: str, key: bytes, encoded: Iterable[bytes], first: int = 0
+) -> list[Prepared]:
+    """Decode, check author and signature of each event (pure, CPU; no link checks).
 
-    Raises a ProtocolError naming the first bad event; callers store nothing then.
+    Safe to run for parts of one batch in several threads: PyNaCl releases the GIL
+    while it verifies.  ``first`` is the index of the first event, for messages.
     """
     out: list[Prepared] = []
-    for i, data in enumerate(encoded):
+    for i, data in enumerate(encoded, first):
         try:
             ev = decode_event(data)
         except ProtocolError as exc:
@@ -167,14 +171,27 @@ def prepare_batch(node: str, key: bytes, encoded: Iterable[bytes]) -> list[Prepa
             ev.verify_signature(key)
         except SignatureError:
             raise SignatureError(f"{node} seq {ev.seq}: signature does not verify") from None
-        h = blake2b_256(data)  # canonical: these are ev.encode() byte for byte
-        if out:
-            last = out[-1]
-            if ev.seq != last.seq + 1:
-                raise ChainError(f"{node}: seq {ev.seq} follows seq {last.seq} in one batch")
-            if ev.prev != last.hash:
-                raise ChainError(f"{node} seq {ev.seq}: prev is not the hash of seq {last.seq}")
-        out.append(Prepared(ev.seq, ev.prev, h, data))
+        # canonical: these bytes are ev.encode() byte for byte, so this is ev.hash()
+        out.append(Prepared(ev.seq, ev.prev, blake2b_256(data), data))
+    return out
+
+
+def check_links(node: str, prepared: list[Prepared]) -> None:
+    """Raise ChainError unless the batch's events follow each other in one chain."""
+    for last, p in itertools.pairwise(prepared):
+        if p.seq != last.seq + 1:
+            raise ChainError(f"{node}: seq {p.seq} follows seq {last.seq} in one batch")
+        if p.prev != last.hash:
+            raise ChainError(f"{node} seq {p.seq}: prev is not the hash of seq {last.seq}")
+
+
+def prepare_batch(node: str, key: bytes, encoded: Iterable[bytes]) -> list[Prepared]:
+    """Decode, check author and signature, and check links inside the batch (pure, CPU).
+
+    Raises a ProtocolError naming the first bad event; callers store nothing then.
+    """
+    out = prepare_events(node, key, encoded)
+    check_links(node, out)
     return out
 
 

@@ -1,0 +1,147 @@
+"""Central ingest rate (verify + dedupe + store + ack, over a real websocket) vs raw verify.
+
+Starts `onecard-central serve` as a process on 127.0.0.1, signs N events of one counter
+in this process, then pushes them in batches of 500 (up to 4 in flight) and times
+first send → last ack.  Also measures the raw PyNaCl Ed25519 verify rate of the same
+events on one core in this process, before central starts, and prints one JSON line.
+
+    python bench/ingest.py [N]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import nacl.signing
+from websockets.asyncio.client import connect
+
+from protocol.crypto import ZERO_HASH, SigningKey
+from protocol.event import decode_event, sign_event
+from protocol.hlc import Hlc
+from protocol.messages import MAX_FRAME_SIZE, Ack, batch_events
+from protocol.session import EdgeSession
+from tests.support.sync_cluster import Central
+
+
+def make_events(key: SigningKey, node: str, n: int) -> list[bytes]:
+    out, prev = [], ZERO_HASH
+    for seq in range(1, n + 1):
+        _, data, prev = sign_event(
+            key,
+            node=node,
+            seq=seq,
+            prev=prev,
+            hlc=Hlc(1_790_000_000_000 + seq, 0),
+            operator="op.wang",
+            kind="account.charged",
+            body={
+                "charge_id": f"C-{node}-{seq:06d}",
+                "patient_id": f"P-{node}-{seq:06d}",
+                "card_no": f"8600{seq:08d}",
+                "amount": 2_500,
+                "department": "lab",
+                "items": [{"code": "LAB-CBC", "name": "血常规", "qty": 1, "unit_price": 2_500}],
+            },
+        )
+        out.append(data)
+    return out
+
+
+def raw_verify_rate(key: SigningKey, events: list[bytes], seconds: float = 2.0) -> float:
+    vk = nacl.signing.VerifyKey(key.public_key)
+    pairs = []
+    for d in events[:2000]:
+        ev = decode_event(d)
+        pairs.append((ev.signing_bytes(), ev.sig))
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for msg, sig in pairs[:500]:
+            vk.verify(msg, sig)
+        n += 500
+    return n / (time.perf_counter() - t0)
+
+
+async def push_all(
+    url: str, node: str, key: SigningKey, central_key: bytes, events: list[bytes], window: int = 4
+) -> float:
+    async with connect(url, max_size=2 * MAX_FRAME_SIZE, compression=None) as ws:
+        s = EdgeSession(node, key, central_key, os.urandom(32))
+        from protocol.event import ChainHead
+
+        await ws.send(s.send_hello(ChainHead()))
+        s.receive(await ws.recv())  # type: ignore[arg-type]
+        await ws.send(s.send_auth())
+        s.receive(await ws.recv())  # type: ignore[arg-type]
+        batches = batch_events(events)
+        t0 = time.perf_counter()
+        sent = acked = last = 0
+        async with asyncio.timeout(600):
+            while acked < len(batches):
+                while sent < len(batches) and s.in_flight < window:
+                    last += len(batches[sent])
+                    await ws.send(s.send_push(batches[sent], last))
+                    sent += 1
+                msg = s.receive(await ws.recv())  # type: ignore[arg-type]
+                if isinstance(msg, Ack):
+                    acked += 1
+        return time.perf_counter() - t0
+
+
+def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        central = Central.init(Path(d))
+        text = central.config.read_text().replace(
+            "verify_workers = -1", f"verify_workers = {workers}"
+        )
+        central.config.write_text(text)
+        central.enrol(node, key)
+        central.start()
+        try:
+            secs = asyncio.run(
+                push_all(central.url, node, key, bytes.fromhex(central.key_hex), events)
+            )
+            assert len(central.event_ids()) == len(events)
+        finally:
+            central.stop()
+    return secs
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    key = SigningKey(b"b" * 32)
+    node = "bench-01"
+    events = make_events(key, node, n)
+    raw = raw_verify_rate(key, events)
+    one = n / ingest_seconds(node, key, events, 0)  # everything in the server process
+    cores = os.cpu_count() or 1
+    multi = n / ingest_seconds(node, key, events, -1)  # one verify worker per core
+    print(
+        json.dumps(
+            {
+                "bench": "central_ingest",
+                "events": n,
+                "batch": 500,
+                "window": 4,
+                "ingest_events_per_s": round(multi),
+                "verify_workers": cores,
+                "raw_verify_per_s_one_core": round(raw),
+                "ratio_to_raw_verify": round(multi / raw, 3),
+                "ingest_events_per_s_no_workers": round(one),
+                "ratio_no_workers": round(one / raw, 3),
+                "avg_event_bytes": sum(map(len, events)) // n,
+                "synchronous": "FULL",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
