@@ -456,8 +456,10 @@ class Ledger:
         for node in nodes:
             head = ChainHead()
             for seq, h, data in conn.execute(
-                    "SELECT seq, hash, data FROM events WHERE node=? ORDER BY seq", (node,)):
-                def bad(reason: str, node: str = node, seq: int = seq) -> VerifyReport:
+                    "SELECT seq, CAST(hash AS BLOB), CAST(data AS BLOB) FROM events "
+                    "WHERE node=? ORDER BY seq", (node,)):
+                def bad(reason: str, node: str = node, seq: int = seq,
+                        checked: int = checked) -> VerifyReport:
                     return VerifyReport(False, checked, node, seq, reason)
                 if blake2b_256(data) != h:
                     return bad("stored bytes do not match the stored hash (altered)")

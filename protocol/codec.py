@@ -60,7 +60,8 @@ def _canon(value: Value, path: str, depth: int) -> Value:
 
 
 def _base(value: Any) -> Any:
-    for base in (bool, int, str, bytes):
+    bases: tuple[type[Any], ...] = (bool, int, str, bytes)
+    for base in bases:
         if isinstance(value, base):
             return base(value)
     raise AssertionError("unreachable")
@@ -68,7 +69,8 @@ def _base(value: Any) -> Any:
 
 def encode(value: Value) -> bytes:
     """The canonical msgpack bytes of ``value`` (raises SchemaError if it has none)."""
-    return msgpack.packb(_canon(value, "", 0), use_bin_type=True)
+    data: bytes = msgpack.packb(_canon(value, "", 0), use_bin_type=True)
+    return data
 
 
 def _reject_ext(code: int, data: bytes) -> Any:

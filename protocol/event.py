@@ -186,7 +186,9 @@ class ChainError(ProtocolError):
     code = "chain"
 
 
-def verify_chain(events: list[Event], public_key: bytes, head: ChainHead = ChainHead()) -> ChainHead:
+def verify_chain(
+    events: list[Event], public_key: bytes, head: ChainHead = ChainHead()
+) -> ChainHead:
     """Check signatures and links of consecutive events of one node; return the new head."""
     for ev in events:
         check_link(head, ev)

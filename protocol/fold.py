@@ -143,10 +143,11 @@ def touched(kind: str, body: dict[str, Any]) -> Touched:
 
 
 def _acct(state: State, pid: PatientId, **changes: int) -> None:
+    """Add ``changes`` to the account's sums (``closed`` is set, not added)."""
     acct = state.account(pid)
-    state.accounts[pid] = replace(
-        acct, **{k: getattr(acct, k) + v if k != "closed" else v for k, v in changes.items()}
-    )
+    new: dict[str, Any] = {k: v if k == "closed" else getattr(acct, k) + v
+                           for k, v in changes.items()}
+    state.accounts[pid] = replace(acct, **new)
 
 
 def _registered(state: State, ev: Event) -> None:

@@ -48,6 +48,9 @@ class Field:
         if type(value) is not self.type:
             return [Problem("field.type", f"{path}: expected {self.type.__name__}, got "
                             f"{type(value).__name__}", path)]
+        return self._check_typed(value, path)
+
+    def _check_typed(self, value: Any, path: str) -> list[Problem]:
         if self.type is str or self.type is int or self.type is list:
             size = value if self.type is int else len(value)
             what = "" if self.type is int else "length "

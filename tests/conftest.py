@@ -43,7 +43,8 @@ async def make_ledger(tmp_path: Path) -> AsyncIterator[LedgerFactory]:
 
     async def factory(node: str = "cashier-01", **kw: object) -> Ledger:
         kw.setdefault("clock", FakeClock())
-        led = await Ledger.open(tmp_path / f"{node}.sqlite3", node, node_key(node), **kw)  # type: ignore[arg-type]
+        path = tmp_path / f"{node}.sqlite3"
+        led = await Ledger.open(path, node, node_key(node), **kw)  # type: ignore[arg-type]
         opened.append(led)
         return led
 
@@ -74,5 +75,6 @@ async def registered(service: CounterService, card_no: str = "8600000001",
     return r.patient.patient_id
 
 
-def item(price: int, qty: int = 1, code: str = "LAB-CBC", name: str = "血常规") -> dict[str, object]:
+def item(price: int, qty: int = 1, code: str = "LAB-CBC",
+         name: str = "血常规") -> dict[str, object]:
     return {"code": code, "name": name, "qty": qty, "unit_price": price}

@@ -1,0 +1,106 @@
+"""The signed envelope: signatures, hashes, chains, fingerprints, and tamper detection."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.crypto import SigningKey, fingerprint
+from protocol.errors import DecodeError, ProtocolError, SchemaError, SignatureError
+from protocol.event import (
+    ChainError,
+    ChainHead,
+    decode_event,
+    event_from_map,
+    sign_event,
+    verify_chain,
+)
+from protocol.hlc import Hlc
+from tests.conftest import node_key
+
+KEY = node_key("cashier-01")
+BODY = {"patient_id": "P-1", "amount": 500, "method": "cash", "receipt_no": "D-1"}
+
+
+def make(seq: int = 1, prev: bytes = bytes(32), body: dict | None = None, key: SigningKey = KEY):
+    return sign_event(key, node="cashier-01", seq=seq, prev=prev, hlc=Hlc(1000 + seq, 0),
+                      operator="op.wang", kind="account.deposited", body=body or BODY)
+
+
+def test_sign_encode_decode_verify() -> None:
+    ev, data, h = make()
+    assert decode_event(data) == ev
+    ev.verify_signature(KEY.public_key)
+    assert ev.hash() == h and len(h) == 32
+
+
+def test_wrong_key_or_altered_field_fails_verification() -> None:
+    ev, _, _ = make()
+    with pytest.raises(SignatureError):
+        ev.verify_signature(node_key("other").public_key)
+    with pytest.raises(SignatureError):
+        replace(ev, body={**BODY, "amount": 50000}).verify_signature(KEY.public_key)
+    with pytest.raises(SignatureError):
+        replace(ev, operator="someone.else").verify_signature(KEY.public_key)
+
+
+def test_fingerprint_is_short_grouped_hex() -> None:
+    fp = KEY.fingerprint
+    assert re.fullmatch(r"ed25519:([0-9a-f]{4}-){7}[0-9a-f]{4}", fp)
+    assert fp == fingerprint(KEY.public_key) != node_key("x").fingerprint
+    assert "seed" not in repr(KEY) and KEY.seed.hex() not in repr(KEY)
+
+
+def test_chain_links_and_breaks() -> None:
+    e1, _, h1 = make(1)
+    e2, _, h2 = make(2, h1)
+    e3, _, _ = make(3, h2)
+    assert verify_chain([e1, e2, e3], KEY.public_key) == ChainHead(3, e3.hash())
+    with pytest.raises(ChainError, match="expected seq 2"):
+        verify_chain([e1, e3], KEY.public_key)
+    e2_bad, _, _ = make(2, bytes(32))
+    with pytest.raises(ChainError, match="prev does not match"):
+        verify_chain([e1, e2_bad], KEY.public_key)
+
+
+def test_envelope_shape_errors_are_precise() -> None:
+    ev, _, _ = make()
+    m = ev.to_map()
+    with pytest.raises(SchemaError, match="missing field.*sig"):
+        event_from_map({k: v for k, v in m.items() if k != "sig"})
+    with pytest.raises(SchemaError, match="unknown field.*extra"):
+        event_from_map({**m, "extra": 1})
+    with pytest.raises(SchemaError, match="seq: expected int"):
+        event_from_map({**m, "seq": "1"})
+    with pytest.raises(SchemaError, match="envelope version 2"):
+        event_from_map({**m, "v": 2})
+    with pytest.raises(SchemaError, match="first event"):
+        event_from_map({**m, "prev": b"\x01" * 32})
+    with pytest.raises(SchemaError, match="node"):
+        event_from_map({**m, "node": "Bad Node!"})
+    with pytest.raises(SchemaError, match="float"):
+        make(body={**BODY, "amount": 5.0})
+
+
+def test_oversized_body_is_refused() -> None:
+    with pytest.raises((SchemaError, DecodeError), match="limit"):
+        make(body={**BODY, "note": "x" * 70_000})
+
+
+@given(st.data())
+def test_flipping_any_byte_of_an_encoded_event_is_detected(data: st.DataObject) -> None:
+    _, raw, _ = make()
+    i = data.draw(st.integers(0, len(raw) - 1))
+    bit = data.draw(st.integers(0, 7))
+    tampered = bytearray(raw)
+    tampered[i] ^= 1 << bit
+    try:
+        got = decode_event(bytes(tampered))
+        got.verify_signature(KEY.public_key)
+    except ProtocolError:
+        return
+    raise AssertionError(f"flip at byte {i} bit {bit} went unnoticed: {got}")

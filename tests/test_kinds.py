@@ -1,0 +1,93 @@
+"""Every event kind's schema and semantic validator, with what each refuses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from protocol.kinds import SCHEMAS, validate_body
+from tests.conftest import ID_FEMALE
+
+VALID: dict[str, dict[str, Any]] = {
+    "patient.registered": {"patient_id": "P-a-000001", "name": "李四", "sex": "F",
+                           "birth_date": "1949-12-31", "national_id": ID_FEMALE,
+                           "phone": "13800138000"},
+    "patient.updated": {"patient_id": "P-a-000001", "phone": "+86 138 0013 8001"},
+    "card.issued": {"card_no": "8600000001", "patient_id": "P-a-000001", "medium": "chip"},
+    "card.reported_lost": {"card_no": "8600000001", "patient_id": "P-a-000001",
+                           "verified_by": "id_card", "reason": "stolen"},
+    "card.replaced": {"old_card_no": "8600000001", "new_card_no": "8600000002",
+                      "patient_id": "P-a-000001"},
+    "account.deposited": {"patient_id": "P-a-000001", "amount": 10000, "method": "mobile",
+                          "receipt_no": "D-a-000003"},
+    "account.charged": {"charge_id": "C-a-000004", "patient_id": "P-a-000001",
+                        "card_no": "8600000001", "department": "检验科", "order_ref": "ORD-9",
+                        "items": [{"code": "LAB-CBC", "name": "血常规", "qty": 2,
+                                   "unit_price": 2500},
+                                  {"code": "LAB-FEE", "name": "采血", "qty": 1,
+                                   "unit_price": 300}],
+                        "amount": 5300},
+    "account.refunded": {"refund_id": "R-a-000005", "charge_id": "C-a-000004",
+                         "patient_id": "P-a-000001", "amount": 2500, "to": "cash",
+                         "approved_by": "dr.zhao", "reason": "cancelled"},
+    "account.settled": {"patient_id": "P-a-000001", "amount": 0, "method": "cash",
+                        "invoice_no": "INV-a-000006"},
+    "account.credit_granted": {"patient_id": "P-a-000001", "limit": 500000,
+                               "reason": "trauma, unconscious", "authorised_by": "dr.chen"},
+}
+
+
+def test_every_kind_has_a_valid_example() -> None:
+    assert set(VALID) == set(SCHEMAS)
+    for kind, body in VALID.items():
+        assert validate_body(kind, body) == [], kind
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_each_required_field_is_required(kind: str) -> None:
+    for name, spec in SCHEMAS[kind].items():
+        if spec.required:
+            body = {k: v for k, v in VALID[kind].items() if k != name}
+            codes = [p.code for p in validate_body(kind, body)]
+            assert "field.missing" in codes, (kind, name)
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
+    problems = validate_body(kind, {**VALID[kind], "surprise": 1})
+    assert [(p.code, p.field) for p in problems] == [("field.unknown", "surprise")]
+    first = next(iter(VALID[kind]))
+    problems = validate_body(kind, {**VALID[kind], first: 3.5})
+    assert problems and problems[0].field == first and "float" in problems[0].message
+
+
+@pytest.mark.parametrize("kind,patch,code", [
+    ("patient.registered", {"phone": None}, "patient.contact_required"),
+    ("patient.registered", {"national_id": "11010519491231002Y"}, "national_id.chars"),
+    ("patient.registered", {"national_id": "110105194912310021"}, "national_id.checksum"),
+    ("patient.registered", {"birth_date": "1950-01-01"}, "patient.birth_date_mismatch"),
+    ("patient.registered", {"sex": "M"}, "patient.sex_mismatch"),
+    ("patient.registered", {"birth_date": "2023-02-30", "national_id": None},
+     "patient.birth_date"),
+    ("patient.registered", {"sex": "X"}, "field.choice"),
+    ("patient.registered", {"name": ""}, "field.range"),
+    ("patient.updated", {"phone": None}, "patient.nothing_to_update"),
+    ("card.issued", {"card_no": "12"}, "field.format"),
+    ("card.replaced", {"new_card_no": "8600000001"}, "card.same_number"),
+    ("account.deposited", {"amount": 0}, "field.range"),
+    ("account.deposited", {"amount": -100}, "field.range"),
+    ("account.deposited", {"method": "cheque"}, "field.choice"),
+    ("account.deposited", {"amount": True}, "field.type"),
+    ("account.charged", {"amount": 5000}, "charge.total_mismatch"),
+    ("account.charged", {"items": []}, "field.range"),
+    ("account.refunded", {"to": "wallet"}, "field.choice"),
+    ("account.credit_granted", {"limit": -1}, "field.range"),
+])
+def test_semantic_and_range_problems(kind: str, patch: dict[str, Any], code: str) -> None:
+    body = {k: v for k, v in {**VALID[kind], **patch}.items() if v is not None}
+    assert code in [p.code for p in validate_body(kind, body)]
+
+
+def test_unknown_kind() -> None:
+    assert [p.code for p in validate_body("account.teleported", {})] == ["kind.unknown"]
