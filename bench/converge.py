@@ -1,0 +1,229 @@
+"""Convergence: K counters (separate sync processes) × N events written offline, then sync.
+
+Writes N events into each of K counter ledgers while central is down (registrations,
+cards, deposits and charges through the real ledger, in transactions of 100 events),
+starts `onecard-central serve`, then starts K `onecard-edge sync` processes at once
+and times until central and every counter hold all K·N events.  Then measures live
+visibility: one event appended at counter 1 until it is in counter 2's ledger.
+Prints one JSON line.  SQLite runs with synchronous=FULL on every ledger and at central.
+
+    python bench/converge.py [N] [K]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge_node import config as cfgmod
+from edge_node.ledger import Ledger, Op, OpContext
+from tests.support.sync_cluster import Central, Counter
+
+
+def patient_ops(card_no: str) -> list[Op]:
+    """register + card + deposit + charge: the four events of a first visit."""
+    holder: dict[str, str] = {}
+
+    def patient(ctx: OpContext) -> dict[str, Any]:
+        holder["pid"] = ctx.new_id("P")
+        return {
+            "patient_id": holder["pid"],
+            "name": "王五",
+            "sex": "M",
+            "birth_date": "1980-05-06",
+            "phone": "13700137000",
+        }
+
+    def card(ctx: OpContext) -> dict[str, Any]:
+        return {"card_no": card_no, "patient_id": holder["pid"], "medium": "chip"}
+
+    def deposit(ctx: OpContext) -> dict[str, Any]:
+        return {
+            "patient_id": holder["pid"],
+            "amount": 20_000,
+            "method": "cash",
+            "receipt_no": ctx.new_id("D"),
+            "card_no": card_no,
+        }
+
+    def charge(ctx: OpContext) -> dict[str, Any]:
+        return {
+            "charge_id": ctx.new_id("C"),
+            "patient_id": holder["pid"],
+            "card_no": card_no,
+            "card_entry": "chip",
+            "amount": 2_500,
+            "department": "lab",
+            "items": [{"code": "LAB-CBC", "name": "血常规", "qty": 1, "unit_price": 2_500}],
+        }
+
+    return [
+        Op("patient.registered", patient),
+        Op("card.issued", card),
+        Op("account.deposited", deposit),
+        Op("account.charged", charge),
+    ]
+
+
+async def write_offline(counter: Counter, n: int, tag: int) -> None:
+    cfg = cfgmod.load(counter.config)
+    led = await Ledger.open(cfg.db, cfg.node_id, counter.key, rule_config=cfg.rules)
+    try:
+        i = 0
+        while i < n // 4:
+            ops: list[Op] = []
+            for _ in range(min(25, n // 4 - i)):
+                ops += patient_ops(f"86{tag:02d}{i:08d}")
+                i += 1
+            await led.append(ops, "op.wang")
+        assert (await led.head()).seq == n
+    finally:
+        await led.close()
+
+
+def count(db: Path, exact: bool = False) -> int:
+    """Events held (append-only tables: the last rowid is the count; cheap to poll)."""
+    sql = "SELECT COUNT(*) FROM events" if exact else "SELECT COALESCE(MAX(rowid), 0) FROM events"
+    try:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(c.execute(sql).fetchone()[0])
+        finally:
+            c.close()
+    except sqlite3.OperationalError:
+        return -1
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live children (verify workers)."""
+    total = 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += cpu_s(int(child))
+    except OSError:
+        pass
+    return total
+
+
+def max_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def append_one(counter: Counter, i: int) -> None:
+    cfg = cfgmod.load(counter.config)
+    led = await Ledger.open(cfg.db, cfg.node_id, counter.key, rule_config=cfg.rules)
+    try:
+        await led.append(patient_ops(f"8699{i:08d}")[:1], "op.wang")
+    finally:
+        await led.close()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    k = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        central = Central.init(base / "central")
+        counters = [Counter.create(base, f"cashier-{i:02d}", central) for i in range(1, k + 1)]
+        t = time.perf_counter()
+
+        async def write_all() -> None:
+            await asyncio.gather(*(write_offline(c, n, i) for i, c in enumerate(counters, 1)))
+
+        asyncio.run(write_all())
+        write_s = time.perf_counter() - t
+        central.start()
+        total = n * k
+        env = {"ONECARD_SYNC_PING_S": "5", "ONECARD_SYNC_BACKOFF_MAX_S": "2"}
+        try:
+            t0 = time.perf_counter()
+            for c in counters:
+                c.start_sync(env)
+            push_s = conv_s = None
+            deadline = t0 + 600
+            while time.perf_counter() < deadline:
+                cn = count(central.db)
+                if push_s is None and cn == total:
+                    push_s = time.perf_counter() - t0
+                if cn == total and all(count(c.db) == total for c in counters):
+                    conv_s = time.perf_counter() - t0
+                    break
+                time.sleep(0.05)
+            assert conv_s is not None and push_s is not None, "did not converge in 600 s"
+            assert count(central.db, True) == total
+            assert all(count(c.db, True) == total for c in counters)
+            cpu = {
+                "central": cpu_s(central.proc.pid) if central.proc else 0.0,
+                "sync_daemons": sum(cpu_s(c.proc.pid) for c in counters if c.proc),
+            }
+            # live visibility: counter 1 appends, counter 2 sees it
+            lat, lat_central = [], []
+            for i in range(20):
+                before, before_c = count(counters[1].db), count(central.db)
+                asyncio.run(append_one(counters[0], i))
+                t2 = time.perf_counter()
+                seen_c = None
+                while count(counters[1].db) == before and time.perf_counter() - t2 < 10:
+                    if seen_c is None and count(central.db) != before_c:
+                        seen_c = time.perf_counter()
+                    time.sleep(0.001)
+                lat.append((time.perf_counter() - t2) * 1000)
+                lat_central.append(((seen_c or time.perf_counter()) - t2) * 1000)
+                time.sleep(0.05)
+            rss_central = max_rss_mb(central.proc.pid) if central.proc else 0.0
+            rss_edges = [max_rss_mb(c.proc.pid) for c in counters if c.proc]
+        finally:
+            for c in counters:
+                c.stop()
+            central.stop()
+    print(
+        json.dumps(
+            {
+                "bench": "converge",
+                "counters": k,
+                "events_per_counter": n,
+                "total_events": total,
+                "convergence_ms": round(conv_s * 1000),
+                "push_ms": round(push_s * 1000),
+                "pull_after_push_ms": round((conv_s - push_s) * 1000),
+                "deliveries_per_s": round(total * k / conv_s),
+                "cpu_s_during_sync": {x: round(v, 1) for x, v in cpu.items()},
+                "live_visibility_ms": {
+                    "counter_to_counter_p50": round(statistics.median(lat), 1),
+                    "counter_to_counter_p90": round(sorted(lat)[int(len(lat) * 0.9)], 1),
+                    "counter_to_central_p50": round(statistics.median(lat_central), 1),
+                },
+                "offline_write_s": round(write_s, 1),
+                "max_rss_mb": {
+                    "central": round(rss_central, 1),
+                    "sync_daemon_max": round(max(rss_edges, default=0.0), 1),
+                    "all": round(rss_central + sum(rss_edges), 1),
+                },
+                "cpus": os.cpu_count(),
+                "sqlite_synchronous": "FULL",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
