@@ -101,7 +101,8 @@ class SyncOptions:
     batch_events: int = MAX_BATCH_EVENTS
     batch_bytes: int = MAX_BATCH_BYTES
     window: int = 4  # pushed batches awaiting their ack
-    poll_s: float = 0.025  # how often an idle pusher looks for new own events (1 query)
+    poll_s: float = 0.5  # an idle pusher queries the ledger at least this often, and
+    watch_s: float = 0.005  # checks this often whether the WAL file changed (a stat)
     handshake_timeout_s: float = 10.0
     ack_timeout_s: float = 60.0
     ping_interval_s: float = 5.0  # websocket keepalive: a stalled link is dropped after
@@ -147,7 +148,9 @@ class SyncClient:
         options: SyncOptions | None = None,
         *,
         rng: random.Random | None = None,
+        wal_path: str | None = None,
     ) -> None:
+        self.wal_path = wal_path
         self.ledger = ledger
         self.node = ledger.node_id
         self.key = key
@@ -265,6 +268,32 @@ class SyncClient:
             "sync online node=%s central_holds=%d own_head=%d", self.node, w.head_seq, head.seq
         )
 
+    def _wal_signature(self) -> tuple[int, int] | None:
+        if self.wal_path is None:
+            return None
+        try:
+            st = os.stat(self.wal_path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    async def _idle(self, woken: asyncio.Event, sig: tuple[int, int] | None) -> None:
+        """Wait until an ack arrives, the ledger's WAL changes, or ``poll_s`` passes.
+
+        The TUI appends in another process; a stat of the WAL file every ``watch_s``
+        notices that within milliseconds for the price of a system call, where a
+        query per tick would cost a thread hop.  (Without a WAL path: poll_s ticks.)
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.opt.poll_s
+        tick = self.opt.watch_s if self.wal_path is not None else self.opt.poll_s
+        for _ in range(int(self.opt.poll_s / tick) + 1):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, min(tick, end - loop.time()))):
+                    await woken.wait()
+            if woken.is_set() or loop.time() >= end or self._wal_signature() != sig:
+                return
+
     async def _serve(self, ws: ClientConnection, s: EdgeSession, stop: asyncio.Event) -> None:
         st = await self.ledger.sync_state()
         acked = st.acked_seq
@@ -274,9 +303,13 @@ class SyncClient:
 
         async def pusher() -> None:
             sent = acked
-            waiting_since: float | None = None
+            waiting_since: float | None = None  # oldest unacked push, for ack_timeout_s
             loop = asyncio.get_running_loop()
             while True:
+                # Clear first and sample the WAL before querying, so an ack or an
+                # append landing during the query still wakes the wait below.
+                acked_changed.clear()
+                sig = self._wal_signature()
                 if s.in_flight < self.opt.window:
                     evs = await self.ledger.own_events_after(
                         sent, limit=self.opt.batch_events, max_bytes=self.opt.batch_bytes
@@ -293,14 +326,9 @@ class SyncClient:
                     loop.time() - waiting_since > self.opt.ack_timeout_s
                 ):
                     raise TimeoutError(f"no ack within {self.opt.ack_timeout_s} s")
-                acked_changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.opt.poll_s):
-                        await acked_changed.wait()
-                if s.in_flight == 0:
-                    waiting_since = None
-                elif acked_changed.is_set():
-                    waiting_since = loop.time()
+                await self._idle(acked_changed, sig)
+                if acked_changed.is_set():
+                    waiting_since = loop.time() if s.in_flight else None
 
         async def receiver() -> None:
             nonlocal received
@@ -363,7 +391,12 @@ async def run(
     ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
     try:
         client = SyncClient(
-            ledger, key, config.sync.central_url, central_key, options or SyncOptions.from_env()
+            ledger,
+            key,
+            config.sync.central_url,
+            central_key,
+            options or SyncOptions.from_env(),
+            wal_path=f"{config.db}-wal",
         )
         log.info("sync starting node=%s central=%s", config.node_id, config.sync.central_url)
         try:
