@@ -303,3 +303,15 @@ def test_emulator_speaks_iso7816() -> None:
     assert a.process(layout.update_binary(511, b"ab")) == b"\x6b\x00"
     assert a.process(bytes([0x80, 0xCA, 0, 0, 0])) == b"\x6e\x00"  # class not supported
     assert a.process(bytes([0x00, 0x20, 0, 0, 0])) == b"\x6d\x00"  # INS not supported
+
+
+def test_card_package_does_not_need_pyscard() -> None:
+    """The TUI and the demo import edge_node.card; only a chip reader's setup loads pyscard."""
+    import subprocess
+    import sys
+
+    code = "import sys, edge_node.card; print('smartcard' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "False"

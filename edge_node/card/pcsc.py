@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from smartcard import scard
+from smartcard import scard  # type: ignore[import-untyped]
 
 from edge_node.card import layout
 from edge_node.card.reader import (
@@ -410,6 +410,7 @@ class PcscReader:
                     return
                 if hr == scard.SCARD_E_CANCELLED:
                     return
+                self._stop.wait(0.05)  # never spin if the service answers at once
                 continue
             self._status_event("ready", f"Card reader '{self.name}' ready.")
             if not self._watch_reader(ctx, timeout_ms):
