@@ -81,6 +81,12 @@ class Appended:
 
 
 @dataclass(frozen=True, slots=True)
+class AppendResult:
+    appended: list[Appended]
+    state: State  # the records the operation touched, as they are after it
+
+
+@dataclass(frozen=True, slots=True)
 class SyncState:
     online: bool
     last_sync_ms: int
@@ -197,15 +203,24 @@ class Ledger:
         Raises :class:`OperationRefused` (nothing written) with every problem found, or
         :class:`StorageError` (nothing written) if the disk refuses.
         """
+        return (await self.append_ops(ops, operator)).appended
+
+    async def append_ops(self, ops: list[Op] | Op, operator: str) -> AppendResult:
+        """As :meth:`append`, also returning the touched records as they are after it.
+
+        A body builder may raise :class:`OperationRefused` itself (e.g. an unknown card):
+        the transaction is rolled back like any refusal.
+        """
         if self.key is None:
             raise ConfigError("this ledger was opened without the node key: it cannot sign")
         if isinstance(ops, Op):
             ops = [ops]
         if not operator:
             raise OperationRefused([Problem("operator.missing", "no operator is logged in")])
-        return list(await self._run(self._append_tx, ops, operator))
+        result: AppendResult = await self._run(self._append_tx, ops, operator)
+        return result
 
-    def _append_tx(self, conn: sqlite3.Connection, ops: list[Op], operator: str) -> list[Appended]:
+    def _append_tx(self, conn: sqlite3.Connection, ops: list[Op], operator: str) -> AppendResult:
         assert self.key is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -216,8 +231,7 @@ class Ledger:
             for op in ops:
                 seq = head.seq + 1
                 _load(conn, loaded, op.need)
-                body = op.body(OpContext(self.node_id, seq, loaded.state)) if callable(
-                    op.body) else op.body
+                body = self._build(conn, loaded, op, seq)
                 problems = kinds.validate_body(op.kind, body)
                 if not problems:
                     _load(conn, loaded, fold.touched(op.kind, body))
@@ -240,7 +254,25 @@ class Ledger:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return out
+        return AppendResult(out, loaded.state)
+
+    def _build(self, conn: sqlite3.Connection, loaded: _Loaded, op: Op, seq: int) -> Body:
+        """Run the op's body builder until every record its body touches is loaded.
+
+        Builders are pure functions of the context, so running one again after loading
+        (say, the account behind a card) gives the body as if all had been loaded first.
+        """
+        if not callable(op.body):
+            return op.body
+        for _ in range(3):
+            body = op.body(OpContext(self.node_id, seq, loaded.state))
+            if type(body) is not dict:
+                return body
+            before = loaded.keys
+            _load(conn, loaded, fold.touched(op.kind, body))
+            if loaded.keys == before:
+                return body
+        return body
 
     @staticmethod
     def _insert(conn: sqlite3.Connection, ev: Event, data: bytes, h: bytes) -> None:

@@ -8,12 +8,12 @@ written nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from edge_node.errors import OperationRefused
-from edge_node.ledger import Appended, Ledger, Op, OpContext
+from edge_node.ledger import Ledger, Op, OpContext
 from protocol import nationalid
 from protocol.errors import Problem
 from protocol.event import Event
@@ -53,11 +53,6 @@ def _refuse(code: str, message: str, field: str = "") -> OperationRefused:
     return OperationRefused([Problem(code, message, field)])
 
 
-def _touch(patient_id: str = "", cards: Iterable[str] = (), charges: Iterable[str] = ()) -> Touched:
-    return Touched(frozenset([patient_id] if patient_id else []), frozenset(cards),
-                   frozenset(charges))
-
-
 class CounterService:
     """Counter operations on one ledger, done as the logged-in ``operator``."""
 
@@ -93,20 +88,26 @@ class CounterService:
     async def history(self, patient_id: str, limit: int = 200) -> list[Event]:
         return await self.ledger.history(patient_id, limit)
 
-    async def _card(self, card_no: str) -> Card:
-        card = await self.ledger.get("cards", card_no)
-        if card is None:
-            raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
-                          "card_no")
-        return card  # type: ignore[no-any-return]
-
-    async def _append(self, ops: list[Op], title: str, patient_id: str,
+    async def _append(self, ops: list[Op], title: str,
                       lines: tuple[tuple[str, Fen], ...] = (), number_field: str = "") -> Receipt:
-        done: list[Appended] = await self.ledger.append(ops, self.operator)
-        view = await self.patient(patient_id)
-        events = tuple(a.event for a in done)
+        """Append ``ops`` in one transaction; the receipt reads the state it left behind."""
+        result = await self.ledger.append_ops(ops, self.operator)
+        events = tuple(a.event for a in result.appended)
+        pid = events[-1].body["patient_id"]
+        patient = result.state.patients.get(pid) or await self.ledger.get("patients", pid)
         number = next((str(e.body[number_field]) for e in events if number_field in e.body), "")
-        return Receipt(title, view.patient, events, view.account.balance, lines, number)
+        return Receipt(title, patient, events, result.state.account(pid).balance, lines, number)
+
+    def _by_card(self, kind: str, card_no: str,
+                 build: Callable[[Card, OpContext], dict[str, Any]]) -> Op:
+        """An op on the account behind ``card_no``, resolved inside the transaction."""
+        def body(ctx: OpContext) -> dict[str, Any]:
+            card = ctx.state.cards.get(card_no)
+            if card is None:
+                raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
+                              "card_no")
+            return build(card, ctx)
+        return Op(kind, body, Touched(cards=frozenset([card_no])))
 
     # -- registration and cards ----------------------------------------------------------
     async def register_patient(
@@ -161,73 +162,69 @@ class CounterService:
 
         ops = [Op("patient.registered", patient_body), Op("card.issued", card_body),
                Op("account.deposited", deposit_body)]
-        done = await self.ledger.append(ops, self.operator)
-        pid = done[0].event.body["patient_id"]
-        view = await self.patient(pid)
-        return Receipt("Registration and card", view.patient, tuple(a.event for a in done),
-                       view.account.balance, (("Deposit", first_deposit),),
-                       done[2].event.body["receipt_no"])
+        return await self._append(ops, "Registration and card", (("Deposit", first_deposit),),
+                                  "receipt_no")
 
     async def update_patient(self, patient_id: str, **changes: str) -> Receipt:
         body: dict[str, Any] = {"patient_id": patient_id}
         body.update({k: v.strip() for k, v in changes.items() if v is not None})
-        return await self._append([Op("patient.updated", body)], "Patient details", patient_id)
+        return await self._append([Op("patient.updated", body)], "Patient details")
 
     async def issue_card(self, patient_id: str, card_no: str, medium: str = "chip") -> Receipt:
         body = {"card_no": card_no, "patient_id": patient_id, "medium": medium}
-        return await self._append([Op("card.issued", body)], "Card issued", patient_id)
+        return await self._append([Op("card.issued", body)], "Card issued")
 
     async def report_lost(self, card_no: str, verified_by: str, reason: str = "") -> Receipt:
-        card = await self._card(card_no)
-        body: dict[str, Any] = {"card_no": card_no, "patient_id": card.patient_id,
-                                "verified_by": verified_by}
-        if reason.strip():
-            body["reason"] = reason.strip()
-        return await self._append([Op("card.reported_lost", body)], "Card reported lost",
-                                  card.patient_id)
+        def body(card: Card, ctx: OpContext) -> dict[str, Any]:
+            b: dict[str, Any] = {"card_no": card_no, "patient_id": card.patient_id,
+                                 "verified_by": verified_by}
+            if reason.strip():
+                b["reason"] = reason.strip()
+            return b
+        return await self._append([self._by_card("card.reported_lost", card_no, body)],
+                                  "Card reported lost")
 
     async def replace_card(self, old_card_no: str, new_card_no: str,
                            medium: str = "chip") -> Receipt:
         """A new card for the same patient and account: balance and records follow."""
-        card = await self._card(old_card_no)
-        body = {"old_card_no": old_card_no, "new_card_no": new_card_no,
-                "patient_id": card.patient_id, "medium": medium}
-        return await self._append([Op("card.replaced", body)], "Replacement card",
-                                  card.patient_id)
+        def body(card: Card, ctx: OpContext) -> dict[str, Any]:
+            return {"old_card_no": old_card_no, "new_card_no": new_card_no,
+                    "patient_id": card.patient_id, "medium": medium}
+        return await self._append([self._by_card("card.replaced", old_card_no, body)],
+                                  "Replacement card")
 
     # -- money -----------------------------------------------------------------------------
     async def deposit(self, card_no: str, amount: Fen, method: str,
                       card_entry: str = "chip") -> Receipt:
-        card = await self._card(card_no)
         _check_entry(card_entry)
 
-        def body(ctx: OpContext) -> dict[str, Any]:
+        def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             return {"patient_id": card.patient_id, "amount": amount, "method": method,
                     "receipt_no": ctx.new_id("D"), "card_no": card_no, "card_entry": card_entry}
-        return await self._append([Op("account.deposited", body)], "Deposit", card.patient_id,
-                                  (("Deposit", amount),), "receipt_no")
+        return await self._append([self._by_card("account.deposited", card_no, body)],
+                                  "Deposit", (("Deposit", amount),), "receipt_no")
 
     async def charge(self, card_no: str, items: Iterable[Mapping[str, Any]], department: str,
                      order_ref: str = "", card_entry: str = "chip") -> Receipt:
         """Charge items (code, name, qty, unit_price in fen) to the card's deposit account."""
-        card = await self._card(card_no)
         _check_entry(card_entry)
         lines = [{"code": i["code"], "name": i["name"], "qty": i["qty"],
                   "unit_price": i["unit_price"]} for i in items]
         total = sum(int(i["qty"]) * int(i["unit_price"]) for i in lines
                     if type(i["qty"]) is int and type(i["unit_price"]) is int)
 
-        def body(ctx: OpContext) -> dict[str, Any]:
+        def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             b: dict[str, Any] = {"charge_id": ctx.new_id("C"), "patient_id": card.patient_id,
                                  "card_no": card_no, "card_entry": card_entry, "items": lines,
                                  "amount": total, "department": department}
             if order_ref:
                 b["order_ref"] = order_ref
             return b
-        return await self._append(
-            [Op("account.charged", body)], "Charge", card.patient_id,
-            tuple((f"{i['name']} ×{i['qty']}", i["qty"] * i["unit_price"]) for i in lines),
-            "charge_id")
+        receipt = await self._append([self._by_card("account.charged", card_no, body)],
+                                     "Charge", number_field="charge_id")
+        items_ = receipt.events[0].body["items"]
+        return replace(receipt, lines=tuple((f"{i['name']} ×{i['qty']}", i["qty"] *
+                                             i["unit_price"]) for i in items_))
 
     async def refund(self, charge_id: str, amount: Fen, to: str, approved_by: str,
                      reason: str) -> Receipt:
@@ -240,32 +237,27 @@ class CounterService:
             return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
                     "patient_id": charge.patient_id, "amount": amount, "to": to,
                     "approved_by": approved_by, "reason": reason}
-        return await self._append([Op("account.refunded", body)], "Refund", charge.patient_id,
+        return await self._append([Op("account.refunded", body)], "Refund",
                                   ((f"Refund of {charge_id} to {to}", amount),), "refund_id")
 
     async def settle(self, card_no: str, method: str = "cash") -> Receipt:
         """Return the whole remaining balance and close the account until a new deposit."""
-        card = await self._card(card_no)
-        pid = card.patient_id
-
-        def body(ctx: OpContext) -> dict[str, Any]:
-            balance = ctx.state.account(pid).balance
-            return {"patient_id": pid, "amount": max(balance, 0), "method": method,
+        def body(card: Card, ctx: OpContext) -> dict[str, Any]:
+            balance = ctx.state.account(card.patient_id).balance
+            return {"patient_id": card.patient_id, "amount": max(balance, 0), "method": method,
                     "invoice_no": ctx.new_id("INV")}
-        receipt = await self._append([Op("account.settled", body, _touch(pid))], "Settlement",
-                                     pid, number_field="invoice_no")
-        returned = receipt.events[0].body["amount"]
-        return Receipt(receipt.title, receipt.patient, receipt.events, receipt.balance,
-                       (("Balance returned", returned),), receipt.number)
+        op = self._by_card("account.settled", card_no, body)
+        receipt = await self._append([op], "Settlement", number_field="invoice_no")
+        return replace(receipt, lines=(("Balance returned", receipt.events[0].body["amount"]),))
 
     async def grant_credit(self, card_no: str, limit: Fen, reason: str,
                            authorised_by: str) -> Receipt:
         """Emergency green channel: let the patient be charged up to ``limit`` below zero."""
-        card = await self._card(card_no)
-        body = {"patient_id": card.patient_id, "limit": limit, "reason": reason,
-                "authorised_by": authorised_by}
-        return await self._append([Op("account.credit_granted", body)], "Green channel credit",
-                                  card.patient_id, (("Credit limit", limit),))
+        def body(card: Card, ctx: OpContext) -> dict[str, Any]:
+            return {"patient_id": card.patient_id, "limit": limit, "reason": reason,
+                    "authorised_by": authorised_by}
+        return await self._append([self._by_card("account.credit_granted", card_no, body)],
+                                  "Green channel credit", (("Credit limit", limit),))
 
 
 def _check_entry(card_entry: str) -> None:
