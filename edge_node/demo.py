@@ -1,0 +1,128 @@
+"""A counter to try in a minute: temp ledger, sample patients, price list, simulated reader.
+
+``python -m edge_node.demo`` (``make demo``): log in as ``demo`` / PIN ``1234``, press
+Ctrl+T to tap the next demo card on the simulated reader, then use the function keys.
+Everything lives in a temporary directory that is removed on exit (``--keep DIR`` to
+keep it, e.g. for a sync daemon to run beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.binding import Binding, BindingType
+
+from edge_node import staff
+from edge_node.config import EdgeConfig, write_key
+from edge_node.ledger import Ledger
+from edge_node.service import CounterService
+from edge_node.tui.app import CounterApp
+from edge_node.tui.cardsource import TypedCardSource
+from protocol.crypto import SigningKey
+
+NODE = "demo-cashier"
+DEMO_PATIENTS = [
+    # name, national id, phone, card, first deposit (fen)
+    ("张三", "110101199003070011", "13800138000", "8600000001", 50_000),
+    ("李梅", "11010519491231002X", "13912345678", "8600000002", 2_000),
+    ("王芳", "", "13700001111", "8600000003", 100_000),
+]
+
+
+async def seed(config: EdgeConfig, key: SigningKey) -> None:
+    """Staff ``demo``/1234 (cashier) and ``boss``/9999 (supervisor), three patients."""
+    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
+    try:
+        cheap = staff.cheap_hasher()  # a throwaway demo: no need for a slow hash
+        await staff.add_staff(ledger, "demo", "演示收费员", "1234", hasher=cheap)
+        await staff.add_staff(ledger, "boss", "演示主管", "9999", role="supervisor",
+                              hasher=cheap)
+        svc = CounterService(ledger, "demo")
+        for name, nid, phone, card, amount in DEMO_PATIENTS:
+            extra = {} if nid else {"sex": "F", "birth_date": "1985-06-15"}
+            await svc.register_patient(name=name, national_id=nid, phone=phone, card_no=card,
+                                       first_deposit=amount, method="cash", **extra)
+        await svc.charge("8600000001", [{"code": "REG01", "name": "普通门诊挂号费", "qty": 1,
+                                         "unit_price": 500}], "门诊收费")
+    finally:
+        await ledger.close()
+
+
+def make_reader(key: SigningKey) -> tuple[Any, Any]:
+    """The card package's simulated chip reader if present, else a typed-number source.
+
+    Returns ``(reader, tap)`` where ``tap(card_no)`` puts that demo card on the reader.
+    """
+    try:
+        from edge_node.card.layout import EF_CARD, frame, issue_card
+        from edge_node.card.reader import SimulatedReader
+    except ImportError:
+        typed = TypedCardSource()
+        return typed, typed.tap
+    reader = SimulatedReader("Demo reader")
+
+    def tap(card_no: str) -> None:
+        uid = bytes.fromhex(card_no[-8:].rjust(8, "0"))
+        card = issue_card(key, NODE, card_no=card_no, patient_no="", issued_ms=0, uid=uid)
+        reader.present(uid, {EF_CARD: frame(card.to_bytes())})
+    return reader, tap
+
+
+class DemoCounterApp(CounterApp):
+    """The counter app plus Ctrl+T: tap the next demo card."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *CounterApp.BINDINGS,
+        Binding("ctrl+t", "tap_demo_card", "Tap demo card", priority=True),
+    ]
+
+    def __init__(self, config: EdgeConfig, tap: Any, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        self._tap = tap
+        self._next = 0
+
+    def action_tap_demo_card(self) -> None:
+        card = DEMO_PATIENTS[self._next % len(DEMO_PATIENTS)][3]
+        self._next += 1
+        self._tap(card)
+
+
+def build(directory: Path, language: str = "zh") -> tuple[EdgeConfig, DemoCounterApp]:
+    """A seeded demo counter in ``directory`` and its app (not yet running)."""
+    key = SigningKey.generate()
+    config = EdgeConfig(node_id=NODE, db=directory / "ledger.sqlite3",
+                        key_file=directory / "node.key", language=language,
+                        printer=str(directory / "receipts.escpos"))
+    write_key(config.key_file, key)
+    asyncio.run(seed(config, key))
+    reader, tap = make_reader(key)
+    return config, DemoCounterApp(config, tap, reader=reader)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edge_node.demo",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--language", choices=("zh", "en"), default="zh")
+    p.add_argument("--keep", metavar="DIR", help="put the demo counter in DIR and keep it")
+    args = p.parse_args(argv)
+    if args.keep:
+        directory = Path(args.keep)
+        directory.mkdir(parents=True, exist_ok=True)
+        _config, app = build(directory, args.language)
+        app.run()
+        print(f"demo counter kept in {directory}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="onecard-demo-") as tmp:
+        _config, app = build(Path(tmp), args.language)
+        print("login: demo / 1234   Ctrl+T: tap a demo card   Ctrl+Q: quit", file=sys.stderr)
+        app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
