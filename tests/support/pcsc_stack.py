@@ -31,6 +31,7 @@ notification, cards with ``SCardGetStatusChange`` on the reader.  Every wait is 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -182,7 +183,7 @@ class PcscStack:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while not self.socket_path.exists():
@@ -295,6 +296,15 @@ class PcscStack:
                 current = state & ~scard.SCARD_STATE_CHANGED
         finally:
             scard.SCardReleaseContext(ctx)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM pcscd if the test process dies (even SIGKILL).
+
+    unshare and sh exec in place, so the setting reaches pcscd itself.
+    """
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _conf_name(entry: ReaderEntry) -> str:
