@@ -6,7 +6,7 @@
     host = "127.0.0.1"            # address `serve` listens on
     port = 8765                   # 0 picks a free port (printed on start)
     handshake_timeout_s = 10      # hello → welcome must finish within this
-    idle_timeout_s = 120          # a connection silent this long is closed
+    ping_interval_s = 20          # websocket keepalive; a dead link is dropped after ~2x
     verify_workers = -1           # processes checking signatures; -1 = one per core,
                                   # 0 = none (check in a thread of the server process)
 
@@ -47,7 +47,7 @@ class CentralConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     handshake_timeout_s: int = 10
-    idle_timeout_s: int = 120
+    ping_interval_s: int = 20
     verify_workers: int = -1
 
     @classmethod
@@ -70,7 +70,7 @@ class CentralConfig:
             "host",
             "port",
             "handshake_timeout_s",
-            "idle_timeout_s",
+            "ping_interval_s",
             "verify_workers",
         }
         unknown = sorted(set(sec) - known)
@@ -99,7 +99,7 @@ class CentralConfig:
             host=host,
             port=integer("port", 8765, 0, 65535),
             handshake_timeout_s=integer("handshake_timeout_s", 10, 1, 3600),
-            idle_timeout_s=integer("idle_timeout_s", 120, 5, 86400),
+            ping_interval_s=integer("ping_interval_s", 20, 1, 3600),
             verify_workers=integer("verify_workers", -1, -1, 64),
         )
 
@@ -119,7 +119,7 @@ def render_config(
         f'host = "{host}"\n'
         f"port = {port}                 # 0 = pick a free port, printed on start\n"
         "handshake_timeout_s = 10\n"
-        "idle_timeout_s = 120\n"
+        "ping_interval_s = 20\n"
         "verify_workers = -1           # signature-checking processes; -1 = one per core\n"
     )
 

@@ -184,7 +184,12 @@ class CentralServer:
         assert isinstance(auth, Auth)
         head = await self.store.head(conn.node)
         await conn.ws.send(
-            s.send_welcome(head, await self.store.cursor(), await self.store.directory())
+            s.send_welcome(
+                head,
+                await self.store.cursor(),
+                await self.store.directory(),
+                await self.store.store_id(),
+            )
         )
 
     async def _read_loop(self, conn: Conn) -> None:
@@ -224,7 +229,7 @@ class CentralServer:
                         committer.result()
                         return
                 elif isinstance(msg, Pull):
-                    conn.sent_cursor = min(msg.cursor, await self.store.cursor())
+                    conn.sent_cursor = msg.cursor
                     await self.store.touch(conn.node, pull_cursor=msg.cursor)
                     conn.wake.set()
                 elif isinstance(msg, Ping):
@@ -376,8 +381,8 @@ async def run_server(
             max_size=WS_MAX_SIZE,
             max_queue=4,
             compression=None,
-            ping_interval=20,
-            ping_timeout=20,
+            ping_interval=config.ping_interval_s,
+            ping_timeout=config.ping_interval_s,
             close_timeout=5,
         ) as server:
             port = _port(server)

@@ -81,6 +81,16 @@ CREATE TABLE quarantine (
 );
 """,
     ),
+    (
+        2,
+        "store identity",
+        """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+-- A random id for this store: a counter whose pull cursor came from another store
+-- (central restored from a backup, or rebuilt) learns so and pulls from the start.
+INSERT INTO meta (key, value) VALUES ('store_id', randomblob(16));
+""",
+    ),
 ]
 
 
@@ -310,7 +320,7 @@ class CentralStore:
             sets.append("online = ?")
             args.append(int(online))
         if pull_cursor is not None:
-            sets.append("pull_cursor = MAX(pull_cursor, ?)")
+            sets.append("pull_cursor = ?")
             args.append(pull_cursor)
         args.append(node)
         async with self._lock:
@@ -326,6 +336,13 @@ class CentralStore:
         cur = await self._r.execute("SELECT head_seq, head_hash FROM nodes WHERE id = ?", (node,))
         row = await cur.fetchone()
         return ChainHead(row[0], row[1]) if row else ChainHead()
+
+    async def store_id(self) -> bytes:
+        """This store's random identity (pull cursors are only meaningful within one)."""
+        cur = await self._r.execute("SELECT value FROM meta WHERE key = 'store_id'")
+        row = await cur.fetchone()
+        assert row is not None
+        return bytes(row[0])
 
     async def cursor(self) -> int:
         cur = await self._r.execute("SELECT pos FROM cursor WHERE id = 1")

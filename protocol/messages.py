@@ -42,6 +42,7 @@ from protocol.event import MAX_EVENT_SIZE, NODE_ID_RE
 
 PROTOCOL_VERSION = 1
 NONCE_SIZE = 32
+STORE_ID_SIZE = 16
 MAX_BATCH_EVENTS = 500
 MAX_BATCH_BYTES = 1 << 20
 # A frame holds at most one batch plus its envelope; anything larger is refused with
@@ -122,6 +123,8 @@ class Welcome(Message):
 
     ``head_seq``/``head_hash`` is the resume point: the counter pushes its events after
     it.  ``cursor`` is central's current pull position (for the status line's lag).
+    ``store`` identifies central's store: pull cursors from another store (central
+    restored from a backup) mean nothing, and the counter pulls from 0 again.
     """
 
     TYPE: ClassVar[str] = "welcome"
@@ -129,6 +132,7 @@ class Welcome(Message):
     head_seq: int
     head_hash: bytes
     cursor: int
+    store: bytes
     directory: tuple[DirectoryEntry, ...] = ()
 
 
@@ -305,6 +309,7 @@ def _from_map(m: dict[str, Any]) -> Message:
             head_seq=_int(m, "head_seq"),
             head_hash=_bytes(m, "head_hash", HASH_SIZE),
             cursor=_int(m, "cursor"),
+            store=_bytes(m, "store", STORE_ID_SIZE),
             directory=_directory(m),
         )
     if cls is Push:

@@ -350,8 +350,12 @@ class CentralSession(_Session):
         head: ChainHead,
         cursor: int,
         directory: list[DirectoryEntry] | tuple[DirectoryEntry, ...],
+        store: bytes,
     ) -> bytes:
-        return self._emit(Welcome(PROTOCOL_VERSION, head.seq, head.hash, cursor, tuple(directory)))
+        """Accept the counter: resume point, pull position, key directory, store id."""
+        return self._emit(
+            Welcome(PROTOCOL_VERSION, head.seq, head.hash, cursor, store, tuple(directory))
+        )
 
     def send_ack(self, batch: int, stored: int, head: ChainHead) -> bytes:
         return self._emit(Ack(batch, stored, head.seq, head.hash))

@@ -51,6 +51,7 @@ CENTRAL_KEY = SigningKey(b"c" * 32)
 EDGE_KEY = SigningKey(b"e" * 32)
 OTHER_KEY = SigningKey(b"o" * 32)
 N1, N2 = b"\x01" * 32, b"\x02" * 32
+STORE = b"\x05" * 16
 
 
 def events(n: int, key: SigningKey = EDGE_KEY, node: str = "cashier-01") -> list[bytes]:
@@ -85,7 +86,7 @@ class Pair:
         assert isinstance(ch, Challenge)
         assert isinstance(self.central.receive(self.edge.send_auth()), Auth)
         d = [DirectoryEntry("cashier-02", OTHER_KEY.public_key, "pharmacy")]
-        w = self.edge.receive(self.central.send_welcome(ChainHead(), 7, d))
+        w = self.edge.receive(self.central.send_welcome(ChainHead(), 7, d, STORE))
         assert isinstance(w, Welcome)
         return w
 
@@ -151,7 +152,7 @@ SAMPLES = [
     Hello("cashier-01", PROTOCOL_VERSION, N1, 0, ZERO_HASH),
     Challenge(N2, b"s" * 64),
     Auth(b"s" * 64),
-    Welcome(PROTOCOL_VERSION, 0, ZERO_HASH, 0, ()),
+    Welcome(PROTOCOL_VERSION, 0, ZERO_HASH, 0, STORE, ()),
     Push(1, (events(1)[0],)),
     Ack(1, 1, 1, ZERO_HASH),
     Pull(0),
@@ -174,7 +175,7 @@ def _drive_central_to(state: State) -> CentralSession:
     p.central.receive(p.edge.send_auth())
     if state is State.AUTHENTICATED:
         return p.central
-    p.edge.receive(p.central.send_welcome(ChainHead(), 0, []))
+    p.edge.receive(p.central.send_welcome(ChainHead(), 0, [], STORE))
     return p.central
 
 
@@ -191,7 +192,7 @@ def _drive_edge_to(state: State) -> EdgeSession:
     p.central.receive(p.edge.send_auth())
     if state is State.AUTH_SENT:
         return p.edge
-    p.edge.receive(p.central.send_welcome(ChainHead(), 0, []))
+    p.edge.receive(p.central.send_welcome(ChainHead(), 0, [], STORE))
     return p.edge
 
 
@@ -227,7 +228,7 @@ def test_sending_out_of_turn_is_a_local_error() -> None:
         e.send_push(events(1), 1)
     c = CentralSession(CENTRAL_KEY, N2)
     with pytest.raises(LocalProtocolError):
-        c.send_welcome(ChainHead(), 0, [])
+        c.send_welcome(ChainHead(), 0, [], STORE)
     assert e.state is State.START and c.state is State.AWAIT_HELLO
     # the send tables name only messages of the sender's own direction
     assert all(Ack not in row for row in EDGE_SEND.values())
@@ -296,7 +297,7 @@ def test_every_message_round_trips() -> None:
     for m in [
         *SAMPLES,
         Error("x", "y"),
-        Welcome(1, 2, ZERO_HASH, 3, (DirectoryEntry("a", b"k" * 32, "cashier", True),)),
+        Welcome(1, 2, ZERO_HASH, 3, STORE, (DirectoryEntry("a", b"k" * 32, "cashier", True),)),
     ]:
         assert decode_message(m.encode()) == m
 

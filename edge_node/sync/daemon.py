@@ -37,10 +37,12 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -81,6 +83,7 @@ class SyncLedger(Protocol):
     async def set_node_keys(self, keys: dict[str, tuple[bytes, str]]) -> None: ...
     async def sync_state(self) -> SyncStateLike: ...
     async def update_sync_state(self, **fields: object) -> None: ...
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
 
 
 class SyncStateLike(Protocol):
@@ -298,7 +301,21 @@ class SyncClient:
         st = await self.ledger.sync_state()
         acked = st.acked_seq
         received = st.received
-        await ws.send(s.send_pull(st.pull_cursor))
+        cursor = st.pull_cursor
+        assert s.welcome is not None
+        held = await self.ledger.run(_read_store_id)
+        if held != s.welcome.store:
+            if cursor:
+                # Our cursor counts positions in another central store (central was
+                # restored from a backup or rebuilt): pull everything again; events
+                # already held are no-ops.
+                log.warning(
+                    "sync cursor reset node=%s was=%d: central's store changed", self.node, cursor
+                )
+                cursor = 0
+                await self.ledger.update_sync_state(pull_cursor=0)
+            await self.ledger.run(_write_store_id, s.welcome.store)
+        await ws.send(s.send_pull(cursor))
         acked_changed = asyncio.Event()
 
         async def pusher() -> None:
@@ -364,6 +381,21 @@ class SyncClient:
         for t in done:
             if not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
+
+
+_STORE_KEY = "sync.central_store"
+
+
+def _read_store_id(conn: sqlite3.Connection) -> bytes | None:
+    """The id of the central store our pull cursor counts in (ledger ``meta`` table)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_STORE_KEY,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def _write_store_id(conn: sqlite3.Connection, store: bytes) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_STORE_KEY, store))
+    conn.execute("COMMIT")
 
 
 async def run(
