@@ -439,20 +439,3 @@ async def run(
         with contextlib.suppress(Exception):
             await ledger.update_sync_state(online=False)
         await ledger.close()
-
-
-def main_from_args(config_path: str) -> int:
-    """Load the config and run until SIGINT/SIGTERM; 0 on a clean stop, 1 on a config error."""
-    from edge_node import config as cfgmod
-    from edge_node.errors import EdgeError
-
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
-    )
-    try:
-        cfg = cfgmod.load(config_path)
-        asyncio.run(run(cfg))
-    except EdgeError as exc:
-        print(f"onecard-edge sync: {exc}", file=sys.stderr)
-        return 1
-    return 0
