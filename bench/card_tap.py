@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as `python bench/card_tap.py`: tests.support is needed
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from edge_node.card import layout
 from edge_node.card.layout import (
     KnownBalance,
