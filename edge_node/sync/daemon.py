@@ -176,6 +176,11 @@ class SyncClient:
                 await self._offline(f"central refused: {exc.code}: {exc.message}")
             except (ProtocolError, SyncFailed) as exc:
                 await self._offline(f"{type(exc).__name__}: {exc}")
+            except InvalidURI:
+                raise  # a config error: retrying cannot help
+            except Exception as exc:  # e.g. the ledger's disk: log, back off, try again
+                log.exception("sync failed node=%s", self.node)
+                await self._offline(f"{type(exc).__name__}: {exc}")
             else:
                 await self._offline("")
             if stop.is_set():
@@ -219,13 +224,12 @@ class SyncClient:
                     welcome = await self._handshake(ws, session)
                 await self._resume(welcome)
                 self._welcomed = True
-                try:
-                    await self._serve(ws, session, stop)
-                except ProtocolError as exc:
-                    if not isinstance(exc, RemoteError):
-                        with contextlib.suppress(Exception):
-                            await ws.send(session.send_error(exc.code, str(exc)))
-                    raise
+                await self._serve(ws, session, stop)
+            except ProtocolError as exc:
+                if not isinstance(exc, RemoteError):  # tell central why we hang up
+                    with contextlib.suppress(Exception):
+                        await ws.send(session.send_error(exc.code, str(exc)))
+                raise
             finally:
                 await ws.close()
 
