@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 
 from edge_node.i18n import Translator
 from edge_node.reports import cells, ljust, rjust
+
+__all__ = ["PrintResult", "cells", "escpos", "print_text", "render_text"]
 from edge_node.service import Receipt
 from protocol.money import yuan
 

@@ -349,12 +349,14 @@ async def test_unknown_card_and_disk_error_are_plain_words(counter, monkeypatch)
 
         async def full(*a: object, **k: object) -> object:
             raise StorageError("the disk is full: nothing was written. Free space, then retry.")
-        monkeypatch.setattr(led, "append", full)
+        # the service layer is the TUI's boundary: it raises StorageError on a full disk
+        monkeypatch.setattr(app.counter.service, "deposit", full)
         await pilot.press("f3")
         await settle_down(pilot)
         await type_text(pilot, "10")
         await pilot.press("enter", "enter")
         await confirm(pilot)
+        assert not isinstance(app.screen, HomeScreen), message(pilot)
         assert "disk is full" in form_error(pilot)
         assert "Traceback" not in form_error(pilot)
 

@@ -79,15 +79,23 @@ async def fill(pilot: Pilot[Any], selector: str, text: str) -> None:
 
 async def settle_down(pilot: Pilot[Any]) -> None:
     """Let workers (lookups, service calls) finish and the screen catch up."""
-    for _ in range(2):
+    idle_passes = 0
+    for _ in range(50):
+        await pilot.pause()
         # every worker but the card reader's, which runs as long as the app
-        busy = [w for w in pilot.app.workers if w.group != "reader" and not w.is_finished]
+        busy = [w for w in pilot.app.workers if w.group not in ("reader", "status")
+                and not w.is_finished]
+        if not busy:
+            idle_passes += 1
+            if idle_passes >= 2:  # two quiet passes: messages that start workers are done
+                return
+            continue
+        idle_passes = 0
         for w in busy:
             try:
                 await w.wait()
             except Exception:  # a failed worker is the test's business to notice
                 pass
-        await pilot.pause()
 
 
 async def log_in(pilot: Pilot[Any], staff_id: str = "wang", pin: str = "1234") -> None:
