@@ -80,6 +80,10 @@ CREATE TABLE staff (
     locked_until_ms INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 """),
+    (3, "conflict remedies: central adjustments on accounts, reversals on charges", """
+ALTER TABLE accounts ADD COLUMN adjusted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE charges ADD COLUMN reversed INTEGER NOT NULL DEFAULT 0
+"""),
 ]
 
 

@@ -65,6 +65,7 @@ class Account:
     settled: Fen = 0
     money_seq: int = 0  # count of money events: the per-account sequence of wallet stamps
     closed: int = 0  # 1 after settlement until the next deposit
+    adjusted: Fen = 0  # net central adjustments (conflict remedies: reversals, debts, merges)
 
     @property
     def available(self) -> Fen:
@@ -84,10 +85,11 @@ class Charge:
     node: str = ""
     seq: int = 0
     wall_ms: int = 0
+    reversed: Fen = 0  # reversed by central (a conflict remedy): no longer refundable
 
     @property
     def refundable(self) -> Fen:
-        return self.amount - self.refunded
+        return self.amount - self.refunded - self.reversed
 
 
 RECORD_TYPES: dict[str, type[Any]] = {
@@ -213,7 +215,7 @@ def _charged(state: State, ev: Event) -> None:
     state.charges[b["charge_id"]] = Charge(
         b["charge_id"], b["patient_id"], b.get("card_no", ""), amount,
         old.refunded if old else 0, b["department"], b.get("order_ref", ""), ev.node, ev.seq,
-        ev.hlc.wall,
+        ev.hlc.wall, old.reversed if old else 0,
     )
 
 

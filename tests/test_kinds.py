@@ -35,6 +35,18 @@ VALID: dict[str, dict[str, Any]] = {
                         "invoice_no": "INV-a-000006"},
     "account.credit_granted": {"patient_id": "P-a-000001", "limit": 500000,
                                "reason": "trauma, unconscious", "authorised_by": "dr.chen"},
+    # conflict remedies (protocol/remedies.py), signed by central
+    "debt.recorded": {"conflict_id": "overdraft-0123456789ab", "patient_id": "P-a-000001",
+                      "amount": 3500, "debit": 0, "reason": "offline overdraft"},
+    "charge.reversed": {"conflict_id": "lost_card_used-0123456789", "charge_id": "C-a-000004",
+                        "patient_id": "P-a-000001", "amount": 5300, "reason": "stolen card"},
+    "patient.merged": {"conflict_id": "duplicate_patient-01234567", "survivor_id": "P-a-000001",
+                       "merged_id": "P-b-000001", "moved": 9500, "cards": ["8600000009"],
+                       "reason": "same ID card"},
+    "card.blocked": {"conflict_id": "double_replacement-0123456", "card_no": "8600000002",
+                     "patient_id": "P-a-000001", "reason": "second replacement"},
+    "conflict.accepted": {"conflict_id": "overdraft-0123456789ab", "patient_id": "P-a-000001",
+                          "reason": "paid in cash at the ward"},
 }
 
 

@@ -1,0 +1,168 @@
+"""Conflict remedies: the event kinds central signs to resolve a conflict, and their folds.
+
+A conflict (see :mod:`central.reconcile`) is resolved by a person at central; the
+resolution is an ordinary signed event of node ``central`` that syncs to every counter
+and that every counter folds.  Every remedy body names the ``conflict_id`` it resolves
+and a ``reason``, so the audit trail reads from the events alone.
+
+The folds follow :mod:`protocol.fold`'s rule: they commute with every other event
+(sums on accounts, "most final" card status, set-once merge pointers), because each
+counter folds in its own arrival order.  A remedy from any node but ``central`` is
+ignored by the fold (counters cannot write these kinds: :mod:`protocol.rules` has no
+rule for them, and central flags such an event as an integrity conflict).
+
+Kinds:
+
+- ``debt.recorded`` — the patient owes ``amount``; ``debit`` of it is taken from the
+  account now (0 when the debt already is the negative balance of an overdraft).  The
+  counter shows it and collects it with the next deposit (a deposit raises the balance).
+- ``charge.reversed`` — a charge is cancelled by central: ``amount`` goes back on the
+  account and the charge can no longer be refunded for that part.
+- ``patient.merged`` — ``merged_id`` was the same person as ``survivor_id``: the merged
+  record points at the survivor, the listed cards move to it and ``moved`` fen of
+  balance moves from one account to the other (central's figure when it merged).
+- ``card.blocked`` — a card may no longer be used.
+- ``conflict.accepted`` — left as it is, for the stated reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from protocol.errors import Problem
+from protocol.event import CENTRAL, Event
+from protocol.fold import Card, Charge, Patient, State, Touched, _set_card, register_applier
+from protocol.kinds import MAX_AMOUNT, Field, card_no, ident, register_kind, text
+
+CONFLICT_ID = Field(str, lo=8, hi=64)
+REASON = text(500)
+
+SCHEMAS: dict[str, dict[str, Field]] = {
+    "debt.recorded": {
+        "conflict_id": CONFLICT_ID,
+        "patient_id": ident(),
+        "amount": Field(int, lo=1, hi=MAX_AMOUNT),
+        "debit": Field(int, lo=0, hi=MAX_AMOUNT),
+        "reason": REASON,
+    },
+    "charge.reversed": {
+        "conflict_id": CONFLICT_ID,
+        "charge_id": ident(),
+        "patient_id": ident(),
+        "amount": Field(int, lo=1, hi=MAX_AMOUNT),
+        "reason": REASON,
+    },
+    "patient.merged": {
+        "conflict_id": CONFLICT_ID,
+        "survivor_id": ident(),
+        "merged_id": ident(),
+        "moved": Field(int, lo=-MAX_AMOUNT, hi=MAX_AMOUNT),
+        "cards": Field(list, hi=50),
+        "reason": REASON,
+    },
+    "card.blocked": {
+        "conflict_id": CONFLICT_ID,
+        "card_no": card_no(),
+        "patient_id": ident(),
+        "reason": REASON,
+    },
+    "conflict.accepted": {
+        "conflict_id": CONFLICT_ID,
+        "patient_id": ident(required=False),
+        "reason": REASON,
+    },
+}
+
+REMEDY_KINDS = frozenset(SCHEMAS)
+
+
+def _check_debt(body: Mapping[str, Any]) -> list[Problem]:
+    if body["debit"] > body["amount"]:
+        return [Problem("debt.debit_over_amount", "the debit cannot exceed the debt", "debit")]
+    return []
+
+
+def _check_merged(body: Mapping[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    if body["survivor_id"] == body["merged_id"]:
+        out.append(Problem("merge.same_patient", "a patient cannot be merged into itself",
+                           "merged_id"))
+    for i, c in enumerate(body["cards"]):
+        out += card_no().check(c, f"cards[{i}]")
+    return out
+
+
+SEMANTIC = {"debt.recorded": _check_debt, "patient.merged": _check_merged}
+
+
+def _central(ev: Event) -> bool:
+    return ev.node == CENTRAL
+
+
+def _adjust(state: State, pid: str, amount: int) -> None:
+    acct = state.account(pid)
+    state.accounts[pid] = replace(acct, balance=acct.balance + amount,
+                                  adjusted=acct.adjusted + amount)
+
+
+def _debt(state: State, ev: Event) -> None:
+    if _central(ev) and ev.body["debit"]:
+        _adjust(state, ev.body["patient_id"], -ev.body["debit"])
+
+
+def _reversed(state: State, ev: Event) -> None:
+    if not _central(ev):
+        return
+    b = ev.body
+    _adjust(state, b["patient_id"], b["amount"])
+    old = state.charges.get(b["charge_id"])
+    base = old if old is not None else Charge(b["charge_id"], b["patient_id"])
+    state.charges[b["charge_id"]] = replace(base, reversed=base.reversed + b["amount"])
+
+
+def _merged(state: State, ev: Event) -> None:
+    if not _central(ev):
+        return
+    b = ev.body
+    survivor, merged = b["survivor_id"], b["merged_id"]
+    old = state.patients.get(merged) or Patient(merged)
+    if not old.merged_into:  # set once: a second merge of the same record changes nothing
+        state.patients[merged] = replace(old, merged_into=survivor)
+    if b["moved"]:
+        _adjust(state, merged, -b["moved"])
+        _adjust(state, survivor, b["moved"])
+    for no in b["cards"]:
+        card = state.cards.get(no)
+        # the card now belongs to the survivor whatever order its events arrive in:
+        # fold._set_card keeps the patient first seen, so a late card.issued cannot undo it
+        state.cards[no] = replace(card, patient_id=survivor) if card else Card(no, survivor)
+
+
+def _blocked(state: State, ev: Event) -> None:
+    if not _central(ev):
+        return
+    _set_card(state, Card(ev.body["card_no"], ev.body["patient_id"], "blocked"))
+
+
+def _nothing(state: State, ev: Event) -> None:
+    """``conflict.accepted`` changes no state; it is kept in the patient's history."""
+
+
+def _merged_touch(body: dict[str, Any]) -> Touched:
+    return Touched(patients=frozenset({body["survivor_id"], body["merged_id"]}),
+                   cards=frozenset(body["cards"]))
+
+
+def _register() -> None:
+    for kind, schema in SCHEMAS.items():
+        register_kind(kind, schema, SEMANTIC.get(kind))
+    register_applier("debt.recorded", _debt)
+    register_applier("charge.reversed", _reversed)
+    register_applier("patient.merged", _merged, _merged_touch)
+    register_applier("card.blocked", _blocked)
+    register_applier("conflict.accepted", _nothing)
+
+
+_register()
