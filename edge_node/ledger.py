@@ -17,6 +17,7 @@ written back, so state lookups never scan history.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -140,6 +141,9 @@ class Ledger:
         self.key = key
         self.rule_config = rule_config
         self._clock = clock
+        self._path = ""
+        self._commits_since_checkpoint = 0
+        self._checkpoint: asyncio.Future[None] | None = None
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -154,6 +158,7 @@ class Ledger:
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open ledger {path}: {exc}") from exc
         self = cls(db, node_id, key, rule_config or rules.RuleConfig(), clock)
+        self._path = str(path)
         try:
             await self._run(self._setup)
         except BaseException:
@@ -165,6 +170,8 @@ class Ledger:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
+        # Checkpoints run beside the appends, not inside one (see _after_commit).
+        conn.execute("PRAGMA wal_autocheckpoint=0")
         migrate(conn)
         row = conn.execute("SELECT value FROM meta WHERE key='node_id'").fetchone()
         if row is None:
@@ -173,7 +180,25 @@ class Ledger:
             raise ConfigError(f"this ledger belongs to node {row[0]}, not {self.node_id}")
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await asyncio.wait([self._checkpoint], timeout=10)
         await self._db.close()
+
+    def _after_commit(self) -> None:
+        """Checkpoint the WAL into the database in a background thread now and then.
+
+        SQLite's automatic checkpoint runs inside whichever commit crosses 1000 WAL
+        pages, copying and fsyncing scattered pages of a large ledger: a multi-ms stall
+        for the patient at the counter.  A PASSIVE checkpoint on its own connection
+        runs concurrently with appends instead.
+        """
+        self._commits_since_checkpoint += 1
+        if self._commits_since_checkpoint < CHECKPOINT_EVERY or (
+                self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        self._commits_since_checkpoint = 0
+        loop = asyncio.get_running_loop()
+        self._checkpoint = loop.run_in_executor(None, _checkpoint, self._path)
 
     async def __aenter__(self) -> Ledger:
         return self
@@ -218,6 +243,7 @@ class Ledger:
         if not operator:
             raise OperationRefused([Problem("operator.missing", "no operator is logged in")])
         result: AppendResult = await self._run(self._append_tx, ops, operator)
+        self._after_commit()
         return result
 
     def _append_tx(self, conn: sqlite3.Connection, ops: list[Op], operator: str) -> AppendResult:
@@ -309,7 +335,9 @@ class Ledger:
         stored nothing, if any event is malformed, unsigned by its node's known key,
         breaks its node's chain, claims to be this node, or equivocates.
         """
-        return int(await self._run(self._ingest_tx, encoded))
+        new = int(await self._run(self._ingest_tx, encoded))
+        self._after_commit()
+        return new
 
     def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes]) -> int:
         keys = dict(conn.execute("SELECT node, public_key FROM node_keys").fetchall())
@@ -551,6 +579,20 @@ class Ledger:
         for table in PROJECTION_TABLES:
             out[table] = sorted(await self._fetch(f"SELECT * FROM {table}"))
         return out
+
+
+CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints
+
+
+def _checkpoint(path: str) -> None:
+    try:
+        con = sqlite3.connect(path, timeout=5)
+        try:
+            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            con.close()
+    except sqlite3.Error as exc:  # a missed checkpoint is retried after the next commits
+        log.warning("background WAL checkpoint of %s failed: %s", path, exc)
 
 
 # -- projection helpers (run inside the connection thread) --------------------------------
