@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from central.config import CentralConfig, load_key
+from central.conflicts import ConflictWatch
 from central.store import CentralStore, Prepared, check_links, enrol_central, prepare_events
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
@@ -77,7 +78,9 @@ class CentralServer:
         handshake_timeout_s: float = 10.0,
         executor: Executor | None = None,
         prepare_parts: int = 1,
+        watch: ConflictWatch | None = None,
     ) -> None:
+        self.watch = watch
         self.executor = executor
         self.prepare_parts = max(1, prepare_parts)
         self.store = store
@@ -276,6 +279,11 @@ class CentralServer:
             result = await self.store.ingest(
                 conn.node, list(msg.events), key=conn.node_key, prepared=prepared
             )
+            if self.watch is not None and result.stored:
+                try:  # the ack means "stored and reconciled"
+                    await self.watch.catch_up()
+                except Exception:  # a reconciler bug must not stop sync: log, retry later
+                    log.exception("reconciler failed node=%s", conn.node)
             await conn.ws.send(s.send_ack(msg.batch, result.stored, result.head))
             self.metrics.batches += 1
             self.metrics.ingested += result.stored
@@ -290,6 +298,20 @@ class CentralServer:
                     result.last_pos,
                 )
                 self._notify(conn.node)
+
+    async def watch_store(self, interval_s: float = 1.0) -> None:
+        """Reconcile and push events other processes stored (a resolution from the CLI)."""
+        last = await self.store.cursor()
+        while self.watch is not None:
+            await asyncio.sleep(interval_s)
+            try:
+                top = await self.store.cursor()
+                if top > last:
+                    await self.watch.catch_up()
+                    self._notify("")  # wake every feeder: cheap when nothing is new for it
+                    last = top
+            except Exception:
+                log.exception("reconciler failed")
 
     def _notify(self, source: str) -> None:
         for c in self.conns:
@@ -366,13 +388,17 @@ async def run_server(
             )
         await enrol_central(store, key)
         await store.mark_all_offline()
+        watch = ConflictWatch(store)
+        await watch.catch_up()
         app = CentralServer(
             store,
             key,
             handshake_timeout_s=config.handshake_timeout_s,
             executor=executor,
             prepare_parts=max(1, workers),
+            watch=watch,
         )
+        watcher = asyncio.create_task(app.watch_store())
         async with serve(
             app.handler,
             config.host,
@@ -390,10 +416,13 @@ async def run_server(
             log.info("listening host=%s port=%d db=%s", config.host, port, config.db)
             if callable(on_listening):
                 on_listening(port)
-            if stop is None:
-                await asyncio.Future()
-            else:
-                await stop.wait()
+            try:
+                if stop is None:
+                    await asyncio.Future()
+                else:
+                    await stop.wait()
+            finally:
+                watcher.cancel()
     finally:
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)

@@ -91,6 +91,36 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 INSERT INTO meta (key, value) VALUES ('store_id', randomblob(16));
 """,
     ),
+    (
+        3,
+        "conflicts raised by the reconciler",
+        """
+CREATE TABLE conflicts (
+    id TEXT PRIMARY KEY,                -- stable: a hash of what identifies the incident
+    kind TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open', -- open | acknowledged | resolved | withdrawn
+    title TEXT NOT NULL,
+    explanation TEXT NOT NULL,
+    amount INTEGER NOT NULL DEFAULT 0,  -- fen at stake
+    wall_ms INTEGER NOT NULL,           -- when it happened
+    raised_ms INTEGER NOT NULL,         -- when central first saw it
+    updated_ms INTEGER NOT NULL,
+    nodes TEXT NOT NULL,                -- JSON lists from here on
+    patients TEXT NOT NULL,
+    cards TEXT NOT NULL,
+    events TEXT NOT NULL,
+    remedies TEXT NOT NULL,
+    acknowledged_by TEXT NOT NULL DEFAULT '',
+    resolved_by TEXT NOT NULL DEFAULT '',
+    resolved_event TEXT NOT NULL DEFAULT '',  -- "central #seq"
+    resolved_kind TEXT NOT NULL DEFAULT '',
+    resolved_reason TEXT NOT NULL DEFAULT '',
+    resolved_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX conflicts_status ON conflicts (status, kind);
+""",
+    ),
 ]
 
 
@@ -517,6 +547,35 @@ class CentralStore:
             last = int(rows[-1][0])
             return Page(after, last, events, last < top)
         return Page(after, top, events, False)
+
+    async def events_since(self, after: int, limit: int = 5000) -> list[tuple[int, bytes, int]]:
+        """``(pos, data, received_ms)`` of every node's events after ``after`` (reconciler)."""
+        async with self._rlock:
+            cur = await self._r.execute(
+                "SELECT pos, data, received_ms FROM events WHERE pos > ? ORDER BY pos LIMIT ?",
+                (after, limit),
+            )
+            return [(int(r[0]), bytes(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+    async def write_many(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
+        """Run ``statements`` in one write transaction (conflict bookkeeping)."""
+        if not statements:
+            return
+        async with self._lock:
+            await self._w.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, args in statements:
+                    await self._w.execute(sql, args)
+                await self._w.execute("COMMIT")
+            except BaseException:
+                await self._w.execute("ROLLBACK")
+                raise
+
+    async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Rows of a read-only query on the reader connection."""
+        async with self._rlock:
+            cur = await self._r.execute(sql, args)
+            return [tuple(r) for r in await cur.fetchall()]
 
     async def lags(self) -> dict[str, int]:
         """Per node: how many other nodes' events it has not been sent yet."""
