@@ -5,6 +5,11 @@
     onecard-central [--config PATH] revoke NODE
     onecard-central [--config PATH] nodes
     onecard-central [--config PATH] serve [--host H] [--port N]
+    onecard-central [--config PATH] conflicts list [--kind K] [--status S] [--node N]
+    onecard-central [--config PATH] conflicts show ID
+    onecard-central [--config PATH] conflicts ack ID --operator STAFF
+    onecard-central [--config PATH] conflicts resolve ID --remedy CODE --reason TEXT
+                                    --operator STAFF
 
 Exit status: 0 done, 1 refused (bad input, node unknown), 2 usage or config error.
 """
@@ -64,6 +69,23 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve counters over websockets (GET /healthz for health)")
     s.add_argument("--host", default=None, help="listen address (config: host)")
     s.add_argument("--port", type=int, default=None, help="listen port, 0 = any (config: port)")
+    c = sub.add_parser("conflicts", help="conflicts the reconciler raised: list, show, resolve")
+    csub = c.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cl = csub.add_parser("list", help="the conflict queue (open and acknowledged by default)")
+    cl.add_argument("--kind", default=None, help="only this kind, e.g. overdraft")
+    cl.add_argument("--status", default=None, help="open, acknowledged, resolved or withdrawn")
+    cl.add_argument("--node", default=None, help="only conflicts involving this counter")
+    cl.add_argument("--all", action="store_true", help="every status")
+    cs = csub.add_parser("show", help="one conflict: explanation, events, remedies")
+    cs.add_argument("id", help="the conflict id, e.g. overdraft-1a2b3c4d5e6f")
+    ca = csub.add_parser("ack", help="acknowledge: someone is looking at it")
+    ca.add_argument("id", help="the conflict id")
+    ca.add_argument("--operator", required=True, help="your staff id")
+    cr = csub.add_parser("resolve", help="sign a remedy as central's event; it syncs everywhere")
+    cr.add_argument("id", help="the conflict id")
+    cr.add_argument("--remedy", required=True, help="a remedy code `show` lists (debt, …)")
+    cr.add_argument("--reason", required=True, help="why (kept in the event, for audit)")
+    cr.add_argument("--operator", required=True, help="your staff id (named in the event)")
     return p
 
 
@@ -80,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_revoke(cfg, args.node))
         if args.command == "nodes":
             return asyncio.run(_nodes(cfg))
+        if args.command == "conflicts":
+            return asyncio.run(_conflicts(cfg, args))
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -185,6 +209,72 @@ async def _nodes(cfg: CentralConfig) -> int:
             f"  {fingerprint(n.pubkey)}"
         )
     return 0
+
+
+async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
+    from central import conflicts as cf
+    from protocol.money import yuan
+
+    store = await CentralStore.open(cfg.db)
+    try:
+        if args.action == "list":
+            try:
+                rows = await cf.list_conflicts(store, kind=args.kind, status=args.status,
+                                               node=args.node)
+            except ValueError as exc:
+                print(f"onecard-central: {exc}", file=sys.stderr)
+                return 1
+            if not args.status and not args.all:
+                rows = [r for r in rows if r.status in ("open", "acknowledged")]
+            counts: dict[str, int] = {}
+            for r in rows:
+                counts[r.kind] = counts.get(r.kind, 0) + 1
+            print(f"{'id':<32} {'status':<13} {'severity':<8} {'amount':>12}  title")
+            for r in rows:
+                print(f"{r.id:<32} {r.status:<13} {r.severity:<8} {yuan(r.amount):>12}  {r.title}")
+            print(f"{len(rows)} conflict(s)" + (": " + ", ".join(
+                f"{k} {n}" for k, n in sorted(counts.items())) if counts else ""))
+            return 0
+        row = await cf.get_conflict(store, args.id)
+        if row is None:
+            print(f"onecard-central: no conflict {args.id}", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            print(f"{row.id}  {row.kind}  {row.severity}  {row.status}")
+            print(row.title)
+            print()
+            print(row.explanation)
+            print()
+            print("events:   " + ", ".join(f"{n} #{s}" for n, s in row.events))
+            print("patients: " + (", ".join(row.patients) or "-"))
+            print("nodes:    " + (", ".join(row.nodes) or "-"))
+            if row.status == "resolved":
+                print(f"resolved by {row.resolved_by} with {row.resolved_kind} "
+                      f"({row.resolved_event}): {row.resolved_reason}")
+            else:
+                print("remedies:")
+                for r in row.remedies:
+                    print(f"  {r.code:<8} {r.label}: {r.effect}")
+            return 0
+        if args.action == "ack":
+            ok = await cf.acknowledge(store, args.id, args.operator)
+            print(f"{args.id} acknowledged" if ok else f"{args.id} is {row.status}")
+            return 0 if ok else 1
+        if args.action == "resolve":
+            key = load_key(cfg.key_file)
+            try:
+                events = await cf.resolve(store, key, args.id, args.remedy, reason=args.reason,
+                                          operator=args.operator)
+            except cf.ResolveError as exc:
+                print(f"onecard-central: {exc}", file=sys.stderr)
+                return 1
+            for ev in events:
+                print(f"signed {ev.kind} as central #{ev.seq}")
+            print(f"{args.id} resolved; the remedy syncs to every counter")
+            return 0
+    finally:
+        await store.close()
+    return 2
 
 
 def _ago(ms: int) -> str:

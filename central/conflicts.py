@@ -1,0 +1,247 @@
+"""Conflicts at central (I/O): run the reconciler over the store, keep the conflict book,
+and resolve a conflict by signing its remedy as central's own event.
+
+:class:`ConflictWatch` follows the store's cursor: :meth:`catch_up` feeds every event
+it has not seen yet (all nodes', central's included) to the pure
+:class:`~central.reconcile.Reconciler` and writes what it reports — new conflicts are
+inserted, known open ones refreshed, resolved ones left alone, so detection is
+idempotent.  The server calls it after each committed batch, before the ``ack``, and
+on a timer (events central's CLI or console appended in another process).
+
+:func:`resolve` is the one write path for a resolution: the remedy's events are signed
+with central's key, ingested as node ``central`` (so they sync to every counter like
+any event), and the conflict is marked resolved by the last of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from central.reconcile import (
+    STATUSES,
+    Conflict,
+    Incoming,
+    IntegrityReport,
+    ReconcileConfig,
+    Reconciler,
+    RemedyOption,
+    Report,
+)
+from central.store import CentralStore
+from protocol import kinds
+from protocol.crypto import SigningKey
+from protocol.event import CENTRAL, Event, decode_event, sign_event
+from protocol.hlc import Hlc
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRow:
+    """A conflict as the store keeps it, with its status and resolution."""
+
+    id: str
+    kind: str
+    severity: str
+    status: str
+    title: str
+    explanation: str
+    amount: int
+    wall_ms: int
+    raised_ms: int
+    nodes: tuple[str, ...]
+    patients: tuple[str, ...]
+    cards: tuple[str, ...]
+    events: tuple[tuple[str, int], ...]
+    remedies: tuple[RemedyOption, ...]
+    acknowledged_by: str = ""
+    resolved_by: str = ""
+    resolved_event: str = ""
+    resolved_kind: str = ""
+    resolved_reason: str = ""
+    resolved_ms: int = 0
+
+    def remedy(self, code: str) -> RemedyOption | None:
+        return next((r for r in self.remedies if r.code == code), None)
+
+
+_COLS = ("id, kind, severity, status, title, explanation, amount, wall_ms, raised_ms, nodes,"
+         " patients, cards, events, remedies, acknowledged_by, resolved_by, resolved_event,"
+         " resolved_kind, resolved_reason, resolved_ms")
+
+
+def _row(r: tuple[Any, ...]) -> ConflictRow:
+    rem = tuple(RemedyOption(x["code"], x["label"], x["effect"],
+                             tuple((k, b) for k, b in x["events"])) for x in json.loads(r[13]))
+    return ConflictRow(
+        r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]), int(r[8]),
+        tuple(json.loads(r[9])), tuple(json.loads(r[10])), tuple(json.loads(r[11])),
+        tuple((n, s) for n, s in json.loads(r[12])), rem, r[14], r[15], r[16], r[17], r[18],
+        int(r[19]))
+
+
+def _remedies_json(c: Conflict) -> str:
+    return json.dumps([{"code": r.code, "label": r.label, "effect": r.effect,
+                        "events": [[k, b] for k, b in r.events]} for r in c.remedies],
+                      ensure_ascii=False, sort_keys=True)
+
+
+def _statements(rep: Report, now: int) -> list[tuple[str, tuple[object, ...]]]:
+    out: list[tuple[str, tuple[object, ...]]] = []
+    for c in {c.id: c for c in rep.conflicts}.values():
+        vals = (c.kind, c.severity, c.title, c.explanation, c.amount, c.wall_ms, now,
+                json.dumps(c.nodes), json.dumps(c.patients), json.dumps(c.cards),
+                json.dumps(c.events), _remedies_json(c))
+        out.append((
+            "INSERT INTO conflicts (id, kind, severity, title, explanation, amount, wall_ms,"
+            " updated_ms, nodes, patients, cards, events, remedies, raised_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET severity = excluded.severity,"
+            " title = excluded.title, explanation = excluded.explanation,"
+            " amount = excluded.amount, updated_ms = excluded.updated_ms,"
+            " nodes = excluded.nodes, patients = excluded.patients, cards = excluded.cards,"
+            " events = excluded.events, remedies = excluded.remedies,"
+            " status = CASE WHEN conflicts.status = 'withdrawn' THEN 'open'"
+            " ELSE conflicts.status END"
+            " WHERE conflicts.status != 'resolved'",
+            (c.id, *vals, now)))
+    for cid in rep.withdrawn:
+        out.append(("UPDATE conflicts SET status = 'withdrawn', updated_ms = ?"
+                    " WHERE id = ? AND status = 'open'", (now, cid)))
+    for res in rep.resolutions:
+        out.append((
+            "UPDATE conflicts SET status = 'resolved', resolved_by = ?, resolved_event = ?,"
+            " resolved_kind = ?, resolved_reason = ?, resolved_ms = ?, updated_ms = ?"
+            " WHERE id = ? AND status != 'resolved'",
+            (res.operator, f"{res.event[0]} #{res.event[1]}", res.kind, res.reason,
+             res.wall_ms, now, res.conflict_id)))
+    return out
+
+
+class ConflictWatch:
+    """The reconciler kept up to date with one store (one per central process)."""
+
+    def __init__(self, store: CentralStore, config: ReconcileConfig | None = None) -> None:
+        self.store = store
+        self.reconciler = Reconciler(config or ReconcileConfig())
+        self.pos = 0
+        self._quarantined = 0
+        self._revoked: dict[str, int] = {}
+
+    async def catch_up(self, page: int = 5000, max_pages: int = 100_000) -> int:
+        """Reconcile every stored event not seen yet; return how many were fed."""
+        fed = 0
+        for _ in range(max_pages):
+            rows = await self.store.events_since(self.pos, page)
+            if not rows:
+                break
+            rep = self.reconciler.add(Incoming(decode_event(d), ms) for _, d, ms in rows)
+            await self.store.write_many(_statements(rep, _now_ms()))
+            self.pos = rows[-1][0]
+            fed += len(rows)
+        await self._integrity()
+        return fed
+
+    async def _integrity(self) -> None:
+        rows = await self.store.read(
+            "SELECT node, seq, offered_hash, received_ms FROM quarantine ORDER BY id")
+        if len(rows) > self._quarantined:
+            rep = self.reconciler.report_integrity(
+                IntegrityReport("equivocation", str(r[0]), int(r[1]),  # type: ignore[call-overload]
+                                f"offered event hash {bytes(r[2]).hex()[:16]}…",  # type: ignore[arg-type]
+                                int(r[3]))  # type: ignore[call-overload]
+                for r in rows[self._quarantined:])
+            await self.store.write_many(_statements(rep, _now_ms()))
+            self._quarantined = len(rows)
+        revoked = {str(r[0]): int(r[1])  # type: ignore[call-overload]
+                   for r in await self.store.read(
+                       "SELECT id, revoked_ms FROM nodes WHERE revoked = 1")}
+        if revoked != self._revoked:
+            self._revoked = revoked
+            await self.store.write_many(
+                _statements(self.reconciler.set_revoked(revoked), _now_ms()))
+
+
+async def list_conflicts(store: CentralStore, *, kind: str | None = None,
+                         status: str | None = None, node: str | None = None,
+                         since_ms: int | None = None) -> list[ConflictRow]:
+    where, args = [], []
+    if kind:
+        where.append("kind = ?")
+        args.append(kind)
+    if status:
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {', '.join(STATUSES)}")
+        where.append("status = ?")
+        args.append(status)
+    if since_ms is not None:
+        where.append("wall_ms >= ?")
+        args.append(since_ms)
+    sql = f"SELECT {_COLS} FROM conflicts"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    rows = [_row(r) for r in await store.read(sql + " ORDER BY wall_ms, id", tuple(args))]
+    return [r for r in rows if node is None or node in r.nodes]
+
+
+async def get_conflict(store: CentralStore, cid: str) -> ConflictRow | None:
+    rows = await store.read(f"SELECT {_COLS} FROM conflicts WHERE id = ?", (cid,))
+    return _row(rows[0]) if rows else None
+
+
+async def acknowledge(store: CentralStore, cid: str, operator: str) -> bool:
+    row = await get_conflict(store, cid)
+    if row is None or row.status != "open":
+        return False
+    await store.write_many([("UPDATE conflicts SET status = 'acknowledged',"
+                             " acknowledged_by = ?, updated_ms = ? WHERE id = ?",
+                             (operator, _now_ms(), cid))])
+    return True
+
+
+class ResolveError(Exception):
+    """The resolution cannot be made; the message says why (nothing was signed)."""
+
+
+async def resolve(store: CentralStore, key: SigningKey, cid: str, code: str, *, reason: str,
+                  operator: str, now_ms: int | None = None) -> list[Event]:
+    """Sign the remedy ``code`` of conflict ``cid`` as central's events and store them."""
+    row = await get_conflict(store, cid)
+    if row is None:
+        raise ResolveError(f"no conflict {cid}")
+    if row.status == "resolved":
+        raise ResolveError(f"{cid} is already resolved by {row.resolved_event}")
+    option = row.remedy(code)
+    if option is None:
+        raise ResolveError(f"{cid} has no remedy {code!r}; choose one of "
+                           f"{', '.join(r.code for r in row.remedies)}")
+    if not reason.strip():
+        raise ResolveError("a reason is required")
+    now = _now_ms() if now_ms is None else now_ms
+    head = await store.head(CENTRAL)
+    seq, prev = head.seq, head.hash
+    events, encoded = [], []
+    for i, (kind, body) in enumerate(option.events):
+        full = {**body, "reason": reason.strip()[:500]}
+        problems = kinds.validate_body(kind, full)
+        if problems:
+            raise ResolveError(f"{kind}: {problems[0].message}")
+        seq += 1
+        ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev, hlc=Hlc(now, i),
+                                 operator=operator, kind=kind, body=full)
+        prev = h
+        events.append(ev)
+        encoded.append(data)
+    await store.ingest(CENTRAL, encoded)
+    last = events[-1]
+    await store.write_many([(
+        "UPDATE conflicts SET status = 'resolved', resolved_by = ?, resolved_event = ?,"
+        " resolved_kind = ?, resolved_reason = ?, resolved_ms = ?, updated_ms = ?"
+        " WHERE id = ? AND status != 'resolved'",
+        (operator, f"{CENTRAL} #{last.seq}", last.kind, reason.strip(), now, now, cid))])
+    return events
