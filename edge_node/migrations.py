@@ -84,6 +84,10 @@ CREATE TABLE staff (
 ALTER TABLE accounts ADD COLUMN adjusted INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE charges ADD COLUMN reversed INTEGER NOT NULL DEFAULT 0
 """),
+    (4, "accounts: the newest wallet stamp (seq, balance) written to or accepted from a card", """
+ALTER TABLE accounts ADD COLUMN stamp_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN stamp_balance INTEGER NOT NULL DEFAULT 0
+"""),
 ]
 
 

@@ -17,8 +17,9 @@ from edge_node.ledger import Ledger, Op, OpContext
 from protocol import nationalid
 from protocol.errors import Problem
 from protocol.event import Event
-from protocol.fold import Account, Card, Charge, Patient, Touched
+from protocol.fold import Account, Card, Charge, Patient, State, Touched
 from protocol.kinds import CARD_ENTRY
+from protocol.money import yuan
 
 Fen = int
 
@@ -53,6 +54,45 @@ def _refuse(code: str, message: str, field: str = "") -> OperationRefused:
     return OperationRefused([Problem(code, message, field)])
 
 
+@dataclass(frozen=True, slots=True)
+class CardWallet:
+    """What the presented card's wallet stamp said, once verified at the tap.
+
+    ``seq`` 0: the card had no stamp this counter could verify (then only the ledger
+    counts).  Built by the counter from :func:`edge_node.card.layout.decide_balance`.
+    """
+
+    seq: int = 0
+    balance: Fen = 0
+
+
+def known_money(account: Account, wallet: CardWallet | None = None) -> tuple[Fen, int]:
+    """The balance this counter may count on, and the newest money sequence it knows of.
+
+    The ledger's own sums, lowered by the newest wallet stamp it has written or accepted
+    when that stamp is *ahead* of its money events (it then carries spending at an
+    offline counter not synced yet), then by the card's stamp if that is newer still.
+    Never higher than the ledger's balance: a stamp can only lower it.  Once the ledger
+    has as many money events as the stamp counted, its own sums (which also carry
+    central's adjustments, which no stamp sees) are the better knowledge.
+    """
+    balance, seq = account.balance, account.money_seq
+    if account.stamp_seq > seq:
+        balance, seq = min(balance, account.stamp_balance), account.stamp_seq
+    if wallet is not None and wallet.seq > seq:
+        balance, seq = min(balance, wallet.balance), wallet.seq
+    return balance, seq
+
+
+def _stamp_fields(account: Account, wallet: CardWallet | None, delta: Fen,
+                  stamp: bool) -> dict[str, Any]:
+    """The wallet stamp a money event will write to the card (none without a chip)."""
+    if not stamp:
+        return {}
+    balance, seq = known_money(account, wallet)
+    return {"stamp_seq": seq + 1, "stamp_balance": balance + delta}
+
+
 class CounterService:
     """Counter operations on one ledger, done as the logged-in ``operator``."""
 
@@ -78,6 +118,18 @@ class CounterService:
         account = await self.ledger.get("accounts", patient_id) or Account(patient_id)
         cards = tuple(await self.ledger.cards_of(patient_id))
         return PatientView(patient, account, cards)
+
+    async def next_patient_id(self) -> str:
+        """The patient id the next registration at this counter will get.
+
+        Ids are ``P-<node>-<seq>`` with the seq of the ``patient.registered`` event, and
+        only this counter's TUI appends its own events, so the prediction holds unless
+        another own append comes first; :meth:`register_patient` with
+        ``expect_patient_id`` refuses (writing nothing) if it did.  The card is written
+        with this id *before* the registration is appended (write-then-verify).
+        """
+        head = await self.ledger.head()
+        return OpContext(self.ledger.node_id, head.seq + 1, State()).new_id("P")
 
     async def find_by_national_id(self, number: str) -> list[Patient]:
         return await self.ledger.find_patients("national_id", number.strip().upper())
@@ -123,11 +175,16 @@ class CounterService:
         phone: str = "",
         contact: str = "",
         medium: str = "chip",
+        expect_patient_id: str = "",
+        stamp: bool = False,
     ) -> Receipt:
         """Register a first-visit patient, issue their card and take the first deposit.
 
         With a national ID number, sex and birth date are derived from it (and must agree
         if also given).  All three events commit together or not at all.
+        ``expect_patient_id``: the id already written to the chip (see
+        :meth:`next_patient_id`); refused if the patient would get another one.
+        ``stamp``: the card is on a chip reader and gets a wallet stamp after this.
         """
         body: dict[str, Any] = {"name": name.strip(), "sex": sex, "birth_date": birth_date}
         if national_id.strip():
@@ -151,14 +208,21 @@ class CounterService:
 
         def patient_body(ctx: OpContext) -> dict[str, Any]:
             holder["patient_id"] = ctx.new_id("P")
+            if expect_patient_id and holder["patient_id"] != expect_patient_id:
+                raise _refuse("patient.id_moved",
+                              f"the card was written for patient {expect_patient_id} but the "
+                              f"next patient number is {holder['patient_id']}: issue again",
+                              "card_no")
             return {"patient_id": holder["patient_id"], **body}
 
         def card_body(ctx: OpContext) -> dict[str, Any]:
             return {"card_no": card_no, "patient_id": holder["patient_id"], "medium": medium}
 
         def deposit_body(ctx: OpContext) -> dict[str, Any]:
-            return {"patient_id": holder["patient_id"], "amount": first_deposit,
-                    "method": method, "receipt_no": ctx.new_id("D"), "card_no": card_no}
+            pid = holder["patient_id"]
+            return {"patient_id": pid, "amount": first_deposit,
+                    "method": method, "receipt_no": ctx.new_id("D"), "card_no": card_no,
+                    **_stamp_fields(ctx.state.account(pid), None, first_deposit, stamp)}
 
         ops = [Op("patient.registered", patient_body), Op("card.issued", card_body),
                Op("account.deposited", deposit_body)]
@@ -195,18 +259,29 @@ class CounterService:
 
     # -- money -----------------------------------------------------------------------------
     async def deposit(self, card_no: str, amount: Fen, method: str,
-                      card_entry: str = "chip") -> Receipt:
+                      card_entry: str = "chip", *, wallet: CardWallet | None = None,
+                      stamp: bool = False) -> Receipt:
+        """Top up the deposit account (``wallet``/``stamp``: see :meth:`charge`)."""
         _check_entry(card_entry)
 
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
+            acct = ctx.state.account(card.patient_id)
             return {"patient_id": card.patient_id, "amount": amount, "method": method,
-                    "receipt_no": ctx.new_id("D"), "card_no": card_no, "card_entry": card_entry}
+                    "receipt_no": ctx.new_id("D"), "card_no": card_no, "card_entry": card_entry,
+                    **_stamp_fields(acct, wallet, amount, stamp)}
         return await self._append([self._by_card("account.deposited", card_no, body)],
                                   "Deposit", (("Deposit", amount),), "receipt_no")
 
     async def charge(self, card_no: str, items: Iterable[Mapping[str, Any]], department: str,
-                     order_ref: str = "", card_entry: str = "chip") -> Receipt:
-        """Charge items (code, name, qty, unit_price in fen) to the card's deposit account."""
+                     order_ref: str = "", card_entry: str = "chip", *,
+                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+        """Charge items (code, name, qty, unit_price in fen) to the card's deposit account.
+
+        Offline, the card may know of spending this counter has not synced: ``wallet`` is
+        what its verified wallet stamp said, and the charge is refused above the lower of
+        the ledger's balance and a newer stamp's (plus green-channel credit).
+        ``stamp``: the card is on a chip reader; the event records the stamp to write.
+        """
         _check_entry(card_entry)
         lines = [{"code": i["code"], "name": i["name"], "qty": i["qty"],
                   "unit_price": i["unit_price"]} for i in items]
@@ -214,9 +289,12 @@ class CounterService:
                     if type(i["qty"]) is int and type(i["unit_price"]) is int)
 
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
+            acct = ctx.state.account(card.patient_id)
+            _check_card_balance(acct, wallet, total)
             b: dict[str, Any] = {"charge_id": ctx.new_id("C"), "patient_id": card.patient_id,
                                  "card_no": card_no, "card_entry": card_entry, "items": lines,
-                                 "amount": total, "department": department}
+                                 "amount": total, "department": department,
+                                 **_stamp_fields(acct, wallet, -total, stamp)}
             if order_ref:
                 b["order_ref"] = order_ref
             return b
@@ -227,25 +305,42 @@ class CounterService:
                                              i["unit_price"]) for i in items_))
 
     async def refund(self, charge_id: str, amount: Fen, to: str, approved_by: str,
-                     reason: str) -> Receipt:
+                     reason: str, *, wallet: CardWallet | None = None,
+                     stamp: bool = False) -> Receipt:
         charge = await self.ledger.get("charges", charge_id)
         if charge is None or not charge.patient_id:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
                           "counter", "charge_id")
 
         def body(ctx: OpContext) -> dict[str, Any]:
+            acct = ctx.state.account(charge.patient_id)
+            delta = amount if to == "deposit" else 0
             return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
                     "patient_id": charge.patient_id, "amount": amount, "to": to,
-                    "approved_by": approved_by, "reason": reason}
+                    "approved_by": approved_by, "reason": reason,
+                    **_stamp_fields(acct, wallet, delta, stamp)}
         return await self._append([Op("account.refunded", body)], "Refund",
                                   ((f"Refund of {charge_id} to {to}", amount),), "refund_id")
 
-    async def settle(self, card_no: str, method: str = "cash") -> Receipt:
-        """Return the whole remaining balance and close the account until a new deposit."""
+    async def settle(self, card_no: str, method: str = "cash", *,
+                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+        """Return the whole remaining balance and close the account until a new deposit.
+
+        Refused while a wallet stamp shows spending this counter has not synced yet:
+        paying out the ledger's balance then would hand out money already spent.
+        """
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
-            balance = ctx.state.account(card.patient_id).balance
+            acct = ctx.state.account(card.patient_id)
+            balance = acct.balance
+            known, _ = known_money(acct, wallet)
+            if known < balance:
+                raise _refuse("settle.card_newer",
+                              f"the card shows {yuan(known)} after spending this counter has "
+                              f"not synced yet (the records say {yuan(balance)}): sync with "
+                              "central, then settle", "amount")
             return {"patient_id": card.patient_id, "amount": max(balance, 0), "method": method,
-                    "invoice_no": ctx.new_id("INV")}
+                    "invoice_no": ctx.new_id("INV"),
+                    **_stamp_fields(acct, wallet, -max(balance, 0), stamp)}
         op = self._by_card("account.settled", card_no, body)
         receipt = await self._append([op], "Settlement", number_field="invoice_no")
         return replace(receipt, lines=(("Balance returned", receipt.events[0].body["amount"]),))
@@ -258,6 +353,21 @@ class CounterService:
                     "authorised_by": authorised_by}
         return await self._append([self._by_card("account.credit_granted", card_no, body)],
                                   "Green channel credit", (("Credit limit", limit),))
+
+
+def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen) -> None:
+    """Refuse a charge the ledger would allow but the newest wallet stamp would not.
+
+    (When the ledger is the lower, :mod:`protocol.rules` refuses with its own words.)
+    """
+    known, _ = known_money(account, wallet)
+    if known < account.balance and amount > known + account.credit_limit:
+        credit = f" + credit {yuan(account.credit_limit)}" if account.credit_limit else ""
+        raise _refuse("charge.insufficient_card",
+                      f"the card shows balance {yuan(known)}{credit} after spending this "
+                      f"counter has not synced yet (the records say {yuan(account.balance)}): "
+                      f"{yuan(amount)} is {yuan(amount - known - account.credit_limit)} short",
+                      "amount")
 
 
 def _check_entry(card_entry: str) -> None:

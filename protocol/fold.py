@@ -66,6 +66,10 @@ class Account:
     money_seq: int = 0  # count of money events: the per-account sequence of wallet stamps
     closed: int = 0  # 1 after settlement until the next deposit
     adjusted: Fen = 0  # net central adjustments (conflict remedies: reversals, debts, merges)
+    # The newest wallet stamp written to (or accepted from) a card of this account: its
+    # sequence and balance.  A card presenting an older stamp replays an old balance.
+    stamp_seq: int = 0
+    stamp_balance: Fen = 0
 
     @property
     def available(self) -> Fen:
@@ -152,6 +156,21 @@ def _acct(state: State, pid: PatientId, **changes: int) -> None:
     state.accounts[pid] = replace(acct, **new)
 
 
+def _stamp(state: State, ev: Event) -> None:
+    """Remember the event's wallet stamp if it is the newest (order-independent).
+
+    The newest is the highest ``stamp_seq``; two stamps with the same seq (two counters
+    offline at once) keep the lower balance, so any order of the same events agrees.
+    """
+    b = ev.body
+    if "stamp_seq" not in b:
+        return
+    acct = state.account(b["patient_id"])
+    seq, balance = b["stamp_seq"], b["stamp_balance"]
+    if seq > acct.stamp_seq or (seq == acct.stamp_seq and balance < acct.stamp_balance):
+        state.accounts[b["patient_id"]] = replace(acct, stamp_seq=seq, stamp_balance=balance)
+
+
 def _registered(state: State, ev: Event) -> None:
     b = ev.body
     pid = b["patient_id"]
@@ -205,6 +224,7 @@ def _replaced(state: State, ev: Event) -> None:
 def _deposited(state: State, ev: Event) -> None:
     amount = ev.body["amount"]
     _acct(state, ev.body["patient_id"], balance=amount, deposited=amount, money_seq=1, closed=0)
+    _stamp(state, ev)
 
 
 def _charged(state: State, ev: Event) -> None:
@@ -217,6 +237,7 @@ def _charged(state: State, ev: Event) -> None:
         old.refunded if old else 0, b["department"], b.get("order_ref", ""), ev.node, ev.seq,
         ev.hlc.wall, old.reversed if old else 0,
     )
+    _stamp(state, ev)
 
 
 def _refunded(state: State, ev: Event) -> None:
@@ -228,11 +249,13 @@ def _refunded(state: State, ev: Event) -> None:
         _acct(state, b["patient_id"], refunded_to_cash=amount, money_seq=1)
     old = state.charges.get(b["charge_id"]) or Charge(b["charge_id"], b["patient_id"])
     state.charges[b["charge_id"]] = replace(old, refunded=old.refunded + amount)
+    _stamp(state, ev)
 
 
 def _settled(state: State, ev: Event) -> None:
     amount = ev.body["amount"]
     _acct(state, ev.body["patient_id"], balance=-amount, settled=amount, money_seq=1, closed=1)
+    _stamp(state, ev)
 
 
 def _credit(state: State, ev: Event) -> None:

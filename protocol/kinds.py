@@ -92,6 +92,14 @@ def choice(options: tuple[str, ...], *, required: bool = True) -> Field:
     return Field(str, required, choices=options)
 
 
+#: Optional on every money event: the wallet stamp the counter wrote (or is writing) to
+#: the card after it — its per-account sequence and the balance it carries.  Old events
+#: have neither; both or none (see :func:`_check_stamp`).
+STAMP_FIELDS: dict[str, Field] = {
+    "stamp_seq": Field(int, False, lo=1, hi=2**53),
+    "stamp_balance": Field(int, False, lo=-MAX_AMOUNT, hi=MAX_AMOUNT),
+}
+
 ITEM = {
     "code": text(32),
     "name": text(64),
@@ -139,6 +147,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "receipt_no": ident(),
         "card_no": card_no(required=False),
         "card_entry": choice(CARD_ENTRY, required=False),
+        **STAMP_FIELDS,
     },
     "account.charged": {
         "charge_id": ident(),
@@ -149,6 +158,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "amount": amount(),
         "department": text(64),
         "order_ref": text(64, required=False),
+        **STAMP_FIELDS,
     },
     "account.refunded": {
         "refund_id": ident(),
@@ -158,12 +168,14 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "to": choice(REFUND_TO),
         "approved_by": text(64),
         "reason": text(200),
+        **STAMP_FIELDS,
     },
     "account.settled": {
         "patient_id": ident(),
         "amount": amount(lo=0),
         "method": choice(PAYMENT_METHODS),
         "invoice_no": ident(),
+        **STAMP_FIELDS,
     },
     "account.credit_granted": {
         "patient_id": ident(),
@@ -245,6 +257,13 @@ def _check_charge(body: Mapping[str, Any]) -> list[Problem]:
     return []
 
 
+def _check_stamp(body: Mapping[str, Any]) -> list[Problem]:
+    if ("stamp_seq" in body) != ("stamp_balance" in body):
+        return [Problem("stamp.incomplete", "stamp_seq and stamp_balance go together",
+                        "stamp_seq")]
+    return []
+
+
 def _check_replaced(body: Mapping[str, Any]) -> list[Problem]:
     if body["old_card_no"] == body["new_card_no"]:
         return [Problem("card.same_number", "the new card must have a different number",
@@ -255,7 +274,10 @@ def _check_replaced(body: Mapping[str, Any]) -> list[Problem]:
 SEMANTIC: dict[str, Callable[[Mapping[str, Any]], list[Problem]]] = {
     "patient.registered": lambda b: _check_patient(b, registering=True),
     "patient.updated": _check_updated,
-    "account.charged": _check_charge,
+    "account.charged": lambda b: _check_charge(b) + _check_stamp(b),
+    "account.deposited": _check_stamp,
+    "account.refunded": _check_stamp,
+    "account.settled": _check_stamp,
     "card.replaced": _check_replaced,
 }
 
