@@ -104,7 +104,7 @@ class SyncOptions:
     batch_events: int = MAX_BATCH_EVENTS
     batch_bytes: int = MAX_BATCH_BYTES
     window: int = 4  # pushed batches awaiting their ack
-    poll_s: float = 0.5  # an idle pusher queries the ledger at least this often, and
+    poll_s: float = 0.1  # an idle pusher queries the ledger at least this often, and
     watch_s: float = 0.005  # checks this often whether the WAL file changed (a stat)
     handshake_timeout_s: float = 10.0
     ack_timeout_s: float = 60.0
@@ -276,6 +276,12 @@ class SyncClient:
         )
 
     def _wal_signature(self) -> tuple[int, int] | None:
+        """The WAL file's mtime and size: they change with (nearly) every commit.
+
+        Only ``stat``: opening and closing a file of the database in this process would
+        drop SQLite's POSIX locks on it.  A change hidden by mtime's granularity is
+        caught by the ``poll_s`` query.
+        """
         if self.wal_path is None:
             return None
         try:
