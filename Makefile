@@ -19,7 +19,7 @@ $(BIN)/.dev: pyproject.toml scripts/install-system-deps.sh $(BIN)/.base
 	touch $@
 
 demo: $(BIN)/.base
-	$(BIN)/python -m edge_node.demo
+	$(BIN)/python scripts/demo_stack.py
 
 walkthrough: $(BIN)/.base
 	$(BIN)/python -m edge_node.walkthrough

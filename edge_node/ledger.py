@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -144,6 +145,7 @@ class Ledger:
         self._path = ""
         self._commits_since_checkpoint = 0
         self._checkpoint: asyncio.Future[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -180,6 +182,8 @@ class Ledger:
             raise ConfigError(f"this ledger belongs to node {row[0]}, not {self.node_id}")
 
     async def close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         if self._checkpoint is not None:
             await asyncio.wait([self._checkpoint], timeout=10)
         await self._db.close()
@@ -192,13 +196,32 @@ class Ledger:
         for the patient at the counter.  A PASSIVE checkpoint on its own connection
         runs concurrently with appends instead.
         """
+        loop = asyncio.get_running_loop()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        # in the quiet after a patient is served, and every CHECKPOINT_EVERY commits of a
+        # busy streak (a checkpoint that runs while writes go on cannot catch up fully)
+        self._idle_timer = loop.call_later(IDLE_CHECKPOINT_S, self._start_checkpoint)
         self._commits_since_checkpoint += 1
-        if self._commits_since_checkpoint < CHECKPOINT_EVERY or (
-                self._checkpoint is not None and not self._checkpoint.done()):
+        if self._commits_since_checkpoint >= CHECKPOINT_EVERY:
+            self._start_checkpoint()
+
+    def _start_checkpoint(self) -> None:
+        if self._checkpoint is not None and not self._checkpoint.done():
             return
         self._commits_since_checkpoint = 0
         loop = asyncio.get_running_loop()
         self._checkpoint = loop.run_in_executor(None, _checkpoint, self._path)
+
+    async def _bound_wal(self) -> None:
+        """Under continuous writes a passive checkpoint never catches up and the WAL only
+        grows; past ``WAL_LIMIT`` bytes, checkpoint and rewind it here (a rare stall)."""
+        try:
+            size = os.stat(self._path + "-wal").st_size
+        except OSError:
+            return
+        if size > WAL_LIMIT:
+            await self._run(lambda c: c.execute("PRAGMA wal_checkpoint(RESTART)").fetchall())
 
     async def __aenter__(self) -> Ledger:
         return self
@@ -244,6 +267,7 @@ class Ledger:
             raise OperationRefused([Problem("operator.missing", "no operator is logged in")])
         result: AppendResult = await self._run(self._append_tx, ops, operator)
         self._after_commit()
+        await self._bound_wal()
         return result
 
     def _append_tx(self, conn: sqlite3.Connection, ops: list[Op], operator: str) -> AppendResult:
@@ -337,6 +361,7 @@ class Ledger:
         """
         new = int(await self._run(self._ingest_tx, encoded))
         self._after_commit()
+        await self._bound_wal()
         return new
 
     def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes]) -> int:
@@ -581,7 +606,9 @@ class Ledger:
         return out
 
 
-CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints
+CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints in a busy streak
+IDLE_CHECKPOINT_S = 1.0  # …and this long after the last commit
+WAL_LIMIT = 64 * 1024 * 1024  # bytes of WAL that force a checkpoint in line
 
 
 def _checkpoint(path: str) -> None:

@@ -20,6 +20,12 @@ from protocol.hlc import Hlc
 from tests.conftest import FakeClock, LedgerFactory, item, node_key, registered
 
 
+def test_migrations_are_numbered_one_by_one() -> None:
+    from edge_node.migrations import MIGRATIONS
+
+    assert [m[0] for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+
+
 async def test_pragmas_and_migrations(ledger: Ledger, tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "cashier-01.sqlite3")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -212,3 +218,39 @@ async def test_append_needs_the_key(ledger: Ledger, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="without the node key"):
         await ro.append(Op("card.issued", {"card_no": "8600000001", "patient_id": "P-1"}), "op")
     await ro.close()
+
+
+async def test_wal_is_checkpointed_in_the_background(ledger: Ledger, service: CounterService,
+                                                     tmp_path: Path) -> None:
+    """Automatic checkpoints are off inside commits; background ones let the WAL rewind."""
+    import edge_node.ledger as ledger_module
+
+    assert (await ledger.run(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()))[0] == 0
+    await registered(service)
+    wal = tmp_path / "cashier-01.sqlite3-wal"
+    for _ in range(250):  # > CHECKPOINT_EVERY commits: one background checkpoint starts
+        await service.deposit("8600000001", 100, "cash")
+    assert ledger._checkpoint is not None
+    first = ledger._checkpoint
+    await asyncio.sleep(ledger_module.IDLE_CHECKPOINT_S + 0.3)  # quiet: another one runs
+    assert ledger._checkpoint is not first
+    await ledger._checkpoint
+    size = wal.stat().st_size
+    for _ in range(150):  # the WAL restarts from its beginning instead of growing
+        await service.deposit("8600000001", 100, "cash")
+    assert wal.stat().st_size - size < 512 * 1024, (size, wal.stat().st_size)
+
+
+async def test_wal_stays_bounded_under_continuous_writes(
+        ledger: Ledger, service: CounterService, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import edge_node.ledger as ledger_module
+
+    monkeypatch.setattr(ledger_module, "WAL_LIMIT", 1024 * 1024)
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_EVERY", 10**9)  # no background help
+    await registered(service)
+    wal = tmp_path / "cashier-01.sqlite3-wal"
+    for _ in range(400):
+        await service.deposit("8600000001", 100, "cash")
+    assert wal.stat().st_size < 2 * 1024 * 1024
+    assert (await ledger.verify()).ok
