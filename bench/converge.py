@@ -38,10 +38,10 @@ def patient_ops(card_no: str) -> list[Op]:
         holder["pid"] = ctx.new_id("P")
         return {
             "patient_id": holder["pid"],
-            "name": "王五",
+            "name": f"患者{card_no[-6:]}",  # distinct people, as at a real counter
             "sex": "M",
             "birth_date": "1980-05-06",
-            "phone": "13700137000",
+            "phone": f"137{card_no[-8:]}",
         }
 
     def card(ctx: OpContext) -> dict[str, Any]:

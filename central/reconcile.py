@@ -511,9 +511,21 @@ PATIENT_DETECTORS: list[Detector] = [
 ]
 
 
+MAX_LIKELY_GROUP = 5
+
+
 def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: bool,
                       key: str) -> list[Conflict]:
-    """Patients sharing a national ID (strong) or name + birth date + phone (likely)."""
+    """Patients sharing a national ID (strong) or name + birth date + phone (likely).
+
+    More than ``MAX_LIKELY_GROUP`` records sharing a name, birth date and phone are not
+    one person but a placeholder identity (an unknown patient registered with the ward's
+    phone, say): not a likely duplicate, and not worth re-sorting on every batch.
+    """
+    if not strong:
+        pids = list(pids)
+        if len(pids) > MAX_LIKELY_GROUP:
+            return []
     live = sorted((world.patients[p] for p in pids if p in world.patients),
                   key=lambda p: (p.wall_ms, p.patient_id))
     if strong:

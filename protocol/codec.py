@@ -101,8 +101,10 @@ def decode(data: bytes, *, max_size: int = 1 << 20) -> Value:
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         raise DecodeError(f"malformed msgpack: {exc.__class__.__name__}: {exc}") from None
     _check_decoded(value, "", 0)
-    if encode(value) != data:
-        raise DecodeError("non-canonical encoding (unsorted keys or non-shortest form)")
+    # Maps keep their wire order and were checked to be sorted, so packing the value
+    # again reproduces the input exactly when (and only when) every form was shortest.
+    if msgpack.packb(value, use_bin_type=True) != data:
+        raise DecodeError("non-canonical encoding (non-shortest form)")
     return value
 
 
@@ -110,11 +112,25 @@ def _check_decoded(value: Value, path: str, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise DecodeError(f"{path or 'value'}: nested deeper than {MAX_DEPTH} levels")
     t = type(value)
-    if t is float:
-        raise DecodeError(f"{path or 'value'}: floats are not allowed")
     if t is dict:
+        prev = None
         for k, v in value.items():
-            _check_decoded(v, f"{path}.{k}" if path else str(k), depth + 1)
+            if prev is not None and k <= prev:
+                raise DecodeError(f"{path or 'value'}: non-canonical encoding (map keys not "
+                                  "in sorted order)")
+            prev = k
+            if type(v) in _NESTED:
+                _check_decoded(v, f"{path}.{k}" if path else str(k), depth + 1)
+            elif type(v) is float:
+                where = f"{path}.{k}" if path else str(k)
+                raise DecodeError(f"{where}: floats are not allowed")
     elif t is list:
         for i, v in enumerate(value):
             _check_decoded(v, f"{path}[{i}]", depth + 1)
+    elif t is float:
+        raise DecodeError(f"{path or 'value'}: floats are not allowed")
+    elif t is int and not INT_MIN <= value <= INT_MAX:
+        raise DecodeError(f"{path or 'value'}: integer outside signed 64 bits")
+
+
+_NESTED = (dict, list, int)

@@ -9,7 +9,7 @@ signature, and the next event of the node carries it in ``prev``: a hash chain.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from protocol import codec
@@ -43,6 +43,8 @@ class Event:
     kind: str
     body: dict[str, Any]
     sig: bytes = b""
+    # the signed bytes, when this event was decoded from canonical bytes (saves re-encoding)
+    signed: bytes = field(default=b"", compare=False, repr=False)
 
     @property
     def id(self) -> EventId:
@@ -62,7 +64,7 @@ class Event:
 
     def signing_bytes(self) -> bytes:
         """The canonical bytes the signature covers (everything but ``sig``)."""
-        return codec.encode(self.unsigned_map())
+        return self.signed or codec.encode(self.unsigned_map())
 
     def to_map(self) -> dict[str, Any]:
         m = self.unsigned_map()
@@ -159,9 +161,20 @@ def event_from_map(m: Any) -> Event:
     return ev
 
 
+# A canonical event is a 9-entry map whose last two entries are "sig" (64-byte bin) and
+# "v" (a fixint): its signed bytes are the same map without the "sig" entry.
+_SIG_ENTRY = b"\xa3sig\xc4\x40"
+_TAIL = len(_SIG_ENTRY) + 64 + 3
+
+
 def decode_event(data: bytes) -> Event:
     """Decode and shape-check one encoded event (signature not checked: see verify)."""
-    return event_from_map(codec.decode(data, max_size=MAX_EVENT_SIZE))
+    ev = event_from_map(codec.decode(data, max_size=MAX_EVENT_SIZE))
+    data = bytes(data)
+    if (data[0] == 0x89 and data[-_TAIL:-_TAIL + len(_SIG_ENTRY)] == _SIG_ENTRY
+            and data[-3:-1] == b"\xa1v" and data[-1] < 0x80):
+        return replace(ev, signed=b"\x88" + data[1:-_TAIL] + data[-3:])
+    return ev
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,3 +104,17 @@ def test_flipping_any_byte_of_an_encoded_event_is_detected(data: st.DataObject) 
     except ProtocolError:
         return
     raise AssertionError(f"flip at byte {i} bit {bit} went unnoticed: {got}")
+
+
+@given(st.dictionaries(st.text(max_size=6), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
+                       max_size=6),
+       st.integers(1, 10**6))
+def test_signed_bytes_cut_from_the_wire_equal_re_encoding(body: dict, seq: int) -> None:
+    ev, data, _ = sign_event(KEY, node="cashier-01", seq=seq,
+                             prev=bytes(32) if seq == 1 else b"\x07" * 32, hlc=Hlc(seq, 3),
+                             operator="op", kind="account.deposited", body=body)
+    decoded = decode_event(data)
+    assert decoded.signed  # the fast path was taken
+    assert decoded.signing_bytes() == ev.signing_bytes() == replace(decoded,
+                                                                    signed=b"").signing_bytes()
+    decoded.verify_signature(KEY.public_key)
