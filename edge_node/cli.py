@@ -184,7 +184,90 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_node.tui import app  # imported here: only this command needs textual
 
     cfg = cfgmod.load(_config_path(args))
-    app.run(cfg)
+    app.run(cfg, reader=make_reader(cfg))
+    return 0
+
+
+def make_reader(cfg: cfgmod.EdgeConfig) -> Any:
+    """The reader ``[reader]`` configures (a wedge with a device also reads from it)."""
+    try:
+        reader = cfg.reader.make()
+    except ImportError as exc:
+        raise EdgeError(f'[reader] kind = "{cfg.reader.kind}" needs pyscard: '
+                        f"pip install 'onecard[card]' ({exc})") from None
+    if reader is not None and cfg.reader.kind == "wedge" and cfg.reader.device:
+        reader = _DeviceWedge(reader, cfg.reader.device)
+    return reader
+
+
+class _DeviceWedge:
+    """A wedge reader fed by a scanner's line device (serial/HID raw), not the keyboard."""
+
+    def __init__(self, wedge: Any, device: str) -> None:
+        self._wedge, self._device = wedge, device
+        self._task: asyncio.Task[None] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wedge, name)
+
+    async def start(self) -> None:
+        await self._wedge.start()
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader()
+        f = open(self._device, "rb", buffering=0)  # noqa: SIM115 (owned by the transport)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), f)
+        self._task = asyncio.create_task(self._wedge.run_stream(stream))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._wedge.stop()
+
+
+async def cmd_staff_add(args: argparse.Namespace) -> int:
+    """Add a staff member; the PIN is read twice without echo (or from stdin with --pin-stdin)."""
+    from edge_node import staff
+
+    if args.pin_stdin:
+        pin = sys.stdin.readline().strip()
+    else:
+        import getpass
+
+        pin = getpass.getpass("PIN (4-12 digits): ")
+        if getpass.getpass("PIN again: ") != pin:
+            print("the two PINs differ: nothing was changed", file=sys.stderr)
+            return 1
+    _, ledger = await _open(args)
+    async with ledger:
+        who = await staff.add_staff(ledger, args.staff_id, args.name, pin, args.role,
+                                    replace=args.reset)
+    print(f"staff {who.staff_id} ({who.name}, {who.role}) may log in at this counter")
+    return 0
+
+
+async def cmd_staff_list(args: argparse.Namespace) -> int:
+    from edge_node import staff
+
+    _, ledger = await _open(args)
+    async with ledger:
+        people = await staff.list_staff(ledger)
+    for s in people:
+        print(f"{s.staff_id:<16} {s.role:<10} {s.name}")
+    if not people:
+        print("no staff yet: onecard-edge staff add STAFF_ID NAME", file=sys.stderr)
+    return 0
+
+
+async def cmd_staff_disable(args: argparse.Namespace) -> int:
+    from edge_node import staff
+
+    _, ledger = await _open(args)
+    async with ledger:
+        done = await staff.disable_staff(ledger, args.staff_id)
+    if not done:
+        print(f"no staff id {args.staff_id} at this counter", file=sys.stderr)
+        return 1
+    print(f"staff {args.staff_id} disabled: they can no longer log in")
     return 0
 
 
@@ -221,8 +304,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_history)
     s = sub.add_parser("sync", help="run the sync daemon (long-running, beside the TUI)")
     s.set_defaults(func=cmd_sync)
-    s = sub.add_parser("run", help="run the counter's terminal app")
+    s = sub.add_parser("run", help="run the counter's terminal app (with the [reader] "
+                       "configured)")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("staff", help="who may log in at this counter: add, list, disable")
+    staff_sub = s.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
+    a = staff_sub.add_parser("add", help="add a staff member (PIN asked twice, not echoed)")
+    a.add_argument("staff_id", help="login id, e.g. wang.li")
+    a.add_argument("name", help="name shown on screen and receipts")
+    a.add_argument("--role", default="cashier", choices=("cashier", "supervisor", "admin"),
+                   help="cashier (default), supervisor (approves refunds), admin")
+    a.add_argument("--reset", action="store_true", help="replace an existing id (new PIN)")
+    a.add_argument("--pin-stdin", action="store_true",
+                   help="read the PIN from one line of stdin (scripts), not the terminal")
+    a.set_defaults(func=cmd_staff_add)
+    a = staff_sub.add_parser("list", help="staff who may log in")
+    a.set_defaults(func=cmd_staff_list)
+    a = staff_sub.add_parser("disable", help="stop a staff id from logging in")
+    a.add_argument("staff_id")
+    a.set_defaults(func=cmd_staff_disable)
     return p
 
 

@@ -17,6 +17,19 @@ Example (``onecard-edge init`` writes one)::
     [sync]
     central_url = "ws://127.0.0.1:8765/sync"
     central_key = ""                # central's public key, hex: pinned
+
+    [reader]
+    kind = "none"                   # none | pcsc | wedge | simulated
+    name = ""                       # pcsc: the PC/SC reader's name as pcscd lists it
+                                    #   (e.g. "ACS ACR1252 1S CL Reader [PICC] 00 00")
+    device = ""                     # wedge: a scanner's serial/HID line device; empty:
+                                    #   the scanner types into the card-number field
+
+``kind``: ``pcsc`` — a chip reader through pcscd (needs pyscard: ``pip install
+onecard[card]``), cards verified, issued and stamped; ``wedge`` — magnetic-stripe or
+barcode/QR scanner (read only: no issue write, no wallet stamps); ``simulated`` — an
+in-memory chip reader (training; the demo uses it); ``none`` — card numbers typed by
+staff (flagged as manual entry on every event).
 """
 
 from __future__ import annotations
@@ -53,6 +66,32 @@ class SyncConfig:
         return key
 
 
+READER_KINDS = ("none", "pcsc", "wedge", "simulated")
+
+
+@dataclass(frozen=True, slots=True)
+class ReaderConfig:
+    kind: str = "none"
+    name: str = ""
+    device: str = ""
+
+    def make(self) -> Any:
+        """The configured reader (``None`` for ``kind = "none"``); see the module doc."""
+        if self.kind == "pcsc":
+            from edge_node.card.pcsc import PcscReader  # needs pyscard: only when asked
+
+            return PcscReader(self.name)
+        if self.kind == "wedge":
+            from edge_node.card.wedge import WedgeReader
+
+            return WedgeReader(self.name or "Keyboard wedge")
+        if self.kind == "simulated":
+            from edge_node.card.reader import SimulatedReader
+
+            return SimulatedReader(self.name or "Simulated reader")
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeConfig:
     node_id: str
@@ -67,6 +106,7 @@ class EdgeConfig:
     printer: str = ""
     price_list: str = ""
     sync: SyncConfig = field(default_factory=SyncConfig)
+    reader: ReaderConfig = field(default_factory=ReaderConfig)
     path: Path | None = None
 
     @property
@@ -98,6 +138,18 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     sync_known = {f.name for f in fields(SyncConfig)}
     if not isinstance(sync_raw, dict) or set(sync_raw) - sync_known:
         raise ConfigError(f"[sync] takes only {', '.join(sorted(sync_known))}")
+    reader_raw = raw.get("reader", {})
+    reader_known = {f.name for f in fields(ReaderConfig)}
+    if not isinstance(reader_raw, dict) or set(reader_raw) - reader_known:
+        raise ConfigError(f"[reader] takes only {', '.join(sorted(reader_known))}")
+    if not all(isinstance(v, str) for v in reader_raw.values()):
+        raise ConfigError("[reader] values are strings")
+    reader = ReaderConfig(**reader_raw)
+    if reader.kind not in READER_KINDS:
+        raise ConfigError(f"[reader] kind must be one of {', '.join(READER_KINDS)}")
+    if reader.kind == "pcsc" and not reader.name.strip():
+        raise ConfigError('[reader] kind = "pcsc" needs name = the reader\'s name as pcscd '
+                          "lists it (pcsc_scan shows it)")
     if "node_id" not in raw or not NODE_ID_RE.match(str(raw["node_id"])):
         raise ConfigError("node_id is required: lower-case letters, digits, . _ - (e.g. "
                           "cashier-01)")
@@ -106,7 +158,7 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     if raw.get("language", "zh") not in ("zh", "en"):
         raise ConfigError('language must be "zh" or "en"')
     base = path.parent if path else Path.cwd()
-    values = {k: v for k, v in raw.items() if k != "sync"}
+    values = {k: v for k, v in raw.items() if k not in ("sync", "reader")}
     for k in ("db", "key_file"):
         if k in values:
             p = Path(values[k]).expanduser()
@@ -116,7 +168,7 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     for k in ("registration_fee", "idle_lock_s"):
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
-    return EdgeConfig(**values, sync=SyncConfig(**sync_raw), path=path)
+    return EdgeConfig(**values, sync=SyncConfig(**sync_raw), reader=reader, path=path)
 
 
 def write_key(path: Path, key: SigningKey) -> None:
@@ -159,6 +211,11 @@ def render(cfg: EdgeConfig) -> str:
         "[sync]",
         f"central_url = {q(cfg.sync.central_url)}",
         f"central_key = {q(cfg.sync.central_key)}",
+        "",
+        "[reader]",
+        f"kind = {q(cfg.reader.kind)}  # none | pcsc | wedge | simulated",
+        f"name = {q(cfg.reader.name)}",
+        f"device = {q(cfg.reader.device)}",
         "",
     ]
     return "\n".join(lines)

@@ -79,7 +79,9 @@ def known_money(account: Account, wallet: CardWallet | None = None) -> tuple[Fen
     balance, seq = account.balance, account.money_seq
     if account.stamp_seq > seq:
         balance, seq = min(balance, account.stamp_balance), account.stamp_seq
-    if wallet is not None and wallet.seq > seq:
+    if wallet is not None and (wallet.seq > seq or (wallet.seq == seq
+                                                     and wallet.balance < balance)):
+        # (the same seq with a lower balance: two counters charged offline at once)
         balance, seq = min(balance, wallet.balance), wallet.seq
     return balance, seq
 
@@ -130,6 +132,38 @@ class CounterService:
         """
         head = await self.ledger.head()
         return OpContext(self.ledger.node_id, head.seq + 1, State()).new_id("P")
+
+    async def check_new_card(self, card_no: str, national_id: str = "",
+                             first_deposit: Fen | None = None) -> None:
+        """Refuse, before a chip is written, what the append would refuse anyway.
+
+        Write-then-verify writes the card before the ledger: the likely refusals (card
+        number taken, ID number registered, first deposit below the fee) are checked
+        first, so staff fix the form instead of holding a written card nobody owns.
+        """
+        problems: list[Problem] = []
+        if await self.ledger.get("cards", card_no) is not None:
+            problems.append(Problem("card.exists", f"card {card_no} has already been issued",
+                                    "card_no"))
+        if national_id.strip():
+            parsed = nationalid.parse(national_id)
+            if isinstance(parsed, Problem):
+                problems.append(parsed)
+            else:
+                existing = await self.find_by_national_id(parsed.number)
+                if existing:
+                    problems.append(Problem(
+                        "patient.duplicate_national_id",
+                        f"this ID number is already registered as patient "
+                        f"{existing[0].patient_id} ({existing[0].name}): use that record",
+                        "national_id"))
+        fee = self.ledger.rule_config.registration_fee
+        if first_deposit is not None and first_deposit < fee:
+            problems.append(Problem("deposit.below_registration_fee",
+                                    f"the first deposit must cover the registration fee "
+                                    f"{yuan(fee)}; got {yuan(first_deposit)}", "first_deposit"))
+        if problems:
+            raise OperationRefused(problems)
 
     async def find_by_national_id(self, number: str) -> list[Patient]:
         return await self.ledger.find_patients("national_id", number.strip().upper())

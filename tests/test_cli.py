@@ -103,3 +103,82 @@ def test_every_subcommand_has_help() -> None:
         helps = [a.help for a in sub._choices_actions if a.dest == name]  # type: ignore[attr-defined]
         assert helps and helps[0], f"{name} has no help text"
         assert p.format_help()
+
+
+def test_staff_subcommands_have_help() -> None:
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    staff = sub.choices["staff"]  # type: ignore[index]
+    actions = next(a for a in staff._actions if a.dest == "staff_command")
+    assert set(actions.choices) == {"add", "list", "disable"}  # type: ignore[arg-type]
+    for name in actions.choices:  # type: ignore[union-attr]
+        helps = [a.help for a in actions._choices_actions if a.dest == name]  # type: ignore[attr-defined]
+        assert helps and helps[0], f"staff {name} has no help text"
+
+
+def test_staff_add_list_disable_and_login(counter: Path) -> None:
+    from edge_node import staff
+
+    def staff_cmd(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edge_node.cli", "--config", str(counter),
+                               "staff", *args], cwd=counter.parent, input=stdin,
+                              capture_output=True, text=True, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+
+    out = staff_cmd("add", "wang.li", "王丽", "--role", "supervisor", "--pin-stdin",
+                    stdin="246810\n")
+    assert out.returncode == 0 and "wang.li" in out.stdout, out.stderr
+    again = staff_cmd("add", "wang.li", "王丽", "--pin-stdin", stdin="246810\n")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    weak = staff_cmd("add", "zhao", "赵", "--pin-stdin", stdin="12\n")
+    assert weak.returncode == 1 and "4 to 12 digits" in weak.stderr
+    listed = staff_cmd("list")
+    assert "wang.li" in listed.stdout and "supervisor" in listed.stdout
+
+    async def login() -> str:
+        cfg = cfgmod.load(counter)
+        async with await Ledger.open(cfg.db, cfg.node_id, cfg.load_key()) as led:
+            return (await staff.login(led, "wang.li", "246810")).role
+    assert asyncio.run(login()) == "supervisor"
+    assert staff_cmd("disable", "wang.li").returncode == 0
+    assert "wang.li" not in staff_cmd("list").stdout
+    assert staff_cmd("disable", "nobody").returncode == 1
+    with pytest.raises(staff.LoginRefused):
+        asyncio.run(login())
+
+
+def test_reader_config_defaults_checks_and_round_trip(tmp_path: Path) -> None:
+    assert cfgmod.from_dict({"node_id": "c-1"}).reader == cfgmod.ReaderConfig("none", "", "")
+    cfg = cfgmod.from_dict({"node_id": "c-1", "reader": {"kind": "pcsc",
+                                                         "name": "ACS ACR1252 00 00"}})
+    assert (cfg.reader.kind, cfg.reader.name) == ("pcsc", "ACS ACR1252 00 00")
+    for bad, words in (({"kind": "nfc"}, "kind must be one of"),
+                       ({"kind": "pcsc"}, "needs name"),
+                       ({"port": "x"}, "[reader] takes only"),
+                       ({"kind": 3}, "values are strings")):
+        with pytest.raises(cfgmod.ConfigError, match=words.replace("[", r"\[")):
+            cfgmod.from_dict({"node_id": "c-1", "reader": bad})
+    path = tmp_path / "c.toml"
+    path.write_text(cfgmod.render(cfg), encoding="utf-8")
+    assert cfgmod.load(path).reader == cfg.reader
+
+
+def test_run_passes_the_configured_reader(counter: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_node.card.reader import SimulatedReader
+    from edge_node.card.wedge import WedgeReader
+    from edge_node.tui import app
+
+    seen: list[object] = []
+    monkeypatch.setattr(app, "run", lambda cfg, reader=None: seen.append(reader))
+    text = counter.read_text(encoding="utf-8")
+    for kind, cls in (("simulated", SimulatedReader), ("wedge", WedgeReader),
+                      ("none", type(None))):
+        counter.write_text(text.replace('kind = "none"', f'kind = "{kind}"'), encoding="utf-8")
+        assert cli.main(["--config", str(counter), "run"]) == 0
+        assert isinstance(seen[-1], cls), (kind, seen[-1])
+    counter.write_text(text.replace('kind = "none"', 'kind = "pcsc"').replace(
+        'name = ""', 'name = "OneCard Test 00 00"'), encoding="utf-8")
+    assert cli.main(["--config", str(counter), "run"]) == 0
+    assert type(seen[-1]).__name__ == "PcscReader"
+    assert seen[-1].name == "OneCard Test 00 00"  # type: ignore[attr-defined]

@@ -343,7 +343,8 @@ async def test_unknown_card_and_disk_error_are_plain_words(counter, monkeypatch)
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot)
         await tap(pilot, "1234567")
-        assert "not known" in message(pilot)
+        assert "Card refused" in message(pilot) and "not in this counter's records" in \
+            message(pilot)
         await tap(pilot, CARD)
         from edge_node.errors import StorageError
 

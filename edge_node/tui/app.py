@@ -23,7 +23,7 @@ from edge_node.i18n import Translator
 from edge_node.ledger import Ledger, wall_ms
 from edge_node.service import CounterService
 from edge_node.staff import Staff
-from edge_node.tui.cardsource import CardSource, Notice, Tapped, interpret
+from edge_node.tui.cardsource import CardDesk, CardSource, Notice, Tapped, interpret
 from edge_node.tui.context import Counter
 from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.fatal import FatalScreen
@@ -77,8 +77,10 @@ class CounterApp(App[None]):
         except EdgeError as exc:
             await self.push_screen(FatalScreen(exc.title, str(exc)))
             return
-        self.counter = Counter(self.config, self._ledger, CounterService(self._ledger, ""),
-                               prices, self.tr, self._clock)
+        service = CounterService(self._ledger, "")
+        self.counter = Counter(self.config, self._ledger, service, prices, self.tr, self._clock)
+        self.counter.desk = CardDesk(service, self.tr, self.reader, chip=_writes_chips(self.reader),
+                                     clock=self._clock)
         self.home = HomeScreen(self.counter)
         await self.push_screen(self.home)
         await self.push_screen(LoginScreen(self.counter), self._logged_in)
@@ -108,13 +110,16 @@ class CounterApp(App[None]):
         try:
             await self.reader.start()
             async for event in self.reader.events():
+                if self.counter is not None and self.counter.desk is not None:
+                    self.counter.desk.saw(event)
                 meaning = interpret(event)
                 if self.home is None or meaning is None:
                     continue
                 if isinstance(meaning, Tapped):
                     self.last_activity = self._idle_clock()
                     if not self.locked:
-                        self.home.post_message(CardTapped(meaning.card_no, meaning.entry))
+                        self.home.post_message(CardTapped(meaning.card_no, meaning.entry,
+                                                          meaning))
                 elif isinstance(meaning, Notice):
                     text = (self.tr("home.blank_card") if meaning.blank else meaning.text)
                     self.home.post_message(ReaderNotice(text, meaning.problem))
@@ -142,6 +147,15 @@ class CounterApp(App[None]):
             return
         self.locked = True
         self.push_screen(LoginScreen(self.counter, locked=True), self._logged_in)
+
+
+def _writes_chips(reader: object) -> bool:
+    """A chip reader (PC/SC, simulated) writes cards; a keyboard wedge or none does not."""
+    if reader is None or not callable(getattr(reader, "write_file", None)):
+        return False
+    from edge_node.card.wedge import WedgeReader
+
+    return not isinstance(reader, WedgeReader)
 
 
 def run(config: EdgeConfig, reader: CardSource | None = None) -> None:

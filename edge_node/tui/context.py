@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from edge_node.config import EdgeConfig
 from edge_node.i18n import Translator
@@ -15,6 +16,9 @@ from edge_node.ledger import Ledger
 from edge_node.pricelist import PriceList
 from edge_node.service import CounterService
 from edge_node.staff import Staff
+
+if TYPE_CHECKING:
+    from edge_node.tui.cardsource import CardDesk
 
 
 @dataclass(slots=True)
@@ -26,6 +30,7 @@ class Counter:
     tr: Translator
     clock: Callable[[], int]  # wall clock, UTC ms: what the screens display
     operator: Staff | None = None
+    desk: CardDesk | None = None  # the card glue: checks on taps, issuing, wallet stamps
 
     def log_in(self, staff: Staff) -> None:
         """Every event from now on names this operator."""

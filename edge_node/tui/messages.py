@@ -10,10 +10,11 @@ from edge_node.service import Receipt
 class CardTapped(Message):
     """A card was presented (reader) or its number typed/scanned; ``entry`` as in events."""
 
-    def __init__(self, card_no: str, entry: str = "chip") -> None:
+    def __init__(self, card_no: str, entry: str = "chip", tapped: object = None) -> None:
         super().__init__()
         self.card_no = card_no
         self.entry = entry
+        self.tapped = tapped  # the cardsource.Tapped read from a reader (None: typed)
 
 
 class ReaderNotice(Message):

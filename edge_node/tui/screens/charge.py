@@ -189,6 +189,8 @@ class ChargeScreen(FormScreen):
         service, card, entry = self.counter.service, self.card_no, self.card_entry
 
         async def call() -> Receipt:
-            return await service.charge(card, lines, department, card_entry=entry)
+            wallet, stamp = self.money_context()
+            return await service.charge(card, lines, department, card_entry=entry,
+                                        wallet=wallet, stamp=stamp)
         return Plan(tr("confirm.charge", name=self.view.patient.name, amount=yuan(self.total),
                        n=len(lines)), call)

@@ -41,7 +41,9 @@ class DepositScreen(FormScreen):
         service, card, entry = self.counter.service, self.card_no, self.card_entry
 
         async def call() -> Receipt:
-            return await service.deposit(card, amount, method, card_entry=entry)
+            wallet, stamp = self.money_context()
+            return await service.deposit(card, amount, method, card_entry=entry,
+                                         wallet=wallet, stamp=stamp)
         tr = self.counter.tr
         return Plan(tr("confirm.deposit", name=self.view.patient.name, amount=yuan(amount),
                        method=tr(f"method.{method}")), call)

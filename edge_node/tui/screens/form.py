@@ -19,7 +19,7 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input, Label, Static
 
 from edge_node.errors import OperationRefused
-from edge_node.service import PatientView, Receipt
+from edge_node.service import CardWallet, PatientView, Receipt
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import bind_keys, error_text
 from edge_node.tui.screens.confirm import ConfirmScreen
@@ -157,6 +157,11 @@ class FormScreen(ModalScreen[Receipt | None]):
         return found.first() if found else None
 
     # -- helpers for subclasses ------------------------------------------------------------
+    def money_context(self) -> tuple[CardWallet | None, bool]:
+        """What the tapped card's wallet stamp said, and whether to stamp it after."""
+        desk = self.counter.desk
+        return desk.money_context(self.card_no) if desk is not None else (None, False)
+
     def value(self, field: str) -> str:
         return self.query_one(f"#{field}", Input).value.strip()
 

@@ -7,6 +7,7 @@ any moment; every business is on a function key (an Input never swallows those).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
@@ -15,7 +16,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, Static
 
 from edge_node import receipt as receipts
+from edge_node.card.wedge import QR_PREFIX
 from edge_node.service import PatientView, Receipt
+from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.messages import CardTapped, OperationDone, ReaderNotice
 from edge_node.tui.screens.base import bind_keys, error_text
@@ -82,8 +85,12 @@ class HomeScreen(Screen[None]):
         with Vertical():
             with Horizontal(id="card-row"):
                 yield Label(tr("home.card_prompt"))
-                yield Input(id="card_no", placeholder=tr("home.card_placeholder"),
-                            max_length=32, restrict=r"[A-Za-z0-9]*")
+                if self._wedge() is not None:  # a scanner types whole lines here (QR text)
+                    yield Input(id="card_no", placeholder=tr("home.card_placeholder"),
+                                max_length=4096)
+                else:
+                    yield Input(id="card_no", placeholder=tr("home.card_placeholder"),
+                                max_length=32, restrict=r"[A-Za-z0-9]*")
             yield PatientPanel(self.counter)
             yield Static(id="message")
         yield Footer()
@@ -111,13 +118,31 @@ class HomeScreen(Screen[None]):
         return str(self.query_one("#message", Static).render())
 
     # -- cards ---------------------------------------------------------------------------
+    def _wedge(self) -> Any:
+        from edge_node.card.wedge import WedgeReader
+
+        desk = self.counter.desk
+        reader = desk.reader if desk is not None else None
+        return reader if isinstance(reader, WedgeReader) else None
+
     @on(Input.Submitted, "#card_no")
     def _typed(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.lookup(event.value.strip(), "manual")
+        text = event.value.strip()
+        if not text:
+            return
+        wedge = self._wedge()
+        # A keyboard-wedge scanner types into this field: a QR code or a stripe track is
+        # certainly a scan (no one types those); a bare number may be a person, so it is
+        # recorded as manual entry (the conservative reading).
+        if wedge is not None and (QR_PREFIX in text or text[:1] in (";", "%")):
+            event.input.value = ""
+            wedge.feed_line(text)
+            return
+        self.lookup(text, "manual")
 
     def on_card_tapped(self, message: CardTapped) -> None:
-        self.lookup(message.card_no, message.entry)
+        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
+        self.lookup(message.card_no, message.entry, tapped=tapped)
 
     def on_reader_notice(self, message: ReaderNotice) -> None:
         status = self.query_one(StatusBar)
@@ -125,12 +150,33 @@ class HomeScreen(Screen[None]):
         status.reader_problem = message.problem
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
-    async def lookup(self, card_no: str, entry: str = "chip", quiet: bool = False) -> None:
+    async def lookup(self, card_no: str, entry: str = "chip", quiet: bool = False,
+                     tapped: Tapped | None = None) -> None:
+        """Open the patient panel for a card: every offline check first (see CardDesk).
+
+        ``quiet``: a refresh after an operation on the card already checked.
+        """
+        tr = self.counter.tr
         if not quiet:
-            self.say(self.counter.tr("home.loading"))
-        service = self.counter.service
+            self.say(tr("home.loading"))
+        service, desk = self.counter.service, self.counter.desk
+        notes: tuple[str, ...] = ()
         try:
-            view = await service.lookup_card(card_no)
+            if desk is not None and not quiet:
+                check = await desk.check(card_no, entry, tapped)
+                if check.refusal is not None:
+                    self.panel.clear()
+                    self.card_no = ""
+                    text = refusal_text(tr, check.refusal)
+                    self.say(f"{tr('card.refused')} — {text}", "problem")
+                    return
+                assert check.view is not None
+                view, notes, entry, card_no = check.view, check.notes, check.entry, check.card_no
+            else:
+                view = await service.lookup_card(card_no)
+                if desk is not None and desk.current is not None \
+                        and desk.current.card_no == card_no:
+                    notes = desk.current.notes
             history = await service.history(view.patient.patient_id, 20)
         except Exception as exc:
             self.panel.clear()
@@ -138,7 +184,7 @@ class HomeScreen(Screen[None]):
             self.say(error_text(self.counter, exc), "problem")
             return
         self.card_no, self.card_entry = card_no, entry
-        self.panel.show(view, history)
+        self.panel.show(view, history, notes)
         field = self.query_one("#card_no", Input)
         field.value = ""
         if not quiet:
@@ -198,10 +244,21 @@ class HomeScreen(Screen[None]):
         text = (tr("home.done", title=title, number=r.number, balance=yuan(r.balance))
                 if r.number else tr("home.done_nonum", title=title, balance=yuan(r.balance)))
         self.say(text, "done")
-        if message.card_no:
-            self.lookup(message.card_no, self.card_entry if message.card_no == self.card_no
-                        else "manual", quiet=True)
+        self.stamp_and_refresh(r, message.card_no, text)
         self.print_receipt(r, message.card_no, text)
+
+    @work(exit_on_error=False, group="stamp")
+    async def stamp_and_refresh(self, r: Receipt, card_no: str, done_text: str) -> None:
+        """Write the wallet stamp (never undoes the committed event), then refresh."""
+        desk = self.counter.desk
+        warning = await desk.stamp_after(r, card_no) if desk is not None else None
+        if warning:
+            self.say(f"{done_text}\n{warning}", "warning")
+        if card_no:
+            entry = self.card_entry if card_no == self.card_no else "chip"
+            if desk is not None and desk.current is not None and desk.current.card_no != card_no:
+                desk.current = None  # a new card (registration, replacement)
+            self.lookup(card_no, entry, quiet=True)
 
     @work(exit_on_error=False, group="printer")
     async def print_receipt(self, r: Receipt, card_no: str, done_text: str) -> None:

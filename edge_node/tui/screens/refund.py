@@ -91,6 +91,8 @@ class RefundScreen(FormScreen):
         service, charge_id = self.counter.service, charge.charge_id
 
         async def call() -> Receipt:
-            return await service.refund(charge_id, amount, to, approved_by, reason)
+            wallet, stamp = self.money_context()
+            return await service.refund(charge_id, amount, to, approved_by, reason,
+                                        wallet=wallet, stamp=stamp)
         return Plan(tr("confirm.refund", charge=charge_id, amount=yuan(amount),
                        to=tr(f"to.{to}")), call)

@@ -85,10 +85,23 @@ class NewPatientScreen(FormScreen):
             return problems
         service = self.counter.service
 
+        desk = self.counter.desk
+
         async def call() -> Receipt:
+            expect, chip = "", desk is not None and desk.chip
+            if chip:
+                # Write-then-verify: the chip is written and read back BEFORE anything is
+                # appended, so a card pulled mid-write leaves no registration (and no
+                # deposit taken for a card the patient cannot use): staff present the
+                # card and issue again.  The patient id is predicted (only this TUI
+                # appends this counter's events) and re-checked inside the append.
+                assert desk is not None
+                await service.check_new_card(card_no, national_id, amount)
+                expect = await service.next_patient_id()
+                await desk.issue(card_no, expect)
             return await service.register_patient(
                 name=name, card_no=card_no, first_deposit=amount, method=method,
                 national_id=national_id, sex=sex, birth_date=birth, phone=phone,
-                contact=contact)
+                contact=contact, expect_patient_id=expect, stamp=chip)
         return Plan(tr("confirm.new", name=name, card=card_no, amount=yuan(amount),
                        method=tr(f"method.{method}")), call)

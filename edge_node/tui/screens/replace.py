@@ -28,9 +28,15 @@ class ReplaceCardScreen(FormScreen):
         new = self.required("new_card_no", "form.new_card_no", problems)
         if problems:
             return problems
-        service, old = self.counter.service, self.card_no
+        service, old, desk = self.counter.service, self.card_no, self.counter.desk
+        pid = self.view.patient.patient_id
 
         async def call() -> Receipt:
+            if desk is not None and desk.chip:
+                # Write-then-verify before the replacement is appended: the old card stays
+                # valid until the new one is proven readable (see NewPatientScreen).
+                await service.check_new_card(new)
+                await desk.issue(new, pid)
             return await service.replace_card(old, new)
         return Plan(self.counter.tr("confirm.replace", name=self.view.patient.name, new=new,
                                     old=old), call)

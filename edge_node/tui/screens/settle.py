@@ -36,7 +36,8 @@ class SettleScreen(FormScreen):
         service, card = self.counter.service, self.card_no
 
         async def call() -> Receipt:
-            return await service.settle(card, method)
+            wallet, stamp = self.money_context()
+            return await service.settle(card, method, wallet=wallet, stamp=stamp)
         return Plan(tr("confirm.settle", name=self.view.patient.name,
                        amount=yuan(max(self.view.account.balance, 0)),
                        method=tr(f"method.{method}")), call)

@@ -57,7 +57,8 @@ class PatientPanel(Vertical):
         for name in ("ident", "card", "money", "flags", "recent"):
             self.query_one(f"#{name}", Static).update("")
 
-    def show(self, view: PatientView, history: list[Event]) -> None:
+    def show(self, view: PatientView, history: list[Event], notes: tuple[str, ...] = ()) -> None:
+        """Show the patient; ``notes`` are the card checks' flags (clone, manual entry …)."""
         self.view = view
         self.remove_class("empty")
         tr = self.counter.tr
@@ -84,7 +85,7 @@ class PatientPanel(Vertical):
             money.append(f"   {tr('panel.credit')} {yuan(acct.credit_limit)}")
         money.append(f"   {tr('panel.available')} {yuan(acct.available)}")
         self.query_one("#money", Static).update(money)
-        flags = self._flags(view)
+        flags = [*self._flags(view), *notes]
         flag_widget = self.query_one("#flags", Static)
         flag_widget.update("\n".join(f"! {f}" for f in flags))
         self.query_one("#recent", Static).update(self._recent(history[:RECENT], tz))
