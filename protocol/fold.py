@@ -196,10 +196,13 @@ def _set_card(state: State, card: Card) -> None:
         state.cards[card.card_no] = card
         return
     keep = old if CARD_STATUS_RANK[old.status] >= CARD_STATUS_RANK[card.status] else card
+    # One card replaced at two offline counters (a double-replacement conflict): keep the
+    # smaller new number whatever order the replacements arrive in, so counters agree.
+    replaced_by = min(filter(None, (old.replaced_by, card.replaced_by)), default="")
     state.cards[card.card_no] = replace(
         keep,
         patient_id=old.patient_id or card.patient_id,
-        replaced_by=old.replaced_by or card.replaced_by,
+        replaced_by=replaced_by,
         issued_node=old.issued_node or card.issued_node,
         issued_ms=old.issued_ms or card.issued_ms,
     )

@@ -152,3 +152,19 @@ async def run_ops(path: Path, ops: list[tuple[str, int, int]]) -> tuple[int, int
 def test_rebuild_equals_live_after_random_operations(ops: list[tuple[str, int, int]]) -> None:
     with tempfile.TemporaryDirectory() as d:
         asyncio.run(run_ops(Path(d) / "l.sqlite3", ops))
+
+
+def test_one_card_replaced_at_two_counters_folds_the_same_in_either_order() -> None:
+    """A double replacement (a conflict central raises) must not split the counters."""
+    def ev(node: str, seq: int, kind: str, body: dict[str, object]) -> Event:
+        return Event(1, node, seq, bytes(32), Hlc(seq, 0), "op", kind, body, b"")
+
+    issued = ev("a", 1, "card.issued", {"card_no": "86001", "patient_id": "P-a-1",
+                                        "medium": "chip"})
+    at_a = ev("a", 2, "card.replaced", {"old_card_no": "86001", "new_card_no": "86003",
+                                        "patient_id": "P-a-1", "medium": "chip"})
+    at_b = ev("b", 1, "card.replaced", {"old_card_no": "86001", "new_card_no": "86002",
+                                        "patient_id": "P-a-1", "medium": "chip"})
+    one, other = fold([issued, at_a, at_b]), fold([issued, at_b, at_a])
+    assert one.cards == other.cards
+    assert one.cards["86001"].replaced_by == "86002"
