@@ -31,26 +31,32 @@ from protocol.session import EdgeSession
 from tests.support.sync_cluster import Central
 
 
+def visit(node: str, seq: int) -> tuple[str, dict[str, object]]:
+    """Events as a counter writes them: register, issue a card, deposit, charge, …"""
+    p = (seq - 1) // 4
+    pid, card = f"P-{node}-{p:06d}", f"86{p:010d}"
+    step = (seq - 1) % 4
+    if step == 0:
+        return "patient.registered", {"patient_id": pid, "name": f"患者{p}", "sex": "M",
+                                      "birth_date": "1980-05-06", "phone": f"137{p:08d}"}
+    if step == 1:
+        return "card.issued", {"card_no": card, "patient_id": pid, "medium": "chip"}
+    if step == 2:
+        return "account.deposited", {"patient_id": pid, "amount": 20_000, "method": "cash",
+                                     "receipt_no": f"D-{node}-{seq:06d}", "card_no": card}
+    return "account.charged", {
+        "charge_id": f"C-{node}-{seq:06d}", "patient_id": pid, "card_no": card,
+        "amount": 2_500, "department": "lab",
+        "items": [{"code": "LAB-CBC", "name": "血常规", "qty": 1, "unit_price": 2_500}]}
+
+
 def make_events(key: SigningKey, node: str, n: int) -> list[bytes]:
     out, prev = [], ZERO_HASH
     for seq in range(1, n + 1):
-        _, data, prev = sign_event(
-            key,
-            node=node,
-            seq=seq,
-            prev=prev,
-            hlc=Hlc(1_790_000_000_000 + seq, 0),
-            operator="op.wang",
-            kind="account.charged",
-            body={
-                "charge_id": f"C-{node}-{seq:06d}",
-                "patient_id": f"P-{node}-{seq:06d}",
-                "card_no": f"8600{seq:08d}",
-                "amount": 2_500,
-                "department": "lab",
-                "items": [{"code": "LAB-CBC", "name": "血常规", "qty": 1, "unit_price": 2_500}],
-            },
-        )
+        kind, body = visit(node, seq)
+        _, data, prev = sign_event(key, node=node, seq=seq, prev=prev,
+                                   hlc=Hlc(1_790_000_000_000 + seq, 0), operator="op.wang",
+                                   kind=kind, body=body)
         out.append(data)
     return out
 

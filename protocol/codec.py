@@ -109,6 +109,11 @@ def decode(data: bytes, *, max_size: int = 1 << 20) -> Value:
 
 
 def _check_decoded(value: Value, path: str, depth: int) -> None:
+    """Refuse floats, out-of-range ints, unsorted map keys and too-deep nesting.
+
+    Scalars are checked inline by the container loops: this runs once per event on
+    every ingest, so it recurses only into maps and lists.
+    """
     if depth > MAX_DEPTH:
         raise DecodeError(f"{path or 'value'}: nested deeper than {MAX_DEPTH} levels")
     t = type(value)
@@ -119,18 +124,24 @@ def _check_decoded(value: Value, path: str, depth: int) -> None:
                 raise DecodeError(f"{path or 'value'}: non-canonical encoding (map keys not "
                                   "in sorted order)")
             prev = k
-            if type(v) in _NESTED:
+            tv = type(v)
+            if tv is dict or tv is list:
                 _check_decoded(v, f"{path}.{k}" if path else str(k), depth + 1)
-            elif type(v) is float:
-                where = f"{path}.{k}" if path else str(k)
-                raise DecodeError(f"{where}: floats are not allowed")
+            elif tv is float or (tv is int and not INT_MIN <= v <= INT_MAX):
+                _check_scalar(v, f"{path}.{k}" if path else str(k))
     elif t is list:
         for i, v in enumerate(value):
-            _check_decoded(v, f"{path}[{i}]", depth + 1)
-    elif t is float:
-        raise DecodeError(f"{path or 'value'}: floats are not allowed")
-    elif t is int and not INT_MIN <= value <= INT_MAX:
-        raise DecodeError(f"{path or 'value'}: integer outside signed 64 bits")
+            tv = type(v)
+            if tv is dict or tv is list:
+                _check_decoded(v, f"{path}[{i}]", depth + 1)
+            elif tv is float or (tv is int and not INT_MIN <= v <= INT_MAX):
+                _check_scalar(v, f"{path}[{i}]")
+    else:
+        _check_scalar(value, path or "value")
 
 
-_NESTED = (dict, list, int)
+def _check_scalar(value: Value, path: str) -> None:
+    if type(value) is float:
+        raise DecodeError(f"{path}: floats are not allowed")
+    if type(value) is int and not INT_MIN <= value <= INT_MAX:
+        raise DecodeError(f"{path}: integer outside signed 64 bits")

@@ -138,7 +138,7 @@ def check_envelope(ev: Event, *, signed: bool = True) -> None:
         raise SchemaError("sig: must be 64 bytes")
 
 
-def event_from_map(m: Any) -> Event:
+def event_from_map(m: Any, signed: bytes = b"") -> Event:
     """Build an Event from a decoded map, refusing missing or unknown fields."""
     if type(m) is not dict:
         raise SchemaError("event: must be a map")
@@ -156,7 +156,7 @@ def event_from_map(m: Any) -> Event:
         if type(m[name]) is not typ:
             raise SchemaError(f"{name}: expected {typ.__name__}, got {type(m[name]).__name__}")
     ev = Event(m["v"], m["node"], m["seq"], m["prev"], Hlc(hlc[0], hlc[1]), m["operator"],
-               m["kind"], m["body"], m["sig"])
+               m["kind"], m["body"], m["sig"], signed)
     check_envelope(ev)
     return ev
 
@@ -169,12 +169,13 @@ _TAIL = len(_SIG_ENTRY) + 64 + 3
 
 def decode_event(data: bytes) -> Event:
     """Decode and shape-check one encoded event (signature not checked: see verify)."""
-    ev = event_from_map(codec.decode(data, max_size=MAX_EVENT_SIZE))
+    m = codec.decode(data, max_size=MAX_EVENT_SIZE)
     data = bytes(data)
+    signed = b""
     if (data[0] == 0x89 and data[-_TAIL:-_TAIL + len(_SIG_ENTRY)] == _SIG_ENTRY
             and data[-3:-1] == b"\xa1v" and data[-1] < 0x80):
-        return replace(ev, signed=b"\x88" + data[1:-_TAIL] + data[-3:])
-    return ev
+        signed = b"\x88" + data[1:-_TAIL] + data[-3:]
+    return event_from_map(m, signed)
 
 
 @dataclass(frozen=True, slots=True)
