@@ -108,6 +108,28 @@ STRINGS: dict[str, tuple[str, str]] = {
     "flag.closed": ("账户已结算；充值后重新启用", "Account settled; a deposit reopens it"),
     "flag.credit": ("绿色通道：可欠费至 {amount}", "Green channel: may go {amount} below zero"),
     "flag.merged": ("已合并到病人 {pid}", "Merged into patient {pid}"),
+    # notices: what to do about a conflict central resolved (edge_node.notices)
+    "notice.debt": ("欠费 {amount}（{why}）：收费前请先收回", "Owes {amount} from {why} — collect "
+                    "before new charges"),
+    "notice.debt_paid": ("{why}欠费 {amount} 已还清", "Debt of {amount} from {why} paid"),
+    "notice.card_blocked": ("卡 {card} 已被信息科冻结（{why}）：如出示请扣留；有效卡 {active}",
+                            "Card {card} blocked by central IT ({why}): keep it if presented; "
+                            "valid card {active}"),
+    "notice.merged_into": ("档案已合并到 {pid}：请使用该档案", "Record merged into {pid}: use "
+                           "that record"),
+    "notice.merged_from": ("档案 {pid} 已并入本档案（同一人）", "Record {pid} was merged into this "
+                           "one (same person)"),
+    "notice.reversed": ("收费 {charge} {amount} 已被信息科撤销（{why}）", "Charge {charge} "
+                        "{amount} reversed by central IT ({why})"),
+    "notice.accepted": ("信息科已审核{why}，维持原状：{reason}", "Central IT reviewed {why} and "
+                        "left it as is: {reason}"),
+    "why.overdraft": ("离线透支", "an offline overdraft"),
+    "why.double_settlement": ("重复结算", "a double settlement"),
+    "why.over_refund": ("超额退费", "an over-refund"),
+    "why.lost_card_used": ("挂失卡被使用", "a lost card used"),
+    "why.double_replacement": ("重复补卡", "a double replacement"),
+    "why.duplicate_patient": ("重复建档", "a duplicate registration"),
+    "why.other": ("冲突", "a conflict"),
     # event kinds (history, recent activity)
     "kind.patient.registered": ("建档", "Registered"),
     "kind.patient.updated": ("修改资料", "Details changed"),
@@ -119,6 +141,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "kind.account.refunded": ("退费", "Refund"),
     "kind.account.settled": ("结算", "Settlement"),
     "kind.account.credit_granted": ("绿色通道", "Green channel credit"),
+    "kind.debt.recorded": ("记录欠费", "Debt recorded"),
+    "kind.charge.reversed": ("撤销收费", "Charge reversed"),
+    "kind.patient.merged": ("合并档案", "Records merged"),
+    "kind.card.blocked": ("冻结卡", "Card blocked"),
+    "kind.conflict.accepted": ("冲突已审核", "Conflict reviewed"),
     # methods
     "method.cash": ("现金", "Cash"),
     "method.bank_card": ("银行卡", "Bank card"),

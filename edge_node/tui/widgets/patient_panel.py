@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from edge_node.notices import Notice
+from edge_node.notices import notices as conflict_notices
 from edge_node.service import PatientView
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import (
@@ -85,26 +87,30 @@ class PatientPanel(Vertical):
             money.append(f"   {tr('panel.credit')} {yuan(acct.credit_limit)}")
         money.append(f"   {tr('panel.available')} {yuan(acct.available)}")
         self.query_one("#money", Static).update(money)
-        flags = [*self._flags(view), *notes]
+        # what to do about conflicts central resolved (debts, blocked cards, merges)
+        told = conflict_notices(p, acct, view.cards, history)
+        flags = [*(n.text(tr) for n in told if n.urgent), *self._flags(view, told), *notes,
+                 *(n.text(tr) for n in told if not n.urgent)]
         flag_widget = self.query_one("#flags", Static)
         flag_widget.update("\n".join(f"! {f}" for f in flags))
         self.query_one("#recent", Static).update(self._recent(history[:RECENT], tz))
 
-    def _flags(self, view: PatientView) -> list[str]:
+    def _flags(self, view: PatientView, told: list[Notice]) -> list[str]:
         tr = self.counter.tr
+        said = {n.code for n in told}  # a notice says it better (with why): no plain flag
         out = []
         card, acct = view.card, view.account
         if card is not None and card.status == "lost":
             out.append(tr("flag.card_lost"))
         elif card is not None and card.status == "replaced":
             out.append(tr("flag.card_replaced", new=card.replaced_by))
-        if acct.balance < 0:
+        if acct.balance < 0 and "debt" not in said:
             out.append(tr("flag.debt", amount=yuan(-acct.balance)))
         if acct.closed:
             out.append(tr("flag.closed"))
         if acct.credit_limit:
             out.append(tr("flag.credit", amount=yuan(acct.credit_limit)))
-        if view.patient.merged_into:
+        if view.patient.merged_into and "merged_into" not in said:
             out.append(tr("flag.merged", pid=view.patient.merged_into))
         return out
 
