@@ -10,6 +10,7 @@
     onecard-central [--config PATH] conflicts ack ID --operator STAFF
     onecard-central [--config PATH] conflicts resolve ID --remedy CODE --reason TEXT
                                     --operator STAFF
+    onecard-central [--config PATH] console [--operator STAFF]
 
 Exit status: 0 done, 1 refused (bad input, node unknown), 2 usage or config error.
 """
@@ -86,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     cr.add_argument("--remedy", required=True, help="a remedy code `show` lists (debt, …)")
     cr.add_argument("--reason", required=True, help="why (kept in the event, for audit)")
     cr.add_argument("--operator", required=True, help="your staff id (named in the event)")
+    k = sub.add_parser("console", help="the IT console: conflict queue, detail, resolve, "
+                       "node health, search (keyboard; footer lists the keys)")
+    k.add_argument("--operator", default=None,
+                   help="your staff id, named in the remedies you sign (default: $USER)")
     return p
 
 
@@ -104,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_nodes(cfg))
         if args.command == "conflicts":
             return asyncio.run(_conflicts(cfg, args))
+        if args.command == "console":
+            return _console(cfg, args.operator)
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -275,6 +282,15 @@ async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
     finally:
         await store.close()
     return 2
+
+
+def _console(cfg: CentralConfig, operator: str | None) -> int:
+    import getpass
+
+    from central.console.app import ConsoleApp
+
+    ConsoleApp(cfg.db, cfg.key_file, operator or getpass.getuser()).run()
+    return 0
 
 
 def _ago(ms: int) -> str:

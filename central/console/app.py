@@ -1,0 +1,44 @@
+"""``onecard-central console``: the app only wires the store, the key and the screens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+
+from central.config import load_key
+from central.console.data import ConsoleData
+from central.console.screens.queue import QueueScreen
+from central.store import CentralStore
+
+
+class ConsoleApp(App[None]):
+    TITLE = "onecard central"
+    SUB_TITLE = "conflicts"
+    CSS_PATH = "console.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False)]
+
+    def __init__(self, db: Path, key_file: Path | None, operator: str, *,
+                 clock: Callable[[], int] | None = None) -> None:
+        """``key_file`` None or missing: a look-only console (resolving is refused)."""
+        super().__init__()
+        self.db = db
+        self.key_file = key_file
+        self.operator = operator
+        self.clock = clock
+        self.store: CentralStore | None = None
+
+    async def on_mount(self) -> None:
+        self.store = await CentralStore.open(self.db)
+        key = load_key(self.key_file) if self.key_file and self.key_file.exists() else None
+        data = ConsoleData(self.store, key, clock=self.clock)
+        await data.refresh()
+        await self.push_screen(QueueScreen(data, self.operator))
+
+    async def on_unmount(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+            self.store = None

@@ -1,0 +1,234 @@
+"""What the IT console shows and does, on central's store (screens call this, never SQL).
+
+The conflict book and resolutions come from :mod:`central.conflicts`; patients, cards
+and account timelines from a private :class:`~central.reconcile.Reconciler` fed with
+every stored event (read only: the console never writes detection results — that is
+the server's :class:`~central.conflicts.ConflictWatch`).  Feeding is incremental, so a
+refresh costs only the events stored since the last one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from central import conflicts as cf
+from central.reconcile import Incoming, PatientInfo, Reconciler, balance_delta
+from central.store import CentralStore
+from protocol.crypto import SigningKey, fingerprint
+from protocol.event import CENTRAL, Event, EventId, decode_event
+from protocol.money import yuan
+
+Fen = int
+DAY_MS = 86_400_000
+ACTIVE = "active"  # the queue's default status filter: open or acknowledged
+STATUS_CYCLE = (ACTIVE, "open", "acknowledged", "resolved", "withdrawn", "")
+DATE_CYCLE = (0, 1, 7, 30)  # days back; 0: any date
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    kind: str = ""
+    status: str = ACTIVE
+    node: str = ""
+    days: int = 0  # only conflicts that happened in the last ``days`` days (0: any)
+
+    def describe(self) -> str:
+        parts = [f"kind {self.kind or 'any'}",
+                 f"status {'open+ack' if self.status == ACTIVE else self.status or 'any'}",
+                 f"node {self.node or 'any'}",
+                 f"date {'last ' + str(self.days) + ' d' if self.days else 'any'}"]
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class EventCard:
+    """One event involved in a conflict, for the side-by-side view."""
+
+    ref: str  # "cashier-01 #7"
+    kind: str
+    wall_ms: int
+    operator: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    wall_ms: int
+    ref: str
+    kind: str
+    delta: Fen
+    balance: Fen
+    involved: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    conflict: cf.ConflictRow
+    events: tuple[EventCard, ...]
+    timelines: tuple[tuple[str, tuple[TimelineRow, ...]], ...]  # (patient, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeHealth:
+    id: str
+    role: str
+    state: str  # online | offline | revoked
+    last_seen_ms: int
+    head_seq: int
+    lag: int  # events central holds that this node has not been sent yet
+    open_conflicts: int
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    patient_id: str
+    name: str
+    node: str
+    cards: tuple[str, ...]
+    balance: Fen
+    merged_into: str
+    conflicts: tuple[str, ...]  # ids of conflicts naming this patient or one of its cards
+
+
+def event_lines(ev: Event) -> tuple[str, ...]:
+    """The body of an event, one ``field: value`` line each (money as yuan)."""
+    out = []
+    for k, v in ev.body.items():
+        if k in ("items", "stamp_seq", "stamp_balance"):
+            continue
+        if k in ("amount", "debit", "moved", "limit") and isinstance(v, int):
+            v = yuan(v)
+        out.append(f"{k}: {v}")
+    if "items" in ev.body:
+        out.append("items: " + ", ".join(f"{i['name']}×{i['qty']}" for i in ev.body["items"]))
+    return tuple(out)
+
+
+def ref(eid: EventId) -> str:
+    return f"{eid[0]} #{eid[1]}"
+
+
+class ConsoleData:
+    """The console's one door to central's store."""
+
+    def __init__(self, store: CentralStore, key: SigningKey | None = None, *,
+                 clock: Callable[[], int] | None = None) -> None:
+        self.store = store
+        self.key = key
+        self.clock = clock or (lambda: time.time_ns() // 1_000_000)
+        self.world = Reconciler()
+        self.by_id: dict[EventId, Event] = {}
+        self._pos = 0
+
+    async def refresh(self, page: int = 5000, max_pages: int = 100_000) -> int:
+        """Feed the events stored since the last refresh; return how many."""
+        fed = 0
+        for _ in range(max_pages):
+            rows = await self.store.events_since(self._pos, page)
+            if not rows:
+                break
+            events = [decode_event(d) for _, d, _ in rows]
+            self.by_id.update((e.id, e) for e in events)
+            self.world.add(Incoming(e, ms) for e, (_, _, ms) in zip(events, rows, strict=True))
+            self._pos = rows[-1][0]
+            fed += len(rows)
+        return fed
+
+    # -- the queue -----------------------------------------------------------------------
+    async def conflicts(self, f: Filters = Filters()) -> list[cf.ConflictRow]:
+        status = None if f.status in (ACTIVE, "") else f.status
+        since = self.clock() - f.days * DAY_MS if f.days else None
+        rows = await cf.list_conflicts(self.store, kind=f.kind or None, status=status,
+                                       node=f.node or None, since_ms=since)
+        if f.status == ACTIVE:
+            rows = [r for r in rows if r.status in ("open", "acknowledged")]
+        return rows
+
+    async def kinds_and_nodes(self) -> tuple[list[str], list[str]]:
+        """Kinds and nodes that occur in the book (what the filters cycle through)."""
+        rows = await cf.list_conflicts(self.store)
+        return (sorted({r.kind for r in rows}), sorted({n for r in rows for n in r.nodes}))
+
+    # -- one conflict --------------------------------------------------------------------
+    async def detail(self, cid: str) -> Detail | None:
+        row = await cf.get_conflict(self.store, cid)
+        if row is None:
+            return None
+        await self.refresh()
+        involved = set(row.events)
+        cards = []
+        for eid in row.events:
+            ev = self.by_id.get(eid)
+            if ev is None:  # quarantined or integrity: not among the merged events
+                cards.append(EventCard(ref(eid), "(not merged)", 0, "", ()))
+            else:
+                cards.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
+                                       event_lines(ev)))
+        timelines = []
+        for pid in row.patients:
+            steps = self.world.timeline(pid).steps()
+            timelines.append((pid, tuple(
+                TimelineRow(s.event.hlc.wall, ref(s.event.id), s.event.kind, s.delta, s.balance,
+                            s.event.id in involved) for s in steps)))
+        return Detail(row, tuple(cards), tuple(timelines))
+
+    async def acknowledge(self, cid: str, operator: str) -> bool:
+        return await cf.acknowledge(self.store, cid, operator)
+
+    async def resolve(self, cid: str, code: str, *, reason: str, operator: str) -> list[Event]:
+        """Sign the remedy as central (see :func:`central.conflicts.resolve`).
+
+        Raises :class:`~central.conflicts.ResolveError` (nothing signed) on an empty
+        reason, an unknown remedy or a conflict already resolved.
+        """
+        if self.key is None:
+            raise cf.ResolveError("this console has no central key: it can only look")
+        events = await cf.resolve(self.store, self.key, cid, code, reason=reason,
+                                  operator=operator, now_ms=self.clock())
+        await self.refresh()
+        return events
+
+    # -- nodes ---------------------------------------------------------------------------
+    async def nodes(self) -> list[NodeHealth]:
+        nodes = await self.store.nodes()
+        lags = await self.store.lags()
+        active = [r for r in await cf.list_conflicts(self.store)
+                  if r.status in ("open", "acknowledged")]
+        out = []
+        for n in nodes:
+            state = "revoked" if n.revoked else ("online" if n.online else "offline")
+            out.append(NodeHealth(
+                n.id, n.role, state, n.last_seen_ms, n.head.seq,
+                0 if n.id == CENTRAL else lags.get(n.id, 0),
+                sum(1 for r in active if n.id in r.nodes), fingerprint(n.pubkey)))
+        return out
+
+    # -- search --------------------------------------------------------------------------
+    async def search(self, text: str, limit: int = 50) -> list[SearchHit]:
+        """Patients by card number, patient number or (part of) the name."""
+        q = text.strip()
+        if not q:
+            return []
+        await self.refresh()
+        w = self.world
+        pids: list[str] = []
+        if q in w.card_owner:
+            pids.append(w.card_owner[q])
+        if q in w.patients and q not in pids:
+            pids.append(q)
+        low = q.lower()
+        pids += sorted(p.patient_id for p in w.patients.values()
+                       if low in p.name.lower() and p.patient_id not in pids)
+        rows = await cf.list_conflicts(self.store)
+        hits = []
+        for pid in pids[:limit]:
+            info = w.patients.get(pid) or PatientInfo(pid)
+            cards = tuple(sorted(w.cards_of(pid)))
+            hits.append(SearchHit(
+                pid, info.name, info.node, cards,
+                sum(balance_delta(e, pid) for e in w.timeline(pid).events), info.merged_into,
+                tuple(r.id for r in rows if pid in r.patients or set(cards) & set(r.cards))))
+        return hits

@@ -1,0 +1,158 @@
+"""The conflict queue: every conflict the reconciler raised, filtered, with counts per kind."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from central.console.data import DATE_CYCLE, STATUS_CYCLE, ConsoleData, Filters
+from central.console.format import when
+from protocol.money import yuan
+
+
+def _next(options: tuple[str, ...] | list[str], current: str) -> str:
+    opts = list(options)
+    return opts[(opts.index(current) + 1) % len(opts)] if current in opts else opts[0]
+
+
+class QueueScreen(Screen[None]):
+    DEFAULT_CSS = """
+    QueueScreen #filters { height: 1; padding: 0 1; background: $boost; }
+    QueueScreen #counts { height: auto; padding: 0 1; color: $warning; }
+    QueueScreen #queue { height: 1fr; }
+    """
+    AUTO_FOCUS = "#queue"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Open"),
+        Binding("k", "cycle_kind", "Kind"),
+        Binding("s", "cycle_status", "Status"),
+        Binding("o", "cycle_node", "Node"),
+        Binding("d", "cycle_date", "Date"),
+        Binding("x", "clear", "Clear filters"),
+        Binding("a", "acknowledge", "Ack"),
+        Binding("slash", "search", "Search"),
+        Binding("n", "nodes", "Nodes"),
+        Binding("r", "reload", "Refresh"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, data: ConsoleData, operator: str) -> None:
+        super().__init__()
+        self.data = data
+        self.operator = operator
+        self.filters = Filters()
+        self.kinds: list[str] = []
+        self.nodes: list[str] = []
+        self.ids: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static(id="filters")
+        yield Static(id="counts")
+        table: DataTable[str] = DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+        table.add_columns("status", "severity", "kind", "amount", "happened", "nodes", "title")
+        yield table
+        yield Static(classes="message", id="message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        self.load()
+
+    def say(self, text: str, cls: str = "") -> None:
+        msg = self.query_one("#message", Static)
+        msg.set_classes(f"message {cls}".strip())
+        msg.update(text)
+
+    @work(exclusive=True, group="queue")
+    async def load(self) -> None:
+        """Read the book (in a worker: the store may be busy with the server's writes)."""
+        self.kinds, self.nodes = await self.data.kinds_and_nodes()
+        every_kind = await self.data.conflicts(replace(self.filters, kind=""))
+        rows = [r for r in every_kind if not self.filters.kind or r.kind == self.filters.kind]
+        counts: dict[str, int] = {}
+        for r in every_kind:
+            counts[r.kind] = counts.get(r.kind, 0) + 1
+        self.query_one("#filters", Static).update(self.filters.describe())
+        self.query_one("#counts", Static).update(
+            f"{len(rows)} conflict(s)   " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+            if counts else "no conflicts match")
+        table = self.query_one("#queue", DataTable)
+        keep = table.cursor_row
+        table.clear()
+        self.ids = []
+        for r in rows:
+            table.add_row(r.status, r.severity, r.kind, yuan(r.amount) if r.amount else "",
+                          when(r.wall_ms), ", ".join(r.nodes), r.title, key=r.id)
+            self.ids.append(r.id)
+        if rows:
+            table.move_cursor(row=min(keep, len(rows) - 1))
+
+    def selected(self) -> str | None:
+        table = self.query_one("#queue", DataTable)
+        if not self.ids or table.cursor_row < 0:
+            return None
+        return self.ids[min(table.cursor_row, len(self.ids) - 1)]
+
+    # -- actions -------------------------------------------------------------------------
+    def action_open(self) -> None:
+        from central.console.screens.detail import DetailScreen
+
+        cid = self.selected()
+        if cid is not None:
+            self.app.push_screen(DetailScreen(self.data, cid, self.operator))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open()
+
+    def _filter(self, **changes: object) -> None:
+        self.filters = replace(self.filters, **changes)  # type: ignore[arg-type]
+        self.load()
+
+    def action_cycle_kind(self) -> None:
+        self._filter(kind=_next(["", *self.kinds], self.filters.kind))
+
+    def action_cycle_status(self) -> None:
+        self._filter(status=_next(STATUS_CYCLE, self.filters.status))
+
+    def action_cycle_node(self) -> None:
+        self._filter(node=_next(["", *self.nodes], self.filters.node))
+
+    def action_cycle_date(self) -> None:
+        days = list(DATE_CYCLE)
+        self._filter(days=days[(days.index(self.filters.days) + 1) % len(days)])
+
+    def action_clear(self) -> None:
+        self._filter(kind="", status=Filters().status, node="", days=0)
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(exclusive=True, group="ack")
+    async def action_acknowledge(self) -> None:
+        cid = self.selected()
+        if cid is None:
+            return
+        if await self.data.acknowledge(cid, self.operator):
+            self.say(f"{cid} acknowledged by {self.operator}", "done")
+        else:
+            self.say(f"{cid} is not open: nothing to acknowledge", "problem")
+        self.load()
+
+    def action_search(self) -> None:
+        from central.console.screens.search import SearchScreen
+
+        self.app.push_screen(SearchScreen(self.data, self.operator))
+
+    def action_nodes(self) -> None:
+        from central.console.screens.nodes import NodesScreen
+
+        self.app.push_screen(NodesScreen(self.data))
