@@ -9,24 +9,31 @@ central raises each conflict exactly once (and not again on a re-sync); IT resol
 with ``onecard-central conflicts resolve``; the remedies reach every counter, which all
 end in the same state, remedies included.
 
-(An equivocation cannot come through a real counter: its sync daemon refuses to push a
-forked chain — ``tests/test_sync_daemon.py`` — so central only ever sees one from a
-misbehaving client; ``tests/test_conflicts_console.py`` covers that path.)
+An equivocation cannot come through an honest counter: its sync daemon refuses to push a
+forked chain (``tests/test_sync_daemon.py``).  It comes from a clone — the same node key
+on a copied disk — which the second test plays with a raw client against the real server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 
 from edge_node import config as cfgmod
 from edge_node.ledger import Ledger, wall_ms
 from edge_node.service import CounterService, PatientView
+from protocol.event import ChainHead, sign_event
+from protocol.hlc import Hlc
+from protocol.messages import Error, decode_message
+from protocol.session import EdgeSession
 from tests.conftest import ID_MALE, item
 from tests.support.sync_cluster import Central, Counter, converged, run_cli, wait_for
 
@@ -195,3 +202,55 @@ def _check_remedies(v: dict[str, PatientView]) -> None:
     assert {c.card_no for c in a_view.cards} == {DUP_A, DUP_B}
     assert survivor.patient_id.startswith("P-cashier-0")
     assert a_view.account.balance == 20_000
+
+
+async def _push_as_clone(central: Central, counter: Counter) -> str:
+    """A clone of ``counter`` (same key, copied disk) pushes another event at its last seq."""
+    heads = sorted(i for i in counter.event_ids() if i[0] == counter.node)
+    (_, seq_before, prev), (_, seq, _) = heads[-2], heads[-1]
+    _, data, _ = sign_event(counter.key, node=counter.node, seq=seq, prev=prev,
+                            hlc=Hlc(wall_ms(), 0), operator="op.clone", kind="account.deposited",
+                            body={"patient_id": "P-x", "amount": 777, "method": "cash",
+                                  "receipt_no": "D-clone"})
+    session = EdgeSession(counter.node, counter.key, bytes.fromhex(central.key_hex),
+                          os.urandom(32))
+    async with connect(central.url) as ws:
+        async def recv() -> object:
+            async with asyncio.timeout(5):
+                return session.receive(await ws.recv())  # type: ignore[arg-type]
+        await ws.send(session.send_hello(ChainHead(seq_before, prev)))
+        await recv()
+        await ws.send(session.send_auth())
+        await recv()  # welcome
+        await ws.send(session.send_push([data], seq))
+        async with asyncio.timeout(5):
+            err = decode_message(await ws.recv())  # type: ignore[arg-type]
+    assert isinstance(err, Error)
+    return err.code
+
+
+def test_a_cloned_node_pushing_a_second_history_is_one_integrity_conflict(
+        tmp_path: Path) -> None:
+    central = Central.init(tmp_path / "central")
+    a = Counter.create(tmp_path, "cashier-01", central)
+    c = Counter.create(tmp_path, "cashier-03", central)
+    _on(c, _register(SKEW, "孙八"))
+    central.start()
+    try:
+        for k in (a, c):
+            k.start_sync()
+        wait_for(lambda: converged(central, [a, c], 3), 30, "registration synced")
+        assert asyncio.run(_push_as_clone(central, c)) == "equivocation"
+        wait_for(lambda: "equivocation" in _conflicts(central), 10, "equivocation raised")
+        assert asyncio.run(_push_as_clone(central, c)) == "equivocation"  # it tries again
+        time.sleep(1.5)  # a watch pass of the server: still one conflict
+        [(cid, status, _)] = _conflicts(central).values()
+        assert status == "open" and len(central.event_ids()) == 3  # never merged
+        _resolve(central, cid, "accept")
+        wait_for(lambda: converged(central, [a, c], 4), 30, "review synced")
+        assert _projections(a) == _projections(c)
+        assert [s for _, s, _ in _conflicts(central).values()] == ["resolved"]
+    finally:
+        for k in (a, c):
+            k.stop()
+        central.stop()
