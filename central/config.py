@@ -9,6 +9,8 @@
     ping_interval_s = 20          # websocket keepalive; a dead link is dropped after ~2x
     verify_workers = -1           # processes checking signatures; -1 = one per core,
                                   # 0 = none (check in a thread of the server process)
+    max_skew_ms = 300000          # a counter's clock this far ahead of central's when it
+                                  # signs an event raises a clock-skew conflict (5 min)
 
 Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
 systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
@@ -49,6 +51,7 @@ class CentralConfig:
     handshake_timeout_s: int = 10
     ping_interval_s: int = 20
     verify_workers: int = -1
+    max_skew_ms: int = 300_000
 
     @classmethod
     def load(cls, path: str | Path) -> CentralConfig:
@@ -72,6 +75,7 @@ class CentralConfig:
             "handshake_timeout_s",
             "ping_interval_s",
             "verify_workers",
+            "max_skew_ms",
         }
         unknown = sorted(set(sec) - known)
         if unknown:
@@ -101,6 +105,7 @@ class CentralConfig:
             handshake_timeout_s=integer("handshake_timeout_s", 10, 1, 3600),
             ping_interval_s=integer("ping_interval_s", 20, 1, 3600),
             verify_workers=integer("verify_workers", -1, -1, 64),
+            max_skew_ms=integer("max_skew_ms", 300_000, 1_000, 7 * 86_400_000),
         )
 
 
@@ -121,6 +126,7 @@ def render_config(
         "handshake_timeout_s = 10\n"
         "ping_interval_s = 20\n"
         "verify_workers = -1           # signature-checking processes; -1 = one per core\n"
+        "max_skew_ms = 300000          # clock ahead of central by more: clock-skew conflict\n"
     )
 
 

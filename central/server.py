@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 
 from central.config import CentralConfig, load_key
 from central.conflicts import ConflictWatch
+from central.reconcile import ReconcileConfig
 from central.store import CentralStore, Prepared, check_links, enrol_central, prepare_events
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
@@ -388,7 +389,7 @@ async def run_server(
             )
         await enrol_central(store, key)
         await store.mark_all_offline()
-        watch = ConflictWatch(store)
+        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms))
         await watch.catch_up()
         app = CentralServer(
             store,

@@ -97,3 +97,14 @@ def test_every_command_has_help_text() -> None:
     assert set(helps) == {"init", "enrol", "revoke", "nodes", "serve", "conflicts",
                           "console"}
     assert all(h and len(h) > 10 for h in helps.values())
+
+
+def test_max_skew_ms_is_read_and_checked(tmp_path: Path) -> None:
+    cfg = tmp_path / "central.toml"
+    cfg.write_text("[central]\nmax_skew_ms = 90000\n", encoding="utf-8")
+    assert CentralConfig.load(cfg).max_skew_ms == 90_000
+    cfg.write_text("[central]\n", encoding="utf-8")
+    assert CentralConfig.load(cfg).max_skew_ms == 300_000
+    cfg.write_text("[central]\nmax_skew_ms = 0\n", encoding="utf-8")
+    with pytest.raises(CentralConfigError, match="max_skew_ms"):
+        CentralConfig.load(cfg)

@@ -254,3 +254,23 @@ def test_a_cloned_node_pushing_a_second_history_is_one_integrity_conflict(
         for k in (a, c):
             k.stop()
         central.stop()
+
+
+def test_max_skew_ms_in_central_config_sets_the_clock_skew_bound(tmp_path: Path) -> None:
+    central = Central.init(tmp_path / "central")
+    text = central.config.read_text(encoding="utf-8")
+    assert "max_skew_ms = 300000" in text  # documented in every fresh config
+    central.config.write_text(text.replace("max_skew_ms = 300000", "max_skew_ms = 60000"),
+                              encoding="utf-8")
+    c = Counter.create(tmp_path, "cashier-03", central)
+    # two minutes fast: within the default five, beyond this hospital's one
+    _on(c, _register(SKEW, "孙八"), clock=lambda: wall_ms() + 2 * 60_000)
+    central.start()
+    try:
+        c.start_sync()
+        wait_for(lambda: "clock_skew" in _conflicts(central), 20, "clock skew raised")
+        [(_, status, _)] = _conflicts(central).values()
+        assert status == "open"
+    finally:
+        c.stop()
+        central.stop()
