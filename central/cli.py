@@ -260,8 +260,8 @@ async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
                       f"({row.resolved_event}): {row.resolved_reason}")
             else:
                 print("remedies:")
-                for r in row.remedies:
-                    print(f"  {r.code:<8} {r.label}: {r.effect}")
+                for option in row.remedies:
+                    print(f"  {option.code:<8} {option.label}: {option.effect}")
             return 0
         if args.action == "ack":
             ok = await cf.acknowledge(store, args.id, args.operator)

@@ -152,13 +152,12 @@ class ConflictWatch:
             "SELECT node, seq, offered_hash, received_ms FROM quarantine ORDER BY id")
         if len(rows) > self._quarantined:
             rep = self.reconciler.report_integrity(
-                IntegrityReport("equivocation", str(r[0]), int(r[1]),  # type: ignore[call-overload]
-                                f"offered event hash {bytes(r[2]).hex()[:16]}…",  # type: ignore[arg-type]
-                                int(r[3]))  # type: ignore[call-overload]
+                IntegrityReport("equivocation", str(r[0]), int(r[1]),
+                                f"offered event hash {bytes(r[2]).hex()[:16]}…", int(r[3]))
                 for r in rows[self._quarantined:])
             await self.store.write_many(_statements(rep, _now_ms()))
             self._quarantined = len(rows)
-        revoked = {str(r[0]): int(r[1])  # type: ignore[call-overload]
+        revoked = {str(r[0]): int(r[1])
                    for r in await self.store.read(
                        "SELECT id, revoked_ms FROM nodes WHERE revoked = 1")}
         if revoked != self._revoked:
@@ -170,7 +169,8 @@ class ConflictWatch:
 async def list_conflicts(store: CentralStore, *, kind: str | None = None,
                          status: str | None = None, node: str | None = None,
                          since_ms: int | None = None) -> list[ConflictRow]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if kind:
         where.append("kind = ?")
         args.append(kind)

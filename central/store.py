@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -428,7 +429,8 @@ class CentralStore:
                         "SELECT seq, hash FROM events WHERE node = ? AND seq BETWEEN ? AND ?",
                         (node, first, min(last, head.seq)),
                     )
-                    held = dict(await cur.fetchall())
+                    held: dict[int, bytes] = {int(r[0]): bytes(r[1])
+                                              for r in await cur.fetchall()}
                     for p in prepared:
                         if p.seq > head.seq:
                             break
@@ -538,7 +540,7 @@ class CentralStore:
                 " WHERE running <= ? OR running = LENGTH(data) ORDER BY pos",
                 (after, top, excl, limit, max_bytes),
             )
-            rows = await cur.fetchall()
+            rows = list(await cur.fetchall())
         finally:
             await self._r.execute("COMMIT")
         events = [r[1] for r in rows]
@@ -571,7 +573,7 @@ class CentralStore:
                 await self._w.execute("ROLLBACK")
                 raise
 
-    async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query on the reader connection."""
         async with self._rlock:
             cur = await self._r.execute(sql, args)
@@ -603,17 +605,17 @@ _NODE_SELECT = (
 )
 
 
-def _node_record(r: sqlite3.Row | tuple[object, ...]) -> NodeRecord:
+def _node_record(r: sqlite3.Row | tuple[Any, ...]) -> NodeRecord:
     return NodeRecord(
         id=str(r[0]),
-        pubkey=bytes(r[1]),  # type: ignore[arg-type]
+        pubkey=bytes(r[1]),
         role=str(r[2]),
         revoked=bool(r[3]),
-        enrolled_ms=int(r[4]),  # type: ignore[call-overload]
-        last_seen_ms=int(r[5]),  # type: ignore[call-overload]
+        enrolled_ms=int(r[4]),
+        last_seen_ms=int(r[5]),
         online=bool(r[6]),
-        head=ChainHead(int(r[7]), bytes(r[8])),  # type: ignore[call-overload,arg-type]
-        pull_cursor=int(r[9]),  # type: ignore[call-overload]
+        head=ChainHead(int(r[7]), bytes(r[8])),
+        pull_cursor=int(r[9]),
     )
 
 
