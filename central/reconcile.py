@@ -664,6 +664,13 @@ class Reconciler:
             for pid in _patients_of(ev):
                 bisect.insort(self.timelines.setdefault(pid, []), (ev.sort_key(), ev))
                 dirty.add(pid)
+        for pid in dirty:  # a duplicate's merge remedy carries its balance and cards: refresh
+            info = self.patients.get(pid)
+            if info is not None and len(self.by_national_id.get(info.national_id, ())) > 1:
+                dirty_ids.add(info.national_id)
+            person = (info.name, info.birth_date, info.phone) if info else None
+            if person is not None and len(self.by_identity.get(person, ())) > 1:
+                dirty_people.add(person)
         for pid in sorted(dirty):
             timeline = self.timeline(pid)
             found: list[Conflict] = []

@@ -399,3 +399,23 @@ def test_injected_double_spends_and_lost_card_uses_raise_exactly_those(
         if c.kind == "overdraft":
             assert c.amount == -sim.world.account(c.patients[0]).balance
             assert yuan(c.amount) in c.explanation
+
+
+def test_the_merge_remedy_follows_the_balance_of_the_record_it_merges() -> None:
+    """A deposit on the later record after the duplicate was raised: the merge moves it too."""
+    h = History()
+    h.patient("cashier-01", 0, "P-a-1", "8600000001", 1_000, nid="110101199003070011")
+    h.patient("cashier-02", 5, "P-b-1", "8600000002", 2_000, nid="110101199003070011")
+    r = Reconciler()
+    [c] = r.add(h.events).conflicts
+    assert c.remedy("merge").events[0][1]["moved"] == 2_000  # type: ignore[union-attr]
+    h.add("cashier-02", 20, "account.deposited", {"patient_id": "P-b-1", "amount": 500,
+                                                 "method": "cash", "receipt_no": "D-late"})
+    h.add("cashier-02", 21, "card.issued", {"card_no": "8600000003", "patient_id": "P-b-1"})
+    again = [x for x in r.add(h.events[-2:]).conflicts if x.kind == "duplicate_patient"]
+    assert [x.id for x in again] == [c.id]  # the same conflict, refreshed
+    _, body = again[0].remedy("merge").events[0]  # type: ignore[union-attr]
+    assert body["moved"] == 2_500 and body["cards"] == ["8600000002", "8600000003"]
+    h.add(CENTRAL, 50, "patient.merged", {**body, "reason": "same ID card"})
+    state = fold.fold(h.events)
+    assert state.accounts["P-b-1"].balance == 0 and state.accounts["P-a-1"].balance == 3_500
