@@ -380,11 +380,15 @@ class Ledger:
             except SignatureError:
                 raise SignatureError(f"{ev.node} seq {ev.seq}: signature does not verify") from None
             batch.append((ev, data, blake2b_256(data)))
+        need = Touched()
+        for ev, _, _ in batch:
+            need = need | fold.touched(ev.kind, ev.body)
         conn.execute("BEGIN IMMEDIATE")
         try:
             heads: dict[str, ChainHead] = {}
             hlc = self._read_clock(conn)
             loaded = _Loaded()
+            _load(conn, loaded, need)  # every record the batch touches, in one query a table
             new = 0
             for ev, data, h in batch:
                 if ev.node not in heads:
@@ -399,7 +403,6 @@ class Ledger:
                                             "already stored at this position")
                 check_link(head, ev)
                 self._insert(conn, ev, data, h)
-                _load(conn, loaded, fold.touched(ev.kind, ev.body))
                 fold.apply(loaded.state, ev)
                 heads[ev.node] = ChainHead(ev.seq, h)
                 hlc = hlc.observe(ev.hlc, self._clock())
