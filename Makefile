@@ -33,8 +33,13 @@ test: $(BIN)/.dev
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+# Each prints one JSON line. card_tap needs root (it runs its own pcscd); converge compares
+# with ../shared/peer-bench (PouchDB), run separately with node.
 bench: $(BIN)/.dev
 	$(BIN)/python bench/edge_append.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/converge.py 5000 4
+	$(BIN)/python bench/card_tap.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache
