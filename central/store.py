@@ -26,13 +26,14 @@ run beside ingests under WAL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
@@ -40,6 +41,9 @@ from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256
 from protocol.errors import ProtocolError, SchemaError, SignatureError
 from protocol.event import CENTRAL, NODE_ID_RE, ChainError, ChainHead, decode_event
 from protocol.messages import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, DirectoryEntry
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -164,6 +168,33 @@ class NodeRecord:
     pull_cursor: int
 
 
+
+def _completes(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Run a transaction to its end even if the task awaiting it is cancelled.
+
+    A counter that drops mid-push or mid-pull cancels its handler at any ``await``: one
+    landing between ``BEGIN`` and ``COMMIT``/``ROLLBACK`` would leave the shared
+    connection inside a transaction, and every later ``BEGIN`` would fail ("cannot start
+    a transaction within a transaction"), stopping sync for every counter.  Shielded,
+    the transaction finishes (or rolls back) in its own task; the caller still sees the
+    cancellation.
+    """
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        task = asyncio.ensure_future(fn(*args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_consume)
+            raise
+    return wrapper
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the caller is gone and the outcome is logged here
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """One event of a batch after the pure checks: what the transaction needs."""
@@ -275,6 +306,7 @@ class CentralStore:
 
     # ------------------------------------------------------------------ nodes
 
+    @_completes
     async def enrol(self, node: str, pubkey: bytes, role: str, now_ms: int | None = None) -> None:
         """Enrol ``node`` with its public key; re-enrolling a revoked node rotates its key.
 
@@ -381,6 +413,7 @@ class CentralStore:
         assert row is not None
         return int(row[0])
 
+    @_completes
     async def ingest(
         self,
         node: str,
@@ -518,10 +551,14 @@ class CentralStore:
         if after < 0:
             raise SchemaError("cursor must be ≥ 0")
         excl = exclude_node if exclude_node is not None else ""
-        async with self._rlock:
-            return await self._events_after(after, excl, limit, max_bytes)
+        return await self._events_after(after, excl, limit, max_bytes)
 
+    @_completes
     async def _events_after(self, after: int, excl: str, limit: int, max_bytes: int) -> Page:
+        async with self._rlock:  # inside the shield: held until this transaction ends
+            return await self._events_after_tx(after, excl, limit, max_bytes)
+
+    async def _events_after_tx(self, after: int, excl: str, limit: int, max_bytes: int) -> Page:
         await self._r.execute("BEGIN")
         try:
             cur = await self._r.execute("SELECT pos FROM cursor WHERE id = 1")
@@ -559,6 +596,7 @@ class CentralStore:
             )
             return [(int(r[0]), bytes(r[1]), int(r[2])) for r in await cur.fetchall()]
 
+    @_completes
     async def write_many(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
         """Run ``statements`` in one write transaction (conflict bookkeeping)."""
         if not statements:
