@@ -11,11 +11,20 @@ on a timer (events central's CLI or console appended in another process).
 :func:`resolve` is the one write path for a resolution: the remedy's events are signed
 with central's key, ingested as node ``central`` (so they sync to every counter like
 any event), and the conflict is marked resolved by the last of them.
+
+A conflict about patients that is new to the book (its id not in the ``conflicts``
+table) is also announced to the counters: :class:`ConflictWatch` signs one
+``conflict.raised`` event for it (:mod:`protocol.remedies`) before recording it, so the
+counter can say "open conflict" when the card is tapped, long before IT resolves it.
+The table, not memory, decides "new", so a restart or a re-sync never announces twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +42,17 @@ from central.reconcile import (
 from central.store import CentralStore
 from protocol import kinds
 from protocol.crypto import SigningKey
-from protocol.event import CENTRAL, Event, decode_event, sign_event
+from protocol.event import CENTRAL, ChainError, Event, decode_event, sign_event
 from protocol.hlc import Hlc
+from protocol.remedies import RAISED
+
+log = logging.getLogger(__name__)
+
+#: Conflicts about a node, not a patient's money or record: never announced to counters.
+INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "clock_skew",
+                             "malformed_event"})
+#: Who signs the announcements of open conflicts (the event's operator).
+RAISED_BY = "reconciler"
 
 
 def _now_ms() -> int:
@@ -126,26 +144,56 @@ def _statements(rep: Report, now: int) -> list[tuple[str, tuple[object, ...]]]:
 class ConflictWatch:
     """The reconciler kept up to date with one store (one per central process)."""
 
-    def __init__(self, store: CentralStore, config: ReconcileConfig | None = None) -> None:
+    def __init__(self, store: CentralStore, config: ReconcileConfig | None = None,
+                 key: SigningKey | None = None, *, announce: bool = True) -> None:
+        """``key``: central's, to announce new conflicts (default: the key
+        :func:`~central.store.enrol_central` enrolled on ``store``; none: no announcements).
+        ``announce=False``: keep the book only (fixtures that pin central's chain).
+        """
         self.store = store
+        self.key = key
+        self.announce = announce
         self.reconciler = Reconciler(config or ReconcileConfig())
         self.pos = 0
         self._quarantined = 0
         self._revoked: dict[str, int] = {}
+        self._lock = asyncio.Lock()  # one catch-up at a time: each new conflict announced once
 
     async def catch_up(self, page: int = 5000, max_pages: int = 100_000) -> int:
         """Reconcile every stored event not seen yet; return how many were fed."""
-        fed = 0
-        for _ in range(max_pages):
-            rows = await self.store.events_since(self.pos, page)
-            if not rows:
-                break
-            rep = self.reconciler.add(Incoming(decode_event(d), ms) for _, d, ms in rows)
-            await self.store.write_many(_statements(rep, _now_ms()))
-            self.pos = rows[-1][0]
-            fed += len(rows)
-        await self._integrity()
-        return fed
+        async with self._lock:
+            fed = 0
+            for _ in range(max_pages):
+                rows = await self.store.events_since(self.pos, page)
+                if not rows:
+                    break
+                rep = self.reconciler.add(Incoming(decode_event(d), ms) for _, d, ms in rows)
+                try:  # before the book, so a crash in between repeats it, never loses it
+                    await self._announce(rep)
+                except Exception:  # the book matters more: record them unannounced
+                    log.exception("announcing new conflicts failed")
+                await self.store.write_many(_statements(rep, _now_ms()))
+                self.pos = rows[-1][0]
+                fed += len(rows)
+            await self._integrity()
+            return fed
+
+    async def _announce(self, rep: Report) -> None:
+        """Sign a ``conflict.raised`` for each conflict about patients not yet in the book."""
+        key = self.key or self.store.central_key
+        found = {c.id: c for c in rep.conflicts
+                 if c.patients and c.kind not in INTEGRITY_KINDS}
+        if key is None or not self.announce or not found:
+            return
+        marks = ", ".join("?" * len(found))
+        known = {str(r[0]) for r in await self.store.read(
+            f"SELECT id FROM conflicts WHERE id IN ({marks})", tuple(found))}
+        bodies = [raised_body(c) for cid, c in sorted(found.items()) if cid not in known]
+        items = [(RAISED, b) for b in bodies if not kinds.validate_body(RAISED, b)]
+        if len(items) < len(bodies):
+            log.warning("%d open conflicts not announced: body refused", len(bodies) - len(items))
+        if items:
+            await sign_central(self.store, key, items, operator=RAISED_BY)
 
     async def _integrity(self) -> None:
         rows = await self.store.read(
@@ -204,6 +252,48 @@ async def acknowledge(store: CentralStore, cid: str, operator: str) -> bool:
     return True
 
 
+def raised_body(c: Conflict) -> dict[str, Any]:
+    """The ``conflict.raised`` body announcing ``c`` to the counters."""
+    summary = _LONG_DIGITS.sub(lambda m: m.group()[:3] + "…", c.title).strip()[:300]
+    return {"conflict_id": c.id, "conflict_kind": c.kind, "patient_id": c.patients[0],
+            "patients": list(c.patients), "amount": max(0, c.amount),
+            "summary": summary or c.kind}
+
+
+_LONG_DIGITS = re.compile(r"\d{11,}")  # a phone or national ID: never in clear
+
+
+async def sign_central(store: CentralStore, key: SigningKey,
+                       items: list[tuple[str, dict[str, Any]]], *, operator: str,
+                       now_ms: int | None = None, attempts: int = 3) -> list[Event]:
+    """Sign ``items`` (kind, body) as central's next events and store them as one batch.
+
+    Bodies must already be valid.  If another writer (the CLI, the console) appended to
+    central's chain between reading its head and storing, the store refuses the batch
+    (its chain check keeps the chain gapless); it is signed again on the new head.
+    """
+    now = _now_ms() if now_ms is None else now_ms
+    for attempt in range(attempts):
+        head = await store.head(CENTRAL)
+        seq, prev = head.seq, head.hash
+        events, encoded = [], []
+        for i, (kind, body) in enumerate(items):
+            seq += 1
+            ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev, hlc=Hlc(now, i),
+                                     operator=operator, kind=kind, body=body)
+            prev = h
+            events.append(ev)
+            encoded.append(data)
+        try:
+            await store.ingest(CENTRAL, encoded)
+        except ChainError:
+            if attempt + 1 == attempts:
+                raise
+            continue
+        return events
+    raise AssertionError("unreachable")
+
+
 class ResolveError(Exception):
     """The resolution cannot be made; the message says why (nothing was signed)."""
 
@@ -223,21 +313,14 @@ async def resolve(store: CentralStore, key: SigningKey, cid: str, code: str, *, 
     if not reason.strip():
         raise ResolveError("a reason is required")
     now = _now_ms() if now_ms is None else now_ms
-    head = await store.head(CENTRAL)
-    seq, prev = head.seq, head.hash
-    events, encoded = [], []
-    for i, (kind, body) in enumerate(option.events):
+    items = []
+    for kind, body in option.events:
         full = {**body, "reason": reason.strip()[:500]}
         problems = kinds.validate_body(kind, full)
         if problems:
             raise ResolveError(f"{kind}: {problems[0].message}")
-        seq += 1
-        ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev, hlc=Hlc(now, i),
-                                 operator=operator, kind=kind, body=full)
-        prev = h
-        events.append(ev)
-        encoded.append(data)
-    await store.ingest(CENTRAL, encoded)
+        items.append((kind, full))
+    events = await sign_central(store, key, items, operator=operator, now_ms=now)
     last = events[-1]
     await store.write_many([(
         "UPDATE conflicts SET status = 'resolved', resolved_by = ?, resolved_event = ?,"

@@ -45,7 +45,7 @@ from typing import Any
 from protocol import kinds
 from protocol.event import CENTRAL, Event, EventId
 from protocol.money import yuan
-from protocol.remedies import REMEDY_KINDS
+from protocol.remedies import CENTRAL_KINDS, RAISED
 
 Fen = int
 PatientId = str
@@ -647,11 +647,12 @@ class Reconciler:
             self.seen.add(ev.id)
             self.count += 1
             problems = kinds.validate_body(ev.kind, ev.body) if ev.kind in kinds.SCHEMAS else []
-            if problems or (ev.kind in REMEDY_KINDS and ev.node != CENTRAL):
+            if problems or (ev.kind in CENTRAL_KINDS and ev.node != CENTRAL):
                 rep.conflicts.append(self._malformed(ev, problems))
                 continue  # never let a malformed body into a timeline
-            if ev.kind not in kinds.SCHEMAS:
-                continue  # a newer kind this central does not know: kept, not reconciled
+            if ev.kind not in kinds.SCHEMAS or ev.kind == RAISED:
+                continue  # a newer kind this central does not know: kept, not reconciled;
+                # central's own notice of an open conflict: for counters, not a resolution
             for c in (self._skew_check(ev, inc.received_ms), self._revoked_check(ev)):
                 if c:
                     rep.conflicts.append(c)

@@ -278,6 +278,8 @@ class CentralStore:
         self._w = writer
         self._r = reader
         self._lock = asyncio.Lock()
+        #: central's signing key, once :func:`enrol_central` checked it against the store
+        self.central_key: SigningKey | None = None
         self._rlock = asyncio.Lock()  # one read transaction at a time on the reader
 
     @classmethod
@@ -682,3 +684,4 @@ async def enrol_central(store: CentralStore, key: SigningKey) -> None:
         await store.enrol(CENTRAL, key.public_key, "central")
     elif rec.pubkey != key.public_key:
         raise ValueError("the central key does not match the one enrolled as node 'central'")
+    store.central_key = key

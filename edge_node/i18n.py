@@ -123,6 +123,12 @@ STRINGS: dict[str, tuple[str, str]] = {
                         "{amount} reversed by central IT ({why})"),
     "notice.accepted": ("信息科已审核{why}，维持原状：{reason}", "Central IT reviewed {why} and "
                         "left it as is: {reason}"),
+    "notice.open": ("未决冲突：{why} {amount}，信息科正在核查；接到通知前不要收取此款",
+                    "Open conflict: {why} of {amount} — central IT is reviewing; collect "
+                    "nothing until told"),
+    "notice.open_no_amount": ("未决冲突：{why}，信息科正在核查；接到通知前请勿处理",
+                              "Open conflict: {why} — central IT is reviewing; act on "
+                              "nothing until told"),
     "why.overdraft": ("离线透支", "an offline overdraft"),
     "why.double_settlement": ("重复结算", "a double settlement"),
     "why.over_refund": ("超额退费", "an over-refund"),
@@ -146,6 +152,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "kind.patient.merged": ("合并档案", "Records merged"),
     "kind.card.blocked": ("冻结卡", "Card blocked"),
     "kind.conflict.accepted": ("冲突已审核", "Conflict reviewed"),
+    "kind.conflict.raised": ("发现冲突", "Conflict raised"),
     # methods
     "method.cash": ("现金", "Cash"),
     "method.bank_card": ("银行卡", "Bank card"),

@@ -12,6 +12,11 @@ overdraft") without the counter holding central's conflict book.
 
 A debt is what the account is below zero once central recorded one: a deposit raises
 the balance, so the next deposit collects it (and the notice turns into "paid").
+
+Before anyone at central acts, central announces each new conflict about patients with
+a ``conflict.raised`` event (:mod:`protocol.remedies`): while no other central event
+names its ``conflict_id``, the counter says the conflict is open and to collect nothing
+until told; the remedy that resolves it replaces that notice with its own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from dataclasses import dataclass, field
 from protocol.event import CENTRAL, Event
 from protocol.fold import Account, Card, Patient
 from protocol.money import yuan
+from protocol.remedies import RAISED
 
 WHY = {
     "overdraft": "why.overdraft",
@@ -38,7 +44,8 @@ WHY = {
 class Notice:
     """One instruction for staff: an i18n key, its values, and whether it blocks work."""
 
-    code: str  # debt, debt_paid, card_blocked, merged_into, merged_from, reversed, accepted
+    code: str  # open, debt, debt_paid, card_blocked, merged_into, merged_from, reversed,
+    # accepted
     key: str
     values: dict[str, str] = field(default_factory=dict)
     conflict_id: str = ""
@@ -65,9 +72,10 @@ def notices(patient: Patient, account: Account, cards: Sequence[Card],
     ``history``: the patient's events (any order; only central's remedies are read).
     """
     pid = patient.patient_id
-    remedies = sorted((e for e in history if e.node == CENTRAL and "conflict_id" in e.body),
-                      key=lambda e: e.sort_key())
-    out: list[Notice] = []
+    central = sorted((e for e in history if e.node == CENTRAL and "conflict_id" in e.body),
+                     key=lambda e: e.sort_key())
+    remedies = [e for e in central if e.kind != RAISED]
+    out = _open(central, {e.body["conflict_id"] for e in remedies})
     if patient.merged_into:
         cid = next((e.body["conflict_id"] for e in remedies if e.kind == "patient.merged"
                     and e.body["merged_id"] == pid), "")
@@ -103,3 +111,18 @@ def notices(patient: Patient, account: Account, cards: Sequence[Card],
             out.append(Notice("accepted", "notice.accepted", {"reason": b["reason"]},
                               b["conflict_id"]))
     return sorted(out, key=lambda n: not n.urgent)  # stable: event order within each group
+
+
+def _open(central: list[Event], closed: set[str]) -> list[Notice]:
+    """One notice per announced conflict that no remedy has closed yet."""
+    out: list[Notice] = []
+    said: set[str] = set()
+    for e in central:
+        cid = e.body["conflict_id"]
+        if e.kind != RAISED or cid in closed or cid in said:
+            continue
+        said.add(cid)
+        amount = int(e.body["amount"])
+        out.append(Notice("open", "notice.open" if amount else "notice.open_no_amount",
+                          {"amount": yuan(amount)} if amount else {}, cid, urgent=True))
+    return out

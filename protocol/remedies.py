@@ -23,10 +23,18 @@ Kinds:
   balance moves from one account to the other (central's figure when it merged).
 - ``card.blocked`` — a card may no longer be used.
 - ``conflict.accepted`` — left as it is, for the stated reason.
+
+Not a remedy, but signed by central the same way:
+
+- ``conflict.raised`` — central found a conflict that is still open (no remedy yet).  It
+  changes no state; it sits in the history of every patient it names, so a counter can
+  say "open conflict — collect nothing until told" before anyone at central has acted.
+  A later central event with the same ``conflict_id`` (its remedy) closes it there.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -77,6 +85,19 @@ SCHEMAS: dict[str, dict[str, Field]] = {
 
 REMEDY_KINDS = frozenset(SCHEMAS)
 
+RAISED = "conflict.raised"
+RAISED_SCHEMA: dict[str, Field] = {
+    "conflict_id": CONFLICT_ID,
+    "conflict_kind": Field(str, lo=1, hi=64),
+    "patient_id": ident(),  # the primary patient (the first of ``patients``)
+    "patients": Field(list, lo=1, hi=50),
+    "amount": Field(int, lo=0, hi=MAX_AMOUNT),  # fen at stake, 0 when none
+    "summary": text(300),  # plain language; never a national ID or phone in clear
+}
+
+#: Kinds only central may sign (a counter's event of one is flagged by central).
+CENTRAL_KINDS = REMEDY_KINDS | {RAISED}
+
 
 def _check_debt(body: Mapping[str, Any]) -> list[Problem]:
     if body["debit"] > body["amount"]:
@@ -94,7 +115,24 @@ def _check_merged(body: Mapping[str, Any]) -> list[Problem]:
     return out
 
 
-SEMANTIC = {"debt.recorded": _check_debt, "patient.merged": _check_merged}
+_LONG_DIGITS = re.compile(r"\d{11,}")  # a phone (11) or national ID (18); card numbers are 10
+
+
+def _check_raised(body: Mapping[str, Any]) -> list[Problem]:
+    out: list[Problem] = []
+    for i, p in enumerate(body["patients"]):
+        out += ident().check(p, f"patients[{i}]")
+    if _LONG_DIGITS.search(body["summary"]):
+        out.append(Problem("raised.summary_identifies", "the summary must not carry a national"
+                           " ID or phone number in clear", "summary"))
+    if not out and body["patient_id"] not in body["patients"]:
+        out.append(Problem("raised.patient_not_listed", "the primary patient must be one of"
+                           " the patients", "patient_id"))
+    return out
+
+
+SEMANTIC = {"debt.recorded": _check_debt, "patient.merged": _check_merged,
+            RAISED: _check_raised}
 
 
 def _central(ev: Event) -> bool:
@@ -147,12 +185,16 @@ def _blocked(state: State, ev: Event) -> None:
 
 
 def _nothing(state: State, ev: Event) -> None:
-    """``conflict.accepted`` changes no state; it is kept in the patient's history."""
+    """``conflict.accepted``/``conflict.raised`` change no state; kept in the history."""
 
 
 def _merged_touch(body: dict[str, Any]) -> Touched:
     return Touched(patients=frozenset({body["survivor_id"], body["merged_id"]}),
                    cards=frozenset(body["cards"]))
+
+
+def _raised_touch(body: dict[str, Any]) -> Touched:
+    return Touched(patients=frozenset(body["patients"]))
 
 
 def _register() -> None:
@@ -163,6 +205,8 @@ def _register() -> None:
     register_applier("patient.merged", _merged, _merged_touch)
     register_applier("card.blocked", _blocked)
     register_applier("conflict.accepted", _nothing)
+    register_kind(RAISED, RAISED_SCHEMA, SEMANTIC[RAISED])
+    register_applier(RAISED, _nothing, _raised_touch)
 
 
 _register()

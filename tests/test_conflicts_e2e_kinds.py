@@ -30,7 +30,7 @@ from websockets.asyncio.client import connect
 from edge_node import config as cfgmod
 from edge_node.ledger import Ledger, wall_ms
 from edge_node.service import CounterService, PatientView
-from protocol.event import ChainHead, sign_event
+from protocol.event import ChainHead, decode_event, sign_event
 from protocol.hlc import Hlc
 from protocol.messages import Error, decode_message
 from protocol.session import EdgeSession
@@ -97,6 +97,19 @@ async def _setup_a(s: CounterService) -> str:
     return receipt.number
 
 
+def _announced(central: Central) -> set[str]:
+    """The conflict ids central announced with ``conflict.raised`` (each exactly once)."""
+    c = sqlite3.connect(f"file:{central.db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = c.execute("SELECT data FROM events WHERE node = 'central'").fetchall()
+    finally:
+        c.close()
+    ids = [ev.body["conflict_id"] for ev in (decode_event(bytes(d)) for (d,) in rows)
+           if ev.kind == "conflict.raised"]
+    assert len(ids) == len(set(ids)), ids
+    return set(ids)
+
+
 def test_each_conflict_kind_raised_once_resolved_and_converges(tmp_path: Path) -> None:
     central = Central.init(tmp_path / "central")
     a = Counter.create(tmp_path, "cashier-01", central)
@@ -133,11 +146,13 @@ def test_each_conflict_kind_raised_once_resolved_and_converges(tmp_path: Path) -
 
         for k in (a, b, c):
             k.start_sync()
+        total += 5  # central's conflict.raised for each conflict about patients (not skew)
         wait_for(lambda: converged(central, [a, b, c], total), 30, "offline work synced")
         expected = {"lost_card_used", "double_replacement", "over_refund",
                     "double_settlement", "duplicate_patient", "clock_skew"}
         wait_for(lambda: set(_conflicts(central)) == expected, 20, "every conflict raised")
         found = _conflicts(central)
+        assert _announced(central) == {found[k][0] for k in expected - {"clock_skew"}}
         assert {k: (s, amt) for k, (_, s, amt) in found.items()} == {
             "lost_card_used": ("open", 2_000), "double_replacement": ("open", 0),
             "over_refund": ("open", 3_000), "double_settlement": ("open", 10_000),

@@ -47,6 +47,10 @@ VALID: dict[str, dict[str, Any]] = {
                      "patient_id": "P-a-000001", "reason": "second replacement"},
     "conflict.accepted": {"conflict_id": "overdraft-0123456789ab", "patient_id": "P-a-000001",
                           "reason": "paid in cash at the ward"},
+    # central's announcement of a conflict still open (protocol/remedies.py)
+    "conflict.raised": {"conflict_id": "overdraft-0123456789ab", "conflict_kind": "overdraft",
+                        "patient_id": "P-a-000001", "patients": ["P-a-000001"], "amount": 3500,
+                        "summary": "Overdraft ¥35.00 — 张三"},
 }
 
 
@@ -95,6 +99,11 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
     ("account.charged", {"items": []}, "field.range"),
     ("account.refunded", {"to": "wallet"}, "field.choice"),
     ("account.credit_granted", {"limit": -1}, "field.range"),
+    ("conflict.raised", {"patient_id": "P-b-000001"}, "raised.patient_not_listed"),
+    ("conflict.raised", {"patients": ["P a"]}, "field.format"),
+    ("conflict.raised", {"patients": []}, "field.range"),
+    ("conflict.raised", {"summary": "张三 13800138000"}, "raised.summary_identifies"),
+    ("conflict.raised", {"amount": -1}, "field.range"),
 ])
 def test_semantic_and_range_problems(kind: str, patch: dict[str, Any], code: str) -> None:
     body = {k: v for k, v in {**VALID[kind], **patch}.items() if v is not None}

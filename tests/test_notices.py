@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from central.reconcile import reconcile
+from central.conflicts import raised_body
+from central.reconcile import Reconciler, reconcile
 from edge_node.errors import OperationRefused
 from edge_node.i18n import Translator
 from edge_node.ledger import Ledger
@@ -26,8 +27,7 @@ EN = Translator("en")
 
 
 def _for(state: fold.State, pid: str, events: list[Event]) -> list[Notice]:
-    mine = [e for e in events if pid in (e.body.get("patient_id"), e.body.get("survivor_id"),
-                                         e.body.get("merged_id"))]
+    mine = [e for e in events if pid in fold.touched(e.kind, e.body).patients]  # as the ledger
     cards = [c for c in state.cards.values() if c.patient_id == pid]
     return notices(state.patients[pid], state.account(pid), cards, mine)
 
@@ -109,6 +109,69 @@ def test_blocked_card_merged_record_and_reversed_charge() -> None:
     _remedy(r, r.events, "lost_card_used", "reverse")
     [rev] = _for(fold.fold(r.events), "P-1", r.events)
     assert rev.text(EN) == "Charge C-9 ¥20.00 reversed by central IT (a lost card used)"
+
+
+def _raise(h: History, events: list[Event], kind: str, wall: int = 400) -> Event:
+    [c] = [c for c in reconcile(events) if c.kind == kind]
+    return h.add(CENTRAL, wall, "conflict.raised", raised_body(c), operator="reconciler")
+
+
+def test_an_open_conflict_says_so_until_its_remedy_replaces_it() -> None:
+    h = History()
+    h.patient("cashier-01", 0, "P-1", "8600000001", 6_500)
+    h.charge("cashier-01", 100, "P-1", "C-1", 5_000)
+    h.charge("cashier-02", 101, "P-1", "C-2", 5_000)
+    raised = _raise(h, h.events, "overdraft")
+    assert raised.body["amount"] == 3_500 and raised.body["patients"] == ["P-1"]
+    assert fold.fold(h.events).accounts == fold.fold(h.events[:-1]).accounts  # no money moves
+    [n] = _for(fold.fold(h.events), "P-1", h.events)
+    assert (n.code, n.urgent, n.conflict_id) == ("open", True, raised.body["conflict_id"])
+    assert n.text(EN) == ("Open conflict: an offline overdraft of ¥35.00 — central IT is "
+                          "reviewing; collect nothing until told")
+    assert "离线透支" in n.text(Translator("zh")) and "¥35.00" in n.text(Translator("zh"))
+    # announced twice (a replayed event): still one notice
+    again = h.add(CENTRAL, 401, "conflict.raised", raised.body, operator="reconciler")
+    assert [x.code for x in _for(fold.fold(h.events), "P-1", [raised, again])] == ["open"]
+    debt = _remedy(h, h.events[:-1], "overdraft", "debt")
+    assert debt.body["conflict_id"] == raised.body["conflict_id"]
+    assert [(x.code, x.conflict_id) for x in _for(fold.fold(h.events), "P-1", h.events)] == [
+        ("debt", raised.body["conflict_id"])]
+    # another conflict of the same patient, still open, stays beside the remedy
+    h.add(CENTRAL, 700, "conflict.raised",
+                  {**raised.body, "conflict_id": "overdraft-ffffffffffff", "amount": 0},
+                  operator="reconciler")
+    codes = [(x.code, x.key) for x in _for(fold.fold(h.events), "P-1", h.events)]
+    assert codes == [("open", "notice.open_no_amount"), ("debt", "notice.debt")]
+
+
+def test_an_open_duplicate_is_shown_on_both_records_and_raised_is_not_a_resolution() -> None:
+    m = History()
+    m.patient("cashier-01", 0, "P-a", "8600000011", 1_000, nid=ID_MALE)
+    m.patient("cashier-02", 5, "P-b", "8600000012", 2_000, nid=ID_MALE)
+    raised = _raise(m, m.events, "duplicate_patient")
+    assert set(fold.touched("conflict.raised", raised.body).patients) == {"P-a", "P-b"}
+    assert ID_MALE not in raised.body["summary"]
+    state = fold.fold(m.events)
+    for pid in ("P-a", "P-b"):
+        [n] = _for(state, pid, [raised])
+        assert n.text(EN) == ("Open conflict: a duplicate registration — central IT is "
+                              "reviewing; act on nothing until told")
+    rec = Reconciler()
+    first = rec.add(m.events[:-1])
+    rep = rec.add([raised])  # central's own announcement: no resolution, no new conflict
+    assert [c.kind for c in first.conflicts] == ["duplicate_patient"]
+    assert (rep.conflicts, rep.resolutions, rep.withdrawn) == ([], [], [])
+
+
+def test_a_raised_conflict_from_a_counter_gives_no_notice_and_is_flagged() -> None:
+    h = History()
+    h.patient("cashier-01", 0, "P-1", "8600000001", 1_000)
+    forged = h.add("cashier-02", 10, "conflict.raised", {
+        "conflict_id": "overdraft-000000000000", "conflict_kind": "overdraft",
+        "patient_id": "P-1", "patients": ["P-1"], "amount": 100, "summary": "forged"})
+    assert _for(fold.fold(h.events), "P-1", h.events) == []
+    assert [c.kind for c in reconcile(h.events)] == ["malformed_event"]
+    assert forged.node != CENTRAL
 
 
 def test_a_forged_remedy_from_a_counter_gives_no_notice() -> None:

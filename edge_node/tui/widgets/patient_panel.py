@@ -104,7 +104,7 @@ class PatientPanel(Vertical):
             out.append(tr("flag.card_lost"))
         elif card is not None and card.status == "replaced":
             out.append(tr("flag.card_replaced", new=card.replaced_by))
-        if acct.balance < 0 and "debt" not in said:
+        if acct.balance < 0 and not said & {"debt", "open"}:  # open: collect nothing yet
             out.append(tr("flag.debt", amount=yuan(-acct.balance)))
         if acct.closed:
             out.append(tr("flag.closed"))
