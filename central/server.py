@@ -82,6 +82,9 @@ class CentralServer:
         watch: ConflictWatch | None = None,
     ) -> None:
         self.watch = watch
+        # One reconciliation at a time: concurrent catch-ups (a commit per connected counter,
+        # plus the poll for other processes' events) would each decode the same new rows.
+        self._reconciling = asyncio.Lock()
         self.executor = executor
         self.prepare_parts = max(1, prepare_parts)
         self.store = store
@@ -264,6 +267,11 @@ class CentralServer:
         check_links(conn.node, prepared)
         return prepared
 
+    async def _catch_up(self) -> None:
+        assert self.watch is not None
+        async with self._reconciling:
+            await self.watch.catch_up()
+
     async def _commit_loop(
         self,
         conn: Conn,
@@ -282,7 +290,7 @@ class CentralServer:
             )
             if self.watch is not None and result.stored:
                 try:  # the ack means "stored and reconciled"
-                    await self.watch.catch_up()
+                    await self._catch_up()
                 except Exception:  # a reconciler bug must not stop sync: log, retry later
                     log.exception("reconciler failed node=%s", conn.node)
             await conn.ws.send(s.send_ack(msg.batch, result.stored, result.head))
@@ -308,7 +316,7 @@ class CentralServer:
             try:
                 top = await self.store.cursor()
                 if top > last:
-                    await self.watch.catch_up()
+                    await self._catch_up()
                     self._notify("")  # wake every feeder: cheap when nothing is new for it
                     last = top
             except Exception:
