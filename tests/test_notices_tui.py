@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from central.conflicts import raised_body
 from central.reconcile import reconcile
 from edge_node.config import EdgeConfig
 from edge_node.ledger import Ledger
@@ -31,8 +32,10 @@ CARD = "8600000001"
 OTHER = "cashier-02"
 
 
-async def _overdrawn_with_debt(cfg: EdgeConfig, tmp_path: Path) -> Ledger:
-    """This counter and cashier-02 each took ¥50.00 of ¥65.00 offline; IT recorded the debt."""
+async def _overdrawn_with_debt(cfg: EdgeConfig, tmp_path: Path, *,
+                               open_only: bool = False) -> Ledger:
+    """This counter and cashier-02 each took ¥50.00 of ¥65.00 offline; IT recorded the debt
+    (``open_only``: central only announced the conflict, nobody has resolved it yet)."""
     led = await open_ledger(cfg)
     await seed_staff(led)
     await seed_patient(led, CARD, deposit=6_500)
@@ -53,6 +56,12 @@ async def _overdrawn_with_debt(cfg: EdgeConfig, tmp_path: Path) -> Ledger:
         await other.close()
     everything = [decode_event(d) for _, d in await led.events()]
     [conflict] = reconcile(everything)
+    if open_only:
+        _, data, _ = sign_event(central, node=CENTRAL, seq=1, prev=ZERO_HASH,
+                                hlc=Hlc(NOW_MS - 60_000, 0), operator="reconciler",
+                                kind="conflict.raised", body=raised_body(conflict))
+        await led.ingest([data])
+        return led
     option = conflict.remedy("debt")
     assert option is not None
     [(kind, body)] = option.events
@@ -89,6 +98,23 @@ async def test_tap_shows_the_debt_and_why_and_a_deposit_collects_it(tmp_path: Pa
             assert (await led.get("accounts", pid)).balance == 1_500
             flags = _flags(pilot)
             assert "Debt of ¥35.00 from an offline overdraft paid" in flags
+            assert "Owes" not in flags
+    finally:
+        await led.close()
+
+
+async def test_tap_shows_an_open_conflict_before_it_is_resolved(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path)
+    led = await _overdrawn_with_debt(cfg, tmp_path, open_only=True)
+    try:
+        app = make_app(cfg, led)
+        async with app.run_test(size=(120, 44)) as pilot:
+            await log_in(pilot)
+            await tap(pilot, CARD)
+            flags = _flags(pilot)
+            assert flags.count("Open conflict: an offline overdraft of ¥35.00 — central IT is "
+                               "reviewing; collect nothing until told") == 1
+            assert "collect it first" not in flags  # nothing to collect until IT decides
             assert "Owes" not in flags
     finally:
         await led.close()
