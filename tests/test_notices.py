@@ -7,10 +7,14 @@ says what is owed and why, refuses a new charge, and the next deposit collects i
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 
-from central.conflicts import raised_body
+from central.conflicts import ConflictWatch, list_conflicts, raised_body, resolve
 from central.reconcile import Reconciler, reconcile
+from central.store import CentralStore, enrol_central
 from edge_node.errors import OperationRefused
 from edge_node.i18n import Translator
 from edge_node.ledger import Ledger
@@ -21,7 +25,9 @@ from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.event import CENTRAL, Event, decode_event, sign_event
 from protocol.hlc import Hlc
 from tests.conftest import ID_MALE, LedgerFactory, item, node_key, registered
-from tests.test_reconcile import History
+from tests.support.central_seed import Chains
+from tests.support.central_seed import node_key as seed_key
+from tests.test_reconcile import T0, History
 
 EN = Translator("en")
 
@@ -228,3 +234,50 @@ async def test_counter_shows_the_debt_refuses_a_charge_and_a_deposit_collects_it
     receipt = await sa.charge("8600000001", [item(1_000)], "lab")
     assert receipt.balance == 500
 
+
+
+async def _central_kinds(store: CentralStore) -> list[tuple[int, str, str]]:
+    rows = await store.read("SELECT seq, data FROM events WHERE node = ? ORDER BY seq",
+                            (CENTRAL,))
+    return [(int(seq), (e := decode_event(bytes(d))).kind, e.body["conflict_id"])
+            for seq, d in rows]
+
+
+async def test_central_announces_each_new_conflict_once_across_restarts(tmp_path: Path) -> None:
+    key = SigningKey.generate()
+    ch = Chains()
+    ch.patient("cashier-01", T0, "P-1", "8600000001", 6_500, "张三")
+    ch.charge("cashier-01", T0 + 100, "P-1", "C-1", 5_000, "8600000001")
+    ch.charge("cashier-02", T0 + 101, "P-1", "C-2", 5_000, "8600000001")
+    ch.patient("cashier-01", T0 + 200, "P-a", "8600000011", 1_000, "王五", nid=ID_MALE)
+    ch.patient("cashier-02", T0 + 300, "P-b", "8600000012", 2_000, "王五", nid=ID_MALE)
+    store = await CentralStore.open(tmp_path / "central.sqlite3")
+    try:
+        await enrol_central(store, key)
+        for node in ("cashier-01", "cashier-02"):
+            await store.enrol(node, seed_key(node).public_key, "cashier")
+            await store.ingest(node, ch.encoded[node])
+        await ConflictWatch(store, announce=False).catch_up()  # the book, no announcement
+        assert await _central_kinds(store) == []
+        assert len(await list_conflicts(store)) == 2
+        await store.write_many([("DELETE FROM conflicts", ())])  # as if never seen
+        await ConflictWatch(store).catch_up()
+        announced = await _central_kinds(store)
+        book = {r.kind: r for r in await list_conflicts(store)}
+        assert set(book) == {"overdraft", "duplicate_patient"}
+        assert sorted(cid for _, _, cid in announced) == sorted(r.id for r in book.values())
+        assert [(s, k) for s, k, _ in announced] == [(1, "conflict.raised"),
+                                                     (2, "conflict.raised")]
+        watch = ConflictWatch(store)  # a restarted central: its reconciler starts empty
+        await asyncio.gather(watch.catch_up(), watch.catch_up())
+        assert await _central_kinds(store) == announced
+        assert {r.status for r in await list_conflicts(store)} == {"open"}  # not resolutions
+        await resolve(store, key, book["overdraft"].id, "debt", reason="owed",
+                      operator="it.li")
+        await watch.catch_up()
+        after = await _central_kinds(store)
+        assert after[:2] == announced and after[2][:2] == (3, "debt.recorded")
+        statuses = {r.kind: r.status for r in await list_conflicts(store)}
+        assert statuses == {"overdraft": "resolved", "duplicate_patient": "open"}
+    finally:
+        await store.close()
