@@ -397,7 +397,7 @@ async def run_server(
             )
         await enrol_central(store, key)
         await store.mark_all_offline()
-        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms))
+        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms), key=key)
         await watch.catch_up()
         app = CentralServer(
             store,

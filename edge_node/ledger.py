@@ -380,33 +380,49 @@ class Ledger:
             except SignatureError:
                 raise SignatureError(f"{ev.node} seq {ev.seq}: signature does not verify") from None
             batch.append((ev, data, blake2b_256(data)))
-        need = Touched()
-        for ev, _, _ in batch:
-            need = need | fold.touched(ev.kind, ev.body)
+        touches = [fold.touched(ev.kind, ev.body) for ev, _, _ in batch]
+        need = Touched(frozenset().union(*(t.patients for t in touches)),
+                       frozenset().union(*(t.cards for t in touches)),
+                       frozenset().union(*(t.charges for t in touches)))
         conn.execute("BEGIN IMMEDIATE")
         try:
             heads: dict[str, ChainHead] = {}
             hlc = self._read_clock(conn)
             loaded = _Loaded()
             _load(conn, loaded, need)  # every record the batch touches, in one query a table
-            new = 0
-            for ev, data, h in batch:
+            # rowids assigned here (under the write lock) so the whole batch is two inserts
+            rowid = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+            rows: list[tuple[Any, ...]] = []
+            links: list[tuple[str, int]] = []
+            in_batch: dict[tuple[str, int], bytes] = {}
+            for (ev, data, h), touch in zip(batch, touches, strict=True):
                 if ev.node not in heads:
                     heads[ev.node] = self._head(conn, ev.node)
                 head = heads[ev.node]
                 if ev.seq <= head.seq:
-                    row = conn.execute("SELECT hash FROM events WHERE node=? AND seq=?",
-                                       (ev.node, ev.seq)).fetchone()
-                    if row is not None and row[0] == h:
+                    held = in_batch.get((ev.node, ev.seq))
+                    if held is None:
+                        row = conn.execute("SELECT hash FROM events WHERE node=? AND seq=?",
+                                           (ev.node, ev.seq)).fetchone()
+                        held = row[0] if row is not None else None
+                    if held == h:
                         continue  # re-sent: a no-op
                     raise EquivocationError(f"{ev.node} seq {ev.seq}: a different event is "
                                             "already stored at this position")
                 check_link(head, ev)
-                self._insert(conn, ev, data, h)
+                rowid += 1
+                rows.append((rowid, ev.node, ev.seq, h, ev.hlc.wall, ev.hlc.counter,
+                             ev.operator, ev.kind, data))
+                links += [(p, rowid) for p in touch.patients]
+                in_batch[(ev.node, ev.seq)] = h
                 fold.apply(loaded.state, ev)
                 heads[ev.node] = ChainHead(ev.seq, h)
                 hlc = hlc.observe(ev.hlc, self._clock())
-                new += 1
+            conn.executemany(
+                "INSERT INTO events (rowid, node, seq, hash, hlc_wall, hlc_counter, operator, "
+                "kind, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.executemany("INSERT OR IGNORE INTO patient_events VALUES (?, ?)", links)
+            new = len(rows)
             _write_back(conn, loaded)
             conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
                              [(n, hd.seq, hd.hash) for n, hd in heads.items()])
