@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edge_node import config as cfgmod
 from protocol.crypto import SigningKey
@@ -40,8 +41,34 @@ def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
     return subprocess.run([CENTRAL_CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
+class _Process:
+    """A node's process (central or a counter's sync daemon) and its database."""
+
+    proc: subprocess.Popen[Any] | None
+    db: Path
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def event_ids(self) -> set[tuple[str, int, bytes]]:
+        return _ids(self.db, "SELECT node, seq, hash FROM events")
+
+
 @dataclass
-class Central:
+class Central(_Process):
     dir: Path
     config: Path
     key_hex: str
@@ -84,32 +111,13 @@ class Central:
         assert "listening on" in line, line
         assert time.monotonic() < deadline
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-
-    def event_ids(self) -> set[tuple[str, int, bytes]]:
-        return _ids(self.db, "SELECT node, seq, hash FROM events")
-
     def positions(self) -> list[int]:
         with _ro(self.db) as c:
             return [r[0] for r in c.execute("SELECT pos FROM events ORDER BY pos")]
 
 
 @dataclass
-class Counter:
+class Counter(_Process):
     node: str
     dir: Path
     config: Path
@@ -151,25 +159,6 @@ class Counter:
         e.update(env or {})
         self.proc = subprocess.Popen(sync_argv(self.config),
                                      stdout=log, stderr=log, env=e)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-
-    def event_ids(self) -> set[tuple[str, int, bytes]]:
-        return _ids(self.db, "SELECT node, seq, hash FROM events")
 
     def event_count(self) -> int:
         with _ro(self.db) as c:
