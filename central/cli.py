@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("revoke", help="revoke a counter: it can no longer connect or push")
     r.add_argument("node", help="the counter's node id")
 
-    sub.add_parser("nodes", help="list counters: role, last seen, head seq, lag, online")
+    sub.add_parser("nodes", help="list counters: role, online, last seen, head seq, lag, pending")
 
     s = sub.add_parser("serve", help="serve counters over websockets (GET /healthz for health)")
     s.add_argument("--host", default=None, help="listen address (config: host)")
@@ -205,15 +205,16 @@ async def _nodes(cfg: CentralConfig) -> int:
     now = time.time_ns() // 1_000_000
     print(
         f"{'node':<20} {'role':<13} {'state':<8} {'last seen':<12} {'head':>8} {'lag':>8}"
-        f"  fingerprint"
+        f" {'pending':>8}  fingerprint"
     )
     for n in nodes:
         state = "revoked" if n.revoked else ("online" if n.online else "offline")
         seen = _ago(now - n.last_seen_ms) if n.last_seen_ms else "never"
         lag = "-" if n.id == CENTRAL else str(lags.get(n.id, 0))
+        pending = "-" if n.id == CENTRAL else str(n.pending)
         print(
             f"{n.id:<20} {n.role:<13} {state:<8} {seen:<12} {n.head.seq:>8} {lag:>8}"
-            f"  {fingerprint(n.pubkey)}"
+            f" {pending:>8}  {fingerprint(n.pubkey)}"
         )
     return 0
 

@@ -12,11 +12,19 @@ on a timer (events central's CLI or console appended in another process).
 with central's key, ingested as node ``central`` (so they sync to every counter like
 any event), and the conflict is marked resolved by the last of them.
 
-A conflict about patients that is new to the book (its id not in the ``conflicts``
-table) is also announced to the counters: :class:`ConflictWatch` signs one
-``conflict.raised`` event for it (:mod:`protocol.remedies`) before recording it, so the
-counter can say "open conflict" when the card is tapped, long before IT resolves it.
-The table, not memory, decides "new", so a restart or a re-sync never announces twice.
+Conflicts about patients are also announced to the counters, so the counter can say
+"open conflict" when the card is tapped long before IT resolves it: at the end of each
+catch-up :class:`ConflictWatch` compares the book with what the counters were told
+(the ``announced`` column) and signs a ``conflict.raised`` for each open conflict not
+yet announced and a ``conflict.withdrawn`` for each announced one the reconciler has
+since withdrawn (:mod:`protocol.remedies`).  The events and the column change in one
+transaction, and the comparison is made only once the catch-up is done, so a restart
+(which replays every event, transient conflicts included) or a re-sync announces
+nothing twice.
+
+Every write to central's chain goes through :meth:`CentralStore.append_central`, which
+reads central's head and signs inside the store's write transaction: the server, the
+CLI and the console may append at the same instant without forking central's chain.
 """
 
 from __future__ import annotations
@@ -39,12 +47,11 @@ from central.reconcile import (
     RemedyOption,
     Report,
 )
-from central.store import CentralStore
+from central.store import CentralStore, Query, Statements
 from protocol import kinds
 from protocol.crypto import SigningKey
-from protocol.event import CENTRAL, ChainError, Event, decode_event, sign_event
-from protocol.hlc import Hlc
-from protocol.remedies import RAISED
+from protocol.event import CENTRAL, Event, decode_event
+from protocol.remedies import RAISED, WITHDRAWN
 
 log = logging.getLogger(__name__)
 
@@ -130,15 +137,30 @@ def _statements(rep: Report, now: int) -> list[tuple[str, tuple[object, ...]]]:
             (c.id, *vals, now)))
     for cid in rep.withdrawn:
         out.append(("UPDATE conflicts SET status = 'withdrawn', updated_ms = ?"
-                    " WHERE id = ? AND status = 'open'", (now, cid)))
+                    " WHERE id = ? AND status IN ('open', 'acknowledged')", (now, cid)))
     for res in rep.resolutions:
-        out.append((
-            "UPDATE conflicts SET status = 'resolved', resolved_by = ?, resolved_event = ?,"
-            " resolved_kind = ?, resolved_reason = ?, resolved_ms = ?, updated_ms = ?"
-            " WHERE id = ? AND status != 'resolved'",
-            (res.operator, f"{res.event[0]} #{res.event[1]}", res.kind, res.reason,
-             res.wall_ms, now, res.conflict_id)))
+        out.append(_resolved_statement(res.conflict_id, res.operator,
+                                       f"{res.event[0]} #{res.event[1]}", res.kind, res.reason,
+                                       res.wall_ms, now))
     return out
+
+
+def _resolved_statement(cid: str, operator: str, event: str, kind: str, reason: str,
+                        wall_ms: int, now: int) -> tuple[str, tuple[object, ...]]:
+    """Mark ``cid`` resolved (the remedy itself closes it at the counters)."""
+    return ("UPDATE conflicts SET status = 'resolved', resolved_by = ?, resolved_event = ?,"
+            " resolved_kind = ?, resolved_reason = ?, resolved_ms = ?, updated_ms = ?,"
+            " announced = 0 WHERE id = ? AND status != 'resolved'",
+            (operator, event, kind, reason, wall_ms, now, cid))
+
+
+#: Conflicts whose announcement at the counters is behind the book.
+_UNANNOUNCED = (
+    "SELECT id, kind, status, patients, amount, title FROM conflicts"
+    " WHERE ((status IN ('open', 'acknowledged') AND announced = 0)"
+    "  OR (status = 'withdrawn' AND announced = 1))"
+    " AND patients != '[]' AND kind NOT IN ('equivocation', 'chain_break', 'revoked_node',"
+    " 'clock_skew', 'malformed_event') ORDER BY wall_ms, id")
 
 
 class ConflictWatch:
@@ -168,32 +190,40 @@ class ConflictWatch:
                 if not rows:
                     break
                 rep = self.reconciler.add(Incoming(decode_event(d), ms) for _, d, ms in rows)
-                try:  # before the book, so a crash in between repeats it, never loses it
-                    await self._announce(rep)
-                except Exception:  # the book matters more: record them unannounced
-                    log.exception("announcing new conflicts failed")
                 await self.store.write_many(_statements(rep, _now_ms()))
                 self.pos = rows[-1][0]
                 fed += len(rows)
             await self._integrity()
+            try:
+                await self._announce()
+            except Exception:  # the book is written; the next catch-up tries again
+                log.exception("announcing conflicts to the counters failed")
             return fed
 
-    async def _announce(self, rep: Report) -> None:
-        """Sign a ``conflict.raised`` for each conflict about patients not yet in the book."""
+    async def _announce(self) -> None:
+        """Tell the counters of every change of an open conflict about patients."""
         key = self.key or self.store.central_key
-        found = {c.id: c for c in rep.conflicts
-                 if c.patients and c.kind not in INTEGRITY_KINDS}
-        if key is None or not self.announce or not found:
+        if key is None or not self.announce or not await self.store.read(_UNANNOUNCED):
             return
-        marks = ", ".join("?" * len(found))
-        known = {str(r[0]) for r in await self.store.read(
-            f"SELECT id FROM conflicts WHERE id IN ({marks})", tuple(found))}
-        bodies = [raised_body(c) for cid, c in sorted(found.items()) if cid not in known]
-        items = [(RAISED, b) for b in bodies if not kinds.validate_body(RAISED, b)]
-        if len(items) < len(bodies):
-            log.warning("%d open conflicts not announced: body refused", len(bodies) - len(items))
-        if items:
-            await sign_central(self.store, key, items, operator=RAISED_BY)
+
+        async def plan(query: Query) -> tuple[list[tuple[str, dict[str, Any]]], Statements]:
+            items: list[tuple[str, dict[str, Any]]] = []
+            marks: Statements = []
+            for cid, kind, status, patients, amount, title in await query(_UNANNOUNCED):
+                raised = status != "withdrawn"
+                body = announcement(cid, kind, json.loads(patients), int(amount), title,
+                                    raised=raised)
+                ev_kind = RAISED if raised else WITHDRAWN
+                problems = kinds.validate_body(ev_kind, body)
+                if problems:  # cannot be told; never retried (the console still shows it)
+                    log.warning("conflict %s not announced: %s", cid, problems[0].message)
+                else:
+                    items.append((ev_kind, body))
+                marks.append(("UPDATE conflicts SET announced = ? WHERE id = ?",
+                              (int(raised), cid)))
+            return items, marks
+
+        await self.store.append_central(key, plan, operator=RAISED_BY)
 
     async def _integrity(self) -> None:
         rows = await self.store.read(
@@ -254,10 +284,20 @@ async def acknowledge(store: CentralStore, cid: str, operator: str) -> bool:
 
 def raised_body(c: Conflict) -> dict[str, Any]:
     """The ``conflict.raised`` body announcing ``c`` to the counters."""
-    summary = _LONG_DIGITS.sub(lambda m: m.group()[:3] + "…", c.title).strip()[:300]
-    return {"conflict_id": c.id, "conflict_kind": c.kind, "patient_id": c.patients[0],
-            "patients": list(c.patients), "amount": max(0, c.amount),
-            "summary": summary or c.kind}
+    return announcement(c.id, c.kind, list(c.patients), c.amount, c.title, raised=True)
+
+
+def announcement(cid: str, kind: str, patients: list[str], amount: int, title: str, *,
+                 raised: bool) -> dict[str, Any]:
+    """The body of ``conflict.raised`` (``raised``) or ``conflict.withdrawn`` for a conflict."""
+    body: dict[str, Any] = {"conflict_id": cid, "conflict_kind": kind,
+                            "patient_id": patients[0] if patients else "",
+                            "patients": list(patients)}
+    if not raised:
+        body["reason"] = "events that arrived later show it is not a conflict"
+        return body
+    summary = _LONG_DIGITS.sub(lambda m: m.group()[:3] + "…", title).strip()[:300]
+    return {**body, "amount": max(0, amount), "summary": summary or kind}
 
 
 _LONG_DIGITS = re.compile(r"\d{11,}")  # a phone or national ID: never in clear
@@ -265,33 +305,12 @@ _LONG_DIGITS = re.compile(r"\d{11,}")  # a phone or national ID: never in clear
 
 async def sign_central(store: CentralStore, key: SigningKey,
                        items: list[tuple[str, dict[str, Any]]], *, operator: str,
-                       now_ms: int | None = None, attempts: int = 3) -> list[Event]:
-    """Sign ``items`` (kind, body) as central's next events and store them as one batch.
-
-    Bodies must already be valid.  If another writer (the CLI, the console) appended to
-    central's chain between reading its head and storing, the store refuses the batch
-    (its chain check keeps the chain gapless); it is signed again on the new head.
-    """
-    now = _now_ms() if now_ms is None else now_ms
-    for attempt in range(attempts):
-        head = await store.head(CENTRAL)
-        seq, prev = head.seq, head.hash
-        events, encoded = [], []
-        for i, (kind, body) in enumerate(items):
-            seq += 1
-            ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev, hlc=Hlc(now, i),
-                                     operator=operator, kind=kind, body=body)
-            prev = h
-            events.append(ev)
-            encoded.append(data)
-        try:
-            await store.ingest(CENTRAL, encoded)
-        except ChainError:
-            if attempt + 1 == attempts:
-                raise
-            continue
-        return events
-    raise AssertionError("unreachable")
+                       now_ms: int | None = None) -> list[Event]:
+    """Sign ``items`` (kind, body; bodies already valid) as central's next events and
+    store them as one batch (:meth:`CentralStore.append_central`)."""
+    async def plan(_query: Query) -> tuple[list[tuple[str, dict[str, Any]]], Statements]:
+        return items, []
+    return await store.append_central(key, plan, operator=operator, now_ms=now_ms)
 
 
 class ResolveError(Exception):
@@ -320,11 +339,17 @@ async def resolve(store: CentralStore, key: SigningKey, cid: str, code: str, *, 
         if problems:
             raise ResolveError(f"{kind}: {problems[0].message}")
         items.append((kind, full))
-    events = await sign_central(store, key, items, operator=operator, now_ms=now)
-    last = events[-1]
-    await store.write_many([(
-        "UPDATE conflicts SET status = 'resolved', resolved_by = ?, resolved_event = ?,"
-        " resolved_kind = ?, resolved_reason = ?, resolved_ms = ?, updated_ms = ?"
-        " WHERE id = ? AND status != 'resolved'",
-        (operator, f"{CENTRAL} #{last.seq}", last.kind, reason.strip(), now, now, cid))])
-    return events
+
+    async def plan(query: Query) -> tuple[list[tuple[str, dict[str, Any]]], Statements]:
+        # Checked again under the write lock: two people resolving the same conflict at
+        # once (two consoles, console and CLI) sign one remedy, not two.
+        held = await query("SELECT status, resolved_event FROM conflicts WHERE id = ?", (cid,))
+        if held and held[0][0] == "resolved":
+            raise ResolveError(f"{cid} was resolved meanwhile by {held[0][1]}")
+        # central's next seq is known only here: the remedy names its own event
+        head = await query("SELECT head_seq FROM nodes WHERE id = ?", (CENTRAL,))
+        last = f"{CENTRAL} #{int(head[0][0]) + len(items)}"
+        return items, [_resolved_statement(cid, operator, last, items[-1][0], reason.strip(),
+                                           now, now)]
+
+    return await store.append_central(key, plan, operator=operator, now_ms=now)

@@ -45,7 +45,7 @@ from typing import Any
 from protocol import kinds
 from protocol.event import CENTRAL, Event, EventId
 from protocol.money import yuan
-from protocol.remedies import CENTRAL_KINDS, RAISED
+from protocol.remedies import ANNOUNCEMENTS, CENTRAL_KINDS, balance_delta
 
 Fen = int
 PatientId = str
@@ -175,10 +175,13 @@ class Step:
 class Timeline:
     """One patient's events in merge order, and what the detectors ask of them."""
 
-    def __init__(self, pid: PatientId, events: Sequence[Event], world: Reconciler) -> None:
+    def __init__(self, pid: PatientId, events: Sequence[Event], world: Reconciler,
+                 family: frozenset[PatientId] = frozenset()) -> None:
         self.pid = pid
         self.events = events
         self.world = world
+        #: the records whose money counts: ``pid`` and, in a person's view, those merged in
+        self.family = family or frozenset({pid})
 
     @property
     def name(self) -> str:
@@ -192,33 +195,10 @@ class Timeline:
         """The running balance after each event (what the account held, in merge order)."""
         out, bal = [], 0
         for ev in self.events:
-            d = balance_delta(ev, self.pid)
+            d = sum(balance_delta(ev, p) for p in self.family)
             bal += d
             out.append(Step(ev, d, bal))
         return out
-
-
-def balance_delta(ev: Event, pid: PatientId) -> Fen:
-    """How ``ev`` moves ``pid``'s balance (the fold's money rules, for one account)."""
-    b, k = ev.body, ev.kind
-    if k == "account.deposited":
-        return int(b["amount"])
-    if k == "account.charged" or k == "account.settled":
-        return -int(b["amount"])
-    if k == "account.refunded":
-        return int(b["amount"]) if b["to"] == "deposit" else 0
-    if ev.node != CENTRAL:
-        return 0
-    if k == "charge.reversed":
-        return int(b["amount"])
-    if k == "debt.recorded":
-        return -int(b["debit"])
-    if k == "patient.merged":
-        if b["survivor_id"] == pid:
-            return int(b["moved"])
-        if b["merged_id"] == pid:
-            return -int(b["moved"])
-    return 0
 
 
 def _patients_of(ev: Event) -> set[PatientId]:
@@ -585,6 +565,7 @@ class Reconciler:
         self.patients: dict[PatientId, PatientInfo] = {}
         self.card_owner: dict[str, PatientId] = {}
         self._cards_by_patient: dict[PatientId, set[str]] = {}
+        self._merged_into: dict[PatientId, set[PatientId]] = {}  # survivor → merged records
         self.by_national_id: dict[str, set[PatientId]] = {}
         self.by_identity: dict[tuple[str, str, str], set[PatientId]] = {}
         self.revoked: dict[str, int] = {}
@@ -598,6 +579,28 @@ class Reconciler:
     # -- queries -------------------------------------------------------------------------
     def timeline(self, pid: PatientId) -> Timeline:
         return Timeline(pid, [e for _, e in self.timelines.get(pid, [])], self)
+
+    def family(self, pid: PatientId) -> frozenset[PatientId]:
+        """``pid`` and every record merged into it (directly or through another)."""
+        out, todo = {pid}, [pid]
+        while todo:
+            survivor = todo.pop()
+            for m in self._merged_into.get(survivor, ()):
+                if m not in out:
+                    out.add(m)
+                    todo.append(m)
+        return frozenset(out)
+
+    def person_timeline(self, pid: PatientId) -> Timeline:
+        """A patient's events with those of the records merged into it, in merge order,
+        with the person's running balance (money moved by the merge nets to nothing)."""
+        family = self.family(pid)
+        seen: dict[EventId, tuple[tuple[int, int, str, int], Event]] = {}
+        for p in family:
+            for key, ev in self.timelines.get(p, []):
+                seen[ev.id] = (key, ev)
+        ordered = [e for _, e in sorted(seen.values(), key=lambda ke: ke[0])]
+        return Timeline(pid, ordered, self, family)
 
     def balance(self, pid: PatientId) -> Fen:
         return sum(balance_delta(e, pid) for _, e in self.timelines.get(pid, []))
@@ -650,9 +653,9 @@ class Reconciler:
             if problems or (ev.kind in CENTRAL_KINDS and ev.node != CENTRAL):
                 rep.conflicts.append(self._malformed(ev, problems))
                 continue  # never let a malformed body into a timeline
-            if ev.kind not in kinds.SCHEMAS or ev.kind == RAISED:
+            if ev.kind not in kinds.SCHEMAS or ev.kind in ANNOUNCEMENTS:
                 continue  # a newer kind this central does not know: kept, not reconciled;
-                # central's own notice of an open conflict: for counters, not a resolution
+                # central's own notices of a conflict's state: for counters, not resolutions
             for c in (self._skew_check(ev, inc.received_ms), self._revoked_check(ev)):
                 if c:
                     rep.conflicts.append(c)
@@ -717,6 +720,7 @@ class Reconciler:
             old = self.patients.get(b["merged_id"]) or PatientInfo(b["merged_id"])
             if not old.merged_into:
                 self.patients[b["merged_id"]] = replace(old, merged_into=b["survivor_id"])
+                self._merged_into.setdefault(b["survivor_id"], set()).add(b["merged_id"])
             for c in b["cards"]:
                 self._own(c, b["survivor_id"], force=True)
 

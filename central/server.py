@@ -56,6 +56,7 @@ class Conn:
     session: CentralSession
     node: str = ""
     node_key: bytes = b""
+    reported_seq: int = 0  # the counter's own head, as its hello said
     sent_cursor: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -123,6 +124,10 @@ class CentralServer:
         for node, lag in sorted((await self.store.lags()).items()):
             if node != CENTRAL:
                 lines.append(f'onecard_counter_lag{{node="{node}"}} {lag}')
+        lines.append("# TYPE onecard_counter_pending gauge")
+        for rec in await self.store.nodes():
+            if rec.id != CENTRAL:
+                lines.append(f'onecard_counter_pending{{node="{rec.id}"}} {rec.pending}')
         return "\n".join(lines) + "\n"
 
     async def _recv(self, conn: Conn, timeout: float | None = None) -> bytes:
@@ -151,7 +156,7 @@ class CentralServer:
                 await self._handshake(conn)
             self.conns.add(conn)
             registered = True
-            await self.store.touch(conn.node, online=True)
+            await self.store.touch(conn.node, online=True, reported_seq=conn.reported_seq)
             log.info("connected node=%s", conn.node)
             feeder = asyncio.create_task(self._feed(conn))
             await self._read_loop(conn)
@@ -180,6 +185,7 @@ class CentralServer:
         hello = s.receive(await self._recv(conn))
         assert isinstance(hello, Hello)
         conn.node = hello.node
+        conn.reported_seq = hello.head_seq
         rec = await self.store.node(hello.node)
         if rec is None:
             raise _Refusal("unknown_node", f"{hello.node} is not enrolled at central")

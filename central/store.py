@@ -39,11 +39,24 @@ import aiosqlite
 
 from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256
 from protocol.errors import ProtocolError, SchemaError, SignatureError
-from protocol.event import CENTRAL, NODE_ID_RE, ChainError, ChainHead, decode_event
+from protocol.event import (
+    CENTRAL,
+    NODE_ID_RE,
+    ChainError,
+    ChainHead,
+    Event,
+    decode_event,
+    sign_event,
+)
+from protocol.hlc import Hlc
 from protocol.messages import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, DirectoryEntry
 
 P = ParamSpec("P")
 T = TypeVar("T")
+#: A read-only query inside a transaction: ``await query(sql, args)`` → rows.
+Query = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+#: SQL statements with their arguments, run in order.
+Statements = list[tuple[str, tuple[object, ...]]]
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (
@@ -126,6 +139,22 @@ CREATE TABLE conflicts (
 CREATE INDEX conflicts_status ON conflicts (status, kind);
 """,
     ),
+    (
+        4,
+        "what each counter reported holding; which conflicts the counters were told of",
+        """
+-- The counter's own head as it last told central (hello, then every push): what it
+-- holds that central does not yet is reported_seq - head_seq ("pending").
+ALTER TABLE nodes ADD COLUMN reported_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE nodes SET reported_seq = head_seq;
+-- 1 while central's latest announcement of the conflict to the counters is
+-- conflict.raised, 0 before it and after a conflict.withdrawn.
+ALTER TABLE conflicts ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
+UPDATE conflicts SET announced = 1 WHERE status IN ('open', 'acknowledged')
+    AND patients != '[]' AND kind NOT IN ('equivocation', 'chain_break', 'revoked_node',
+    'clock_skew', 'malformed_event');
+""",
+    ),
 ]
 
 
@@ -166,6 +195,12 @@ class NodeRecord:
     online: bool
     head: ChainHead
     pull_cursor: int
+    reported_seq: int = 0
+
+    @property
+    def pending(self) -> int:
+        """Own events the node said it holds that central has not received (as of last seen)."""
+        return max(0, self.reported_seq - self.head.seq)
 
 
 
@@ -375,9 +410,11 @@ class CentralStore:
         *,
         online: bool | None = None,
         pull_cursor: int | None = None,
+        reported_seq: int | None = None,
         now_ms: int | None = None,
     ) -> None:
-        """Record that ``node`` was seen (and whether it is connected, where it pulled to)."""
+        """Record that ``node`` was seen (and whether it is connected, where it pulled to,
+        how far its own chain reaches as it said in its hello)."""
         now = _now_ms() if now_ms is None else now_ms
         sets = ["last_seen_ms = ?"]
         args: list[object] = [now]
@@ -387,6 +424,9 @@ class CentralStore:
         if pull_cursor is not None:
             sets.append("pull_cursor = ?")
             args.append(pull_cursor)
+        if reported_seq is not None:
+            sets.append("reported_seq = ?")
+            args.append(reported_seq)
         args.append(node)
         async with self._lock:
             await self._w.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = ?", args)
@@ -479,40 +519,7 @@ class CentralStore:
                                 " (quarantined for central IT)"
                             )
                 new = [p for p in prepared if p.seq > head.seq]
-                first_pos = last_pos = 0
-                if new:
-                    p0 = new[0]
-                    if p0.seq != head.seq + 1:
-                        raise ChainError(
-                            f"{node}: central holds up to seq {head.seq}, batch jumps to {p0.seq}"
-                        )
-                    if p0.prev != head.hash:
-                        raise ChainError(
-                            f"{node} seq {p0.seq}: prev is not the hash of seq {head.seq}"
-                            " central holds"
-                        )
-                    # The single-row counter, locked until COMMIT: gapless, commit order.
-                    cur = await self._w.execute(
-                        "UPDATE cursor SET pos = pos + ? WHERE id = 1 RETURNING pos", (len(new),)
-                    )
-                    r = await cur.fetchone()
-                    await cur.close()
-                    assert r is not None
-                    last_pos = int(r[0])
-                    first_pos = last_pos - len(new) + 1
-                    await self._w.executemany(
-                        "INSERT INTO events (pos, node, seq, hash, data, received_ms)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        [
-                            (first_pos + i, node, p.seq, p.hash, p.data, now)
-                            for i, p in enumerate(new)
-                        ],
-                    )
-                    head = ChainHead(new[-1].seq, new[-1].hash)
-                await self._w.execute(
-                    "UPDATE nodes SET head_seq = ?, head_hash = ?, last_seen_ms = ? WHERE id = ?",
-                    (head.seq, head.hash, now, node),
-                )
+                first_pos, last_pos, head = await self._insert(node, head, new, now)
                 await self._w.execute("COMMIT")
             except BaseException:
                 await self._w.execute("ROLLBACK")
@@ -520,6 +527,109 @@ class CentralStore:
                     await self._quarantine(node, offending, held_hash, now)
                 raise
         return IngestResult(len(new), head, first_pos, last_pos)
+
+    async def _insert(
+        self, node: str, head: ChainHead, new: list[Prepared], now: int
+    ) -> tuple[int, int, ChainHead]:
+        """Append ``new`` (checked, consecutive) after ``head`` inside the caller's write
+        transaction; return the cursor positions taken and the node's new head."""
+        first_pos = last_pos = 0
+        if new:
+            p0 = new[0]
+            if p0.seq != head.seq + 1:
+                raise ChainError(
+                    f"{node}: central holds up to seq {head.seq}, batch jumps to {p0.seq}"
+                )
+            if p0.prev != head.hash:
+                raise ChainError(
+                    f"{node} seq {p0.seq}: prev is not the hash of seq {head.seq}"
+                    " central holds"
+                )
+            # The single-row counter, locked until COMMIT: gapless, commit order.
+            cur = await self._w.execute(
+                "UPDATE cursor SET pos = pos + ? WHERE id = 1 RETURNING pos", (len(new),)
+            )
+            r = await cur.fetchone()
+            await cur.close()
+            assert r is not None
+            last_pos = int(r[0])
+            first_pos = last_pos - len(new) + 1
+            await self._w.executemany(
+                "INSERT INTO events (pos, node, seq, hash, data, received_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [(first_pos + i, node, p.seq, p.hash, p.data, now) for i, p in enumerate(new)],
+            )
+            head = ChainHead(new[-1].seq, new[-1].hash)
+        await self._w.execute(
+            "UPDATE nodes SET head_seq = ?, head_hash = ?, last_seen_ms = ?,"
+            " reported_seq = MAX(reported_seq, ?) WHERE id = ?",
+            (head.seq, head.hash, now, head.seq, node),
+        )
+        return first_pos, last_pos, head
+
+    @_completes
+    async def append_central(
+        self,
+        key: SigningKey,
+        plan: Callable[[Query], Awaitable[tuple[list[tuple[str, dict[str, Any]]], Statements]]],
+        *,
+        operator: str,
+        now_ms: int | None = None,
+    ) -> list[Event]:
+        """Sign central's next events and store them in one write transaction.
+
+        ``plan`` runs first inside the transaction (its ``query`` reads what the
+        transaction sees) and returns the ``(kind, body)`` items to sign (bodies already
+        valid) and statements to run after storing them; raising aborts with nothing
+        written.  Central's head is read, and its clock advanced past its newest event,
+        under the same write lock that stores them, so the server, the CLI and the
+        console (other processes, other connections) can all append to central's chain
+        at once: each waits for the lock, signs on the head it then holds, and none is
+        ever taken for an equivocation.
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        async with self._lock:
+            await self._w.execute("BEGIN IMMEDIATE")
+            try:
+                items, after = await plan(self._query_w)
+                events: list[Event] = []
+                if items:
+                    cur = await self._w.execute(
+                        "SELECT n.pubkey, n.head_seq, n.head_hash, e.data FROM nodes n LEFT JOIN"
+                        " events e ON e.node = n.id AND e.seq = n.head_seq WHERE n.id = ?",
+                        (CENTRAL,),
+                    )
+                    row = await cur.fetchone()
+                    if row is None:
+                        raise UnknownNode("central is not enrolled in this store")
+                    if bytes(row[0]) != key.public_key:
+                        raise SignatureError("this key is not the one enrolled as central")
+                    head = ChainHead(int(row[1]), bytes(row[2]))
+                    clock = decode_event(bytes(row[3])).hlc if row[3] is not None else Hlc()
+                    seq, prev, new = head.seq, head.hash, []
+                    for kind, body in items:
+                        seq, clock = seq + 1, clock.now(now)
+                        ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev,
+                                                 hlc=clock, operator=operator, kind=kind,
+                                                 body=body)
+                        events.append(ev)
+                        new.append(Prepared(seq, prev, h, data))
+                        prev = h
+                    await self._insert(CENTRAL, head, new, now)
+                for sql, args in after:
+                    await self._w.execute(sql, args)
+                await self._w.execute("COMMIT")
+            except BaseException:
+                await self._w.execute("ROLLBACK")
+                raise
+        return events
+
+    async def _query_w(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query on the writer, inside its open transaction (for plans)."""
+        cur = await self._w.execute(sql, args)
+        rows = [tuple(r) for r in await cur.fetchall()]
+        await cur.close()
+        return rows
 
     async def _quarantine(self, node: str, p: Prepared, held_hash: bytes, now: int) -> None:
         """Keep an equivocating event as evidence, outside ``events`` (caller holds lock)."""
@@ -641,7 +751,7 @@ class CentralStore:
 
 _NODE_SELECT = (
     "SELECT id, pubkey, role, revoked, enrolled_ms, last_seen_ms, online, head_seq, head_hash,"
-    " pull_cursor FROM nodes"
+    " pull_cursor, reported_seq FROM nodes"
 )
 
 
@@ -656,6 +766,7 @@ def _node_record(r: sqlite3.Row | tuple[Any, ...]) -> NodeRecord:
         online=bool(r[6]),
         head=ChainHead(int(r[7]), bytes(r[8])),
         pull_cursor=int(r[9]),
+        reported_seq=int(r[10]),
     )
 
 

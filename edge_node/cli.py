@@ -128,10 +128,13 @@ async def cmd_history(args: argparse.Namespace) -> int:
     service, view, ledger = await _card_view(args)
     async with ledger:
         events = await service.history(view.patient.patient_id, args.limit)
+    pid = view.patient.patient_id
     for ev in reversed(events):
         amount = ev.body.get("amount")
         money = f" {yuan(amount)}" if isinstance(amount, int) else ""
-        print(f"{ev.hlc.wall}  {ev.node}#{ev.seq}  {ev.operator:<10} {ev.kind}{money}")
+        other = ev.body.get("patient_id", pid)
+        record = f"  (record {other})" if other != pid else ""  # merged into this one
+        print(f"{ev.hlc.wall}  {ev.node}#{ev.seq}  {ev.operator:<10} {ev.kind}{money}{record}")
     return 0
 
 

@@ -153,6 +153,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "kind.card.blocked": ("冻结卡", "Card blocked"),
     "kind.conflict.accepted": ("冲突已审核", "Conflict reviewed"),
     "kind.conflict.raised": ("发现冲突", "Conflict raised"),
+    "kind.conflict.withdrawn": ("冲突已撤销", "Conflict withdrawn"),
     # methods
     "method.cash": ("现金", "Cash"),
     "method.bank_card": ("银行卡", "Bank card"),

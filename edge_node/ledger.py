@@ -510,10 +510,13 @@ class Ledger:
         return [fold.Charge(*r) for r in rows]
 
     async def history(self, patient_id: str, limit: int = 200) -> list[Event]:
-        """The patient's events, newest first."""
+        """The patient's events, newest first, with those of every record central merged
+        into it (``patient.merged``: the history moves to the survivor with the money)."""
         rows = await self._fetch(
-            "SELECT e.data FROM patient_events p JOIN events e ON e.rowid = p.event_rowid "
-            "WHERE p.patient_id=? ORDER BY p.event_rowid DESC LIMIT ?", (patient_id, limit))
+            "WITH RECURSIVE family(id) AS (SELECT ? UNION"
+            " SELECT p.patient_id FROM patients p JOIN family f ON p.merged_into = f.id)"
+            " SELECT data FROM events WHERE rowid IN (SELECT event_rowid FROM patient_events"
+            " WHERE patient_id IN family) ORDER BY rowid DESC LIMIT ?", (patient_id, limit))
         return [decode_event(d) for (d,) in rows]
 
     async def events_between(self, start_ms: int, end_ms: int,

@@ -88,6 +88,9 @@ ALTER TABLE charges ADD COLUMN reversed INTEGER NOT NULL DEFAULT 0
 ALTER TABLE accounts ADD COLUMN stamp_seq INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN stamp_balance INTEGER NOT NULL DEFAULT 0
 """),
+    (5, "patients: find the records merged into a survivor (its history includes theirs)", """
+CREATE INDEX patients_merged_into ON patients (merged_into)
+"""),
 ]
 
 

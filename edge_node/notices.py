@@ -14,9 +14,11 @@ A debt is what the account is below zero once central recorded one: a deposit ra
 the balance, so the next deposit collects it (and the notice turns into "paid").
 
 Before anyone at central acts, central announces each new conflict about patients with
-a ``conflict.raised`` event (:mod:`protocol.remedies`): while no other central event
-names its ``conflict_id``, the counter says the conflict is open and to collect nothing
-until told; the remedy that resolves it replaces that notice with its own.
+a ``conflict.raised`` event (:mod:`protocol.remedies`): while no remedy names its
+``conflict_id``, the counter says the conflict is open and to collect nothing until
+told; the remedy that resolves it replaces that notice with its own.  A
+``conflict.withdrawn`` (later events showed it was no conflict) takes the notice away
+again, until a newer ``conflict.raised`` for the same id.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from protocol.event import CENTRAL, Event
 from protocol.fold import Account, Card, Patient
 from protocol.money import yuan
-from protocol.remedies import RAISED
+from protocol.remedies import ANNOUNCEMENTS, RAISED
 
 WHY = {
     "overdraft": "why.overdraft",
@@ -74,7 +76,7 @@ def notices(patient: Patient, account: Account, cards: Sequence[Card],
     pid = patient.patient_id
     central = sorted((e for e in history if e.node == CENTRAL and "conflict_id" in e.body),
                      key=lambda e: e.sort_key())
-    remedies = [e for e in central if e.kind != RAISED]
+    remedies = [e for e in central if e.kind not in ANNOUNCEMENTS]
     out = _open(central, {e.body["conflict_id"] for e in remedies})
     if patient.merged_into:
         cid = next((e.body["conflict_id"] for e in remedies if e.kind == "patient.merged"
@@ -114,14 +116,19 @@ def notices(patient: Patient, account: Account, cards: Sequence[Card],
 
 
 def _open(central: list[Event], closed: set[str]) -> list[Notice]:
-    """One notice per announced conflict that no remedy has closed yet."""
-    out: list[Notice] = []
-    said: set[str] = set()
+    """One notice per conflict whose latest announcement is "raised" and no remedy closed.
+
+    ``central``: in central's order (its chain), so "latest" is the last one here.
+    """
+    latest: dict[str, Event] = {}
     for e in central:
-        cid = e.body["conflict_id"]
-        if e.kind != RAISED or cid in closed or cid in said:
+        if e.kind in ANNOUNCEMENTS:
+            latest.pop(e.body["conflict_id"], None)  # ordered by latest announcement
+            latest[e.body["conflict_id"]] = e
+    out: list[Notice] = []
+    for cid, e in latest.items():
+        if e.kind != RAISED or cid in closed:
             continue
-        said.add(cid)
         amount = int(e.body["amount"])
         out.append(Notice("open", "notice.open" if amount else "notice.open_no_amount",
                           {"amount": yuan(amount)} if amount else {}, cid, urgent=True))

@@ -30,6 +30,11 @@ Not a remedy, but signed by central the same way:
   changes no state; it sits in the history of every patient it names, so a counter can
   say "open conflict — collect nothing until told" before anyone at central has acted.
   A later central event with the same ``conflict_id`` (its remedy) closes it there.
+- ``conflict.withdrawn`` — a conflict central announced is no longer one: events that
+  arrived later (a deposit made offline before the charge, say) showed the account was
+  never short.  It closes the announcement at the counters; a ``conflict.raised`` for the
+  same id after it (new events made it a conflict again) opens it again.  The latest of
+  the two, in central's chain, is what holds.
 """
 
 from __future__ import annotations
@@ -95,8 +100,19 @@ RAISED_SCHEMA: dict[str, Field] = {
     "summary": text(300),  # plain language; never a national ID or phone in clear
 }
 
+WITHDRAWN = "conflict.withdrawn"
+WITHDRAWN_SCHEMA: dict[str, Field] = {
+    "conflict_id": CONFLICT_ID,
+    "conflict_kind": Field(str, lo=1, hi=64),
+    "patient_id": ident(),
+    "patients": Field(list, lo=1, hi=50),
+    "reason": REASON,
+}
+
+#: Central's notices about a conflict's state, not resolutions of it.
+ANNOUNCEMENTS = frozenset({RAISED, WITHDRAWN})
 #: Kinds only central may sign (a counter's event of one is flagged by central).
-CENTRAL_KINDS = REMEDY_KINDS | {RAISED}
+CENTRAL_KINDS = REMEDY_KINDS | ANNOUNCEMENTS
 
 
 def _check_debt(body: Mapping[str, Any]) -> list[Problem]:
@@ -122,7 +138,7 @@ def _check_raised(body: Mapping[str, Any]) -> list[Problem]:
     out: list[Problem] = []
     for i, p in enumerate(body["patients"]):
         out += ident().check(p, f"patients[{i}]")
-    if _LONG_DIGITS.search(body["summary"]):
+    if _LONG_DIGITS.search(body.get("summary", "")):
         out.append(Problem("raised.summary_identifies", "the summary must not carry a national"
                            " ID or phone number in clear", "summary"))
     if not out and body["patient_id"] not in body["patients"]:
@@ -132,7 +148,7 @@ def _check_raised(body: Mapping[str, Any]) -> list[Problem]:
 
 
 SEMANTIC = {"debt.recorded": _check_debt, "patient.merged": _check_merged,
-            RAISED: _check_raised}
+            RAISED: _check_raised, WITHDRAWN: _check_raised}
 
 
 def _central(ev: Event) -> bool:
@@ -185,7 +201,39 @@ def _blocked(state: State, ev: Event) -> None:
 
 
 def _nothing(state: State, ev: Event) -> None:
-    """``conflict.accepted``/``conflict.raised`` change no state; kept in the history."""
+    """``conflict.accepted`` and the announcements change no state; kept in the history."""
+
+
+def balance_delta(ev: Event, pid: str) -> int:
+    """How ``ev`` moves ``pid``'s balance in fen (the folds' money rules, for one account)."""
+    b, k = ev.body, ev.kind
+    if k == "patient.merged":
+        if ev.node != CENTRAL:
+            return 0
+        if b["survivor_id"] == pid:
+            return int(b["moved"])
+        return -int(b["moved"]) if b["merged_id"] == pid else 0
+    if b.get("patient_id") != pid:
+        return 0
+    if k == "account.deposited":
+        return int(b["amount"])
+    if k == "account.charged" or k == "account.settled":
+        return -int(b["amount"])
+    if k == "account.refunded":
+        return int(b["amount"]) if b["to"] == "deposit" else 0
+    if ev.node != CENTRAL:
+        return 0
+    if k == "charge.reversed":
+        return int(b["amount"])
+    if k == "debt.recorded":
+        return -int(b["debit"])
+    return 0
+
+
+#: The kinds that can move money (the others never do).
+MONEY_KINDS = frozenset({"account.deposited", "account.charged", "account.settled",
+                         "account.refunded", "charge.reversed", "debt.recorded",
+                         "patient.merged"})
 
 
 def _merged_touch(body: dict[str, Any]) -> Touched:
@@ -205,8 +253,9 @@ def _register() -> None:
     register_applier("patient.merged", _merged, _merged_touch)
     register_applier("card.blocked", _blocked)
     register_applier("conflict.accepted", _nothing)
-    register_kind(RAISED, RAISED_SCHEMA, SEMANTIC[RAISED])
-    register_applier(RAISED, _nothing, _raised_touch)
+    for kind, schema in ((RAISED, RAISED_SCHEMA), (WITHDRAWN, WITHDRAWN_SCHEMA)):
+        register_kind(kind, schema, SEMANTIC[kind])
+        register_applier(kind, _nothing, _raised_touch)
 
 
 _register()

@@ -198,9 +198,11 @@ async def test_node_health(seeded) -> None:
         one = by_node["cashier-01"]
         assert one[1:4] == ["cashier", "online", "5s ago"]
         assert one[4] == "11"  # head seq: 11 events from cashier-01
-        assert one[7] == node_key("cashier-01").fingerprint
-        assert by_node["cashier-03"][2] == "offline" and by_node["cashier-03"][6] == "1"
-        assert by_node["cashier-01"][6] == "3"  # open conflicts naming it
+        assert one[8] == node_key("cashier-01").fingerprint
+        assert by_node["cashier-03"][2] == "offline" and by_node["cashier-03"][7] == "1"
+        assert by_node["cashier-01"][7] == "3"  # open conflicts naming it
+        # pending: what a counter said it holds that central has not received
+        assert (by_node["cashier-01"][6], by_node["cashier-02"][6]) == ("0", "7")
         # lag: cashier-02 has been sent none of the 11 + 3 events the others signed
         assert by_node["cashier-02"][5] == "14"
         await pilot.press("escape")

@@ -51,6 +51,9 @@ VALID: dict[str, dict[str, Any]] = {
     "conflict.raised": {"conflict_id": "overdraft-0123456789ab", "conflict_kind": "overdraft",
                         "patient_id": "P-a-000001", "patients": ["P-a-000001"], "amount": 3500,
                         "summary": "Overdraft ¥35.00 — 张三"},
+    "conflict.withdrawn": {"conflict_id": "overdraft-0123456789ab", "conflict_kind": "overdraft",
+                           "patient_id": "P-a-000001", "patients": ["P-a-000001"],
+                           "reason": "events that arrived later show it is not a conflict"},
 }
 
 
@@ -104,6 +107,8 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
     ("conflict.raised", {"patients": []}, "field.range"),
     ("conflict.raised", {"summary": "张三 13800138000"}, "raised.summary_identifies"),
     ("conflict.raised", {"amount": -1}, "field.range"),
+    ("conflict.withdrawn", {"patient_id": "P-b-000001"}, "raised.patient_not_listed"),
+    ("conflict.withdrawn", {"patients": []}, "field.range"),
 ])
 def test_semantic_and_range_problems(kind: str, patch: dict[str, Any], code: str) -> None:
     body = {k: v for k, v in {**VALID[kind], **patch}.items() if v is not None}

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from central import conflicts as cf
-from central.reconcile import Incoming, PatientInfo, Reconciler, balance_delta
+from central.reconcile import Incoming, PatientInfo, Reconciler
 from central.store import CentralStore
 from protocol.crypto import SigningKey, fingerprint
 from protocol.event import CENTRAL, Event, EventId, decode_event
@@ -78,6 +78,7 @@ class NodeHealth:
     last_seen_ms: int
     head_seq: int
     lag: int  # events central holds that this node has not been sent yet
+    pending: int  # the node's own events central has not received (as of last seen)
     open_conflicts: int
     fingerprint: str
 
@@ -169,7 +170,7 @@ class ConsoleData:
                                        event_lines(ev)))
         timelines = []
         for pid in row.patients:
-            steps = self.world.timeline(pid).steps()
+            steps = self.world.person_timeline(pid).steps()
             timelines.append((pid, tuple(
                 TimelineRow(s.event.hlc.wall, ref(s.event.id), s.event.kind, s.delta, s.balance,
                             s.event.id in involved) for s in steps)))
@@ -202,7 +203,7 @@ class ConsoleData:
             state = "revoked" if n.revoked else ("online" if n.online else "offline")
             out.append(NodeHealth(
                 n.id, n.role, state, n.last_seen_ms, n.head.seq,
-                0 if n.id == CENTRAL else lags.get(n.id, 0),
+                0 if n.id == CENTRAL else lags.get(n.id, 0), n.pending,
                 sum(1 for r in active if n.id in r.nodes), fingerprint(n.pubkey)))
         return out
 
@@ -226,9 +227,11 @@ class ConsoleData:
         hits = []
         for pid in pids[:limit]:
             info = w.patients.get(pid) or PatientInfo(pid)
+            steps = w.person_timeline(pid).steps()
             cards = tuple(sorted(w.cards_of(pid)))
             hits.append(SearchHit(
                 pid, info.name, info.node, cards,
-                sum(balance_delta(e, pid) for e in w.timeline(pid).events), info.merged_into,
+                steps[-1].balance if steps else 0,
+                info.merged_into,
                 tuple(r.id for r in rows if pid in r.patients or set(cards) & set(r.cards))))
         return hits

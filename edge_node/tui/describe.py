@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Iterable
 from zoneinfo import ZoneInfo
 
 from edge_node.i18n import Translator
-from protocol.event import Event
+from protocol.event import CENTRAL, Event
 from protocol.money import yuan
+from protocol.remedies import MONEY_KINDS, balance_delta
 
 
 def local_time(ms: int, timezone: str, fmt: str = "%m-%d %H:%M") -> str:
@@ -30,17 +32,27 @@ def mask_phone(phone: str) -> str:
     return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
 
-def event_amount(ev: Event) -> int | None:
-    """The event's effect on the balance in fen (``None``: no money moved)."""
-    b = ev.body
-    match ev.kind:
-        case "account.deposited":
-            return int(b["amount"])
-        case "account.charged" | "account.settled":
-            return -int(b["amount"])
-        case "account.refunded":
-            return int(b["amount"]) if b["to"] == "deposit" else 0
-    return None
+def event_amount(ev: Event, family: Collection[str]) -> int | None:
+    """The event's effect in fen on the balance of the patient whose records are
+    ``family`` (one id, or a survivor with the records merged into it; moving money
+    between those is no effect).  ``None``: a kind that moves no money."""
+    if ev.kind not in MONEY_KINDS:
+        return None
+    return sum(balance_delta(ev, pid) for pid in family)
+
+
+def family_of(pid: str, events: Iterable[Event]) -> set[str]:
+    """``pid`` and every record merged into it (directly or through another), as far as
+    the ``patient.merged`` events among ``events`` say."""
+    merges = [(e.body["survivor_id"], e.body["merged_id"])
+              for e in events if e.kind == "patient.merged" and e.node == CENTRAL]
+    family = {pid}
+    for _ in range(len(merges)):
+        more = {m for s, m in merges if s in family} - family
+        if not more:
+            break
+        family |= more
+    return family
 
 
 def event_detail(tr: Translator, ev: Event) -> str:
@@ -64,6 +76,18 @@ def event_detail(tr: Translator, ev: Event) -> str:
             return f"{b['card_no']} ({tr('proof.' + b['verified_by'])})"
         case "card.replaced":
             return f"{b['old_card_no']} → {b['new_card_no']}"
+        case "debt.recorded":
+            return f"{yuan(b['amount'])} {b['reason']}"
+        case "charge.reversed":
+            return f"{b['charge_id']} {b['reason']}"
+        case "patient.merged":
+            return f"{b['merged_id']} → {b['survivor_id']} {b['reason']}"
+        case "card.blocked":
+            return f"{b['card_no']} {b['reason']}"
+        case "conflict.accepted" | "conflict.withdrawn":
+            return str(b["reason"])
+        case "conflict.raised":
+            return str(b["summary"])
     return ""
 
 

@@ -97,6 +97,9 @@ async def seed_central(directory: Path) -> tuple[Path, Path]:
         for node in ("cashier-01", "cashier-02", "cashier-03"):
             await store.ingest(node, ch.encoded[node], now_ms=NOW_MS - 60_000)
         await store.touch("cashier-01", online=True, now_ms=NOW_MS - 5_000)
+        # cashier-02 said in its last hello that it holds 7 events central has not got
+        head02 = (await store.head("cashier-02")).seq
+        await store.touch("cashier-02", reported_seq=head02 + 7, now_ms=NOW_MS - 60_000)
         # the book only: no conflict.raised, so central's own chain starts empty (the
         # console tests count what resolving signs, and the snapshots pin the clock)
         await ConflictWatch(store, announce=False).catch_up()

@@ -1,4 +1,5 @@
-"""Node health: every counter's role, whether it is online, when it was last seen, its lag."""
+"""Node health: every counter's role, whether it is online, when it was last seen, its lag
+and what it holds that central has not received (pending)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ class NodesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield Static("lag: events central holds that the node has not received yet · "
-                     "conflicts: open or acknowledged ones naming the node", id="legend")
+                     "pending: the node's own events central has not received, as the node "
+                     "said when last seen · conflicts: open or acknowledged ones naming the "
+                     "node", id="legend")
         table: DataTable[str] = DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
-        table.add_columns("node", "role", "state", "last seen", "head", "lag", "conflicts",
-                          "key fingerprint")
+        table.add_columns("node", "role", "state", "last seen", "head", "lag", "pending",
+                          "conflicts", "key fingerprint")
         yield table
         yield Footer()
 
@@ -52,5 +55,6 @@ class NodesScreen(Screen[None]):
         for n in nodes:
             table.add_row(n.id, n.role, n.state,
                           ago(now - n.last_seen_ms) if n.last_seen_ms else "never",
-                          str(n.head_seq), str(n.lag), str(n.open_conflicts), n.fingerprint,
+                          str(n.head_seq), str(n.lag), str(n.pending), str(n.open_conflicts),
+                          n.fingerprint,
                           key=n.id)

@@ -10,7 +10,13 @@ from textual.widgets import DataTable, Footer, Static
 
 from edge_node.service import PatientView
 from edge_node.tui.context import Counter
-from edge_node.tui.describe import event_amount, event_detail, local_time, signed_yuan
+from edge_node.tui.describe import (
+    event_amount,
+    event_detail,
+    family_of,
+    local_time,
+    signed_yuan,
+)
 from edge_node.tui.screens.base import bind_keys, error_text
 
 
@@ -56,10 +62,15 @@ class HistoryScreen(ModalScreen[None]):
             self.query_one("#history-error", Static).update(error_text(self.counter, exc))
             return
         table = self.query_one(DataTable)
+        pid = self.view.patient.patient_id
+        family = family_of(pid, events)
         for ev in events:
+            detail = event_detail(tr, ev)
+            other = ev.body.get("patient_id", pid)
+            if other != pid and ev.kind != "patient.merged":  # a merged record's history
+                detail = f"[{other}] {detail}"
             table.add_row(local_time(ev.hlc.wall, tz, "%Y-%m-%d %H:%M"), tr(f"kind.{ev.kind}"),
-                          signed_yuan(event_amount(ev)), event_detail(tr, ev)[:48], ev.operator,
-                          ev.node)
+                          signed_yuan(event_amount(ev, family)), detail[:48], ev.operator, ev.node)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -17,6 +17,7 @@ from edge_node.tui.describe import (
     age,
     event_amount,
     event_detail,
+    family_of,
     local_time,
     mask_phone,
     signed_yuan,
@@ -93,7 +94,8 @@ class PatientPanel(Vertical):
                  *(n.text(tr) for n in told if not n.urgent)]
         flag_widget = self.query_one("#flags", Static)
         flag_widget.update("\n".join(f"! {f}" for f in flags))
-        self.query_one("#recent", Static).update(self._recent(history[:RECENT], tz))
+        self.query_one("#recent", Static).update(
+            self._recent(history[:RECENT], family_of(p.patient_id, history), tz))
 
     def _flags(self, view: PatientView, told: list[Notice]) -> list[str]:
         tr = self.counter.tr
@@ -114,7 +116,7 @@ class PatientPanel(Vertical):
             out.append(tr("flag.merged", pid=view.patient.merged_into))
         return out
 
-    def _recent(self, events: list[Event], tz: str) -> Table | str:
+    def _recent(self, events: list[Event], family: set[str], tz: str) -> Table | str:
         tr = self.counter.tr
         if not events:
             return ""
@@ -126,5 +128,5 @@ class PatientPanel(Vertical):
         table.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
         for ev in events:
             table.add_row(local_time(ev.hlc.wall, tz), tr(f"kind.{ev.kind}"),
-                          signed_yuan(event_amount(ev)), escape(event_detail(tr, ev)))
+                          signed_yuan(event_amount(ev, family)), escape(event_detail(tr, ev)))
         return table
