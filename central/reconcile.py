@@ -506,7 +506,9 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
         pids = list(pids)
         if len(pids) > MAX_LIKELY_GROUP:
             return []
-    live = sorted((world.patients[p] for p in pids if p in world.patients),
+    # a record already merged into another is that person's past, not a duplicate of it
+    live = sorted((world.patients[p] for p in pids
+                   if p in world.patients and not world.patients[p].merged_into),
                   key=lambda p: (p.wall_ms, p.patient_id))
     if strong:
         live = [p for p in live if p.national_id]

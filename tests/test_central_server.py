@@ -16,8 +16,8 @@ from websockets.asyncio.server import serve
 from central.server import WS_MAX_SIZE, CentralServer
 from central.store import CentralStore, enrol_central
 from protocol import codec
-from protocol.crypto import ZERO_HASH, SigningKey
-from protocol.event import ChainHead, sign_event
+from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256
+from protocol.event import ChainHead, decode_event, sign_event
 from protocol.hlc import Hlc
 from protocol.messages import (
     MAX_FRAME_SIZE,
@@ -269,4 +269,30 @@ async def test_healthz_and_metrics_on_the_same_port(central: Central) -> None:
     metrics = (await get("/metrics")).decode()
     assert "onecard_connected_counters 1" in metrics
     assert "onecard_events_ingested_total 2" in metrics
+    await c.ws.close()
+
+
+async def test_pending_is_what_the_counter_said_it_holds_and_central_has_not(
+        central: Central) -> None:
+    """Node health "pending": the hello's head minus what central stored, as of last seen."""
+    events = chain("good-01", 9)
+    c = Client(await connect(central.url, max_size=WS_MAX_SIZE), "good-01", KEYS["good-01"])
+    last = decode_event(events[-1])
+    await c.handshake(ChainHead(9, blake2b_256(events[-1])))
+    assert last.seq == 9
+    await push_ok(c, events[:4], 4)
+    await c.ws.close()  # the link drops before the rest is pushed
+    for _ in range(100):
+        rec = await central.store.node("good-01")
+        assert rec is not None
+        if not rec.online:
+            break
+        await asyncio.sleep(0.02)
+    assert (rec.online, rec.head.seq, rec.reported_seq, rec.pending) == (False, 4, 9, 5)
+    metrics = await central.app.metrics_text()
+    assert 'onecard_counter_pending{node="good-01"} 5' in metrics
+    c = await connected(central, "good-01")  # back, but says nothing new: hello head 0 …
+    await push_ok(c, events[4:], 9)          # … the pushes alone bring pending to 0
+    rec = await central.store.node("good-01")
+    assert rec is not None and (rec.head.seq, rec.pending) == (9, 0)
     await c.ws.close()

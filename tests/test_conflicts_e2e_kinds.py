@@ -189,6 +189,13 @@ def test_each_conflict_kind_raised_once_resolved_and_converges(tmp_path: Path) -
         merged = [p for p in state_a["patients"] if p[-1]]
         assert len(merged) == 1 and merged[0][-1] == survivor and merged[0][0] != survivor
         assert dict((r[0], r[1]) for r in state_a["accounts"])[merged[0][0]] == 0
+        # the merged record's history moved with it: every counter shows it on the survivor
+        for k in (a, b, c):
+            hist = _on(k, lambda s: s.history(survivor))
+            by_record = {e.body.get("patient_id") for e in hist} - {None}
+            assert by_record == {survivor, merged[0][0]}, k.node
+            assert [e.kind for e in hist].count("account.deposited") == 2
+            assert [e.kind for e in hist].count("patient.merged") == 1  # linked twice, shown once
         # resolved conflicts stay resolved and single after the remedies were reconciled
         assert {s for _, s, _ in _conflicts(central).values()} == {"resolved"}
         assert set(_conflicts(central)) == expected

@@ -118,3 +118,55 @@ async def test_tap_shows_an_open_conflict_before_it_is_resolved(tmp_path: Path) 
             assert "Owes" not in flags
     finally:
         await led.close()
+
+
+async def test_survivor_history_shows_the_merged_records_events(tmp_path: Path) -> None:
+    """After central merges a duplicate, the survivor's history (F10) includes the merged
+    record's events, marked with its id; the money the merge moved nets to nothing."""
+    cfg = make_config(tmp_path)
+    led = await open_ledger(cfg)
+    await seed_staff(led)
+    survivor = await seed_patient(led, CARD, deposit=6_500)
+    other = await Ledger.open(tmp_path / "other.sqlite3", OTHER, node_key(OTHER),
+                              clock=FakeClock(NOW_MS - 3_000_000))
+    central = SigningKey.generate()
+    keys = {NODE: (node_key(NODE).public_key, "cashier"),
+            OTHER: (node_key(OTHER).public_key, "cashier"),
+            CENTRAL: (central.public_key, "central")}
+    try:
+        for x in (led, other):
+            await x.set_node_keys(keys)
+        dup = await seed_patient(other, "8600000002", deposit=2_000)  # same ID, offline
+        await CounterService(other, "seed").charge("8600000002", [item(300)], "lab")
+        await led.ingest([d for _, d in await other.events()])
+    finally:
+        await other.close()
+    [conflict] = [c for c in reconcile([decode_event(d) for _, d in await led.events()])
+                  if c.kind == "duplicate_patient"]
+    option = conflict.remedy("merge")
+    assert option is not None
+    [(kind, body)] = option.events
+    assert (body["survivor_id"], body["merged_id"]) == (survivor, dup)
+    _, data, _ = sign_event(central, node=CENTRAL, seq=1, prev=ZERO_HASH,
+                            hlc=Hlc(NOW_MS - 60_000, 0), operator="it.li", kind=kind,
+                            body={**body, "reason": "same person"})
+    await led.ingest([data])
+    try:
+        app = make_app(cfg, led)
+        async with app.run_test(size=(140, 44)) as pilot:
+            await log_in(pilot)
+            await tap(pilot, CARD)
+            await pilot.press("f10")
+            await settle_down(pilot)
+            table = app.screen.query_one("#history")
+            rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+    finally:
+        await led.close()
+    # 3 of the survivor's, 4 of the merged record's (registered, card, deposit, charge), merge
+    assert len(rows) == 8
+    assert rows[0][1] == "Records merged" and rows[0][2] == "¥0.00"
+    marked = [r for r in rows if r[3].startswith(f"[{dup}]")]
+    assert len(marked) == 4
+    assert sorted(r[2] for r in marked if r[2]) == ["+¥20.00", "-¥3.00"]
+    fen = [int(r[2].replace("¥", "").replace(".", "")) for r in rows if r[2]]
+    assert sum(fen) == 6_500 + 2_000 - 300  # the person's balance, as the panel shows

@@ -233,6 +233,35 @@ def test_merge_moves_balance_and_cards_in_any_order() -> None:
         assert s.patients["P-b-1"].merged_into == "P-a-1"
 
 
+def test_a_persons_timeline_includes_the_records_merged_into_it() -> None:
+    """The console's view of a survivor: its events and those of every record merged into
+    it (through another merge too), with the person's running balance."""
+    h = History()
+    nid = "110101199003070011"
+    h.patient("cashier-01", 0, "P-a-1", "8600000001", 1_000, nid=nid)
+    h.patient("cashier-02", 5, "P-b-1", "8600000002", 2_000, nid=nid)
+    h.charge("cashier-02", 8, "P-b-1", "C-b", 300)
+    [c] = reconcile(h.events)
+    kind, body = c.remedy("merge").events[0]  # type: ignore[union-attr]
+    assert (body["survivor_id"], body["moved"]) == ("P-a-1", 1_700)
+    h.add(CENTRAL, 50, kind, {**body, "reason": "same ID card"})
+    h.patient("cashier-03", 60, "P-c-1", "8600000003", 500, nid=nid)
+    world = Reconciler()
+    [c2] = [x for x in world.add(h.events).conflicts if x.kind == "duplicate_patient"]
+    kind, body = c2.remedy("merge").events[0]  # type: ignore[union-attr]
+    assert c2.patients == ("P-a-1", "P-c-1")  # P-b-1 is P-a-1's past, not a duplicate
+    merge2 = h.add(CENTRAL, 70, kind, {**body, "reason": "same ID card"})
+    world.add([merge2])
+    survivor = body["survivor_id"]
+    assert world.family(survivor) == {"P-a-1", "P-b-1", "P-c-1"}
+    steps = world.person_timeline(survivor).steps()
+    assert len(steps) == len({e.id for e in h.events})  # every event once, merges included
+    assert [s.event.hlc for s in steps] == sorted(s.event.hlc for s in steps)
+    assert steps[-1].balance == 1_000 + 2_000 - 300 + 500
+    assert {s.delta for s in steps if s.event.kind == "patient.merged"} == {0}
+    assert world.timeline("P-b-1").steps()[-1].balance == 0  # the record itself is emptied
+
+
 def test_a_counter_cannot_write_a_remedy_and_the_fold_ignores_a_forged_one() -> None:
     body = {"conflict_id": "overdraft-000000000000", "patient_id": "P-1", "amount": 100,
             "debit": 100, "reason": "x"}
