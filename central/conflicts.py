@@ -227,11 +227,14 @@ class ConflictWatch:
 
     async def _integrity(self) -> None:
         rows = await self.store.read(
-            "SELECT node, seq, offered_hash, received_ms FROM quarantine ORDER BY id")
+            "SELECT node, seq, offered_hash, received_ms, kind, reason FROM quarantine"
+            " ORDER BY id")
         if len(rows) > self._quarantined:
             rep = self.reconciler.report_integrity(
-                IntegrityReport("equivocation", str(r[0]), int(r[1]),
-                                f"offered event hash {bytes(r[2]).hex()[:16]}…", int(r[3]))
+                IntegrityReport(str(r[4]), str(r[0]), int(r[1]),
+                                "; ".join(x for x in (str(r[5]), "offered event hash "
+                                                      f"{bytes(r[2]).hex()[:16]}…") if x),
+                                int(r[3]))
                 for r in rows[self._quarantined:])
             await self.store.write_many(_statements(rep, _now_ms()))
             self._quarantined = len(rows)

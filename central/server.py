@@ -34,7 +34,7 @@ from websockets.http11 import Request, Response
 from central.config import CentralConfig, load_key
 from central.conflicts import ConflictWatch
 from central.reconcile import ReconcileConfig
-from central.store import CentralStore, Prepared, check_links, enrol_central, prepare_events
+from central.store import CentralStore, Prepared, enrol_central, prepare_events
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
 from protocol.event import CENTRAL
@@ -256,9 +256,7 @@ class CentralServer:
     async def _prepare(self, conn: Conn, events: tuple[bytes, ...]) -> list[Prepared]:
         n = len(events)
         if n < 64:  # a few live events: checking here beats a round trip to a worker
-            prepared = prepare_events(conn.node, conn.node_key, events)
-            check_links(conn.node, prepared)
-            return prepared
+            return prepare_events(conn.node, conn.node_key, events)
         loop = asyncio.get_running_loop()
         parts = max(1, min(self.prepare_parts, n // 64))
         step = -(-n // parts)
@@ -269,9 +267,7 @@ class CentralServer:
             for i in range(0, n, step)
         ]
         results = await asyncio.gather(*futs)
-        prepared = [p for part in results for p in part]
-        check_links(conn.node, prepared)
-        return prepared
+        return [p for part in results for p in part]  # links: checked by the store's ingest
 
     async def _catch_up(self) -> None:
         assert self.watch is not None

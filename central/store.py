@@ -16,8 +16,11 @@ Ingest of a batch is all or nothing: the pure checks (:func:`prepare_batch`: sha
 author, signature, links inside the batch) run before the transaction, and the checks
 against what is held (node enrolled and not revoked, key unchanged, resend vs
 equivocation, link to the stored head) run inside it.  An event already held with the
-same hash is a no-op; a *different* event at a held ``(node, seq)`` is an equivocation:
-the offered bytes go to ``quarantine`` (never into ``events``) and the batch is refused.
+same hash is a no-op; a *different* event at a held ``(node, seq)`` is an equivocation,
+and a signed event that does not continue the chain (a gap, a fork right after the held
+head, a batch not linked within itself) is a chain break: either way the offered bytes
+go to ``quarantine`` (never into ``events``) as evidence for an integrity conflict, and
+the batch is refused.
 
 Two aiosqlite connections: one writer (serialised by a lock), one reader, so pulls
 run beside ingests under WAL.
@@ -141,12 +144,16 @@ CREATE INDEX conflicts_status ON conflicts (status, kind);
     ),
     (
         4,
-        "what each counter reported holding; which conflicts the counters were told of",
+        "what counters reported holding; which conflicts they were told of; chain breaks",
         """
 -- The counter's own head as it last told central (hello, then every push): what it
 -- holds that central does not yet is reported_seq - head_seq ("pending").
 ALTER TABLE nodes ADD COLUMN reported_seq INTEGER NOT NULL DEFAULT 0;
 UPDATE nodes SET reported_seq = head_seq;
+-- What a quarantined event is evidence of: equivocation (another event at a held
+-- position) or chain_break (it does not continue the chain central holds), and why.
+ALTER TABLE quarantine ADD COLUMN kind TEXT NOT NULL DEFAULT 'equivocation';
+ALTER TABLE quarantine ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 -- 1 while central's latest announcement of the conflict to the counters is
 -- conflict.raised, 0 before it and after a conflict.withdrawn.
 ALTER TABLE conflicts ADD COLUMN announced INTEGER NOT NULL DEFAULT 0;
@@ -283,13 +290,21 @@ def prepare_events(
     return out
 
 
+class ChainBreak(ChainError):
+    """An event of a batch that does not continue its node's chain (``at``: its index)."""
+
+    def __init__(self, message: str, at: int) -> None:
+        super().__init__(message)
+        self.at = at
+
+
 def check_links(node: str, prepared: list[Prepared]) -> None:
-    """Raise ChainError unless the batch's events follow each other in one chain."""
-    for last, p in itertools.pairwise(prepared):
+    """Raise ChainBreak unless the batch's events follow each other in one chain."""
+    for i, (last, p) in enumerate(itertools.pairwise(prepared), 1):
         if p.seq != last.seq + 1:
-            raise ChainError(f"{node}: seq {p.seq} follows seq {last.seq} in one batch")
+            raise ChainBreak(f"{node}: seq {p.seq} follows seq {last.seq} in one batch", i)
         if p.prev != last.hash:
-            raise ChainError(f"{node} seq {p.seq}: prev is not the hash of seq {last.seq}")
+            raise ChainBreak(f"{node} seq {p.seq}: prev is not the hash of seq {last.seq}", i)
 
 
 def prepare_batch(node: str, key: bytes, encoded: Iterable[bytes]) -> list[Prepared]:
@@ -479,11 +494,19 @@ class CentralStore:
             if rec is None:
                 raise UnknownNode(f"{node} is not enrolled")
             key = rec.pubkey
-            prepared = await asyncio.to_thread(prepare_batch, node, key, encoded)
+            prepared = await asyncio.to_thread(prepare_events, node, key, encoded)
         if key is None:
             raise ValueError("prepared batches need the key they were checked with")
+        try:
+            check_links(node, prepared)
+        except ChainBreak as exc:  # signed by the node, yet not one chain: keep the evidence
+            async with self._lock:
+                await self._quarantine(node, prepared[exc.at], prepared[exc.at - 1].hash, now,
+                                       "chain_break", str(exc))
+            raise
         offending: Prepared | None = None
         held_hash = b""
+        evidence = ("equivocation", "")
         async with self._lock:
             await self._w.execute("BEGIN IMMEDIATE")
             try:
@@ -519,12 +542,16 @@ class CentralStore:
                                 " (quarantined for central IT)"
                             )
                 new = [p for p in prepared if p.seq > head.seq]
-                first_pos, last_pos, head = await self._insert(node, head, new, now)
+                try:
+                    first_pos, last_pos, head = await self._insert(node, head, new, now)
+                except ChainError as exc:  # a gap, or a fork right after central's head
+                    offending, held_hash, evidence = new[0], head.hash, ("chain_break", str(exc))
+                    raise
                 await self._w.execute("COMMIT")
             except BaseException:
                 await self._w.execute("ROLLBACK")
                 if offending is not None:
-                    await self._quarantine(node, offending, held_hash, now)
+                    await self._quarantine(node, offending, held_hash, now, *evidence)
                 raise
         return IngestResult(len(new), head, first_pos, last_pos)
 
@@ -631,16 +658,22 @@ class CentralStore:
         await cur.close()
         return rows
 
-    async def _quarantine(self, node: str, p: Prepared, held_hash: bytes, now: int) -> None:
-        """Keep an equivocating event as evidence, outside ``events`` (caller holds lock)."""
+    async def _quarantine(self, node: str, p: Prepared, held_hash: bytes, now: int,
+                          kind: str = "equivocation", reason: str = "") -> None:
+        """Keep a refused signed event as evidence, outside ``events`` (caller holds lock).
+
+        ``held_hash``: what central holds where the event claimed a place (the held
+        event's hash; for a chain break, the hash the event should have linked to).
+        """
         await self._w.execute(
             "INSERT OR IGNORE INTO quarantine (node, seq, held_hash, offered_hash, offered,"
-            " received_ms) VALUES (?, ?, ?, ?, ?, ?)",
-            (node, p.seq, held_hash, p.hash, p.data, now),
+            " received_ms, kind, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (node, p.seq, held_hash, p.hash, p.data, now, kind, reason[:300]),
         )
 
     async def quarantined(self) -> list[tuple[str, int, bytes, bytes]]:
-        """``(node, seq, held hash, offered hash)`` of every quarantined equivocation."""
+        """``(node, seq, held hash, offered hash)`` of every quarantined event
+        (equivocations and chain breaks)."""
         cur = await self._r.execute(
             "SELECT node, seq, held_hash, offered_hash FROM quarantine ORDER BY id"
         )

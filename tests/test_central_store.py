@@ -78,6 +78,41 @@ async def test_invalid_batches_store_nothing(store: CentralStore, case: str) -> 
         await store.ingest("c1", batch)
     assert await store.count() == 1 and (await store.head("c1")).seq == 1
     assert await store.cursor() == 1
+    # signed events that break the chain are kept as evidence; the unsigned ones are not
+    kept = await store.read("SELECT kind, seq FROM quarantine")
+    breaks = {"gap": [("chain_break", 3)], "inner_break": [("chain_break", 3)]}
+    assert kept == breaks.get(case, [])
+
+
+async def test_chain_breaks_become_one_integrity_conflict_each(store: CentralStore) -> None:
+    """A fork right after the head central holds, a gap: quarantined once however often the
+    counter retries, and raised once each for central IT (never announced to counters)."""
+    from central.conflicts import ConflictWatch, list_conflicts
+
+    head = (await store.ingest("c1", chain("c1", 2))).head
+    fork = chain("c1", 2, start=3, prev=b"\x02" * 32)  # seq 3 does not follow seq 2 held
+    gap = chain("c2", 2, start=5)
+    for _ in range(3):  # the counter's daemon retries with backoff
+        with pytest.raises(ChainError, match="prev is not the hash of seq 2"):
+            await store.ingest("c1", fork)
+        with pytest.raises(ChainError, match="batch jumps to 5"):
+            await store.ingest("c2", gap)
+    q = await store.read("SELECT node, seq, kind, held_hash, reason FROM quarantine ORDER BY id")
+    assert [(n, sq, k) for n, sq, k, _, _ in q] == [("c1", 3, "chain_break"),
+                                                     ("c2", 5, "chain_break")]
+    assert q[0][3] == head.hash and "prev is not the hash" in q[0][4]
+    watch = ConflictWatch(store)
+    await watch.catch_up()
+    await watch.catch_up()
+    rows = await list_conflicts(store, kind="chain_break")  # (these bodies are malformed too)
+    assert [(r.kind, r.nodes, r.events, r.severity) for r in rows] == [
+        ("chain_break", ("c1",), (("c1", 3),), "high"),
+        ("chain_break", ("c2",), (("c2", 5),), "high")]
+    assert "does not continue its hash chain" in rows[0].explanation
+    assert "prev is not the hash of seq 2" in rows[0].explanation
+    assert [r.code for r in rows[0].remedies] == ["accept"]
+    # the book is not told to counters: central's own chain holds nothing
+    assert (await store.head("central")).seq == 0
 
 
 async def test_equivocation_is_quarantined_never_merged(store: CentralStore) -> None:
