@@ -32,10 +32,9 @@ CARD = "8600000001"
 OTHER = "cashier-02"
 
 
-async def _overdrawn_with_debt(cfg: EdgeConfig, tmp_path: Path, *,
-                               open_only: bool = False) -> Ledger:
-    """This counter and cashier-02 each took ¥50.00 of ¥65.00 offline; IT recorded the debt
-    (``open_only``: central only announced the conflict, nobody has resolved it yet)."""
+async def _two_counters(cfg: EdgeConfig, tmp_path: Path) -> tuple[Ledger, Ledger, SigningKey]:
+    """This counter (staff, a patient with ¥65.00 on CARD), cashier-02, and central's key
+    both know."""
     led = await open_ledger(cfg)
     await seed_staff(led)
     await seed_patient(led, CARD, deposit=6_500)
@@ -45,9 +44,17 @@ async def _overdrawn_with_debt(cfg: EdgeConfig, tmp_path: Path, *,
     keys = {NODE: (node_key(NODE).public_key, "cashier"),
             OTHER: (node_key(OTHER).public_key, "cashier"),
             CENTRAL: (central.public_key, "central")}
+    for x in (led, other):
+        await x.set_node_keys(keys)
+    return led, other, central
+
+
+async def _overdrawn_with_debt(cfg: EdgeConfig, tmp_path: Path, *,
+                               open_only: bool = False) -> Ledger:
+    """This counter and cashier-02 each took ¥50.00 of ¥65.00 offline; IT recorded the debt
+    (``open_only``: central only announced the conflict, nobody has resolved it yet)."""
+    led, other, central = await _two_counters(cfg, tmp_path)
     try:
-        for x in (led, other):
-            await x.set_node_keys(keys)
         await other.ingest([d for _, d in await led.events()])
         for x in (led, other):
             await CounterService(x, "seed").charge(CARD, [item(5_000)], "lab")
@@ -124,18 +131,9 @@ async def test_survivor_history_shows_the_merged_records_events(tmp_path: Path) 
     """After central merges a duplicate, the survivor's history (F10) includes the merged
     record's events, marked with its id; the money the merge moved nets to nothing."""
     cfg = make_config(tmp_path)
-    led = await open_ledger(cfg)
-    await seed_staff(led)
-    survivor = await seed_patient(led, CARD, deposit=6_500)
-    other = await Ledger.open(tmp_path / "other.sqlite3", OTHER, node_key(OTHER),
-                              clock=FakeClock(NOW_MS - 3_000_000))
-    central = SigningKey.generate()
-    keys = {NODE: (node_key(NODE).public_key, "cashier"),
-            OTHER: (node_key(OTHER).public_key, "cashier"),
-            CENTRAL: (central.public_key, "central")}
+    led, other, central = await _two_counters(cfg, tmp_path)
+    survivor = (await led.get("cards", CARD)).patient_id
     try:
-        for x in (led, other):
-            await x.set_node_keys(keys)
         dup = await seed_patient(other, "8600000002", deposit=2_000)  # same ID, offline
         await CounterService(other, "seed").charge("8600000002", [item(300)], "lab")
         await led.ingest([d for _, d in await other.events()])
