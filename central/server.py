@@ -124,6 +124,11 @@ class CentralServer:
         for node, lag in sorted((await self.store.lags()).items()):
             if node != CENTRAL:
                 lines.append(f'onecard_counter_lag{{node="{node}"}} {lag}')
+        lines.append("# TYPE onecard_conflicts_active gauge")  # open or acknowledged
+        for kind, n in await self.store.read(
+                "SELECT kind, COUNT(*) FROM conflicts WHERE status IN ('open', 'acknowledged')"
+                " GROUP BY kind ORDER BY kind"):
+            lines.append(f'onecard_conflicts_active{{kind="{kind}"}} {n}')
         lines.append("# TYPE onecard_counter_pending gauge")
         for rec in await self.store.nodes():
             if rec.id != CENTRAL:

@@ -13,6 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 
+from central.conflicts import ConflictWatch
 from central.server import WS_MAX_SIZE, CentralServer
 from central.store import CentralStore, enrol_central
 from protocol import codec
@@ -267,9 +268,11 @@ async def test_healthz_and_metrics_on_the_same_port(central: Central) -> None:
     assert health.startswith(b"HTTP/1.1 200") and health.endswith(b"ok\n")
     c = await connected(central, "good-01")
     await push_ok(c, chain("good-01", 2), 2)
+    await ConflictWatch(central.store, announce=False).catch_up()  # (bodies are malformed)
     metrics = (await get("/metrics")).decode()
     assert "onecard_connected_counters 1" in metrics
     assert "onecard_events_ingested_total 2" in metrics
+    assert 'onecard_conflicts_active{kind="malformed_event"} 2' in metrics
     await c.ws.close()
 
 

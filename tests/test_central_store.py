@@ -113,6 +113,15 @@ async def test_chain_breaks_become_one_integrity_conflict_each(store: CentralSto
     assert [r.code for r in rows[0].remedies] == ["accept"]
     # the book is not told to counters: central's own chain holds nothing
     assert (await store.head("central")).seq == 0
+    # the console shows IT the refused event itself, and why it was refused
+    from central.console.data import ConsoleData
+
+    detail = await ConsoleData(store).detail(rows[0].id)
+    assert detail is not None
+    [card] = detail.events
+    assert (card.ref, card.kind) == ("c1 #3", "account.deposited (quarantined: chain_break)")
+    assert card.lines[0] == "why: c1 seq 3: prev is not the hash of seq 2 central holds"
+    assert card.lines[1] == "prev: " + "02" * 8 + "…"
 
 
 async def test_equivocation_is_quarantined_never_merged(store: CentralStore) -> None:

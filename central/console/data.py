@@ -163,8 +163,9 @@ class ConsoleData:
         cards = []
         for eid in row.events:
             ev = self.by_id.get(eid)
-            if ev is None:  # quarantined or integrity: not among the merged events
-                cards.append(EventCard(ref(eid), "(not merged)", 0, "", ()))
+            if ev is None:  # refused: the evidence central quarantined, if it kept some
+                cards += await self._quarantined(eid) or [
+                    EventCard(ref(eid), "(not merged)", 0, "", ())]
             else:
                 cards.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
                                        event_lines(ev)))
@@ -175,6 +176,20 @@ class ConsoleData:
                 TimelineRow(s.event.hlc.wall, ref(s.event.id), s.event.kind, s.delta, s.balance,
                             s.event.id in involved) for s in steps)))
         return Detail(row, tuple(cards), tuple(timelines))
+
+    async def _quarantined(self, eid: EventId) -> list[EventCard]:
+        """The events a node offered at ``eid`` that central refused and kept as evidence."""
+        out = []
+        for kind, reason, data in await self.store.read(
+                "SELECT kind, reason, offered FROM quarantine WHERE node = ? AND seq = ?"
+                " ORDER BY id", eid):
+            ev = decode_event(bytes(data))  # stored only after its signature verified
+            why = reason or ("another event is already held at this position"
+                             if kind == "equivocation" else "")
+            out.append(EventCard(ref(eid), f"{ev.kind} (quarantined: {kind})", ev.hlc.wall,
+                                 ev.operator, (f"why: {why}", f"prev: {ev.prev.hex()[:16]}…",
+                                               *event_lines(ev))))
+        return out
 
     async def acknowledge(self, cid: str, operator: str) -> bool:
         return await cf.acknowledge(self.store, cid, operator)
