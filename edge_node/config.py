@@ -84,7 +84,7 @@ class ReaderConfig:
         if self.kind == "wedge":
             from edge_node.card.wedge import WedgeReader
 
-            return WedgeReader(self.name or "Keyboard wedge")
+            return WedgeReader(self.name or "Keyboard wedge", self.device)
         if self.kind == "simulated":
             from edge_node.card.reader import SimulatedReader
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import tty
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -19,7 +23,13 @@ from edge_node.card.layout import (
     issue_card,
     make_stamp,
 )
-from edge_node.card.reader import CardPresented, CardRemoved, NoCard, SimulatedReader
+from edge_node.card.reader import (
+    CardPresented,
+    CardRemoved,
+    NoCard,
+    ReaderStatus,
+    SimulatedReader,
+)
 from edge_node.card.wedge import WedgeParseError, WedgeReader, encode_qr, parse_line
 from protocol.crypto import SigningKey
 from tests.support.vcard import CardApplet, CardImage
@@ -315,3 +325,53 @@ def test_card_package_does_not_need_pyscard() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+async def test_wedge_reader_follows_a_scanner_device_that_comes_and_goes(
+        tmp_path: Path) -> None:
+    """A serial scanner as udev shows it (a stable symlink to a tty): missing, plugged in,
+    read line by line, pulled out, plugged in again — each said once, nothing lost."""
+    link = tmp_path / "scanner"  # like /dev/serial/by-id/usb-…
+    reader = WedgeReader("Scanner", str(link), retry_s=0.02)
+
+    async def until(pred: Callable[[object], bool]) -> object:
+        for _ in range(200):
+            ev = await reader.next_event(5)
+            if pred(ev):
+                return ev
+        raise AssertionError("event never came")
+
+    def status(state: str) -> Callable[[object], bool]:
+        return lambda ev: isinstance(ev, ReaderStatus) and ev.state == state
+
+    def plug() -> int:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        os.symlink(os.ttyname(slave), link)
+        os.close(slave)
+        return master
+
+    await reader.start()
+    try:
+        gone = await until(status("reader_missing"))
+        assert "is not there" in gone.message  # type: ignore[attr-defined]
+        master = plug()
+        ready = await until(status("ready"))
+        assert str(link) in ready.message  # type: ignore[attr-defined]
+        os.write(master, b"8600000001\r\n??\n;8600000002=4912?\n")
+        got = [await until(lambda ev: isinstance(ev, CardPresented)) for _ in range(3)]
+        assert [(e.typed, e.fault is None) for e in got] == [  # type: ignore[attr-defined]
+            ("8600000001", True), ("", False), ("8600000002", True)]
+        os.close(master)  # the cable is pulled
+        link.unlink()
+        away = await until(status("reader_missing"))
+        assert "went away" in away.message  # type: ignore[attr-defined]
+        master = plug()  # and plugged in again
+        await until(status("ready"))
+        os.write(master, b"8600000003\n")
+        again = await until(lambda ev: isinstance(ev, CardPresented))
+        assert again.typed == "8600000003"  # type: ignore[attr-defined]
+        os.close(master)
+    finally:
+        await reader.stop()
+    assert (await until(status("stopped"))) is not None

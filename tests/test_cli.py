@@ -152,6 +152,9 @@ def test_reader_config_defaults_checks_and_round_trip(tmp_path: Path) -> None:
     cfg = cfgmod.from_dict({"node_id": "c-1", "reader": {"kind": "pcsc",
                                                          "name": "ACS ACR1252 00 00"}})
     assert (cfg.reader.kind, cfg.reader.name) == ("pcsc", "ACS ACR1252 00 00")
+    wedge = cfgmod.from_dict({"node_id": "c-1", "reader": {
+        "kind": "wedge", "device": "/dev/serial/by-id/usb-scanner"}}).reader.make()
+    assert (wedge.name, wedge.device) == ("Keyboard wedge", "/dev/serial/by-id/usb-scanner")
     for bad, words in (({"kind": "nfc"}, "kind must be one of"),
                        ({"kind": "pcsc"}, "needs name"),
                        ({"port": "x"}, "[reader] takes only"),

@@ -21,6 +21,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
+import functools
+import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -37,6 +40,7 @@ from edge_node.card.reader import (
 )
 
 QR_PREFIX = "OC1:"
+MAX_LINE = 4096  # a QR card record is well under 1 KiB
 CARD_NO_RE = re.compile(r"^[0-9A-Za-z]{4,32}$")
 _TRACK2 = re.compile(r"^;([0-9]{4,32})(?:=[^?]*)?\?.?$")
 _TRACK1 = re.compile(r"^%B([0-9]{4,32})\^[^?]*\?.?$")
@@ -94,18 +98,76 @@ def parse_line(line: str) -> WedgeLine:
 
 
 class WedgeReader:
-    """A keyboard-wedge reader: the TUI (or a device stream) feeds it complete lines."""
+    """A keyboard-wedge reader: the TUI feeds it complete lines, or it follows ``device``.
 
-    def __init__(self, name: str = "Keyboard wedge") -> None:
+    With a ``device`` (a serial or USB-serial scanner, ``/dev/ttyACM0``; any tty, pty or
+    FIFO that delivers lines) it reads the device itself: a device that is missing or
+    goes away (cable pulled) is reported as ``reader_missing`` once, and it is opened
+    again every ``retry_s`` until it is back (``ready``) or the reader is stopped.
+    """
+
+    def __init__(self, name: str = "Keyboard wedge", device: str = "", *,
+                 retry_s: float = 2.0) -> None:
         self.name = name
+        self.device = device
+        self.retry_s = retry_s
         self._queue = EventQueue()
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._queue.bind(asyncio.get_running_loop())
-        self._queue.put(ReaderStatus(self.name, "ready", "Scanner ready."))
+        if self.device:
+            self._task = asyncio.create_task(self._follow(), name=f"wedge {self.device}")
+        else:
+            self._queue.put(ReaderStatus(self.name, "ready", "Scanner ready."))
 
     async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
         self._queue.put(ReaderStatus(self.name, "stopped", "Scanner stopped."))
+
+    async def _follow(self) -> None:
+        """Open the device, feed its lines; when it fails or goes away, say so and retry."""
+        loop = asyncio.get_running_loop()
+        said = ""
+        while True:
+            try:
+                fd = os.open(self.device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+            except OSError as exc:
+                msg = (f"Scanner {self.device} is not there ({exc.strerror}): check its "
+                       "cable; retrying.")
+                if msg != said:
+                    self._queue.put(ReaderStatus(self.name, "reader_missing", msg))
+                    said = msg
+                await asyncio.sleep(self.retry_s)
+                continue
+            stream = asyncio.StreamReader(limit=MAX_LINE)
+            try:
+                transport, _ = await loop.connect_read_pipe(
+                    functools.partial(asyncio.StreamReaderProtocol, stream),
+                    os.fdopen(fd, "rb", 0))
+            except (OSError, ValueError) as exc:  # not a tty, pipe or socket
+                os.close(fd)
+                msg = f"Scanner {self.device} cannot be read ({exc}); retrying."
+                if msg != said:
+                    self._queue.put(ReaderStatus(self.name, "reader_missing", msg))
+                    said = msg
+                await asyncio.sleep(self.retry_s)
+                continue
+            said = ""
+            self._queue.put(ReaderStatus(self.name, "ready", f"Scanner ready on {self.device}."))
+            try:
+                await self.run_stream(stream)
+            except OSError:  # EIO/ENODEV: unplugged mid-read
+                pass
+            finally:
+                transport.close()
+            said = f"Scanner {self.device} went away: check its cable; retrying."
+            self._queue.put(ReaderStatus(self.name, "reader_missing", said))
+            await asyncio.sleep(self.retry_s)
 
     async def next_event(self, timeout: float | None = None) -> ReaderEvent:
         return await self._queue.get(timeout)
@@ -146,10 +208,14 @@ class WedgeReader:
         self._queue.put(event)
         return event
 
-    async def run_stream(self, stream: asyncio.StreamReader, *, max_line: int = 4096) -> None:
+    async def run_stream(self, stream: asyncio.StreamReader, *, max_line: int = MAX_LINE) -> None:
         """Feed lines from a device stream until EOF (e.g. a scanner on a serial port)."""
         while True:
-            raw = await stream.readline()
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line over the stream's limit: noise, not a card
+                self.feed_line("")  # "nothing was scanned: scan again"
+                continue
             if not raw:
                 return
             self.feed_line(raw[:max_line].decode("utf-8", "replace"))
