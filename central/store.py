@@ -29,11 +29,12 @@ run beside ingests under WAL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -356,6 +357,18 @@ class CentralStore:
         await self._r.close()
         await self._w.close()
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[None]:
+        """One ``BEGIN IMMEDIATE`` on the writer (caller holds ``_lock``): committed when
+        the block ends, rolled back if it raises."""
+        await self._w.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            await self._w.execute("COMMIT")
+        except BaseException:
+            await self._w.execute("ROLLBACK")
+            raise
+
     # ------------------------------------------------------------------ nodes
 
     @_completes
@@ -369,31 +382,25 @@ class CentralStore:
         if len(pubkey) != 32:
             raise ValueError("a public key is 32 bytes (64 hex digits)")
         now = _now_ms() if now_ms is None else now_ms
-        async with self._lock:
-            await self._w.execute("BEGIN IMMEDIATE")
-            try:
-                cur = await self._w.execute("SELECT revoked FROM nodes WHERE id = ?", (node,))
-                row = await cur.fetchone()
-                if row is not None and not row[0]:
-                    raise ValueError(
-                        f"{node} is already enrolled; revoke it first to rotate its key"
-                    )
-                if row is None:
-                    await self._w.execute(
-                        "INSERT INTO nodes (id, pubkey, role, enrolled_ms, head_hash)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (node, pubkey, role, now, ZERO_HASH),
-                    )
-                else:
-                    await self._w.execute(
-                        "UPDATE nodes SET pubkey = ?, role = ?, revoked = 0, revoked_ms = NULL,"
-                        " enrolled_ms = ? WHERE id = ?",
-                        (pubkey, role, now, node),
-                    )
-                await self._w.execute("COMMIT")
-            except BaseException:
-                await self._w.execute("ROLLBACK")
-                raise
+        async with self._lock, self._transaction():
+            cur = await self._w.execute("SELECT revoked FROM nodes WHERE id = ?", (node,))
+            row = await cur.fetchone()
+            if row is not None and not row[0]:
+                raise ValueError(
+                    f"{node} is already enrolled; revoke it first to rotate its key"
+                )
+            if row is None:
+                await self._w.execute(
+                    "INSERT INTO nodes (id, pubkey, role, enrolled_ms, head_hash)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (node, pubkey, role, now, ZERO_HASH),
+                )
+            else:
+                await self._w.execute(
+                    "UPDATE nodes SET pubkey = ?, role = ?, revoked = 0, revoked_ms = NULL,"
+                    " enrolled_ms = ? WHERE id = ?",
+                    (pubkey, role, now, node),
+                )
 
     async def revoke(self, node: str, now_ms: int | None = None) -> bool:
         """Revoke ``node``: it can no longer connect or push. False if it is not enrolled."""
@@ -501,59 +508,65 @@ class CentralStore:
             check_links(node, prepared)
         except ChainBreak as exc:  # signed by the node, yet not one chain: keep the evidence
             async with self._lock:
-                await self._quarantine(node, prepared[exc.at], prepared[exc.at - 1].hash, now,
-                                       "chain_break", str(exc))
+                await self._quarantine(node, prepared[exc.at], prepared[exc.at - 1].hash,
+                                       "chain_break", str(exc), now)
             raise
-        offending: Prepared | None = None
-        held_hash = b""
-        evidence = ("equivocation", "")
+        # (offered event, what central holds there, kind, reason): kept after a rollback
+        evidence: tuple[Prepared, bytes, str, str] | None = None
         async with self._lock:
-            await self._w.execute("BEGIN IMMEDIATE")
             try:
-                cur = await self._w.execute(
-                    "SELECT pubkey, revoked, head_seq, head_hash FROM nodes WHERE id = ?", (node,)
-                )
-                row = await cur.fetchone()
-                if row is None:
-                    raise UnknownNode(f"{node} is not enrolled")
-                if row[1]:
-                    raise RevokedNode(f"{node} has been revoked")
-                if row[0] != key:
-                    raise SignatureError(f"{node}: the enrolled key changed during the session")
-                head = ChainHead(row[2], row[3])
-                first, last = prepared[0].seq, prepared[-1].seq
-                if first <= head.seq:
-                    cur = await self._w.execute(
-                        "SELECT seq, hash FROM events WHERE node = ? AND seq BETWEEN ? AND ?",
-                        (node, first, min(last, head.seq)),
-                    )
-                    held: dict[int, bytes] = {int(r[0]): bytes(r[1])
-                                              for r in await cur.fetchall()}
-                    for p in prepared:
-                        if p.seq > head.seq:
-                            break
-                        h = held.get(p.seq)
-                        if h is None:  # below head but not held: the store is damaged
-                            raise ChainError(f"{node} seq {p.seq}: below head but not held")
-                        if h != p.hash:
-                            offending, held_hash = p, h
-                            raise Equivocation(
-                                f"{node} seq {p.seq}: a different event is already held"
-                                " (quarantined for central IT)"
-                            )
-                new = [p for p in prepared if p.seq > head.seq]
-                try:
-                    first_pos, last_pos, head = await self._insert(node, head, new, now)
-                except ChainError as exc:  # a gap, or a fork right after central's head
-                    offending, held_hash, evidence = new[0], head.hash, ("chain_break", str(exc))
-                    raise
-                await self._w.execute("COMMIT")
+                async with self._transaction():
+                    head = await self._writable_head(node, key)
+                    clash = await self._clash(node, head, prepared)
+                    if clash is not None:
+                        evidence = (*clash, "equivocation", "")
+                        raise Equivocation(f"{node} seq {clash[0].seq}: a different event is"
+                                           " already held (quarantined for central IT)")
+                    new = [p for p in prepared if p.seq > head.seq]
+                    try:
+                        first_pos, last_pos, head = await self._insert(node, head, new, now)
+                    except ChainError as exc:  # a gap, or a fork right after central's head
+                        evidence = (new[0], head.hash, "chain_break", str(exc))
+                        raise
             except BaseException:
-                await self._w.execute("ROLLBACK")
-                if offending is not None:
-                    await self._quarantine(node, offending, held_hash, now, *evidence)
+                if evidence is not None:
+                    await self._quarantine(node, *evidence, now)
                 raise
         return IngestResult(len(new), head, first_pos, last_pos)
+
+    async def _writable_head(self, node: str, key: bytes) -> ChainHead:
+        """The head central holds for ``node``, once it may still push with ``key``."""
+        cur = await self._w.execute(
+            "SELECT pubkey, revoked, head_seq, head_hash FROM nodes WHERE id = ?", (node,))
+        row = await cur.fetchone()
+        if row is None:
+            raise UnknownNode(f"{node} is not enrolled")
+        if row[1]:
+            raise RevokedNode(f"{node} has been revoked")
+        if row[0] != key:
+            raise SignatureError(f"{node}: not the key enrolled for it (re-enrolled meanwhile?)")
+        return ChainHead(row[2], row[3])
+
+    async def _clash(self, node: str, head: ChainHead,
+                     prepared: list[Prepared]) -> tuple[Prepared, bytes] | None:
+        """The first re-sent event that differs from the one held at its seq (with the
+        held hash); re-sent events that match are no-ops."""
+        first, last = prepared[0].seq, prepared[-1].seq
+        if first > head.seq:
+            return None
+        cur = await self._w.execute(
+            "SELECT seq, hash FROM events WHERE node = ? AND seq BETWEEN ? AND ?",
+            (node, first, min(last, head.seq)))
+        held = {int(r[0]): bytes(r[1]) for r in await cur.fetchall()}
+        for p in prepared:
+            if p.seq > head.seq:
+                break
+            h = held.get(p.seq)
+            if h is None:  # below head but not held: the store is damaged
+                raise ChainError(f"{node} seq {p.seq}: below head but not held")
+            if h != p.hash:
+                return p, h
+        return None
 
     async def _insert(
         self, node: str, head: ChainHead, new: list[Prepared], now: int
@@ -615,40 +628,26 @@ class CentralStore:
         ever taken for an equivocation.
         """
         now = _now_ms() if now_ms is None else now_ms
-        async with self._lock:
-            await self._w.execute("BEGIN IMMEDIATE")
-            try:
-                items, after = await plan(self._query_w)
-                events: list[Event] = []
-                if items:
-                    cur = await self._w.execute(
-                        "SELECT n.pubkey, n.head_seq, n.head_hash, e.data FROM nodes n LEFT JOIN"
-                        " events e ON e.node = n.id AND e.seq = n.head_seq WHERE n.id = ?",
-                        (CENTRAL,),
-                    )
-                    row = await cur.fetchone()
-                    if row is None:
-                        raise UnknownNode("central is not enrolled in this store")
-                    if bytes(row[0]) != key.public_key:
-                        raise SignatureError("this key is not the one enrolled as central")
-                    head = ChainHead(int(row[1]), bytes(row[2]))
-                    clock = decode_event(bytes(row[3])).hlc if row[3] is not None else Hlc()
-                    seq, prev, new = head.seq, head.hash, []
-                    for kind, body in items:
-                        seq, clock = seq + 1, clock.now(now)
-                        ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev,
-                                                 hlc=clock, operator=operator, kind=kind,
-                                                 body=body)
-                        events.append(ev)
-                        new.append(Prepared(seq, prev, h, data))
-                        prev = h
-                    await self._insert(CENTRAL, head, new, now)
-                for sql, args in after:
-                    await self._w.execute(sql, args)
-                await self._w.execute("COMMIT")
-            except BaseException:
-                await self._w.execute("ROLLBACK")
-                raise
+        async with self._lock, self._transaction():
+            items, after = await plan(self._query_w)
+            events: list[Event] = []
+            if items:
+                head = await self._writable_head(CENTRAL, key.public_key)
+                last = await self._query_w("SELECT data FROM events WHERE node = ? AND seq = ?",
+                                           (CENTRAL, head.seq))
+                clock = decode_event(bytes(last[0][0])).hlc if last else Hlc()
+                seq, prev, new = head.seq, head.hash, []
+                for kind, body in items:
+                    seq, clock = seq + 1, clock.now(now)
+                    ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev,
+                                             hlc=clock, operator=operator, kind=kind,
+                                             body=body)
+                    events.append(ev)
+                    new.append(Prepared(seq, prev, h, data))
+                    prev = h
+                await self._insert(CENTRAL, head, new, now)
+            for sql, args in after:
+                await self._w.execute(sql, args)
         return events
 
     async def _query_w(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
@@ -658,8 +657,8 @@ class CentralStore:
         await cur.close()
         return rows
 
-    async def _quarantine(self, node: str, p: Prepared, held_hash: bytes, now: int,
-                          kind: str = "equivocation", reason: str = "") -> None:
+    async def _quarantine(self, node: str, p: Prepared, held_hash: bytes, kind: str,
+                          reason: str, now: int) -> None:
         """Keep a refused signed event as evidence, outside ``events`` (caller holds lock).
 
         ``held_hash``: what central holds where the event claimed a place (the held
@@ -746,15 +745,9 @@ class CentralStore:
         """Run ``statements`` in one write transaction (conflict bookkeeping)."""
         if not statements:
             return
-        async with self._lock:
-            await self._w.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, args in statements:
-                    await self._w.execute(sql, args)
-                await self._w.execute("COMMIT")
-            except BaseException:
-                await self._w.execute("ROLLBACK")
-                raise
+        async with self._lock, self._transaction():
+            for sql, args in statements:
+                await self._w.execute(sql, args)
 
     async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query on the reader connection."""
