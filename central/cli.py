@@ -34,6 +34,7 @@ from central.config import (
     render_config,
     write_key,
 )
+from central.console.format import ago
 from central.store import CentralStore, enrol_central
 from protocol.crypto import SigningKey, fingerprint
 from protocol.event import CENTRAL, NODE_ID_RE
@@ -209,7 +210,7 @@ async def _nodes(cfg: CentralConfig) -> int:
     )
     for n in nodes:
         state = "revoked" if n.revoked else ("online" if n.online else "offline")
-        seen = _ago(now - n.last_seen_ms) if n.last_seen_ms else "never"
+        seen = ago(now - n.last_seen_ms) if n.last_seen_ms else "never"
         lag = "-" if n.id == CENTRAL else str(lags.get(n.id, 0))
         pending = "-" if n.id == CENTRAL else str(n.pending)
         print(
@@ -292,17 +293,6 @@ def _console(cfg: CentralConfig, operator: str | None) -> int:
 
     ConsoleApp(cfg.db, cfg.key_file, operator or getpass.getuser()).run()
     return 0
-
-
-def _ago(ms: int) -> str:
-    s = max(0, ms // 1000)
-    if s < 120:
-        return f"{s}s ago"
-    if s < 7200:
-        return f"{s // 60}m ago"
-    if s < 172800:
-        return f"{s // 3600}h ago"
-    return f"{s // 86400}d ago"
 
 
 def _serve(cfg: CentralConfig) -> int:

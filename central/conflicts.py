@@ -159,8 +159,8 @@ _UNANNOUNCED = (
     "SELECT id, kind, status, patients, amount, title FROM conflicts"
     " WHERE ((status IN ('open', 'acknowledged') AND announced = 0)"
     "  OR (status = 'withdrawn' AND announced = 1))"
-    " AND patients != '[]' AND kind NOT IN ('equivocation', 'chain_break', 'revoked_node',"
-    " 'clock_skew', 'malformed_event') ORDER BY wall_ms, id")
+    " AND patients != '[]' AND kind NOT IN ("
+    + ", ".join(f"'{k}'" for k in sorted(INTEGRITY_KINDS)) + ") ORDER BY wall_ms, id")
 
 
 class ConflictWatch:
@@ -203,6 +203,8 @@ class ConflictWatch:
     async def _announce(self) -> None:
         """Tell the counters of every change of an open conflict about patients."""
         key = self.key or self.store.central_key
+        # most catch-ups have nothing to say: find that out on the reader, without the
+        # write lock; the plan reads again inside the transaction that signs
         if key is None or not self.announce or not await self.store.read(_UNANNOUNCED):
             return
 

@@ -131,43 +131,43 @@ class WedgeReader:
 
     async def _follow(self) -> None:
         """Open the device, feed its lines; when it fails or goes away, say so and retry."""
-        loop = asyncio.get_running_loop()
         said = ""
         while True:
             try:
-                fd = os.open(self.device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+                transport, stream = await self._open()
             except OSError as exc:
-                msg = (f"Scanner {self.device} is not there ({exc.strerror}): check its "
-                       "cable; retrying.")
-                if msg != said:
-                    self._queue.put(ReaderStatus(self.name, "reader_missing", msg))
-                    said = msg
-                await asyncio.sleep(self.retry_s)
-                continue
-            stream = asyncio.StreamReader(limit=MAX_LINE)
-            try:
-                transport, _ = await loop.connect_read_pipe(
-                    functools.partial(asyncio.StreamReaderProtocol, stream),
-                    os.fdopen(fd, "rb", 0))
-            except (OSError, ValueError) as exc:  # not a tty, pipe or socket
-                os.close(fd)
-                msg = f"Scanner {self.device} cannot be read ({exc}); retrying."
-                if msg != said:
-                    self._queue.put(ReaderStatus(self.name, "reader_missing", msg))
-                    said = msg
-                await asyncio.sleep(self.retry_s)
-                continue
-            said = ""
-            self._queue.put(ReaderStatus(self.name, "ready", f"Scanner ready on {self.device}."))
-            try:
-                await self.run_stream(stream)
-            except OSError:  # EIO/ENODEV: unplugged mid-read
-                pass
-            finally:
-                transport.close()
-            said = f"Scanner {self.device} went away: check its cable; retrying."
-            self._queue.put(ReaderStatus(self.name, "reader_missing", said))
+                problem = f"Scanner {self.device} is not there ({exc.strerror}): check its cable."
+            except ValueError as exc:
+                problem = f"Scanner {self.device} cannot be read ({exc})."
+            else:
+                said = ""
+                self._queue.put(ReaderStatus(self.name, "ready",
+                                             f"Scanner ready on {self.device}."))
+                try:
+                    await self.run_stream(stream)
+                except OSError:  # EIO/ENODEV: unplugged mid-read
+                    pass
+                finally:
+                    transport.close()
+                problem = f"Scanner {self.device} went away: check its cable."
+            if problem != said:  # each problem said once, not at every retry
+                self._queue.put(ReaderStatus(self.name, "reader_missing", problem + " Retrying."))
+                said = problem
             await asyncio.sleep(self.retry_s)
+
+    async def _open(self) -> tuple[asyncio.ReadTransport, asyncio.StreamReader]:
+        """The device as a line stream (OSError: it is missing; ValueError: it is not a tty,
+        pipe or socket)."""
+        pipe = os.fdopen(os.open(self.device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY),
+                         "rb", 0)
+        stream = asyncio.StreamReader(limit=MAX_LINE)
+        try:
+            transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+                functools.partial(asyncio.StreamReaderProtocol, stream), pipe)
+        except (OSError, ValueError) as exc:
+            pipe.close()
+            raise ValueError(str(exc)) from exc
+        return transport, stream
 
     async def next_event(self, timeout: float | None = None) -> ReaderEvent:
         return await self._queue.get(timeout)

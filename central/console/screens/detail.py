@@ -9,16 +9,16 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from central.console.data import ConsoleData, Detail
 from central.console.format import signed, when
+from central.console.screens import MessageScreen
 from central.reconcile import RemedyOption
 from protocol.money import yuan
 
 
-class DetailScreen(Screen[None]):
+class DetailScreen(MessageScreen):
     DEFAULT_CSS = """
     DetailScreen #head { text-style: bold; padding: 0 1; background: $boost; }
     DetailScreen #explanation { padding: 0 1; margin: 0 0 1 0; }
@@ -66,11 +66,6 @@ class DetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.load()
-
-    def say(self, text: str, cls: str = "") -> None:
-        msg = self.query_one("#message", Static)
-        msg.set_classes(f"message {cls}".strip())
-        msg.update(text)
 
     @work(exclusive=True, group="detail")
     async def load(self) -> None:

@@ -8,11 +8,11 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from central.console.data import DATE_CYCLE, STATUS_CYCLE, ConsoleData, Filters
 from central.console.format import when
+from central.console.screens import MessageScreen
 from protocol.money import yuan
 
 
@@ -21,7 +21,7 @@ def _next(options: tuple[str, ...] | list[str], current: str) -> str:
     return opts[(opts.index(current) + 1) % len(opts)] if current in opts else opts[0]
 
 
-class QueueScreen(Screen[None]):
+class QueueScreen(MessageScreen):
     DEFAULT_CSS = """
     QueueScreen #filters { height: 1; padding: 0 1; background: $boost; }
     QueueScreen #counts { height: auto; padding: 0 1; color: $warning; }
@@ -66,11 +66,6 @@ class QueueScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.load()
-
-    def say(self, text: str, cls: str = "") -> None:
-        msg = self.query_one("#message", Static)
-        msg.set_classes(f"message {cls}".strip())
-        msg.update(text)
 
     @work(exclusive=True, group="queue")
     async def load(self) -> None:
