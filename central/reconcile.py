@@ -45,7 +45,7 @@ from typing import Any
 from protocol import kinds
 from protocol.event import CENTRAL, Event, EventId
 from protocol.money import yuan
-from protocol.remedies import ANNOUNCEMENTS, CENTRAL_KINDS, balance_delta
+from protocol.remedies import ANNOUNCEMENTS, CENTRAL_KINDS, balance_delta, family
 
 Fen = int
 PatientId = str
@@ -584,14 +584,7 @@ class Reconciler:
 
     def family(self, pid: PatientId) -> frozenset[PatientId]:
         """``pid`` and every record merged into it (directly or through another)."""
-        out, todo = {pid}, [pid]
-        while todo:
-            survivor = todo.pop()
-            for m in self._merged_into.get(survivor, ()):
-                if m not in out:
-                    out.add(m)
-                    todo.append(m)
-        return frozenset(out)
+        return family(pid, self._merged_into)
 
     def person_timeline(self, pid: PatientId) -> Timeline:
         """A patient's events with those of the records merged into it, in merge order,

@@ -40,7 +40,7 @@ Not a remedy, but signed by central the same way:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -91,23 +91,19 @@ SCHEMAS: dict[str, dict[str, Field]] = {
 REMEDY_KINDS = frozenset(SCHEMAS)
 
 RAISED = "conflict.raised"
-RAISED_SCHEMA: dict[str, Field] = {
+WITHDRAWN = "conflict.withdrawn"
+_ABOUT: dict[str, Field] = {  # which conflict an announcement is about, and whom
     "conflict_id": CONFLICT_ID,
     "conflict_kind": Field(str, lo=1, hi=64),
     "patient_id": ident(),  # the primary patient (the first of ``patients``)
     "patients": Field(list, lo=1, hi=50),
+}
+RAISED_SCHEMA: dict[str, Field] = {
+    **_ABOUT,
     "amount": Field(int, lo=0, hi=MAX_AMOUNT),  # fen at stake, 0 when none
     "summary": text(300),  # plain language; never a national ID or phone in clear
 }
-
-WITHDRAWN = "conflict.withdrawn"
-WITHDRAWN_SCHEMA: dict[str, Field] = {
-    "conflict_id": CONFLICT_ID,
-    "conflict_kind": Field(str, lo=1, hi=64),
-    "patient_id": ident(),
-    "patients": Field(list, lo=1, hi=50),
-    "reason": REASON,
-}
+WITHDRAWN_SCHEMA: dict[str, Field] = {**_ABOUT, "reason": REASON}
 
 #: Central's notices about a conflict's state, not resolutions of it.
 ANNOUNCEMENTS = frozenset({RAISED, WITHDRAWN})
@@ -228,6 +224,18 @@ def balance_delta(ev: Event, pid: str) -> int:
     if k == "debt.recorded":
         return -int(b["debit"])
     return 0
+
+
+def family(pid: str, merged_into: Mapping[str, Iterable[str]]) -> frozenset[str]:
+    """``pid`` and every record merged into it, directly or through another merge
+    (``merged_into``: survivor → the records merged into it)."""
+    out, todo = {pid}, [pid]
+    while todo:
+        for m in merged_into.get(todo.pop(), ()):
+            if m not in out:
+                out.add(m)
+                todo.append(m)
+    return frozenset(out)
 
 
 #: The kinds that can move money (the others never do).

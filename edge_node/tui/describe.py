@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from edge_node.i18n import Translator
 from protocol.event import CENTRAL, Event
 from protocol.money import yuan
-from protocol.remedies import MONEY_KINDS, balance_delta
+from protocol.remedies import MONEY_KINDS, balance_delta, family
 
 
 def local_time(ms: int, timezone: str, fmt: str = "%m-%d %H:%M") -> str:
@@ -41,18 +41,14 @@ def event_amount(ev: Event, family: Collection[str]) -> int | None:
     return sum(balance_delta(ev, pid) for pid in family)
 
 
-def family_of(pid: str, events: Iterable[Event]) -> set[str]:
+def family_of(pid: str, events: Iterable[Event]) -> frozenset[str]:
     """``pid`` and every record merged into it (directly or through another), as far as
     the ``patient.merged`` events among ``events`` say."""
-    merges = [(e.body["survivor_id"], e.body["merged_id"])
-              for e in events if e.kind == "patient.merged" and e.node == CENTRAL]
-    family = {pid}
-    for _ in range(len(merges)):
-        more = {m for s, m in merges if s in family} - family
-        if not more:
-            break
-        family |= more
-    return family
+    merged_into: dict[str, list[str]] = {}
+    for e in events:
+        if e.kind == "patient.merged" and e.node == CENTRAL:
+            merged_into.setdefault(e.body["survivor_id"], []).append(e.body["merged_id"])
+    return family(pid, merged_into)
 
 
 def event_detail(tr: Translator, ev: Event) -> str:

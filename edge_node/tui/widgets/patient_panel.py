@@ -116,7 +116,7 @@ class PatientPanel(Vertical):
             out.append(tr("flag.merged", pid=view.patient.merged_into))
         return out
 
-    def _recent(self, events: list[Event], family: set[str], tz: str) -> Table | str:
+    def _recent(self, events: list[Event], family: frozenset[str], tz: str) -> Table | str:
         tr = self.counter.tr
         if not events:
             return ""
