@@ -143,9 +143,7 @@ async def test_concurrent_writers_never_fork_centrals_chain(tmp_path: Path) -> N
 async def test_two_people_resolving_one_conflict_sign_one_remedy(tmp_path: Path) -> None:
     key = SigningKey.generate()
     ch = Chains()
-    ch.patient("cashier-01", T0, "P-1", "8600000001", 6_500, "张三")
-    ch.charge("cashier-01", T0 + 100, "P-1", "C-1", 5_000, "8600000001")
-    ch.charge("cashier-02", T0 + 101, "P-1", "C-2", 5_000, "8600000001")
+    ch.double_spend(T0)
     path = tmp_path / "central.sqlite3"
     a = await CentralStore.open(path)
     await enrol_central(a, key)

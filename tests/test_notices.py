@@ -246,9 +246,7 @@ async def _central_kinds(store: CentralStore) -> list[tuple[int, str, str]]:
 async def test_central_announces_each_new_conflict_once_across_restarts(tmp_path: Path) -> None:
     key = SigningKey.generate()
     ch = Chains()
-    ch.patient("cashier-01", T0, "P-1", "8600000001", 6_500, "张三")
-    ch.charge("cashier-01", T0 + 100, "P-1", "C-1", 5_000, "8600000001")
-    ch.charge("cashier-02", T0 + 101, "P-1", "C-2", 5_000, "8600000001")
+    ch.double_spend(T0)
     ch.patient("cashier-01", T0 + 200, "P-a", "8600000011", 1_000, "王五", nid=ID_MALE)
     ch.patient("cashier-02", T0 + 300, "P-b", "8600000012", 2_000, "王五", nid=ID_MALE)
     store = await CentralStore.open(tmp_path / "central.sqlite3")

@@ -57,6 +57,13 @@ class Chains:
                  {"patient_id": pid, "amount": deposit, "method": "cash",
                   "receipt_no": f"D-{pid}"})
 
+    def double_spend(self, wall: int, pid: str = "P-1", card: str = "8600000001",
+                     charges: tuple[str, str] = ("C-1", "C-2")) -> None:
+        """¥65.00 registered at cashier-01; each counter then takes ¥50.00 of it offline."""
+        self.patient("cashier-01", wall, pid, card, 6_500, "张三")
+        self.charge("cashier-01", wall + 100, pid, charges[0], 5_000, card)
+        self.charge("cashier-02", wall + 101, pid, charges[1], 5_000, card)
+
     def charge(self, node: str, wall: int, pid: str, cid: str, amount: int, card: str) -> None:
         self.add(node, wall, "account.charged",
                  {"charge_id": cid, "patient_id": pid, "card_no": card, "amount": amount,
@@ -71,11 +78,8 @@ async def seed_central(directory: Path) -> tuple[Path, Path]:
     write_key(key_file, key)
     ch = Chains()
     t = NOW_MS - 3 * DAY
-    ch.patient("cashier-01", t, "P-cashier-01-000001", "8600000001", 6_500, "张三")
-    ch.charge("cashier-01", t + 100, "P-cashier-01-000001", "C-cashier-01-000004", 5_000,
-              "8600000001")
-    ch.charge("cashier-02", t + 101, "P-cashier-01-000001", "C-cashier-02-000001", 5_000,
-              "8600000001")
+    ch.double_spend(t, "P-cashier-01-000001", "8600000001",
+                    ("C-cashier-01-000004", "C-cashier-02-000001"))
     t = NOW_MS - HOUR
     ch.patient("cashier-01", t, "P-cashier-01-000005", "8600000002", 10_000, "李四")
     ch.add("cashier-01", t + 10, "card.reported_lost",
