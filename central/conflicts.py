@@ -17,7 +17,7 @@ Conflicts about patients are also announced to the counters, so the counter can 
 catch-up :class:`ConflictWatch` compares the book with what the counters were told
 (the ``announced`` column) and signs a ``conflict.raised`` for each open conflict not
 yet announced and a ``conflict.withdrawn`` for each announced one the reconciler has
-since withdrawn (:mod:`protocol.remedies`).  The events and the column change in one
+since withdrawn (:mod:`protocol.remedy`).  The events and the column change in one
 transaction, and the comparison is made only once the catch-up is done, so a restart
 (which replays every event, transient conflicts included) or a re-sync announces
 nothing twice.
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from central.reconcile import (
+    INTEGRITY_KINDS,
     STATUSES,
     Conflict,
     Incoming,
@@ -46,18 +47,20 @@ from central.reconcile import (
     Reconciler,
     RemedyOption,
     Report,
+    accept_remedy,
+    conflict_id,
 )
 from central.store import CentralStore, Query, Statements
-from protocol import kinds
 from protocol.crypto import SigningKey
+from protocol.domain import REGISTRY
+from protocol.errors import ProtocolError
 from protocol.event import CENTRAL, Event, decode_event
-from protocol.remedies import RAISED, WITHDRAWN
+from protocol.remedy import RAISED, WITHDRAWN
 
 log = logging.getLogger(__name__)
 
-#: Conflicts about a node, not a patient's money or record: never announced to counters.
-INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "clock_skew",
-                             "malformed_event"})
+#: Conflicts about a node, not a patient's money or record, are never announced to
+#: counters (:data:`central.reconcile.INTEGRITY_KINDS`).
 #: Who signs the announcements of open conflicts (the event's operator).
 RAISED_BY = "reconciler"
 
@@ -189,7 +192,7 @@ class ConflictWatch:
                 rows = await self.store.events_since(self.pos, page)
                 if not rows:
                     break
-                rep = self.reconciler.add(Incoming(decode_event(d), ms) for _, d, ms in rows)
+                rep = self._reconcile(rows)
                 await self.store.write_many(_statements(rep, _now_ms()))
                 self.pos = rows[-1][0]
                 fed += len(rows)
@@ -199,6 +202,27 @@ class ConflictWatch:
             except Exception:  # the book is written; the next catch-up tries again
                 log.exception("announcing conflicts to the counters failed")
             return fed
+
+    def _reconcile(self, rows: list[tuple[int, bytes, int]]) -> Report:
+        """The reconciler's report on stored rows; never raises, so neither ``serve`` nor
+        its restart can be stopped by what an event holds (the reconciler already turns
+        each failure into a ``reconcile_error`` conflict; this is the last guard)."""
+        incoming = []
+        rep = Report()
+        for pos, data, ms in rows:
+            try:
+                incoming.append(Incoming(decode_event(data), ms))
+            except ProtocolError as exc:  # stored bytes that no longer decode: damage
+                log.error("stored event at position %d does not decode: %s", pos, exc)
+                rep.conflicts.append(_store_damage(pos, exc))
+        try:
+            got = self.reconciler.add(incoming)
+        except Exception as exc:
+            log.exception("reconciling positions %d..%d failed", rows[0][0], rows[-1][0])
+            rep.conflicts.append(_store_damage(rows[0][0], exc))
+            return rep
+        got.conflicts[:0] = rep.conflicts
+        return got
 
     async def _announce(self) -> None:
         """Tell the counters of every change of an open conflict about patients."""
@@ -216,7 +240,7 @@ class ConflictWatch:
                 body = announcement(cid, kind, json.loads(patients), int(amount), title,
                                     raised=raised)
                 ev_kind = RAISED if raised else WITHDRAWN
-                problems = kinds.validate_body(ev_kind, body)
+                problems = REGISTRY.validate(ev_kind, body, CENTRAL)
                 if problems:  # cannot be told; never retried (the console still shows it)
                     log.warning("conflict %s not announced: %s", cid, problems[0].message)
                 else:
@@ -236,7 +260,7 @@ class ConflictWatch:
                 IntegrityReport(str(r[4]), str(r[0]), int(r[1]),
                                 "; ".join(x for x in (str(r[5]), "offered event hash "
                                                       f"{bytes(r[2]).hex()[:16]}…") if x),
-                                int(r[3]))
+                                int(r[3]), bytes(r[2]).hex())
                 for r in rows[self._quarantined:])
             await self.store.write_many(_statements(rep, _now_ms()))
             self._quarantined = len(rows)
@@ -247,6 +271,16 @@ class ConflictWatch:
             self._revoked = revoked
             await self.store.write_many(
                 _statements(self.reconciler.set_revoked(revoked), _now_ms()))
+
+
+def _store_damage(pos: int, exc: Exception) -> Conflict:
+
+    cid = conflict_id("reconcile_error", "pos", pos)
+    return Conflict(cid, "reconcile_error", "high", f"Reconciler failed at position {pos}",
+                    f"Central could not reconcile the events stored from cursor position {pos}"
+                    f": {type(exc).__name__}: {exc}. They stay stored and synced; check the "
+                    "store (onecard-central verify) and the server log.", (),
+                    remedies=(accept_remedy(cid, None, "Marks it reviewed."),))
 
 
 async def list_conflicts(store: CentralStore, *, kind: str | None = None,
@@ -340,7 +374,7 @@ async def resolve(store: CentralStore, key: SigningKey, cid: str, code: str, *, 
     items = []
     for kind, body in option.events:
         full = {**body, "reason": reason.strip()[:500]}
-        problems = kinds.validate_body(kind, full)
+        problems = REGISTRY.validate(kind, full, CENTRAL)
         if problems:
             raise ResolveError(f"{kind}: {problems[0].message}")
         items.append((kind, full))

@@ -22,7 +22,7 @@ same ids: the store inserts new ids and leaves known ones be, and re-syncing nev
 raises a conflict twice.  A conflict that a detector no longer finds for its scope
 (late events showed it was not one) is reported as *withdrawn*.
 
-Remedies are events central signs (:mod:`protocol.remedies`); each carries the
+Remedies are events central signs (:mod:`protocol.remedy`); each carries the
 ``conflict_id`` it resolves, and a central event naming a conflict is what marks it
 resolved — so the status, too, is a function of the events.
 
@@ -38,14 +38,22 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import kinds
+from protocol.account import Account, Charged, Deposited, Refunded, Settled
+from protocol.card import Card, ReportedLost
+from protocol.card import Replaced as CardReplaced
+from protocol.core import Fact, Invalid, Key, Registry, State, Unknown
+from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, EventId
 from protocol.money import yuan
-from protocol.remedies import ANNOUNCEMENTS, CENTRAL_KINDS, balance_delta, family
+from protocol.patient import Patient
+from protocol.remedy import ANNOUNCEMENTS, Blocked, ChargeReversed, Merged
+
+log = logging.getLogger("onecard.central.reconcile")
 
 Fen = int
 PatientId = str
@@ -61,12 +69,17 @@ KINDS = (
     "double_replacement",
     "over_refund",
     "double_settlement",
+    "merged_record_used",
     "equivocation",
     "chain_break",
     "revoked_node",
     "clock_skew",
     "malformed_event",
+    "reconcile_error",
 )
+#: Conflicts about a node or central itself, not a patient's money or record.
+INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "clock_skew",
+                             "malformed_event", "reconcile_error"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +132,12 @@ class Resolution:
 class IntegrityReport:
     """What the store saw but did not merge: an equivocation or a chain break."""
 
-    kind: str  # "equivocation" | "chain_break"
+    kind: str  # "equivocation" | "chain_break" | "malformed_event"
     node: str
     seq: int
     message: str
     wall_ms: int = 0
+    offered: str = ""  # hex hash of the refused event (tells two refused bodies apart)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,66 +165,66 @@ def conflict_id(kind: str, *parts: object) -> ConflictId:
 
 
 @dataclass(frozen=True, slots=True)
-class PatientInfo:
-    patient_id: PatientId
-    name: str = ""
-    birth_date: str = ""
-    phone: str = ""
-    national_id: str = ""
-    node: str = ""
-    registered: EventId | None = None
-    wall_ms: int = 0
-    merged_into: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class Step:
-    """One event of a patient's timeline with the balance after it (merge order)."""
+    """One event of a timeline with what the fold makes of it, in merge order: the
+    balance change for the timeline's person, the balance and the account after it."""
 
-    event: Event
+    fact: Fact
     delta: Fen
     balance: Fen
+    account: Account
+
+    @property
+    def event(self) -> Event:
+        return self.fact.event
 
 
 class Timeline:
-    """One patient's events in merge order, and what the detectors ask of them."""
+    """One patient's facts in merge order, and what the detectors ask of them."""
 
-    def __init__(self, pid: PatientId, events: Sequence[Event], world: Reconciler,
+    def __init__(self, pid: PatientId, facts: Sequence[Fact], world: Reconciler,
                  family: frozenset[PatientId] = frozenset()) -> None:
         self.pid = pid
-        self.events = events
+        self.facts = facts
         self.world = world
         #: the records whose money counts: ``pid`` and, in a person's view, those merged in
         self.family = family or frozenset({pid})
 
     @property
+    def events(self) -> list[Event]:
+        return [f.event for f in self.facts]
+
+    @property
     def name(self) -> str:
-        info = self.world.patients.get(self.pid)
-        return info.name if info and info.name else self.pid
+        p = self.world.patient(self.pid)
+        return p.name if p and p.name else self.pid
 
     def who(self) -> str:
         return f"{self.name} ({self.pid})"
 
     def steps(self) -> list[Step]:
-        """The running balance after each event (what the account held, in merge order)."""
+        """The timeline folded one fact at a time by the registry's fold (the one money
+        rule): what the account held after each event, in merge order."""
+        state = State()
+        reg = self.world.registry
         out, bal = [], 0
-        for ev in self.events:
-            d = sum(balance_delta(ev, p) for p in self.family)
+        for f in self.facts:
+            reg.apply_fact(state, f)
+            d = sum(f.money.delta(p) for p in self.family)
             bal += d
-            out.append(Step(ev, d, bal))
+            out.append(Step(f, d, bal, state.get_or_new(Account, self.pid)))
         return out
-
-
-def _patients_of(ev: Event) -> set[PatientId]:
-    b = ev.body
-    if ev.kind == "patient.merged":
-        return {b["survivor_id"], b["merged_id"]}
-    pid = b.get("patient_id")
-    return {pid} if isinstance(pid, str) else set()
 
 
 def _ref(ev: Event) -> str:
     return f"{ev.node} #{ev.seq}"
+
+
+def accept_remedy(cid: ConflictId, pid: PatientId | None, effect: str) -> RemedyOption:
+    body: dict[str, Any] = {"conflict_id": cid}
+    if pid:
+        body["patient_id"] = pid
+    return RemedyOption("accept", "Accept as is", effect, (("conflict.accepted", body),))
 
 
 # ---------------------------------------------------------------------------- detectors
@@ -218,69 +232,81 @@ def _ref(ev: Event) -> str:
 Detector = Callable[[Timeline], list[Conflict]]
 
 
+def _merged_at(tl: Timeline) -> str:
+    """The merge order at which this timeline's record was merged into another ("" none)."""
+    p = tl.world.patient(tl.pid)
+    return p.merged_at if p is not None else ""
+
+
 def detect_overdraft(tl: Timeline) -> list[Conflict]:
-    """The balance went below the granted credit because decreases were concurrent.
+    """The balance went below the granted credit because payments were concurrent.
 
     An *episode* starts at the first charge or settlement that takes the balance below
     ``-credit`` and ends when the balance is back above it; its id is the account and
     the last event that raised the balance before it, which later-arriving concurrent
-    charges do not change.  A second settlement is the double-settlement detector's.
+    charges do not change.  Central's own adjustments and transfers that lower the
+    balance (a debt taken, a debt moved in by a merge) are debts, not overdrafts: they
+    do not count against the floor.  A second settlement is the double-settlement
+    detector's; what happens on a record after it was merged, the merged-record one's.
     """
     out: list[Conflict] = []
-    credit = 0
-    bal = 0
-    excluded = 0  # money paid out by a double settlement: not an overdraft
+    excluded = 0  # lowered by what is not spending: not an overdraft
     anchor: Event | None = None
-    since: list[Event] = []  # decreases since the last raise
+    since: list[Fact] = []  # spending since the last raise
     episode: dict[str, Any] | None = None
     settled_since_deposit = False
-    for ev in tl.events:
-        d = balance_delta(ev, tl.pid)
-        k = ev.kind
-        if k == "account.credit_granted":
-            credit = int(ev.body["limit"])
-        double_settle = k == "account.settled" and settled_since_deposit and d < 0
-        if k == "account.settled":
+    merged_at = _merged_at(tl)
+    step: Step | None = None
+    for step in tl.steps():
+        f, d = step.fact, step.delta
+        if merged_at and f.at.order > merged_at:
+            break  # the record was merged: later events are detect_merged_record_used's
+        credit = step.account.credit_limit
+        flow = f.money.flow
+        double_settle = flow == "settle" and settled_since_deposit and d < 0
+        if flow == "settle":
             settled_since_deposit = True
-        elif k == "account.deposited":
+        elif flow == "deposit":
             settled_since_deposit = False
-        bal += d
-        if double_settle:
+        spend = flow in ("charge", "settle") and d < 0 and not double_settle
+        if d < 0 and not spend:
             excluded += -d
-        floor_bal = bal + excluded
+        floor_bal = step.balance + excluded
         if d > 0:
             if episode is not None and floor_bal >= -credit:
-                out.append(_overdraft(tl, episode, floor_bal, credit, closed_by=ev))
+                out.append(_overdraft(tl, episode, floor_bal, credit, closed_by=f.event))
                 episode = None
-            anchor, since = ev, []
-        elif d < 0 and not double_settle:
-            since.append(ev)
+            anchor, since = f.event, []
+        elif spend:
+            since.append(f)
             if floor_bal < -credit:
                 if episode is None:
-                    episode = {"anchor": anchor, "events": list(since), "max": 0,
-                               "credit": credit, "start_balance": floor_bal - sum(
-                                   balance_delta(e, tl.pid) for e in since)}
+                    episode = {"anchor": anchor, "facts": list(since), "max": 0,
+                               "credit": credit,
+                               "start_balance": floor_bal - sum(x.money.delta(tl.pid)
+                                                                for x in since)}
                 else:
-                    episode["events"].append(ev)
+                    episode["facts"].append(f)
                 episode["max"] = max(episode["max"], -credit - floor_bal)
-    if episode is not None:
-        out.append(_overdraft(tl, episode, bal + excluded, credit, closed_by=None))
+    if episode is not None and step is not None:
+        out.append(_overdraft(tl, episode, step.balance + excluded,
+                              step.account.credit_limit, closed_by=None))
     return out
 
 
 def _overdraft(tl: Timeline, ep: dict[str, Any], bal: Fen, credit: Fen,
                closed_by: Event | None) -> Conflict:
-    evs: list[Event] = ep["events"]
+    facts: list[Fact] = ep["facts"]
     anchor: Event | None = ep["anchor"]
     cid = conflict_id("overdraft", tl.pid, anchor.id if anchor else "start")
     owed = 0 if closed_by is not None else max(0, -credit - bal)
-    nodes = sorted({e.node for e in evs})
-    listed = "; ".join(
-        f"{_what(e)} {yuan(int(e.body['amount']))} at {e.node} ({_ref(e)})" for e in evs)
+    nodes = sorted({f.at.node for f in facts})
+    listed = "; ".join(f"{_what(f)} {yuan(-f.money.delta(tl.pid))} at {f.at.node} "
+                       f"({_ref(f.event)})" for f in facts)
     start = ep["start_balance"]
     credit_txt = f" plus credit {yuan(ep['credit'])}" if ep["credit"] else ""
     text = (f"{tl.who()}'s account held {yuan(start)}{credit_txt}, but "
-            f"{len(evs)} payments were taken from it without each knowing of the other "
+            f"{len(facts)} payments were taken from it without each knowing of the other "
             f"({', '.join(nodes)} offline): {listed}. Together they overdrew it by "
             f"{yuan(ep['max'])}.")
     if owed:
@@ -295,60 +321,55 @@ def _overdraft(tl: Timeline, ep: dict[str, Any], bal: Fen, credit: Fen,
             f"counter asks for it at the next visit and the next deposit pays it off.",
             (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid, "amount": owed,
                                 "debit": 0}),)))
-    last = evs[-1]
-    if last.kind == "account.charged":
-        amt = int(last.body["amount"])
+    last = facts[-1].body
+    if isinstance(last, Charged):
         remedies.append(RemedyOption(
-            "reverse", f"Reverse charge {last.body['charge_id']}",
-            f"Cancels charge {last.body['charge_id']} ({yuan(amt)} at {last.node}): the "
-            f"hospital writes it off and the account gets {yuan(amt)} back.",
-            (("charge.reversed", {"conflict_id": cid, "charge_id": last.body["charge_id"],
-                                  "patient_id": tl.pid, "amount": amt}),)))
-    remedies.append(_accept(cid, tl.pid, "Leaves the account as it is (e.g. the patient "
+            "reverse", f"Reverse charge {last.charge_id}",
+            f"Cancels charge {last.charge_id} ({yuan(last.amount)} at {facts[-1].at.node}): "
+            f"the hospital writes it off and the account gets {yuan(last.amount)} back.",
+            (("charge.reversed", {"conflict_id": cid, "charge_id": last.charge_id,
+                                  "patient_id": tl.pid, "amount": last.amount}),)))
+    remedies.append(accept_remedy(cid, tl.pid, "Leaves the account as it is (e.g. the patient "
                                          "already paid at the ward)."))
+    cards = sorted({f.body.card_no for f in facts
+                    if isinstance(f.body, Charged) and f.body.card_no})
     return Conflict(
         cid, "overdraft", "high" if owed else "medium",
-        f"Overdraft {yuan(ep['max'])} — {tl.name}", text, tuple(e.id for e in evs),
-        (tl.pid,), tuple(sorted({str(e.body["card_no"]) for e in evs if "card_no" in e.body})),
-        tuple(nodes), ep["max"], evs[0].hlc.wall, tuple(remedies))
+        f"Overdraft {yuan(ep['max'])} — {tl.name}", text, tuple(f.event.id for f in facts),
+        (tl.pid,), tuple(cards), tuple(nodes), ep["max"], facts[0].at.wall, tuple(remedies))
 
 
-def _what(ev: Event) -> str:
-    if ev.kind == "account.charged":
-        return f"charge {ev.body['charge_id']}"
-    if ev.kind == "account.settled":
-        return f"settlement {ev.body['invoice_no']}"
-    return ev.kind
-
-
-def _accept(cid: ConflictId, pid: PatientId | None, effect: str) -> RemedyOption:
-    body: dict[str, Any] = {"conflict_id": cid}
-    if pid:
-        body["patient_id"] = pid
-    return RemedyOption("accept", "Accept as is", effect, (("conflict.accepted", body),))
+def _what(f: Fact) -> str:
+    b = f.body
+    if isinstance(b, Charged):
+        return f"charge {b.charge_id}"
+    if isinstance(b, Settled):
+        return f"settlement {b.invoice_no}"
+    return f.kind.name
 
 
 def detect_lost_card_used(tl: Timeline) -> list[Conflict]:
     """Charges on a card after (in merge order) it was reported lost, replaced or blocked."""
     status: dict[str, tuple[str, Event]] = {}
-    bad: dict[str, list[Event]] = {}
-    for ev in tl.events:
-        b = ev.body
-        if ev.kind == "card.reported_lost":
-            status.setdefault(b["card_no"], ("lost", ev))
-        elif ev.kind == "card.replaced":
-            status.setdefault(b["old_card_no"], ("replaced", ev))
-        elif ev.kind == "card.blocked" and ev.node == CENTRAL:
-            status.setdefault(b["card_no"], ("blocked", ev))
-        elif ev.kind == "account.charged" and b.get("card_no") in status:
-            bad.setdefault(b["card_no"], []).append(ev)
+    bad: dict[str, list[Fact]] = {}
+    for f in tl.facts:
+        b = f.body
+        if isinstance(b, ReportedLost):
+            status.setdefault(b.card_no, ("lost", f.event))
+        elif isinstance(b, CardReplaced):
+            status.setdefault(b.old_card_no, ("replaced", f.event))
+        elif isinstance(b, Blocked):
+            status.setdefault(b.card_no, ("blocked", f.event))
+        elif isinstance(b, Charged) and b.card_no in status:
+            bad.setdefault(b.card_no, []).append(f)
     out = []
     for card, charges in bad.items():
         why, stop = status[card]
         cid = conflict_id("lost_card_used", card, stop.id)
-        at_risk = sum(int(e.body["amount"]) for e in charges)
-        listed = "; ".join(f"charge {e.body['charge_id']} {yuan(int(e.body['amount']))} at "
-                           f"{e.node}" for e in charges)
+        bodies: list[Charged] = [c.body for c in charges]
+        at_risk = sum(b.amount for b in bodies)
+        listed = "; ".join(f"charge {b.charge_id} {yuan(b.amount)} at {c.at.node}"
+                           for b, c in zip(bodies, charges, strict=True))
         said = {"lost": "reported lost", "replaced": "replaced", "blocked": "blocked"}[why]
         text = (f"Card {card} of {tl.who()} was {said} at {stop.node} ({_ref(stop)}), but "
                 f"{len(charges)} charge(s) were made with it afterwards by counters that did "
@@ -358,78 +379,77 @@ def detect_lost_card_used(tl: Timeline) -> list[Conflict]:
             "reverse", "Reverse the charges",
             f"Cancels {len(charges)} charge(s), {yuan(at_risk)} back on the account (the "
             f"card was used by someone else).",
-            tuple(("charge.reversed", {"conflict_id": cid, "charge_id": e.body["charge_id"],
-                                       "patient_id": tl.pid, "amount": int(e.body["amount"])})
-                  for e in charges))]
+            tuple(("charge.reversed", {"conflict_id": cid, "charge_id": b.charge_id,
+                                       "patient_id": tl.pid, "amount": b.amount})
+                  for b in bodies))]
         remedies.append(RemedyOption(
             "block", f"Block card {card}",
             f"Blocks card {card} on every counter; the charges stand.",
             (("card.blocked", {"conflict_id": cid, "card_no": card, "patient_id": tl.pid}),)))
-        remedies.append(_accept(cid, tl.pid, "The patient confirms the charges; they stand."))
+        remedies.append(accept_remedy(cid, tl.pid, "The patient confirms the charges; they stand."))
         out.append(Conflict(
             cid, "lost_card_used", "high", f"Lost card used — {card}, {yuan(at_risk)}", text,
-            (stop.id, *(e.id for e in charges)), (tl.pid,), (card,),
-            tuple(sorted({stop.node, *(e.node for e in charges)})), at_risk,
-            charges[0].hlc.wall, tuple(remedies)))
+            (stop.id, *(c.event.id for c in charges)), (tl.pid,), (card,),
+            tuple(sorted({stop.node, *(c.at.node for c in charges)})), at_risk,
+            charges[0].at.wall, tuple(remedies)))
     return out
 
 
 def detect_double_replacement(tl: Timeline) -> list[Conflict]:
     """One card replaced twice (two counters each issued a new card for it)."""
-    by_old: dict[str, list[Event]] = {}
-    for ev in tl.events:
-        if ev.kind == "card.replaced":
-            by_old.setdefault(ev.body["old_card_no"], []).append(ev)
+    by_old: dict[str, list[tuple[Fact, CardReplaced]]] = {}
+    for f in tl.facts:
+        if isinstance(f.body, CardReplaced):
+            by_old.setdefault(f.body.old_card_no, []).append((f, f.body))
     out = []
-    for old, evs in by_old.items():
-        if len({e.body["new_card_no"] for e in evs}) < 2:
+    for old, reps in by_old.items():
+        if len({b.new_card_no for _, b in reps}) < 2:
             continue
-        keep, extra = evs[0], evs[1:]
-        cid = conflict_id("double_replacement", old, *sorted(e.body["new_card_no"] for e in evs))
-        news = ", ".join(f"{e.body['new_card_no']} at {e.node}" for e in evs)
-        text = (f"Card {old} of {tl.who()} was replaced {len(evs)} times: {news}. Only one "
-                f"new card should be in use; the first replacement is {keep.body['new_card_no']}.")
+        keep, extra = reps[0][1], [b for _, b in reps[1:]]
+        cid = conflict_id("double_replacement", old, *sorted(b.new_card_no for _, b in reps))
+        news = ", ".join(f"{b.new_card_no} at {f.at.node}" for f, b in reps)
+        text = (f"Card {old} of {tl.who()} was replaced {len(reps)} times: {news}. Only one "
+                f"new card should be in use; the first replacement is {keep.new_card_no}.")
         remedies = [RemedyOption(
             "block", "Block the later card(s)",
-            "Blocks " + ", ".join(e.body["new_card_no"] for e in extra) + " on every counter;"
-            f" {keep.body['new_card_no']} stays the patient's card.",
-            tuple(("card.blocked", {"conflict_id": cid, "card_no": e.body["new_card_no"],
-                                    "patient_id": tl.pid}) for e in extra))]
-        remedies.append(_accept(cid, tl.pid, "Both cards stay active."))
+            "Blocks " + ", ".join(b.new_card_no for b in extra) + " on every counter;"
+            f" {keep.new_card_no} stays the patient's card.",
+            tuple(("card.blocked", {"conflict_id": cid, "card_no": b.new_card_no,
+                                    "patient_id": tl.pid}) for b in extra))]
+        remedies.append(accept_remedy(cid, tl.pid, "Both cards stay active."))
         out.append(Conflict(
             cid, "double_replacement", "medium", f"Card {old} replaced twice — {tl.name}", text,
-            tuple(e.id for e in evs), (tl.pid,),
-            (old, *(e.body["new_card_no"] for e in evs)), tuple(sorted({e.node for e in evs})),
-            0, evs[1].hlc.wall, tuple(remedies)))
+            tuple(f.event.id for f, _ in reps), (tl.pid,),
+            (old, *(b.new_card_no for _, b in reps)), tuple(sorted({f.at.node for f, _ in reps})),
+            0, reps[1][0].at.wall, tuple(remedies)))
     return out
 
 
 def detect_over_refund(tl: Timeline) -> list[Conflict]:
     """Refunds (and reversals) of one charge adding up to more than the charge."""
-    charges: dict[str, Event] = {}
-    refunds: dict[str, list[Event]] = {}
+    charges: dict[str, tuple[Fact, Charged]] = {}
+    refunds: dict[str, list[tuple[Fact, Refunded]]] = {}
     reversed_: dict[str, int] = {}
-    for ev in tl.events:
-        b = ev.body
-        if ev.kind == "account.charged":
-            charges[b["charge_id"]] = ev
-        elif ev.kind == "account.refunded":
-            refunds.setdefault(b["charge_id"], []).append(ev)
-        elif ev.kind == "charge.reversed" and ev.node == CENTRAL:
-            reversed_[b["charge_id"]] = reversed_.get(b["charge_id"], 0) + int(b["amount"])
+    for f in tl.facts:
+        b = f.body
+        if isinstance(b, Charged):
+            charges.setdefault(b.charge_id, (f, b))
+        elif isinstance(b, Refunded):
+            refunds.setdefault(b.charge_id, []).append((f, b))
+        elif isinstance(b, ChargeReversed):
+            reversed_[b.charge_id] = reversed_.get(b.charge_id, 0) + b.amount
     out = []
     for charge_id, refs in refunds.items():
-        ch = charges.get(charge_id)
-        if ch is None:
+        if charge_id not in charges:
             continue  # the charge has not reached central yet
-        total = sum(int(e.body["amount"]) for e in refs) + reversed_.get(charge_id, 0)
-        excess = total - int(ch.body["amount"])
+        chf, ch = charges[charge_id]
+        total = sum(b.amount for _, b in refs) + reversed_.get(charge_id, 0)
+        excess = total - ch.amount
         if excess <= 0:
             continue
         cid = conflict_id("over_refund", charge_id)
-        listed = "; ".join(f"{yuan(int(e.body['amount']))} to {e.body['to']} at {e.node}"
-                           for e in refs)
-        text = (f"Charge {charge_id} of {tl.who()} was {yuan(int(ch.body['amount']))}, but "
+        listed = "; ".join(f"{yuan(b.amount)} to {b.to} at {f.at.node}" for f, b in refs)
+        text = (f"Charge {charge_id} of {tl.who()} was {yuan(ch.amount)}, but "
                 f"{yuan(total)} was given back: {listed}"
                 + (f" (and {yuan(reversed_[charge_id])} reversed)" if charge_id in reversed_
                    else "")
@@ -440,46 +460,94 @@ def detect_over_refund(tl: Timeline) -> list[Conflict]:
             "the patient owes the rest, collected at the next visit).",
             (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid, "amount": excess,
                                 "debit": excess}),)),
-            _accept(cid, tl.pid, "The hospital bears the excess refund.")]
+            accept_remedy(cid, tl.pid, "The hospital bears the excess refund.")]
         out.append(Conflict(
             cid, "over_refund", "high", f"Over-refund {yuan(excess)} — charge {charge_id}",
-            text, (ch.id, *(e.id for e in refs)), (tl.pid,), (),
-            tuple(sorted({ch.node, *(e.node for e in refs)})), excess, refs[-1].hlc.wall,
-            tuple(remedies)))
+            text, (chf.event.id, *(f.event.id for f, _ in refs)), (tl.pid,), (),
+            tuple(sorted({chf.at.node, *(f.at.node for f, _ in refs)})), excess,
+            refs[-1][0].at.wall, tuple(remedies)))
     return out
 
 
 def detect_double_settlement(tl: Timeline) -> list[Conflict]:
     """The account paid out twice: a second settlement with no deposit since the first."""
     out = []
-    first: Event | None = None
-    bal = 0
-    for ev in tl.events:
-        bal += balance_delta(ev, tl.pid)
-        if ev.kind == "account.deposited":
+    first: tuple[Fact, Settled] | None = None
+    for step in tl.steps():
+        f = step.fact
+        if isinstance(f.body, Deposited):
             first = None
-        elif ev.kind == "account.settled":
-            if first is not None and int(ev.body["amount"]) > 0 and bal < 0:
-                paid = int(ev.body["amount"])
-                cid = conflict_id("double_settlement", tl.pid, first.id)
-                text = (f"{tl.who()}'s account was settled at {first.node} ({_ref(first)}, "
-                        f"{yuan(int(first.body['amount']))}) and again at {ev.node} "
-                        f"({_ref(ev)}, {yuan(paid)}) without a deposit in between: "
-                        f"{yuan(paid)} was paid out twice. The patient owes {yuan(paid)}.")
+        elif isinstance(f.body, Settled):
+            paid = f.body.amount
+            if first is not None and paid > 0 and step.balance < 0:
+                ff, fb = first
+                cid = conflict_id("double_settlement", tl.pid, ff.event.id)
+                text = (f"{tl.who()}'s account was settled at {ff.at.node} ({_ref(ff.event)}, "
+                        f"{yuan(fb.amount)}) and again at {f.at.node} ({_ref(f.event)}, "
+                        f"{yuan(paid)}) without a deposit in between: {yuan(paid)} was paid "
+                        f"out twice. The patient owes {yuan(paid)}.")
                 remedies = (RemedyOption(
                     "debt", "Record the debt",
                     f"Records that {tl.name} owes {yuan(paid)}; counters ask for it at the "
                     "next visit.",
                     (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid,
                                         "amount": paid, "debit": 0}),)),
-                    _accept(cid, tl.pid, "The hospital bears the double payout."))
+                    accept_remedy(cid, tl.pid, "The hospital bears the double payout."))
                 out.append(Conflict(
                     cid, "double_settlement", "high", f"Settled twice — {tl.name}, {yuan(paid)}",
-                    text, (first.id, ev.id), (tl.pid,), (), tuple(sorted({first.node, ev.node})),
-                    paid, ev.hlc.wall, remedies))
+                    text, (ff.event.id, f.event.id), (tl.pid,), (),
+                    tuple(sorted({ff.at.node, f.at.node})), paid, f.at.wall, remedies))
             else:
-                first = ev
+                first = (f, f.body)
     return out
+
+
+def detect_merged_record_used(tl: Timeline) -> list[Conflict]:
+    """Money moved on a record after (in merge order) central merged it into another.
+
+    A counter that had not heard of the merge still knew the old record: its charge or
+    deposit landed on an account whose balance had moved to the survivor.  The remedy
+    moves what the old record holds now (a debt, or money) to the survivor too.
+    """
+    p = tl.world.patient(tl.pid)
+    if p is None or not p.merged_into:
+        return []
+    late = [f for f in tl.facts if f.at.order > p.merged_at and f.money.delta(tl.pid)
+            and not isinstance(f.body, Merged)]
+    if not late:
+        return []
+    survivor = p.merged_into
+    first = late[0]
+    cid = conflict_id("merged_record_used", tl.pid, first.event.id)
+    balance = tl.world.balance(tl.pid)
+    listed = "; ".join(f"{f.kind.name} {yuan(f.money.delta(tl.pid))} at {f.at.node} "
+                       f"({_ref(f.event)})" for f in late)
+    text = (f"{tl.who()} was merged into {survivor}, but {len(late)} payment(s) were made on"
+            f" the old record afterwards by counters that did not know yet: {listed}. The old"
+            f" record now holds {yuan(balance)}; its balance belongs to {survivor}.")
+    remedies: list[RemedyOption] = []
+    if balance:
+        remedies.append(RemedyOption(
+            "move", f"Move {yuan(balance)} to {survivor}",
+            f"Moves the old record's {yuan(balance)} to {survivor}, where its money went.",
+            (("patient.merged", {"conflict_id": cid, "survivor_id": survivor,
+                                 "merged_id": tl.pid, "moved": balance, "cards": []}),)))
+    charges = [f.body for f in late if isinstance(f.body, Charged)]
+    if charges:
+        remedies.append(RemedyOption(
+            "reverse", "Reverse the late charge(s)",
+            "Cancels " + ", ".join(f"{c.charge_id} ({yuan(c.amount)})" for c in charges)
+            + ": the hospital writes them off.",
+            tuple(("charge.reversed", {"conflict_id": cid, "charge_id": c.charge_id,
+                                       "patient_id": tl.pid, "amount": c.amount})
+                  for c in charges)))
+    remedies.append(accept_remedy(cid, tl.pid, "Leaves both records as they are."))
+    at_stake = sum(abs(f.money.delta(tl.pid)) for f in late)
+    return [Conflict(
+        cid, "merged_record_used", "high" if balance < 0 else "medium",
+        f"Merged record used — {tl.pid}, {yuan(at_stake)}", text,
+        tuple(f.event.id for f in late), (tl.pid, survivor), (),
+        tuple(sorted({f.at.node for f in late})), at_stake, first.at.wall, tuple(remedies))]
 
 
 PATIENT_DETECTORS: list[Detector] = [
@@ -488,6 +556,7 @@ PATIENT_DETECTORS: list[Detector] = [
     detect_double_replacement,
     detect_over_refund,
     detect_double_settlement,
+    detect_merged_record_used,
 ]
 
 
@@ -507,9 +576,10 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
         if len(pids) > MAX_LIKELY_GROUP:
             return []
     # a record already merged into another is that person's past, not a duplicate of it
-    live = sorted((world.patients[p] for p in pids
-                   if p in world.patients and not world.patients[p].merged_into),
-                  key=lambda p: (p.wall_ms, p.patient_id))
+    live: list[Patient] = sorted(
+        (p for p in (world.patient(pid) for pid in pids)
+         if p is not None and p.registered_at and not p.merged_into),
+        key=lambda p: (p.registered_ms, p.patient_id))
     if strong:
         live = [p for p in live if p.national_id]
     else:  # two different ID numbers are two different people
@@ -521,7 +591,7 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
     kind = "duplicate_patient" if strong else "likely_duplicate"
     cid = conflict_id(kind, *sorted(p.patient_id for p in live))
     survivor, others = live[0], live[1:]
-    listed = "; ".join(f"{p.patient_id} at {p.node}" for p in live)
+    listed = "; ".join(f"{p.patient_id} at {p.registered_node}" for p in live)
     if strong:
         text = (f"The same national ID number ({_mask(key)}) was registered {len(live)} times: "
                 f"{listed}. They are one person; merge the later records into "
@@ -543,12 +613,13 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
         "merge", f"Merge into {survivor.patient_id}",
         f"Merges {'; '.join(effect)} into {survivor.patient_id}: the balance and cards move "
         "there and the old record points to it on every counter.", tuple(moves)),
-        _accept(cid, None, "Keeps the records apart (they are different people)."))
+        accept_remedy(cid, None, "Keeps the records apart (they are different people)."))
     return [Conflict(
         cid, kind, "medium" if strong else "low",
         f"{'Duplicate' if strong else 'Possible duplicate'} patient — {survivor.name}", text,
-        tuple(p.registered for p in live if p.registered), tuple(p.patient_id for p in live),
-        (), tuple(sorted({p.node for p in live})), 0, live[-1].wall_ms, remedies)]
+        tuple((p.registered_node, p.registered_seq) for p in live),
+        tuple(p.patient_id for p in live), (), tuple(sorted({p.registered_node for p in live})),
+        0, live[-1].registered_ms, remedies)]
 
 
 def _mask(nid: str) -> str:
@@ -557,60 +628,85 @@ def _mask(nid: str) -> str:
 
 # ---------------------------------------------------------------------------- reconciler
 
+Identity = tuple[str, str, str]  # name, birth date, phone: a likely-duplicate key
+
 
 class Reconciler:
-    """Everything central holds, merged; detectors re-run per touched patient."""
+    """Everything central holds, folded by the registry like every counter's ledger, and
+    merged per patient in the one order; detectors re-run per touched patient."""
 
-    def __init__(self, config: ReconcileConfig = ReconcileConfig()) -> None:
+    def __init__(self, config: ReconcileConfig = ReconcileConfig(),
+                 registry: Registry = REGISTRY) -> None:
         self.config = config
-        self.timelines: dict[PatientId, list[tuple[tuple[int, int, str, int], Event]]] = {}
-        self.patients: dict[PatientId, PatientInfo] = {}
-        self.card_owner: dict[str, PatientId] = {}
-        self._cards_by_patient: dict[PatientId, set[str]] = {}
+        self.registry = registry
+        #: the same projections as every counter's, by the same fold
+        self.state = State()
+        self.timelines: dict[PatientId, list[tuple[str, Fact]]] = {}
         self._merged_into: dict[PatientId, set[PatientId]] = {}  # survivor → merged records
+        self._cards_by_patient: dict[PatientId, set[str]] = {}
+        self._card_owner: dict[str, PatientId] = {}
+        self._identity: dict[PatientId, tuple[str, Identity | None]] = {}
         self.by_national_id: dict[str, set[PatientId]] = {}
-        self.by_identity: dict[tuple[str, str, str], set[PatientId]] = {}
+        self.by_identity: dict[Identity, set[PatientId]] = {}
         self.revoked: dict[str, int] = {}
         self.resolutions: dict[ConflictId, Resolution] = {}
         self.seen: set[EventId] = set()
         self._emitted: dict[str, set[ConflictId]] = {}  # scope -> ids last found there
         self._skew_run: dict[str, int] = {}  # node -> first seq of its current skewed run
-        self._integrity: dict[ConflictId, Conflict] = {}
         self.count = 0
+        self.unknown = 0  # events of kinds this version does not know (kept, not folded)
 
     # -- queries -------------------------------------------------------------------------
+    def patient(self, pid: PatientId) -> Patient | None:
+        return self.state.get(Patient, pid)
+
+    def patients(self) -> list[Patient]:
+        return self.state.all(Patient)
+
+    def account(self, pid: PatientId) -> Account:
+        return self.state.get_or_new(Account, pid)
+
+    def balance(self, pid: PatientId) -> Fen:
+        return self.account(pid).balance
+
+    def card(self, card_no: str) -> Card | None:
+        return self.state.get(Card, card_no)
+
+    def cards_of(self, pid: PatientId) -> set[str]:
+        return set(self._cards_by_patient.get(pid, ()))
+
     def timeline(self, pid: PatientId) -> Timeline:
-        return Timeline(pid, [e for _, e in self.timelines.get(pid, [])], self)
+        return Timeline(pid, [f for _, f in self.timelines.get(pid, [])], self)
 
     def family(self, pid: PatientId) -> frozenset[PatientId]:
         """``pid`` and every record merged into it (directly or through another)."""
-        return family(pid, self._merged_into)
+        out, todo = {pid}, [pid]
+        while todo:
+            for m in self._merged_into.get(todo.pop(), ()):
+                if m not in out:
+                    out.add(m)
+                    todo.append(m)
+        return frozenset(out)
 
     def person_timeline(self, pid: PatientId) -> Timeline:
         """A patient's events with those of the records merged into it, in merge order,
         with the person's running balance (money moved by the merge nets to nothing)."""
         family = self.family(pid)
-        seen: dict[EventId, tuple[tuple[int, int, str, int], Event]] = {}
+        seen: dict[EventId, tuple[str, Fact]] = {}
         for p in family:
-            for key, ev in self.timelines.get(p, []):
-                seen[ev.id] = (key, ev)
-        ordered = [e for _, e in sorted(seen.values(), key=lambda ke: ke[0])]
+            for key, f in self.timelines.get(p, []):
+                seen[f.event.id] = (key, f)
+        ordered = [f for _, f in sorted(seen.values(), key=lambda kf: kf[0])]
         return Timeline(pid, ordered, self, family)
-
-    def balance(self, pid: PatientId) -> Fen:
-        return sum(balance_delta(e, pid) for _, e in self.timelines.get(pid, []))
-
-    def cards_of(self, pid: PatientId) -> set[str]:
-        return set(self._cards_by_patient.get(pid, ()))
 
     # -- input ---------------------------------------------------------------------------
     def set_revoked(self, revoked: dict[str, int]) -> Report:
         """Nodes revoked and when (ms): events they signed after that are flagged."""
         self.revoked = dict(revoked)
         rep = Report()
-        for pid in list(self.timelines):
-            for _, ev in self.timelines[pid]:
-                c = self._revoked_check(ev)
+        for tl in self.timelines.values():
+            for _, f in tl:
+                c = self._revoked_check(f.event)
                 if c:
                     rep.conflicts.append(c)
         return rep
@@ -618,6 +714,16 @@ class Reconciler:
     def report_integrity(self, reports: Iterable[IntegrityReport]) -> Report:
         rep = Report()
         for r in reports:
+            if r.kind == "malformed_event":
+                cid = conflict_id(r.kind, r.node, r.seq, r.offered)
+                rep.conflicts.append(Conflict(
+                    cid, r.kind, "high", f"Malformed event refused — {r.node} #{r.seq}",
+                    f"Node {r.node} signed an event central cannot accept ({r.message}). It "
+                    "was refused at push, never stored or relayed, and is kept as evidence; "
+                    "the node cannot sync its later work until it is fixed. Check that "
+                    "node's software version and key.", ((r.node, r.seq),), nodes=(r.node,),
+                    wall_ms=r.wall_ms, remedies=(accept_remedy(cid, None, "Marks it reviewed."),)))
+                continue
             cid = conflict_id(r.kind, r.node, r.seq)
             what = ("offered a different event at a position central already holds: it "
                     "signed two histories (a cloned key or a restored disk). The offered event "
@@ -628,15 +734,21 @@ class Reconciler:
                 f"Node {r.node} {what} Seq {r.seq}: {r.message}. Check the machine before it "
                 "syncs again (revoke and re-enrol it if its key may be copied).",
                 ((r.node, r.seq),), nodes=(r.node,), wall_ms=r.wall_ms,
-                remedies=(_accept(cid, None, "Marks it reviewed."),)))
+                remedies=(accept_remedy(cid, None, "Marks it reviewed."),)))
         return rep
 
     def add(self, batch: Iterable[Incoming | Event]) -> Report:
-        """Merge a batch of stored events; return the conflicts of every scope it touched."""
+        """Merge a batch of stored events; return the conflicts of every scope it touched.
+
+        Never raises for what an event holds: a bad body is a conflict, a kind this
+        version does not know is counted and kept out, and a failure while folding one
+        event or checking one scope is logged with the event or scope and raised as a
+        ``reconcile_error`` conflict while the rest of the batch goes on.
+        """
         rep = Report()
         dirty: set[PatientId] = set()
         dirty_ids: set[str] = set()
-        dirty_people: set[tuple[str, str, str]] = set()
+        dirty_people: set[Identity] = set()
         for item in batch:
             inc = item if isinstance(item, Incoming) else Incoming(item, 0)
             ev = inc.event
@@ -644,121 +756,140 @@ class Reconciler:
                 continue
             self.seen.add(ev.id)
             self.count += 1
-            problems = kinds.validate_body(ev.kind, ev.body) if ev.kind in kinds.SCHEMAS else []
-            if problems or (ev.kind in CENTRAL_KINDS and ev.node != CENTRAL):
-                rep.conflicts.append(self._malformed(ev, problems))
-                continue  # never let a malformed body into a timeline
-            if ev.kind not in kinds.SCHEMAS or ev.kind in ANNOUNCEMENTS:
-                continue  # a newer kind this central does not know: kept, not reconciled;
-                # central's own notices of a conflict's state: for counters, not resolutions
-            for c in (self._skew_check(ev, inc.received_ms), self._revoked_check(ev)):
-                if c:
-                    rep.conflicts.append(c)
-            if ev.node == CENTRAL and "conflict_id" in ev.body:
-                res = Resolution(ev.body["conflict_id"], ev.id, ev.kind, ev.operator,
-                                 str(ev.body.get("reason", "")), ev.hlc.wall)
-                self.resolutions.setdefault(res.conflict_id, res)
-                rep.resolutions.append(res)
-            self._index(ev, dirty_ids, dirty_people)
-            for pid in _patients_of(ev):
-                bisect.insort(self.timelines.setdefault(pid, []), (ev.sort_key(), ev))
-                dirty.add(pid)
+            try:
+                self._add_one(inc, rep, dirty, dirty_ids, dirty_people)
+            except Exception as exc:
+                log.exception("reconciling %s #%d (%s) failed", ev.node, ev.seq, ev.kind)
+                rep.conflicts.append(_reconcile_error(f"e:{ev.node}:{ev.seq}", (ev.id,),
+                                                      (ev.node,), ev.hlc.wall, exc))
         for pid in dirty:  # a duplicate's merge remedy carries its balance and cards: refresh
-            info = self.patients.get(pid)
-            if info is not None and len(self.by_national_id.get(info.national_id, ())) > 1:
-                dirty_ids.add(info.national_id)
-            person = (info.name, info.birth_date, info.phone) if info else None
+            nid, person = self._identity.get(pid, ("", None))
+            if nid and len(self.by_national_id.get(nid, ())) > 1:
+                dirty_ids.add(nid)
             if person is not None and len(self.by_identity.get(person, ())) > 1:
                 dirty_people.add(person)
         for pid in sorted(dirty):
             timeline = self.timeline(pid)
-            found: list[Conflict] = []
-            for det in PATIENT_DETECTORS:
-                found += det(timeline)
-            self._scope(f"p:{pid}", found, rep)
+            self._scope(f"p:{pid}", lambda tl=timeline: [  # type: ignore[misc]
+                c for det in PATIENT_DETECTORS for c in det(tl)], rep)
         for nid in sorted(dirty_ids):
-            self._scope(f"n:{nid}", detect_duplicates(self.by_national_id.get(nid, ()), self,
-                                                      strong=True, key=nid), rep)
+            self._scope(f"n:{nid}", lambda nid=nid: detect_duplicates(  # type: ignore[misc]
+                self.by_national_id.get(nid, ()), self, strong=True, key=nid), rep)
         for person in sorted(dirty_people):
-            self._scope(f"i:{person}", detect_duplicates(self.by_identity.get(person, ()), self,
-                                                         strong=False, key=""), rep)
+            self._scope(f"i:{person}", lambda person=person: detect_duplicates(  # type: ignore
+                self.by_identity.get(person, ()), self, strong=False, key=""), rep)
         return rep
 
-    def _scope(self, scope: str, found: list[Conflict], rep: Report) -> None:
+    def _add_one(self, inc: Incoming, rep: Report, dirty: set[PatientId],
+                 dirty_ids: set[str], dirty_people: set[Identity]) -> None:
+        ev = inc.event
+        d = self.registry.decode(ev)
+        if isinstance(d, Unknown):
+            self.unknown += 1  # a newer counter's kind: kept, folded after central's upgrade
+            return
+        if isinstance(d, Invalid):
+            rep.conflicts.append(self._malformed(d))
+            return  # never let a malformed body into a timeline
+        for c in (self._skew_check(ev, inc.received_ms), self._revoked_check(ev)):
+            if c:
+                rep.conflicts.append(c)
+        cid = getattr(d.body, "conflict_id", None)
+        if ev.node == CENTRAL and cid and ev.kind not in ANNOUNCEMENTS:
+            res = Resolution(cid, ev.id, ev.kind, ev.operator,
+                             str(getattr(d.body, "reason", "")), ev.hlc.wall)
+            self.resolutions.setdefault(res.conflict_id, res)
+            rep.resolutions.append(res)
+        if ev.kind in ANNOUNCEMENTS:
+            return  # central's notices of a conflict's state: for counters, not resolutions
+        self.registry.apply_fact(self.state, d)
+        self._reindex(d.kind.records(d.body), dirty_ids, dirty_people)
+        order = d.at.order
+        for pid in d.patients:
+            bisect.insort(self.timelines.setdefault(pid, []), (order, d), key=lambda x: x[0])
+            dirty.add(pid)
+
+    def _scope(self, scope: str, detect: Callable[[], list[Conflict]], rep: Report) -> None:
+        try:
+            found = detect()
+        except Exception as exc:  # a detector bug: say so, keep what was found before
+            log.exception("conflict detection for %s failed", scope)
+            rep.conflicts.append(_reconcile_error(scope, (), (), 0, exc))
+            return
         ids = {c.id for c in found}
         rep.withdrawn += sorted(self._emitted.get(scope, set()) - ids)
         self._emitted[scope] = ids
         rep.conflicts += found
 
-    def _index(self, ev: Event, dirty_ids: set[str],
-               dirty_people: set[tuple[str, str, str]]) -> None:
-        b = ev.body
-        if ev.kind == "patient.registered":
-            info = PatientInfo(b["patient_id"], b["name"], b["birth_date"], b.get("phone", ""),
-                               b.get("national_id", ""), ev.node, ev.id, ev.hlc.wall)
-            old = self.patients.get(info.patient_id)
-            if old is not None and old.merged_into:
-                info = replace(info, merged_into=old.merged_into)
-            self.patients[info.patient_id] = info
-            if info.national_id:
-                self.by_national_id.setdefault(info.national_id, set()).add(info.patient_id)
-                dirty_ids.add(info.national_id)
-            if info.phone:
-                person = (info.name, info.birth_date, info.phone)
-                self.by_identity.setdefault(person, set()).add(info.patient_id)
-                dirty_people.add(person)
-        elif ev.kind == "card.issued":
-            self._own(b["card_no"], b["patient_id"])
-        elif ev.kind == "card.replaced":
-            self._own(b["new_card_no"], b["patient_id"])
-        elif ev.kind == "patient.merged" and ev.node == CENTRAL:
-            old = self.patients.get(b["merged_id"]) or PatientInfo(b["merged_id"])
-            if not old.merged_into:
-                self.patients[b["merged_id"]] = replace(old, merged_into=b["survivor_id"])
-                self._merged_into.setdefault(b["survivor_id"], set()).add(b["merged_id"])
-            for c in b["cards"]:
-                self._own(c, b["survivor_id"], force=True)
+    def _reindex(self, touched: set[tuple[type[Any], Key]], dirty_ids: set[str],
+                 dirty_people: set[Identity]) -> None:
+        """Keep the lookup indexes level with the records a fact changed."""
+        for rt, key in touched:
+            if rt is Patient:
+                self._index_patient(str(key), dirty_ids, dirty_people)
+            elif rt is Card:
+                c = self.state.get(Card, key)
+                if c is not None and self._card_owner.get(c.card_no) != c.patient_id:
+                    old = self._card_owner.get(c.card_no)
+                    if old is not None:
+                        self._cards_by_patient.get(old, set()).discard(c.card_no)
+                    self._card_owner[c.card_no] = c.patient_id
+                    self._cards_by_patient.setdefault(c.patient_id, set()).add(c.card_no)
 
-    def _own(self, card: str, pid: PatientId, *, force: bool = False) -> None:
-        old = self.card_owner.get(card)
-        if old is not None and not force:
+    def _index_patient(self, pid: PatientId, dirty_ids: set[str],
+                       dirty_people: set[Identity]) -> None:
+        p = self.state.get(Patient, pid)
+        if p is None:
             return
-        if old is not None:
-            self._cards_by_patient.get(old, set()).discard(card)
-        self.card_owner[card] = pid
-        self._cards_by_patient.setdefault(pid, set()).add(card)
+        if p.merged_into:
+            self._merged_into.setdefault(p.merged_into, set()).add(pid)
+        nid = p.national_id if p.registered_at else ""
+        person = (p.name, p.birth_date, p.phone) if p.registered_at and p.phone else None
+        old_nid, old_person = self._identity.get(pid, ("", None))
+        if (nid, person) == (old_nid, old_person):
+            return
+        if old_nid:
+            self.by_national_id.get(old_nid, set()).discard(pid)
+            dirty_ids.add(old_nid)
+        if old_person is not None:
+            self.by_identity.get(old_person, set()).discard(pid)
+            dirty_people.add(old_person)
+        if nid:
+            self.by_national_id.setdefault(nid, set()).add(pid)
+            dirty_ids.add(nid)
+        if person is not None:
+            self.by_identity.setdefault(person, set()).add(pid)
+            dirty_people.add(person)
+        self._identity[pid] = (nid, person)
 
-    def _malformed(self, ev: Event, problems: list[Any]) -> Conflict:
-        cid = conflict_id("malformed_event", ev.node, ev.seq)
-        why = ("; ".join(p.message for p in problems) if problems else
-               f"{ev.kind} may only be signed by central")
+    def _malformed(self, d: Invalid) -> Conflict:
+        ev = d.event
+        cid = conflict_id("malformed_event", ev.node, ev.seq, ev.hash().hex())
+        why = "; ".join(p.message for p in d.problems[:5])
         return Conflict(
             cid, "malformed_event", "high", f"Malformed event — {ev.node} #{ev.seq}",
             f"Node {ev.node} signed an event central cannot merge ({ev.kind}: {why}). It is "
-            "kept but not reconciled; counters may fold it differently. Check that node's "
+            "kept but folded nowhere: every counter and central skip it. Check that node's "
             "software version and key.", (ev.id,), nodes=(ev.node,), wall_ms=ev.hlc.wall,
-            remedies=(_accept(cid, None, "Marks it reviewed."),))
+            remedies=(accept_remedy(cid, None, "Marks it reviewed."),))
 
     def _skew_check(self, ev: Event, received_ms: int) -> Conflict | None:
-        # counter 0: the stamp's wall came from the node's own clock, not from a remote
-        # stamp it observed — so an honest node that saw a skewed one is never blamed.
+        """A stamp further ahead of central's clock than ``max_skew_ms`` (whatever its
+        counter: counters never adopt such a stamp, so an honest one never carries it)."""
         ahead = ev.hlc.wall - received_ms
-        if ev.node == CENTRAL or received_ms <= 0 or ev.hlc.counter != 0 \
-                or ahead <= self.config.max_skew_ms:
+        if ev.node == CENTRAL or received_ms <= 0 or ahead <= self.config.max_skew_ms:
             if ev.node in self._skew_run and received_ms > 0 and ahead <= 0:
                 del self._skew_run[ev.node]  # the clock is right again: a new run may start
             return None
         first = self._skew_run.setdefault(ev.node, ev.seq)
         cid = conflict_id("clock_skew", ev.node, first)
-        c = Conflict(
+        return Conflict(
             cid, "clock_skew", "medium", f"Clock skew — {ev.node} {ahead // 1000} s ahead",
             f"Node {ev.node}'s clock was {ahead // 1000} s ahead of central's when it signed "
             f"seq {ev.seq} (limit {self.config.max_skew_ms // 1000} s). Its events sort too "
-            "late in the merge order; set its clock (NTP) and check its recent work.",
+            "late in the merge order and no counter adopts its clock; set its clock (NTP) "
+            "and check its recent work.",
             (ev.id,), nodes=(ev.node,), wall_ms=received_ms,
-            remedies=(_accept(cid, None, "Marks it reviewed once the clock is fixed."),))
-        self._integrity[cid] = c
-        return c
+            remedies=(accept_remedy(cid, None, "Marks it reviewed once the clock is fixed."),))
 
     def _revoked_check(self, ev: Event) -> Conflict | None:
         at = self.revoked.get(ev.node)
@@ -770,7 +901,19 @@ class Reconciler:
             f"Node {ev.node} was revoked, yet central holds events it signed afterwards "
             f"(first: seq {ev.seq}, {ev.kind}). Its key may be in the wrong hands.",
             (ev.id,), nodes=(ev.node,), wall_ms=ev.hlc.wall,
-            remedies=(_accept(cid, None, "Marks it reviewed."),))
+            remedies=(accept_remedy(cid, None, "Marks it reviewed."),))
+
+
+def _reconcile_error(scope: str, events: tuple[EventId, ...], nodes: tuple[str, ...],
+                     wall_ms: int, exc: Exception) -> Conflict:
+    cid = conflict_id("reconcile_error", scope)
+    return Conflict(
+        cid, "reconcile_error", "high", f"Reconciler failed — {scope}",
+        f"Central could not reconcile {scope}: {type(exc).__name__}: {exc}. The event is "
+        "stored and synced; conflicts it may cause are not detected until this is fixed "
+        "(the server log has the details). Report it to the onecard developers.",
+        events, nodes=nodes, wall_ms=wall_ms,
+        remedies=(accept_remedy(cid, None, "Marks it reviewed."),))
 
 
 def reconcile(events: Iterable[Event], config: ReconcileConfig = ReconcileConfig()

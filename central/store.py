@@ -42,6 +42,7 @@ from typing import Any, ParamSpec, TypeVar
 import aiosqlite
 
 from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256
+from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError, SchemaError, SignatureError
 from protocol.event import (
     CENTRAL,
@@ -186,6 +187,12 @@ class WrongNode(IngestError):
     code = "wrong_node"
 
 
+class InvalidEvent(IngestError):
+    """A signed event of a known kind whose body (or signer) is wrong for that kind."""
+
+    code = "invalid_event"
+
+
 class Equivocation(IngestError):
     """A different event at a ``(node, seq)`` central already holds."""
 
@@ -246,6 +253,7 @@ class Prepared:
     prev: bytes
     hash: bytes
     data: bytes
+    problem: str = ""  # why its body is invalid for its kind ("" when it is valid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +294,12 @@ def prepare_events(
             ev.verify_signature(key)
         except SignatureError:
             raise SignatureError(f"{node} seq {ev.seq}: signature does not verify") from None
+        # A kind this version does not know (a newer counter) passes: stored and relayed,
+        # folded once central and the counters are upgraded.
+        problems = REGISTRY.validate(ev.kind, ev.body, node) if ev.kind in REGISTRY else []
+        problem = f"{ev.kind}: " + "; ".join(p.message for p in problems[:3]) if problems else ""
         # canonical: these bytes are ev.encode() byte for byte, so this is ev.hash()
-        out.append(Prepared(ev.seq, ev.prev, blake2b_256(data), data))
+        out.append(Prepared(ev.seq, ev.prev, blake2b_256(data), data, problem))
     return out
 
 
@@ -511,6 +523,23 @@ class CentralStore:
                 await self._quarantine(node, prepared[exc.at], prepared[exc.at - 1].hash,
                                        "chain_break", str(exc), now)
             raise
+        bad = next((i for i, p in enumerate(prepared) if p.problem), None)
+        if bad is None:
+            return await self._store_batch(node, key, prepared, now)
+        # A signed event whose body is wrong for its kind: what comes before it is stored;
+        # it is kept as evidence (never stored, never relayed) and the push refused.
+        if bad:
+            await self._store_batch(node, key, prepared[:bad], now)
+        p = prepared[bad]
+        async with self._lock:
+            await self._quarantine(node, p, p.prev, "malformed_event", p.problem, now)
+        raise InvalidEvent(f"{node} seq {p.seq}: {p.problem}. Refused: nothing from this event "
+                           "on was stored; central IT has it as evidence (fix or upgrade this "
+                           "counter's software)")
+
+    async def _store_batch(self, node: str, key: bytes, prepared: list[Prepared],
+                           now: int) -> IngestResult:
+        """The transaction of :meth:`ingest`: checks against what is held, then insert."""
         # (offered event, what central holds there, kind, reason): kept after a rollback
         evidence: tuple[Prepared, bytes, str, str] | None = None
         async with self._lock:

@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from edge_node.errors import ConfigError
+from protocol.core import RuleConfig
 from protocol.crypto import SigningKey
 from protocol.event import NODE_ID_RE
-from protocol.rules import RuleConfig
 
 ROLES = ("cashier", "triage", "doctor", "lab", "pharmacy", "kiosk")
 

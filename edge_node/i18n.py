@@ -11,6 +11,7 @@ in brackets until every message has its own template.
 
 from __future__ import annotations
 
+from protocol.domain import REGISTRY
 from protocol.errors import Problem
 
 LANGUAGES = ("zh", "en")
@@ -95,8 +96,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "panel.recent": ("最近业务", "Recent activity"),
     "panel.cards": ("名下卡", "Cards"),
     "panel.none": ("无", "none"),
-    "sex.M": ("男", "M"),
-    "sex.F": ("女", "F"),
     "age": ("{n}岁", "{n} y"),
     "card.active": ("正常", "active"),
     "card.lost": ("已挂失", "LOST"),
@@ -135,35 +134,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "why.lost_card_used": ("挂失卡被使用", "a lost card used"),
     "why.double_replacement": ("重复补卡", "a double replacement"),
     "why.duplicate_patient": ("重复建档", "a duplicate registration"),
+    "why.merged_record_used": ("合并后旧档案被使用", "the old record used after a merge"),
     "why.other": ("冲突", "a conflict"),
-    # event kinds (history, recent activity)
-    "kind.patient.registered": ("建档", "Registered"),
-    "kind.patient.updated": ("修改资料", "Details changed"),
-    "kind.card.issued": ("发卡", "Card issued"),
-    "kind.card.reported_lost": ("挂失", "Card reported lost"),
-    "kind.card.replaced": ("补卡", "Card replaced"),
-    "kind.account.deposited": ("充值", "Deposit"),
-    "kind.account.charged": ("收费", "Charge"),
-    "kind.account.refunded": ("退费", "Refund"),
-    "kind.account.settled": ("结算", "Settlement"),
-    "kind.account.credit_granted": ("绿色通道", "Green channel credit"),
-    "kind.debt.recorded": ("记录欠费", "Debt recorded"),
-    "kind.charge.reversed": ("撤销收费", "Charge reversed"),
-    "kind.patient.merged": ("合并档案", "Records merged"),
-    "kind.card.blocked": ("冻结卡", "Card blocked"),
-    "kind.conflict.accepted": ("冲突已审核", "Conflict reviewed"),
-    "kind.conflict.raised": ("发现冲突", "Conflict raised"),
-    "kind.conflict.withdrawn": ("冲突已撤销", "Conflict withdrawn"),
-    # methods
-    "method.cash": ("现金", "Cash"),
-    "method.bank_card": ("银行卡", "Bank card"),
-    "method.mobile": ("移动支付", "Mobile"),
-    "to.deposit": ("退回预交金", "To deposit"),
-    "to.cash": ("退现金", "Cash out"),
-    "proof.id_card": ("身份证", "ID card"),
-    "proof.deposit_receipt": ("预交金收据", "Deposit receipt"),
-    "proof.record_book": ("病历本", "Record book"),
-    "proof.other": ("其他", "Other"),
     # forms
     "form.name": ("姓名", "Name"),
     "form.national_id": ("身份证号（18位）", "National ID number (18)"),
@@ -304,6 +276,12 @@ PROBLEMS_ZH: dict[str, str] = {
     "field.range": "超出范围",
     "field.missing": "缺少必填项",
 }
+
+
+# Event kinds' names and the domain's words (payment methods, refund destinations, identity
+# proofs, sex) are declared with the kinds (protocol/): one place for each.
+STRINGS.update({f"kind.{k.name}": k.title for k in REGISTRY})
+STRINGS.update(REGISTRY.labels)
 
 
 class Translator:

@@ -5,19 +5,31 @@ Theory of operation
 One SQLite file per counter (WAL, ``synchronous=FULL``), shared by the TUI process,
 which appends this counter's own events, and the sync process, which ingests other
 nodes' events.  Every write is one function that runs start to finish inside
-aiosqlite's worker thread in a single ``BEGIN IMMEDIATE`` transaction: the event
-rows, the chain head, the clock and the projection rows commit together or not at
-all, so a crash at any instant leaves either all of an operation or none of it.
-(One awaited hop per transaction, not one per statement: each hop costs ~0.3 ms.)
+aiosqlite's worker thread in one :func:`transaction` (``BEGIN IMMEDIATE``; a savepoint
+when nested): the event rows, the chain head, the clock and the projection rows commit
+together or not at all, so a crash at any instant leaves either all of an operation or
+none of it.  (One awaited hop per transaction, not one per statement: each hop costs
+~0.3 ms.)  Staff, sync state and the daemon's bookkeeping use the same path.
 
-Projections are maintained by the same fold ``rebuild`` uses: the records an event
-touches are loaded, :func:`protocol.fold.apply` runs, and the changed records are
-written back, so state lookups never scan history.
+Projections are the records the domain registry declares (:mod:`protocol.domain`),
+one table each, made from the declarations; they are maintained by the same fold
+``rebuild`` uses: the records an event touches are loaded, the registry folds it, and
+the changed records are written back, so state lookups never scan history.  The
+registry's fingerprint is kept with them: a ledger opened by a version whose records
+or kinds differ (an upgrade) drops and refolds its projections from the events, which
+folds the events of kinds it kept unfolded until then.
+
+Every event that verifies is stored, whatever its body: the fold skips a bad body
+(central flags it) and a kind this version does not know, so no remote event can stop
+this counter's sync.  A remote clock more than ``max_skew_ms`` ahead of this counter's
+is stored but never adopted into this counter's clock, and every event keeps the local
+time it was written or received (``local_ms``), which the counter's own reports use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import sqlite3
@@ -25,14 +37,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
+from edge_node.db import transaction
 from edge_node.errors import ConfigError, OperationRefused, StorageError
-from edge_node.migrations import PROJECTION_TABLES, migrate
-from protocol import fold, kinds, rules
+from edge_node.migrations import migrate
+from protocol.core import Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
 from protocol.crypto import SigningKey, blake2b_256
+from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError, SignatureError
 from protocol.event import (
     ChainError,
@@ -42,12 +56,13 @@ from protocol.event import (
     decode_event,
     sign_event,
 )
-from protocol.fold import RECORD_KEYS, RECORD_TYPES, State, Touched, record_columns
 from protocol.hlc import Hlc
 
 log = logging.getLogger("onecard.ledger")
 
 Body = dict[str, Any]
+R = TypeVar("R", bound=Record)
+MAX_SKEW_MS = 5 * 60_000  # a remote clock further ahead than this is not adopted
 
 
 def wall_ms() -> int:
@@ -73,7 +88,7 @@ class Op:
 
     kind: str
     body: Body | Callable[[OpContext], Body]
-    need: Touched = Touched()
+    need: frozenset[Ref] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +140,7 @@ class _Loaded:
     """The records a transaction loaded, to write back only what changed."""
 
     state: State = field(default_factory=State)
-    seen: dict[str, dict[str, Any]] = field(default_factory=lambda: {t: {} for t in RECORD_TYPES})
-    keys: Touched = Touched()
+    seen: dict[Ref, Record | None] = field(default_factory=dict)
 
 
 _SYNC_FIELDS = ("online", "last_sync_ms", "acked_seq", "pull_cursor", "received", "last_error")
@@ -136,39 +150,49 @@ class Ledger:
     """A counter's ledger.  Open with :meth:`open`; close with :meth:`close`."""
 
     def __init__(self, db: aiosqlite.Connection, node_id: str, key: SigningKey | None,
-                 rule_config: rules.RuleConfig, clock: Callable[[], int]) -> None:
+                 rule_config: RuleConfig, clock: Callable[[], int], registry: Registry,
+                 max_skew_ms: int) -> None:
         self._db = db
         self.node_id = node_id
         self.key = key
         self.rule_config = rule_config
+        self.registry = registry
+        self.max_skew_ms = max_skew_ms
         self._clock = clock
         self._path = ""
         self._commits_since_checkpoint = 0
         self._checkpoint: asyncio.Future[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._tables = {rt.TABLE: rt for rt in registry.records}
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
     async def open(cls, path: str | Path, node_id: str, key: SigningKey | None = None, *,
-                   rule_config: rules.RuleConfig | None = None,
-                   clock: Callable[[], int] = wall_ms) -> Ledger:
-        """Open (creating and migrating if needed) the ledger of ``node_id`` at ``path``."""
+                   rule_config: RuleConfig | None = None,
+                   clock: Callable[[], int] = wall_ms, registry: Registry = REGISTRY,
+                   max_skew_ms: int = MAX_SKEW_MS,
+                   progress: Callable[[int], None] | None = None) -> Ledger:
+        """Open (creating and migrating if needed) the ledger of ``node_id`` at ``path``.
+
+        Projections folded by another version are refolded here (``progress`` is told
+        every 10,000 events).
+        """
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(str(path), isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open ledger {path}: {exc}") from exc
-        self = cls(db, node_id, key, rule_config or rules.RuleConfig(), clock)
+        self = cls(db, node_id, key, rule_config or RuleConfig(), clock, registry, max_skew_ms)
         self._path = str(path)
         try:
-            await self._run(self._setup)
+            await self._run(self._setup, progress)
         except BaseException:
             await db.close()
             raise
         return self
 
-    def _setup(self, conn: sqlite3.Connection) -> None:
+    def _setup(self, conn: sqlite3.Connection, progress: Callable[[int], None] | None) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
@@ -177,9 +201,24 @@ class Ledger:
         migrate(conn)
         row = conn.execute("SELECT value FROM meta WHERE key='node_id'").fetchone()
         if row is None:
-            conn.execute("INSERT INTO meta VALUES ('node_id', ?)", (self.node_id,))
-        elif row[0] != self.node_id:
+            with transaction(conn):
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('node_id', ?)", (self.node_id,))
+            row = conn.execute("SELECT value FROM meta WHERE key='node_id'").fetchone()
+        if row[0] != self.node_id:
             raise ConfigError(f"this ledger belongs to node {row[0]}, not {self.node_id}")
+        if self._projection_schema(conn) != self.registry.fingerprint():
+            with transaction(conn):  # re-checked under the write lock: one process refolds
+                if self._projection_schema(conn) != self.registry.fingerprint():
+                    n = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+                    if n:
+                        log.warning("projections were folded by another version: refolding "
+                                    "%d events", n)
+                    self._rebuild_in_tx(conn, progress)
+
+    @staticmethod
+    def _projection_schema(conn: sqlite3.Connection) -> str:
+        row = conn.execute("SELECT value FROM meta WHERE key='projection_schema'").fetchone()
+        return str(row[0]) if row else ""
 
     async def close(self) -> None:
         if self._idle_timer is not None:
@@ -232,9 +271,16 @@ class Ledger:
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(conn, *args)`` in the ledger's thread (for store modules with own tables).
 
-        ``fn`` must do a whole transaction (``BEGIN IMMEDIATE`` … ``COMMIT``) itself.
+        A write must be wrapped in :func:`transaction` (the one write path).
         """
         return await self._run(fn, *args)
+
+    async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(conn, *args)`` inside one :func:`transaction` in the ledger's thread."""
+        def tx(conn: sqlite3.Connection) -> Any:
+            with transaction(conn):
+                return fn(conn, *args)
+        return await self._run(tx)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(conn, *args)`` in the connection's thread: one hop per transaction."""
@@ -243,6 +289,14 @@ class Ledger:
             return await db._execute(lambda: fn(db._conn, *args))
         except sqlite3.OperationalError as exc:
             raise _storage_error(exc) from exc
+
+    def record_type(self, table: str | type[R]) -> type[Record]:
+        if isinstance(table, str):
+            try:
+                return self._tables[table]
+            except KeyError:
+                raise ValueError(f"no record table {table!r}") from None
+        return table
 
     # -- appending own events ----------------------------------------------------------
     async def append(self, ops: list[Op] | Op, operator: str) -> list[Appended]:
@@ -272,38 +326,37 @@ class Ledger:
 
     def _append_tx(self, conn: sqlite3.Connection, ops: list[Op], operator: str) -> AppendResult:
         assert self.key is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        reg = self.registry
+        with transaction(conn):
             head = self._head(conn, self.node_id)
             hlc = self._read_clock(conn)
             loaded = _Loaded()
             out: list[Appended] = []
+            now = self._clock()
             for op in ops:
                 seq = head.seq + 1
-                _load(conn, loaded, op.need)
+                self._load(conn, loaded, op.need)
                 body = self._build(conn, loaded, op, seq)
-                problems = kinds.validate_body(op.kind, body)
+                problems = reg.validate(op.kind, body)
                 if not problems:
-                    _load(conn, loaded, fold.touched(op.kind, body))
-                    problems = rules.check(loaded.state, op.kind, body, self.rule_config)
+                    self._load(conn, loaded, reg.records_of(op.kind, body))
+                    problems = reg.check(loaded.state, op.kind, body, self.rule_config)
                 if problems:
                     raise OperationRefused(problems)
-                hlc = hlc.now(self._clock())
+                hlc = hlc.now(now)
                 ev, data, h = sign_event(self.key, node=self.node_id, seq=seq, prev=head.hash,
                                          hlc=hlc, operator=operator, kind=op.kind, body=body)
-                self._insert(conn, ev, data, h)
-                fold.apply(loaded.state, ev)
+                fact = reg.decode(ev)
+                assert isinstance(fact, Fact)  # validated above
+                rowid = self._insert(conn, ev, data, h, now)
+                self._link(conn, [(p, rowid) for p in fact.patients])
+                reg.apply_fact(loaded.state, fact)
                 head = ChainHead(seq, h)
                 out.append(Appended(ev, h))
-            _write_back(conn, loaded)
+            self._write_back(conn, loaded)
             conn.execute("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
                          (self.node_id, head.seq, head.hash))
             self._write_clock(conn, hlc)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return AppendResult(out, loaded.state)
 
     def _build(self, conn: sqlite3.Connection, loaded: _Loaded, op: Op, seq: int) -> Body:
@@ -314,26 +367,31 @@ class Ledger:
         """
         if not callable(op.body):
             return op.body
+        body: Body = {}
         for _ in range(3):
             body = op.body(OpContext(self.node_id, seq, loaded.state))
             if type(body) is not dict:
                 return body
-            before = loaded.keys
-            _load(conn, loaded, fold.touched(op.kind, body))
-            if loaded.keys == before:
+            if not self._load(conn, loaded, self.registry.records_of(op.kind, body)):
                 return body
         return body
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, ev: Event, data: bytes, h: bytes) -> None:
+    def _insert(conn: sqlite3.Connection, ev: Event, data: bytes, h: bytes,
+                local_ms: int) -> int:
         cur = conn.execute(
-            "INSERT INTO events (node, seq, hash, hlc_wall, hlc_counter, operator, kind, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (ev.node, ev.seq, h, ev.hlc.wall, ev.hlc.counter, ev.operator, ev.kind, data))
-        pids = fold.touched(ev.kind, ev.body).patients
-        if pids:
-            conn.executemany("INSERT OR IGNORE INTO patient_events VALUES (?, ?)",
-                             [(p, cur.lastrowid) for p in pids])
+            "INSERT INTO events (node, seq, hash, hlc_wall, hlc_counter, operator, kind, data,"
+            " local_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ev.node, ev.seq, h, ev.hlc.wall, ev.hlc.counter, ev.operator, ev.kind, data,
+             local_ms))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    @staticmethod
+    def _link(conn: sqlite3.Connection, links: list[tuple[str, int]]) -> None:
+        """Index events by the patients whose history they are in."""
+        if links:
+            conn.executemany("INSERT OR IGNORE INTO patient_events VALUES (?, ?)", links)
 
     @staticmethod
     def _head(conn: sqlite3.Connection, node: str) -> ChainHead:
@@ -357,7 +415,9 @@ class Ledger:
 
         Returns how many were new.  Raises a :class:`ProtocolError` subclass, having
         stored nothing, if any event is malformed, unsigned by its node's known key,
-        breaks its node's chain, claims to be this node, or equivocates.
+        breaks its node's chain, claims to be this node, or equivocates.  A signed event
+        with a bad body, or of a kind this version does not know, is stored and not
+        folded.
         """
         new = int(await self._run(self._ingest_tx, encoded))
         self._after_commit()
@@ -366,7 +426,8 @@ class Ledger:
 
     def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes]) -> int:
         keys = dict(conn.execute("SELECT node, public_key FROM node_keys").fetchall())
-        batch: list[tuple[Event, bytes, bytes]] = []
+        batch: list[tuple[Event, bytes, bytes, Decoded]] = []
+        need: set[Ref] = set()
         for data in encoded:
             ev = decode_event(data)
             if ev.node == self.node_id:
@@ -379,23 +440,22 @@ class Ledger:
                 ev.verify_signature(key)
             except SignatureError:
                 raise SignatureError(f"{ev.node} seq {ev.seq}: signature does not verify") from None
-            batch.append((ev, data, blake2b_256(data)))
-        touches = [fold.touched(ev.kind, ev.body) for ev, _, _ in batch]
-        need = Touched(frozenset().union(*(t.patients for t in touches)),
-                       frozenset().union(*(t.cards for t in touches)),
-                       frozenset().union(*(t.charges for t in touches)))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+            d = self.registry.decode(ev)
+            if isinstance(d, Fact):
+                need |= d.kind.records(d.body)
+            batch.append((ev, data, blake2b_256(data), d))
+        with transaction(conn):
             heads: dict[str, ChainHead] = {}
             hlc = self._read_clock(conn)
             loaded = _Loaded()
-            _load(conn, loaded, need)  # every record the batch touches, in one query a table
+            self._load(conn, loaded, need)  # every record the batch touches, one query a table
             # rowids assigned here (under the write lock) so the whole batch is two inserts
             rowid = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
             rows: list[tuple[Any, ...]] = []
             links: list[tuple[str, int]] = []
             in_batch: dict[tuple[str, int], bytes] = {}
-            for (ev, data, h), touch in zip(batch, touches, strict=True):
+            now = self._clock()
+            for ev, data, h, d in batch:
                 if ev.node not in heads:
                     heads[ev.node] = self._head(conn, ev.node)
                 head = heads[ev.node]
@@ -412,36 +472,36 @@ class Ledger:
                 check_link(head, ev)
                 rowid += 1
                 rows.append((rowid, ev.node, ev.seq, h, ev.hlc.wall, ev.hlc.counter,
-                             ev.operator, ev.kind, data))
-                links += [(p, rowid) for p in touch.patients]
+                             ev.operator, ev.kind, data, now))
+                links += [(p, rowid) for p in self.registry.patients_of(ev)]
                 in_batch[(ev.node, ev.seq)] = h
-                fold.apply(loaded.state, ev)
+                if isinstance(d, Fact):
+                    self.registry.apply_fact(loaded.state, d)
                 heads[ev.node] = ChainHead(ev.seq, h)
-                hlc = hlc.observe(ev.hlc, self._clock())
+                hlc = self._observe(hlc, ev, now)
             conn.executemany(
                 "INSERT INTO events (rowid, node, seq, hash, hlc_wall, hlc_counter, operator, "
-                "kind, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            conn.executemany("INSERT OR IGNORE INTO patient_events VALUES (?, ?)", links)
-            new = len(rows)
-            _write_back(conn, loaded)
+                "kind, data, local_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self._link(conn, links)
+            self._write_back(conn, loaded)
             conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
                              [(n, hd.seq, hd.hash) for n, hd in heads.items()])
             self._write_clock(conn, hlc)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return new
+        return len(rows)
+
+    def _observe(self, hlc: Hlc, ev: Event, now: int) -> Hlc:
+        """The clock after seeing ``ev``: a stamp too far ahead of ours is not believed."""
+        if ev.hlc.wall - now > self.max_skew_ms:
+            log.warning("clock skew: %s seq %d is %d s ahead of this counter; stored, its "
+                        "clock not adopted", ev.node, ev.seq, (ev.hlc.wall - now) // 1000)
+            return hlc
+        return hlc.observe(ev.hlc, now)
 
     async def set_node_keys(self, keys: dict[str, tuple[bytes, str]]) -> None:
         """Record the public keys (and roles) of the nodes whose events this counter accepts."""
-        def tx(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR REPLACE INTO node_keys VALUES (?, ?, ?)",
-                             [(n, k, r) for n, (k, r) in keys.items()])
-            conn.execute("COMMIT")
-        await self._run(tx)
+        await self.write(lambda c: c.executemany(
+            "INSERT OR REPLACE INTO node_keys VALUES (?, ?, ?)",
+            [(n, k, r) for n, (k, r) in keys.items()]))
 
     async def node_keys(self) -> dict[str, bytes]:
         rows = await self._fetch("SELECT node, public_key FROM node_keys")
@@ -484,30 +544,33 @@ class Ledger:
             "SELECT rowid, data FROM events WHERE rowid>? ORDER BY rowid LIMIT ?",
             (after_rowid, limit))]
 
-    async def get(self, table: str, key: str) -> Any:
-        """One projection record (``patients``, ``cards``, ``accounts``, ``charges``) or None."""
-        recs = await self._run(lambda c: _select(c, table, [key]))
+    async def get(self, table: str | type[R], key: Any) -> Any:
+        """One projection record (by record type or table name, and key) or None."""
+        rt = self.record_type(table)
+        recs = await self._run(lambda c: _select(c, rt, [key]))
         return recs[0] if recs else None
 
-    async def find_patients(self, column: str, value: str) -> list[fold.Patient]:
+    async def find(self, table: str | type[R], column: str, value: Any,
+                   order: str = "", limit: int = 200) -> list[Any]:
+        """Records whose ``column`` equals ``value`` (an indexed column, for lookups)."""
+        rt = self.record_type(table)
+        names = [c for c, _ in columns(rt)]
+        if column not in names or (order and order.split()[0] not in names):
+            raise ValueError(f"{rt.TABLE} has no column {column!r} / {order!r}")
+        sql = (f"SELECT {', '.join(names)} FROM {rt.TABLE} WHERE {column}=? "
+               f"ORDER BY {order or ', '.join(rt.KEY)} LIMIT ?")
+        return [rt(*r) for r in await self._fetch(sql, (value, limit))]
+
+    async def find_patients(self, column: str, value: str) -> list[Any]:
         if column not in ("national_id", "name", "phone"):
             raise ValueError(column)
-        cols = ", ".join(record_columns("patients"))
-        rows = await self._fetch(f"SELECT {cols} FROM patients WHERE {column}=? "
-                                 "ORDER BY patient_id LIMIT 50", (value,))
-        return [fold.Patient(*r) for r in rows]
+        return await self.find("patients", column, value, limit=50)
 
-    async def cards_of(self, patient_id: str) -> list[fold.Card]:
-        cols = ", ".join(record_columns("cards"))
-        rows = await self._fetch(f"SELECT {cols} FROM cards WHERE patient_id=? "
-                                 "ORDER BY issued_ms", (patient_id,))
-        return [fold.Card(*r) for r in rows]
+    async def cards_of(self, patient_id: str) -> list[Any]:
+        return await self.find("cards", "patient_id", patient_id, "issued_ms")
 
-    async def charges_of(self, patient_id: str) -> list[fold.Charge]:
-        cols = ", ".join(record_columns("charges"))
-        rows = await self._fetch(f"SELECT {cols} FROM charges WHERE patient_id=? "
-                                 "ORDER BY wall_ms DESC, charge_id", (patient_id,))
-        return [fold.Charge(*r) for r in rows]
+    async def charges_of(self, patient_id: str) -> list[Any]:
+        return await self.find("charges", "patient_id", patient_id, "wall_ms DESC")
 
     async def history(self, patient_id: str, limit: int = 200) -> list[Event]:
         """The patient's events, newest first, with those of every record central merged
@@ -519,15 +582,13 @@ class Ledger:
             " WHERE patient_id IN family) ORDER BY rowid DESC LIMIT ?", (patient_id, limit))
         return [decode_event(d) for (d,) in rows]
 
-    async def events_between(self, start_ms: int, end_ms: int,
-                             kinds_: Iterable[str]) -> list[Event]:
-        """Events of the given kinds with wall time in [start_ms, end_ms) (reports, audit)."""
-        ks = list(kinds_)
-        marks = ", ".join("?" * len(ks))
+    async def own_events_between(self, start_ms: int, end_ms: int) -> list[tuple[Event, int]]:
+        """This counter's own events written in [start_ms, end_ms) by its own clock, each
+        with that time."""
         rows = await self._fetch(
-            f"SELECT data FROM events WHERE kind IN ({marks}) AND hlc_wall >= ? AND hlc_wall < ? "
-            "ORDER BY rowid", (*ks, start_ms, end_ms))
-        return [decode_event(d) for (d,) in rows]
+            "SELECT data, local_ms FROM events WHERE node = ? AND local_ms >= ? AND "
+            "local_ms < ? ORDER BY seq", (self.node_id, start_ms, end_ms))
+        return [(decode_event(d), ms) for d, ms in rows]
 
     async def sync_state(self) -> SyncState:
         row = (await self._fetch(f"SELECT {', '.join(_SYNC_FIELDS)} FROM sync_state"))[0]
@@ -543,12 +604,7 @@ class Ledger:
             return
         sets = ", ".join(f"{k}=?" for k in fields)
         vals = tuple(int(v) if isinstance(v, bool) else v for v in fields.values())
-
-        def tx(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(f"UPDATE sync_state SET {sets} WHERE id=1", vals)
-            conn.execute("COMMIT")
-        await self._run(tx)
+        await self.write(lambda c: c.execute(f"UPDATE sync_state SET {sets} WHERE id=1", vals))
 
     # -- integrity -----------------------------------------------------------------------
     async def verify(self) -> VerifyReport:
@@ -592,45 +648,79 @@ class Ledger:
 
     async def rebuild(self, progress: Callable[[int], None] | None = None) -> int:
         """Drop the projections and refold them from the events alone; return events folded."""
-        return int(await self._run(self._rebuild_tx, progress))
+        def tx(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                return self._rebuild_in_tx(conn, progress)
+        return int(await self._run(tx))
 
-    @staticmethod
-    def _rebuild_tx(conn: sqlite3.Connection, progress: Callable[[int], None] | None) -> int:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for table in PROJECTION_TABLES:
-                conn.execute(f"DELETE FROM {table}")
-            state = State()
-            n = 0
-            links: list[tuple[str, int]] = []
-            for rowid, data in conn.execute("SELECT rowid, data FROM events ORDER BY rowid"):
-                ev = decode_event(data)
-                fold.apply(state, ev)
-                links += [(p, rowid) for p in fold.touched(ev.kind, ev.body).patients]
-                n += 1
-                if progress and n % 10_000 == 0:
-                    progress(n)
-            conn.executemany("INSERT INTO patient_events VALUES (?, ?)", links)
-            for table in RECORD_TYPES:
-                _upsert(conn, table, state.table(table).values())
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+    def _rebuild_in_tx(self, conn: sqlite3.Connection,
+                       progress: Callable[[int], None] | None) -> int:
+        """Make the declared projection tables afresh and fold every event into them."""
+        row = conn.execute("SELECT value FROM meta WHERE key='projection_tables'").fetchone()
+        old = set(json.loads(row[0])) if row else set(LEGACY_TABLES)
+        for table in sorted(old | {rt.TABLE for rt in self.registry.records}):
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+        for rt in self.registry.records:
+            for stmt in ddl(rt):
+                conn.execute(stmt)
+        conn.execute("DELETE FROM patient_events")
+        reg = self.registry
+        state = State()
+        n = 0
+        links: list[tuple[str, int]] = []
+        for rowid, data in conn.execute("SELECT rowid, data FROM events ORDER BY rowid"):
+            ev = decode_event(data)
+            reg.apply(state, ev)
+            links += [(p, rowid) for p in reg.patients_of(ev)]
+            n += 1
+            if progress and n % 10_000 == 0:
+                progress(n)
+        self._link(conn, links)
+        for rt in reg.records:
+            _upsert(conn, rt, state.all(rt))
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+            ("projection_schema", reg.fingerprint()),
+            ("projection_tables", json.dumps(sorted(rt.TABLE for rt in reg.records)))])
         return n
 
     async def dump_projections(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every projection row, sorted (for comparing a live ledger with its rebuild)."""
         out = {}
-        for table in PROJECTION_TABLES:
+        for table in [*(rt.TABLE for rt in self.registry.records), "patient_events"]:
             out[table] = sorted(await self._fetch(f"SELECT * FROM {table}"))
         return out
+
+    # -- projection helpers (run inside the connection thread) ----------------------------
+    def _load(self, conn: sqlite3.Connection, loaded: _Loaded, need: Iterable[Ref]) -> bool:
+        """Load the records ``need`` names that are not loaded yet; whether any were new."""
+        missing: dict[type[Record], list[Any]] = {}
+        for ref in need:
+            if ref not in loaded.seen:
+                missing.setdefault(ref[0], []).append(ref[1])
+        if not missing:
+            return False
+        for rt, keys in missing.items():
+            for key in keys:
+                loaded.seen[(rt, key)] = None
+            table = loaded.state.table(rt)
+            for rec in _select(conn, rt, keys):
+                key = rec.key()
+                if key not in table:  # an earlier op in this transaction may have made it
+                    table[key] = rec
+                    loaded.seen[(rt, key)] = rec
+        return True
+
+    def _write_back(self, conn: sqlite3.Connection, loaded: _Loaded) -> None:
+        for rt, table in loaded.state.tables.items():
+            changed = [r for k, r in table.items() if loaded.seen.get((rt, k)) != r]
+            _upsert(conn, rt, changed)
 
 
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints in a busy streak
 IDLE_CHECKPOINT_S = 1.0  # …and this long after the last commit
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of WAL that force a checkpoint in line
+#: Projection tables of ledgers made before the registry declared them (migration 1).
+LEGACY_TABLES = ("patients", "cards", "accounts", "charges")
 
 
 def _checkpoint(path: str) -> None:
@@ -644,57 +734,43 @@ def _checkpoint(path: str) -> None:
         log.warning("background WAL checkpoint of %s failed: %s", path, exc)
 
 
-# -- projection helpers (run inside the connection thread) --------------------------------
-def _select(conn: sqlite3.Connection, table: str, keys: list[str]) -> list[Any]:
-    cls = RECORD_TYPES[table]
-    cols = record_columns(table)
-    out = []
-    for chunk in _chunks(keys, 500):
-        marks = ", ".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT {', '.join(cols)} FROM {table} "
-                                f"WHERE {RECORD_KEYS[table]} IN ({marks})", chunk):
-            out.append(cls(*row))
+def ddl(rt: type[Record]) -> list[str]:
+    """The SQL that makes a record type's table and indexes, from its declaration."""
+    cols = ", ".join(f"{name} {typ} NOT NULL" for name, typ in columns(rt))
+    out = [f"CREATE TABLE {rt.TABLE} ({cols}, PRIMARY KEY ({', '.join(rt.KEY)})) WITHOUT ROWID"]
+    for ix in rt.INDEXES:
+        out.append(f"CREATE INDEX {rt.TABLE}_{'_'.join(ix)} ON {rt.TABLE} ({', '.join(ix)})")
     return out
 
 
-def _chunks(items: list[str], n: int) -> Iterator[list[str]]:
+def _select(conn: sqlite3.Connection, rt: type[R], keys: list[Any]) -> list[R]:
+    names = ", ".join(c for c, _ in columns(rt))
+    out = []
+    single = len(rt.KEY) == 1
+    for chunk in _chunks(keys, 300):
+        if single:
+            where = f"{rt.KEY[0]} IN ({', '.join('?' * len(chunk))})"
+            args: list[Any] = list(chunk)
+        else:  # a composite key: row values
+            one = "(" + ", ".join("?" * len(rt.KEY)) + ")"
+            where = f"({', '.join(rt.KEY)}) IN (VALUES {', '.join([one] * len(chunk))})"
+            args = [v for k in chunk for v in k]
+        for row in conn.execute(f"SELECT {names} FROM {rt.TABLE} WHERE {where}", args):
+            out.append(rt(*row))
+    return out
+
+
+def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
     for i in range(0, len(items), n):
         yield items[i:i + n]
 
 
-def _load(conn: sqlite3.Connection, loaded: _Loaded, need: Touched) -> None:
-    """Load the records ``need`` names that are not loaded yet into ``loaded.state``."""
-    missing = Touched(need.patients - loaded.keys.patients, need.cards - loaded.keys.cards,
-                      need.charges - loaded.keys.charges)
-    if not (missing.patients or missing.cards or missing.charges):
-        return
-    wanted = {"patients": missing.patients, "accounts": missing.patients,
-              "cards": missing.cards, "charges": missing.charges}
-    for table, keys in wanted.items():
-        if not keys:
-            continue
-        target = loaded.state.table(table)
-        for rec in _select(conn, table, sorted(keys)):
-            key = getattr(rec, RECORD_KEYS[table])
-            if key not in target:  # an earlier op in this transaction may have made it
-                target[key] = rec
-                loaded.seen[table][key] = rec
-    loaded.keys = loaded.keys | missing
-
-
-def _write_back(conn: sqlite3.Connection, loaded: _Loaded) -> None:
-    for table in RECORD_TYPES:
-        seen = loaded.seen[table]
-        changed = [rec for key, rec in loaded.state.table(table).items() if seen.get(key) != rec]
-        _upsert(conn, table, changed)
-
-
-def _upsert(conn: sqlite3.Connection, table: str, records: Iterable[Any]) -> None:
-    cols = record_columns(table)
-    rows = [tuple(getattr(r, c) for c in cols) for r in records]
+def _upsert(conn: sqlite3.Connection, rt: type[Record], records: Iterable[Record]) -> None:
+    names = [c for c, _ in columns(rt)]
+    rows = [tuple(getattr(r, c) for c in names) for r in records]
     if rows:
-        conn.executemany(f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES "
-                         f"({', '.join('?' * len(cols))})", rows)
+        conn.executemany(f"INSERT OR REPLACE INTO {rt.TABLE} ({', '.join(names)}) VALUES "
+                         f"({', '.join('?' * len(names))})", rows)
 
 
 def _storage_error(exc: sqlite3.OperationalError) -> StorageError:

@@ -1,8 +1,10 @@
 """The counter ledger's schema, as numbered migrations that record themselves.
 
 Append a new ``(version, name, sql)``; never edit one that has shipped.  ``events``
-is the only source of truth; every other table is a projection that ``rebuild``
-can drop and refold.
+is the only source of truth.  The projection tables (patients, cards, accounts,
+charges, and whatever records later kinds declare) are not made here but from the
+domain registry's declarations, and refolded whenever those change
+(:meth:`edge_node.ledger.Ledger.open`); the ones migration 1 made are dropped then.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-PROJECTION_TABLES = ("patients", "cards", "accounts", "charges", "patient_events")
+from edge_node.db import transaction
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "event ledger and projections", """
@@ -91,6 +93,11 @@ ALTER TABLE accounts ADD COLUMN stamp_balance INTEGER NOT NULL DEFAULT 0
     (5, "patients: find the records merged into a survivor (its history includes theirs)", """
 CREATE INDEX patients_merged_into ON patients (merged_into)
 """),
+    (6, "events: the counter's own clock when it wrote or received each (its reports)", """
+ALTER TABLE events ADD COLUMN local_ms INTEGER NOT NULL DEFAULT 0;
+UPDATE events SET local_ms = hlc_wall;
+CREATE INDEX events_node_local ON events (node, local_ms)
+"""),
 ]
 
 
@@ -103,16 +110,14 @@ def migrate(conn: sqlite3.Connection) -> list[int]:
     for version, name, sql in MIGRATIONS:
         if version in done:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE version=?",
+                            (version,)).fetchone():
+                continue  # another process (the TUI or the sync daemon) was first
             for statement in sql.split(";\n"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)",
                          (version, name, time.time_ns() // 1_000_000))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         applied.append(version)
     return applied

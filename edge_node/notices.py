@@ -1,6 +1,6 @@
 """What staff must do about a patient because of a conflict central resolved (pure, no I/O).
 
-Central resolves a conflict with a remedy event it signs (:mod:`protocol.remedies`); the
+Central resolves a conflict with a remedy event it signs (:mod:`protocol.remedy`); the
 event syncs to every counter and the fold applies it, but a balance that went down or
 a card that stopped working means nothing to the person at the counter unless it says
 why and what to do.  :func:`notices` reads the patient's records and recent events and
@@ -14,7 +14,7 @@ A debt is what the account is below zero once central recorded one: a deposit ra
 the balance, so the next deposit collects it (and the notice turns into "paid").
 
 Before anyone at central acts, central announces each new conflict about patients with
-a ``conflict.raised`` event (:mod:`protocol.remedies`): while no remedy names its
+a ``conflict.raised`` event (:mod:`protocol.remedy`): while no remedy names its
 ``conflict_id``, the counter says the conflict is open and to collect nothing until
 told; the remedy that resolves it replaces that notice with its own.  A
 ``conflict.withdrawn`` (later events showed it was no conflict) takes the notice away
@@ -26,10 +26,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from protocol import core
+from protocol.account import Account
+from protocol.card import Card
+from protocol.core import Fact, NoticeContext, Registry
+from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event
-from protocol.fold import Account, Card, Patient
 from protocol.money import yuan
-from protocol.remedies import ANNOUNCEMENTS, RAISED
+from protocol.patient import Patient
+from protocol.remedy import ANNOUNCEMENTS
 
 WHY = {
     "overdraft": "why.overdraft",
@@ -39,6 +44,7 @@ WHY = {
     "double_replacement": "why.double_replacement",
     "duplicate_patient": "why.duplicate_patient",
     "likely_duplicate": "why.duplicate_patient",
+    "merged_record_used": "why.merged_record_used",
 }
 
 
@@ -52,6 +58,10 @@ class Notice:
     values: dict[str, str] = field(default_factory=dict)
     conflict_id: str = ""
     urgent: bool = False  # act before new charges
+
+    @classmethod
+    def of(cls, n: core.Notice) -> Notice:
+        return cls(n.code, n.key, dict(n.values), n.conflict_id, n.urgent)
 
     @property
     def why_key(self) -> str:
@@ -68,68 +78,52 @@ def conflict_kind(conflict_id: str) -> str:
 
 
 def notices(patient: Patient, account: Account, cards: Sequence[Card],
-            history: Iterable[Event]) -> list[Notice]:
+            history: Iterable[Event], registry: Registry = REGISTRY) -> list[Notice]:
     """The notices for ``patient``: urgent ones first, then by the order of events.
 
-    ``history``: the patient's events (any order; only central's remedies are read).
+    ``history``: the patient's events (any order; central's events naming a conflict are
+    read, each through its kind's ``notice`` facet; anything else, or a bad body, is
+    passed over).
     """
     pid = patient.patient_id
-    central = sorted((e for e in history if e.node == CENTRAL and "conflict_id" in e.body),
-                     key=lambda e: e.sort_key())
-    remedies = [e for e in central if e.kind not in ANNOUNCEMENTS]
-    out = _open(central, {e.body["conflict_id"] for e in remedies})
+    active = next((c.card_no for c in cards if c.status == "active"), "-")
+    ctx = NoticeContext(pid, tuple((c.card_no, c.status) for c in cards), active)
+    central = sorted((f for e in history if e.node == CENTRAL
+                      and (f := registry.fact(e)) is not None
+                      and getattr(f.body, "conflict_id", "")), key=lambda f: f.at.order)
+    told = [(f, n) for f in central if (n := f.kind.notice(f.body, ctx)) is not None]
+    closed = {f.body.conflict_id for f in central if f.kind.name not in ANNOUNCEMENTS}
+    out = _open(told, closed)
     if patient.merged_into:
-        cid = next((e.body["conflict_id"] for e in remedies if e.kind == "patient.merged"
-                    and e.body["merged_id"] == pid), "")
+        cid = next((n.conflict_id for _, n in told if n.code == "merged_into"
+                    and dict(n.values).get("pid") == patient.merged_into), "")
         out.append(Notice("merged_into", "notice.merged_into", {"pid": patient.merged_into},
                           cid, urgent=True))
-    debts = [e for e in remedies if e.kind == "debt.recorded" and e.body["patient_id"] == pid]
+    debts = [n for _, n in told if n.code == "debt"]
     if debts:
-        last = debts[-1]
-        total = sum(int(e.body["amount"]) for e in debts)
         owed = max(0, -account.balance)
         if owed:
             out.append(Notice("debt", "notice.debt", {"amount": yuan(owed)},
-                              last.body["conflict_id"], urgent=True))
+                              debts[-1].conflict_id, urgent=True))
         else:
-            out.append(Notice("debt_paid", "notice.debt_paid", {"amount": yuan(total)},
-                              last.body["conflict_id"]))
-    status = {c.card_no: c.status for c in cards}
-    active = next((c.card_no for c in cards if c.status == "active"), "-")
-    for e in remedies:
-        b = e.body
-        if e.kind == "card.blocked" and status.get(b["card_no"], "blocked") == "blocked":
-            out.append(Notice("card_blocked", "notice.card_blocked",
-                              {"card": b["card_no"], "active": active}, b["conflict_id"],
-                              urgent=True))
-        elif e.kind == "patient.merged" and b["survivor_id"] == pid:
-            out.append(Notice("merged_from", "notice.merged_from", {"pid": b["merged_id"]},
-                              b["conflict_id"]))
-        elif e.kind == "charge.reversed" and b["patient_id"] == pid:
-            out.append(Notice("reversed", "notice.reversed",
-                              {"charge": b["charge_id"], "amount": yuan(int(b["amount"]))},
-                              b["conflict_id"]))
-        elif e.kind == "conflict.accepted" and b.get("patient_id") == pid:
-            out.append(Notice("accepted", "notice.accepted", {"reason": b["reason"]},
-                              b["conflict_id"]))
+            out.append(Notice("debt_paid", "notice.debt_paid",
+                              {"amount": yuan(sum(n.amount for n in debts))},
+                              debts[-1].conflict_id))
+    out += [Notice.of(n) for _, n in told if n.code not in _AGGREGATED]
     return sorted(out, key=lambda n: not n.urgent)  # stable: event order within each group
 
 
-def _open(central: list[Event], closed: set[str]) -> list[Notice]:
+_AGGREGATED = frozenset({"open", "withdrawn", "debt", "merged_into"})
+
+
+def _open(told: list[tuple[Fact, core.Notice]], closed: set[str]) -> list[Notice]:
     """One notice per conflict whose latest announcement is "raised" and no remedy closed.
 
-    ``central``: in central's order (its chain), so "latest" is the last one here.
+    ``told``: in central's order, so "latest" is the last one here.
     """
-    latest: dict[str, Event] = {}
-    for e in central:
-        if e.kind in ANNOUNCEMENTS:
-            latest.pop(e.body["conflict_id"], None)  # ordered by latest announcement
-            latest[e.body["conflict_id"]] = e
-    out: list[Notice] = []
-    for cid, e in latest.items():
-        if e.kind != RAISED or cid in closed:
-            continue
-        amount = int(e.body["amount"])
-        out.append(Notice("open", "notice.open" if amount else "notice.open_no_amount",
-                          {"amount": yuan(amount)} if amount else {}, cid, urgent=True))
-    return out
+    latest: dict[str, core.Notice] = {}
+    for f, n in told:
+        if f.kind.name in ANNOUNCEMENTS:
+            latest.pop(n.conflict_id, None)  # ordered by latest announcement
+            latest[n.conflict_id] = n
+    return [Notice.of(n) for cid, n in latest.items() if n.code == "open" and cid not in closed]

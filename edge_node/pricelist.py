@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_node.errors import ConfigError
-from protocol.kinds import MAX_AMOUNT
+from protocol.fields import MAX_AMOUNT
 
 Fen = int
 CATEGORIES = ("registration", "consultation", "exam", "lab", "drug", "treatment", "material")

@@ -15,20 +15,19 @@ from __future__ import annotations
 import datetime as dt
 import time
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from edge_node.i18n import Translator
 from edge_node.ledger import Ledger
+from protocol.account import PAYMENT_METHODS, REFUND_TO
+from protocol.core import Registry
+from protocol.domain import REGISTRY
 from protocol.event import Event
-from protocol.kinds import PAYMENT_METHODS, REFUND_TO
 from protocol.money import yuan
 
 Fen = int
-REPORT_KINDS = ("patient.registered", "card.issued", "card.reported_lost", "card.replaced",
-                "account.deposited", "account.charged", "account.refunded", "account.settled",
-                "account.credit_granted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +96,35 @@ class DailyReport:
     refunds: dict[str, Tally] = field(default_factory=lambda: _tallies(REFUND_TO))
     settlements: dict[str, Tally] = field(default_factory=lambda: _tallies(PAYMENT_METHODS))
     charges: Tally = field(default_factory=Tally)
-    registrations: int = 0
-    cards_issued: int = 0
-    cards_lost: int = 0
-    cards_replaced: int = 0
-    credits_granted: int = 0
+    counts: dict[str, int] = field(default_factory=dict)  # registrations, cards_issued …
+
+    def section(self, name: str) -> dict[str, Tally]:
+        sections = {"deposits": self.deposits, "refunds": self.refunds,
+                    "settlements": self.settlements}
+        return sections[name]
+
+    def count(self, what: str) -> int:
+        return self.counts.get(what, 0)
+
+    @property
+    def registrations(self) -> int:
+        return self.count("registrations")
+
+    @property
+    def cards_issued(self) -> int:
+        return self.count("cards_issued")
+
+    @property
+    def cards_lost(self) -> int:
+        return self.count("cards_lost")
+
+    @property
+    def cards_replaced(self) -> int:
+        return self.count("cards_replaced")
+
+    @property
+    def credits_granted(self) -> int:
+        return self.count("credits_granted")
 
     @property
     def expected_cash(self) -> Fen:
@@ -114,42 +137,40 @@ class DailyReport:
                      sum(t.amount for t in section.values()))
 
 
-def build(events: Iterable[Event], day: BusinessDay, node: str,
-          operator: str = "") -> DailyReport:
-    """The report of ``events`` (any order, any node: filtered here) for ``day``."""
+def build(events: Iterable[Event], day: BusinessDay, node: str, operator: str = "", *,
+          registry: Registry = REGISTRY,
+          local_ms: Callable[[Event], int] | None = None) -> DailyReport:
+    """The report of ``events`` (any order, any node: filtered here) for ``day``.
+
+    Each event goes where its kind's ``report`` facet says; ``local_ms``: when the
+    counter wrote it by its own clock (default: its stamp's wall time).
+    """
     r = DailyReport(day, node, operator)
+    when = local_ms or (lambda ev: ev.hlc.wall)
     for ev in events:
         if ev.node != node or (operator and ev.operator != operator):
             continue
-        if not day.start_ms <= ev.hlc.wall < day.end_ms:
+        if not day.start_ms <= when(ev) < day.end_ms:
             continue
-        b = ev.body
-        match ev.kind:
-            case "account.deposited":
-                r.deposits.setdefault(b["method"], Tally()).add(b["amount"])
-            case "account.refunded":
-                r.refunds.setdefault(b["to"], Tally()).add(b["amount"])
-            case "account.settled":
-                r.settlements.setdefault(b["method"], Tally()).add(b["amount"])
-            case "account.charged":
-                r.charges.add(b["amount"])
-            case "patient.registered":
-                r.registrations += 1
-            case "card.issued":
-                r.cards_issued += 1
-            case "card.reported_lost":
-                r.cards_lost += 1
-            case "card.replaced":
-                r.cards_replaced += 1
-            case "account.credit_granted":
-                r.credits_granted += 1
+        line = registry.report(ev)
+        if line is None:
+            continue
+        if line.section == "counts":
+            r.counts[line.line] = r.counts.get(line.line, 0) + 1
+        elif line.section == "charges":
+            r.charges.add(line.amount)
+        else:
+            r.section(line.section).setdefault(line.line, Tally()).add(line.amount)
     return r
 
 
 async def daily_report(ledger: Ledger, day: BusinessDay, operator: str = "") -> DailyReport:
-    """This counter's report for ``day`` from its ledger."""
-    events = await ledger.events_between(day.start_ms, day.end_ms, REPORT_KINDS)
-    return build(events, day, ledger.node_id, operator)
+    """This counter's report for ``day`` from its ledger, by the counter's own clock
+    (a remote clock it saw never moves its work into another day)."""
+    written = await ledger.own_events_between(day.start_ms, day.end_ms)
+    at = {ev.id: ms for ev, ms in written}
+    return build([ev for ev, _ in written], day, ledger.node_id, operator,
+                 registry=ledger.registry, local_ms=lambda ev: at[ev.id])
 
 
 # -- text -------------------------------------------------------------------------------

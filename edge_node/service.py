@@ -15,11 +15,13 @@ from typing import Any
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from protocol import nationalid
+from protocol.account import Account, Charge
+from protocol.card import CARD_ENTRY, Card
+from protocol.core import State
 from protocol.errors import Problem
 from protocol.event import Event
-from protocol.fold import Account, Card, Charge, Patient, State, Touched
-from protocol.kinds import CARD_ENTRY
 from protocol.money import yuan
+from protocol.patient import Patient
 
 Fen = int
 
@@ -105,7 +107,7 @@ class CounterService:
     # -- lookups -------------------------------------------------------------------------
     async def lookup_card(self, card_no: str) -> PatientView:
         """The patient behind a card (lost/replaced cards too: the panel shows the status)."""
-        card = await self.ledger.get("cards", card_no)
+        card = await self.ledger.get(Card, card_no)
         if card is None:
             raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
                           "card_no")
@@ -113,11 +115,11 @@ class CounterService:
         return PatientView(view.patient, view.account, view.cards, card)
 
     async def patient(self, patient_id: str) -> PatientView:
-        patient = await self.ledger.get("patients", patient_id)
+        patient = await self.ledger.get(Patient, patient_id)
         if patient is None:
             raise _refuse("patient.unknown", f"no patient {patient_id} is known at this counter",
                           "patient_id")
-        account = await self.ledger.get("accounts", patient_id) or Account(patient_id)
+        account = await self.ledger.get(Account, patient_id) or Account(patient_id)
         cards = tuple(await self.ledger.cards_of(patient_id))
         return PatientView(patient, account, cards)
 
@@ -142,7 +144,7 @@ class CounterService:
         first, so staff fix the form instead of holding a written card nobody owns.
         """
         problems: list[Problem] = []
-        if await self.ledger.get("cards", card_no) is not None:
+        if await self.ledger.get(Card, card_no) is not None:
             problems.append(Problem("card.exists", f"card {card_no} has already been issued",
                                     "card_no"))
         if national_id.strip():
@@ -180,20 +182,21 @@ class CounterService:
         result = await self.ledger.append_ops(ops, self.operator)
         events = tuple(a.event for a in result.appended)
         pid = events[-1].body["patient_id"]
-        patient = result.state.patients.get(pid) or await self.ledger.get("patients", pid)
+        patient = result.state.get(Patient, pid) or await self.ledger.get(Patient, pid)
         number = next((str(e.body[number_field]) for e in events if number_field in e.body), "")
-        return Receipt(title, patient, events, result.state.account(pid).balance, lines, number)
+        balance = result.state.get_or_new(Account, pid).balance
+        return Receipt(title, patient, events, balance, lines, number)
 
     def _by_card(self, kind: str, card_no: str,
                  build: Callable[[Card, OpContext], dict[str, Any]]) -> Op:
         """An op on the account behind ``card_no``, resolved inside the transaction."""
         def body(ctx: OpContext) -> dict[str, Any]:
-            card = ctx.state.cards.get(card_no)
+            card = ctx.state.get(Card, card_no)
             if card is None:
                 raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
                               "card_no")
             return build(card, ctx)
-        return Op(kind, body, Touched(cards=frozenset([card_no])))
+        return Op(kind, body, frozenset({(Card, card_no)}))
 
     # -- registration and cards ----------------------------------------------------------
     async def register_patient(
@@ -256,7 +259,8 @@ class CounterService:
             pid = holder["patient_id"]
             return {"patient_id": pid, "amount": first_deposit,
                     "method": method, "receipt_no": ctx.new_id("D"), "card_no": card_no,
-                    **_stamp_fields(ctx.state.account(pid), None, first_deposit, stamp)}
+                    **_stamp_fields(ctx.state.get_or_new(Account, pid), None, first_deposit,
+                                    stamp)}
 
         ops = [Op("patient.registered", patient_body), Op("card.issued", card_body),
                Op("account.deposited", deposit_body)]
@@ -299,7 +303,7 @@ class CounterService:
         _check_entry(card_entry)
 
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
-            acct = ctx.state.account(card.patient_id)
+            acct = ctx.state.get_or_new(Account, card.patient_id)
             return {"patient_id": card.patient_id, "amount": amount, "method": method,
                     "receipt_no": ctx.new_id("D"), "card_no": card_no, "card_entry": card_entry,
                     **_stamp_fields(acct, wallet, amount, stamp)}
@@ -323,7 +327,7 @@ class CounterService:
                     if type(i["qty"]) is int and type(i["unit_price"]) is int)
 
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
-            acct = ctx.state.account(card.patient_id)
+            acct = ctx.state.get_or_new(Account, card.patient_id)
             _check_card_balance(acct, wallet, total)
             b: dict[str, Any] = {"charge_id": ctx.new_id("C"), "patient_id": card.patient_id,
                                  "card_no": card_no, "card_entry": card_entry, "items": lines,
@@ -341,13 +345,13 @@ class CounterService:
     async def refund(self, charge_id: str, amount: Fen, to: str, approved_by: str,
                      reason: str, *, wallet: CardWallet | None = None,
                      stamp: bool = False) -> Receipt:
-        charge = await self.ledger.get("charges", charge_id)
+        charge = await self.ledger.get(Charge, charge_id)
         if charge is None or not charge.patient_id:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
                           "counter", "charge_id")
 
         def body(ctx: OpContext) -> dict[str, Any]:
-            acct = ctx.state.account(charge.patient_id)
+            acct = ctx.state.get_or_new(Account, charge.patient_id)
             delta = amount if to == "deposit" else 0
             return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
                     "patient_id": charge.patient_id, "amount": amount, "to": to,
@@ -364,7 +368,7 @@ class CounterService:
         paying out the ledger's balance then would hand out money already spent.
         """
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
-            acct = ctx.state.account(card.patient_id)
+            acct = ctx.state.get_or_new(Account, card.patient_id)
             balance = acct.balance
             known, _ = known_money(acct, wallet)
             if known < balance:
@@ -392,7 +396,7 @@ class CounterService:
 def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen) -> None:
     """Refuse a charge the ledger would allow but the newest wallet stamp would not.
 
-    (When the ledger is the lower, :mod:`protocol.rules` refuses with its own words.)
+    (When the ledger is the lower, the charge kind's rule refuses with its own words.)
     """
     known, _ = known_money(account, wallet)
     if known < account.balance and amount > known + account.credit_limit:

@@ -83,19 +83,13 @@ async def add_staff(ledger: Ledger, staff_id: str, name: str, pin: str, role: st
     created = _now_ms() if now_ms is None else now_ms
 
     def tx(conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            exists = conn.execute("SELECT 1 FROM staff WHERE staff_id=?", (staff_id,)).fetchone()
-            if exists and not replace:
-                raise StaffError(f"staff id {staff_id} already exists")
-            conn.execute("INSERT OR REPLACE INTO staff (staff_id, name, role, pin_hash, "
-                         "created_ms) VALUES (?, ?, ?, ?, ?)",
-                         (staff_id, name.strip(), role, pin_hash, created))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    await ledger.run(tx)
+        exists = conn.execute("SELECT 1 FROM staff WHERE staff_id=?", (staff_id,)).fetchone()
+        if exists and not replace:
+            raise StaffError(f"staff id {staff_id} already exists")
+        conn.execute("INSERT OR REPLACE INTO staff (staff_id, name, role, pin_hash, "
+                     "created_ms) VALUES (?, ?, ?, ?, ?)",
+                     (staff_id, name.strip(), role, pin_hash, created))
+    await ledger.write(tx)
     return Staff(staff_id, name.strip(), role)
 
 
@@ -107,11 +101,9 @@ async def list_staff(ledger: Ledger) -> list[Staff]:
 
 async def disable_staff(ledger: Ledger, staff_id: str) -> bool:
     def tx(conn: sqlite3.Connection) -> bool:
-        conn.execute("BEGIN IMMEDIATE")
         n = conn.execute("UPDATE staff SET disabled=1 WHERE staff_id=?", (staff_id,)).rowcount
-        conn.execute("COMMIT")
         return bool(n)
-    return bool(await ledger.run(tx))
+    return bool(await ledger.write(tx))
 
 
 async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None = None) -> Staff:
@@ -140,7 +132,6 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
         ok = False
 
     def record(conn: sqlite3.Connection) -> int:
-        conn.execute("BEGIN IMMEDIATE")
         if ok:
             conn.execute("UPDATE staff SET failed=0, locked_until_ms=0 WHERE staff_id=?", (sid,))
             n = 0
@@ -149,9 +140,8 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
             until = now + LOCKOUT_MS if n >= MAX_FAILED else 0
             conn.execute("UPDATE staff SET failed=?, locked_until_ms=? WHERE staff_id=?",
                          (0 if until else n, until, sid))
-        conn.execute("COMMIT")
         return int(n)
-    failures = await ledger.run(record)
+    failures = await ledger.write(record)
     if not ok:
         if failures >= MAX_FAILED:
             raise LoginRefused("login.locked", "too many wrong PINs: this id is locked for "

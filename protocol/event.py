@@ -15,9 +15,10 @@ from typing import Any
 from protocol import codec
 from protocol.crypto import HASH_SIZE, SIGNATURE_SIZE, ZERO_HASH, SigningKey, blake2b_256, verify
 from protocol.errors import ProtocolError, SchemaError, SignatureError
-from protocol.hlc import Hlc
+from protocol.hlc import MAX_COUNTER, MAX_WALL_MS, Hlc
 
 ENVELOPE_VERSION = 1
+SAFE_INT = 2**53 - 1  # seq and every envelope integer fit every store (and JSON)
 MAX_EVENT_SIZE = 64 * 1024
 NODE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 KIND_RE = re.compile(r"^[a-z][a-z_]{0,30}\.[a-z][a-z_]{0,30}$")
@@ -120,14 +121,15 @@ def check_envelope(ev: Event, *, signed: bool = True) -> None:
         raise SchemaError(f"v: envelope version {ev.v} is not supported (want {ENVELOPE_VERSION})")
     if type(ev.node) is not str or not NODE_ID_RE.match(ev.node):
         raise SchemaError(f"node: {ev.node!r} is not a valid node id (a-z, 0-9, . _ -)")
-    if type(ev.seq) is not int or ev.seq < 1:
-        raise SchemaError(f"seq: {ev.seq!r} must be an integer ≥ 1")
+    if type(ev.seq) is not int or not 1 <= ev.seq <= SAFE_INT:
+        raise SchemaError(f"seq: {ev.seq!r} must be an integer from 1 to 2^53-1")
     if type(ev.prev) is not bytes or len(ev.prev) != HASH_SIZE:
         raise SchemaError("prev: must be 32 bytes")
     if ev.seq == 1 and ev.prev != ZERO_HASH:
         raise SchemaError("prev: the first event of a node must have 32 zero bytes as prev")
-    if ev.hlc.wall < 0 or ev.hlc.counter < 0:
-        raise SchemaError("hlc: wall and counter must be ≥ 0")
+    if not 0 <= ev.hlc.wall <= MAX_WALL_MS or not 0 <= ev.hlc.counter <= MAX_COUNTER:
+        raise SchemaError(f"hlc: wall must be 0…{MAX_WALL_MS} ms (year 9999) and counter "
+                          f"0…{MAX_COUNTER}; got {ev.hlc.to_list()}")
     if type(ev.operator) is not str or not 0 < len(ev.operator) <= 64:
         raise SchemaError("operator: must be a non-empty string of at most 64 characters")
     if type(ev.kind) is not str or not KIND_RE.match(ev.kind):

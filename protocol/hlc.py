@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MAX_COUNTER = 0xFFFF_FFFF
+MAX_WALL_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: beyond it, a stamp is junk
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -34,7 +34,8 @@ def parse(number: str) -> NationalId | Problem:
     if len(n) != 18:
         return Problem("national_id.length", f"ID number must be 18 characters, got {len(n)}",
                        "national_id")
-    if not n[:17].isdigit() or not (n[17].isdigit() or n[17] == "X"):
+    # isascii: str.isdigit() also admits other scripts' digits, which int() may refuse
+    if not n.isascii() or not n[:17].isdigit() or not (n[17].isdigit() or n[17] == "X"):
         return Problem("national_id.chars", "ID number is 17 digits then a digit or X",
                        "national_id")
     try:

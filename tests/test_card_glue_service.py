@@ -13,11 +13,13 @@ from edge_node import migrations
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CardWallet, CounterService, known_money
-from protocol.event import Event
-from protocol.fold import Account, fold
+from protocol.account import Account
+from protocol.crypto import ZERO_HASH
+from protocol.domain import REGISTRY
+from protocol.event import Event, sign_event
 from protocol.hlc import Hlc
-from protocol.kinds import validate_body
 from tests.conftest import FakeClock, item, node_key, registered
+from tests.support.domain import fold
 
 
 def charged(i: int, amount: int, stamp_seq: int | None = None, stamp_balance: int = 0) -> Event:
@@ -30,13 +32,13 @@ def charged(i: int, amount: int, stamp_seq: int | None = None, stamp_balance: in
 
 def test_stamp_fields_are_optional_but_go_together() -> None:
     base = {"patient_id": "P-a-1", "amount": 100, "method": "cash", "receipt_no": "D1"}
-    assert validate_body("account.deposited", base) == []
-    assert validate_body("account.deposited", base | {"stamp_seq": 3, "stamp_balance": 0}) == []
-    half = validate_body("account.deposited", base | {"stamp_seq": 3})
+    assert REGISTRY.validate("account.deposited", base) == []
+    assert REGISTRY.validate("account.deposited", base | {"stamp_seq": 3, "stamp_balance": 0}) == []
+    half = REGISTRY.validate("account.deposited", base | {"stamp_seq": 3})
     assert [p.code for p in half] == ["stamp.incomplete"]
-    bad = validate_body("account.settled", {"patient_id": "P-a-1", "amount": 0, "method": "cash",
-                                            "invoice_no": "I1", "stamp_seq": 0,
-                                            "stamp_balance": 0})
+    bad = REGISTRY.validate("account.settled", {"patient_id": "P-a-1", "amount": 0,
+                                                "method": "cash", "invoice_no": "I1",
+                                                "stamp_seq": 0, "stamp_balance": 0})
     assert [p.code for p in bad] == ["field.range"]
 
 
@@ -68,21 +70,33 @@ def test_known_money_takes_the_lowest_newest_knowledge() -> None:
     assert known_money(synced) == (10_000, 7)  # e.g. central credited 40.00 since
 
 
-async def test_stamp_migration_upgrades_an_old_ledger(tmp_path: Path) -> None:
+async def test_an_old_ledger_is_migrated_and_its_projections_refolded(tmp_path: Path) -> None:
+    """A ledger of migrations 1-2 (no stamps, old projection tables holding a stale
+    row) opens with every migration applied and projections folded from its events."""
     path = tmp_path / "old.sqlite3"
+    key = node_key("cashier-01")
     conn = sqlite3.connect(path, isolation_level=None)
     saved = migrations.MIGRATIONS
     try:
         migrations.MIGRATIONS = saved[:2]
         migrations.migrate(conn)
-        conn.execute("INSERT INTO accounts VALUES ('P-x-1', 5, 0, 5, 0, 0, 0, 0, 1, 0)")
+        body = {"patient_id": "P-x-1", "amount": 500, "method": "cash", "receipt_no": "D-1"}
+        ev, data, h = sign_event(key, node="cashier-01", seq=1, prev=ZERO_HASH,
+                                 hlc=Hlc(1_790_000_000_000, 0), operator="op",
+                                 kind="account.deposited", body=body)
+        conn.execute("INSERT INTO events (node, seq, hash, hlc_wall, hlc_counter, operator, "
+                     "kind, data) VALUES (?, 1, ?, ?, 0, 'op', ?, ?)",
+                     (ev.node, h, ev.hlc.wall, ev.kind, data))
+        conn.execute("INSERT INTO heads VALUES ('cashier-01', 1, ?)", (h,))
+        conn.execute("INSERT INTO accounts VALUES ('P-x-1', 99, 0, 5, 0, 0, 0, 0, 1, 0)")
     finally:
         migrations.MIGRATIONS = saved
         conn.close()
-    ledger = await Ledger.open(path, "cashier-01", node_key("cashier-01"), clock=FakeClock())
+    ledger = await Ledger.open(path, "cashier-01", key, clock=FakeClock())
     try:
         acct = await ledger.get("accounts", "P-x-1")
-        assert (acct.balance, acct.stamp_seq, acct.stamp_balance) == (5, 0, 0)
+        assert (acct.balance, acct.deposited, acct.stamp_seq) == (500, 500, 0)
+        assert (await ledger.verify()).ok
         versions = await ledger.run(lambda c: [r[0] for r in c.execute(
             "SELECT version FROM schema_migrations ORDER BY version")])
         assert versions == [v for v, _, _ in migrations.MIGRATIONS]

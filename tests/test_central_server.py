@@ -37,13 +37,19 @@ CENTRAL_KEY = SigningKey(b"C" * 32)
 KEYS = {n: SigningKey(n.encode().ljust(32, b".")) for n in ("good-01", "bad-01", "gone-01")}
 
 
+def deposit(node: str, seq: int, amount: int) -> dict[str, object]:
+    """A valid deposit body (central refuses a known kind with a bad one)."""
+    return {"patient_id": f"P-{node}-1", "amount": amount, "method": "cash",
+            "receipt_no": f"D-{node}-{seq}"}
+
+
 def chain(node: str, n: int, *, start: int = 1, prev: bytes = ZERO_HASH,
           key: SigningKey | None = None, amount: int = 100) -> list[bytes]:
     out = []
     for seq in range(start, start + n):
         _, data, prev = sign_event(key or KEYS[node], node=node, seq=seq, prev=prev,
                                    hlc=Hlc(1_000 + seq, 0), operator="op.li",
-                                   kind="account.deposited", body={"amount": amount})
+                                   kind="account.deposited", body=deposit(node, seq, amount))
         out.append(data)
     return out
 
@@ -268,11 +274,20 @@ async def test_healthz_and_metrics_on_the_same_port(central: Central) -> None:
     assert health.startswith(b"HTTP/1.1 200") and health.endswith(b"ok\n")
     c = await connected(central, "good-01")
     await push_ok(c, chain("good-01", 2), 2)
-    await ConflictWatch(central.store, announce=False).catch_up()  # (bodies are malformed)
+    head = await central.store.head("good-01")
+    _, bad, _ = sign_event(KEYS["bad-01"], node="bad-01", seq=1, prev=ZERO_HASH,
+                           hlc=Hlc(1_000, 0), operator="op.li", kind="account.deposited",
+                           body={"amount": 5})  # signed, but no patient, method or receipt
+    b = await connected(central, "bad-01")
+    await b.ws.send(b.s.send_push([bad], 1))
+    assert (await raw_error(b.ws)).code == "invalid_event"
+    await ConflictWatch(central.store, announce=False).catch_up()
     metrics = (await get("/metrics")).decode()
     assert "onecard_connected_counters 1" in metrics
     assert "onecard_events_ingested_total 2" in metrics
-    assert 'onecard_conflicts_active{kind="malformed_event"} 2' in metrics
+    assert 'onecard_conflicts_active{kind="malformed_event"} 1' in metrics
+    assert 'onecard_refused_total{code="invalid_event"} 1' in metrics
+    assert head.seq == 2
     await c.ws.close()
 
 

@@ -25,13 +25,19 @@ from protocol.hlc import Hlc
 KEYS = {n: SigningKey(bytes([i + 1]) * 32) for i, n in enumerate(["c1", "c2", "c3", "c4"])}
 
 
+def deposit(node: str, seq: int, amount: int) -> dict[str, object]:
+    """A valid deposit body (central refuses a known kind with a bad one)."""
+    return {"patient_id": f"P-{node}-1", "amount": amount, "method": "cash",
+            "receipt_no": f"D-{node}-{seq}"}
+
+
 def chain(node: str, n: int, *, start: int = 1, prev: bytes = ZERO_HASH,
           key: SigningKey | None = None, amount: int = 100) -> list[bytes]:
     out = []
     for seq in range(start, start + n):
         _, data, prev = sign_event(key or KEYS[node], node=node, seq=seq, prev=prev,
                                    hlc=Hlc(1_000 + seq, 0), operator="op.wang",
-                                   kind="account.deposited", body={"amount": amount})
+                                   kind="account.deposited", body=deposit(node, seq, amount))
         out.append(data)
     return out
 

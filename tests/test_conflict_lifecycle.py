@@ -29,9 +29,9 @@ from central.conflicts import (
 from central.reconcile import reconcile
 from central.store import CentralStore, enrol_central
 from edge_node.notices import notices
-from protocol import fold
 from protocol.crypto import SigningKey
 from protocol.event import CENTRAL, ChainHead, Event, decode_event, verify_chain
+from tests.support import domain
 from tests.support.central_seed import Chains
 from tests.support.central_seed import node_key as seed_key
 from tests.test_reconcile import T0, History
@@ -39,8 +39,8 @@ from tests.test_reconcile import T0, History
 
 def _open_codes(events: list[Event], pid: str) -> list[str]:
     """The notice codes a counter holding ``events`` shows for ``pid``."""
-    state = fold.fold(events)
-    mine = [e for e in events if pid in fold.touched(e.kind, e.body).patients]
+    state = domain.fold(events)
+    mine = [e for e in events if pid in domain.patients_of(e.kind, e.body)]
     cards = [c for c in state.cards.values() if c.patient_id == pid]
     return [n.code for n in notices(state.patients[pid], state.account(pid), cards, mine)]
 
@@ -57,7 +57,7 @@ def test_withdrawn_closes_the_open_notice_and_a_newer_raise_opens_it_again() -> 
     h.add(CENTRAL, 300, "conflict.withdrawn", {**withdrawn, "reason": "covered"},
           operator="reconciler")
     assert _open_codes(h.events, "P-1") == []
-    assert fold.fold(h.events).accounts == fold.fold(h.events[:-2]).accounts  # no money
+    assert domain.fold(h.events).accounts == domain.fold(h.events[:-2]).accounts  # no money
     h.add(CENTRAL, 400, "conflict.raised", body, operator="reconciler")
     assert _open_codes(h.events, "P-1") == ["open"]
     # what central reads of its own announcements: neither a conflict nor a resolution

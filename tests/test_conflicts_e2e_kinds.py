@@ -30,9 +30,11 @@ from websockets.asyncio.client import connect
 from edge_node import config as cfgmod
 from edge_node.ledger import Ledger, wall_ms
 from edge_node.service import CounterService, PatientView
+from protocol.core import columns
 from protocol.event import ChainHead, decode_event, sign_event
 from protocol.hlc import Hlc
 from protocol.messages import Error, decode_message
+from protocol.patient import Patient
 from protocol.session import EdgeSession
 from tests.conftest import ID_MALE, item
 from tests.support.sync_cluster import Central, Counter, converged, run_cli, wait_for
@@ -186,8 +188,9 @@ def test_each_conflict_kind_raised_once_resolved_and_converges(tmp_path: Path) -
                                  ("dup_b", DUP_B))}
         _check_remedies(views)
         survivor = views["dup_a"].patient.patient_id
-        merged = [p for p in state_a["patients"] if p[-1]]
-        assert len(merged) == 1 and merged[0][-1] == survivor and merged[0][0] != survivor
+        mi = [c for c, _ in columns(Patient)].index("merged_into")
+        merged = [p for p in state_a["patients"] if p[mi]]
+        assert len(merged) == 1 and merged[0][mi] == survivor and merged[0][0] != survivor
         assert dict((r[0], r[1]) for r in state_a["accounts"])[merged[0][0]] == 0
         # the merged record's history moved with it: every counter shows it on the survivor
         for k in (a, b, c):

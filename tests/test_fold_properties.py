@@ -17,10 +17,13 @@ from hypothesis import strategies as st
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from protocol.account import Account
+from protocol.core import columns
 from protocol.event import Event
-from protocol.fold import State, fold
 from protocol.hlc import Hlc
 from tests.conftest import FakeClock, item, node_key
+from tests.support.domain import View as State
+from tests.support.domain import fold
 
 PATIENTS = ["P-a-1", "P-a-2", "P-b-3"]
 
@@ -139,10 +142,14 @@ async def run_ops(path: Path, ops: list[tuple[str, int, int]]) -> tuple[int, int
     report = await led.verify()
     assert report.ok, report
     # conservation over the projection
-    deposited, charged, refunded_dep, settled = (sum(r[i] for r in accounts) for i in
-                                                 (3, 4, 5, 7))
-    assert sum(r[1] for r in accounts) == deposited - charged + refunded_dep - settled
-    assert all(r[1] + r[2] >= 0 for r in accounts), "a local charge overdrew an account"
+    names = [c for c, _ in columns(Account)]
+    rows = [dict(zip(names, r, strict=True)) for r in accounts]
+    deposited, charged, refunded_dep, settled = (sum(r[c] for r in rows) for c in
+                                                 ("deposited", "charged",
+                                                  "refunded_to_deposit", "settled"))
+    assert sum(r["balance"] for r in rows) == deposited - charged + refunded_dep - settled
+    assert all(r["balance"] + r["credit_limit"] >= 0 for r in rows), \
+        "a local charge overdrew an account"
     await led.close()
     return ok, refused
 

@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 
-from protocol.kinds import SCHEMAS, validate_body
+from protocol.domain import REGISTRY
 from tests.conftest import ID_FEMALE
+
+SCHEMAS = {k.name: k.body.SCHEMA for k in REGISTRY}
+validate_body = REGISTRY.validate
 
 VALID: dict[str, dict[str, Any]] = {
     "patient.registered": {"patient_id": "P-a-000001", "name": "李四", "sex": "F",

@@ -20,11 +20,11 @@ from edge_node.i18n import Translator
 from edge_node.ledger import Ledger
 from edge_node.notices import Notice, conflict_kind, notices
 from edge_node.service import CounterService
-from protocol import fold
 from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.event import CENTRAL, Event, decode_event, sign_event
 from protocol.hlc import Hlc
 from tests.conftest import ID_MALE, LedgerFactory, item, node_key, registered
+from tests.support import domain
 from tests.support.central_seed import Chains
 from tests.support.central_seed import node_key as seed_key
 from tests.test_reconcile import T0, History
@@ -32,8 +32,8 @@ from tests.test_reconcile import T0, History
 EN = Translator("en")
 
 
-def _for(state: fold.State, pid: str, events: list[Event]) -> list[Notice]:
-    mine = [e for e in events if pid in fold.touched(e.kind, e.body).patients]  # as the ledger
+def _for(state: domain.View, pid: str, events: list[Event]) -> list[Notice]:
+    mine = [e for e in events if pid in domain.patients_of(e.kind, e.body)]  # as the ledger
     cards = [c for c in state.cards.values() if c.patient_id == pid]
     return notices(state.patients[pid], state.account(pid), cards, mine)
 
@@ -52,16 +52,16 @@ def test_overdraft_debt_says_how_much_and_why_then_paid_after_a_deposit() -> Non
     h.patient("cashier-01", 0, "P-1", "8600000001", 6_500)
     h.charge("cashier-01", 100, "P-1", "C-1", 5_000)
     h.charge("cashier-02", 101, "P-1", "C-2", 5_000)
-    assert _for(fold.fold(h.events), "P-1", h.events) == []  # nothing until central acts
+    assert _for(domain.fold(h.events), "P-1", h.events) == []  # nothing until central acts
     debt = _remedy(h, h.events, "overdraft", "debt")
-    [n] = _for(fold.fold(h.events), "P-1", h.events)
+    [n] = _for(domain.fold(h.events), "P-1", h.events)
     assert (n.code, n.urgent, conflict_kind(n.conflict_id)) == ("debt", True, "overdraft")
     assert n.conflict_id == debt.body["conflict_id"]
     assert n.text(EN) == "Owes ¥35.00 from an offline overdraft — collect before new charges"
     assert "离线透支" in n.text(Translator("zh")) and "¥35.00" in n.text(Translator("zh"))
     h.add("cashier-02", 600, "account.deposited",
           {"patient_id": "P-1", "amount": 5_000, "method": "cash", "receipt_no": "D-2"})
-    [paid] = _for(fold.fold(h.events), "P-1", h.events)
+    [paid] = _for(domain.fold(h.events), "P-1", h.events)
     assert paid.code == "debt_paid" and not paid.urgent
     assert paid.text(EN) == "Debt of ¥35.00 from an offline overdraft paid"
 
@@ -75,7 +75,7 @@ def test_over_refund_debt_taken_from_the_balance_owes_nothing_more() -> None:
                                             "patient_id": "P-1", "amount": amount,
                                             "to": "deposit", "approved_by": "s", "reason": "r"})
     _remedy(h, h.events, "over_refund", "debt")
-    state = fold.fold(h.events)
+    state = domain.fold(h.events)
     assert state.accounts["P-1"].balance == 10_000
     [n] = _for(state, "P-1", h.events)
     assert n.code == "debt_paid" and "over-refund" in n.text(EN)
@@ -88,7 +88,7 @@ def test_blocked_card_merged_record_and_reversed_charge() -> None:
         h.add(node, 20, "card.replaced", {"old_card_no": "8600000001", "new_card_no": new,
                                           "patient_id": "P-1"})
     block = _remedy(h, h.events, "double_replacement", "block")
-    state = fold.fold(h.events)
+    state = domain.fold(h.events)
     [n] = _for(state, "P-1", h.events)
     assert n.code == "card_blocked" and n.urgent
     blocked = block.body["card_no"]
@@ -100,7 +100,7 @@ def test_blocked_card_merged_record_and_reversed_charge() -> None:
     m.patient("cashier-01", 0, "P-a", "8600000011", 1_000, nid=ID_MALE)
     m.patient("cashier-02", 5, "P-b", "8600000012", 2_000, nid=ID_MALE)
     _remedy(m, m.events, "duplicate_patient", "merge")
-    state = fold.fold(m.events)
+    state = domain.fold(m.events)
     [gone] = _for(state, "P-b", m.events)
     assert (gone.code, gone.urgent) == ("merged_into", True)
     assert gone.text(EN) == "Record merged into P-a: use that record"
@@ -113,7 +113,7 @@ def test_blocked_card_merged_record_and_reversed_charge() -> None:
                                                    "verified_by": "id_card"})
     r.charge("cashier-02", 20, "P-1", "C-9", 2_000, card="8600000001")
     _remedy(r, r.events, "lost_card_used", "reverse")
-    [rev] = _for(fold.fold(r.events), "P-1", r.events)
+    [rev] = _for(domain.fold(r.events), "P-1", r.events)
     assert rev.text(EN) == "Charge C-9 ¥20.00 reversed by central IT (a lost card used)"
 
 
@@ -129,24 +129,24 @@ def test_an_open_conflict_says_so_until_its_remedy_replaces_it() -> None:
     h.charge("cashier-02", 101, "P-1", "C-2", 5_000)
     raised = _raise(h, h.events, "overdraft")
     assert raised.body["amount"] == 3_500 and raised.body["patients"] == ["P-1"]
-    assert fold.fold(h.events).accounts == fold.fold(h.events[:-1]).accounts  # no money moves
-    [n] = _for(fold.fold(h.events), "P-1", h.events)
+    assert domain.fold(h.events).accounts == domain.fold(h.events[:-1]).accounts  # no money moves
+    [n] = _for(domain.fold(h.events), "P-1", h.events)
     assert (n.code, n.urgent, n.conflict_id) == ("open", True, raised.body["conflict_id"])
     assert n.text(EN) == ("Open conflict: an offline overdraft of ¥35.00 — central IT is "
                           "reviewing; collect nothing until told")
     assert "离线透支" in n.text(Translator("zh")) and "¥35.00" in n.text(Translator("zh"))
     # announced twice (a replayed event): still one notice
     again = h.add(CENTRAL, 401, "conflict.raised", raised.body, operator="reconciler")
-    assert [x.code for x in _for(fold.fold(h.events), "P-1", [raised, again])] == ["open"]
+    assert [x.code for x in _for(domain.fold(h.events), "P-1", [raised, again])] == ["open"]
     debt = _remedy(h, h.events[:-1], "overdraft", "debt")
     assert debt.body["conflict_id"] == raised.body["conflict_id"]
-    assert [(x.code, x.conflict_id) for x in _for(fold.fold(h.events), "P-1", h.events)] == [
+    assert [(x.code, x.conflict_id) for x in _for(domain.fold(h.events), "P-1", h.events)] == [
         ("debt", raised.body["conflict_id"])]
     # another conflict of the same patient, still open, stays beside the remedy
     h.add(CENTRAL, 700, "conflict.raised",
                   {**raised.body, "conflict_id": "overdraft-ffffffffffff", "amount": 0},
                   operator="reconciler")
-    codes = [(x.code, x.key) for x in _for(fold.fold(h.events), "P-1", h.events)]
+    codes = [(x.code, x.key) for x in _for(domain.fold(h.events), "P-1", h.events)]
     assert codes == [("open", "notice.open_no_amount"), ("debt", "notice.debt")]
 
 
@@ -155,9 +155,9 @@ def test_an_open_duplicate_is_shown_on_both_records_and_raised_is_not_a_resoluti
     m.patient("cashier-01", 0, "P-a", "8600000011", 1_000, nid=ID_MALE)
     m.patient("cashier-02", 5, "P-b", "8600000012", 2_000, nid=ID_MALE)
     raised = _raise(m, m.events, "duplicate_patient")
-    assert set(fold.touched("conflict.raised", raised.body).patients) == {"P-a", "P-b"}
+    assert set(domain.patients_of("conflict.raised", raised.body)) == {"P-a", "P-b"}
     assert ID_MALE not in raised.body["summary"]
-    state = fold.fold(m.events)
+    state = domain.fold(m.events)
     for pid in ("P-a", "P-b"):
         [n] = _for(state, pid, [raised])
         assert n.text(EN) == ("Open conflict: a duplicate registration — central IT is "
@@ -175,7 +175,7 @@ def test_a_raised_conflict_from_a_counter_gives_no_notice_and_is_flagged() -> No
     forged = h.add("cashier-02", 10, "conflict.raised", {
         "conflict_id": "overdraft-000000000000", "conflict_kind": "overdraft",
         "patient_id": "P-1", "patients": ["P-1"], "amount": 100, "summary": "forged"})
-    assert _for(fold.fold(h.events), "P-1", h.events) == []
+    assert _for(domain.fold(h.events), "P-1", h.events) == []
     assert [c.kind for c in reconcile(h.events)] == ["malformed_event"]
     assert forged.node != CENTRAL
 
@@ -186,7 +186,7 @@ def test_a_forged_remedy_from_a_counter_gives_no_notice() -> None:
     h.add("cashier-02", 10, "debt.recorded", {"conflict_id": "overdraft-000000000000",
                                               "patient_id": "P-1", "amount": 99_000,
                                               "debit": 99_000, "reason": "forged"})
-    assert _for(fold.fold(h.events), "P-1", h.events) == []
+    assert _for(domain.fold(h.events), "P-1", h.events) == []
 
 
 async def _exchange(src: Ledger, dst: Ledger) -> None:

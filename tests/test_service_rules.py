@@ -8,7 +8,7 @@ import pytest
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
-from protocol.rules import RuleConfig
+from protocol.core import RuleConfig
 from tests.conftest import ID_FEMALE, ID_MALE, LedgerFactory, item, registered
 
 

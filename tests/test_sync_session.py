@@ -65,7 +65,8 @@ def events(n: int, key: SigningKey = EDGE_KEY, node: str = "cashier-01") -> list
             hlc=Hlc(1000 + seq, 0),
             operator="op.wang",
             kind="account.deposited",
-            body={"amount": 100 * seq},
+            body={"patient_id": "P-1", "amount": 100 * seq, "method": "cash",
+                  "receipt_no": f"D-{seq}"},
         )
         out.append(data)
     return out

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from central import conflicts as cf
-from central.reconcile import Incoming, PatientInfo, Reconciler
+from central.reconcile import Incoming, Reconciler
 from central.store import CentralStore
+from protocol.account import Charged
 from protocol.crypto import SigningKey, fingerprint
+from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, EventId, decode_event
 from protocol.money import yuan
+from protocol.patient import Patient
 
 Fen = int
 DAY_MS = 86_400_000
@@ -95,16 +98,19 @@ class SearchHit:
 
 
 def event_lines(ev: Event) -> tuple[str, ...]:
-    """The body of an event, one ``field: value`` line each (money as yuan)."""
+    """The body of an event, one ``field: value`` line each (money as yuan); whatever the
+    body holds (a refused one is shown as it came, each value cut short)."""
     out = []
     for k, v in ev.body.items():
         if k in ("items", "stamp_seq", "stamp_balance"):
             continue
-        if k in ("amount", "debit", "moved", "limit") and isinstance(v, int):
+        if k in ("amount", "debit", "moved", "limit") and type(v) is int:
             v = yuan(v)
-        out.append(f"{k}: {v}")
-    if "items" in ev.body:
-        out.append("items: " + ", ".join(f"{i['name']}×{i['qty']}" for i in ev.body["items"]))
+        text = f"{k}: {v}"
+        out.append(text if len(text) <= 200 else text[:199] + "…")
+    fact = REGISTRY.fact(ev)
+    if fact is not None and isinstance(fact.body, Charged):
+        out.append("items: " + ", ".join(f"{i.name}×{i.qty}" for i in fact.body.items))
     return tuple(out)
 
 
@@ -231,22 +237,21 @@ class ConsoleData:
         await self.refresh()
         w = self.world
         pids: list[str] = []
-        if q in w.card_owner:
-            pids.append(w.card_owner[q])
-        if q in w.patients and q not in pids:
+        card = w.card(q)
+        if card is not None and card.patient_id:
+            pids.append(card.patient_id)
+        if w.patient(q) is not None and q not in pids:
             pids.append(q)
         low = q.lower()
-        pids += sorted(p.patient_id for p in w.patients.values()
+        pids += sorted(p.patient_id for p in w.patients()
                        if low in p.name.lower() and p.patient_id not in pids)
         rows = await cf.list_conflicts(self.store)
         hits = []
         for pid in pids[:limit]:
-            info = w.patients.get(pid) or PatientInfo(pid)
-            steps = w.person_timeline(pid).steps()
+            info = w.patient(pid) or Patient(pid)
+            balance = sum(w.balance(p) for p in w.family(pid))
             cards = tuple(sorted(w.cards_of(pid)))
             hits.append(SearchHit(
-                pid, info.name, info.node, cards,
-                steps[-1].balance if steps else 0,
-                info.merged_into,
+                pid, info.name, info.registered_node, cards, balance, info.merged_into,
                 tuple(r.id for r in rows if pid in r.patients or set(cards) & set(r.cards))))
         return hits

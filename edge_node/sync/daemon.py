@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from edge_node.db import transaction
 from protocol.crypto import blake2b_256
 from protocol.errors import ProtocolError
 from protocol.event import ChainHead, decode_event
@@ -403,9 +404,9 @@ def _read_store_id(conn: sqlite3.Connection) -> bytes | None:
 
 
 def _write_store_id(conn: sqlite3.Connection, store: bytes) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_STORE_KEY, store))
-    conn.execute("COMMIT")
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                     (_STORE_KEY, store))
 
 
 async def run(

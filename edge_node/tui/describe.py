@@ -7,9 +7,10 @@ from collections.abc import Collection, Iterable
 from zoneinfo import ZoneInfo
 
 from edge_node.i18n import Translator
-from protocol.event import CENTRAL, Event
+from protocol.domain import REGISTRY
+from protocol.event import Event
 from protocol.money import yuan
-from protocol.remedies import MONEY_KINDS, balance_delta, family
+from protocol.remedy import Merged
 
 
 def local_time(ms: int, timezone: str, fmt: str = "%m-%d %H:%M") -> str:
@@ -35,10 +36,11 @@ def mask_phone(phone: str) -> str:
 def event_amount(ev: Event, family: Collection[str]) -> int | None:
     """The event's effect in fen on the balance of the patient whose records are
     ``family`` (one id, or a survivor with the records merged into it; moving money
-    between those is no effect).  ``None``: a kind that moves no money."""
-    if ev.kind not in MONEY_KINDS:
+    between those is no effect).  ``None``: an event that moves no money."""
+    money = REGISTRY.money(ev)
+    if not money.flow:
         return None
-    return sum(balance_delta(ev, pid) for pid in family)
+    return sum(money.delta(pid) for pid in family)
 
 
 def family_of(pid: str, events: Iterable[Event]) -> frozenset[str]:
@@ -46,45 +48,27 @@ def family_of(pid: str, events: Iterable[Event]) -> frozenset[str]:
     the ``patient.merged`` events among ``events`` say."""
     merged_into: dict[str, list[str]] = {}
     for e in events:
-        if e.kind == "patient.merged" and e.node == CENTRAL:
-            merged_into.setdefault(e.body["survivor_id"], []).append(e.body["merged_id"])
-    return family(pid, merged_into)
+        f = REGISTRY.fact(e)
+        if f is not None and isinstance(f.body, Merged):
+            merged_into.setdefault(f.body.survivor_id, []).append(f.body.merged_id)
+    out, todo = {pid}, [pid]
+    while todo:
+        for m in merged_into.get(todo.pop(), ()):
+            if m not in out:
+                out.add(m)
+                todo.append(m)
+    return frozenset(out)
+
+
+def event_title(tr: Translator, ev: Event) -> str:
+    """The kind's name in the counter's language (its own id for a kind this version
+    does not know)."""
+    return REGISTRY.title(ev.kind, tr.language)
 
 
 def event_detail(tr: Translator, ev: Event) -> str:
-    b = ev.body
-    match ev.kind:
-        case "account.deposited":
-            return f"{tr('method.' + b['method'])} {b.get('receipt_no', '')}"
-        case "account.charged":
-            names = ", ".join(f"{i['name']}×{i['qty']}" for i in b["items"][:3])
-            more = "…" if len(b["items"]) > 3 else ""
-            return f"{b['charge_id']} {names}{more}"
-        case "account.refunded":
-            return f"{tr('to.' + b['to'])} {yuan(b['amount'])} {b['charge_id']}"
-        case "account.settled":
-            return f"{tr('method.' + b['method'])} {b['invoice_no']}"
-        case "account.credit_granted":
-            return f"{yuan(b['limit'])} {b['reason']}"
-        case "card.issued":
-            return str(b["card_no"])
-        case "card.reported_lost":
-            return f"{b['card_no']} ({tr('proof.' + b['verified_by'])})"
-        case "card.replaced":
-            return f"{b['old_card_no']} → {b['new_card_no']}"
-        case "debt.recorded":
-            return f"{yuan(b['amount'])} {b['reason']}"
-        case "charge.reversed":
-            return f"{b['charge_id']} {b['reason']}"
-        case "patient.merged":
-            return f"{b['merged_id']} → {b['survivor_id']} {b['reason']}"
-        case "card.blocked":
-            return f"{b['card_no']} {b['reason']}"
-        case "conflict.accepted" | "conflict.withdrawn":
-            return str(b["reason"])
-        case "conflict.raised":
-            return str(b["summary"])
-    return ""
+    """The event's detail line (a bad body or an unknown kind says so; never raises)."""
+    return REGISTRY.describe(ev, tr.language)
 
 
 def signed_yuan(fen: int | None) -> str:

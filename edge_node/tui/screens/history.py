@@ -13,6 +13,7 @@ from edge_node.tui.context import Counter
 from edge_node.tui.describe import (
     event_amount,
     event_detail,
+    event_title,
     family_of,
     local_time,
     signed_yuan,
@@ -69,7 +70,7 @@ class HistoryScreen(ModalScreen[None]):
             other = ev.body.get("patient_id", pid)
             if other != pid and ev.kind != "patient.merged":  # a merged record's history
                 detail = f"[{other}] {detail}"
-            table.add_row(local_time(ev.hlc.wall, tz, "%Y-%m-%d %H:%M"), tr(f"kind.{ev.kind}"),
+            table.add_row(local_time(ev.hlc.wall, tz, "%Y-%m-%d %H:%M"), event_title(tr, ev),
                           signed_yuan(event_amount(ev, family)), detail[:48], ev.operator, ev.node)
 
     def action_close(self) -> None:

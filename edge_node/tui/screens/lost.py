@@ -10,8 +10,8 @@ from textual.widgets import Input
 from edge_node.service import Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
+from protocol.card import IDENTITY_PROOFS
 from protocol.errors import Problem
-from protocol.kinds import IDENTITY_PROOFS
 
 
 class ReportLostScreen(FormScreen):

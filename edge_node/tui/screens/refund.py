@@ -13,9 +13,8 @@ from edge_node.service import Receipt
 from edge_node.tui.describe import local_time
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
+from protocol.account import REFUND_TO, Charge
 from protocol.errors import Problem
-from protocol.fold import Charge
-from protocol.kinds import REFUND_TO
 from protocol.money import yuan
 
 

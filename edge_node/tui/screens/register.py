@@ -12,8 +12,8 @@ from edge_node.service import Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
 from protocol import nationalid
+from protocol.account import PAYMENT_METHODS
 from protocol.errors import Problem
-from protocol.kinds import PAYMENT_METHODS
 from protocol.money import yuan
 
 

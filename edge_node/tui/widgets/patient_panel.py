@@ -17,6 +17,7 @@ from edge_node.tui.describe import (
     age,
     event_amount,
     event_detail,
+    event_title,
     family_of,
     local_time,
     mask_phone,
@@ -127,6 +128,6 @@ class PatientPanel(Vertical):
         table.add_column(justify="right", no_wrap=True)
         table.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
         for ev in events:
-            table.add_row(local_time(ev.hlc.wall, tz), tr(f"kind.{ev.kind}"),
+            table.add_row(local_time(ev.hlc.wall, tz), event_title(tr, ev),
                           signed_yuan(event_amount(ev, family)), escape(event_detail(tr, ev)))
         return table

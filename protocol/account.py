@@ -1,0 +1,439 @@
+"""The deposit account (DOMAIN 3.2, 3.10, 5.x): deposits, charges, refunds, settlement,
+green-channel credit.  One account per patient; cards point at it.
+
+Money is integer fen.  Each kind's ``money`` facet is the one rule of how it moves a
+balance; :func:`apply_money` is the only code that changes ``Account.balance``.  The
+account's other sums commute; ``closed`` (settled until the next deposit) and the
+credit limit are last-writer-wins in the merge order, so any arrival order of the same
+events gives the same account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from protocol.card import CARD_ENTRY, Card, usable_card
+from protocol.core import (
+    COUNTER,
+    At,
+    Fen,
+    Kind,
+    Money,
+    PatientId,
+    Record,
+    Ref,
+    ReportLine,
+    RuleConfig,
+    State,
+    Tx,
+    earlier,
+    later,
+    no_money,
+    no_notice,
+    record,
+    refs,
+    say,
+)
+from protocol.errors import Problem
+from protocol.event import SAFE_INT
+from protocol.fields import (
+    MAX_AMOUNT,
+    Body,
+    Field,
+    amount,
+    body,
+    card_no,
+    choice,
+    ident,
+    spec,
+    text,
+)
+from protocol.money import yuan
+from protocol.patient import Patient, patient_known
+
+PAYMENT_METHODS = ("cash", "bank_card", "mobile")
+REFUND_TO = ("deposit", "cash")
+LABELS = {"method.cash": ("现金", "Cash"), "method.bank_card": ("银行卡", "Bank card"),
+          "method.mobile": ("移动支付", "Mobile"), "to.deposit": ("退回预交金", "To deposit"),
+          "to.cash": ("退现金", "Cash out")}
+
+
+@record("accounts", ("patient_id",))
+@dataclass(frozen=True, slots=True)
+class Account(Record):
+    """The patient's deposit account (one per patient; cards point at it)."""
+
+    patient_id: PatientId
+    balance: Fen = 0
+    credit_limit: Fen = 0  # green channel: may go this far below zero
+    credit_at: str = ""  # merge order of the grant that set it (the latest)
+    deposited: Fen = 0
+    charged: Fen = 0
+    refunded_to_deposit: Fen = 0
+    refunded_to_cash: Fen = 0
+    settled: Fen = 0
+    adjusted: Fen = 0  # central's adjustments: debts taken, charges reversed
+    transferred: Fen = 0  # net balance moved in by central's merges (out: negative)
+    money_seq: int = 0  # count of counter money events: the sequence of wallet stamps
+    closed: int = 0  # 1 after a settlement until the next deposit (latest of the two wins)
+    closed_at: str = ""
+    # The newest wallet stamp written to (or accepted from) a card of this account: its
+    # sequence and balance.  A card presenting an older stamp replays an old balance.
+    stamp_seq: int = 0
+    stamp_balance: Fen = 0
+
+    @property
+    def available(self) -> Fen:
+        """What may still be charged: balance plus green-channel credit."""
+        return self.balance + self.credit_limit
+
+
+@record("charges", ("charge_id",), indexes=(("patient_id",),))
+@dataclass(frozen=True, slots=True)
+class Charge(Record):
+    charge_id: str
+    patient_id: PatientId = ""
+    card_no: str = ""
+    amount: Fen = 0
+    refunded: Fen = 0
+    department: str = ""
+    order_ref: str = ""
+    node: str = ""
+    seq: int = 0
+    wall_ms: int = 0
+    reversed: Fen = 0  # reversed by central (a conflict remedy): no longer refundable
+    charged_at: str = ""  # merge order of the charge (the earliest, if an id came twice)
+    patient_at: str = ""  # before the charge arrives: the earliest refund that named it
+
+    @property
+    def refundable(self) -> Fen:
+        return self.amount - self.refunded - self.reversed
+
+
+def apply_money(tx: Tx, money: Money, at: At) -> None:
+    """The one place a balance changes: add each of the event's deltas."""
+    for pid, delta in money.deltas:
+        acct = tx.get_or_new(Account, pid)
+        tx.put(replace(acct, balance=acct.balance + delta))
+
+
+def add(tx: Tx, pid: PatientId, **sums: int) -> None:
+    """Add to the account's sums (never the balance: that is :func:`apply_money`'s)."""
+    acct = tx.get_or_new(Account, pid)
+    tx.put(replace(acct, **{k: getattr(acct, k) + v for k, v in sums.items()}))
+
+
+def _open_or_close(tx: Tx, pid: PatientId, at: At, closed: int) -> None:
+    acct = tx.get_or_new(Account, pid)
+    if later(at.order, acct.closed_at):
+        tx.put(replace(acct, closed=closed, closed_at=at.order))
+
+
+def charge_record(tx: Tx, charge_id: str, pid: PatientId, at: At) -> Charge:
+    """The charge ``charge_id`` (named by ``pid`` at ``at`` if it has not arrived yet)."""
+    c = tx.get_or_new(Charge, charge_id)
+    if not c.charged_at and earlier(at.order, c.patient_at):
+        c = replace(c, patient_id=pid, patient_at=at.order)
+    return c
+
+
+# -- wallet stamps -------------------------------------------------------------------------
+#: Optional on every money event: the wallet stamp the counter wrote (or is writing) to
+#: the card after it — its per-account sequence and the balance it carries.  Old events
+#: have neither; both or none.
+def _stamp_seq() -> int:
+    return spec(Field(int, False, lo=1, hi=SAFE_INT), 0)  # type: ignore[no-any-return]
+
+
+def _stamp_balance() -> int | None:
+    return spec(Field(int, False, lo=-MAX_AMOUNT, hi=MAX_AMOUNT), None)  # type: ignore
+
+
+class Stamped(Body):
+    __slots__ = ()
+    patient_id: str
+    stamp_seq: int
+    stamp_balance: int | None
+
+    def problems(self) -> list[Problem]:
+        if bool(self.stamp_seq) != (self.stamp_balance is not None):
+            return [Problem("stamp.incomplete", "stamp_seq and stamp_balance go together",
+                            "stamp_seq")]
+        return []
+
+
+def _stamp(tx: Tx, b: Stamped) -> None:
+    """Remember the event's wallet stamp if it is the newest (order-independent).
+
+    The newest is the highest ``stamp_seq``; two stamps with the same seq (two counters
+    offline at once) keep the lower balance, so any order of the same events agrees.
+    """
+    if not b.stamp_seq or b.stamp_balance is None:
+        return
+    acct = tx.get_or_new(Account, b.patient_id)
+    seq, bal = b.stamp_seq, b.stamp_balance
+    if seq > acct.stamp_seq or (seq == acct.stamp_seq and bal < acct.stamp_balance):
+        tx.put(replace(acct, stamp_seq=seq, stamp_balance=bal))
+
+
+def _account_refs(pid: PatientId, card: str = "") -> set[Ref]:
+    out = refs(Patient, pid) | refs(Account, pid)
+    return out | refs(Card, card) if card else out
+
+
+def _card_if_given(state: State, pid: PatientId, card: str) -> list[Problem]:
+    return usable_card(state, card, pid) if card else []
+
+
+def _method(b: Deposited | Settled, lang: str) -> str:
+    return say(LABELS["method." + b.method], lang)
+
+
+# -- account.deposited ---------------------------------------------------------------------
+@body
+class Deposited(Stamped):
+    patient_id: str = spec(ident())
+    amount: int = spec(amount())
+    method: str = spec(choice(PAYMENT_METHODS))
+    receipt_no: str = spec(ident())
+    card_no: str = spec(card_no(required=False), "")
+    card_entry: str = spec(choice(CARD_ENTRY, required=False), "")
+    stamp_seq: int = _stamp_seq()
+    stamp_balance: int | None = _stamp_balance()
+
+
+def _fold_deposited(tx: Tx, at: At, b: Deposited) -> None:
+    add(tx, b.patient_id, deposited=b.amount, money_seq=1)
+    _open_or_close(tx, b.patient_id, at, 0)
+    _stamp(tx, b)
+
+
+def _rule_deposited(state: State, b: Deposited, cfg: RuleConfig) -> list[Problem]:
+    out = patient_known(state, b.patient_id) or _card_if_given(state, b.patient_id, b.card_no)
+    acct = state.get_or_new(Account, b.patient_id)
+    if acct.deposited == 0 and b.amount < cfg.registration_fee:
+        out.append(Problem("deposit.below_registration_fee",
+                           f"the first deposit must cover the registration fee "
+                           f"{yuan(cfg.registration_fee)}; got {yuan(b.amount)}", "amount"))
+    return out
+
+
+DEPOSITED = Kind(
+    name="account.deposited", body=Deposited, signer=COUNTER, title=("充值", "Deposit"),
+    records=lambda b: _account_refs(b.patient_id, b.card_no),
+    patients=lambda b: (b.patient_id,),
+    fold=_fold_deposited,
+    money=lambda b: Money("deposit", ((b.patient_id, b.amount),)),
+    rule=_rule_deposited,
+    describe=lambda b, lang: f"{_method(b, lang)} {b.receipt_no}",
+    report=lambda b: ReportLine("deposits", b.method, b.amount),
+    notice=no_notice,
+)
+
+
+# -- account.charged -----------------------------------------------------------------------
+@body
+class Item(Body):
+    code: str = spec(text(32))
+    name: str = spec(text(64))
+    qty: int = spec(Field(int, lo=1, hi=10_000))
+    unit_price: int = spec(Field(int, lo=0, hi=MAX_AMOUNT))
+
+
+@body
+class Charged(Stamped):
+    charge_id: str = spec(ident())
+    patient_id: str = spec(ident())
+    card_no: str = spec(card_no(required=False), "")
+    card_entry: str = spec(choice(CARD_ENTRY, required=False), "")
+    items: tuple[Item, ...] = spec(Field(list, lo=1, hi=200, item=Item))
+    amount: int = spec(amount())
+    department: str = spec(text(64))
+    order_ref: str = spec(text(64, required=False), "")
+    stamp_seq: int = _stamp_seq()
+    stamp_balance: int | None = _stamp_balance()
+
+    def problems(self) -> list[Problem]:
+        total = sum(i.qty * i.unit_price for i in self.items)
+        if total != self.amount:
+            return [Problem("charge.total_mismatch",
+                            f"items add up to {total} fen but the charge says {self.amount}",
+                            "amount")]
+        return Stamped.problems(self)
+
+
+def _fold_charged(tx: Tx, at: At, b: Charged) -> None:
+    add(tx, b.patient_id, charged=b.amount, money_seq=1)
+    c = tx.get_or_new(Charge, b.charge_id)
+    if earlier(at.order, c.charged_at):  # one id charged twice: the first charge holds
+        tx.put(replace(c, patient_id=b.patient_id, card_no=b.card_no, amount=b.amount,
+                       department=b.department, order_ref=b.order_ref, node=at.node,
+                       seq=at.seq, wall_ms=at.wall, charged_at=at.order, patient_at=""))
+    _stamp(tx, b)
+
+
+def _rule_charged(state: State, b: Charged, cfg: RuleConfig) -> list[Problem]:
+    out = patient_known(state, b.patient_id) or _card_if_given(state, b.patient_id, b.card_no)
+    if out:
+        return out
+    if state.get(Charge, b.charge_id) is not None:
+        return [Problem("charge.exists", f"charge {b.charge_id} already exists", "charge_id")]
+    acct = state.get_or_new(Account, b.patient_id)
+    if acct.closed:
+        return [Problem("account.closed", "the account was settled; a new deposit reopens it")]
+    if acct.available < b.amount:
+        short = b.amount - acct.available
+        credit = f" + credit {yuan(acct.credit_limit)}" if acct.credit_limit else ""
+        return [Problem("charge.insufficient",
+                        f"balance {yuan(acct.balance)}{credit} does not cover {yuan(b.amount)}"
+                        f": {yuan(short)} short", "amount")]
+    return []
+
+
+def _describe_charge(b: Charged, lang: str) -> str:
+    names = ", ".join(f"{i.name}×{i.qty}" for i in b.items[:3])
+    return f"{b.charge_id} {names}{'…' if len(b.items) > 3 else ''}"
+
+
+CHARGED = Kind(
+    name="account.charged", body=Charged, signer=COUNTER, title=("收费", "Charge"),
+    records=lambda b: _account_refs(b.patient_id, b.card_no) | refs(Charge, b.charge_id),
+    patients=lambda b: (b.patient_id,),
+    fold=_fold_charged,
+    money=lambda b: Money("charge", ((b.patient_id, -b.amount),)),
+    rule=_rule_charged, describe=_describe_charge,
+    report=lambda b: ReportLine("charges", "", b.amount),
+    notice=no_notice,
+)
+
+
+# -- account.refunded ----------------------------------------------------------------------
+@body
+class Refunded(Stamped):
+    refund_id: str = spec(ident())
+    charge_id: str = spec(ident())
+    patient_id: str = spec(ident())
+    amount: int = spec(amount())
+    to: str = spec(choice(REFUND_TO))
+    approved_by: str = spec(text(64))
+    reason: str = spec(text(200))
+    stamp_seq: int = _stamp_seq()
+    stamp_balance: int | None = _stamp_balance()
+
+
+def _fold_refunded(tx: Tx, at: At, b: Refunded) -> None:
+    if b.to == "deposit":
+        add(tx, b.patient_id, refunded_to_deposit=b.amount, money_seq=1)
+    else:
+        add(tx, b.patient_id, refunded_to_cash=b.amount, money_seq=1)
+    c = charge_record(tx, b.charge_id, b.patient_id, at)
+    tx.put(replace(c, refunded=c.refunded + b.amount))
+    _stamp(tx, b)
+
+
+def _rule_refunded(state: State, b: Refunded, cfg: RuleConfig) -> list[Problem]:
+    out = patient_known(state, b.patient_id)
+    charge = state.get(Charge, b.charge_id)
+    if charge is None or not charge.charged_at:
+        return [*out, Problem("refund.unknown_charge", f"charge {b.charge_id} is not known "
+                              "at this counter", "charge_id")]
+    if charge.patient_id != b.patient_id:
+        return [*out, Problem("refund.wrong_patient", "that charge belongs to another patient",
+                              "charge_id")]
+    if b.amount > charge.refundable:
+        out.append(Problem("refund.exceeds_charge",
+                           f"only {yuan(charge.refundable)} of charge {b.charge_id} "
+                           f"({yuan(charge.amount)}) is left to refund; asked {yuan(b.amount)}",
+                           "amount"))
+    return out
+
+
+REFUNDED = Kind(
+    name="account.refunded", body=Refunded, signer=COUNTER, title=("退费", "Refund"),
+    records=lambda b: _account_refs(b.patient_id) | refs(Charge, b.charge_id),
+    patients=lambda b: (b.patient_id,),
+    fold=_fold_refunded,
+    money=lambda b: Money("refund", ((b.patient_id, b.amount),) if b.to == "deposit" else ()),
+    rule=_rule_refunded,
+    describe=lambda b, lang: f"{say(LABELS['to.' + b.to], lang)} {yuan(b.amount)} "
+                             f"{b.charge_id}",
+    report=lambda b: ReportLine("refunds", b.to, b.amount),
+    notice=no_notice,
+)
+
+
+# -- account.settled -----------------------------------------------------------------------
+@body
+class Settled(Stamped):
+    patient_id: str = spec(ident())
+    amount: int = spec(amount(lo=0))
+    method: str = spec(choice(PAYMENT_METHODS))
+    invoice_no: str = spec(ident())
+    stamp_seq: int = _stamp_seq()
+    stamp_balance: int | None = _stamp_balance()
+
+
+def _fold_settled(tx: Tx, at: At, b: Settled) -> None:
+    add(tx, b.patient_id, settled=b.amount, money_seq=1)
+    _open_or_close(tx, b.patient_id, at, 1)
+    _stamp(tx, b)
+
+
+def _rule_settled(state: State, b: Settled, cfg: RuleConfig) -> list[Problem]:
+    out = patient_known(state, b.patient_id)
+    if out:
+        return out
+    acct = state.get_or_new(Account, b.patient_id)
+    if acct.balance < 0:
+        return [Problem("settle.owing", f"the patient owes {yuan(-acct.balance)}: collect it "
+                        "before settling", "amount")]
+    if acct.closed and acct.balance == 0:
+        return [Problem("settle.already", "the account is already settled")]
+    if b.amount != acct.balance:
+        return [Problem("settle.partial", f"settlement returns the whole balance "
+                        f"{yuan(acct.balance)}, not {yuan(b.amount)}", "amount")]
+    return []
+
+
+SETTLED = Kind(
+    name="account.settled", body=Settled, signer=COUNTER, title=("结算", "Settlement"),
+    records=lambda b: _account_refs(b.patient_id),
+    patients=lambda b: (b.patient_id,),
+    fold=_fold_settled,
+    money=lambda b: Money("settle", ((b.patient_id, -b.amount),)),
+    rule=_rule_settled,
+    describe=lambda b, lang: f"{_method(b, lang)} {b.invoice_no}",
+    report=lambda b: ReportLine("settlements", b.method, b.amount),
+    notice=no_notice,
+)
+
+
+# -- account.credit_granted ----------------------------------------------------------------
+@body
+class CreditGranted(Body):
+    patient_id: str = spec(ident())
+    limit: int = spec(amount(lo=0))
+    reason: str = spec(text(200))
+    authorised_by: str = spec(text(64))
+
+
+def _fold_credit(tx: Tx, at: At, b: CreditGranted) -> None:
+    acct = tx.get_or_new(Account, b.patient_id)
+    if later(at.order, acct.credit_at):  # the latest grant holds (0 ends the channel)
+        tx.put(replace(acct, credit_limit=b.limit, credit_at=at.order))
+
+
+CREDIT_GRANTED = Kind(
+    name="account.credit_granted", body=CreditGranted, signer=COUNTER,
+    title=("绿色通道", "Green channel credit"),
+    records=lambda b: _account_refs(b.patient_id),
+    patients=lambda b: (b.patient_id,),
+    fold=_fold_credit, money=no_money,
+    rule=lambda state, b, cfg: patient_known(state, b.patient_id),
+    describe=lambda b, lang: f"{yuan(b.limit)} {b.reason}",
+    report=lambda b: ReportLine("counts", "credits_granted"),
+    notice=no_notice,
+)
+
+KINDS = (DEPOSITED, CHARGED, REFUNDED, SETTLED, CREDIT_GRANTED)
+RECORDS = (Account, Charge)

@@ -1,0 +1,211 @@
+"""The patient: registration and details (DOMAIN 3.2), one record per patient number.
+
+Patient numbers are made by the registering counter (``P-<node>-<seq>``), so two
+offline counters never make the same one.  Every detail field is last-writer-wins in
+the merge order: ``versions`` keeps, per field, the order of the event that last set
+it, so a registration and updates arriving in any order leave the same record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from protocol import nationalid
+from protocol.core import (
+    COUNTER,
+    At,
+    Kind,
+    PatientId,
+    Record,
+    ReportLine,
+    RuleConfig,
+    State,
+    Tx,
+    earlier,
+    no_money,
+    no_notice,
+    no_report,
+    record,
+    refs,
+    say,
+)
+from protocol.errors import Problem
+from protocol.fields import DATE_RE, PHONE_RE, Body, Field, body, choice, ident, spec, text
+
+SEXES = ("M", "F")
+DETAILS = ("name", "sex", "birth_date", "national_id", "phone", "contact")
+LABELS = {"sex.M": ("男", "M"), "sex.F": ("女", "F"),
+          "detail.name": ("姓名", "name"), "detail.sex": ("性别", "sex"),
+          "detail.birth_date": ("出生日期", "birth date"),
+          "detail.national_id": ("身份证号", "ID number"), "detail.phone": ("电话", "phone"),
+          "detail.contact": ("联系方式", "contact")}
+
+
+@record("patients", ("patient_id",), indexes=(("national_id",), ("name",), ("merged_into",)))
+@dataclass(frozen=True, slots=True)
+class Patient(Record):
+    patient_id: PatientId
+    name: str = ""
+    sex: str = ""
+    birth_date: str = ""
+    national_id: str = ""
+    phone: str = ""
+    contact: str = ""
+    registered_node: str = ""
+    registered_seq: int = 0
+    registered_ms: int = 0
+    registered_at: str = ""  # merge order of the registration (the earliest, if several)
+    merged_into: str = ""  # central merged this record into that one (a duplicate)
+    merged_at: str = ""
+    versions: str = ""  # JSON {detail field: merge order of its last writer}
+
+
+def set_details(tx: Tx, pid: PatientId, at: At, details: dict[str, str]) -> None:
+    """Set each detail whose last writer so far is earlier than ``at`` (order-independent)."""
+    old = tx.get_or_new(Patient, pid)
+    versions: dict[str, str] = json.loads(old.versions) if old.versions else {}
+    order = at.order
+    changes = {}
+    for name, value in details.items():
+        if order > versions.get(name, ""):
+            changes[name] = value
+            versions[name] = order
+    if changes:
+        tx.put(_replace(old, **changes, versions=json.dumps(versions, sort_keys=True)))
+
+
+def _replace(p: Patient, **changes: Any) -> Patient:
+    return replace(p, **changes)
+
+
+def patient_known(state: State, pid: PatientId) -> list[Problem]:
+    """Refuse work on a patient this counter does not know, or on a merged record."""
+    p = state.get(Patient, pid)
+    if p is None or not p.registered_at:
+        return [Problem("patient.unknown", f"no patient {pid} is known at this counter",
+                        "patient_id")]
+    if p.merged_into:
+        return [Problem("patient.merged", f"patient {pid} was merged into {p.merged_into}; "
+                        "use that record", "patient_id")]
+    return []
+
+
+def _check_details(b: Registered | Updated, *, registering: bool) -> list[Problem]:
+    out: list[Problem] = []
+    if registering and not (b.phone or b.contact):
+        out.append(Problem("patient.contact_required",
+                           "at least one contact (phone or other) is required", "phone"))
+    if b.birth_date:
+        try:
+            dt.date.fromisoformat(b.birth_date)
+        except ValueError:
+            out.append(Problem("patient.birth_date", f"birth date {b.birth_date} is not a "
+                               "real date", "birth_date"))
+    if b.national_id:
+        parsed = nationalid.parse(b.national_id)
+        if isinstance(parsed, Problem):
+            out.append(parsed)
+        else:
+            if parsed.number != b.national_id:
+                out.append(Problem("national_id.format", "ID number must be stored in capitals",
+                                   "national_id"))
+            if b.birth_date and b.birth_date != parsed.birth_date:
+                out.append(Problem("patient.birth_date_mismatch", f"birth date {b.birth_date}"
+                                   f" differs from the ID number's {parsed.birth_date}",
+                                   "birth_date"))
+            if b.sex and b.sex != parsed.sex:
+                out.append(Problem("patient.sex_mismatch",
+                                   f"sex {b.sex} differs from the ID number's {parsed.sex}",
+                                   "sex"))
+    return out
+
+
+# -- patient.registered ------------------------------------------------------------------
+@body
+class Registered(Body):
+    patient_id: str = spec(ident())
+    name: str = spec(text(64))
+    sex: str = spec(choice(SEXES))
+    birth_date: str = spec(Field(str, pattern=DATE_RE))
+    national_id: str = spec(Field(str, False, lo=18, hi=18), "")
+    phone: str = spec(Field(str, False, pattern=PHONE_RE), "")
+    contact: str = spec(text(128, required=False), "")
+
+    def problems(self) -> list[Problem]:
+        return _check_details(self, registering=True)
+
+
+def _fold_registered(tx: Tx, at: At, b: Registered) -> None:
+    set_details(tx, b.patient_id, at, {d: getattr(b, d) for d in DETAILS})
+    p = tx.get_or_new(Patient, b.patient_id)
+    if earlier(at.order, p.registered_at):
+        tx.put(_replace(p, registered_node=at.node, registered_seq=at.seq,
+                        registered_ms=at.wall, registered_at=at.order))
+
+
+def _rule_registered(state: State, b: Registered, cfg: RuleConfig) -> list[Problem]:
+    p = state.get(Patient, b.patient_id)
+    if p is not None and p.registered_at:
+        return [Problem("patient.exists", f"patient {b.patient_id} already exists",
+                        "patient_id")]
+    return []
+
+
+REGISTERED = Kind(
+    name="patient.registered", body=Registered, signer=COUNTER, title=("建档", "Registered"),
+    records=lambda b: refs(Patient, b.patient_id),
+    patients=lambda b: (b.patient_id,),
+    fold=_fold_registered, money=no_money, rule=_rule_registered,
+    describe=lambda b, lang: b.name,
+    report=lambda b: ReportLine("counts", "registrations"),
+    notice=no_notice,
+)
+
+
+# -- patient.updated ---------------------------------------------------------------------
+def _optional(f: Field) -> Field:
+    return Field(f.type, False, f.lo, f.hi, f.choices, f.pattern)
+
+
+@body
+class Updated(Body):
+    """Changed details only; a field left out (None) is unchanged."""
+
+    patient_id: str = spec(ident())
+    name: str | None = spec(_optional(text(64)), None)
+    sex: str | None = spec(_optional(choice(SEXES)), None)
+    birth_date: str | None = spec(_optional(Field(str, pattern=DATE_RE)), None)
+    national_id: str | None = spec(Field(str, False, lo=18, hi=18), None)
+    phone: str | None = spec(Field(str, False, pattern=PHONE_RE), None)
+    contact: str | None = spec(text(128, required=False), None)
+
+    def changed(self) -> dict[str, str]:
+        return {d: v for d in DETAILS if (v := getattr(self, d)) is not None}
+
+    def problems(self) -> list[Problem]:
+        if not self.changed():
+            return [Problem("patient.nothing_to_update",
+                            "an update must change at least one field")]
+        return _check_details(self, registering=False)
+
+
+def _rule_updated(state: State, b: Updated, cfg: RuleConfig) -> list[Problem]:
+    return patient_known(state, b.patient_id)
+
+
+UPDATED = Kind(
+    name="patient.updated", body=Updated, signer=COUNTER,
+    title=("修改资料", "Details changed"),
+    records=lambda b: refs(Patient, b.patient_id),
+    patients=lambda b: (b.patient_id,),
+    fold=lambda tx, at, b: set_details(tx, b.patient_id, at, b.changed()),
+    money=no_money, rule=_rule_updated,
+    describe=lambda b, lang: ", ".join(say(LABELS[f"detail.{d}"], lang) for d in b.changed()),
+    report=no_report, notice=no_notice,
+)
+
+KINDS = (REGISTERED, UPDATED)
+RECORDS = (Patient,)
