@@ -47,6 +47,8 @@ log = logging.getLogger("onecard.central.server")
 # ``error`` (too_large); beyond it websockets closes with 1009 before we see them.
 WS_MAX_SIZE = 2 * MAX_FRAME_SIZE
 MAX_PAGES_PER_WAKE = 1000
+#: Refusals whose offending event central quarantines as evidence for an integrity conflict.
+EVIDENCE = frozenset({"invalid_event", "equivocation", "chain"})
 PIPELINE = 4  # pushes checked ahead of the commit, per connection
 
 
@@ -167,6 +169,11 @@ class CentralServer:
             await self._read_loop(conn)
         except ProtocolError as exc:
             await self._refuse(conn, exc.code, str(exc))
+            if exc.code in EVIDENCE and self.watch is not None:
+                # the refused event is kept as evidence: raise its conflict now, not at
+                # the next event that moves the cursor
+                with contextlib.suppress(Exception):
+                    await self._catch_up()
         except TimeoutError:
             await self._refuse(conn, "timeout", "the handshake did not finish in time")
         except ConnectionClosed:

@@ -36,7 +36,7 @@ from protocol.crypto import ZERO_HASH
 from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, sign_event
 from protocol.fields import Field
-from protocol.hlc import MAX_WALL_MS, Hlc
+from protocol.hlc import Hlc
 from protocol.patient import Patient
 from tests.conftest import ID_FEMALE, ID_MALE, node_key
 
@@ -289,8 +289,8 @@ def _everything_reads(state: State, events: list[Event]) -> None:
         cards = [c for c in state.all(Card) if c.patient_id == p.patient_id]
         notices(p, state.get_or_new(Account, p.patient_id), cards,
                 [e for e in events if p.patient_id in REGISTRY.patients_of(e)])
-    day = reports.BusinessDay(reports.day_bounds(reports.dt.date(2026, 9, 21)).date, 0,
-                              MAX_WALL_MS, "Asia/Shanghai", "00:00")
+    day = reports.BusinessDay(reports.dt.date(2026, 9, 21), 0, T0 + 10**10, "Asia/Shanghai",
+                              "00:00")
     for node in COUNTERS:
         reports.render_text(reports.build(events, day, node), "zh", generated_ms=T0)
 

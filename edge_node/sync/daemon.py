@@ -169,11 +169,14 @@ class SyncClient:
         attempt = 0
         while not stop.is_set():
             self._welcomed = False
+            refused = False
             try:
                 await self._connect_once(stop)
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 await self._offline(f"link: {type(exc).__name__}: {exc}")
             except RemoteError as exc:
+                # central refused what we sent (it will again): back off, don't hammer it
+                refused = True
                 await self._offline(f"central refused: {exc.code}: {exc.message}")
             except (ProtocolError, SyncFailed) as exc:
                 await self._offline(f"{type(exc).__name__}: {exc}")
@@ -186,7 +189,7 @@ class SyncClient:
                 await self._offline("")
             if stop.is_set():
                 break
-            if self._welcomed:
+            if self._welcomed and not refused:
                 attempt = 0
             delay = backoff_delay(
                 attempt, self.opt.backoff_base_s, self.opt.backoff_max_s, self.rng
