@@ -17,6 +17,8 @@ Example (``onecard-edge init`` writes one)::
     [sync]
     central_url = "ws://127.0.0.1:8765/sync"
     central_key = ""                # central's public key, hex: pinned
+    max_skew_ms = 300000            # a remote clock further ahead than this is stored
+                                    #   but never adopted into this counter's clock
 
     [reader]
     kind = "none"                   # none | pcsc | wedge | simulated
@@ -53,6 +55,7 @@ ROLES = ("cashier", "triage", "doctor", "lab", "pharmacy", "kiosk")
 class SyncConfig:
     central_url: str = "ws://127.0.0.1:8765/sync"
     central_key: str = ""
+    max_skew_ms: int = 300_000
 
     @property
     def central_public_key(self) -> bytes:
@@ -138,6 +141,10 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     sync_known = {f.name for f in fields(SyncConfig)}
     if not isinstance(sync_raw, dict) or set(sync_raw) - sync_known:
         raise ConfigError(f"[sync] takes only {', '.join(sorted(sync_known))}")
+    skew = sync_raw.get("max_skew_ms", 300_000)
+    if type(skew) is not int or not 1_000 <= skew <= 86_400_000:
+        raise ConfigError("[sync] max_skew_ms must be a whole number of ms from 1000 to "
+                          "86400000 (default 300000: five minutes)")
     reader_raw = raw.get("reader", {})
     reader_known = {f.name for f in fields(ReaderConfig)}
     if not isinstance(reader_raw, dict) or set(reader_raw) - reader_known:
@@ -211,6 +218,7 @@ def render(cfg: EdgeConfig) -> str:
         "[sync]",
         f"central_url = {q(cfg.sync.central_url)}",
         f"central_key = {q(cfg.sync.central_key)}",
+        f"max_skew_ms = {cfg.sync.max_skew_ms}  # a remote clock further ahead is not adopted",
         "",
         "[reader]",
         f"kind = {q(cfg.reader.kind)}  # none | pcsc | wedge | simulated",

@@ -434,7 +434,8 @@ async def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
-    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
+    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules,
+                               max_skew_ms=config.sync.max_skew_ms)
     try:
         client = SyncClient(
             ledger,
