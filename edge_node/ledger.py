@@ -101,6 +101,7 @@ class Appended:
 class AppendResult:
     appended: list[Appended]
     state: State  # the records the operation touched, as they are after it
+    local_ms: int = 0  # this counter's own clock when it appended them
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +287,7 @@ class Ledger:
         """Run ``fn(conn, *args)`` in the connection's thread: one hop per transaction."""
         db = self._db
         try:
-            return await db._execute(lambda: fn(db._conn, *args))
+            return await db._execute(lambda: fn(db._conn, *args))  # type: ignore[no-untyped-call]
         except sqlite3.OperationalError as exc:
             raise _storage_error(exc) from exc
 
@@ -357,7 +358,7 @@ class Ledger:
             conn.execute("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
                          (self.node_id, head.seq, head.hash))
             self._write_clock(conn, hlc)
-        return AppendResult(out, loaded.state)
+        return AppendResult(out, loaded.state, now)
 
     def _build(self, conn: sqlite3.Connection, loaded: _Loaded, op: Op, seq: int) -> Body:
         """Run the op's body builder until every record its body touches is loaded.
@@ -473,7 +474,8 @@ class Ledger:
                 rowid += 1
                 rows.append((rowid, ev.node, ev.seq, h, ev.hlc.wall, ev.hlc.counter,
                              ev.operator, ev.kind, data, now))
-                links += [(p, rowid) for p in self.registry.patients_of(ev)]
+                links += [(p, rowid) for p in (d.patients if isinstance(d, Fact) else
+                                               self.registry.patients_of(ev))]
                 in_batch[(ev.node, ev.seq)] = h
                 if isinstance(d, Fact):
                     self.registry.apply_fact(loaded.state, d)
@@ -527,7 +529,8 @@ class Ledger:
         """This node's encoded events after ``seq``, ascending, within both limits."""
         rows = await self._fetch("SELECT data FROM events WHERE node=? AND seq>? ORDER BY seq "
                                  "LIMIT ?", (self.node_id, seq, limit))
-        out, size = [], 0
+        out: list[bytes] = []
+        size = 0
         for (data,) in rows:
             if out and size + len(data) > max_bytes:
                 break
@@ -670,8 +673,9 @@ class Ledger:
         links: list[tuple[str, int]] = []
         for rowid, data in conn.execute("SELECT rowid, data FROM events ORDER BY rowid"):
             ev = decode_event(data)
-            reg.apply(state, ev)
-            links += [(p, rowid) for p in reg.patients_of(ev)]
+            d = reg.apply(state, ev)
+            links += [(p, rowid) for p in (d.patients if isinstance(d, Fact) else
+                                           reg.patients_of(ev))]
             n += 1
             if progress and n % 10_000 == 0:
                 progress(n)

@@ -90,7 +90,8 @@ def notices(patient: Patient, account: Account, cards: Sequence[Card],
     ctx = NoticeContext(pid, tuple((c.card_no, c.status) for c in cards), active)
     central = sorted((f for e in history if e.node == CENTRAL
                       and (f := registry.fact(e)) is not None
-                      and getattr(f.body, "conflict_id", "")), key=lambda f: f.at.order)
+                      and isinstance(getattr(f.body, "conflict_id", None), str)),
+                     key=lambda f: f.at.order)
     told = [(f, n) for f in central if (n := f.kind.notice(f.body, ctx)) is not None]
     closed = {f.body.conflict_id for f in central if f.kind.name not in ANNOUNCEMENTS}
     out = _open(told, closed)

@@ -47,10 +47,10 @@ def render_text(receipt: Receipt, *, node: str, operator: str, language: str = "
     """A receipt as plain text, ``width`` columns (32 fits 58 mm paper)."""
     tr = Translator(language)
     kind = receipt.events[0].kind if receipt.events else ""
-    title = tr(f"kind.{kind}") if tr.has(f"kind.{kind}") else receipt.title
+    title = tr(f"kind.{kind}") if tr.has(f"kind.{kind}") else receipt.title  # (own kinds)
     if kind == "patient.registered":
         title = tr("title.new")
-    at = receipt.events[-1].hlc.wall if receipt.events else 0
+    at = receipt.at_ms or (receipt.events[-1].hlc.wall if receipt.events else 0)
     when = dt.datetime.fromtimestamp(at / 1000, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M:%S")
     lines = [tr("receipt.hospital").center(width - (cells(tr("receipt.hospital"))
                                                     - len(tr("receipt.hospital")))),

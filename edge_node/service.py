@@ -50,6 +50,7 @@ class Receipt:
     balance: Fen
     lines: tuple[tuple[str, Fen], ...] = ()
     number: str = ""
+    at_ms: int = 0  # when, by this counter's own clock (its receipt prints this)
 
 
 def _refuse(code: str, message: str, field: str = "") -> OperationRefused:
@@ -185,7 +186,7 @@ class CounterService:
         patient = result.state.get(Patient, pid) or await self.ledger.get(Patient, pid)
         number = next((str(e.body[number_field]) for e in events if number_field in e.body), "")
         balance = result.state.get_or_new(Account, pid).balance
-        return Receipt(title, patient, events, balance, lines, number)
+        return Receipt(title, patient, events, balance, lines, number, result.local_ms)
 
     def _by_card(self, kind: str, card_no: str,
                  build: Callable[[Card, OpContext], dict[str, Any]]) -> Op:

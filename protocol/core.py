@@ -186,19 +186,18 @@ class At:
     wall: int
     counter: int = 0
     operator: str = ""
+    #: The merge order ``(hlc, node, seq)`` as a string that sorts the same way:
+    #: fixed-width numbers, and a space after the node id (below every character a node
+    #: id may hold), so a shorter id sorts first as in the tuple.
+    order: str = dataclasses.field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "order", f"{self.wall:016d}{self.counter:010d}{self.node} "
+                                          f"{self.seq:016d}")
 
     @classmethod
     def of(cls, ev: Event) -> At:
         return cls(ev.node, ev.seq, ev.hlc.wall, ev.hlc.counter, ev.operator)
-
-    @property
-    def order(self) -> str:
-        """The merge order ``(hlc, node, seq)`` as a string that sorts the same way.
-
-        Fixed-width numbers, and a space after the node id (below every character a
-        node id may hold), so a shorter id sorts first as in the tuple.
-        """
-        return f"{self.wall:016d}{self.counter:010d}{self.node} {self.seq:016d}"
 
     @property
     def central(self) -> bool:

@@ -31,7 +31,7 @@ import pytest
 from central import conflicts as cf
 from central.reconcile import Reconciler
 from central.store import CentralStore, enrol_central
-from edge_node import reports
+from edge_node import receipt, reports
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from protocol.account import Account
@@ -225,6 +225,9 @@ async def test_a_clock_far_ahead_is_not_adopted_and_the_day_keeps_its_own_time(
         day = reports.business_day(now)
         report = await reports.daily_report(victim, day)
         assert report.deposits["cash"].amount == 5_000  # today's 日结 has it
+        r = await svc.deposit("8600000001", 1_000, "cash")
+        assert r.at_ms == now  # and its receipt is stamped with this counter's time
+        assert "2026-09-21 22:13" in receipt.render_text(r, node="cashier-02", operator="op.wang")
     finally:
         await victim.close()
 
