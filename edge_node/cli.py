@@ -20,8 +20,10 @@ from edge_node import config as cfgmod
 from edge_node.errors import EdgeError
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.tui.describe import event_amount, family_of
 from protocol import nationalid
 from protocol.crypto import SigningKey
+from protocol.domain import REGISTRY
 from protocol.event import decode_event
 from protocol.money import yuan
 
@@ -129,12 +131,16 @@ async def cmd_history(args: argparse.Namespace) -> int:
     async with ledger:
         events = await service.history(view.patient.patient_id, args.limit)
     pid = view.patient.patient_id
+    family = family_of(pid, events)
     for ev in reversed(events):
-        amount = ev.body.get("amount")
-        money = f" {yuan(amount)}" if isinstance(amount, int) else ""
-        other = ev.body.get("patient_id", pid)
-        record = f"  (record {other})" if other != pid else ""  # merged into this one
-        print(f"{ev.hlc.wall}  {ev.node}#{ev.seq}  {ev.operator:<10} {ev.kind}{money}{record}")
+        amount = event_amount(ev, family)
+        money = f" {yuan(amount)}" if amount is not None else ""
+        others = [p for p in REGISTRY.patients_of(ev) if p != pid]
+        record = f"  (record {others[0]})" if others and pid not in REGISTRY.patients_of(ev) \
+            else ""  # an event of a record merged into this one
+        detail = REGISTRY.describe(ev, "en")
+        print(f"{ev.hlc.wall}  {ev.node}#{ev.seq}  {ev.operator:<10} {ev.kind}{money}{record}"
+              f"  {detail}")
     return 0
 
 
@@ -151,7 +157,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
             for rowid, data in page:
                 ev = decode_event(data)
                 body = dict(ev.body)
-                if "national_id" in body and not args.full:
+                if isinstance(body.get("national_id"), str) and not args.full:
                     body["national_id"] = nationalid.mask(body["national_id"])
                 out.write(json.dumps({
                     "node": ev.node, "seq": ev.seq, "hlc": [ev.hlc.wall, ev.hlc.counter],

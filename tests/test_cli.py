@@ -66,7 +66,7 @@ def test_inspection_commands(counter: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli.main([*c, "balance", "8600000001"]) == 0
     assert "balance ¥75.00" in capsys.readouterr().out
     assert cli.main([*c, "history", "8600000001"]) == 0
-    assert "account.charged ¥25.00" in capsys.readouterr().out
+    assert "account.charged -¥25.00  C-" in capsys.readouterr().out  # its effect, then what
     assert cli.main([*c, "rebuild"]) == 0
     assert "from 4 events" in capsys.readouterr().out
     assert cli.main([*c, "export"]) == 0

@@ -173,7 +173,7 @@ def batches(events: list[Event], rnd: Any) -> list[list[Event]]:
 
 
 # ---------------------------------------------------------------------------------- (a)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(), st.randoms(use_true_random=False))
 def test_any_interleaving_folds_to_the_same_projections(chains: dict[str, list[Event]],
                                                         rnd: Any) -> None:
@@ -295,7 +295,7 @@ def _everything_reads(state: State, events: list[Event]) -> None:
         reports.render_text(reports.build(events, day, node), "zh", generated_ms=T0)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(body=mixed_body), st.randoms(use_true_random=False))
 def test_nothing_that_verifies_makes_anything_raise(chains: dict[str, list[Event]],
                                                    rnd: Any) -> None:
@@ -334,7 +334,7 @@ def _model(facts: list[Fact]) -> int:
     return total
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(max_events=40), st.randoms(use_true_random=False))
 def test_money_is_conserved_across_merges_and_remedies(chains: dict[str, list[Event]],
                                                        rnd: Any) -> None:
