@@ -138,7 +138,7 @@ def _init(cfg_path: Path, directory: Path | None, port: int) -> int:
     write_key(cfg.key_file, key)
 
     async def setup() -> None:
-        store = await CentralStore.open(cfg.db)
+        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
         try:
             await enrol_central(store, key)
         finally:
@@ -170,7 +170,7 @@ async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str) -> int:
     except ValueError:
         print("onecard-central: --key must be 64 hex digits (32 bytes)", file=sys.stderr)
         return 1
-    store = await CentralStore.open(cfg.db)
+    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         await store.enrol(node, pubkey, role)
     except ValueError as exc:
@@ -184,7 +184,7 @@ async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str) -> int:
 
 
 async def _revoke(cfg: CentralConfig, node: str) -> int:
-    store = await CentralStore.open(cfg.db)
+    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         ok = await store.revoke(node)
     finally:
@@ -197,7 +197,7 @@ async def _revoke(cfg: CentralConfig, node: str) -> int:
 
 
 async def _nodes(cfg: CentralConfig) -> int:
-    store = await CentralStore.open(cfg.db)
+    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         nodes = await store.nodes()
         lags = await store.lags()
@@ -224,7 +224,7 @@ async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
     from central import conflicts as cf
     from protocol.money import yuan
 
-    store = await CentralStore.open(cfg.db)
+    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         if args.action == "list":
             try:
@@ -291,7 +291,8 @@ def _console(cfg: CentralConfig, operator: str | None) -> int:
 
     from central.console.app import ConsoleApp
 
-    ConsoleApp(cfg.db, cfg.key_file, operator or getpass.getuser()).run()
+    ConsoleApp(cfg.db, cfg.key_file, operator or getpass.getuser(),
+               max_skew_ms=cfg.max_skew_ms).run()
     return 0
 
 

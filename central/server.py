@@ -390,7 +390,7 @@ async def run_server(
 ) -> None:
     """Open the store and serve until ``stop`` is set (or forever)."""
     key = load_key(config.key_file)
-    store = await CentralStore.open(config.db)
+    store = await CentralStore.open(config.db, max_skew_ms=config.max_skew_ms)
     workers = config.verify_workers if config.verify_workers >= 0 else (os.cpu_count() or 1)
     # Signature checks run in worker processes (all cores, no GIL); 0 = in a thread here.
     executor: Executor | None = (

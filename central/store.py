@@ -164,6 +164,16 @@ UPDATE conflicts SET announced = 1 WHERE status IN ('open', 'acknowledged')
     'clock_skew', 'malformed_event');
 """,
     ),
+    (
+        5,
+        "events: their HLC, so central's own events sort after what it holds",
+        """
+-- Filled for events stored from here on (0 before: central's own clock is past them).
+ALTER TABLE events ADD COLUMN hlc_wall INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN hlc_counter INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX events_hlc ON events (hlc_wall, hlc_counter);
+""",
+    ),
 ]
 
 
@@ -254,6 +264,7 @@ class Prepared:
     hash: bytes
     data: bytes
     problem: str = ""  # why its body is invalid for its kind ("" when it is valid)
+    hlc: Hlc = Hlc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +310,7 @@ def prepare_events(
         problems = REGISTRY.validate(ev.kind, ev.body, node) if ev.kind in REGISTRY else []
         problem = f"{ev.kind}: " + "; ".join(p.message for p in problems[:3]) if problems else ""
         # canonical: these bytes are ev.encode() byte for byte, so this is ev.hash()
-        out.append(Prepared(ev.seq, ev.prev, blake2b_256(data), data, problem))
+        out.append(Prepared(ev.seq, ev.prev, blake2b_256(data), data, problem, ev.hlc))
     return out
 
 
@@ -337,16 +348,19 @@ def _now_ms() -> int:
 class CentralStore:
     """The central database. Open with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
+                 max_skew_ms: int = 300_000) -> None:
         self._w = writer
         self._r = reader
+        #: central's own events never sort before what it holds, within this bound
+        self.max_skew_ms = max_skew_ms
         self._lock = asyncio.Lock()
         #: central's signing key, once :func:`enrol_central` checked it against the store
         self.central_key: SigningKey | None = None
         self._rlock = asyncio.Lock()  # one read transaction at a time on the reader
 
     @classmethod
-    async def open(cls, path: str | Path) -> CentralStore:
+    async def open(cls, path: str | Path, *, max_skew_ms: int = 300_000) -> CentralStore:
         path = str(path)
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -363,7 +377,7 @@ class CentralStore:
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader)
+        return cls(writer, reader, max_skew_ms)
 
     async def close(self) -> None:
         await self._r.close()
@@ -624,9 +638,10 @@ class CentralStore:
             last_pos = int(r[0])
             first_pos = last_pos - len(new) + 1
             await self._w.executemany(
-                "INSERT INTO events (pos, node, seq, hash, data, received_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(first_pos + i, node, p.seq, p.hash, p.data, now) for i, p in enumerate(new)],
+                "INSERT INTO events (pos, node, seq, hash, data, received_ms, hlc_wall,"
+                " hlc_counter) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(first_pos + i, node, p.seq, p.hash, p.data, now, p.hlc.wall, p.hlc.counter)
+                 for i, p in enumerate(new)],
             )
             head = ChainHead(new[-1].seq, new[-1].hash)
         await self._w.execute(
@@ -655,6 +670,10 @@ class CentralStore:
         console (other processes, other connections) can all append to central's chain
         at once: each waits for the lock, signs on the head it then holds, and none is
         ever taken for an equivocation.
+
+        The clock also passes every event central holds (but one stamped more than
+        ``max_skew_ms`` ahead of now: a bad clock is not believed), so a remedy sorts
+        after everything it was decided on, in every node's merge order.
         """
         now = _now_ms() if now_ms is None else now_ms
         async with self._lock, self._transaction():
@@ -665,6 +684,12 @@ class CentralStore:
                 last = await self._query_w("SELECT data FROM events WHERE node = ? AND seq = ?",
                                            (CENTRAL, head.seq))
                 clock = decode_event(bytes(last[0][0])).hlc if last else Hlc()
+                held = await self._query_w(
+                    "SELECT hlc_wall, hlc_counter FROM events WHERE hlc_wall <= ?"
+                    " ORDER BY hlc_wall DESC, hlc_counter DESC LIMIT 1",
+                    (now + self.max_skew_ms,))
+                if held:
+                    clock = clock.observe(Hlc(int(held[0][0]), int(held[0][1])), now)
                 seq, prev, new = head.seq, head.hash, []
                 for kind, body in items:
                     seq, clock = seq + 1, clock.now(now)
@@ -672,7 +697,7 @@ class CentralStore:
                                              hlc=clock, operator=operator, kind=kind,
                                              body=body)
                     events.append(ev)
-                    new.append(Prepared(seq, prev, h, data))
+                    new.append(Prepared(seq, prev, h, data, hlc=clock))
                     prev = h
                 await self._insert(CENTRAL, head, new, now)
             for sql, args in after:
@@ -839,7 +864,8 @@ async def _migrate(conn: aiosqlite.Connection) -> None:
         await conn.executescript(
             "BEGIN IMMEDIATE;\n"
             + sql
-            + f"\nINSERT INTO schema_migrations VALUES ({version}, '{name}', {_now_ms()});\nCOMMIT;"
+            + f"\nINSERT INTO schema_migrations VALUES ({version}, "
+            + "'" + name.replace("'", "''") + f"', {_now_ms()});\nCOMMIT;"
         )
 
 

@@ -344,3 +344,33 @@ async def test_central_starts_over_a_stored_bad_body(tmp_path: Path) -> None:
     finally:
         await store.close()
 
+
+
+async def test_central_stamps_its_events_after_what_it_holds(tmp_path: Path) -> None:
+    """A remedy sorts after every event it was decided on (the reconciler's premise that
+    "before, in merge order" means "known to the writer"), but a clock beyond
+    ``max_skew_ms`` does not drag central's along."""
+    store = await CentralStore.open(tmp_path / "c.sqlite3", max_skew_ms=300_000)
+    try:
+        key = SigningKey(b"\x05" * 32)
+        await enrol_central(store, key)
+        node = node_key("cashier-01")
+        await store.enrol("cashier-01", node.public_key, "cashier")
+        now, prev, datas = T0, ZERO_HASH, []
+        for seq, ahead in ((1, 120_000), (2, 20 * YEAR_MS)):  # 2 min fast, then 20 years
+            _, data, prev = sign_event(node, node="cashier-01", seq=seq, prev=prev,
+                                       hlc=Hlc(now + ahead, 7), operator="op",
+                                       kind="account.deposited",
+                                       body={"patient_id": "P-1", "amount": 500,
+                                             "method": "cash", "receipt_no": f"D-{seq}"})
+            datas.append(data)
+        await store.ingest("cashier-01", datas[:1], now_ms=now)
+        [first] = await cf.sign_central(store, key, [("conflict.accepted", {
+            "conflict_id": "overdraft-000000000000", "reason": "x"})], operator="it", now_ms=now)
+        assert first.hlc > decode_event(datas[0]).hlc
+        await store.ingest("cashier-01", datas[1:], now_ms=now)
+        [second] = await cf.sign_central(store, key, [("conflict.accepted", {
+            "conflict_id": "overdraft-000000000001", "reason": "x"})], operator="it", now_ms=now)
+        assert first.hlc < second.hlc < Hlc(now + 300_000, 0)  # the 20-year stamp: not believed
+    finally:
+        await store.close()

@@ -22,9 +22,10 @@ class ConsoleApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(self, db: Path, key_file: Path | None, operator: str, *,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, max_skew_ms: int = 300_000) -> None:
         """``key_file`` None or missing: a look-only console (resolving is refused)."""
         super().__init__()
+        self.max_skew_ms = max_skew_ms
         self.db = db
         self.key_file = key_file
         self.operator = operator
@@ -32,7 +33,7 @@ class ConsoleApp(App[None]):
         self.store: CentralStore | None = None
 
     async def on_mount(self) -> None:
-        self.store = await CentralStore.open(self.db)
+        self.store = await CentralStore.open(self.db, max_skew_ms=self.max_skew_ms)
         key = load_key(self.key_file) if self.key_file and self.key_file.exists() else None
         data = ConsoleData(self.store, key, clock=self.clock)
         await data.refresh()
