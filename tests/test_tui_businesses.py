@@ -383,3 +383,40 @@ async def test_idle_lock_and_unlock(counter) -> None:
         await pilot.press("enter")
         await settle_down(pilot)
         assert not app.locked and isinstance(app.screen, HomeScreen)
+
+
+async def test_panel_and_history_show_events_they_cannot_read(counter) -> None:
+    """Events of this patient that another counter signed with a bad body, or of a kind
+    of a newer version, are listed as such; nothing on screen fails over them."""
+    from protocol.crypto import ZERO_HASH
+    from protocol.event import sign_event
+    from protocol.hlc import Hlc
+    from tests.conftest import node_key
+    from tests.tui_harness import NOW_MS
+
+    cfg, led = counter
+    pid = (await led.get("cards", CARD)).patient_id
+    key = node_key("cashier-09")
+    await led.set_node_keys({"cashier-09": (key.public_key, "cashier")})
+    prev, datas = ZERO_HASH, []
+    for seq, (kind, body) in enumerate([
+            ("account.charged", {"patient_id": pid, "amount": "lots", "items": [1]}),
+            ("visit.registered", {"patient_id": pid, "department": "内科"})], 1):
+        _, data, prev = sign_event(key, node="cashier-09", seq=seq, prev=prev,
+                                   hlc=Hlc(NOW_MS - 60_000 + seq, 0), operator="op",
+                                   kind=kind, body=body)
+        datas.append(data)
+    assert await led.ingest(datas) == 2
+    app = make_app(cfg, led)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await tap(pilot, CARD)
+        await settle_down(pilot)
+        assert "¥100.00" in str(app.screen.query_one("#money").render())  # balance unmoved
+        await pilot.press("f10")
+        await settle_down(pilot)
+        table = app.screen.query_one("#history")
+        assert table.row_count == 5
+        rows = [" ".join(str(c) for c in table.get_row_at(i)) for i in range(5)]
+        assert any("unreadable event (flagged)" in r for r in rows), rows
+        assert any("visit.registered" in r and "newer version" in r for r in rows), rows
