@@ -299,9 +299,20 @@ class CentralServer:
             msg, fut = item
             t0 = time.perf_counter()
             prepared = await fut
-            result = await self.store.ingest(
-                conn.node, list(msg.events), key=conn.node_key, prepared=prepared
-            )
+            try:
+                result = await self.store.ingest(
+                    conn.node, list(msg.events), key=conn.node_key, prepared=prepared
+                )
+            except ProtocolError:
+                # A refused push may have left evidence in quarantine (an equivocation, a
+                # chain break), which only a catch-up raises as a conflict: do it now, as
+                # for stored events, or it waits until some other node's events arrive.
+                if self.watch is not None:
+                    try:
+                        await self._catch_up()
+                    except Exception:
+                        log.exception("reconciler failed node=%s", conn.node)
+                raise
             if self.watch is not None and result.stored:
                 try:  # the ack means "stored and reconciled"
                     await self._catch_up()

@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 
-from central.conflicts import ConflictWatch
+from central.conflicts import ConflictWatch, list_conflicts
 from central.server import WS_MAX_SIZE, CentralServer
 from central.store import CentralStore, enrol_central
 from protocol import codec
@@ -200,6 +200,25 @@ async def test_bad_push_gets_clean_error_and_stores_nothing(central: Central, ca
         assert await central.store.quarantined() == []
     assert (await push_ok(good, chain("good-01", 1), 1)).stored == 1
     await good.ws.close()
+
+
+@pytest.mark.parametrize("case", ["equivocation", "chain_break"])
+async def test_refused_evidence_is_a_conflict_by_the_time_the_refusal_arrives(
+        central: Central, case: str) -> None:
+    """As an ack means "stored and reconciled", a refusal that quarantined evidence comes
+    after the conflict is in the book, not whenever some other node's events next arrive."""
+    central.app.watch = ConflictWatch(central.store, announce=False)
+    bad = await connected(central, "bad-01")
+    await push_ok(bad, chain("bad-01", 3), 3)  # reconciled: the watch has seen everything
+    head = await central.store.head("bad-01")
+    if case == "equivocation":
+        batch, code = chain("bad-01", 3, amount=777)[2:], "equivocation"
+    else:
+        batch, code = chain("bad-01", 1, start=5, prev=head.hash), "chain"
+    await bad.ws.send(bad.s.send_push(batch, 5))
+    assert (await raw_error(bad.ws)).code == code
+    rows = await list_conflicts(central.store, kind=case)
+    assert [(r.kind, r.nodes, r.status) for r in rows] == [(case, ("bad-01",), "open")]
 
 
 async def test_replayed_old_batch_is_a_noop_and_replayed_auth_is_refused(

@@ -4,6 +4,7 @@ keyboard through Pilot, and snapshots of the queue and the detail screens (clock
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,22 @@ async def settle(pilot: Pilot[Any]) -> None:
             except Exception:
                 pass
     raise AssertionError("workers did not finish")
+
+
+async def laid_out(pilot: Pilot[Any], timeout: float = 10.0) -> None:
+    """Wait until every table on the screen has measured its rows (a DataTable does so on
+    idle, after the rows were added): its virtual height is then its rows and header."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = [t for t in pilot.app.screen.query(DataTable)
+                   if t.virtual_size.height != t.row_count + (t.header_height if t.show_header
+                                                              else 0)]
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"tables not laid out after {timeout} s: "
+                                 f"{[(t.id, t.row_count, t.virtual_size) for t in waiting]}")
+        await pilot.pause()
 
 
 def rows(pilot: Pilot[Any], selector: str) -> list[list[str]]:
@@ -252,6 +269,7 @@ def test_cli_has_a_console_subcommand(capsys: pytest.CaptureFixture[str]) -> Non
 def test_queue_snapshot(seeded, snap_compare: Any) -> None:
     async def ready(pilot: Pilot[Any]) -> None:
         await settle(pilot)
+        await laid_out(pilot)
     assert snap_compare(make(seeded), terminal_size=SIZE, run_before=ready)
 
 
@@ -261,4 +279,5 @@ def test_detail_snapshot(seeded, snap_compare: Any) -> None:
         await open_kind(pilot, "overdraft")
         await pilot.press("1")
         await settle(pilot)
+        await laid_out(pilot)
     assert snap_compare(make(seeded), terminal_size=(130, 60), run_before=ready)

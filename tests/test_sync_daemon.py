@@ -28,6 +28,10 @@ class Central:
     def __init__(self, store: CentralStore, app: CentralServer, port: int) -> None:
         self.store, self.app, self.port = store, app, port
         self.url = f"ws://127.0.0.1:{port}/sync"
+        # Ledgers and stores a test opened, closed at teardown even when the test failed
+        # half-way: each holds a (non-daemon) aiosqlite thread that would keep pytest from
+        # exiting after its summary.  Closing twice is harmless.
+        self.opened: list[Ledger | CentralStore] = []
 
 
 @pytest.fixture
@@ -37,7 +41,10 @@ async def central(tmp_path: Path) -> AsyncIterator[Central]:
     app = CentralServer(store, CENTRAL_KEY)
     async with serve(app.handler, "127.0.0.1", 0, process_request=app.process_request,
                      max_size=WS_MAX_SIZE) as srv:
-        yield Central(store, app, next(iter(srv.sockets)).getsockname()[1])
+        c = Central(store, app, next(iter(srv.sockets)).getsockname()[1])
+        yield c
+    for x in reversed(c.opened):
+        await x.close()
     await store.close()
 
 
@@ -60,8 +67,10 @@ class Recording:
 async def open_counter(tmp_path: Path, central: Central, node: str, enrol: bool = True) -> Ledger:
     if enrol:
         await central.store.enrol(node, node_key(node).public_key, "cashier")
-    return await Ledger.open(tmp_path / f"{node}.sqlite3", node, node_key(node),
-                             clock=FakeClock())
+    led = await Ledger.open(tmp_path / f"{node}.sqlite3", node, node_key(node),
+                            clock=FakeClock())
+    central.opened.append(led)
+    return led
 
 
 async def work(ledger: Ledger, patients: int, tag: str) -> None:
@@ -73,9 +82,13 @@ async def work(ledger: Ledger, patients: int, tag: str) -> None:
 
 
 async def until(pred: Any, timeout: float, what: str) -> None:
-    async with asyncio.timeout(timeout):
-        while not await pred():
-            await asyncio.sleep(0.05)
+    """Poll ``await pred()`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not await pred():
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
 def client(ledger: Any, opts: SyncOptions = FAST, url: str = "") -> SyncClient:
@@ -159,6 +172,10 @@ async def test_status_records_offline_with_reason_when_central_is_unreachable(
     await a.close()
 
 
+async def _pending(ledger: Ledger) -> int:
+    return (await ledger.sync_state()).pending
+
+
 async def _has_error(ledger: Ledger) -> bool:
     return bool((await ledger.sync_state()).last_error)
 
@@ -184,6 +201,7 @@ async def test_forked_chain_is_not_pushed(tmp_path: Path, central: Central) -> N
     """Central holds a different seq 1 for this node (e.g. a ledger restored elsewhere)."""
     other = await Ledger.open(tmp_path / "elsewhere.sqlite3", "cashier-a5", node_key("cashier-a5"),
                               clock=FakeClock(1_800_000_000_000))
+    central.opened.append(other)
     await central.store.enrol("cashier-a5", node_key("cashier-a5").public_key, "cashier")
     await work(other, 1, "X5")
     stop = asyncio.Event()
@@ -194,6 +212,7 @@ async def test_forked_chain_is_not_pushed(tmp_path: Path, central: Central) -> N
     await other.close()
     a = await Ledger.open(tmp_path / "a5.sqlite3", "cashier-a5", node_key("cashier-a5"),
                           clock=FakeClock())
+    central.opened.append(a)
     await work(a, 2, "A5")
     stop = asyncio.Event()
     t = asyncio.create_task(client(a, FAST, central.url).run(stop))
@@ -222,6 +241,7 @@ async def test_central_restored_from_an_old_backup_gets_everything_back(
     assert (await a.sync_state()).pull_cursor > 0
     # a brand-new central store (same central key): nothing held, cursor 0
     store2 = await CentralStore.open(tmp_path / "restored.sqlite3")
+    central.opened.append(store2)
     await enrol_central(store2, CENTRAL_KEY)
     for x in (a, b):
         await store2.enrol(x.node_id, node_key(x.node_id).public_key, "cashier")
@@ -237,6 +257,8 @@ async def test_central_restored_from_an_old_backup_gets_everything_back(
         ta = asyncio.create_task(client(a, FAST, url2).run(stop))
         await until(lambda: _eq(store2.count(), 21), 10, "a re-pushed")
         await until(lambda: _eq(a.event_count(), 21), 10, "a has all of b's work")
+        # central holding a's events is not a's knowing it: the acks are on their way
+        await until(lambda: _eq(_pending(a), 0), 10, "a's re-pushed events acked")
         stop.set()
         await asyncio.gather(ta, tb)
     assert (await a.sync_state()).pending == 0

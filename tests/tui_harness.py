@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +79,14 @@ async def fill(pilot: Pilot[Any], selector: str, text: str) -> None:
     await pilot.pause()
 
 
-async def settle_down(pilot: Pilot[Any]) -> None:
-    """Let workers (lookups, service calls) finish and the screen catch up."""
+async def settle_down(pilot: Pilot[Any], timeout: float = 30.0) -> None:
+    """Let workers (lookups, service calls) finish and the screen catch up.
+
+    Bounded: fails naming the workers still busy after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
     idle_passes = 0
-    for _ in range(50):
+    while True:
         await pilot.pause()
         # every worker but the card reader's, which runs as long as the app
         busy = [w for w in pilot.app.workers if w.group not in ("reader", "status")
@@ -91,9 +97,12 @@ async def settle_down(pilot: Pilot[Any]) -> None:
                 return
             continue
         idle_passes = 0
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"workers still busy after {timeout} s: "
+                                 f"{[w.name for w in busy]}")
         for w in busy:
             try:
-                await w.wait()
+                await asyncio.wait_for(w.wait(), max(0.01, deadline - time.monotonic()))
             except Exception:  # a failed worker is the test's business to notice
                 pass
 

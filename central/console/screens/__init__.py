@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
+from textual.widgets.data_table import RowKey
 
 
 class MessageScreen(Screen[None]):
@@ -14,3 +17,19 @@ class MessageScreen(Screen[None]):
         msg = self.query_one("#message", Static)
         msg.set_classes(f"message {cls}".strip())
         msg.update(text)
+
+
+class Table(DataTable[str]):
+    """A DataTable that redraws its cells once their columns have been measured.
+
+    Textual (8.2) measures added rows on idle, but cells the screen draws before then are
+    cached at the old (header) widths and not redrawn when the columns widen: on a busy
+    machine the screen often draws first, and the table stays cut to its headers until
+    its rows next change (Textual issues 3533, 4470).
+    """
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        widths = [c.get_render_width(self) for c in self.ordered_columns]
+        super()._update_dimensions(new_rows)
+        if widths != [c.get_render_width(self) for c in self.ordered_columns]:
+            self.notify_style_update()  # drops the cached cells, and refreshes

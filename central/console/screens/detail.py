@@ -9,11 +9,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Footer, Header, Static
 
 from central.console.data import ConsoleData, Detail
 from central.console.format import signed, when
-from central.console.screens import MessageScreen
+from central.console.screens import MessageScreen, Table
 from central.reconcile import RemedyOption
 from protocol.money import yuan
 
@@ -98,8 +98,7 @@ class DetailScreen(MessageScreen):
         for old in self.query(".timeline"):
             await old.remove()
         for pid, rows in detail.timelines:
-            table: DataTable[str] = DataTable(classes="timeline", cursor_type="none",
-                                              show_cursor=False)
+            table = Table(classes="timeline", cursor_type="none", show_cursor=False)
             table.add_columns(" ", "when", "event", "kind", "change", "balance")
             for r in rows:
                 mark = "▶" if r.involved else ""

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from central.console.data import ConsoleData
 from central.console.format import ago
+from central.console.screens import Table
 
 
 class NodesScreen(Screen[None]):
@@ -34,7 +35,7 @@ class NodesScreen(Screen[None]):
                      "pending: the node's own events central has not received, as the node "
                      "said when last seen · conflicts: open or acknowledged ones naming the "
                      "node", id="legend")
-        table: DataTable[str] = DataTable(id="nodes", cursor_type="row", zebra_stripes=True)
+        table = Table(id="nodes", cursor_type="row", zebra_stripes=True)
         table.add_columns("node", "role", "state", "last seen", "head", "lag", "pending",
                           "conflicts", "key fingerprint")
         yield table

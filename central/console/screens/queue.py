@@ -12,7 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from central.console.data import DATE_CYCLE, STATUS_CYCLE, ConsoleData, Filters
 from central.console.format import when
-from central.console.screens import MessageScreen
+from central.console.screens import MessageScreen, Table
 from protocol.money import yuan
 
 
@@ -55,7 +55,7 @@ class QueueScreen(MessageScreen):
         yield Header(show_clock=False)
         yield Static(id="filters")
         yield Static(id="counts")
-        table: DataTable[str] = DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+        table = Table(id="queue", cursor_type="row", zebra_stripes=True)
         table.add_columns("status", "severity", "kind", "amount", "happened", "nodes", "title")
         yield table
         yield Static(classes="message", id="message")

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from central.console.data import ConsoleData, SearchHit
+from central.console.screens import Table
 from protocol.money import yuan
 
 
@@ -32,7 +33,7 @@ class SearchScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         yield Input(placeholder="card number, patient number or name — Enter to search", id="q")
-        table: DataTable[str] = DataTable(id="hits", cursor_type="row", zebra_stripes=True)
+        table = Table(id="hits", cursor_type="row", zebra_stripes=True)
         table.add_columns("patient", "name", "registered at", "cards", "balance", "merged into",
                           "conflicts")
         yield table
