@@ -47,8 +47,6 @@ log = logging.getLogger("onecard.central.server")
 # ``error`` (too_large); beyond it websockets closes with 1009 before we see them.
 WS_MAX_SIZE = 2 * MAX_FRAME_SIZE
 MAX_PAGES_PER_WAKE = 1000
-#: Refusals whose offending event central quarantines as evidence for an integrity conflict.
-EVIDENCE = frozenset({"invalid_event", "equivocation", "chain"})
 PIPELINE = 4  # pushes checked ahead of the commit, per connection
 
 
@@ -169,11 +167,6 @@ class CentralServer:
             await self._read_loop(conn)
         except ProtocolError as exc:
             await self._refuse(conn, exc.code, str(exc))
-            if exc.code in EVIDENCE and self.watch is not None:
-                # the refused event is kept as evidence: raise its conflict now, not at
-                # the next event that moves the cursor
-                with contextlib.suppress(Exception):
-                    await self._catch_up()
         except TimeoutError:
             await self._refuse(conn, "timeout", "the handshake did not finish in time")
         except ConnectionClosed:
@@ -305,7 +298,8 @@ class CentralServer:
                 )
             except ProtocolError:
                 # A refused push may have left evidence in quarantine (an equivocation, a
-                # chain break), which only a catch-up raises as a conflict: do it now, as
+                # chain break, a bad body), which only a catch-up raises as a conflict (and
+                # the events before a bad body were stored): do it now, as
                 # for stored events, or it waits until some other node's events arrive.
                 if self.watch is not None:
                     try:

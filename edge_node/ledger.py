@@ -164,6 +164,7 @@ class Ledger:
         self._commits_since_checkpoint = 0
         self._checkpoint: asyncio.Future[None] | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._closed = False
         self._tables = {rt.TABLE: rt for rt in registry.records}
 
     # -- opening -----------------------------------------------------------------------
@@ -222,6 +223,7 @@ class Ledger:
         return str(row[0]) if row else ""
 
     async def close(self) -> None:
+        self._closed = True
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         if self._checkpoint is not None:
@@ -248,10 +250,17 @@ class Ledger:
 
     def _start_checkpoint(self) -> None:
         if self._checkpoint is not None and not self._checkpoint.done():
+            # one is running: check again once it is done (commits may have come since, and
+            # the quiet after them must still get its checkpoint)
+            self._checkpoint.add_done_callback(lambda _: self._again())
             return
         self._commits_since_checkpoint = 0
         loop = asyncio.get_running_loop()
         self._checkpoint = loop.run_in_executor(None, _checkpoint, self._path)
+
+    def _again(self) -> None:
+        if self._commits_since_checkpoint and not self._closed:
+            self._start_checkpoint()
 
     async def _bound_wal(self) -> None:
         """Under continuous writes a passive checkpoint never catches up and the WAL only
