@@ -44,7 +44,7 @@ import aiosqlite
 from edge_node.db import transaction
 from edge_node.errors import ConfigError, OperationRefused, StorageError
 from edge_node.migrations import migrate
-from protocol.core import Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
+from protocol.core import At, Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
 from protocol.crypto import SigningKey, blake2b_256
 from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError, SignatureError
@@ -347,17 +347,18 @@ class Ledger:
                 seq = head.seq + 1
                 self._load(conn, loaded, op.need)
                 body = self._build(conn, loaded, op, seq)
-                problems = reg.validate(op.kind, body)
-                if not problems:
-                    self._load(conn, loaded, reg.records_of(op.kind, body))
-                    problems = reg.check(loaded.state, op.kind, body, self.rule_config)
+                local = reg.local(op.kind, body)  # the body decoded once, as every node will
+                if isinstance(local, list):
+                    raise OperationRefused(local)
+                kind, typed = local
+                self._load(conn, loaded, kind.records(typed))
+                problems = kind.rule(loaded.state, typed, self.rule_config)
                 if problems:
                     raise OperationRefused(problems)
                 hlc = hlc.now(now)
                 ev, data, h = sign_event(self.key, node=self.node_id, seq=seq, prev=head.hash,
                                          hlc=hlc, operator=operator, kind=op.kind, body=body)
-                fact = reg.decode(ev)
-                assert isinstance(fact, Fact)  # validated above
+                fact = Fact(ev, kind, typed, At.of(ev))
                 rowid = self._insert(conn, ev, data, h, now)
                 self._link(conn, [(p, rowid) for p in fact.patients])
                 reg.apply_fact(loaded.state, fact)

@@ -101,8 +101,18 @@ def record(table: str, key: tuple[str, ...],
     return wrap
 
 
+_COLUMNS: dict[type[Record], tuple[tuple[str, str], ...]] = {}
+
+
 def columns(rt: type[Record]) -> tuple[tuple[str, str], ...]:
     """``(name, SQL type)`` of each field of a record type: TEXT or INTEGER."""
+    got = _COLUMNS.get(rt)
+    if got is None:
+        got = _COLUMNS[rt] = _columns(rt)
+    return got
+
+
+def _columns(rt: type[Record]) -> tuple[tuple[str, str], ...]:
     out = []
     for f in dataclasses.fields(rt):  # type: ignore[arg-type]  # a dataclass by record()
         t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
@@ -409,17 +419,23 @@ class Registry:
         d = self.decode(ev)
         return d if isinstance(d, Fact) else None
 
-    def check(self, state: State, kind: str, body: Any, cfg: RuleConfig) -> list[Problem]:
-        """Every problem with appending ``kind``/``body`` at a counter in ``state``."""
+    def local(self, kind: str, body: Any) -> tuple[Kind[Any], Any] | list[Problem]:
+        """The kind and typed body a counter may write, or every problem with them."""
         k = self.kinds.get(kind)
         if k is None:
             return [Problem("kind.unknown", f"unknown event kind {kind!r}", "kind")]
         if k.signer != COUNTER:
             return [Problem("kind.not_local", f"{kind} events cannot be written at a counter")]
         decoded = decode(k.body, body)
-        if isinstance(decoded, list):
-            return decoded
-        return k.rule(state, decoded, cfg)
+        return decoded if isinstance(decoded, list) else (k, decoded)
+
+    def check(self, state: State, kind: str, body: Any, cfg: RuleConfig) -> list[Problem]:
+        """Every problem with appending ``kind``/``body`` at a counter in ``state``."""
+        local = self.local(kind, body)
+        if isinstance(local, list):
+            return local
+        k, typed = local
+        return k.rule(state, typed, cfg)
 
     def records_of(self, kind: str, body: Any) -> set[Ref]:
         """The records a valid ``body`` of ``kind`` touches (none for anything else)."""

@@ -347,3 +347,18 @@ def test_money_is_conserved_across_merges_and_remedies(chains: dict[str, list[Ev
     assert sum(a.transferred for a in accounts) == 0  # a merge moves money, makes none
     facts = [f for e in events if (f := REGISTRY.fact(e)) is not None]
     assert sum(a.balance for a in accounts) == _model(facts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(REGISTRY.kinds)).flatmap(
+    lambda k: st.tuples(st.just(k), mixed_body(k))))
+def test_the_fast_check_never_passes_what_the_full_check_refuses(
+        kind_body: tuple[str, dict[str, Any]]) -> None:
+    """decode's compiled fast path is only a short cut: whatever it lets through, the full
+    field-by-field check finds nothing wrong with (and it finds a valid body valid)."""
+    from protocol.fields import _fast_ok, check_map
+
+    kind, body = kind_body
+    cls = REGISTRY.kinds[kind].body
+    full = check_map(body, cls.SCHEMA)
+    assert _fast_ok(cls, body) == (full == [])
