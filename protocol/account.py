@@ -10,7 +10,7 @@ events gives the same account.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from protocol.card import CARD_ENTRY, Card, usable_card
 from protocol.core import (
@@ -114,26 +114,26 @@ def apply_money(tx: Tx, money: Money, at: At) -> None:
     """The one place a balance changes: add each of the event's deltas."""
     for pid, delta in money.deltas:
         acct = tx.get_or_new(Account, pid)
-        tx.put(replace(acct, balance=acct.balance + delta))
+        tx.put(acct.evolve(balance=acct.balance + delta))
 
 
 def add(tx: Tx, pid: PatientId, **sums: int) -> None:
     """Add to the account's sums (never the balance: that is :func:`apply_money`'s)."""
     acct = tx.get_or_new(Account, pid)
-    tx.put(replace(acct, **{k: getattr(acct, k) + v for k, v in sums.items()}))
+    tx.put(acct.evolve(**{k: getattr(acct, k) + v for k, v in sums.items()}))
 
 
 def _open_or_close(tx: Tx, pid: PatientId, at: At, closed: int) -> None:
     acct = tx.get_or_new(Account, pid)
     if later(at.order, acct.closed_at):
-        tx.put(replace(acct, closed=closed, closed_at=at.order))
+        tx.put(acct.evolve(closed=closed, closed_at=at.order))
 
 
 def charge_record(tx: Tx, charge_id: str, pid: PatientId, at: At) -> Charge:
     """The charge ``charge_id`` (named by ``pid`` at ``at`` if it has not arrived yet)."""
     c = tx.get_or_new(Charge, charge_id)
     if not c.charged_at and earlier(at.order, c.patient_at):
-        c = replace(c, patient_id=pid, patient_at=at.order)
+        c = c.evolve(patient_id=pid, patient_at=at.order)
     return c
 
 
@@ -173,7 +173,7 @@ def _stamp(tx: Tx, b: Stamped) -> None:
     acct = tx.get_or_new(Account, b.patient_id)
     seq, bal = b.stamp_seq, b.stamp_balance
     if seq > acct.stamp_seq or (seq == acct.stamp_seq and bal < acct.stamp_balance):
-        tx.put(replace(acct, stamp_seq=seq, stamp_balance=bal))
+        tx.put(acct.evolve(stamp_seq=seq, stamp_balance=bal))
 
 
 def _account_refs(pid: PatientId, card: str = "") -> set[Ref]:
@@ -266,7 +266,7 @@ def _fold_charged(tx: Tx, at: At, b: Charged) -> None:
     add(tx, b.patient_id, charged=b.amount, money_seq=1)
     c = tx.get_or_new(Charge, b.charge_id)
     if earlier(at.order, c.charged_at):  # one id charged twice: the first charge holds
-        tx.put(replace(c, patient_id=b.patient_id, card_no=b.card_no, amount=b.amount,
+        tx.put(c.evolve(patient_id=b.patient_id, card_no=b.card_no, amount=b.amount,
                        department=b.department, order_ref=b.order_ref, node=at.node,
                        seq=at.seq, wall_ms=at.wall, charged_at=at.order, patient_at=""))
     _stamp(tx, b)
@@ -327,7 +327,7 @@ def _fold_refunded(tx: Tx, at: At, b: Refunded) -> None:
     else:
         add(tx, b.patient_id, refunded_to_cash=b.amount, money_seq=1)
     c = charge_record(tx, b.charge_id, b.patient_id, at)
-    tx.put(replace(c, refunded=c.refunded + b.amount))
+    tx.put(c.evolve(refunded=c.refunded + b.amount))
     _stamp(tx, b)
 
 
@@ -420,7 +420,7 @@ class CreditGranted(Body):
 def _fold_credit(tx: Tx, at: At, b: CreditGranted) -> None:
     acct = tx.get_or_new(Account, b.patient_id)
     if later(at.order, acct.credit_at):  # the latest grant holds (0 ends the channel)
-        tx.put(replace(acct, credit_limit=b.limit, credit_at=at.order))
+        tx.put(acct.evolve(credit_limit=b.limit, credit_at=at.order))
 
 
 CREDIT_GRANTED = Kind(

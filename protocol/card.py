@@ -8,7 +8,7 @@ card (the earliest) — a deterministic choice, whatever order the events arrive
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from protocol.core import (
     COUNTER,
@@ -62,7 +62,7 @@ def claim(tx: Tx, card: CardNo, pid: PatientId, rank: int, at: str) -> None:
     c = tx.get_or_new(Card, card)
     if rank > c.owner_rank or (rank == c.owner_rank and (
             at > c.owner_at if rank == MERGED else at < c.owner_at)):
-        tx.put(replace(c, patient_id=pid, owner_rank=rank, owner_at=at))
+        tx.put(c.evolve(patient_id=pid, owner_rank=rank, owner_at=at))
 
 
 def set_status(tx: Tx, card: CardNo, status: str, replaced_by: str = "") -> None:
@@ -70,9 +70,9 @@ def set_status(tx: Tx, card: CardNo, status: str, replaced_by: str = "") -> None
     c = tx.get_or_new(Card, card)
     new = c
     if STATUS_RANK[status] > STATUS_RANK.get(c.status, 0):
-        new = replace(new, status=status)
+        new = new.evolve(status=status)
     if replaced_by and (not c.replaced_by or replaced_by < c.replaced_by):
-        new = replace(new, replaced_by=replaced_by)
+        new = new.evolve(replaced_by=replaced_by)
     if new != c:
         tx.put(new)
 
@@ -81,7 +81,7 @@ def issue(tx: Tx, at: At, card: CardNo, pid: PatientId) -> None:
     claim(tx, card, pid, ISSUED, at.order)
     c = tx.get_or_new(Card, card)
     if earlier(at.order, c.issued_at):
-        tx.put(replace(c, issued_node=at.node, issued_ms=at.wall, issued_at=at.order))
+        tx.put(c.evolve(issued_node=at.node, issued_ms=at.wall, issued_at=at.order))
 
 
 def usable_card(state: State, card: CardNo, pid: PatientId,

@@ -77,6 +77,11 @@ class Record:
         values = (key,) if isinstance(key, str) else key
         return cls(**dict(zip(cls.KEY, values, strict=True)))
 
+    def evolve(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` (``dataclasses.replace``, ~2× faster: folds do this
+        for every event)."""
+        return _EVOLVE[type(self)](self, changes)  # type: ignore[return-value]
+
 
 R = TypeVar("R", bound=Record)
 
@@ -97,8 +102,27 @@ def record(table: str, key: tuple[str, ...],
             if k not in names:
                 raise TypeError(f"{cls.__name__}: {k} is not a field")
         columns(cls)  # every field has a storable type
+        _EVOLVE[cls] = _evolver(cls)
         return cls
     return wrap
+
+
+_EVOLVE: dict[type[Record], Callable[[Record, dict[str, Any]], Record]] = {}
+
+
+def _evolver(cls: type[Record]) -> Callable[[Record, dict[str, Any]], Record]:
+    """A function copying a record of ``cls`` with some fields changed, made for its
+    fields (as ``dataclasses`` makes ``__init__``): no per-call field lookups."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    lines = ["def evolve(r, c):", "    new = _new(_cls)"]
+    lines += [f"    _set(new, {n!r}, c[{n!r}] if {n!r} in c else r.{n})" for n in names]
+    lines += ["    if len(c) > _n and not c.keys() <= _names:",
+              "        raise TypeError(f'unknown fields {sorted(c.keys() - _names)}')",
+              "    return new"]
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__,
+                          "_n": 0, "_names": frozenset(names)}
+    exec("\n".join(lines), ns)  # code made from the class's own field names
+    return cast(Callable[[Record, dict[str, Any]], Record], ns["evolve"])
 
 
 _COLUMNS: dict[type[Record], tuple[tuple[str, str], ...]] = {}

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
 
 from protocol import nationalid
 from protocol.core import (
@@ -74,11 +73,7 @@ def set_details(tx: Tx, pid: PatientId, at: At, details: dict[str, str]) -> None
             changes[name] = value
             versions[name] = order
     if changes:
-        tx.put(_replace(old, **changes, versions=json.dumps(versions, sort_keys=True)))
-
-
-def _replace(p: Patient, **changes: Any) -> Patient:
-    return replace(p, **changes)
+        tx.put(old.evolve(**changes, versions=json.dumps(versions, sort_keys=True)))
 
 
 def patient_known(state: State, pid: PatientId) -> list[Problem]:
@@ -142,7 +137,7 @@ def _fold_registered(tx: Tx, at: At, b: Registered) -> None:
     set_details(tx, b.patient_id, at, {d: getattr(b, d) for d in DETAILS})
     p = tx.get_or_new(Patient, b.patient_id)
     if earlier(at.order, p.registered_at):
-        tx.put(_replace(p, registered_node=at.node, registered_seq=at.seq,
+        tx.put(p.evolve(registered_node=at.node, registered_seq=at.seq,
                         registered_ms=at.wall, registered_at=at.order))
 
 

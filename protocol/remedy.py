@@ -34,7 +34,6 @@ Announcements (they change no record; they sit in the history of every patient n
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from protocol.account import Account, Charge, add, charge_record
 from protocol.card import MERGED, NAMED, Card, claim, set_status
@@ -124,7 +123,7 @@ class ChargeReversed(Body):
 def _fold_reversed(tx: Tx, at: At, b: ChargeReversed) -> None:
     add(tx, b.patient_id, adjusted=b.amount)
     c = charge_record(tx, b.charge_id, b.patient_id, at)
-    tx.put(replace(c, reversed=c.reversed + b.amount))
+    tx.put(c.evolve(reversed=c.reversed + b.amount))
 
 
 def _reversed_notice(b: ChargeReversed, ctx: NoticeContext) -> Notice | None:
@@ -168,7 +167,7 @@ class Merged(Body):
 def _fold_merged(tx: Tx, at: At, b: Merged) -> None:
     old = tx.get_or_new(Patient, b.merged_id)
     if earlier(at.order, old.merged_at):  # merged twice: the first merge holds
-        tx.put(replace(old, merged_into=b.survivor_id, merged_at=at.order))
+        tx.put(old.evolve(merged_into=b.survivor_id, merged_at=at.order))
     add(tx, b.merged_id, transferred=-b.moved)
     add(tx, b.survivor_id, transferred=b.moved)
     for no in b.cards:
