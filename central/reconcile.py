@@ -189,6 +189,7 @@ class Timeline:
         self.world = world
         #: the records whose money counts: ``pid`` and, in a person's view, those merged in
         self.family = family or frozenset({pid})
+        self._steps: list[Step] | None = None
 
     @property
     def events(self) -> list[Event]:
@@ -204,15 +205,26 @@ class Timeline:
 
     def steps(self) -> list[Step]:
         """The timeline folded one fact at a time by the registry's fold (the one money
-        rule): what the account held after each event, in merge order."""
+        rule): what the account held after each event, in merge order.
+
+        Facts that touch no account leave it as it was, so only the others are folded;
+        the steps are worked out once per timeline (several detectors read them).
+        """
+        if self._steps is not None:
+            return self._steps
         state = State()
         reg = self.world.registry
         out, bal = [], 0
+        acct = Account(self.pid)
         for f in self.facts:
-            reg.apply_fact(state, f)
-            d = sum(f.money.delta(p) for p in self.family)
+            money = f.money
+            if any(rt is Account for rt, _ in f.kind.records(f.body)):
+                reg.apply_fact(state, f)
+                acct = state.get_or_new(Account, self.pid)
+            d = sum(money.delta(p) for p in self.family) if money.deltas else 0
             bal += d
-            out.append(Step(f, d, bal, state.get_or_new(Account, self.pid)))
+            out.append(Step(f, d, bal, acct))
+        self._steps = out
         return out
 
 

@@ -44,7 +44,7 @@ import aiosqlite
 from edge_node.db import transaction
 from edge_node.errors import ConfigError, OperationRefused, StorageError
 from edge_node.migrations import migrate
-from protocol.core import At, Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
+from protocol.core import Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
 from protocol.crypto import SigningKey, blake2b_256
 from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError, SignatureError
@@ -358,7 +358,7 @@ class Ledger:
                 hlc = hlc.now(now)
                 ev, data, h = sign_event(self.key, node=self.node_id, seq=seq, prev=head.hash,
                                          hlc=hlc, operator=operator, kind=op.kind, body=body)
-                fact = Fact(ev, kind, typed, At.of(ev))
+                fact = Fact.of(ev, kind, typed)
                 rowid = self._insert(conn, ev, data, h, now)
                 self._link(conn, [(p, rowid) for p in fact.patients])
                 reg.apply_fact(loaded.state, fact)

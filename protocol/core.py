@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
@@ -67,15 +68,14 @@ class Record:
     INDEXES: ClassVar[tuple[tuple[str, ...], ...]]
 
     def key(self) -> Key:
-        if len(self.KEY) == 1:
-            return cast(str, getattr(self, self.KEY[0]))
-        return tuple(getattr(self, k) for k in self.KEY)
+        return _KEY[type(self)](self)
 
     @classmethod
     def new(cls: type[R], key: Key) -> R:
         """The empty record with key ``key`` (every other field at its default)."""
-        values = (key,) if isinstance(key, str) else key
-        return cls(**dict(zip(cls.KEY, values, strict=True)))
+        if isinstance(key, str):
+            return _BLANK[cls].evolve(**{cls.KEY[0]: key})  # type: ignore[return-value]
+        return cls(**dict(zip(cls.KEY, key, strict=True)))
 
     def evolve(self: R, **changes: Any) -> R:
         """A copy with ``changes`` (``dataclasses.replace``, ~2× faster: folds do this
@@ -103,11 +103,16 @@ def record(table: str, key: tuple[str, ...],
                 raise TypeError(f"{cls.__name__}: {k} is not a field")
         columns(cls)  # every field has a storable type
         _EVOLVE[cls] = _evolver(cls)
+        _KEY[cls] = operator.attrgetter(*key)
+        if len(key) == 1:
+            _BLANK[cls] = cls(**{key[0]: ""})
         return cls
     return wrap
 
 
 _EVOLVE: dict[type[Record], Callable[[Record, dict[str, Any]], Record]] = {}
+_BLANK: dict[type[Record], Record] = {}  # the empty record of each single-key type
+_KEY: dict[type[Record], Callable[[Record], Key]] = {}
 
 
 def _evolver(cls: type[Record]) -> Callable[[Record, dict[str, Any]], Record]:
@@ -197,7 +202,10 @@ class Tx:
 
     def get(self, rt: type[R], key: Key) -> R | None:
         rec = self.changes.get((rt, key))
-        return cast(R, rec) if rec is not None else self.state.get(rt, key)
+        if rec is None:
+            table = self.state.tables.get(rt)
+            rec = table.get(key) if table else None
+        return cast(R | None, rec)
 
     def get_or_new(self, rt: type[R], key: Key) -> R:
         return self.get(rt, key) or rt.new(key)
@@ -365,10 +373,11 @@ class Fact:
     kind: Kind[Any]
     body: Any
     at: At
+    money: Money = NO_MONEY  # the kind's money facet of the body (made by :meth:`of`)
 
-    @property
-    def money(self) -> Money:
-        return self.kind.money(self.body)
+    @classmethod
+    def of(cls, ev: Event, kind: Kind[Any], body: Any) -> Fact:
+        return cls(ev, kind, body, At.of(ev), kind.money(body))
 
     @property
     def patients(self) -> tuple[PatientId, ...]:
@@ -437,7 +446,7 @@ class Registry:
         decoded = decode(k.body, ev.body)
         if isinstance(decoded, list):
             return Invalid(ev, tuple(decoded))
-        return Fact(ev, k, decoded, At.of(ev))
+        return Fact.of(ev, k, decoded)
 
     def fact(self, ev: Event) -> Fact | None:
         d = self.decode(ev)
@@ -474,9 +483,8 @@ class Registry:
         """Fold one fact into ``state``: its kind's fold, then its money, all or nothing."""
         tx = Tx(state)
         fact.kind.fold(tx, fact.at, fact.body)
-        money = fact.kind.money(fact.body)
-        if money.deltas:
-            self._apply_money(tx, money, fact.at)
+        if fact.money.deltas:
+            self._apply_money(tx, fact.money, fact.at)
         tx.commit()
 
     def apply(self, state: State, ev: Event) -> Decoded:
