@@ -218,7 +218,7 @@ class Timeline:
         acct = Account(self.pid)
         for f in self.facts:
             money = f.money
-            if any(rt is Account for rt, _ in f.kind.records(f.body)):
+            if (Account, self.pid) in f.records:
                 reg.apply_fact(state, f)
                 acct = state.get_or_new(Account, self.pid)
             d = sum(money.delta(p) for p in self.family) if money.deltas else 0
@@ -814,7 +814,7 @@ class Reconciler:
         if ev.kind in ANNOUNCEMENTS:
             return  # central's notices of a conflict's state: for counters, not resolutions
         self.registry.apply_fact(self.state, d)
-        self._reindex(d.kind.records(d.body), dirty_ids, dirty_people)
+        self._reindex(d.records, dirty_ids, dirty_people)
         order = d.at.order
         for pid in d.patients:
             bisect.insort(self.timelines.setdefault(pid, []), (order, d), key=lambda x: x[0])
@@ -832,7 +832,7 @@ class Reconciler:
         self._emitted[scope] = ids
         rep.conflicts += found
 
-    def _reindex(self, touched: set[tuple[type[Any], Key]], dirty_ids: set[str],
+    def _reindex(self, touched: frozenset[tuple[type[Any], Key]], dirty_ids: set[str],
                  dirty_people: set[Identity]) -> None:
         """Keep the lookup indexes level with the records a fact changed."""
         for rt, key in touched:

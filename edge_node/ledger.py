@@ -453,7 +453,7 @@ class Ledger:
                 raise SignatureError(f"{ev.node} seq {ev.seq}: signature does not verify") from None
             d = self.registry.decode(ev)
             if isinstance(d, Fact):
-                need |= d.kind.records(d.body)
+                need |= d.records
             batch.append((ev, data, blake2b_256(data), d))
         with transaction(conn):
             heads: dict[str, ChainHead] = {}

@@ -123,12 +123,6 @@ def add(tx: Tx, pid: PatientId, **sums: int) -> None:
     tx.put(acct.evolve(**{k: getattr(acct, k) + v for k, v in sums.items()}))
 
 
-def _open_or_close(tx: Tx, pid: PatientId, at: At, closed: int) -> None:
-    acct = tx.get_or_new(Account, pid)
-    if later(at.order, acct.closed_at):
-        tx.put(acct.evolve(closed=closed, closed_at=at.order))
-
-
 def charge_record(tx: Tx, charge_id: str, pid: PatientId, at: At) -> Charge:
     """The charge ``charge_id`` (named by ``pid`` at ``at`` if it has not arrived yet)."""
     c = tx.get_or_new(Charge, charge_id)
@@ -162,18 +156,26 @@ class Stamped(Body):
         return []
 
 
-def _stamp(tx: Tx, b: Stamped) -> None:
-    """Remember the event's wallet stamp if it is the newest (order-independent).
+def _counter_money(tx: Tx, b: Stamped, at: At, closed: int | None = None,
+                   **sums: int) -> None:
+    """A counter's money event on its account, in one copy of the record: its sums, the
+    account opened (0) or closed (1) if it is the latest of those in the merge order,
+    and its wallet stamp if that is the newest.
 
-    The newest is the highest ``stamp_seq``; two stamps with the same seq (two counters
-    offline at once) keep the lower balance, so any order of the same events agrees.
+    The newest stamp is the highest ``stamp_seq``; two stamps with the same seq (two
+    counters offline at once) keep the lower balance, so any order of the same events
+    agrees.
     """
-    if not b.stamp_seq or b.stamp_balance is None:
-        return
     acct = tx.get_or_new(Account, b.patient_id)
+    changes = {k: getattr(acct, k) + v for k, v in sums.items()}
+    changes["money_seq"] = acct.money_seq + 1
+    if closed is not None and later(at.order, acct.closed_at):
+        changes["closed"], changes["closed_at"] = closed, at.order
     seq, bal = b.stamp_seq, b.stamp_balance
-    if seq > acct.stamp_seq or (seq == acct.stamp_seq and bal < acct.stamp_balance):
-        tx.put(acct.evolve(stamp_seq=seq, stamp_balance=bal))
+    if seq and bal is not None and (seq > acct.stamp_seq or (
+            seq == acct.stamp_seq and bal < acct.stamp_balance)):
+        changes["stamp_seq"], changes["stamp_balance"] = seq, bal
+    tx.put(acct.evolve(**changes))
 
 
 def _account_refs(pid: PatientId, card: str = "") -> set[Ref]:
@@ -203,9 +205,7 @@ class Deposited(Stamped):
 
 
 def _fold_deposited(tx: Tx, at: At, b: Deposited) -> None:
-    add(tx, b.patient_id, deposited=b.amount, money_seq=1)
-    _open_or_close(tx, b.patient_id, at, 0)
-    _stamp(tx, b)
+    _counter_money(tx, b, at, closed=0, deposited=b.amount)
 
 
 def _rule_deposited(state: State, b: Deposited, cfg: RuleConfig) -> list[Problem]:
@@ -263,13 +263,12 @@ class Charged(Stamped):
 
 
 def _fold_charged(tx: Tx, at: At, b: Charged) -> None:
-    add(tx, b.patient_id, charged=b.amount, money_seq=1)
+    _counter_money(tx, b, at, charged=b.amount)
     c = tx.get_or_new(Charge, b.charge_id)
     if earlier(at.order, c.charged_at):  # one id charged twice: the first charge holds
         tx.put(c.evolve(patient_id=b.patient_id, card_no=b.card_no, amount=b.amount,
                        department=b.department, order_ref=b.order_ref, node=at.node,
                        seq=at.seq, wall_ms=at.wall, charged_at=at.order, patient_at=""))
-    _stamp(tx, b)
 
 
 def _rule_charged(state: State, b: Charged, cfg: RuleConfig) -> list[Problem]:
@@ -323,12 +322,11 @@ class Refunded(Stamped):
 
 def _fold_refunded(tx: Tx, at: At, b: Refunded) -> None:
     if b.to == "deposit":
-        add(tx, b.patient_id, refunded_to_deposit=b.amount, money_seq=1)
+        _counter_money(tx, b, at, refunded_to_deposit=b.amount)
     else:
-        add(tx, b.patient_id, refunded_to_cash=b.amount, money_seq=1)
+        _counter_money(tx, b, at, refunded_to_cash=b.amount)
     c = charge_record(tx, b.charge_id, b.patient_id, at)
     tx.put(c.evolve(refunded=c.refunded + b.amount))
-    _stamp(tx, b)
 
 
 def _rule_refunded(state: State, b: Refunded, cfg: RuleConfig) -> list[Problem]:
@@ -374,9 +372,7 @@ class Settled(Stamped):
 
 
 def _fold_settled(tx: Tx, at: At, b: Settled) -> None:
-    add(tx, b.patient_id, settled=b.amount, money_seq=1)
-    _open_or_close(tx, b.patient_id, at, 1)
-    _stamp(tx, b)
+    _counter_money(tx, b, at, closed=1, settled=b.amount)
 
 
 def _rule_settled(state: State, b: Settled, cfg: RuleConfig) -> list[Problem]:

@@ -170,11 +170,11 @@ class State:
         self.tables: dict[type[Record], dict[Key, Record]] = {}
 
     def table(self, rt: type[R]) -> dict[Key, R]:
-        return cast(dict[Key, R], self.tables.setdefault(rt, {}))
+        return cast("dict[Key, R]", self.tables.setdefault(rt, {}))
 
     def get(self, rt: type[R], key: Key) -> R | None:
         t = self.tables.get(rt)
-        return cast(R | None, t.get(key)) if t else None
+        return cast("R | None", t.get(key)) if t else None
 
     def get_or_new(self, rt: type[R], key: Key) -> R:
         return self.get(rt, key) or rt.new(key)
@@ -205,7 +205,7 @@ class Tx:
         if rec is None:
             table = self.state.tables.get(rt)
             rec = table.get(key) if table else None
-        return cast(R | None, rec)
+        return cast("R | None", rec)
 
     def get_or_new(self, rt: type[R], key: Key) -> R:
         return self.get(rt, key) or rt.new(key)
@@ -374,10 +374,11 @@ class Fact:
     body: Any
     at: At
     money: Money = NO_MONEY  # the kind's money facet of the body (made by :meth:`of`)
+    records: frozenset[Ref] = frozenset()  # the records it touches (made by :meth:`of`)
 
     @classmethod
     def of(cls, ev: Event, kind: Kind[Any], body: Any) -> Fact:
-        return cls(ev, kind, body, At.of(ev), kind.money(body))
+        return cls(ev, kind, body, At.of(ev), kind.money(body), frozenset(kind.records(body)))
 
     @property
     def patients(self) -> tuple[PatientId, ...]:

@@ -163,60 +163,84 @@ def body(cls: type[B]) -> type[B]:
             raise TypeError(f"{cls.__name__}.{f.name} has no wire Field (use spec(...))")
         schema[f.name] = s
     out.SCHEMA = schema
-    _PLANS[out] = _plan(schema)
+    _FAST[out] = _compile(out)
     return out
 
 
-# The checks of a schema compiled to one predicate per field, for the common case of a
-# valid body (every event folded, every push checked): a body that fails one is checked
-# again the slow way, which names every problem.
-Check = Callable[[Any], bool]
-_PLANS: dict[type[Any], tuple[frozenset[str], frozenset[str], tuple[tuple[str, Check], ...]]] = {}
+# The checks of a schema compiled, as ``dataclasses`` compiles ``__init__``, into one
+# function per body type that checks a wire map and builds the typed body in one pass,
+# for the common case of a valid body (every event folded, every push checked).  It
+# answers None for anything else, which the field-by-field check then names.  A property
+# test holds the two to the same verdicts (tests/test_core_properties.py).
+_FAST: dict[type[Any], Callable[[dict[str, Any]], Any]] = {}
 
 
-def _plan(schema: Mapping[str, Field]) -> tuple[frozenset[str], frozenset[str],
-                                                tuple[tuple[str, Check], ...]]:
-    required = frozenset(n for n, f in schema.items() if f.required)
-    return frozenset(schema), required, tuple((n, _check_of(f)) for n, f in schema.items())
-
-
-def _check_of(f: Field) -> Check:
-    t, lo, hi, choices, pattern = f.type, f.lo, f.hi, f.choices, f.pattern
-    lo_ = -(2**64) if lo is None else lo
-    hi_ = 2**64 if hi is None else hi
-    if t is int:
-        return lambda v: type(v) is int and lo_ <= v <= hi_
-    if t is str:
-        match = pattern.match if pattern is not None else None
-        return lambda v: (type(v) is str and lo_ <= len(v) <= hi_
-                          and (choices is None or v in choices)
-                          and (match is None or match(v) is not None))
-    if t is list:
+def _compile(cls: type[Any]) -> Callable[[dict[str, Any]], Any]:
+    schema: dict[str, Field] = cls.SCHEMA
+    ns: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "_cls": cls,
+                          "_names": frozenset(schema),
+                          "_required": frozenset(n for n, f in schema.items() if f.required)}
+    lines = ["def fast(raw):",
+             "    keys = raw.keys()",
+             "    if not (keys <= _names and _required <= keys):",
+             "        return None",
+             "    obj = _new(_cls)"]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for i, (name, f) in enumerate(schema.items()):
+        v = f"v{i}"
+        body = [f"        {v} = raw[{name!r}]",
+                f"        if not ({_condition(f, v, i, ns)}):",
+                "            return None"]
         if f.item is not None:
-            item = f.item
-
-            def items_ok(v: Any) -> bool:
-                return all(type(x) is dict and _fast_ok(item, x) for x in v)
-            each: Check = items_ok
-        elif f.each is not None:
-            one = _check_of(f.each)
-
-            def each_ok(v: Any) -> bool:
-                return all(one(x) for x in v)
-            each = each_ok
+            ns[f"_item{i}"] = _fast_item(f.item)
+            body += [f"        {v} = tuple(_item{i}(x) for x in {v})",
+                     f"        if None in {v}:",
+                     "            return None"]
+        elif f.type is list:
+            body.append(f"        {v} = tuple({v})")
+        if f.required:
+            lines += [line[4:] for line in body]
         else:
-            def each(v: Any) -> bool:
-                return True
-        return lambda v: type(v) is list and lo_ <= len(v) <= hi_ and each(v)
-    return lambda v: type(v) is t
+            ns[f"_d{i}"] = defaults[name]
+            lines += [f"    if {name!r} in raw:", *body, "    else:", f"        {v} = _d{i}"]
+        lines.append(f"    _set(obj, {name!r}, {v})")
+    lines.append("    return obj")
+    exec("\n".join(lines), ns)  # code made from the class's own declared fields
+    fast: Callable[[dict[str, Any]], Any] = ns["fast"]
+    return fast
 
 
-def _fast_ok(cls: type[Any], raw: dict[str, Any]) -> bool:
-    names, required, checks = _PLANS[cls]
-    keys = raw.keys()
-    if not keys <= names or not required <= keys:
-        return False
-    return all(check(raw[n]) for n, check in checks if n in raw)
+def _fast_item(item: type[Any]) -> Callable[[Any], Any]:
+    fast = _FAST[item]
+    return lambda x: fast(x) if type(x) is dict else None
+
+
+def _condition(f: Field, v: str, i: int, ns: dict[str, Any]) -> str:
+    """The Python expression that holds when ``v`` meets ``f`` (``ns``: its constants)."""
+    if f.type is int:
+        out = [f"type({v}) is int"]
+        if f.lo is not None:
+            out.append(f"{v} >= {f.lo}")
+        if f.hi is not None:
+            out.append(f"{v} <= {f.hi}")
+        return " and ".join(out)
+    out = [f"type({v}) is {f.type.__name__}"]
+    if f.type is str or f.type is list:
+        if f.lo is not None:
+            out.append(f"len({v}) >= {f.lo}")
+        if f.hi is not None:
+            out.append(f"len({v}) <= {f.hi}")
+    if f.choices is not None:
+        ns[f"_c{i}"] = frozenset(f.choices)
+        out.append(f"{v} in _c{i}")
+    if f.pattern is not None:
+        ns[f"_m{i}"] = f.pattern.match
+        out.append(f"_m{i}({v}) is not None")
+    if f.each is not None:
+        sub: dict[str, Any] = {}
+        ns[f"_e{i}"] = eval(f"lambda x: {_condition(f.each, 'x', 0, sub)}", sub)
+        out.append(f"all(_e{i}(x) for x in {v})")
+    return " and ".join(out)
 
 
 def _build(cls: type[B], raw: dict[str, Any]) -> B:
@@ -226,11 +250,12 @@ def _build(cls: type[B], raw: dict[str, Any]) -> B:
 
 def decode(cls: type[B], raw: Any) -> B | list[Problem]:
     """The typed body of wire map ``raw``, or every problem with it (never raises)."""
-    if not (type(raw) is dict and _fast_ok(cls, raw)):
+    value = _FAST[cls](raw) if type(raw) is dict else None
+    if value is None:
         problems = check_map(raw, cls.SCHEMA)
         if problems:
             return problems
-    value = _build(cls, raw)
+        value = _build(cls, raw)
     problems = value.problems()
     return problems or value
 

@@ -9,7 +9,6 @@ it, so a registration and updates arriving in any order leave the same record.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 
 from protocol import nationalid
@@ -59,21 +58,32 @@ class Patient(Record):
     registered_at: str = ""  # merge order of the registration (the earliest, if several)
     merged_into: str = ""  # central merged this record into that one (a duplicate)
     merged_at: str = ""
-    versions: str = ""  # JSON {detail field: merge order of its last writer}
+    versions: str = ""  # detail field=merge order of its last writer;… (sorted by field)
 
 
-def set_details(tx: Tx, pid: PatientId, at: At, details: dict[str, str]) -> None:
-    """Set each detail whose last writer so far is earlier than ``at`` (order-independent)."""
+def set_details(tx: Tx, pid: PatientId, at: At, details: dict[str, str],
+                **also: object) -> None:
+    """Set each detail whose last writer so far is earlier than ``at`` (order-independent),
+    and the fields ``also`` as they are given, in one copy of the record."""
     old = tx.get_or_new(Patient, pid)
-    versions: dict[str, str] = json.loads(old.versions) if old.versions else {}
+    versions = _versions(old.versions)
     order = at.order
-    changes = {}
+    changes: dict[str, object] = dict(also)
     for name, value in details.items():
         if order > versions.get(name, ""):
             changes[name] = value
             versions[name] = order
     if changes:
-        tx.put(old.evolve(**changes, versions=json.dumps(versions, sort_keys=True)))
+        if len(changes) > len(also):
+            changes["versions"] = ";".join(f"{k}={v}" for k, v in sorted(versions.items()))
+        tx.put(old.evolve(**changes))
+
+
+def _versions(text: str) -> dict[str, str]:
+    """``name=order;…`` (an order holds no ``;`` or ``=``: digits, a node id, a space)."""
+    if not text:
+        return {}
+    return dict(part.split("=", 1) for part in text.split(";"))
 
 
 def patient_known(state: State, pid: PatientId) -> list[Problem]:
@@ -134,11 +144,11 @@ class Registered(Body):
 
 
 def _fold_registered(tx: Tx, at: At, b: Registered) -> None:
-    set_details(tx, b.patient_id, at, {d: getattr(b, d) for d in DETAILS})
     p = tx.get_or_new(Patient, b.patient_id)
-    if earlier(at.order, p.registered_at):
-        tx.put(p.evolve(registered_node=at.node, registered_seq=at.seq,
-                        registered_ms=at.wall, registered_at=at.order))
+    first = earlier(at.order, p.registered_at)  # registered twice: the first one holds
+    also = {"registered_node": at.node, "registered_seq": at.seq, "registered_ms": at.wall,
+            "registered_at": at.order} if first else {}
+    set_details(tx, b.patient_id, at, {d: getattr(b, d) for d in DETAILS}, **also)
 
 
 def _rule_registered(state: State, b: Registered, cfg: RuleConfig) -> list[Problem]:
