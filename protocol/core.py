@@ -36,7 +36,7 @@ import json
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, Literal, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from protocol.errors import Problem
 from protocol.event import CENTRAL, Event
@@ -45,7 +45,6 @@ from protocol.fields import Body, decode
 Fen = int
 PatientId = str
 CardNo = str
-Lang = Literal["zh", "en"]
 Text = tuple[str, str]  # (zh, en)
 Key = str | tuple[str, ...]  # one key field's value, or several fields' values in order
 
@@ -121,11 +120,11 @@ def _evolver(cls: type[Record]) -> Callable[[Record, dict[str, Any]], Record]:
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     lines = ["def evolve(r, c):", "    new = _new(_cls)"]
     lines += [f"    _set(new, {n!r}, c[{n!r}] if {n!r} in c else r.{n})" for n in names]
-    lines += ["    if len(c) > _n and not c.keys() <= _names:",
+    lines += ["    if not c.keys() <= _names:",
               "        raise TypeError(f'unknown fields {sorted(c.keys() - _names)}')",
               "    return new"]
     ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_set": object.__setattr__,
-                          "_n": 0, "_names": frozenset(names)}
+                          "_names": frozenset(names)}
     exec("\n".join(lines), ns)  # code made from the class's own field names
     return cast(Callable[[Record, dict[str, Any]], Record], ns["evolve"])
 
@@ -264,13 +263,12 @@ FLOWS = ("deposit", "charge", "refund", "settle", "adjust", "transfer")
 class Money:
     """How an event moves money: its flow and each account's balance change in fen.
 
-    ``flow`` is one of :data:`FLOWS` ("" for kinds that move none); ``paid`` is money
-    that left the hospital without touching a balance (a refund in cash).
+    ``flow`` is one of :data:`FLOWS` ("" for kinds that move none).  A refund in cash has
+    the flow and no delta: money left the hospital, no balance changed.
     """
 
     flow: str = ""
     deltas: tuple[tuple[PatientId, Fen], ...] = ()
-    paid: Fen = 0
 
     def delta(self, pid: PatientId) -> Fen:
         return sum(d for p, d in self.deltas if p == pid)
