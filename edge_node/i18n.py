@@ -283,6 +283,39 @@ PROBLEMS_ZH: dict[str, str] = {
 STRINGS.update({f"kind.{k.name}": k.title for k in REGISTRY})
 STRINGS.update(REGISTRY.labels)
 
+# Strings by area (each area keeps its own block; all end up in STRINGS).
+
+# finding a patient and an item
+_SEARCH: dict[str, tuple[str, str]] = {
+}
+
+# checks before confirm, refusals in plain words (problem.<code> templates)
+_CHECKS: dict[str, tuple[str, str]] = {
+}
+
+# the desk: log out, handover, language, layout
+_DESK: dict[str, tuple[str, str]] = {
+}
+
+# reprint, change, references, card fee, void, item refunds, editing details
+_BUSINESS: dict[str, tuple[str, str]] = {
+}
+
+# onecard-edge's command line
+_CLI: dict[str, tuple[str, str]] = {
+}
+
+# the demo and walkthrough
+_DEMO: dict[str, tuple[str, str]] = {
+}
+
+# moving in from the old system
+_IMPORT: dict[str, tuple[str, str]] = {
+}
+
+for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT):
+    STRINGS.update(_block)
+
 
 class Translator:
     """Strings in one language: ``tr("key", n=3)``."""
