@@ -595,6 +595,10 @@ class Ledger:
             " WHERE patient_id IN family) ORDER BY rowid DESC LIMIT ?", (patient_id, limit))
         return [decode_event(d) for (d,) in rows]
 
+    def now_ms(self) -> int:
+        """This counter's clock now: the ``local_ms`` an event appended now would get."""
+        return self._clock()
+
     async def own_events_between(self, start_ms: int, end_ms: int) -> list[tuple[Event, int]]:
         """This counter's own events written in [start_ms, end_ms) by its own clock, each
         with that time."""

@@ -19,6 +19,7 @@ from protocol.money import yuan
 
 class NewPatientScreen(FormScreen):
     title_key = "title.new"
+    card_field = "card_no"
 
     def fields(self) -> Iterable[Widget]:
         tr = self.counter.tr

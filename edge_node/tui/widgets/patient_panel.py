@@ -45,6 +45,8 @@ class PatientPanel(Vertical):
         super().__init__(classes="empty")
         self.counter = counter
         self.view: PatientView | None = None
+        self.history: list[Event] = []
+        self.notes: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
         yield Static(self.counter.tr("home.waiting"), id="who")
@@ -55,7 +57,7 @@ class PatientPanel(Vertical):
         yield Static(id="recent")
 
     def clear(self) -> None:
-        self.view = None
+        self.view, self.history, self.notes = None, [], ()
         self.add_class("empty")
         self.query_one("#who", Static).update(self.counter.tr("home.waiting"))
         for name in ("ident", "card", "money", "flags", "recent"):
@@ -63,7 +65,7 @@ class PatientPanel(Vertical):
 
     def show(self, view: PatientView, history: list[Event], notes: tuple[str, ...] = ()) -> None:
         """Show the patient; ``notes`` are the card checks' flags (clone, manual entry …)."""
-        self.view = view
+        self.view, self.history, self.notes = view, history, notes
         self.remove_class("empty")
         tr = self.counter.tr
         tz = self.counter.config.timezone
@@ -97,6 +99,17 @@ class PatientPanel(Vertical):
         flag_widget.update("\n".join(f"! {f}" for f in flags))
         self.query_one("#recent", Static).update(
             self._recent(history[:RECENT], family_of(p.patient_id, history), tz))
+
+    def relabel(self) -> None:
+        """The same patient in the counter's (new) language.
+
+        The card checks' notes stay as they were written at the tap (the next tap
+        writes them in the new language).
+        """
+        if self.view is None:
+            self.clear()
+        else:
+            self.show(self.view, self.history, self.notes)
 
     def _flags(self, view: PatientView, told: list[Notice]) -> list[str]:
         tr = self.counter.tr
