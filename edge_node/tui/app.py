@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen
 
 from edge_node import pricelist
 from edge_node.config import EdgeConfig
@@ -57,6 +58,9 @@ class CounterApp(App[None]):
     #: app key action → i18n key of its label (the class bindings are in English)
     KEY_LABELS: ClassVar[dict[str, str]] = {"key_help": "key.help", "language": "key.language",
                                             "quit": "key.quit"}
+    #: the app's keys that work while the login screen covers the counter (the others,
+    #: such as the demo's card keys, wait for an operator)
+    LOGIN_KEYS: ClassVar[frozenset[str]] = frozenset({"key_help", "language", "quit"})
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, config: EdgeConfig, *, reader: CardSource | None = None,
@@ -176,8 +180,12 @@ class CounterApp(App[None]):
         keys.update(relabelled)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "language":  # not under a form: what was typed there is in one language
-            return self.counter is not None and isinstance(self.screen, HomeScreen | LoginScreen)
+        if self.locked and action in self.KEY_LABELS and action not in self.LOGIN_KEYS:
+            return False  # the login screen covers the counter: no business keys
+        if action == "language":  # at home or a login screen, no form (or slip) under it:
+            # what was typed into one stays in one language
+            return self.counter is not None and not any(isinstance(s, ModalScreen)
+                                                        for s in self.screen_stack)
         if action == "key_help":
             return self.counter is not None and not isinstance(self.screen, KeyHelpScreen)
         return True

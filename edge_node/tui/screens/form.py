@@ -29,7 +29,6 @@ from protocol.errors import Problem
 from protocol.money import parse_yuan
 
 Call = Callable[[], Awaitable[Receipt]]
-LABEL_MAX = 34  # cells: at 80 columns an input beside the widest label keeps 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +37,9 @@ class Plan:
 
     question: str
     call: Call
+
+
+LABEL_MAX = 34  # cells: at 80 columns an input beside the widest label keeps 40
 
 
 class FormScreen(ModalScreen[Receipt | None]):
@@ -62,10 +64,10 @@ class FormScreen(ModalScreen[Receipt | None]):
     FormScreen #form-error { color: $error; text-style: bold; height: auto; }
     FormScreen #form-hint { color: $text-muted; height: auto; }
     """
-    title_key = "title.deposit"
     #: the id of this form's card-number input, if it has one: Ctrl+B puts a blank card
     #: on the reader (where the counter has a supply, as the demo does) and fills it in
     card_field = ""
+    title_key = "title.deposit"
 
     def __init__(self, counter: Counter, view: PatientView | None = None,
                  card_no: str = "", card_entry: str = "chip") -> None:
@@ -75,13 +77,13 @@ class FormScreen(ModalScreen[Receipt | None]):
         self.card_no = card_no
         self.card_entry = card_entry
         self.busy = False
-        self._labels: list[Label] = []
         bind_keys(self, counter, [("ctrl+s", "submit", "key.submit", True),
                                   ("escape", "cancel", "key.cancel", True)])
         if self.card_field:
             bind_keys(self, counter, [("ctrl+b", "blank_card", "key.blank_card", True)])
         # Enter on a choice (not in an input, list or table, which use it) submits too.
         self._bindings.bind("enter", "submit", show=False)
+        self._labels: list[Label] = []  # the fields' labels, one column (see compose)
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
