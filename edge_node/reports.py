@@ -223,6 +223,8 @@ def render_text(report: DailyReport, language: str = "zh", width: int = 48,
     section(tr("report.refunds"), report.refunds, "to")
     section(tr("report.settlements"), report.settlements, "method")
     lines.append(row(tr("report.charges"), report.charges))
+    if report.opening.count:  # only central's own report holds these
+        lines.append(row(tr("report.opening"), report.opening))
     lines.append(tr("report.registrations", n=report.registrations, cards=report.cards_issued,
                     lost=report.cards_lost, replaced=report.cards_replaced,
                     credit=report.credits_granted))
