@@ -426,3 +426,27 @@ def test_a_counter_syncing_from_central_finds_the_patients_and_charges_their_car
     finally:
         counter.stop()
         central.stop()
+
+
+def test_the_documented_sample_checks_out() -> None:
+    sample = Path(__file__).resolve().parents[1] / "docs" / "import-sample.csv"
+    parsed = _read(importer.decode_text(sample.read_bytes(), str(sample)))
+    assert not parsed.errors, _said(parsed.errors)
+    assert len(parsed.rows) == 5 and sum(r.amount for r in parsed.rows) == 161_545
+
+
+def test_messages_follow_centrals_language(site: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """With a `language` in central's config the command speaks it (Chinese here)."""
+    from types import SimpleNamespace
+
+    conf = CentralConfig.load(site)
+    zh = SimpleNamespace(db=conf.db, key_file=conf.key_file, max_skew_ms=conf.max_skew_ms,
+                         language="zh")
+    path = tmp_path / "bad.csv"
+    path.write_text(_csv("A1,张三,,F,1980-01-01,13800138000,,8600000001,-1,"),
+                    encoding="utf-8")
+    assert asyncio.run(importer.run(zh, path, operator="it")) == 1  # type: ignore[arg-type]
+    assert capsys.readouterr().err.splitlines() == [
+        "第 2 行，balance：-1 是负数：余额不能为负（欠费请在旧系统结清后再导入）",
+        "1 处错误，涉及 1 行：未导入任何数据"]
