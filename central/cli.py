@@ -305,8 +305,13 @@ def _import(cfg: CentralConfig, args: argparse.Namespace) -> int:
 
     from central import importer
 
-    return asyncio.run(importer.run(cfg, args.file, dry_run=args.dry_run,
-                                    operator=args.operator or getpass.getuser(),
+    operator = args.operator
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (KeyError, OSError):  # no login name (a container): say who with --operator
+            operator = ""
+    return asyncio.run(importer.run(cfg, args.file, dry_run=args.dry_run, operator=operator,
                                     batch_rows=args.batch_rows))
 
 

@@ -48,14 +48,14 @@ from central.store import CentralStore, Query, Statements, enrol_central
 from edge_node.i18n import Translator
 from protocol import nationalid
 from protocol.card import Card
-from protocol.core import State
+from protocol.core import Fact, State
 from protocol.crypto import SigningKey
 from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError
 from protocol.event import decode_event
 from protocol.fields import CARD_RE, ID_RE, MAX_AMOUNT, PHONE_RE
 from protocol.money import yuan
-from protocol.patient import Patient
+from protocol.patient import Patient, Registered, Updated
 
 Fen = int
 
@@ -459,8 +459,10 @@ def check_rows(rows: Iterable[Row], state: State,
     return out
 
 
-def fold_data(state: State, rows: Iterable[tuple[int, bytes]]) -> int:
-    """Fold stored events into ``state``; the last position folded (0 if none)."""
+def fold_data(state: State, rows: Iterable[tuple[int, bytes]],
+              ids: dict[str, str] | None = None) -> int:
+    """Fold stored events into ``state`` (and the national IDs they register into
+    ``ids``); the last position folded (0 if none)."""
     last = 0
     for pos, data in rows:
         last = pos
@@ -468,7 +470,12 @@ def fold_data(state: State, rows: Iterable[tuple[int, bytes]]) -> int:
             ev = decode_event(bytes(data))
         except ProtocolError:  # damaged bytes: the reconciler flags them, nothing to fold
             continue
-        REGISTRY.apply(state, ev)
+        fact = REGISTRY.apply(state, ev)
+        if ids is not None and isinstance(fact, Fact) and isinstance(fact.body,
+                                                                     Registered | Updated):
+            nid = fact.body.national_id
+            if nid:
+                ids.setdefault(nid, fact.body.patient_id)
     return last
 
 
@@ -500,6 +507,7 @@ async def import_rows(store: CentralStore, key: SigningKey, rows: list[Row], sta
     if not ID_RE.match(batch_id):
         raise ValueError(f"{batch_id!r} is not a valid batch id")
     done = Imported()
+    ids = national_ids(state)  # kept up to date with what each batch folds
     for chunk in _chunks(rows, batch_rows):
         checked = Checked()
 
@@ -508,8 +516,8 @@ async def import_rows(store: CentralStore, key: SigningKey, rows: list[Row], sta
             nonlocal pos, checked
             new = await query("SELECT pos, data FROM events WHERE pos > ? ORDER BY pos",
                               (pos,))
-            pos = max(pos, fold_data(state, ((int(p), d) for p, d in new)))
-            checked = check_rows(chunk, state)
+            pos = max(pos, fold_data(state, ((int(p), d) for p, d in new), ids))
+            checked = check_rows(chunk, state, ids)
             if checked.errors:
                 raise Changed(checked.errors)
             return [it for r in checked.todo for it in r.items(batch_id)], []
