@@ -240,21 +240,21 @@ def read_rows(text: str, today: dt.date, path: str = "") -> Parsed:
         columns = _columns(header, out)
         seen: dict[str, dict[str, int]] = {"old_patient_no": {}, "card_no": {},
                                            "national_id": {}}
+        headers = tuple((c, header[i].strip()) for c, i in columns.items())
         start = reader.line_num + 1
         for cells in reader:
             line, start = start, reader.line_num + 1
             if not any(c.strip() for c in cells):
                 continue
             out.lines += 1
-            if len(cells) != len(header):
+            if len(cells) < len(header) or any(c.strip() for c in cells[len(header):]):
                 out.errors.append(LineError(line, "", "import.columns",
                                             (("got", str(len(cells))),
                                              ("want", str(len(header))))))
                 continue
             values = {col: cells[i].strip() for col, i in columns.items()}
-            row, errors = _row(line, values, today, tuple((c, header[i].strip())
-                                                           for c, i in columns.items()))
-            errors += _repeats(line, values, seen, row, header, columns)
+            row, errors = _row(line, values, today, headers)
+            errors += _repeats(line, values, seen, dict(headers))
             if errors:
                 out.errors += errors
             elif row is not None:
@@ -404,8 +404,8 @@ def _balance(text: str, err: Any) -> Fen | None:
     return fen
 
 
-def _repeats(line: int, v: dict[str, str], seen: dict[str, dict[str, int]], row: Row | None,
-             header: list[str], columns: dict[str, int]) -> list[LineError]:
+def _repeats(line: int, v: dict[str, str], seen: dict[str, dict[str, int]],
+             named: dict[str, str]) -> list[LineError]:
     """The old patient number, card and national ID each on one line of the file only."""
     out = []
     for col, first in seen.items():
@@ -416,7 +416,7 @@ def _repeats(line: int, v: dict[str, str], seen: dict[str, dict[str, int]], row:
             continue
         if value in first:
             shown = nationalid.mask(value) if col == "national_id" else value
-            out.append(LineError(line, header[columns[col]].strip(), "import.repeat",
+            out.append(LineError(line, named[col], "import.repeat",
                                  (("value", shown), ("other", str(first[value])))))
         else:
             first[value] = line

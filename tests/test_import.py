@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,7 @@ from protocol.event import CENTRAL, Event, decode_event
 from protocol.moving_in import OpeningBalance
 from tests.conftest import ID_FEMALE, ID_MALE
 from tests.support.old_system import HEADER, export, make_rows, render
-from tests.support.sync_cluster import Central, Counter, run_cli, wait_for
+from tests.support.sync_cluster import CENTRAL_CLI, Central, Counter, run_cli, wait_for
 
 TODAY = dt.date(2026, 12, 1)
 EN = Translator("en")
@@ -140,9 +142,13 @@ def test_a_file_that_cannot_be_read_says_why() -> None:
     with pytest.raises(ImportFailed) as empty:
         _read("\n\n")
     assert empty.value.key == "import.empty"
-    short = _read(_csv("A1,张三,,F"))
+    short = _read(_csv("A1,张三,,F", 'A2,李四,,F,1980-01-01,13800138000,,,1,,"x"'))
     assert _said(short.errors) == ["line 2: this line has 4 columns, the header 10 "
+                                   "(unbalanced quotes?)",
+                                   "line 3: this line has 11 columns, the header 10 "
                                    "(unbalanced quotes?)"]
+    trailing = _read(_csv("A1,张三,,F,1980-01-01,13800138000,,,1,,,"))  # empty cells after
+    assert not trailing.errors and len(trailing.rows) == 1
 
 
 def test_patient_ids_come_from_the_old_number_and_never_meet_a_counters() -> None:
@@ -226,6 +232,7 @@ def test_three_thousand_rows_through_the_real_command(site: Path, tmp_path: Path
     assert (report.opening.count, report.opening.amount) == (3000, old.total_fen)
     assert report.total(report.deposits).count == 0
     assert report.registrations == 3000 and report.cards_issued == cards
+    assert "Opening balances (moved in)" in reports.render_text(report, "en")
 
     again = run_cli("--config", str(site), "import", str(path), timeout=120)
     assert again.returncode == 0, again.stderr
@@ -331,6 +338,37 @@ def test_a_failure_mid_import_leaves_whole_lines_and_a_rerun_finishes(
     assert len(_lines_complete(events)) == 500
     assert sum(b.amount for b in _openings(events).values()) == old.total_fen
     assert [ev.seq for ev in events] == list(range(1, len(events) + 1))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_import_leaves_whole_lines_and_a_rerun_finishes(site: Path,
+                                                                    tmp_path: Path) -> None:
+    """The real command killed (SIGKILL) while it writes: small batches, so the kill lands
+    between two of its many commits or inside one; either way each line is whole or
+    absent, and running the file again finishes it, to the fen."""
+    old = export(3000, seed=11)
+    path = tmp_path / "old.csv"
+    path.write_text(old.text, encoding="utf-8")
+    db = CentralConfig.load(site).db
+    proc = subprocess.Popen([CENTRAL_CLI, "--config", str(site), "import", str(path),
+                             "--batch-rows", "3"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        def some_written() -> bool:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as c:
+                return bool(c.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+        wait_for(some_written, 120, "the first batch to commit", interval=0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    partial = _central_events(site)
+    assert 0 < len(_lines_complete(partial)) < 3000, "killed before it finished"
+    again = run_cli("--config", str(site), "import", str(path), timeout=300)
+    assert again.returncode == 0, again.stderr
+    events = _central_events(site)
+    assert events[:len(partial)] == partial
+    assert len(_lines_complete(events)) == 3000
+    assert sum(b.amount for b in _openings(events).values()) == old.total_fen
 
 
 def test_a_line_made_bad_by_a_counter_during_the_import_stops_it_cleanly(
