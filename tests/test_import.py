@@ -29,6 +29,7 @@ from edge_node import reports
 from edge_node.i18n import Translator
 from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, decode_event
+from protocol.hlc import Hlc
 from protocol.moving_in import OpeningBalance
 from tests.conftest import ID_FEMALE, ID_MALE
 from tests.support.old_system import HEADER, export, make_rows, render
@@ -488,3 +489,23 @@ def test_messages_follow_centrals_language(site: Path, tmp_path: Path,
     assert capsys.readouterr().err.splitlines() == [
         "第 2 行，balance：-1 是负数：余额不能为负（欠费请在旧系统结清后再导入）",
         "1 处错误，涉及 1 行：未导入任何数据"]
+
+
+def test_a_moved_in_patient_owes_no_registration_fee_again() -> None:
+    """The first deposit must cover the registration fee, but not for a patient central
+    registered from the old system (they registered, and paid, there)."""
+    from protocol.core import RuleConfig, State
+
+    def registered(pid: str, node: str) -> State:
+        body = {"patient_id": pid, "name": "张三", "sex": "M", "birth_date": "1990-03-07",
+                "phone": "13800138000"}
+        return REGISTRY.fold([Event(1, node, 1, b"\0" * 32, Hlc(1, 0), "op",
+                                    "patient.registered", body)])
+
+    def first_deposit(state: State, pid: str) -> list[str]:
+        body = {"patient_id": pid, "amount": 100, "method": "cash", "receipt_no": "D-1"}
+        return [p.code for p in REGISTRY.check(state, "account.deposited", body, RuleConfig())]
+
+    assert first_deposit(registered("P-central-A1", CENTRAL), "P-central-A1") == []
+    assert first_deposit(registered("P-cashier-01-1", "cashier-01"), "P-cashier-01-1") == [
+        "deposit.below_registration_fee"]
