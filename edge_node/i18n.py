@@ -309,8 +309,52 @@ _CLI: dict[str, tuple[str, str]] = {
 _DEMO: dict[str, tuple[str, str]] = {
 }
 
-# moving in from the old system
+# moving in from the old system (onecard-central import; central/importer.py)
 _IMPORT: dict[str, tuple[str, str]] = {
+    "import.error": ("第 {line} 行，{column}：{message}", "line {line}, {column}: {message}"),
+    "import.row_error": ("第 {line} 行：{message}", "line {line}: {message}"),
+    "import.required": ("必填，不能为空", "required, but empty"),
+    "import.sex": ("{value} 不是性别：填 M 或 F（男/女）", "{value} is not a sex: write M or F (男/女)"),
+    "import.sex_or_id": ("没有身份证号时必填（M 或 F）", "required when there is no national ID (M or F)"),
+    "import.birth_or_id": ("没有身份证号时必填（YYYY-MM-DD）", "required when there is no national ID (YYYY-MM-DD)"),
+    "import.phone": ("{value} 不是电话号码：5–20 位数字，可带 + 和空格", "{value} is not a phone number: 5–20 digits, maybe a + and spaces"),
+    "import.card_no": ("{value} 不是卡号：4–32 位字母或数字", "{value} is not a card number: 4–32 letters or digits"),
+    "import.date": ("{value} 不是日期：应为 YYYY-MM-DD", "{value} is not a date: write YYYY-MM-DD"),
+    "import.future": ("{value} 在今天之后", "{value} is after today"),
+    "import.balance_format": ("{value} 不是金额：应为元，如 123.45", "{value} is not an amount: write yuan, e.g. 123.45"),
+    "import.balance_negative": ("{value} 是负数：余额不能为负（欠费请在旧系统结清后再导入）", "{value} is negative: a balance cannot be below zero (settle the debt in the old system first)"),
+    "import.balance_decimals": ("{value} 超过两位小数：金额精确到分", "{value} has more than 2 decimals: amounts are in fen"),
+    "import.balance_too_large": ("{value} 超过单笔上限 {limit}", "{value} is more than the limit {limit}"),
+    "import.repeat": ("{value} 与第 {other} 行重复", "{value} repeats line {other}"),
+    "import.card_taken": ("卡号 {value} 已发给患者 {pid}", "card {value} is already issued (patient {pid})"),
+    "import.id_taken": ("身份证号 {value} 已登记为患者 {pid}", "national ID {value} is already registered (patient {pid})"),
+    "import.columns": ("本行有 {got} 列，表头有 {want} 列（引号没配对？）", "this line has {got} columns, the header {want} (unbalanced quotes?)"),
+    "import.no_file": ("没有文件 {path}", "no such file: {path}"),
+    "import.unreadable": ("无法读取 {path}：{why}", "cannot read {path}: {why}"),
+    "import.not_utf8": ("{path} 不是 UTF-8 编码（第 {line} 行）：请另存为 UTF-8（如 iconv -f GBK -t UTF-8）", "{path} is not UTF-8 (line {line}): save it as UTF-8 (e.g. iconv -f GBK -t UTF-8)"),
+    "import.not_csv": ("{path} 不是 CSV 文件：{why}", "{path} is not a CSV file: {why}"),
+    "import.empty": ("{path} 没有表头行", "{path} has no header row"),
+    "import.missing_columns": ("表头缺少列：{columns}（见 docs/import.md）", "the header lacks column(s): {columns} (see docs/import.md)"),
+    "import.duplicate_column": ("表头中 {column} 出现了两次", "the header names {column} twice"),
+    "import.ignored_columns": ("忽略的列：{columns}", "ignored column(s): {columns}"),
+    "import.bad_operator": ("--operator 应为 1–64 个字符", "--operator must be 1–64 characters"),
+    "import.bad_batch": ("--batch-rows 应为 1–{max}", "--batch-rows must be 1–{max}"),
+    "import.errors": ("{errors} 处错误，涉及 {lines} 行：未导入任何数据", "{errors} error(s) in {lines} line(s): nothing imported"),
+    "import.changed": ("导入期间其他窗口改变了数据（已导入的行保留）：请重新运行以完成", "other nodes changed the data during the import (lines imported so far stay): run it again to finish"),
+    "import.stopped": ("导入中断：{why}。已导入的行保留：请重新运行以完成", "the import stopped: {why}. Lines imported so far stay: run it again to finish"),
+    "import.key_mismatch": ("中心密钥与库中登记的不一致：{why}", "central's key does not match the store: {why}"),
+    "import.summary.file": ("文件        {path}", "file        {path}"),
+    "import.summary.rows": ("行数        {n}", "rows        {n}"),
+    "import.summary.skipped": ("已导入过    {n}（跳过）", "already in  {n} (skipped)"),
+    "import.summary.patients": ("患者        {n}", "patients    {n}"),
+    "import.summary.cards": ("卡          {n}", "cards       {n}"),
+    "import.summary.total": ("期初余额    {amount}", "opening     {amount}"),
+    "import.summary.batch": ("批次        {batch}", "batch       {batch}"),
+    "import.summary.events": ("中心签名事件 {n}", "events      {n} signed by central"),
+    "import.dry_run": ("试运行：检查通过，未写入任何数据", "dry run: all lines check out; nothing written"),
+    "import.done": ("已导入；各窗口同步后即可使用", "imported; counters see it once they sync"),
+    "import.nothing": ("没有新数据要导入", "nothing new to import"),
+    "report.opening": ("期初余额（旧系统转入）", "Opening balances (moved in)"),
 }
 
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT):

@@ -35,7 +35,7 @@ from protocol.core import (
     say,
 )
 from protocol.errors import Problem
-from protocol.event import SAFE_INT
+from protocol.event import CENTRAL, SAFE_INT
 from protocol.fields import (
     MAX_AMOUNT,
     Body,
@@ -74,6 +74,7 @@ class Account(Record):
     settled: Fen = 0
     adjusted: Fen = 0  # central's adjustments: debts taken, charges reversed
     transferred: Fen = 0  # net balance moved in by central's merges (out: negative)
+    opening: Fen = 0  # balance moved in from the old system (protocol.moving_in)
     money_seq: int = 0  # count of counter money events: the sequence of wallet stamps
     closed: int = 0  # 1 after a settlement until the next deposit (latest of the two wins)
     closed_at: str = ""
@@ -204,6 +205,13 @@ class Deposited(Stamped):
     stamp_balance: int | None = _stamp_balance()
 
 
+def _moved_in(state: State, pid: PatientId) -> bool:
+    """Registered by central from the old system (:mod:`protocol.moving_in`): the patient
+    paid for registration there, so no first deposit has to cover the fee again."""
+    p = state.get(Patient, pid)
+    return p is not None and p.registered_node == CENTRAL
+
+
 def _fold_deposited(tx: Tx, at: At, b: Deposited) -> None:
     _counter_money(tx, b, at, closed=0, deposited=b.amount)
 
@@ -211,7 +219,8 @@ def _fold_deposited(tx: Tx, at: At, b: Deposited) -> None:
 def _rule_deposited(state: State, b: Deposited, cfg: RuleConfig) -> list[Problem]:
     out = patient_known(state, b.patient_id) or _card_if_given(state, b.patient_id, b.card_no)
     acct = state.get_or_new(Account, b.patient_id)
-    if acct.deposited == 0 and b.amount < cfg.registration_fee:
+    first = acct.deposited == 0 and not _moved_in(state, b.patient_id)
+    if first and b.amount < cfg.registration_fee:
         out.append(Problem("deposit.below_registration_fee",
                            f"the first deposit must cover the registration fee "
                            f"{yuan(cfg.registration_fee)}; got {yuan(b.amount)}", "amount"))

@@ -256,7 +256,7 @@ def earlier(at: str, than: str) -> bool:
 
 
 # -- what an event means beyond its records ---------------------------------------------
-FLOWS = ("deposit", "charge", "refund", "settle", "adjust", "transfer")
+FLOWS = ("deposit", "charge", "refund", "settle", "adjust", "transfer", "opening")
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +264,9 @@ class Money:
     """How an event moves money: its flow and each account's balance change in fen.
 
     ``flow`` is one of :data:`FLOWS` ("" for kinds that move none).  A refund in cash has
-    the flow and no delta: money left the hospital, no balance changed.
+    the flow and no delta: money left the hospital, no balance changed.  ``opening`` is a
+    balance moved in from the hospital's old system (:mod:`protocol.moving_in`): money
+    the hospital already held, not taken in at a counter.
     """
 
     flow: str = ""
@@ -281,7 +283,7 @@ NO_MONEY = Money()
 class ReportLine:
     """Where an event goes in the cashier's daily report: a section, a line, an amount."""
 
-    section: str  # deposits | refunds | settlements | charges | counts
+    section: str  # deposits | refunds | settlements | charges | counts | opening_balances
     line: str  # payment method, refund destination, or what was counted
     amount: Fen = 0
 
