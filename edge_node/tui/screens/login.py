@@ -19,12 +19,15 @@ class LoginScreen(Screen[Staff]):
     LoginScreen > Vertical { width: 50; height: auto; border: thick $primary; padding: 1 2; }
     LoginScreen #title { text-style: bold; margin: 0 0 1 0; }
     LoginScreen #error { color: $error; height: auto; margin: 1 0 0 0; }
+    LoginScreen #hint { color: $text-muted; height: auto; margin: 1 0 0 0; }
     """
 
-    def __init__(self, counter: Counter, *, locked: bool = False) -> None:
+    def __init__(self, counter: Counter, *, locked: bool = False,
+                 hint: str | None = None) -> None:
         super().__init__()
         self.counter = counter
         self.locked = locked
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -36,6 +39,9 @@ class LoginScreen(Screen[Staff]):
             yield Label(tr("login.pin"))
             yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12)
             yield Static(id="error")
+            hint = self.hint if self.hint is not None else getattr(self.app, "login_hint", "")
+            if hint:  # e.g. the demo's staff id and PIN: on the screen, not under it
+                yield Static(hint, id="hint", markup=False)
 
     def _last_staff_id(self) -> str:
         op = self.counter.operator
