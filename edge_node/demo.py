@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -358,10 +359,12 @@ class DemoStack:
                                  if line.startswith("central key")), "")
         if len(self.central_key) != 64:
             raise DemoFailed(f"could not read central's key from init:\n{out}")
-        # one process is plenty for a demo (no signature-checking workers to start)
+        # one process is plenty for a demo (no signature-checking workers to start), and
+        # the IT console speaks the demo's language where central's config has the key
         text = self.central_config.read_text(encoding="utf-8")
-        self.central_config.write_text(text.replace("verify_workers = -1", "verify_workers = 0"),
-                                       encoding="utf-8")
+        text = text.replace("verify_workers = -1", "verify_workers = 0")
+        text = re.sub(r'(?m)^language = "\w+"', f'language = "{self.language}"', text)
+        self.central_config.write_text(text, encoding="utf-8")
         self._spawn("central", [str(BIN / "onecard-central"), "--config",
                                           str(self.central_config), "serve"])
         sync = SyncConfig(f"ws://127.0.0.1:{self.port}/sync", self.central_key)
