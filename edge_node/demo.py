@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -159,6 +160,16 @@ class DemoCounterApp(CounterApp):
         self.cards = cards
         self.login_hint = login_hint  # shown by the login screen (staff id, PIN, console)
         self._next = 0
+
+    def on_mount(self) -> None:  # besides CounterApp's: Textual calls both
+        """A closed terminal (SIGHUP) or ``kill`` (SIGTERM) quits like Ctrl+Q, so the
+        demo still stops what it started and removes its folder."""
+        if self.is_headless:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.exit)
 
     def action_tap_demo_card(self) -> None:
         card = DEMO_PATIENTS[self._next % len(DEMO_PATIENTS)][3]
@@ -515,7 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--language", choices=("zh", "en"), default="zh")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="onecard-demo-") as tmp:
-        console = f"{BIN / 'onecard-central'} --config {tmp}/central/central.toml console"
+        exe = BIN / "onecard-central"
+        on_path = shutil.which("onecard-central") == str(exe)
+        console = f"{exe.name if on_path else exe} --config {tmp}/central/central.toml console"
         return run_demo(Path(tmp), args.language, console)
 
 

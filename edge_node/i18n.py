@@ -315,13 +315,12 @@ _DEMO: dict[str, tuple[str, str]] = {
                           "demo: link down; 李梅's card is charged at both counters…"),
     "demo.step.reconnect": ("演示：恢复联网，中心对账…", "demo: link back; central reconciles…"),
     "demo.failed": ("演示未能启动：{error}", "the demo could not start: {error}"),
-    "demo.hint": ("演示：工号 demo，密码 1234；Ctrl+T 模拟刷卡\n"
+    "demo.hint": ("演示登录：demo / 1234 · Ctrl+T 模拟刷卡\n"
                   "李梅的卡离线时两窗口各扣一次，透支 {amount}\n"
                   "信息科控制台：另开终端运行 {console}",
-                  "Demo: staff id demo, PIN 1234; Ctrl+T taps a card\n"
-                  "李梅's card was charged at both counters while offline: "
-                  "overdrawn by {amount}\n"
-                  "IT console: in another terminal run {console}"),
+                  "Demo login: demo / 1234 · Ctrl+T: tap a card\n"
+                  "Offline double spend on 李梅's card: {amount}\n"
+                  "IT console, in another terminal: {console}"),
     "walk.central": ("中心：对账服务在 {url} 监听（真实 websocket，双方签名握手）",
                      "central: the reconciler listens on {url} (a real websocket, signed "
                      "handshakes both ways)"),

@@ -79,7 +79,7 @@ def test_demo_stack_holds_an_offline_double_spend_that_central_raised(tmp_path: 
             async with app.run_test(size=(80, 25)) as pilot:
                 await settle_down(pilot)
                 hint = _hint(app)
-                assert "staff id demo, PIN 1234" in hint and "make console" in hint
+                assert "demo / 1234" in hint and "make console" in hint
                 assert "¥12.80" in hint
                 await log_in(pilot, "demo", "1234")
                 flags = await _flags_after_taps(pilot, 2)  # 张三, then 李梅
