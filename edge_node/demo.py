@@ -257,7 +257,7 @@ def wait_until(pred: Callable[[], bool], what: str, timeout: float = STEP_TIMEOU
         for name, proc in (procs or {}).items():
             if proc.poll() is not None:
                 raise DemoFailed(f"{name} stopped (exit {proc.returncode}) while waiting "
-                                 f"for {what}: see {name}.log")
+                                 f"for {what}")
         if time.monotonic() > deadline:
             raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.05)
@@ -409,9 +409,11 @@ class DemoStack:
 
         self.say(tr("demo.step.reconnect"))
         self._start_sync()
-        self._wait(lambda: any(k == "overdraft" for _, k, _, _ in self.conflicts()),
-                   "central to raise the overdraft")
-        # central's conflict.raised reaches both counters (tapping the card says so)
+        # central books the conflict, then announces it with a signed conflict.raised
+        # (``announced``), which reaches both counters: tapping the card says so
+        self._wait(lambda: bool(_rows(self.central_db, "SELECT 1 FROM conflicts WHERE kind = "
+                                      "'overdraft' AND announced = 1")),
+                   "central to raise and announce the overdraft")
         self._wait(self.synced, "both counters to receive the conflict")
         cid, _kind, _status, amount = next(c for c in self.conflicts() if c[1] == "overdraft")
         self.conflict = (cid, amount)
@@ -508,6 +510,11 @@ def run_demo(directory: Path, language: str, console: str) -> int:
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM/SIGHUP while starting: clean up as for Ctrl+C
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)  # the app's own handlers take over while it runs
     say(tr("demo.step.central"))
     try:
         with DemoStack.start(directory, language, say) as stack:

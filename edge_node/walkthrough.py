@@ -213,10 +213,11 @@ async def _story(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: T
         d.online()
     store = await CentralStore.open(ccfg.db, max_skew_ms=ccfg.max_skew_ms)
     try:
-        async def raised() -> bool:
-            return any(c.kind == "overdraft" for c in await cf.list_conflicts(store))
+        async def raised() -> bool:  # booked, and announced to the counters (signed)
+            return _count(ccfg.db, "SELECT COUNT(*) FROM conflicts WHERE kind = 'overdraft' "
+                          "AND announced = 1") == 1
 
-        await until(raised, "central to raise the overdraft")
+        await until(raised, "central to raise and announce the overdraft")
         [row] = [c for c in await cf.list_conflicts(store) if c.kind == "overdraft"]
         say(tr("walk.raised", cid=row.id, amount=yuan(row.amount),
                nodes=", ".join(row.nodes)))
