@@ -329,7 +329,7 @@ _DEMO: dict[str, tuple[str, str]] = {
     "walk.registered": ("[{node}] 新病人 {name}（{pid}），卡号 {card}，首次预交 {amount} → 余额 {balance}",
                         "[{node}] new patient {name} ({pid}), card {card}, first deposit "
                         "{amount} → balance {balance}"),
-    "walk.synced": ("[{node}] 经中心同步，共 {n} 条签名事件：{name} 的卡 {card}，余额 {balance}",
+    "walk.synced": ("[{node}] 经中心同步，共 {n} 条签名事件：{name}的卡 {card}，余额 {balance}",
                     "[{node}] synced through central, {n} signed events: {name}'s card "
                     "{card}, balance {balance}"),
     "walk.offline": ("\n—— 网络中断：两个窗口都离线，照常工作 ——",

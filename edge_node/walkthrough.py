@@ -220,7 +220,7 @@ async def _story(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: T
         await until(raised, "central to raise and announce the overdraft")
         [row] = [c for c in await cf.list_conflicts(store) if c.kind == "overdraft"]
         say(tr("walk.raised", cid=row.id, amount=yuan(row.amount),
-               nodes=", ".join(row.nodes)))
+               nodes=("、" if tr.language == "zh" else ", ").join(row.nodes)))
         await until(synced, "central's conflict.raised to reach both counters")
         for d in desks:
             say(tr("walk.tap", node=d.node, text=" / ".join(await d.shown(tr))))
