@@ -68,7 +68,7 @@ async def seed(config: EdgeConfig, key: SigningKey) -> dict[str, str]:
         svc = CounterService(ledger, "demo")
         patients: dict[str, str] = {}
         for name, nid, phone, card, amount in DEMO_PATIENTS:
-            extra = {} if nid else {"sex": "F", "birth_date": "1985-06-15"}
+            extra: dict[str, Any] = {} if nid else {"sex": "F", "birth_date": "1985-06-15"}
             r = await svc.register_patient(name=name, national_id=nid, phone=phone,
                                            card_no=card, first_deposit=amount, method="cash",
                                            **extra)
@@ -161,7 +161,7 @@ class DemoCounterApp(CounterApp):
         self.login_hint = login_hint  # shown by the login screen (staff id, PIN, console)
         self._next = 0
 
-    def on_mount(self) -> None:  # besides CounterApp's: Textual calls both
+    async def on_mount(self) -> None:  # besides CounterApp's: Textual calls both
         """A closed terminal (SIGHUP) or ``kill`` (SIGTERM) quits like Ctrl+Q, so the
         demo still stops what it started and removes its folder."""
         if self.is_headless:
