@@ -41,6 +41,7 @@ from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from edge_node.tui.app import CounterApp
 from edge_node.tui.cardsource import TypedCardSource
+from edge_node.tui.screens.login import Hint
 from protocol.crypto import SigningKey
 
 NODE = "demo-cashier"
@@ -154,7 +155,7 @@ class DemoCounterApp(CounterApp):
         Binding("ctrl+b", "blank_demo_card", "Blank card", priority=True),
     ]
 
-    def __init__(self, config: EdgeConfig, cards: Any, *, login_hint: str = "",
+    def __init__(self, config: EdgeConfig, cards: Any, *, login_hint: Hint = "",
                  **kw: Any) -> None:
         super().__init__(config, **kw)
         self.cards = cards
@@ -197,7 +198,7 @@ def cashier_config(directory: Path, language: str = "zh",
 
 
 def build(directory: Path, language: str = "zh", *, sync: SyncConfig | None = None,
-          login_hint: str = "") -> tuple[EdgeConfig, DemoCounterApp]:
+          login_hint: Hint = "") -> tuple[EdgeConfig, DemoCounterApp]:
     """A seeded demo cashier in ``directory`` and its app (not yet running)."""
     config = cashier_config(directory, language, sync)
     key = SigningKey.generate()
@@ -207,7 +208,7 @@ def build(directory: Path, language: str = "zh", *, sync: SyncConfig | None = No
 
 
 def cashier_app(config: EdgeConfig, key: SigningKey, patients: dict[str, str],
-                login_hint: str = "") -> DemoCounterApp:
+                login_hint: Hint = "") -> DemoCounterApp:
     reader, cards = make_reader(key, patients)
     return DemoCounterApp(config, cards, reader=reader, login_hint=login_hint)
 
@@ -423,8 +424,11 @@ class DemoStack:
         assert self.cashier is not None and self.cashier_key is not None
         from protocol.money import yuan
 
-        tr = Translator(self.language)
-        hint = tr("demo.hint", console=console, amount=yuan(self.conflict[1]))
+        amount = yuan(self.conflict[1])
+
+        def hint(tr: Translator) -> str:  # in the app's language, whichever it shows
+            return tr("demo.hint", console=console, amount=amount)
+
         return cashier_app(self.cashier, self.cashier_key, self.patients, hint)
 
     def __enter__(self) -> DemoStack:

@@ -80,7 +80,7 @@ def test_demo_stack_holds_an_offline_double_spend_that_central_raised(tmp_path: 
                 await settle_down(pilot)
                 hint = _hint(app)
                 assert "demo / 1234" in hint and "make console" in hint
-                assert "¥12.80" in hint
+                assert "Offline double spend on 李梅's card: ¥12.80" in hint  # the app's language
                 await log_in(pilot, "demo", "1234")
                 flags = await _flags_after_taps(pilot, 2)  # 张三, then 李梅
                 assert "Open conflict: an offline overdraft of ¥12.80" in flags, flags

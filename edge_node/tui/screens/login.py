@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
+from edge_node.i18n import Translator
 from edge_node.staff import LoginRefused, Staff, list_staff, login
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import error_text
+
+Hint = str | Callable[[Translator], str]
 
 
 class LoginScreen(Screen[Staff]):
@@ -23,7 +28,7 @@ class LoginScreen(Screen[Staff]):
     """
 
     def __init__(self, counter: Counter, *, locked: bool = False,
-                 hint: str | None = None) -> None:
+                 hint: Hint | None = None) -> None:
         super().__init__()
         self.counter = counter
         self.locked = locked
@@ -39,9 +44,15 @@ class LoginScreen(Screen[Staff]):
             yield Label(tr("login.pin"))
             yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12)
             yield Static(id="error")
-            hint = self.hint if self.hint is not None else getattr(self.app, "login_hint", "")
-            if hint:  # e.g. the demo's staff id and PIN: on the screen, not under it
+            if hint := self.hint_text():  # e.g. the demo's staff id and PIN, on the screen
                 yield Static(hint, id="hint", markup=False)
+
+    def hint_text(self) -> str:
+        """The hint line: given here, else the app's ``login_hint`` (none: no line).
+
+        A callable is given the counter's translator, so the hint follows its language."""
+        hint = self.hint if self.hint is not None else getattr(self.app, "login_hint", "")
+        return hint(self.counter.tr) if callable(hint) else str(hint)
 
     def _last_staff_id(self) -> str:
         op = self.counter.operator
