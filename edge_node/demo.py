@@ -43,6 +43,7 @@ from edge_node.tui.app import CounterApp
 from edge_node.tui.cardsource import TypedCardSource
 from edge_node.tui.screens.login import Hint
 from protocol.crypto import SigningKey
+from protocol.money import yuan
 
 NODE = "demo-cashier"
 DESK2 = "demo-pharmacy"  # the second desk: no screen, its sync daemon in the background
@@ -378,7 +379,7 @@ class DemoStack:
         text = re.sub(r'(?m)^language = "\w+"', f'language = "{self.language}"', text)
         self.central_config.write_text(text, encoding="utf-8")
         self._spawn("central", [str(BIN / "onecard-central"), "--config",
-                                          str(self.central_config), "serve"])
+                                str(self.central_config), "serve"])
         sync = SyncConfig(f"ws://127.0.0.1:{self.port}/sync", self.central_key)
 
         self.say(tr("demo.step.counters"))
@@ -422,8 +423,6 @@ class DemoStack:
     def app(self, console: str) -> DemoCounterApp:
         """The cashier's app, its login screen telling the staff id, PIN and ``console``."""
         assert self.cashier is not None and self.cashier_key is not None
-        from protocol.money import yuan
-
         amount = yuan(self.conflict[1])
 
         def hint(tr: Translator) -> str:  # in the app's language, whichever it shows
