@@ -307,6 +307,65 @@ _CLI: dict[str, tuple[str, str]] = {
 
 # the demo and walkthrough
 _DEMO: dict[str, tuple[str, str]] = {
+    "demo.step.central": ("演示：启动中心（SQLite）…", "demo: starting central (SQLite)…"),
+    "demo.step.counters": ("演示：收费窗口和药房窗口在中心登记…",
+                           "demo: enrolling the cashier and the pharmacy counter at central…"),
+    "demo.step.sync": ("演示：两个窗口同步样例病人…", "demo: both counters sync the sample patients…"),
+    "demo.step.offline": ("演示：断网；李梅的卡在两个窗口各扣一次…",
+                          "demo: link down; 李梅's card is charged at both counters…"),
+    "demo.step.reconnect": ("演示：恢复联网，中心对账…", "demo: link back; central reconciles…"),
+    "demo.failed": ("演示未能启动：{error}", "the demo could not start: {error}"),
+    "demo.hint": ("演示登录：demo / 1234 · Ctrl+T 模拟刷卡\n"
+                  "李梅的卡离线时两窗口各扣一次，透支 {amount}\n"
+                  "信息科控制台：另开终端运行 {console}",
+                  "Demo login: demo / 1234 · Ctrl+T: tap a card\n"
+                  "Offline double spend on 李梅's card: {amount}\n"
+                  "IT console, in another terminal: {console}"),
+    "walk.central": ("中心：对账服务在 {url} 监听（真实 websocket，双方签名握手）",
+                     "central: the reconciler listens on {url} (a real websocket, signed "
+                     "handshakes both ways)"),
+    "walk.enrolled": ("中心：登记窗口 {node}（{role}），指纹 {fp}",
+                      "central: enrolled counter {node} ({role}), fingerprint {fp}"),
+    "walk.registered": ("[{node}] 新病人 {name}（{pid}），卡号 {card}，首次预交 {amount} → 余额 {balance}",
+                        "[{node}] new patient {name} ({pid}), card {card}, first deposit "
+                        "{amount} → balance {balance}"),
+    "walk.synced": ("[{node}] 经中心同步，共 {n} 条签名事件：{name}的卡 {card}，余额 {balance}",
+                    "[{node}] synced through central, {n} signed events: {name}'s card "
+                    "{card}, balance {balance}"),
+    "walk.offline": ("\n—— 网络中断：两个窗口都离线，照常工作 ——",
+                     "\n—— the link drops: both counters are offline and keep working ——"),
+    "walk.charged": ("[{node}] 离线收费 {item} {amount}（本机余额 {before} 够用）→ 余额 {balance}",
+                     "[{node}] offline charge {item} {amount} (its ledger shows {before}: "
+                     "enough) → balance {balance}"),
+    "walk.online": ("\n—— 网络恢复：两个窗口把离线业务同步到中心 ——",
+                    "\n—— the link returns: both counters sync their offline work to central ——"),
+    "walk.raised": ("中心：对账发现冲突 {cid}：{nodes} 离线各扣一次，合计透支 {amount}",
+                    "central: the reconciler raised {cid}: {nodes} each charged offline, "
+                    "together overdrawing by {amount}"),
+    "walk.tap": ("[{node}] 刷卡时提示：{text}", "[{node}] tapping the card shows: {text}"),
+    "walk.reason": ("两窗口离线重复扣款，患者下次来时补交", "double spend while offline; "
+                    "the patient pays it at the next visit"),
+    "walk.remedy.debt": ("记为欠费", "record the debt"),
+    "walk.resolving": ("中心信息科 {op} 处理 {cid}：{remedy}（与 onecard-central conflicts "
+                       "resolve 同一代码路径），理由：{reason}",
+                       "central IT {op} resolves {cid}: {remedy} (the code path of "
+                       "onecard-central conflicts resolve), reason: {reason}"),
+    "walk.resolved": ("中心：签发 {events}，冲突已解决", "central: signed {events}; the "
+                      "conflict is resolved"),
+    "walk.remedy_here": ("[{node}] 收到处理结果：余额 {balance}，刷卡时提示：{text}",
+                         "[{node}] received the remedy: balance {balance}, tapping the card "
+                         "shows: {text}"),
+    "walk.verified": ("[{node}] 校验账本：{n} 条事件，链与签名完好",
+                      "[{node}] ledger verified: {n} events, every chain and signature intact"),
+    "walk.done": ("\n完成：冲突在中心提出并已解决，两个窗口余额一致，患者欠费 {amount}。",
+                  "\ndone: the conflict was raised at central and resolved; both counters "
+                  "agree, the patient owes {amount}."),
+    "walk.failed": ("出错了：{error}", "SOMETHING IS WRONG: {error}"),
+    "walk.kept": ("文件保留在 {dir}（例如：onecard-central --config {dir}/central/central.toml "
+                  "conflicts list --all）", "files kept in {dir} (e.g. onecard-central "
+                  "--config {dir}/central/central.toml conflicts list --all)"),
+    "walk.keep_not_empty": ("{dir} 不是空目录：请换一个新目录", "{dir} is not empty: give a new "
+                            "folder"),
 }
 
 # moving in from the old system (onecard-central import; central/importer.py)

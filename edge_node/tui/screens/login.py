@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
+from edge_node.i18n import Translator
 from edge_node.staff import LoginRefused, Staff, list_staff, login
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import error_text
+
+Hint = str | Callable[[Translator], str]
 
 
 class LoginScreen(Screen[Staff]):
@@ -19,12 +24,15 @@ class LoginScreen(Screen[Staff]):
     LoginScreen > Vertical { width: 50; height: auto; border: thick $primary; padding: 1 2; }
     LoginScreen #title { text-style: bold; margin: 0 0 1 0; }
     LoginScreen #error { color: $error; height: auto; margin: 1 0 0 0; }
+    LoginScreen #hint { color: $text-muted; height: auto; margin: 1 0 0 0; }
     """
 
-    def __init__(self, counter: Counter, *, locked: bool = False) -> None:
+    def __init__(self, counter: Counter, *, locked: bool = False,
+                 hint: Hint | None = None) -> None:
         super().__init__()
         self.counter = counter
         self.locked = locked
+        self.hint = hint
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -36,6 +44,15 @@ class LoginScreen(Screen[Staff]):
             yield Label(tr("login.pin"))
             yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12)
             yield Static(id="error")
+            if hint := self.hint_text():  # e.g. the demo's staff id and PIN, on the screen
+                yield Static(hint, id="hint", markup=False)
+
+    def hint_text(self) -> str:
+        """The hint line: given here, else the app's ``login_hint`` (none: no line).
+
+        A callable is given the counter's translator, so the hint follows its language."""
+        hint = self.hint if self.hint is not None else getattr(self.app, "login_hint", "")
+        return hint(self.counter.tr) if callable(hint) else str(hint)
 
     def _last_staff_id(self) -> str:
         op = self.counter.operator
