@@ -71,7 +71,7 @@ class LoginScreen(Screen[Staff]):
             staff = await login(self.counter.ledger, staff_id, pin)
         except LoginRefused as exc:
             tr = self.counter.tr
-            text = tr(exc.code) if tr.has(exc.code) else str(exc)
+            text = tr(exc.code, **exc.values) if tr.has(exc.code) else str(exc)
             self.query_one("#error", Static).update(text)
             pin_input = self.query_one("#pin", Input)
             pin_input.value = ""
