@@ -239,8 +239,9 @@ async def test_lockout_says_how_long(tmp_path: Path) -> None:
             text = str(app.screen.query_one("#error", Static).render())
             minutes = staff.LOCKOUT_MS // 60_000
             assert f"请 {minutes} 分钟后再试" in text, text
-            await fill(pilot, "#pin", "1234")  # the right PIN, still locked: still says so
-            await pilot.press("enter")
+            await fill(pilot, "#pin", "1234")  # typing again clears the line…
+            assert str(app.screen.query_one("#error", Static).render()) == ""
+            await pilot.press("enter")  # …the right PIN, still locked: says so again
             await settle_down(pilot)
             text = str(app.screen.query_one("#error", Static).render())
             assert re.search(r"请 [1-5] 分钟后再试", text), text
