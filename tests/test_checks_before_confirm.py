@@ -248,3 +248,13 @@ async def test_lockout_says_how_long(tmp_path: Path) -> None:
             assert not isinstance(app.screen, HomeScreen)
     finally:
         await led.close()
+
+
+def test_an_age_is_never_negative() -> None:
+    from edge_node.tui.describe import age
+    from tests.tui_harness import NOW_MS
+
+    assert age("1990-09-21", NOW_MS, "Asia/Shanghai") == 36
+    assert age("2026-09-21", NOW_MS, "Asia/Shanghai") == 0
+    assert age("2030-01-01", NOW_MS, "Asia/Shanghai") is None  # a wrong date: unknown
+    assert age("1980-02-30", NOW_MS, "Asia/Shanghai") is None

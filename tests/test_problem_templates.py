@@ -94,6 +94,36 @@ def test_every_template_and_variant_renders(key: str) -> None:
         assert not CJK.search(Translator("en").problem(p)), (key, field)
 
 
+def test_the_registry_refuses_in_codes_that_have_templates() -> None:
+    """Codes the registry gives for any kind and any shape of body, collected by asking
+    it (beside the scan of the source)."""
+    seen: set[str] = set()
+    for kind in REGISTRY:
+        for body in ({}, "not a map", {"surprise": 1}, {n: None for n in kind.body.SCHEMA}):
+            seen |= {p.code for p in REGISTRY.validate(kind.name, body, "cashier-01")}
+            local = REGISTRY.local(kind.name, body)
+            if isinstance(local, list):
+                seen |= {p.code for p in local}
+    seen |= {p.code for p in REGISTRY.validate("visit.registered", {})}
+    assert {"field.missing", "field.type", "field.unknown", "kind.central_only",
+            "kind.not_local", "kind.unknown"} <= seen
+    for code in seen:
+        assert f"problem.{code}" in STRINGS, code
+
+
+def test_money_fields_carry_their_bounds_as_amounts() -> None:
+    money = {"amount", "debit", "moved", "unit_price", "limit", "stamp_balance"}
+
+    def walk(schema: dict) -> None:
+        for name, f in schema.items():
+            if name in money:
+                assert f.money, name
+            if f.item is not None:
+                walk(f.item.SCHEMA)
+    for kind in REGISTRY:
+        walk(kind.body.SCHEMA)
+
+
 def test_every_body_field_has_a_label() -> None:
     zh, en = Translator("zh"), Translator("en")
     for name in field_names():
