@@ -16,6 +16,7 @@ the field it names is edited.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import ClassVar
@@ -46,6 +47,14 @@ class Plan:
 
     question: str
     call: Call
+
+    def __post_init__(self) -> None:
+        try:
+            inspect.signature(self.call).bind(None)
+        except TypeError:
+            raise TypeError("a Plan's call takes the service to call: "
+                            "async def call(service: CounterService) -> Receipt (it is run "
+                            "on service.dry() before the confirm question)") from None
 
 
 class FormScreen(ModalScreen[Receipt | None]):
