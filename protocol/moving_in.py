@@ -56,7 +56,8 @@ class OpeningBalance(Body):
                 dt.date.fromisoformat(self.last_activity)
             except ValueError:
                 return [Problem("opening.last_activity", f"last activity {self.last_activity}"
-                                " is not a real date", "last_activity")]
+                                " is not a real date", "last_activity",
+                                 {"date": self.last_activity})]
         return []
 
 

@@ -33,6 +33,7 @@ class LoginScreen(Screen[Staff]):
         self.counter = counter
         self.locked = locked
         self.hint = hint
+        self.no_staff = False
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -67,7 +68,15 @@ class LoginScreen(Screen[Staff]):
     @work(exit_on_error=False)
     async def check_staff_exists(self) -> None:
         if not await list_staff(self.counter.ledger):
+            self.no_staff = True
             self.query_one("#error", Static).update(self.counter.tr("login.no_staff"))
+
+    @on(Input.Changed)
+    def _edited(self, event: Input.Changed) -> None:
+        """Typing again clears the last error (a PIN emptied after a refusal does not; the
+        hint that there is no staff yet stays)."""
+        if event.value and not self.no_staff:
+            self.query_one("#error", Static).update("")
 
     @on(Input.Submitted, "#staff_id")
     def next_field(self) -> None:
@@ -88,7 +97,7 @@ class LoginScreen(Screen[Staff]):
             staff = await login(self.counter.ledger, staff_id, pin)
         except LoginRefused as exc:
             tr = self.counter.tr
-            text = tr(exc.code) if tr.has(exc.code) else str(exc)
+            text = tr(exc.code, **exc.values) if tr.has(exc.code) else str(exc)
             self.query_one("#error", Static).update(text)
             pin_input = self.query_one("#pin", Input)
             pin_input.value = ""
