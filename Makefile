@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint walkthrough bench clean
+.PHONY: demo console test lint walkthrough bench clean
 
 # The runtime install (no compiler or system packages needed).
 $(BIN)/.base: pyproject.toml
@@ -20,6 +20,12 @@ $(BIN)/.dev: pyproject.toml scripts/install-system-deps.sh $(BIN)/.base
 
 demo: $(BIN)/.base
 	$(BIN)/python scripts/demo_stack.py
+
+# In another terminal while `make demo` runs: central's IT console on the demo's central.
+console: $(BIN)/.base
+	@test -f .demo/central/central.toml || { \
+	    echo "no demo is running in this checkout: start 'make demo' first" >&2; exit 1; }
+	$(BIN)/onecard-central --config .demo/central/central.toml console --operator it.demo
 
 walkthrough: $(BIN)/.base
 	$(BIN)/python -m edge_node.walkthrough

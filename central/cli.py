@@ -11,8 +11,11 @@
     onecard-central [--config PATH] conflicts resolve ID --remedy CODE --reason TEXT
                                     --operator STAFF
     onecard-central [--config PATH] console [--operator STAFF]
+    onecard-central [--config PATH] import FILE.csv [--dry-run] [--operator STAFF]
+                                    [--batch-rows N]
 
-Exit status: 0 done, 1 refused (bad input, node unknown), 2 usage or config error.
+Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import),
+2 usage or config error.
 """
 
 from __future__ import annotations
@@ -92,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
                        "node health, search (keyboard; footer lists the keys)")
     k.add_argument("--operator", default=None,
                    help="your staff id, named in the remedies you sign (default: $USER)")
+    m = sub.add_parser("import", help="move in from the old system: patients, cards and "
+                       "opening balances from a CSV file (docs/import.md)")
+    m.add_argument("file", type=Path, help="the old system's export: UTF-8 CSV, header row")
+    m.add_argument("--dry-run", action="store_true",
+                   help="check every line and print the summary; write nothing")
+    m.add_argument("--operator", default=None,
+                   help="your staff id, named in the events (default: $USER)")
+    m.add_argument("--batch-rows", type=int, default=500,
+                   help="lines signed per store transaction (500)")
     return p
 
 
@@ -112,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_conflicts(cfg, args))
         if args.command == "console":
             return _console(cfg, args.operator)
+        if args.command == "import":
+            return _import(cfg, args)
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -284,6 +298,21 @@ async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
     finally:
         await store.close()
     return 2
+
+
+def _import(cfg: CentralConfig, args: argparse.Namespace) -> int:
+    import getpass
+
+    from central import importer
+
+    operator = args.operator
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (KeyError, OSError):  # no login name (a container): say who with --operator
+            operator = ""
+    return asyncio.run(importer.run(cfg, args.file, dry_run=args.dry_run, operator=operator,
+                                    batch_rows=args.batch_rows))
 
 
 def _console(cfg: CentralConfig, operator: str | None) -> int:

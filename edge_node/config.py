@@ -114,7 +114,7 @@ class EdgeConfig:
 
     @property
     def rules(self) -> RuleConfig:
-        return RuleConfig(registration_fee=self.registration_fee)
+        return RuleConfig(registration_fee=self.registration_fee, timezone=self.timezone)
 
     def load_key(self) -> SigningKey:
         return load_key(self.key_file)

@@ -32,3 +32,24 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+@contextlib.contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read transaction on ``conn`` that is always rolled back (a dry run: whatever the
+    block does is undone; one consistent view of the file throughout); inside another
+    transaction, a savepoint rolled back the same way."""
+    if conn.in_transaction:
+        conn.execute("SAVEPOINT dry")
+        try:
+            yield conn
+        finally:
+            conn.execute("ROLLBACK TO dry")
+            conn.execute("RELEASE dry")
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")

@@ -1,34 +1,53 @@
-"""A counter to try in a minute: temp ledger, sample patients, price list, simulated reader.
+"""The demo: central, a cashier counter and a pharmacy counter on this machine, with a conflict.
 
-``python -m edge_node.demo`` (``make demo``): log in as ``demo`` / PIN ``1234``, press
-Ctrl+T to tap the next demo card on the simulated reader, then use the function keys;
-Ctrl+B puts a blank card on the reader (F2 issues it to a new patient).  Demo cards are
-signed chip cards for the seeded patients, and keep what the counter writes to them
-(wallet stamps) from tap to tap, like real plastic.
-Everything lives in a temporary directory that is removed on exit (``--keep DIR`` to
-keep it, e.g. for a sync daemon to run beside it).
+``make demo`` (``scripts/demo_stack.py``) or ``python -m edge_node.demo``: a central on
+SQLite and two counters, each with its own signed ledger and a sync daemon, all real
+processes on 127.0.0.1.  The sample history has an offline double spend: both counters
+lost the link, each charged 李梅's card for what her deposit allowed, and when they
+synced central's reconciler raised the overdraft by itself.  The cashier's terminal app
+then opens on this terminal with a simulated chip reader (Ctrl+T taps the next demo
+card, Ctrl+B puts a blank one on it); its login screen shows the demo's staff id, PIN
+and the one command that opens central's IT console on the same central.  Quitting the
+app (Ctrl+Q) stops every process the demo started and removes its directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import sqlite3
+import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from textual.binding import Binding, BindingType
 
 from edge_node import staff
-from edge_node.config import EdgeConfig, write_key
+from edge_node.config import EdgeConfig, ReaderConfig, SyncConfig, render, write_key
+from edge_node.i18n import Translator
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from edge_node.tui.app import CounterApp
 from edge_node.tui.cardsource import TypedCardSource
+from edge_node.tui.screens.login import Hint
 from protocol.crypto import SigningKey
+from protocol.money import yuan
 
 NODE = "demo-cashier"
+DESK2 = "demo-pharmacy"  # the second desk: no screen, its sync daemon in the background
+BIN = Path(sys.executable).parent
 DEMO_PATIENTS = [
     # name, national id, phone, card, first deposit (fen)
     ("张三", "110101199003070011", "13800138000", "8600000001", 50_000),
@@ -51,7 +70,7 @@ async def seed(config: EdgeConfig, key: SigningKey) -> dict[str, str]:
         svc = CounterService(ledger, "demo")
         patients: dict[str, str] = {}
         for name, nid, phone, card, amount in DEMO_PATIENTS:
-            extra = {} if nid else {"sex": "F", "birth_date": "1985-06-15"}
+            extra: dict[str, Any] = {} if nid else {"sex": "F", "birth_date": "1985-06-15"}
             r = await svc.register_patient(name=name, national_id=nid, phone=phone,
                                            card_no=card, first_deposit=amount, method="cash",
                                            **extra)
@@ -144,11 +163,23 @@ class DemoCounterApp(CounterApp):
                                             "tap_demo_card": "key.tap_demo",
                                             "blank_demo_card": "key.blank_card"}
 
-    def __init__(self, config: EdgeConfig, cards: Any, **kw: Any) -> None:
+    def __init__(self, config: EdgeConfig, cards: Any, *, login_hint: Hint = "",
+                 **kw: Any) -> None:
         kw.setdefault("blanks", getattr(cards, "blank", None))
         super().__init__(config, **kw)
         self.cards = cards
+        self.login_hint = login_hint  # shown by the login screen (staff id, PIN, console)
         self._next = 0
+
+    async def on_mount(self) -> None:  # besides CounterApp's: Textual calls both
+        """A closed terminal (SIGHUP) or ``kill`` (SIGTERM) quits like Ctrl+Q, so the
+        demo still stops what it started and removes its folder."""
+        if self.is_headless:
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.exit)
 
     def action_tap_demo_card(self) -> None:
         card = DEMO_PATIENTS[self._next % len(DEMO_PATIENTS)][3]
@@ -162,37 +193,363 @@ class DemoCounterApp(CounterApp):
                 self.home.say(self.tr("home.blank_on_reader", card=card))
 
 
-def build(directory: Path, language: str = "zh") -> tuple[EdgeConfig, DemoCounterApp]:
-    """A seeded demo counter in ``directory`` and its app (not yet running)."""
-    key = SigningKey.generate()
-    config = EdgeConfig(node_id=NODE, db=directory / "ledger.sqlite3",
+
+
+def cashier_config(directory: Path, language: str = "zh",
+                   sync: SyncConfig | None = None) -> EdgeConfig:
+    """The demo cashier's config, written to ``directory/onecard-edge.toml`` as used."""
+    config = EdgeConfig(node_id=NODE, role="cashier", db=directory / "ledger.sqlite3",
                         key_file=directory / "node.key", language=language,
-                        printer=str(directory / "receipts.escpos"))
+                        printer=str(directory / "receipts.escpos"),
+                        sync=sync or SyncConfig(),
+                        reader=ReaderConfig("simulated", "Demo reader"))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "onecard-edge.toml").write_text(render(config), encoding="utf-8")
+    return config
+
+
+def build(directory: Path, language: str = "zh", *, sync: SyncConfig | None = None,
+          login_hint: Hint = "") -> tuple[EdgeConfig, DemoCounterApp]:
+    """A seeded demo cashier in ``directory`` and its app (not yet running)."""
+    config = cashier_config(directory, language, sync)
+    key = SigningKey.generate()
     write_key(config.key_file, key)
     patients = asyncio.run(seed(config, key))
+    return config, cashier_app(config, key, patients, login_hint)
+
+
+def cashier_app(config: EdgeConfig, key: SigningKey, patients: dict[str, str],
+                login_hint: Hint = "") -> DemoCounterApp:
     reader, cards = make_reader(key, patients)
-    return config, DemoCounterApp(config, cards, reader=reader)
+    return DemoCounterApp(config, cards, reader=reader, login_hint=login_hint)
+
+
+# -- the whole stack: central, two counters, an offline double spend ------------------------
+
+DOUBLE_SPEND_CARD = "8600000002"  # 李梅: ¥20.00 on deposit
+CASHIER_CHARGE = {"code": "LB201", "name": "血常规", "qty": 1, "unit_price": 2_000}
+PHARMACY_CHARGE = {"code": "DR301", "name": "阿莫西林胶囊 0.25g×24", "qty": 1,
+                   "unit_price": 1_280}
+STEP_TIMEOUT_S = 60.0  # each wait below; a busy machine is slow, a stuck one fails clearly
+
+
+class DemoFailed(Exception):
+    """A piece of the demo did not start or sync in time; the message says which."""
+
+
+def _die_with_parent() -> None:
+    """In a child: SIGTERM when the demo process dies, however it dies (no orphans)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _ro(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+
+def _rows(path: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """Rows from a ledger or central's store, read-only (as an auditor would)."""
+    try:
+        c = _ro(path)
+    except sqlite3.OperationalError:
+        return []
+    try:
+        return list(c.execute(sql, args))
+    except sqlite3.OperationalError:  # not created yet, or busy: the caller asks again
+        return []
+    finally:
+        c.close()
+
+
+def wait_until(pred: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT_S,
+               procs: dict[str, subprocess.Popen[bytes]] | None = None) -> None:
+    """Poll ``pred`` until true; fail naming ``what`` (or a process that died) at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        for name, proc in (procs or {}).items():
+            if proc.poll() is not None:
+                raise DemoFailed(f"{name} stopped (exit {proc.returncode}) while waiting "
+                                 f"for {what}")
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class DemoStack:
+    """Central and two counters as processes in ``base``; :meth:`stop` ends them all."""
+
+    base: Path
+    language: str = "zh"
+    central_config: Path = Path()
+    central_db: Path = Path()
+    port: int = 0
+    central_key: str = ""
+    cashier: EdgeConfig | None = None
+    pharmacy: EdgeConfig | None = None
+    cashier_key: SigningKey | None = None
+    patients: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    conflict: tuple[str, int] = ("", 0)  # central's overdraft: id, fen
+    say: Callable[[str], None] = lambda _text: None
+
+    # -- processes ---------------------------------------------------------------------------
+    def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "ONECARD_SYNC_PING_S": "1", "ONECARD_SYNC_BACKOFF_MAX_S": "1"}
+        with open(self.base / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
+        self.procs[name] = proc
+        return proc
+
+    def _end(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the sync daemons, then central: bounded (SIGKILL after 10 s each)."""
+        for name in [n for n in self.procs if n != "central"] + ["central"]:
+            self._end(name)
+
+    def _wait(self, pred: Callable[[], bool], what: str) -> None:
+        try:
+            wait_until(pred, what, procs=self.procs)
+        except DemoFailed as exc:
+            tails = "".join(f"\n--- {name}.log\n{_tail(self.base / f'{name}.log')}"
+                            for name in self.procs)
+            raise DemoFailed(f"{exc}{tails}") from None
+
+    def _start_sync(self) -> None:
+        for cfg in (self.cashier, self.pharmacy):
+            assert cfg is not None and cfg.path is not None
+            self._spawn(f"sync-{cfg.node_id}",
+                        [str(BIN / "onecard-edge"), "--config", str(cfg.path), "sync"])
+
+    def _stop_sync(self) -> None:
+        for name in [n for n in self.procs if n.startswith("sync-")]:
+            self._end(name)
+
+    # -- checks (read-only SQL) ---------------------------------------------------------------
+    def central_events(self) -> int:
+        rows = _rows(self.central_db, "SELECT COUNT(*) FROM events")
+        return int(rows[0][0]) if rows else 0
+
+    def counter_events(self, cfg: EdgeConfig) -> int:
+        rows = _rows(cfg.db, "SELECT COUNT(*) FROM events")
+        return int(rows[0][0]) if rows else 0
+
+    def synced(self) -> bool:
+        """Central and both counters hold the same events (every counter has them all)."""
+        assert self.cashier is not None and self.pharmacy is not None
+        n = self.central_events()
+        return n > 0 and all(self.counter_events(c) == n for c in (self.cashier, self.pharmacy))
+
+    def conflicts(self) -> list[tuple[str, str, str, int]]:
+        """Central's conflict book: (id, kind, status, amount in fen)."""
+        return [(str(a), str(b), str(c), int(d)) for a, b, c, d in _rows(
+            self.central_db, "SELECT id, kind, status, amount FROM conflicts ORDER BY id")]
+
+    # -- start ---------------------------------------------------------------------------------
+    @classmethod
+    def start(cls, base: Path, language: str = "zh",
+              say: Callable[[str], None] = lambda _text: None) -> DemoStack:
+        """Everything up to: conflict raised at central, both counters synced, daemons up."""
+        stack = cls(base, language, say=say)
+        try:
+            stack._start()
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    def _start(self) -> None:
+        tr = Translator(self.language)
+        central_dir = self.base / "central"
+        self.central_config = central_dir / "central.toml"
+        self.central_db = central_dir / "central.sqlite3"
+        self.port = _free_port()
+        out = _run(str(BIN / "onecard-central"), "--config", str(self.central_config), "init",
+                   "--dir", str(central_dir), "--port", str(self.port))
+        self.central_key = next((line.split()[-1] for line in out.splitlines()
+                                 if line.startswith("central key")), "")
+        if len(self.central_key) != 64:
+            raise DemoFailed(f"could not read central's key from init:\n{out}")
+        # one process is plenty for a demo (no signature-checking workers to start), and
+        # the IT console speaks the demo's language where central's config has the key
+        text = self.central_config.read_text(encoding="utf-8")
+        text = text.replace("verify_workers = -1", "verify_workers = 0")
+        text = re.sub(r'(?m)^language = "\w+"', f'language = "{self.language}"', text)
+        self.central_config.write_text(text, encoding="utf-8")
+        self._spawn("central", [str(BIN / "onecard-central"), "--config",
+                                str(self.central_config), "serve"])
+        sync = SyncConfig(f"ws://127.0.0.1:{self.port}/sync", self.central_key)
+
+        self.say(tr("demo.step.counters"))
+        self.cashier = cashier_config(self.base / NODE, self.language, sync)
+        self.cashier_key = SigningKey.generate()
+        write_key(self.cashier.key_file, self.cashier_key)
+        self.cashier = _loaded(self.cashier)
+        self.patients = asyncio.run(seed(self.cashier, self.cashier_key))
+        self.pharmacy, pharmacy_key = _pharmacy(self.base / DESK2, self.language, sync)
+        asyncio.run(_seed_pharmacy(self.pharmacy, pharmacy_key))
+        for cfg, key in ((self.cashier, self.cashier_key), (self.pharmacy, pharmacy_key)):
+            _run(str(BIN / "onecard-central"), "--config", str(self.central_config), "enrol",
+                 cfg.node_id, "--key", key.public_key.hex(), "--role", cfg.role)
+        self._wait(lambda: _healthy(self.port), "central to answer /healthz")
+
+        self.say(tr("demo.step.sync"))
+        self._start_sync()
+        pharmacy_db = self.pharmacy.db
+        self._wait(lambda: self.synced() and bool(_rows(
+            pharmacy_db, "SELECT 1 FROM cards WHERE card_no = ?", DOUBLE_SPEND_CARD)),
+            "both counters to sync the sample patients")
+
+        self.say(tr("demo.step.offline"))
+        self._stop_sync()  # the link is down: each counter works on what it knows
+        asyncio.run(_charge(self.cashier, self.cashier_key, "demo", CASHIER_CHARGE, "检验科",
+                            "chip"))
+        asyncio.run(_charge(self.pharmacy, pharmacy_key, "demo", PHARMACY_CHARGE, "药房",
+                            "manual"))
+
+        self.say(tr("demo.step.reconnect"))
+        self._start_sync()
+        # central books the conflict, then announces it with a signed conflict.raised
+        # (``announced``), which reaches both counters: tapping the card says so
+        self._wait(lambda: bool(_rows(self.central_db, "SELECT 1 FROM conflicts WHERE kind = "
+                                      "'overdraft' AND announced = 1")),
+                   "central to raise and announce the overdraft")
+        self._wait(self.synced, "both counters to receive the conflict")
+        cid, _kind, _status, amount = next(c for c in self.conflicts() if c[1] == "overdraft")
+        self.conflict = (cid, amount)
+
+    def app(self, console: str) -> DemoCounterApp:
+        """The cashier's app, its login screen telling the staff id, PIN and ``console``."""
+        assert self.cashier is not None and self.cashier_key is not None
+        amount = yuan(self.conflict[1])
+
+        def hint(tr: Translator) -> str:  # in the app's language, whichever it shows
+            return tr("demo.hint", console=console, amount=amount)
+
+        return cashier_app(self.cashier, self.cashier_key, self.patients, hint)
+
+    def __enter__(self) -> DemoStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run(*argv: str) -> str:
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT_S,
+                         stdin=subprocess.DEVNULL)
+    if out.returncode != 0:
+        raise DemoFailed(f"{' '.join(Path(a).name for a in argv[:1])} {' '.join(argv[3:4])} "
+                         f"failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _loaded(cfg: EdgeConfig) -> EdgeConfig:
+    """The config as the processes read it from its file (so ``path`` is set)."""
+    from edge_node.config import load
+
+    return load(cfg.db.parent / "onecard-edge.toml")
+
+
+def _pharmacy(directory: Path, language: str, sync: SyncConfig) -> tuple[EdgeConfig, SigningKey]:
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = EdgeConfig(node_id=DESK2, role="pharmacy", db=directory / "ledger.sqlite3",
+                     key_file=directory / "node.key", language=language, sync=sync,
+                     printer=str(directory / "receipts.escpos"))
+    (directory / "onecard-edge.toml").write_text(render(cfg), encoding="utf-8")
+    key = SigningKey.generate()
+    write_key(cfg.key_file, key)
+    return _loaded(cfg), key
+
+
+async def _seed_pharmacy(config: EdgeConfig, key: SigningKey) -> None:
+    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
+    try:
+        await staff.add_staff(ledger, "demo", "演示药房", "1234", hasher=staff.cheap_hasher())
+    finally:
+        await ledger.close()
+
+
+async def _charge(config: EdgeConfig, key: SigningKey, operator: str, item: dict[str, Any],
+                  department: str, entry: str) -> None:
+    """One charge on that counter's own ledger, through the service staff use."""
+    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
+    try:
+        await CounterService(ledger, operator).charge(DOUBLE_SPEND_CARD, [item], department,
+                                                      card_entry=entry)
+    finally:
+        await ledger.close()
+
+
+def run_demo(directory: Path, language: str, console: str) -> int:
+    """Start the stack in ``directory``, run the cashier's app here, stop it all after."""
+    tr = Translator(language)
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    def interrupted(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM/SIGHUP while starting: clean up as for Ctrl+C
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)  # the app's own handlers take over while it runs
+    say(tr("demo.step.central"))
+    try:
+        with DemoStack.start(directory, language, say) as stack:
+            stack.app(console).run()
+    except DemoFailed as exc:
+        say(tr("demo.failed", error=str(exc)))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edge_node.demo",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--language", choices=("zh", "en"), default="zh")
-    p.add_argument("--keep", metavar="DIR", help="put the demo counter in DIR and keep it")
     args = p.parse_args(argv)
-    if args.keep:
-        directory = Path(args.keep)
-        directory.mkdir(parents=True, exist_ok=True)
-        _config, app = build(directory, args.language)
-        app.run()
-        print(f"demo counter kept in {directory}")
-        return 0
     with tempfile.TemporaryDirectory(prefix="onecard-demo-") as tmp:
-        _config, app = build(Path(tmp), args.language)
-        print("login: demo / 1234   Ctrl+T: tap a demo card   Ctrl+B: blank card   "
-              "F1: every key   Ctrl+Q: quit", file=sys.stderr)
-        app.run()
-    return 0
+        exe = BIN / "onecard-central"
+        on_path = shutil.which("onecard-central") == str(exe)
+        console = f"{exe.name if on_path else exe} --config {tmp}/central/central.toml console"
+        return run_demo(Path(tmp), args.language, console)
 
 
 if __name__ == "__main__":

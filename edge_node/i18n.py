@@ -4,15 +4,18 @@
 One table for the screens, receipts and reports, so a translator works in one file.
 ``Translator(lang)("key", **values)`` formats a string; a missing key shows itself
 (``[key]``) instead of crashing the counter.  :meth:`Translator.problem` turns a
-refusal's :class:`~protocol.errors.Problem` into a plain-language line: the Chinese
-table keys on the stable problem code and keeps the English detail (with its figures)
-in brackets until every message has its own template.
+refusal's :class:`~protocol.errors.Problem` into a plain-language line in the staff's
+language: the ``problem.<code>`` template filled with the problem's values (amounts in
+yuan) and its field's label (``field.<name>``).
 """
 
 from __future__ import annotations
 
+import re
+
 from protocol.domain import REGISTRY
-from protocol.errors import Problem
+from protocol.errors import Amount, Problem
+from protocol.money import yuan
 
 LANGUAGES = ("zh", "en")
 
@@ -37,8 +40,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "login.no_staff": ("本窗口还没有操作员：请先运行 onecard-edge staff add",
                        "No staff at this counter yet: run `onecard-edge staff add` first"),
     "login.wrong": ("工号或密码错误", "Staff id or PIN is wrong"),
-    "login.locked": ("密码错误次数过多，已锁定，请稍后再试或联系主管",
-                     "Too many wrong PINs: locked, try later or ask a supervisor"),
     "login.disabled": ("该工号已停用，请联系主管", "This staff id is disabled: ask a supervisor"),
     "login.missing": ("请输入工号和密码", "Enter staff id and PIN"),
     # home
@@ -240,44 +241,6 @@ STRINGS: dict[str, tuple[str, str]] = {
                              "Expected cash in drawer (cash in − cash refunds − cash settlements)"),
     "report.signature": ("收费员签字：________  复核：________", "Cashier: ________  Checked by: ________"),
 }
-
-PROBLEMS_ZH: dict[str, str] = {
-    "charge.insufficient": "余额不足",
-    "card.lost": "此卡已挂失，不能使用：请扣留此卡并核实身份",
-    "card.replaced": "此卡已补卡作废，请使用新卡",
-    "card.blocked": "此卡已冻结",
-    "card.unknown": "本窗口不认识此卡号",
-    "card.exists": "该卡号已经发过卡",
-    "card.already_replaced": "此卡已经补过卡",
-    "card.same_number": "新卡号不能与旧卡相同",
-    "card.wrong_patient": "此卡属于其他病人",
-    "national_id.length": "身份证号应为18位",
-    "national_id.chars": "身份证号应为17位数字加一位数字或X",
-    "national_id.birth_date": "身份证号中的出生日期不存在",
-    "national_id.checksum": "身份证号校验位不对（可能输错一位）",
-    "patient.duplicate_national_id": "此身份证号已建档，请使用原档案",
-    "patient.contact_required": "至少需要一种联系方式",
-    "patient.sex_mismatch": "性别与身份证号不一致",
-    "patient.birth_date_mismatch": "出生日期与身份证号不一致",
-    "patient.birth_date": "出生日期不存在",
-    "patient.unknown": "本窗口不认识此病人",
-    "patient.merged": "此病人档案已合并",
-    "deposit.below_registration_fee": "首次预交金不足以支付挂号费",
-    "account.closed": "账户已结算：请先充值",
-    "refund.exceeds_charge": "退费金额超过该笔收费可退金额",
-    "refund.unknown_charge": "本窗口不认识这笔收费",
-    "refund.wrong_patient": "这笔收费属于其他病人",
-    "settle.owing": "病人欠费，请先收回欠款再结算",
-    "settle.already": "账户已经结算过",
-    "settle.partial": "结算须退还全部余额",
-    "operator.missing": "未登录操作员",
-    "amount.format": "金额格式不对",
-    "field.format": "格式不对",
-    "field.range": "超出范围",
-    "field.missing": "缺少必填项",
-}
-
-
 # Event kinds' names and the domain's words (payment methods, refund destinations, identity
 # proofs, sex) are declared with the kinds (protocol/): one place for each.
 STRINGS.update({f"kind.{k.name}": k.title for k in REGISTRY})
@@ -290,7 +253,151 @@ _SEARCH: dict[str, tuple[str, str]] = {
 }
 
 # checks before confirm, refusals in plain words (problem.<code> templates)
+# A refusal reads ``problem.<code>`` (``problem.<code>.<variant>`` when its values name a
+# variant) with the Problem's values: {label} is its field's label (``field.<name>``),
+# amounts in fen print in yuan.  Codes from every area: add a code's template in your
+# own block; tests/test_problem_templates.py checks that every code has one, in both.
 _CHECKS: dict[str, tuple[str, str]] = {
+    "problem.unknown": ("未办理（原因代码 {code}）", "Not done ({code})"),
+    "field.none": ("内容", "Entry"),
+    "field.item_n": ("{label}第 {n} 项", "{label} {n}"),
+    # field labels (body fields and form fields)
+    "field.amount": ("金额", "Amount"),
+    "field.approved_by": ("批准人", "Approved by"),
+    "field.authorised_by": ("授权人", "Authorised by"),
+    "field.birth_date": ("出生日期", "Birth date"),
+    "field.card_entry": ("刷卡方式", "Card entry"),
+    "field.card_no": ("卡号", "Card number"),
+    "field.cards": ("卡号", "Cards"),
+    "field.charge_id": ("收费单号", "Charge"),
+    "field.code": ("项目代码", "Item code"),
+    "field.conflict_id": ("冲突编号", "Conflict"),
+    "field.conflict_kind": ("冲突类型", "Conflict type"),
+    "field.contact": ("其他联系方式", "Other contact"),
+    "field.debit": ("扣款", "Debit"),
+    "field.department": ("科室", "Department"),
+    "field.first_deposit": ("首次预交金", "First deposit"),
+    "field.invoice_no": ("发票号", "Invoice number"),
+    "field.items": ("收费项目", "Item"),
+    "field.kind": ("业务类型", "Kind of business"),
+    "field.limit": ("额度", "Credit limit"),
+    "field.medium": ("卡类型", "Card type"),
+    "field.merged_id": ("被合并病人号", "Merged patient"),
+    "field.method": ("支付方式", "Payment method"),
+    "field.moved": ("转移金额", "Amount moved"),
+    "field.name": ("姓名", "Name"),
+    "field.national_id": ("身份证号", "ID number"),
+    "field.new_card_no": ("新卡号", "New card number"),
+    "field.old_card_no": ("原卡号", "Old card number"),
+    "field.order_ref": ("医嘱号", "Order reference"),
+    "field.patient_id": ("病人号", "Patient number"),
+    "field.patients": ("病人", "Patients"),
+    "field.phone": ("手机号", "Phone"),
+    "field.qty": ("数量", "Qty"),
+    "field.reason": ("原因", "Reason"),
+    "field.receipt_no": ("收据号", "Receipt number"),
+    "field.refund_id": ("退费单号", "Refund number"),
+    "field.search": ("项目", "Item"),
+    "field.sex": ("性别", "Sex"),
+    "field.stamp_balance": ("卡上余额", "Card balance"),
+    "field.stamp_seq": ("卡上记录序号", "Card stamp number"),
+    "field.summary": ("摘要", "Summary"),
+    "field.survivor_id": ("保留病人号", "Surviving patient"),
+    "field.to": ("退至", "Refund to"),
+    "field.unit_price": ("单价", "Unit price"),
+    "field.verified_by": ("身份核实凭证", "Identity checked with"),
+    # a body's fields (protocol/fields.py)
+    "problem.field.missing": ("{label}：必填", "{label}: required"),
+    "problem.field.type": ("{label}：类型不对", "{label}: wrong type (expected {expected}, got {got})"),
+    "problem.field.range": ("{label}：超出范围", "{label}: out of range"),
+    "problem.field.range.above": ("{label}：超过上限 {bound}", "{label}: above the maximum {bound}"),
+    "problem.field.range.below": ("{label}：低于下限 {bound}", "{label}: below the minimum {bound}"),
+    "problem.field.range.empty": ("{label}：必填", "{label}: required"),
+    "problem.field.range.length_above": ("{label}：太长（最多 {bound} 个字符）", "{label}: too long (at most {bound} characters)"),
+    "problem.field.range.length_below": ("{label}：太短（至少 {bound} 个字符）", "{label}: too short (at least {bound} characters)"),
+    "problem.field.range.count_above": ("{label}：最多 {bound} 项", "{label}: at most {bound} entries"),
+    "problem.field.range.count_below": ("{label}：至少 {bound} 项", "{label}: at least {bound} entries"),
+    "problem.field.choice": ("{label}：不是可选的值", "{label}: not one of {choices}"),
+    "problem.field.format": ("{label}：格式不对", "{label}: not in the expected format"),
+    "problem.field.format.phone": ("{label}：格式不对（应为 5–20 位数字，可含空格、- 或开头的 +）", "{label}: not a phone number (5–20 digits; spaces, - and a leading + allowed)"),
+    "problem.field.format.date": ("{label}：格式不对（应为 年-月-日，如 1990-03-07）", "{label}: not a date (year-month-day, e.g. 1990-03-07)"),
+    "problem.field.format.card_no": ("{label}：格式不对（应为 4–32 位字母或数字）", "{label}: 4 to 32 letters or digits"),
+    "problem.field.format.ident": ("{label}：格式不对（应为字母、数字或 . _ -，最多 64 位）", "{label}: letters, digits or . _ - (up to 64)"),
+    "problem.field.unknown": ("有无法识别的内容", "{name}: unknown field"),
+    "problem.field.unknown.more": ("另有 {n} 项无法识别的内容", "{n} more unknown fields"),
+    "problem.kind.unknown": ("本版本不认识此业务", "Unknown kind of business {kind}"),
+    "problem.kind.central_only": ("此业务只能由信息科（中心）办理", "{kind} may only be signed by central IT"),
+    "problem.kind.not_local": ("此业务不能在窗口办理", "{kind} cannot be done at a counter"),
+    "problem.amount.format": ("{label}：金额格式不对，请输入如 100 或 12.50", "{label}: type an amount like 100 or 12.50"),
+    "problem.operator.missing": ("未登录操作员", "No operator is logged in"),
+    "problem.stamp.incomplete": ("卡上钱包记录不完整", "The wallet stamp is incomplete"),
+    # the counter's forms
+    "problem.form.required": ("{label}：必填", "{label}: required"),
+    "problem.form.amount": ("{label}：金额格式不对，请输入如 100 或 12.50", "{label}: type an amount like 100 or 12.50"),
+    "problem.form.zero": ("{label}：必须大于 0", "{label}: must be more than zero"),
+    "problem.form.contact": ("至少填写一种联系方式（手机或其他）", "At least one contact (phone or other) is required"),
+    "problem.form.cart": ("尚未添加项目：输入代码或名称后按回车", "No items yet: type a code or name, Enter"),
+    "problem.form.charge": ("没有可退的收费", "No charge left to refund"),
+    # national ID numbers
+    "problem.national_id.length": ("身份证号应为 18 位（现为 {n} 位）", "ID number must be 18 characters, got {n}"),
+    "problem.national_id.chars": ("身份证号应为 17 位数字加一位数字或 X", "ID number is 17 digits then a digit or X"),
+    "problem.national_id.birth_date": ("身份证号中的出生日期 {date} 不存在", "ID number holds an impossible birth date {date}"),
+    "problem.national_id.birth_date.too_early": ("身份证号中的出生年份 {year} 太早", "ID number birth year {year} is too early"),
+    "problem.national_id.checksum": ("身份证号校验位不对（可能输错一位）", "ID number check digit is wrong (mistyped digit?)"),
+    "problem.national_id.format": ("身份证号末位的 X 须大写", "ID number must be stored in capitals"),
+    # patients
+    "problem.patient.unknown": ("本窗口不认识病人 {patient}", "No patient {patient} is known at this counter"),
+    "problem.patient.merged": ("病人 {patient} 的档案已合并到 {into}：请使用该档案", "Patient {patient} was merged into {into}: use that record"),
+    "problem.patient.exists": ("病人号 {patient} 已存在", "Patient {patient} already exists"),
+    "problem.patient.contact_required": ("至少需要一种联系方式（手机或其他）", "At least one contact (phone or other) is required"),
+    "problem.patient.birth_date": ("出生日期：{date} 不是真实的日期", "Birth date: {date} is not a real date"),
+    "problem.patient.birth_date_future": ("出生日期：{date} 晚于今天（{today}）", "Birth date: {date} is after today ({today})"),
+    "problem.patient.birth_date_too_early": ("出生日期：{date} 早于 {earliest}，请核对", "Birth date: {date} is before {earliest}: check it"),
+    "problem.patient.birth_date_mismatch": ("出生日期 {date} 与身份证号中的 {id_date} 不一致", "Birth date {date} differs from the ID number's {id_date}"),
+    "problem.patient.sex_mismatch": ("性别与身份证号不一致", "Sex differs from the ID number's"),
+    "problem.patient.nothing_to_update": ("没有修改任何资料", "Nothing was changed"),
+    "problem.patient.duplicate_national_id": ("此身份证号已建档（病人 {patient}，{name}）：请使用原档案", "This ID number is already registered as patient {patient} ({name}): use that record"),
+    "problem.patient.id_moved": ("卡已按病人号 {expected} 写好，但下一个病人号是 {got}：请重新发卡", "The card was written for patient {expected} but the next patient number is {got}: issue again"),
+    # cards
+    "problem.card.unknown": ("本窗口不认识卡号 {card}", "Card {card} is not known at this counter"),
+    "problem.card.wrong_patient": ("卡 {card} 属于其他病人", "Card {card} belongs to another patient"),
+    "problem.card.lost": ("卡 {card} 已挂失，不能使用：请扣留此卡并核实身份", "Card {card} was reported lost: keep it and ask for ID"),
+    "problem.card.replaced": ("卡 {card} 已补卡作废：请使用新卡 {new}", "Card {card} was replaced by {new}: use the new card"),
+    "problem.card.blocked": ("卡 {card} 已冻结", "Card {card} is blocked"),
+    "problem.card.exists": ("卡号 {card} 已经发过卡", "Card {card} has already been issued"),
+    "problem.card.already_replaced": ("卡 {card} 已经补过卡", "Card {card} was already replaced"),
+    "problem.card.same_number": ("新卡号不能与原卡相同", "The new card must have a different number"),
+    "problem.card.entry": ("刷卡方式不对", "Card entry must be one of {choices}"),
+    "problem.card.write": ("{text}", "{text}"),
+    # money
+    "problem.deposit.below_registration_fee": ("首次预交金：至少 {fee}（挂号费），现为 {amount}", "First deposit: at least {fee} (the registration fee); got {amount}"),
+    "problem.account.closed": ("账户已结算：请先充值", "The account was settled: a new deposit reopens it"),
+    "problem.charge.insufficient": ("余额不足：余额 {balance}，本次 {amount}，还差 {short}", "Balance {balance} does not cover {amount}: {short} short"),
+    "problem.charge.insufficient.credit": ("余额不足：余额 {balance} 加绿色通道额度 {credit}，本次 {amount}，还差 {short}", "Balance {balance} + credit {credit} does not cover {amount}: {short} short"),
+    "problem.charge.insufficient_card": ("按卡上记录余额为 {card_balance}（本机尚未同步的消费；账本为 {balance}）：本次 {amount}，还差 {short}", "The card shows {card_balance} after spending not synced here yet (the records say {balance}): {amount} is {short} short"),
+    "problem.charge.insufficient_card.credit": ("按卡上记录余额为 {card_balance}，加绿色通道额度 {credit}（本机尚未同步的消费；账本为 {balance}）：本次 {amount}，还差 {short}", "The card shows {card_balance} + credit {credit} after spending not synced here yet (the records say {balance}): {amount} is {short} short"),
+    "problem.charge.total_mismatch": ("项目合计 {total} 与收费金额 {amount} 不符", "Items add up to {total} but the charge says {amount}"),
+    "problem.charge.exists": ("收费单号 {charge} 已存在", "Charge {charge} already exists"),
+    "problem.refund.unknown_charge": ("本窗口不认识收费 {charge}", "Charge {charge} is not known at this counter"),
+    "problem.refund.wrong_patient": ("这笔收费属于其他病人", "That charge belongs to another patient"),
+    "problem.refund.exceeds_charge": ("退费金额 {amount} 超过收费 {charge}（{charged}）尚可退的 {left}", "Only {left} of charge {charge} ({charged}) is left to refund; asked {amount}"),
+    "problem.settle.owing": ("病人欠费 {debt}：请先收回欠款再结算", "The patient owes {debt}: collect it before settling"),
+    "problem.settle.already": ("账户已经结算过", "The account is already settled"),
+    "problem.settle.partial": ("结算须退还全部余额 {balance}，而不是 {amount}", "Settlement returns the whole balance {balance}, not {amount}"),
+    "problem.settle.card_newer": ("按卡上记录余额为 {card_balance}（本机尚未同步的消费；账本为 {balance}）：请先与中心同步再结算", "The card shows {card_balance} after spending not synced here yet (the records say {balance}): sync with central, then settle"),
+    # central's remedies (the console's words; a counter never signs these)
+    "problem.debt.debit_over_amount": ("扣款不能超过欠款", "The debit cannot exceed the debt"),
+    "problem.merge.same_patient": ("不能把病人合并到自己", "A patient cannot be merged into itself"),
+    "problem.raised.patient_not_listed": ("主病人必须在所列病人之中", "The primary patient must be one of the patients listed"),
+    "problem.raised.summary_identifies": ("摘要中不得含有身份证号或电话", "The summary must not carry an ID number or phone"),
+    # login
+    "login.locked": ("密码错误次数过多，已锁定：请 {minutes} 分钟后再试，或联系主管",
+                     "Too many wrong PINs: locked, try again in {minutes} min or ask a supervisor"),
+    # confirming, with what the dry run found
+    "confirm.balance_after": ("办理后余额 {balance}", "Balance after: {balance}"),
+    # receipt lines
+    "line.refund.deposit": ("退费 {charge}（退回预交金）", "Refund of {charge} to the deposit"),
+    "line.refund.cash": ("退费 {charge}（退现金）", "Refund of {charge} in cash"),
 }
 
 # the desk: log out, handover, language, layout
@@ -337,10 +444,117 @@ _CLI: dict[str, tuple[str, str]] = {
 
 # the demo and walkthrough
 _DEMO: dict[str, tuple[str, str]] = {
+    "demo.step.central": ("演示：启动中心（SQLite）…", "demo: starting central (SQLite)…"),
+    "demo.step.counters": ("演示：收费窗口和药房窗口在中心登记…",
+                           "demo: enrolling the cashier and the pharmacy counter at central…"),
+    "demo.step.sync": ("演示：两个窗口同步样例病人…", "demo: both counters sync the sample patients…"),
+    "demo.step.offline": ("演示：断网；李梅的卡在两个窗口各扣一次…",
+                          "demo: link down; 李梅's card is charged at both counters…"),
+    "demo.step.reconnect": ("演示：恢复联网，中心对账…", "demo: link back; central reconciles…"),
+    "demo.failed": ("演示未能启动：{error}", "the demo could not start: {error}"),
+    "demo.hint": ("演示登录：demo / 1234 · Ctrl+T 模拟刷卡\n"
+                  "李梅的卡离线时两窗口各扣一次，透支 {amount}\n"
+                  "信息科控制台：另开终端运行 {console}",
+                  "Demo login: demo / 1234 · Ctrl+T: tap a card\n"
+                  "Offline double spend on 李梅's card: {amount}\n"
+                  "IT console, in another terminal: {console}"),
+    "walk.central": ("中心：对账服务在 {url} 监听（真实 websocket，双方签名握手）",
+                     "central: the reconciler listens on {url} (a real websocket, signed "
+                     "handshakes both ways)"),
+    "walk.enrolled": ("中心：登记窗口 {node}（{role}），指纹 {fp}",
+                      "central: enrolled counter {node} ({role}), fingerprint {fp}"),
+    "walk.registered": ("[{node}] 新病人 {name}（{pid}），卡号 {card}，首次预交 {amount} → 余额 {balance}",
+                        "[{node}] new patient {name} ({pid}), card {card}, first deposit "
+                        "{amount} → balance {balance}"),
+    "walk.synced": ("[{node}] 经中心同步，共 {n} 条签名事件：{name}的卡 {card}，余额 {balance}",
+                    "[{node}] synced through central, {n} signed events: {name}'s card "
+                    "{card}, balance {balance}"),
+    "walk.offline": ("\n—— 网络中断：两个窗口都离线，照常工作 ——",
+                     "\n—— the link drops: both counters are offline and keep working ——"),
+    "walk.charged": ("[{node}] 离线收费 {item} {amount}（本机余额 {before} 够用）→ 余额 {balance}",
+                     "[{node}] offline charge {item} {amount} (its ledger shows {before}: "
+                     "enough) → balance {balance}"),
+    "walk.online": ("\n—— 网络恢复：两个窗口把离线业务同步到中心 ——",
+                    "\n—— the link returns: both counters sync their offline work to central ——"),
+    "walk.raised": ("中心：对账发现冲突 {cid}：{nodes} 离线各扣一次，合计透支 {amount}",
+                    "central: the reconciler raised {cid}: {nodes} each charged offline, "
+                    "together overdrawing by {amount}"),
+    "walk.tap": ("[{node}] 刷卡时提示：{text}", "[{node}] tapping the card shows: {text}"),
+    "walk.reason": ("两窗口离线重复扣款，患者下次来时补交", "double spend while offline; "
+                    "the patient pays it at the next visit"),
+    "walk.remedy.debt": ("记为欠费", "record the debt"),
+    "walk.resolving": ("中心信息科 {op} 处理 {cid}：{remedy}（与 onecard-central conflicts "
+                       "resolve 同一代码路径），理由：{reason}",
+                       "central IT {op} resolves {cid}: {remedy} (the code path of "
+                       "onecard-central conflicts resolve), reason: {reason}"),
+    "walk.resolved": ("中心：签发 {events}，冲突已解决", "central: signed {events}; the "
+                      "conflict is resolved"),
+    "walk.remedy_here": ("[{node}] 收到处理结果：余额 {balance}，刷卡时提示：{text}",
+                         "[{node}] received the remedy: balance {balance}, tapping the card "
+                         "shows: {text}"),
+    "walk.verified": ("[{node}] 校验账本：{n} 条事件，链与签名完好",
+                      "[{node}] ledger verified: {n} events, every chain and signature intact"),
+    "walk.done": ("\n完成：冲突在中心提出并已解决，两个窗口余额一致，患者欠费 {amount}。",
+                  "\ndone: the conflict was raised at central and resolved; both counters "
+                  "agree, the patient owes {amount}."),
+    "walk.failed": ("出错了：{error}", "SOMETHING IS WRONG: {error}"),
+    "walk.kept": ("文件保留在 {dir}（例如：onecard-central --config {dir}/central/central.toml "
+                  "conflicts list --all）", "files kept in {dir} (e.g. onecard-central "
+                  "--config {dir}/central/central.toml conflicts list --all)"),
+    "walk.keep_not_empty": ("{dir} 不是空目录：请换一个新目录", "{dir} is not empty: give a new "
+                            "folder"),
 }
 
-# moving in from the old system
+# moving in from the old system (onecard-central import; central/importer.py)
 _IMPORT: dict[str, tuple[str, str]] = {
+    "field.batch_id": ("导入批次", "Import batch"),
+    "field.old_patient_no": ("旧系统病历号", "Old system patient no."),
+    "field.last_activity": ("旧系统最后业务日期", "Last activity in the old system"),
+    "problem.opening.last_activity": ("{label}：{date} 不是真实的日期", "{label}: {date} is not a real date"),
+    "import.error": ("第 {line} 行，{column}：{message}", "line {line}, {column}: {message}"),
+    "import.row_error": ("第 {line} 行：{message}", "line {line}: {message}"),
+    "import.required": ("必填，不能为空", "required, but empty"),
+    "import.sex": ("{value} 不是性别：填 M 或 F（男/女）", "{value} is not a sex: write M or F (男/女)"),
+    "import.sex_or_id": ("没有身份证号时必填（M 或 F）", "required when there is no national ID (M or F)"),
+    "import.birth_or_id": ("没有身份证号时必填（YYYY-MM-DD）", "required when there is no national ID (YYYY-MM-DD)"),
+    "import.phone": ("{value} 不是电话号码：5–20 位数字，可带 + 和空格", "{value} is not a phone number: 5–20 digits, maybe a + and spaces"),
+    "import.card_no": ("{value} 不是卡号：4–32 位字母或数字", "{value} is not a card number: 4–32 letters or digits"),
+    "import.date": ("{value} 不是日期：应为 YYYY-MM-DD", "{value} is not a date: write YYYY-MM-DD"),
+    "import.future": ("{value} 在今天之后", "{value} is after today"),
+    "import.balance_format": ("{value} 不是金额：应为元，如 123.45", "{value} is not an amount: write yuan, e.g. 123.45"),
+    "import.balance_negative": ("{value} 是负数：余额不能为负（欠费请在旧系统结清后再导入）", "{value} is negative: a balance cannot be below zero (settle the debt in the old system first)"),
+    "import.balance_decimals": ("{value} 超过两位小数：金额精确到分", "{value} has more than 2 decimals: amounts are in fen"),
+    "import.balance_too_large": ("{value} 超过单笔上限 {limit}", "{value} is more than the limit {limit}"),
+    "import.repeat": ("{value} 与第 {other} 行重复", "{value} repeats line {other}"),
+    "import.card_taken": ("卡号 {value} 已发给患者 {pid}", "card {value} is already issued (patient {pid})"),
+    "import.id_taken": ("身份证号 {value} 已登记为患者 {pid}", "national ID {value} is already registered (patient {pid})"),
+    "import.columns": ("本行有 {got} 列，表头有 {want} 列（引号没配对？）", "this line has {got} columns, the header {want} (unbalanced quotes?)"),
+    "import.no_file": ("没有文件 {path}", "no such file: {path}"),
+    "import.unreadable": ("无法读取 {path}：{why}", "cannot read {path}: {why}"),
+    "import.not_utf8": ("{path} 不是 UTF-8 编码（第 {line} 行）：请另存为 UTF-8（如 iconv -f GBK -t UTF-8）", "{path} is not UTF-8 (line {line}): save it as UTF-8 (e.g. iconv -f GBK -t UTF-8)"),
+    "import.not_csv": ("{path} 不是 CSV 文件：{why}", "{path} is not a CSV file: {why}"),
+    "import.empty": ("{path} 没有表头行", "{path} has no header row"),
+    "import.missing_columns": ("表头缺少列：{columns}（见 docs/import.md）", "the header lacks column(s): {columns} (see docs/import.md)"),
+    "import.duplicate_column": ("表头中 {column} 出现了两次", "the header names {column} twice"),
+    "import.ignored_columns": ("忽略的列：{columns}", "ignored column(s): {columns}"),
+    "import.bad_operator": ("--operator 应为 1–64 个字符", "--operator must be 1–64 characters"),
+    "import.bad_batch": ("--batch-rows 应为 1–{max}", "--batch-rows must be 1–{max}"),
+    "import.errors": ("{errors} 处错误，涉及 {lines} 行：未导入任何数据", "{errors} error(s) in {lines} line(s): nothing imported"),
+    "import.changed": ("导入期间其他窗口改变了数据（已导入的行保留）：请重新运行以完成", "other nodes changed the data during the import (lines imported so far stay): run it again to finish"),
+    "import.stopped": ("导入中断：{why}。已导入的行保留：请重新运行以完成", "the import stopped: {why}. Lines imported so far stay: run it again to finish"),
+    "import.key_mismatch": ("中心密钥与库中登记的不一致：{why}", "central's key does not match the store: {why}"),
+    "import.summary.file": ("文件        {path}", "file        {path}"),
+    "import.summary.rows": ("行数        {n}", "rows        {n}"),
+    "import.summary.skipped": ("已导入过    {n}（跳过）", "already in  {n} (skipped)"),
+    "import.summary.patients": ("患者        {n}", "patients    {n}"),
+    "import.summary.cards": ("卡          {n}", "cards       {n}"),
+    "import.summary.total": ("期初余额    {amount}", "opening     {amount}"),
+    "import.summary.batch": ("批次        {batch}", "batch       {batch}"),
+    "import.summary.events": ("中心签名事件 {n}", "events      {n} signed by central"),
+    "import.dry_run": ("试运行：检查通过，未写入任何数据", "dry run: all lines check out; nothing written"),
+    "import.done": ("已导入；各窗口同步后即可使用", "imported; counters see it once they sync"),
+    "import.nothing": ("没有新数据要导入", "nothing new to import"),
+    "report.opening": ("期初余额（旧系统转入）", "Opening balances (moved in)"),
 }
 
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT):
@@ -371,11 +585,49 @@ class Translator:
         return self(key) if key in STRINGS else default
 
     def problem(self, p: Problem) -> str:
-        """One plain-language line for a refusal (the code itself is never shown alone)."""
-        if self.language == "en":
-            return p.message[:1].upper() + p.message[1:]
-        zh = PROBLEMS_ZH.get(p.code)
-        return f"{zh}（{p.message}）" if zh else p.message
+        """One plain-language line for a refusal, in this language: the code's template
+        (``problem.<code>``, or ``problem.<code>.<variant>``) with the problem's values,
+        amounts in yuan and the field's label.  A code with no template yet: its English
+        message in English, "not done" and the code in Chinese (never a crash)."""
+        key = f"problem.{p.code}"
+        variant = p.values.get("variant")
+        if variant and f"{key}.{variant}" in STRINGS:
+            key = f"{key}.{variant}"
+        pair = STRINGS.get(key)
+        if pair is None:
+            if self.language == "en":
+                return p.message[:1].upper() + p.message[1:]
+            return self("problem.unknown", code=p.code)
+        values: dict[str, object] = {k: yuan(v) if isinstance(v, Amount) else v
+                                     for k, v in p.values.items()}
+        values["label"] = self.label(p.field)
+        try:
+            return pair[self._i].format_map(values)
+        except (KeyError, IndexError, ValueError, AttributeError):  # values it lacks
+            if self.language == "en":
+                return p.message[:1].upper() + p.message[1:]
+            return pair[self._i].format_map(_Missing(values))
 
     def problems(self, problems: list[Problem]) -> str:
         return "\n".join(self.problem(p) for p in problems)
+
+    def label(self, path: str) -> str:
+        """A field's label in this language: ``phone`` → 手机号, ``items[1].qty`` →
+        收费项目第 2 项 · 数量 (a name with no label is shown as it is)."""
+        parts: list[str] = []
+        for name, index in _PATH.findall(path):
+            if name:
+                parts.append(self(f"field.{name}") if f"field.{name}" in STRINGS else name)
+            elif parts:
+                parts[-1] = self("field.item_n", label=parts[-1], n=int(index) + 1)
+        return " · ".join(parts) or self("field.none")
+
+
+_PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+class _Missing(dict[str, object]):
+    """Template values where a value the template names is missing shows as "…"."""
+
+    def __missing__(self, key: str) -> str:
+        return "…"

@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from edge_node.db import transaction
+from edge_node.db import snapshot, transaction
 from edge_node.errors import ConfigError, OperationRefused, StorageError
 from edge_node.migrations import migrate
 from protocol.core import Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
@@ -54,7 +54,8 @@ from protocol.event import (
     Event,
     check_link,
     decode_event,
-    sign_event,
+    sign,
+    unsigned_event,
 )
 from protocol.hlc import Hlc
 
@@ -334,15 +335,35 @@ class Ledger:
         await self._bound_wal()
         return result
 
-    def _append_tx(self, conn: sqlite3.Connection, ops: list[Op], operator: str) -> AppendResult:
-        assert self.key is not None
+    async def check_ops(self, ops: list[Op] | Op, operator: str) -> AppendResult:
+        """What :meth:`append_ops` would do, done and rolled back: nothing is signed or
+        written.
+
+        The same transaction path, step by step (bodies built from the state, decoded,
+        each kind's rule, each event folded for the next op's rule), so it refuses
+        exactly what the append would refuse now; the result holds the events unsigned
+        (a preview) and the touched records as they would be after them.
+        """
+        if isinstance(ops, Op):
+            ops = [ops]
+        if not operator:
+            raise OperationRefused([Problem("operator.missing", "no operator is logged in")])
+        result: AppendResult = await self._run(self._append_tx, ops, operator, True)
+        return result
+
+    def _append_tx(self, conn: sqlite3.Connection, ops: list[Op], operator: str,
+                   dry: bool = False) -> AppendResult:
+        """Append ``ops`` in one transaction; ``dry``: check them in one that is rolled
+        back, signing and writing nothing (:meth:`check_ops`)."""
+        key = self.key
         reg = self.registry
-        with transaction(conn):
+        with (snapshot(conn) if dry else transaction(conn)):
             head = self._head(conn, self.node_id)
             hlc = self._read_clock(conn)
             loaded = _Loaded()
             out: list[Appended] = []
             now = self._clock()
+            cfg = self.rule_config.on(now)  # the rules' today: this counter's clock
             for op in ops:
                 seq = head.seq + 1
                 self._load(conn, loaded, op.need)
@@ -352,22 +373,29 @@ class Ledger:
                     raise OperationRefused(local)
                 kind, typed = local
                 self._load(conn, loaded, kind.records(typed))
-                problems = kind.rule(loaded.state, typed, self.rule_config)
+                problems = kind.rule(loaded.state, typed, cfg)
                 if problems:
                     raise OperationRefused(problems)
                 hlc = hlc.now(now)
-                ev, data, h = sign_event(self.key, node=self.node_id, seq=seq, prev=head.hash,
-                                         hlc=hlc, operator=operator, kind=op.kind, body=body)
+                ev = unsigned_event(node=self.node_id, seq=seq, prev=head.hash, hlc=hlc,
+                                    operator=operator, kind=op.kind, body=body)
+                if dry:
+                    h = ev.hash()  # (a preview's: the chain of the unsigned events)
+                else:
+                    assert key is not None
+                    ev, data, h = sign(key, ev)
                 fact = Fact.of(ev, kind, typed)
-                rowid = self._insert(conn, ev, data, h, now)
-                self._link(conn, [(p, rowid) for p in fact.patients])
+                if not dry:
+                    rowid = self._insert(conn, ev, data, h, now)
+                    self._link(conn, [(p, rowid) for p in fact.patients])
                 reg.apply_fact(loaded.state, fact)
                 head = ChainHead(seq, h)
                 out.append(Appended(ev, h))
-            self._write_back(conn, loaded)
-            conn.execute("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
-                         (self.node_id, head.seq, head.hash))
-            self._write_clock(conn, hlc)
+            if not dry:
+                self._write_back(conn, loaded)
+                conn.execute("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
+                             (self.node_id, head.seq, head.hash))
+                self._write_clock(conn, hlc)
         return AppendResult(out, loaded.state, now)
 
     def _build(self, conn: sqlite3.Connection, loaded: _Loaded, op: Op, seq: int) -> Body:

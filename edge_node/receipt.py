@@ -19,7 +19,7 @@ from edge_node.i18n import Translator
 from edge_node.reports import cells, ljust, rjust
 
 __all__ = ["PrintResult", "cells", "escpos", "print_text", "render_text"]
-from edge_node.service import Receipt
+from edge_node.service import LineText, Receipt
 from protocol.money import yuan
 
 ESC = b"\x1b"
@@ -63,7 +63,10 @@ def render_text(receipt: Receipt, *, node: str, operator: str, language: str = "
         lines.append(f"{tr('receipt.card')}: {card_no}")
     lines.append("-" * width)
     for label, amount in receipt.lines:
-        text = tr(f"line.{label}") if tr.has(f"line.{label}") else label
+        if isinstance(label, LineText) and tr.has(f"line.{label.key}"):
+            text = tr(f"line.{label.key}", **label.values)
+        else:
+            text = tr(f"line.{label}") if tr.has(f"line.{label}") else label
         money = yuan(amount)
         room = width - cells(money) - 1
         parts = _wrap(text, room)

@@ -105,6 +105,9 @@ class DailyReport:
     settlements: dict[str, Tally] = field(default_factory=lambda: _tallies(PAYMENT_METHODS))
     charges: Tally = field(default_factory=Tally)
     counts: dict[str, int] = field(default_factory=dict)  # registrations, cards_issued …
+    #: balances moved in from the old system (central's import): apart from deposits,
+    #: never in the drawer
+    opening: Tally = field(default_factory=Tally)
 
     def section(self, name: str) -> dict[str, Tally]:
         sections = {"deposits": self.deposits, "refunds": self.refunds,
@@ -167,7 +170,9 @@ def build(events: Iterable[Event], day: BusinessDay, node: str, operator: str = 
             r.counts[line.line] = r.counts.get(line.line, 0) + 1
         elif line.section == "charges":
             r.charges.add(line.amount)
-        else:
+        elif line.section == "opening_balances":
+            r.opening.add(line.amount)
+        elif line.section in ("deposits", "refunds", "settlements"):
             r.section(line.section).setdefault(line.line, Tally()).add(line.amount)
     return r
 
@@ -237,6 +242,8 @@ def render_text(report: DailyReport, language: str = "zh", width: int = 48,
     section(tr("report.refunds"), report.refunds, "to")
     section(tr("report.settlements"), report.settlements, "method")
     lines.append(row(tr("report.charges"), report.charges))
+    if report.opening.count:  # only central's own report holds these
+        lines.append(row(tr("report.opening"), report.opening))
     lines.append(tr("report.registrations", n=report.registrations, cards=report.cards_issued,
                     lost=report.cards_lost, replaced=report.cards_replaced,
                     credit=report.credits_granted))

@@ -4,6 +4,12 @@ Each method turns what staff entered into one atomic ledger append of one or mor
 events, with ids that cannot collide across counters.  Bad input and broken rules
 raise :class:`~edge_node.errors.OperationRefused` listing every problem, having
 written nothing.
+
+:meth:`CounterService.dry` is the same service checking instead of writing: each
+method runs exactly as it would (its own checks, then the ledger's
+:meth:`~edge_node.ledger.Ledger.check_ops`: the bodies built, decoded and the rules
+run in the one append path) and returns a preview :class:`Receipt` of what it would
+write, or refuses as it would.  The counter's forms run it before asking to confirm.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from protocol import nationalid
 from protocol.account import Account, Charge
 from protocol.card import CARD_ENTRY, Card
 from protocol.core import State
-from protocol.errors import Problem
+from protocol.errors import Amount, Problem
 from protocol.event import Event
 from protocol.money import yuan
 from protocol.patient import Patient
@@ -51,10 +57,24 @@ class Receipt:
     lines: tuple[tuple[str, Fen], ...] = ()
     number: str = ""
     at_ms: int = 0  # when, by this counter's own clock (its receipt prints this)
+    preview: bool = False  # a dry run's: what would be written (nothing was, unsigned)
 
 
-def _refuse(code: str, message: str, field: str = "") -> OperationRefused:
-    return OperationRefused([Problem(code, message, field)])
+class LineText(str):
+    """A receipt line's words: English as the string itself, and the ``line.<key>``
+    string with its values for a receipt in the counter's language."""
+
+    key: str
+    values: dict[str, object]
+
+    def __new__(cls, english: str, key: str, **values: object) -> LineText:
+        obj = super().__new__(cls, english)
+        obj.key, obj.values = key, values
+        return obj
+
+
+def _refuse(code: str, message: str, field: str = "", **values: object) -> OperationRefused:
+    return OperationRefused([Problem(code, message, field, values)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +121,15 @@ def _stamp_fields(account: Account, wallet: CardWallet | None, delta: Fen,
 class CounterService:
     """Counter operations on one ledger, done as the logged-in ``operator``."""
 
-    def __init__(self, ledger: Ledger, operator: str = "") -> None:
+    def __init__(self, ledger: Ledger, operator: str = "", *, dry_run: bool = False) -> None:
         self.ledger = ledger
         self.operator = operator
+        self.dry_run = dry_run
+
+    def dry(self) -> CounterService:
+        """This service (same ledger and operator) checking instead of writing: every
+        operation runs as it would and returns a preview :class:`Receipt`, or refuses."""
+        return CounterService(self.ledger, self.operator, dry_run=True)
 
     # -- lookups -------------------------------------------------------------------------
     async def lookup_card(self, card_no: str) -> PatientView:
@@ -111,7 +137,7 @@ class CounterService:
         card = await self.ledger.get(Card, card_no)
         if card is None:
             raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
-                          "card_no")
+                          "card_no", card=card_no)
         view = await self.patient(card.patient_id)
         return PatientView(view.patient, view.account, view.cards, card)
 
@@ -119,7 +145,7 @@ class CounterService:
         patient = await self.ledger.get(Patient, patient_id)
         if patient is None:
             raise _refuse("patient.unknown", f"no patient {patient_id} is known at this counter",
-                          "patient_id")
+                          "patient_id", patient=patient_id)
         account = await self.ledger.get(Account, patient_id) or Account(patient_id)
         cards = tuple(await self.ledger.cards_of(patient_id))
         return PatientView(patient, account, cards)
@@ -147,7 +173,7 @@ class CounterService:
         problems: list[Problem] = []
         if await self.ledger.get(Card, card_no) is not None:
             problems.append(Problem("card.exists", f"card {card_no} has already been issued",
-                                    "card_no"))
+                                    "card_no", {"card": card_no}))
         if national_id.strip():
             parsed = nationalid.parse(national_id)
             if isinstance(parsed, Problem):
@@ -155,16 +181,13 @@ class CounterService:
             else:
                 existing = await self.find_by_national_id(parsed.number)
                 if existing:
-                    problems.append(Problem(
-                        "patient.duplicate_national_id",
-                        f"this ID number is already registered as patient "
-                        f"{existing[0].patient_id} ({existing[0].name}): use that record",
-                        "national_id"))
+                    problems.append(_duplicate(existing[0]))
         fee = self.ledger.rule_config.registration_fee
         if first_deposit is not None and first_deposit < fee:
             problems.append(Problem("deposit.below_registration_fee",
                                     f"the first deposit must cover the registration fee "
-                                    f"{yuan(fee)}; got {yuan(first_deposit)}", "first_deposit"))
+                                    f"{yuan(fee)}; got {yuan(first_deposit)}", "first_deposit",
+                                    {"fee": Amount(fee), "amount": Amount(first_deposit)}))
         if problems:
             raise OperationRefused(problems)
 
@@ -179,14 +202,21 @@ class CounterService:
 
     async def _append(self, ops: list[Op], title: str,
                       lines: tuple[tuple[str, Fen], ...] = (), number_field: str = "") -> Receipt:
-        """Append ``ops`` in one transaction; the receipt reads the state it left behind."""
-        result = await self.ledger.append_ops(ops, self.operator)
+        """Append ``ops`` in one transaction; the receipt reads the state it left behind.
+
+        Dry (:meth:`dry`): the same ops only checked, the receipt a preview of them.
+        """
+        if self.dry_run:
+            result = await self.ledger.check_ops(ops, self.operator)
+        else:
+            result = await self.ledger.append_ops(ops, self.operator)
         events = tuple(a.event for a in result.appended)
         pid = events[-1].body["patient_id"]
         patient = result.state.get(Patient, pid) or await self.ledger.get(Patient, pid)
         number = next((str(e.body[number_field]) for e in events if number_field in e.body), "")
         balance = result.state.get_or_new(Account, pid).balance
-        return Receipt(title, patient, events, balance, lines, number, result.local_ms)
+        return Receipt(title, patient, events, balance, lines, number, result.local_ms,
+                       self.dry_run)
 
     def _by_card(self, kind: str, card_no: str,
                  build: Callable[[Card, OpContext], dict[str, Any]]) -> Op:
@@ -195,7 +225,7 @@ class CounterService:
             card = ctx.state.get(Card, card_no)
             if card is None:
                 raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
-                              "card_no")
+                              "card_no", card=card_no)
             return build(card, ctx)
         return Op(kind, body, frozenset({(Card, card_no)}))
 
@@ -234,10 +264,7 @@ class CounterService:
             body["birth_date"] = birth_date or parsed.birth_date
             existing = await self.find_by_national_id(parsed.number)
             if existing:
-                raise _refuse("patient.duplicate_national_id",
-                              f"this ID number is already registered as patient "
-                              f"{existing[0].patient_id} ({existing[0].name}): use that record",
-                              "national_id")
+                raise OperationRefused([_duplicate(existing[0])])
         if phone.strip():
             body["phone"] = phone.strip()
         if contact.strip():
@@ -250,7 +277,7 @@ class CounterService:
                 raise _refuse("patient.id_moved",
                               f"the card was written for patient {expect_patient_id} but the "
                               f"next patient number is {holder['patient_id']}: issue again",
-                              "card_no")
+                              "card_no", expected=expect_patient_id, got=holder["patient_id"])
             return {"patient_id": holder["patient_id"], **body}
 
         def card_body(ctx: OpContext) -> dict[str, Any]:
@@ -349,7 +376,7 @@ class CounterService:
         charge = await self.ledger.get(Charge, charge_id)
         if charge is None or not charge.patient_id:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
-                          "counter", "charge_id")
+                          "counter", "charge_id", charge=charge_id)
 
         def body(ctx: OpContext) -> dict[str, Any]:
             acct = ctx.state.get_or_new(Account, charge.patient_id)
@@ -358,8 +385,9 @@ class CounterService:
                     "patient_id": charge.patient_id, "amount": amount, "to": to,
                     "approved_by": approved_by, "reason": reason,
                     **_stamp_fields(acct, wallet, delta, stamp)}
-        return await self._append([Op("account.refunded", body)], "Refund",
-                                  ((f"Refund of {charge_id} to {to}", amount),), "refund_id")
+        line = LineText(f"Refund of {charge_id} to {to}", f"refund.{to}", charge=charge_id)
+        return await self._append([Op("account.refunded", body)], "Refund", ((line, amount),),
+                                  "refund_id")
 
     async def settle(self, card_no: str, method: str = "cash", *,
                      wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
@@ -376,7 +404,8 @@ class CounterService:
                 raise _refuse("settle.card_newer",
                               f"the card shows {yuan(known)} after spending this counter has "
                               f"not synced yet (the records say {yuan(balance)}): sync with "
-                              "central, then settle", "amount")
+                              "central, then settle", "amount", card_balance=Amount(known),
+                              balance=Amount(balance))
             return {"patient_id": card.patient_id, "amount": max(balance, 0), "method": method,
                     "invoice_no": ctx.new_id("INV"),
                     **_stamp_fields(acct, wallet, -max(balance, 0), stamp)}
@@ -406,9 +435,20 @@ def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen
                       f"the card shows balance {yuan(known)}{credit} after spending this "
                       f"counter has not synced yet (the records say {yuan(account.balance)}): "
                       f"{yuan(amount)} is {yuan(amount - known - account.credit_limit)} short",
-                      "amount")
+                      "amount", variant="credit" if account.credit_limit else "",
+                      card_balance=Amount(known), credit=Amount(account.credit_limit),
+                      balance=Amount(account.balance), amount=Amount(amount),
+                      short=Amount(amount - known - account.credit_limit))
 
 
 def _check_entry(card_entry: str) -> None:
     if card_entry not in CARD_ENTRY:
-        raise _refuse("card.entry", f"card entry must be one of {', '.join(CARD_ENTRY)}")
+        raise _refuse("card.entry", f"card entry must be one of {', '.join(CARD_ENTRY)}",
+                      "card_entry", choices=", ".join(CARD_ENTRY))
+
+
+def _duplicate(existing: Patient) -> Problem:
+    return Problem("patient.duplicate_national_id",
+                   f"this ID number is already registered as patient {existing.patient_id} "
+                   f"({existing.name}): use that record", "national_id",
+                   {"patient": existing.patient_id, "name": existing.name})

@@ -49,9 +49,10 @@ class LoginRefused(EdgeError):
 
     title = "Login refused"
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, **values: object) -> None:
         super().__init__(message)
         self.code = code
+        self.values = values  # for the message in the staff's language (``minutes`` …)
 
 
 class StaffError(EdgeError):
@@ -125,7 +126,7 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
     if locked_until > now:
         minutes = max(1, (locked_until - now + 59_999) // 60_000)
         raise LoginRefused("login.locked", f"too many wrong PINs: try again in {minutes} min "
-                           "or ask a supervisor")
+                           "or ask a supervisor", minutes=minutes)
     try:
         ok = await asyncio.to_thread(_HASHER.verify, pin_hash, pin)
     except (VerificationError, InvalidHashError):
@@ -145,7 +146,7 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
     if not ok:
         if failures >= MAX_FAILED:
             raise LoginRefused("login.locked", "too many wrong PINs: this id is locked for "
-                               f"{LOCKOUT_MS // 60_000} min")
+                               f"{LOCKOUT_MS // 60_000} min", minutes=LOCKOUT_MS // 60_000)
         raise LoginRefused("login.wrong", "staff id or PIN is wrong")
     return Staff(sid, name, role)
 

@@ -1,103 +1,306 @@
-"""A scripted walk through one patient's day at two counters, on real ledgers in a temp dir.
+"""A scripted offline double spend, from two counters through central and back.
 
-``python -m edge_node.walkthrough`` (``make walkthrough``): registration and card issue,
-a deposit, charges, a refund. At a second counter that has received the first counter's
-signed events (verified, chained) the card is reported lost and replaced: the balance
-follows the patient.  Both ledgers are then verified event by event.
+``python -m edge_node.walkthrough`` (``make walkthrough``): central's real websocket
+server on 127.0.0.1 and two counters, each with its own signed ledger and its real sync
+client, all in this one process.  A patient registers at the cashier; both counters
+sync through central; the link drops and each counter charges the same card for what
+its own ledger allows; the link returns, central's reconciler raises the overdraft by
+itself, IT resolves it (the code path of ``onecard-central conflicts resolve``) and the
+remedy reaches both counters, which then say what to do when the card is tapped.
+
+Printed in the configured language: ``--language``, else ``LANG`` (``en…`` → English),
+else Chinese.  Files go to a temporary folder deleted at the end, or to ``--keep DIR``,
+kept (and named at the end).  Exit 0 when every step happened as told, 1 otherwise.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import io
+import logging
+import os
+import sqlite3
 import sys
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from edge_node.errors import OperationRefused
+from central import conflicts as cf
+from central.config import CentralConfig, render_config
+from central.config import write_key as write_central_key
+from central.server import run_server
+from central.store import CentralStore
+from edge_node.config import EdgeConfig, SyncConfig, render, write_key
+from edge_node.i18n import Translator
 from edge_node.ledger import Ledger
+from edge_node.notices import notices
 from edge_node.service import CounterService
+from edge_node.sync import daemon
 from protocol.crypto import SigningKey
 from protocol.money import yuan
 
+CARD = "8600000001"
+STEP_TIMEOUT_S = 60.0  # each wait; a stuck step fails with its name, never hangs
+SYNC = daemon.SyncOptions(ping_interval_s=1.0, ping_timeout_s=5.0, backoff_max_s=0.5)
+IT_OPERATOR = "it.zhao"
 
-def say(text: str) -> None:
-    print(text, flush=True)
+
+class WalkFailed(Exception):
+    """A step did not happen as the walkthrough says it does."""
 
 
-async def walk(base: Path) -> int:
-    key_a, key_b = SigningKey.generate(), SigningKey.generate()
-    a = await Ledger.open(base / "cashier-01.sqlite3", "cashier-01", key_a)
-    b = await Ledger.open(base / "pharmacy-01.sqlite3", "pharmacy-01", key_b)
-    await a.set_node_keys({"pharmacy-01": (key_b.public_key, "pharmacy")})
-    await b.set_node_keys({"cashier-01": (key_a.public_key, "cashier")})
-    cashier, pharmacy = CounterService(a, "wang.fang"), CounterService(b, "li.na")
-    say(f"ledgers in {base}")
-    say(f"  cashier-01  key {key_a.fingerprint}")
-    say(f"  pharmacy-01 key {key_b.fingerprint}\n")
-
-    r = await cashier.register_patient(
-        name="张伟", national_id="11010519491231002X", phone="13800138000",
-        card_no="8600000001", first_deposit=20000, method="cash")
-    pid = r.patient.patient_id
-    say(f"[cashier-01] registered {r.patient.name} as {pid} "
-        f"({r.patient.sex}, born {r.patient.birth_date}), card 8600000001, "
-        f"first deposit {yuan(20000)}  → balance {yuan(r.balance)}")
-    r = await cashier.deposit("8600000001", 5000, "mobile")
-    say(f"[cashier-01] top-up {yuan(5000)} by mobile, receipt {r.number} → {yuan(r.balance)}")
-    reg = await cashier.charge("8600000001", [
-        {"code": "REG-GEN", "name": "普通门诊挂号", "qty": 1, "unit_price": 500},
-        {"code": "CONS", "name": "诊查费", "qty": 1, "unit_price": 1000}], "内科")
-    say(f"[cashier-01] charge {reg.number}: registration + consultation "
-        f"{yuan(1500)} → {yuan(reg.balance)}")
-    lab = await cashier.charge("8600000001", [
-        {"code": "LAB-CBC", "name": "血常规", "qty": 1, "unit_price": 2500}], "检验科")
-    say(f"[cashier-01] charge {lab.number}: blood count {yuan(2500)} → {yuan(lab.balance)}")
-    r = await cashier.refund(lab.number, 2500, "deposit", "dr.zhao", "test cancelled")
-    say(f"[cashier-01] refund {yuan(2500)} of {lab.number} to the deposit → {yuan(r.balance)}")
-
-    # The pharmacy counter receives the cashier's signed events (what sync does).
-    page = [data for _, data in await a.events()]
-    new = await b.ingest(page)
-    say(f"\n[pharmacy-01] received {new} signed events from cashier-01 (signatures and "
-        "chain checked)")
-    r = await pharmacy.charge("8600000001", [
-        {"code": "DRUG-AMOX", "name": "阿莫西林胶囊", "qty": 2, "unit_price": 1850}], "药房")
-    say(f"[pharmacy-01] dispensed: charge {yuan(3700)} → {yuan(r.balance)}")
-    r = await pharmacy.report_lost("8600000001", "id_card", "lost on the bus")
-    say("[pharmacy-01] card 8600000001 reported lost (identity checked with ID card)")
+def _count(db: Path, sql: str) -> int:
     try:
-        await pharmacy.charge("8600000001", [
-            {"code": "DRUG-VC", "name": "维生素C", "qty": 1, "unit_price": 300}], "药房")
-    except OperationRefused as exc:
-        say(f"[pharmacy-01] charging the lost card is refused: {exc}")
-    r = await pharmacy.replace_card("8600000001", "8600000002")
-    view = await pharmacy.lookup_card("8600000002")
-    say(f"[pharmacy-01] replacement card 8600000002 → same patient {view.patient.patient_id}, "
-        f"balance {yuan(view.account.balance)}")
-
-    await a.ingest([data for _, data in await b.events()
-                    if data not in page])
-    va = await CounterService(a).lookup_card("8600000002")
-    say(f"\n[cashier-01] after receiving pharmacy-01's events: card 8600000002 balance "
-        f"{yuan(va.account.balance)}, old card {(await a.get('cards', '8600000001')).status}")
-    ok = True
-    for name, led in (("cashier-01", a), ("pharmacy-01", b)):
-        report = await led.verify()
-        ok &= report.ok
-        say(f"[{name}] {report}")
-    expected = 20000 + 5000 - 1500 - 2500 + 2500 - 3700
-    if va.account.balance != expected or view.account.balance != expected:
-        say(f"balance mismatch: expected {yuan(expected)}")
-        ok = False
-    await a.close()
-    await b.close()
-    say("\nall balances agree and every event verifies" if ok else "\nSOMETHING IS WRONG")
-    return 0 if ok else 1
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    except sqlite3.OperationalError:
+        return -1
+    try:
+        return int(c.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return -1
+    finally:
+        c.close()
 
 
-def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="onecard-walk-") as d:
-        return asyncio.run(walk(Path(d)))
+async def until(pred: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT_S
+    while not await pred():
+        if time.monotonic() > deadline:
+            raise WalkFailed(f"timed out after {STEP_TIMEOUT_S:.0f} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Desk:
+    """One counter: its config, its ledger (for the service staff use) and its sync."""
+
+    config: EdgeConfig
+    ledger: Ledger
+    service: CounterService
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def node(self) -> str:
+        return self.config.node_id
+
+    def online(self) -> None:
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(daemon.run(self.config, stop=self.stop, options=SYNC))
+
+    async def offline(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, STEP_TIMEOUT_S)
+            self.task = None
+
+    def events(self) -> int:
+        return _count(self.config.db, "SELECT COUNT(*) FROM events")
+
+    async def shown(self, tr: Translator) -> list[str]:
+        """What tapping the card tells staff at this counter, in its language."""
+        view = await self.service.lookup_card(CARD)
+        history = await self.service.history(view.patient.patient_id, 50)
+        return [n.text(tr) for n in notices(view.patient, view.account, view.cards, history)]
+
+    async def balance(self) -> int:
+        return (await self.service.lookup_card(CARD)).account.balance
+
+
+async def walk(base: Path, tr: Translator, say: Callable[[str], None]) -> None:
+    # -- central: config, key, the counters it admits, its server --------------------------
+    cdir = base / "central"
+    cdir.mkdir(parents=True)
+    (cdir / "central.toml").write_text(
+        render_config(port=0).replace("verify_workers = -1", "verify_workers = 0"),
+        encoding="utf-8")
+    ccfg = CentralConfig.load(cdir / "central.toml")
+    ckey = SigningKey.generate()
+    write_central_key(ccfg.key_file, ckey)
+    nodes = (("cashier-01", "cashier", "wang.fang"), ("pharmacy-01", "pharmacy", "li.na"))
+    keys = {node: SigningKey.generate() for node, _, _ in nodes}
+    store = await CentralStore.open(ccfg.db, max_skew_ms=ccfg.max_skew_ms)
+    try:
+        for node, role, _ in nodes:
+            await store.enrol(node, keys[node].public_key, role)
+    finally:
+        await store.close()
+
+    stop_central = asyncio.Event()
+    listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    # run_server prints its "listening on" line for operators; here the story says it
+    with contextlib.redirect_stdout(io.StringIO()):
+        server = asyncio.create_task(run_server(ccfg, stop=stop_central,
+                                                on_listening=listening.set_result))
+        starting: list[asyncio.Future[Any]] = [server, listening]
+        done, _ = await asyncio.wait(starting, timeout=STEP_TIMEOUT_S,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    if listening not in done:
+        if server.done():
+            server.result()  # raises what stopped it
+        raise WalkFailed("central did not start listening")
+    port = listening.result()
+    url = f"ws://127.0.0.1:{port}/sync"
+    say(tr("walk.central", url=url))
+    for node, role, _ in nodes:
+        say(tr("walk.enrolled", node=node, role=role, fp=keys[node].fingerprint))
+
+    desks: list[Desk] = []
+    try:
+        for node, role, operator in nodes:
+            d = base / node
+            cfg = EdgeConfig(node_id=node, role=role, db=d / "ledger.sqlite3",
+                             key_file=d / "node.key", language=tr.language,
+                             sync=SyncConfig(url, ckey.public_key.hex()))
+            write_key(cfg.key_file, keys[node])
+            (d / "onecard-edge.toml").write_text(render(cfg), encoding="utf-8")  # if kept
+            ledger = await Ledger.open(cfg.db, node, keys[node], rule_config=cfg.rules)
+            desks.append(Desk(cfg, ledger, CounterService(ledger, operator)))
+        await _story(desks, ccfg, ckey, tr, say)
+    finally:
+        for desk in desks:
+            await desk.offline()
+            await desk.ledger.close()
+        stop_central.set()
+        await asyncio.wait_for(server, STEP_TIMEOUT_S)
+
+
+async def _story(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: Translator,
+                 say: Callable[[str], None]) -> None:
+    cashier, pharmacy = desks
+
+    def central_events() -> int:
+        return _count(ccfg.db, "SELECT COUNT(*) FROM events")
+
+    async def synced() -> bool:
+        n = central_events()
+        return n > 0 and all(d.events() == n for d in desks)
+
+    # 1. registration at the cashier, known everywhere through central
+    r = await cashier.service.register_patient(
+        name="张伟", national_id="11010519491231002X", phone="13800138000", card_no=CARD,
+        first_deposit=10_000, method="cash")
+    pid = r.patient.patient_id
+    say(tr("walk.registered", node=cashier.node, name=r.patient.name, pid=pid, card=CARD,
+           amount=yuan(10_000), balance=yuan(r.balance)))
+    for d in desks:
+        d.online()
+    await until(synced, "both counters to sync through central")
+    say(tr("walk.synced", node=pharmacy.node, n=pharmacy.events(), name=r.patient.name,
+           card=CARD, balance=yuan(await pharmacy.balance())))
+
+    # 2. the link drops; each counter charges what its own ledger allows
+    say(tr("walk.offline"))
+    for d in desks:
+        await d.offline()
+    for d, item in ((cashier, {"code": "EX102", "name": "心电图检查", "qty": 2,
+                               "unit_price": 2_500}),
+                    (pharmacy, {"code": "DR302", "name": "布洛芬缓释胶囊 0.3g×20", "qty": 3,
+                                "unit_price": 1_850})):
+        before = await d.balance()
+        c = await d.service.charge(CARD, [item], "门诊", card_entry="manual")
+        say(tr("walk.charged", node=d.node, item=item["name"],
+               amount=yuan(before - c.balance), before=yuan(before), balance=yuan(c.balance)))
+
+    # 3. the link returns: central's reconciler raises the overdraft by itself
+    say(tr("walk.online"))
+    for d in desks:
+        d.online()
+    store = await CentralStore.open(ccfg.db, max_skew_ms=ccfg.max_skew_ms)
+    try:
+        async def raised() -> bool:  # booked, and announced to the counters (signed)
+            return _count(ccfg.db, "SELECT COUNT(*) FROM conflicts WHERE kind = 'overdraft' "
+                          "AND announced = 1") == 1
+
+        await until(raised, "central to raise and announce the overdraft")
+        [row] = [c for c in await cf.list_conflicts(store) if c.kind == "overdraft"]
+        say(tr("walk.raised", cid=row.id, amount=yuan(row.amount),
+               nodes=("、" if tr.language == "zh" else ", ").join(row.nodes)))
+        await until(synced, "central's conflict.raised to reach both counters")
+        for d in desks:
+            say(tr("walk.tap", node=d.node, text=" / ".join(await d.shown(tr))))
+
+        # 4. IT resolves it: the remedy is signed by central (what `conflicts resolve` does)
+        remedy = "debt"
+        reason = tr("walk.reason")
+        say(tr("walk.resolving", op=IT_OPERATOR, cid=row.id, remedy=tr(f"walk.remedy.{remedy}"),
+               reason=reason))
+        signed = await cf.resolve(store, ckey, row.id, remedy, reason=reason,
+                                  operator=IT_OPERATOR)
+        done = await cf.get_conflict(store, row.id)
+        assert done is not None
+        if done.status != "resolved":
+            raise WalkFailed(f"{row.id} is {done.status} after resolving")
+        say(tr("walk.resolved", events=", ".join(f"{e.kind} (central #{e.seq})"
+                                                 for e in signed)))
+    finally:
+        await store.close()
+
+    # 5. the remedy reaches both counters: the same balance, the same instruction
+    await until(synced, "the remedy to reach both counters")
+    balances = {d.node: await d.balance() for d in desks}
+    shown = {d.node: await d.shown(tr) for d in desks}
+    for d in desks:
+        say(tr("walk.remedy_here", node=d.node, balance=yuan(balances[d.node]),
+               text=" / ".join(shown[d.node])))
+    expected = 10_000 - 5_000 - 5_550
+    if set(balances.values()) != {expected}:
+        raise WalkFailed(f"balances {balances}, expected {yuan(expected)} at both counters")
+    if shown[cashier.node] != shown[pharmacy.node] or not shown[cashier.node]:
+        raise WalkFailed(f"the counters say different things: {shown}")
+    for d in desks:
+        report = await d.ledger.verify()
+        if not report.ok:
+            raise WalkFailed(f"{d.node}: {report}")
+        say(tr("walk.verified", node=d.node, n=report.checked))
+    say(tr("walk.done", amount=yuan(-expected)))
+
+
+def default_language() -> str:
+    return "en" if os.environ.get("LANG", "").lower().startswith("en") else "zh"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m edge_node.walkthrough",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--language", choices=("zh", "en"), default=None,
+                   help="zh or en (default: en when $LANG starts with en, else zh)")
+    p.add_argument("--keep", metavar="DIR", type=Path, default=None,
+                   help="put the ledgers and central's store in DIR (new) and keep them")
+    args = p.parse_args(argv)
+    tr = Translator(args.language or default_language())
+
+    def say(text: str) -> None:
+        print(text, flush=True)
+
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        print(tr("walk.keep_not_empty", dir=args.keep), file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        base = args.keep or Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="onecard-walk-")))
+        base.mkdir(parents=True, exist_ok=True)
+        # the server's and sync clients' logs go to a file beside the ledgers, not here
+        handler = logging.FileHandler(base / "walkthrough.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        stack.callback(root.removeHandler, handler)
+        stack.callback(handler.close)
+        try:
+            asyncio.run(walk(base, tr, say))
+        except (WalkFailed, cf.ResolveError) as exc:
+            say(tr("walk.failed", error=str(exc)))
+            return 1
+        if args.keep is not None:
+            say(tr("walk.kept", dir=args.keep.resolve()))
+    return 0
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ from protocol.core import (
     refs,
     say,
 )
-from protocol.errors import Problem
-from protocol.event import SAFE_INT
+from protocol.errors import Amount, Problem
+from protocol.event import CENTRAL, SAFE_INT
 from protocol.fields import (
     MAX_AMOUNT,
     Body,
@@ -74,6 +74,7 @@ class Account(Record):
     settled: Fen = 0
     adjusted: Fen = 0  # central's adjustments: debts taken, charges reversed
     transferred: Fen = 0  # net balance moved in by central's merges (out: negative)
+    opening: Fen = 0  # balance moved in from the old system (protocol.moving_in)
     money_seq: int = 0  # count of counter money events: the sequence of wallet stamps
     closed: int = 0  # 1 after a settlement until the next deposit (latest of the two wins)
     closed_at: str = ""
@@ -140,7 +141,7 @@ def _stamp_seq() -> int:
 
 
 def _stamp_balance() -> int | None:
-    return spec(Field(int, False, lo=-MAX_AMOUNT, hi=MAX_AMOUNT), None)  # type: ignore
+    return spec(Field(int, False, lo=-MAX_AMOUNT, hi=MAX_AMOUNT, money=True), None)  # type: ignore
 
 
 class Stamped(Body):
@@ -204,6 +205,13 @@ class Deposited(Stamped):
     stamp_balance: int | None = _stamp_balance()
 
 
+def _moved_in(state: State, pid: PatientId) -> bool:
+    """Registered by central from the old system (:mod:`protocol.moving_in`): the patient
+    paid for registration there, so no first deposit has to cover the fee again."""
+    p = state.get(Patient, pid)
+    return p is not None and p.registered_node == CENTRAL
+
+
 def _fold_deposited(tx: Tx, at: At, b: Deposited) -> None:
     _counter_money(tx, b, at, closed=0, deposited=b.amount)
 
@@ -211,10 +219,12 @@ def _fold_deposited(tx: Tx, at: At, b: Deposited) -> None:
 def _rule_deposited(state: State, b: Deposited, cfg: RuleConfig) -> list[Problem]:
     out = patient_known(state, b.patient_id) or _card_if_given(state, b.patient_id, b.card_no)
     acct = state.get_or_new(Account, b.patient_id)
-    if acct.deposited == 0 and b.amount < cfg.registration_fee:
+    first = acct.deposited == 0 and not _moved_in(state, b.patient_id)
+    if first and b.amount < cfg.registration_fee:
         out.append(Problem("deposit.below_registration_fee",
                            f"the first deposit must cover the registration fee "
-                           f"{yuan(cfg.registration_fee)}; got {yuan(b.amount)}", "amount"))
+                           f"{yuan(cfg.registration_fee)}; got {yuan(b.amount)}", "amount",
+                           {"fee": Amount(cfg.registration_fee), "amount": Amount(b.amount)}))
     return out
 
 
@@ -237,7 +247,7 @@ class Item(Body):
     code: str = spec(text(32))
     name: str = spec(text(64))
     qty: int = spec(Field(int, lo=1, hi=10_000))
-    unit_price: int = spec(Field(int, lo=0, hi=MAX_AMOUNT))
+    unit_price: int = spec(Field(int, lo=0, hi=MAX_AMOUNT, money=True))
 
 
 @body
@@ -258,7 +268,7 @@ class Charged(Stamped):
         if total != self.amount:
             return [Problem("charge.total_mismatch",
                             f"items add up to {total} fen but the charge says {self.amount}",
-                            "amount")]
+                            "amount", {"total": Amount(total), "amount": Amount(self.amount)})]
         return Stamped.problems(self)
 
 
@@ -276,7 +286,8 @@ def _rule_charged(state: State, b: Charged, cfg: RuleConfig) -> list[Problem]:
     if out:
         return out
     if state.get(Charge, b.charge_id) is not None:
-        return [Problem("charge.exists", f"charge {b.charge_id} already exists", "charge_id")]
+        return [Problem("charge.exists", f"charge {b.charge_id} already exists", "charge_id",
+                        {"charge": b.charge_id})]
     acct = state.get_or_new(Account, b.patient_id)
     if acct.closed:
         return [Problem("account.closed", "the account was settled; a new deposit reopens it")]
@@ -285,7 +296,10 @@ def _rule_charged(state: State, b: Charged, cfg: RuleConfig) -> list[Problem]:
         credit = f" + credit {yuan(acct.credit_limit)}" if acct.credit_limit else ""
         return [Problem("charge.insufficient",
                         f"balance {yuan(acct.balance)}{credit} does not cover {yuan(b.amount)}"
-                        f": {yuan(short)} short", "amount")]
+                        f": {yuan(short)} short", "amount",
+                        {"variant": "credit" if acct.credit_limit else "",
+                         "balance": Amount(acct.balance), "credit": Amount(acct.credit_limit),
+                         "amount": Amount(b.amount), "short": Amount(short)})]
     return []
 
 
@@ -334,7 +348,7 @@ def _rule_refunded(state: State, b: Refunded, cfg: RuleConfig) -> list[Problem]:
     charge = state.get(Charge, b.charge_id)
     if charge is None or not charge.charged_at:
         return [*out, Problem("refund.unknown_charge", f"charge {b.charge_id} is not known "
-                              "at this counter", "charge_id")]
+                              "at this counter", "charge_id", {"charge": b.charge_id})]
     if charge.patient_id != b.patient_id:
         return [*out, Problem("refund.wrong_patient", "that charge belongs to another patient",
                               "charge_id")]
@@ -342,7 +356,9 @@ def _rule_refunded(state: State, b: Refunded, cfg: RuleConfig) -> list[Problem]:
         out.append(Problem("refund.exceeds_charge",
                            f"only {yuan(charge.refundable)} of charge {b.charge_id} "
                            f"({yuan(charge.amount)}) is left to refund; asked {yuan(b.amount)}",
-                           "amount"))
+                           "amount", {"left": Amount(charge.refundable), "charge": b.charge_id,
+                                      "charged": Amount(charge.amount),
+                                      "amount": Amount(b.amount)}))
     return out
 
 
@@ -382,12 +398,13 @@ def _rule_settled(state: State, b: Settled, cfg: RuleConfig) -> list[Problem]:
     acct = state.get_or_new(Account, b.patient_id)
     if acct.balance < 0:
         return [Problem("settle.owing", f"the patient owes {yuan(-acct.balance)}: collect it "
-                        "before settling", "amount")]
+                        "before settling", "amount", {"debt": Amount(-acct.balance)})]
     if acct.closed and acct.balance == 0:
         return [Problem("settle.already", "the account is already settled")]
     if b.amount != acct.balance:
         return [Problem("settle.partial", f"settlement returns the whole balance "
-                        f"{yuan(acct.balance)}, not {yuan(b.amount)}", "amount")]
+                        f"{yuan(acct.balance)}, not {yuan(b.amount)}", "amount",
+                        {"balance": Amount(acct.balance), "amount": Amount(b.amount)})]
     return []
 
 

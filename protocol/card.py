@@ -89,23 +89,27 @@ def usable_card(state: State, card: CardNo, pid: PatientId,
     """Refuse a card that is unknown here, another patient's, lost, replaced or blocked."""
     c = state.get(Card, card)
     if c is None or not c.issued_at:
-        return [Problem("card.unknown", f"card {card} is not known at this counter", field)]
+        return [Problem("card.unknown", f"card {card} is not known at this counter", field,
+                        {"card": card})]
     if c.patient_id != pid:
-        return [Problem("card.wrong_patient", f"card {card} belongs to another patient", field)]
+        return [Problem("card.wrong_patient", f"card {card} belongs to another patient", field,
+                        {"card": card})]
     if c.status == "lost":
         return [Problem("card.lost", f"card {card} was reported lost: keep it and ask for ID",
-                        field)]
+                        field, {"card": card})]
     if c.status == "replaced":
-        return [Problem("card.replaced", f"card {card} was replaced by {c.replaced_by}", field)]
+        return [Problem("card.replaced", f"card {card} was replaced by {c.replaced_by}", field,
+                        {"card": card, "new": c.replaced_by})]
     if c.status != "active":
-        return [Problem("card.blocked", f"card {card} is blocked", field)]
+        return [Problem("card.blocked", f"card {card} is blocked", field, {"card": card})]
     return []
 
 
 def _taken(state: State, card: CardNo, field: str) -> list[Problem]:
     c = state.get(Card, card)
     if c is not None and c.issued_at:
-        return [Problem("card.exists", f"card {card} has already been issued", field)]
+        return [Problem("card.exists", f"card {card} has already been issued", field,
+                        {"card": card})]
     return []
 
 
@@ -189,13 +193,14 @@ def _rule_replaced(state: State, b: Replaced, cfg: RuleConfig) -> list[Problem]:
     old = state.get(Card, b.old_card_no)
     if old is None or not old.issued_at:
         out.append(Problem("card.unknown", f"card {b.old_card_no} is not known at this "
-                           "counter", "old_card_no"))
+                           "counter", "old_card_no", {"card": b.old_card_no}))
     elif old.patient_id != b.patient_id:
         out.append(Problem("card.wrong_patient", f"card {b.old_card_no} belongs to another "
-                           "patient", "old_card_no"))
+                           "patient", "old_card_no", {"card": b.old_card_no}))
     elif old.status not in ("active", "lost"):
         out.append(Problem("card.already_replaced", f"card {b.old_card_no} was already "
-                           f"replaced by {old.replaced_by or 'another card'}", "old_card_no"))
+                           f"replaced by {old.replaced_by or 'another card'}", "old_card_no",
+                           {"card": b.old_card_no}))
     return out + _taken(state, b.new_card_no, "new_card_no")
 
 

@@ -31,12 +31,14 @@ The fold is the same everywhere (counter ledger, central reconciler, console):
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from protocol.errors import Problem
 from protocol.event import CENTRAL, Event
@@ -256,7 +258,7 @@ def earlier(at: str, than: str) -> bool:
 
 
 # -- what an event means beyond its records ---------------------------------------------
-FLOWS = ("deposit", "charge", "refund", "settle", "adjust", "transfer")
+FLOWS = ("deposit", "charge", "refund", "settle", "adjust", "transfer", "opening")
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +266,9 @@ class Money:
     """How an event moves money: its flow and each account's balance change in fen.
 
     ``flow`` is one of :data:`FLOWS` ("" for kinds that move none).  A refund in cash has
-    the flow and no delta: money left the hospital, no balance changed.
+    the flow and no delta: money left the hospital, no balance changed.  ``opening`` is a
+    balance moved in from the hospital's old system (:mod:`protocol.moving_in`): money
+    the hospital already held, not taken in at a counter.
     """
 
     flow: str = ""
@@ -281,7 +285,7 @@ NO_MONEY = Money()
 class ReportLine:
     """Where an event goes in the cashier's daily report: a section, a line, an amount."""
 
-    section: str  # deposits | refunds | settlements | charges | counts
+    section: str  # deposits | refunds | settlements | charges | counts | opening_balances
     line: str  # payment method, refund destination, or what was counted
     amount: Fen = 0
 
@@ -313,9 +317,34 @@ class NoticeContext:
 
 @dataclass(frozen=True, slots=True)
 class RuleConfig:
-    """What the counter's rules are configured with."""
+    """What the counter's rules are configured with, and the counter's day.
+
+    Rules are the counter's refusals before it signs (never part of the fold), so one
+    may read the day: ``today`` (``YYYY-MM-DD`` in ``timezone``) is set by the ledger from
+    its clock for each append (:meth:`on`); "" means unknown (no rule reads a day then),
+    as when the clock reads before :data:`CLOCK_SET` (a counter that lost its time must
+    not refuse every patient born since).
+    """
 
     registration_fee: Fen = 500  # ¥5.00: the first deposit must cover it (DOMAIN 3.2)
+    timezone: str = "Asia/Shanghai"
+    today: str = ""
+
+    def on(self, now_ms: int) -> RuleConfig:
+        """This configuration on the day ``now_ms`` falls in (in ``timezone``)."""
+        try:
+            tz: dt.tzinfo = ZoneInfo(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            tz = dt.UTC
+        try:
+            day = dt.datetime.fromtimestamp(now_ms / 1000, tz).date().isoformat()
+        except (OverflowError, OSError, ValueError):
+            day = ""
+        day = day if day >= CLOCK_SET else ""
+        return self if day == self.today else dataclasses.replace(self, today=day)
+
+
+CLOCK_SET = "2020-01-01"  # a counter's clock before this day is not set (RuleConfig.today)
 
 
 B = TypeVar("B", bound=Body)
@@ -426,12 +455,14 @@ class Registry:
         """Every problem with ``body`` as an event of ``kind`` signed by ``node``."""
         k = self.kinds.get(kind)
         if k is None:
-            return [Problem("kind.unknown", f"unknown event kind {kind!r}", "kind")]
+            return [Problem("kind.unknown", f"unknown event kind {kind!r}", "kind",
+                            {"kind": kind})]
         decoded = decode(k.body, body)
         problems = decoded if isinstance(decoded, list) else []
         if node and k.signer == CENTRAL_ONLY and node != CENTRAL:
             problems = [*problems, Problem("kind.central_only",
-                                           f"{kind} may only be signed by central", "kind")]
+                                           f"{kind} may only be signed by central", "kind",
+                                           {"kind": kind})]
         return problems
 
     def decode(self, ev: Event) -> Decoded:
@@ -441,7 +472,8 @@ class Registry:
             return Unknown(ev)
         if k.signer == CENTRAL_ONLY and ev.node != CENTRAL:
             return Invalid(ev, (Problem("kind.central_only",
-                                        f"{ev.kind} may only be signed by central", "kind"),))
+                                        f"{ev.kind} may only be signed by central", "kind",
+                                        {"kind": ev.kind}),))
         decoded = decode(k.body, ev.body)
         if isinstance(decoded, list):
             return Invalid(ev, tuple(decoded))
@@ -455,9 +487,11 @@ class Registry:
         """The kind and typed body a counter may write, or every problem with them."""
         k = self.kinds.get(kind)
         if k is None:
-            return [Problem("kind.unknown", f"unknown event kind {kind!r}", "kind")]
+            return [Problem("kind.unknown", f"unknown event kind {kind!r}", "kind",
+                            {"kind": kind})]
         if k.signer != COUNTER:
-            return [Problem("kind.not_local", f"{kind} events cannot be written at a counter")]
+            return [Problem("kind.not_local", f"{kind} events cannot be written at a counter",
+                            "kind", {"kind": kind})]
         decoded = decode(k.body, body)
         return decoded if isinstance(decoded, list) else (k, decoded)
 

@@ -12,6 +12,8 @@ errors (calling an API wrongly) raise the built-in exceptions.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -39,17 +41,28 @@ class SignatureError(ProtocolError):
     code = "signature"
 
 
+class Amount(int):
+    """An amount of money in fen, among a :class:`Problem`'s values: shown in yuan."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with an event or an operation, for a person to read.
 
     ``code`` is stable and machine-readable (tests and translations key on it);
-    ``message`` is plain English with the figures that matter.
+    ``message`` is plain English with the figures that matter; ``field`` names the body
+    or form field at fault.  ``values`` are those figures as values, for a message in
+    the staff's language (the counter's ``problem.<code>`` template): fen marked as
+    :class:`Amount` print as yuan.  A ``variant`` value picks a more precise template
+    (``problem.<code>.<variant>``), e.g. a range problem's ``above`` or ``below``.
     """
 
     code: str
     message: str
     field: str = ""
+    values: Mapping[str, object] = dataclasses.field(default_factory=dict, compare=False)
 
     def __str__(self) -> str:
         return f"{self.message} [{self.code}]"

@@ -107,12 +107,25 @@ def sign_event(
     The body is canonicalised first (sorted keys, tuples as lists) so that
     ``decode_event(encoded) == event`` holds for the returned event.
     """
-    canon_body = codec.decode(codec.encode(body))
-    unsigned = Event(ENVELOPE_VERSION, node, seq, prev, hlc, operator, kind, canon_body)
-    check_envelope(unsigned, signed=False)
+    return sign(key, unsigned_event(node=node, seq=seq, prev=prev, hlc=hlc, operator=operator,
+                                    kind=kind, body=body))
+
+
+def sign(key: SigningKey, unsigned: Event) -> tuple[Event, bytes, bytes]:
+    """Sign an :func:`unsigned_event`: ``(event, encoded bytes, hash)``."""
     ev = replace(unsigned, sig=key.sign(unsigned.signing_bytes()))
     data = ev.encode()
     return ev, data, blake2b_256(data)
+
+
+def unsigned_event(*, node: NodeId, seq: Seq, prev: bytes, hlc: Hlc, operator: str,
+                   kind: str, body: dict[str, Any]) -> Event:
+    """The event :func:`sign_event` signs (body canonicalised, envelope checked), without
+    its signature: what a dry run previews."""
+    canon_body = codec.decode(codec.encode(body))
+    unsigned = Event(ENVELOPE_VERSION, node, seq, prev, hlc, operator, kind, canon_body)
+    check_envelope(unsigned, signed=False)
+    return unsigned
 
 
 def check_envelope(ev: Event, *, signed: bool = True) -> None:

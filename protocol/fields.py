@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
-from protocol.errors import Problem
+from protocol.errors import Amount, Problem
 from protocol.event import SAFE_INT
 
 Fen = int
@@ -33,6 +33,10 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 CARD_RE = re.compile(r"^[A-Za-z0-9]{4,32}$")
 PHONE_RE = re.compile(r"^\+?[0-9][0-9 -]{4,19}$")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+#: What each usual pattern expects, by name: a format problem's ``variant`` (a message
+#: says what the field should look like).
+PATTERNS: dict[re.Pattern[str], str] = {ID_RE: "ident", CARD_RE: "card_no",
+                                        PHONE_RE: "phone", DATE_RE: "date"}
 
 
 class Body:
@@ -54,7 +58,8 @@ class Field:
     """One body field: its wire type and limits.
 
     ``lo``/``hi`` bound an int's value and a str's or list's length.  A list holds
-    maps of ``item`` (a body type) or scalars checked by ``each``.
+    maps of ``item`` (a body type) or scalars checked by ``each``.  ``money``: an int
+    in fen (its problems carry its bounds as :class:`~protocol.errors.Amount`).
     """
 
     type: type
@@ -65,27 +70,45 @@ class Field:
     pattern: re.Pattern[str] | None = None
     item: builtins.type[Any] | None = None  # a @body type, for lists of maps
     each: Field | None = None  # for lists of scalars
+    money: bool = False
 
     def check(self, value: Any, path: str) -> list[Problem]:
         if type(value) is not self.type:
             return [Problem("field.type", f"{path}: expected {self.type.__name__}, got "
-                            f"{type(value).__name__}", path)]
+                            f"{type(value).__name__}", path,
+                            {"expected": self.type.__name__, "got": type(value).__name__})]
         return self._check_typed(value, path)
+
+    def _range(self, path: str, size: int, bound: int, side: str) -> Problem:
+        """``size`` is ``side`` (above/below) ``bound``: a value's or a length's."""
+        if self.type is int:
+            shown = Amount(bound) if self.money else bound
+            return Problem("field.range", f"{path}: {size} is {side} {bound}", path,
+                           {"variant": side, "bound": shown, "value": size})
+        if self.type is list:
+            variant = f"count_{side}"
+        elif side == "below" and size == 0:
+            variant = "empty"  # an empty text where one is needed: a required entry
+        else:
+            variant = f"length_{side}"
+        return Problem("field.range", f"{path}: length {size} is {side} {bound}", path,
+                       {"variant": variant, "bound": bound, "value": size})
 
     def _check_typed(self, value: Any, path: str) -> list[Problem]:
         if self.type is str or self.type is int or self.type is list:
             size = value if self.type is int else len(value)
-            what = "" if self.type is int else "length "
             if self.lo is not None and size < self.lo:
-                return [Problem("field.range", f"{path}: {what}{size} is below {self.lo}", path)]
+                return [self._range(path, size, self.lo, "below")]
             if self.hi is not None and size > self.hi:
-                return [Problem("field.range", f"{path}: {what}{size} is above {self.hi}", path)]
+                return [self._range(path, size, self.hi, "above")]
         if self.choices is not None and value not in self.choices:
             return [Problem("field.choice", f"{path}: {_show(value)} is not one of "
-                            f"{', '.join(self.choices)}", path)]
+                            f"{', '.join(self.choices)}", path,
+                            {"value": _show(value), "choices": ", ".join(self.choices)})]
         if self.pattern is not None and not self.pattern.match(value):
             return [Problem("field.format", f"{path}: {_show(value)} is not in the expected "
-                            "format", path)]
+                            "format", path, {"variant": PATTERNS.get(self.pattern, ""),
+                                             "value": _show(value)})]
         out: list[Problem] = []
         items: list[Any] = value if self.type is list else []
         if self.item is not None:
@@ -121,14 +144,16 @@ def _show(value: Any) -> str:
 def check_map(value: Any, schema: Mapping[str, Field], path: str = "") -> list[Problem]:
     """Shape problems of ``value`` against ``schema`` (unknown/missing/mistyped fields)."""
     if type(value) is not dict:
-        return [Problem("field.type", f"{path or 'body'}: expected a map", path)]
+        return [Problem("field.type", f"{path or 'body'}: expected a map", path,
+                        {"expected": "dict", "got": type(value).__name__})]
     out: list[Problem] = []
     unknown = sorted(k for k in value if k not in schema)
     for name in unknown[:5]:
         p = _join(path, name if len(name) <= 40 else name[:39] + "…")
-        out.append(Problem("field.unknown", f"{p}: unknown field", p))
+        out.append(Problem("field.unknown", f"{p}: unknown field", p, {"name": p}))
     if len(unknown) > 5:
-        out.append(Problem("field.unknown", f"{len(unknown) - 5} more unknown fields", path))
+        out.append(Problem("field.unknown", f"{len(unknown) - 5} more unknown fields", path,
+                           {"variant": "more", "n": len(unknown) - 5}))
     for name, spec in schema.items():
         p = _join(path, name)
         if name not in value:
@@ -286,7 +311,7 @@ def card_no(*, required: bool = True) -> Field:
 
 
 def amount(lo: int = 1, hi: int = MAX_AMOUNT, *, required: bool = True) -> Field:
-    return Field(int, required, lo=lo, hi=hi)
+    return Field(int, required, lo=lo, hi=hi, money=True)
 
 
 def choice(options: tuple[str, ...], *, required: bool = True) -> Field:

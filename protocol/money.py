@@ -21,6 +21,7 @@ def parse_yuan(text: str, field: str = "amount") -> Fen | Problem:
     t = text.strip().replace("¥", "").replace("￥", "").replace(",", "").replace(" ", "")
     m = _YUAN_RE.match(t)
     if not m:
-        return Problem("amount.format", f"{text!r} is not an amount in yuan like 12.50", field)
+        return Problem("amount.format", f"{text!r} is not an amount in yuan like 12.50", field,
+                       {"text": text})
     whole, frac = m.group(1), (m.group(2) or "").ljust(2, "0")
     return int(whole) * 100 + int(frac)

@@ -33,7 +33,7 @@ def parse(number: str) -> NationalId | Problem:
     n = number.strip().upper()
     if len(n) != 18:
         return Problem("national_id.length", f"ID number must be 18 characters, got {len(n)}",
-                       "national_id")
+                       "national_id", {"n": len(n)})
     # isascii: str.isdigit() also admits other scripts' digits, which int() may refuse
     if not n.isascii() or not n[:17].isdigit() or not (n[17].isdigit() or n[17] == "X"):
         return Problem("national_id.chars", "ID number is 17 digits then a digit or X",
@@ -43,10 +43,10 @@ def parse(number: str) -> NationalId | Problem:
     except ValueError:
         return Problem("national_id.birth_date",
                        f"ID number holds an impossible birth date {n[6:10]}-{n[10:12]}-{n[12:14]}",
-                       "national_id")
+                       "national_id", {"date": f"{n[6:10]}-{n[10:12]}-{n[12:14]}"})
     if born.year < 1880:
         return Problem("national_id.birth_date", f"ID number birth year {born.year} is too early",
-                       "national_id")
+                       "national_id", {"variant": "too_early", "year": born.year})
     expected = check_digit(n[:17])
     if n[17] != expected:
         return Problem("national_id.checksum",

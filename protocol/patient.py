@@ -91,10 +91,32 @@ def patient_known(state: State, pid: PatientId) -> list[Problem]:
     p = state.get(Patient, pid)
     if p is None or not p.registered_at:
         return [Problem("patient.unknown", f"no patient {pid} is known at this counter",
-                        "patient_id")]
+                        "patient_id", {"patient": pid})]
     if p.merged_into:
         return [Problem("patient.merged", f"patient {pid} was merged into {p.merged_into}; "
-                        "use that record", "patient_id")]
+                        "use that record", "patient_id", {"patient": pid, "into": p.merged_into})]
+    return []
+
+
+EARLIEST_BIRTH = "1900-01-01"  # a birth date before this is a typo, not a patient
+
+
+def plausible_birth(birth_date: str | None, cfg: RuleConfig) -> list[Problem]:
+    """Refuse a birth date after the counter's today or before :data:`EARLIEST_BIRTH`.
+
+    A counter rule (the body check only knows the date is real): the fold never reads
+    the day, so every node still folds the same events to the same records.
+    """
+    if not birth_date or not DATE_RE.match(birth_date):
+        return []
+    if cfg.today and birth_date > cfg.today:
+        return [Problem("patient.birth_date_future", f"birth date {birth_date} is after "
+                        f"today ({cfg.today})", "birth_date",
+                        {"date": birth_date, "today": cfg.today})]
+    if birth_date < EARLIEST_BIRTH:
+        return [Problem("patient.birth_date_too_early", f"birth date {birth_date} is before "
+                        f"{EARLIEST_BIRTH}: check it", "birth_date",
+                        {"date": birth_date, "earliest": EARLIEST_BIRTH})]
     return []
 
 
@@ -108,7 +130,7 @@ def _check_details(b: Registered | Updated, *, registering: bool) -> list[Proble
             dt.date.fromisoformat(b.birth_date)
         except ValueError:
             out.append(Problem("patient.birth_date", f"birth date {b.birth_date} is not a "
-                               "real date", "birth_date"))
+                               "real date", "birth_date", {"date": b.birth_date}))
     if b.national_id:
         parsed = nationalid.parse(b.national_id)
         if isinstance(parsed, Problem):
@@ -120,7 +142,8 @@ def _check_details(b: Registered | Updated, *, registering: bool) -> list[Proble
             if b.birth_date and b.birth_date != parsed.birth_date:
                 out.append(Problem("patient.birth_date_mismatch", f"birth date {b.birth_date}"
                                    f" differs from the ID number's {parsed.birth_date}",
-                                   "birth_date"))
+                                   "birth_date",
+                                   {"date": b.birth_date, "id_date": parsed.birth_date}))
             if b.sex and b.sex != parsed.sex:
                 out.append(Problem("patient.sex_mismatch",
                                    f"sex {b.sex} differs from the ID number's {parsed.sex}",
@@ -155,8 +178,8 @@ def _rule_registered(state: State, b: Registered, cfg: RuleConfig) -> list[Probl
     p = state.get(Patient, b.patient_id)
     if p is not None and p.registered_at:
         return [Problem("patient.exists", f"patient {b.patient_id} already exists",
-                        "patient_id")]
-    return []
+                        "patient_id", {"patient": b.patient_id})]
+    return plausible_birth(b.birth_date, cfg)
 
 
 REGISTERED = Kind(
@@ -198,7 +221,7 @@ class Updated(Body):
 
 
 def _rule_updated(state: State, b: Updated, cfg: RuleConfig) -> list[Problem]:
-    return patient_known(state, b.patient_id)
+    return patient_known(state, b.patient_id) or plausible_birth(b.birth_date, cfg)
 
 
 UPDATED = Kind(

@@ -80,8 +80,8 @@ def _money(amount: int) -> tuple[tuple[str, str], ...]:
 class DebtRecorded(Body):
     conflict_id: str = spec(CONFLICT_ID)
     patient_id: str = spec(ident())
-    amount: int = spec(Field(int, lo=1, hi=MAX_AMOUNT))
-    debit: int = spec(Field(int, lo=0, hi=MAX_AMOUNT))
+    amount: int = spec(Field(int, lo=1, hi=MAX_AMOUNT, money=True))
+    debit: int = spec(Field(int, lo=0, hi=MAX_AMOUNT, money=True))
     reason: str = spec(REASON)
 
     def problems(self) -> list[Problem]:
@@ -116,7 +116,7 @@ class ChargeReversed(Body):
     conflict_id: str = spec(CONFLICT_ID)
     charge_id: str = spec(ident())
     patient_id: str = spec(ident())
-    amount: int = spec(Field(int, lo=1, hi=MAX_AMOUNT))
+    amount: int = spec(Field(int, lo=1, hi=MAX_AMOUNT, money=True))
     reason: str = spec(REASON)
 
 
@@ -153,7 +153,7 @@ class Merged(Body):
     conflict_id: str = spec(CONFLICT_ID)
     survivor_id: str = spec(ident())
     merged_id: str = spec(ident())
-    moved: int = spec(Field(int, lo=-MAX_AMOUNT, hi=MAX_AMOUNT))
+    moved: int = spec(Field(int, lo=-MAX_AMOUNT, hi=MAX_AMOUNT, money=True))
     cards: tuple[str, ...] = spec(Field(list, hi=50, each=card_no()))
     reason: str = spec(REASON)
 
@@ -282,7 +282,7 @@ class Raised(About):
     conflict_kind: str = spec(text(64))
     patient_id: str = spec(ident())  # the primary patient (the first of ``patients``)
     patients: tuple[str, ...] = spec(id_list(lo=1))
-    amount: int = spec(Field(int, lo=0, hi=MAX_AMOUNT))  # fen at stake, 0 when none
+    amount: int = spec(Field(int, lo=0, hi=MAX_AMOUNT, money=True))  # fen at stake, or 0
     summary: str = spec(text(300))  # plain language; never a national ID or phone in clear
 
     def problems(self) -> list[Problem]:

@@ -260,7 +260,8 @@ async def test_newer_stamp_from_an_offline_counter_limits_the_charge(counter: An
         await settle_down(pilot)
         await type_text(pilot, "lb201")
         await pilot.press("enter", "ctrl+s")
-        await confirm(pilot)
+        await settle_down(pilot)  # refused by the dry run, before any question
+        assert not isinstance(app.screen, ConfirmScreen)
         assert "not synced" in form_error(pilot) and "short" in form_error(pilot)
         assert (await led.head()).seq == before  # refused: nothing written
 

@@ -56,7 +56,7 @@ POOL_OF = {"patient_id": "patient", "survivor_id": "patient", "merged_id": "pati
            "patients": "patient", "card_no": "card", "old_card_no": "card",
            "new_card_no": "card", "cards": "card", "charge_id": "charge",
            "conflict_id": "conflict", "national_id": "national_id", "birth_date": "date",
-           "phone": "phone"}
+           "phone": "phone", "last_activity": "date"}
 
 
 # ------------------------------------------------------------------------ valid-ish bodies
@@ -329,7 +329,7 @@ def _model(facts: list[Fact]) -> int:
             total += b.amount
         elif k == "debt.recorded":
             total -= b.debit
-        elif k == "charge.reversed":
+        elif k in ("charge.reversed", "account.opening_balance"):
             total += b.amount
     return total
 
@@ -343,7 +343,7 @@ def test_money_is_conserved_across_merges_and_remedies(chains: dict[str, list[Ev
     accounts = state.all(Account)
     for a in accounts:  # each balance is exactly its account's flows
         assert a.balance == (a.deposited - a.charged + a.refunded_to_deposit - a.settled
-                             + a.adjusted + a.transferred), a
+                             + a.adjusted + a.transferred + a.opening), a
     assert sum(a.transferred for a in accounts) == 0  # a merge moves money, makes none
     facts = [f for e in events if (f := REGISTRY.fact(e)) is not None]
     assert sum(a.balance for a in accounts) == _model(facts)

@@ -57,6 +57,10 @@ VALID: dict[str, dict[str, Any]] = {
     "conflict.withdrawn": {"conflict_id": "overdraft-0123456789ab", "conflict_kind": "overdraft",
                            "patient_id": "P-a-000001", "patients": ["P-a-000001"],
                            "reason": "events that arrived later show it is not a conflict"},
+    # moving in from the old system (protocol/moving_in.py), signed by central
+    "account.opening_balance": {"patient_id": "P-central-A000123", "amount": 12345,
+                                "old_patient_no": "A000123", "batch_id": "imp-20261201-0a1b",
+                                "last_activity": "2026-10-31"},
 }
 
 

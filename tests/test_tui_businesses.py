@@ -9,6 +9,7 @@ import pytest
 from edge_node.config import EdgeConfig
 from edge_node.ledger import Ledger
 from edge_node.tui.screens.confirm import ConfirmScreen
+from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.home import HomeScreen
 from protocol.nationalid import check_digit
 from tests.conftest import ID_FEMALE
@@ -53,6 +54,12 @@ async def kinds(led: Ledger) -> list[str]:
 
 async def own_events(led: Ledger) -> int:
     return (await led.head()).seq
+
+
+async def refused(pilot) -> None:
+    """The dry run refused what was submitted: still the form, no confirm question."""
+    await settle_down(pilot)
+    assert isinstance(pilot.app.screen, FormScreen), pilot.app.screen
 
 
 async def confirm(pilot) -> None:
@@ -140,13 +147,13 @@ async def test_new_patient_refused_inputs_write_nothing(counter) -> None:
         await fill(pilot, "#phone", "13800000000")
         await fill(pilot, "#first_deposit", "1")
         await pilot.press("ctrl+s")
-        await confirm(pilot)
+        await refused(pilot)  # in the form: no question asked
         assert "registration fee" in form_error(pilot)
         # the ID number is already registered (the seeded patient): refused by the service
         await fill(pilot, "#national_id", "110101199003070011")
         await fill(pilot, "#first_deposit", "10")
         await pilot.press("ctrl+s")
-        await confirm(pilot)
+        await refused(pilot)  # in the form: no question asked
         assert "already registered" in form_error(pilot)
         assert "Traceback" not in form_error(pilot)
     assert await own_events(led) == before
@@ -199,7 +206,7 @@ async def test_charge_from_price_list_and_insufficient_funds(counter) -> None:
         await settle_down(pilot)
         await type_text(pilot, "EX104")
         await pilot.press("enter", "ctrl+s")
-        await confirm(pilot)
+        await refused(pilot)  # in the form: no question asked
         assert "short" in form_error(pilot)
         assert await own_events(led) == before
     pid = (await led.get("cards", CARD)).patient_id
@@ -226,7 +233,7 @@ async def test_refund_to_deposit_and_too_much(counter) -> None:
         await fill(pilot, "#approved_by", "Dr Zhou")
         await fill(pilot, "#reason", "not seen")
         await pilot.press("ctrl+s")
-        await confirm(pilot)
+        await refused(pilot)  # in the form: no question asked
         assert "left to refund" in form_error(pilot)
         await fill(pilot, "#amount", "30")
         await pilot.press("ctrl+s")
@@ -255,7 +262,7 @@ async def test_report_lost_then_refused_then_replace(counter) -> None:
         await settle_down(pilot)
         await type_text(pilot, "10")
         await pilot.press("enter", "enter")
-        await confirm(pilot)
+        await refused(pilot)  # in the form: no question asked
         assert "reported lost" in form_error(pilot)
         assert await own_events(led) == before
         await pilot.press("escape")
@@ -300,7 +307,7 @@ async def test_settlement_and_green_channel(counter) -> None:
         await pilot.press("f8")
         await settle_down(pilot)
         await pilot.press("enter")
-        await confirm(pilot)
+        await refused(pilot)  # in the form: no question asked
         assert "owes" in form_error(pilot)
         await pilot.press("escape")
         await settle_down(pilot)

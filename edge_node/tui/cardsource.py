@@ -70,7 +70,8 @@ STRINGS.update({
 })
 
 #: Chinese for the card layer's refusals and flags (keyed on their stable codes); the
-#: English title and message come from :mod:`edge_node.card.layout` itself.
+#: English title and message come from :mod:`edge_node.card.layout` itself.  (A code
+#: missing here shows the English on a Chinese counter too: add it here.)
 REFUSALS_ZH = {
     "unknown_card": "此卡不在本窗口记录中：若在其他窗口离线发卡，请等待同步或手工查找病人",
     "card_mismatch": "卡内信息与记录不符：请勿受理，联系信息科",
@@ -87,10 +88,11 @@ REFUSALS_ZH = {
 
 
 def refusal_text(tr: Translator, r: Refusal) -> str:
-    """A card refusal or flag in the counter's language (English detail kept in zh)."""
+    """A card refusal or flag in the counter's language (only in it: no English detail
+    on a Chinese counter's screen)."""
     zh = REFUSALS_ZH.get(r.code)
     if tr.language == "zh" and zh:
-        return f"{zh}（{r.title}: {r.message}）"
+        return zh
     return f"{r.title}: {r.message}"
 
 

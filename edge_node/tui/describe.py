@@ -18,12 +18,15 @@ def local_time(ms: int, timezone: str, fmt: str = "%m-%d %H:%M") -> str:
 
 
 def age(birth_date: str, now_ms: int, timezone: str) -> int | None:
+    """Whole years since ``birth_date``; None when unknown or after today (a wrong date
+    from elsewhere shows as unknown, never as a negative age)."""
     try:
         born = dt.date.fromisoformat(birth_date)
     except ValueError:
         return None
     today = dt.datetime.fromtimestamp(now_ms / 1000, ZoneInfo(timezone)).date()
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    return years if years >= 0 else None
 
 
 def mask_phone(phone: str) -> str:

@@ -16,7 +16,7 @@ from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from edge_node.pricelist import PriceItem
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import bind_keys
 from edge_node.tui.screens.form import FormScreen, Plan
@@ -186,9 +186,9 @@ class ChargeScreen(FormScreen):
         if problems:
             return problems
         lines = [line.item.line(line.qty, tr.language) for line in self.cart]
-        service, card, entry = self.counter.service, self.card_no, self.card_entry
+        card, entry = self.card_no, self.card_entry
 
-        async def call() -> Receipt:
+        async def call(service: CounterService) -> Receipt:
             wallet, stamp = self.money_context()
             return await service.charge(card, lines, department, card_entry=entry,
                                         wallet=wallet, stamp=stamp)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from textual.widget import Widget
 from textual.widgets import Input
 
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from protocol.errors import Problem
 from protocol.money import yuan
@@ -33,9 +33,9 @@ class GreenChannelScreen(FormScreen):
         authorised_by = self.required("authorised_by", "form.authorised_by", problems)
         if problems:
             return problems
-        service, card = self.counter.service, self.card_no
+        card = self.card_no
 
-        async def call() -> Receipt:
+        async def call(service: CounterService) -> Receipt:
             return await service.grant_credit(card, limit, reason, authorised_by)
         return Plan(self.counter.tr("confirm.credit", name=self.view.patient.name,
                                     amount=yuan(limit)), call)

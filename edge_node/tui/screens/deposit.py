@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from textual.widget import Widget
 from textual.widgets import Input
 
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
 from protocol.account import PAYMENT_METHODS
@@ -38,9 +38,9 @@ class DepositScreen(FormScreen):
         if problems:
             return problems
         method = self.query_one("#method", Choice).value
-        service, card, entry = self.counter.service, self.card_no, self.card_entry
+        card, entry = self.card_no, self.card_entry
 
-        async def call() -> Receipt:
+        async def call(service: CounterService) -> Receipt:
             wallet, stamp = self.money_context()
             return await service.deposit(card, amount, method, card_entry=entry,
                                          wallet=wallet, stamp=stamp)

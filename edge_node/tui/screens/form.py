@@ -1,15 +1,25 @@
-"""The shape of every business form: fields, Enter to the next, Ctrl+S to submit, confirm,
-then the service call in a worker; refusals are shown in the form, field focused.
+"""The shape of every business form: fields, Enter to the next, Ctrl+S to submit, check,
+confirm, then the service call in a worker; refusals are shown in the form, field focused.
 
 A subclass provides :meth:`fields` (its widgets), :meth:`prepare` (check what was
 typed; return problems to show, or a question to confirm and the call to make), and
 the form dismisses with the :class:`Receipt` when the ledger committed.
+
+The plan's call takes the service to call.  Before asking to confirm, the form runs it
+on the service's dry run (:meth:`CounterService.dry`: the very same operation, checked
+by the ledger's one append path and rolled back), so everything the counter can know
+is refused in the form, before the question; confirming runs it for real (checked
+again inside its transaction).  A call must do nothing outside the service when the
+service is a dry run (``service.dry_run``: no chip written).  An error line goes once
+the field it names is edited.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from rich.cells import cell_len
 from textual import on, work
@@ -20,23 +30,33 @@ from textual.widget import Widget
 from textual.widgets import Input, Label, Static
 
 from edge_node.errors import OperationRefused
-from edge_node.service import CardWallet, PatientView, Receipt
+from edge_node.service import CardWallet, CounterService, PatientView, Receipt
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import bind_keys, error_text
 from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.widgets.keybar import KeyBar
+from protocol.domain import REGISTRY
 from protocol.errors import Problem
-from protocol.money import parse_yuan
+from protocol.money import parse_yuan, yuan
 
-Call = Callable[[], Awaitable[Receipt]]
+Call = Callable[[CounterService], Awaitable[Receipt]]
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a checked form will do: ask ``question``, then await ``call()``."""
+    """What a checked form will do: ``call(service.dry())`` to check, ask ``question``,
+    then ``call(service)``."""
 
     question: str
     call: Call
+
+    def __post_init__(self) -> None:
+        try:
+            inspect.signature(self.call).bind(None)
+        except TypeError:
+            raise TypeError("a Plan's call takes the service to call: "
+                            "async def call(service: CounterService) -> Receipt (it is run "
+                            "on service.dry() before the confirm question)") from None
 
 
 LABEL_MAX = 34  # cells: at 80 columns an input beside the widest label keeps 40
@@ -68,6 +88,9 @@ class FormScreen(ModalScreen[Receipt | None]):
     #: on the reader (where the counter has a supply, as the demo does) and fills it in
     card_field = ""
     title_key = "title.deposit"
+    #: a refusal's field → this form's widget id, where they differ (the registration
+    #: form's ``first_deposit`` is the deposit event's ``amount``)
+    field_ids: ClassVar[dict[str, str]] = {}
 
     def __init__(self, counter: Counter, view: PatientView | None = None,
                  card_no: str = "", card_entry: str = "chip") -> None:
@@ -77,6 +100,7 @@ class FormScreen(ModalScreen[Receipt | None]):
         self.card_no = card_no
         self.card_entry = card_entry
         self.busy = False
+        self.error_fields: set[str] = set()  # the fields the shown error line is about
         bind_keys(self, counter, [("ctrl+s", "submit", "key.submit", True),
                                   ("escape", "cancel", "key.cancel", True)])
         if self.card_field:
@@ -157,9 +181,7 @@ class FormScreen(ModalScreen[Receipt | None]):
         result = self.prepare()
         if isinstance(result, Plan):
             self.show_error("")
-            plan = result
-            self.app.push_screen(ConfirmScreen(self.counter, plan.question),
-                                 lambda yes: self.perform(plan.call) if yes else None)
+            self.check(result)
         else:
             self.show_problems(result)
 
@@ -167,38 +189,66 @@ class FormScreen(ModalScreen[Receipt | None]):
         raise NotImplementedError
 
     @work(exclusive=True, exit_on_error=False, group="form")
+    async def check(self, plan: Plan) -> None:
+        """Run the plan's call on the dry run; ask to confirm only if it would be done."""
+        preview = await self._run(plan.call, self.counter.service.dry())
+        if preview is None:
+            return
+        question = plan.question
+        if any(REGISTRY.money(ev).flow for ev in preview.events):
+            question += "\n" + self.counter.tr("confirm.balance_after",
+                                               balance=yuan(preview.balance))
+        self.app.push_screen(ConfirmScreen(self.counter, question),
+                             lambda yes: self.perform(plan.call) if yes else None)
+
+    @work(exclusive=True, exit_on_error=False, group="form")
     async def perform(self, call: Call) -> None:
+        receipt = await self._run(call, self.counter.service)
+        if receipt is not None:
+            self.dismiss(receipt)
+
+    async def _run(self, call: Call, service: CounterService) -> Receipt | None:
+        """``call(service)``, or None with its refusal or error shown in the form."""
         self.busy = True
         self.query_one("#form-hint", Static).update(self.counter.tr("form.working"))
         try:
-            receipt = await call()
+            return await call(service)
         except OperationRefused as exc:
             self.show_problems(exc.problems, refused=True)
-            return
+            return None
         except Exception as exc:  # StorageError, or a bug: plain words, never a traceback
             self.show_error(error_text(self.counter, exc))
-            return
+            return None
         finally:
             self.busy = False
             self.query_one("#form-hint", Static).update("")
-        self.dismiss(receipt)
 
     # -- showing problems ----------------------------------------------------------------
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, fields: Iterable[str] = ()) -> None:
+        """Show ``text`` as the error line (cleared once one of ``fields`` is edited)."""
+        self.error_fields = set(fields)
         self.query_one("#form-error", Static).update(text)
 
     def show_problems(self, problems: list[Problem], refused: bool = False) -> None:
         tr = self.counter.tr
+        problems = [replace(p, field=self.field_ids.get(p.field, p.field)) for p in problems]
         text = tr.problems(problems)
-        self.show_error((tr("error.refused") + text) if refused else text)
+        self.show_error((tr("error.refused") + text) if refused else text,
+                        [p.field for p in problems if p.field])
         for p in problems:
             target = self.field_widget(p.field)
             if target is not None:
                 target.focus()
                 break
 
+    @on(Input.Changed)
+    def _field_edited(self, event: Input.Changed) -> None:
+        """Editing a field the error line is about clears it (it may be fixed now)."""
+        if event.input.id and event.input.id in self.error_fields and not self.busy:
+            self.show_error("")
+
     def field_widget(self, field: str) -> Widget | None:
-        if not field:
+        if not field or not field.isidentifier():
             return None
         found = self.query(f"#{field}")
         return found.first() if found else None
@@ -216,16 +266,14 @@ class FormScreen(ModalScreen[Receipt | None]):
         """The fen typed in ``field`` (> 0), or 0 with a problem added."""
         parsed = parse_yuan(self.value(field), field)
         if isinstance(parsed, Problem):
-            problems.append(Problem("form.amount", self.counter.tr("form.bad_amount"), field))
+            problems.append(Problem("form.amount", "type an amount like 100 or 12.50", field))
             return 0
         if parsed <= 0:
-            problems.append(Problem("form.zero", self.counter.tr("form.zero_amount"), field))
+            problems.append(Problem("form.zero", "the amount must be more than zero", field))
         return parsed
 
     def required(self, field: str, label_key: str, problems: list[Problem]) -> str:
         text = self.value(field)
         if not text:
-            tr = self.counter.tr
-            problems.append(Problem("form.required", tr("form.required", field=tr(label_key)),
-                                    field))
+            problems.append(Problem("form.required", f"{field}: required", field))
         return text

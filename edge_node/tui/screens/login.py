@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Input, Label, Static
 
+from edge_node.i18n import Translator
 from edge_node.staff import LoginRefused, Staff, list_staff, login
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import error_text
 from edge_node.tui.widgets.keybar import KeyBar
+
+Hint = str | Callable[[Translator], str]
 
 
 class LoginScreen(Screen[Staff]):
@@ -20,12 +25,16 @@ class LoginScreen(Screen[Staff]):
     LoginScreen > Vertical { width: 50; height: auto; border: thick $primary; padding: 1 2; }
     LoginScreen #title { text-style: bold; margin: 0 0 1 0; }
     LoginScreen #error { color: $error; height: auto; margin: 1 0 0 0; }
+    LoginScreen #hint { color: $text-muted; height: auto; margin: 1 0 0 0; }
     """
 
-    def __init__(self, counter: Counter, *, locked: bool = False) -> None:
+    def __init__(self, counter: Counter, *, locked: bool = False,
+                 hint: Hint | None = None) -> None:
         super().__init__()
         self.counter = counter
         self.locked = locked
+        self.hint = hint
+        self.no_staff = False
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -38,6 +47,15 @@ class LoginScreen(Screen[Staff]):
             yield Label(tr("login.pin"), id="pin-label")
             yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12)
             yield Static(id="error")
+            if hint := self.hint_text():  # e.g. the demo's staff id and PIN, on the screen
+                yield Static(hint, id="hint", markup=False)
+
+    def hint_text(self) -> str:
+        """The hint line: given here, else the app's ``login_hint`` (none: no line).
+
+        A callable is given the counter's translator, so the hint follows its language."""
+        hint = self.hint if self.hint is not None else getattr(self.app, "login_hint", "")
+        return hint(self.counter.tr) if callable(hint) else str(hint)
 
     def relabel(self) -> None:
         """After a language switch (Ctrl+L before logging in): the same screen, new words."""
@@ -47,7 +65,9 @@ class LoginScreen(Screen[Staff]):
             tr("login.locked_title" if self.locked else "login.title"))
         self.query_one("#staff-label", Label).update(tr("login.staff_id"))
         self.query_one("#pin-label", Label).update(tr("login.pin"))
-        self.query_one("#error", Static).update("")
+        self.query_one("#error", Static).update(tr("login.no_staff") if self.no_staff else "")
+        for hint in self.query("#hint").results(Static):
+            hint.update(self.hint_text())
 
     def _last_staff_id(self) -> str:
         op = self.counter.operator
@@ -62,7 +82,15 @@ class LoginScreen(Screen[Staff]):
     @work(exit_on_error=False)
     async def check_staff_exists(self) -> None:
         if not await list_staff(self.counter.ledger):
+            self.no_staff = True
             self.query_one("#error", Static).update(self.counter.tr("login.no_staff"))
+
+    @on(Input.Changed)
+    def _edited(self, event: Input.Changed) -> None:
+        """Typing again clears the last error (a PIN emptied after a refusal does not; the
+        hint that there is no staff yet stays)."""
+        if event.value and not self.no_staff:
+            self.query_one("#error", Static).update("")
 
     @on(Input.Submitted, "#staff_id")
     def next_field(self) -> None:
@@ -83,7 +111,7 @@ class LoginScreen(Screen[Staff]):
             staff = await login(self.counter.ledger, staff_id, pin)
         except LoginRefused as exc:
             tr = self.counter.tr
-            text = tr(exc.code) if tr.has(exc.code) else str(exc)
+            text = tr(exc.code, **exc.values) if tr.has(exc.code) else str(exc)
             self.query_one("#error", Static).update(text)
             pin_input = self.query_one("#pin", Input)
             pin_input.value = ""

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from textual.widget import Widget
 from textual.widgets import Input
 
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
 from protocol.card import IDENTITY_PROOFS
@@ -30,9 +30,9 @@ class ReportLostScreen(FormScreen):
         assert self.view is not None
         verified_by = self.query_one("#verified_by", Choice).value
         reason = self.value("reason")
-        service, card = self.counter.service, self.card_no
+        card = self.card_no
 
-        async def call() -> Receipt:
+        async def call(service: CounterService) -> Receipt:
             return await service.report_lost(card, verified_by, reason)
         return Plan(self.counter.tr("confirm.lost", card=card, name=self.view.patient.name),
                     call)

@@ -9,7 +9,7 @@ from textual.widget import Widget
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.describe import local_time
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
@@ -87,9 +87,9 @@ class RefundScreen(FormScreen):
         if problems:
             return problems
         to = self.query_one("#to", Choice).value
-        service, charge_id = self.counter.service, charge.charge_id
+        charge_id = charge.charge_id
 
-        async def call() -> Receipt:
+        async def call(service: CounterService) -> Receipt:
             wallet, stamp = self.money_context()
             return await service.refund(charge_id, amount, to, approved_by, reason,
                                         wallet=wallet, stamp=stamp)

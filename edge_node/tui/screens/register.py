@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from textual import on
 from textual.widget import Widget
 from textual.widgets import Input, Static
 
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
 from protocol import nationalid
@@ -19,6 +20,7 @@ from protocol.money import yuan
 
 class NewPatientScreen(FormScreen):
     title_key = "title.new"
+    field_ids: ClassVar[dict[str, str]] = {"amount": "first_deposit"}  # the deposit's amount
     card_field = "card_no"
 
     def fields(self) -> Iterable[Widget]:
@@ -84,18 +86,17 @@ class NewPatientScreen(FormScreen):
         method = self.query_one("#method", Choice).value
         if problems:
             return problems
-        service = self.counter.service
-
         desk = self.counter.desk
 
-        async def call() -> Receipt:
+        async def call(service: CounterService) -> Receipt:
             expect, chip = "", desk is not None and desk.chip
-            if chip:
+            if chip and not service.dry_run:
                 # Write-then-verify: the chip is written and read back BEFORE anything is
                 # appended, so a card pulled mid-write leaves no registration (and no
                 # deposit taken for a card the patient cannot use): staff present the
                 # card and issue again.  The patient id is predicted (only this TUI
                 # appends this counter's events) and re-checked inside the append.
+                # (Not in the dry run before the confirm question: nothing is written.)
                 assert desk is not None
                 await service.check_new_card(card_no, national_id, amount)
                 expect = await service.next_patient_id()

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from textual.widget import Widget
 from textual.widgets import Input
 
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from protocol.errors import Problem
 
@@ -29,11 +29,11 @@ class ReplaceCardScreen(FormScreen):
         new = self.required("new_card_no", "form.new_card_no", problems)
         if problems:
             return problems
-        service, old, desk = self.counter.service, self.card_no, self.counter.desk
+        old, desk = self.card_no, self.counter.desk
         pid = self.view.patient.patient_id
 
-        async def call() -> Receipt:
-            if desk is not None and desk.chip:
+        async def call(service: CounterService) -> Receipt:
+            if desk is not None and desk.chip and not service.dry_run:
                 # Write-then-verify before the replacement is appended: the old card stays
                 # valid until the new one is proven readable (see NewPatientScreen).
                 await service.check_new_card(new)

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from textual.widget import Widget
 from textual.widgets import Static
 
-from edge_node.service import Receipt
+from edge_node.service import CounterService, Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from edge_node.tui.widgets.choice import Choice
 from protocol.account import PAYMENT_METHODS
@@ -33,9 +33,9 @@ class SettleScreen(FormScreen):
         assert self.view is not None
         tr = self.counter.tr
         method = self.query_one("#method", Choice).value
-        service, card = self.counter.service, self.card_no
+        card = self.card_no
 
-        async def call() -> Receipt:
+        async def call(service: CounterService) -> Receipt:
             wallet, stamp = self.money_context()
             return await service.settle(card, method, wallet=wallet, stamp=stamp)
         return Plan(tr("confirm.settle", name=self.view.patient.name,
