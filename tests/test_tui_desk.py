@@ -460,3 +460,20 @@ async def test_demo_ctrl_b_issues_a_blank_card_to_a_new_patient(tmp_path: Path) 
         assert app.counter is not None and app.counter.desk is not None
         assert app.counter.desk.on_reader is not None
         assert app.counter.desk.on_reader.card_no == card  # written to the chip
+
+
+async def test_the_patient_panel_shows_whole_lines_on_a_short_screen(
+        counter: EdgeConfig) -> None:
+    app = make_app(counter)
+    async with app.run_test(size=(80, 18)) as pilot:  # room for one line of three
+        await log_in(pilot)
+        await tap(pilot, CARD)
+        await laid_out(pilot)
+        panel = home(pilot).panel
+        recent = panel.query_one("#recent", Static)
+        assert recent.region.bottom <= panel.content_region.bottom  # no row cut in half
+        assert 0 < panel._shown_recent < 3  # of the three it has
+        await pilot.resize_terminal(80, 40)
+        await laid_out(pilot)
+        await pilot.pause()
+        assert panel._shown_recent == 6 and recent.region.height == 4  # title + all three
