@@ -101,9 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; a config error or a closed stdout (``| head``) is no traceback."""
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        status = _run(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
+        return status
     except BrokenPipeError:
         return quiet_broken_pipe()
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still one line (ONECARD_DEBUG=1: the traceback)
+        if os.environ.get("ONECARD_DEBUG"):
+            raise
+        print(f"onecard-central: unexpected error: {type(exc).__name__}: {exc} "
+              "(ONECARD_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
 
 
 def quiet_broken_pipe() -> int:
@@ -265,6 +275,8 @@ async def _nodes(cfg: CentralConfig) -> int:
     for n in nodes:
         state = "revoked" if n.revoked else ("online" if n.online else "offline")
         seen = ago(now - n.last_seen_ms) if n.last_seen_ms else "never"
+        if n.id == CENTRAL:  # this machine: never "offline" to itself
+            state, seen = "self", "-"
         lag = "-" if n.id == CENTRAL else str(lags.get(n.id, 0))
         pending = "-" if n.id == CENTRAL else str(n.pending)
         print(
