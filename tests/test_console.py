@@ -302,7 +302,8 @@ async def test_the_console_speaks_chinese(seeded) -> None:
         assert "多个离线窗口" in text(pilot, "#explanation")
         assert "详情：" in text(pilot, "#explanation")  # the book's figures, kept
         events = [str(s.render()) for s in pilot.app.screen.query("#events Static")]
-        assert all("收费" in e and "操作员 op.wang" in e for e in events)
+        assert all("收费" in e and "操作员 op.wang" in e and "金额: ¥50.00" in e
+                   and "科室: lab" in e and "项目: 血常规×1" in e for e in events)
         remedies = text(pilot, "#remedies")
         assert "1 记录欠费 (debt)" in remedies
         assert "2 撤销收费 C-cashier-02-000001 (reverse)" in remedies
@@ -313,7 +314,7 @@ async def test_the_console_speaks_chinese(seeded) -> None:
         await pilot.press("1")
         plan = text(pilot, "#plan")
         assert "记录 P-cashier-01-000001 欠费 ¥35.00" in plan
-        assert "中心签署 记录欠费" in plan
+        assert "中心签署 记录欠费：金额=¥35.00, 扣回=¥0.00, 病人号=P-cashier-01-000001" in plan
         await pilot.press("c")
         await settle(pilot)
         assert isinstance(pilot.app.screen, ResolveScreen)
@@ -424,6 +425,16 @@ def test_queue_snapshot_zh(seeded, snap_compare: Any) -> None:
     assert snap_compare(make(seeded, language="zh"), terminal_size=SIZE, run_before=ready)
 
 
+def test_detail_snapshot_zh(seeded, snap_compare: Any) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await open_kind(pilot, "离线透支")
+        await pilot.press("2")
+        await settle(pilot)
+        await laid_out(pilot)
+    assert snap_compare(make(seeded, language="zh"), terminal_size=(130, 60), run_before=ready)
+
+
 def test_detail_snapshot(seeded, snap_compare: Any) -> None:
     async def ready(pilot: Pilot[Any]) -> None:
         await settle(pilot)
@@ -432,3 +443,44 @@ def test_detail_snapshot(seeded, snap_compare: Any) -> None:
         await settle(pilot)
         await laid_out(pilot)
     assert snap_compare(make(seeded), terminal_size=(130, 60), run_before=ready)
+
+
+def test_every_console_word_is_in_the_table_in_both_languages() -> None:
+    """Every key the console's code asks for exists, with a Chinese text; every conflict
+    kind and status has its word."""
+    import re
+
+    from central.console import i18n
+    from central.reconcile import KINDS, SEVERITIES, STATUSES
+
+    root = Path(__file__).parents[1] / "central" / "console"
+    used = {k for f in root.rglob("*.py")
+            for k in re.findall(r"""\btr\(\s*["']([a-z_]+\.[a-z_.]+)["']""", f.read_text())}
+    used |= {f"key.{k}" for k in ("open", "quit", "back", "close")}
+    assert len(used) > 60
+    missing = sorted(k for k in used if k not in i18n.STRINGS)
+    assert not missing, missing
+    for key, (zh, en) in i18n.STRINGS.items():
+        assert zh.strip() or key == "col.mark", key
+        assert en.strip() or key == "col.mark" or key.split(".")[0] in (
+            "explain", "remedy", "effect"), key
+    for kind in KINDS:
+        assert f"conflict.{kind}" in i18n.STRINGS and f"explain.{kind}" in i18n.STRINGS
+    for word in (*(f"status.{s}" for s in STATUSES), *(f"severity.{s}" for s in SEVERITIES)):
+        assert word in i18n.STRINGS
+
+
+def test_remedy_words_are_total_over_any_body() -> None:
+    from central.console.i18n import Translator
+
+    tr = Translator("zh")
+    odd: tuple[tuple[str, Any], ...] = (("debt.recorded", {"amount": "x", "debit": None}),
+                                         ("charge.reversed", {"charge_id": 5}), ("x", "nope"))
+    for code in ("debt", "reverse", "block", "move", "merge", "accept", "unheard-of"):
+        assert tr.remedy_label("overdraft", code, "L", odd)
+        assert tr.remedy_effect(code, "E", odd)
+    assert tr.remedy_effect("debt", "E", (("debt.recorded", {"patient_id": "P-1", "amount": 700,
+                                                              "debit": 700}),)) == \
+        "从 P-1 的账户扣回 ¥7.00（余额不足部分记为欠费，下次就诊时收取）。"
+    assert Translator("en").remedy_effect("debt", "E", odd) == "E"
+    assert tr("no.such.key") == "[no.such.key]"

@@ -103,20 +103,22 @@ class SearchHit:
     conflicts: tuple[str, ...]  # ids of conflicts naming this patient or one of its cards
 
 
-def event_lines(ev: Event) -> tuple[str, ...]:
+def event_lines(ev: Event, tr: Translator | None = None) -> tuple[str, ...]:
     """The body of an event, one ``field: value`` line each (money as yuan); whatever the
     body holds (a refused one is shown as it came, each value cut short)."""
+    tr = tr or Translator("en")
     out = []
     for k, v in ev.body.items():
         if k in ("items", "stamp_seq", "stamp_balance"):
             continue
         if k in ("amount", "debit", "moved", "limit") and type(v) is int:
             v = yuan(v)
-        text = f"{k}: {v}"
+        text = f"{tr.field(k)}: {tr.value(k, v)}"
         out.append(text if len(text) <= 200 else text[:199] + "…")
     fact = REGISTRY.fact(ev)
     if fact is not None and isinstance(fact.body, Charged):
-        out.append("items: " + ", ".join(f"{i.name}×{i.qty}" for i in fact.body.items))
+        out.append(f"{tr.field('items')}: " + ", ".join(f"{i.name}×{i.qty}"
+                                                         for i in fact.body.items))
     return tuple(out)
 
 
@@ -180,7 +182,7 @@ class ConsoleData:
                 cards += await self._quarantined(eid) or [EventCard(ref(eid), "", 0, "", ())]
             else:
                 cards.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
-                                       event_lines(ev)))
+                                       event_lines(ev, self.tr)))
         timelines = []
         for pid in row.patients:
             steps = self.world.person_timeline(pid).steps()
@@ -200,7 +202,7 @@ class ConsoleData:
                              else "")
             out.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
                                  (f"{self.tr('detail.why')}: {why}",
-                                  f"prev: {ev.prev.hex()[:16]}…", *event_lines(ev)),
+                                  f"prev: {ev.prev.hex()[:16]}…", *event_lines(ev, self.tr)),
                                  quarantined=kind))
         return out
 

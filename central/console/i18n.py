@@ -14,6 +14,7 @@ the book's English detail beside it.  In English the console shows the codes IT 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -191,6 +192,29 @@ STRINGS: dict[str, tuple[str, str]] = {
     "search.count": ("{n} 位病人", "{n} patient(s)"),
     "search.none": ("没有匹配 {q} 的病人", "nothing matches {q}"),
     "search.no_conflicts": ("{pid} 没有冲突", "{pid} has no conflicts"),
+    # an event's fields (zh; English shows the field names as they are)
+    "field.amount": ("金额", "amount"),
+    "field.card_no": ("卡号", "card_no"),
+    "field.new_card_no": ("新卡号", "new_card_no"),
+    "field.old_card_no": ("旧卡号", "old_card_no"),
+    "field.charge_id": ("收费单号", "charge_id"),
+    "field.department": ("科室", "department"),
+    "field.patient_id": ("病人号", "patient_id"),
+    "field.receipt_no": ("单号", "receipt_no"),
+    "field.method": ("支付方式", "method"),
+    "field.to": ("退至", "to"),
+    "field.reason": ("原因", "reason"),
+    "field.verified_by": ("身份核实凭证", "verified_by"),
+    "field.approved_by": ("批准人", "approved_by"),
+    "field.authorised_by": ("授权人", "authorised_by"),
+    "field.limit": ("额度", "limit"),
+    "field.debit": ("扣回", "debit"),
+    "field.moved": ("转移金额", "moved"),
+    "field.items": ("项目", "items"),
+    "field.card_entry": ("读卡方式", "card_entry"),
+    "field.conflict_id": ("冲突", "conflict_id"),
+    "field.survivor_id": ("保留档案", "survivor_id"),
+    "field.merged_id": ("并入档案", "merged_id"),
 }
 
 
@@ -224,6 +248,24 @@ class Translator:
         k = REGISTRY.kinds.get(kind)
         return k.title[0] if k is not None else kind
 
+    def field(self, name: str) -> str:
+        """An event field's name: Chinese where the table or the registry has it."""
+        if not self.zh:
+            return name
+        for key in (f"field.{name}", f"detail.{name}"):
+            pair = STRINGS.get(key) or REGISTRY.labels.get(key)
+            if pair is not None:
+                return pair[0]
+        return name
+
+    def value(self, name: str, value: object) -> object:
+        """A coded value in Chinese (``method: cash`` → 现金) from the registry's words."""
+        prefix = _VALUE_WORDS.get(name)
+        if not self.zh or prefix is None or not isinstance(value, str):
+            return value
+        pair = REGISTRY.labels.get(f"{prefix}.{value}")
+        return pair[0] if pair is not None else value
+
     def ago(self, ms: int) -> str:
         s = max(0, ms // 1000)
         if s < 120:
@@ -238,7 +280,14 @@ class Translator:
     def conflict_title(self, kind: str, title: str) -> str:
         if not self.zh:
             return title
-        subject = title.split(" — ", 1)[1] if " — " in title else ""
+        if " — " in title:
+            subject = title.split(" — ", 1)[1]
+        elif kind == "revoked_node":  # "Events from revoked node cashier-03"
+            subject = title.rsplit(" ", 1)[-1]
+        else:
+            subject = ""
+        for english, chinese in _SUBJECT_WORDS:
+            subject = re.sub(english, chinese, subject)
         return self.word("conflict", kind) + (f" — {subject}" if subject else "")
 
     def explanation(self, kind: str, text: str) -> str:
@@ -268,6 +317,13 @@ class Translator:
         if code in ("reverse", "block", "move", "merge", "accept"):
             return self(f"effect.{code}", **v)
         return effect
+
+
+#: event fields whose values are words the registry declares (``method.cash`` …)
+_VALUE_WORDS = {"method": "method", "to": "to", "verified_by": "proof", "sex": "sex"}
+
+#: the few English words in the book's title subjects (names, ids and yuan pass as they are)
+_SUBJECT_WORDS = ((r"\b(\d+) s ahead$", r"快 \1 秒"), (r"^charge ", "收费 "))
 
 
 def _remedy_values(events: tuple[tuple[str, Mapping[str, Any]], ...]) -> dict[str, object]:

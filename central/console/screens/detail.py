@@ -150,10 +150,13 @@ class DetailScreen(MessageScreen):
         self.chosen = chosen = remedies[n - 1]
         plan = self.query_one("#plan", Static)
         plan.remove_class("empty")
+        def shown(k: str, v: object) -> object:
+            return yuan(v) if k in ("amount", "debit", "moved") and type(v) is int else \
+                tr.value(k, v)
+
         signs = "\n".join(
             "  • " + tr("detail.signs", kind=tr.event_kind(kind)) + ", ".join(
-                f"{k}={yuan(v) if k in ('amount', 'debit', 'moved') and type(v) is int else v}"
-                for k, v in body.items() if k != "conflict_id")
+                f"{tr.field(k)}={shown(k, v)}" for k, v in body.items() if k != "conflict_id")
             for kind, body in chosen.events)
         plan.update(f"[b]{escape(self._label(chosen))}[/b] — {tr('detail.will_do')}\n"
                     f"{escape(tr.remedy_effect(chosen.code, chosen.effect, chosen.events))}\n"
