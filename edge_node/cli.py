@@ -90,13 +90,14 @@ async def cmd_info(args: argparse.Namespace) -> int:
         st = await ledger.sync_state()
         n = await ledger.event_count()
         heads = await ledger.node_heads()
-    last = local_time(st.last_sync_ms, cfg.timezone) if st.last_sync_ms else "never"
+    last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
+            if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
     print(f"fingerprint {cfg.load_key().fingerprint}")
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
-          f"{st.received} received, last sync {last} ({cfg.timezone})")
+          f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
     return 0
 
