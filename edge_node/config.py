@@ -42,6 +42,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_node.errors import ConfigError
 from protocol.core import RuleConfig
@@ -127,7 +128,7 @@ def load(path: str | Path) -> EdgeConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no config at {path}: run `onecard-edge init` first") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     return from_dict(raw, path)
 
@@ -164,9 +165,12 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
     if raw.get("language", "zh") not in ("zh", "en"):
         raise ConfigError('language must be "zh" or "en"')
+    _check_timezone(raw.get("timezone", "Asia/Shanghai"))
     base = path.parent if path else Path.cwd()
     values = {k: v for k, v in raw.items() if k not in ("sync", "reader")}
     for k in ("db", "key_file"):
+        if k in values and (not isinstance(values[k], str) or not values[k]):
+            raise ConfigError(f"{k} must be a file path (a string)")
         if k in values:
             p = Path(values[k]).expanduser()
             values[k] = p if p.is_absolute() else base / p
@@ -176,6 +180,18 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
     return EdgeConfig(**values, sync=SyncConfig(**sync_raw), reader=reader, path=path)
+
+
+def _check_timezone(name: object) -> None:
+    """The reports and the command line print times in it: a name the tz database knows."""
+    if isinstance(name, str) and name:
+        try:
+            ZoneInfo(name)
+            return
+        except (ValueError, ZoneInfoNotFoundError):
+            pass
+    raise ConfigError(f"timezone must be a tz database name such as \"Asia/Shanghai\" "
+                      f"(not {name!r})")
 
 
 def write_key(path: Path, key: SigningKey) -> None:
