@@ -299,6 +299,74 @@ _DESK: dict[str, tuple[str, str]] = {
 
 # reprint, change, references, card fee, void, item refunds, editing details
 _BUSINESS: dict[str, tuple[str, str]] = {
+    # receipts
+    "receipt.reprint": ("（补打）", "(REPRINT)"),
+    "receipt.reprinted": ("补打", "Reprinted"),
+    "receipt.method": ("支付方式", "Paid by"),
+    "receipt.tendered": ("实收", "Tendered"),
+    "receipt.change": ("找零", "Change"),
+    "receipt.reference": ("交易号", "Reference"),
+    "receipt.of_charge": ("原收费单号", "Charge no."),
+    "receipt.refund_to": ("退至", "Refunded to"),
+    "line.Card fee": ("工本费", "Card fee"),
+    "line.Refund": ("退费", "Refund"),
+    "line.Void": ("作废退回", "Void"),
+    # reprint (history)
+    "key.reprint": ("补打收据", "Reprint"),
+    "history.reprinted": ("已补打：{number}", "Reprinted: {number}"),
+    "history.reprint_saved": ("补打收据已生成（未配置打印机）：{number}",
+                              "Reprint made (no printer configured): {number}"),
+    "history.void": ("作废", "Void"),
+    "history.no_receipt": ("这一行没有收据可补打", "This entry has no receipt to reprint"),
+    "history.changed": ("{field}：{old} → {new}", "{field}: {old} → {new}"),
+    "history.empty_value": ("（空）", "(empty)"),
+    # deposit: cash tendered and change, payment reference
+    "form.tendered": ("实收现金（元，可不填）", "Cash tendered (yuan, optional)"),
+    "form.change": ("找零 {change}", "Change {change}"),
+    "form.reference": ("交易号（银行卡/移动支付流水号）", "Reference (card / mobile transaction no.)"),
+    "form.tendered_short": ("实收 {tendered} 少于金额 {amount}", "Tendered {tendered} is less than {amount}"),
+    "confirm.tendered": ("实收 {tendered}，找零 {change}。", "Tendered {tendered}, change {change}."),
+    "confirm.reference": ("交易号 {reference}。", "Reference {reference}."),
+    # card fee
+    "confirm.card_fee": ("另收工本费 {fee}。", "Card fee {fee} is charged."),
+    "form.card_fee_short": ("账户余额 {balance} 不够支付工本费 {fee}：请先充值",
+                            "The account holds {balance}: not enough for the card fee {fee}; take a deposit first"),
+    # void
+    "key.void": ("当日作废", "Void today's charge"),
+    "title.void": ("当日收费作废", "Void a charge of today"),
+    "form.pick_void": ("选择今天的收费（未退过费）", "Pick a charge of today (nothing refunded yet)"),
+    "form.no_void": ("今天没有可作废的收费", "No charge of today left to void"),
+    "confirm.void": ("作废收费 {charge}，{amount} 全额退回预交金？",
+                     "Void charge {charge}: all {amount} back to the deposit?"),
+    # item refunds
+    "form.refund_items": ("退哪些项目：↑↓ 选行，+/- 改退费数量", "Items to refund: ↑↓ pick a line, +/- the quantity"),
+    "form.refund_total": ("退费合计 {total}", "Refund total {total}"),
+    "form.refund_none": ("未选项目：按金额退费", "No item picked: refund by amount"),
+    "form.refund_col_item": ("项目", "Item"),
+    "form.refund_col_charged": ("收费数量", "Charged"),
+    "form.refund_col_left": ("可退", "Left"),
+    "form.refund_col_pick": ("退", "Refund"),
+    "confirm.refund_items": ("退还收费 {charge} 中的 {n} 个项目共 {amount}，{to}？",
+                             "Refund {n} item(s) of charge {charge}, {amount}, {to}?"),
+    # editing patient details
+    "key.edit": ("修改资料", "Edit details"),
+    "title.edit": ("修改病人资料", "Edit patient details"),
+    "form.address": ("其他联系方式/地址", "Other contact / address"),
+    "form.nothing_changed": ("没有修改任何内容", "Nothing was changed"),
+    "confirm.edit": ("修改 {name} 的资料：{changes}？", "Change {name}'s details: {changes}?"),
+    # refusals
+    "problem.deposit.reference_required": ("银行卡或移动支付须填写交易号", "A bank card or mobile payment needs its reference"),
+    "problem.deposit.tendered_short": ("实收现金少于金额", "The cash tendered is less than the amount"),
+    "problem.deposit.tendered_not_cash": ("只有现金才有实收和找零", "Only cash is tendered"),
+    "problem.card_fee.insufficient": ("账户余额不够支付工本费", "The account cannot pay the card fee"),
+    "problem.card_fee.first_deposit": ("首次预交金须同时支付挂号费和工本费", "The first deposit must cover the registration fee and the card fee"),
+    "problem.void.not_today": ("只能作废当天的收费", "Only today's charges can be voided"),
+    "problem.void.already_refunded": ("这笔收费已退过费或已作废", "This charge was already refunded or voided"),
+    "problem.void.whole_charge": ("作废须退还整笔收费", "A void returns the whole charge"),
+    "problem.refund.item_exceeds": ("退费数量超过该项目可退数量", "More of an item than is left to refund"),
+    "problem.refund.item_unknown": ("该收费没有这一项", "The charge has no such line"),
+    "problem.refund.items_amount": ("退费金额与所选项目不符", "The amount does not match the items"),
+    "problem.reprint.no_receipt": ("这一行没有收据可补打", "This entry has no receipt to reprint"),
 }
 
 # onecard-edge's command line

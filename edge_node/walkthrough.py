@@ -42,7 +42,7 @@ async def walk(base: Path) -> int:
     say(f"[cashier-01] registered {r.patient.name} as {pid} "
         f"({r.patient.sex}, born {r.patient.birth_date}), card 8600000001, "
         f"first deposit {yuan(20000)}  → balance {yuan(r.balance)}")
-    r = await cashier.deposit("8600000001", 5000, "mobile")
+    r = await cashier.deposit("8600000001", 5000, "mobile", reference="WX-4200000001")
     say(f"[cashier-01] top-up {yuan(5000)} by mobile, receipt {r.number} → {yuan(r.balance)}")
     reg = await cashier.charge("8600000001", [
         {"code": "REG-GEN", "name": "普通门诊挂号", "qty": 1, "unit_price": 500},

@@ -316,6 +316,7 @@ class RuleConfig:
     """What the counter's rules are configured with."""
 
     registration_fee: Fen = 500  # ¥5.00: the first deposit must cover it (DOMAIN 3.2)
+    card_fee: Fen = 0  # 工本费 charged on card issue and replacement (0: none)
 
 
 B = TypeVar("B", bound=Body)

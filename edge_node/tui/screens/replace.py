@@ -10,6 +10,7 @@ from textual.widgets import Input
 from edge_node.service import Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from protocol.errors import Problem
+from protocol.money import yuan
 
 
 class ReplaceCardScreen(FormScreen):
@@ -26,10 +27,16 @@ class ReplaceCardScreen(FormScreen):
         assert self.view is not None
         problems: list[Problem] = []
         new = self.required("new_card_no", "form.new_card_no", problems)
+        service, old, desk = self.counter.service, self.card_no, self.counter.desk
+        tr, fee, account = self.counter.tr, service.card_fee, self.view.account
+        if fee and account.available < fee:  # the card fee (工本费) comes off the deposit
+            problems.append(Problem("card_fee.insufficient",
+                                    tr("form.card_fee_short", balance=yuan(account.balance),
+                                       fee=yuan(fee)), "new_card_no"))
         if problems:
             return problems
-        service, old, desk = self.counter.service, self.card_no, self.counter.desk
         pid = self.view.patient.patient_id
+        chip = desk is not None and desk.chip
 
         async def call() -> Receipt:
             if desk is not None and desk.chip:
@@ -37,6 +44,8 @@ class ReplaceCardScreen(FormScreen):
                 # valid until the new one is proven readable (see NewPatientScreen).
                 await service.check_new_card(new)
                 await desk.issue(new, pid)
-            return await service.replace_card(old, new)
-        return Plan(self.counter.tr("confirm.replace", name=self.view.patient.name, new=new,
-                                    old=old), call)
+            return await service.replace_card(old, new, stamp=chip)
+        question = tr("confirm.replace", name=self.view.patient.name, new=new, old=old)
+        if fee:
+            question += " " + tr("confirm.card_fee", fee=yuan(fee))
+        return Plan(question, call)
