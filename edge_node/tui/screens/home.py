@@ -80,8 +80,8 @@ class HomeScreen(Screen[None]):
             ("f10", "history", "key.history", True),
             ("f11", "report", "key.report", True),
             ("f12", "lock", "key.lock", True),
-            ("ctrl+x", "form('void')", "key.void", True),
-            ("ctrl+e", "form('edit')", "key.edit", True),
+            ("ctrl+g", "form('void')", "key.void", True),
+            ("ctrl+r", "form('edit')", "key.edit", True),
             ("escape", "clear", "key.clear", True),
         ])
 

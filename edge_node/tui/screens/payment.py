@@ -1,9 +1,10 @@
 """How a deposit is paid, for the deposit and registration forms: the method, and then
 cash tendered (change shown as it is typed) or a bank-card / mobile payment's reference.
 
-Enter on the method goes on to the tendered or reference field; Enter there submits.
-Tendered is optional (empty: the exact amount); below the amount it is refused before
-the confirm question.  A reference is required for bank card and mobile payments.
+Enter on cash submits as before (the tendered field under it is optional, reached with
+Tab; empty: the exact amount; below the amount it is refused before the confirm
+question).  Enter on bank card or mobile goes on to the reference, which they require;
+Enter there submits.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ class PaymentForm(FormScreen):
             out.update(tr("form.change", change=yuan(tendered - amount)))
 
     def action_submit(self) -> None:
-        """Enter on the method goes on to how it is paid; elsewhere it submits."""
-        if isinstance(self.focused, Choice) and self.focused.id == "method":
-            nxt = "#tendered" if self.method == "cash" else "#reference"
-            self.query_one(nxt, Input).focus()
+        """Enter on a card or mobile method goes on to its reference while that is empty;
+        on cash it submits (the tendered field below it is optional: Tab reaches it)."""
+        if isinstance(self.focused, Choice) and self.focused.id == "method" \
+                and self.method != "cash" and not self.value("reference"):
+            self.query_one("#reference", Input).focus()
             return
         super().action_submit()
 
