@@ -52,6 +52,8 @@ def render_text(receipt: Receipt, *, node: str, operator: str, language: str = "
     title = tr(f"kind.{kind}") if tr.has(f"kind.{kind}") else receipt.title  # (own kinds)
     if kind == "patient.registered":
         title = tr("title.new")
+    elif kind == "account.refunded" and receipt.events[0].body.get("void") == 1:
+        title = tr("title.void")
     if receipt.reprinted_ms:
         title = f"{title} {tr('receipt.reprint')}"
     at = receipt.at_ms or (receipt.events[-1].hlc.wall if receipt.events else 0)

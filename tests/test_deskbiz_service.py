@@ -172,6 +172,8 @@ async def test_void_only_the_same_day_and_only_once(make_ledger: LedgerFactory) 
     assert (ev.body["amount"], ev.body["to"]) == (5_000, "deposit")
     assert r.balance == 10_000 - 1_000
     assert "作废" in REGISTRY.describe(ev, "zh")
+    text = receipts.render_text(r, node="cashier-01", operator="op", language="en")
+    assert "Void a charge of today" in text and "Voided same day" in text and today in text
     await refused(led, svc.void_charge(today, "li", "again", timezone="Asia/Shanghai"),
                   "void.already_refunded")
     assert await svc.voidable_charges(pid, "Asia/Shanghai") == []
