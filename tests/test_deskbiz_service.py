@@ -305,3 +305,20 @@ async def test_edit_details_records_who_changed_what(service: CounterService,
     by_op = {e.operator: changes[e.id] for e in events if e.kind == "patient.updated"}
     assert by_op["op.wang"] == "phone: 13800138000 → 13900139000; contact: (empty) → 北京市东城区"
     assert by_op["li"] == "name: 张三 → 张叁; phone: 13900139000 → 13700137000"
+
+
+async def test_card_fee_with_a_chip_stamps_the_balance_after_the_fee(
+        make_ledger: LedgerFactory) -> None:
+    """The fee is a money event of its own: the wallet stamp written to the new card is
+    the one after it (the last stamped event of the append)."""
+    led = await make_ledger(rule_config=RuleConfig(card_fee=1_000))
+    svc = CounterService(led, "op")
+    r = await svc.register_patient(name="张三", national_id=ID_FEMALE, phone="13800138000",
+                                   card_no=CARD, first_deposit=10_000, stamp=True,
+                                   tendered=10_000)
+    deposit, fee = r.events[2], r.events[3]
+    assert (deposit.body["stamp_seq"], deposit.body["stamp_balance"]) == (1, 10_000)
+    assert (fee.body["stamp_seq"], fee.body["stamp_balance"]) == (2, 9_000)
+    assert next(e for e in reversed(r.events) if "stamp_seq" in e.body) is fee
+    acct = await led.get(Account, r.patient.patient_id)
+    assert (acct.stamp_seq, acct.stamp_balance, acct.money_seq) == (2, 9_000, 2)

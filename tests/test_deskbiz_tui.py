@@ -289,3 +289,43 @@ async def test_card_fee_on_replacement_asked_and_refused_before_confirm(
         assert (await led.get("cards", "8600000003")) is None
     finally:
         await led.close()
+
+
+async def test_registration_takes_tendered_cash_and_the_card_fee(tmp_path: Path) -> None:
+    cfg, led, _ = await _counter(tmp_path, card_fee=1_000)
+    try:
+        app = make_app(cfg, led)
+        async with app.run_test(size=SIZE) as pilot:
+            await log_in(pilot)
+            await pilot.press("f2")
+            await settle_down(pilot)
+            # the first deposit offered covers the registration fee and the card fee
+            assert app.screen.query_one("#first_deposit", Input).value == "15.00"
+            await fill(pilot, "#name", "李梅")
+            await fill(pilot, "#sex", "F")
+            await fill(pilot, "#birth_date", "1990-03-07")
+            await fill(pilot, "#phone", "13912345678")
+            await fill(pilot, "#card_no", "8600000002")
+            await fill(pilot, "#first_deposit", "12")
+            await pilot.press("ctrl+s")
+            await settle_down(pilot)
+            assert not isinstance(app.screen, ConfirmScreen)
+            assert "card fee" in form_error(pilot) and "¥15.00" in form_error(pilot)
+            await fill(pilot, "#first_deposit", "180")
+            await fill(pilot, "#tendered", "200")
+            assert text_of(pilot, "#change") == "Change ¥20.00"
+            await pilot.press("ctrl+s")
+            question = await confirm(pilot)
+            assert "Card fee ¥10.00" in question and "change ¥20.00" in question
+            assert isinstance(app.screen, HomeScreen)
+        card = await led.get("cards", "8600000002")
+        events = await led.history(card.patient_id)
+        kinds = [e.kind for e in reversed(events)]
+        assert kinds == ["patient.registered", "card.issued", "account.deposited",
+                         "account.charged"]
+        assert events[1].body["tendered"] == 20_000
+        assert (await led.get("accounts", card.patient_id)).balance == 17_000
+        receipt = printed(cfg)
+        assert "Card fee" in receipt and "Change" in receipt and "¥20.00" in receipt
+    finally:
+        await led.close()
