@@ -18,7 +18,7 @@ from edge_node.reports import business_day
 from protocol import nationalid
 from protocol.account import CARD_FEE_CODE, CARD_FEE_NAME, Account, Charge
 from protocol.card import CARD_ENTRY, Card
-from protocol.core import Registry, State
+from protocol.core import COUNTER, Registry, State
 from protocol.errors import Problem
 from protocol.event import Event
 from protocol.money import yuan
@@ -542,35 +542,62 @@ class CounterService:
 
     async def receipt_for(self, event: Event, patient_id: str, reprinted_ms: int = 0
                           ) -> Receipt:
-        """The receipt of a stored money event, rebuilt from it (a reprint, 补打): its
-        number, lines, original time, counter and operator, and the balance after it.
+        """The receipt of a stored counter event, rebuilt from the events (a reprint,
+        补打): its number, lines, original time, counter and operator, and the balance
+        after it.  An event appended with others (a registration with its card and
+        first deposit and card fee; a card issue or replacement with its card fee)
+        reprints the receipt of all of them, as it was printed.
 
         ``patient_id``: whose history it was picked from (the balance is theirs).
         """
-        fact = self.ledger.registry.fact(event)
-        if fact is None or event.kind not in RECEIPT_NUMBER:
+        registry = self.ledger.registry
+        fact = registry.fact(event)
+        if fact is None or fact.kind.signer != COUNTER:
             raise _refuse("reprint.no_receipt", "this entry has no receipt to reprint")
         view = await self.patient(patient_id)
-        b = fact.body
-        lines: tuple[tuple[str, Fen], ...]
-        if event.kind == "account.deposited":
-            lines = (("Deposit", b.amount),)
-        elif event.kind == "account.charged":
-            lines = tuple((f"{i.name} ×{i.qty}", i.qty * i.unit_price) for i in b.items)
-        elif event.kind == "account.refunded":
-            lines = (("Void" if b.void else "Refund", b.amount),)
-        elif event.kind == "account.settled":
-            lines = (("Balance returned", b.amount),)
-        else:
-            lines = (("Credit limit", b.limit),)
-        field = RECEIPT_NUMBER[event.kind]
-        history = await self.ledger.history(patient_id, 1_000_000)
         found = await self.ledger.event_at(event.node, event.seq)
         at_ms = found[1] if found is not None else event.hlc.wall
-        return Receipt(self.ledger.registry.title(event.kind, "en"), view.patient, (event,),
-                       _balance_after(self.ledger.registry, event, patient_id, history), lines,
-                       str(event.body.get(field, "")) if field else "", at_ms,
-                       reprinted_ms or self.ledger.now_ms(), event.node, event.operator)
+        group = await self._appended_with(event, at_ms)
+        lines = tuple(line for e in group for line in _receipt_lines(registry, e))
+        number = next((str(e.body[f]) for e in group
+                       if (f := RECEIPT_NUMBER.get(e.kind)) and f in e.body), "")
+        history = await self.ledger.history(patient_id, 1_000_000)
+        return Receipt(registry.title(group[0].kind, "en"), view.patient, tuple(group),
+                       _balance_after(registry, group[-1], patient_id, history), lines,
+                       number, at_ms, reprinted_ms or self.ledger.now_ms(), event.node,
+                       event.operator)
+
+    async def _appended_with(self, event: Event, local_ms: int) -> list[Event]:
+        """``event`` and the events of the same append its receipt covered: a
+        registration's (registered, card issued, first deposit, card fee) or a card issue
+        or replacement with its card fee — the same counter's neighbouring events of the
+        same patient, written at the same instant by its clock."""
+        pid = event.body.get("patient_id")
+        group = [event]
+        for step in (-1, 1):
+            seq = event.seq + step
+            while abs(seq - event.seq) <= 3 and seq > 0:
+                got = await self.ledger.event_at(event.node, seq)
+                if got is None or got[1] != local_ms or got[0].body.get("patient_id") != pid:
+                    break
+                if step < 0:
+                    group.insert(0, got[0])
+                else:
+                    group.append(got[0])
+                seq += step
+        first = next((i for i, e in enumerate(group) if e.kind in _APPEND_HEADS), None)
+        if first is None:
+            return [event]
+        group = group[first:]
+        # what that operation appended after it: a registration's card and first
+        # deposit, and the card fee
+        follows = (("card.issued", "account.deposited")
+                   if group[0].kind == "patient.registered" else ())
+        end = 1
+        while end < len(group) and (group[end].kind in follows or _is_card_fee(group[end])):
+            end += 1
+        group = group[:end]
+        return group if event in group else [event]
 
     async def settle(self, card_no: str, method: str = "cash", *,
                      wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
@@ -618,6 +645,34 @@ def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen
                       f"counter has not synced yet (the records say {yuan(account.balance)}): "
                       f"{yuan(amount)} is {yuan(amount - known - account.credit_limit)} short",
                       "amount")
+
+
+_APPEND_HEADS = ("patient.registered", "card.issued", "card.replaced")
+
+
+def _is_card_fee(ev: Event) -> bool:
+    items = ev.body.get("items") if ev.kind == "account.charged" else None
+    return isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict) \
+        and items[0].get("code") == CARD_FEE_CODE
+
+
+def _receipt_lines(registry: Registry, ev: Event) -> tuple[tuple[str, Fen], ...]:
+    """An event's lines on its receipt, as the operation that wrote it printed them."""
+    fact = registry.fact(ev)
+    b = fact.body if fact is not None else None
+    if ev.kind == "account.deposited" and b is not None:
+        return (("Deposit", b.amount),)
+    if ev.kind == "account.charged" and b is not None:
+        if _is_card_fee(ev):
+            return (("Card fee", b.amount),)
+        return tuple((f"{i.name} ×{i.qty}", i.qty * i.unit_price) for i in b.items)
+    if ev.kind == "account.refunded" and b is not None:
+        return (("Void" if b.void else "Refund", b.amount),)
+    if ev.kind == "account.settled" and b is not None:
+        return (("Balance returned", b.amount),)
+    if ev.kind == "account.credit_granted" and b is not None:
+        return (("Credit limit", b.limit),)
+    return ()
 
 
 def _payment(tendered: Fen, reference: str) -> dict[str, Any]:

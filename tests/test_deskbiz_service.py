@@ -13,7 +13,10 @@ from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from protocol.account import CARD_FEE_CODE, Account, Charge
 from protocol.core import RuleConfig
+from protocol.crypto import ZERO_HASH
 from protocol.domain import REGISTRY
+from protocol.event import Event
+from protocol.hlc import Hlc
 from tests.conftest import ID_FEMALE, LedgerFactory, item, registered
 from tests.test_service_rules import refused
 
@@ -283,9 +286,45 @@ async def test_reprint_of_every_money_receipt(service: CounterService, ledger: L
     # the balance is the one after that event, not today's
     rd = await service.receipt_for(history["account.deposited"], pid)
     assert rd.balance == 10_000
+    # the card issue was appended with the registration: its receipt is that one
+    reg = await service.receipt_for(history["card.issued"], pid)
+    assert [e.kind for e in reg.events] == ["patient.registered", "card.issued",
+                                            "account.deposited"]
+    assert (reg.lines, reg.number, reg.balance) == ((("Deposit", 10_000),),
+                                                    history["account.deposited"].body[
+                                                        "receipt_no"], 10_000)
+    assert "New patient and card" in receipts.render_text(reg, node="c", operator="o",
+                                                          language="en")
+    # an event of a kind this version does not know has no receipt here
+    unknown = Event(1, "cashier-09", 1, ZERO_HASH, Hlc(T0, 0), "op", "visit.registered",
+                    {"patient_id": pid})
     with pytest.raises(OperationRefused) as info:
-        await service.receipt_for(history["card.issued"], pid)
+        await service.receipt_for(unknown, pid)
     assert info.value.codes == ["reprint.no_receipt"]
+
+
+async def test_reprint_of_a_registration_and_a_replacement_with_the_card_fee(
+        make_ledger: LedgerFactory) -> None:
+    led = await make_ledger(rule_config=RuleConfig(card_fee=1_000))
+    svc = CounterService(led, "op")
+    r = await svc.register_patient(name="张三", national_id=ID_FEMALE, phone="13800138000",
+                                   card_no=CARD, first_deposit=10_000, tendered=10_000)
+    pid = r.patient.patient_id
+    await svc.deposit(CARD, 500, "cash")
+    rr = await svc.replace_card(CARD, "8600000002")
+    events = list(reversed(await led.history(pid)))  # oldest first
+    for picked in events[:4]:  # any event of the registration reprints all of it
+        again = await svc.receipt_for(picked, pid)
+        assert again.events == r.events and again.lines == r.lines
+        assert (again.number, again.balance, again.at_ms) == (r.number, 9_000, r.at_ms)
+    text = receipts.render_text(again, node="cashier-01", operator="op", language="zh")
+    assert "新建患者并发卡" in text and "补打" in text and "工本费" in text and "找零" in text
+    plain = await svc.receipt_for(events[4], pid)  # the deposit after it: on its own
+    assert [e.kind for e in plain.events] == ["account.deposited"] and plain.balance == 9_500
+    for picked in events[5:]:
+        again = await svc.receipt_for(picked, pid)
+        assert again.events == rr.events and again.lines == (("Card fee", 1_000),)
+        assert (again.number, again.balance) == (rr.number, 8_500)
 
 
 # -- editing details ---------------------------------------------------------------------

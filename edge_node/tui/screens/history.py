@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Static
 
 from edge_node import receipt as receipts
 from edge_node.i18n import Translator
-from edge_node.service import RECEIPT_NUMBER, PatientView
+from edge_node.service import PatientView
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import (
     event_amount,
@@ -28,6 +28,7 @@ from edge_node.tui.describe import (
     signed_yuan,
 )
 from edge_node.tui.screens.base import bind_keys, error_text
+from protocol.core import COUNTER
 from protocol.domain import REGISTRY
 from protocol.event import Event
 from protocol.patient import DETAILS, Registered, Updated
@@ -105,7 +106,8 @@ class HistoryScreen(ModalScreen[None]):
         if not self.events or table.cursor_row >= len(self.events):
             return
         ev = self.events[table.cursor_row]
-        if ev.kind not in RECEIPT_NUMBER or REGISTRY.fact(ev) is None:
+        fact = REGISTRY.fact(ev)
+        if fact is None or fact.kind.signer != COUNTER:  # central's, or unreadable
             self.say(self.counter.tr("history.no_receipt"), problem=True)
             return
         self.reprint(ev)
@@ -122,10 +124,11 @@ class HistoryScreen(ModalScreen[None]):
         except Exception as exc:
             self.say(error_text(self.counter, exc), problem=True)
             return
-        card = ev.body.get("card_no")
+        card = next((c for e in r.events for c in (e.body.get("new_card_no"),
+                                                    e.body.get("card_no"))
+                     if isinstance(c, str) and c), "")
         text = receipts.render_text(r, node=cfg.node_id, operator=op.staff_id if op else "",
-                                    language=tr.language,
-                                    card_no=card if isinstance(card, str) else "",
+                                    language=tr.language, card_no=card,
                                     timezone=cfg.timezone)
         self.last_reprint = text
         if not cfg.printer:
