@@ -366,10 +366,10 @@ async def test_card_fee_with_a_chip_stamps_the_balance_after_the_fee(
 async def test_card_fee_on_another_card_for_a_patient(make_ledger: LedgerFactory) -> None:
     led = await make_ledger(rule_config=RuleConfig(card_fee=800))
     svc = CounterService(led, "op")
-    pid = await registered(svc, deposit=2_500)  # ¥25.00 − ¥8.00 card fee = ¥17.00
+    pid = await registered(svc, deposit=2_000)  # ¥20.00 − ¥8.00 card fee = ¥12.00
     r = await svc.issue_card(pid, "8600000005")
     assert [e.kind for e in r.events] == ["card.issued", "account.charged"]
-    assert r.balance == 900 and r.number == r.events[1].body["charge_id"]
+    assert r.balance == 400 and r.number == r.events[1].body["charge_id"]
     e = await refused(led, svc.issue_card(pid, "8600000006"), "card_fee.insufficient")
-    assert "holds ¥9.00" in str(e)
+    assert "holds ¥4.00" in str(e)
     assert await led.get("cards", "8600000006") is None
