@@ -373,3 +373,18 @@ async def test_card_fee_on_another_card_for_a_patient(make_ledger: LedgerFactory
     e = await refused(led, svc.issue_card(pid, "8600000006"), "card_fee.insufficient")
     assert "holds ¥4.00" in str(e)
     assert await led.get("cards", "8600000006") is None
+
+
+def test_card_fee_is_a_config_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from edge_node import config
+    from edge_node.errors import ConfigError
+
+    cfg = config.from_dict({"node_id": "cashier-01", "card_fee": 1_000}, tmp_path / "e.toml")
+    assert cfg.card_fee == 1_000 and cfg.rules.card_fee == 1_000
+    assert config.from_dict({"node_id": "cashier-01"}).rules.card_fee == 0  # none by default
+    path = tmp_path / "edge.toml"
+    path.write_text(config.render(cfg), encoding="utf-8")
+    assert config.load(path).card_fee == 1_000
+    for bad in (-1, "10", 1.5):
+        with pytest.raises(ConfigError, match="card_fee"):
+            config.from_dict({"node_id": "cashier-01", "card_fee": bad})
