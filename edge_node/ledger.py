@@ -631,6 +631,17 @@ class Ledger:
             "local_ms < ? ORDER BY seq", (self.node_id, start_ms, end_ms))
         return [(decode_event(d), ms) for d, ms in rows]
 
+    async def event_at(self, node: str, seq: int) -> tuple[Event, int] | None:
+        """The event ``(node, seq)`` and when this counter wrote or received it (its own
+        clock, ``local_ms``), or None if it is not here."""
+        rows = await self._fetch("SELECT data, local_ms FROM events WHERE node = ? AND seq = ?",
+                                 (node, seq))
+        return (decode_event(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def now_ms(self) -> int:
+        """This counter's own clock (what ``local_ms`` and the daily report go by)."""
+        return self._clock()
+
     async def sync_state(self) -> SyncState:
         row = (await self._fetch(f"SELECT {', '.join(_SYNC_FIELDS)} FROM sync_state"))[0]
         head = await self.head()

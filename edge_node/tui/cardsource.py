@@ -376,7 +376,8 @@ class CardDesk:
         The money event is committed whatever happens here.  A stamp not written is kept
         and written when the card is next presented at this counter.
         """
-        ev = next((e for e in receipt.events if "stamp_seq" in e.body), None)
+        # the last: a registration or replacement may charge the card fee after a deposit
+        ev = next((e for e in reversed(receipt.events) if "stamp_seq" in e.body), None)
         if ev is None or not card_no:
             return None
         pid = str(ev.body["patient_id"])

@@ -25,6 +25,7 @@ from edge_node.tui.screens.base import bind_keys, error_text
 from edge_node.tui.screens.charge import ChargeScreen
 from edge_node.tui.screens.credit import GreenChannelScreen
 from edge_node.tui.screens.deposit import DepositScreen
+from edge_node.tui.screens.edit import EditPatientScreen
 from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.history import HistoryScreen
 from edge_node.tui.screens.lost import ReportLostScreen
@@ -33,6 +34,7 @@ from edge_node.tui.screens.register import NewPatientScreen
 from edge_node.tui.screens.replace import ReplaceCardScreen
 from edge_node.tui.screens.report import DailyReportScreen
 from edge_node.tui.screens.settle import SettleScreen
+from edge_node.tui.screens.void import VoidScreen
 from edge_node.tui.widgets.patient_panel import PatientPanel
 from edge_node.tui.widgets.status import StatusBar
 from protocol.money import yuan
@@ -45,6 +47,8 @@ FORMS: dict[str, type[FormScreen]] = {
     "replace": ReplaceCardScreen,
     "settle": SettleScreen,
     "credit": GreenChannelScreen,
+    "void": VoidScreen,
+    "edit": EditPatientScreen,
 }
 
 
@@ -76,6 +80,8 @@ class HomeScreen(Screen[None]):
             ("f10", "history", "key.history", True),
             ("f11", "report", "key.report", True),
             ("f12", "lock", "key.lock", True),
+            ("ctrl+g", "form('void')", "key.void", True),
+            ("ctrl+r", "form('edit')", "key.edit", True),
             ("escape", "clear", "key.clear", True),
         ])
 
