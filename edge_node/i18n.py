@@ -250,6 +250,27 @@ STRINGS.update(REGISTRY.labels)
 
 # finding a patient and an item
 _SEARCH: dict[str, tuple[str, str]] = {
+    "key.find": ("查找病人", "Find patient"),
+    "search.title": ("查找病人（未带卡）", "Find a patient (no card)"),
+    "search.help": ("输入病人号、身份证号、手机号（或后4位）、姓名、拼音或拼音首字母（如 zs）；↑↓ 选择，回车打开",
+                    "Type a patient no., ID number, phone (or its last 4 digits), name, pinyin or initials (e.g. zs); ↑↓ to choose, Enter to open"),
+    "search.placeholder": ("病人号 / 身份证 / 手机 / 姓名 / 拼音", "patient no. / ID / phone / name / pinyin"),
+    "search.type": ("请输入查找内容", "Type to search"),
+    "search.none": ("没有找到：{q}", "No patient matches {q}"),
+    "search.found": ("找到 {n} 位", "{n} found"),
+    "search.more": ("只显示前 {n} 位：请再多输入一些", "Showing the first {n}: type more to narrow"),
+    "search.merged": ("已合并", "Merged"),
+    "search.no_card": ("无卡", "no card"),
+    "search.key_down": ("下一位", "Next"),
+    "search.key_up": ("上一位", "Previous"),
+    "search.flag_opened": ("按查找打开（未读卡）：业务使用其有效卡 {card}",
+                           "Opened by search (no card read): businesses use the active card {card}"),
+    "search.flag_no_active": ("该病人没有有效卡：仅供查看", "This patient has no active card: for viewing only"),
+    "search.flag_lost": ("卡 {card} 已挂失：按 F7 补卡", "Card {card} is reported lost: F7 replaces it"),
+    "search.flag_merged": ("档案 {old} 已合并到本档案 {pid}：已打开本档案",
+                           "Record {old} was merged into {pid}: showing {pid}"),
+    "search.item_placeholder": ("项目代码、名称、拼音或首字母（如 xcg）", "Item code, name, or pinyin / initials (e.g. xcg)"),
+    "search.need_active": ("该病人没有有效卡：需要卡的业务不能办理", "This patient has no active card: businesses that need a card cannot be done"),
 }
 
 # checks before confirm, refusals in plain words (problem.<code> templates)

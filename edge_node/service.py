@@ -21,6 +21,7 @@ from typing import Any
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from edge_node.reports import business_day
+from edge_node.search import mask_phone
 from protocol import nationalid
 from protocol.account import CARD_FEE_CODE, CARD_FEE_NAME, Account, Charge
 from protocol.card import CARD_ENTRY, Card
@@ -46,6 +47,36 @@ class PatientView:
     @property
     def active_card(self) -> Card | None:
         return next((c for c in self.cards if c.status == "active"), None)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientHit:
+    """One patient a search found: what the counter lists to pick the right one."""
+
+    patient: Patient
+    account: Account
+    cards: tuple[Card, ...]
+
+    @property
+    def active_card(self) -> Card | None:
+        return next((c for c in self.cards if c.status == "active"), None)
+
+    @property
+    def card(self) -> Card | None:
+        """The card businesses would use: the active one, else the newest."""
+        return self.active_card or (self.cards[-1] if self.cards else None)
+
+    @property
+    def masked_national_id(self) -> str:
+        return nationalid.mask(self.patient.national_id)
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.patient.phone)
+
+    @property
+    def merged_into(self) -> str:
+        return self.patient.merged_into
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +208,38 @@ class CounterService:
         account = await self.ledger.get(Account, patient_id) or Account(patient_id)
         cards = tuple(await self.ledger.cards_of(patient_id))
         return PatientView(patient, account, cards)
+
+    async def search_patients(self, query: str, limit: int = 50) -> list[PatientHit]:
+        """The patients ``query`` finds, best first (at most ``limit``, 200 at most).
+
+        By patient number, full national ID number, phone (whole, or its last four
+        digits), name or part of it, pinyin (``zhangsan``) or pinyin initials (``zs``):
+        exact numbers first, then the phone's last digits, the exact name, names that
+        start with it, names that contain it, then pinyin (see :mod:`edge_node.search`).
+        Merged records are found too (:attr:`PatientHit.merged_into` says where to go).
+        """
+        if not query.strip():
+            return []
+        found = await self.ledger.search_patients(query, max(1, min(limit, 200)))
+        return [PatientHit(p, a or Account(p.patient_id), tuple(cards))
+                for p, a, cards in found]
+
+    async def survivor(self, patient_id: str) -> str:
+        """The record ``patient_id`` was merged into, and so on (itself if never merged)."""
+        seen = [patient_id]
+        while len(seen) <= 16:
+            patient = await self.ledger.get(Patient, seen[-1])
+            if patient is None or not patient.merged_into or patient.merged_into in seen:
+                break
+            seen.append(patient.merged_into)
+        return seen[-1]
+
+    async def open_patient(self, patient_id: str) -> PatientView:
+        """The patient as the counter opens them without a card (found by a search): the
+        record it was merged into if it was, with its active card as the card presented
+        (None when it has none)."""
+        view = await self.patient(await self.survivor(patient_id))
+        return PatientView(view.patient, view.account, view.cards, view.active_card)
 
     async def next_patient_id(self) -> str:
         """The patient id the next registration at this counter will get.

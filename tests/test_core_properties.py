@@ -240,7 +240,8 @@ def test_two_real_ledgers_that_received_the_same_events_in_other_orders_agree(
     assert got[0] == got[1]
     folded = REGISTRY.fold(orders[0]).dump()
     for table, rows in got[0].items():  # and the ledger's tables are the pure fold's
-        assert rows == folded.get(table, []), table
+        if table != "patient_search":  # (but the index the ledger derives from them)
+            assert rows == folded.get(table, []), table
 
 
 # ---------------------------------------------------------------------------------- (b)
