@@ -44,6 +44,7 @@ test: $(BIN)/.dev
 bench: $(BIN)/.dev
 	$(BIN)/python bench/edge_append.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/search.py
 	$(BIN)/python bench/converge.py 5000 4
 	$(BIN)/python bench/card_tap.py
 

@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -108,12 +110,46 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a config error or a closed stdout (``| head``) is no traceback."""
     args = _parser().parse_args(argv)
+    try:
+        status = _run(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
+        return status
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still one line (ONECARD_DEBUG=1: the traceback)
+        if os.environ.get("ONECARD_DEBUG"):
+            raise
+        print(f"onecard-central: unexpected error: {type(exc).__name__}: {exc} "
+              "(ONECARD_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our stdout went away (``… | head``): stop quietly, like ``cat``.
+
+    Points stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
+
+
+def _run(args: argparse.Namespace) -> int:
     cfg_path: Path = args.config or default_config_path()
     try:
         if args.command == "init":
-            return _init(cfg_path, args.dir, args.port)
+            return _init(cfg_path, args.dir, args.port, explicit=args.config is not None)
         cfg = CentralConfig.load(cfg_path)
+        if not cfg.db.exists():
+            raise CentralConfigError(f"{cfg.db}: no database there (the config's db; "
+                                     "`onecard-central init` creates it)")
         if args.command == "enrol":
             return asyncio.run(_enrol(cfg, args.node, args.key, args.role))
         if args.command == "revoke":
@@ -135,21 +171,49 @@ def main(argv: list[str] | None = None) -> int:
     except CentralConfigError as exc:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 2
+    except sqlite3.Error as exc:
+        print(f"onecard-central: the database cannot be used: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 1
     return 2
 
 
-def _init(cfg_path: Path, directory: Path | None, port: int) -> int:
+def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool = False) -> int:
+    """The config goes to ``--config`` when given (else into ``--dir``); the key and the
+    database into ``--dir`` (else beside the config)."""
     d = directory or cfg_path.parent
-    if directory is not None:
+    if directory is not None and not explicit:
         cfg_path = d / "central.toml"
     if cfg_path.exists():
         print(f"onecard-central: {cfg_path} exists; refusing to overwrite", file=sys.stderr)
         return 1
-    d.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(render_config(port=port), encoding="utf-8")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        cfg_path.parent.mkdir(parents=True, exist_ok=True)
+        if d.resolve() == cfg_path.parent.resolve():
+            text = render_config(port=port)
+        else:
+            text = render_config(db=str(d.resolve() / "central.sqlite3"),
+                                 key_file=str(d.resolve() / "central.key"), port=port)
+        cfg_path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"onecard-central: cannot write {cfg_path}: {exc}", file=sys.stderr)
+        return 2
     cfg = CentralConfig.load(cfg_path)
     key = SigningKey.generate()
-    write_key(cfg.key_file, key)
+    try:
+        write_key(cfg.key_file, key)
+    except FileExistsError:
+        print(f"onecard-central: {cfg.key_file} exists; refusing to overwrite central's key",
+              file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"onecard-central: cannot write {cfg.key_file}: {exc}", file=sys.stderr)
+        return 2
 
     async def setup() -> None:
         store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
@@ -225,6 +289,8 @@ async def _nodes(cfg: CentralConfig) -> int:
     for n in nodes:
         state = "revoked" if n.revoked else ("online" if n.online else "offline")
         seen = ago(now - n.last_seen_ms) if n.last_seen_ms else "never"
+        if n.id == CENTRAL:  # this machine: never "offline" to itself
+            state, seen = "self", "-"
         lag = "-" if n.id == CENTRAL else str(lags.get(n.id, 0))
         pending = "-" if n.id == CENTRAL else str(n.pending)
         print(
@@ -320,8 +386,13 @@ def _console(cfg: CentralConfig, operator: str | None) -> int:
 
     from central.console.app import ConsoleApp
 
+    async def check() -> None:  # a damaged database: one line here, not a traceback in the app
+        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        await store.close()
+
+    asyncio.run(check())
     ConsoleApp(cfg.db, cfg.key_file, operator or getpass.getuser(),
-               max_skew_ms=cfg.max_skew_ms).run()
+               max_skew_ms=cfg.max_skew_ms, language=cfg.language).run()
     return 0
 
 

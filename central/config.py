@@ -11,6 +11,7 @@
                                   # 0 = none (check in a thread of the server process)
     max_skew_ms = 300000          # a counter's clock this far ahead of central's when it
                                   # signs an event raises a clock-skew conflict (5 min)
+    language = "zh"               # zh | en: the IT console's language (like the counters')
 
 Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
 systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from protocol.crypto import SigningKey
 
+LANGUAGES = ("zh", "en")
+
 
 class CentralConfigError(Exception):
     """The config or key file is missing or wrong; the message says which and how to fix."""
@@ -36,9 +39,20 @@ def default_dir() -> Path:
     return Path(base) / "onecard" / "central"
 
 
+#: where a deployment keeps the config (docs/deployment.md, the systemd unit)
+SYSTEM_CONFIG = Path("/etc/onecard/central.toml")
+
+
 def default_config_path() -> Path:
+    """``$ONECARD_CENTRAL_CONFIG``; else the system config when there is one (so commands
+    after ``--config /etc/onecard/central.toml init`` need no ``--config``); else the
+    data dir's."""
     env = os.environ.get("ONECARD_CENTRAL_CONFIG")
-    return Path(env) if env else default_dir() / "central.toml"
+    if env:
+        return Path(env)
+    if SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    return default_dir() / "central.toml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +66,7 @@ class CentralConfig:
     ping_interval_s: int = 20
     verify_workers: int = -1
     max_skew_ms: int = 300_000
+    language: str = "zh"
 
     @classmethod
     def load(cls, path: str | Path) -> CentralConfig:
@@ -64,6 +79,8 @@ class CentralConfig:
             ) from None
         except tomllib.TOMLDecodeError as exc:
             raise CentralConfigError(f"{p}: not valid TOML: {exc}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CentralConfigError(f"{p}: cannot read the config: {exc}") from None
         sec = raw.get("central", {})
         if not isinstance(sec, dict):
             raise CentralConfigError(f"{p}: [central] must be a table")
@@ -76,6 +93,7 @@ class CentralConfig:
             "ping_interval_s",
             "verify_workers",
             "max_skew_ms",
+            "language",
         }
         unknown = sorted(set(sec) - known)
         if unknown:
@@ -93,6 +111,10 @@ class CentralConfig:
                 raise CentralConfigError(f"{p}: [central] {name} must be an integer {lo}–{hi}")
             return v
 
+        language = sec.get("language", "zh")
+        if language not in LANGUAGES:
+            raise CentralConfigError(f'{p}: [central] language must be "zh" or "en" '
+                                     f"(not {language!r})")
         host = sec.get("host", "127.0.0.1")
         if not isinstance(host, str):
             raise CentralConfigError(f"{p}: [central] host must be a string")
@@ -106,6 +128,7 @@ class CentralConfig:
             ping_interval_s=integer("ping_interval_s", 20, 1, 3600),
             verify_workers=integer("verify_workers", -1, -1, 64),
             max_skew_ms=integer("max_skew_ms", 300_000, 1_000, 7 * 86_400_000),
+            language=language,
         )
 
 
@@ -127,6 +150,7 @@ def render_config(
         "ping_interval_s = 20\n"
         "verify_workers = -1           # signature-checking processes; -1 = one per core\n"
         "max_skew_ms = 300000          # clock ahead of central by more: clock-skew conflict\n"
+        'language = "zh"               # zh | en: the IT console\'s language\n'
     )
 
 
@@ -136,6 +160,8 @@ def load_key(path: Path) -> SigningKey:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         raise CentralConfigError(f"{path}: key file missing (run `onecard-central init`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CentralConfigError(f"{path}: cannot read the key file: {exc}") from None
     try:
         seed = bytes.fromhex(text)
     except ValueError:

@@ -2,19 +2,23 @@
 
 Every subcommand takes ``--config`` (default ``$ONECARD_EDGE_CONFIG`` or
 ``./onecard-edge.toml``).  Exit codes: 0 done, 1 refused or broken (a message says
-why), 2 usage.
+why, one line on stderr: never a traceback), 2 usage.  Times are printed in the
+config's ``timezone``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from edge_node import config as cfgmod
 from edge_node.errors import EdgeError
@@ -73,6 +77,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def local_time(ms: int, timezone: str) -> str:
+    """``ms`` since the epoch as a date and time in ``timezone`` (the config's)."""
+    return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(timezone)).strftime(
+        "%Y-%m-%d %H:%M:%S")
+
+
 async def cmd_info(args: argparse.Namespace) -> int:
     cfg, ledger = await _open(args)
     async with ledger:
@@ -80,12 +90,15 @@ async def cmd_info(args: argparse.Namespace) -> int:
         st = await ledger.sync_state()
         n = await ledger.event_count()
         heads = await ledger.node_heads()
+    last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
+            if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
     print(f"fingerprint {cfg.load_key().fingerprint}")
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
-          f"{st.received} received, last sync {st.last_sync_ms or 'never'}")
+          f"{st.received} received, last sync {last}")
+    print(f"last error  {st.last_error or '-'}")
     return 0
 
 
@@ -127,20 +140,24 @@ async def cmd_balance(args: argparse.Namespace) -> int:
 
 
 async def cmd_history(args: argparse.Namespace) -> int:
+    cfg = cfgmod.load(_config_path(args))
     service, view, ledger = await _card_view(args)
     async with ledger:
-        events = await service.history(view.patient.patient_id, args.limit)
+        # every event of the record, oldest first by the one merge order (hlc): events
+        # synced in from other counters are stored late but happened in between
+        events = sorted(await service.history(view.patient.patient_id, -1),
+                        key=lambda e: e.sort_key())
     pid = view.patient.patient_id
     family = family_of(pid, events)
-    for ev in reversed(events):
+    for ev in events[-args.limit:] if args.limit > 0 else []:
         amount = event_amount(ev, family)
         money = f" {yuan(amount)}" if amount is not None else ""
         others = [p for p in REGISTRY.patients_of(ev) if p != pid]
         record = f"  (record {others[0]})" if others and pid not in REGISTRY.patients_of(ev) \
             else ""  # an event of a record merged into this one
         detail = REGISTRY.describe(ev, "en")
-        print(f"{ev.hlc.wall}  {ev.node}#{ev.seq}  {ev.operator:<10} {ev.kind}{money}{record}"
-              f"  {detail}")
+        print(f"{local_time(ev.hlc.wall, cfg.timezone)}  {ev.node}#{ev.seq}  "
+              f"{ev.operator:<10} {ev.kind}{money}{record}  {detail}")
     return 0
 
 
@@ -193,6 +210,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_node.tui import app  # imported here: only this command needs textual
 
     cfg = cfgmod.load(_config_path(args))
+
+    async def check() -> None:  # a bad key or ledger: one line here, not a broken screen
+        ledger = await Ledger.open(cfg.db, cfg.node_id, cfg.load_key(), rule_config=cfg.rules)
+        await ledger.close()
+
+    asyncio.run(check())
     app.run(cfg, reader=make_reader(cfg))
     return 0
 
@@ -237,13 +260,24 @@ async def cmd_staff_add(args: argparse.Namespace) -> int:
     """Add a staff member; the PIN is read twice without echo (or from stdin with --pin-stdin)."""
     from edge_node import staff
 
+    cfgmod.load(_config_path(args))  # a config error before asking for the PIN
     if args.pin_stdin:
         pin = sys.stdin.readline().strip()
     else:
+        if sys.stdin is None or not sys.stdin.isatty():
+            print("onecard-edge: no terminal to ask the PIN on: give it on one line of stdin "
+                  "with --pin-stdin, e.g.  echo 2468 | onecard-edge staff add "
+                  f"{args.staff_id} NAME --pin-stdin", file=sys.stderr)
+            return 2
         import getpass
 
-        pin = getpass.getpass("PIN (4-12 digits): ")
-        if getpass.getpass("PIN again: ") != pin:
+        try:
+            pin = getpass.getpass("PIN (4-12 digits): ")
+            again = getpass.getpass("PIN again: ")
+        except EOFError:
+            print("no PIN given: nothing was changed", file=sys.stderr)
+            return 1
+        if again != pin:
             print("the two PINs differ: nothing was changed", file=sys.stderr)
             return 1
     _, ledger = await _open(args)
@@ -337,16 +371,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command: whatever goes wrong is one line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int | Awaitable[int]] = args.func
     try:
         result = func(args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
         return int(result)  # type: ignore[arg-type]
+    except BrokenPipeError:
+        return quiet_broken_pipe()
     except EdgeError as exc:
         print(f"{exc.title}: {exc}", file=sys.stderr)
         return 1
+    except sqlite3.Error as exc:
+        print(f"Ledger: cannot be used: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"onecard-edge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: still one line for staff (ONECARD_DEBUG=1: traceback)
+        if os.environ.get("ONECARD_DEBUG"):
+            raise
+        print(f"onecard-edge: unexpected error: {type(exc).__name__}: {exc} "
+              "(ONECARD_DEBUG=1 shows where)", file=sys.stderr)
+        return 1
+
+
+def quiet_broken_pipe() -> int:
+    """The reader of our stdout went away (``export | head``): stop quietly, like ``cat``.
+
+    Points stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ Example (``onecard-edge init`` writes one)::
     timezone = "Asia/Shanghai"      # for daily reports
     day_cutoff = "00:00"            # business day starts at (daily report)
     registration_fee = 500          # fen; the first deposit must cover it
+    card_fee = 0                    # fen; 工本费 charged on card issue and replacement
+                                    #   (0: none); a first deposit must cover it too
     idle_lock_s = 300               # lock the screen after this many idle seconds
     printer = ""                    # ESC/POS device or file; empty: no printer
     price_list = ""                 # TOML price list; empty: the built-in sample list
@@ -42,6 +44,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from edge_node.errors import ConfigError
 from protocol.core import RuleConfig
@@ -105,6 +108,7 @@ class EdgeConfig:
     timezone: str = "Asia/Shanghai"
     day_cutoff: str = "00:00"
     registration_fee: int = 500
+    card_fee: int = 0
     idle_lock_s: int = 300
     printer: str = ""
     price_list: str = ""
@@ -114,7 +118,8 @@ class EdgeConfig:
 
     @property
     def rules(self) -> RuleConfig:
-        return RuleConfig(registration_fee=self.registration_fee, timezone=self.timezone)
+        return RuleConfig(registration_fee=self.registration_fee, timezone=self.timezone,
+                          card_fee=self.card_fee)
 
     def load_key(self) -> SigningKey:
         return load_key(self.key_file)
@@ -127,7 +132,7 @@ def load(path: str | Path) -> EdgeConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no config at {path}: run `onecard-edge init` first") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     return from_dict(raw, path)
 
@@ -164,18 +169,33 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
     if raw.get("language", "zh") not in ("zh", "en"):
         raise ConfigError('language must be "zh" or "en"')
+    _check_timezone(raw.get("timezone", "Asia/Shanghai"))
     base = path.parent if path else Path.cwd()
     values = {k: v for k, v in raw.items() if k not in ("sync", "reader")}
     for k in ("db", "key_file"):
+        if k in values and (not isinstance(values[k], str) or not values[k]):
+            raise ConfigError(f"{k} must be a file path (a string)")
         if k in values:
             p = Path(values[k]).expanduser()
             values[k] = p if p.is_absolute() else base / p
     values.setdefault("db", base / "ledger.sqlite3")
     values.setdefault("key_file", base / "node.key")
-    for k in ("registration_fee", "idle_lock_s"):
+    for k in ("registration_fee", "card_fee", "idle_lock_s"):
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
     return EdgeConfig(**values, sync=SyncConfig(**sync_raw), reader=reader, path=path)
+
+
+def _check_timezone(name: object) -> None:
+    """The reports and the command line print times in it: a name the tz database knows."""
+    if isinstance(name, str) and name:
+        try:
+            ZoneInfo(name)
+            return
+        except (ValueError, ZoneInfoNotFoundError):
+            pass
+    raise ConfigError(f"timezone must be a tz database name such as \"Asia/Shanghai\" "
+                      f"(not {name!r})")
 
 
 def write_key(path: Path, key: SigningKey) -> None:
@@ -211,6 +231,7 @@ def render(cfg: EdgeConfig) -> str:
         f"timezone = {q(cfg.timezone)}",
         f"day_cutoff = {q(cfg.day_cutoff)}",
         f"registration_fee = {cfg.registration_fee}",
+        f"card_fee = {cfg.card_fee}  # fen: 工本费 on card issue and replacement (0: none)",
         f"idle_lock_s = {cfg.idle_lock_s}",
         f"printer = {q(cfg.printer)}",
         f"price_list = {q(cfg.price_list)}",

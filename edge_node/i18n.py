@@ -250,6 +250,27 @@ STRINGS.update(REGISTRY.labels)
 
 # finding a patient and an item
 _SEARCH: dict[str, tuple[str, str]] = {
+    "key.find": ("查找病人", "Find patient"),
+    "search.title": ("查找病人（未带卡）", "Find a patient (no card)"),
+    "search.help": ("输入病人号、身份证号、手机号（或后4位）、姓名、拼音或拼音首字母（如 zs）；↑↓ 选择，回车打开",
+                    "Type a patient no., ID number, phone (or its last 4 digits), name, pinyin or initials (e.g. zs); ↑↓ to choose, Enter to open"),
+    "search.placeholder": ("病人号 / 身份证 / 手机 / 姓名 / 拼音", "patient no. / ID / phone / name / pinyin"),
+    "search.type": ("请输入查找内容", "Type to search"),
+    "search.none": ("没有找到：{q}", "No patient matches {q}"),
+    "search.found": ("找到 {n} 位", "{n} found"),
+    "search.more": ("只显示前 {n} 位：请再多输入一些", "Showing the first {n}: type more to narrow"),
+    "search.merged": ("已合并", "Merged"),
+    "search.no_card": ("无卡", "no card"),
+    "search.key_down": ("下一位", "Next"),
+    "search.key_up": ("上一位", "Previous"),
+    "search.flag_opened": ("按查找打开（未读卡）：业务使用其有效卡 {card}",
+                           "Opened by search (no card read): businesses use the active card {card}"),
+    "search.flag_no_active": ("该病人没有有效卡：仅供查看", "This patient has no active card: for viewing only"),
+    "search.flag_lost": ("卡 {card} 已挂失：按 F7 补卡", "Card {card} is reported lost: F7 replaces it"),
+    "search.flag_merged": ("档案 {old} 已合并到本档案 {pid}：已打开本档案",
+                           "Record {old} was merged into {pid}: showing {pid}"),
+    "search.item_placeholder": ("项目代码、名称、拼音或首字母（如 xcg）", "Item code, name, or pinyin / initials (e.g. xcg)"),
+    "search.need_active": ("该病人没有有效卡：需要卡的业务不能办理", "This patient has no active card: businesses that need a card cannot be done"),
 }
 
 # checks before confirm, refusals in plain words (problem.<code> templates)
@@ -436,6 +457,81 @@ _DESK: dict[str, tuple[str, str]] = {
 
 # reprint, change, references, card fee, void, item refunds, editing details
 _BUSINESS: dict[str, tuple[str, str]] = {
+    "problem.form.nothing_changed": ("没有修改任何内容", "Nothing was changed"),
+    "problem.refund.no_amount": ("请输入退费金额或选择项目", "Say how much to refund, or pick items"),
+    "problem.refund.no_items": ("请至少选择一项要退的项目", "Pick at least one item to refund"),
+    "problem.void.items": ("作废退还整笔收费，不按项目", "A void returns the whole charge, not items"),
+    "problem.void.to_deposit": ("作废只能退回预交金", "A void returns the charge to the deposit"),
+    "field.line": ("收费明细行", "Charge line"),
+    "field.reference": ("交易号", "Reference"),
+    "field.tendered": ("实收现金", "Cash tendered"),
+    "field.void": ("作废标记", "Void mark"),
+    # receipts
+    "receipt.reprint": ("（补打）", "(REPRINT)"),
+    "receipt.reprinted": ("补打", "Reprinted"),
+    "receipt.method": ("支付方式", "Paid by"),
+    "receipt.tendered": ("实收", "Tendered"),
+    "receipt.change": ("找零", "Change"),
+    "receipt.reference": ("交易号", "Reference"),
+    "receipt.of_charge": ("原收费单号", "Charge no."),
+    "receipt.refund_to": ("退至", "Refunded to"),
+    "line.Card fee": ("工本费", "Card fee"),
+    "line.Refund": ("退费", "Refund"),
+    "line.Void": ("作废退回", "Void"),
+    # reprint (history)
+    "key.reprint": ("补打收据", "Reprint"),
+    "history.reprinted": ("已补打：{number}", "Reprinted: {number}"),
+    "history.reprint_saved": ("补打收据已生成（未配置打印机）：{number}",
+                              "Reprint made (no printer configured): {number}"),
+    "history.void": ("作废", "Void"),
+    "history.no_receipt": ("这一行没有收据可补打", "This entry has no receipt to reprint"),
+    "history.changed": ("{field}：{old} → {new}", "{field}: {old} → {new}"),
+    "history.empty_value": ("（空）", "(empty)"),
+    # deposit: cash tendered and change, payment reference
+    "form.tendered": ("实收现金（元，可不填）", "Cash tendered (yuan, optional)"),
+    "form.change": ("找零 {change}", "Change {change}"),
+    "form.reference": ("交易号（银行卡/移动支付流水号）", "Reference (card / mobile transaction no.)"),
+    "form.tendered_short": ("实收 {tendered} 少于金额 {amount}", "Tendered {tendered} is less than {amount}"),
+    "confirm.tendered": ("实收 {tendered}，找零 {change}。", "Tendered {tendered}, change {change}."),
+    "confirm.reference": ("交易号 {reference}。", "Reference {reference}."),
+    # card fee
+    "confirm.card_fee": ("另收工本费 {fee}。", "Card fee {fee} is charged."),
+    # void
+    "key.void": ("当日作废", "Void today's charge"),
+    "title.void": ("当日收费作废", "Void a charge of today"),
+    "form.pick_void": ("选择今天的收费（未退过费）", "Pick a charge of today (nothing refunded yet)"),
+    "form.no_void": ("今天没有可作废的收费", "No charge of today left to void"),
+    "confirm.void": ("作废收费 {charge}，{amount} 全额退回预交金？",
+                     "Void charge {charge}: all {amount} back to the deposit?"),
+    # item refunds
+    "form.refund_items": ("退哪些项目：↑↓ 选行，+/- 改退费数量", "Items to refund: ↑↓ pick a line, +/- the quantity"),
+    "form.refund_total": ("退费合计 {total}", "Refund total {total}"),
+    "form.refund_none": ("未选项目：按金额退费", "No item picked: refund by amount"),
+    "form.refund_col_item": ("项目", "Item"),
+    "form.refund_col_charged": ("收费数量", "Charged"),
+    "form.refund_col_left": ("可退", "Left"),
+    "form.refund_col_pick": ("退", "Refund"),
+    "confirm.refund_items": ("退还收费 {charge} 中的 {n} 个项目共 {amount}，{to}？",
+                             "Refund {n} item(s) of charge {charge}, {amount}, {to}?"),
+    # editing patient details
+    "key.edit": ("修改资料", "Edit details"),
+    "title.edit": ("修改病人资料", "Edit patient details"),
+    "form.address": ("其他联系方式/地址", "Other contact / address"),
+    "form.nothing_changed": ("没有修改任何内容", "Nothing was changed"),
+    "confirm.edit": ("修改 {name} 的资料：{changes}？", "Change {name}'s details: {changes}?"),
+    # refusals
+    "problem.deposit.reference_required": ("银行卡或移动支付须填写交易号", "A bank card or mobile payment needs its reference"),
+    "problem.deposit.tendered_short": ("实收 {tendered} 少于金额 {amount}", "Tendered {tendered} is less than {amount}"),
+    "problem.deposit.tendered_not_cash": ("只有现金才有实收和找零", "Only cash is tendered"),
+    "problem.card_fee.insufficient": ("账户可用 {balance}，不够支付工本费 {fee}：请先充值", "The account has {balance} available, not enough for the card fee {fee}: take a deposit first"),
+    "problem.card_fee.first_deposit": ("首次预交金须同时支付挂号费和工本费：至少 {least}，现为 {amount}", "The first deposit must cover the registration fee and the card fee: at least {least}; got {amount}"),
+    "problem.void.not_today": ("只能作废当天的收费", "Only today's charges can be voided"),
+    "problem.void.already_refunded": ("这笔收费已退过费或已作废", "This charge was already refunded or voided"),
+    "problem.void.whole_charge": ("作废须退还整笔收费", "A void returns the whole charge"),
+    "problem.refund.item_exceeds": ("退费数量超过该项目可退数量", "More of an item than is left to refund"),
+    "problem.refund.item_unknown": ("该收费没有这一项", "The charge has no such line"),
+    "problem.refund.items_amount": ("退费金额与所选项目不符", "The amount does not match the items"),
+    "problem.reprint.no_receipt": ("这一行没有收据可补打", "This entry has no receipt to reprint"),
 }
 
 # onecard-edge's command line

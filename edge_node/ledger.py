@@ -19,6 +19,12 @@ registry's fingerprint is kept with them: a ledger opened by a version whose rec
 or kinds differ (an upgrade) drops and refolds its projections from the events, which
 folds the events of kinds it kept unfolded until then.
 
+Derived indexes (:class:`RecordIndex`: the patient search of :mod:`edge_node.search`)
+are lookup tables made from one record type's rows alone.  They are written in the
+same transaction as the records they derive from (whenever those are written back with
+different terms), rewritten by ``rebuild``, and rewritten at open when their
+fingerprint is not the one stored (a version that makes them differently).
+
 Every event that verifies is stored, whatever its body: the fold skips a bad body
 (central flags it) and a kind this version does not know, so no remote event can stop
 this counter's sync.  A remote clock more than ``max_skew_ms`` ahead of this counter's
@@ -34,16 +40,17 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 
 from edge_node.db import snapshot, transaction
 from edge_node.errors import ConfigError, OperationRefused, StorageError
 from edge_node.migrations import migrate
+from edge_node.search import PATIENT_INDEX
 from protocol.core import Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
 from protocol.crypto import SigningKey, blake2b_256
 from protocol.domain import REGISTRY
@@ -145,6 +152,28 @@ class _Loaded:
     seen: dict[Ref, Record | None] = field(default_factory=dict)
 
 
+class RecordIndex(Protocol):
+    """A lookup table derived from one record type's rows alone (the patient search).
+
+    Kept like a projection: written in the transaction that writes the records back,
+    emptied and written whole when the projections are refolded, and written whole again
+    when its ``fingerprint()`` is not the one stored (its terms are made differently).
+    """
+
+    TABLE: str
+
+    @property
+    def record(self) -> type[Record]: ...
+
+    def fingerprint(self) -> str: ...
+
+    def terms_key(self, rec: Any) -> Any: ...
+
+    def clear(self, conn: sqlite3.Connection) -> None: ...
+
+    def write(self, conn: sqlite3.Connection, records: Sequence[Any]) -> None: ...
+
+
 _SYNC_FIELDS = ("online", "last_sync_ms", "acked_seq", "pull_cursor", "received", "last_error")
 
 
@@ -153,7 +182,7 @@ class Ledger:
 
     def __init__(self, db: aiosqlite.Connection, node_id: str, key: SigningKey | None,
                  rule_config: RuleConfig, clock: Callable[[], int], registry: Registry,
-                 max_skew_ms: int) -> None:
+                 max_skew_ms: int, indexes: Sequence[RecordIndex] = ()) -> None:
         self._db = db
         self.node_id = node_id
         self.key = key
@@ -167,6 +196,11 @@ class Ledger:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._tables = {rt.TABLE: rt for rt in registry.records}
+        #: derived indexes of the records this registry declares
+        self.indexes: dict[type[Record], list[RecordIndex]] = {}
+        for ix in indexes:
+            if ix.record in registry.records:
+                self.indexes.setdefault(ix.record, []).append(ix)
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -174,11 +208,12 @@ class Ledger:
                    rule_config: RuleConfig | None = None,
                    clock: Callable[[], int] = wall_ms, registry: Registry = REGISTRY,
                    max_skew_ms: int = MAX_SKEW_MS,
-                   progress: Callable[[int], None] | None = None) -> Ledger:
+                   progress: Callable[[int], None] | None = None,
+                   indexes: Sequence[RecordIndex] = (PATIENT_INDEX,)) -> Ledger:
         """Open (creating and migrating if needed) the ledger of ``node_id`` at ``path``.
 
         Projections folded by another version are refolded here (``progress`` is told
-        every 10,000 events).
+        every 10,000 events), and derived indexes made another way are rewritten.
         """
         path = Path(path)
         try:
@@ -186,7 +221,8 @@ class Ledger:
             db = await aiosqlite.connect(str(path), isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open ledger {path}: {exc}") from exc
-        self = cls(db, node_id, key, rule_config or RuleConfig(), clock, registry, max_skew_ms)
+        self = cls(db, node_id, key, rule_config or RuleConfig(), clock, registry, max_skew_ms,
+                   indexes)
         self._path = str(path)
         try:
             await self._run(self._setup, progress)
@@ -217,6 +253,28 @@ class Ledger:
                         log.warning("projections were folded by another version: refolding "
                                     "%d events", n)
                     self._rebuild_in_tx(conn, progress)
+        for ix in self._all_indexes():
+            if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
+                with transaction(conn):
+                    if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
+                        log.warning("rewriting the %s index (made another way)", ix.TABLE)
+                        self._reindex(conn, ix, _select_all(conn, ix.record))
+
+    def _all_indexes(self) -> list[RecordIndex]:
+        return [ix for ixs in self.indexes.values() for ix in ixs]
+
+    @staticmethod
+    def _meta(conn: sqlite3.Connection, key: str) -> str:
+        row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else ""
+
+    @staticmethod
+    def _reindex(conn: sqlite3.Connection, ix: RecordIndex, records: Sequence[Record]) -> None:
+        """Write ``ix`` afresh from ``records`` (every record of its type)."""
+        ix.clear(conn)
+        ix.write(conn, records)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                     (_index_meta(ix), ix.fingerprint()))
 
     @staticmethod
     def _projection_schema(conn: sqlite3.Connection) -> str:
@@ -607,6 +665,30 @@ class Ledger:
             raise ValueError(column)
         return await self.find("patients", column, value, limit=50)
 
+    async def search_patients(self, query: str, limit: int = 50
+                              ) -> list[tuple[Any, Any | None, list[Any]]]:
+        """The patients ``query`` finds (:mod:`edge_node.search`), best first, each with
+        its account (None before its first money event) and its cards: one hop."""
+        if PATIENT_INDEX not in self._all_indexes():
+            return []
+        patients, accounts, cards = (self.record_type(t) for t in ("patients", "accounts",
+                                                                   "cards"))
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[Any, Any | None, list[Any]]]:
+            ids = PATIENT_INDEX.search(conn, query, limit)
+            if not ids:
+                return []
+            found = {p.key(): p for p in _select(conn, patients, ids)}
+            money = {a.key(): a for a in _select(conn, accounts, ids)}
+            held: dict[str, list[Any]] = {}
+            names = ", ".join(c for c, _ in columns(cards))
+            for card in conn.execute(f"SELECT {names} FROM {cards.TABLE} WHERE patient_id IN "
+                                     f"({', '.join('?' * len(ids))}) ORDER BY issued_ms", ids):
+                c: Any = cards(*card)
+                held.setdefault(c.patient_id, []).append(c)
+            return [(found[i], money.get(i), held.get(i, [])) for i in ids if i in found]
+        return list(await self._run(tx))
+
     async def cards_of(self, patient_id: str) -> list[Any]:
         return await self.find("cards", "patient_id", patient_id, "issued_ms")
 
@@ -623,10 +705,6 @@ class Ledger:
             " WHERE patient_id IN family) ORDER BY rowid DESC LIMIT ?", (patient_id, limit))
         return [decode_event(d) for (d,) in rows]
 
-    def now_ms(self) -> int:
-        """This counter's clock now: the ``local_ms`` an event appended now would get."""
-        return self._clock()
-
     async def own_events_between(self, start_ms: int, end_ms: int) -> list[tuple[Event, int]]:
         """This counter's own events written in [start_ms, end_ms) by its own clock, each
         with that time."""
@@ -634,6 +712,17 @@ class Ledger:
             "SELECT data, local_ms FROM events WHERE node = ? AND local_ms >= ? AND "
             "local_ms < ? ORDER BY seq", (self.node_id, start_ms, end_ms))
         return [(decode_event(d), ms) for d, ms in rows]
+
+    async def event_at(self, node: str, seq: int) -> tuple[Event, int] | None:
+        """The event ``(node, seq)`` and when this counter wrote or received it (its own
+        clock, ``local_ms``), or None if it is not here."""
+        rows = await self._fetch("SELECT data, local_ms FROM events WHERE node = ? AND seq = ?",
+                                 (node, seq))
+        return (decode_event(rows[0][0]), int(rows[0][1])) if rows else None
+
+    def now_ms(self) -> int:
+        """This counter's own clock (what ``local_ms`` and the daily report go by)."""
+        return self._clock()
 
     async def sync_state(self) -> SyncState:
         row = (await self._fetch(f"SELECT {', '.join(_SYNC_FIELDS)} FROM sync_state"))[0]
@@ -724,6 +813,8 @@ class Ledger:
         self._link(conn, links)
         for rt in reg.records:
             _upsert(conn, rt, state.all(rt))
+        for ix in self._all_indexes():
+            self._reindex(conn, ix, list(state.all(ix.record)))
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("projection_schema", reg.fingerprint()),
             ("projection_tables", json.dumps(sorted(rt.TABLE for rt in reg.records)))])
@@ -732,7 +823,8 @@ class Ledger:
     async def dump_projections(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every projection row, sorted (for comparing a live ledger with its rebuild)."""
         out = {}
-        for table in [*(rt.TABLE for rt in self.registry.records), "patient_events"]:
+        for table in [*(rt.TABLE for rt in self.registry.records), "patient_events",
+                      *(ix.TABLE for ix in self._all_indexes())]:
             out[table] = sorted(await self._fetch(f"SELECT * FROM {table}"))
         return out
 
@@ -760,6 +852,9 @@ class Ledger:
         for rt, table in loaded.state.tables.items():
             changed = [r for k, r in table.items() if loaded.seen.get((rt, k)) != r]
             _upsert(conn, rt, changed)
+            for ix in self.indexes.get(rt, ()):
+                ix.write(conn, [r for r in changed if _index_changed(ix, loaded.seen.get(
+                    (rt, r.key())), r)])
 
 
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints in a busy streak
@@ -804,6 +899,19 @@ def _select(conn: sqlite3.Connection, rt: type[R], keys: list[Any]) -> list[R]:
         for row in conn.execute(f"SELECT {names} FROM {rt.TABLE} WHERE {where}", args):
             out.append(rt(*row))
     return out
+
+
+def _select_all(conn: sqlite3.Connection, rt: type[R]) -> list[R]:
+    names = ", ".join(c for c, _ in columns(rt))
+    return [rt(*row) for row in conn.execute(f"SELECT {names} FROM {rt.TABLE}")]
+
+
+def _index_meta(ix: RecordIndex) -> str:
+    return f"index:{ix.TABLE}"
+
+
+def _index_changed(ix: RecordIndex, old: Record | None, new: Record) -> bool:
+    return old is None or ix.terms_key(old) != ix.terms_key(new)
 
 
 def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:

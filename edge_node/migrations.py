@@ -5,6 +5,8 @@ is the only source of truth.  The projection tables (patients, cards, accounts,
 charges, and whatever records later kinds declare) are not made here but from the
 domain registry's declarations, and refolded whenever those change
 (:meth:`edge_node.ledger.Ledger.open`); the ones migration 1 made are dropped then.
+Derived indexes (the patient search, migration 7) are made here and filled by the
+ledger, which rewrites them whenever they were made another way.
 """
 
 from __future__ import annotations
@@ -97,6 +99,14 @@ CREATE INDEX patients_merged_into ON patients (merged_into)
 ALTER TABLE events ADD COLUMN local_ms INTEGER NOT NULL DEFAULT 0;
 UPDATE events SET local_ms = hlc_wall;
 CREATE INDEX events_node_local ON events (node, local_ms)
+"""),
+    (7, "patient search: one row per (term, patient), written with the patients", """
+CREATE TABLE patient_search (
+    term TEXT NOT NULL,                 -- kind prefix + normalised text (edge_node.search)
+    patient_id TEXT NOT NULL,
+    PRIMARY KEY (term, patient_id)
+) WITHOUT ROWID;
+CREATE INDEX patient_search_patient ON patient_search (patient_id)
 """),
 ]
 

@@ -1,4 +1,5 @@
-"""The counter's price list: what can be charged, at how many fen, found by code or name.
+"""The counter's price list: what can be charged, at how many fen, found by code, name,
+or the name's pinyin or initials (``xcg`` finds 血常规).
 
 A price list is a TOML file of ``[[item]]`` tables (see ``edge_node/data/prices.toml``,
 the built-in sample).  Loading checks every item and reports every problem at once, so
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_node.errors import ConfigError
+from edge_node.search import item_terms, normalise
 from protocol.fields import MAX_AMOUNT
 
 Fen = int
@@ -44,6 +46,7 @@ class PriceList:
     def __init__(self, items: list[PriceItem]) -> None:
         self.items = list(items)
         self._by_code = {i.code.upper(): i for i in self.items}
+        self._pinyin: list[tuple[str, ...]] | None = None  # made at the first pinyin search
 
     def __len__(self) -> int:
         return len(self.items)
@@ -52,15 +55,38 @@ class PriceList:
         return self._by_code.get(code.strip().upper())
 
     def search(self, query: str, limit: int = 50) -> list[PriceItem]:
-        """Exact code first, then codes starting with the query, then names containing it."""
+        """Exact code first, then codes starting with the query, then names containing it,
+        then names whose pinyin or initials are it, start with it, or contain it."""
         q = query.strip().lower()
         if not q:
             return self.items[:limit]
         exact = [i for i in self.items if i.code.lower() == q]
         prefix = [i for i in self.items if i.code.lower().startswith(q) and i not in exact]
-        named = [i for i in self.items if i not in exact and i not in prefix
+        found = exact + prefix
+        named = [i for i in self.items if i not in found
                  and (q in i.name_zh.lower() or q in i.name_en.lower())]
-        return (exact + prefix + named)[:limit]
+        found += named
+        key = normalise(q)
+        if key.isascii() and key.isalpha() and len(found) < limit:
+            tiers: list[list[PriceItem]] = [[], [], []]
+            taken = set(map(id, found))
+            for item, terms in zip(self.items, self._pinyin_terms(), strict=True):
+                if id(item) in taken:
+                    continue
+                if key in terms:
+                    tiers[0].append(item)
+                elif any(t.startswith(key) for t in terms):
+                    tiers[1].append(item)
+                elif any(key in t for t in terms):
+                    tiers[2].append(item)
+            found += [i for tier in tiers for i in tier]
+        return found[:limit]
+
+    def _pinyin_terms(self) -> list[tuple[str, ...]]:
+        """Each item's Chinese name in full pinyin and in initials (every reading)."""
+        if self._pinyin is None:
+            self._pinyin = [item_terms(i.name_zh) for i in self.items]
+        return self._pinyin
 
     def by_category(self, category: str) -> list[PriceItem]:
         return [i for i in self.items if i.category == category]

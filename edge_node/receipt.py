@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo
 from edge_node.i18n import Translator
 from edge_node.reports import cells, ljust, rjust
 
-__all__ = ["PrintResult", "cells", "escpos", "print_text", "render_text"]
+__all__ = ["PrintResult", "cells", "escpos", "payment_lines", "print_text", "render_text"]
 from edge_node.service import LineText, Receipt
+from protocol.account import Deposited, Refunded
+from protocol.domain import REGISTRY
 from protocol.money import yuan
 
 ESC = b"\x1b"
@@ -50,8 +52,17 @@ def render_text(receipt: Receipt, *, node: str, operator: str, language: str = "
     title = tr(f"kind.{kind}") if tr.has(f"kind.{kind}") else receipt.title  # (own kinds)
     if kind == "patient.registered":
         title = tr("title.new")
+    elif kind == "account.refunded" and receipt.events[0].body.get("void") == 1:
+        title = tr("title.void")
+    if receipt.reprinted_ms:
+        title = f"{title} {tr('receipt.reprint')}"
     at = receipt.at_ms or (receipt.events[-1].hlc.wall if receipt.events else 0)
-    when = dt.datetime.fromtimestamp(at / 1000, ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M:%S")
+    zone = ZoneInfo(timezone)
+
+    def stamp(ms: int) -> str:
+        return dt.datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M:%S")
+
+    when = stamp(at)
     lines = [tr("receipt.hospital").center(width - (cells(tr("receipt.hospital"))
                                                     - len(tr("receipt.hospital")))),
              title, "-" * width]
@@ -74,11 +85,40 @@ def render_text(receipt: Receipt, *, node: str, operator: str, language: str = "
             lines.append(part)
         lines.append(ljust(parts[-1], room) + " " + money)
     lines.append("-" * width)
+    for label, value in payment_lines(receipt, tr):
+        lines.append(ljust(label, width - 16) + rjust(value, 16) if cells(label) + cells(value)
+                     < width else f"{label}: {value}")
     lines.append(ljust(tr("receipt.balance"), width - 16) + rjust(yuan(receipt.balance), 16))
     lines.append(f"{tr('receipt.time')}: {when}")
-    lines.append(f"{tr('receipt.counter')}: {node}  {tr('receipt.operator')}: {operator}")
+    if receipt.reprinted_ms:  # the original's counter and operator; who reprinted it, when
+        lines.append(f"{tr('receipt.counter')}: {receipt.node or node}  "
+                     f"{tr('receipt.operator')}: {receipt.operator}")
+        lines.append(f"{tr('receipt.reprinted')}: {stamp(receipt.reprinted_ms)} {operator}")
+    else:
+        lines.append(f"{tr('receipt.counter')}: {node}  {tr('receipt.operator')}: {operator}")
     lines.append(tr("receipt.keep"))
     return "\n".join(lines) + "\n"
+
+
+def payment_lines(receipt: Receipt, tr: Translator) -> list[tuple[str, str]]:
+    """How the money moved, from the receipt's own events (a reprint shows the same):
+    a deposit's payment method, cash tendered and change, the payment's reference; a
+    refund's charge and where it went."""
+    out: list[tuple[str, str]] = []
+    for ev in receipt.events:
+        fact = REGISTRY.fact(ev)
+        b = fact.body if fact is not None else None
+        if isinstance(b, Deposited):
+            out.append((tr("receipt.method"), tr(f"method.{b.method}")))
+            if b.tendered:
+                out.append((tr("receipt.tendered"), yuan(b.tendered)))
+                out.append((tr("receipt.change"), yuan(b.change)))
+            if b.reference:
+                out.append((tr("receipt.reference"), b.reference))
+        elif isinstance(b, Refunded):
+            out.append((tr("receipt.of_charge"), b.charge_id))
+            out.append((tr("receipt.refund_to"), tr("to.void" if b.void else f"to.{b.to}")))
+    return out
 
 
 def escpos(text: str, title_lines: int = 2) -> bytes:

@@ -101,7 +101,7 @@ class DailyReport:
     node: str
     operator: str = ""  # "" = every operator of this counter
     deposits: dict[str, Tally] = field(default_factory=lambda: _tallies(PAYMENT_METHODS))
-    refunds: dict[str, Tally] = field(default_factory=lambda: _tallies(REFUND_TO))
+    refunds: dict[str, Tally] = field(default_factory=lambda: _tallies((*REFUND_TO, "void")))
     settlements: dict[str, Tally] = field(default_factory=lambda: _tallies(PAYMENT_METHODS))
     charges: Tally = field(default_factory=Tally)
     counts: dict[str, int] = field(default_factory=dict)  # registrations, cards_issued …

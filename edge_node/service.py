@@ -20,14 +20,17 @@ from typing import Any
 
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
+from edge_node.reports import business_day
+from edge_node.search import mask_phone
 from protocol import nationalid
-from protocol.account import Account, Charge
+from protocol.account import CARD_FEE_CODE, CARD_FEE_NAME, Account, Charge
 from protocol.card import CARD_ENTRY, Card
-from protocol.core import State
+from protocol.core import COUNTER, Registry, State
 from protocol.errors import Amount, Problem
 from protocol.event import Event
 from protocol.money import yuan
 from protocol.patient import Patient
+from protocol.remedy import Merged
 
 Fen = int
 
@@ -47,6 +50,36 @@ class PatientView:
 
 
 @dataclass(frozen=True, slots=True)
+class PatientHit:
+    """One patient a search found: what the counter lists to pick the right one."""
+
+    patient: Patient
+    account: Account
+    cards: tuple[Card, ...]
+
+    @property
+    def active_card(self) -> Card | None:
+        return next((c for c in self.cards if c.status == "active"), None)
+
+    @property
+    def card(self) -> Card | None:
+        """The card businesses would use: the active one, else the newest."""
+        return self.active_card or (self.cards[-1] if self.cards else None)
+
+    @property
+    def masked_national_id(self) -> str:
+        return nationalid.mask(self.patient.national_id)
+
+    @property
+    def masked_phone(self) -> str:
+        return mask_phone(self.patient.phone)
+
+    @property
+    def merged_into(self) -> str:
+        return self.patient.merged_into
+
+
+@dataclass(frozen=True, slots=True)
 class Receipt:
     """What was done, for the receipt printer and the screen."""
 
@@ -57,7 +90,33 @@ class Receipt:
     lines: tuple[tuple[str, Fen], ...] = ()
     number: str = ""
     at_ms: int = 0  # when, by this counter's own clock (its receipt prints this)
+    reprinted_ms: int = 0  # a reprint (补打): when it was reprinted; 0 for the original
+    node: str = ""  # a reprint: the counter and operator of the original
+    operator: str = ""
     preview: bool = False  # a dry run's: what would be written (nothing was, unsigned)
+
+
+#: What a receipt's number is, for each kind a counter prints a receipt for.
+RECEIPT_NUMBER = {"account.deposited": "receipt_no", "account.charged": "charge_id",
+                  "account.refunded": "refund_id", "account.settled": "invoice_no",
+                  "account.credit_granted": ""}
+CARD_FEE_DEPARTMENT = "一卡通"
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeLine:
+    """One line of a charge, with how many of it item refunds have returned."""
+
+    line: int  # its index in the charge's items
+    code: str
+    name: str
+    qty: int
+    unit_price: Fen
+    refunded_qty: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.qty - self.refunded_qty
 
 
 class LineText(str):
@@ -150,6 +209,38 @@ class CounterService:
         cards = tuple(await self.ledger.cards_of(patient_id))
         return PatientView(patient, account, cards)
 
+    async def search_patients(self, query: str, limit: int = 50) -> list[PatientHit]:
+        """The patients ``query`` finds, best first (at most ``limit``, 200 at most).
+
+        By patient number, full national ID number, phone (whole, or its last four
+        digits), name or part of it, pinyin (``zhangsan``) or pinyin initials (``zs``):
+        exact numbers first, then the phone's last digits, the exact name, names that
+        start with it, names that contain it, then pinyin (see :mod:`edge_node.search`).
+        Merged records are found too (:attr:`PatientHit.merged_into` says where to go).
+        """
+        if not query.strip():
+            return []
+        found = await self.ledger.search_patients(query, max(1, min(limit, 200)))
+        return [PatientHit(p, a or Account(p.patient_id), tuple(cards))
+                for p, a, cards in found]
+
+    async def survivor(self, patient_id: str) -> str:
+        """The record ``patient_id`` was merged into, and so on (itself if never merged)."""
+        seen = [patient_id]
+        while len(seen) <= 16:
+            patient = await self.ledger.get(Patient, seen[-1])
+            if patient is None or not patient.merged_into or patient.merged_into in seen:
+                break
+            seen.append(patient.merged_into)
+        return seen[-1]
+
+    async def open_patient(self, patient_id: str) -> PatientView:
+        """The patient as the counter opens them without a card (found by a search): the
+        record it was merged into if it was, with its active card as the card presented
+        (None when it has none)."""
+        view = await self.patient(await self.survivor(patient_id))
+        return PatientView(view.patient, view.account, view.cards, view.active_card)
+
     async def next_patient_id(self) -> str:
         """The patient id the next registration at this counter will get.
 
@@ -182,14 +273,53 @@ class CounterService:
                 existing = await self.find_by_national_id(parsed.number)
                 if existing:
                     problems.append(_duplicate(existing[0]))
-        fee = self.ledger.rule_config.registration_fee
-        if first_deposit is not None and first_deposit < fee:
-            problems.append(Problem("deposit.below_registration_fee",
-                                    f"the first deposit must cover the registration fee "
-                                    f"{yuan(fee)}; got {yuan(first_deposit)}", "first_deposit",
-                                    {"fee": Amount(fee), "amount": Amount(first_deposit)}))
+        if first_deposit is not None:
+            problems += self._first_deposit_problems(first_deposit)
         if problems:
             raise OperationRefused(problems)
+
+    @property
+    def card_fee(self) -> Fen:
+        """The 工本费 charged on card issue and replacement (config ``card_fee``)."""
+        return self.ledger.rule_config.card_fee
+
+    def _first_deposit_problems(self, first_deposit: Fen) -> list[Problem]:
+        fee, card_fee = self.ledger.rule_config.registration_fee, self.card_fee
+        if first_deposit < fee:
+            return [Problem("deposit.below_registration_fee",
+                            f"the first deposit must cover the registration fee "
+                            f"{yuan(fee)}; got {yuan(first_deposit)}", "first_deposit",
+                            {"fee": Amount(fee), "amount": Amount(first_deposit)})]
+        if card_fee and first_deposit - card_fee < fee:
+            return [Problem("card_fee.first_deposit",
+                            f"the first deposit must cover the registration fee {yuan(fee)} "
+                            f"and the card fee {yuan(card_fee)}: at least "
+                            f"{yuan(fee + card_fee)}; got {yuan(first_deposit)}",
+                            "first_deposit", {"least": Amount(fee + card_fee),
+                                              "amount": Amount(first_deposit)})]
+        return []
+
+    def _card_fee_op(self, patient_id: Callable[[], str], card_no: str,
+                     stamp: bool = False) -> Op:
+        """The card fee as a charge in the same append as the issue or replacement."""
+        fee = self.card_fee
+
+        def body(ctx: OpContext) -> dict[str, Any]:
+            pid = patient_id()
+            acct = ctx.state.get(Account, pid)
+            if acct is not None and acct.available < fee:  # (None: not loaded yet)
+                raise _refuse("card_fee.insufficient",
+                              f"the card fee {yuan(fee)} cannot be paid: the account holds "
+                              f"{yuan(acct.balance)}"
+                              + (f" + credit {yuan(acct.credit_limit)}" if acct.credit_limit
+                                 else "") + "; take a deposit first", "card_no",
+                              fee=Amount(fee), balance=Amount(acct.available))
+            return {"charge_id": ctx.new_id("C"), "patient_id": pid, "card_no": card_no,
+                    "items": [{"code": CARD_FEE_CODE, "name": CARD_FEE_NAME, "qty": 1,
+                               "unit_price": fee}],
+                    "amount": fee, "department": CARD_FEE_DEPARTMENT,
+                    **_stamp_fields(acct or Account(pid), None, -fee, stamp)}
+        return Op("account.charged", body)
 
     async def find_by_national_id(self, number: str) -> list[Patient]:
         return await self.ledger.find_patients("national_id", number.strip().upper())
@@ -214,9 +344,11 @@ class CounterService:
         pid = events[-1].body["patient_id"]
         patient = result.state.get(Patient, pid) or await self.ledger.get(Patient, pid)
         number = next((str(e.body[number_field]) for e in events if number_field in e.body), "")
-        balance = result.state.get_or_new(Account, pid).balance
+        # (an operation that did not touch the account, a replacement say, reads it)
+        account = result.state.get(Account, pid) or await self.ledger.get(Account, pid)
+        balance = account.balance if account is not None else 0
         return Receipt(title, patient, events, balance, lines, number, result.local_ms,
-                       self.dry_run)
+                       preview=self.dry_run)
 
     def _by_card(self, kind: str, card_no: str,
                  build: Callable[[Card, OpContext], dict[str, Any]]) -> Op:
@@ -245,6 +377,8 @@ class CounterService:
         medium: str = "chip",
         expect_patient_id: str = "",
         stamp: bool = False,
+        tendered: Fen = 0,
+        reference: str = "",
     ) -> Receipt:
         """Register a first-visit patient, issue their card and take the first deposit.
 
@@ -253,7 +387,12 @@ class CounterService:
         ``expect_patient_id``: the id already written to the chip (see
         :meth:`next_patient_id`); refused if the patient would get another one.
         ``stamp``: the card is on a chip reader and gets a wallet stamp after this.
+        ``tendered``/``reference``: see :meth:`deposit`.  The card fee (config
+        ``card_fee``), if any, is charged in the same append.
         """
+        problems = self._first_deposit_problems(first_deposit)
+        if problems:
+            raise OperationRefused(problems)
         body: dict[str, Any] = {"name": name.strip(), "sex": sex, "birth_date": birth_date}
         if national_id.strip():
             parsed = nationalid.parse(national_id)
@@ -287,13 +426,17 @@ class CounterService:
             pid = holder["patient_id"]
             return {"patient_id": pid, "amount": first_deposit,
                     "method": method, "receipt_no": ctx.new_id("D"), "card_no": card_no,
+                    **_payment(tendered, reference),
                     **_stamp_fields(ctx.state.get_or_new(Account, pid), None, first_deposit,
                                     stamp)}
 
         ops = [Op("patient.registered", patient_body), Op("card.issued", card_body),
                Op("account.deposited", deposit_body)]
-        return await self._append(ops, "Registration and card", (("Deposit", first_deposit),),
-                                  "receipt_no")
+        lines: tuple[tuple[str, Fen], ...] = (("Deposit", first_deposit),)
+        if self.card_fee:
+            ops.append(self._card_fee_op(lambda: holder["patient_id"], card_no, stamp))
+            lines += (("Card fee", self.card_fee),)
+        return await self._append(ops, "Registration and card", lines, "receipt_no")
 
     async def update_patient(self, patient_id: str, **changes: str) -> Receipt:
         body: dict[str, Any] = {"patient_id": patient_id}
@@ -301,8 +444,14 @@ class CounterService:
         return await self._append([Op("patient.updated", body)], "Patient details")
 
     async def issue_card(self, patient_id: str, card_no: str, medium: str = "chip") -> Receipt:
+        """Another card for a registered patient (the card fee, if any, in the same append)."""
         body = {"card_no": card_no, "patient_id": patient_id, "medium": medium}
-        return await self._append([Op("card.issued", body)], "Card issued")
+        ops = [Op("card.issued", body)]
+        if self.card_fee:
+            ops.append(self._card_fee_op(lambda: patient_id, card_no))
+            return await self._append(ops, "Card issued", (("Card fee", self.card_fee),),
+                                      "charge_id")
+        return await self._append(ops, "Card issued")
 
     async def report_lost(self, card_no: str, verified_by: str, reason: str = "") -> Receipt:
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
@@ -315,25 +464,46 @@ class CounterService:
                                   "Card reported lost")
 
     async def replace_card(self, old_card_no: str, new_card_no: str,
-                           medium: str = "chip") -> Receipt:
-        """A new card for the same patient and account: balance and records follow."""
+                           medium: str = "chip", *, stamp: bool = False) -> Receipt:
+        """A new card for the same patient and account: balance and records follow.
+
+        The card fee (config ``card_fee``), if any, is charged in the same append, on
+        the new card (``stamp``: it is on a chip reader and gets the wallet stamp).
+        """
+        holder: dict[str, str] = {}
+
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
+            holder["patient_id"] = card.patient_id
             return {"old_card_no": old_card_no, "new_card_no": new_card_no,
                     "patient_id": card.patient_id, "medium": medium}
-        return await self._append([self._by_card("card.replaced", old_card_no, body)],
-                                  "Replacement card")
+        ops = [self._by_card("card.replaced", old_card_no, body)]
+        if not self.card_fee:
+            return await self._append(ops, "Replacement card")
+        old = await self.ledger.get(Card, old_card_no)
+        need = frozenset({(Account, old.patient_id)}) if old is not None else frozenset()
+        fee = self._card_fee_op(lambda: holder["patient_id"], new_card_no, stamp)
+        ops.append(Op(fee.kind, fee.body, need))
+        return await self._append(ops, "Replacement card", (("Card fee", self.card_fee),),
+                                  "charge_id")
 
     # -- money -----------------------------------------------------------------------------
     async def deposit(self, card_no: str, amount: Fen, method: str,
                       card_entry: str = "chip", *, wallet: CardWallet | None = None,
-                      stamp: bool = False) -> Receipt:
-        """Top up the deposit account (``wallet``/``stamp``: see :meth:`charge`)."""
+                      stamp: bool = False, tendered: Fen = 0, reference: str = "") -> Receipt:
+        """Top up the deposit account (``wallet``/``stamp``: see :meth:`charge`).
+
+        ``tendered``: the cash handed over (0: not counted; else at least ``amount``,
+        the change is the difference); ``reference``: the transaction number of a bank
+        card or mobile payment (required for those).  Both are kept in the event, so a
+        reprint shows them.
+        """
         _check_entry(card_entry)
 
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             acct = ctx.state.get_or_new(Account, card.patient_id)
             return {"patient_id": card.patient_id, "amount": amount, "method": method,
                     "receipt_no": ctx.new_id("D"), "card_no": card_no, "card_entry": card_entry,
+                    **_payment(tendered, reference),
                     **_stamp_fields(acct, wallet, amount, stamp)}
         return await self._append([self._by_card("account.deposited", card_no, body)],
                                   "Deposit", (("Deposit", amount),), "receipt_no")
@@ -370,24 +540,157 @@ class CounterService:
         return replace(receipt, lines=tuple((f"{i['name']} ×{i['qty']}", i["qty"] *
                                              i["unit_price"]) for i in items_))
 
-    async def refund(self, charge_id: str, amount: Fen, to: str, approved_by: str,
-                     reason: str, *, wallet: CardWallet | None = None,
-                     stamp: bool = False) -> Receipt:
+    async def refund(self, charge_id: str, amount: Fen | None, to: str, approved_by: str,
+                     reason: str, *, items: Mapping[int, int] | None = None,
+                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+        """Refund part of a charge: ``amount``, or ``items`` (line index → quantity) of
+        it, whose amount is computed from the charge (``amount`` None; if given it must
+        agree).  The rules refuse more of a line than was charged less what item refunds
+        already returned."""
         charge = await self.ledger.get(Charge, charge_id)
         if charge is None or not charge.patient_id:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
                           "counter", "charge_id", charge=charge_id)
+        picked = {int(k): int(v) for k, v in (items or {}).items() if v}
+        if items is not None and not picked:
+            raise _refuse("refund.no_items", "pick at least one item to refund", "items")
+        lines = charge.lines()
+        unknown = [i for i in picked if not 0 <= i < len(lines)]
+        if unknown:
+            raise _refuse("refund.item_unknown", f"charge {charge_id} has no line "
+                          f"{unknown[0] + 1}", "items")
+        if picked and amount is None:
+            amount = sum(q * lines[i][1] for i, q in picked.items() if 0 <= i < len(lines))
+        if amount is None:
+            raise _refuse("refund.no_amount", "say how much to refund", "amount")
+        fen = amount
 
         def body(ctx: OpContext) -> dict[str, Any]:
             acct = ctx.state.get_or_new(Account, charge.patient_id)
-            delta = amount if to == "deposit" else 0
-            return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
-                    "patient_id": charge.patient_id, "amount": amount, "to": to,
-                    "approved_by": approved_by, "reason": reason,
-                    **_stamp_fields(acct, wallet, delta, stamp)}
+            delta = fen if to == "deposit" else 0
+            b: dict[str, Any] = {
+                "refund_id": ctx.new_id("R"), "charge_id": charge_id,
+                "patient_id": charge.patient_id, "amount": fen, "to": to,
+                "approved_by": approved_by.strip(), "reason": reason.strip(),
+                **_stamp_fields(acct, wallet, delta, stamp)}
+            if picked:
+                b["items"] = [{"line": i, "qty": q} for i, q in sorted(picked.items())]
+            return b
         line = LineText(f"Refund of {charge_id} to {to}", f"refund.{to}", charge=charge_id)
-        return await self._append([Op("account.refunded", body)], "Refund", ((line, amount),),
+        return await self._append([Op("account.refunded", body)], "Refund", ((line, fen),),
                                   "refund_id")
+
+    async def charge_lines(self, charge_id: str) -> tuple[Charge, tuple[ChargeLine, ...]]:
+        """A charge and its lines (codes and names from the charge event), with how many
+        of each item refunds have returned."""
+        charge = await self.ledger.get(Charge, charge_id)
+        if charge is None or not charge.charged_at:
+            raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
+                          "counter", "charge_id")
+        found = await self.ledger.event_at(charge.node, charge.seq)
+        fact = self.ledger.registry.fact(found[0]) if found is not None else None
+        items = getattr(fact.body, "items", ()) if fact is not None else ()
+        done = charge.refunded_qty()
+        return charge, tuple(ChargeLine(n, i.code, i.name, i.qty, i.unit_price, done.get(n, 0))
+                             for n, i in enumerate(items))
+
+    def today(self, timezone: str = "Asia/Shanghai", cutoff: str = "00:00") -> tuple[int, int]:
+        """This counter's business day now (its own clock): [start, end) in UTC ms."""
+        day = business_day(self.ledger.now_ms(), timezone, cutoff)
+        return day.start_ms, day.end_ms
+
+    async def voidable_charges(self, patient_id: str, timezone: str = "Asia/Shanghai",
+                               cutoff: str = "00:00") -> list[Charge]:
+        """The patient's charges of this counter's business day with nothing refunded."""
+        start, end = self.today(timezone, cutoff)
+        return [c for c in await self.charges(patient_id) if c.charged_at
+                and start <= c.wall_ms < end and not c.refunded and not c.reversed]
+
+    async def void_charge(self, charge_id: str, approved_by: str, reason: str, *,
+                          timezone: str = "Asia/Shanghai", cutoff: str = "00:00",
+                          wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+        """Void (作废) a charge of today: all of it back to the deposit, approved and with a
+        reason, as a refund marked ``void``.  Refused for a charge of another business
+        day (``timezone``/``cutoff``: the counter's, see :mod:`edge_node.reports`), and
+        (by the refund rule) for one already refunded or voided."""
+        charge = await self.ledger.get(Charge, charge_id)
+        if charge is None or not charge.charged_at:
+            raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
+                          "counter", "charge_id")
+        start, end = self.today(timezone, cutoff)
+        if not start <= charge.wall_ms < end:
+            raise _refuse("void.not_today", f"charge {charge_id} is not of today: only a "
+                          "charge of the same business day can be voided (refund it "
+                          "instead)", "charge_id")
+
+        def body(ctx: OpContext) -> dict[str, Any]:
+            acct = ctx.state.get_or_new(Account, charge.patient_id)
+            return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
+                    "patient_id": charge.patient_id, "amount": charge.amount,
+                    "to": "deposit", "void": 1, "approved_by": approved_by.strip(),
+                    "reason": reason.strip(),
+                    **_stamp_fields(acct, wallet, charge.amount, stamp)}
+        return await self._append([Op("account.refunded", body)], "Void",
+                                  (("Void", charge.amount),), "refund_id")
+
+    async def receipt_for(self, event: Event, patient_id: str, reprinted_ms: int = 0
+                          ) -> Receipt:
+        """The receipt of a stored counter event, rebuilt from the events (a reprint,
+        补打): its number, lines, original time, counter and operator, and the balance
+        after it.  An event appended with others (a registration with its card and
+        first deposit and card fee; a card issue or replacement with its card fee)
+        reprints the receipt of all of them, as it was printed.
+
+        ``patient_id``: whose history it was picked from (the balance is theirs).
+        """
+        registry = self.ledger.registry
+        fact = registry.fact(event)
+        if fact is None or fact.kind.signer != COUNTER:
+            raise _refuse("reprint.no_receipt", "this entry has no receipt to reprint")
+        view = await self.patient(patient_id)
+        found = await self.ledger.event_at(event.node, event.seq)
+        at_ms = found[1] if found is not None else event.hlc.wall
+        group = await self._appended_with(event, at_ms)
+        lines = tuple(line for e in group for line in _receipt_lines(registry, e))
+        number = next((str(e.body[f]) for e in group
+                       if (f := RECEIPT_NUMBER.get(e.kind)) and f in e.body), "")
+        history = await self.ledger.history(patient_id, 1_000_000)
+        return Receipt(registry.title(group[0].kind, "en"), view.patient, tuple(group),
+                       _balance_after(registry, group[-1], patient_id, history), lines,
+                       number, at_ms, reprinted_ms or self.ledger.now_ms(), event.node,
+                       event.operator)
+
+    async def _appended_with(self, event: Event, local_ms: int) -> list[Event]:
+        """``event`` and the events of the same append its receipt covered: a
+        registration's (registered, card issued, first deposit, card fee) or a card issue
+        or replacement with its card fee — the same counter's neighbouring events of the
+        same patient, written at the same instant by its clock."""
+        pid = event.body.get("patient_id")
+        group = [event]
+        for step in (-1, 1):
+            seq = event.seq + step
+            while abs(seq - event.seq) <= 3 and seq > 0:
+                got = await self.ledger.event_at(event.node, seq)
+                if got is None or got[1] != local_ms or got[0].body.get("patient_id") != pid:
+                    break
+                if step < 0:
+                    group.insert(0, got[0])
+                else:
+                    group.append(got[0])
+                seq += step
+        first = next((i for i, e in enumerate(group) if e.kind in _APPEND_HEADS), None)
+        if first is None:
+            return [event]
+        group = group[first:]
+        # what that operation appended after it: a registration's card and first
+        # deposit, and the card fee
+        follows = (("card.issued", "account.deposited")
+                   if group[0].kind == "patient.registered" else ())
+        end = 1
+        while end < len(group) and (group[end].kind in follows or _is_card_fee(group[end])):
+            end += 1
+        group = group[:end]
+        return group if event in group else [event]
 
     async def settle(self, card_no: str, method: str = "cash", *,
                      wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
@@ -439,6 +742,70 @@ def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen
                       card_balance=Amount(known), credit=Amount(account.credit_limit),
                       balance=Amount(account.balance), amount=Amount(amount),
                       short=Amount(amount - known - account.credit_limit))
+
+
+_APPEND_HEADS = ("patient.registered", "card.issued", "card.replaced")
+
+
+def _is_card_fee(ev: Event) -> bool:
+    items = ev.body.get("items") if ev.kind == "account.charged" else None
+    return isinstance(items, list) and len(items) == 1 and isinstance(items[0], dict) \
+        and items[0].get("code") == CARD_FEE_CODE
+
+
+def _receipt_lines(registry: Registry, ev: Event) -> tuple[tuple[str, Fen], ...]:
+    """An event's lines on its receipt, as the operation that wrote it printed them."""
+    fact = registry.fact(ev)
+    b = fact.body if fact is not None else None
+    if ev.kind == "account.deposited" and b is not None:
+        return (("Deposit", b.amount),)
+    if ev.kind == "account.charged" and b is not None:
+        if _is_card_fee(ev):
+            return (("Card fee", b.amount),)
+        return tuple((f"{i.name} ×{i.qty}", i.qty * i.unit_price) for i in b.items)
+    if ev.kind == "account.refunded" and b is not None:
+        if b.void:
+            return (("Void", b.amount),)
+        return ((LineText(f"Refund of {b.charge_id} to {b.to}", f"refund.{b.to}",
+                          charge=b.charge_id), b.amount),)
+    if ev.kind == "account.settled" and b is not None:
+        return (("Balance returned", b.amount),)
+    if ev.kind == "account.credit_granted" and b is not None:
+        return (("Credit limit", b.limit),)
+    return ()
+
+
+def _payment(tendered: Fen, reference: str) -> dict[str, Any]:
+    """The optional payment fields of a deposit body."""
+    out: dict[str, Any] = {}
+    if tendered:
+        out["tendered"] = tendered
+    if reference.strip():
+        out["reference"] = reference.strip()
+    return out
+
+
+def _order(ev: Event) -> tuple[int, int, str, int]:
+    return (ev.hlc.wall, ev.hlc.counter, ev.node, ev.seq)
+
+
+def _balance_after(registry: Registry, event: Event, patient_id: str,
+                   history: Iterable[Event]) -> Fen:
+    """The patient's balance after ``event`` in the merge order, from the money facet of
+    each event of their history (and of records merged into theirs)."""
+    events = list(history)
+    family, grew = {patient_id}, True
+    while grew:
+        grew = False
+        for e in events:
+            f = registry.fact(e) if e.kind == "patient.merged" else None
+            if f is not None and isinstance(f.body, Merged) and f.body.survivor_id in family \
+                    and f.body.merged_id not in family:
+                family.add(f.body.merged_id)
+                grew = True
+    upto = _order(event)
+    return sum(registry.money(e).delta(p) for e in events if _order(e) <= upto
+               for p in family)
 
 
 def _check_entry(card_entry: str) -> None:

@@ -55,7 +55,10 @@ PAYMENT_METHODS = ("cash", "bank_card", "mobile")
 REFUND_TO = ("deposit", "cash")
 LABELS = {"method.cash": ("现金", "Cash"), "method.bank_card": ("银行卡", "Bank card"),
           "method.mobile": ("移动支付", "Mobile"), "to.deposit": ("退回预交金", "To deposit"),
-          "to.cash": ("退现金", "Cash out")}
+          "to.cash": ("退现金", "Cash out"), "to.void": ("当日作废", "Voided same day")}
+#: The item a card fee (工本费) is charged as, on card issue and replacement.
+CARD_FEE_CODE = "CARD-FEE"
+CARD_FEE_NAME = "工本费"
 
 
 @record("accounts", ("patient_id",))
@@ -105,10 +108,41 @@ class Charge(Record):
     reversed: Fen = 0  # reversed by central (a conflict remedy): no longer refundable
     charged_at: str = ""  # merge order of the charge (the earliest, if an id came twice)
     patient_at: str = ""  # before the charge arrives: the earliest refund that named it
+    # The charge's lines as ``qty*unit_price,…`` (in the charge's order), and how many of
+    # each line item refunds have returned as ``line=qty;…`` (sums: any order agrees).
+    items: str = ""
+    refunded_items: str = ""
 
     @property
     def refundable(self) -> Fen:
         return self.amount - self.refunded - self.reversed
+
+    def lines(self) -> list[tuple[int, Fen]]:
+        """``(qty, unit_price)`` of each line of the charge (empty before it arrives)."""
+        out = []
+        for part in self.items.split(",") if self.items else ():
+            qty, _, price = part.partition("*")
+            out.append((int(qty), int(price)))
+        return out
+
+    def refunded_qty(self) -> dict[int, int]:
+        """How many of each line (by index) item refunds returned so far."""
+        return _counts(self.refunded_items)
+
+
+def _counts(text: str) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for part in text.split(";") if text else ():
+        line, _, qty = part.partition("=")
+        out[int(line)] = out.get(int(line), 0) + int(qty)
+    return out
+
+
+def _add_counts(text: str, add: dict[int, int]) -> str:
+    counts = _counts(text)
+    for line, qty in add.items():
+        counts[line] = counts.get(line, 0) + qty
+    return ";".join(f"{k}={v}" for k, v in sorted(counts.items()))
 
 
 def apply_money(tx: Tx, money: Money, at: At) -> None:
@@ -203,6 +237,26 @@ class Deposited(Stamped):
     card_entry: str = spec(choice(CARD_ENTRY, required=False), "")
     stamp_seq: int = _stamp_seq()
     stamp_balance: int | None = _stamp_balance()
+    # Optional since issue 16 (older events have neither): the cash the patient handed
+    # over (change = tendered - amount), and a bank-card or mobile payment's reference.
+    tendered: int = spec(Field(int, False, lo=1, hi=MAX_AMOUNT), 0)
+    reference: str = spec(text(64, required=False), "")
+
+    @property
+    def change(self) -> Fen:
+        return self.tendered - self.amount if self.tendered else 0
+
+    def problems(self) -> list[Problem]:
+        out = Stamped.problems(self)
+        if self.tendered and self.method != "cash":
+            out.append(Problem("deposit.tendered_not_cash", "only cash is tendered",
+                               "tendered"))
+        elif self.tendered and self.tendered < self.amount:
+            out.append(Problem("deposit.tendered_short",
+                               f"tendered {yuan(self.tendered)} is less than the deposit "
+                               f"{yuan(self.amount)}", "tendered",
+                               {"tendered": Amount(self.tendered), "amount": Amount(self.amount)}))
+        return out
 
 
 def _moved_in(state: State, pid: PatientId) -> bool:
@@ -225,7 +279,16 @@ def _rule_deposited(state: State, b: Deposited, cfg: RuleConfig) -> list[Problem
                            f"the first deposit must cover the registration fee "
                            f"{yuan(cfg.registration_fee)}; got {yuan(b.amount)}", "amount",
                            {"fee": Amount(cfg.registration_fee), "amount": Amount(b.amount)}))
+    if b.method != "cash" and not b.reference.strip():
+        out.append(Problem("deposit.reference_required",
+                           f"a {b.method.replace('_', ' ')} payment needs its reference "
+                           "(transaction number)", "reference"))
     return out
+
+
+def _describe_deposit(b: Deposited, lang: str) -> str:
+    ref = f" {b.reference}" if b.reference else ""
+    return f"{_method(b, lang)}{ref} {b.receipt_no}"
 
 
 DEPOSITED = Kind(
@@ -235,7 +298,7 @@ DEPOSITED = Kind(
     fold=_fold_deposited,
     money=lambda b: Money("deposit", ((b.patient_id, b.amount),)),
     rule=_rule_deposited,
-    describe=lambda b, lang: f"{_method(b, lang)} {b.receipt_no}",
+    describe=_describe_deposit,
     report=lambda b: ReportLine("deposits", b.method, b.amount),
     notice=no_notice,
 )
@@ -278,7 +341,8 @@ def _fold_charged(tx: Tx, at: At, b: Charged) -> None:
     if earlier(at.order, c.charged_at):  # one id charged twice: the first charge holds
         tx.put(c.evolve(patient_id=b.patient_id, card_no=b.card_no, amount=b.amount,
                        department=b.department, order_ref=b.order_ref, node=at.node,
-                       seq=at.seq, wall_ms=at.wall, charged_at=at.order, patient_at=""))
+                       seq=at.seq, wall_ms=at.wall, charged_at=at.order, patient_at="",
+                       items=",".join(f"{i.qty}*{i.unit_price}" for i in b.items)))
 
 
 def _rule_charged(state: State, b: Charged, cfg: RuleConfig) -> list[Problem]:
@@ -322,7 +386,23 @@ CHARGED = Kind(
 
 # -- account.refunded ----------------------------------------------------------------------
 @body
+class RefundItem(Body):
+    """A quantity of one line of the charge (its index in the charge's items)."""
+
+    line: int = spec(Field(int, lo=0, hi=199))
+    qty: int = spec(Field(int, lo=1, hi=10_000))
+
+
+@body
 class Refunded(Stamped):
+    """A refund of (part of) a charge.
+
+    Optional since issue 16: ``items`` names which of the charge's lines (and how many
+    of each) the amount is for; ``void`` (1) marks the same-day void of a whole charge, a
+    refund of all of it to the deposit.  A void is a refund in every sum (balance,
+    charge, central's over-refund check): only the report and history tell it apart.
+    """
+
     refund_id: str = spec(ident())
     charge_id: str = spec(ident())
     patient_id: str = spec(ident())
@@ -332,6 +412,25 @@ class Refunded(Stamped):
     reason: str = spec(text(200))
     stamp_seq: int = _stamp_seq()
     stamp_balance: int | None = _stamp_balance()
+    items: tuple[RefundItem, ...] = spec(Field(list, False, lo=1, hi=200, item=RefundItem),
+                                         ())
+    void: int = spec(Field(int, False, lo=1, hi=1), 0)
+
+    def problems(self) -> list[Problem]:
+        out = Stamped.problems(self)
+        if self.void and self.to != "deposit":
+            out.append(Problem("void.to_deposit", "a void returns the charge to the deposit",
+                               "to"))
+        if self.void and self.items:
+            out.append(Problem("void.items", "a void returns the whole charge, not items",
+                               "items"))
+        return out
+
+    def item_qty(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for i in self.items:
+            out[i.line] = out.get(i.line, 0) + i.qty
+        return out
 
 
 def _fold_refunded(tx: Tx, at: At, b: Refunded) -> None:
@@ -340,6 +439,8 @@ def _fold_refunded(tx: Tx, at: At, b: Refunded) -> None:
     else:
         _counter_money(tx, b, at, refunded_to_cash=b.amount)
     c = charge_record(tx, b.charge_id, b.patient_id, at)
+    if b.items:
+        c = c.evolve(refunded_items=_add_counts(c.refunded_items, b.item_qty()))
     tx.put(c.evolve(refunded=c.refunded + b.amount))
 
 
@@ -352,6 +453,16 @@ def _rule_refunded(state: State, b: Refunded, cfg: RuleConfig) -> list[Problem]:
     if charge.patient_id != b.patient_id:
         return [*out, Problem("refund.wrong_patient", "that charge belongs to another patient",
                               "charge_id")]
+    if b.void and (charge.refunded or charge.reversed):
+        return [*out, Problem("void.already_refunded",
+                              f"charge {b.charge_id} was already refunded or voided "
+                              f"({yuan(charge.refunded + charge.reversed)}): it cannot be "
+                              "voided", "charge_id")]
+    if b.void and b.amount != charge.amount:
+        return [*out, Problem("void.whole_charge", f"a void returns the whole charge "
+                              f"{yuan(charge.amount)}, not {yuan(b.amount)}", "amount")]
+    if b.items:
+        out += _item_problems(charge, b)
     if b.amount > charge.refundable:
         out.append(Problem("refund.exceeds_charge",
                            f"only {yuan(charge.refundable)} of charge {b.charge_id} "
@@ -362,6 +473,37 @@ def _rule_refunded(state: State, b: Refunded, cfg: RuleConfig) -> list[Problem]:
     return out
 
 
+def _item_problems(charge: Charge, b: Refunded) -> list[Problem]:
+    """Each line named exists, no more of it than was charged less what item refunds
+    returned, and the amount is what the items cost."""
+    lines, done = charge.lines(), charge.refunded_qty()
+    out, total = [], 0
+    for line, qty in sorted(b.item_qty().items()):
+        if line >= len(lines):
+            out.append(Problem("refund.item_unknown", f"charge {b.charge_id} has no line "
+                               f"{line + 1}", "items"))
+            continue
+        charged, price = lines[line]
+        left = charged - done.get(line, 0)
+        if qty > left:
+            out.append(Problem("refund.item_exceeds", f"line {line + 1} of charge "
+                               f"{b.charge_id}: {charged} charged, {left} left to refund; "
+                               f"asked {qty}", "items"))
+        total += qty * price
+    if not out and total != b.amount:
+        out.append(Problem("refund.items_amount", f"the items refunded cost {yuan(total)}, "
+                           f"but the refund says {yuan(b.amount)}", "amount"))
+    return out
+
+
+def _describe_refund(b: Refunded, lang: str) -> str:
+    if b.void:
+        return f"{say(LABELS['to.void'], lang)} {yuan(b.amount)} {b.charge_id}"
+    items = " " + ",".join(f"#{i.line + 1}×{i.qty}" for i in b.items[:4]) if b.items else ""
+    more = "…" if len(b.items) > 4 else ""
+    return f"{say(LABELS['to.' + b.to], lang)} {yuan(b.amount)} {b.charge_id}{items}{more}"
+
+
 REFUNDED = Kind(
     name="account.refunded", body=Refunded, signer=COUNTER, title=("退费", "Refund"),
     records=lambda b: _account_refs(b.patient_id) | refs(Charge, b.charge_id),
@@ -369,9 +511,8 @@ REFUNDED = Kind(
     fold=_fold_refunded,
     money=lambda b: Money("refund", ((b.patient_id, b.amount),) if b.to == "deposit" else ()),
     rule=_rule_refunded,
-    describe=lambda b, lang: f"{say(LABELS['to.' + b.to], lang)} {yuan(b.amount)} "
-                             f"{b.charge_id}",
-    report=lambda b: ReportLine("refunds", b.to, b.amount),
+    describe=_describe_refund,
+    report=lambda b: ReportLine("refunds", "void" if b.void else b.to, b.amount),
     notice=no_notice,
 )
 

@@ -122,10 +122,11 @@ async def test_chain_breaks_become_one_integrity_conflict_each(store: CentralSto
     # the console shows IT the refused event itself, and why it was refused
     from central.console.data import ConsoleData
 
-    detail = await ConsoleData(store).detail(rows[0].id)
+    detail = await ConsoleData(store, language="en").detail(rows[0].id)
     assert detail is not None
     [card] = detail.events
-    assert (card.ref, card.kind) == ("c1 #3", "account.deposited (quarantined: chain_break)")
+    assert (card.ref, card.kind, card.quarantined) == ("c1 #3", "account.deposited",
+                                                       "chain_break")
     assert card.lines[0] == "why: c1 seq 3: prev is not the hash of seq 2 central holds"
     assert card.lines[1] == "prev: " + "02" * 8 + "…"
 

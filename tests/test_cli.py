@@ -185,3 +185,161 @@ def test_run_passes_the_configured_reader(counter: Path,
     assert cli.main(["--config", str(counter), "run"]) == 0
     assert type(seen[-1]).__name__ == "PcscReader"
     assert seen[-1].name == "OneCard Test 00 00"  # type: ignore[attr-defined]
+
+
+# -- human times, order, last sync error; no traceback whatever happens ---------------------
+
+T0 = 1_790_000_000_000  # 2026-09-21 22:13:20 in Asia/Shanghai (14:13:20 UTC)
+
+
+async def seed_two_counters(counter: Path) -> None:
+    """This counter registers 张三 and charges ¥20.00 at T0+2 s; another counter, which
+    synced the registration, charged ¥10.00 at T0+1 s and reaches this one afterwards:
+    stored last, it happened in between."""
+    from protocol.crypto import SigningKey
+
+    cfg = cfgmod.load(counter)
+    other_key = SigningKey(b"o" * 32)
+    now = {"ms": T0}
+    async with await Ledger.open(cfg.db, cfg.node_id, cfg.load_key(),
+                                 clock=lambda: now["ms"]) as here:
+        await CounterService(here, "op.li").register_patient(
+            name="张三", national_id=ID_MALE, phone="13800138000", card_no="8600000001",
+            first_deposit=10_000)
+        async with await Ledger.open(counter.parent / "other.sqlite3", "cashier-08", other_key,
+                                     clock=lambda: T0 + 1_000) as other:
+            await other.set_node_keys({cfg.node_id: (cfg.load_key().public_key, "cashier")})
+            await other.ingest(await here.own_events_after(0))
+            await CounterService(other, "op.zhao").charge("8600000001", [item(1000)], "检验科")
+            now["ms"] = T0 + 2_000
+            await CounterService(here, "op.li").charge("8600000001", [item(2000)], "检验科")
+            await here.set_node_keys({"cashier-08": (other_key.public_key, "cashier")})
+            assert await here.ingest(await other.own_events_after(0)) == 1
+
+
+def test_history_prints_local_times_in_the_order_things_happened(counter: Path) -> None:
+    asyncio.run(seed_two_counters(counter))
+    out = run("--config", str(counter), "history", "8600000001", cwd=counter.parent)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split()[2] for line in lines] == [
+        "cashier-07#1", "cashier-07#2", "cashier-07#3", "cashier-08#1", "cashier-07#4"]
+    assert lines[0].startswith("2026-09-21 22:13:20  cashier-07#1")
+    assert lines[3].startswith("2026-09-21 22:13:21  cashier-08#1  op.zhao")
+    assert "-¥10.00" in lines[3] and "-¥20.00" in lines[4]
+    last = run("--config", str(counter), "history", "8600000001", "--limit", "2",
+               cwd=counter.parent).stdout.splitlines()
+    assert [line.split()[2] for line in last] == ["cashier-08#1", "cashier-07#4"]
+    counter.write_text(counter.read_text().replace('"Asia/Shanghai"', '"UTC"'))
+    utc = run("--config", str(counter), "history", "8600000001", cwd=counter.parent)
+    assert utc.stdout.startswith("2026-09-21 14:13:20  cashier-07#1")
+
+
+def test_info_shows_the_last_sync_in_local_time_and_the_last_sync_error(counter: Path) -> None:
+    """The sync daemon's own failure path records the error; `info` prints it."""
+    import socket
+
+    from edge_node.sync.daemon import SyncClient, SyncOptions
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    async def fail_once() -> None:
+        cfg = cfgmod.load(counter)
+        async with await Ledger.open(cfg.db, cfg.node_id, cfg.load_key()) as led:
+            await led.update_sync_state(last_sync_ms=T0)
+            stop = asyncio.Event()
+            client = SyncClient(led, cfg.load_key(), f"ws://127.0.0.1:{port}/sync", b"\0" * 32,
+                                SyncOptions(backoff_base_s=0.01, backoff_max_s=0.05))
+            task = asyncio.create_task(client.run(stop))
+            async with asyncio.timeout(30):
+                while not (await led.sync_state()).last_error:
+                    await asyncio.sleep(0.01)
+            stop.set()
+            await task
+
+    asyncio.run(fail_once())
+    out = run("--config", str(counter), "info", cwd=counter.parent)
+    assert out.returncode == 0, out.stderr
+    assert "last sync 2026-09-21 22:13:20 (Asia/Shanghai)" in out.stdout
+    error = next(x for x in out.stdout.splitlines() if x.startswith("last error"))
+    assert "link:" in error and "Connect" in error, error
+    assert str(T0) not in out.stdout  # no epoch milliseconds
+
+
+def test_staff_add_without_a_terminal_says_how_to_give_the_pin(counter: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "edge_node.cli", "--config", str(counter),
+                          "staff", "add", "wang.li", "王丽"], cwd=counter.parent,
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.returncode == 2
+    assert "--pin-stdin" in out.stderr and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+def test_export_into_a_pipe_closed_early_exits_quietly(counter: Path) -> None:
+    asyncio.run(seed(counter))
+
+    async def more() -> None:  # well past a pipe's buffer (64 KiB) of JSON lines
+        cfg = cfgmod.load(counter)
+        async with await Ledger.open(cfg.db, cfg.node_id, cfg.load_key()) as led:
+            svc = CounterService(led, "op.li")
+            for _ in range(250):
+                await svc.charge("8600000001", [item(10)], "检验科")
+    asyncio.run(more())
+    cmd = [sys.executable, "-m", "edge_node.cli", "--config", str(counter), "export"]
+    # `export | head -1`: the reader takes one line and goes away
+    p = subprocess.Popen(cmd, cwd=counter.parent, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=_env())
+    assert p.stdout is not None and p.stderr is not None
+    assert json.loads(p.stdout.readline())["seq"] == 1
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) != 0 and err == ""
+    # a pipe whose reader is gone before the first write
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        out = subprocess.run(cmd, cwd=counter.parent, stdout=w, stderr=subprocess.PIPE,
+                             text=True, timeout=60, env=_env())
+    finally:
+        os.close(w)
+    assert out.stderr == "" and out.returncode != 0
+
+
+@pytest.mark.parametrize("command", [
+    ["info"], ["verify"], ["rebuild"], ["export"], ["balance", "8600000001"],
+    ["history", "8600000001"], ["sync"], ["run"], ["staff", "list"],
+    ["staff", "disable", "x"], ["staff", "add", "x", "X", "--pin-stdin"]])
+@pytest.mark.parametrize("config", ["missing", "directory", "not toml", "binary",
+                                    "bad timezone", "bad db path", "damaged ledger"])
+def test_no_traceback_for_a_missing_or_damaged_config(
+        counter: Path, command: list[str], config: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", open(os.devnull))  # noqa: SIM115
+    path = counter.parent / "bad.toml"
+    good = counter.read_text()
+    if config == "directory":
+        path.mkdir()
+    elif config == "not toml":
+        path.write_text("node_id = [\n")
+    elif config == "binary":
+        path.write_bytes(b"\xff\xfe\x00")
+    elif config == "bad timezone":
+        path.write_text(good.replace('"Asia/Shanghai"', '"Mars/Olympus"'))
+    elif config == "bad db path":
+        path.write_text(good.replace('db = "', 'db = 7 # "'))
+    elif config == "damaged ledger":
+        (counter.parent / "junk.sqlite3").write_bytes(b"not a database at all" * 200)
+        text = "\n".join('db = "junk.sqlite3"' if x.startswith("db = ") else x
+                         for x in good.splitlines())
+        path.write_text(text)
+    status = cli.main(["--config", str(path), *command])
+    err = capsys.readouterr().err
+    assert status != 0
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err

@@ -22,7 +22,7 @@ from central.console.screens.resolve import ResolveScreen
 from central.console.screens.search import SearchScreen
 from central.store import CentralStore
 from protocol.event import CENTRAL
-from tests.support.central_seed import NOW_MS, node_key, seed_central
+from tests.support.central_seed import ID_MALE, NOW_MS, node_key, seed_central
 
 SIZE = (130, 40)
 
@@ -32,9 +32,10 @@ def seeded(tmp_path: Path) -> tuple[Path, Path]:
     return asyncio.run(seed_central(tmp_path))
 
 
-def make(seeded: tuple[Path, Path], key: bool = True) -> ConsoleApp:
+def make(seeded: tuple[Path, Path], key: bool = True, language: str = "en") -> ConsoleApp:
     db, key_file = seeded
-    return ConsoleApp(db, key_file if key else None, "it.li", clock=lambda: NOW_MS)
+    return ConsoleApp(db, key_file if key else None, "it.li", clock=lambda: NOW_MS,
+                      language=language)
 
 
 async def settle(pilot: Pilot[Any]) -> None:
@@ -211,7 +212,7 @@ async def test_node_health(seeded) -> None:
         await settle(pilot)
         assert isinstance(pilot.app.screen, NodesScreen)
         by_node = {r[0]: r for r in rows(pilot, "#nodes")}
-        assert set(by_node) == {"central", "cashier-01", "cashier-02", "cashier-03"}
+        assert set(by_node) == {"cashier-01", "cashier-02", "cashier-03"}  # not central
         one = by_node["cashier-01"]
         assert one[1:4] == ["cashier", "online", "5s ago"]
         assert one[4] == "11"  # head seq: 11 events from cashier-01
@@ -257,6 +258,150 @@ async def test_search_by_card_patient_number_and_name_opens_the_conflict(seeded)
         assert "Lost card used" in text(pilot, "#head")
 
 
+# -- the console in Chinese (central's `language = "zh"`, the default) ----------------------
+
+def footer_words(pilot: Pilot[Any]) -> set[str]:
+    return {b.binding.description for b in pilot.app.screen.active_bindings.values()
+            if b.binding.show}
+
+
+def headers(pilot: Pilot[Any], selector: str) -> list[str]:
+    table = pilot.app.screen.query_one(selector, DataTable)
+    return [str(c.label) for c in table.ordered_columns]
+
+
+async def test_the_console_speaks_chinese(seeded) -> None:
+    app = ConsoleApp(seeded[0], seeded[1], "it.li", clock=lambda: NOW_MS)  # default: zh
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.title == "一卡通 信息科控制台"
+        assert headers(pilot, "#queue") == ["状态", "严重度", "类型", "金额", "发生时间", "窗口",
+                                            "标题"]
+        queue = rows(pilot, "#queue")
+        assert sorted(r[2] for r in queue) == ["挂失卡被使用", "时钟超前", "离线透支", "重复建档"]
+        assert {r[0] for r in queue} == {"未处理"}
+        overdraft = next(r for r in queue if r[2] == "离线透支")
+        assert overdraft[1] == "高" and overdraft[6] == "离线透支 — 张三"
+        assert "4 个冲突" in text(pilot, "#counts") and "离线透支 1" in text(pilot, "#counts")
+        assert "状态 未处理+已受理" in text(pilot, "#filters")
+        assert {"类型", "搜索", "节点", "退出"} <= footer_words(pilot)
+        await pilot.press("k")
+        await settle(pilot)
+        assert "类型 时钟超前" in text(pilot, "#filters")
+        await pilot.press("x")
+        await settle(pilot)
+
+        # one conflict: sections, kinds, remedies and their effect in Chinese
+        kinds = [r[2] for r in rows(pilot, "#queue")]
+        pilot.app.screen.query_one("#queue", DataTable).move_cursor(row=kinds.index("离线透支"))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, DetailScreen)
+        head = text(pilot, "#head")
+        assert "离线透支 — 张三" in head and "严重度 高" in head and "金额 ¥35.00" in head
+        assert "多个离线窗口" in text(pilot, "#explanation")
+        assert "详情：" in text(pilot, "#explanation")  # the book's figures, kept
+        events = [str(s.render()) for s in pilot.app.screen.query("#events Static")]
+        assert all("收费" in e and "操作员 op.wang" in e and "金额: ¥50.00" in e
+                   and "科室: lab" in e and "项目: 血常规×1" in e for e in events)
+        remedies = text(pilot, "#remedies")
+        assert "1 记录欠费 (debt)" in remedies
+        assert "2 撤销收费 C-cashier-02-000001 (reverse)" in remedies
+        assert "3 维持原状 (accept)" in remedies and "按数字键" in remedies
+        timeline = [[str(c) for c in t.get_row_at(i)] for t in pilot.app.screen.query(DataTable)
+                    for i in range(t.row_count)]
+        assert [r[3] for r in timeline] == ["建档", "发卡", "充值", "收费", "收费"]
+        await pilot.press("1")
+        plan = text(pilot, "#plan")
+        assert "记录 P-cashier-01-000001 欠费 ¥35.00" in plan
+        assert "中心签署 记录欠费：金额=¥35.00, 扣回=¥0.00, 病人号=P-cashier-01-000001" in plan
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, ResolveScreen)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "必须填写原因" in text(pilot, "#error")
+        await pilot.press("escape", "escape")
+        await settle(pilot)
+
+        # node health: counters only, in Chinese
+        await pilot.press("n")
+        await settle(pilot)
+        assert headers(pilot, "#nodes")[:4] == ["窗口", "角色", "状态", "最后联系"]
+        by_node = {r[0]: r for r in rows(pilot, "#nodes")}
+        assert set(by_node) == {"cashier-01", "cashier-02", "cashier-03"}
+        assert by_node["cashier-01"][1:4] == ["收费挂号", "在线", "5秒前"]
+        assert by_node["cashier-03"][2] == "离线"
+        await pilot.press("escape")
+        await settle(pilot)
+
+        # search by national ID number finds both records of the same person
+        await pilot.press("slash")
+        await settle(pilot)
+        q = pilot.app.screen.query_one("#q", Input)
+        q.value = ID_MALE
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [h[0] for h in rows(pilot, "#hits")] == ["P-cashier-01-000009",
+                                                        "P-cashier-02-000003"]
+        assert "2 位病人" in text(pilot, "#message")
+        assert headers(pilot, "#hits")[:2] == ["病人号", "姓名"]
+
+
+async def test_search_by_national_id(seeded) -> None:
+    async with make(seeded).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        q = pilot.app.screen.query_one("#q", Input)
+        for typed in (ID_MALE, f"  {ID_MALE} "):
+            q.value = typed
+            q.focus()
+            await pilot.press("enter")
+            await settle(pilot)
+            hits = rows(pilot, "#hits")
+            assert [h[0] for h in hits] == ["P-cashier-01-000009", "P-cashier-02-000003"]
+            assert all(h[6].startswith("duplicate_patient-") for h in hits)
+        q.value = ID_MALE[:-1] + "9"  # one digit off: nobody
+        q.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert rows(pilot, "#hits") == [] and "nothing matches" in text(pilot, "#message")
+
+
+@pytest.mark.parametrize("language", ["zh", "en"])
+async def test_q_closes_every_screen_and_quits_from_the_queue(seeded, language: str) -> None:
+    app = make(seeded, language=language)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await open_kind(pilot, "overdraft" if language == "en" else "离线透支")
+        await pilot.press("q")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, QueueScreen)
+        await pilot.press("n")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, NodesScreen)
+        await pilot.press("q")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, QueueScreen)
+        await pilot.press("slash")
+        await settle(pilot)
+        q = pilot.app.screen.query_one("#q", Input)
+        await pilot.press("q")  # in the search field q is a letter
+        assert isinstance(pilot.app.screen, SearchScreen) and q.value == "q"
+        q.value = "王五"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert pilot.app.screen.query_one("#hits", DataTable).has_focus
+        await pilot.press("q")  # from the hits: closes
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, QueueScreen)
+        assert app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
 def test_cli_has_a_console_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         central_main(["console", "--help"])
@@ -273,6 +418,23 @@ def test_queue_snapshot(seeded, snap_compare: Any) -> None:
     assert snap_compare(make(seeded), terminal_size=SIZE, run_before=ready)
 
 
+def test_queue_snapshot_zh(seeded, snap_compare: Any) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await laid_out(pilot)
+    assert snap_compare(make(seeded, language="zh"), terminal_size=SIZE, run_before=ready)
+
+
+def test_detail_snapshot_zh(seeded, snap_compare: Any) -> None:
+    async def ready(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        await open_kind(pilot, "离线透支")
+        await pilot.press("2")
+        await settle(pilot)
+        await laid_out(pilot)
+    assert snap_compare(make(seeded, language="zh"), terminal_size=(130, 60), run_before=ready)
+
+
 def test_detail_snapshot(seeded, snap_compare: Any) -> None:
     async def ready(pilot: Pilot[Any]) -> None:
         await settle(pilot)
@@ -281,3 +443,44 @@ def test_detail_snapshot(seeded, snap_compare: Any) -> None:
         await settle(pilot)
         await laid_out(pilot)
     assert snap_compare(make(seeded), terminal_size=(130, 60), run_before=ready)
+
+
+def test_every_console_word_is_in_the_table_in_both_languages() -> None:
+    """Every key the console's code asks for exists, with a Chinese text; every conflict
+    kind and status has its word."""
+    import re
+
+    from central.console import i18n
+    from central.reconcile import KINDS, SEVERITIES, STATUSES
+
+    root = Path(__file__).parents[1] / "central" / "console"
+    used = {k for f in root.rglob("*.py")
+            for k in re.findall(r"""\btr\(\s*["']([a-z_]+\.[a-z_.]+)["']""", f.read_text())}
+    used |= {f"key.{k}" for k in ("open", "quit", "back", "close")}
+    assert len(used) > 60
+    missing = sorted(k for k in used if k not in i18n.STRINGS)
+    assert not missing, missing
+    for key, (zh, en) in i18n.STRINGS.items():
+        assert zh.strip() or key == "col.mark", key
+        assert en.strip() or key == "col.mark" or key.split(".")[0] in (
+            "explain", "remedy", "effect"), key
+    for kind in KINDS:
+        assert f"conflict.{kind}" in i18n.STRINGS and f"explain.{kind}" in i18n.STRINGS
+    for word in (*(f"status.{s}" for s in STATUSES), *(f"severity.{s}" for s in SEVERITIES)):
+        assert word in i18n.STRINGS
+
+
+def test_remedy_words_are_total_over_any_body() -> None:
+    from central.console.i18n import Translator
+
+    tr = Translator("zh")
+    odd: tuple[tuple[str, Any], ...] = (("debt.recorded", {"amount": "x", "debit": None}),
+                                         ("charge.reversed", {"charge_id": 5}), ("x", "nope"))
+    for code in ("debt", "reverse", "block", "move", "merge", "accept", "unheard-of"):
+        assert tr.remedy_label("overdraft", code, "L", odd)
+        assert tr.remedy_effect(code, "E", odd)
+    assert tr.remedy_effect("debt", "E", (("debt.recorded", {"patient_id": "P-1", "amount": 700,
+                                                              "debit": 700}),)) == \
+        "从 P-1 的账户扣回 ¥7.00（余额不足部分记为欠费，下次就诊时收取）。"
+    assert Translator("en").remedy_effect("debt", "E", odd) == "E"
+    assert tr("no.such.key") == "[no.such.key]"

@@ -99,7 +99,7 @@ def map_of(schema: dict[str, Field]) -> st.SearchStrategy[dict[str, Any]]:
 def fix(kind: str, b: dict[str, Any]) -> dict[str, Any]:
     """Make the usual semantic checks hold, so most drawn bodies are valid (not all)."""
     b = dict(b)
-    if "items" in b and "amount" in b:
+    if kind == "account.charged" and "items" in b and "amount" in b:
         b["amount"] = max(1, sum(i["qty"] * i["unit_price"] for i in b["items"]))
         if b["amount"] != sum(i["qty"] * i["unit_price"] for i in b["items"]):
             b["items"] = [{**b["items"][0], "qty": 1, "unit_price": 1}]
@@ -112,6 +112,12 @@ def fix(kind: str, b: dict[str, Any]) -> dict[str, Any]:
         b["sex"] = "M" if int(nid[16]) % 2 else "F"
     if kind == "patient.registered":
         b.setdefault("phone", "13800138000")
+    if b.get("void"):  # a void is of the whole charge, to the deposit
+        b["to"] = "deposit"
+        b.pop("items", None)
+    if "tendered" in b and "amount" in b:  # cash handed over covers the deposit
+        b["method"] = "cash"
+        b["tendered"] = max(b["tendered"], b["amount"])
     if "debit" in b:
         b["debit"] = min(b["debit"], b["amount"])
     if "patients" in b and "patient_id" in b and b["patient_id"] not in b["patients"]:
@@ -234,7 +240,8 @@ def test_two_real_ledgers_that_received_the_same_events_in_other_orders_agree(
     assert got[0] == got[1]
     folded = REGISTRY.fold(orders[0]).dump()
     for table, rows in got[0].items():  # and the ledger's tables are the pure fold's
-        assert rows == folded.get(table, []), table
+        if table != "patient_search":  # (but the index the ledger derives from them)
+            assert rows == folded.get(table, []), table
 
 
 # ---------------------------------------------------------------------------------- (b)

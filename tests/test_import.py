@@ -166,6 +166,10 @@ def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     cfg = tmp_path / "central" / "central.toml"
     assert main(["--config", str(cfg), "init", "--dir", str(cfg.parent)]) == 0
     capsys.readouterr()
+    # these tests read the English messages (the Chinese ones: the test further down)
+    text = cfg.read_text(encoding="utf-8")
+    assert 'language = "zh"' in text
+    cfg.write_text(text.replace('language = "zh"', 'language = "en"', 1), encoding="utf-8")
     return cfg
 
 

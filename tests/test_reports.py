@@ -84,13 +84,15 @@ async def test_report_totals_equal_the_ledger(tmp_path: Path, seed: int) -> None
                 amount = rng.randint(500, 50_000)
                 await svc.register_patient(name=f"P{n}", card_no=card, first_deposit=amount,
                                            method=method, national_id=_id_number(n),
+                                           reference="" if method == "cash" else f"T{n}",
                                            phone="13800000000")
                 cards.append(card)
                 note(op, "deposits", method, amount)
                 note(op, "registrations", "", 0)
             elif what == "deposit":
                 amount = rng.randint(1, 30_000)
-                await svc.deposit(rng.choice(cards), amount, method)
+                await svc.deposit(rng.choice(cards), amount, method,
+                                  reference="" if method == "cash" else "T-1")
                 note(op, "deposits", method, amount)
             elif what == "charge":
                 price = rng.randint(1, 20_000)

@@ -78,7 +78,9 @@ async def test_charge_deposit_and_insufficient_balance(service: CounterService,
     e = await refused(ledger, service.charge("8600000001", [item(500)], "检验科"),
                       "charge.insufficient")
     assert "¥4.00" in str(e) and "¥1.00 short" in str(e)
-    r = await service.deposit("8600000001", 100, "bank_card")
+    await refused(ledger, service.deposit("8600000001", 100, "bank_card"),
+                  "deposit.reference_required")
+    r = await service.deposit("8600000001", 100, "bank_card", reference="POS-000123")
     assert r.balance == 500
     await service.charge("8600000001", [item(500)], "检验科")
     assert (await service.lookup_card("8600000001")).account.balance == 0

@@ -173,11 +173,19 @@ async def test_deposit_methods_and_bad_amount(counter) -> None:
         await settle_down(pilot)
         assert "12.50" in form_error(pilot)  # tells how to type an amount
         await fill(pilot, "#amount", "12.5")
-        await pilot.press("enter", "3", "enter")  # 3: mobile
+        await pilot.press("enter", "3", "enter")  # 3: mobile, which needs its reference
+        await settle_down(pilot)
+        assert app.screen.focused.id == "reference"
+        await pilot.press("enter")
+        await settle_down(pilot)
+        assert "reference" in form_error(pilot)  # refused before any confirm question
+        await type_text(pilot, "WX42")
+        await pilot.press("enter")
         await confirm(pilot)
         assert "¥112.50" in message(pilot)
     events = await led.history((await led.get("cards", CARD)).patient_id)
     assert events[0].body["amount"] == 1250 and events[0].body["method"] == "mobile"
+    assert events[0].body["reference"] == "WX42"
     assert events[0].body["card_entry"] == "manual"
     assert await balance(led) == 11_250
 

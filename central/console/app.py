@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 
 from central.config import load_key
 from central.console.data import ConsoleData
+from central.console.i18n import Translator
 from central.console.screens.queue import QueueScreen
 from central.store import CentralStore
 
@@ -22,9 +23,15 @@ class ConsoleApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
     def __init__(self, db: Path, key_file: Path | None, operator: str, *,
-                 clock: Callable[[], int] | None = None, max_skew_ms: int = 300_000) -> None:
-        """``key_file`` None or missing: a look-only console (resolving is refused)."""
+                 clock: Callable[[], int] | None = None, max_skew_ms: int = 300_000,
+                 language: str = "zh") -> None:
+        """``key_file`` None or missing: a look-only console (resolving is refused).
+        ``language``: ``zh`` or ``en`` (central's ``[central] language``)."""
         super().__init__()
+        self.language = language
+        tr = Translator(language)
+        self.title = tr("app.title")
+        self.sub_title = tr("app.subtitle")
         self.max_skew_ms = max_skew_ms
         self.db = db
         self.key_file = key_file
@@ -35,7 +42,7 @@ class ConsoleApp(App[None]):
     async def on_mount(self) -> None:
         self.store = await CentralStore.open(self.db, max_skew_ms=self.max_skew_ms)
         key = load_key(self.key_file) if self.key_file and self.key_file.exists() else None
-        data = ConsoleData(self.store, key, clock=self.clock)
+        data = ConsoleData(self.store, key, clock=self.clock, language=self.language)
         await data.refresh()
         await self.push_screen(QueueScreen(data, self.operator))
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from central import conflicts as cf
+from central.console.i18n import Translator
 from central.reconcile import Incoming, Reconciler
 from central.store import CentralStore
 from protocol.account import Charged
@@ -37,11 +38,15 @@ class Filters:
     node: str = ""
     days: int = 0  # only conflicts that happened in the last ``days`` days (0: any)
 
-    def describe(self) -> str:
-        parts = [f"kind {self.kind or 'any'}",
-                 f"status {'open+ack' if self.status == ACTIVE else self.status or 'any'}",
-                 f"node {self.node or 'any'}",
-                 f"date {'last ' + str(self.days) + ' d' if self.days else 'any'}"]
+    def describe(self, tr: Translator | None = None) -> str:
+        tr = tr or Translator("en")
+        anything = tr("filter.any")
+        status = (tr("filter.active") if self.status == ACTIVE else
+                  tr.word("status", self.status) if self.status else anything)
+        parts = [tr("filter.kind", v=tr.word("conflict", self.kind) if self.kind else anything),
+                 tr("filter.status", v=status),
+                 tr("filter.node", v=self.node or anything),
+                 tr("filter.date", v=tr("filter.days", n=self.days) if self.days else anything)]
         return " · ".join(parts)
 
 
@@ -50,10 +55,11 @@ class EventCard:
     """One event involved in a conflict, for the side-by-side view."""
 
     ref: str  # "cashier-01 #7"
-    kind: str
+    kind: str  # "" when central holds no event there (refused, nothing kept)
     wall_ms: int
     operator: str
     lines: tuple[str, ...]
+    quarantined: str = ""  # why central refused it ("equivocation", …); "": merged
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,20 +103,22 @@ class SearchHit:
     conflicts: tuple[str, ...]  # ids of conflicts naming this patient or one of its cards
 
 
-def event_lines(ev: Event) -> tuple[str, ...]:
+def event_lines(ev: Event, tr: Translator | None = None) -> tuple[str, ...]:
     """The body of an event, one ``field: value`` line each (money as yuan); whatever the
     body holds (a refused one is shown as it came, each value cut short)."""
+    tr = tr or Translator("en")
     out = []
     for k, v in ev.body.items():
         if k in ("items", "stamp_seq", "stamp_balance"):
             continue
         if k in ("amount", "debit", "moved", "limit") and type(v) is int:
             v = yuan(v)
-        text = f"{k}: {v}"
+        text = f"{tr.field(k)}: {tr.value(k, v)}"
         out.append(text if len(text) <= 200 else text[:199] + "…")
     fact = REGISTRY.fact(ev)
     if fact is not None and isinstance(fact.body, Charged):
-        out.append("items: " + ", ".join(f"{i.name}×{i.qty}" for i in fact.body.items))
+        out.append(f"{tr.field('items')}: " + ", ".join(f"{i.name}×{i.qty}"
+                                                         for i in fact.body.items))
     return tuple(out)
 
 
@@ -122,9 +130,10 @@ class ConsoleData:
     """The console's one door to central's store."""
 
     def __init__(self, store: CentralStore, key: SigningKey | None = None, *,
-                 clock: Callable[[], int] | None = None) -> None:
+                 clock: Callable[[], int] | None = None, language: str = "zh") -> None:
         self.store = store
         self.key = key
+        self.tr = Translator(language)
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.world = Reconciler()
         self.by_id: dict[EventId, Event] = {}
@@ -170,11 +179,10 @@ class ConsoleData:
         for eid in row.events:
             ev = self.by_id.get(eid)
             if ev is None:  # refused: the evidence central quarantined, if it kept some
-                cards += await self._quarantined(eid) or [
-                    EventCard(ref(eid), "(not merged)", 0, "", ())]
+                cards += await self._quarantined(eid) or [EventCard(ref(eid), "", 0, "", ())]
             else:
                 cards.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
-                                       event_lines(ev)))
+                                       event_lines(ev, self.tr)))
         timelines = []
         for pid in row.patients:
             steps = self.world.person_timeline(pid).steps()
@@ -190,11 +198,12 @@ class ConsoleData:
                 "SELECT kind, reason, offered FROM quarantine WHERE node = ? AND seq = ?"
                 " ORDER BY id", eid):
             ev = decode_event(bytes(data))  # stored only after its signature verified
-            why = reason or ("another event is already held at this position"
-                             if kind == "equivocation" else "")
-            out.append(EventCard(ref(eid), f"{ev.kind} (quarantined: {kind})", ev.hlc.wall,
-                                 ev.operator, (f"why: {why}", f"prev: {ev.prev.hex()[:16]}…",
-                                               *event_lines(ev))))
+            why = reason or (self.tr("detail.why_equivocation") if kind == "equivocation"
+                             else "")
+            out.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
+                                 (f"{self.tr('detail.why')}: {why}",
+                                  f"prev: {ev.prev.hex()[:16]}…", *event_lines(ev, self.tr)),
+                                 quarantined=kind))
         return out
 
     async def acknowledge(self, cid: str, operator: str) -> bool:
@@ -207,7 +216,7 @@ class ConsoleData:
         reason, an unknown remedy or a conflict already resolved.
         """
         if self.key is None:
-            raise cf.ResolveError("this console has no central key: it can only look")
+            raise cf.ResolveError(self.tr("resolve.no_key"))
         events = await cf.resolve(self.store, self.key, cid, code, reason=reason,
                                   operator=operator, now_ms=self.clock())
         await self.refresh()
@@ -215,7 +224,8 @@ class ConsoleData:
 
     # -- nodes ---------------------------------------------------------------------------
     async def nodes(self) -> list[NodeHealth]:
-        nodes = await self.store.nodes()
+        """The counters (central itself is no counter: it is never "offline" here)."""
+        nodes = [n for n in await self.store.nodes() if n.id != CENTRAL]
         lags = await self.store.lags()
         active = [r for r in await cf.list_conflicts(self.store)
                   if r.status in ("open", "acknowledged")]
@@ -224,13 +234,14 @@ class ConsoleData:
             state = "revoked" if n.revoked else ("online" if n.online else "offline")
             out.append(NodeHealth(
                 n.id, n.role, state, n.last_seen_ms, n.head.seq,
-                0 if n.id == CENTRAL else lags.get(n.id, 0), n.pending,
+                lags.get(n.id, 0), n.pending,
                 sum(1 for r in active if n.id in r.nodes), fingerprint(n.pubkey)))
         return out
 
     # -- search --------------------------------------------------------------------------
     async def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Patients by card number, patient number or (part of) the name."""
+        """Patients by card number, patient number, national ID number or (part of) the
+        name: exact matches first."""
         q = text.strip()
         if not q:
             return []
@@ -242,8 +253,13 @@ class ConsoleData:
             pids.append(card.patient_id)
         if w.patient(q) is not None and q not in pids:
             pids.append(q)
+        nid = q.upper()  # the check digit may be typed as x
         low = q.lower()
-        pids += sorted(p.patient_id for p in w.patients()
+        everyone = w.patients()
+        pids += sorted(p.patient_id for p in everyone
+                       if p.national_id and p.national_id.upper() == nid
+                       and p.patient_id not in pids)
+        pids += sorted(p.patient_id for p in everyone
                        if low in p.name.lower() and p.patient_id not in pids)
         rows = await cf.list_conflicts(self.store)
         hits = []

@@ -341,7 +341,8 @@ def check_record(
             "unknown_card",
             "Card not on record",
             f"Card {card_no} is not in this counter's records. If it was issued at another "
-            "counter while offline, wait for sync, or enter the patient manually.",
+            "counter while offline, wait for sync, or find the patient with Ctrl+F (name, "
+            "phone or ID number).",
         )
     if record.card_no != card_no or (patient_no is not None and record.patient_no != patient_no):
         return Refusal(

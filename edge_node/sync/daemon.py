@@ -449,7 +449,10 @@ async def run(
         try:
             await client.run(stop)
         except InvalidURI as exc:
-            raise SystemExit(f"[sync] central_url is not a websocket URL: {exc}") from None
+            why = f"[sync] central_url is not a websocket URL: {exc}"
+            with contextlib.suppress(Exception):  # `onecard-edge info` shows it too
+                await ledger.update_sync_state(online=False, last_error=why[:500])
+            raise SystemExit(why) from None
     finally:
         with contextlib.suppress(Exception):
             await ledger.update_sync_state(online=False)

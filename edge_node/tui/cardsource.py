@@ -73,7 +73,7 @@ STRINGS.update({
 #: English title and message come from :mod:`edge_node.card.layout` itself.  (A code
 #: missing here shows the English on a Chinese counter too: add it here.)
 REFUSALS_ZH = {
-    "unknown_card": "此卡不在本窗口记录中：若在其他窗口离线发卡，请等待同步或手工查找病人",
+    "unknown_card": "此卡不在本窗口记录中：若在其他窗口离线发卡，请等待同步，或按 Ctrl+F 查找病人",
     "card_mismatch": "卡内信息与记录不符：请勿受理，联系信息科",
     "bad_signature": "伪造或被篡改的卡：签名不符，请扣留此卡并联系信息科",
     "unknown_signer": "发卡窗口未知：请同步后重试，否则扣留此卡并联系信息科",
@@ -376,7 +376,8 @@ class CardDesk:
         The money event is committed whatever happens here.  A stamp not written is kept
         and written when the card is next presented at this counter.
         """
-        ev = next((e for e in receipt.events if "stamp_seq" in e.body), None)
+        # the last: a registration or replacement may charge the card fee after a deposit
+        ev = next((e for e in reversed(receipt.events) if "stamp_seq" in e.body), None)
         if ev is None or not card_no:
             return None
         pid = str(ev.body["patient_id"])

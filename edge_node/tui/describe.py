@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable
 from zoneinfo import ZoneInfo
 
 from edge_node.i18n import Translator
+from edge_node.search import mask_phone as mask_phone  # the panel's and the search's
 from protocol.domain import REGISTRY
 from protocol.event import Event
 from protocol.money import yuan
@@ -27,13 +28,6 @@ def age(birth_date: str, now_ms: int, timezone: str) -> int | None:
     today = dt.datetime.fromtimestamp(now_ms / 1000, ZoneInfo(timezone)).date()
     years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     return years if years >= 0 else None
-
-
-def mask_phone(phone: str) -> str:
-    digits = phone.replace(" ", "").replace("-", "")
-    if len(digits) < 7:
-        return phone
-    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
 
 
 def event_amount(ev: Event, family: Collection[str]) -> int | None:

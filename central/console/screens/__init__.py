@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 from textual.widgets.data_table import RowKey
+
+#: key, action, label (already in the console's language), shown in the footer
+KeySpec = tuple[str, str, str, bool]
+
+
+def bind_keys(screen: Screen[Any], keys: list[KeySpec]) -> None:
+    """Bind ``keys`` with footer labels in the console's language (BINDINGS are per class,
+    the language is per app)."""
+    for key, action, label, show in keys:
+        screen._bindings.bind(key, action, label, show=show)
 
 
 class MessageScreen(Screen[None]):

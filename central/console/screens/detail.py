@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from central.console.data import ConsoleData, Detail
+from central.console.data import ConsoleData, Detail, EventCard
 from central.console.format import signed, when
-from central.console.screens import MessageScreen, Table
+from central.console.screens import MessageScreen, Table, bind_keys
 from central.reconcile import RemedyOption
 from protocol.money import yuan
 
@@ -31,19 +28,21 @@ class DetailScreen(MessageScreen):
     DetailScreen #plan.empty { display: none; }
     """
     AUTO_FOCUS = None  # digits and letters must work at once
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("1", "choose(1)", "Remedy 1"),
-        Binding("2", "choose(2)", "Remedy 2"),
-        Binding("3", "choose(3)", "Remedy 3"),
-        Binding("c", "confirm", "Resolve…"),
-        Binding("a", "acknowledge", "Ack"),
-        Binding("r", "reload", "Refresh"),
-    ]
 
     def __init__(self, data: ConsoleData, cid: str, operator: str) -> None:
         super().__init__()
         self.data = data
+        tr = self.tr = data.tr
+        bind_keys(self, [
+            ("escape", "app.pop_screen", tr("key.back"), True),
+            ("q", "app.pop_screen", tr("key.close"), False),
+            ("1", "choose(1)", tr("key.remedy", n=1), True),
+            ("2", "choose(2)", tr("key.remedy", n=2), True),
+            ("3", "choose(3)", tr("key.remedy", n=3), True),
+            ("c", "confirm", tr("key.resolve"), True),
+            ("a", "acknowledge", tr("key.ack"), True),
+            ("r", "reload", tr("key.refresh"), True),
+        ])
         self.cid = cid
         self.operator = operator
         self.detail: Detail | None = None
@@ -54,11 +53,11 @@ class DetailScreen(MessageScreen):
         with VerticalScroll():
             yield Static(id="head")
             yield Static(id="explanation")
-            yield Static("Events involved", classes="section")
+            yield Static(self.tr("detail.events"), classes="section")
             yield Horizontal(id="events")
-            yield Static("Account timeline", classes="section")
+            yield Static(self.tr("detail.timeline"), classes="section")
             yield Static(id="timelines")
-            yield Static("Remedies", classes="section")
+            yield Static(self.tr("detail.remedies"), classes="section")
             yield Static(id="remedies")
             yield Static(id="plan", classes="empty")
             yield Static(classes="message", id="message")
@@ -69,74 +68,99 @@ class DetailScreen(MessageScreen):
 
     @work(exclusive=True, group="detail")
     async def load(self) -> None:
+        tr = self.tr
         detail = await self.data.detail(self.cid)
         if detail is None:
-            self.say(f"no conflict {self.cid}", "problem")
+            self.say(tr("detail.no_conflict", cid=self.cid), "problem")
             return
         self.detail = detail
         c = detail.conflict
         self.query_one("#head", Static).update(
-            f"{escape(c.title)}\n{c.id}   {c.kind}   severity {c.severity}   [b]{c.status}[/b]"
-            + (f"   amount {yuan(c.amount)}" if c.amount else "")
-            + f"   happened {when(c.wall_ms)}")
-        self.query_one("#explanation", Static).update(escape(c.explanation))
+            f"{escape(tr.conflict_title(c.kind, c.title))}\n"
+            + tr("detail.head", cid=c.id, kind=escape(tr.word("conflict", c.kind)),
+                 severity=tr.word("severity", c.severity), status=tr.word("status", c.status))
+            + (tr("detail.amount", amount=yuan(c.amount)) if c.amount else "")
+            + tr("detail.happened", when=when(c.wall_ms)))
+        self.query_one("#explanation", Static).update(escape(tr.explanation(c.kind,
+                                                                            c.explanation)))
         box = self.query_one("#events", Horizontal)
         await box.remove_children()
         await box.mount_all(Static(
-            f"[b]{escape(e.ref)}[/b]  {escape(e.kind)}\n{when(e.wall_ms)}  by "
-            f"{escape(e.operator)}\n" + "\n".join(escape(line) for line in e.lines),
+            f"[b]{escape(e.ref)}[/b]  {escape(self._kind(e))}\n{when(e.wall_ms)}  "
+            f"{tr('detail.by')} {escape(e.operator)}\n"
+            + "\n".join(escape(line) for line in e.lines),
             classes="event") for e in detail.events)
         await self._timelines(detail)
         self._remedies()
 
+    def _kind(self, e: EventCard) -> str:
+        tr = self.tr
+        if not e.kind:
+            return tr("detail.not_merged")
+        kind = tr.event_kind(e.kind)
+        return tr("detail.quarantined", kind=kind, why=e.quarantined) if e.quarantined else kind
+
     async def _timelines(self, detail: Detail) -> None:
+        tr = self.tr
         holder = self.query_one("#timelines", Static)
         if not detail.timelines:
-            holder.update("(no account involved)")
+            holder.update(tr("detail.no_account"))
             return
         holder.update("")
         for old in self.query(".timeline"):
             await old.remove()
         for pid, rows in detail.timelines:
             table = Table(classes="timeline", cursor_type="none", show_cursor=False)
-            table.add_columns(" ", "when", "event", "kind", "change", "balance")
+            table.add_columns(*(tr(f"col.{c}") for c in (
+                "mark", "when", "event", "kind", "change", "balance")))
             for r in rows:
                 mark = "▶" if r.involved else ""
-                table.add_row(mark, when(r.wall_ms), r.ref, r.kind, signed(r.delta),
-                              yuan(r.balance))
+                table.add_row(mark, when(r.wall_ms), r.ref, tr.event_kind(r.kind),
+                              signed(r.delta), yuan(r.balance))
             await self.query_one(VerticalScroll).mount(Static(f"  {pid}", classes="timeline"),
                                                        table, after=holder)
 
     def _remedies(self) -> None:
         assert self.detail is not None
+        tr = self.tr
         c = self.detail.conflict
         if c.status == "resolved":
-            text = (f"Resolved by {escape(c.resolved_by)} with {c.resolved_kind} "
-                    f"({c.resolved_event}) at {when(c.resolved_ms)}: {escape(c.resolved_reason)}")
+            text = tr("detail.resolved", op=escape(c.resolved_by),
+                      kind=escape(tr.event_kind(c.resolved_kind)), event=escape(c.resolved_event),
+                      when=when(c.resolved_ms), reason=escape(c.resolved_reason))
         else:
-            text = "\n".join(f"[b]{i}[/b] {escape(r.label)} ({r.code})"
+            text = "\n".join(f"[b]{i}[/b] {escape(self._label(r))} ({escape(r.code)})"
                              for i, r in enumerate(c.remedies, 1))
-            text += "\nPress the number to see what it will do, then c to resolve."
+            text += "\n" + tr("detail.press_number")
         self.query_one("#remedies", Static).update(text)
+
+    def _label(self, r: RemedyOption) -> str:
+        assert self.detail is not None
+        return self.tr.remedy_label(self.detail.conflict.kind, r.code, r.label, r.events)
 
     # -- actions -------------------------------------------------------------------------
     def action_choose(self, n: int) -> None:
         if self.detail is None or self.detail.conflict.status == "resolved":
             return
+        tr = self.tr
         remedies = self.detail.conflict.remedies
         if not 1 <= n <= len(remedies):
-            self.say(f"there is no remedy {n}", "problem")
+            self.say(tr("detail.no_remedy", n=n), "problem")
             return
-        self.chosen = remedies[n - 1]
+        self.chosen = chosen = remedies[n - 1]
         plan = self.query_one("#plan", Static)
         plan.remove_class("empty")
+        def shown(k: str, v: object) -> object:
+            return yuan(v) if k in ("amount", "debit", "moved") and type(v) is int else \
+                tr.value(k, v)
+
         signs = "\n".join(
-            f"  • central signs {kind}: " + ", ".join(
-                f"{k}={yuan(v) if k in ('amount', 'debit', 'moved') else v}"
-                for k, v in body.items() if k != "conflict_id")
-            for kind, body in self.chosen.events)
-        plan.update(f"[b]{escape(self.chosen.label)}[/b] — what it will do:\n"
-                    f"{escape(self.chosen.effect)}\n{escape(signs)}\nPress c to resolve with it.")
+            "  • " + tr("detail.signs", kind=tr.event_kind(kind)) + ", ".join(
+                f"{tr.field(k)}={shown(k, v)}" for k, v in body.items() if k != "conflict_id")
+            for kind, body in chosen.events)
+        plan.update(f"[b]{escape(self._label(chosen))}[/b] — {tr('detail.will_do')}\n"
+                    f"{escape(tr.remedy_effect(chosen.code, chosen.effect, chosen.events))}\n"
+                    f"{escape(signs)}\n{tr('detail.press_c')}")
         self.say("")
 
     def action_confirm(self) -> None:
@@ -145,16 +169,15 @@ class DetailScreen(MessageScreen):
         if self.detail is None:
             return
         if self.detail.conflict.status == "resolved":
-            self.say("already resolved", "problem")
+            self.say(self.tr("detail.already"), "problem")
             return
         if self.chosen is None:
-            self.say("choose a remedy first (1, 2, 3 …)", "problem")
+            self.say(self.tr("detail.choose_first"), "problem")
             return
 
         def done(events: int | None) -> None:
             if events:
-                self.say(f"resolved: {events} central event(s) signed; they sync to every "
-                         "counter", "done")
+                self.say(self.tr("detail.done", n=events), "done")
                 self.chosen = None
                 self.query_one("#plan", Static).add_class("empty")
                 self.load()
@@ -165,10 +188,10 @@ class DetailScreen(MessageScreen):
     @work(exclusive=True, group="ack")
     async def action_acknowledge(self) -> None:
         if await self.data.acknowledge(self.cid, self.operator):
-            self.say(f"acknowledged by {self.operator}", "done")
+            self.say(self.tr("detail.acked", op=self.operator), "done")
             self.load()
         else:
-            self.say("only an open conflict can be acknowledged", "problem")
+            self.say(self.tr("detail.only_open"), "problem")
 
     def action_reload(self) -> None:
         self.load()

@@ -3,17 +3,13 @@ and what it holds that central has not received (pending)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from central.console.data import ConsoleData
-from central.console.format import ago
-from central.console.screens import Table
+from central.console.screens import Table, bind_keys
 
 
 class NodesScreen(Screen[None]):
@@ -22,22 +18,23 @@ class NodesScreen(Screen[None]):
     NodesScreen #nodes { height: 1fr; }
     """
     AUTO_FOCUS = "#nodes"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back"),
-                Binding("r", "reload", "Refresh")]
 
     def __init__(self, data: ConsoleData) -> None:
         super().__init__()
         self.data = data
+        tr = self.tr = data.tr
+        bind_keys(self, [("escape", "app.pop_screen", tr("key.back"), True),
+                         ("q", "app.pop_screen", tr("key.close"), False),
+                         ("r", "reload", tr("key.refresh"), True)])
 
     def compose(self) -> ComposeResult:
+        tr = self.tr
         yield Header(show_clock=False)
-        yield Static("lag: events central holds that the node has not received yet · "
-                     "pending: the node's own events central has not received, as the node "
-                     "said when last seen · conflicts: open or acknowledged ones naming the "
-                     "node", id="legend")
+        yield Static(tr("nodes.legend"), id="legend")
         table = Table(id="nodes", cursor_type="row", zebra_stripes=True)
-        table.add_columns("node", "role", "state", "last seen", "head", "lag", "pending",
-                          "conflicts", "key fingerprint")
+        table.add_columns(*(tr(f"col.{c}") for c in (
+            "node", "role", "state", "last_seen", "head", "lag", "pending", "conflicts",
+            "fingerprint")))
         yield table
         yield Footer()
 
@@ -53,9 +50,10 @@ class NodesScreen(Screen[None]):
         now = self.data.clock()
         table = self.query_one("#nodes", DataTable)
         table.clear()
+        tr = self.tr
         for n in nodes:
-            table.add_row(n.id, n.role, n.state,
-                          ago(now - n.last_seen_ms) if n.last_seen_ms else "never",
+            table.add_row(n.id, tr.word("role", n.role), tr.word("state", n.state),
+                          tr.ago(now - n.last_seen_ms) if n.last_seen_ms else tr("never"),
                           str(n.head_seq), str(n.lag), str(n.pending), str(n.open_conflicts),
                           n.fingerprint,
                           key=n.id)

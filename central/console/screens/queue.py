@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Header, Static
 
 from central.console.data import DATE_CYCLE, STATUS_CYCLE, ConsoleData, Filters
 from central.console.format import when
-from central.console.screens import MessageScreen, Table
+from central.console.screens import MessageScreen, Table, bind_keys
 from protocol.money import yuan
 
 
@@ -28,23 +26,24 @@ class QueueScreen(MessageScreen):
     QueueScreen #queue { height: 1fr; }
     """
     AUTO_FOCUS = "#queue"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "open", "Open"),
-        Binding("k", "cycle_kind", "Kind"),
-        Binding("s", "cycle_status", "Status"),
-        Binding("o", "cycle_node", "Node"),
-        Binding("d", "cycle_date", "Date"),
-        Binding("x", "clear", "Clear filters"),
-        Binding("a", "acknowledge", "Ack"),
-        Binding("slash", "search", "Search"),
-        Binding("n", "nodes", "Nodes"),
-        Binding("r", "reload", "Refresh"),
-        Binding("q", "app.quit", "Quit"),
-    ]
 
     def __init__(self, data: ConsoleData, operator: str) -> None:
         super().__init__()
         self.data = data
+        tr = self.tr = data.tr
+        bind_keys(self, [
+            ("enter", "open", tr("key.open"), True),
+            ("k", "cycle_kind", tr("key.kind"), True),
+            ("s", "cycle_status", tr("key.status"), True),
+            ("o", "cycle_node", tr("key.node"), True),
+            ("d", "cycle_date", tr("key.date"), True),
+            ("x", "clear", tr("key.clear"), True),
+            ("a", "acknowledge", tr("key.ack"), True),
+            ("slash", "search", tr("key.search"), True),
+            ("n", "nodes", tr("key.nodes"), True),
+            ("r", "reload", tr("key.refresh"), True),
+            ("q", "app.quit", tr("key.quit"), True),
+        ])
         self.operator = operator
         self.filters = Filters()
         self.kinds: list[str] = []
@@ -56,7 +55,9 @@ class QueueScreen(MessageScreen):
         yield Static(id="filters")
         yield Static(id="counts")
         table = Table(id="queue", cursor_type="row", zebra_stripes=True)
-        table.add_columns("status", "severity", "kind", "amount", "happened", "nodes", "title")
+        tr = self.tr
+        table.add_columns(*(tr(f"col.{c}") for c in (
+            "status", "severity", "kind", "amount", "happened", "nodes", "title")))
         yield table
         yield Static(classes="message", id="message")
         yield Footer()
@@ -76,17 +77,21 @@ class QueueScreen(MessageScreen):
         counts: dict[str, int] = {}
         for r in every_kind:
             counts[r.kind] = counts.get(r.kind, 0) + 1
-        self.query_one("#filters", Static).update(self.filters.describe())
+        tr = self.tr
+        self.query_one("#filters", Static).update(self.filters.describe(tr))
         self.query_one("#counts", Static).update(
-            f"{len(rows)} conflict(s)   " + "  ".join(f"{k} {n}" for k, n in sorted(counts.items()))
-            if counts else "no conflicts match")
+            tr("queue.count", n=len(rows)) + "   " + "  ".join(
+                f"{tr.word('conflict', k)} {n}" for k, n in sorted(counts.items()))
+            if counts else tr("queue.none"))
         table = self.query_one("#queue", DataTable)
         keep = table.cursor_row
         table.clear()
         self.ids = []
         for r in rows:
-            table.add_row(r.status, r.severity, r.kind, yuan(r.amount) if r.amount else "",
-                          when(r.wall_ms), ", ".join(r.nodes), r.title, key=r.id)
+            table.add_row(tr.word("status", r.status), tr.word("severity", r.severity),
+                          tr.word("conflict", r.kind), yuan(r.amount) if r.amount else "",
+                          when(r.wall_ms), ", ".join(r.nodes), tr.conflict_title(r.kind, r.title),
+                          key=r.id)
             self.ids.append(r.id)
         if rows:
             table.move_cursor(row=min(keep, len(rows) - 1))
@@ -137,9 +142,9 @@ class QueueScreen(MessageScreen):
         if cid is None:
             return
         if await self.data.acknowledge(cid, self.operator):
-            self.say(f"{cid} acknowledged by {self.operator}", "done")
+            self.say(self.tr("queue.acked", cid=cid, op=self.operator), "done")
         else:
-            self.say(f"{cid} is not open: nothing to acknowledge", "problem")
+            self.say(self.tr("queue.not_open", cid=cid), "problem")
         self.load()
 
     def action_search(self) -> None:

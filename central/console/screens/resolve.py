@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
@@ -27,25 +24,26 @@ class ResolveScreen(ModalScreen[int | None]):
     ResolveScreen #reason { margin: 1 0 0 0; }
     ResolveScreen #error { color: $error; text-style: bold; height: auto; }
     """
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel"),
-                Binding("enter", "submit", "Sign remedy", priority=True)]
-
     def __init__(self, data: ConsoleData, conflict: ConflictRow, remedy: RemedyOption,
                  operator: str) -> None:
         super().__init__()
         self.data = data
+        tr = self.tr = data.tr
+        # q types into the reason here; escape cancels
+        self._bindings.bind("escape", "cancel", tr("key.cancel"))
+        self._bindings.bind("enter", "submit", tr("key.sign"), priority=True)
         self.conflict = conflict
         self.remedy = remedy
         self.operator = operator
 
     def compose(self) -> ComposeResult:
+        tr, c, r = self.tr, self.conflict, self.remedy
+        label = tr.remedy_label(c.kind, r.code, r.label, r.events)
         with Vertical(id="box"):
-            yield Static(f"[b]Resolve {self.conflict.id}: {escape(self.remedy.label)}[/b]\n"
-                         f"{escape(self.remedy.effect)}\n\nSigned as central by "
-                         f"{escape(self.operator)}; it syncs to every counter and cannot be "
-                         "taken back.")
-            yield Input(placeholder="reason (required, kept in the event for audit)",
-                        id="reason")
+            yield Static(f"[b]{escape(tr('resolve.title', cid=c.id, label=label))}[/b]\n"
+                         f"{escape(tr.remedy_effect(r.code, r.effect, r.events))}\n\n"
+                         + escape(tr("resolve.signed_by", op=self.operator)))
+            yield Input(placeholder=tr("resolve.reason"), id="reason")
             yield Static(id="error")
         yield Footer()
 
@@ -55,7 +53,7 @@ class ResolveScreen(ModalScreen[int | None]):
     def action_submit(self) -> None:
         reason = self.query_one("#reason", Input).value
         if not reason.strip():
-            self.query_one("#error", Static).update("A reason is required: nothing was signed.")
+            self.query_one("#error", Static).update(self.tr("resolve.need_reason"))
             return
         self.sign(reason)
 
@@ -65,6 +63,7 @@ class ResolveScreen(ModalScreen[int | None]):
             events = await self.data.resolve(self.conflict.id, self.remedy.code, reason=reason,
                                              operator=self.operator)
         except ResolveError as exc:
-            self.query_one("#error", Static).update(f"Not resolved: {escape(str(exc))}")
+            self.query_one("#error", Static).update(
+                self.tr("resolve.refused", msg=escape(str(exc))))
             return
         self.dismiss(len(events))

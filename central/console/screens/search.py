@@ -1,17 +1,15 @@
-"""Search patients by card number, patient number or name; open their conflicts."""
+"""Search patients by card number, patient number, national ID or name; open their
+conflicts."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from central.console.data import ConsoleData, SearchHit
-from central.console.screens import Table
+from central.console.screens import Table, bind_keys
 from protocol.money import yuan
 
 
@@ -21,21 +19,25 @@ class SearchScreen(Screen[None]):
     SearchScreen #hits { height: 1fr; }
     """
     AUTO_FOCUS = "#q"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "app.pop_screen", "Back"),
-                Binding("ctrl+o", "open", "Open conflict")]
 
     def __init__(self, data: ConsoleData, operator: str) -> None:
         super().__init__()
         self.data = data
+        tr = self.tr = data.tr
+        # q closes from the hits table; in the search field it is a letter
+        bind_keys(self, [("escape", "app.pop_screen", tr("key.back"), True),
+                         ("q", "app.pop_screen", tr("key.close"), False),
+                         ("ctrl+o", "open", tr("key.open_conflict"), True)])
         self.operator = operator
         self.hits: list[SearchHit] = []
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        yield Input(placeholder="card number, patient number or name — Enter to search", id="q")
+        tr = self.tr
+        yield Input(placeholder=tr("search.placeholder"), id="q")
         table = Table(id="hits", cursor_type="row", zebra_stripes=True)
-        table.add_columns("patient", "name", "registered at", "cards", "balance", "merged into",
-                          "conflicts")
+        table.add_columns(*(tr(f"col.{c}") for c in (
+            "patient", "name", "registered", "cards", "balance", "merged", "conflicts")))
         yield table
         yield Static(classes="message", id="message")
         yield Footer()
@@ -52,7 +54,8 @@ class SearchScreen(Screen[None]):
             table.add_row(h.patient_id, h.name, h.node, ", ".join(h.cards), yuan(h.balance),
                           h.merged_into or "-", ", ".join(h.conflicts) or "-", key=h.patient_id)
         self.query_one("#message", Static).update(
-            f"{len(self.hits)} patient(s)" if self.hits else f"nothing matches {text!r}")
+            self.tr("search.count", n=len(self.hits)) if self.hits
+            else self.tr("search.none", q=repr(text)))
         if self.hits:
             table.focus()
 
@@ -67,6 +70,7 @@ class SearchScreen(Screen[None]):
             return
         hit = self.hits[min(max(table.cursor_row, 0), len(self.hits) - 1)]
         if not hit.conflicts:
-            self.query_one("#message", Static).update(f"{hit.patient_id} has no conflicts")
+            self.query_one("#message", Static).update(
+                self.tr("search.no_conflicts", pid=hit.patient_id))
             return
         self.app.push_screen(DetailScreen(self.data, hit.conflicts[0], self.operator))

@@ -1,7 +1,8 @@
-"""Charge: items from the price list (search by code or name), quantities, total.
+"""Charge: items from the price list (search by code, name or pinyin), quantities, total.
 
-Type a code or part of a name; Enter adds the best match (× the quantity); ↓ into the
-list picks another.  In the cart, + and - change the quantity, Delete removes a line.
+Type a code, part of a name, or its pinyin or initials (``xcg``: 血常规); Enter adds the
+best match (× the quantity); ↓ into the list picks another.  In the cart, + and - change
+the quantity, Delete removes a line.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class ChargeScreen(FormScreen):
     def fields(self) -> Iterable[Widget]:
         tr = self.counter.tr
         with Horizontal(id="search-row"):
-            yield Input(id="search", placeholder=tr("form.search"), max_length=32)
+            yield Input(id="search", placeholder=tr("search.item_placeholder"), max_length=32)
             yield Input("1", id="qty", restrict=r"[0-9]*", max_length=5,
                         placeholder=tr("form.qty"))
         yield OptionList(id="results")

@@ -10,22 +10,22 @@ from textual.widget import Widget
 from textual.widgets import Input, Static
 
 from edge_node.service import CounterService, Receipt
-from edge_node.tui.screens.form import FormScreen, Plan
-from edge_node.tui.widgets.choice import Choice
+from edge_node.tui.screens.form import Plan
+from edge_node.tui.screens.payment import PaymentForm
 from protocol import nationalid
-from protocol.account import PAYMENT_METHODS
 from protocol.errors import Problem
 from protocol.money import yuan
 
 
-class NewPatientScreen(FormScreen):
+class NewPatientScreen(PaymentForm):
     title_key = "title.new"
     field_ids: ClassVar[dict[str, str]] = {"amount": "first_deposit"}  # the deposit's amount
+    amount_field = "first_deposit"
     card_field = "card_no"
 
     def fields(self) -> Iterable[Widget]:
-        tr = self.counter.tr
-        fee = self.counter.config.registration_fee
+        # the first deposit must cover the registration fee and the card fee (工本费)
+        fee = self.counter.config.registration_fee + self.counter.service.card_fee
         yield from self.labelled("form.name", Input(id="name", max_length=64))
         yield from self.labelled("form.national_id", Input(id="national_id", max_length=18,
                                                            restrict=r"[0-9xX]*"))
@@ -40,8 +40,7 @@ class NewPatientScreen(FormScreen):
                                                        restrict=r"[A-Za-z0-9]*"))
         yield from self.labelled("form.first_deposit", Input(f"{fee // 100}.{fee % 100:02d}",
                                                              id="first_deposit"), fee=yuan(fee))
-        yield from self.labelled("form.method", Choice(
-            [(m, tr(f"method.{m}")) for m in PAYMENT_METHODS], id="method"))
+        yield from self.payment_fields()
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
@@ -83,7 +82,8 @@ class NewPatientScreen(FormScreen):
             problems.append(Problem("form.contact", tr("form.contact_required"), "phone"))
         card_no = self.required("card_no", "form.card_no", problems)
         amount = self.amount("first_deposit", problems)
-        method = self.query_one("#method", Choice).value
+        method = self.method
+        tendered, reference = self.payment(amount, problems)
         if problems:
             return problems
         desk = self.counter.desk
@@ -104,6 +104,10 @@ class NewPatientScreen(FormScreen):
             return await service.register_patient(
                 name=name, card_no=card_no, first_deposit=amount, method=method,
                 national_id=national_id, sex=sex, birth_date=birth, phone=phone,
-                contact=contact, expect_patient_id=expect, stamp=chip)
-        return Plan(tr("confirm.new", name=name, card=card_no, amount=yuan(amount),
-                       method=tr(f"method.{method}")), call)
+                contact=contact, expect_patient_id=expect, stamp=chip, tendered=tendered,
+                reference=reference)
+        question = tr("confirm.new", name=name, card=card_no, amount=yuan(amount),
+                      method=tr(f"method.{method}"))
+        if card_fee := self.counter.service.card_fee:
+            question += " " + tr("confirm.card_fee", fee=yuan(card_fee))
+        return Plan(question + self.payment_question(amount, tendered, reference), call)

@@ -10,6 +10,7 @@ from textual.widgets import Input
 from edge_node.service import CounterService, Receipt
 from edge_node.tui.screens.form import FormScreen, Plan
 from protocol.errors import Problem
+from protocol.money import yuan
 
 
 class ReplaceCardScreen(FormScreen):
@@ -30,7 +31,9 @@ class ReplaceCardScreen(FormScreen):
         if problems:
             return problems
         old, desk = self.card_no, self.counter.desk
+        tr, fee = self.counter.tr, self.counter.service.card_fee
         pid = self.view.patient.patient_id
+        chip = desk is not None and desk.chip
 
         async def call(service: CounterService) -> Receipt:
             if desk is not None and desk.chip and not service.dry_run:
@@ -38,6 +41,8 @@ class ReplaceCardScreen(FormScreen):
                 # valid until the new one is proven readable (see NewPatientScreen).
                 await service.check_new_card(new)
                 await desk.issue(new, pid)
-            return await service.replace_card(old, new)
-        return Plan(self.counter.tr("confirm.replace", name=self.view.patient.name, new=new,
-                                    old=old), call)
+            return await service.replace_card(old, new, stamp=chip)
+        question = tr("confirm.replace", name=self.view.patient.name, new=new, old=old)
+        if fee:
+            question += " " + tr("confirm.card_fee", fee=yuan(fee))
+        return Plan(question, call)

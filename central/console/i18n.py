@@ -1,0 +1,347 @@
+# ruff: noqa: E501  (a string table: one entry per line reads better than wrapped pairs)
+"""Every word the IT console shows, in Simplified Chinese and English (one table).
+
+``Translator(lang)("key", **values)`` formats a string; a missing key shows itself
+(``[key]``) instead of crashing the console.  The language is central's
+``[central] language`` (``zh`` by default, like the counters).
+
+What the reconciler wrote into the conflict book (titles, explanations, remedy
+effects, with their figures) is English; the console says the kind, the remedy and
+its effect in Chinese from the stable codes and the remedy's event bodies, and keeps
+the book's English detail beside it.  In English the console shows the codes IT types
+(``overdraft``, ``charge.reversed``) as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from protocol.domain import REGISTRY
+from protocol.money import yuan
+
+LANGUAGES = ("zh", "en")
+
+STRINGS: dict[str, tuple[str, str]] = {
+    # app
+    "app.title": ("一卡通 信息科控制台", "onecard central"),
+    "app.subtitle": ("冲突", "conflicts"),
+    # keys (footer)
+    "key.open": ("打开", "Open"),
+    "key.kind": ("类型", "Kind"),
+    "key.status": ("状态", "Status"),
+    "key.node": ("窗口", "Node"),
+    "key.date": ("日期", "Date"),
+    "key.clear": ("清除筛选", "Clear filters"),
+    "key.ack": ("受理", "Ack"),
+    "key.search": ("搜索", "Search"),
+    "key.nodes": ("节点", "Nodes"),
+    "key.refresh": ("刷新", "Refresh"),
+    "key.quit": ("退出", "Quit"),
+    "key.back": ("返回", "Back"),
+    "key.close": ("关闭", "Close"),
+    "key.remedy": ("方案 {n}", "Remedy {n}"),
+    "key.resolve": ("解决…", "Resolve…"),
+    "key.open_conflict": ("打开冲突", "Open conflict"),
+    "key.cancel": ("取消", "Cancel"),
+    "key.sign": ("签署处理", "Sign remedy"),
+    # filters
+    "filter.kind": ("类型 {v}", "kind {v}"),
+    "filter.status": ("状态 {v}", "status {v}"),
+    "filter.node": ("窗口 {v}", "node {v}"),
+    "filter.date": ("日期 {v}", "date {v}"),
+    "filter.any": ("全部", "any"),
+    "filter.active": ("未处理+已受理", "open+ack"),
+    "filter.days": ("最近 {n} 天", "last {n} d"),
+    # the queue
+    "col.status": ("状态", "status"),
+    "col.severity": ("严重度", "severity"),
+    "col.kind": ("类型", "kind"),
+    "col.amount": ("金额", "amount"),
+    "col.happened": ("发生时间", "happened"),
+    "col.nodes": ("窗口", "nodes"),
+    "col.title": ("标题", "title"),
+    "queue.count": ("{n} 个冲突", "{n} conflict(s)"),
+    "queue.none": ("没有符合条件的冲突", "no conflicts match"),
+    "queue.acked": ("{cid} 已由 {op} 受理", "{cid} acknowledged by {op}"),
+    "queue.not_open": ("{cid} 不是未处理状态：无需受理", "{cid} is not open: nothing to acknowledge"),
+    "status.open": ("未处理", "open"),
+    "status.acknowledged": ("已受理", "acknowledged"),
+    "status.resolved": ("已解决", "resolved"),
+    "status.withdrawn": ("已撤销", "withdrawn"),
+    "severity.high": ("高", "high"),
+    "severity.medium": ("中", "medium"),
+    "severity.low": ("低", "low"),
+    # conflict kinds (the queue's kind column, titles)
+    "conflict.overdraft": ("离线透支", "overdraft"),
+    "conflict.lost_card_used": ("挂失卡被使用", "lost_card_used"),
+    "conflict.duplicate_patient": ("重复建档", "duplicate_patient"),
+    "conflict.likely_duplicate": ("疑似重复建档", "likely_duplicate"),
+    "conflict.double_replacement": ("重复补卡", "double_replacement"),
+    "conflict.over_refund": ("超额退费", "over_refund"),
+    "conflict.double_settlement": ("重复结算", "double_settlement"),
+    "conflict.merged_record_used": ("合并后旧档案被使用", "merged_record_used"),
+    "conflict.equivocation": ("双重历史（同一位置两个事件）", "equivocation"),
+    "conflict.chain_break": ("哈希链断裂", "chain_break"),
+    "conflict.revoked_node": ("已吊销窗口的事件", "revoked_node"),
+    "conflict.clock_skew": ("时钟超前", "clock_skew"),
+    "conflict.malformed_event": ("格式错误的事件", "malformed_event"),
+    "conflict.reconcile_error": ("对账出错", "reconcile_error"),
+    # what each kind means (zh: said before the book's English detail)
+    "explain.overdraft": ("多个离线窗口互不知情地从同一账户扣款，合计超过了余额。", ""),
+    "explain.lost_card_used": ("卡已挂失（或作废、冻结），但尚未得知的窗口之后仍用它收费：请向病人核实这些收费。", ""),
+    "explain.duplicate_patient": ("同一身份证号被建档多次。", ""),
+    "explain.likely_duplicate": ("姓名、出生日期和电话相同的档案可能是同一人。", ""),
+    "explain.double_replacement": ("同一张卡被补卡多次：只应有一张新卡在用。", ""),
+    "explain.over_refund": ("一笔收费的退款合计超过了可退金额。", ""),
+    "explain.double_settlement": ("账户在两次结算之间没有充值：余额被退了两次。", ""),
+    "explain.merged_record_used": ("档案合并后，尚未得知的窗口仍在旧档案上办理业务。", ""),
+    "explain.equivocation": ("该窗口在已有的位置提交了另一个事件：它签署了两段历史（密钥被复制或磁盘被还原）。", ""),
+    "explain.chain_break": ("该窗口发来的事件接不上它的哈希链：未存储。", ""),
+    "explain.revoked_node": ("该窗口已被吊销，但之后仍签署了事件：其密钥可能已落入他人之手。", ""),
+    "explain.clock_skew": ("该窗口的时钟比中心快得过多：它的事件排序会靠后。", ""),
+    "explain.malformed_event": ("该窗口签署了中心无法接受的事件：已作为证据保存，未合并。", ""),
+    "explain.reconcile_error": ("中心对账时出错：事件已存储和同步，但在修复前不再检测它可能引起的冲突。", ""),
+    "detail.original": ("详情：{text}", "{text}"),
+    # remedies (zh labels and effects are built from the remedy's events)
+    "remedy.debt": ("记录欠费", ""),
+    "remedy.debt_back": ("收回多退金额", ""),
+    "remedy.reverse": ("撤销收费 {charges}", ""),
+    "remedy.block": ("冻结卡 {cards}", ""),
+    "remedy.move": ("把 {amount} 转到 {pid}", ""),
+    "remedy.merge": ("合并到 {pid}", ""),
+    "remedy.accept": ("维持原状", ""),
+    "effect.debt": ("记录 {pid} 欠费 {amount}：各窗口在下次就诊时收取，下次充值先还欠款。", ""),
+    "effect.debt_back": ("从 {pid} 的账户扣回 {amount}（余额不足部分记为欠费，下次就诊时收取）。", ""),
+    "effect.reverse": ("撤销收费 {charges}，共 {amount} 退回账户，由医院承担。", ""),
+    "effect.block": ("在所有窗口冻结卡 {cards}。", ""),
+    "effect.move": ("把旧档案 {merged} 的 {amount} 转到 {pid}。", ""),
+    "effect.merge": ("把 {merged} 合并到 {pid}：余额和卡转过去，旧档案在所有窗口指向它。", ""),
+    "effect.accept": ("维持原状，标记为已审核。", ""),
+    # one conflict
+    "detail.head": ("{cid}   {kind}   严重度 {severity}   [b]{status}[/b]", "{cid}   {kind}   severity {severity}   [b]{status}[/b]"),
+    "detail.amount": ("   金额 {amount}", "   amount {amount}"),
+    "detail.happened": ("   发生于 {when}", "   happened {when}"),
+    "detail.events": ("涉及的事件", "Events involved"),
+    "detail.timeline": ("账户流水", "Account timeline"),
+    "detail.remedies": ("处理方案", "Remedies"),
+    "detail.by": ("操作员", "by"),
+    "detail.not_merged": ("（未合并）", "(not merged)"),
+    "detail.quarantined": ("{kind}（已隔离：{why}）", "{kind} (quarantined: {why})"),
+    "detail.why": ("原因", "why"),
+    "detail.why_equivocation": ("该位置已有另一个事件", "another event is already held at this position"),
+    "detail.no_account": ("（不涉及账户）", "(no account involved)"),
+    "detail.resolved": ("已由 {op} 以 {kind}（{event}）于 {when} 解决：{reason}", "Resolved by {op} with {kind} ({event}) at {when}: {reason}"),
+    "detail.press_number": ("按数字键查看方案的效果，再按 c 解决。", "Press the number to see what it will do, then c to resolve."),
+    "detail.will_do": ("将会：", "what it will do:"),
+    "detail.signs": ("中心签署 {kind}：", "central signs {kind}: "),
+    "detail.press_c": ("按 c 用此方案解决。", "Press c to resolve with it."),
+    "detail.no_conflict": ("没有冲突 {cid}", "no conflict {cid}"),
+    "detail.no_remedy": ("没有方案 {n}", "there is no remedy {n}"),
+    "detail.already": ("已经解决", "already resolved"),
+    "detail.choose_first": ("请先选择方案（1、2、3 …）", "choose a remedy first (1, 2, 3 …)"),
+    "detail.done": ("已解决：中心签署了 {n} 个事件，将同步到所有窗口", "resolved: {n} central event(s) signed; they sync to every counter"),
+    "detail.acked": ("已由 {op} 受理", "acknowledged by {op}"),
+    "detail.only_open": ("只有未处理的冲突可以受理", "only an open conflict can be acknowledged"),
+    "col.mark": (" ", " "),
+    "col.when": ("时间", "when"),
+    "col.event": ("事件", "event"),
+    "col.change": ("变动", "change"),
+    "col.balance": ("余额", "balance"),
+    # resolve
+    "resolve.title": ("解决 {cid}：{label}", "Resolve {cid}: {label}"),
+    "resolve.signed_by": ("由 {op} 以中心身份签署；将同步到所有窗口，不能撤回。", "Signed as central by {op}; it syncs to every counter and cannot be taken back."),
+    "resolve.reason": ("原因（必填，记录在事件中以备审计）", "reason (required, kept in the event for audit)"),
+    "resolve.need_reason": ("必须填写原因：未签署任何事件。", "A reason is required: nothing was signed."),
+    "resolve.refused": ("未解决：{msg}", "Not resolved: {msg}"),
+    "resolve.no_key": ("此控制台没有中心密钥：只能查看", "this console has no central key: it can only look"),
+    # nodes
+    "nodes.legend": ("滞后：中心已有而该窗口尚未收到的事件 · 待收：该窗口自己的、中心尚未收到的事件（以最后联系时窗口所报为准）· 冲突：涉及该窗口的未处理或已受理冲突",
+                     "lag: events central holds that the node has not received yet · pending: the node's own events central has not received, as the node said when last seen · conflicts: open or acknowledged ones naming the node"),
+    "col.node": ("窗口", "node"),
+    "col.role": ("角色", "role"),
+    "col.state": ("状态", "state"),
+    "col.last_seen": ("最后联系", "last seen"),
+    "col.head": ("链头", "head"),
+    "col.lag": ("滞后", "lag"),
+    "col.pending": ("待收", "pending"),
+    "col.conflicts": ("冲突", "conflicts"),
+    "col.fingerprint": ("密钥指纹", "key fingerprint"),
+    "state.online": ("在线", "online"),
+    "state.offline": ("离线", "offline"),
+    "state.revoked": ("已吊销", "revoked"),
+    "never": ("从未", "never"),
+    "ago.s": ("{n}秒前", "{n}s ago"),
+    "ago.m": ("{n}分钟前", "{n}m ago"),
+    "ago.h": ("{n}小时前", "{n}h ago"),
+    "ago.d": ("{n}天前", "{n}d ago"),
+    "role.cashier": ("收费挂号", "cashier"),
+    "role.triage": ("分诊", "triage"),
+    "role.doctor": ("医生", "doctor"),
+    "role.lab": ("检验", "lab"),
+    "role.pharmacy": ("药房", "pharmacy"),
+    "role.kiosk": ("自助机", "kiosk"),
+    # search
+    "search.placeholder": ("卡号、病人号、身份证号或姓名——按回车搜索", "card number, patient number, national ID or name — Enter to search"),
+    "col.patient": ("病人号", "patient"),
+    "col.name": ("姓名", "name"),
+    "col.registered": ("建档窗口", "registered at"),
+    "col.cards": ("卡号", "cards"),
+    "col.merged": ("合并到", "merged into"),
+    "search.count": ("{n} 位病人", "{n} patient(s)"),
+    "search.none": ("没有匹配 {q} 的病人", "nothing matches {q}"),
+    "search.no_conflicts": ("{pid} 没有冲突", "{pid} has no conflicts"),
+    # an event's fields (zh; English shows the field names as they are)
+    "field.amount": ("金额", "amount"),
+    "field.card_no": ("卡号", "card_no"),
+    "field.new_card_no": ("新卡号", "new_card_no"),
+    "field.old_card_no": ("旧卡号", "old_card_no"),
+    "field.charge_id": ("收费单号", "charge_id"),
+    "field.department": ("科室", "department"),
+    "field.patient_id": ("病人号", "patient_id"),
+    "field.receipt_no": ("单号", "receipt_no"),
+    "field.method": ("支付方式", "method"),
+    "field.to": ("退至", "to"),
+    "field.reason": ("原因", "reason"),
+    "field.verified_by": ("身份核实凭证", "verified_by"),
+    "field.approved_by": ("批准人", "approved_by"),
+    "field.authorised_by": ("授权人", "authorised_by"),
+    "field.limit": ("额度", "limit"),
+    "field.debit": ("扣回", "debit"),
+    "field.moved": ("转移金额", "moved"),
+    "field.items": ("项目", "items"),
+    "field.card_entry": ("读卡方式", "card_entry"),
+    "field.conflict_id": ("冲突", "conflict_id"),
+    "field.survivor_id": ("保留档案", "survivor_id"),
+    "field.merged_id": ("并入档案", "merged_id"),
+}
+
+
+class Translator:
+    """The console's strings in one language: ``tr("key", n=3)``."""
+
+    def __init__(self, language: str = "zh") -> None:
+        self.language = language if language in LANGUAGES else "zh"
+        self.zh = self.language == "zh"
+        self._i = 0 if self.zh else 1
+
+    def __call__(self, key: str, **values: object) -> str:
+        pair = STRINGS.get(key)
+        if pair is None:
+            return f"[{key}]"
+        text = pair[self._i]
+        try:
+            return text.format(**values) if values else text
+        except (KeyError, IndexError, ValueError):
+            return text
+
+    def word(self, prefix: str, code: str) -> str:
+        """A code's word (``status.open`` → 未处理); an unknown code shows as it is."""
+        pair = STRINGS.get(f"{prefix}.{code}")
+        return pair[self._i] if pair is not None else code
+
+    def event_kind(self, kind: str) -> str:
+        """An event kind: its registered title in Chinese, the code in English."""
+        if not self.zh:
+            return kind
+        k = REGISTRY.kinds.get(kind)
+        return k.title[0] if k is not None else kind
+
+    def field(self, name: str) -> str:
+        """An event field's name: Chinese where the table or the registry has it."""
+        if not self.zh:
+            return name
+        for key in (f"field.{name}", f"detail.{name}"):
+            pair = STRINGS.get(key) or REGISTRY.labels.get(key)
+            if pair is not None:
+                return pair[0]
+        return name
+
+    def value(self, name: str, value: object) -> object:
+        """A coded value in Chinese (``method: cash`` → 现金) from the registry's words."""
+        prefix = _VALUE_WORDS.get(name)
+        if not self.zh or prefix is None or not isinstance(value, str):
+            return value
+        pair = REGISTRY.labels.get(f"{prefix}.{value}")
+        return pair[0] if pair is not None else value
+
+    def ago(self, ms: int) -> str:
+        s = max(0, ms // 1000)
+        if s < 120:
+            return self("ago.s", n=s)
+        if s < 7200:
+            return self("ago.m", n=s // 60)
+        if s < 172800:
+            return self("ago.h", n=s // 3600)
+        return self("ago.d", n=s // 86400)
+
+    # -- the conflict book's English, said in Chinese ---------------------------------------
+    def conflict_title(self, kind: str, title: str) -> str:
+        if not self.zh:
+            return title
+        if " — " in title:
+            subject = title.split(" — ", 1)[1]
+        elif kind == "revoked_node":  # "Events from revoked node cashier-03"
+            subject = title.rsplit(" ", 1)[-1]
+        else:
+            subject = ""
+        for english, chinese in _SUBJECT_WORDS:
+            subject = re.sub(english, chinese, subject)
+        return self.word("conflict", kind) + (f" — {subject}" if subject else "")
+
+    def explanation(self, kind: str, text: str) -> str:
+        if not self.zh:
+            return text
+        lead = self.word("explain", kind) if f"explain.{kind}" in STRINGS else ""
+        return (lead + "\n" if lead else "") + self("detail.original", text=text)
+
+    def remedy_label(self, kind: str, code: str, label: str,
+                     events: tuple[tuple[str, Mapping[str, Any]], ...]) -> str:
+        if not self.zh:
+            return label
+        v = _remedy_values(events)
+        if code == "debt":
+            return self("remedy.debt_back" if v["debit"] else "remedy.debt")
+        if code in ("reverse", "block", "move", "merge", "accept"):
+            return self(f"remedy.{code}", **v)
+        return label
+
+    def remedy_effect(self, code: str, effect: str,
+                      events: tuple[tuple[str, Mapping[str, Any]], ...]) -> str:
+        if not self.zh:
+            return effect
+        v = _remedy_values(events)
+        if code == "debt":
+            return self("effect.debt_back" if v["debit"] else "effect.debt", **v)
+        if code in ("reverse", "block", "move", "merge", "accept"):
+            return self(f"effect.{code}", **v)
+        return effect
+
+
+#: event fields whose values are words the registry declares (``method.cash`` …)
+_VALUE_WORDS = {"method": "method", "to": "to", "verified_by": "proof", "sex": "sex"}
+
+#: the few English words in the book's title subjects (names, ids and yuan pass as they are)
+_SUBJECT_WORDS = ((r"\b(\d+) s ahead$", r"快 \1 秒"), (r"^charge ", "收费 "))
+
+
+def _remedy_values(events: tuple[tuple[str, Mapping[str, Any]], ...]) -> dict[str, object]:
+    """What a remedy's event bodies name (total over any body: the book is data)."""
+    def money(body: Mapping[str, Any], key: str) -> int:
+        v = body.get(key)
+        return v if type(v) is int else 0
+
+    def text(body: Mapping[str, Any], key: str) -> str:
+        v = body.get(key)
+        return v if isinstance(v, str) else ""
+
+    bodies = [b for _, b in events if isinstance(b, Mapping)]
+    charges = [text(b, "charge_id") for b in bodies if text(b, "charge_id")]
+    cards = [text(b, "card_no") for b in bodies if text(b, "card_no")]
+    merged = [text(b, "merged_id") for b in bodies if text(b, "merged_id")]
+    pid = next((text(b, "survivor_id") for b in bodies if text(b, "survivor_id")), "") or next(
+        (text(b, "patient_id") for b in bodies if text(b, "patient_id")), "")
+    amount = sum(money(b, "amount") + money(b, "moved") for b in bodies)
+    return {"charges": "、".join(charges), "cards": "、".join(cards), "merged": "、".join(merged),
+            "pid": pid, "amount": yuan(amount), "debit": sum(money(b, "debit") for b in bodies)}

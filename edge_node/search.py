@@ -1,0 +1,304 @@
+"""Finding a patient who has no card with them, and an item on the price list, as typed.
+
+Staff type what the patient can tell them: the patient number, the national ID number,
+a phone number (or its last four digits), the name or part of it, or the name in pinyin
+(``zhangsan``) or its initials (``zs``).  Every one of those is a *term* in the
+``patient_search`` table of the counter's ledger, one row per (term, patient), so every
+query is a handful of index range scans, whatever the number of patients:
+
+=========  ==========================================================  =============
+term       what                                                        matched
+=========  ==========================================================  =============
+``i:``     the patient number, folded to lower case                    exact, prefix
+``n:``     the national ID number (lower-case ``x``)                   exact
+``p:``     the phone's digits (also without a leading ``86``)          exact
+``t:``     the phone's last four digits                                exact
+``m:``     the name, normalised (:func:`normalise`)                    exact, prefix
+``s:``     each later suffix of the name (so a substring is a prefix)  prefix
+``f:``     the name in full pinyin, one row per reading                exact, prefix
+``a:``     the pinyin initials of the name, one row per reading        exact, prefix
+=========  ==========================================================  =============
+
+A character with several readings (a heteronym: 曾 ceng/zeng, 单 dan/shan, 解 jie/xie)
+is indexed under the reading pypinyin gives the whole name first, then, one character at
+a time, under its other readings (the surname's three, any other character's two), at
+most :data:`MAX_READINGS` readings a name: bounded, and the surnames that are read
+differently from the word (曾, 单, 解, 仇, 区, 朴 …) are found both ways.
+
+The table is a pure function of the Patient records: :class:`PatientIndex` is written
+in the same transaction as the records it derives from (the ledger calls it whenever it
+writes patients back, and rebuilds it when it refolds), and rebuilt from the patients
+table when its :meth:`~PatientIndex.fingerprint` (this module's version, pypinyin's)
+changes.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import groupby
+from typing import Any
+
+from protocol.patient import Patient
+
+INDEX_VERSION = 1
+MAX_READINGS = 6  # pinyin readings indexed for one name
+MAX_NAME = 32  # characters of a name indexed for substrings
+SURNAME_READINGS = 3  # readings tried for the first character (the surname)
+OTHER_READINGS = 2  # …and for any other
+PER_KIND = 8  # rows each term kind may return for one wanted result
+
+_ID_RE = re.compile(r"[0-9]{17}[0-9x]")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_LETTERS_RE = re.compile(r"[a-z]+")
+
+
+# -- text ----------------------------------------------------------------------------------
+def normalise(text: str) -> str:
+    """What a name is compared as: NFKC, case-folded, letters and digits only (no spaces,
+    no ``·`` of a minority name, no full-width forms)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if c.isalnum())
+
+
+def digits_of(text: str) -> str:
+    return "".join(c for c in text if "0" <= c <= "9")
+
+
+def mask_phone(phone: str) -> str:
+    """For screens: ``138****5678`` (first three and last four digits kept, a ``+86``
+    dropped); a number too short to mask (an extension) as it is."""
+    digits = digits_of(phone)
+    if len(digits) == 13 and digits.startswith("86"):
+        digits = digits[2:]
+    if len(digits) < 7:
+        return phone
+    return digits[:3] + "*" * (len(digits) - 7) + digits[-4:]
+
+
+@lru_cache(maxsize=8192)
+def _char_readings(ch: str) -> tuple[str, ...]:
+    """Every reading pypinyin knows for one character (none for a non-Chinese one)."""
+    from pypinyin import Style, pinyin
+
+    got = pinyin(ch, style=Style.NORMAL, heteronym=True, errors="ignore")
+    return tuple(dict.fromkeys(r for r in got[0] if r.isalpha())) if got else ()
+
+
+def _run_readings(run: str) -> list[str]:
+    """The readings pypinyin gives a run of Chinese characters as a phrase, one each."""
+    from pypinyin import lazy_pinyin
+
+    got = lazy_pinyin(run, errors="ignore")
+    if len(got) != len(run):  # never seen; then the characters' first readings
+        return [_char_readings(c)[0] for c in run]
+    return got
+
+
+def readings(text: str) -> list[str]:
+    """``text``'s full pinyin readings, the most likely first, at most :data:`MAX_READINGS`.
+
+    A letter or digit stays itself (李A明 → ``liaming``); anything else is dropped.
+    Empty if ``text`` has no Chinese character.
+    """
+    return ["".join(r) for r in syllables(text)]
+
+
+def initials(text: str) -> list[str]:
+    """The pinyin initials of each of ``text``'s readings (张三 → ``zs``), deduplicated."""
+    return list(dict.fromkeys("".join(s[0] for s in r) for r in syllables(text)))
+
+
+def syllables(text: str) -> list[list[str]]:
+    """``text``'s readings, each as its syllables (a letter or digit is one by itself).
+
+    The first is pypinyin's reading of the whole name (phrase-aware); each next one
+    changes one character to another of its readings, the surname first: at most
+    :data:`SURNAME_READINGS` for the first Chinese character, :data:`OTHER_READINGS` for
+    any other (``lv`` also as ``lu``), :data:`MAX_READINGS` in all.
+    """
+    name = normalise(text)[:MAX_NAME]
+    slots: list[list[str]] = []
+    han = 0  # Chinese characters seen so far
+    for chinese, group in groupby(name, lambda c: bool(_char_readings(c))):
+        run = "".join(group)
+        if not chinese:
+            slots += [[c] for c in run]
+            continue
+        for ch, default in zip(run, _run_readings(run), strict=True):
+            options = [default, *_char_readings(ch)]
+            options += [o.replace("v", "u") for o in options if "v" in o]  # 吕 lv, lu
+            limit = OTHER_READINGS if han else SURNAME_READINGS
+            slots.append(list(dict.fromkeys(options))[:limit])
+            han += 1
+    if not han:
+        return []
+    base = [s[0] for s in slots]
+    out = [base]
+    for i, options in enumerate(slots):
+        for alt in options[1:]:
+            if len(out) >= MAX_READINGS:
+                return out
+            reading = [*base[:i], alt, *base[i + 1:]]
+            if reading not in out:
+                out.append(reading)
+    return out
+
+
+def item_terms(name: str) -> tuple[str, ...]:
+    """What an item name is found by besides itself: full pinyin readings, then initials."""
+    rs = syllables(name)
+    return tuple(dict.fromkeys(["".join(r) for r in rs] + ["".join(s[0] for s in r)
+                                                            for r in rs]))
+
+
+# -- the patient index ---------------------------------------------------------------------
+def terms(p: Patient) -> set[str]:
+    """Every term ``p`` is found by (see the module's table)."""
+    out = {"i:" + p.patient_id.casefold()}
+    if p.national_id:
+        out.add("n:" + p.national_id.casefold())
+    phone = digits_of(p.phone)
+    if len(phone) >= 4:
+        out |= {"p:" + phone, "t:" + phone[-4:]}
+        if len(phone) == 13 and phone.startswith("86"):
+            out.add("p:" + phone[2:])
+    name = normalise(p.name)[:MAX_NAME]
+    if name:
+        out.add("m:" + name)
+        out |= {"s:" + name[i:] for i in range(1, len(name))}
+        for r in syllables(name):
+            out |= {"f:" + "".join(r), "a:" + "".join(s[0] for s in r)}
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """One range (or one exact term) of the index to read for a query."""
+
+    kind: str
+    key: str
+    prefix: bool
+    exact_rank: int
+    prefix_rank: int = 0
+
+
+def plan(query: str) -> list[_Probe]:
+    """The index ranges that answer ``query``, each with the rank of what it finds.
+
+    Ranks: 0 the exact patient number, ID number or phone; 1 the last four digits of a
+    phone; 2 the exact name; 3 a name that starts with it; 4 a name that contains it;
+    5 the exact pinyin or initials; 6 pinyin or initials that start with it; 7 a
+    patient number that starts with it.
+    """
+    raw = unicodedata.normalize("NFKC", query).strip()
+    key = normalise(raw)
+    pid = "".join(raw.split()).casefold()
+    if not pid:
+        return []
+    probes = [_Probe("i:", pid, True, 0, 7)]
+    if _ID_RE.fullmatch(key):
+        return [*probes, _Probe("n:", key, False, 0)]
+    if _DIGITS_RE.fullmatch(key):
+        if len(key) >= 7:
+            probes.append(_Probe("p:", key, False, 0))
+            if len(key) == 13 and key.startswith("86"):
+                probes.append(_Probe("p:", key[2:], False, 0))
+        if len(key) == 4:
+            probes.append(_Probe("t:", key, False, 1))
+        return probes  # numbers are no one's name
+    if key:
+        probes += [_Probe("m:", key, True, 2, 3), _Probe("s:", key, True, 4, 4)]
+    if _LETTERS_RE.fullmatch(key):
+        probes += [_Probe("f:", key, True, 5, 6), _Probe("a:", key, True, 5, 6)]
+    return probes
+
+
+@lru_cache(maxsize=1)
+def _pypinyin_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pypinyin")
+    except PackageNotFoundError:  # (run from a source tree without its metadata)
+        from pypinyin import __version__
+
+        return str(__version__)
+
+
+def _after(prefix: str) -> str:
+    """The least string greater than every string that starts with ``prefix``."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+class PatientIndex:
+    """The ``patient_search`` table, kept by the ledger with the Patient records.
+
+    The ledger calls :meth:`write` with the patients it writes back (whose
+    :meth:`terms_key` changed), :meth:`clear` and :meth:`write` when it refolds, and
+    the whole again when :meth:`fingerprint` differs from the one it stored.
+    """
+
+    TABLE = "patient_search"
+    record = Patient
+
+    def fingerprint(self) -> str:
+        """This module's version and pypinyin's (its dictionaries make the readings); read
+        without importing pypinyin, which a ledger that indexes nothing never needs."""
+        return f"{INDEX_VERSION} pypinyin {_pypinyin_version()}"
+
+    @staticmethod
+    def terms_key(p: Patient) -> tuple[str, ...]:
+        """The fields the terms are made of: a record whose key is unchanged keeps them."""
+        return (p.patient_id, p.name, p.national_id, p.phone)
+
+    def clear(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"DELETE FROM {self.TABLE}")
+
+    def write(self, conn: sqlite3.Connection, patients: Sequence[Any]) -> None:
+        """Replace the terms of ``patients`` (in the caller's transaction)."""
+        for i in range(0, len(patients), 500):
+            chunk = patients[i:i + 500]
+            ids = [p.patient_id for p in chunk]
+            conn.execute(f"DELETE FROM {self.TABLE} WHERE patient_id IN "
+                         f"({', '.join('?' * len(ids))})", ids)
+            conn.executemany(f"INSERT OR IGNORE INTO {self.TABLE} (term, patient_id) "
+                             "VALUES (?, ?)", [(t, p.patient_id) for p in chunk
+                                               for t in terms(p)])
+
+    def search(self, conn: sqlite3.Connection, query: str, limit: int) -> list[str]:
+        """The ids of the patients ``query`` finds, best first (see :func:`plan`).
+
+        Each probe reads at most ``limit × PER_KIND`` rows of one index range, in one
+        statement; ties keep the index's order (the term, then the patient number).
+        """
+        probes = plan(query)
+        if not probes or limit <= 0:
+            return []
+        parts: list[str] = []
+        args: list[Any] = []
+        rows_each = limit * PER_KIND
+        for n, pr in enumerate(probes):
+            lo = pr.kind + pr.key
+            if pr.prefix:
+                where, more = "term >= ? AND term < ?", [lo, _after(lo)]
+            else:
+                where, more = "term = ?", [lo]
+            parts.append(f"SELECT * FROM (SELECT {n}, term, patient_id FROM {self.TABLE} "
+                         f"WHERE {where} ORDER BY term LIMIT ?)")
+            args += [*more, rows_each]
+        best: dict[str, tuple[int, int, str]] = {}
+        for n, term, pid in conn.execute(" UNION ALL ".join(parts), args):
+            pr = probes[n]
+            exact = term == pr.kind + pr.key
+            rank = (pr.exact_rank if exact else pr.prefix_rank, n, term)
+            if pid not in best or rank < best[pid]:
+                best[pid] = rank
+        return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
+
+
+PATIENT_INDEX = PatientIndex()
+
