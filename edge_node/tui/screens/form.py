@@ -134,11 +134,13 @@ class FormScreen(ModalScreen[Receipt | None]):
     def fields(self) -> Iterable[Widget]:
         return []
 
-    def labelled(self, label_key: str, widget: Widget, **values: object) -> Iterable[Widget]:
-        """One field: its label beside it (wrapped when long), on one row."""
+    def labelled(self, label_key: str, widget: Widget, *, row_id: str | None = None,
+                 **values: object) -> Iterable[Widget]:
+        """One field: its label beside it (wrapped when long), on one row (``row_id``:
+        the row's, to show or hide label and field together)."""
         label = Label(self.counter.tr(label_key, **values))
         self._labels.append(label)
-        yield Horizontal(label, widget, classes="field")
+        yield Horizontal(label, widget, classes="field", id=row_id)
 
     # -- blank cards (Ctrl+B) ----------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -165,11 +167,20 @@ class FormScreen(ModalScreen[Receipt | None]):
 
     def on_enter(self, field: Input) -> None:
         """Enter goes to the next field; on the last input it submits."""
-        inputs = [w for w in self.query(Input) if w.display]
+        inputs = [w for w in self.query(Input) if self._shown(w)]
         if inputs and field is inputs[-1]:
             self.action_submit()
         else:
             self.focus_next()
+
+    def _shown(self, widget: Widget) -> bool:
+        """Displayed, and so is the row it is in (a hidden row hides its field)."""
+        node: Widget | None = widget
+        while node is not None and node is not self:
+            if not node.display:
+                return False
+            node = node.parent if isinstance(node.parent, Widget) else None
+        return True
 
     def action_cancel(self) -> None:
         if not self.busy:
