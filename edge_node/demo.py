@@ -127,10 +127,12 @@ class DemoCards:
         """Put that demo card on the reader (an event follows)."""
         self._present(self.uid_of(card_no))
 
-    def blank(self) -> None:
-        """Put a new blank card on the reader (to issue at registration or replacement)."""
+    def blank(self) -> str:
+        """Put a new blank card on the reader (to issue at registration or replacement);
+        returns the number printed on it."""
         self._blanks += 1
         self._present(bytes([0x04, 0xB1, 0xA4, 0x4B, self._blanks & 0xFF, self._blanks >> 8]))
+        return f"861{self._blanks:07d}"
 
 
 def make_reader(key: SigningKey, patients: dict[str, str] | None = None) -> tuple[Any, Any]:
@@ -148,16 +150,22 @@ def make_reader(key: SigningKey, patients: dict[str, str] | None = None) -> tupl
 
 
 class DemoCounterApp(CounterApp):
-    """The counter app plus Ctrl+T: tap the next demo card; Ctrl+B: a blank card."""
+    """The counter app plus Ctrl+T: tap the next demo card; Ctrl+B: a blank card (in the
+    new-patient and replace-card forms it also fills in the card's number)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         *CounterApp.BINDINGS,
         Binding("ctrl+t", "tap_demo_card", "Tap demo card", priority=True),
-        Binding("ctrl+b", "blank_demo_card", "Blank card", priority=True),
+        # not priority: a form with a card number field binds Ctrl+B itself (and fills it)
+        Binding("ctrl+b", "blank_demo_card", "Blank card"),
     ]
+    KEY_LABELS: ClassVar[dict[str, str]] = {**CounterApp.KEY_LABELS,
+                                            "tap_demo_card": "key.tap_demo",
+                                            "blank_demo_card": "key.blank_card"}
 
     def __init__(self, config: EdgeConfig, cards: Any, *, login_hint: Hint = "",
                  **kw: Any) -> None:
+        kw.setdefault("blanks", getattr(cards, "blank", None))
         super().__init__(config, **kw)
         self.cards = cards
         self.login_hint = login_hint  # shown by the login screen (staff id, PIN, console)
@@ -179,8 +187,10 @@ class DemoCounterApp(CounterApp):
         self.cards.tap(card)
 
     def action_blank_demo_card(self) -> None:
-        if hasattr(self.cards, "blank"):
-            self.cards.blank()
+        if self.blanks is not None:
+            card = self.blanks()
+            if self.home is not None and self.screen is self.home:
+                self.home.say(self.tr("home.blank_on_reader", card=card))
 
 
 

@@ -423,6 +423,36 @@ _CHECKS: dict[str, tuple[str, str]] = {
 
 # the desk: log out, handover, language, layout
 _DESK: dict[str, tuple[str, str]] = {
+    "key.log_out": ("交班", "Log out"),
+    "key.language": ("English", "中文"),  # the language the key switches to
+    "key.help": ("帮助", "Help"),
+    "key.quit": ("退出", "Quit"),
+    "key.blank_card": ("空白卡", "Blank card"),
+    "status.offline_short": ("○ 离线", "○ offline"),
+    "status.last_sync_short": ("同步 {when}", "synced {when}"),
+    "status.never_short": ("未同步过", "never synced"),
+    "home.language": ("已切换为中文", "Now in English"),
+    "home.blank_on_reader": ("空白卡 {card} 已放上读卡器", "Blank card {card} is on the reader"),
+    "form.blank_filled": ("空白卡 {card} 已放上读卡器，卡号已填入", "Blank card {card} is on the reader; its number is filled in"),
+    "title.handover": ("交班：本班收款", "Log out: this shift's takings"),
+    "handover.note": ("请核对现金后打印（P）并确认交班（Enter）；Esc 返回继续工作",
+                      "Count the drawer, print (P), then confirm (Enter); Esc to keep working"),
+    "handover.loading": ("正在统计本班业务…", "Adding up this shift…"),
+    "handover.confirm": ("确认交班", "Log out"),
+    "handover.printed": ("交班单已打印", "Shift slip printed"),
+    "handover.not_printed": ("交班单未打印：{msg}", "Shift slip not printed: {msg}"),
+    "handover.no_printer": ("本窗口未配置打印机", "no printer configured at this counter"),
+    "report.shift_title": ("交班单", "Shift slip"),
+    "report.shift": ("班次 {start} 至 {end}（{tz}）", "Shift {start} to {end} ({tz})"),
+    "title.keys": ("按键一览", "All keys"),
+    "help.language": ("Ctrl+L 切换中文/English：只对本次登录有效，交班后恢复本窗口设定的语言（{lang}）。",
+                      "Ctrl+L switches 中文/English for this login only: logging out returns to this counter's language ({lang})."),
+    "help.close": ("Esc 或 F1 关闭", "Esc or F1 closes"),
+    "lang.zh": ("中文", "Chinese"),
+    "lang.en": ("英文", "English"),
+    "confirm.quit": ("退出收费程序？（请先交班；退出后本窗口不能收费）",
+                     "Quit the counter app? (Log out first; no one can take payments here until it is started again)"),
+    "quit.busy": ("正在办理业务，请等待完成后再退出", "A business is being done: wait until it finishes, then quit"),
 }
 
 # reprint, change, references, card fee, void, item refunds, editing details

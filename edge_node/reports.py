@@ -64,6 +64,14 @@ def day_bounds(date: dt.date, timezone: str = "Asia/Shanghai",
                        timezone, cutoff)
 
 
+def span(start_ms: int, end_ms: int, timezone: str = "Asia/Shanghai",
+         cutoff: str = "00:00") -> BusinessDay:
+    """Any stretch of time as a report's period (an operator's shift, login to log out):
+    [start_ms, end_ms) by the counter's own clock, dated the local day it began."""
+    date = dt.datetime.fromtimestamp(start_ms / 1000, ZoneInfo(timezone)).date()
+    return BusinessDay(date, start_ms, end_ms, timezone, cutoff)
+
+
 def business_day(at_ms: int, timezone: str = "Asia/Shanghai",
                  cutoff: str = "00:00") -> BusinessDay:
     """The business day an instant belongs to."""
@@ -193,16 +201,27 @@ def rjust(text: str, width: int) -> str:
 
 
 def render_text(report: DailyReport, language: str = "zh", width: int = 48,
-                generated_ms: int | None = None) -> str:
-    """The printable page: one section per money flow, counts and yuan, then the drawer."""
+                generated_ms: int | None = None, shift: bool = False) -> str:
+    """The printable page: one section per money flow, counts and yuan, then the drawer.
+
+    ``shift``: the report is one operator's shift (:func:`span`), headed as a shift slip.
+    """
     tr = Translator(language)
     day = report.day
     fmt = "%Y-%m-%d %H:%M"
     gen = time.time_ns() // 1_000_000 if generated_ms is None else generated_ms
     rule = "-" * width
-    lines = [tr("report.title"),
-             tr("report.day", day=day.date.isoformat(), start=day.local(day.start_ms).strftime(fmt),
-                end=day.local(day.end_ms).strftime(fmt), tz=day.timezone),
+    start, end = day.local(day.start_ms), day.local(day.end_ms)
+    if shift:
+        until = "%H:%M" if end.date() == start.date() else fmt
+        head = [tr("report.shift_title"),
+                tr("report.shift", start=start.strftime(fmt),
+                   end=end.strftime(until), tz=day.timezone)]
+    else:
+        head = [tr("report.title"),
+                tr("report.day", day=day.date.isoformat(), start=start.strftime(fmt),
+                   end=end.strftime(fmt), tz=day.timezone)]
+    lines = [*head,
              f"{tr('report.counter', node=report.node)}   "
              f"{tr('report.operator', op=report.operator or tr('report.all_operators'))}",
              tr("report.generated", when=day.local(gen).strftime("%Y-%m-%d %H:%M:%S")),

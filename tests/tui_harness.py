@@ -107,6 +107,51 @@ async def settle_down(pilot: Pilot[Any], timeout: float = 30.0) -> None:
                 pass
 
 
+async def laid_out(pilot: Pilot[Any], timeout: float = 10.0) -> None:
+    """Wait until the screen's layout has caught up with what it shows, then one pause.
+
+    A key bar is as high as its lines at its width; a table has measured its rows (on
+    idle, after they were added); a status bar has read the sync state and knows its
+    width; the focused widget is inside what its scroll container shows.
+    """
+    from textual.widgets import DataTable
+
+    from edge_node.tui.widgets.keybar import KeyBar
+    from edge_node.tui.widgets.status import NARROW, StatusBar
+
+    def waiting() -> list[str]:
+        screen = pilot.app.screen
+        out = []
+        for bar in screen.query(KeyBar):
+            if not bar.items or bar.size.height != len(bar.lines()):
+                out.append(f"key bar {bar.size} {len(bar.items)} items")
+        for table in screen.query(DataTable):
+            want = table.row_count + (table.header_height if table.show_header else 0)
+            if table.virtual_size.height != want:
+                out.append(f"table #{table.id} {table.virtual_size} rows {table.row_count}")
+        for status in screen.query(StatusBar):
+            if status.sync is None or status.narrow != (status.size.width < NARROW):
+                out.append("status bar")
+        focused = screen.focused
+        if focused is not None:
+            box = next((a for a in focused.ancestors if getattr(a, "is_scrollable", False)
+                        and a.allow_vertical_scroll), None)
+            if box is not None and not box.region.contains_region(focused.region):
+                out.append(f"focused #{focused.id} {focused.region} outside {box.region}")
+        return out
+
+    deadline = time.monotonic() + timeout
+    while True:
+        await pilot.pause()
+        left = waiting()
+        if not left:
+            await pilot.pause()
+            return
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"layout not settled after {timeout} s: {left}")
+        await asyncio.sleep(0.02)
+
+
 async def log_in(pilot: Pilot[Any], staff_id: str = "wang", pin: str = "1234") -> None:
     await settle_down(pilot)
     await fill(pilot, "#staff_id", staff_id)

@@ -2,10 +2,17 @@
 
 ``run(config, reader=None)`` is what ``onecard-edge run`` calls.  Everything a screen
 does lives in its own module under ``screens/`` and ``widgets/``.
+
+The app's own keys: F1 lists every key of the screen in front; Ctrl+L switches
+中文/English for the rest of this login (log out returns to the config's language);
+Ctrl+Q quits after a confirmation, never while a business is being done.  Log out
+(on the home screen) shows the operator's shift slip, then clears the screen for the
+next operator's login.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +22,7 @@ from typing import Any, ClassVar
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.screen import ModalScreen
 
 from edge_node import pricelist
 from edge_node.config import EdgeConfig
@@ -26,9 +34,13 @@ from edge_node.staff import Staff
 from edge_node.tui.cardsource import CardDesk, CardSource, Notice, Tapped, interpret
 from edge_node.tui.context import Counter
 from edge_node.tui.messages import CardTapped, ReaderNotice
+from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.screens.fatal import FatalScreen
+from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.home import HomeScreen
+from edge_node.tui.screens.keyhelp import KeyHelpScreen
 from edge_node.tui.screens.login import LoginScreen
+from edge_node.tui.widgets.keybar import screen_keys
 
 log = logging.getLogger("onecard.tui")
 
@@ -39,15 +51,24 @@ class CounterApp(App[None]):
     CSS_PATH = Path(__file__).with_name("counter.tcss")
     TITLE = "onecard"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("f1", "key_help", "Help", priority=True),
+        Binding("ctrl+l", "language", "Language", priority=True),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
+    #: app key action → i18n key of its label (the class bindings are in English)
+    KEY_LABELS: ClassVar[dict[str, str]] = {"key_help": "key.help", "language": "key.language",
+                                            "quit": "key.quit"}
+    #: the app's keys that work while the login screen covers the counter (the others,
+    #: such as the demo's card keys, wait for an operator)
+    LOGIN_KEYS: ClassVar[frozenset[str]] = frozenset({"key_help", "language", "quit"})
     ENABLE_COMMAND_PALETTE = False
 
     def __init__(self, config: EdgeConfig, *, reader: CardSource | None = None,
                  ledger: Ledger | None = None, clock: Callable[[], int] = wall_ms,
                  ledger_clock: Callable[[], int] | None = None,
                  idle_clock: Callable[[], float] = time.monotonic,
-                 prices: pricelist.PriceList | None = None) -> None:
+                 prices: pricelist.PriceList | None = None,
+                 blanks: Callable[[], str] | None = None) -> None:
         super().__init__()
         self.config = config
         self.reader = reader
@@ -57,11 +78,15 @@ class CounterApp(App[None]):
         self._ledger_clock = ledger_clock
         self._idle_clock = idle_clock
         self._prices = prices
+        #: puts a blank card on the reader and returns the number printed on it (the
+        #: demo's pile of cards); None at a real counter, where staff type that number
+        self.blanks = blanks
         self.tr = Translator(config.language)
         self.counter: Counter | None = None
         self.home: HomeScreen | None = None
         self.last_activity = idle_clock()
-        self.locked = False
+        self.locked = False  # the login screen covers the counter (locked or logged out)
+        self._relabel_keys()
 
     # -- start and stop ------------------------------------------------------------------
     async def on_mount(self) -> None:
@@ -83,6 +108,7 @@ class CounterApp(App[None]):
                                      clock=self._clock)
         self.home = HomeScreen(self.counter)
         await self.push_screen(self.home)
+        self.locked = True
         await self.push_screen(LoginScreen(self.counter), self._logged_in)
         self.set_interval(IDLE_CHECK_S, self.lock_if_idle)
         if self.reader is not None:
@@ -102,6 +128,97 @@ class CounterApp(App[None]):
         self.last_activity = self._idle_clock()
         if self.home is not None and staff is not None:
             self.home.query_one("StatusBar").refresh_status()  # type: ignore[attr-defined]
+
+    # -- log out, language, keys, quit -----------------------------------------------------
+    def log_out(self) -> None:
+        """End the operator's session: nothing of theirs left on screen, login for anyone.
+
+        The shift slip was shown and confirmed before this (HandoverScreen); the language
+        goes back to the counter's own (a switch lasts one login).
+        """
+        if self.counter is None:
+            return
+        self.counter.log_out()
+        if self.counter.desk is not None:
+            self.counter.desk.current = None
+        if self.home is not None:
+            self.home.reset()
+        if self.tr.language != Translator(self.config.language).language:
+            self.set_language(self.config.language)
+        self.locked = True
+        self.push_screen(LoginScreen(self.counter), self._logged_in)
+
+    def set_language(self, language: str) -> None:
+        """Every word from now on in ``language``: the screens up now are relabelled in
+        place (the patient stays on screen), later screens and receipts follow."""
+        tr = Translator(language)
+        self.tr = tr
+        if self.counter is not None:
+            self.counter.tr = tr
+            if self.counter.desk is not None:
+                self.counter.desk.tr = tr
+        self.title = tr("app.title")
+        self._relabel_keys()
+        for screen in self.screen_stack:
+            relabel = getattr(screen, "relabel", None)
+            if callable(relabel):
+                relabel()
+        self.refresh_bindings()
+
+    def _relabel_keys(self) -> None:
+        """The app's keys in the counter's language, in KEY_LABELS' order (the footer's)."""
+        order = list(self.KEY_LABELS)
+        keys = self._bindings.key_to_bindings
+
+        def rank(key: str) -> int:
+            actions = [b.action for b in keys[key]]
+            return min((order.index(a) for a in actions if a in order), default=len(order))
+        relabelled = {key: [dataclasses.replace(b, description=self.tr(self.KEY_LABELS[b.action]))
+                            if b.action in self.KEY_LABELS else b for b in keys[key]]
+                      for key in sorted(keys, key=rank)}
+        keys.clear()
+        keys.update(relabelled)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.locked and action in self.KEY_LABELS and action not in self.LOGIN_KEYS:
+            return False  # the login screen covers the counter: no business keys
+        if action == "language":  # at home or a login screen, no form (or slip) under it:
+            # what was typed into one stays in one language
+            return self.counter is not None and not any(isinstance(s, ModalScreen)
+                                                        for s in self.screen_stack)
+        if action == "key_help":
+            return self.counter is not None and not isinstance(self.screen, KeyHelpScreen)
+        return True
+
+    def action_language(self) -> None:
+        self.set_language("en" if self.tr.language == "zh" else "zh")
+
+    def action_key_help(self) -> None:
+        if self.counter is not None:
+            self.push_screen(KeyHelpScreen(self.counter, screen_keys(self.screen)))
+
+    def business_working(self) -> bool:
+        """A form is committing (or a card is being written after it): not a time to quit."""
+        if any(isinstance(s, FormScreen) and s.busy for s in self.screen_stack):
+            return True
+        return any(w.group in ("form", "stamp") and not w.is_finished for w in self.workers)
+
+    async def action_quit(self) -> None:
+        """Ctrl+Q: ask first, and refuse while a business is being done."""
+        if self.counter is None:  # nothing started (a fatal error): just go
+            self.exit()
+            return
+        tr = self.tr
+        if self.business_working():
+            self.notify(tr("quit.busy"), severity="warning")
+            return
+        if isinstance(self.screen, QuitConfirmScreen):
+            return
+        self.push_screen(QuitConfirmScreen(self.counter, tr("confirm.quit")), self._quit_answered)
+
+    def _quit_answered(self, yes: bool | None) -> None:
+        if yes and not self.business_working():
+            self.exit()
 
     # -- card reader -----------------------------------------------------------------------
     @work(exit_on_error=False, group="reader")
@@ -147,6 +264,10 @@ class CounterApp(App[None]):
             return
         self.locked = True
         self.push_screen(LoginScreen(self.counter, locked=True), self._logged_in)
+
+
+class QuitConfirmScreen(ConfirmScreen):
+    """Ctrl+Q's question (its own class: a second Ctrl+Q while it is up does nothing)."""
 
 
 def _writes_chips(reader: object) -> bool:

@@ -7,7 +7,7 @@ show, and :attr:`clock` for the time they display (pinned in tests and snapshots
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from edge_node.config import EdgeConfig
@@ -31,12 +31,24 @@ class Counter:
     clock: Callable[[], int]  # wall clock, UTC ms: what the screens display
     operator: Staff | None = None
     desk: CardDesk | None = None  # the card glue: checks on taps, issuing, wallet stamps
+    #: staff id → when their shift began, by the ledger's clock (the clock its events'
+    #: ``local_ms`` and the daily report use); a lock and unlock keeps it, a log out ends it
+    shifts: dict[str, int] = field(default_factory=dict)
 
     def log_in(self, staff: Staff) -> None:
         """Every event from now on names this operator."""
         self.operator = staff
         self.service.operator = staff.staff_id
+        self.shifts.setdefault(staff.staff_id, self.ledger.now_ms())
+
+    def shift_start(self) -> int:
+        """When the operator at the counter logged in (their shift: to log out)."""
+        assert self.operator is not None
+        return self.shifts.get(self.operator.staff_id, 0)
 
     def log_out(self) -> None:
+        """The shift is over: no one is at the counter until someone logs in."""
+        if self.operator is not None:
+            self.shifts.pop(self.operator.staff_id, None)
         self.operator = None
         self.service.operator = ""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from textual.screen import Screen
+from textual.binding import Binding
+from textual.dom import DOMNode
 
 from edge_node.errors import EdgeError, OperationRefused, StorageError
 from edge_node.tui.context import Counter
@@ -14,10 +15,30 @@ log = logging.getLogger("onecard.tui")
 KeySpec = tuple[str, str, str, bool]  # key, action, i18n key of the footer label, priority
 
 
-def bind_keys(screen: Screen[object], counter: Counter, keys: list[KeySpec]) -> None:
-    """Bind ``keys`` with labels in the counter's language (BINDINGS are per class)."""
-    for key, action, label, priority in keys:
-        screen._bindings.bind(key, action, counter.tr(label), priority=priority)
+def bind_keys(node: DOMNode, counter: Counter, keys: list[KeySpec]) -> None:
+    """Bind ``keys`` with labels in the counter's language (BINDINGS are per class).
+
+    Binding a key again replaces it, so a screen relabels its keys after a language
+    switch by calling this once more with the same list.
+    """
+    for keys_text, action, label, priority in keys:
+        for key in (k.strip() for k in keys_text.split(",")):
+            node._bindings.key_to_bindings[key] = [
+                Binding(key, action, counter.tr(label), priority=priority)]
+
+
+def key_name(key: str, long: bool = False) -> str:
+    """How a key is written for staff: ``F2``, ``Esc``, ``^Q`` (``Ctrl+Q`` when ``long``)."""
+    names = {"escape": "Esc", "enter": "Enter", "delete": "Del", "plus": "+", "minus": "-",
+             "left_square_bracket": "[", "right_square_bracket": "]", "tab": "Tab",
+             "question_mark": "?", "space": "Space"}
+    parts = key.split("+")
+    base = parts[-1]
+    text = names.get(base, base.upper() if len(base) <= 3 else base.capitalize())
+    mods = parts[:-1]
+    if mods == ["ctrl"]:
+        return f"Ctrl+{text}" if long else f"^{text}"
+    return "+".join([*(m.capitalize() for m in mods), text])
 
 
 def error_text(counter: Counter, exc: BaseException) -> str:

@@ -42,7 +42,7 @@ class ChargeScreen(FormScreen):
     DEFAULT_CSS = """
     ChargeScreen #search-row { height: auto; }
     ChargeScreen #search { width: 1fr; }
-    ChargeScreen #qty { width: 10; }
+    ChargeScreen #qty { width: 10; margin-left: 1; }
     ChargeScreen #results { height: 7; }
     ChargeScreen #cart { height: auto; max-height: 10; }
     ChargeScreen #total { text-style: bold; margin: 1 0 0 0; }

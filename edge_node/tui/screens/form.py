@@ -21,18 +21,20 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
+from rich.cells import cell_len
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from edge_node.errors import OperationRefused
 from edge_node.service import CardWallet, CounterService, PatientView, Receipt
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import bind_keys, error_text
 from edge_node.tui.screens.confirm import ConfirmScreen
+from edge_node.tui.widgets.keybar import KeyBar
 from protocol.domain import REGISTRY
 from protocol.errors import Problem
 from protocol.money import parse_yuan, yuan
@@ -57,19 +59,34 @@ class Plan:
                             "on service.dry() before the confirm question)") from None
 
 
+LABEL_MAX = 34  # cells: at 80 columns an input beside the widest label keeps 40
+
+
 class FormScreen(ModalScreen[Receipt | None]):
+    # Compact, so a tty console's 80×25 shows as many fields as fit: a label beside its
+    # input on one line, inputs without borders, the box no wider than the screen.  The
+    # title and the patient stay at the top and the hint and error line at the bottom
+    # (docked); the fields between them scroll to the focused one.
     DEFAULT_CSS = """
     FormScreen { align: center middle; }
-    FormScreen > Vertical { width: 84; max-height: 95%; height: auto;
+    FormScreen > Vertical { width: 100; max-width: 100%; height: auto; max-height: 100%;
                             border: thick $primary; background: $surface; padding: 0 1; }
+    FormScreen #form-head { dock: top; height: auto; }
     FormScreen #form-title { text-style: bold; background: $primary; color: $text;
-                             padding: 0 1; margin: 0 0 1 0; }
-    FormScreen #form-patient { color: $text-muted; }
-    FormScreen VerticalScroll { height: auto; max-height: 30; }
-    FormScreen Label { margin: 1 0 0 0; color: $text-muted; }
-    FormScreen #form-error { color: $error; text-style: bold; height: auto; margin: 1 0 0 0; }
+                             padding: 0 1; }
+    FormScreen #form-patient { color: $text-muted; padding: 0 1; }
+    FormScreen #form-foot { dock: bottom; height: auto; }
+    FormScreen VerticalScroll { height: auto; max-height: 100%; padding: 1 0 0 0; }
+    FormScreen .field { height: auto; }
+    FormScreen .field > Label { padding: 0 1 0 0; color: $text-muted; }
+    FormScreen Input { border: none; height: 1; padding: 0 1; background: $boost; }
+    FormScreen Input:focus { border: none; background: $primary 30%; }
+    FormScreen #form-error { color: $error; text-style: bold; height: auto; }
     FormScreen #form-hint { color: $text-muted; height: auto; }
     """
+    #: the id of this form's card-number input, if it has one: Ctrl+B puts a blank card
+    #: on the reader (where the counter has a supply, as the demo does) and fills it in
+    card_field = ""
     title_key = "title.deposit"
     #: a refusal's field → this form's widget id, where they differ (the registration
     #: form's ``first_deposit`` is the deposit event's ``amount``)
@@ -86,29 +103,61 @@ class FormScreen(ModalScreen[Receipt | None]):
         self.error_fields: set[str] = set()  # the fields the shown error line is about
         bind_keys(self, counter, [("ctrl+s", "submit", "key.submit", True),
                                   ("escape", "cancel", "key.cancel", True)])
+        if self.card_field:
+            bind_keys(self, counter, [("ctrl+b", "blank_card", "key.blank_card", True)])
         # Enter on a choice (not in an input, list or table, which use it) submits too.
         self._bindings.bind("enter", "submit", show=False)
+        self._labels: list[Label] = []  # the fields' labels, one column (see compose)
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
         with Vertical():
-            yield Static(tr(self.title_key), id="form-title")
-            if self.view is not None:
-                p = self.view.patient
-                yield Static(f"{p.name}  {p.patient_id}  {self.card_no}", id="form-patient")
+            with Vertical(id="form-head"):
+                yield Static(tr(self.title_key), id="form-title")
+                if self.view is not None:
+                    p = self.view.patient
+                    yield Static(f"{p.name}  {p.patient_id}  {self.card_no}",
+                                 id="form-patient")
             with VerticalScroll():
                 yield from self.fields()
-            yield Static(id="form-hint")
-            yield Static(id="form-error")
-        yield Footer()
+            # one column of labels, as wide as this form's longest (long ones wrap)
+            width = min(LABEL_MAX, max((cell_len(str(lb.content)) + 1 for lb in self._labels),
+                                       default=0))
+            for label in self._labels:
+                label.styles.width = width
+            with Vertical(id="form-foot"):
+                yield Static(id="form-hint")
+                yield Static(id="form-error")
+        yield KeyBar()
 
     def fields(self) -> Iterable[Widget]:
         return []
 
-    def labelled(self, label_key: str, widget: Widget, **values: object) -> Iterable[Widget]:
-        yield Label(self.counter.tr(label_key, **values))
-        yield widget
+    def labelled(self, label_key: str, widget: Widget, *, row_id: str | None = None,
+                 **values: object) -> Iterable[Widget]:
+        """One field: its label beside it (wrapped when long), on one row (``row_id``:
+        the row's, to show or hide label and field together)."""
+        label = Label(self.counter.tr(label_key, **values))
+        self._labels.append(label)
+        yield Horizontal(label, widget, classes="field", id=row_id)
+
+    # -- blank cards (Ctrl+B) ----------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "blank_card":  # shown only where blank cards can be had
+            return bool(self.card_field) and getattr(self.app, "blanks", None) is not None
+        return True
+
+    def action_blank_card(self) -> None:
+        blanks = getattr(self.app, "blanks", None)
+        if blanks is None or not self.card_field or self.busy:
+            return
+        number = str(blanks())
+        field = self.query_one(f"#{self.card_field}", Input)
+        field.value = number
+        field.cursor_position = len(number)
+        self.query_one("#form-hint", Static).update(
+            self.counter.tr("form.blank_filled", card=number))
 
     # -- flow ----------------------------------------------------------------------------
     @on(Input.Submitted)
@@ -118,11 +167,20 @@ class FormScreen(ModalScreen[Receipt | None]):
 
     def on_enter(self, field: Input) -> None:
         """Enter goes to the next field; on the last input it submits."""
-        inputs = [w for w in self.query(Input) if w.display]
+        inputs = [w for w in self.query(Input) if self._shown(w)]
         if inputs and field is inputs[-1]:
             self.action_submit()
         else:
             self.focus_next()
+
+    def _shown(self, widget: Widget) -> bool:
+        """Displayed, and so is the row it is in (a hidden row hides its field)."""
+        node: Widget | None = widget
+        while node is not None and node is not self:
+            if not node.display:
+                return False
+            node = node.parent if isinstance(node.parent, Widget) else None
+        return True
 
     def action_cancel(self) -> None:
         if not self.busy:

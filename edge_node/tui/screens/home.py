@@ -7,13 +7,13 @@ any moment; every business is on a function key (an Input never swallows those).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from edge_node import receipt as receipts
 from edge_node.card.wedge import QR_PREFIX
@@ -21,13 +21,14 @@ from edge_node.service import PatientView, Receipt
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.messages import CardTapped, OperationDone, ReaderNotice
-from edge_node.tui.screens.base import bind_keys, error_text
+from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.charge import ChargeScreen
 from edge_node.tui.screens.credit import GreenChannelScreen
 from edge_node.tui.screens.deposit import DepositScreen
 from edge_node.tui.screens.edit import EditPatientScreen
 from edge_node.tui.screens.find import FindPatientScreen
 from edge_node.tui.screens.form import FormScreen
+from edge_node.tui.screens.handover import HandoverScreen
 from edge_node.tui.screens.history import HistoryScreen
 from edge_node.tui.screens.lost import ReportLostScreen
 from edge_node.tui.screens.refund import RefundScreen
@@ -36,6 +37,7 @@ from edge_node.tui.screens.replace import ReplaceCardScreen
 from edge_node.tui.screens.report import DailyReportScreen
 from edge_node.tui.screens.settle import SettleScreen
 from edge_node.tui.screens.void import VoidScreen
+from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.patient_panel import PatientPanel
 from edge_node.tui.widgets.status import StatusBar
 from protocol.money import yuan
@@ -61,43 +63,46 @@ FIND_KEY = "ctrl+f"
 class HomeScreen(Screen[None]):
     DEFAULT_CSS = """
     HomeScreen #card-row { height: 3; padding: 0 1; }
-    HomeScreen #card-row Label { padding: 1 1 0 0; }
+    HomeScreen #card-row Label { width: 1fr; max-width: 60; padding: 1 1 0 0; }
     HomeScreen #card_no { width: 30; }
     HomeScreen #message { height: auto; min-height: 1; padding: 0 1; }
     HomeScreen #message.problem { color: $error; text-style: bold; }
     HomeScreen #message.done { color: $success; }
     HomeScreen #message.warning { color: $warning; }
     """
+    KEYS: ClassVar[list[KeySpec]] = [
+        ("f2", "new_patient", "key.new", True),
+        ("f3", "form('deposit')", "key.deposit", True),
+        ("f4", "form('charge')", "key.charge", True),
+        ("f5", "form('refund')", "key.refund", True),
+        ("f6", "form('lost')", "key.lost", True),
+        ("f7", "form('replace')", "key.replace", True),
+        ("f8", "form('settle')", "key.settle", True),
+        ("f9", "form('credit')", "key.credit", True),
+        ("f10", "history", "key.history", True),
+        ("f11", "report", "key.report", True),
+        ("f12", "lock", "key.lock", True),
+        ("ctrl+g", "form('void')", "key.void", True),
+        ("ctrl+r", "form('edit')", "key.edit", True),
+        (FIND_KEY, "find", "key.find", True),
+        ("ctrl+o", "log_out", "key.log_out", True),
+        ("escape", "clear", "key.clear", True),
+    ]
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
         self.counter = counter
         self.card_no = ""
         self.card_entry = "chip"
-        bind_keys(self, counter, [
-            ("f2", "new_patient", "key.new", True),
-            ("f3", "form('deposit')", "key.deposit", True),
-            ("f4", "form('charge')", "key.charge", True),
-            ("f5", "form('refund')", "key.refund", True),
-            ("f6", "form('lost')", "key.lost", True),
-            ("f7", "form('replace')", "key.replace", True),
-            ("f8", "form('settle')", "key.settle", True),
-            ("f9", "form('credit')", "key.credit", True),
-            ("f10", "history", "key.history", True),
-            ("f11", "report", "key.report", True),
-            ("f12", "lock", "key.lock", True),
-            ("ctrl+g", "form('void')", "key.void", True),
-            ("ctrl+r", "form('edit')", "key.edit", True),
-            (FIND_KEY, "find", "key.find", True),
-            ("escape", "clear", "key.clear", True),
-        ])
+        self.last_receipt_text = ""
+        bind_keys(self, counter, self.KEYS)
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
         yield StatusBar(self.counter)
         with Vertical():
             with Horizontal(id="card-row"):
-                yield Label(tr("home.card_prompt"))
+                yield Label(tr("home.card_prompt"), id="card-prompt")
                 if self._wedge() is not None:  # a scanner types whole lines here (QR text)
                     yield Input(id="card_no", placeholder=tr("home.card_placeholder"),
                                 max_length=4096)
@@ -106,7 +111,29 @@ class HomeScreen(Screen[None]):
                                 max_length=32, restrict=r"[A-Za-z0-9]*")
             yield PatientPanel(self.counter)
             yield Static(id="message")
-        yield Footer()
+        yield KeyBar()
+
+    def relabel(self) -> None:
+        """After a language switch: every word again, the patient kept on screen."""
+        tr = self.counter.tr
+        bind_keys(self, self.counter, self.KEYS)
+        self.query_one("#card-prompt", Label).update(tr("home.card_prompt"))
+        self.query_one("#card_no", Input).placeholder = tr("home.card_placeholder")
+        self.query_one(StatusBar).relabel()
+        self.panel.relabel()
+        self.say(tr("home.language"))
+        self.refresh_bindings()
+
+    def reset(self) -> None:
+        """Nothing of the last operator's left: no patient, no card, no message."""
+        self.workers.cancel_group(self, "lookup")
+        self.panel.clear()
+        self.card_no = ""
+        self.card_entry = "chip"
+        self.last_receipt_text = ""
+        self.query_one("#card_no", Input).value = ""
+        self.say("")
+        self.query_one(StatusBar).refresh_status()
 
     def on_mount(self) -> None:
         self.query_one("#card_no", Input).focus()
@@ -283,6 +310,19 @@ class HomeScreen(Screen[None]):
         lock = getattr(self.app, "lock", None)
         if callable(lock):
             lock()
+
+    def action_log_out(self) -> None:
+        """Shift slip first (print, confirm), then the app logs the operator out."""
+        if self.counter.operator is None:
+            return
+        self.app.push_screen(HandoverScreen(self.counter), self._handed_over)
+
+    def _handed_over(self, confirmed: bool | None) -> None:
+        log_out = getattr(self.app, "log_out", None)
+        if confirmed and callable(log_out):
+            log_out()
+        else:
+            self.query_one("#card_no", Input).focus()
 
     def _after(self, result: Receipt | None) -> None:
         self.query_one("#card_no", Input).focus()

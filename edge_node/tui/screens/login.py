@@ -14,6 +14,7 @@ from edge_node.i18n import Translator
 from edge_node.staff import LoginRefused, Staff, list_staff, login
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.base import error_text
+from edge_node.tui.widgets.keybar import KeyBar
 
 Hint = str | Callable[[Translator], str]
 
@@ -37,12 +38,13 @@ class LoginScreen(Screen[Staff]):
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
+        yield KeyBar()  # F1, Ctrl+L (language before logging in), Ctrl+Q
         with Vertical():
-            yield Static(tr("app.title"))
+            yield Static(tr("app.title"), id="app-title")
             yield Static(tr("login.locked_title" if self.locked else "login.title"), id="title")
-            yield Label(tr("login.staff_id"))
+            yield Label(tr("login.staff_id"), id="staff-label")
             yield Input(id="staff_id", value=self._last_staff_id())
-            yield Label(tr("login.pin"))
+            yield Label(tr("login.pin"), id="pin-label")
             yield Input(id="pin", password=True, restrict=r"[0-9]*", max_length=12)
             yield Static(id="error")
             if hint := self.hint_text():  # e.g. the demo's staff id and PIN, on the screen
@@ -54,6 +56,18 @@ class LoginScreen(Screen[Staff]):
         A callable is given the counter's translator, so the hint follows its language."""
         hint = self.hint if self.hint is not None else getattr(self.app, "login_hint", "")
         return hint(self.counter.tr) if callable(hint) else str(hint)
+
+    def relabel(self) -> None:
+        """After a language switch (Ctrl+L before logging in): the same screen, new words."""
+        tr = self.counter.tr
+        self.query_one("#app-title", Static).update(tr("app.title"))
+        self.query_one("#title", Static).update(
+            tr("login.locked_title" if self.locked else "login.title"))
+        self.query_one("#staff-label", Label).update(tr("login.staff_id"))
+        self.query_one("#pin-label", Label).update(tr("login.pin"))
+        self.query_one("#error", Static).update(tr("login.no_staff") if self.no_staff else "")
+        for hint in self.query("#hint").results(Static):
+            hint.update(self.hint_text())
 
     def _last_staff_id(self) -> str:
         op = self.counter.operator

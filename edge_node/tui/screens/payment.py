@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from textual import on
 from textual.widget import Widget
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Static
 
 from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.widgets.choice import Choice
@@ -31,11 +31,11 @@ class PaymentForm(FormScreen):
         tr = self.counter.tr
         yield from self.labelled("form.method", Choice(
             [(m, tr(f"method.{m}")) for m in PAYMENT_METHODS], id="method"))
-        yield Label(tr("form.tendered"), id="tendered-label")
-        yield Input(id="tendered", restrict=r"[0-9.,¥]*", max_length=14)
+        yield from self.labelled("form.tendered", Input(id="tendered", restrict=r"[0-9.,¥]*",
+                                                        max_length=14), row_id="tendered-row")
         yield Static(id="change")
-        yield Label(tr("form.reference"), id="reference-label")
-        yield Input(id="reference", max_length=64)
+        yield from self.labelled("form.reference", Input(id="reference", max_length=64),
+                                 row_id="reference-row")
 
     def on_mount(self) -> None:
         self.watch(self.query_one("#method", Choice), "value", self._method_changed)
@@ -46,10 +46,9 @@ class PaymentForm(FormScreen):
 
     def _method_changed(self, method: str) -> None:
         cash = method == "cash"
-        for wid in ("#tendered-label", "#tendered", "#change"):
+        for wid in ("#tendered-row", "#change"):
             self.query_one(wid).display = cash
-        for wid in ("#reference-label", "#reference"):
-            self.query_one(wid).display = not cash
+        self.query_one("#reference-row").display = not cash
         self.show_change()
 
     @on(Input.Changed)

@@ -21,6 +21,7 @@ class NewPatientScreen(PaymentForm):
     title_key = "title.new"
     field_ids: ClassVar[dict[str, str]] = {"amount": "first_deposit"}  # the deposit's amount
     amount_field = "first_deposit"
+    card_field = "card_no"
 
     def fields(self) -> Iterable[Widget]:
         # the first deposit must cover the registration fee and the card fee (工本费)

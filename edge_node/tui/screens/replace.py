@@ -15,6 +15,7 @@ from protocol.money import yuan
 
 class ReplaceCardScreen(FormScreen):
     title_key = "title.replace"
+    card_field = "new_card_no"
 
     def fields(self) -> Iterable[Widget]:
         yield from self.labelled("form.new_card_no", Input(id="new_card_no", max_length=32,

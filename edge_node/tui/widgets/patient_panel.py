@@ -45,6 +45,9 @@ class PatientPanel(Vertical):
         super().__init__(classes="empty")
         self.counter = counter
         self.view: PatientView | None = None
+        self.history: list[Event] = []
+        self.notes: tuple[str, ...] = ()
+        self._shown_recent = RECENT  # recent lines that fit (see _fit_recent)
 
     def compose(self) -> ComposeResult:
         yield Static(self.counter.tr("home.waiting"), id="who")
@@ -55,7 +58,7 @@ class PatientPanel(Vertical):
         yield Static(id="recent")
 
     def clear(self) -> None:
-        self.view = None
+        self.view, self.history, self.notes = None, [], ()
         self.add_class("empty")
         self.query_one("#who", Static).update(self.counter.tr("home.waiting"))
         for name in ("ident", "card", "money", "flags", "recent"):
@@ -63,7 +66,7 @@ class PatientPanel(Vertical):
 
     def show(self, view: PatientView, history: list[Event], notes: tuple[str, ...] = ()) -> None:
         """Show the patient; ``notes`` are the card checks' flags (clone, manual entry …)."""
-        self.view = view
+        self.view, self.history, self.notes = view, history, notes
         self.remove_class("empty")
         tr = self.counter.tr
         tz = self.counter.config.timezone
@@ -95,8 +98,45 @@ class PatientPanel(Vertical):
                  *(n.text(tr) for n in told if not n.urgent)]
         flag_widget = self.query_one("#flags", Static)
         flag_widget.update("\n".join(f"! {f}" for f in flags))
+        self._shown_recent = RECENT
+        self._show_recent()
+        self.call_after_refresh(self._fit_recent)
+
+    def _show_recent(self) -> None:
+        view, history = self.view, self.history
+        if view is None:
+            return
         self.query_one("#recent", Static).update(
-            self._recent(history[:RECENT], family_of(p.patient_id, history), tz))
+            self._recent(history[:self._shown_recent],
+                         family_of(view.patient.patient_id, history),
+                         self.counter.config.timezone))
+
+    def on_resize(self) -> None:
+        self._fit_recent()
+
+    def _fit_recent(self) -> None:
+        """As many recent lines as the panel has room for (a 25-line console has fewer
+        than six below a flagged patient): never a line cut in half."""
+        if self.view is None or not self.is_mounted:
+            return
+        recent = self.query_one("#recent", Static)
+        room = self.content_region.bottom - recent.region.y - 1  # its title takes one
+        rows = max(0, min(RECENT, room))
+        if rows != self._shown_recent and (rows < self._shown_recent
+                                           or self._shown_recent < RECENT):
+            self._shown_recent = rows
+            self._show_recent()
+
+    def relabel(self) -> None:
+        """The same patient in the counter's (new) language.
+
+        The card checks' notes stay as they were written at the tap (the next tap
+        writes them in the new language).
+        """
+        if self.view is None:
+            self.clear()
+        else:
+            self.show(self.view, self.history, self.notes)
 
     def _flags(self, view: PatientView, told: list[Notice]) -> list[str]:
         tr = self.counter.tr
