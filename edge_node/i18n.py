@@ -269,7 +269,7 @@ _SEARCH: dict[str, tuple[str, str]] = {
     "search.flag_lost": ("卡 {card} 已挂失：按 F7 补卡", "Card {card} is reported lost: F7 replaces it"),
     "search.flag_merged": ("档案 {old} 已合并到本档案 {pid}：已打开本档案",
                            "Record {old} was merged into {pid}: showing {pid}"),
-    "search.item_placeholder": ("项目代码、名称、拼音或首字母（如 xcg）", "Item code, name, or pinyin / initials (e.g. xcg)"),
+    "search.item_placeholder": ("项目：代码/名称/拼音，如 xcg", "Item: code, name or pinyin (xcg)"),
     "search.need_active": ("该病人没有有效卡：需要卡的业务不能办理", "This patient has no active card: businesses that need a card cannot be done"),
 }
 
@@ -457,6 +457,7 @@ _DESK: dict[str, tuple[str, str]] = {
 
 # reprint, change, references, card fee, void, item refunds, editing details
 _BUSINESS: dict[str, tuple[str, str]] = {
+    "problem.void.other_counter": ("收费 {charge} 是窗口 {node} 收的：只有收费窗口可以作废（请改为退费）", "Charge {charge} was made at counter {node}: only that counter voids it (refund it instead)"),
     "problem.form.nothing_changed": ("没有修改任何内容", "Nothing was changed"),
     "problem.refund.no_amount": ("请输入退费金额或选择项目", "Say how much to refund, or pick items"),
     "problem.refund.no_items": ("请至少选择一项要退的项目", "Pick at least one item to refund"),
@@ -484,6 +485,8 @@ _BUSINESS: dict[str, tuple[str, str]] = {
     "history.reprint_saved": ("补打收据已生成（未配置打印机）：{number}",
                               "Reprint made (no printer configured): {number}"),
     "history.void": ("作废", "Void"),
+    "history.business": ("业务", "Business"),
+    "history.detail": ("内容", "Detail"),
     "history.no_receipt": ("这一行没有收据可补打", "This entry has no receipt to reprint"),
     "history.changed": ("{field}：{old} → {new}", "{field}: {old} → {new}"),
     "history.empty_value": ("（空）", "(empty)"),
@@ -499,7 +502,7 @@ _BUSINESS: dict[str, tuple[str, str]] = {
     # void
     "key.void": ("当日作废", "Void today's charge"),
     "title.void": ("当日收费作废", "Void a charge of today"),
-    "form.pick_void": ("选择今天的收费（未退过费）", "Pick a charge of today (nothing refunded yet)"),
+    "form.pick_void": ("选择本窗口今天的收费（未退过费）", "Pick a charge made here today (nothing refunded yet)"),
     "form.no_void": ("今天没有可作废的收费", "No charge of today left to void"),
     "confirm.void": ("作废收费 {charge}，{amount} 全额退回预交金？",
                      "Void charge {charge}: all {amount} back to the deposit?"),

@@ -601,10 +601,11 @@ class CounterService:
 
     async def voidable_charges(self, patient_id: str, timezone: str = "Asia/Shanghai",
                                cutoff: str = "00:00") -> list[Charge]:
-        """The patient's charges of this counter's business day with nothing refunded."""
+        """The patient's charges made at this counter on its business day, nothing refunded."""
         start, end = self.today(timezone, cutoff)
         return [c for c in await self.charges(patient_id) if c.charged_at
-                and start <= c.wall_ms < end and not c.refunded and not c.reversed]
+                and c.node == self.ledger.node_id and start <= c.wall_ms < end
+                and not c.refunded and not c.reversed]
 
     async def void_charge(self, charge_id: str, approved_by: str, reason: str, *,
                           timezone: str = "Asia/Shanghai", cutoff: str = "00:00",
@@ -617,6 +618,10 @@ class CounterService:
         if charge is None or not charge.charged_at:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
                           "counter", "charge_id")
+        if charge.node != self.ledger.node_id:
+            raise _refuse("void.other_counter", f"charge {charge_id} was made at counter "
+                          f"{charge.node}: only the counter that charged voids (refund it "
+                          "instead)", "charge_id", charge=charge_id, node=charge.node)
         start, end = self.today(timezone, cutoff)
         if not start <= charge.wall_ms < end:
             raise _refuse("void.not_today", f"charge {charge_id} is not of today: only a "

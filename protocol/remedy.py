@@ -50,6 +50,7 @@ from protocol.core import (
     no_report,
     no_rule,
     refs,
+    say,
 )
 from protocol.errors import Problem
 from protocol.fields import (
@@ -301,6 +302,33 @@ class Withdrawn(About):
     reason: str = spec(REASON)
 
 
+#: What a counter's history calls each conflict central announces about a patient
+#: (zh, en); the announcement's summary (English, from the reconciler) has the detail.
+ANNOUNCED: dict[str, tuple[str, str]] = {
+    "overdraft": ("离线透支", "Offline overdraft"),
+    "lost_card_used": ("挂失卡被使用", "Lost card used"),
+    "duplicate_patient": ("重复建档", "Duplicate registration"),
+    "likely_duplicate": ("疑似重复建档", "Likely duplicate registration"),
+    "double_replacement": ("重复补卡", "Double card replacement"),
+    "over_refund": ("超额退费", "Over-refund"),
+    "double_settlement": ("重复结算", "Double settlement"),
+    "merged_record_used": ("合并后旧档案被使用", "Old record used after a merge"),
+}
+
+
+def _describe_raised(b: Raised, lang: str) -> str:
+    """In English the reconciler's summary; in Chinese the conflict's name and amount."""
+    if lang == "en":
+        return b.summary
+    word = say(ANNOUNCED.get(b.conflict_kind, ("冲突", "Conflict")), lang)
+    return f"{word} {yuan(b.amount)}" if b.amount else word
+
+
+def _describe_withdrawn(b: Withdrawn, lang: str) -> str:
+    word = say(ANNOUNCED.get(b.conflict_kind, ("冲突", "Conflict")), lang)
+    return f"{word}：{b.reason}" if lang != "en" else f"{word}: {b.reason}"
+
+
 def _raised_notice(b: Raised, ctx: NoticeContext) -> Notice | None:
     if b.amount:
         return Notice("open", "notice.open", _money(b.amount), b.conflict_id, True, b.amount)
@@ -320,7 +348,7 @@ RAISED_KIND = Kind(
     title=("发现冲突", "Conflict raised"),
     records=lambda b: set(), patients=_announced,
     fold=_nothing, money=lambda b: Money(), rule=no_rule,
-    describe=lambda b, lang: b.summary,
+    describe=_describe_raised,
     report=no_report, notice=_raised_notice,
 )
 WITHDRAWN_KIND = Kind(
@@ -328,7 +356,7 @@ WITHDRAWN_KIND = Kind(
     title=("冲突已撤销", "Conflict withdrawn"),
     records=lambda b: set(), patients=_announced,
     fold=_nothing, money=lambda b: Money(), rule=no_rule,
-    describe=lambda b, lang: b.reason,
+    describe=_describe_withdrawn,
     report=no_report, notice=_withdrawn_notice,
 )
 

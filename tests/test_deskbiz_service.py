@@ -17,7 +17,7 @@ from protocol.crypto import ZERO_HASH
 from protocol.domain import REGISTRY
 from protocol.event import Event
 from protocol.hlc import Hlc
-from tests.conftest import ID_FEMALE, LedgerFactory, item, registered
+from tests.conftest import ID_FEMALE, LedgerFactory, item, node_key, registered
 from tests.test_service_rules import refused
 
 T0 = 1_790_000_000_000  # 2026-09-21 22:13:20 Asia/Shanghai
@@ -193,6 +193,24 @@ async def test_void_only_the_same_day_and_only_once(make_ledger: LedgerFactory) 
     assert rep.expected_cash == -100
     assert "Voided same day" in reports.render_text(rep, "en")
     assert "当日作废" in reports.render_text(rep, "zh")
+
+
+async def test_only_the_counter_that_charged_voids(make_ledger: LedgerFactory) -> None:
+    """A charge synced from the pharmacy is refunded at the cashier, never voided there."""
+    clock = Clock()
+    a = await make_ledger("cashier-01", clock=clock)
+    b = await make_ledger("pharmacy-01", clock=clock)
+    await a.set_node_keys({"pharmacy-01": (node_key("pharmacy-01").public_key, "pharmacy")})
+    await b.set_node_keys({"cashier-01": (node_key("cashier-01").public_key, "cashier")})
+    cashier, pharmacy = CounterService(a, "op"), CounterService(b, "op")
+    pid = await registered(cashier, deposit=10_000)
+    await b.ingest(await a.own_events_after(0, limit=100))
+    drug = (await pharmacy.charge(CARD, [item(1_850)], "药房")).number
+    await a.ingest(await b.own_events_after(0, limit=100))
+    mine = (await cashier.charge(CARD, [item(500)], "检验科")).number
+    assert [c.charge_id for c in await cashier.voidable_charges(pid)] == [mine]
+    await refused(a, cashier.void_charge(drug, "li", "wrong drug"), "void.other_counter")
+    assert [c.charge_id for c in await pharmacy.voidable_charges(pid)] == [drug]
 
 
 async def test_a_void_honours_the_business_day_cutoff(make_ledger: LedgerFactory) -> None:

@@ -244,3 +244,18 @@ def test_bodies_are_typed_and_frozen() -> None:
         typed.amount = 1  # type: ignore[misc]
     assert decode(account.Charged, {**VALID["account.charged"], "items": [1]}) == [
         Problem("field.type", "items[0]: expected a map", "items[0]")]
+
+
+def test_a_conflict_announcement_reads_in_the_counters_language() -> None:
+    """Central's summary is English; a zh counter's history names the conflict in Chinese."""
+    def announced(**changes: object) -> Event:
+        body = dict(VALID["conflict.raised"], conflict_kind="overdraft", amount=1_280,
+                    summary="Overdraft ¥12.80 — 李梅")
+        body.update(changes)
+        ev, _, _ = sign_event(node_key(CENTRAL), node=CENTRAL, seq=1, prev=ZERO_HASH,
+                              hlc=Hlc(1, 0), operator="it", kind="conflict.raised", body=body)
+        return ev
+
+    assert REGISTRY.describe(announced(), "zh") == "离线透支 ¥12.80"
+    assert REGISTRY.describe(announced(), "en") == "Overdraft ¥12.80 — 李梅"
+    assert REGISTRY.describe(announced(conflict_kind="something_new", amount=0), "zh") == "冲突"

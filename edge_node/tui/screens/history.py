@@ -67,7 +67,7 @@ class HistoryScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         tr = self.counter.tr
         table = self.query_one(DataTable)
-        table.add_columns(tr("receipt.time"), tr("title.history"), "¥", "",
+        table.add_columns(tr("receipt.time"), tr("history.business"), "¥", tr("history.detail"),
                           tr("receipt.operator"), tr("receipt.counter"))
         table.focus()
         self.load()
