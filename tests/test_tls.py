@@ -25,6 +25,7 @@ from tests.support.sync_cluster import (
     EDGE_CLI,
     Central,
     Counter,
+    free_port,
     offline_work,
     run_cli,
     wait_for,
@@ -233,6 +234,43 @@ def test_plain_ws_still_works_and_tls_to_it_fails_cleanly(tmp_path: Path) -> Non
         tls.stop()
         central.stop()
     assert "Traceback" not in sync_log(tls)
+
+
+def test_the_readme_deployment_works_over_wss(tmp_path: Path) -> None:
+    """README's commands (paths and the listen address moved for a test): central's init
+    with --host 0.0.0.0 --tls-self-signed, a counter's init with wss:// and --tls-pin, enrol,
+    sync."""
+    from edge_node import config as cfgmod
+
+    etc, var = tmp_path / "etc", tmp_path / "var"
+    r = run_cli("--config", str(etc / "central.toml"), "init", "--dir", str(var), "--host",
+                "0.0.0.0", "--tls-self-signed", "--tls-name", "central.hospital.lan")
+    assert r.returncode == 0, r.stderr
+    text = (etc / "central.toml").read_text()
+    assert 'host = "0.0.0.0"' in text and f'tls_cert = "{var / "central-tls.crt"}"' in text
+    key_hex = next(x.split()[-1] for x in r.stdout.splitlines() if x.startswith("central key"))
+    pin = next(x.split()[-1] for x in r.stdout.splitlines() if x.startswith("tls pin"))
+    central = Central(var, etc / "central.toml", key_hex, free_port(), tls_pin=pin)
+    edge_cfg = tmp_path / "edge" / "edge.toml"
+    r = edge("--config", str(edge_cfg), "init", "cashier-71", "--role", "cashier",
+             "--data-dir", str(tmp_path / "edge"), "--central-url", central.url,
+             "--central-key", key_hex, "--tls-pin", pin)
+    assert r.returncode == 0, r.stderr
+    pub = next(x.split()[-1] for x in r.stdout.splitlines() if x.startswith("public key"))
+    assert run_cli("--config", str(central.config), "enrol", "cashier-71", "--key", pub,
+                   "--role", "cashier").returncode == 0
+    cfg = cfgmod.load(edge_cfg)
+    assert cfg.sync.tls_pin == pin and cfg.sync.central_url.startswith("wss://")
+    c = Counter("cashier-71", tmp_path / "edge", edge_cfg, cfg.load_key())
+    n = asyncio.run(offline_work(c, patients=1))
+    central.start()  # serve --host 127.0.0.1: the tests listen on loopback only
+    c.start_sync()
+    try:
+        wait_for(lambda: c.sync_state()["acked_seq"] == n, 60, "the README counter's push")
+        assert c.sync_state()["last_error"] == ""
+    finally:
+        c.stop()
+        central.stop()
 
 
 # ------------------------------------------------------------------ bad configuration
