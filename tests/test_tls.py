@@ -368,3 +368,20 @@ def test_parse_pin_forms() -> None:
     for bad in ("", digest, f"sha1:{digest}", f"sha256:{digest[:-1]}", f"sha256:{digest}00"):
         with pytest.raises(ValueError):
             parse_pin(bad)
+
+
+def test_init_tls_mistakes_are_one_line_and_write_nothing(tmp_path: Path) -> None:
+    # a name that cannot go in a certificate
+    r = run_cli("--config", str(tmp_path / "a" / "central.toml"), "init", "--tls-self-signed",
+                "--tls-name", "bad name,DNS:evil")
+    assert r.returncode == 2 and "--tls-name" in r.stderr
+    one_line(r.stderr)
+    assert not (tmp_path / "a").exists()
+    # no openssl command on PATH: said plainly, no half-made certificate left behind
+    r = subprocess.run([CENTRAL_CLI, "--config", str(tmp_path / "b" / "central.toml"), "init",
+                        "--tls-self-signed"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PATH": str(tmp_path / "empty")})
+    assert r.returncode == 2 and "needs the openssl command" in r.stderr
+    one_line(r.stderr)
+    assert not list((tmp_path / "b").glob("central-tls.*"))
+    assert not (tmp_path / "b" / "central.toml").exists()

@@ -54,8 +54,8 @@ def client_context(sync: SyncConfig) -> ssl.SSLContext | None:
 
 def check_pin(ssl_object: object, pin: str, tr: Translator) -> None:
     """Raise :class:`CertificateRefused` unless the peer's certificate has this pin."""
-    der = ssl_object.getpeercert(binary_form=True) if isinstance(ssl_object,
-                                                                 ssl.SSLObject) else None
+    der = (ssl_object.getpeercert(binary_form=True)
+           if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket) else None)
     got = pin_of(der) if der else ""
     if got != pin:
         raise CertificateRefused(tr("sync.tls_pin_mismatch", got=got or "-", want=pin))
