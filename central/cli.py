@@ -435,10 +435,8 @@ def _serve(cfg: CentralConfig) -> int:
         stream=sys.stderr,
         format="%(levelname)s %(name)s %(message)s",
     )
-    from central.tls import server_context
-
-    load_key(cfg.key_file)  # fail early with a clear message
-    server_context(cfg)  # the certificate and key: readable, PEM, a pair
+    load_key(cfg.key_file)  # fail early with a clear message (run_server checks tls_cert and
+    # tls_key next, before it opens the store: a CentralConfigError, one line, exit 2)
 
     async def go() -> None:
         stop = asyncio.Event()

@@ -14,6 +14,7 @@ dependency of anything onecard installs, and adding it (a Rust-built wheel) for 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ from pathlib import Path
 
 from central.config import CentralConfig, CentralConfigError
 from protocol.tlspin import pin_of
+
+log = logging.getLogger("onecard.central.tls")
 
 #: a self-signed certificate lasts this long: its pin is on every counter, and a new
 #: certificate means a new pin everywhere (a CA-issued one is renewed, not pinned)
@@ -77,6 +80,8 @@ def server_context(cfg: CentralConfig) -> ssl.SSLContext | None:
                                      "pair)") from None
         raise CentralConfigError(f"{key}: not a PEM private key ([central] tls_key: the "
                                  "file with -----BEGIN … PRIVATE KEY-----)") from None
+    if key.stat().st_mode & 0o004:
+        log.warning("the TLS key %s is readable by every user: chmod 600 %s", key, key)
     return ctx
 
 

@@ -385,3 +385,17 @@ def test_init_tls_mistakes_are_one_line_and_write_nothing(tmp_path: Path) -> Non
     one_line(r.stderr)
     assert not list((tmp_path / "b").glob("central-tls.*"))
     assert not (tmp_path / "b" / "central.toml").exists()
+
+
+@pytest.mark.parametrize("line, want", [
+    ("tls_cert = 5", "tls_cert must be a path string"),
+    ('tls_key = "k.pem"', "tls_key is set but tls_cert is not"),
+])
+def test_central_tls_keys_are_checked_when_the_config_loads(tmp_path: Path, line: str,
+                                                            want: str) -> None:
+    from central.config import CentralConfig, CentralConfigError
+
+    path = tmp_path / "central.toml"
+    path.write_text(f"[central]\n{line}\n")
+    with pytest.raises(CentralConfigError, match=want):
+        CentralConfig.load(path)
