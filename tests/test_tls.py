@@ -184,6 +184,27 @@ def test_a_wrong_pin_is_refused_with_a_clear_last_error(tls_central: Central,
     assert not {i for i in tls_central.event_ids() if i[0] in (zh.node, en.node)}
 
 
+def test_the_right_certificate_with_a_wrong_central_key_is_still_refused(
+        tls_central: Central, tmp_path: Path) -> None:
+    """TLS comes on top of the signed handshake, not instead of it."""
+    from protocol.crypto import SigningKey
+
+    c = Counter.create(tmp_path, "cashier-48", tls_central, tls_pin=tls_central.tls_pin)
+    impostor = SigningKey(b"i" * 32).public_key.hex()
+    c.config.write_text(c.config.read_text().replace(tls_central.key_hex, impostor))
+    asyncio.run(offline_work(c, patients=1))
+    c.start_sync()
+    try:
+        wait_for(lambda: c.sync_state()["last_error"] != "", 30, "the handshake refusal")
+        err = str(c.sync_state()["last_error"])
+        assert "AuthError" in err and "TLS" not in err, err  # the handshake, not TLS
+        assert c.sync_state()["acked_seq"] == 0
+    finally:
+        c.stop()
+    assert not {i for i in tls_central.event_ids() if i[0] == c.node}
+    assert "Traceback" not in sync_log(c)
+
+
 def test_a_certificate_another_ca_signed_is_not_trusted(tls_central: Central,
                                                         tmp_path: Path) -> None:
     other, _ = openssl_cert(tmp_path)
