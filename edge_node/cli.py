@@ -103,17 +103,22 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"fingerprint {cfg.load_key().fingerprint}")
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
-    sc = cfg.sync
-    tls = ("plain ws://, not encrypted" if not sc.tls else
-           f"TLS, certificate pinned {sc.tls_pin}" if sc.tls_pin and not sc.ca_file else
-           f"TLS, verified by {sc.ca_file}" + (f" and pinned {sc.tls_pin}" if sc.tls_pin
-                                               else "") if sc.ca_file else
-           "TLS, verified by the system's CAs")
-    print(f"central     {sc.central_url}  ({tls})")
+    print(f"central     {cfg.sync.central_url}  ({_transport(cfg.sync)})")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
     return 0
+
+
+def _transport(sc: cfgmod.SyncConfig) -> str:
+    """How the link to central is protected, as `info` says it."""
+    if not sc.tls:
+        return "plain ws://, not encrypted"
+    checks = [f"verified by {sc.ca_file}" if sc.ca_file else
+              "" if sc.tls_pin else "verified by the system's CAs"]
+    if sc.tls_pin:
+        checks.append(f"certificate pinned {sc.tls_pin}")
+    return "TLS, " + " and ".join(c for c in checks if c)
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
