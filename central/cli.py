@@ -1,6 +1,7 @@
 """``onecard-central``: set up central, enrol and revoke counters, list them, serve.
 
-    onecard-central [--config PATH] init [--dir DIR] [--port N]
+    onecard-central [--config PATH] init [--dir DIR] [--host H] [--port N]
+                                    [--tls-self-signed [--tls-name NAME]...]
     onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE
     onecard-central [--config PATH] revoke NODE
     onecard-central [--config PATH] nodes
@@ -61,7 +62,16 @@ def _parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("init", help="create central's key, config and database")
     i.add_argument("--dir", type=Path, default=None, help="where to put them (default: data dir)")
+    i.add_argument("--host", default="127.0.0.1",
+                   help='address `serve` listens on (127.0.0.1; "0.0.0.0": counters on '
+                   "other machines)")
     i.add_argument("--port", type=int, default=8765, help="port `serve` listens on (8765)")
+    i.add_argument("--tls-self-signed", action="store_true",
+                   help="make a self-signed TLS certificate (openssl) so central serves "
+                   "wss://; prints the pin for counters' [sync] tls_pin")
+    i.add_argument("--tls-name", action="append", default=[], metavar="NAME",
+                   help="a name or IP counters dial, put in the certificate (repeatable; "
+                   "this machine's names and 127.0.0.1 are always in it)")
 
     e = sub.add_parser("enrol", help="enrol a counter by its public key")
     e.add_argument("node", help="the counter's node id, e.g. cashier-01")
@@ -145,7 +155,9 @@ def _run(args: argparse.Namespace) -> int:
     cfg_path: Path = args.config or default_config_path()
     try:
         if args.command == "init":
-            return _init(cfg_path, args.dir, args.port, explicit=args.config is not None)
+            return _init(cfg_path, args.dir, args.port, explicit=args.config is not None,
+                         host=args.host, tls_self_signed=args.tls_self_signed,
+                         tls_names=args.tls_name)
         cfg = CentralConfig.load(cfg_path)
         if not cfg.db.exists():
             raise CentralConfigError(f"{cfg.db}: no database there (the config's db; "
@@ -182,23 +194,35 @@ def _run(args: argparse.Namespace) -> int:
     return 2
 
 
-def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool = False) -> int:
-    """The config goes to ``--config`` when given (else into ``--dir``); the key and the
-    database into ``--dir`` (else beside the config)."""
+def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool = False,
+          host: str = "127.0.0.1", tls_self_signed: bool = False,
+          tls_names: list[str] | None = None) -> int:
+    """The config goes to ``--config`` when given (else into ``--dir``); the key, the
+    database (and the TLS certificate and key) into ``--dir`` (else beside the config)."""
+    from central.tls import CERT_NAME, KEY_NAME, certificate_names, make_self_signed
+
     d = directory or cfg_path.parent
     if directory is not None and not explicit:
         cfg_path = d / "central.toml"
     if cfg_path.exists():
         print(f"onecard-central: {cfg_path} exists; refusing to overwrite", file=sys.stderr)
         return 1
+    if tls_self_signed:
+        certificate_names(tls_names or [])  # a bad --tls-name: before anything is written
     try:
         d.mkdir(parents=True, exist_ok=True)
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
-        if d.resolve() == cfg_path.parent.resolve():
-            text = render_config(port=port)
-        else:
-            text = render_config(db=str(d.resolve() / "central.sqlite3"),
-                                 key_file=str(d.resolve() / "central.key"), port=port)
+        if tls_self_signed:
+            make_self_signed(d, tls_names or [])
+        same = d.resolve() == cfg_path.parent.resolve()
+
+        def where(name: str) -> str:
+            return name if same else str(d.resolve() / name)
+
+        text = render_config(db=where("central.sqlite3"), key_file=where("central.key"),
+                             host=host, port=port,
+                             tls_cert=where(CERT_NAME) if tls_self_signed else "",
+                             tls_key=where(KEY_NAME) if tls_self_signed else "")
         cfg_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"onecard-central: cannot write {cfg_path}: {exc}", file=sys.stderr)
@@ -229,6 +253,13 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
     print(f"central key {key.public_key.hex()}")
     print(f"fingerprint {key.fingerprint}")
     print('Pin the central key in every counter\'s config: [sync] central_key = "…"')
+    if cfg.tls_cert is not None:
+        from central.tls import certificate_pin
+
+        pin = certificate_pin(cfg.tls_cert)
+        print(f"tls cert    {cfg.tls_cert} (self-signed, key {cfg.tls_key}, mode 0600)")
+        print(f"tls pin     {pin}")
+        print(f"Counters: --central-url wss://HOST:{cfg.port}/sync --tls-pin {pin}")
     return 0
 
 
@@ -404,7 +435,8 @@ def _serve(cfg: CentralConfig) -> int:
         stream=sys.stderr,
         format="%(levelname)s %(name)s %(message)s",
     )
-    load_key(cfg.key_file)  # fail early with a clear message
+    load_key(cfg.key_file)  # fail early with a clear message (run_server checks tls_cert and
+    # tls_key next, before it opens the store: a CentralConfigError, one line, exit 2)
 
     async def go() -> None:
         stop = asyncio.Event()

@@ -12,6 +12,15 @@
     max_skew_ms = 300000          # a counter's clock this far ahead of central's when it
                                   # signs an event raises a clock-skew conflict (5 min)
     language = "zh"               # zh | en: the IT console's language (like the counters')
+    tls_cert = ""                 # PEM certificate (chain): set both to serve wss:// (and
+    tls_key = ""                  #   https://…/healthz); neither: plain ws:// (demo, loopback)
+
+``host`` is the address ``serve`` listens on: ``127.0.0.1`` (the default) only this
+machine; ``0.0.0.0`` every interface, for counters on other machines (then set
+``tls_cert``/``tls_key`` too, unless the network is one you control or a TLS proxy sits in
+front).  ``serve --host/--port`` override both for one run.  ``tls_cert``/``tls_key``:
+paths relative to this file, both or neither; ``serve`` checks that they are readable and
+that the key is the certificate's before it listens.
 
 Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
 systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
@@ -67,6 +76,13 @@ class CentralConfig:
     verify_workers: int = -1
     max_skew_ms: int = 300_000
     language: str = "zh"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        """``wss`` when central serves TLS itself, else ``ws``."""
+        return "wss" if self.tls_cert is not None else "ws"
 
     @classmethod
     def load(cls, path: str | Path) -> CentralConfig:
@@ -94,6 +110,8 @@ class CentralConfig:
             "verify_workers",
             "max_skew_ms",
             "language",
+            "tls_cert",
+            "tls_key",
         }
         unknown = sorted(set(sec) - known)
         if unknown:
@@ -118,6 +136,16 @@ class CentralConfig:
         host = sec.get("host", "127.0.0.1")
         if not isinstance(host, str):
             raise CentralConfigError(f"{p}: [central] host must be a string")
+        tls_cert = sec.get("tls_cert", "")
+        tls_key = sec.get("tls_key", "")
+        for name, v in (("tls_cert", tls_cert), ("tls_key", tls_key)):
+            if not isinstance(v, str):
+                raise CentralConfigError(f"{p}: [central] {name} must be a path string "
+                                         '("" for none)')
+        if bool(tls_cert) != bool(tls_key):
+            have, lack = ("tls_cert", "tls_key") if tls_cert else ("tls_key", "tls_cert")
+            raise CentralConfigError(f"{p}: [central] {have} is set but {lack} is not: set "
+                                     "both (serve wss://) or neither (plain ws://)")
         return cls(
             path=p,
             db=rel(sec.get("db", "central.sqlite3"), "db"),
@@ -129,6 +157,8 @@ class CentralConfig:
             verify_workers=integer("verify_workers", -1, -1, 64),
             max_skew_ms=integer("max_skew_ms", 300_000, 1_000, 7 * 86_400_000),
             language=language,
+            tls_cert=rel(tls_cert, "tls_cert") if tls_cert else None,
+            tls_key=rel(tls_key, "tls_key") if tls_key else None,
         )
 
 
@@ -137,6 +167,8 @@ def render_config(
     key_file: str = "central.key",
     host: str = "127.0.0.1",
     port: int = 8765,
+    tls_cert: str = "",
+    tls_key: str = "",
 ) -> str:
     """The text of a fresh config file with every key and its meaning."""
     return (
@@ -144,13 +176,15 @@ def render_config(
         "[central]\n"
         f'db = "{db}"                  # SQLite file, relative to this file\n'
         f'key_file = "{key_file}"      # Ed25519 seed, 64 hex digits, keep at mode 0600\n'
-        f'host = "{host}"\n'
+        f'host = "{host}"             # listen address; "0.0.0.0": counters on other machines\n'
         f"port = {port}                 # 0 = pick a free port, printed on start\n"
         "handshake_timeout_s = 10\n"
         "ping_interval_s = 20\n"
         "verify_workers = -1           # signature-checking processes; -1 = one per core\n"
         "max_skew_ms = 300000          # clock ahead of central by more: clock-skew conflict\n"
         'language = "zh"               # zh | en: the IT console\'s language\n'
+        f'tls_cert = "{tls_cert}"      # PEM certificate and its key: both set = wss://\n'
+        f'tls_key = "{tls_key}"        # (key mode 0600); both "" = plain ws://\n'
     )
 
 

@@ -11,6 +11,10 @@ one frame at a time, so neither side buffers more than a frame or two.
 Anything the peer gets wrong ends its connection with an ``error`` frame (code and
 message) and nothing of the offending batch stored; other connections carry on.
 ``GET /healthz`` and ``GET /metrics`` (Prometheus text) answer on the same port.
+
+With ``tls_cert``/``tls_key`` configured the port speaks TLS only: ``wss://`` for counters,
+``https://`` for ``/healthz`` and ``/metrics`` (:mod:`central.tls`); without them, plain
+``ws://``/``http://`` (the demo, loopback, or a TLS proxy in front).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ipaddress
 import logging
 import multiprocessing
 import os
@@ -394,7 +399,10 @@ async def run_server(
     on_listening: object = None,
 ) -> None:
     """Open the store and serve until ``stop`` is set (or forever)."""
+    from central.tls import certificate_pin, server_context
+
     key = load_key(config.key_file)
+    tls = server_context(config)  # a bad certificate or key: CentralConfigError, not serving
     store = await CentralStore.open(config.db, max_skew_ms=config.max_skew_ms)
     workers = config.verify_workers if config.verify_workers >= 0 else (os.cpu_count() or 1)
     # Signature checks run in worker processes (all cores, no GIL); 0 = in a thread here.
@@ -432,6 +440,7 @@ async def run_server(
             config.host,
             config.port,
             process_request=app.process_request,
+            ssl=tls,
             max_size=WS_MAX_SIZE,
             max_queue=4,
             compression=None,
@@ -440,8 +449,16 @@ async def run_server(
             close_timeout=5,
         ) as server:
             port = _port(server)
-            print(f"listening on ws://{config.host}:{port}", flush=True)
-            log.info("listening host=%s port=%d db=%s", config.host, port, config.db)
+            print(f"listening on {config.scheme}://{config.host}:{port}", flush=True)
+            log.info("listening host=%s port=%d tls=%s db=%s", config.host, port,
+                     "yes" if tls else "no", config.db)
+            if config.tls_cert is not None:
+                log.info("tls certificate %s pin %s", config.tls_cert,
+                         certificate_pin(config.tls_cert))
+            elif not _loopback(config.host):
+                log.warning("serving plain ws:// on %s: counters' traffic is not encrypted; "
+                            "set tls_cert and tls_key in [central] (docs/deployment.md)",
+                            config.host or "every interface")
             if callable(on_listening):
                 on_listening(port)
             try:
@@ -465,6 +482,15 @@ def _worker_init(parent_pid: int) -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != parent_pid:  # central died before prctl took effect
         os._exit(0)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _port(server: Server) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -60,7 +61,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         key_file=data_dir / "node.key", language=args.language,
         sync=cfgmod.SyncConfig(args.central_url, args.central_key or ""),
     )
-    cfgmod.from_dict({"node_id": cfg.node_id, "role": cfg.role, "language": cfg.language})
+    # the [sync] TLS keys are checked (pin form, wss:// URL) and ca_file made absolute
+    sync = cfgmod.from_dict({"node_id": cfg.node_id, "role": cfg.role, "language": cfg.language,
+                             "sync": {"central_url": args.central_url,
+                                      "ca_file": args.ca_file or "",
+                                      "tls_pin": args.tls_pin or ""}}).sync
+    cfg = dataclasses.replace(cfg, sync=dataclasses.replace(cfg.sync, ca_file=sync.ca_file,
+                                                            tls_pin=sync.tls_pin))
     if cfg.key_file.exists():
         key = cfgmod.load_key(cfg.key_file)
         print(f"keeping the existing key {cfg.key_file}")
@@ -96,10 +103,22 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"fingerprint {cfg.load_key().fingerprint}")
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
+    print(f"central     {cfg.sync.central_url}  ({_transport(cfg.sync)})")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
     return 0
+
+
+def _transport(sc: cfgmod.SyncConfig) -> str:
+    """How the link to central is protected, as `info` says it."""
+    if not sc.tls:
+        return "plain ws://, not encrypted"
+    checks = [f"verified by {sc.ca_file}" if sc.ca_file else
+              "" if sc.tls_pin else "verified by the system's CAs"]
+    if sc.tls_pin:
+        checks.append(f"certificate pinned {sc.tls_pin}")
+    return "TLS, " + " and ".join(c for c in checks if c)
 
 
 async def cmd_verify(args: argparse.Namespace) -> int:
@@ -327,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--language", default="zh", choices=("zh", "en"), help="screen language")
     s.add_argument("--central-url", default="ws://127.0.0.1:8765/sync", help="central's URL")
     s.add_argument("--central-key", help="central's public key (hex), pinned")
+    s.add_argument("--tls-pin", help="wss://: central's certificate pin, sha256:… (as "
+                   "`onecard-central init --tls-self-signed` prints it)")
+    s.add_argument("--ca-file", help="wss://: verify central's certificate by this PEM CA "
+                   "file (default: the system's CAs)")
     s.add_argument("--force", action="store_true", help="overwrite an existing config")
     s.set_defaults(func=cmd_init)
 

@@ -19,6 +19,11 @@ Example (``onecard-edge init`` writes one)::
     [sync]
     central_url = "ws://127.0.0.1:8765/sync"
     central_key = ""                # central's public key, hex: pinned
+    ca_file = ""                    # wss://: PEM CA (or central's own certificate) to
+                                    #   verify central by; empty: the system's CAs
+    tls_pin = ""                    # wss://: "sha256:…" of central's certificate (as
+                                    #   `onecard-central init --tls-self-signed` prints);
+                                    #   set: only that certificate is accepted
     max_skew_ms = 300000            # a remote clock further ahead than this is stored
                                     #   but never adopted into this counter's clock
 
@@ -28,6 +33,13 @@ Example (``onecard-edge init`` writes one)::
                                     #   (e.g. "ACS ACR1252 1S CL Reader [PICC] 00 00")
     device = ""                     # wedge: a scanner's serial/HID line device; empty:
                                     #   the scanner types into the card-number field
+
+TLS (``central_url = "wss://…"``): central's certificate is verified against the system's
+CAs and the name in the URL; ``ca_file`` verifies it against a hospital CA (or central's
+self-signed certificate) instead; ``tls_pin`` accepts exactly one certificate, by its
+SHA-256 (then neither CA nor name is checked, unless ``ca_file`` is set too: then both
+must hold).  On top of TLS the counter still checks ``central_key`` in the signed
+handshake.  ``ca_file`` and ``tls_pin`` with a ``ws://`` URL are a config error.
 
 ``kind``: ``pcsc`` — a chip reader through pcscd (needs pyscard: ``pip install
 onecard[card]``), cards verified, issued and stamped; ``wedge`` — magnetic-stripe or
@@ -50,6 +62,7 @@ from edge_node.errors import ConfigError
 from protocol.core import RuleConfig
 from protocol.crypto import SigningKey
 from protocol.event import NODE_ID_RE
+from protocol.tlspin import parse_pin
 
 ROLES = ("cashier", "triage", "doctor", "lab", "pharmacy", "kiosk")
 
@@ -59,6 +72,13 @@ class SyncConfig:
     central_url: str = "ws://127.0.0.1:8765/sync"
     central_key: str = ""
     max_skew_ms: int = 300_000
+    ca_file: str = ""
+    tls_pin: str = ""
+
+    @property
+    def tls(self) -> bool:
+        """The URL is ``wss://``: the link is TLS (see the module doc for the checks)."""
+        return self.central_url.lower().startswith("wss://")
 
     @property
     def central_public_key(self) -> bytes:
@@ -150,6 +170,23 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     if type(skew) is not int or not 1_000 <= skew <= 86_400_000:
         raise ConfigError("[sync] max_skew_ms must be a whole number of ms from 1000 to "
                           "86400000 (default 300000: five minutes)")
+    sync_raw = dict(sync_raw)
+    for k in ("central_url", "central_key", "ca_file", "tls_pin"):
+        if not isinstance(sync_raw.get(k, ""), str):
+            raise ConfigError(f"[sync] {k} must be a string")
+    if sync_raw.get("tls_pin"):
+        try:
+            sync_raw["tls_pin"] = parse_pin(sync_raw["tls_pin"])
+        except ValueError as exc:
+            raise ConfigError(f"[sync] tls_pin: {exc}") from None
+    if sync_raw.get("ca_file"):
+        ca = Path(sync_raw["ca_file"]).expanduser()
+        sync_raw["ca_file"] = str(ca if ca.is_absolute() else
+                                  (path.parent if path else Path.cwd()) / ca)
+    if (sync_raw.get("tls_pin") or sync_raw.get("ca_file")) and not SyncConfig(
+            **{k: v for k, v in sync_raw.items() if k == "central_url"}).tls:
+        raise ConfigError("[sync] ca_file and tls_pin check central's TLS certificate: they "
+                          'need central_url = "wss://…" (central with tls_cert/tls_key)')
     reader_raw = raw.get("reader", {})
     reader_known = {f.name for f in fields(ReaderConfig)}
     if not isinstance(reader_raw, dict) or set(reader_raw) - reader_known:
@@ -239,6 +276,9 @@ def render(cfg: EdgeConfig) -> str:
         "[sync]",
         f"central_url = {q(cfg.sync.central_url)}",
         f"central_key = {q(cfg.sync.central_key)}",
+        f"ca_file = {q(cfg.sync.ca_file)}  # wss://: verify central by this CA (else the "
+        "system's)",
+        f"tls_pin = {q(cfg.sync.tls_pin)}  # wss://: sha256:… of central's certificate",
         f"max_skew_ms = {cfg.sync.max_skew_ms}  # a remote clock further ahead is not adopted",
         "",
         "[reader]",

@@ -656,7 +656,30 @@ _IMPORT: dict[str, tuple[str, str]] = {
     "report.opening": ("期初余额（旧系统转入）", "Opening balances (moved in)"),
 }
 
-for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT):
+# TLS to central (the sync daemon's last error: the status line, onecard-edge info)
+_TLS: dict[str, tuple[str, str]] = {
+    "sync.tls_pin_mismatch": (
+        "中心的 TLS 证书与配置中固定的不符，已拒绝连接（收到 {got}，应为 {want}）："
+        "请联系信息科核对 [sync] tls_pin",
+        "central's TLS certificate is not the pinned one: refused (got {got}, pinned "
+        "{want}); ask IT to check [sync] tls_pin"),
+    "sync.tls_untrusted": (
+        "中心的 TLS 证书未通过验证：{why}；请联系信息科检查 [sync] ca_file 或 tls_pin",
+        "central's TLS certificate is not trusted: {why}; ask IT to check [sync] ca_file "
+        "or tls_pin"),
+    "sync.tls_failed": (
+        "与中心的 TLS 连接失败：{why}；中心是否以 wss:// 服务（tls_cert/tls_key）？",
+        "TLS with central failed: {why}; does central serve wss:// (its tls_cert/tls_key)?"),
+    "sync.tls_reset": ("握手时连接被断开（{why}）", "the connection was dropped during the "
+                       "handshake ({why})"),
+    "sync.not_tls": (
+        "中心没有按 ws:// 应答（{why}）：中心可能以 wss:// 服务，请把 [sync] central_url "
+        "改为 wss://",
+        "central did not answer as ws:// ({why}): it may serve wss://; set [sync] "
+        "central_url to wss://…"),
+}
+
+for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS):
     STRINGS.update(_block)
 
 

@@ -3,6 +3,7 @@
 # compiler for pyscard). Idempotent: does nothing when they are already there.
 set -euo pipefail
 pkgs=(pcscd libpcsclite-dev vsmartcard-vpcd gcc python3-dev)
+pkgs+=(openssl)  # onecard-central init --tls-self-signed, and tests/test_tls.py
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

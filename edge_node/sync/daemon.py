@@ -23,6 +23,11 @@ Every step that changes what is durable happens in the ledger first and is recor
 second, so a crash between the two repeats work (a re-sent push or a re-pulled batch
 is a no-op) and never skips any.
 
+Over ``wss://`` the link is TLS (:mod:`edge_node.sync.tls`): central's certificate is
+verified (system CAs, ``ca_file``) or pinned (``tls_pin``) before the handshake, which
+still checks the pinned central key.  A certificate that fails is said plainly in the
+last error and retried with backoff like a refusal (IT may fix central meanwhile).
+
 Link failures (refused, reset, stalled, central restarting) end the connection; the
 daemon waits an exponential backoff with full jitter (0.5 s doubling to 30 s, reset
 after a welcome) and reconnects.  Status for the TUI — online, last successful sync,
@@ -38,6 +43,7 @@ import os
 import random
 import signal
 import sqlite3
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -45,9 +51,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMessage, InvalidURI
 
 from edge_node.db import transaction
+from edge_node.errors import ConfigError
+from edge_node.i18n import Translator
+from edge_node.sync.tls import CertificateRefused, check_pin, client_context, describe_tls_error
 from protocol.crypto import blake2b_256
 from protocol.errors import ProtocolError
 from protocol.event import ChainHead, decode_event
@@ -153,8 +162,14 @@ class SyncClient:
         *,
         rng: random.Random | None = None,
         wal_path: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        tls_pin: str = "",
+        language: str = "zh",
     ) -> None:
         self.wal_path = wal_path
+        self.tls = tls  # for wss:// (``client_context``); None: plain ws://
+        self.tls_pin = tls_pin
+        self.tr = Translator(language)
         self.ledger = ledger
         self.node = ledger.node_id
         self.key = key
@@ -164,6 +179,7 @@ class SyncClient:
         self.rng = rng or random.Random()
         self.connections = 0
         self._welcomed = False
+        self._opened = False  # the websocket (and TLS) handshake of this attempt finished
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -172,6 +188,23 @@ class SyncClient:
             refused = False
             try:
                 await self._connect_once(stop)
+            except CertificateRefused as exc:
+                refused = True  # not central: it will be the same next time
+                await self._offline(str(exc))
+            except ssl.SSLError as exc:  # before OSError: say what is wrong with TLS
+                refused = True
+                await self._offline(describe_tls_error(exc, self.tr))
+            except ConnectionResetError as exc:
+                if self.tls is not None and not self._opened:
+                    # a plain central reads our TLS hello as a bad HTTP request and drops it
+                    await self._offline(self.tr("sync.tls_failed", why=self.tr(
+                        "sync.tls_reset", why=str(exc) or type(exc).__name__)))
+                else:
+                    await self._offline(f"link: {type(exc).__name__}: {exc}")
+            except InvalidMessage as exc:
+                # not an HTTP answer: on a ws:// URL most likely a TLS-only central
+                why = f"{type(exc).__name__}: {exc}"
+                await self._offline(why if self.tls else self.tr("sync.not_tls", why=why))
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 await self._offline(f"link: {type(exc).__name__}: {exc}")
             except RemoteError as exc:
@@ -211,8 +244,11 @@ class SyncClient:
     async def _connect_once(self, stop: asyncio.Event) -> None:
         """One connection's life, until the link drops or ``stop`` is set."""
         opt = self.opt
+        tls: dict[str, Any] = {"ssl": self.tls} if self.tls is not None else {}
+        self._opened = False
         async with connect(
             self.url,
+            **tls,
             max_size=2 * MAX_FRAME_SIZE,
             max_queue=2,
             compression=None,
@@ -221,6 +257,13 @@ class SyncClient:
             ping_timeout=opt.ping_timeout_s,
             close_timeout=2,
         ) as ws:
+            self._opened = True
+            if self.tls_pin:  # before any frame of ours: only the upgrade request went out
+                try:
+                    check_pin(ws.transport.get_extra_info("ssl_object"), self.tls_pin, self.tr)
+                except CertificateRefused:
+                    await ws.close()
+                    raise
             self.connections += 1
             session = EdgeSession(self.node, self.key, self.central_key, os.urandom(NONCE_SIZE))
             try:
@@ -437,6 +480,12 @@ async def run(
     ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules,
                                max_skew_ms=config.sync.max_skew_ms)
     try:
+        try:
+            tls = client_context(config.sync)
+        except ConfigError as exc:  # `onecard-edge info` shows it too
+            with contextlib.suppress(Exception):
+                await ledger.update_sync_state(online=False, last_error=str(exc)[:500])
+            raise
         client = SyncClient(
             ledger,
             key,
@@ -444,6 +493,9 @@ async def run(
             central_key,
             options or SyncOptions.from_env(),
             wal_path=f"{config.db}-wal",
+            tls=tls,
+            tls_pin=config.sync.tls_pin,
+            language=config.language,
         )
         log.info("sync starting node=%s central=%s", config.node_id, config.sync.central_url)
         try:

@@ -74,24 +74,34 @@ class Central(_Process):
     key_hex: str
     port: int
     proc: subprocess.Popen[str] | None = None
+    tls_pin: str = ""  # set when init made a self-signed certificate: central serves wss://
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/sync"
+        return f"{'wss' if self.tls_pin else 'ws'}://127.0.0.1:{self.port}/sync"
+
+    @property
+    def tls_cert(self) -> Path:
+        return self.dir / "central-tls.crt"
 
     @property
     def db(self) -> Path:
         return self.dir / "central.sqlite3"
 
     @classmethod
-    def init(cls, directory: Path) -> Central:
+    def init(cls, directory: Path, *, tls: bool = False) -> Central:
+        """``onecard-central init`` (with ``--tls-self-signed`` when ``tls``)."""
         cfg = directory / "central.toml"
-        r = run_cli("--config", str(cfg), "init", "--dir", str(directory))
+        r = run_cli("--config", str(cfg), "init", "--dir", str(directory),
+                    *(["--tls-self-signed"] if tls else []))
         assert r.returncode == 0, r.stderr
         key_hex = next(
             line.split()[-1] for line in r.stdout.splitlines() if line.startswith("central key")
         )
-        return cls(directory, cfg, key_hex, free_port())
+        pin = next((line.split()[-1] for line in r.stdout.splitlines()
+                    if line.startswith("tls pin")), "")
+        assert bool(pin) == tls, r.stdout
+        return cls(directory, cfg, key_hex, free_port(), tls_pin=pin)
 
     def enrol(self, node: str, key: SigningKey, role: str = "cashier") -> None:
         r = run_cli("--config", str(self.config), "enrol", node, "--key",
@@ -130,14 +140,17 @@ class Counter(_Process):
 
     @classmethod
     def create(cls, base: Path, node: str, central: Central, url: str | None = None,
-               role: str = "cashier") -> Counter:
+               role: str = "cashier", *, tls_pin: str = "", ca_file: str = "",
+               language: str = "zh") -> Counter:
         d = base / node
         d.mkdir(parents=True)
         key = SigningKey.generate()
         cfgmod.write_key(d / "node.key", key)
         cfg = cfgmod.EdgeConfig(
             node_id=node, role=role, db=d / f"{node}.sqlite3", key_file=d / "node.key",
-            sync=cfgmod.SyncConfig(url or central.url, central.key_hex),
+            language=language,
+            sync=cfgmod.SyncConfig(url or central.url, central.key_hex, tls_pin=tls_pin,
+                                   ca_file=ca_file),
         )
         path = d / "onecard-edge.toml"
         path.write_text(cfgmod.render(cfg), encoding="utf-8")
@@ -147,8 +160,8 @@ class Counter(_Process):
     def set_url(self, url: str) -> None:
         cfg = cfgmod.load(self.config)
         cfg = cfgmod.EdgeConfig(**{**{f: getattr(cfg, f) for f in (
-            "node_id", "role", "db", "key_file")}, "sync": cfgmod.SyncConfig(
-                url, cfg.sync.central_key)})
+            "node_id", "role", "db", "key_file", "language")}, "sync": cfgmod.SyncConfig(
+                url, cfg.sync.central_key, ca_file=cfg.sync.ca_file, tls_pin=cfg.sync.tls_pin)})
         self.config.write_text(cfgmod.render(cfg), encoding="utf-8")
 
     def start_sync(self, env: dict[str, str] | None = None) -> None:
