@@ -13,6 +13,10 @@
                                   # signs an event raises a clock-skew conflict (5 min)
     language = "zh"               # zh | en: the IT console's language (like the counters')
 
+    [dormant]
+    months = 24                   # `dormant report`: a positive balance with no activity
+                                  # for this many months is dormant (1–600)
+
 Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
 systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
 ``/var/lib/onecard``.
@@ -67,6 +71,7 @@ class CentralConfig:
     verify_workers: int = -1
     max_skew_ms: int = 300_000
     language: str = "zh"
+    dormant_months: int = 24  # [dormant] months
 
     @classmethod
     def load(cls, path: str | Path) -> CentralConfig:
@@ -115,6 +120,15 @@ class CentralConfig:
         if language not in LANGUAGES:
             raise CentralConfigError(f'{p}: [central] language must be "zh" or "en" '
                                      f"(not {language!r})")
+        dormant = raw.get("dormant", {})
+        if not isinstance(dormant, dict):
+            raise CentralConfigError(f"{p}: [dormant] must be a table")
+        if sorted(set(dormant) - {"months"}):
+            raise CentralConfigError(f"{p}: unknown key(s) in [dormant]: "
+                                     f"{', '.join(sorted(set(dormant) - {'months'}))}")
+        months = dormant.get("months", 24)
+        if type(months) is not int or not 1 <= months <= 600:
+            raise CentralConfigError(f"{p}: [dormant] months must be an integer 1–600")
         host = sec.get("host", "127.0.0.1")
         if not isinstance(host, str):
             raise CentralConfigError(f"{p}: [central] host must be a string")
@@ -129,6 +143,7 @@ class CentralConfig:
             verify_workers=integer("verify_workers", -1, -1, 64),
             max_skew_ms=integer("max_skew_ms", 300_000, 1_000, 7 * 86_400_000),
             language=language,
+            dormant_months=months,
         )
 
 
@@ -151,6 +166,8 @@ def render_config(
         "verify_workers = -1           # signature-checking processes; -1 = one per core\n"
         "max_skew_ms = 300000          # clock ahead of central by more: clock-skew conflict\n"
         'language = "zh"               # zh | en: the IT console\'s language\n'
+        "\n[dormant]\n"
+        "months = 24                   # dormant report: no activity for this many months\n"
     )
 
 
