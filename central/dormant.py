@@ -559,9 +559,10 @@ async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
         print(f"onecard-central: {tr(key, **values)}", file=err)
         return code
 
+    operator = operator.strip()
     if not 1 <= n <= 600:
         return fail("dormant.bad_months", 2)
-    if action in ("settle", "approve", "cancel") and not 0 < len(operator.strip()) <= 64:
+    if action in ("settle", "approve", "cancel") and not 0 < len(operator) <= 64:
         return fail("dormant.bad_operator", 2)
     text = ""
     if action == "settle":
@@ -575,7 +576,7 @@ async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         if action == "report":
-            return await _report(store, tr, tz, today, n, csv_path, out)
+            return await _report(store, tr, tz, today, n, csv_path, out, err)
         if action == "settle":
             bid = new_batch_id(text.encode(), now)
             bid, chosen = await select(store, text, operator=operator, months=n, today=today,
@@ -645,7 +646,7 @@ def _refused(exc: DormantError, tr: Translator, err: TextIO) -> int:
 
 
 async def _report(store: CentralStore, tr: Translator, tz: dt.tzinfo, today: dt.date,
-                  months: int, csv_path: Path | None, out: TextIO) -> int:
+                  months: int, csv_path: Path | None, out: TextIO, err: TextIO) -> int:
     sc = await scan(store, tz)
     found = find_dormant(sc, today, months, tz)
     if csv_path is not None:
@@ -653,7 +654,7 @@ async def _report(store: CentralStore, tr: Translator, tz: dt.tzinfo, today: dt.
             csv_path.write_text(render_csv(found), encoding="utf-8")
         except OSError as exc:
             print(f"onecard-central: {tr('dormant.csv_unwritable', path=csv_path, why=exc)}",
-                  file=sys.stderr)
+                  file=err)
             return 2
     print(tr("dormant.report_title", months=months, today=today.isoformat()), file=out)
     if csv_path is None:

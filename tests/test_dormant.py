@@ -26,6 +26,7 @@ from central import dormant
 from central.cli import main
 from central.config import CentralConfig, load_key
 from central.store import CentralStore, enrol_central
+from edge_node import reports
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from protocol.account import Account
@@ -189,6 +190,10 @@ def test_the_months_come_from_centrals_config(site: tuple[Path, Filled]) -> None
     assert bad.stderr.strip().endswith("[dormant] months must be an integer 1–600")
     cfg.write_text(text.replace("months = 24", 'month = 3'), encoding="utf-8")
     assert run_cli("--config", str(cfg), "dormant", "report").returncode == 2
+    cfg.write_text(text, encoding="utf-8")
+    unwritable = run_cli("--config", str(cfg), "dormant", "report", "--csv",
+                         str(cfg.parent / "no" / "such" / "dir.csv"))
+    assert unwritable.returncode == 2 and "cannot write" in unwritable.stderr
     cfg.write_text(text.replace('language = "en"', 'language = "zh"'), encoding="utf-8")
     chinese = run_cli("--config", str(cfg), "dormant", "report", "--months", "600")
     assert chinese.returncode == 0 and "合计 0 户，¥0.00" in chinese.stdout
@@ -262,6 +267,12 @@ def test_select_then_another_supervisor_approves_and_central_settles(
         assert acct is not None and (acct.balance, acct.closed) == (0, 1), w
     assert state.get(Account, f.pids["D"]).balance == 7_000  # type: ignore[union-attr]
     _conserved(state, _all_events(cfg))
+    # central's daily report puts them with the settlements, on a line of their own
+    day = reports.business_day(events[0].hlc.wall)
+    rep = reports.build(events, day, CENTRAL)
+    assert (rep.settlements["dormant"].count, rep.settlements["dormant"].amount) == (3, 56_791)
+    assert rep.expected_cash == 0, "no cash left any drawer"
+    assert "Dormant, settled" in reports.render_text(rep, "en")
 
     shown = run_cli("--config", str(cfg), "dormant", "show", batch)
     assert shown.returncode == 0
