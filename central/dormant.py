@@ -60,7 +60,7 @@ from protocol.core import Fact, State
 from protocol.crypto import SigningKey
 from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError
-from protocol.event import CENTRAL, decode_event
+from protocol.event import CENTRAL, Event, decode_event
 from protocol.money import Fen, parse_yuan, yuan
 from protocol.patient import Patient
 
@@ -102,15 +102,19 @@ class Scan:
             except ProtocolError:
                 self.skipped += 1
                 continue
-            d = REGISTRY.apply(self.state, ev)
-            if not isinstance(d, Fact):
-                self.skipped += 1
-                continue
-            when = activity_ms(d, tz)
-            for rt, key in d.records:
-                seen = self.account_ms if rt is Account else self.card_ms if rt is Card else None
-                if seen is not None and isinstance(key, str) and when > seen.get(key, 0):
-                    seen[key] = when
+            self.add_event(ev, tz)
+
+    def add_event(self, ev: Event, tz: dt.tzinfo) -> None:
+        """Fold one event and mark what it touches active (a bad one: counted)."""
+        d = REGISTRY.apply(self.state, ev)
+        if not isinstance(d, Fact):
+            self.skipped += 1
+            return
+        when = activity_ms(d, tz)
+        for rt, key in d.records:
+            seen = self.account_ms if rt is Account else self.card_ms if rt is Card else None
+            if seen is not None and isinstance(key, str) and when > seen.get(key, 0):
+                seen[key] = when
 
     def last_ms(self, pid: str, cards: Iterable[str]) -> int:
         """The newest activity on ``pid``'s account or any of its cards (0: none)."""

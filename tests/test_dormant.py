@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from central import dormant
 from central.cli import main
@@ -39,6 +41,7 @@ from protocol.hlc import Hlc
 from tests.conftest import node_key
 from tests.support.dormant_site import DAY, DORMANT_6, ID_MALE, Filled, fill
 from tests.support.sync_cluster import Central, Counter, run_cli, wait_for
+from tests.test_core_properties import histories, interleave, mixed_body
 
 TZ = dormant.timezone(None)
 
@@ -197,6 +200,31 @@ def test_the_months_come_from_centrals_config(site: tuple[Path, Filled]) -> None
     cfg.write_text(text.replace('language = "en"', 'language = "zh"'), encoding="utf-8")
     chinese = run_cli("--config", str(cfg), "dormant", "report", "--months", "600")
     assert chinese.returncode == 0 and "合计 0 户，¥0.00" in chinese.stdout
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(body=mixed_body), st.randoms(use_true_random=False),
+       st.integers(1, 60))
+def test_the_report_reads_any_events_in_any_order_and_agrees(
+        chains: dict[str, list[Event]], rnd: Any, months: int) -> None:
+    """Whatever verifies (bad bodies, forged central kinds, kinds of every facet), in any
+    arrival order: the same dormant accounts, each with a balance, totals that add up."""
+    today = dt.date(2031, 1, 1)
+    results = []
+    for events in (interleave(chains, rnd), interleave(chains, rnd)):
+        sc = dormant.Scan()
+        for ev in events:
+            sc.add_event(ev, TZ)
+        sc.add([(1, b"not an event")], TZ)
+        found = dormant.find_dormant(sc, today, months, TZ)
+        assert all(d.balance > 0 and d.months >= months for d in found)
+        bands = dormant.totals(found, months)
+        assert sum(n for _, n, _ in bands) == len(found)
+        assert sum(fen for _, _, fen in bands) == sum(d.balance for d in found)
+        dormant.render_csv(found)
+        assert sc.skipped >= 1
+        results.append(found)
+    assert results[0] == results[1]
 
 
 def test_the_report_counts_what_it_cannot_read_and_goes_on(site: tuple[Path, Filled]) -> None:
