@@ -16,7 +16,7 @@
     onecard-central [--config PATH] dormant report [--months N] [--csv FILE]
     onecard-central [--config PATH] dormant settle --select FILE.csv --operator STAFF
                                     [--months N]
-    onecard-central [--config PATH] dormant approve BATCH --operator STAFF
+    onecard-central [--config PATH] dormant approve BATCH --operator STAFF [--chunk N]
     onecard-central [--config PATH] dormant list | show BATCH | cancel BATCH --operator STAFF
 
 Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import),
@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                          " sign its settlements; again after a crash to finish")
     da.add_argument("batch", help="the batch id, e.g. dorm-20261201T080000-0a1b2c")
     da.add_argument("--operator", required=True, help="your staff id (named in the events)")
+    da.add_argument("--chunk", type=int, default=200,
+                    help="accounts signed per store transaction (200)")
     dsub.add_parser("list", help="every batch: status, accounts, amount, who")
     dw = dsub.add_parser("show", help="one batch: each account and what became of it")
     dw.add_argument("batch", help="the batch id")
@@ -199,7 +201,8 @@ def _run(args: argparse.Namespace) -> int:
             return asyncio.run(dormant.run(
                 cfg, args.action, months=getattr(args, "months", None),
                 csv_path=getattr(args, "csv", None), select_path=getattr(args, "select", None),
-                batch_id=getattr(args, "batch", ""), operator=getattr(args, "operator", "")))
+                batch_id=getattr(args, "batch", ""), operator=getattr(args, "operator", ""),
+                chunk=getattr(args, "chunk", dormant.CHUNK)))
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)

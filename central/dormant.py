@@ -70,6 +70,7 @@ COLUMNS = ("patient_id", "name", "national_id", "phone", "contact", "cards", "ba
            "last_activity", "months_idle", "band")
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 CHUNK = 200  # accounts per store transaction when settling
+MAX_CHUNK = 2000
 
 
 class DormantError(Exception):
@@ -548,7 +549,8 @@ def _now_ms() -> int:
 # --------------------------------------------------------------------------- command
 async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
               csv_path: Path | None = None, select_path: Path | None = None,
-              batch_id: str = "", operator: str = "", now: dt.datetime | None = None,
+              batch_id: str = "", operator: str = "", chunk: int = CHUNK,
+              now: dt.datetime | None = None,
               out: TextIO | None = None, err: TextIO | None = None) -> int:
     """``onecard-central dormant ACTION``: 0 done, 1 refused, 2 usage."""
     out, err = out or sys.stdout, err or sys.stderr
@@ -566,6 +568,8 @@ async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
     operator = operator.strip()
     if not 1 <= n <= 600:
         return fail("dormant.bad_months", 2)
+    if not 1 <= chunk <= MAX_CHUNK:
+        return fail("dormant.bad_chunk", 2, max=MAX_CHUNK)
     if action in ("settle", "approve", "cancel") and not 0 < len(operator) <= 64:
         return fail("dormant.bad_operator", 2)
     text = ""
@@ -613,7 +617,8 @@ async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
             except ValueError as exc:
                 return fail("dormant.key_mismatch", 2, why=exc)
             try:
-                done = await approve(store, key, batch_id, operator=operator, tz=tz)
+                done = await approve(store, key, batch_id, operator=operator, tz=tz,
+                                     chunk=chunk)
             except (sqlite3.Error, OSError) as exc:
                 return fail("dormant.stopped", 1, batch=batch_id, why=exc)
             print(tr("dormant.approved", batch=batch_id, n=done.settled,

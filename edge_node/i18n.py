@@ -672,6 +672,7 @@ _DORMANT: dict[str, tuple[str, str]] = {
     "dormant.csv_phones": ("注意：此文件含明文电话号码（身份证号已遮盖）：仅供财务通知使用，用后删除", "note: this file holds phone numbers in clear (national IDs masked): for finance's notification only; delete it after use"),
     "dormant.csv_unwritable": ("无法写入 {path}：{why}", "cannot write {path}: {why}"),
     "dormant.bad_months": ("--months 应为 1–600", "--months must be 1–600"),
+    "dormant.bad_chunk": ("--chunk 应为 1–{max}", "--chunk must be 1–{max}"),
     "dormant.bad_operator": ("--operator 应为 1–64 个字符（您的工号）", "--operator must be 1–64 characters (your staff id)"),
     "dormant.no_file": ("没有文件 {path}", "no such file: {path}"),
     "dormant.unreadable": ("无法读取 {path}：{why}（应为 UTF-8 CSV）", "cannot read {path}: {why} (a UTF-8 CSV is expected)"),

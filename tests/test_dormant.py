@@ -16,7 +16,9 @@ import csv
 import datetime as dt
 import io
 import re
+import signal
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +41,8 @@ from protocol.dormant import DormantSettled
 from protocol.event import CENTRAL, Event, decode_event, sign_event
 from protocol.hlc import Hlc
 from tests.conftest import node_key
-from tests.support.dormant_site import DAY, DORMANT_6, ID_MALE, Filled, fill
-from tests.support.sync_cluster import Central, Counter, run_cli, wait_for
+from tests.support.dormant_site import DAY, DORMANT_6, ID_MALE, Filled, fill, fill_many
+from tests.support.sync_cluster import CENTRAL_CLI, Central, Counter, run_cli, wait_for
 from tests.test_core_properties import histories, interleave, mixed_body
 
 TZ = dormant.timezone(None)
@@ -453,6 +455,57 @@ def test_an_approval_that_crashed_half_way_finishes_on_a_rerun_without_settling_
     state = REGISTRY.fold(_all_events(cfg))
     assert all(state.get(Account, f.pids[w]).balance == 0  # type: ignore[union-attr]
                for w in DORMANT_6)
+    _conserved(state, _all_events(cfg))
+
+
+@pytest.mark.slow
+def test_the_real_approve_killed_mid_way_finishes_on_a_rerun(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    """SIGKILL while it signs one account per transaction: every account is settled
+    once or not at all; the same command again settles the rest, to the fen."""
+    cfg = tmp_path / "central" / "central.toml"
+    assert main(["--config", str(cfg), "init", "--dir", str(cfg.parent)]) == 0
+    capsys.readouterr()
+    ledger = tmp_path / "cashier-01.sqlite3"
+    balances = asyncio.run(fill_many(ledger, "cashier-01", node_key("cashier-01"),
+                                     _now_ms(), 600))
+    asyncio.run(push(CentralConfig.load(cfg).db, ledger, "cashier-01"))
+    path, rows = _report_csv(cfg, tmp_path, months=24)
+    assert len(rows) == 600
+    made = run_cli("--config", str(cfg), "dormant", "settle", "--select", str(path),
+                   "--operator", "fin.wang")
+    assert made.returncode == 0, made.stderr
+    batch = re.search(r"(dorm-[0-9T]+-[0-9a-f]+)", made.stdout)
+    assert batch is not None
+    db = CentralConfig.load(cfg).db
+    proc = subprocess.Popen([CENTRAL_CLI, "--config", str(cfg), "dormant", "approve",
+                             batch.group(1), "--operator", "fin.li", "--chunk", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def some_settled() -> bool:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as c:
+                return bool(c.execute("SELECT COUNT(*) FROM events WHERE node = 'central'"
+                                      " AND seq > 0").fetchone()[0])
+        wait_for(some_settled, 120, "the first settlement to commit", interval=0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    partial = _settlements(cfg)
+    assert 0 < len(partial) < 600, "killed before it finished"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        marked = c.execute("SELECT COUNT(*) FROM dormant_items WHERE status = 'settled'"
+                           ).fetchone()[0]
+    assert marked == len(partial), "each event and its mark commit together"
+    again = run_cli("--config", str(cfg), "dormant", "approve", batch.group(1), "--operator",
+                    "fin.li", timeout=300)
+    assert again.returncode == 0, again.stderr
+    settled = _settlements(cfg)
+    assert settled[:len(partial)] == partial
+    assert sorted(s.patient_id for s in settled) == sorted(balances)
+    assert {s.patient_id: s.amount for s in settled} == balances
+    state = REGISTRY.fold(_all_events(cfg))
+    assert sum(a.balance for a in state.all(Account)) == 0
     _conserved(state, _all_events(cfg))
 
 

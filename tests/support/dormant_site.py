@@ -87,3 +87,22 @@ async def fill(db: Path, node: str, key: SigningKey, now_ms: int) -> Filled:
 #: With N = 6 months: who is dormant, in which band, with how much (fen).
 DORMANT_6 = {"A": ("36+", 12_345), "B": ("24-36", 14_445), "C": ("12-24", 30_001),
              "D": ("6-12", 7_000)}
+
+
+async def fill_many(db: Path, node: str, key: SigningKey, now_ms: int, n: int,
+                    days: int = 800) -> dict[str, int]:
+    """``n`` patients registered ``days`` ago, patient i with ¥10.00 + i fen; their ids
+    and balances."""
+    clock = Clock(now_ms - days * DAY)
+    led = await Ledger.open(db, node, key, clock=clock)
+    out: dict[str, int] = {}
+    try:
+        svc = CounterService(led, "op.wang")
+        for i in range(n):
+            r = await svc.register_patient(name=f"患者{i}", sex="F", birth_date="1970-01-01",
+                                           phone=f"137{i:08d}", card_no=f"87{i:08d}",
+                                           first_deposit=1_000 + i)
+            out[r.patient.patient_id] = 1_000 + i
+    finally:
+        await led.close()
+    return out
