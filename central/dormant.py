@@ -6,14 +6,16 @@ Theory of operation
    stored event is folded by the one fold (:data:`protocol.domain.REGISTRY`) and, from
    its kind's ``records`` facet, marks the accounts and cards it touches as active at
    its time (``hlc.wall``); a card's activity counts for the patient the folded card
-   points at, whatever the order the events came in.  The one exception is what a body
-   says itself: an opening balance moved in from the old system carries the old
-   system's ``last_activity`` date, which stands for the patient's activity there (the
-   import is not the patient's doing).  An account with a positive balance whose
-   newest activity is at least N whole calendar months before today (in the hospital's
-   time zone) is dormant.  Damaged bytes, bad bodies and unknown kinds fold nothing and
-   are counted, never a traceback.  The CSV names each account with its contact
-   details — the one export where phone numbers appear in clear (national IDs masked).
+   points at, whatever the order the events came in.  Only counters' events are the
+   patient's activity: central's own (an import, a remedy, a settlement) are not,
+   except where a body states the date of the patient's last activity (an opening
+   balance moved in from the old system carries the old system's ``last_activity``);
+   an account with no activity at all counts from central's first event on it (an
+   import without a date).  An account with a positive balance whose newest activity
+   is at least N whole calendar months before today (in the hospital's time zone) is
+   dormant.  Damaged bytes, bad bodies and unknown kinds fold nothing and are counted,
+   never a traceback.  The CSV names each account with its contact details — the one
+   export where phone numbers appear in clear (national IDs masked).
 2. **Select** (:func:`select`).  Finance edits the CSV down to the accounts to settle
    and gives it back: each line's account is checked again (still dormant, balance
    unchanged to the fen, not in another open batch); any bad line refuses the whole
@@ -88,8 +90,12 @@ class Scan:
     """The store's events folded, with each account's and card's newest activity."""
 
     state: State = field(default_factory=State)
-    account_ms: dict[str, int] = field(default_factory=dict)
+    account_ms: dict[str, int] = field(default_factory=dict)  # the patient's activity
     card_ms: dict[str, int] = field(default_factory=dict)
+    #: the earliest of central's own events on each (what stands for activity when
+    #: nothing else does: an import with no date of its own)
+    account_known: dict[str, int] = field(default_factory=dict)
+    card_known: dict[str, int] = field(default_factory=dict)
     pos: int = 0  # the store's cursor position folded so far
     events: int = 0
     skipped: int = 0  # damaged bytes, bad bodies, kinds this version does not know
@@ -112,20 +118,39 @@ class Scan:
             self.skipped += 1
             return
         when = activity_ms(d, tz)
+        if when is None:  # central's: known from then on, not the patient's doing
+            known = d.at.wall
+            for rt, key in d.records:
+                seen = (self.account_known if rt is Account else self.card_known
+                        if rt is Card else None)
+                if seen is not None and isinstance(key, str) and known < seen.get(key, known + 1):
+                    seen[key] = known
+            return
         for rt, key in d.records:
             seen = self.account_ms if rt is Account else self.card_ms if rt is Card else None
             if seen is not None and isinstance(key, str) and when > seen.get(key, 0):
                 seen[key] = when
 
     def last_ms(self, pid: str, cards: Iterable[str]) -> int:
-        """The newest activity on ``pid``'s account or any of its cards (0: none)."""
-        return max([self.account_ms.get(pid, 0), *(self.card_ms.get(c, 0) for c in cards)])
+        """The newest activity on ``pid``'s account or any of its cards; with none, the
+        earliest of central's events on them (0: nothing at all)."""
+        cards = list(cards)
+        last = max([self.account_ms.get(pid, 0), *(self.card_ms.get(c, 0) for c in cards)])
+        if last:
+            return last
+        known = [t for t in (self.account_known.get(pid, 0),
+                             *(self.card_known.get(c, 0) for c in cards)) if t]
+        return min(known, default=0)
 
 
-def activity_ms(fact: Fact, tz: dt.tzinfo) -> int:
-    """When ``fact`` says the patient was last active: its time, or the date its body
-    states for activity before it (an opening balance's ``last_activity`` in the old
-    system), at the start of that day."""
+def activity_ms(fact: Fact, tz: dt.tzinfo) -> int | None:
+    """When ``fact`` says the patient was last active.
+
+    A counter's event: its time.  Central's own events (an import, a remedy, a
+    settlement) are not the patient's doing: None — unless the body states the date of
+    the patient's last activity before it (an opening balance's ``last_activity`` in
+    the old system): the start of that day.
+    """
     stated = getattr(fact.body, "last_activity", "")
     if isinstance(stated, str) and stated:
         try:
@@ -133,7 +158,7 @@ def activity_ms(fact: Fact, tz: dt.tzinfo) -> int:
             return int(dt.datetime.combine(day, dt.time(), tz).timestamp() * 1000)
         except (ValueError, OverflowError):
             pass
-    return fact.at.wall
+    return None if fact.at.central else fact.at.wall
 
 
 def timezone(cfg: object) -> dt.tzinfo:

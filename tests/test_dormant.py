@@ -204,6 +204,50 @@ def test_the_months_come_from_centrals_config(site: tuple[Path, Filled]) -> None
     assert chinese.returncode == 0 and "合计 0 户，¥0.00" in chinese.stdout
 
 
+def test_moved_in_accounts_count_the_old_systems_last_activity(
+        site: tuple[Path, Filled], tmp_path: Path) -> None:
+    """An import signs registration, card and opening balance today; the patient's last
+    activity is the old system's date (or, without one, the import), not central's
+    events — and a counter's later charge on the card is activity again."""
+    cfg, f = site
+    long_ago = (dt.datetime.now(TZ).date() - dt.timedelta(days=1000)).isoformat()
+    old = tmp_path / "old.csv"
+    old.write_text("old_patient_no,name,sex,birth_date,phone,card_no,balance,last_activity\n"
+                   f"X1,老王,M,1950-01-01,13700000001,8800000001,50.00,{long_ago}\n"
+                   "X2,老李,F,1950-01-01,13700000002,8800000002,60.00,\n"
+                   f"X3,老张,M,1950-01-01,13700000003,8800000003,70.00,{long_ago}\n",
+                   encoding="utf-8")
+    r = run_cli("--config", str(cfg), "import", str(old), "--operator", "it.li")
+    assert r.returncode == 0, r.stderr
+    ledger = tmp_path / "cashier-01.sqlite3"
+
+    async def x3_comes_back() -> None:  # the counter pulls the import, X3 is charged
+        store = await CentralStore.open(CentralConfig.load(cfg).db)
+        led = await Ledger.open(ledger, "cashier-01", node_key("cashier-01"))
+        try:
+            rows = await store.read("SELECT data FROM events WHERE node = 'central' ORDER BY"
+                                    " seq")
+            await led.set_node_keys({CENTRAL: (load_key(CentralConfig.load(cfg).key_file)
+                                               .public_key, "central")})
+            await led.ingest([bytes(x[0]) for x in rows])
+            await CounterService(led, "op.wang").charge(
+                "8800000003", [{"code": "LAB-CBC", "name": "血常规", "qty": 1,
+                                "unit_price": 1_000}], "lab")
+        finally:
+            await led.close()
+            await store.close()
+        await push(CentralConfig.load(cfg).db, ledger, "cashier-01")
+
+    asyncio.run(x3_comes_back())
+    _, rows = _report_csv(cfg, tmp_path)
+    by = {row["name"]: row for row in rows}
+    assert by["老王"]["last_activity"] == long_ago and by["老王"]["balance"] == "50.00"
+    assert by["老王"]["band"] == "24-36"
+    assert "老李" not in by, "no date from the old system: counted from the import"
+    assert "老张" not in by, "charged at a counter since"
+    assert {row["patient_id"] for row in rows} >= {f.pids[w] for w in DORMANT_6}
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(histories(body=mixed_body), st.randoms(use_true_random=False),
        st.integers(1, 60))
