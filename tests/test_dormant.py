@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from central import dormant
 from central.cli import main
 from central.config import CentralConfig, load_key
+from central.reconcile import reconcile
 from central.store import CentralStore, enrol_central
 from edge_node import reports
 from edge_node.ledger import Ledger
@@ -359,6 +360,40 @@ def test_select_then_another_supervisor_approves_and_central_settles(
     # the next report: they are gone
     r = run_cli("--config", str(cfg), "dormant", "report", "--months", "6")
     assert "total 1 account(s), ¥70.00" in r.stdout
+
+
+def test_a_counter_that_charged_offline_after_the_settlement_raises_an_overdraft(
+        site: tuple[Path, Filled], tmp_path: Path) -> None:
+    """The counter had not heard of the settlement and charged the old balance: the
+    money is not lost silently — central's reconciler flags the overdraft for IT."""
+    cfg, f = site
+    _, rows = _report_csv(cfg, tmp_path)
+    sel = _keep(tmp_path / "sel.csv", rows, {f.pids["A"]})
+    made = run_cli("--config", str(cfg), "dormant", "settle", "--select", str(sel),
+                   "--operator", "fin.wang", "--months", "6")
+    assert made.returncode == 0, made.stderr
+    ok = run_cli("--config", str(cfg), "dormant", "approve", _batch_of(made.stdout),
+                 "--operator", "fin.li")
+    assert ok.returncode == 0, ok.stderr
+
+    async def offline_charge() -> None:
+        ledger = tmp_path / "cashier-01.sqlite3"
+        led = await Ledger.open(ledger, "cashier-01", node_key("cashier-01"))
+        try:
+            await CounterService(led, "op.wang").charge(
+                f.cards["A"], [{"code": "LAB-CBC", "name": "血常规", "qty": 1,
+                                "unit_price": 2_000}], "lab")
+        finally:
+            await led.close()
+        await push(CentralConfig.load(cfg).db, ledger, "cashier-01")
+
+    asyncio.run(offline_charge())
+    conflicts = reconcile(_all_events(cfg))
+    assert [(c.kind, c.patients, c.amount) for c in conflicts] == [
+        ("overdraft", (f.pids["A"],), 2_000)]
+    state = REGISTRY.fold(_all_events(cfg))
+    assert state.get(Account, f.pids["A"]).balance == -2_000  # type: ignore[union-attr]
+    _conserved(state, _all_events(cfg))
 
 
 def _conserved(state: State, events: list[Event]) -> None:
