@@ -440,14 +440,17 @@ def same_person(a: str, b: str) -> bool:
 
 
 async def cancel(store: CentralStore, batch_id: str, operator: str, now_ms: int) -> Batch:
+    """Cancel a pending batch: its accounts may be selected again."""
     b = await batch(store, batch_id)
     if b.status != "pending":
         raise DormantError(f"dormant.cancel_{b.status}", batch=batch_id)
     await store.write_many([
         ("UPDATE dormant_batches SET status = 'cancelled', cancelled_by = ?, finished_ms = ?"
          " WHERE id = ? AND status = 'pending'", (operator, now_ms, batch_id)),
-        ("UPDATE dormant_items SET status = 'cancelled', open = 0 WHERE batch_id = ?",
-         (batch_id,))])
+        # only if this cancel won (an approval may have come first): one transaction
+        ("UPDATE dormant_items SET status = 'cancelled', open = 0 WHERE batch_id = ? AND"
+         " (SELECT status FROM dormant_batches WHERE id = ?) = 'cancelled'"
+         " AND status = 'pending'", (batch_id, batch_id))])
     return await batch(store, batch_id)
 
 
@@ -503,6 +506,8 @@ async def approve(store: CentralStore, key: SigningKey, batch_id: str, *, operat
              " WHERE id = ? AND status = 'pending'",
              (operator, now if now is not None else _now_ms(), batch_id))])
         b = await batch(store, batch_id)
+        if b.status != "approved":  # cancelled (or settled by another) meanwhile
+            raise DormantError(f"dormant.approve_{b.status}", batch=batch_id)
     approver = b.approved_by or operator
     done = Settled()
     while True:

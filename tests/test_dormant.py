@@ -521,6 +521,10 @@ def test_an_approval_that_crashed_half_way_finishes_on_a_rerun_without_settling_
     assert len(_settlements(cfg)) == 2, "the first chunk stays, the second rolled back"
     shown = run_cli("--config", str(cfg), "dormant", "show", batch)
     assert "status: settling" in shown.stdout and shown.stdout.count("to settle") == 2
+    no = run_cli("--config", str(cfg), "dormant", "cancel", batch, "--operator", "fin.wang")
+    assert no.returncode == 1 and "is approved and settling; it cannot be cancelled" in no.stderr
+    unknown = run_cli("--config", str(cfg), "dormant", "show", "dorm-nope")
+    assert unknown.returncode == 1 and unknown.stderr.startswith("onecard-central: no batch")
     monkeypatch.setattr(CentralStore, "append_central", real_append)
     # the real command finishes it (the approval stands: fin.li's)
     r = run_cli("--config", str(cfg), "dormant", "approve", batch, "--operator", "fin.zhao")
