@@ -42,7 +42,6 @@ from protocol.core import (
 )
 from protocol.errors import Problem
 from protocol.fields import DATE_RE, Body, Field, amount, body, ident, spec, text
-from protocol.money import yuan
 
 REPORT_SECTION = "settlements"
 REPORT_LINE = "dormant"
@@ -81,9 +80,10 @@ def _fold(tx: Tx, at: At, b: DormantSettled) -> None:
 
 
 def _describe(b: DormantSettled, lang: str) -> str:
-    return say((f"{yuan(b.amount)} 批次 {b.dormant_batch}，{b.idle_since} 起无业务"
+    # the amount is the history's own column: the line says which batch, since when, who
+    return say((f"批次 {b.dormant_batch}，{b.idle_since} 起无业务"
                 f"（{b.selected_by} 选定，{b.approved_by} 批准）",
-                f"{yuan(b.amount)} batch {b.dormant_batch}, idle since {b.idle_since} "
+                f"batch {b.dormant_batch}, idle since {b.idle_since} "
                 f"(selected by {b.selected_by}, approved by {b.approved_by})"), lang)
 
 
