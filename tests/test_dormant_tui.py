@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
 
 from edge_node.errors import OperationRefused
 from edge_node.service import CounterService
@@ -55,7 +56,7 @@ async def test_the_history_shows_the_settlement_and_the_counter_refuses_charges(
             await tap(pilot, CARD)
             await pilot.press("f10")
             await settle_down(pilot)
-            table = app.screen.query_one("#history")
+            table = app.screen.query_one("#history", DataTable)
             rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
     finally:
         await led.close()
