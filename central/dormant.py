@@ -699,6 +699,8 @@ async def _report(store: CentralStore, tr: Translator, tz: dt.tzinfo, today: dt.
     if csv_path is None:
         from edge_node.search import mask_phone
 
+        if found:
+            print(tr("dormant.accounts_head"), file=out)
         for d in found:
             print(f"{d.patient_id:<24} {d.name:<10} {mask_phone(d.phone) if d.phone else '-':<12}"
                   f" {yuan(d.balance):>14}  {d.idle_since}  {d.months:>3}", file=out)

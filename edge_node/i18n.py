@@ -664,6 +664,7 @@ _DORMANT: dict[str, tuple[str, str]] = {
     "problem.dormant.idle_since": ("{label}：{date} 不是真实的日期", "{label}: {date} is not a real date"),
     "problem.dormant.same_person": ("批准人不能是选定人本人（{who}）", "The approver must be another person than the one who selected ({who})"),
     "dormant.report_title": ("久悬账户：余额为正且 {months} 个月无业务（截至 {today}）", "Dormant accounts: positive balance, no activity for {months} months (as of {today})"),
+    "dormant.accounts_head": ("病人号                   姓名       电话（遮盖）           余额  最后业务    月数", "patient                  name       phone (masked)        balance  idle since  months"),
     "dormant.band_head": ("按无业务时长（月）    户数            金额", "idle (months)           count          amount"),
     "dormant.band": ("  {band:<20} {n:>6} {amount:>16}", "  {band:<20} {n:>6} {amount:>16}"),
     "dormant.total": ("合计 {n} 户，{amount}", "total {n} account(s), {amount}"),
