@@ -14,6 +14,11 @@
     onecard-central [--config PATH] console [--operator STAFF]
     onecard-central [--config PATH] import FILE.csv [--dry-run] [--operator STAFF]
                                     [--batch-rows N]
+    onecard-central [--config PATH] dormant report [--months N] [--csv FILE]
+    onecard-central [--config PATH] dormant settle --select FILE.csv --operator STAFF
+                                    [--months N]
+    onecard-central [--config PATH] dormant approve BATCH --operator STAFF [--chunk N]
+    onecard-central [--config PATH] dormant list | show BATCH | cancel BATCH --operator STAFF
 
 Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import),
 2 usage or config error.
@@ -116,6 +121,34 @@ def _parser() -> argparse.ArgumentParser:
                    help="your staff id, named in the events (default: $USER)")
     m.add_argument("--batch-rows", type=int, default=500,
                    help="lines signed per store transaction (500)")
+    d = sub.add_parser("dormant", help="dormant accounts: report, then settle in a batch "
+                       "one person selects and a supervisor approves (docs/dormant.md)")
+    dsub = d.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dr = dsub.add_parser("report", help="accounts with a balance and no activity for N months,"
+                         " with totals by age band")
+    dr.add_argument("--months", type=int, default=None,
+                    help="no activity for this many months (config: [dormant] months, 24)")
+    dr.add_argument("--csv", type=Path, default=None,
+                    help="write the accounts with contact details (phones in clear) here")
+    ds = dsub.add_parser("settle", help="make a pending batch of the accounts a report's CSV"
+                         " (edited down) lists")
+    ds.add_argument("--select", type=Path, required=True,
+                    help="the CSV of `dormant report --csv`, keeping the lines to settle")
+    ds.add_argument("--operator", required=True, help="your staff id (who selected)")
+    ds.add_argument("--months", type=int, default=None,
+                    help="as in the report (config: [dormant] months, 24)")
+    da = dsub.add_parser("approve", help="approve a pending batch (another supervisor) and"
+                         " sign its settlements; again after a crash to finish")
+    da.add_argument("batch", help="the batch id, e.g. dorm-20261201T080000-0a1b2c")
+    da.add_argument("--operator", required=True, help="your staff id (named in the events)")
+    da.add_argument("--chunk", type=int, default=200,
+                    help="accounts signed per store transaction (200)")
+    dsub.add_parser("list", help="every batch: status, accounts, amount, who")
+    dw = dsub.add_parser("show", help="one batch: each account and what became of it")
+    dw.add_argument("batch", help="the batch id")
+    dc = dsub.add_parser("cancel", help="cancel a pending batch")
+    dc.add_argument("batch", help="the batch id")
+    dc.add_argument("--operator", required=True, help="your staff id")
     return p
 
 
@@ -174,6 +207,14 @@ def _run(args: argparse.Namespace) -> int:
             return _console(cfg, args.operator)
         if args.command == "import":
             return _import(cfg, args)
+        if args.command == "dormant":
+            from central import dormant
+
+            return asyncio.run(dormant.run(
+                cfg, args.action, months=getattr(args, "months", None),
+                csv_path=getattr(args, "csv", None), select_path=getattr(args, "select", None),
+                batch_id=getattr(args, "batch", ""), operator=getattr(args, "operator", ""),
+                chunk=getattr(args, "chunk", dormant.CHUNK)))
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)

@@ -22,6 +22,10 @@ front).  ``serve --host/--port`` override both for one run.  ``tls_cert``/``tls_
 paths relative to this file, both or neither; ``serve`` checks that they are readable and
 that the key is the certificate's before it listens.
 
+    [dormant]
+    months = 24                   # `dormant report`: a positive balance with no activity
+                                  # for this many months is dormant (1–600)
+
 Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
 systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
 ``/var/lib/onecard``.
@@ -83,6 +87,7 @@ class CentralConfig:
     def scheme(self) -> str:
         """``wss`` when central serves TLS itself, else ``ws``."""
         return "wss" if self.tls_cert is not None else "ws"
+    dormant_months: int = 24  # [dormant] months
 
     @classmethod
     def load(cls, path: str | Path) -> CentralConfig:
@@ -133,6 +138,15 @@ class CentralConfig:
         if language not in LANGUAGES:
             raise CentralConfigError(f'{p}: [central] language must be "zh" or "en" '
                                      f"(not {language!r})")
+        dormant = raw.get("dormant", {})
+        if not isinstance(dormant, dict):
+            raise CentralConfigError(f"{p}: [dormant] must be a table")
+        if sorted(set(dormant) - {"months"}):
+            raise CentralConfigError(f"{p}: unknown key(s) in [dormant]: "
+                                     f"{', '.join(sorted(set(dormant) - {'months'}))}")
+        months = dormant.get("months", 24)
+        if type(months) is not int or not 1 <= months <= 600:
+            raise CentralConfigError(f"{p}: [dormant] months must be an integer 1–600")
         host = sec.get("host", "127.0.0.1")
         if not isinstance(host, str):
             raise CentralConfigError(f"{p}: [central] host must be a string")
@@ -159,6 +173,7 @@ class CentralConfig:
             language=language,
             tls_cert=rel(tls_cert, "tls_cert") if tls_cert else None,
             tls_key=rel(tls_key, "tls_key") if tls_key else None,
+            dormant_months=months,
         )
 
 
@@ -185,6 +200,8 @@ def render_config(
         'language = "zh"               # zh | en: the IT console\'s language\n'
         f'tls_cert = "{tls_cert}"      # PEM certificate and its key: both set = wss://\n'
         f'tls_key = "{tls_key}"        # (key mode 0600); both "" = plain ws://\n'
+        "\n[dormant]\n"
+        "months = 24                   # dormant report: no activity for this many months\n"
     )
 
 

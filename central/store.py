@@ -174,6 +174,39 @@ ALTER TABLE events ADD COLUMN hlc_counter INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX events_hlc ON events (hlc_wall, hlc_counter);
 """,
     ),
+    (
+        6,
+        "dormant-account settlement batches (central/dormant.py)",
+        """
+CREATE TABLE dormant_batches (
+    id TEXT PRIMARY KEY,                -- dorm-<UTC time>-<hash>
+    status TEXT NOT NULL DEFAULT 'pending', -- pending | approved | settled | cancelled
+    months INTEGER NOT NULL,            -- "no activity for" this many months
+    source TEXT NOT NULL,               -- the selection file, as given
+    created_by TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    approved_by TEXT NOT NULL DEFAULT '',
+    approved_ms INTEGER NOT NULL DEFAULT 0,
+    cancelled_by TEXT NOT NULL DEFAULT '',
+    finished_ms INTEGER NOT NULL DEFAULT 0  -- settled or cancelled
+);
+CREATE TABLE dormant_items (
+    batch_id TEXT NOT NULL REFERENCES dormant_batches (id),
+    line INTEGER NOT NULL,              -- its line in the selection file
+    patient_id TEXT NOT NULL,
+    amount INTEGER NOT NULL,            -- fen: the balance when selected
+    last_ms INTEGER NOT NULL,           -- its last activity when selected
+    idle_since TEXT NOT NULL,           -- that day, in the hospital's time zone
+    status TEXT NOT NULL DEFAULT 'pending', -- pending | settled | moved | cancelled
+    open INTEGER NOT NULL DEFAULT 1,    -- 1 while its batch may still settle it
+    settled_seq INTEGER NOT NULL DEFAULT 0, -- central's event that settled it
+    note TEXT NOT NULL DEFAULT '',      -- why it was not settled (moved meanwhile)
+    PRIMARY KEY (batch_id, patient_id)
+);
+-- an account is in one open batch at a time
+CREATE UNIQUE INDEX dormant_items_open ON dormant_items (patient_id) WHERE open = 1;
+""",
+    ),
 ]
 
 

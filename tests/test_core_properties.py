@@ -330,7 +330,7 @@ def _model(facts: list[Fact]) -> int:
         b, k = f.body, f.kind.name
         if k == "account.deposited":
             total += b.amount
-        elif k == "account.charged" or k == "account.settled":
+        elif k in ("account.charged", "account.settled", "account.dormant_settled"):
             total -= b.amount
         elif k == "account.refunded" and b.to == "deposit":
             total += b.amount

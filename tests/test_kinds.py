@@ -62,6 +62,10 @@ VALID: dict[str, dict[str, Any]] = {
     "account.opening_balance": {"patient_id": "P-central-A000123", "amount": 12345,
                                 "old_patient_no": "A000123", "batch_id": "imp-20261201-0a1b",
                                 "last_activity": "2026-10-31"},
+    # a dormant account settled in an approved batch (protocol/dormant.py), by central
+    "account.dormant_settled": {"patient_id": "P-a-000001", "amount": 12345,
+                                "dormant_batch": "dorm-20261201-0a1b", "idle_since": "2024-06-30",
+                                "selected_by": "fin.wang", "approved_by": "fin.li"},
 }
 
 
@@ -117,6 +121,9 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
     ("conflict.raised", {"amount": -1}, "field.range"),
     ("conflict.withdrawn", {"patient_id": "P-b-000001"}, "raised.patient_not_listed"),
     ("conflict.withdrawn", {"patients": []}, "field.range"),
+    ("account.dormant_settled", {"approved_by": "FIN.WANG"}, "dormant.same_person"),
+    ("account.dormant_settled", {"idle_since": "2024-02-30"}, "dormant.idle_since"),
+    ("account.dormant_settled", {"amount": 0}, "field.range"),
 ])
 def test_semantic_and_range_problems(kind: str, patch: dict[str, Any], code: str) -> None:
     body = {k: v for k, v in {**VALID[kind], **patch}.items() if v is not None}
