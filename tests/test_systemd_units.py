@@ -1,0 +1,321 @@
+"""The units in ``deploy/systemd/``: ``systemd-analyze verify`` accepts every one, every
+service carries the hardening list, every timer starts a service that exists, and the
+code runs under ``MemoryDenyWriteExecute=`` (the kernel's own W^X lock, in a child).
+
+``systemd-analyze verify`` (Debian package ``systemd``, in scripts/install-system-deps.sh)
+checks that each ``ExecStart=`` binary exists, so the units are copied to a temp dir with
+``/opt/onecard/.venv/bin/`` pointed at this venv's scripts — that prefix of ``ExecStart=``
+and nothing else.  It exits 0 on an unknown key or a bad value ("…, ignoring"), so a unit
+passes only when it also prints nothing; the broken-unit tests prove the check fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+UNITS = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+INSTALLED = "/opt/onecard/.venv/bin/"
+VENV_BIN = Path(sys.executable).parent
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None, reason="systemd-analyze missing: scripts/install-system-deps.sh")
+
+#: every service's hardening: key -> the value it must have (None: any value, present)
+HARDENING: dict[str, str | None] = {
+    "User": "onecard",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "PrivateTmp": "yes",
+    "ProtectHome": "yes",
+    "CapabilityBoundingSet": "",
+    "SystemCallFilter": "@system-service",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "RestrictSUIDSGID": "yes",
+    "UMask": "0077",
+    "RestrictAddressFamilies": None,
+}
+FAMILIES = {"AF_UNIX", "AF_INET", "AF_INET6"}
+#: what each unit runs (the backup and audit commands belong to other parts of onecard)
+COMMANDS = {
+    "onecard-central.service": "onecard-central serve",
+    "onecard-sync.service": "onecard-edge sync",
+    "onecard-counter@.service": "onecard-edge run",
+    "onecard-central-backup.service": "onecard-central backup",
+    "onecard-counter-backup.service": "onecard-edge backup",
+    "onecard-central-audit.service": "onecard-central audit daily",
+}
+NETWORKED = {"onecard-central.service", "onecard-sync.service"}
+
+
+def parse(text: str) -> dict[str, list[tuple[str, str]]]:
+    """A unit file's sections as ``(key, value)`` lists, in order (keys may repeat)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+            continue
+        assert current is not None, f"a key outside any section: {line!r}"
+        key, sep, value = line.partition("=")
+        assert sep, f"not a key=value line: {line!r}"
+        current.append((key.strip(), value.strip()))
+    return sections
+
+
+def values(unit: dict[str, list[tuple[str, str]]], section: str, key: str) -> list[str]:
+    return [v for k, v in unit.get(section, []) if k == key]
+
+
+def hardening_problems(name: str, text: str) -> list[str]:
+    """What a service unit lacks of the hardening list (empty: none)."""
+    unit = parse(text)
+    out = []
+    for key, want in HARDENING.items():
+        got = values(unit, "Service", key)
+        if not got:
+            out.append(f"{name}: no {key}=")
+        elif want is not None and got[-1] != want:
+            out.append(f"{name}: {key}={got[-1]}, not {want!r}")
+    if not (values(unit, "Service", "StateDirectory") or
+            values(unit, "Service", "ReadWritePaths")):
+        out.append(f"{name}: neither StateDirectory= nor ReadWritePaths=")
+    families = set(" ".join(values(unit, "Service", "RestrictAddressFamilies")).split())
+    if families - FAMILIES or "AF_UNIX" not in families:
+        out.append(f"{name}: RestrictAddressFamilies={sorted(families)} (AF_UNIX, and at most "
+                   f"{sorted(FAMILIES)})")
+    return out
+
+
+def installed_for_test(src: Path, dest: Path) -> list[Path]:
+    """Copy every unit to ``dest`` with ExecStart= pointing at this venv; the paths to
+    verify (a template as its ``tty1`` instance)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for unit in sorted(src.iterdir()):
+        text = unit.read_text()
+        moved = "\n".join(line.replace(INSTALLED, f"{VENV_BIN}/", 1)
+                          if line.startswith("ExecStart=") else line
+                          for line in text.split("\n"))
+        changed = [(a, b) for a, b in zip(text.split("\n"), moved.split("\n"), strict=True)
+                   if a != b]
+        assert all(a.startswith(f"ExecStart={INSTALLED}") for a, _ in changed), changed
+        (dest / unit.name).write_text(moved)
+        out.append(dest / unit.name.replace("@.", "@tty1."))
+    return out
+
+
+def verify(paths: list[Path]) -> tuple[int, str]:
+    """``systemd-analyze verify``'s exit status and everything it printed."""
+    assert ANALYZE is not None
+    r = subprocess.run([ANALYZE, "verify", "--man=no", *map(str, paths)],
+                       capture_output=True, text=True, timeout=60, cwd=paths[0].parent)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+def test_the_units_are_the_expected_set() -> None:
+    names = {p.name for p in UNITS.iterdir()}
+    services = {n for n in names if n.endswith(".service")}
+    assert services == set(COMMANDS), services ^ set(COMMANDS)
+    assert names - services == {"onecard-central-backup.timer", "onecard-counter-backup.timer",
+                                "onecard-central-audit.timer"}
+
+
+@needs_analyze
+def test_systemd_analyze_verify_accepts_every_unit(tmp_path: Path) -> None:
+    for tool in ("onecard-central", "onecard-edge"):
+        assert (VENV_BIN / tool).exists(), f"{tool} is not installed in {VENV_BIN}"
+    paths = installed_for_test(UNITS, tmp_path)
+    assert len(paths) == len(list(UNITS.iterdir()))
+    code, said = verify(paths)
+    assert (code, said) == (0, ""), said
+
+
+@needs_analyze
+@pytest.mark.parametrize("breakage, complaint", [
+    (("NoNewPrivileges=yes", "NoNewPrivilegs=yes"), "Unknown key"),
+    (("ProtectSystem=strict", "ProtectSystem=strictt"), "protect system"),
+    (("[Service]", "[Servce]"), "Unknown section"),
+    ((f"ExecStart={INSTALLED}onecard-central", f"ExecStart={INSTALLED}onecard-centra"),
+     "not executable"),
+])
+def test_a_broken_unit_fails_the_check(tmp_path: Path, breakage: tuple[str, str],
+                                       complaint: str) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    good = (UNITS / "onecard-central.service").read_text()
+    assert breakage[0] in good
+    (src / "onecard-central.service").write_text(good.replace(breakage[0], breakage[1], 1))
+    code, said = verify(installed_for_test(src, tmp_path / "units"))
+    assert (code, said) != (0, "")
+    assert complaint.lower() in said.lower(), said
+
+
+@needs_analyze
+def test_a_broken_template_fails_through_its_instance(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    good = (UNITS / "onecard-counter@.service").read_text()
+    (src / "onecard-counter@.service").write_text(good.replace("TTYPath=", "TTYPth=", 1))
+    said = verify(installed_for_test(src, tmp_path / "units"))[1]
+    assert "Unknown key 'TTYPth'" in said
+
+
+def test_every_service_is_hardened() -> None:
+    problems = [p for unit in sorted(UNITS.glob("*.service"))
+                for p in hardening_problems(unit.name, unit.read_text())]
+    assert problems == []
+
+
+def test_the_hardening_check_names_what_is_missing() -> None:
+    good = (UNITS / "onecard-sync.service").read_text()
+    assert hardening_problems("x", good) == []
+    assert hardening_problems("x", good.replace("MemoryDenyWriteExecute=yes\n", "")) == [
+        "x: no MemoryDenyWriteExecute="]
+    assert hardening_problems("x", good.replace("ProtectSystem=strict", "ProtectSystem=full")) \
+        == ["x: ProtectSystem=full, not 'strict'"]
+    assert hardening_problems("x", good.replace("AF_INET6", "AF_PACKET")) == [
+        "x: RestrictAddressFamilies=['AF_INET', 'AF_PACKET', 'AF_UNIX'] (AF_UNIX, and at most "
+        "['AF_INET', 'AF_INET6', 'AF_UNIX'])"]
+    bare = good.replace("StateDirectory=onecard\n", "")
+    assert hardening_problems("x", bare) == ["x: neither StateDirectory= nor ReadWritePaths="]
+
+
+def test_each_service_runs_its_command_with_its_config() -> None:
+    for name, command in COMMANDS.items():
+        unit = parse((UNITS / name).read_text())
+        assert values(unit, "Service", "ExecStart") == [f"{INSTALLED}{command}"], name
+        config = ("ONECARD_CENTRAL_CONFIG=/etc/onecard/central.toml"
+                  if command.startswith("onecard-central") else
+                  "ONECARD_EDGE_CONFIG=/etc/onecard/edge.toml")
+        assert config in values(unit, "Service", "Environment"), name
+        families = set(values(unit, "Service", "RestrictAddressFamilies")[0].split())
+        assert ("AF_INET" in families) == (name in NETWORKED), (name, families)
+        if name.endswith("-backup.service") or name.endswith("-audit.service"):
+            assert values(unit, "Service", "Type") == ["oneshot"], name
+            assert "Install" not in unit, f"{name} is started by its timer, not enabled"
+        else:
+            assert values(unit, "Service", "Restart") == ["always"], name
+            assert values(unit, "Install", "WantedBy") == ["multi-user.target"], name
+
+
+def test_every_timer_starts_a_service_that_exists() -> None:
+    timers = sorted(UNITS.glob("*.timer"))
+    assert timers
+    for timer in timers:
+        unit = parse(timer.read_text())
+        target = (values(unit, "Timer", "Unit") or [timer.stem + ".service"])[0]
+        assert (UNITS / target).exists(), f"{timer.name} starts {target}, which is not there"
+        assert values(unit, "Timer", "OnCalendar"), timer.name
+        assert values(unit, "Timer", "Persistent") == ["true"], timer.name
+        assert values(unit, "Install", "WantedBy") == ["timers.target"], timer.name
+
+
+def test_the_counter_app_is_on_a_tty_after_pcscd() -> None:
+    unit = parse((UNITS / "onecard-counter@.service").read_text())
+    assert values(unit, "Service", "TTYPath") == ["/dev/%I"]
+    assert values(unit, "Service", "StandardInput") == ["tty"]
+    # Textual draws on stderr: it must stay on the console (the default: like stdout)
+    assert values(unit, "Service", "StandardOutput") == ["tty"]
+    assert values(unit, "Service", "StandardError") == []
+    for key in ("Wants", "After"):
+        assert "pcscd.socket" in " ".join(values(unit, "Unit", key)).split(), key
+    assert values(unit, "Unit", "Conflicts") == ["getty@%i.service"]
+    # the console, a serial scanner and a USB printer are devices: nothing may close /dev
+    for key in ("PrivateDevices", "ProtectClock", "DeviceAllow", "DevicePolicy"):
+        assert values(unit, "Service", key) == [], key
+
+
+# -- MemoryDenyWriteExecute ------------------------------------------------------------
+# systemd >= 254 applies it with prctl(PR_SET_MDWE) when the kernel has it (Linux 6.3),
+# older ones with a seccomp filter refusing the same W+X mappings.  The child below sets
+# the prctl itself, proves a W+X mapping is refused, then does what the services do with
+# native code: PyNaCl (cffi) signs and verifies, argon2-cffi hashes a PIN, SQLite ledgers
+# and central's store, a websockets round trip, and the counter app logged in under Pilot.
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+
+CHILD = textwrap.dedent("""
+    import asyncio, ctypes, mmap, sys
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(65, 1, 0, 0, 0) == 0, ctypes.get_errno()
+    try:
+        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        sys.exit("a W+X mapping was allowed: the lock is not on")
+    except PermissionError:
+        pass
+
+    from pathlib import Path
+    from websockets.asyncio.client import connect
+    from websockets.asyncio.server import serve
+    from central.store import CentralStore
+    from edge_node import staff
+    from tests.conftest import node_key
+    from tests.tui_harness import (NODE, home, log_in, make_app, make_config, open_ledger,
+                                   seed_patient, tap)
+
+    async def main(tmp):
+        config = make_config(tmp)
+        ledger = await open_ledger(config)
+        await staff.add_staff(ledger, "wang", "王丽", "1234", now_ms=1)  # real Argon2id
+        await seed_patient(ledger)
+        assert (await ledger.verify()).ok
+        app = make_app(config, ledger)
+        async with app.run_test(size=(80, 25)) as pilot:
+            await log_in(pilot)
+            await tap(pilot, "8600000001")
+            shown = home(pilot).view.patient.name
+        store = await CentralStore.open(tmp / "central.sqlite3")
+        await store.enrol(NODE, node_key(NODE).public_key, "cashier")
+        own = await ledger.own_events_after(0)
+        got = await store.ingest(NODE, own)
+        await store.close()
+        await ledger.close()
+
+        async def echo(ws):
+            async for m in ws:
+                await ws.send(m)
+        async with serve(echo, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            async with connect(f"ws://127.0.0.1:{port}") as ws:
+                await ws.send(b"onecard")
+                assert await ws.recv() == b"onecard"
+        print("stored", got.stored, "shown", shown)
+
+    asyncio.run(main(Path(sys.argv[1])))
+""")
+
+
+def _mdwe_supported() -> bool:
+    """Whether this kernel has PR_SET_MDWE (asked in a child: the lock is for life)."""
+    r = subprocess.run([sys.executable, "-c", "import ctypes,sys; "
+                        f"sys.exit(ctypes.CDLL(None).prctl({PR_SET_MDWE}, "
+                        f"{PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0)"], timeout=30)
+    return r.returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
+def test_the_code_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
+    if not _mdwe_supported():
+        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+    env = {**os.environ, "PYTHONPATH": str(UNITS.parent.parent)}
+    r = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True,
+                       text=True, timeout=300, env=env, cwd=UNITS.parent.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the registration's three events (patient, card, first deposit) stored at central,
+    # and the tapped card's patient on the counter's screen
+    assert r.stdout.split() == ["stored", "3", "shown", "张三"], r.stdout
+
