@@ -319,3 +319,26 @@ def test_the_code_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
     # and the tapped card's patient on the counter's screen
     assert r.stdout.split() == ["stored", "3", "shown", "张三"], r.stdout
 
+
+
+def enabled_in(doc: Path) -> set[str]:
+    """The unit files a document's ``systemctl enable`` lines name."""
+    out = set()
+    for line in doc.read_text().splitlines():
+        if "systemctl enable" not in line:
+            continue
+        for word in (w.strip("`|,;") for w in line.split("systemctl enable", 1)[1].split()):
+            if word.startswith("onecard-"):
+                name = word if word.endswith((".service", ".timer")) else f"{word}.service"
+                out.add(name.replace("@tty1.", "@."))
+    return out
+
+
+def test_the_readme_and_the_deployment_guide_enable_every_unit_there_is() -> None:
+    root = UNITS.parent.parent
+    started_by_timers = {t.stem + ".service" for t in UNITS.glob("*.timer")}
+    wanted = {p.name for p in UNITS.iterdir()} - started_by_timers
+    for doc in (root / "README.md", root / "docs" / "deployment.md"):
+        named = enabled_in(doc)
+        assert named <= {p.name for p in UNITS.iterdir()}, (doc.name, named)
+        assert wanted <= named, (doc.name, wanted - named)
