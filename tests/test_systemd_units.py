@@ -1,6 +1,8 @@
 """The units in ``deploy/systemd/``: ``systemd-analyze verify`` accepts every one, every
 service carries the hardening list, every timer starts a service that exists, and the
-code runs under ``MemoryDenyWriteExecute=`` (the kernel's own W^X lock, in a child).
+code runs in the sandbox the units ask for (NoNewPrivileges, MemoryDenyWriteExecute,
+SystemCallFilter, RestrictAddressFamilies: applied by hand in a child, since systemd
+cannot start units here) — the counter app on a pseudo-terminal too.
 
 ``systemd-analyze verify`` (Debian package ``systemd``, in scripts/install-system-deps.sh)
 checks that each ``ExecStart=`` binary exists, so the units are copied to a temp dir with
@@ -246,24 +248,77 @@ def test_the_counter_app_is_on_a_tty_after_pcscd() -> None:
         assert values(unit, "Service", key) == [], key
 
 
-# -- MemoryDenyWriteExecute ------------------------------------------------------------
-# systemd >= 254 applies it with prctl(PR_SET_MDWE) when the kernel has it (Linux 6.3),
-# older ones with a seccomp filter refusing the same W+X mappings.  The child below sets
-# the prctl itself, proves a W+X mapping is refused, then does what the services do with
-# native code: PyNaCl (cffi) signs and verifies, argon2-cffi hashes a PIN, SQLite ledgers
-# and central's store, a websockets round trip, and the counter app logged in under Pilot.
+# -- the units' sandbox, applied by hand -------------------------------------------------
+# systemd cannot start units here, so the launcher below puts a process in what a unit's
+# settings ask for, then execs the real code: NoNewPrivileges, MemoryDenyWriteExecute
+# (the kernel's W^X lock, prctl(PR_SET_MDWE): what systemd >= 254 uses on Linux >= 6.3;
+# older ones a seccomp filter refusing the same mappings), and a seccomp filter built
+# with libseccomp from the unit's SystemCallFilter= (its groups expanded by
+# `systemd-analyze syscall-filter`; others fail with SystemCallErrorNumber=EPERM) and
+# RestrictAddressFamilies= (other families: EAFNOSUPPORT, as systemd does).  Before
+# exec it proves the lock is on: a W+X mapping, an unlisted syscall (chroot) and, when
+# not listed, an AF_INET socket are refused.
 PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+SANDBOX = textwrap.dedent("""
+    import ctypes, errno, fcntl, mmap, os, socket, sys, termios
+    syscalls, families, tty = sys.argv[1].split(","), sys.argv[2].split(), sys.argv[3]
+    seccomp = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    seccomp.seccomp_init.restype = ctypes.c_void_p
+    seccomp.seccomp_init.argtypes = [ctypes.c_uint32]
+    seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    seccomp.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
+                                               ctypes.c_uint, ctypes.c_void_p]
+    seccomp.seccomp_load.argtypes = [ctypes.c_void_p]
 
-CHILD = textwrap.dedent("""
-    import asyncio, ctypes, mmap, sys
+    class Cmp(ctypes.Structure):  # struct scmp_arg_cmp
+        _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64),
+                    ("b", ctypes.c_uint64)]
+
+    ALLOW, EQ = 0x7FFF0000, 4
+    def fail(e):
+        return 0x00050000 | e
+    def rule(action, nr, *cmp):
+        arg = Cmp(*cmp[0]) if cmp else None
+        assert seccomp.seccomp_rule_add_array(ctx, action, nr, len(cmp),
+                                              ctypes.byref(arg) if arg else None) == 0
+
+    ctx = seccomp.seccomp_init(fail(errno.EPERM))
+    sock = seccomp.seccomp_syscall_resolve_name(b"socket")
+    for name in syscalls:
+        nr = seccomp.seccomp_syscall_resolve_name(name.encode())
+        if nr >= 0 and name != "socket":
+            rule(ALLOW, nr)
+    allowed = {getattr(socket, f) for f in families}
+    for family in range(64):
+        rule(ALLOW if family in allowed else fail(errno.EAFNOSUPPORT), sock, (0, EQ, family, 0))
     libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.prctl(65, 1, 0, 0, 0) == 0, ctypes.get_errno()
+    assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(65, 1, 0, 0, 0) == 0, ctypes.get_errno()  # PR_SET_MDWE
+    assert seccomp.seccomp_load(ctx) == 0, ctypes.get_errno()
+
     try:
         mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        sys.exit("a W+X mapping was allowed: the lock is not on")
+        sys.exit("a W+X mapping was allowed")
     except PermissionError:
         pass
+    try:
+        os.chroot("/")
+        sys.exit("chroot was allowed")
+    except PermissionError:
+        pass
+    if "AF_INET" not in families:
+        try:
+            socket.socket(socket.AF_INET)
+            sys.exit("an AF_INET socket was allowed")
+        except OSError as exc:
+            assert exc.errno == errno.EAFNOSUPPORT, exc
+    if tty == "tty":
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the console is its controlling terminal
+    os.execv(sys.argv[4], sys.argv[4:])
+""")
 
+CHILD = textwrap.dedent("""
+    import asyncio, sys
     from pathlib import Path
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import serve
@@ -284,6 +339,7 @@ CHILD = textwrap.dedent("""
             await log_in(pilot)
             await tap(pilot, "8600000001")
             shown = home(pilot).view.patient.name
+        print("counter", shown, flush=True)
         store = await CentralStore.open(tmp / "central.sqlite3")
         await store.enrol(NODE, node_key(NODE).public_key, "cashier")
         own = await ledger.own_events_after(0)
@@ -299,32 +355,85 @@ CHILD = textwrap.dedent("""
             async with connect(f"ws://127.0.0.1:{port}") as ws:
                 await ws.send(b"onecard")
                 assert await ws.recv() == b"onecard"
-        print("stored", got.stored, "shown", shown)
+        print("stored", got.stored)
 
     asyncio.run(main(Path(sys.argv[1])))
 """)
 
 
-def _mdwe_supported() -> bool:
-    """Whether this kernel has PR_SET_MDWE (asked in a child: the lock is for life)."""
+def _expand(group: str, seen: set[str]) -> set[str]:
+    """The syscalls of a SystemCallFilter= group, as this systemd defines it."""
+    assert ANALYZE is not None
+    text = subprocess.run([ANALYZE, "syscall-filter", group], capture_output=True, text=True,
+                          timeout=60, check=True).stdout
+    out: set[str] = set()
+    for line in text.splitlines()[1:]:
+        word = line.strip()
+        if word.startswith("@") and word not in seen:
+            seen.add(word)
+            out |= _expand(word, seen)
+        elif word and word[0] not in "#@":
+            out.add(word)
+    return out
+
+
+def sandboxed(unit_name: str, argv: list[str], tty: bool = False) -> list[str]:
+    """``argv`` run in the sandbox ``unit_name``'s settings ask for."""
+    unit = parse((UNITS / unit_name).read_text())
+    for key in ("NoNewPrivileges", "MemoryDenyWriteExecute"):
+        assert values(unit, "Service", key) == ["yes"], (unit_name, key)
+    assert values(unit, "Service", "SystemCallErrorNumber") == ["EPERM"], unit_name
+    syscalls: set[str] = set()
+    for group in " ".join(values(unit, "Service", "SystemCallFilter")).split():
+        syscalls |= _expand(group, {group}) if group.startswith("@") else {group}
+    families = " ".join(values(unit, "Service", "RestrictAddressFamilies"))
+    return [sys.executable, "-c", SANDBOX, ",".join(sorted(syscalls)), families,
+            "tty" if tty else "-", *argv]
+
+
+def _sandbox_works() -> str:
+    """Why the sandbox cannot be applied here ("" when it can)."""
+    if not sys.platform.startswith("linux"):
+        return "Linux only"
+    if ANALYZE is None:
+        return "systemd-analyze missing: scripts/install-system-deps.sh"
     r = subprocess.run([sys.executable, "-c", "import ctypes,sys; "
+                        "ctypes.CDLL('libseccomp.so.2'); "
                         f"sys.exit(ctypes.CDLL(None).prctl({PR_SET_MDWE}, "
                         f"{PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) != 0)"], timeout=30)
-    return r.returncode == 0
+    return "" if r.returncode == 0 else "no libseccomp, or no PR_SET_MDWE (Linux < 6.3)"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-def test_the_code_runs_with_memory_deny_write_execute(tmp_path: Path) -> None:
-    if not _mdwe_supported():
-        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+SANDBOX_MISSING = _sandbox_works()
+needs_sandbox = pytest.mark.skipif(bool(SANDBOX_MISSING), reason=SANDBOX_MISSING)
+
+
+@needs_sandbox
+@pytest.mark.parametrize("unit_name", ["onecard-central.service", "onecard-sync.service"])
+def test_the_code_runs_in_a_networked_units_sandbox(tmp_path: Path, unit_name: str) -> None:
+    """PyNaCl (cffi) signs and verifies, argon2-cffi hashes a PIN, SQLite ledgers and
+    central's store, a websockets round trip (and the counter app logged in under Pilot)."""
     env = {**os.environ, "PYTHONPATH": str(UNITS.parent.parent)}
-    r = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], capture_output=True,
-                       text=True, timeout=300, env=env, cwd=UNITS.parent.parent)
+    r = subprocess.run(sandboxed(unit_name, [sys.executable, "-c", CHILD, str(tmp_path)]),
+                       capture_output=True, text=True, timeout=300, env=env,
+                       cwd=UNITS.parent.parent)
     assert r.returncode == 0, r.stderr[-3000:]
     # the registration's three events (patient, card, first deposit) stored at central,
     # and the tapped card's patient on the counter's screen
-    assert r.stdout.split() == ["stored", "3", "shown", "张三"], r.stdout
+    assert r.stdout.split() == ["counter", "张三", "stored", "3"], r.stdout
 
+
+@needs_sandbox
+def test_the_counter_app_runs_in_its_sandbox_which_refuses_the_network(tmp_path: Path) -> None:
+    """The same work in the counter app's sandbox (AF_UNIX only): the app logs in and shows
+    the patient; the websockets server finds no socket it may open."""
+    env = {**os.environ, "PYTHONPATH": str(UNITS.parent.parent)}
+    r = subprocess.run(sandboxed("onecard-counter@.service",
+                                 [sys.executable, "-c", CHILD, str(tmp_path)]),
+                       capture_output=True, text=True, timeout=300, env=env,
+                       cwd=UNITS.parent.parent)
+    assert r.stdout.split() == ["counter", "张三"], (r.stdout, r.stderr[-2000:])
+    assert r.returncode != 0
 
 
 def enabled_in(doc: Path) -> set[str]:
@@ -352,14 +461,8 @@ def test_the_readme_and_the_deployment_guide_enable_every_unit_there_is() -> Non
 
 # -- the counter app on a terminal, as onecard-counter@.service runs it ----------------
 # The unit hands the app a console as stdin, stdout and stderr (its controlling tty),
-# TERM=linux, 80x25.  Here a pseudo-terminal stands in for /dev/tty1, and the launcher
-# locks W^X before it execs the real `onecard-edge run`.
-LAUNCH = textwrap.dedent("""
-    import ctypes, fcntl, os, sys, termios
-    assert ctypes.CDLL(None).prctl(65, 1, 0, 0, 0) == 0
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    os.execv(sys.argv[1], sys.argv[1:])
-""")
+# TERM=linux, 80x25.  Here a pseudo-terminal stands in for /dev/tty1, and the app runs
+# in its unit's sandbox (AF_UNIX only).
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>78DEHMNOc])")
 
 
@@ -387,11 +490,8 @@ class Console:
                 raise AssertionError(f"the app left before showing {text!r}") from exc
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux only")
-def test_the_counter_app_works_on_a_console_with_memory_deny_write_execute(
-        tmp_path: Path) -> None:
-    if not _mdwe_supported():
-        pytest.skip("this kernel has no PR_SET_MDWE (Linux < 6.3)")
+@needs_sandbox
+def test_the_counter_app_works_on_a_console_in_its_units_sandbox(tmp_path: Path) -> None:
     root = UNITS.parent.parent
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "LANG": "C.UTF-8",
            "ONECARD_EDGE_CONFIG": str(tmp_path / "edge.toml")}
@@ -404,7 +504,8 @@ def test_the_counter_app_works_on_a_console_with_memory_deny_write_execute(
         assert r.returncode == 0, r.stderr
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 25, 80, 0, 0))
-    app = subprocess.Popen([sys.executable, "-c", LAUNCH, edge, "run"], stdin=slave,
+    app = subprocess.Popen(sandboxed("onecard-counter@.service", [edge, "run"], tty=True),
+                           stdin=slave,
                            stdout=slave, stderr=slave, env={**env, "TERM": "linux"},
                            cwd=tmp_path, start_new_session=True)
     os.close(slave)
@@ -413,7 +514,7 @@ def test_the_counter_app_works_on_a_console_with_memory_deny_write_execute(
         console.until("Operator login")
         console.type("wang")  # keys from the console reach the staff id field
         console.until("wang")
-        # (logging in is test_the_code_runs_with_memory_deny_write_execute's, under Pilot:
+        # (logging in is test_the_code_runs_in_a_networked_units_sandbox's, under Pilot:
         # Enter moves the focus through a message, so keys typed on a terminal race it)
         console.type("\x11")  # Ctrl+Q asks first
         console.until("Quit the counter app?")
