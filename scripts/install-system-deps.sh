@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs (the real PC/SC reader stack and a
-# compiler for pyscard). Idempotent: does nothing when they are already there.
+# Installs the Debian packages the test suite needs (the real PC/SC reader stack, a
+# compiler for pyscard, and systemd for `systemd-analyze verify` of deploy/systemd/).
+# Idempotent: does nothing when they are already there.
 set -euo pipefail
-pkgs=(pcscd libpcsclite-dev vsmartcard-vpcd gcc python3-dev)
+pkgs=(pcscd libpcsclite-dev vsmartcard-vpcd gcc python3-dev systemd)
 pkgs+=(openssl)  # onecard-central init --tls-self-signed, and tests/test_tls.py
 missing=()
 for p in "${pkgs[@]}"; do
