@@ -13,6 +13,8 @@
     onecard-central [--config PATH] console [--operator STAFF]
     onecard-central [--config PATH] import FILE.csv [--dry-run] [--operator STAFF]
                                     [--batch-rows N]
+    onecard-central [--config PATH] backup [--dir DIR] [--keep N]
+    onecard-central [--config PATH] restore FILE
 
 Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import),
 2 usage or config error.
@@ -40,7 +42,8 @@ from central.config import (
     write_key,
 )
 from central.console.format import ago
-from central.store import CentralStore, enrol_central
+from central.store import CentralStore, DamagedStore, enrol_central
+from edge_node.backup import BackupError
 from protocol.crypto import SigningKey, fingerprint
 from protocol.event import CENTRAL, NODE_ID_RE
 from protocol.messages import ROLES
@@ -106,6 +109,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="your staff id, named in the events (default: $USER)")
     m.add_argument("--batch-rows", type=int, default=500,
                    help="lines signed per store transaction (500)")
+    b = sub.add_parser("backup", help="a verified copy of the database (while serving), the "
+                       "oldest beyond --keep removed")
+    b.add_argument("--dir", type=Path, default=None,
+                   help="where (default: [backup] dir, or backups/ beside the database)")
+    b.add_argument("--keep", type=int, default=None, help="newest backups kept ([backup] keep, 7)")
+    rs = sub.add_parser("restore", help="put a backup in place of the database (stop `serve` "
+                        "first); the replaced file is kept as .before-restore")
+    rs.add_argument("file", type=Path, help="a backup file, e.g. backups/central-….sqlite3")
     return p
 
 
@@ -147,6 +158,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "init":
             return _init(cfg_path, args.dir, args.port, explicit=args.config is not None)
         cfg = CentralConfig.load(cfg_path)
+        if args.command == "restore":  # (the database may be gone: that is why)
+            return _restore(cfg, args.file)
         if not cfg.db.exists():
             raise CentralConfigError(f"{cfg.db}: no database there (the config's db; "
                                      "`onecard-central init` creates it)")
@@ -162,6 +175,11 @@ def _run(args: argparse.Namespace) -> int:
             return _console(cfg, args.operator)
         if args.command == "import":
             return _import(cfg, args)
+        if args.command == "backup":
+            from central import backup
+
+            print(backup.backup(cfg, args.dir, args.keep).line())
+            return 0
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -171,6 +189,9 @@ def _run(args: argparse.Namespace) -> int:
     except CentralConfigError as exc:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 2
+    except (DamagedStore, BackupError) as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 1
     except sqlite3.Error as exc:
         print(f"onecard-central: the database cannot be used: {exc}", file=sys.stderr)
         return 1
@@ -379,6 +400,17 @@ def _import(cfg: CentralConfig, args: argparse.Namespace) -> int:
             operator = ""
     return asyncio.run(importer.run(cfg, args.file, dry_run=args.dry_run, operator=operator,
                                     batch_rows=args.batch_rows))
+
+
+def _restore(cfg: CentralConfig, file: Path) -> int:
+    from central import backup
+
+    events, kept = backup.restore(cfg, file)
+    print(f"restored {file} ({events} events) as {cfg.db}"
+          + (f"; the replaced file is kept as {kept}" if kept else ""))
+    print("next: start `onecard-central serve`; counters push again whatever the backup "
+          "lacks and pull from the start (the restored store has a new id)")
+    return 0
 
 
 def _console(cfg: CentralConfig, operator: str | None) -> int:
