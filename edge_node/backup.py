@@ -14,7 +14,8 @@ removed afterwards (names sort by time).
 
 ``restore`` checks the backup the same way first, refuses while any process has the
 database open (see :func:`held_by_another`), keeps the replaced file aside as
-``<db>.before-restore`` (with its ``-wal`` if one was left), and renames a copy of the
+``<db>.before-restore`` (``.2``, ``.3``… when an earlier restore's is still there; with
+its ``-wal`` if one was left), and renames a copy of the
 backup into place: the database is at every instant either the old file or the whole
 backup, never half of one.
 """
@@ -211,6 +212,15 @@ def _shm_lock(db: Path) -> Iterator[bool]:
         os.close(fd)
 
 
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path.2``, ``path.3``…: an earlier restore's kept file stays."""
+    for n in range(1, 10_000):
+        p = path if n == 1 else path.with_name(f"{path.name}.{n}")
+        if not p.exists() and not Path(f"{p}-wal").exists():
+            return p
+    raise BackupError(f"too many {path.name}.N files beside {path.parent}: remove old ones")
+
+
 def check_backup(path: Path, verify: Verify) -> int:
     """Verify a backup file before it is restored; its events, or BackupError."""
     if not path.is_file():
@@ -256,7 +266,7 @@ def restore(path: Path, db: Path, verify: Verify,
             if not free:
                 raise BackupError(f"{db} is open in another process (the counter's app or "
                                   "sync, or central's server): stop it, then restore")
-            aside = db.with_name(db.name + ".before-restore")
+            aside = _free_name(db.with_name(db.name + ".before-restore"))
             kept: Path | None = None
             if db.exists():
                 os.replace(db, aside)

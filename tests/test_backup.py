@@ -111,6 +111,10 @@ def test_backup_while_charging_rotate_restore_and_verify(tmp_path: Path) -> None
     r = edge(cfg_path, "verify")
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{n_backup} events" in r.stdout
+    # a second restore keeps the first one's kept file too
+    r = edge(cfg_path, "restore", str(kept[0]))
+    assert r.returncode == 0 and "before-restore.2" in r.stdout, r.stdout + r.stderr
+    assert events_in(aside) == n_live and events_in(cfg.db) == events_in(kept[0])
     # restored: no own event until central has confirmed the chain (a fork otherwise)
     r = edge(cfg_path, "info")
     assert "recovering from central" in r.stdout
