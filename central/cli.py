@@ -154,10 +154,12 @@ def quiet_broken_pipe() -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cfg_path: Path = args.config or default_config_path()
+    db = cfg_path  # (named in a message about a damaged database once the config says)
     try:
         if args.command == "init":
             return _init(cfg_path, args.dir, args.port, explicit=args.config is not None)
         cfg = CentralConfig.load(cfg_path)
+        db = cfg.db
         if args.command == "restore":  # (the database may be gone: that is why)
             return _restore(cfg, args.file)
         if not cfg.db.exists():
@@ -193,6 +195,11 @@ def _run(args: argparse.Namespace) -> int:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
+        if not isinstance(exc, sqlite3.OperationalError) and isinstance(
+                exc, sqlite3.DatabaseError):  # corrupt pages inside a file that opened
+            print(f"onecard-central: {DamagedStore(str(db), f'is damaged (SQLite: {exc})')}",
+                  file=sys.stderr)
+            return 1
         print(f"onecard-central: the database cannot be used: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -107,6 +107,11 @@ def check_copy(conn: sqlite3.Connection, verify: Verify) -> tuple[int, str]:
         return 0, f"cannot be read: {exc}"
 
 
+def _ro_uri(path: Path) -> str:
+    """A read-only SQLite URI for ``path`` (any characters in it escaped)."""
+    return path.resolve().as_uri() + "?mode=ro"
+
+
 def _fsync_dir(d: Path) -> None:
     fd = os.open(d, os.O_RDONLY)
     try:
@@ -135,7 +140,7 @@ def backup(db: Path, directory: Path, prefix: str, keep: int, verify: Verify, *,
     final = directory / f"{prefix}-{stamp}.sqlite3"
     tmp = directory / f".{final.name}.tmp"
     try:
-        src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        src = sqlite3.connect(_ro_uri(db), uri=True, timeout=30)
         try:
             src.execute("PRAGMA busy_timeout=30000")
             dst = sqlite3.connect(tmp)
@@ -229,7 +234,7 @@ def check_backup(path: Path, verify: Verify) -> int:
     if why:
         raise BackupError(f"the backup {path} {why}: choose another backup")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(_ro_uri(path), uri=True)
     except sqlite3.Error as exc:
         raise BackupError(f"the backup {path} cannot be opened: {exc}") from None
     try:

@@ -231,6 +231,9 @@ class Ledger:
         self._path = str(path)
         try:
             await self._run(self._setup, progress)
+        except DamagedFile:
+            await db.close()
+            raise
         except StorageError as exc:
             await db.close()
             if "malformed" in str(exc) or "not a database" in str(exc):
@@ -372,6 +375,8 @@ class Ledger:
             return await db._execute(lambda: fn(db._conn, *args))  # type: ignore[no-untyped-call]
         except sqlite3.OperationalError as exc:
             raise _storage_error(exc) from exc
+        except sqlite3.DatabaseError as exc:  # corrupt pages inside a file that opened
+            raise damaged(Path(self._path), f"is damaged (SQLite: {exc})") from exc
 
     def record_type(self, table: str | type[R]) -> type[Record]:
         if isinstance(table, str):

@@ -176,6 +176,38 @@ def test_damaged_ledger_is_one_clear_message(tmp_path: Path) -> None:
             assert cfg.db.read_bytes() == f.read_bytes(), (what, cmd)  # left as it was
 
 
+def zero_table_root(db: Path, table: str) -> None:
+    """Zero the root page of ``table``: the header is intact, the file opens, and the
+    table's first read finds the damage (a bad sector)."""
+    c = sqlite3.connect(db)
+    (root,), (size,) = (c.execute("SELECT rootpage FROM sqlite_master WHERE name=?",
+                                  (table,)).fetchone(),
+                        c.execute("PRAGMA page_size").fetchone())
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    c.close()
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(bytes(size))
+
+
+def test_damage_inside_a_file_that_opens_is_the_same_clear_message(tmp_path: Path) -> None:
+    cfg_path = counter_config(tmp_path / "counter")
+    cfg = cfgmod.load(cfg_path)
+    asyncio.run(offline_work_at(cfg_path, 20))
+    zero_table_root(cfg.db, "events")
+    for cmd in ("verify", "backup"):  # (info reads no page of the table: it still answers)
+        r = edge(cfg_path, cmd, timeout=60)
+        one_clear_line(r, str(cfg.db), "damaged" if cmd != "backup" else "does not verify")
+    central = Central.init(tmp_path / "central")
+    Counter.create(tmp_path, "cashier-01", central)  # a node row: central's own event too
+    zero_table_root(central.db, "events")
+    for args in (("serve", "--port", "0"), ("backup",)):
+        r = central_cli(central.config, *args)
+        one_clear_line(r, str(central.db))
+    assert "onecard-central restore" in central_cli(central.config, "serve", "--port",
+                                                    "0").stderr
+
+
 async def offline_work_at(cfg_path: Path, patients: int) -> None:
     cfg = cfgmod.load(cfg_path)
     led = await Ledger.open(cfg.db, cfg.node_id, cfg.load_key())
