@@ -121,6 +121,9 @@ class SyncState:
     received: int
     last_error: str
     pending: int
+    #: central holds more of this counter's chain than the ledger, or a restored or
+    #: re-installed ledger has not heard central yet: no own event until it is back
+    recovering: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -798,9 +801,10 @@ class Ledger:
 
     async def sync_state(self) -> SyncState:
         row = (await self._fetch(f"SELECT {', '.join(_SYNC_FIELDS)} FROM sync_state"))[0]
-        head = await self.head()
+        own, held, awaiting = await self.recovery()
         st = dict(zip(_SYNC_FIELDS, row, strict=True))
-        return SyncState(bool(st.pop("online")), pending=max(0, head.seq - st["acked_seq"]), **st)
+        return SyncState(bool(st.pop("online")), pending=max(0, own - st["acked_seq"]),
+                         recovering=awaiting or held > own, **st)
 
     async def update_sync_state(self, **fields: Any) -> None:
         unknown = set(fields) - set(_SYNC_FIELDS)

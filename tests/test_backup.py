@@ -370,3 +370,54 @@ def test_central_cli_has_backup_and_restore_help() -> None:
         r = subprocess.run([cli, cmd, "--help"], capture_output=True, text=True, timeout=60,
                            env=ENV)
         assert r.returncode == 0 and "usage" in r.stdout
+
+
+async def test_counter_app_says_it_is_recovering_and_refuses_new_business(
+        tmp_path: Path) -> None:
+    """The status line says "recovering from central…" and a deposit is refused, in the
+    counter's language, before anything is signed."""
+    from textual.widgets import Static
+
+    from edge_node.config import write_key
+    from edge_node.tui.widgets.status import StatusBar
+    from tests.tui_harness import (
+        fill,
+        form_error,
+        home,
+        log_in,
+        make_app,
+        make_config,
+        open_ledger,
+        seed_patient,
+        seed_staff,
+        settle_down,
+        tap,
+    )
+
+    cfg = make_config(tmp_path, language="zh")
+    write_key(cfg.key_file, node_key(cfg.node_id))
+    led = await open_ledger(cfg)
+    await seed_staff(led)
+    await seed_patient(led, "8600000001")
+    head = (await led.head()).seq
+    await led.central_holds(head + 4)  # a sync found central holding more of our chain
+    await led.close()
+    app = make_app(cfg)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await log_in(pilot)
+        await tap(pilot, "8600000001")
+        bar = home(pilot).query_one(StatusBar)
+        for _ in range(100):  # the bar polls the ledger: bounded wait for its next look
+            if "恢复" in str(bar.query_one("#pending", Static).render()):
+                break
+            await pilot.pause(0.05)
+        assert str(bar.query_one("#pending", Static).render()) == "正在从中心恢复…"
+        await pilot.press("f3")
+        await settle_down(pilot)
+        await fill(pilot, "#amount", "50")
+        await pilot.press("ctrl+s")
+        await settle_down(pilot)
+        assert "正在从中心恢复" in form_error(pilot), form_error(pilot)
+    led = await open_ledger(cfg)
+    assert (await led.head()).seq == head  # nothing signed
+    await led.close()
