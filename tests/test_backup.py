@@ -459,3 +459,30 @@ async def test_central_copy_check_walks_every_chain_and_knows_rotated_keys(
     with pytest.raises(files.BackupError, match="altered"):
         files.backup(db, tmp_path / "b", "central", 3, check_store_copy)
     assert len(files.backups(tmp_path / "b", "central")) == 1  # the failed ones removed
+
+
+def test_backup_config_keys_defaults_and_checks(tmp_path: Path) -> None:
+    from central.backup import settings
+    from central.config import CentralConfig, CentralConfigError
+    from edge_node.errors import ConfigError
+
+    path = counter_config(tmp_path / "counter")
+    cfg = cfgmod.load(path)
+    assert cfg.backup_dir == cfg.db.parent / "backups" and cfg.backup.keep == 7
+    text = path.read_text(encoding="utf-8").replace('[backup]\ndir = ""', '[backup]\ndir = "bk"')
+    path.write_text(text.replace("keep = 7", "keep = 3"), encoding="utf-8")
+    cfg = cfgmod.load(path)
+    assert (cfg.backup_dir, cfg.backup.keep) == (path.parent / "bk", 3)
+    for bad in ("keep = 0", 'keep = "3"', "colour = 1"):
+        path.write_text(text.replace("keep = 7", bad), encoding="utf-8")
+        with pytest.raises(ConfigError, match=r"\[backup\]"):
+            cfgmod.load(path)
+    c = tmp_path / "central.toml"
+    c.write_text('[central]\ndb = "c.sqlite3"\n', encoding="utf-8")
+    s = settings(CentralConfig.load(c))
+    assert (s.dir, s.keep) == (tmp_path / "backups", 7)
+    c.write_text('[central]\n[backup]\ndir = "/srv/bk"\nkeep = 30\n', encoding="utf-8")
+    assert settings(CentralConfig.load(c)) == type(s)(Path("/srv/bk"), 30)
+    c.write_text("[backup]\nkeep = -1\n", encoding="utf-8")
+    with pytest.raises(CentralConfigError, match="keep"):
+        settings(CentralConfig.load(c))
