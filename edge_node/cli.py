@@ -150,6 +150,13 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hopeless(error: str) -> bool:
+    """A sync error that retrying cannot mend: central refuses this counter (unknown,
+    revoked, another key), or its own chain at central is not this key's or forks."""
+    return error.startswith("central refused") or any(
+        w in error for w in ("offline key backup", "Equivocation", "forked"))
+
+
 async def cmd_recover(args: argparse.Namespace) -> int:
     """Sync until this counter's own chain and everyone's events are back from central."""
     from edge_node.sync import daemon
@@ -160,6 +167,7 @@ async def cmd_recover(args: argparse.Namespace) -> int:
     async with await Ledger.open(cfg.db, cfg.node_id, key, rule_config=cfg.rules,
                                  max_skew_ms=cfg.sync.max_skew_ms) as ledger:
         await ledger.mark_recovering()
+        await ledger.update_sync_state(last_error="")  # (an earlier run's is no answer)
         if not os.environ.get("ONECARD_DEBUG"):  # the outcome is one line, said below
             logging.getLogger("onecard").addHandler(logging.NullHandler())
         print(f"recovering from central… ({cfg.sync.central_url})", flush=True)
@@ -178,6 +186,8 @@ async def cmd_recover(args: argparse.Namespace) -> int:
                 own, held, pending = await ledger.recovery()
                 done = client.caught_up.is_set() and not pending and own >= held
                 client.caught_up.clear()
+                if _hopeless((await ledger.sync_state()).last_error):
+                    break
         finally:
             stop.set()
             with contextlib.suppress(Exception):
@@ -188,7 +198,9 @@ async def cmd_recover(args: argparse.Namespace) -> int:
     if not done:
         why = st.last_error or ("central did not send this counter's own events back"
                                 if not pending else "central was not reached")
-        print(f"onecard-edge: not recovered within {args.timeout:g} s: own chain at seq {own}"
+        if not _hopeless(st.last_error):
+            why += f" (gave up after {args.timeout:g} s)"
+        print(f"onecard-edge: not recovered: own chain at seq {own}"
               f"{f' of {held}' if held else ''}: {why}", file=sys.stderr)
         return 1
     print(f"recovered: own chain back to seq {own} (as central holds it), {n} events in the "

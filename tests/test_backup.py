@@ -486,3 +486,36 @@ def test_backup_config_keys_defaults_and_checks(tmp_path: Path) -> None:
     c.write_text("[backup]\nkeep = -1\n", encoding="utf-8")
     with pytest.raises(CentralConfigError, match="keep"):
         settings(CentralConfig.load(c))
+
+
+def test_recovery_with_a_new_key_is_refused_and_says_to_restore_the_key(
+        tmp_path: Path) -> None:
+    """The node key was lost with the disk: a new key cannot take over the chain central
+    holds (its events are signed by the old one); recover stops and says what to do."""
+    central = Central.init(tmp_path / "central")
+    a = Counter.create(tmp_path, "cashier-01", central)
+    n = asyncio.run(offline_work(a, patients=1))
+    central.start()
+    try:
+        a.start_sync()
+        wait_for(lambda: held(central, "cashier-01") == n, 60, "central holds a's events")
+        a.stop()
+        shutil.rmtree(a.dir)  # the disk died, and the key with it
+        r = subprocess.run([EDGE_CLI, "--config", str(a.config), "init", "cashier-01",
+                            "--central-url", central.url, "--central-key", central.key_hex],
+                           capture_output=True, text=True, timeout=60, env=ENV)
+        assert r.returncode == 0, r.stderr
+        new_key = next(line.split()[-1] for line in r.stdout.splitlines()
+                       if line.startswith("public key"))
+        assert central_cli(central.config, "revoke", "cashier-01").returncode == 0
+        r = central_cli(central.config, "enrol", "cashier-01", "--key", new_key, "--role",
+                        "cashier")
+        assert r.returncode == 0, r.stderr
+        r = edge(a.config, "recover", "--timeout", "600", timeout=120)  # stops by itself
+        one_clear_line(r, "not recovered", "offline key backup")
+        with sqlite3.connect(f"file:{a.db}?mode=ro", uri=True) as c:
+            assert c.execute("SELECT count(*) FROM events WHERE node='cashier-01'"
+                             ).fetchone()[0] == 0
+    finally:
+        a.stop()
+        central.stop()
