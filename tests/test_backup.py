@@ -287,6 +287,13 @@ def test_central_backup_restore_and_damage_through_the_cli(tmp_path: Path) -> No
             one_clear_line(r, str(central.db))
             if args[0] != "backup":
                 assert "onecard-central restore" in r.stderr, (what, r.stderr)
+    # …and the way out it names: the database gone altogether, restore the backup
+    for leftover in central.dir.glob("central.sqlite3*"):
+        leftover.unlink()
+    r = central_cli(central.config, "restore", str(backups[0]))
+    assert r.returncode == 0 and "kept" not in r.stdout, r.stdout + r.stderr
+    r = central_cli(central.config, "nodes")
+    assert r.returncode == 0 and "cashier-01" in r.stdout, r.stderr
 
 
 def held(central: Central, *nodes: str) -> int:
