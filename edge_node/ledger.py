@@ -234,16 +234,7 @@ class Ledger:
         self._path = str(path)
         try:
             await self._run(self._setup, progress)
-        except DamagedFile:
-            await db.close()
-            raise
-        except StorageError as exc:
-            await db.close()
-            if "malformed" in str(exc) or "not a database" in str(exc):
-                raise damaged(path, "is damaged (SQLite: the database disk image is "
-                              "malformed)") from exc
-            raise
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.DatabaseError as exc:  # (_run names most damage itself)
             await db.close()
             raise damaged(path, f"is damaged (SQLite: {exc})") from exc
         except BaseException:

@@ -171,6 +171,7 @@ class SyncClient:
         self.connections = 0
         self._welcomed = False
         self.recovering = False
+        self._recover_to = 0
         #: set when a pull has caught up (an ``events`` frame with nothing more to come)
         self.caught_up = asyncio.Event()
 
@@ -270,6 +271,7 @@ class SyncClient:
         # Central's head for this node, first: no own append until the chain is back.
         await self.ledger.central_holds(w.head_seq)
         self.recovering = w.head_seq > head.seq
+        self._recover_to = w.head_seq
         if self.recovering:
             log.warning(
                 "recovering from central node=%s own_head=%d central_holds=%d: pulling our "
@@ -393,6 +395,12 @@ class SyncClient:
                     )
                     if n:
                         log.info("sync received node=%s new=%d cursor=%d", self.node, n, msg.cursor)
+                    if self.recovering and n:
+                        own = await self.ledger.head()
+                        if own.seq >= self._recover_to:
+                            self.recovering = False
+                            log.warning("recovered node=%s own chain back to seq %d from "
+                                        "central; appends resume", self.node, own.seq)
                     if not msg.more:
                         self.caught_up.set()
                 elif isinstance(msg, Ping):
