@@ -92,6 +92,7 @@ async def cmd_info(args: argparse.Namespace) -> int:
         st = await ledger.sync_state()
         n = await ledger.event_count()
         heads = await ledger.node_heads()
+        own, held, pending = await ledger.recovery()
     last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
             if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
@@ -101,18 +102,11 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
-    own, held, pending = await _recovery(cfg)
     if pending or held > own:
         print(f"recovery    recovering from central…: own chain at seq {own}"
               f"{f' of {held}' if held > own else ', central not reached yet'}; "
               "no new event until it is back")
     return 0
-
-
-async def _recovery(cfg: cfgmod.EdgeConfig) -> tuple[int, int, bool]:
-    async with await Ledger.open(cfg.db, cfg.node_id, cfg.load_key(),
-                                 rule_config=cfg.rules) as ledger:
-        return await ledger.recovery()
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
