@@ -13,9 +13,9 @@ its check is removed and the command fails.  The oldest backups beyond ``keep`` 
 removed afterwards (names sort by time).
 
 ``restore`` checks the backup the same way first, refuses while any process has the
-database open (see :func:`held_by_another`), keeps the replaced file aside as
-``<db>.before-restore`` (``.2``, ``.3``… when an earlier restore's is still there; with
-its ``-wal`` if one was left), and renames a copy of the
+database open (SQLite's shared lock on ``<db>-shm``: :func:`_shm_lock`), keeps the
+replaced file aside as ``<db>.before-restore`` (``.2``, ``.3``… when an earlier
+restore's is still there; with its ``-wal`` if one was left), and renames a copy of the
 backup into place: the database is at every instant either the old file or the whole
 backup, never half of one.
 """
@@ -183,20 +183,14 @@ def rotate(directory: Path, prefix: str, keep: int) -> list[Path]:
     return old
 
 
-def held_by_another(db: Path) -> bool:
-    """Whether some process has ``db`` open (SQLite's shared lock on ``<db>-shm``).
-
-    Call from a process that has no connection to ``db`` of its own: POSIX locks are
-    per process, and closing any descriptor of the file drops this process's locks.
-    """
-    with _shm_lock(db) as got:
-        return not got
-
-
 @contextlib.contextmanager
 def _shm_lock(db: Path) -> Iterator[bool]:
     """Hold an exclusive lock on the DMS byte (no SQLite connection can open the WAL
-    index meanwhile); yields False when another process holds it."""
+    index meanwhile); yields False when another process has the database open.
+
+    Only from a process with no connection to ``db`` of its own: POSIX locks are per
+    process, and closing any descriptor of the file drops this process's locks.
+    """
     shm = Path(f"{db}-shm")
     try:
         fd = os.open(shm, os.O_RDWR)

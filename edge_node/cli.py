@@ -66,6 +66,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if cfg.key_file.exists():
         key = cfgmod.load_key(cfg.key_file)
         print(f"keeping the existing key {cfg.key_file}")
+        if not cfg.db.exists():
+            print("a re-installed counter? run  onecard-edge recover  before its first "
+                  "business: it gets this counter's own chain back from central")
     else:
         key = SigningKey.generate()
         cfgmod.write_key(cfg.key_file, key)

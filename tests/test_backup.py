@@ -336,6 +336,7 @@ def test_counter_whose_disk_died_recovers_its_chain_and_continues(tmp_path: Path
                             "--central-url", central.url, "--central-key", central.key_hex],
                            capture_output=True, text=True, timeout=60, env=ENV)
         assert r.returncode == 0 and "keeping the existing key" in r.stdout, r.stderr
+        assert "onecard-edge recover" in r.stdout  # what a re-installed counter does next
         # central is down for a moment: recover cannot finish, and the counter takes no
         # new event meanwhile (its seq would fork the chain central holds)
         central.stop()
