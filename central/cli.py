@@ -19,6 +19,8 @@
                                     [--months N]
     onecard-central [--config PATH] dormant approve BATCH --operator STAFF [--chunk N]
     onecard-central [--config PATH] dormant list | show BATCH | cancel BATCH --operator STAFF
+    onecard-central [--config PATH] backup [--dir DIR] [--keep N]
+    onecard-central [--config PATH] restore FILE
 
 Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import),
 2 usage or config error.
@@ -46,7 +48,8 @@ from central.config import (
     write_key,
 )
 from central.console.format import ago
-from central.store import CentralStore, enrol_central
+from central.store import CentralStore, DamagedStore, enrol_central
+from edge_node.backup import BackupError
 from protocol.crypto import SigningKey, fingerprint
 from protocol.event import CENTRAL, NODE_ID_RE
 from protocol.messages import ROLES
@@ -149,6 +152,14 @@ def _parser() -> argparse.ArgumentParser:
     dc = dsub.add_parser("cancel", help="cancel a pending batch")
     dc.add_argument("batch", help="the batch id")
     dc.add_argument("--operator", required=True, help="your staff id")
+    b = sub.add_parser("backup", help="a verified copy of the database (while serving), the "
+                       "oldest beyond --keep removed")
+    b.add_argument("--dir", type=Path, default=None,
+                   help="where (default: [backup] dir, or backups/ beside the database)")
+    b.add_argument("--keep", type=int, default=None, help="newest backups kept ([backup] keep, 7)")
+    rs = sub.add_parser("restore", help="put a backup in place of the database (stop `serve` "
+                        "first); the replaced file is kept as .before-restore")
+    rs.add_argument("file", type=Path, help="a backup file, e.g. backups/central-….sqlite3")
     return p
 
 
@@ -186,12 +197,16 @@ def quiet_broken_pipe() -> int:
 
 def _run(args: argparse.Namespace) -> int:
     cfg_path: Path = args.config or default_config_path()
+    db = cfg_path  # (named in a message about a damaged database once the config says)
     try:
         if args.command == "init":
             return _init(cfg_path, args.dir, args.port, explicit=args.config is not None,
                          host=args.host, tls_self_signed=args.tls_self_signed,
                          tls_names=args.tls_name)
         cfg = CentralConfig.load(cfg_path)
+        db = cfg.db
+        if args.command == "restore":  # (the database may be gone: that is why)
+            return _restore(cfg, args.file)
         if not cfg.db.exists():
             raise CentralConfigError(f"{cfg.db}: no database there (the config's db; "
                                      "`onecard-central init` creates it)")
@@ -215,6 +230,11 @@ def _run(args: argparse.Namespace) -> int:
                 csv_path=getattr(args, "csv", None), select_path=getattr(args, "select", None),
                 batch_id=getattr(args, "batch", ""), operator=getattr(args, "operator", ""),
                 chunk=getattr(args, "chunk", dormant.CHUNK)))
+        if args.command == "backup":
+            from central import backup
+
+            print(backup.backup(cfg, args.dir, args.keep).line())
+            return 0
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -224,7 +244,15 @@ def _run(args: argparse.Namespace) -> int:
     except CentralConfigError as exc:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 2
+    except (DamagedStore, BackupError) as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 1
     except sqlite3.Error as exc:
+        if not isinstance(exc, sqlite3.OperationalError) and isinstance(
+                exc, sqlite3.DatabaseError):  # corrupt pages inside a file that opened
+            print(f"onecard-central: {DamagedStore(str(db), f'is damaged (SQLite: {exc})')}",
+                  file=sys.stderr)
+            return 1
         print(f"onecard-central: the database cannot be used: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:
@@ -451,6 +479,17 @@ def _import(cfg: CentralConfig, args: argparse.Namespace) -> int:
             operator = ""
     return asyncio.run(importer.run(cfg, args.file, dry_run=args.dry_run, operator=operator,
                                     batch_rows=args.batch_rows))
+
+
+def _restore(cfg: CentralConfig, file: Path) -> int:
+    from central import backup
+
+    events, kept = backup.restore(cfg, file)
+    print(f"restored {file} ({events} events) as {cfg.db}"
+          + (f"; the replaced file is kept as {kept}" if kept else ""))
+    print("next: start `onecard-central serve`; counters push again whatever the backup "
+          "lacks and pull from the start (the restored store has a new id)")
+    return 0
 
 
 def _console(cfg: CentralConfig, operator: str | None) -> int:

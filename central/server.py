@@ -62,6 +62,9 @@ class Conn:
     node: str = ""
     node_key: bytes = b""
     reported_seq: int = 0  # the counter's own head, as its hello said
+    # The counter holds less of its own chain than central (re-installed, restored from
+    # an old backup): its own events are fed back to it along with everyone's.
+    recovering: bool = False
     sent_cursor: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -206,6 +209,10 @@ class CentralServer:
         auth = s.receive(await self._recv(conn))
         assert isinstance(auth, Auth)
         head = await self.store.head(conn.node)
+        conn.recovering = hello.head_seq < head.seq
+        if conn.recovering:
+            log.warning("node=%s is recovering: it holds its chain to seq %d, central to %d",
+                        conn.node, hello.head_seq, head.seq)
         await conn.ws.send(
             s.send_welcome(
                 head,
@@ -369,7 +376,9 @@ class CentralServer:
             lag_cursor = conn.sent_cursor
             for _ in range(MAX_PAGES_PER_WAKE):
                 assert conn.sent_cursor is not None
-                page = await self.store.events_after(conn.sent_cursor, exclude_node=conn.node)
+                page = await self.store.events_after(
+                    conn.sent_cursor, exclude_node=None if conn.recovering else conn.node
+                )
                 if not page.events:
                     # Only the node's own events lie ahead: nothing to send, but it is
                     # up to date (for the lag figure), so record the position.

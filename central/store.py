@@ -210,6 +210,17 @@ CREATE UNIQUE INDEX dormant_items_open ON dormant_items (patient_id) WHERE open 
 ]
 
 
+class DamagedStore(sqlite3.DatabaseError):
+    """Central's database file is damaged, truncated or empty: the message names it and
+    says what to do."""
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(
+            f"the central database {path} {why}. Restore a backup: onecard-central restore "
+            "FILE (backups are in the [backup] dir); counters keep their events and push "
+            "again whatever the backup lacks")
+
+
 class IngestError(ProtocolError):
     """A batch central refuses; ``code`` goes into the ``error`` frame."""
 
@@ -394,9 +405,27 @@ class CentralStore:
 
     @classmethod
     async def open(cls, path: str | Path, *, max_skew_ms: int = 300_000) -> CentralStore:
+        """Open (creating and migrating) the store; a damaged, truncated or empty file
+        raises :class:`DamagedStore` naming it and what to do."""
+        from edge_node.backup import damage
+
         path = str(path)
         if path != ":memory:":
+            why = damage(Path(path))
+            if why:
+                raise DamagedStore(path, why)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return await cls._open(path, max_skew_ms)
+        except DamagedStore:
+            raise
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):  # locked, unable to open, …
+                raise
+            raise DamagedStore(path, f"is damaged (SQLite: {exc})") from exc
+
+    @classmethod
+    async def _open(cls, path: str, max_skew_ms: int) -> CentralStore:
         writer = await aiosqlite.connect(path, isolation_level=None)
         try:
             await writer.execute("PRAGMA journal_mode=WAL")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -71,6 +73,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     if cfg.key_file.exists():
         key = cfgmod.load_key(cfg.key_file)
         print(f"keeping the existing key {cfg.key_file}")
+        if not cfg.db.exists():
+            print("a re-installed counter? run  onecard-edge recover  before its first "
+                  "business: it gets this counter's own chain back from central")
     else:
         key = SigningKey.generate()
         cfgmod.write_key(cfg.key_file, key)
@@ -97,6 +102,7 @@ async def cmd_info(args: argparse.Namespace) -> int:
         st = await ledger.sync_state()
         n = await ledger.event_count()
         heads = await ledger.node_heads()
+        own, held, pending = await ledger.recovery()
     last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
             if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
@@ -107,6 +113,103 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
+    if pending or held > own:
+        print(f"recovery    recovering from central…: own chain at seq {own}"
+              f"{f' of {held}' if held > own else ', central not reached yet'}; "
+              "no new event until it is back")
+    return 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A verified copy of the live ledger into the backup dir; the oldest rotated out."""
+    from edge_node import backup
+    from edge_node.ledger import check_ledger_copy
+
+    cfg = cfgmod.load(_config_path(args))
+    key = cfg.load_key()
+    done = backup.backup(cfg.db, Path(args.dir) if args.dir else cfg.backup_dir, cfg.node_id,
+                         args.keep or cfg.backup.keep,
+                         check_ledger_copy(cfg.node_id, key.public_key))
+    print(done.line())
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Put a verified backup in place of the ledger (app and sync stopped)."""
+    from edge_node import backup
+    from edge_node.ledger import RECOVER_PENDING, check_ledger_copy
+
+    cfg = cfgmod.load(_config_path(args))
+    key = cfg.load_key()
+    src = Path(args.file)
+    events = backup.check_backup(src, check_ledger_copy(cfg.node_id, key.public_key))
+
+    def mark(conn: sqlite3.Connection) -> None:  # no own event until central is heard
+        conn.execute("INSERT OR REPLACE INTO meta VALUES (?, 1)", (RECOVER_PENDING,))
+
+    kept = backup.restore(src, cfg.db, check_ledger_copy(cfg.node_id, key.public_key), mark)
+    print(f"restored {src} ({events} events) as {cfg.db}"
+          + (f"; the replaced file is kept as {kept}" if kept else ""))
+    print("next: onecard-edge recover (or start the sync): this counter takes no new event "
+          "until central has given back whatever of its chain the backup lacks")
+    return 0
+
+
+def _hopeless(error: str) -> bool:
+    """A sync error that retrying cannot mend: central refuses this counter (unknown,
+    revoked, another key), or its own chain at central is not this key's or forks."""
+    return error.startswith("central refused") or any(
+        w in error for w in ("offline key backup", "Equivocation", "forked"))
+
+
+async def cmd_recover(args: argparse.Namespace) -> int:
+    """Sync until this counter's own chain and everyone's events are back from central."""
+    from edge_node.sync import daemon
+
+    cfg = cfgmod.load(_config_path(args))
+    key = cfg.load_key()
+    central_key = cfg.sync.central_public_key
+    async with await Ledger.open(cfg.db, cfg.node_id, key, rule_config=cfg.rules,
+                                 max_skew_ms=cfg.sync.max_skew_ms) as ledger:
+        await ledger.mark_recovering()
+        await ledger.update_sync_state(last_error="")  # (an earlier run's is no answer)
+        if not os.environ.get("ONECARD_DEBUG"):  # the outcome is one line, said below
+            logging.getLogger("onecard").addHandler(logging.NullHandler())
+        print(f"recovering from central… ({cfg.sync.central_url})", flush=True)
+        client = daemon.SyncClient(ledger, key, cfg.sync.central_url, central_key,
+                                   daemon.SyncOptions.from_env(), wal_path=f"{cfg.db}-wal")
+        stop = asyncio.Event()
+        task = asyncio.create_task(client.run(stop))
+        loop = asyncio.get_running_loop()
+        end = loop.time() + args.timeout
+        done = False
+        try:
+            while not done and loop.time() < end and not task.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(1.0, max(0.0, end - loop.time()))):
+                        await client.caught_up.wait()
+                own, held, pending = await ledger.recovery()
+                done = client.caught_up.is_set() and not pending and own >= held
+                client.caught_up.clear()
+                if _hopeless((await ledger.sync_state()).last_error):
+                    break
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await task
+        own, held, pending = await ledger.recovery()
+        st = await ledger.sync_state()
+        n = await ledger.event_count()
+    if not done:
+        why = st.last_error or ("central did not send this counter's own events back"
+                                if not pending else "central was not reached")
+        if not _hopeless(st.last_error):
+            why += f" (gave up after {args.timeout:g} s)"
+        print(f"onecard-edge: not recovered: own chain at seq {own}"
+              f"{f' of {held}' if held else ''}: {why}", file=sys.stderr)
+        return 1
+    print(f"recovered: own chain back to seq {own} (as central holds it), {n} events in the "
+          f"ledger; this counter's next event is seq {own + 1}")
     return 0
 
 
@@ -373,6 +476,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the counter's terminal app (with the [reader] "
                        "configured)")
     s.set_defaults(func=cmd_run)
+    s = sub.add_parser("backup", help="a verified copy of the ledger (while it runs), "
+                       "the oldest beyond --keep removed")
+    s.add_argument("--dir", help="where (default: [backup] dir, or backups/ beside the ledger)")
+    s.add_argument("--keep", type=int, default=0, help="newest backups kept (default: "
+                   "[backup] keep, 7)")
+    s.set_defaults(func=cmd_backup)
+    s = sub.add_parser("restore", help="put a backup in place of the ledger (stop the app "
+                       "and sync first); the replaced file is kept as .before-restore")
+    s.add_argument("file", help="a backup file, e.g. backups/cashier-01-20260101T020000Z.sqlite3")
+    s.set_defaults(func=cmd_restore)
+    s = sub.add_parser("recover", help="after a re-install or a restore: get this counter's "
+                       "own chain and everyone's events back from central, then stop")
+    s.add_argument("--timeout", type=float, default=600, help="give up after this many "
+                   "seconds (600)")
+    s.set_defaults(func=cmd_recover)
 
     s = sub.add_parser("staff", help="who may log in at this counter: add, list, disable")
     staff_sub = s.add_subparsers(dest="staff_command", required=True, metavar="ACTION")

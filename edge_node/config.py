@@ -96,6 +96,15 @@ READER_KINDS = ("none", "pcsc", "wedge", "simulated")
 
 
 @dataclass(frozen=True, slots=True)
+class BackupConfig:
+    """``[backup]``: where ``onecard-edge backup`` writes (default: ``backups`` beside the
+    ledger) and how many of the newest it keeps."""
+
+    dir: Path | None = None
+    keep: int = 7
+
+
+@dataclass(frozen=True, slots=True)
 class ReaderConfig:
     kind: str = "none"
     name: str = ""
@@ -134,7 +143,12 @@ class EdgeConfig:
     price_list: str = ""
     sync: SyncConfig = field(default_factory=SyncConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
+    backup: BackupConfig = field(default_factory=BackupConfig)
     path: Path | None = None
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.backup.dir or self.db.parent / "backups"
 
     @property
     def rules(self) -> RuleConfig:
@@ -194,6 +208,15 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     if not all(isinstance(v, str) for v in reader_raw.values()):
         raise ConfigError("[reader] values are strings")
     reader = ReaderConfig(**reader_raw)
+    backup_raw = raw.get("backup", {})
+    if not isinstance(backup_raw, dict) or set(backup_raw) - {"dir", "keep"}:
+        raise ConfigError("[backup] takes only dir, keep")
+    keep = backup_raw.get("keep", 7)
+    if type(keep) is not int or not 1 <= keep <= 10_000:
+        raise ConfigError("[backup] keep must be a whole number of backups from 1 (default 7)")
+    bdir = backup_raw.get("dir", "")
+    if not isinstance(bdir, str):
+        raise ConfigError("[backup] dir must be a directory path (a string)")
     if reader.kind not in READER_KINDS:
         raise ConfigError(f"[reader] kind must be one of {', '.join(READER_KINDS)}")
     if reader.kind == "pcsc" and not reader.name.strip():
@@ -208,7 +231,7 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
         raise ConfigError('language must be "zh" or "en"')
     _check_timezone(raw.get("timezone", "Asia/Shanghai"))
     base = path.parent if path else Path.cwd()
-    values = {k: v for k, v in raw.items() if k not in ("sync", "reader")}
+    values = {k: v for k, v in raw.items() if k not in ("sync", "reader", "backup")}
     for k in ("db", "key_file"):
         if k in values and (not isinstance(values[k], str) or not values[k]):
             raise ConfigError(f"{k} must be a file path (a string)")
@@ -220,7 +243,10 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     for k in ("registration_fee", "card_fee", "idle_lock_s"):
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
-    return EdgeConfig(**values, sync=SyncConfig(**sync_raw), reader=reader, path=path)
+    backup = BackupConfig(
+        (base / Path(bdir).expanduser()) if bdir else None, keep)  # (absolute stays absolute)
+    return EdgeConfig(**values, sync=SyncConfig(**sync_raw), reader=reader, backup=backup,
+                      path=path)
 
 
 def _check_timezone(name: object) -> None:
@@ -285,6 +311,11 @@ def render(cfg: EdgeConfig) -> str:
         f"kind = {q(cfg.reader.kind)}  # none | pcsc | wedge | simulated",
         f"name = {q(cfg.reader.name)}",
         f"device = {q(cfg.reader.device)}",
+        "",
+        "[backup]",
+        f"dir = {q(str(cfg.backup.dir or ''))}  # onecard-edge backup (empty: backups/ beside "
+        "the ledger)",
+        f"keep = {cfg.backup.keep}  # the newest kept",
         "",
     ]
     return "\n".join(lines)

@@ -5,6 +5,8 @@
     │                            was written; ``problems`` says what, field by field
     ├── StorageError             the ledger could not be written (disk full, read-only, …);
     │                            nothing was written
+    │   └── DamagedFile          the ledger file is damaged, truncated or empty: restore a
+    │                            backup or recover from central (the message says how)
     └── ConfigError              a config or key file is missing or wrong
 
 Each carries a short ``title`` for the counter's screen; ``str()`` is the detail.
@@ -33,6 +35,10 @@ class OperationRefused(EdgeError):
 
 class StorageError(EdgeError):
     title = "Ledger not written"
+
+
+class DamagedFile(StorageError):
+    title = "Ledger damaged"
 
 
 class ConfigError(EdgeError):

@@ -745,7 +745,16 @@ _DORMANT: dict[str, tuple[str, str]] = {
     "dormant.item.moved": ("有变动，未结清", "moved, not settled"),
     "dormant.item.cancelled": ("已取消", "cancelled"),
 }
-for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT):
+
+# backups and recovery (edge_node/backup.py; a ledger getting its own chain back)
+_BACKUP: dict[str, tuple[str, str]] = {
+    "problem.ledger.recovering": ("正在从中心恢复：本窗口自己的记录已恢复到第 {seq} 条，共 {held} 条；请保持同步运行，恢复完成后才能办理业务", "Recovering from central: this counter's own events are back to seq {seq} of {held}; keep its sync running: no new business until they are all back"),
+    "status.recovering": ("正在从中心恢复…", "recovering from central…"),
+    "problem.ledger.recover_pending": ("正在从中心恢复：本窗口的账本刚从备份恢复或重新安装，尚未连上中心；请先启动同步，恢复完成后才能办理业务", "Recovering from central: this ledger was restored or re-installed and has not reached central yet; start its sync (onecard-edge sync, or onecard-edge recover)"),
+}
+
+for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
+               _BACKUP):
     STRINGS.update(_block)
 
 

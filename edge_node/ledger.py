@@ -48,7 +48,7 @@ from typing import Any, Protocol, TypeVar
 import aiosqlite
 
 from edge_node.db import snapshot, transaction
-from edge_node.errors import ConfigError, OperationRefused, StorageError
+from edge_node.errors import ConfigError, DamagedFile, OperationRefused, StorageError
 from edge_node.migrations import migrate
 from edge_node.search import PATIENT_INDEX
 from protocol.core import Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
@@ -121,6 +121,9 @@ class SyncState:
     received: int
     last_error: str
     pending: int
+    #: central holds more of this counter's chain than the ledger, or a restored or
+    #: re-installed ledger has not heard central yet: no own event until it is back
+    recovering: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +218,12 @@ class Ledger:
         Projections folded by another version are refolded here (``progress`` is told
         every 10,000 events), and derived indexes made another way are rewritten.
         """
+        from edge_node.backup import damage
+
         path = Path(path)
+        why = damage(path)
+        if why:
+            raise damaged(path, why)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = await aiosqlite.connect(str(path), isolation_level=None, timeout=30)
@@ -226,6 +234,9 @@ class Ledger:
         self._path = str(path)
         try:
             await self._run(self._setup, progress)
+        except sqlite3.DatabaseError as exc:  # (_run names most damage itself)
+            await db.close()
+            raise damaged(path, f"is damaged (SQLite: {exc})") from exc
         except BaseException:
             await db.close()
             raise
@@ -358,6 +369,8 @@ class Ledger:
             return await db._execute(lambda: fn(db._conn, *args))  # type: ignore[no-untyped-call]
         except sqlite3.OperationalError as exc:
             raise _storage_error(exc) from exc
+        except sqlite3.DatabaseError as exc:  # corrupt pages inside a file that opened
+            raise damaged(Path(self._path), f"is damaged (SQLite: {exc})") from exc
 
     def record_type(self, table: str | type[R]) -> type[Record]:
         if isinstance(table, str):
@@ -417,6 +430,7 @@ class Ledger:
         reg = self.registry
         with (snapshot(conn) if dry else transaction(conn)):
             head = self._head(conn, self.node_id)
+            self._refuse_while_recovering(conn, head)
             hlc = self._read_clock(conn)
             loaded = _Loaded()
             out: list[Appended] = []
@@ -455,6 +469,44 @@ class Ledger:
                              (self.node_id, head.seq, head.hash))
                 self._write_clock(conn, hlc)
         return AppendResult(out, loaded.state, now)
+
+    @staticmethod
+    def _refuse_while_recovering(conn: sqlite3.Connection, head: ChainHead) -> None:
+        """No own event while central holds more of this counter's chain than the ledger
+        (re-installed, restored from a backup): its seq would fork the chain."""
+        held = conn.execute("SELECT acked_seq FROM sync_state").fetchone()[0]
+        if held > head.seq:
+            raise OperationRefused([Problem(
+                "ledger.recovering", f"recovering from central…: this counter's own events "
+                f"are back to seq {head.seq} of {held}; keep its sync running",
+                values={"seq": head.seq, "held": held})])
+        if Ledger._meta(conn, RECOVER_PENDING):
+            raise OperationRefused([Problem(
+                "ledger.recover_pending", "recovering from central…: this ledger was "
+                "restored or re-installed and has not reached central yet; start its sync "
+                "(onecard-edge sync, or onecard-edge recover)")])
+
+    async def recovery(self) -> tuple[int, int, bool]:
+        """(own head seq, central's head of this node as last heard, awaiting central)."""
+        def q(conn: sqlite3.Connection) -> tuple[int, int, bool]:
+            held = conn.execute("SELECT acked_seq FROM sync_state").fetchone()[0]
+            return (self._head(conn, self.node_id).seq, int(held),
+                    bool(self._meta(conn, RECOVER_PENDING)))
+        return await self._run(q)  # type: ignore[no-any-return]
+
+    async def mark_recovering(self) -> None:
+        """No own event until a sync has heard central's head for this node (a restore,
+        a re-install): cleared by the sync daemon's welcome (:meth:`central_holds`)."""
+        await self.write(lambda c: c.execute("INSERT OR REPLACE INTO meta VALUES (?, 1)",
+                                             (RECOVER_PENDING,)))
+
+    async def central_holds(self, seq: int) -> None:
+        """Central holds this node's chain to ``seq`` (its welcome): appends wait until
+        the ledger's own chain is back to it."""
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE sync_state SET acked_seq=? WHERE id=1", (seq,))
+            conn.execute("DELETE FROM meta WHERE key=?", (RECOVER_PENDING,))
+        await self.write(tx)
 
     def _build(self, conn: sqlite3.Connection, loaded: _Loaded, op: Op, seq: int) -> Body:
         """Run the op's body builder until every record its body touches is loaded.
@@ -523,19 +575,30 @@ class Ledger:
 
     def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes]) -> int:
         keys = dict(conn.execute("SELECT node, public_key FROM node_keys").fetchall())
+        # This node's own events come back from central when the ledger lost them (a
+        # re-install, an old backup): they must verify with this node's own key and
+        # continue its chain, like any node's.
+        keys.pop(self.node_id, None)
+        if self.key is not None:
+            keys[self.node_id] = self.key.public_key
         batch: list[tuple[Event, bytes, bytes, Decoded]] = []
         need: set[Ref] = set()
         for data in encoded:
             ev = decode_event(data)
-            if ev.node == self.node_id:
-                raise ProtocolError(f"refusing an event that claims to be this node "
-                                    f"({ev.node} seq {ev.seq})")
             key = keys.get(ev.node)
             if key is None:
+                if ev.node == self.node_id:
+                    raise ProtocolError(f"refusing an event that claims to be this node "
+                                        f"({ev.node} seq {ev.seq}) without its key")
                 raise SignatureError(f"{ev.node} is not a node this counter knows a key for")
             try:
                 ev.verify_signature(key)
             except SignatureError:
+                if ev.node == self.node_id:
+                    raise SignatureError(
+                        f"this counter's own seq {ev.seq} at central was signed by another "
+                        "key than this node.key: restore node.key from the hospital's "
+                        "offline key backup") from None
                 raise SignatureError(f"{ev.node} seq {ev.seq}: signature does not verify") from None
             d = self.registry.decode(ev)
             if isinstance(d, Fact):
@@ -568,8 +631,11 @@ class Ledger:
                                             "already stored at this position")
                 check_link(head, ev)
                 rowid += 1
+                # an own event recovered from central keeps the time it was written (the
+                # counter's reports count it on its day, not on the day of recovery)
                 rows.append((rowid, ev.node, ev.seq, h, ev.hlc.wall, ev.hlc.counter,
-                             ev.operator, ev.kind, data, now))
+                             ev.operator, ev.kind, data,
+                             ev.hlc.wall if ev.node == self.node_id else now))
                 links += [(p, rowid) for p in (d.patients if isinstance(d, Fact) else
                                                self.registry.patients_of(ev))]
                 in_batch[(ev.node, ev.seq)] = h
@@ -726,9 +792,10 @@ class Ledger:
 
     async def sync_state(self) -> SyncState:
         row = (await self._fetch(f"SELECT {', '.join(_SYNC_FIELDS)} FROM sync_state"))[0]
-        head = await self.head()
+        own, held, awaiting = await self.recovery()
         st = dict(zip(_SYNC_FIELDS, row, strict=True))
-        return SyncState(bool(st.pop("online")), pending=max(0, head.seq - st["acked_seq"]), **st)
+        return SyncState(bool(st.pop("online")), pending=max(0, own - st["acked_seq"]),
+                         recovering=awaiting or held > own, **st)
 
     async def update_sync_state(self, **fields: Any) -> None:
         unknown = set(fields) - set(_SYNC_FIELDS)
@@ -744,7 +811,14 @@ class Ledger:
     async def verify(self) -> VerifyReport:
         """Walk every node's chain: stored bytes, hashes, links, signatures; name the first bad."""
         keys = await self.node_keys()
-        return await self._run(self._verify_tx, keys)  # type: ignore[no-any-return]
+        report: VerifyReport = await self._run(self._verify_tx, keys)
+        own, held, _ = await self.recovery()
+        if report.ok and held > own:
+            return VerifyReport(False, report.checked, self.node_id, own + 1,
+                                f"central holds this counter's chain to seq {held} but this "
+                                f"ledger only to {own}: recover from central (onecard-edge "
+                                "recover) before this counter appends")
+        return report
 
     @staticmethod
     def _verify_tx(conn: sqlite3.Connection, keys: dict[str, bytes]) -> VerifyReport:
@@ -855,6 +929,33 @@ class Ledger:
             for ix in self.indexes.get(rt, ()):
                 ix.write(conn, [r for r in changed if _index_changed(ix, loaded.seen.get(
                     (rt, r.key())), r)])
+
+
+def check_ledger_copy(node_id: str, public_key: bytes
+                      ) -> Callable[[sqlite3.Connection], tuple[int, str]]:
+    """The chain verify of ``onecard-edge verify``, for a copy of this node's ledger
+    (a backup): (events checked, "" or why it is broken)."""
+    def check(conn: sqlite3.Connection) -> tuple[int, str]:
+        row = conn.execute("SELECT value FROM meta WHERE key='node_id'").fetchone()
+        if row is None or row[0] != node_id:
+            return 0, f"it is the ledger of {row[0] if row else 'no node'}, not of {node_id}"
+        keys = dict(conn.execute("SELECT node, public_key FROM node_keys").fetchall())
+        keys[node_id] = public_key
+        report = Ledger._verify_tx(conn, keys)
+        return report.checked, "" if report.ok else str(report)
+    return check
+
+
+#: meta key: restored or re-installed, no own event until central's head is known
+RECOVER_PENDING = "recover.pending"
+
+
+def damaged(path: Path, why: str) -> DamagedFile:
+    """The one message for a ledger file SQLite cannot use: which file, and what to do."""
+    return DamagedFile(
+        f"the ledger {path} {why}. Restore a backup (onecard-edge restore FILE; backups "
+        "are in the [backup] dir), or move the file aside and recover this counter's "
+        "events from central (onecard-edge recover)")
 
 
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints in a busy streak

@@ -13,6 +13,7 @@ from websockets.asyncio.server import serve
 
 from central.server import WS_MAX_SIZE, CentralServer
 from central.store import CentralStore, enrol_central
+from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from edge_node.sync.daemon import SyncClient, SyncOptions, backoff_delay
@@ -265,3 +266,44 @@ async def test_central_restored_from_an_old_backup_gets_everything_back(
     await store2.close()
     await a.close()
     await b.close()
+
+
+async def test_ledger_behind_central_recovers_its_own_chain_then_continues(
+    tmp_path: Path, central: Central
+) -> None:
+    """A re-installed counter (same key, empty ledger): the daemon gets its own chain back
+    from central, refuses own appends until it is back, and the next event is head+1."""
+    old = await Ledger.open(tmp_path / "old.sqlite3", "cashier-r1", node_key("cashier-r1"),
+                            clock=FakeClock())
+    central.opened.append(old)
+    await central.store.enrol("cashier-r1", node_key("cashier-r1").public_key, "cashier")
+    b = await open_counter(tmp_path, central, "cashier-r2")
+    await work(old, 2, "R1")
+    await work(b, 1, "R2")
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(client(x, FAST, central.url).run(stop)) for x in (old, b)]
+    await until(lambda: _eq(central.store.count(), 9), 10, "central holds both")
+    stop.set()
+    await asyncio.gather(*tasks)
+    lost = await old.head()
+    await old.close()
+    new = await Ledger.open(tmp_path / "new.sqlite3", "cashier-r1", node_key("cashier-r1"),
+                            clock=FakeClock())
+    central.opened.append(new)
+    await new.central_holds(lost.seq)  # what the first welcome records, before any event
+    with pytest.raises(OperationRefused) as refused:
+        await work(new, 1, "R9")
+    assert refused.value.codes == ["ledger.recovering"]
+    assert not (await new.verify()).ok
+    stop = asyncio.Event()
+    t = asyncio.create_task(client(new, FAST, central.url).run(stop))
+    await until(lambda: _eq(new.event_count(), 9), 10, "own chain and b's events back")
+    assert await new.head() == lost
+    assert (await new.verify()).ok
+    await work(new, 1, "R3")
+    assert (await new.head()).seq == lost.seq + 3  # continues; no seq reused
+    await until(lambda: _eq(central.store.count(), 12), 10, "new work pushed")
+    assert await central.store.quarantined() == []
+    stop.set()
+    await t
+    await new.close()

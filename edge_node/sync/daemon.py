@@ -8,6 +8,11 @@ Each connection runs :class:`protocol.session.EdgeSession` over a websocket:
    central's key is the one pinned in the config.  The welcome's directory of
    enrolled keys goes into the ledger (so other counters' events and cards verify),
    and the welcome's head says up to where central holds our chain: the resume point.
+   When central holds more of our chain than the ledger (a re-installed counter, a
+   ledger restored from an old backup), the counter is *recovering*: the ledger
+   records central's head and refuses own appends until its chain is back, the pull
+   starts from 0, and central (seeing the hello's lower head) sends our own events
+   too; the ledger verifies them with our own key and chains them like any node's.
 2. then two tasks until the link drops or ``stop`` is set:
 
    * the **pusher** reads own events after the last acked/sent seq from the ledger,
@@ -94,6 +99,7 @@ class SyncLedger(Protocol):
     async def sync_state(self) -> SyncStateLike: ...
     async def update_sync_state(self, **fields: object) -> None: ...
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
+    async def central_holds(self, seq: int) -> None: ...
 
 
 class SyncStateLike(Protocol):
@@ -180,6 +186,10 @@ class SyncClient:
         self.connections = 0
         self._welcomed = False
         self._opened = False  # the websocket (and TLS) handshake of this attempt finished
+        self.recovering = False
+        self._recover_to = 0
+        #: set when a pull has caught up (an ``events`` frame with nothing more to come)
+        self.caught_up = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
@@ -301,12 +311,16 @@ class SyncClient:
             {e.node: (e.key, e.role) for e in w.directory if e.node != self.node}
         )
         head = await self.ledger.head()
-        if w.head_seq > head.seq:
-            raise SyncFailed(
-                f"central holds our chain up to seq {w.head_seq} but this ledger only to "
-                f"{head.seq}: was the ledger restored from an old backup? Not pushing."
+        # Central's head for this node, first: no own append until the chain is back.
+        await self.ledger.central_holds(w.head_seq)
+        self.recovering = w.head_seq > head.seq
+        self._recover_to = w.head_seq
+        if self.recovering:
+            log.warning(
+                "recovering from central node=%s own_head=%d central_holds=%d: pulling our "
+                "own events back; appends wait", self.node, head.seq, w.head_seq
             )
-        if w.head_seq:
+        elif w.head_seq:
             mine = await self.ledger.own_events_after(w.head_seq - 1, limit=1)
             if not mine or decode_event(mine[0]).seq != w.head_seq:
                 raise SyncFailed(f"own event seq {w.head_seq} is missing from the ledger")
@@ -315,9 +329,7 @@ class SyncClient:
                     f"central holds a different event at our seq {w.head_seq}: the chains "
                     "have forked; central IT must look at this counter"
                 )
-        await self.ledger.update_sync_state(
-            online=True, acked_seq=w.head_seq, last_sync_ms=_now_ms(), last_error=""
-        )
+        await self.ledger.update_sync_state(online=True, last_sync_ms=_now_ms(), last_error="")
         log.info(
             "sync online node=%s central_holds=%d own_head=%d", self.node, w.head_seq, head.seq
         )
@@ -372,6 +384,11 @@ class SyncClient:
                 cursor = 0
                 await self.ledger.update_sync_state(pull_cursor=0)
             await self.ledger.run(_write_store_id, s.welcome.store)
+        if self.recovering and cursor:
+            # our own lost events may lie before the cursor: pull everything again
+            # (events already held are no-ops)
+            cursor = 0
+            await self.ledger.update_sync_state(pull_cursor=0)
         await ws.send(s.send_pull(cursor))
         acked_changed = asyncio.Event()
 
@@ -421,6 +438,14 @@ class SyncClient:
                     )
                     if n:
                         log.info("sync received node=%s new=%d cursor=%d", self.node, n, msg.cursor)
+                    if self.recovering and n:
+                        own = await self.ledger.head()
+                        if own.seq >= self._recover_to:
+                            self.recovering = False
+                            log.warning("recovered node=%s own chain back to seq %d from "
+                                        "central; appends resume", self.node, own.seq)
+                    if not msg.more:
+                        self.caught_up.set()
                 elif isinstance(msg, Ping):
                     await ws.send(s.send_pong(msg.n))
 

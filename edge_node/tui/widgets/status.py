@@ -98,7 +98,9 @@ class StatusBar(Horizontal):
         online.set_class(not state.online, "offline")
         online.update(tr("status.online") if state.online else
                       tr("status.offline_short" if short else "status.offline"))
-        self.query_one("#pending", Static).update(tr("status.pending", n=state.pending))
+        self.query_one("#pending", Static).update(
+            tr("status.recovering") if state.recovering else tr("status.pending",
+                                                                n=state.pending))
         last = self.query_one("#last-sync", Static)
         when = self._local(state.last_sync_ms, "%m-%d %H:%M") if state.last_sync_ms else ""
         if short:
