@@ -62,6 +62,16 @@ VALID: dict[str, dict[str, Any]] = {
     "account.opening_balance": {"patient_id": "P-central-A000123", "amount": 12345,
                                 "old_patient_no": "A000123", "batch_id": "imp-20261201-0a1b",
                                 "last_activity": "2026-10-31"},
+    # the cashier's day close (protocol/dayclose.py)
+    "report.closed": {"day": "2026-11-30", "start_ms": 1_796_000_000_000,
+                      "end_ms": 1_796_086_400_000, "cashier": "wang.fang",
+                      "figures": [{"section": "deposits", "line": "cash", "count": 2,
+                                   "amount": 30000},
+                                  {"section": "refunds", "line": "cash", "count": 1,
+                                   "amount": 2500},
+                                  {"section": "charges", "line": "", "count": 3,
+                                   "amount": 7500}],
+                      "expected_cash": 27500, "counted_cash": 27400},
 }
 
 
