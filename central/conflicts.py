@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from central.reconcile import (
-    INTEGRITY_KINDS,
     STATUSES,
+    UNANNOUNCED_KINDS,
     Conflict,
     Incoming,
     IntegrityReport,
@@ -163,7 +163,7 @@ _UNANNOUNCED = (
     " WHERE ((status IN ('open', 'acknowledged') AND announced = 0)"
     "  OR (status = 'withdrawn' AND announced = 1))"
     " AND patients != '[]' AND kind NOT IN ("
-    + ", ".join(f"'{k}'" for k in sorted(INTEGRITY_KINDS)) + ") ORDER BY wall_ms, id")
+    + ", ".join(f"'{k}'" for k in sorted(UNANNOUNCED_KINDS)) + ") ORDER BY wall_ms, id")
 
 
 class ConflictWatch:

@@ -76,10 +76,14 @@ KINDS = (
     "clock_skew",
     "malformed_event",
     "reconcile_error",
+    "audit_finding",
 )
 #: Conflicts about a node or central itself, not a patient's money or record.
 INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "clock_skew",
                              "malformed_event", "reconcile_error"})
+#: Conflicts never announced to the counters: the integrity kinds, and the daily audit's
+#: findings (for central's finance and IT, not for the patient's next tap).
+UNANNOUNCED_KINDS = INTEGRITY_KINDS | {"audit_finding"}
 
 
 @dataclass(frozen=True, slots=True)
