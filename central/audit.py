@@ -201,9 +201,21 @@ class AuditReport:
                 and self.opening + self.net == self.closing)
 
 
-def _decode(rows: Iterable[bytes], rep: AuditReport) -> list[Fact]:
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """Central's stored projection (the ``accounts`` table) and the cursor position the
+    reconciler had folded when it wrote it."""
+
+    balances: dict[str, Fen]
+    pos: int
+
+
+def _decode(rows: Iterable[tuple[int, bytes]], rep: AuditReport,
+            upto: int | None = None) -> list[Fact]:
     facts: list[Fact] = []
-    for data in rows:
+    for pos, data in rows:
+        if upto is not None and pos > upto:
+            continue
         rep.events += 1
         try:
             ev = decode_event(data)
@@ -230,8 +242,10 @@ def _fold_balances(facts: list[Fact]) -> Fen:
     return sum(a.balance for a in reg.state.all(Account))
 
 
-def audit(rows: Iterable[bytes], day: BusinessDay, cfg: AuditConfig) -> AuditReport:
-    """The audit of ``day`` over every stored event (pure; never raises for an event)."""
+def audit(rows: list[tuple[int, bytes]], day: BusinessDay, cfg: AuditConfig,
+          stored: Stored | None = None) -> AuditReport:
+    """The audit of ``day`` over every stored event ``(pos, bytes)``, and of central's
+    stored projection (pure; never raises for an event)."""
     rep = AuditReport(day)
     facts = _decode(rows, rep)
     facts.sort(key=lambda f: f.at.order)
@@ -256,6 +270,24 @@ def audit(rows: Iterable[bytes], day: BusinessDay, cfg: AuditConfig) -> AuditRep
                 f"Central's projection of {pid}'s account holds {yuan(got)}, but the money "
                 f"of its signed events adds up to {yuan(want)} ({yuan(got - want)} apart).",
                 abs(got - want), (pid,)))
+    if stored is not None:  # the table against the events it was folded from
+        upto = Reconciler()
+        upto.add(f.event for f in _decode(rows, AuditReport(day), stored.pos))
+        refolded = {a.patient_id: a.balance for a in upto.state.all(Account)}
+        for pid in sorted(set(refolded) | set(stored.balances)):
+            got, want = stored.balances.get(pid), refolded.get(pid, 0)
+            if got is None and want == 0:
+                continue
+            if got != want:
+                rep.findings.append(Finding(
+                    "projection_mismatch", ("stored", pid), f"Stored balance of {pid}: "
+                    f"{yuan(got) if got is not None else 'missing'}, its events say {yuan(want)}",
+                    f"Central's accounts table holds "
+                    f"{yuan(got) if got is not None else 'no row'} for {pid}, but the signed "
+                    f"events it was folded from (to cursor position {stored.pos}) give "
+                    f"{yuan(want)}. Someone or something changed the database: check it "
+                    "(the events are the truth; restarting the server refolds the table).",
+                    abs((got or 0) - want), (pid,)))
     # -- 3. conservation, overall and for the day --------------------------------------
     in_day = [f for f in facts if day.start_ms <= f.at.wall < day.end_ms]
     for f in in_day:
@@ -500,15 +532,15 @@ def conflict_statements(rep: AuditReport, now_ms: int) -> list[tuple[str, tuple[
 
 
 async def stored_events(store: Any, page: int = 5000, max_pages: int = 1_000_000
-                        ) -> list[bytes]:
-    """Every event central holds, in cursor order (bounded pages)."""
-    out: list[bytes] = []
+                        ) -> list[tuple[int, bytes]]:
+    """Every event central holds with its cursor position, in cursor order (bounded)."""
+    out: list[tuple[int, bytes]] = []
     pos = 0
     for _ in range(max_pages):
         rows = await store.events_since(pos, page)
         if not rows:
             break
-        out += [data for _, data, _ in rows]
+        out += [(pos, data) for pos, data, _ in rows]
         pos = rows[-1][0]
     return out
 
@@ -517,7 +549,13 @@ async def run(store: Any, day: dt.date, cfg: AuditConfig, tr: Any,
               now_ms: int | None = None) -> tuple[AuditReport, Path, Path]:
     """Audit ``day`` on ``store``: files written, findings raised once and logged."""
     bounds = day_bounds(day, cfg.timezone, cfg.day_cutoff)
-    rep = audit(await stored_events(store), bounds, cfg)
+    # one statement: the table and the position it was folded to, in one snapshot
+    held = await store.read("SELECT m.value, a.patient_id, a.balance FROM meta m LEFT JOIN"
+                            " accounts a WHERE m.key = 'accounts_pos'")
+    stored = Stored({str(r[1]): int(r[2]) for r in held if r[1] is not None},
+                    int(held[0][0])) if held else None
+    rows = await stored_events(store)
+    rep = audit(rows, bounds, cfg, stored)
     assert cfg.report_dir is not None
     html_path, csv_path = write_files(rep, cfg.report_dir, tr)
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms

@@ -467,7 +467,7 @@ async def _balance(cfg: CentralConfig, what: str) -> int:
         await store.close()
     world = Reconciler()
     incoming = []
-    for data in rows:
+    for _, data in rows:
         try:
             incoming.append(Incoming(decode_event(data)))
         except Exception:  # damaged bytes: `verify` names them; they hold no balance here

@@ -174,6 +174,22 @@ ALTER TABLE events ADD COLUMN hlc_counter INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX events_hlc ON events (hlc_wall, hlc_counter);
 """,
     ),
+    (
+        6,
+        "accounts: the reconciler's balances as it folded them",
+        """
+-- Written by the reconciler (central.conflicts.ConflictWatch) with each catch-up, in the
+-- transaction that writes its conflicts; meta 'accounts_pos' is the cursor position they
+-- are folded up to.  The daily audit refolds the events up to there and compares: a
+-- balance changed in this table by hand is a finding.
+CREATE TABLE accounts (
+    patient_id TEXT PRIMARY KEY,
+    balance INTEGER NOT NULL,
+    credit_limit INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO meta (key, value) VALUES ('accounts_pos', 0);
+""",
+    ),
 ]
 
 

@@ -241,3 +241,24 @@ def test_balance_and_verify(central: Central) -> None:
     bad = cli(central, "verify")
     assert bad.returncode == 1 and "cashier-01 #3" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_a_balance_changed_in_centrals_database_is_found(central: Central) -> None:
+    cards = asyncio.run(clean_day(central))
+    with sqlite3.connect(central.db) as c:  # the reconciler kept every balance there
+        held = dict(c.execute("SELECT patient_id, balance FROM accounts"))
+        assert held[cards["a"]] == 12_500 and len(held) == 3
+        c.execute("UPDATE accounts SET balance = balance + 100000 WHERE patient_id = ?",
+                  (cards["a"],))
+    r = cli(central, "audit", "daily", "--date", DAY1.isoformat())
+    assert r.returncode == 1, r.stdout + r.stderr
+    found = conflicts(central)
+    assert [t for _, _, t in found] == [
+        f"Audit {DAY1}: Stored balance of {cards['a']}: ¥1,125.00, its events say ¥125.00"]
+    assert found[0][1] == "high" and "projection_mismatch" in r.stderr
+    assert cli(central, "audit", "daily", "--date", DAY1.isoformat()).returncode == 1
+    assert conflicts(central) == found  # raised once
+    # the reconciler refolding (a server restart) puts the table right: clean again
+    asyncio.run(push(central, "cashier-01"))
+    clean = cli(central, "audit", "daily", "--date", DAY1.isoformat())
+    assert clean.returncode == 0, clean.stdout + clean.stderr
