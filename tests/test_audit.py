@@ -262,3 +262,86 @@ def test_a_balance_changed_in_centrals_database_is_found(central: Central) -> No
     asyncio.run(push(central, "cashier-01"))
     clean = cli(central, "audit", "daily", "--date", DAY1.isoformat())
     assert clean.returncode == 0, clean.stdout + clean.stderr
+
+
+def test_the_audit_is_total_over_whatever_is_stored() -> None:
+    """Bytes that do not decode, a known kind with a bad body, an unknown kind: counted
+    and skipped; the rest is audited."""
+    from central.audit import AuditConfig, audit
+
+    day = day_bounds(DAY1, TZ)
+    key = node_key("cashier-01")
+    rows: list[tuple[int, bytes]] = [(1, b"\x00garbage"), (2, b"")]
+    prev = b"\x00" * 32
+    bodies = [("account.deposited", {"patient_id": "P-1", "amount": -5, "method": "cash",
+                                     "receipt_no": "D-1"}),
+              ("stock.counted", {"item": "x"}),
+              ("account.deposited", {"patient_id": "P-1", "amount": 700, "method": "cash",
+                                     "receipt_no": "D-2"}),
+              ("report.closed", {"day": DAY1.isoformat(), "start_ms": day.start_ms,
+                                 "end_ms": day.end_ms, "figures": "not a list",
+                                 "expected_cash": 0, "counted_cash": 0})]
+    for seq, (kind, body) in enumerate(bodies, 1):
+        _, data, prev = sign_event(key, node="cashier-01", seq=seq, prev=prev,
+                                   hlc=Hlc(at(DAY1, 2), seq), operator="wang", kind=kind,
+                                   body=body)
+        rows.append((seq + 2, data))
+    rep = audit(rows, day, AuditConfig())
+    assert (rep.events, rep.bad, rep.invalid, rep.unknown) == (6, 2, 2, 1)
+    assert rep.balanced and rep.flows["deposit"] == 700 == rep.balances
+    # the one good deposit was not closed (the close's body was bad): a finding
+    assert [f.rule for f in rep.findings] == ["missing_close"]
+
+
+def test_a_close_signed_at_the_counter_syncs_to_centrals_audit(tmp_path: Path) -> None:
+    """Real processes: `onecard-central serve` and two counters' sync daemons carry the
+    day's work and cashier-01's close to central; the audit compares the close and
+    finds cashier-02's day not closed."""
+    from edge_node import config as cfgmod
+    from tests.support.sync_cluster import Counter, converged, wait_for
+
+    central = Central.init(tmp_path / "central")
+    with open(central.config, "a", encoding="utf-8") as f:
+        f.write('\n[audit]\ntimezone = "Asia/Shanghai"\n')
+    counters = [Counter.create(tmp_path, n, central) for n in ("cashier-01", "cashier-02")]
+
+    async def offline(counter: Counter, card: str, close: bool) -> int:
+        """A patient of its own (different people: no duplicate raised and announced)."""
+        cfg = cfgmod.load(counter.config)
+        led = await Ledger.open(cfg.db, cfg.node_id, counter.key, rule_config=cfg.rules,
+                                clock=FakeClock(at(DAY1, 9)))
+        try:
+            svc = CounterService(led, "wang")
+            await svc.register_patient(name=f"张{card[-3:]}", sex="M", birth_date="1990-03-07",
+                                       phone=f"13800{card[-6:]}", card_no=card,
+                                       first_deposit=10_000)
+            await svc.charge(card, LAB, "lab")
+            if close:
+                await svc.close_day(day_bounds(DAY1, TZ), 10_000, all_operators=True)
+            return (await led.head()).seq
+        finally:
+            await led.close()
+
+    total = asyncio.run(offline(counters[0], "8600000101", True))
+    total += asyncio.run(offline(counters[1], "8600000201", False))
+    try:
+        central.start()
+        for c in counters:
+            c.start_sync()
+        wait_for(lambda: converged(central, counters, total), 60, "convergence")
+        with sqlite3.connect(f"file:{central.db}?mode=ro", uri=True) as c:
+            wait_for(lambda: c.execute("SELECT COUNT(*) FROM accounts").fetchone()[0] == 2,
+                     20, "the reconciler's balances")
+    finally:
+        for c in counters:
+            c.stop()
+        central.stop()
+    r = cli(central, "audit", "daily", "--date", DAY1.isoformat())
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [t for _, _, t in conflicts(central)] == [
+        f"Audit {DAY1}: No day close — cashier-02 (wang)"]
+    rows = list(csv.reader((central.dir / "audit" / f"audit-{DAY1}.csv").open(encoding="utf-8")))
+    fig = {(r[0], r[1]): r for r in rows}
+    assert fig[("close", "cashier-01/* counted")][3] == "10000"
+    assert fig[("close", "cashier-01/* recomputed")][3] == "10000"
+    assert fig[("balance", "closing")][3] == "15000" and fig[("balance", "balanced")][3] == "1"
