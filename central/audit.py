@@ -65,8 +65,10 @@ SEVERITY = {"projection_mismatch": "high", "unbalanced": "high", "close_mismatch
             "cash_miscount": "medium", "missing_close": "medium", "large_refund": "medium",
             "large_credit": "medium", "repeated_loss": "medium",
             "deposit_refund_same_operator": "high"}
-#: Flows whose fen go into the drawer or out of it at a counter (the report's sections).
-MONEY_SECTIONS = ("deposits", "refunds", "settlements", "charges")
+#: The report's sections of money that goes into a counter's drawer or out of it: a
+#: counter or cashier with any of them in a day must close that day (a pharmacy that
+#: only charges deposits has no drawer to count).
+DRAWER_SECTIONS = ("deposits", "refunds", "settlements")
 
 
 class AuditConfigError(Exception):
@@ -356,7 +358,7 @@ def audit(rows: list[tuple[int, bytes]], day: BusinessDay, cfg: AuditConfig,
     worked: dict[tuple[str, str], Event] = {}
     for f in in_day:
         line = f.kind.report(f.body)
-        if f.at.node != CENTRAL and line is not None and line.section in MONEY_SECTIONS:
+        if f.at.node != CENTRAL and line is not None and line.section in DRAWER_SECTIONS:
             worked.setdefault((f.at.node, f.event.operator), f.event)
     for (node, op), first in sorted(worked.items()):
         if (node, "") in covered or (node, op) in covered:

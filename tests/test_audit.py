@@ -345,3 +345,24 @@ def test_a_close_signed_at_the_counter_syncs_to_centrals_audit(tmp_path: Path) -
     assert fig[("close", "cashier-01/* counted")][3] == "10000"
     assert fig[("close", "cashier-01/* recomputed")][3] == "10000"
     assert fig[("balance", "closing")][3] == "15000" and fig[("balance", "balanced")][3] == "1"
+
+
+def test_a_counter_that_only_charges_has_no_drawer_to_close() -> None:
+    from central.audit import AuditConfig, audit
+
+    day = day_bounds(DAY1, TZ)
+    rows, prev = [], b"\x00" * 32
+    for seq, (node, kind, body) in enumerate([
+            ("cashier-01", "account.deposited", {"patient_id": "P-1", "amount": 5_000,
+                                                 "method": "mobile", "receipt_no": "D-1",
+                                                 "reference": "WX-1"}),
+            ("pharmacy-01", "account.charged", {"charge_id": "C-1", "patient_id": "P-1",
+                                                "amount": 2_500, "department": "pharmacy",
+                                                "items": LAB})], 1):
+        _, data, _h = sign_event(node_key(node), node=node, seq=1, prev=prev,
+                                hlc=Hlc(at(DAY1, 3), seq), operator="wang", kind=kind,
+                                body=body)
+        rows.append((seq, data))
+    rep = audit(rows, day, AuditConfig())
+    assert rep.balanced and rep.balances == 2_500
+    assert [(f.rule, f.key) for f in rep.findings] == [("missing_close", ("cashier-01", "wang"))]
