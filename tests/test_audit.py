@@ -196,6 +196,25 @@ def test_each_anomaly_is_found_and_raised_once(central: Central) -> None:
     assert conflicts(central) == found
     # the day before is still clean
     assert cli(central, "audit", "daily", "--date", DAY1.isoformat()).returncode == 0
+    # findings are for central's people: the reconciler never announces them to counters
+    asyncio.run(announce(central))
+    with sqlite3.connect(central.db) as c:
+        assert c.execute("SELECT COUNT(*) FROM events WHERE node = 'central'").fetchone()[0] == 0
+        assert c.execute("SELECT COUNT(*) FROM conflicts WHERE kind = 'audit_finding'"
+                         " AND announced = 1").fetchone()[0] == 0
+
+
+async def announce(central: Central) -> None:
+    from central.config import load_key
+    from central.store import enrol_central
+
+    store = await CentralStore.open(central.db)
+    try:
+        key = load_key(central.dir / "central.key")
+        await enrol_central(store, key)
+        await ConflictWatch(store, key=key).catch_up()
+    finally:
+        await store.close()
 
 
 def test_usage_and_config_errors_exit_2(central: Central) -> None:
