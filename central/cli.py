@@ -21,9 +21,13 @@
     onecard-central [--config PATH] dormant list | show BATCH | cancel BATCH --operator STAFF
     onecard-central [--config PATH] backup [--dir DIR] [--keep N]
     onecard-central [--config PATH] restore FILE
+    onecard-central [--config PATH] audit daily [--date YYYY-MM-DD]
+    onecard-central [--config PATH] balance CARD|PATIENT
+    onecard-central [--config PATH] verify
 
-Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import),
-2 usage or config error.
+Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import; the
+audit: findings or the day does not balance; verify: a bad event), 2 usage or config
+error.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from edge_node.backup import BackupError
 from protocol.crypto import SigningKey, fingerprint
 from protocol.event import CENTRAL, NODE_ID_RE
 from protocol.messages import ROLES
+from protocol.money import yuan
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,6 +165,17 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("restore", help="put a backup in place of the database (stop `serve` "
                         "first); the replaced file is kept as .before-restore")
     rs.add_argument("file", type=Path, help="a backup file, e.g. backups/central-….sqlite3")
+    a = sub.add_parser("audit", help="the daily audit: recompute the money from the events, "
+                       "check it balances, compare the counters' day closes, flag anomalies")
+    asub = a.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ad = asub.add_parser("daily", help="audit one business day: HTML and CSV report, "
+                         "findings raised as conflicts (exit 1 when any)")
+    ad.add_argument("--date", default=None, help="the business day, YYYY-MM-DD (default: "
+                    "yesterday in [audit] timezone)")
+    b = sub.add_parser("balance", help="a card's or patient's account as central holds it")
+    b.add_argument("what", help="a card number or a patient id")
+    sub.add_parser("verify", help="walk every chain central holds: hashes, signatures, "
+                   "links; name the first bad event (exit 1)")
     return p
 
 
@@ -235,6 +251,12 @@ def _run(args: argparse.Namespace) -> int:
 
             print(backup.backup(cfg, args.dir, args.keep).line())
             return 0
+        if args.command == "audit":
+            return _audit(cfg, args.date)
+        if args.command == "balance":
+            return asyncio.run(_balance(cfg, args.what))
+        if args.command == "verify":
+            return _verify(cfg)
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -490,6 +512,133 @@ def _restore(cfg: CentralConfig, file: Path) -> int:
     print("next: start `onecard-central serve`; counters push again whatever the backup "
           "lacks and pull from the start (the restored store has a new id)")
     return 0
+
+
+def _audit(cfg: CentralConfig, date: str | None) -> int:
+    """``audit daily``: 0 the day balanced with no finding, 1 findings, 2 usage/config."""
+    import datetime as dt
+
+    from central import audit
+    from central.console.i18n import Translator
+
+    try:
+        acfg = audit.AuditConfig.load(cfg.path, cfg.db)
+    except audit.AuditConfigError as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 2
+    if date is None:
+        day = acfg.default_day(time.time_ns() // 1_000_000)
+    else:
+        try:
+            day = dt.date.fromisoformat(date)
+        except ValueError:
+            print(f"onecard-central: --date must be YYYY-MM-DD, not {date!r}", file=sys.stderr)
+            return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(levelname)s %(name)s %(message)s")
+    tr = Translator(cfg.language)
+
+    async def go() -> tuple[audit.AuditReport, Path, Path]:
+        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        try:
+            return await audit.run(store, day, acfg, tr)
+        finally:
+            await store.close()
+
+    rep, html_path, csv_path = asyncio.run(go())
+    print(tr("audit.title", day=day.isoformat()))
+    for flow, fen in rep.flows.items():
+        print(f"  {tr(f'flow.{flow}'):<20} {rep.counts[flow]:>6} {yuan(fen):>16}")
+    print(f"  {tr('audit.opening'):<20} {'':>6} {yuan(rep.opening):>16}")
+    print(f"  {tr('audit.closing'):<20} {'':>6} {yuan(rep.closing):>16}")
+    print(tr("audit.balanced") if rep.balanced else tr("audit.not_balanced"))
+    for f in rep.findings:
+        print(f"  [{f.severity}] {f.conflict_id(day)}  {f.title}")
+    print(tr("audit.findings", n=len(rep.findings)) if rep.findings
+          else tr("audit.no_findings"))
+    if rep.bad or rep.invalid or rep.unknown:
+        print(tr("audit.skipped", bad=rep.bad, invalid=rep.invalid, unknown=rep.unknown))
+    print(tr("audit.files", html=html_path, csv=csv_path))
+    return 0 if rep.balanced and not rep.findings else 1
+
+
+async def _balance(cfg: CentralConfig, what: str) -> int:
+    """A card's or patient's account, folded from every event central holds."""
+    from central.audit import stored_events
+    from central.console.i18n import Translator
+    from central.reconcile import Incoming, Reconciler
+    from protocol.domain import REGISTRY
+    from protocol.event import decode_event
+
+    tr = Translator(cfg.language)
+    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    try:
+        rows = await stored_events(store)
+    finally:
+        await store.close()
+    world = Reconciler()
+    incoming = []
+    for _, data in rows:
+        try:
+            incoming.append(Incoming(decode_event(data)))
+        except Exception:  # damaged bytes: `verify` names them; they hold no balance here
+            continue
+    world.add(incoming)
+    card = world.card(what.strip())
+    pid = card.patient_id if card is not None else what.strip()
+    patient = world.patient(pid)
+    if patient is None:
+        print(f"onecard-central: {tr('balance.unknown', what=what)}", file=sys.stderr)
+        return 1
+    acct = world.account(pid)
+    print(tr("balance.patient", name=patient.name or "-", pid=pid))
+    if patient.merged_into:
+        print("  " + tr("balance.merged", pid=patient.merged_into))
+    for no in sorted(world.cards_of(pid)):
+        c = world.card(no)
+        print(tr("balance.card", card=no, status=c.status if c is not None else "-"))
+    print(tr("balance.balance", amount=yuan(acct.balance)))
+    if acct.credit_limit:
+        print(tr("balance.credit", amount=yuan(acct.credit_limit)))
+    print(tr("balance.last"))
+    lang = cfg.language
+    for ev in world.person_timeline(pid).events[-10:]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(ev.hlc.wall / 1000))
+        delta = REGISTRY.money(ev).delta(pid)
+        money = yuan(delta) if delta else ""
+        print(f"  {when}  {ev.node} #{ev.seq:<6} {REGISTRY.title(ev.kind, lang):<10} "
+              f"{money:>12}  {REGISTRY.describe(ev, lang)}")
+    return 0
+
+
+def _verify(cfg: CentralConfig) -> int:
+    """Every chain central holds, by the counter's own verification (exit 1: the first
+    bad event)."""
+    from central.console.i18n import Translator
+    from edge_node.ledger import Ledger, VerifyReport
+
+    tr = Translator(cfg.language)
+    conn = sqlite3.connect(f"file:{cfg.db}?mode=ro", uri=True, timeout=10)
+    try:
+        # the counter's check reads `heads (node, seq, hash)`: central keeps them in nodes
+        conn.execute("CREATE TEMP VIEW heads AS SELECT id AS node, head_seq AS seq,"
+                     " head_hash AS hash FROM nodes")
+        keys = {str(n): bytes(k) for n, k in conn.execute("SELECT id, pubkey FROM nodes")}
+        report: VerifyReport = Ledger._verify_tx(conn, keys)
+        if report.ok:  # a node whose head says it has events none of which are held
+            row = conn.execute("SELECT id, head_seq FROM nodes WHERE head_seq > 0 AND id NOT"
+                               " IN (SELECT DISTINCT node FROM events) ORDER BY id").fetchone()
+            if row is not None:
+                report = VerifyReport(False, report.checked, str(row[0]), int(row[1]),
+                                      "its recorded head has no events held")
+    finally:
+        conn.close()
+    if report.ok:
+        print(tr("verify.ok", n=report.checked))
+        return 0
+    print(tr("verify.bad", node=report.node, seq=report.seq, reason=report.reason,
+             n=report.checked), file=sys.stderr)
+    return 1
 
 
 def _console(cfg: CentralConfig, operator: str | None) -> int:

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from central.reconcile import (
-    INTEGRITY_KINDS,
     STATUSES,
+    UNANNOUNCED_KINDS,
     Conflict,
     Incoming,
     IntegrityReport,
@@ -51,6 +51,7 @@ from central.reconcile import (
     conflict_id,
 )
 from central.store import CentralStore, Query, Statements
+from protocol.account import Account
 from protocol.crypto import SigningKey
 from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError
@@ -157,13 +158,25 @@ def _resolved_statement(cid: str, operator: str, event: str, kind: str, reason: 
             (operator, event, kind, reason, wall_ms, now, cid))
 
 
+def _accounts(accounts: list[Account], pos: int) -> list[tuple[str, tuple[object, ...]]]:
+    """Keep the store's ``accounts`` table level with the reconciler's fold, folded up to
+    cursor position ``pos`` (the daily audit checks it against the events)."""
+    out: list[tuple[str, tuple[object, ...]]] = [(
+        "INSERT INTO accounts (patient_id, balance, credit_limit) VALUES (?, ?, ?)"
+        " ON CONFLICT (patient_id) DO UPDATE SET balance = excluded.balance,"
+        " credit_limit = excluded.credit_limit", (a.patient_id, a.balance, a.credit_limit))
+        for a in accounts]
+    out.append(("UPDATE meta SET value = ? WHERE key = 'accounts_pos'", (pos,)))
+    return out
+
+
 #: Conflicts whose announcement at the counters is behind the book.
 _UNANNOUNCED = (
     "SELECT id, kind, status, patients, amount, title FROM conflicts"
     " WHERE ((status IN ('open', 'acknowledged') AND announced = 0)"
     "  OR (status = 'withdrawn' AND announced = 1))"
     " AND patients != '[]' AND kind NOT IN ("
-    + ", ".join(f"'{k}'" for k in sorted(INTEGRITY_KINDS)) + ") ORDER BY wall_ms, id")
+    + ", ".join(f"'{k}'" for k in sorted(UNANNOUNCED_KINDS)) + ") ORDER BY wall_ms, id")
 
 
 class ConflictWatch:
@@ -193,7 +206,8 @@ class ConflictWatch:
                 if not rows:
                     break
                 rep = self._reconcile(rows)
-                await self.store.write_many(_statements(rep, _now_ms()))
+                await self.store.write_many(_statements(rep, _now_ms()) + _accounts(
+                    self.reconciler.take_dirty_accounts(), rows[-1][0]))
                 self.pos = rows[-1][0]
                 fed += len(rows)
             await self._integrity()

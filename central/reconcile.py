@@ -76,10 +76,14 @@ KINDS = (
     "clock_skew",
     "malformed_event",
     "reconcile_error",
+    "audit_finding",
 )
 #: Conflicts about a node or central itself, not a patient's money or record.
 INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "clock_skew",
                              "malformed_event", "reconcile_error"})
+#: Conflicts never announced to the counters: the integrity kinds, and the daily audit's
+#: findings (for central's finance and IT, not for the patient's next tap).
+UNANNOUNCED_KINDS = INTEGRITY_KINDS | {"audit_finding"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,6 +671,9 @@ class Reconciler:
         self._skew_run: dict[str, int] = {}  # node -> first seq of its current skewed run
         self.count = 0
         self.unknown = 0  # events of kinds this version does not know (kept, not folded)
+        #: accounts whose balance or credit a fact may have changed since the caller
+        #: last took them (:meth:`take_dirty_accounts`): central keeps them in its store
+        self.dirty_accounts: set[PatientId] = set()
 
     # -- queries -------------------------------------------------------------------------
     def patient(self, pid: PatientId) -> Patient | None:
@@ -710,6 +717,12 @@ class Reconciler:
                 seen[f.event.id] = (key, f)
         ordered = [f for _, f in sorted(seen.values(), key=lambda kf: kf[0])]
         return Timeline(pid, ordered, self, family)
+
+    def take_dirty_accounts(self) -> list[Account]:
+        """The accounts changed since the last call, as folded now (and forget them)."""
+        out = [self.account(pid) for pid in sorted(self.dirty_accounts)]
+        self.dirty_accounts = set()
+        return out
 
     # -- input ---------------------------------------------------------------------------
     def set_revoked(self, revoked: dict[str, int]) -> Report:
@@ -814,6 +827,8 @@ class Reconciler:
         if ev.kind in ANNOUNCEMENTS:
             return  # central's notices of a conflict's state: for counters, not resolutions
         self.registry.apply_fact(self.state, d)
+        self.dirty_accounts.update(str(k) for rt, k in d.records if rt is Account)
+        self.dirty_accounts.update(pid for pid, _ in d.money.deltas)
         self._reindex(d.records, dirty_ids, dirty_people)
         order = d.at.order
         for pid in d.patients:

@@ -207,6 +207,22 @@ CREATE TABLE dormant_items (
 CREATE UNIQUE INDEX dormant_items_open ON dormant_items (patient_id) WHERE open = 1;
 """,
     ),
+    (
+        7,
+        "accounts: the reconciler's balances as it folded them",
+        """
+-- Written by the reconciler (central.conflicts.ConflictWatch) with each catch-up, in the
+-- transaction that writes its conflicts; meta 'accounts_pos' is the cursor position they
+-- are folded up to.  The daily audit refolds the events up to there and compares: a
+-- balance changed in this table by hand is a finding.
+CREATE TABLE accounts (
+    patient_id TEXT PRIMARY KEY,
+    balance INTEGER NOT NULL,
+    credit_limit INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO meta (key, value) VALUES ('accounts_pos', 0);
+""",
+    ),
 ]
 
 

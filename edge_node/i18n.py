@@ -753,8 +753,39 @@ _BACKUP: dict[str, tuple[str, str]] = {
     "problem.ledger.recover_pending": ("正在从中心恢复：本窗口的账本刚从备份恢复或重新安装，尚未连上中心；请先启动同步，恢复完成后才能办理业务", "Recovering from central: this ledger was restored or re-installed and has not reached central yet; start its sync (onecard-edge sync, or onecard-edge recover)"),
 }
 
+# -- the day close (日结 确认): protocol/dayclose.py, the report screen -----------------
+_AUDIT: dict[str, tuple[str, str]] = {
+    "key.close_day": ("日结确认", "Close day"),
+    "field.day": ("营业日", "Business day"),
+    "field.start_ms": ("营业日开始", "Day start"),
+    "field.end_ms": ("营业日结束", "Day end"),
+    "field.cashier": ("收费员", "Cashier"),
+    "field.figures": ("日结各项", "Report figures"),
+    "field.section": ("栏目", "Section"),
+    "field.count": ("笔数", "Count"),
+    "field.expected_cash": ("应有现金", "Cash expected"),
+    "field.counted_cash": ("实点现金", "Cash counted"),
+    "field.note": ("备注", "Note"),
+    "close.title": ("日结确认 {day}（{who}）", "Close the day {day} ({who})"),
+    "close.expected": ("应有现金  {amount}", "Cash expected  {amount}"),
+    "close.counted": ("实点现金（元）", "Cash counted (yuan)"),
+    "close.difference": ("差额      {amount}", "Difference     {amount}"),
+    "close.over": ("（长款）", " (over)"),
+    "close.short": ("（短款）", " (short)"),
+    "close.even": ("（相符）", " (balanced)"),
+    "close.hint": ("Enter 确认  Esc 取消", "Enter confirm  Esc cancel"),
+    "close.question": ("确认日结 {day}：应有现金 {expected}，实点 {counted}，差额 {difference}？签名后同步至中心，不可修改。",
+                       "Close {day}: cash expected {expected}, counted {counted}, difference {difference}? It is signed and synced to central; it cannot be changed."),
+    "close.done": ("已日结确认 {day}（{node} #{seq}），差额 {difference}", "Day {day} closed ({node} #{seq}), difference {difference}"),
+    "close.bad_amount": ("请输入实点现金，如 1250 或 1250.50", "type the cash counted, like 1250 or 1250.50"),
+    "problem.close.day": ("{label}：{date} 不是真实的日期", "{label}: {date} is not a real date"),
+    "problem.close.span": ("营业日的结束须晚于开始", "the business day must end after it starts"),
+    "problem.close.figure_twice": ("日结中同一行出现两次", "a report line appears twice in the close"),
+    "problem.close.expected_cash": ("应有现金 {expected} 与现金各项合计 {cash} 不符", "the expected cash {expected} is not the cash lines' {cash}"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
-               _BACKUP):
+               _BACKUP, _AUDIT):
     STRINGS.update(_block)
 
 

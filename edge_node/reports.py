@@ -17,6 +17,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_node.i18n import Translator
@@ -184,6 +185,41 @@ async def daily_report(ledger: Ledger, day: BusinessDay, operator: str = "") -> 
     at = {ev.id: ms for ev, ms in written}
     return build([ev for ev, _ in written], day, ledger.node_id, operator,
                  registry=ledger.registry, local_ms=lambda ev: at[ev.id])
+
+
+# -- the day close (日结 确认) ---------------------------------------------------------
+Figures = dict[tuple[str, str], tuple[int, Fen]]
+
+
+def report_figures(report: DailyReport) -> Figures:
+    """The report's figures: ``(section, line) -> (count, fen)`` for every line with
+    something in it (what a day close carries; central's audit recomputes the same)."""
+    out: Figures = {}
+    for name in ("deposits", "refunds", "settlements"):
+        for line, t in report.section(name).items():
+            if t.count:
+                out[(name, line)] = (t.count, t.amount)
+    if report.charges.count:
+        out[("charges", "")] = (report.charges.count, report.charges.amount)
+    for what, n in sorted(report.counts.items()):
+        out[("counts", what)] = (n, 0)
+    if report.opening.count:
+        out[("opening_balances", "moved_in")] = (report.opening.count, report.opening.amount)
+    return out
+
+
+def close_body(report: DailyReport, counted_cash: Fen, note: str = "") -> dict[str, Any]:
+    """The body of the ``report.closed`` confirming ``report`` with the cash counted
+    (:mod:`protocol.dayclose`)."""
+    body: dict[str, Any] = {
+        "day": report.day.date.isoformat(), "start_ms": report.day.start_ms,
+        "end_ms": report.day.end_ms, "cashier": report.operator,
+        "figures": [{"section": s, "line": line, "count": n, "amount": fen}
+                    for (s, line), (n, fen) in report_figures(report).items()],
+        "expected_cash": report.expected_cash, "counted_cash": counted_cash}
+    if note.strip():
+        body["note"] = note.strip()[:200]
+    return body
 
 
 # -- text -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
-from edge_node.reports import business_day
+from edge_node.reports import BusinessDay, DailyReport, business_day, close_body, daily_report
 from edge_node.search import mask_phone
 from protocol import nationalid
 from protocol.account import CARD_FEE_CODE, CARD_FEE_NAME, Account, Charge
@@ -593,6 +593,21 @@ class CounterService:
         done = charge.refunded_qty()
         return charge, tuple(ChargeLine(n, i.code, i.name, i.qty, i.unit_price, done.get(n, 0))
                              for n, i in enumerate(items))
+
+    async def close_day(self, day: BusinessDay, counted_cash: Fen, *, all_operators: bool = False,
+                        note: str = "") -> tuple[Event | None, DailyReport]:
+        """Close the business day (日结 确认): sign a ``report.closed`` with the daily
+        report's figures as they are now (this operator's, or the whole counter's) and
+        the cash the cashier counted.  It syncs to central like any event, where the
+        daily audit compares it with the day recomputed from the events.  Dry: checked
+        only (the event is None).  No money moves."""
+        report = await daily_report(self.ledger, day, "" if all_operators else self.operator)
+        ops = [Op("report.closed", close_body(report, counted_cash, note))]
+        if self.dry_run:
+            await self.ledger.check_ops(ops, self.operator)
+            return None, report
+        result = await self.ledger.append_ops(ops, self.operator)
+        return result.appended[0].event, report
 
     def today(self, timezone: str = "Asia/Shanghai", cutoff: str = "00:00") -> tuple[int, int]:
         """This counter's business day now (its own clock): [start, end) in UTC ms."""

@@ -9,12 +9,13 @@ holds every registered kind to every facet.
 
 from __future__ import annotations
 
-from protocol import account, card, dormant, moving_in, patient, remedy
+from protocol import account, card, dayclose, dormant, moving_in, patient, remedy
 from protocol.core import Registry
 
 REGISTRY = Registry(
     kinds=(*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
-           *dormant.KINDS),
+           *dormant.KINDS,
+           *dayclose.KINDS),
     records=(*patient.RECORDS, *card.RECORDS, *account.RECORDS),
     apply_money=account.apply_money,
     labels=(*patient.LABELS.items(), *card.LABELS.items(), *account.LABELS.items(),

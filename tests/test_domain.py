@@ -13,7 +13,7 @@ import pytest
 
 from edge_node.i18n import Translator
 from edge_node.ledger import Ledger, Op
-from protocol import account, card, dormant, moving_in, patient, remedy
+from protocol import account, card, dayclose, dormant, moving_in, patient, remedy
 from protocol.core import (
     CENTRAL_ONLY,
     COUNTER,
@@ -55,7 +55,8 @@ def _event(kind: str, body: dict[str, Any], node: str = "cashier-01", seq: int =
 
 def test_the_registry_is_built_from_the_concept_modules_alone() -> None:
     declared = [*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
-                *dormant.KINDS]
+                *dormant.KINDS,
+                *dayclose.KINDS]
     assert [k.name for k in declared] == list(REGISTRY.kinds)
     assert REGISTRY.records == (*patient.RECORDS, *card.RECORDS, *account.RECORDS)
 

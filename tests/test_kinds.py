@@ -66,6 +66,16 @@ VALID: dict[str, dict[str, Any]] = {
     "account.dormant_settled": {"patient_id": "P-a-000001", "amount": 12345,
                                 "dormant_batch": "dorm-20261201-0a1b", "idle_since": "2024-06-30",
                                 "selected_by": "fin.wang", "approved_by": "fin.li"},
+    # the cashier's day close (protocol/dayclose.py)
+    "report.closed": {"day": "2026-11-30", "start_ms": 1_796_000_000_000,
+                      "end_ms": 1_796_086_400_000, "cashier": "wang.fang",
+                      "figures": [{"section": "deposits", "line": "cash", "count": 2,
+                                   "amount": 30000},
+                                  {"section": "refunds", "line": "cash", "count": 1,
+                                   "amount": 2500},
+                                  {"section": "charges", "line": "", "count": 3,
+                                   "amount": 7500}],
+                      "expected_cash": 27500, "counted_cash": 27400},
 }
 
 

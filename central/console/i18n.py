@@ -217,6 +217,54 @@ STRINGS: dict[str, tuple[str, str]] = {
     "field.merged_id": ("并入档案", "merged_id"),
 }
 
+# -- the daily audit, balance and verify (central/audit.py) -----------------------------
+_AUDIT: dict[str, tuple[str, str]] = {
+    "conflict.audit_finding": ("稽核发现", "audit_finding"),
+    "explain.audit_finding": ("每日自动稽核从事件重新计算当天的资金后发现此问题：请核对后处理。", ""),
+    "audit.rule.projection_mismatch": ("账户余额与事件重算不符", "account differs from its events"),
+    "audit.rule.unbalanced": ("资金不平衡", "money does not balance"),
+    "audit.rule.close_mismatch": ("日结与事件重算不符", "day close differs from the events"),
+    "audit.rule.cash_miscount": ("实点现金与应有现金不符", "cash counted is not cash expected"),
+    "audit.rule.missing_close": ("未日结", "day not closed"),
+    "audit.rule.large_refund": ("大额退费", "large refund"),
+    "audit.rule.large_credit": ("大额绿色通道授信", "large green-channel credit"),
+    "audit.rule.repeated_loss": ("同一患者多次挂失", "several loss reports for one patient"),
+    "audit.rule.deposit_refund_same_operator": ("同一操作员同日对同一账户充值并退费",
+                                                "deposit and refund by one operator on one account"),
+    "audit.title": ("每日稽核 {day}", "Daily audit {day}"),
+    "audit.balanced": ("当日与总账均平衡（精确到分）", "the day and the whole book balance to the fen"),
+    "audit.not_balanced": ("不平衡", "NOT balanced"),
+    "audit.findings": ("发现 {n} 项问题", "{n} finding(s)"),
+    "audit.no_findings": ("无问题", "no findings"),
+    "audit.skipped": ("跳过的事件：无法解码 {bad}，格式错误 {invalid}，未知类型 {unknown}",
+                      "events skipped: undecodable {bad}, malformed {invalid}, unknown kind {unknown}"),
+    "audit.files": ("报告：{html}，{csv}", "report: {html}, {csv}"),
+    "audit.flow": ("{flow}", "{flow}"),
+    "flow.deposit": ("充值", "deposits"),
+    "flow.charge": ("扣费", "charges"),
+    "flow.refund": ("退回预交金", "refunds to deposit"),
+    "flow.settle": ("结算退还", "settlements"),
+    "flow.adjust": ("中心调整", "adjustments"),
+    "flow.transfer": ("合并转移", "transfers"),
+    "flow.opening": ("期初余额", "opening balances"),
+    "audit.net": ("当日净额", "net for the day"),
+    "audit.opening": ("期初余额合计", "balances at the start"),
+    "audit.closing": ("期末余额合计", "balances at the end"),
+    "audit.cash_out": ("现金退费", "refunds in cash"),
+    "balance.patient": ("患者    {name}（{pid}）", "patient  {name} ({pid})"),
+    "balance.card": ("卡      {card}  {status}", "card     {card}  {status}"),
+    "balance.balance": ("余额    {amount}", "balance  {amount}"),
+    "balance.credit": ("授信    {amount}", "credit   {amount}"),
+    "balance.merged": ("已合并到 {pid}", "merged into {pid}"),
+    "balance.last": ("最近事件", "last events"),
+    "balance.unknown": ("没有卡号或患者号为 {what} 的记录", "no card or patient {what} is known"),
+    "verify.ok": ("中心已校验 {n} 个事件：每条链的哈希、签名和链接完好",
+                  "central verified {n} events: every chain's hashes, signatures and links intact"),
+    "verify.bad": ("中心存储损坏：{node} #{seq}：{reason}（之前已校验 {n} 个事件）",
+                   "central's store is BROKEN at {node} #{seq}: {reason} ({n} events checked before it)"),
+}
+STRINGS.update(_AUDIT)
+
 
 class Translator:
     """The console's strings in one language: ``tr("key", n=3)``."""
