@@ -54,6 +54,7 @@ from central.config import (
 from central.console.format import ago
 from central.store import CentralStore, DamagedStore, enrol_central
 from edge_node.backup import BackupError
+from edge_node.reports import ljust
 from protocol.crypto import SigningKey, fingerprint
 from protocol.event import CENTRAL, NODE_ID_RE
 from protocol.messages import ROLES
@@ -547,10 +548,10 @@ def _audit(cfg: CentralConfig, date: str | None) -> int:
 
     rep, html_path, csv_path = asyncio.run(go())
     print(tr("audit.title", day=day.isoformat()))
-    for flow, fen in rep.flows.items():
-        print(f"  {tr(f'flow.{flow}'):<20} {rep.counts[flow]:>6} {yuan(fen):>16}")
-    print(f"  {tr('audit.opening'):<20} {'':>6} {yuan(rep.opening):>16}")
-    print(f"  {tr('audit.closing'):<20} {'':>6} {yuan(rep.closing):>16}")
+    for flow, fen in rep.flows.items():  # (padded by display width: Chinese is two wide)
+        print(f"  {ljust(tr(f'flow.{flow}'), 20)} {rep.counts[flow]:>6} {yuan(fen):>16}")
+    print(f"  {ljust(tr('audit.opening'), 20)} {'':>6} {yuan(rep.opening):>16}")
+    print(f"  {ljust(tr('audit.closing'), 20)} {'':>6} {yuan(rep.closing):>16}")
     print(tr("audit.balanced") if rep.balanced else tr("audit.not_balanced"))
     for f in rep.findings:
         print(f"  [{f.severity}] {f.conflict_id(day)}  {f.title}")
