@@ -27,11 +27,8 @@ from tests.tui_harness import (
     home,
     log_in,
     make_app,
-    make_config,
     message,
-    open_ledger,
-    seed_patient,
-    seed_staff,
+    seeded_counter,
     settle_down,
     tap,
     type_text,
@@ -45,10 +42,7 @@ KEY = node_key(NODE)
 
 @pytest.fixture
 async def counter(tmp_path: Path) -> Any:
-    cfg = make_config(tmp_path)
-    led = await open_ledger(cfg)
-    await seed_staff(led)
-    pid = await seed_patient(led, CARD, deposit=10_000)
+    cfg, led, pid = await seeded_counter(tmp_path, card_no=CARD)
     yield cfg, led, pid
     await led.close()
 

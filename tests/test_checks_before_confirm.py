@@ -27,8 +27,8 @@ from tests.tui_harness import (
     make_app,
     make_config,
     open_ledger,
-    seed_patient,
     seed_staff,
+    seeded_counter,
     settle_down,
     tap,
     type_text,
@@ -41,10 +41,7 @@ LATIN_WORD = re.compile(r"[A-Za-z_]{2,}")  # an English word or a raw field name
 
 @pytest.fixture
 async def counter(tmp_path: Path) -> Any:
-    cfg = make_config(tmp_path, language="zh")
-    led = await open_ledger(cfg)
-    await seed_staff(led)
-    await seed_patient(led, CARD, deposit=10_000)
+    cfg, led, _ = await seeded_counter(tmp_path, language="zh", card_no=CARD)
     yield cfg, led
     await led.close()
 

@@ -19,11 +19,8 @@ from tests.tui_harness import (
     home,
     log_in,
     make_app,
-    make_config,
     message,
-    open_ledger,
-    seed_patient,
-    seed_staff,
+    seeded_counter,
     settle_down,
     tap,
     type_text,
@@ -35,10 +32,7 @@ SIZE = (120, 44)
 
 @pytest.fixture
 async def counter(tmp_path: Path) -> tuple[EdgeConfig, Ledger]:
-    cfg = make_config(tmp_path)
-    led = await open_ledger(cfg)
-    await seed_staff(led)
-    await seed_patient(led, CARD, deposit=10_000)
+    cfg, led, _ = await seeded_counter(tmp_path, card_no=CARD)
     yield cfg, led
     await led.close()
 

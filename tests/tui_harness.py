@@ -56,6 +56,16 @@ async def seed_patient(ledger: Ledger, card_no: str = "8600000001", deposit: int
     return r.patient.patient_id
 
 
+async def seeded_counter(tmp_path: Path, language: str = "en", card_no: str = "8600000001",
+                         deposit: int = 10_000) -> tuple[EdgeConfig, Ledger, str]:
+    """A counter's config and open ledger with the two staff and one patient with a card
+    (the patient id last): what most screen tests start from."""
+    cfg = make_config(tmp_path, language=language)
+    led = await open_ledger(cfg)
+    await seed_staff(led)
+    return cfg, led, await seed_patient(led, card_no, deposit=deposit)
+
+
 def make_app(config: EdgeConfig, ledger: Ledger | None = None, **kw: Any) -> CounterApp:
     kw.setdefault("clock", lambda: NOW_MS)
     return CounterApp(config, ledger=ledger, **kw)
