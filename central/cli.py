@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import os
 import signal
 import sqlite3
 import sys
@@ -54,6 +53,7 @@ from central.config import (
 from central.console.format import ago
 from central.store import CentralStore, DamagedStore, enrol_central
 from edge_node.backup import BackupError
+from edge_node.errors import quiet_broken_pipe, unexpected_error
 from edge_node.reports import ljust
 from protocol.crypto import SigningKey, fingerprint
 from protocol.event import CENTRAL, NODE_ID_RE
@@ -192,24 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: still one line (ONECARD_DEBUG=1: the traceback)
-        if os.environ.get("ONECARD_DEBUG"):
+        if (status := unexpected_error("onecard-central", exc)) < 0:
             raise
-        print(f"onecard-central: unexpected error: {type(exc).__name__}: {exc} "
-              "(ONECARD_DEBUG=1 shows where)", file=sys.stderr)
-        return 1
+        return status
 
-
-def quiet_broken_pipe() -> int:
-    """The reader of our stdout went away (``… | head``): stop quietly, like ``cat``.
-
-    Points stdout at /dev/null so the interpreter's last flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 
 def _run(args: argparse.Namespace) -> int:

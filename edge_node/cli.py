@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_node import config as cfgmod
-from edge_node.errors import EdgeError
+from edge_node.errors import EdgeError, quiet_broken_pipe, unexpected_error
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from edge_node.tui.describe import event_amount, family_of
@@ -534,25 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug: still one line for staff (ONECARD_DEBUG=1: traceback)
-        if os.environ.get("ONECARD_DEBUG"):
+    except Exception as exc:  # a bug: still one line (ONECARD_DEBUG=1: the traceback)
+        if (status := unexpected_error("onecard-edge", exc)) < 0:
             raise
-        print(f"onecard-edge: unexpected error: {type(exc).__name__}: {exc} "
-              "(ONECARD_DEBUG=1 shows where)", file=sys.stderr)
-        return 1
+        return status
 
-
-def quiet_broken_pipe() -> int:
-    """The reader of our stdout went away (``export | head``): stop quietly, like ``cat``.
-
-    Points stdout at /dev/null so the interpreter's last flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
-    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by it
 
 
 if __name__ == "__main__":

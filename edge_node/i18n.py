@@ -12,6 +12,7 @@ yuan) and its field's label (``field.<name>``).
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 from protocol.domain import REGISTRY
 from protocol.errors import Amount, Problem
@@ -789,15 +790,18 @@ for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _
     STRINGS.update(_block)
 
 
-class Translator:
-    """Strings in one language: ``tr("key", n=3)``."""
+class Table:
+    """A (zh, en) string table in one language: ``tr("key", n=3)``; a missing key shows
+    itself (``[key]``) and a template whose values do not fit shows as it is."""
+
+    strings: ClassVar[dict[str, tuple[str, str]]] = {}
 
     def __init__(self, language: str = "zh") -> None:
         self.language = language if language in LANGUAGES else "zh"
         self._i = 0 if self.language == "zh" else 1
 
     def __call__(self, key: str, **values: object) -> str:
-        pair = STRINGS.get(key)
+        pair = self.strings.get(key)
         if pair is None:
             return f"[{key}]"
         text = pair[self._i]
@@ -807,10 +811,16 @@ class Translator:
             return text
 
     def has(self, key: str) -> bool:
-        return key in STRINGS
+        return key in self.strings
 
     def maybe(self, key: str, default: str) -> str:
-        return self(key) if key in STRINGS else default
+        return self(key) if key in self.strings else default
+
+
+class Translator(Table):
+    """The counter's strings in one language (screens, receipts, reports, refusals)."""
+
+    strings = STRINGS
 
     def problem(self, p: Problem) -> str:
         """One plain-language line for a refusal, in this language: the code's template

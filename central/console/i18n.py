@@ -18,10 +18,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from edge_node.i18n import Table
 from protocol.domain import REGISTRY
 from protocol.money import yuan
-
-LANGUAGES = ("zh", "en")
 
 STRINGS: dict[str, tuple[str, str]] = {
     # app
@@ -266,23 +265,14 @@ _AUDIT: dict[str, tuple[str, str]] = {
 STRINGS.update(_AUDIT)
 
 
-class Translator:
+class Translator(Table):
     """The console's strings in one language: ``tr("key", n=3)``."""
 
-    def __init__(self, language: str = "zh") -> None:
-        self.language = language if language in LANGUAGES else "zh"
-        self.zh = self.language == "zh"
-        self._i = 0 if self.zh else 1
+    strings = STRINGS
 
-    def __call__(self, key: str, **values: object) -> str:
-        pair = STRINGS.get(key)
-        if pair is None:
-            return f"[{key}]"
-        text = pair[self._i]
-        try:
-            return text.format(**values) if values else text
-        except (KeyError, IndexError, ValueError):
-            return text
+    def __init__(self, language: str = "zh") -> None:
+        super().__init__(language)
+        self.zh = self.language == "zh"
 
     def word(self, prefix: str, code: str) -> str:
         """A code's word (``status.open`` → 未处理); an unknown code shows as it is."""
