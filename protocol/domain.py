@@ -9,15 +9,31 @@ holds every registered kind to every facet.
 
 from __future__ import annotations
 
-from protocol import account, card, dayclose, dormant, moving_in, patient, remedy
+from protocol import (
+    account,
+    card,
+    catalogue,
+    clinical,
+    dayclose,
+    dormant,
+    moving_in,
+    order,
+    patient,
+    remedy,
+    stock,
+    visit,
+)
 from protocol.core import Registry
 
 REGISTRY = Registry(
     kinds=(*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
            *dormant.KINDS,
-           *dayclose.KINDS),
-    records=(*patient.RECORDS, *card.RECORDS, *account.RECORDS),
+           *dayclose.KINDS, *catalogue.KINDS, *visit.KINDS, *clinical.KINDS, *stock.KINDS,
+           *order.KINDS),
+    records=(*patient.RECORDS, *card.RECORDS, *account.RECORDS, *catalogue.RECORDS,
+             *visit.RECORDS, *clinical.RECORDS, *stock.RECORDS, *order.RECORDS),
     apply_money=account.apply_money,
     labels=(*patient.LABELS.items(), *card.LABELS.items(), *account.LABELS.items(),
-            *dormant.LABELS.items()),
+            *dormant.LABELS.items(), *catalogue.LABELS.items(), *visit.LABELS.items(),
+            *clinical.LABELS.items(), *stock.LABELS.items(), *order.LABELS.items()),
 )

@@ -314,7 +314,7 @@ async def test_reprint_of_every_money_receipt(service: CounterService, ledger: L
     assert "New patient and card" in receipts.render_text(reg, node="c", operator="o",
                                                           language="en")
     # an event of a kind this version does not know has no receipt here
-    unknown = Event(1, "cashier-09", 1, ZERO_HASH, Hlc(T0, 0), "op", "visit.registered",
+    unknown = Event(1, "cashier-09", 1, ZERO_HASH, Hlc(T0, 0), "op", "ward.admitted",
                     {"patient_id": pid})
     with pytest.raises(OperationRefused) as info:
         await service.receipt_for(unknown, pid)

@@ -1,5 +1,5 @@
 """The domain core: every registered kind has every facet; records make their own tables;
-a new kind and record are one declaration each (shown with stock per pharmacy and item).
+a new kind and record are one declaration each (shown with a ward's stock per store and item).
 """
 
 from __future__ import annotations
@@ -13,7 +13,20 @@ import pytest
 
 from edge_node.i18n import Translator
 from edge_node.ledger import Ledger, Op
-from protocol import account, card, dayclose, dormant, moving_in, patient, remedy
+from protocol import (
+    account,
+    card,
+    catalogue,
+    clinical,
+    dayclose,
+    dormant,
+    moving_in,
+    order,
+    patient,
+    remedy,
+    stock,
+    visit,
+)
 from protocol.core import (
     CENTRAL_ONLY,
     COUNTER,
@@ -56,9 +69,12 @@ def _event(kind: str, body: dict[str, Any], node: str = "cashier-01", seq: int =
 def test_the_registry_is_built_from_the_concept_modules_alone() -> None:
     declared = [*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
                 *dormant.KINDS,
-                *dayclose.KINDS]
+                *dayclose.KINDS, *catalogue.KINDS, *visit.KINDS, *clinical.KINDS, *stock.KINDS,
+                *order.KINDS]
     assert [k.name for k in declared] == list(REGISTRY.kinds)
-    assert REGISTRY.records == (*patient.RECORDS, *card.RECORDS, *account.RECORDS)
+    assert REGISTRY.records == (*patient.RECORDS, *card.RECORDS, *account.RECORDS,
+                                *catalogue.RECORDS, *visit.RECORDS, *clinical.RECORDS,
+                                *stock.RECORDS, *order.RECORDS)
 
 
 @pytest.mark.parametrize("name", KINDS)
@@ -123,7 +139,7 @@ def test_decode_says_what_an_event_is_to_this_version() -> None:
                    VALID["debt.recorded"])
     d = REGISTRY.decode(forged)
     assert isinstance(d, Invalid) and d.problems[0].code == "kind.central_only"
-    newer = Event(1, "cashier-01", 1, ZERO_HASH, Hlc(1, 0), "op", "visit.registered", {})
+    newer = Event(1, "cashier-01", 1, ZERO_HASH, Hlc(1, 0), "op", "ward.admitted", {})
     assert isinstance(REGISTRY.decode(newer), Unknown)
     assert REGISTRY.describe(newer, "en") == "event of a newer version"
     assert REGISTRY.describe(bad, "zh") == "无法读取的事件（已标记）"
@@ -156,10 +172,10 @@ def test_a_record_field_of_another_type_is_refused() -> None:
             v: float = 0.0
 
 
-# -- a new concept in one declaration: stock per (pharmacy, item) --------------------------
-@record("stock", ("pharmacy", "item"))
+# -- a new concept in one declaration: a ward's stock per (store, item) --------------------------
+@record("ward_stock", ("pharmacy", "item"))
 @dataclasses.dataclass(frozen=True, slots=True)
-class Stock(Record):
+class WardStock(Record):
     pharmacy: str
     item: str
     on_hand: int = 0
@@ -173,19 +189,19 @@ class Received(Body):
 
 
 def _received(tx: Tx, at: At, b: Received) -> None:
-    s = tx.get_or_new(Stock, (b.pharmacy, b.item))
+    s = tx.get_or_new(WardStock, (b.pharmacy, b.item))
     tx.put(dataclasses.replace(s, on_hand=s.on_hand + b.qty))
 
 
 RECEIVED = Kind(
-    name="stock.received", body=Received, signer=COUNTER, title=("入库", "Stock received"),
-    records=lambda b: refs(Stock, (b.pharmacy, b.item)), patients=lambda b: (),
+    name="ward_stock.received", body=Received, signer=COUNTER, title=("入库", "Stock received"),
+    records=lambda b: refs(WardStock, (b.pharmacy, b.item)), patients=lambda b: (),
     fold=_received, money=lambda b: Money(),
     rule=lambda state, b, cfg: ([] if b.qty < 50_000 else
                                 [Problem("stock.too_much", "more than the store room holds")]),
     describe=lambda b, lang: f"{b.item} ×{b.qty}", report=lambda b: None, notice=no_notice,
 )
-WITH_STOCK = Registry([*REGISTRY, RECEIVED], [*REGISTRY.records, Stock], account.apply_money,
+WITH_STOCK = Registry([*REGISTRY, RECEIVED], [*REGISTRY.records, WardStock], account.apply_money,
                       REGISTRY.labels.items())
 
 
@@ -196,15 +212,15 @@ async def test_a_new_kind_and_record_are_one_declaration_each(tmp_path: Path) ->
                             registry=WITH_STOCK, clock=FakeClock())
     try:
         for qty in (10, 5):
-            await led.append(Op("stock.received", {"pharmacy": "west", "item": "阿莫西林",
+            await led.append(Op("ward_stock.received", {"pharmacy": "west", "item": "阿莫西林",
                                                    "qty": qty}), "op")
-        await led.append(Op("stock.received", {"pharmacy": "east", "item": "阿莫西林",
+        await led.append(Op("ward_stock.received", {"pharmacy": "east", "item": "阿莫西林",
                                                "qty": 1}), "op")
-        assert (await led.get(Stock, ("west", "阿莫西林"))).on_hand == 15
-        assert (await led.get("stock", ("east", "阿莫西林"))).on_hand == 1
+        assert (await led.get(WardStock, ("west", "阿莫西林"))).on_hand == 15
+        assert (await led.get("ward_stock", ("east", "阿莫西林"))).on_hand == 1
         from edge_node.errors import OperationRefused
         with pytest.raises(OperationRefused) as refused:
-            await led.append(Op("stock.received", {"pharmacy": "west", "item": "x",
+            await led.append(Op("ward_stock.received", {"pharmacy": "west", "item": "x",
                                                    "qty": 60_000}), "op")
         assert refused.value.codes == ["stock.too_much"]
         live = await led.dump_projections()
@@ -221,18 +237,18 @@ async def test_a_kind_kept_unfolded_is_folded_after_the_upgrade(tmp_path: Path) 
     key = node_key("pharmacy-02")
     _, data, _ = sign_event(key, node="pharmacy-02", seq=1, prev=ZERO_HASH,
                             hlc=Hlc(1_790_000_000_000, 0), operator="op",
-                            kind="stock.received",
+                            kind="ward_stock.received",
                             body={"pharmacy": "west", "item": "x", "qty": 3})
     old = await Ledger.open(path, "cashier-01", node_key("cashier-01"))
     try:
         await old.set_node_keys({"pharmacy-02": (key.public_key, "pharmacy")})
         assert await old.ingest([data]) == 1  # stored, relayed on, not folded
-        assert "stock" not in await old.dump_projections()
+        assert "ward_stock" not in await old.dump_projections()
     finally:
         await old.close()
     new = await Ledger.open(path, "cashier-01", node_key("cashier-01"), registry=WITH_STOCK)
     try:
-        assert (await new.get(Stock, ("west", "x"))).on_hand == 3
+        assert (await new.get(WardStock, ("west", "x"))).on_hand == 3
         assert (await new.verify()).ok
     finally:
         await new.close()

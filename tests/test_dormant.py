@@ -283,7 +283,7 @@ def test_the_report_counts_what_it_cannot_read_and_goes_on(site: tuple[Path, Fil
             await store.enrol("cashier-09", node_key("cashier-09").public_key, "cashier")
             _, data, _ = sign_event(node_key("cashier-09"), node="cashier-09", seq=1,
                                     prev=ZERO_HASH, hlc=Hlc(_now_ms(), 0), operator="op",
-                                    kind="visit.registered",
+                                    kind="ward.admitted",
                                     body={"patient_id": f.pids["A"]})
             await store.ingest("cashier-09", [data])
         finally:

@@ -410,7 +410,7 @@ async def test_panel_and_history_show_events_they_cannot_read(counter) -> None:
     prev, datas = ZERO_HASH, []
     for seq, (kind, body) in enumerate([
             ("account.charged", {"patient_id": pid, "amount": "lots", "items": [1]}),
-            ("visit.registered", {"patient_id": pid, "department": "内科"})], 1):
+            ("ward.admitted", {"patient_id": pid, "department": "内科"})], 1):
         _, data, prev = sign_event(key, node="cashier-09", seq=seq, prev=prev,
                                    hlc=Hlc(NOW_MS - 60_000 + seq, 0), operator="op",
                                    kind=kind, body=body)
@@ -428,4 +428,4 @@ async def test_panel_and_history_show_events_they_cannot_read(counter) -> None:
         assert table.row_count == 5
         rows = [" ".join(str(c) for c in table.get_row_at(i)) for i in range(5)]
         assert any("unreadable event (flagged)" in r for r in rows), rows
-        assert any("visit.registered" in r and "newer version" in r for r in rows), rows
+        assert any("ward.admitted" in r and "newer version" in r for r in rows), rows
