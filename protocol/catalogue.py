@@ -25,7 +25,9 @@ every other claim in the fold.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from protocol import codec
 from protocol.core import (
     CENTRAL_ONLY,
     At,
@@ -435,3 +437,38 @@ def check_version(state: State, version: int) -> list[Problem]:
 KINDS = (PUBLISHED, PAGE)
 RECORDS = (CatalogueVersion, CatalogueHead, CataloguePage, CatalogueItem, Department,
            Doctor, DoctorSession, Template)
+
+
+# -- publishing ---------------------------------------------------------------------------
+PAGE_BYTES = 40_000  # a page's body stays well under an event's 64 KiB
+_PAGE_LISTS = (("items", 400), ("depts", 400), ("doctors", 400), ("sessions", 1000),
+               ("templates", 200))
+
+
+def publication(version: int, charge_at: str, entries: dict[str, list[dict[str, Any]]],
+                note: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """The events (kind, wire body) that publish ``entries`` as catalogue ``version``:
+    the header, then pages filled in order up to :data:`PAGE_BYTES` each.
+
+    ``entries`` maps ``items``/``depts``/``doctors``/``sessions``/``templates`` to wire
+    maps of :class:`ItemEntry` … (checked when the events are decoded, not here).
+    """
+    pages: list[dict[str, Any]] = []
+    page: dict[str, Any] = {}
+    size = 0
+    for name, limit in _PAGE_LISTS:
+        for entry in entries.get(name, []):
+            n = len(codec.encode(entry))
+            if page and (size + n > PAGE_BYTES or len(page.get(name, [])) >= limit):
+                pages.append(page)
+                page, size = {}, 0
+            page.setdefault(name, []).append(entry)
+            size += n
+    if page or not pages:
+        pages.append(page)
+    head = {"version": version, "pages": len(pages), "charge_at": charge_at}
+    if note:
+        head["note"] = note
+    return [("catalogue.published", head), *(
+        ("catalogue.page", {"version": version, "page": i, **p})
+        for i, p in enumerate(pages, 1))]

@@ -33,11 +33,11 @@ from edge_node.service import CounterService
 from edge_node.staff import Staff
 from edge_node.tui.cardsource import CardDesk, CardSource, Notice, Tapped, interpret
 from edge_node.tui.context import Counter
+from edge_node.tui.desks import desk_for
 from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.screens.fatal import FatalScreen
 from edge_node.tui.screens.form import FormScreen
-from edge_node.tui.screens.home import HomeScreen
 from edge_node.tui.screens.keyhelp import KeyHelpScreen
 from edge_node.tui.screens.login import LoginScreen
 from edge_node.tui.widgets.keybar import screen_keys
@@ -83,7 +83,7 @@ class CounterApp(App[None]):
         self.blanks = blanks
         self.tr = Translator(config.language)
         self.counter: Counter | None = None
-        self.home: HomeScreen | None = None
+        self.home: Any = None  # the role's desk (edge_node.tui.desks)
         self.last_activity = idle_clock()
         self.locked = False  # the login screen covers the counter (locked or logged out)
         self._relabel_keys()
@@ -106,7 +106,7 @@ class CounterApp(App[None]):
         self.counter = Counter(self.config, self._ledger, service, prices, self.tr, self._clock)
         self.counter.desk = CardDesk(service, self.tr, self.reader, chip=_writes_chips(self.reader),
                                      clock=self._clock)
-        self.home = HomeScreen(self.counter)
+        self.home = desk_for(self.counter)
         await self.push_screen(self.home)
         self.locked = True
         await self.push_screen(LoginScreen(self.counter), self._logged_in)

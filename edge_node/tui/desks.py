@@ -1,0 +1,37 @@
+"""Which desk a counter shows: one home screen per role, sharing ledger, sync and reader.
+
+A counter shows only its role's desk (``role`` in its config): the cashier's desk
+(:class:`~edge_node.tui.screens.home.HomeScreen`) for ``cashier``, and each other role's
+own.  A desk is a :class:`~textual.screen.Screen` made from the
+:class:`~edge_node.tui.context.Counter` that
+
+* handles :class:`~edge_node.tui.messages.CardTapped` and
+  :class:`~edge_node.tui.messages.ReaderNotice` (the app posts every tap to it),
+* has ``reset()``, which clears every patient detail from it (log out),
+* holds a ``StatusBar`` (refreshed at login) and a ``KeyBar``.
+
+A role with no desk of its own yet gets the cashier's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from textual.screen import Screen
+
+from edge_node.tui.context import Counter
+from edge_node.tui.screens.home import HomeScreen
+
+
+def _cashier(counter: Counter) -> Screen[None]:
+    return HomeScreen(counter)
+
+
+#: role → the desk it shows
+DESKS: dict[str, Callable[[Counter], Screen[None]]] = {
+    "cashier": _cashier,
+}
+
+
+def desk_for(counter: Counter) -> Screen[None]:
+    return DESKS.get(counter.config.role, _cashier)(counter)
