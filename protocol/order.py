@@ -86,6 +86,7 @@ class Order(Record):
     seq: int = 0
     wall_ms: int = 0
     placed_at: str = ""  # merge order of the placement (the earliest, if one id came twice)
+    patient_at: str = ""  # before the placement arrives: the earliest event naming it
 
     def line_list(self) -> list[tuple[str, str, int, int, int, int, int]]:
         try:
@@ -172,6 +173,7 @@ def _fold_placed(tx: Tx, at: At, b: Placed) -> None:
                         exec_dept=b.exec_dept, total=b.total, charged=b.charged,
                         catalogue_version=b.catalogue_version, doctor=at.operator,
                         node=at.node, seq=at.seq, wall_ms=at.wall, placed_at=at.order,
+                        patient_at="",
                         lines=json.dumps(lines, ensure_ascii=False, separators=(",", ":"))))
     if b.charged:
         add(tx, b.patient_id, charged=b.charged)
@@ -292,8 +294,8 @@ class Cancelled(Body):
 def _fold_cancelled(tx: Tx, at: At, b: Cancelled) -> None:
     o = set_status(tx, b.order_id, "cancelled", at)
     changes: dict[str, object] = {"refunded": o.refunded + b.refund}
-    if not o.patient_id:
-        changes["patient_id"] = b.patient_id
+    if not o.placed_at and earlier(at.order, o.patient_at):
+        changes.update(patient_id=b.patient_id, patient_at=at.order)
     tx.put(o.evolve(**changes))
     if b.refund:
         add(tx, b.patient_id, refunded_to_deposit=b.refund)

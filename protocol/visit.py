@@ -129,6 +129,7 @@ class Visit(Record):
     registered_node: str = ""
     registered_ms: int = 0
     registered_at: str = ""  # merge order of the registration (the earliest, if twice)
+    patient_at: str = ""  # before the registration arrives: the earliest event naming it
     status: str = "waiting"
     status_final: int = 0
     status_at: str = ""
@@ -199,7 +200,7 @@ def _fold_registered(tx: Tx, at: At, b: Registered) -> None:
                         queue_no=b.queue_no, channel=b.channel, fee=b.fee,
                         fee_code=b.fee_code, catalogue_version=b.catalogue_version,
                         registered_node=at.node, registered_ms=at.wall,
-                        registered_at=at.order))
+                        registered_at=at.order, patient_at=""))
     s = tx.get_or_new(QueueSeries, (queue_key(b.dept, b.day), b.queue_tag))
     if b.queue_no > s.last:
         tx.put(s.evolve(last=b.queue_no))
@@ -316,13 +317,19 @@ class Progressed(Body):
     room: str = spec(text(32, required=False, lo=0), "")
 
 
+def named(v: Visit, pid: PatientId, at: At) -> dict[str, object]:
+    """Whose visit it is, before its registration arrives: the earliest event naming it
+    (the registration, whenever it comes, says for good)."""
+    if not v.registered_at and earlier(at.order, v.patient_at):
+        return {"patient_id": pid, "patient_at": at.order}
+    return {}
+
+
 def _fold_progressed(tx: Tx, at: At, b: Progressed) -> None:
     v = tx.get_or_new(Visit, b.visit_id)
     status = STATUS_OF[b.step]
     final = 1 if status in FINAL else 0
-    changes: dict[str, object] = {}
-    if not v.patient_id:
-        changes["patient_id"] = b.patient_id
+    changes = named(v, b.patient_id, at)
     if b.step in ("called", "recalled"):
         changes["calls"] = v.calls + 1
     if (final, at.order) > (v.status_final, v.status_at):
@@ -383,9 +390,7 @@ class FeeCharged(Body):
 
 def _fold_fee(tx: Tx, at: At, b: FeeCharged) -> None:
     v = tx.get_or_new(Visit, b.visit_id)
-    changes: dict[str, object] = {"consult_fee": v.consult_fee + b.amount}
-    if not v.patient_id:
-        changes["patient_id"] = b.patient_id
+    changes = {"consult_fee": v.consult_fee + b.amount, **named(v, b.patient_id, at)}
     if earlier(at.order, v.consult_at):
         changes["consult_at"] = at.order
     tx.put(v.evolve(**changes))

@@ -338,6 +338,14 @@ def _model(facts: list[Fact]) -> int:
             total -= b.debit
         elif k in ("charge.reversed", "account.opening_balance"):
             total += b.amount
+        elif k == "visit.registered":
+            total -= b.fee
+        elif k == "visit.fee_charged":
+            total -= b.amount
+        elif k == "order.placed":
+            total -= b.charged
+        elif k == "order.cancelled":
+            total += b.refund
     return total
 
 
