@@ -15,6 +15,11 @@ Example (``onecard-edge init`` writes one)::
     idle_lock_s = 300               # lock the screen after this many idle seconds
     printer = ""                    # ESC/POS device or file; empty: no printer
     price_list = ""                 # TOML price list; empty: the built-in sample list
+    department = ""                 # triage, doctor, lab, pharmacy: the catalogue code of
+                                    #   the department this desk serves (IM, LAB, PHA-OP …)
+    room = ""                       # doctor: the room the waiting room is told (诊室3)
+    queue_tag = ""                  # the prefix of the queue numbers this counter gives
+                                    #   (T01-007); empty: from node_id (triage-01 → T01)
 
     [sync]
     central_url = "ws://127.0.0.1:8765/sync"
@@ -63,6 +68,7 @@ from protocol.core import RuleConfig
 from protocol.crypto import SigningKey
 from protocol.event import NODE_ID_RE
 from protocol.tlspin import parse_pin
+from protocol.visit import TAG_RE
 
 ROLES = ("cashier", "triage", "doctor", "lab", "pharmacy", "kiosk")
 
@@ -141,6 +147,9 @@ class EdgeConfig:
     idle_lock_s: int = 300
     printer: str = ""
     price_list: str = ""
+    department: str = ""
+    room: str = ""
+    queue_tag: str = ""
     sync: SyncConfig = field(default_factory=SyncConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
@@ -240,6 +249,12 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
             values[k] = p if p.is_absolute() else base / p
     values.setdefault("db", base / "ledger.sqlite3")
     values.setdefault("key_file", base / "node.key")
+    for k in ("department", "room"):
+        if k in values and (not isinstance(values[k], str) or len(values[k]) > 32):
+            raise ConfigError(f"{k} must be a short text (at most 32 characters)")
+    if "queue_tag" in values and not (isinstance(values["queue_tag"], str) and (
+            values["queue_tag"] == "" or TAG_RE.match(values["queue_tag"]))):
+        raise ConfigError("queue_tag must be 1 to 6 capital letters or digits (e.g. T01)")
     for k in ("registration_fee", "card_fee", "idle_lock_s"):
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
@@ -298,6 +313,9 @@ def render(cfg: EdgeConfig) -> str:
         f"idle_lock_s = {cfg.idle_lock_s}",
         f"printer = {q(cfg.printer)}",
         f"price_list = {q(cfg.price_list)}",
+        f"department = {q(cfg.department)}",
+        f"room = {q(cfg.room)}",
+        f"queue_tag = {q(cfg.queue_tag)}",
         "",
         "[sync]",
         f"central_url = {q(cfg.sync.central_url)}",
