@@ -50,8 +50,11 @@ from protocol.core import Fact, Invalid, Key, Registry, State, Unknown
 from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, EventId
 from protocol.money import yuan
+from protocol.order import Cancelled as OrderCancelled
+from protocol.order import Placed as OrderPlaced
 from protocol.patient import Patient
 from protocol.remedy import ANNOUNCEMENTS, Blocked, ChargeReversed, Merged
+from protocol.visit import FeeCharged, FeeReturned
 
 log = logging.getLogger("onecard.central.reconcile")
 
@@ -70,6 +73,8 @@ KINDS = (
     "over_refund",
     "double_settlement",
     "merged_record_used",
+    "double_cancel",
+    "double_fee",
     "equivocation",
     "chain_break",
     "revoked_node",
@@ -566,6 +571,80 @@ def detect_merged_record_used(tl: Timeline) -> list[Conflict]:
         tuple(sorted({f.at.node for f in late})), at_stake, first.at.wall, tuple(remedies))]
 
 
+def detect_double_cancel(tl: Timeline) -> list[Conflict]:
+    """An order cancelled at two counters offline: what it charged given back twice."""
+    placed: dict[str, Fact] = {}
+    cancels: dict[str, list[Fact]] = {}
+    for f in tl.facts:
+        if isinstance(f.body, OrderPlaced):
+            placed.setdefault(f.body.order_id, f)
+        elif isinstance(f.body, OrderCancelled):
+            cancels.setdefault(f.body.order_id, []).append(f)
+    out = []
+    for order_id, cs in cancels.items():
+        first = placed.get(order_id)
+        if first is None:
+            continue  # the order has not reached central yet
+        charged = first.body.charged
+        total = sum(f.body.refund for f in cs)
+        excess = total - charged
+        if excess <= 0:
+            continue
+        cid = conflict_id("double_cancel", order_id)
+        listed = "; ".join(f"{yuan(f.body.refund)} at {f.at.node} ({_ref(f.event)})"
+                           for f in cs)
+        text = (f"Order {order_id} of {tl.who()} charged {yuan(charged)}, but it was "
+                f"cancelled {len(cs)} times by counters that did not know of each other: "
+                f"{listed}. {yuan(excess)} too much went back to the deposit.")
+        remedies = [RemedyOption(
+            "debt", "Take the excess back",
+            f"Debits {yuan(excess)} from {tl.name}'s account (if it does not hold that much "
+            "the patient owes the rest, collected at the next visit).",
+            (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid, "amount": excess,
+                                "debit": excess}),)),
+            accept_remedy(cid, tl.pid, "The hospital bears the excess refund.")]
+        out.append(Conflict(
+            cid, "double_cancel", "high", f"Order cancelled twice {yuan(excess)} — {order_id}",
+            text, (first.event.id, *(f.event.id for f in cs)), (tl.pid,), (),
+            tuple(sorted({f.at.node for f in cs})), excess, cs[-1].at.wall, tuple(remedies)))
+    return out
+
+
+def detect_double_fee(tl: Timeline) -> list[Conflict]:
+    """One visit's consultation fee charged at two counters offline (a doctor's station
+    and another that did not know): the patient paid it twice."""
+    fees: dict[str, list[Fact]] = {}
+    returned: dict[str, int] = {}
+    for f in tl.facts:
+        if isinstance(f.body, FeeCharged):
+            fees.setdefault(f.body.visit_id, []).append(f)
+        elif isinstance(f.body, FeeReturned):
+            returned[f.body.visit_id] = returned.get(f.body.visit_id, 0) + f.body.amount
+    out = []
+    for visit_id, fs in fees.items():
+        if len(fs) < 2:
+            continue
+        excess = sum(f.body.amount for f in fs[1:])
+        open_ = excess - returned.get(visit_id, 0)
+        cid = conflict_id("double_fee", visit_id)
+        listed = "; ".join(f"{yuan(f.body.amount)} at {f.at.node} ({_ref(f.event)})" for f in fs)
+        text = (f"The consultation fee of visit {visit_id} ({tl.who()}) was charged "
+                f"{len(fs)} times: {listed}. The patient paid {yuan(excess)} too much.")
+        remedies = []
+        if open_ > 0:
+            remedies.append(RemedyOption(
+                "return", f"Give {yuan(open_)} back",
+                f"Returns {yuan(open_)} to {tl.name}'s deposit (the second fee).",
+                (("visit.fee_returned", {"conflict_id": cid, "visit_id": visit_id,
+                                         "patient_id": tl.pid, "amount": open_}),)))
+        remedies.append(accept_remedy(cid, tl.pid, "Leaves both fees charged."))
+        out.append(Conflict(
+            cid, "double_fee", "medium", f"Consultation fee charged twice {yuan(excess)} — "
+            f"{visit_id}", text, tuple(f.event.id for f in fs), (tl.pid,), (),
+            tuple(sorted({f.at.node for f in fs})), excess, fs[-1].at.wall, tuple(remedies)))
+    return out
+
+
 PATIENT_DETECTORS: list[Detector] = [
     detect_overdraft,
     detect_lost_card_used,
@@ -573,6 +652,8 @@ PATIENT_DETECTORS: list[Detector] = [
     detect_over_refund,
     detect_double_settlement,
     detect_merged_record_used,
+    detect_double_cancel,
+    detect_double_fee,
 ]
 
 

@@ -45,6 +45,8 @@ WHY = {
     "duplicate_patient": "why.duplicate_patient",
     "likely_duplicate": "why.duplicate_patient",
     "merged_record_used": "why.merged_record_used",
+    "double_cancel": "why.double_cancel",
+    "double_fee": "why.double_fee",
 }
 
 

@@ -313,6 +313,8 @@ ANNOUNCED: dict[str, tuple[str, str]] = {
     "over_refund": ("超额退费", "Over-refund"),
     "double_settlement": ("重复结算", "Double settlement"),
     "merged_record_used": ("合并后旧档案被使用", "Old record used after a merge"),
+    "double_cancel": ("医嘱重复撤销", "Order cancelled twice"),
+    "double_fee": ("重复收取诊查费", "Consultation fee charged twice"),
 }
 
 

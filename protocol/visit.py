@@ -35,6 +35,7 @@ from protocol.account import Account, add
 from protocol.card import CARD_ENTRY, Card, usable_card
 from protocol.catalogue import Department, Doctor, vkey
 from protocol.core import (
+    CENTRAL_ONLY,
     COUNTER,
     At,
     Fen,
@@ -52,6 +53,7 @@ from protocol.core import (
     no_money,
     no_notice,
     no_report,
+    no_rule,
     record,
     refs,
     say,
@@ -139,6 +141,7 @@ class Visit(Record):
     consult_fee: Fen = 0  # sums of every consultation fee charged (one, unless offline twice)
     consult_at: str = ""  # the earliest
     doctor_seen: str = ""  # the operator who started the consultation (latest start)
+    fee_returned: Fen = 0  # consultation fees central gave back (a double fee's remedy)
 
     @property
     def label(self) -> str:
@@ -459,10 +462,37 @@ DIAGNOSED = Kind(
 )
 
 
+# -- visit.fee_returned (central: a consultation fee charged twice, given back) ------------
+@body
+class FeeReturned(Body):
+    conflict_id: str = spec(text(64))
+    visit_id: str = spec(ident())
+    patient_id: str = spec(ident())
+    amount: int = spec(Field(int, lo=1, hi=MAX_AMOUNT, money=True))
+    reason: str = spec(text(200))
+
+
+def _fold_fee_returned(tx: Tx, at: At, b: FeeReturned) -> None:
+    v = tx.get_or_new(Visit, b.visit_id)
+    tx.put(v.evolve(fee_returned=v.fee_returned + b.amount, **named(v, b.patient_id, at)))
+    add(tx, b.patient_id, adjusted=b.amount)
+
+
+FEE_RETURNED = Kind(
+    name="visit.fee_returned", body=FeeReturned, signer=CENTRAL_ONLY,
+    title=("退还诊查费", "Consultation fee returned"),
+    records=lambda b: refs(Visit, b.visit_id) | refs(Account, b.patient_id),
+    patients=lambda b: (b.patient_id,),
+    fold=_fold_fee_returned, money=lambda b: Money("adjust", ((b.patient_id, b.amount),)),
+    rule=no_rule, describe=lambda b, lang: f"{yuan(b.amount)} {b.reason}",
+    report=no_report, notice=no_notice,
+)
+
+
 def dump(value: object) -> str:
     """A record's structured text field, deterministic (sorted keys, no spaces)."""
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
-KINDS = (REGISTERED, PROGRESSED, FEE_CHARGED, DIAGNOSED)
+KINDS = (REGISTERED, PROGRESSED, FEE_CHARGED, DIAGNOSED, FEE_RETURNED)
 RECORDS = (Visit, QueueSeries, Diagnosis)

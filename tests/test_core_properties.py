@@ -50,13 +50,24 @@ POOLS: dict[str, tuple[str, ...]] = {
     "national_id": (ID_MALE, ID_FEMALE),
     "date": ("1990-03-07", "1949-12-31", "2001-02-28"),
     "phone": ("13800138000", "13900139000"),
+    "visit": ("V-triage-01-000002", "V-doctor-01-000001"),
+    "order": ("O-doctor-01-000003", "O-doctor-02-000003"),
+    "dept": ("IM", "PHA-OP"),
+    "code": ("D-AMX", "LAB-CBC"),
+    "tag": ("T01", "T02"),
+    "icd10": ("J06.9", "I10"),
 }
+#: integer fields whose values must meet too (catalogue versions and pages)
+INT_POOLS: dict[str, tuple[int, ...]] = {"version": (1, 2), "catalogue_version": (1, 2),
+                                         "page": (1, 2), "pages": (1, 2)}
 #: which pool a field's values come from, by its name
 POOL_OF = {"patient_id": "patient", "survivor_id": "patient", "merged_id": "patient",
            "patients": "patient", "card_no": "card", "old_card_no": "card",
            "new_card_no": "card", "cards": "card", "charge_id": "charge",
            "conflict_id": "conflict", "national_id": "national_id", "birth_date": "date",
-           "phone": "phone", "last_activity": "date"}
+           "phone": "phone", "last_activity": "date", "visit_id": "visit",
+           "order_id": "order", "dept": "dept", "exec_dept": "dept", "pharmacy": "dept",
+           "code": "code", "day": "date", "queue_tag": "tag", "icd10": "icd10"}
 
 
 # ------------------------------------------------------------------------ valid-ish bodies
@@ -64,6 +75,8 @@ def field_value(name: str, f: Field) -> st.SearchStrategy[Any]:
     """Values for one declared field: from the pools where ids meet, else within limits."""
     if f.choices:
         return st.sampled_from(f.choices)
+    if f.type is int and name in INT_POOLS:
+        return st.sampled_from(INT_POOLS[name])
     pool = POOLS.get(POOL_OF.get(name, ""))
     if f.type is list:
         lo, hi = f.lo or 0, min(f.hi or 3, 3)
@@ -124,6 +137,29 @@ def fix(kind: str, b: dict[str, Any]) -> dict[str, Any]:
         b["patients"] = [b["patient_id"], *b["patients"]][:50]
     if "summary" in b:
         b["summary"] = re.sub(r"[0-9]", "", b["summary"]) or "conflict"
+    if kind == "order.placed" and "lines" in b:  # one line per item, doses for drugs
+        lines = list({x["code"]: x for x in b["lines"]}.values())
+        if b.get("type") == "drug":
+            lines = [{**x, "dose": x.get("dose") or 1, "per_day": x.get("per_day") or 1,
+                      "days": x.get("days") or 1} for x in lines]
+        b["lines"] = lines
+        b["total"] = sum(x["qty"] * x["unit_price"] for x in lines)
+        b["charged"] = b["total"] if b.get("charged") else 0
+    if kind == "catalogue.page":  # each entry once per page
+        for name, key in (("items", "code"), ("depts", "code"), ("doctors", "doctor_id"),
+                          ("templates", "code")):
+            if name in b:
+                b[name] = list({e[key]: e for e in b[name]}.values())
+        if "sessions" in b:
+            b["sessions"] = list({(e["doctor_id"], e["weekday"], e["period"]): e
+                                  for e in b["sessions"]}.values())
+        for e in b.get("items", []):
+            if e.get("max_daily") and e.get("max_single"):
+                e["max_daily"] = max(e["max_daily"], e["max_single"])
+    if kind == "visit.registered" and b.get("fee"):
+        b.setdefault("fee_code", "REG-GEN")
+    if kind == "stock.adjusted" and b.get("delta") == 0:
+        b["delta"] = -1
     return b
 
 
@@ -346,6 +382,8 @@ def _model(facts: list[Fact]) -> int:
             total -= b.charged
         elif k == "order.cancelled":
             total += b.refund
+        elif k == "visit.fee_returned":
+            total += b.amount
     return total
 
 

@@ -110,6 +110,10 @@ VALID: dict[str, dict[str, Any]] = {
     "visit.diagnosed": {"diagnosis_id": "DX-a-000009", "visit_id": "V-a-000007",
                         "patient_id": "P-a-000001", "icd10": "J06.9",
                         "text": "急性上呼吸道感染"},
+    # a consultation fee charged twice, given back by central (protocol/visit.py)
+    "visit.fee_returned": {"conflict_id": "double_fee-0123456789ab", "visit_id": "V-a-000007",
+                           "patient_id": "P-a-000001", "amount": 1000,
+                           "reason": "charged at two counters offline"},
     # what the doctor's checks know of a patient (protocol/clinical.py)
     "patient.allergy_recorded": {"patient_id": "P-a-000001", "substance": "青霉素类",
                                  "reaction": "皮疹"},

@@ -81,6 +81,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "conflict.over_refund": ("超额退费", "over_refund"),
     "conflict.double_settlement": ("重复结算", "double_settlement"),
     "conflict.merged_record_used": ("合并后旧档案被使用", "merged_record_used"),
+    "conflict.double_cancel": ("医嘱重复撤销", "double_cancel"),
+    "conflict.double_fee": ("重复收取诊查费", "double_fee"),
     "conflict.equivocation": ("双重历史（同一位置两个事件）", "equivocation"),
     "conflict.chain_break": ("哈希链断裂", "chain_break"),
     "conflict.revoked_node": ("已吊销窗口的事件", "revoked_node"),
@@ -96,6 +98,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "explain.over_refund": ("一笔收费的退款合计超过了可退金额。", ""),
     "explain.double_settlement": ("账户在两次结算之间没有充值：余额被退了两次。", ""),
     "explain.merged_record_used": ("档案合并后，尚未得知的窗口仍在旧档案上办理业务。", ""),
+    "explain.double_cancel": ("同一医嘱被多个离线窗口撤销，已扣费用被重复退回预交金。", ""),
+    "explain.double_fee": ("同一次就诊的诊查费被多个离线窗口重复收取。", ""),
     "explain.equivocation": ("该窗口在已有的位置提交了另一个事件：它签署了两段历史（密钥被复制或磁盘被还原）。", ""),
     "explain.chain_break": ("该窗口发来的事件接不上它的哈希链：未存储。", ""),
     "explain.revoked_node": ("该窗口已被吊销，但之后仍签署了事件：其密钥可能已落入他人之手。", ""),
@@ -111,6 +115,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "remedy.move": ("把 {amount} 转到 {pid}", ""),
     "remedy.merge": ("合并到 {pid}", ""),
     "remedy.accept": ("维持原状", ""),
+    "remedy.return": ("退还 {amount}", ""),
     "effect.debt": ("记录 {pid} 欠费 {amount}：各窗口在下次就诊时收取，下次充值先还欠款。", ""),
     "effect.debt_back": ("从 {pid} 的账户扣回 {amount}（余额不足部分记为欠费，下次就诊时收取）。", ""),
     "effect.reverse": ("撤销收费 {charges}，共 {amount} 退回账户，由医院承担。", ""),
@@ -118,6 +123,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "effect.move": ("把旧档案 {merged} 的 {amount} 转到 {pid}。", ""),
     "effect.merge": ("把 {merged} 合并到 {pid}：余额和卡转过去，旧档案在所有窗口指向它。", ""),
     "effect.accept": ("维持原状，标记为已审核。", ""),
+    "effect.return": ("把多收的 {amount} 退回 {pid} 的预交金。", ""),
     # one conflict
     "detail.head": ("{cid}   {kind}   严重度 {severity}   [b]{status}[/b]", "{cid}   {kind}   severity {severity}   [b]{status}[/b]"),
     "detail.amount": ("   金额 {amount}", "   amount {amount}"),
@@ -341,7 +347,7 @@ class Translator(Table):
         v = _remedy_values(events)
         if code == "debt":
             return self("remedy.debt_back" if v["debit"] else "remedy.debt")
-        if code in ("reverse", "block", "move", "merge", "accept"):
+        if code in ("reverse", "block", "move", "merge", "accept", "return"):
             return self(f"remedy.{code}", **v)
         return label
 
@@ -352,7 +358,7 @@ class Translator(Table):
         v = _remedy_values(events)
         if code == "debt":
             return self("effect.debt_back" if v["debit"] else "effect.debt", **v)
-        if code in ("reverse", "block", "move", "merge", "accept"):
+        if code in ("reverse", "block", "move", "merge", "accept", "return"):
             return self(f"effect.{code}", **v)
         return effect
 
