@@ -52,7 +52,7 @@ from central.config import (
 )
 from central.console.format import ago
 from central.store import CentralStore, DamagedStore, enrol_central
-from edge_node.backup import BackupError
+from edge_node.backup import BackupError, private_umask
 from edge_node.errors import quiet_broken_pipe, unexpected_error
 from edge_node.reports import ljust
 from protocol.crypto import SigningKey, fingerprint
@@ -183,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a config error or a closed stdout (``| head``) is no traceback."""
     args = _parser().parse_args(argv)
+    private_umask()  # patients' data: files 0600, directories 0700
     try:
         status = _run(args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit

@@ -14,6 +14,8 @@
     language = "zh"               # zh | en: the IT console's language (like the counters')
     tls_cert = ""                 # PEM certificate (chain): set both to serve wss:// (and
     tls_key = ""                  #   https://…/healthz); neither: plain ws:// (demo, loopback)
+    metrics_allow = ["127.0.0.1", "::1"]  # addresses/networks that may read /metrics
+    metrics_token = ""            # or a token: `Authorization: Bearer <token>` from anywhere
 
 ``host`` is the address ``serve`` listens on: ``127.0.0.1`` (the default) only this
 machine; ``0.0.0.0`` every interface, for counters on other machines (then set
@@ -33,6 +35,7 @@ systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -82,6 +85,8 @@ class CentralConfig:
     language: str = "zh"
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    metrics_token: str = ""
 
     @property
     def scheme(self) -> str:
@@ -117,6 +122,8 @@ class CentralConfig:
             "language",
             "tls_cert",
             "tls_key",
+            "metrics_allow",
+            "metrics_token",
         }
         unknown = sorted(set(sec) - known)
         if unknown:
@@ -160,6 +167,20 @@ class CentralConfig:
             have, lack = ("tls_cert", "tls_key") if tls_cert else ("tls_key", "tls_cert")
             raise CentralConfigError(f"{p}: [central] {have} is set but {lack} is not: set "
                                      "both (serve wss://) or neither (plain ws://)")
+        allow = sec.get("metrics_allow", ["127.0.0.1", "::1"])
+        if not isinstance(allow, list) or not all(isinstance(a, str) for a in allow):
+            raise CentralConfigError(f'{p}: [central] metrics_allow must be a list of addresses '
+                                     'or networks, e.g. ["127.0.0.1", "10.1.0.0/16"]')
+        for a in allow:
+            try:
+                ipaddress.ip_network(a, strict=False)
+            except ValueError:
+                raise CentralConfigError(f"{p}: [central] metrics_allow: {a!r} is not an "
+                                         "address or network") from None
+        token = sec.get("metrics_token", "")
+        if not isinstance(token, str) or (token and len(token) < 16):
+            raise CentralConfigError(f"{p}: [central] metrics_token must be at least 16 "
+                                     'characters ("" for none)')
         return cls(
             path=p,
             db=rel(sec.get("db", "central.sqlite3"), "db"),
@@ -174,6 +195,8 @@ class CentralConfig:
             tls_cert=rel(tls_cert, "tls_cert") if tls_cert else None,
             tls_key=rel(tls_key, "tls_key") if tls_key else None,
             dormant_months=months,
+            metrics_allow=tuple(allow),
+            metrics_token=token,
         )
 
 
@@ -200,6 +223,8 @@ def render_config(
         'language = "zh"               # zh | en: the IT console\'s language\n'
         f'tls_cert = "{tls_cert}"      # PEM certificate and its key: both set = wss://\n'
         f'tls_key = "{tls_key}"        # (key mode 0600); both "" = plain ws://\n'
+        'metrics_allow = ["127.0.0.1", "::1"]  # who may read /metrics (addresses, networks)\n'
+        'metrics_token = ""            # or anyone with `Authorization: Bearer <token>`\n'
         "\n[dormant]\n"
         "months = 24                   # dormant report: no activity for this many months\n"
     )

@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import hmac
 import ipaddress
 import logging
 import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -44,7 +46,7 @@ from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
 from protocol.event import CENTRAL
 from protocol.messages import MAX_FRAME_SIZE, NONCE_SIZE, Auth, Hello, Ping, Pull, Push
-from protocol.session import CentralSession, SessionError
+from protocol.session import AuthError, CentralSession, SessionError
 
 log = logging.getLogger("onecard.central.server")
 
@@ -53,6 +55,9 @@ log = logging.getLogger("onecard.central.server")
 WS_MAX_SIZE = 2 * MAX_FRAME_SIZE
 MAX_PAGES_PER_WAKE = 1000
 PIPELINE = 4  # pushes checked ahead of the commit, per connection
+#: The one answer to a node central does not accept: unknown, revoked or a wrong key.
+NOT_AUTHORISED = ("central does not accept this counter's credentials: ask IT to check its "
+                  "enrolment (onecard-central nodes)")
 
 
 @dataclass(eq=False)
@@ -89,8 +94,14 @@ class CentralServer:
         executor: Executor | None = None,
         prepare_parts: int = 1,
         watch: ConflictWatch | None = None,
+        metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1"),
+        metrics_token: str = "",
+        refusal_interval_s: float = 60.0,
     ) -> None:
         self.watch = watch
+        self.metrics_allow = tuple(ipaddress.ip_network(a, strict=False) for a in metrics_allow)
+        self.metrics_token = metrics_token
+        self.refusals = RefusalLog(refusal_interval_s)
         # One reconciliation at a time: concurrent catch-ups (a commit per connected counter,
         # plus the poll for other processes' events) would each decode the same new rows.
         self._reconciling = asyncio.Lock()
@@ -108,8 +119,23 @@ class CentralServer:
         if request.path == "/healthz":
             return conn.respond(HTTPStatus.OK, "ok\n")
         if request.path == "/metrics":
+            if not self._may_read_metrics(conn, request):
+                self.refusals.note(_address(conn), "metrics", "/metrics not allowed")
+                return conn.respond(HTTPStatus.FORBIDDEN, "forbidden\n")
             return conn.respond(HTTPStatus.OK, await self.metrics_text())
         return None
+
+    def _may_read_metrics(self, conn: ServerConnection, request: Request) -> bool:
+        """From an address in ``metrics_allow``, or with ``Authorization: Bearer <token>``."""
+        if self.metrics_token:
+            given = request.headers.get("Authorization", "")
+            if hmac.compare_digest(given.encode(), f"Bearer {self.metrics_token}".encode()):
+                return True
+        try:
+            addr = ipaddress.ip_address(_address(conn))
+        except ValueError:
+            return False
+        return any(addr in net for net in self.metrics_allow)
 
     async def metrics_text(self) -> str:
         m = self.metrics
@@ -128,9 +154,10 @@ class CentralServer:
             "# TYPE onecard_refused_total counter",
         ]
         lines += [f'onecard_refused_total{{code="{c}"}} {n}' for c, n in sorted(m.refused.items())]
+        revoked = {n.id for n in await self.store.nodes() if n.revoked}
         lines.append("# TYPE onecard_counter_lag gauge")
         for node, lag in sorted((await self.store.lags()).items()):
-            if node != CENTRAL:
+            if node != CENTRAL and node not in revoked:
                 lines.append(f'onecard_counter_lag{{node="{node}"}} {lag}')
         lines.append("# TYPE onecard_conflicts_active gauge")  # open or acknowledged
         for kind, n in await self.store.read(
@@ -139,7 +166,7 @@ class CentralServer:
             lines.append(f'onecard_conflicts_active{{kind="{kind}"}} {n}')
         lines.append("# TYPE onecard_counter_pending gauge")
         for rec in await self.store.nodes():
-            if rec.id != CENTRAL:
+            if rec.id != CENTRAL and not rec.revoked:
                 lines.append(f'onecard_counter_pending{{node="{rec.id}"}} {rec.pending}')
         return "\n".join(lines) + "\n"
 
@@ -150,9 +177,11 @@ class CentralServer:
             raise SessionError("text frames are not part of the protocol; send binary frames")
         return data
 
-    async def _refuse(self, conn: Conn, code: str, message: str) -> None:
+    async def _refuse(self, conn: Conn, code: str, message: str, why: str = "") -> None:
         self.metrics.refused[code] = self.metrics.refused.get(code, 0) + 1
-        log.warning("refused node=%s code=%s %s", conn.node or "?", code, message)
+        self.refusals.note(_address(conn.ws), f"{code} {why or message}",
+                           f"refused node={conn.node or '?'} code={code} {why or message}",
+                           conn.node[:64])
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await conn.ws.send(conn.session.send_error(code, message))
@@ -174,7 +203,7 @@ class CentralServer:
             feeder = asyncio.create_task(self._feed(conn))
             await self._read_loop(conn)
         except ProtocolError as exc:
-            await self._refuse(conn, exc.code, str(exc))
+            await self._refuse(conn, exc.code, str(exc), getattr(exc, "why", ""))
         except TimeoutError:
             await self._refuse(conn, "timeout", "the handshake did not finish in time")
         except ConnectionClosed:
@@ -194,20 +223,30 @@ class CentralServer:
                 log.info("disconnected node=%s", conn.node)
 
     async def _handshake(self, conn: Conn) -> None:
+        """Hello, challenge, auth, welcome.
+
+        Unknown, revoked and wrong-key nodes get one answer after the same steps: each is
+        challenged (an unknown or revoked one against a random key, so no answer can
+        verify) and refused with :data:`NOT_AUTHORISED`, so a client cannot list which
+        node ids exist.  Central's own log says which it was.
+        """
         s = conn.session
         hello = s.receive(await self._recv(conn))
         assert isinstance(hello, Hello)
         conn.node = hello.node
         conn.reported_seq = hello.head_seq
         rec = await self.store.node(hello.node)
-        if rec is None:
-            raise _Refusal("unknown_node", f"{hello.node} is not enrolled at central")
-        if rec.revoked:
-            raise _Refusal("revoked", f"{hello.node} has been revoked")
-        conn.node_key = rec.pubkey
-        await conn.ws.send(s.send_challenge(rec.pubkey))
-        auth = s.receive(await self._recv(conn))
+        why = ("not enrolled" if rec is None else "revoked" if rec.revoked else "")
+        await conn.ws.send(s.send_challenge(os.urandom(32) if why or rec is None
+                                            else rec.pubkey))
+        try:
+            auth = s.receive(await self._recv(conn))
+        except AuthError:
+            why = why or "its answer does not verify with the enrolled key"
+        if why or rec is None:
+            raise _Refusal("not_authorised", NOT_AUTHORISED, why or "not enrolled")
         assert isinstance(auth, Auth)
+        conn.node_key = rec.pubkey
         head = await self.store.head(conn.node)
         conn.recovering = hello.head_seq < head.seq
         if conn.recovering:
@@ -345,6 +384,8 @@ class CentralServer:
         while self.watch is not None:
             await asyncio.sleep(interval_s)
             try:
+                self.refusals.flush()
+                await self.close_revoked()
                 top = await self.store.cursor()
                 if top > last:
                     await self._catch_up()
@@ -352,6 +393,25 @@ class CentralServer:
                     last = top
             except Exception:
                 log.exception("reconciler failed")
+
+    async def _revoked(self, conn: Conn) -> bool:
+        """Whether ``conn``'s node was revoked since it connected; if so, close it."""
+        rec = await self.store.node(conn.node)
+        if rec is not None and not rec.revoked:
+            return False
+        log.warning("node=%s was revoked: closing its session", conn.node)
+        await self._refuse(conn, "not_authorised", NOT_AUTHORISED, "revoked while connected")
+        return True
+
+    async def close_revoked(self) -> None:
+        """Close the open session of every node revoked since it connected (``revoke`` is
+        another process: this is how the serving one learns of it)."""
+        if not self.conns:
+            return
+        revoked = {n.id for n in await self.store.nodes() if n.revoked}
+        for conn in list(self.conns):
+            if conn.node in revoked:
+                await self._revoked(conn)
 
     def _notify(self, source: str) -> None:
         for c in self.conns:
@@ -379,6 +439,8 @@ class CentralServer:
                 page = await self.store.events_after(
                     conn.sent_cursor, exclude_node=None if conn.recovering else conn.node
                 )
+                if page.events and await self._revoked(conn):
+                    return  # revoked meanwhile: not one more event to it
                 if not page.events:
                     # Only the node's own events lie ahead: nothing to send, but it is
                     # up to date (for the lag figure), so record the position.
@@ -395,9 +457,60 @@ class CentralServer:
                     await self.store.touch(conn.node, pull_cursor=lag_cursor)
 
 
+class RefusalLog:
+    """Refusals logged without letting a flood fill the log.
+
+    The first refusal of a kind (its code and reason) from an address in an interval is
+    logged as it is; the rest like it are counted, and when the interval is over one
+    summary line says how many more there were and for which node ids.  A flood of bad
+    connections from one address is then one line per interval, while each refused
+    counter still shows its reason at once.
+    """
+
+    def __init__(self, interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self._open: dict[tuple[str, str], tuple[float, int, set[str]]] = {}
+
+    def note(self, address: str, key: str, line: str, node: str = "") -> None:
+        now = self.clock()
+        self.flush(now)
+        got = self._open.get((address, key))
+        if got is None:
+            log.warning("%s (from %s)", line, address)
+            self._open[(address, key)] = (now, 0, {node} if node else set())
+        else:
+            since, n, nodes = got
+            if len(nodes) < 5 and node:
+                nodes.add(node)
+            self._open[(address, key)] = (since, n + 1, nodes)
+
+    def flush(self, now: float | None = None) -> None:
+        """Write the summary of every (address, kind) whose interval is over."""
+        now = self.clock() if now is None else now
+        for (address, key), (since, n, nodes) in list(self._open.items()):
+            if now - since < self.interval_s:
+                continue
+            del self._open[(address, key)]
+            if n:
+                who = f" nodes {', '.join(sorted(nodes))}" if nodes else ""
+                log.warning("refused %d more like that from %s in the last %.0f s: %s%s",
+                            n, address, self.interval_s, key, who)
+
+
+def _address(ws: ServerConnection) -> str:
+    try:
+        peer = ws.remote_address
+    except Exception:
+        return "?"
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+
+
 class _Refusal(ProtocolError):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, why: str = "") -> None:
         super().__init__(message)
+        self.why = why  # what central's log says (the counter is told only ``message``)
         self.code = code
 
 
@@ -442,6 +555,8 @@ async def run_server(
             executor=executor,
             prepare_parts=max(1, workers),
             watch=watch,
+            metrics_allow=config.metrics_allow,
+            metrics_token=config.metrics_token,
         )
         watcher = asyncio.create_task(app.watch_store())
         async with serve(

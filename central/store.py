@@ -423,14 +423,15 @@ class CentralStore:
     async def open(cls, path: str | Path, *, max_skew_ms: int = 300_000) -> CentralStore:
         """Open (creating and migrating) the store; a damaged, truncated or empty file
         raises :class:`DamagedStore` naming it and what to do."""
-        from edge_node.backup import damage
+        from edge_node.backup import damage, make_private
 
         path = str(path)
         if path != ":memory:":
             why = damage(Path(path))
             if why:
                 raise DamagedStore(path, why)
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private(Path(path))
         try:
             return await cls._open(path, max_skew_ms)
         except DamagedStore:

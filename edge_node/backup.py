@@ -64,6 +64,24 @@ class BackupResult:
                 f"verified{gone}")
 
 
+def make_private(path: Path) -> None:
+    """Patients' data is for this machine's service account only: the database file
+    (and its WAL and shared-memory files) mode 0600, whatever made them earlier.  New
+    files are private already (the CLIs run with umask 077: :func:`private_umask`)."""
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if p.stat().st_mode & 0o077:
+                p.chmod(0o600)
+        except OSError:
+            pass  # not there (yet), or not ours to change: opening will say if it matters
+
+
+def private_umask() -> None:
+    """Every file this process creates from now on is its owner's only (0600 files, 0700
+    directories): ledgers, central's database, configs, keys, backups, exports."""
+    os.umask(0o077)
+
+
 def damage(path: Path) -> str:
     """Why ``path`` is not a usable SQLite file ("" when its header looks right).
 

@@ -24,6 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from edge_node import config as cfgmod
+from edge_node.backup import private_umask
 from edge_node.errors import EdgeError, quiet_broken_pipe, unexpected_error
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
@@ -514,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command: whatever goes wrong is one line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
+    private_umask()  # patients' data: files 0600, directories 0700
     func: Callable[[argparse.Namespace], int | Awaitable[int]] = args.func
     try:
         result = func(args)

@@ -218,14 +218,15 @@ class Ledger:
         Projections folded by another version are refolded here (``progress`` is told
         every 10,000 events), and derived indexes made another way are rewritten.
         """
-        from edge_node.backup import damage
+        from edge_node.backup import damage, make_private
 
         path = Path(path)
         why = damage(path)
         if why:
             raise damaged(path, why)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private(path)
             db = await aiosqlite.connect(str(path), isolation_level=None, timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open ledger {path}: {exc}") from exc

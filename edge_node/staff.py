@@ -112,43 +112,51 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
 
     Wrong PINs are counted; the count resets on a good login.  An unknown id and a
     wrong PIN get the same message, so the screen does not confirm which ids exist.
+
+    Each attempt is counted as a failure *before* its PIN is checked, in the ledger's
+    one writer, and only then checked (slowly, in a thread): so attempts made at the
+    same time cannot all slip past the lockout while the hashes are being checked — at
+    most :data:`MAX_FAILED` are ever checked before the id locks.  A right PIN then
+    takes its attempt back.
     """
     now = _now_ms() if now_ms is None else now_ms
     sid = staff_id.strip()
-    row = await ledger.run(lambda c: c.execute(
-        "SELECT name, role, pin_hash, disabled, failed, locked_until_ms FROM staff "
-        "WHERE staff_id=?", (sid,)).fetchone())
-    if row is None:
+
+    def reserve(conn: sqlite3.Connection) -> tuple[str, str, str, int, int] | None:
+        row = conn.execute("SELECT name, role, pin_hash, disabled, failed, locked_until_ms "
+                           "FROM staff WHERE staff_id=?", (sid,)).fetchone()
+        if row is None:
+            return None
+        name, role, pin_hash, disabled, failed, locked_until = row
+        if disabled or locked_until > now:
+            return name, role, "", disabled, locked_until
+        n = failed + 1
+        until = now + LOCKOUT_MS if n >= MAX_FAILED else 0
+        conn.execute("UPDATE staff SET failed=?, locked_until_ms=? WHERE staff_id=?",
+                     (0 if until else n, until, sid))
+        return name, role, pin_hash, 0, -until  # (negative: this attempt locks the id)
+    got = await ledger.write(reserve)
+    if got is None:
         raise LoginRefused("login.wrong", "staff id or PIN is wrong")
-    name, role, pin_hash, disabled, _failed, locked_until = row
+    name, role, pin_hash, disabled, locked = got
     if disabled:
         raise LoginRefused("login.disabled", f"staff id {sid} is disabled: ask a supervisor")
-    if locked_until > now:
-        minutes = max(1, (locked_until - now + 59_999) // 60_000)
+    if locked > 0:
+        minutes = max(1, (locked - now + 59_999) // 60_000)
         raise LoginRefused("login.locked", f"too many wrong PINs: try again in {minutes} min "
                            "or ask a supervisor", minutes=minutes)
     try:
         ok = await asyncio.to_thread(_HASHER.verify, pin_hash, pin)
     except (VerificationError, InvalidHashError):
         ok = False
-
-    def record(conn: sqlite3.Connection) -> int:
-        if ok:
-            conn.execute("UPDATE staff SET failed=0, locked_until_ms=0 WHERE staff_id=?", (sid,))
-            n = 0
-        else:
-            n = conn.execute("SELECT failed FROM staff WHERE staff_id=?", (sid,)).fetchone()[0] + 1
-            until = now + LOCKOUT_MS if n >= MAX_FAILED else 0
-            conn.execute("UPDATE staff SET failed=?, locked_until_ms=? WHERE staff_id=?",
-                         (0 if until else n, until, sid))
-        return int(n)
-    failures = await ledger.write(record)
-    if not ok:
-        if failures >= MAX_FAILED:
-            raise LoginRefused("login.locked", "too many wrong PINs: this id is locked for "
-                               f"{LOCKOUT_MS // 60_000} min", minutes=LOCKOUT_MS // 60_000)
-        raise LoginRefused("login.wrong", "staff id or PIN is wrong")
-    return Staff(sid, name, role)
+    if ok:
+        await ledger.write(lambda conn: conn.execute(
+            "UPDATE staff SET failed=0, locked_until_ms=0 WHERE staff_id=?", (sid,)))
+        return Staff(sid, name, role)
+    if locked < 0:
+        raise LoginRefused("login.locked", "too many wrong PINs: this id is locked for "
+                           f"{LOCKOUT_MS // 60_000} min", minutes=LOCKOUT_MS // 60_000)
+    raise LoginRefused("login.wrong", "staff id or PIN is wrong")
 
 
 def cheap_hasher() -> PasswordHasher:

@@ -135,8 +135,6 @@ BAD_FIRST_FRAMES = {
     "garbage": (b"\xc1\xff\x00garbage", "decode"),
     "truncated": (_hello()[:-5], "decode"),
     "wrong_version": (_hello(proto=2), "version"),
-    "unknown_node": (_hello("nobody-01"), "unknown_node"),
-    "revoked_node": (_hello("gone-01"), "revoked"),
     "oversized": (b"\x00" * (MAX_FRAME_SIZE + 10), "too_large"),
     "not_hello": (Pong(1).encode(), "unexpected"),
 }
@@ -154,6 +152,52 @@ async def test_bad_first_frame_gets_clean_error(central: Central, case: str) -> 
     # the counter already connected is unaffected
     assert (await push_ok(good, chain("good-01", 2), 2)).stored == 2
     await good.ws.close()
+
+
+async def _refusal_after_auth(central: Central, node: str, key: SigningKey) -> Error:
+    """Hello, then the challenge central sends whoever asks, the auth, and its answer."""
+    async with connect(central.url, max_size=WS_MAX_SIZE) as ws:
+        c = Client(ws, node, key)
+        await ws.send(c.s.send_hello(ChainHead()))
+        await c.recv()  # a challenge, signed by central: every node id gets one
+        await ws.send(c.s.send_auth())
+        return await raw_error(ws)
+
+
+async def test_unknown_revoked_and_wrong_key_nodes_get_one_answer(
+        central: Central, caplog: pytest.LogCaptureFixture) -> None:
+    """Node ids cannot be listed: the three refusals are the same frame after the same
+    steps; only central's log says which it was."""
+    caplog.set_level("WARNING", logger="onecard.central")
+    answers = [await _refusal_after_auth(central, "nobody-01", SigningKey(b"n" * 32)),
+               await _refusal_after_auth(central, "gone-01", KEYS["gone-01"]),
+               await _refusal_after_auth(central, "good-01", SigningKey(b"x" * 32))]
+    assert {(e.code, e.message) for e in answers} == {("not_authorised", answers[0].message)}
+    assert "ask IT" in answers[0].message
+    logged = caplog.text
+    assert "not enrolled" in logged and "revoked" in logged and "does not verify" in logged
+    assert await central.store.count() == 0
+
+
+async def test_revocation_closes_an_open_session_before_one_more_event_reaches_it(
+        central: Central) -> None:
+    """An open session of a node revoked meanwhile gets not one more event: the next
+    event to relay closes it instead (and an idle one is closed by close_revoked)."""
+    bad = await connected(central, "bad-01")
+    good = await connected(central, "good-01")
+    await bad.ws.send(bad.s.send_pull(0))
+    await push_ok(good, chain("good-01", 1), 1)
+    first = await bad.recv()
+    assert isinstance(first, Events) and len(first.events) == 1
+    await central.store.revoke("bad-01")
+    await push_ok(good, chain("good-01", 1, start=2, prev=blake2b_256(
+        chain("good-01", 1)[0])), 2)
+    err = await raw_error(bad.ws)
+    assert err.code == "not_authorised"
+    idle = await connected(central, "good-01")
+    await central.store.revoke("good-01")
+    await central.app.close_revoked()
+    assert (await raw_error(idle.ws)).code == "not_authorised"
 
 
 async def test_text_frame_is_refused(central: Central) -> None:
@@ -245,7 +289,7 @@ async def test_replayed_old_batch_is_a_noop_and_replayed_auth_is_refused(
         await ws2.send(Hello("bad-01", PROTOCOL_VERSION, os.urandom(32), 0, ZERO_HASH).encode())
         await ws2.recv()
         await ws2.send(recorded)
-        assert (await raw_error(ws2)).code == "auth"
+        assert (await raw_error(ws2)).code == "not_authorised"
 
 
 async def test_impostor_without_the_key_is_refused(central: Central) -> None:
@@ -254,7 +298,7 @@ async def test_impostor_without_the_key_is_refused(central: Central) -> None:
         await ws.send(c.s.send_hello(ChainHead()))
         await c.recv()
         await ws.send(c.s.send_auth())
-        assert (await raw_error(ws)).code == "auth"
+        assert (await raw_error(ws)).code == "not_authorised"
 
 
 async def test_handshake_timeout_closes_silent_connection(central: Central) -> None:
@@ -308,6 +352,55 @@ async def test_healthz_and_metrics_on_the_same_port(central: Central) -> None:
     assert 'onecard_refused_total{code="invalid_event"} 1' in metrics
     assert head.seq == 2
     await c.ws.close()
+
+
+async def _http(port: int, path: str, headers: str = "") -> bytes:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}Connection: close\r\n\r\n"
+            .encode())
+    async with asyncio.timeout(5):
+        data = await r.read()
+    w.close()
+    return data
+
+
+async def test_metrics_are_for_allowed_addresses_or_the_token_and_omit_revoked_nodes(
+        central: Central) -> None:
+    listed = (await _http(central.port, "/metrics")).decode()  # 127.0.0.1: allowed by default
+    assert listed.startswith("HTTP/1.1 200") and 'node="good-01"' in listed
+    assert "gone-01" not in listed  # revoked: not listed
+    token = "s3cret-token-0123456789"
+    app = CentralServer(central.store, CENTRAL_KEY, metrics_allow=("10.0.0.0/8",),
+                        metrics_token=token)
+    async with serve(app.handler, "127.0.0.1", 0, process_request=app.process_request) as srv:
+        port = next(iter(srv.sockets)).getsockname()[1]
+        refused = await _http(port, "/metrics")
+        assert refused.startswith(b"HTTP/1.1 403") and b"onecard_" not in refused
+        wrong = await _http(port, "/metrics", "Authorization: Bearer nope\r\n")
+        assert wrong.startswith(b"HTTP/1.1 403")
+        ok = await _http(port, "/metrics", f"Authorization: Bearer {token}\r\n")
+        assert ok.startswith(b"HTTP/1.1 200") and b"onecard_cursor" in ok
+        assert (await _http(port, "/healthz")).startswith(b"HTTP/1.1 200")  # health stays open
+
+
+def test_a_flood_of_refusals_from_one_address_is_one_line_per_interval(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from central.server import RefusalLog
+
+    now = [0.0]
+    refusals = RefusalLog(60, clock=lambda: now[0])
+    caplog.set_level("WARNING", logger="onecard.central")
+    for i in range(10_000):
+        now[0] = i * 0.001
+        refusals.note("10.9.9.9", "not_authorised not enrolled", "refused node=x", f"n{i % 7}")
+    refusals.note("10.9.9.9", "decode bad frame", "refused: bad frame")  # another reason
+    refusals.note("10.1.1.1", "not_authorised not enrolled", "refused node=y")  # another host
+    assert len(caplog.records) == 3
+    now[0] = 61
+    refusals.flush()
+    assert len(caplog.records) == 4
+    summary = caplog.records[-1].getMessage()
+    assert "9999 more" in summary and "10.9.9.9" in summary and "n0, n1" in summary
 
 
 async def test_pending_is_what_the_counter_said_it_holds_and_central_has_not(

@@ -7,6 +7,7 @@ yuan, no ConfirmScreen is ever pushed for it, and the ledger's head does not mov
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,25 @@ def test_an_age_is_never_negative() -> None:
     assert age("2026-09-21", NOW_MS, "Asia/Shanghai") == 0
     assert age("2030-01-01", NOW_MS, "Asia/Shanghai") is None  # a wrong date: unknown
     assert age("1980-02-30", NOW_MS, "Asia/Shanghai") is None
+
+
+async def test_concurrent_logins_cannot_try_more_pins_than_the_lockout_allows(
+        tmp_path: Path) -> None:
+    """30 attempts at once (a script against the counter): at most MAX_FAILED PINs are
+    checked before the id locks; every other attempt is refused as locked, and so is the
+    right PIN afterwards."""
+    cfg: EdgeConfig = make_config(tmp_path, language="zh")
+    led = await open_ledger(cfg)
+    try:
+        await seed_staff(led)
+        results = await asyncio.gather(*(staff.login(led, "wang", f"{9000 + i}")
+                                         for i in range(30)), return_exceptions=True)
+        codes = [r.code for r in results if isinstance(r, staff.LoginRefused)]
+        assert len(codes) == 30
+        wrong = codes.count("login.wrong")
+        assert wrong <= staff.MAX_FAILED - 1 and codes.count("login.locked") == 30 - wrong
+        with pytest.raises(staff.LoginRefused) as locked:
+            await staff.login(led, "wang", "1234")
+        assert locked.value.code == "login.locked"
+    finally:
+        await led.close()
