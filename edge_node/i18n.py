@@ -826,6 +826,7 @@ _CLINIC = {
     "problem.visit.unknown_doctor": ("{doctor} 不是该科室的医生", "{doctor} is not a doctor of this department"),
     "problem.visit.wrong_patient": ("就诊 {visit} 属于其他患者", "visit {visit} is another patient's"),
     "field.active": ("有效", "Active"),
+    "field.chip_uid": ("芯片号", "Chip UID"),
     "field.allergen": ("过敏类别", "Allergy class"),
     "field.batch": ("批号", "Batch"),
     "field.capacity": ("限号", "Capacity"),

@@ -379,6 +379,7 @@ class CounterService:
         stamp: bool = False,
         tendered: Fen = 0,
         reference: str = "",
+        chip_uid: str = "",
     ) -> Receipt:
         """Register a first-visit patient, issue their card and take the first deposit.
 
@@ -420,7 +421,8 @@ class CounterService:
             return {"patient_id": holder["patient_id"], **body}
 
         def card_body(ctx: OpContext) -> dict[str, Any]:
-            return {"card_no": card_no, "patient_id": holder["patient_id"], "medium": medium}
+            return {"card_no": card_no, "patient_id": holder["patient_id"], "medium": medium,
+                    **({"chip_uid": chip_uid} if chip_uid else {})}
 
         def deposit_body(ctx: OpContext) -> dict[str, Any]:
             pid = holder["patient_id"]
@@ -443,9 +445,11 @@ class CounterService:
         body.update({k: v.strip() for k, v in changes.items() if v is not None})
         return await self._append([Op("patient.updated", body)], "Patient details")
 
-    async def issue_card(self, patient_id: str, card_no: str, medium: str = "chip") -> Receipt:
+    async def issue_card(self, patient_id: str, card_no: str, medium: str = "chip", *,
+                         chip_uid: str = "") -> Receipt:
         """Another card for a registered patient (the card fee, if any, in the same append)."""
-        body = {"card_no": card_no, "patient_id": patient_id, "medium": medium}
+        body = {"card_no": card_no, "patient_id": patient_id, "medium": medium,
+                **({"chip_uid": chip_uid} if chip_uid else {})}
         ops = [Op("card.issued", body)]
         if self.card_fee:
             ops.append(self._card_fee_op(lambda: patient_id, card_no))
@@ -464,7 +468,8 @@ class CounterService:
                                   "Card reported lost")
 
     async def replace_card(self, old_card_no: str, new_card_no: str,
-                           medium: str = "chip", *, stamp: bool = False) -> Receipt:
+                           medium: str = "chip", *, stamp: bool = False,
+                           chip_uid: str = "") -> Receipt:
         """A new card for the same patient and account: balance and records follow.
 
         The card fee (config ``card_fee``), if any, is charged in the same append, on
@@ -475,7 +480,8 @@ class CounterService:
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             holder["patient_id"] = card.patient_id
             return {"old_card_no": old_card_no, "new_card_no": new_card_no,
-                    "patient_id": card.patient_id, "medium": medium}
+                    "patient_id": card.patient_id, "medium": medium,
+                    **({"chip_uid": chip_uid} if chip_uid else {})}
         ops = [self._by_card("card.replaced", old_card_no, body)]
         if not self.card_fee:
             return await self._append(ops, "Replacement card")

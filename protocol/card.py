@@ -8,6 +8,7 @@ card (the earliest) — a deterministic choice, whatever order the events arrive
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from protocol.core import (
@@ -29,10 +30,11 @@ from protocol.core import (
     say,
 )
 from protocol.errors import Problem
-from protocol.fields import Body, body, card_no, choice, ident, spec, text
+from protocol.fields import Body, Field, body, card_no, choice, ident, spec, text
 from protocol.patient import Patient, patient_known
 
 CARD_MEDIA = ("chip", "magstripe", "qr")
+CHIP_UID_RE = re.compile(r"^[0-9a-f]{8,32}$")  # a chip's UID (4 to 16 bytes), lower-case hex
 CARD_ENTRY = ("chip", "wedge", "manual")
 IDENTITY_PROOFS = ("id_card", "deposit_receipt", "record_book", "other")
 STATUS_RANK = {"active": 0, "lost": 1, "replaced": 2, "blocked": 3}
@@ -55,6 +57,7 @@ class Card(Record):
     issued_at: str = ""  # merge order of the earliest event that issued this number
     owner_rank: int = 0  # the claim that set patient_id: NAMED, ISSUED or MERGED
     owner_at: str = ""
+    chip_uid: str = ""  # the chip the issuing counter wrote (hex; "" printed/QR, or older)
 
 
 def claim(tx: Tx, card: CardNo, pid: PatientId, rank: int, at: str) -> None:
@@ -77,11 +80,15 @@ def set_status(tx: Tx, card: CardNo, status: str, replaced_by: str = "") -> None
         tx.put(new)
 
 
-def issue(tx: Tx, at: At, card: CardNo, pid: PatientId) -> None:
+def issue(tx: Tx, at: At, card: CardNo, pid: PatientId, chip_uid: str = "") -> None:
+    """The card was issued by ``at.node`` (on chip ``chip_uid``): the earliest issuing
+    event holds — a tap accepts a card only if its signed data says the same issuer and
+    chip (:mod:`edge_node.tui.cardsource`)."""
     claim(tx, card, pid, ISSUED, at.order)
     c = tx.get_or_new(Card, card)
     if earlier(at.order, c.issued_at):
-        tx.put(c.evolve(issued_node=at.node, issued_ms=at.wall, issued_at=at.order))
+        tx.put(c.evolve(issued_node=at.node, issued_ms=at.wall, issued_at=at.order,
+                        chip_uid=chip_uid))
 
 
 def usable_card(state: State, card: CardNo, pid: PatientId,
@@ -119,6 +126,7 @@ class Issued(Body):
     card_no: str = spec(card_no())
     patient_id: str = spec(ident())
     medium: str = spec(choice(CARD_MEDIA, required=False), "")
+    chip_uid: str = spec(Field(str, False, pattern=CHIP_UID_RE), "")  # the chip written
 
 
 def _rule_issued(state: State, b: Issued, cfg: RuleConfig) -> list[Problem]:
@@ -129,7 +137,7 @@ ISSUED_KIND = Kind(
     name="card.issued", body=Issued, signer=COUNTER, title=("发卡", "Card issued"),
     records=lambda b: refs(Card, b.card_no) | refs(Patient, b.patient_id),
     patients=lambda b: (b.patient_id,),
-    fold=lambda tx, at, b: issue(tx, at, b.card_no, b.patient_id),
+    fold=lambda tx, at, b: issue(tx, at, b.card_no, b.patient_id, b.chip_uid),
     money=no_money, rule=_rule_issued,
     describe=lambda b, lang: b.card_no,
     report=lambda b: ReportLine("counts", "cards_issued"),
@@ -174,6 +182,7 @@ class Replaced(Body):
     new_card_no: str = spec(card_no())
     patient_id: str = spec(ident())
     medium: str = spec(choice(CARD_MEDIA, required=False), "")
+    chip_uid: str = spec(Field(str, False, pattern=CHIP_UID_RE), "")  # the new card's chip
 
     def problems(self) -> list[Problem]:
         if self.old_card_no == self.new_card_no:
@@ -185,7 +194,7 @@ class Replaced(Body):
 def _fold_replaced(tx: Tx, at: At, b: Replaced) -> None:
     claim(tx, b.old_card_no, b.patient_id, NAMED, at.order)
     set_status(tx, b.old_card_no, "replaced", b.new_card_no)
-    issue(tx, at, b.new_card_no, b.patient_id)
+    issue(tx, at, b.new_card_no, b.patient_id, b.chip_uid)
 
 
 def _rule_replaced(state: State, b: Replaced, cfg: RuleConfig) -> list[Problem]:

@@ -133,7 +133,27 @@ async def test_signer_enrolled_after_start_is_learned_from_the_ledger(counter: A
         await led.set_node_keys({"cashier-02": (other.public_key, "cashier")})  # sync did it
         reader.remove()
         await present(pilot, reader, files)
-        assert home(pilot).panel.view is not None, message(pilot)
+        # the key is learned (the signature verifies now) — and the card is still refused:
+        # the ledger says cashier-01 issued it, so data cashier-02 signed is not this card
+        assert "Card not issued as recorded" in message(pilot), message(pilot)
+        assert home(pilot).panel.view is None
+
+
+async def test_a_card_any_other_counter_signs_for_a_patient_is_refused(counter: Any) -> None:
+    """Issue 11: a pharmacy counter's (valid, enrolled) key minting a card for the
+    cashier's patient on a new chip; and the genuine data copied to another chip when
+    the ledger recorded the chip it was issued on."""
+    cfg, led, pid = counter
+    pharmacy = node_key("pharmacy-01")
+    await led.set_node_keys({"pharmacy-01": (pharmacy.public_key, "pharmacy")})
+    reader = SimulatedReader()
+    app = make_app(cfg, led, reader=reader)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await present(pilot, reader, {EF_CARD: chip(CARD, pid, key=pharmacy,
+                                                    node="pharmacy-01")})
+        assert "Card not issued as recorded" in message(pilot)
+        assert "pharmacy-01" in message(pilot) and home(pilot).panel.view is None
 
 
 async def test_issue_writes_and_verifies_the_card_before_the_ledger(counter: Any) -> None:
@@ -174,6 +194,18 @@ async def test_issue_writes_and_verifies_the_card_before_the_ledger(counter: Any
     assert (stamp.seq, stamp.balance, stamp.patient_no) == (1, 20_000, record.patient_id)
     acct = await led.get("accounts", record.patient_id)
     assert (acct.stamp_seq, acct.stamp_balance) == (1, 20_000)
+    assert record.chip_uid == blank_uid.hex() and record.issued_node == cfg.node_id
+    # Issue 11: the issuer's own key re-minting the card on another chip (a stolen key,
+    # or a copy) is refused, because the ledger recorded the chip it was issued on.
+    reminted = layout.issue_card(led.key, cfg.node_id, card_no="8600000002",
+                                 patient_no=record.patient_id, issued_ms=2,
+                                 uid=b"\x04\x77\x77\x77")
+    app = make_app(cfg, led, reader=reader)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await present(pilot, reader, {EF_CARD: layout.frame(reminted.to_bytes())},
+                      uid=b"\x04\x77\x77\x77")
+        assert "Copied card" in message(pilot) and home(pilot).panel.view is None
 
 
 async def test_issue_refuses_a_card_that_is_already_issued(counter: Any) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol, cast
 from edge_node.card import layout
 from edge_node.card.layout import (
     BalanceView,
+    CardData,
     CardFormatError,
     CardRecord,
     KnownBalance,
@@ -50,6 +51,7 @@ from edge_node.card.reader import CardError, NoCard, write_card, write_stamp
 from edge_node.errors import OperationRefused
 from edge_node.i18n import STRINGS, Translator
 from edge_node.service import CardWallet, CounterService, PatientView, Receipt, known_money
+from protocol.card import Card
 from protocol.errors import Problem
 
 # ruff: noqa: E501  (a string table: one entry per line, as in edge_node.i18n)
@@ -78,6 +80,7 @@ REFUSALS_ZH = {
     "bad_signature": "伪造或被篡改的卡：签名不符，请扣留此卡并联系信息科",
     "unknown_signer": "发卡窗口未知：请同步后重试，否则扣留此卡并联系信息科",
     "copied_card": "复制卡：卡内数据属于另一张芯片，请扣留此卡并联系信息科",
+    "card_wrong_issuer": "此卡不是记录中的发卡窗口签发的：请勿受理，扣留此卡并联系信息科",
     "card_number_mismatch": "卡面号码与卡内签名数据不符：请扣留此卡并联系信息科",
     "blank_card": "空白卡：未发卡或发卡中断，请到挂号窗口重新发卡",
     "damaged_card": "卡内数据损坏：请到挂号窗口补发",
@@ -179,6 +182,30 @@ class TapCheck:
     balance: BalanceView | None = None
 
 
+def bound_to_record(data: CardData, card: Card) -> Refusal | None:
+    """A validly signed card is accepted only as the ledger recorded its issue: by the
+    counter that signed it, on the chip it was written to.
+
+    A counter's key can sign card data for any number (a stolen or revoked key, a
+    pharmacy minting a cashier's patient's card): the signature alone proves only who
+    signed.  The ledger's ``card.issued`` (the earliest, every node agrees) says who
+    issued the card and on which chip; data signed by anyone else, or the right data
+    copied onto another chip, is refused.  (Cards issued before chips were recorded
+    have no chip in the record: only the issuer is compared.)
+    """
+    if card.issued_node and data.issuer != card.issued_node:
+        return Refusal(
+            "card_wrong_issuer", "Card not issued as recorded",
+            f"Card {card.card_no} was issued by counter {card.issued_node}, but this card's "
+            f"data was signed by {data.issuer}. Do not accept it; keep it and call IT.")
+    if card.chip_uid and data.uid and data.uid.hex() != card.chip_uid:
+        return Refusal(
+            "copied_card", "Copied card",
+            f"Card {card.card_no} was issued on another chip: this card is a copy. Do not "
+            "accept it; keep it and call IT.")
+    return None
+
+
 class CardDesk:
     """The counter's card glue: checks on every tap, issuing, wallet stamps.
 
@@ -268,6 +295,10 @@ class CardDesk:
                 "card_blocked", "Card blocked",
                 f"Card {card.card_no} is blocked ({card.status}). Keep the card; ask the "
                 "patient for ID and call IT."))
+        if ident.card is not None:
+            refusal = bound_to_record(ident.card, card)
+            if refusal is not None:
+                return self._refused(ident.card_no, entry, refusal)
         status = cast(Literal["active", "lost", "replaced"], card.status)
         refusal = check_record(ident.card_no, ident.patient_no,
                                CardRecord(card.card_no, card.patient_id, status))
@@ -346,8 +377,9 @@ class CardDesk:
     def refuse_issue(self, text: str) -> OperationRefused:
         return OperationRefused([Problem("card.write", text, "card_no")])
 
-    async def issue(self, card_no: str, patient_id: str) -> None:
-        """Write the signed card data to the blank chip on the reader and read it back.
+    async def issue(self, card_no: str, patient_id: str) -> str:
+        """Write the signed card data to the blank chip on the reader and read it back;
+        return the chip's UID (hex), which the issuing event records.
 
         Raises :class:`OperationRefused` (shown in the form) when there is no card, the
         card is already someone's, or the write fails: then nothing may be appended.
@@ -368,6 +400,7 @@ class CardDesk:
                                     ) from None
         if self.on_reader is not None and self.on_reader.uid == on.uid:
             self.on_reader = OnReader(on.uid, card_no)
+        return on.uid.hex()
 
     # -- wallet stamps ---------------------------------------------------------------------
     async def stamp_after(self, receipt: Receipt, card_no: str) -> str | None:

@@ -89,7 +89,7 @@ class NewPatientScreen(PaymentForm):
         desk = self.counter.desk
 
         async def call(service: CounterService) -> Receipt:
-            expect, chip = "", desk is not None and desk.chip
+            expect, chip, chip_uid = "", desk is not None and desk.chip, ""
             if chip and not service.dry_run:
                 # Write-then-verify: the chip is written and read back BEFORE anything is
                 # appended, so a card pulled mid-write leaves no registration (and no
@@ -100,9 +100,9 @@ class NewPatientScreen(PaymentForm):
                 assert desk is not None
                 await service.check_new_card(card_no, national_id, amount)
                 expect = await service.next_patient_id()
-                await desk.issue(card_no, expect)
+                chip_uid = await desk.issue(card_no, expect)
             return await service.register_patient(
-                name=name, card_no=card_no, first_deposit=amount, method=method,
+                chip_uid=chip_uid, name=name, card_no=card_no, first_deposit=amount, method=method,
                 national_id=national_id, sex=sex, birth_date=birth, phone=phone,
                 contact=contact, expect_patient_id=expect, stamp=chip, tendered=tendered,
                 reference=reference)

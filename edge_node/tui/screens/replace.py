@@ -36,12 +36,13 @@ class ReplaceCardScreen(FormScreen):
         chip = desk is not None and desk.chip
 
         async def call(service: CounterService) -> Receipt:
+            chip_uid = ""
             if desk is not None and desk.chip and not service.dry_run:
                 # Write-then-verify before the replacement is appended: the old card stays
                 # valid until the new one is proven readable (see NewPatientScreen).
                 await service.check_new_card(new)
-                await desk.issue(new, pid)
-            return await service.replace_card(old, new, stamp=chip)
+                chip_uid = await desk.issue(new, pid)
+            return await service.replace_card(old, new, stamp=chip, chip_uid=chip_uid)
         question = tr("confirm.replace", name=self.view.patient.name, new=new, old=old)
         if fee:
             question += " " + tr("confirm.card_fee", fee=yuan(fee))
