@@ -323,6 +323,15 @@ def test_dry_run_publishes_nothing_and_versions_follow_the_store(
     tpl = state.get(cat.Template, (cat.vkey(2), "TPL-URI"))
     assert tpl is not None and tpl.parsed() == [("D-IBU", 1, 300, 2, 3), ("D-AMX", 1, 500, 3, 5)]
 
+    # a price list dropping an item a carried-over template names: refused, said so
+    dropped = _write(tmp_path / "dropped", {"items.csv": ITEMS.replace(
+        "D-IBU,drug,布洛芬缓释胶囊,盒,12.6,甲,PHA-OP,mg,600,1200,\n", "")})
+    status, _, err = _import(site, capsys, str(dropped))
+    assert status == 1
+    assert err.splitlines()[0] == ("templates TPL-URI carried over from version 2, item: D-IBU"
+                                   " is not an item (not in items.csv)")
+    assert len(_events(site)) == len(events)
+
     assert main(["--config", str(site), "catalogue", "show"]) == 0
     shown = capsys.readouterr().out.splitlines()
     assert shown[0] == "version     2"
@@ -395,3 +404,26 @@ def test_a_counter_syncs_the_imported_catalogue_and_moves_to_the_next(tmp_path: 
     finally:
         counter.stop()
         central.stop()
+
+
+def test_the_documented_examples_check_out(tmp_path: Path) -> None:
+    """Both examples of docs/catalogue.md (English and Chinese headers) read cleanly and
+    publish the same catalogue."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "catalogue.md").read_text("utf-8")
+    blocks = [b for b in re.findall(r"```\n(.*?)```", doc, re.S) if "# items.csv" in b]
+    assert len(blocks) == 2
+    made = []
+    for i, block in enumerate(blocks):
+        files = {m.group(1): m.group(2).strip() + "\n"
+                 for m in re.finditer(r"# (\w+\.csv)\n(.*?)(?=\n# |\Z)", block, re.S)}
+        assert set(files) == {f"{n}.csv" for n in catalogue.LISTS}
+        parsed = catalogue.read_files(catalogue.source_files(_write(tmp_path / str(i), files)))
+        assert parsed.errors == [] and parsed.ignored == []
+        from protocol.core import State
+
+        plan, errors = catalogue.plan(parsed, State(), charge_at=None, note="")
+        assert errors == []
+        made.append(plan.events)
+    assert made[0] == made[1]
