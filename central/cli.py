@@ -14,6 +14,10 @@
     onecard-central [--config PATH] console [--operator STAFF]
     onecard-central [--config PATH] import FILE.csv [--dry-run] [--operator STAFF]
                                     [--batch-rows N]
+    onecard-central [--config PATH] catalogue import PATH|--sample [--dry-run]
+                                    [--charge-at send|execution] [--note TEXT]
+                                    [--operator STAFF]
+    onecard-central [--config PATH] catalogue show
     onecard-central [--config PATH] dormant report [--months N] [--csv FILE]
     onecard-central [--config PATH] dormant settle --select FILE.csv --operator STAFF
                                     [--months N]
@@ -130,6 +134,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="your staff id, named in the events (default: $USER)")
     m.add_argument("--batch-rows", type=int, default=500,
                    help="lines signed per store transaction (500)")
+    g = sub.add_parser("catalogue", help="the hospital's catalogue: publish a version from "
+                       "its CSV export, show the current one (docs/catalogue.md)")
+    gsub = g.add_subparsers(dest="action", required=True, metavar="ACTION")
+    gi = gsub.add_parser("import", help="check the export and sign it as the next version; "
+                         "every bad line named, nothing published if one is bad")
+    gi.add_argument("path", type=Path, nargs="?", default=None,
+                    help="a folder with items.csv (and depts, doctors, sessions, templates"
+                    ".csv), or one items CSV file; UTF-8 or GB18030")
+    gi.add_argument("--sample", action="store_true",
+                    help="the sample catalogue shipped with onecard instead of PATH")
+    gi.add_argument("--dry-run", action="store_true",
+                    help="check every line and print what would be published; write nothing")
+    gi.add_argument("--charge-at", choices=("send", "execution"), default=None,
+                    help="charge orders when the doctor sends them or when they are executed"
+                    " (default: as the current version, else send)")
+    gi.add_argument("--note", default="", help="a note kept in the version (200 characters)")
+    gi.add_argument("--operator", default=None,
+                    help="your staff id, named in the events (default: $USER)")
+    gsub.add_parser("show", help="the current version: when published, the charging "
+                    "setting, counts")
     d = sub.add_parser("dormant", help="dormant accounts: report, then settle in a batch "
                        "one person selects and a supervisor approves (docs/dormant.md)")
     dsub = d.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -226,6 +250,8 @@ def _run(args: argparse.Namespace) -> int:
             return _console(cfg, args.operator)
         if args.command == "import":
             return _import(cfg, args)
+        if args.command == "catalogue":
+            return _catalogue(cfg, args)
         if args.command == "dormant":
             from central import dormant
 
@@ -489,6 +515,28 @@ def _import(cfg: CentralConfig, args: argparse.Namespace) -> int:
             operator = ""
     return asyncio.run(importer.run(cfg, args.file, dry_run=args.dry_run, operator=operator,
                                     batch_rows=args.batch_rows))
+
+
+def _catalogue(cfg: CentralConfig, args: argparse.Namespace) -> int:
+    import getpass
+
+    from central import catalogue
+
+    if args.action == "show":
+        return asyncio.run(catalogue.run(cfg, "show"))
+    if (args.path is None) == (not args.sample):
+        print("onecard-central: catalogue import: give PATH or --sample (one of them)",
+              file=sys.stderr)
+        return 2
+    operator = args.operator
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (KeyError, OSError):  # no login name (a container): say who with --operator
+            operator = ""
+    return asyncio.run(catalogue.run(
+        cfg, "import", path=catalogue.SAMPLE if args.sample else args.path,
+        dry_run=args.dry_run, charge_at=args.charge_at, note=args.note, operator=operator))
 
 
 def _restore(cfg: CentralConfig, file: Path) -> int:

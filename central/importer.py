@@ -215,13 +215,22 @@ class Imported:
 
 
 # ------------------------------------------------------------------------------- read
-def decode_text(data: bytes, path: str) -> str:
-    """The file's text (UTF-8, BOM or not); ImportFailed names the first bad line."""
+def decode_text(data: bytes, path: str, *, gb18030: bool = False,
+                failed: str = "import.not_utf8") -> str:
+    """The file's text (UTF-8, BOM or not; with ``gb18030`` a file that is not UTF-8 is
+    read as GB18030, which GBK and GB2312 files are too); ImportFailed (``failed``)
+    names the first line that is neither."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ImportFailed("import.not_utf8", path=path, line=line) from None
+        bad = exc
+    if gb18030:
+        try:
+            return data.decode("gb18030")
+        except UnicodeDecodeError as exc:
+            bad = max(bad, exc, key=lambda e: e.start)  # where neither reads on
+    line = data[:bad.start].count(b"\n") + 1
+    raise ImportFailed(failed, path=path, line=line) from None
 
 
 def read_rows(text: str, today: dt.date, path: str = "") -> Parsed:

@@ -4,7 +4,9 @@
 SQLite and two counters, each with its own signed ledger and a sync daemon, all real
 processes on 127.0.0.1.  The sample history has an offline double spend: both counters
 lost the link, each charged 李梅's card for what her deposit allowed, and when they
-synced central's reconciler raised the overdraft by itself.  The cashier's terminal app
+synced central's reconciler raised the overdraft by itself.  Central publishes the
+sample catalogue (``onecard-central catalogue import --sample``) before it serves, so
+both counters hold it as version 1 after their first sync.  The cashier's terminal app
 then opens on this terminal with a simulated chip reader (Ctrl+T taps the next demo
 card, Ctrl+B puts a blank one on it); its login screen shows the demo's staff id, PIN
 and the one command that opens central's IT console on the same central.  Quitting the
@@ -388,6 +390,10 @@ class DemoStack:
         text = text.replace("verify_workers = -1", "verify_workers = 0")
         text = re.sub(r'(?m)^language = "\w+"', f'language = "{self.language}"', text)
         self.central_config.write_text(text, encoding="utf-8")
+        # the hospital's catalogue (the shipped sample), as its IT staff would publish it:
+        # every counter holds it after its first sync
+        _run(str(BIN / "onecard-central"), "--config", str(self.central_config), "catalogue",
+             "import", "--sample", "--operator", "demo")
         self._spawn("central", [str(BIN / "onecard-central"), "--config",
                                 str(self.central_config), "serve"])
         sync = SyncConfig(f"ws://127.0.0.1:{self.port}/sync", self.central_key)

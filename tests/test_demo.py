@@ -70,6 +70,10 @@ def test_demo_stack_holds_an_offline_double_spend_that_central_raised(tmp_path: 
             assert balance == -1_280
             assert ("conflict.raised",) in _ro(cfg.db, "SELECT kind FROM events "
                                                "WHERE node = 'central'")
+            # central published the sample catalogue at setup: every counter uses it
+            assert _ro(cfg.db, "SELECT version FROM catalogue_head") == [("00000001",)]
+            [(items,)] = _ro(cfg.db, "SELECT COUNT(*) FROM catalogue_items")
+            assert items >= 300
         # the cashier's config, as its sync daemon reads it, names the reader the app uses
         assert stack.cashier.path is not None
         assert cfgmod.load(stack.cashier.path).reader.kind == "simulated"
