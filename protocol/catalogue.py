@@ -324,7 +324,9 @@ def _complete(tx: Tx, v: CatalogueVersion) -> None:
     if not v.complete:
         return
     head = tx.get_or_new(CatalogueHead, HEAD)
-    if v.version > head.version:
+    if v.version > head.version or (v.version == head.version
+                                     and v.charge_at != head.charge_at):
+        # (the same version again: its header may have changed to an earlier one's)
         tx.put(head.evolve(version=v.version, charge_at=v.charge_at))
 
 

@@ -136,11 +136,13 @@ class Visit(Record):
     status_final: int = 0
     status_at: str = ""
     status_ms: int = 0
-    room: str = ""
+    room: str = ""  # the room the latest step naming one said (the waiting room shows it)
+    room_at: str = ""
     calls: int = 0
     consult_fee: Fen = 0  # sums of every consultation fee charged (one, unless offline twice)
     consult_at: str = ""  # the earliest
     doctor_seen: str = ""  # the operator who started the consultation (latest start)
+    doctor_at: str = ""
     fee_returned: Fen = 0  # consultation fees central gave back (a double fee's remedy)
 
     @property
@@ -338,10 +340,11 @@ def _fold_progressed(tx: Tx, at: At, b: Progressed) -> None:
     if (final, at.order) > (v.status_final, v.status_at):
         changes.update(status=status, status_final=final, status_at=at.order,
                        status_ms=at.wall)
-        if b.room:
-            changes["room"] = b.room
-        if b.step == "started":
-            changes["doctor_seen"] = at.operator
+    # each its own last writer, whatever step won the status (any order agrees)
+    if b.room and later(at.order, v.room_at):
+        changes.update(room=b.room, room_at=at.order)
+    if b.step == "started" and later(at.order, v.doctor_at):
+        changes.update(doctor_seen=at.operator, doctor_at=at.order)
     if changes:
         tx.put(v.evolve(**changes))
 
