@@ -22,6 +22,7 @@ from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from edge_node.reports import BusinessDay, DailyReport, business_day, close_body, daily_report
 from edge_node.search import mask_phone
+from edge_node.staff import Approval
 from protocol import nationalid
 from protocol.account import CARD_FEE_CODE, CARD_FEE_NAME, Account, Charge
 from protocol.card import CARD_ENTRY, Card
@@ -743,11 +744,18 @@ class CounterService:
         return replace(receipt, lines=(("Balance returned", receipt.events[0].body["amount"]),))
 
     async def grant_credit(self, card_no: str, limit: Fen, reason: str,
-                           authorised_by: str) -> Receipt:
-        """Emergency green channel: let the patient be charged up to ``limit`` below zero."""
+                           approval: Approval) -> Receipt:
+        """Emergency green channel: let the patient be charged up to ``limit`` below zero
+        (at most the configured cap); ``limit`` 0 ends it.  Always approved by a
+        supervisor whose PIN the counter checked (:func:`edge_node.staff.approve`): the
+        event names them."""
+        if not isinstance(approval, Approval):
+            raise _refuse("approval.required", "a supervisor must approve the green channel "
+                          "with their id and PIN", "approver")
+
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             return {"patient_id": card.patient_id, "limit": limit, "reason": reason,
-                    "authorised_by": authorised_by}
+                    "authorised_by": approval.staff_id}
         return await self._append([self._by_card("account.credit_granted", card_no, body)],
                                   "Green channel credit", (("Credit limit", limit),))
 

@@ -577,13 +577,28 @@ def _fold_credit(tx: Tx, at: At, b: CreditGranted) -> None:
         tx.put(acct.evolve(credit_limit=b.limit, credit_at=at.order))
 
 
+def _rule_credit(state: State, b: CreditGranted, cfg: RuleConfig) -> list[Problem]:
+    """Within the hospital's cap; a limit of 0 ends a green channel that is open."""
+    out = patient_known(state, b.patient_id)
+    if out:
+        return out
+    if b.limit > cfg.green_channel_cap:
+        return [Problem("credit.above_cap", f"green-channel credit is at most "
+                        f"{yuan(cfg.green_channel_cap)}; asked {yuan(b.limit)}", "limit",
+                        {"cap": Amount(cfg.green_channel_cap), "amount": Amount(b.limit)})]
+    if b.limit == 0 and state.get_or_new(Account, b.patient_id).credit_limit == 0:
+        return [Problem("credit.none_open", "this patient has no green channel to end",
+                        "limit")]
+    return []
+
+
 CREDIT_GRANTED = Kind(
     name="account.credit_granted", body=CreditGranted, signer=COUNTER,
     title=("绿色通道", "Green channel credit"),
     records=lambda b: _account_refs(b.patient_id),
     patients=lambda b: (b.patient_id,),
     fold=_fold_credit, money=no_money,
-    rule=lambda state, b, cfg: patient_known(state, b.patient_id),
+    rule=_rule_credit,
     describe=lambda b, lang: f"{yuan(b.limit)} {b.reason}",
     report=lambda b: ReportLine("counts", "credits_granted"),
     notice=no_notice,

@@ -328,6 +328,7 @@ class RuleConfig:
 
     registration_fee: Fen = 500  # ¥5.00: the first deposit must cover it (DOMAIN 3.2)
     card_fee: Fen = 0  # 工本费 charged on card issue and replacement (0: none)
+    green_channel_cap: Fen = 500_000  # the most green-channel credit a counter grants
     timezone: str = "Asia/Shanghai"
     today: str = ""
 

@@ -26,10 +26,13 @@ from edge_node.config import RuleConfig
 from edge_node.ledger import Ledger
 from edge_node.reports import day_bounds
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.event import sign_event
 from protocol.hlc import Hlc
 from tests.conftest import ID_FEMALE, ID_MALE, FakeClock, node_key
 from tests.support.sync_cluster import CENTRAL_CLI, Central
+
+CHEN = Approval("dr.chen", "陈医生", "supervisor")  # a supervisor's checked approval
 
 TZ = "Asia/Shanghai"
 DAY1, DAY2 = dt.date(2026, 11, 30), dt.date(2026, 12, 1)
@@ -152,7 +155,7 @@ def test_each_anomaly_is_found_and_raised_once(central: Central) -> None:
         await wang.deposit("8600000001", 50_000, "cash")  # wang deposits on A's account
         c = await li.charge("8600000001", [{**LAB[0], "unit_price": 30_000}], "ct")
         await wang.refund(c.number, 30_000, "deposit", "dr.zhao", "wrong patient")  # big
-        await li.grant_credit("8600000002", 200_000, "trauma", "dr.chen")  # big credit
+        await li.grant_credit("8600000002", 200_000, "trauma", CHEN)  # big credit
         await li.report_lost("8600000002", "id_card")
         await li.replace_card("8600000002", "8600000009")
         await li.report_lost("8600000009", "id_card")  # the second loss report today

@@ -8,8 +8,11 @@ import pytest
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.core import RuleConfig
 from tests.conftest import ID_FEMALE, ID_MALE, LedgerFactory, item, registered
+
+CHEN = Approval("dr.chen", "陈医生", "supervisor")  # a supervisor's checked approval
 
 
 async def refused(ledger: Ledger, coro: object, code: str) -> OperationRefused:
@@ -94,7 +97,7 @@ async def test_green_channel_credit_allows_charging_below_zero(service: CounterS
     await registered(service, deposit=1000)
     await refused(ledger, service.charge("8600000001", [item(50_000)], "急诊"),
                   "charge.insufficient")
-    await service.grant_credit("8600000001", 100_000, "road accident", "dr.chen")
+    await service.grant_credit("8600000001", 100_000, "road accident", CHEN)
     r = await service.charge("8600000001", [item(50_000)], "急诊")
     assert r.balance == -49_000
     e = await refused(ledger, service.charge("8600000001", [item(60_000)], "急诊"),
@@ -156,7 +159,7 @@ async def test_settlement_returns_everything_and_closes_until_next_deposit(
 
 async def test_settlement_refused_while_owing(service: CounterService, ledger: Ledger) -> None:
     await registered(service, deposit=1000)
-    await service.grant_credit("8600000001", 5000, "emergency", "dr.chen")
+    await service.grant_credit("8600000001", 5000, "emergency", CHEN)
     await service.charge("8600000001", [item(3000)], "急诊")
     await refused(ledger, service.settle("8600000001"), "settle.owing")
 
