@@ -549,11 +549,14 @@ class CounterService:
 
     async def refund(self, charge_id: str, amount: Fen | None, to: str, approved_by: str,
                      reason: str, *, items: Mapping[int, int] | None = None,
-                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+                     wallet: CardWallet | None = None, stamp: bool = False,
+                     approval: Approval | None = None) -> Receipt:
         """Refund part of a charge: ``amount``, or ``items`` (line index → quantity) of
         it, whose amount is computed from the charge (``amount`` None; if given it must
         agree).  The rules refuse more of a line than was charged less what item refunds
-        already returned."""
+        already returned.  ``approved_by``: who approved it clinically (the doctor, DOMAIN
+        3.10); ``approval``: the supervisor whose PIN this counter checked, which a cash
+        refund and one above ``refund_approval_above`` need (the rule refuses without)."""
         charge = await self.ledger.get(Charge, charge_id)
         if charge is None or not charge.patient_id:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
@@ -579,7 +582,7 @@ class CounterService:
                 "refund_id": ctx.new_id("R"), "charge_id": charge_id,
                 "patient_id": charge.patient_id, "amount": fen, "to": to,
                 "approved_by": approved_by.strip(), "reason": reason.strip(),
-                **_stamp_fields(acct, wallet, delta, stamp)}
+                **_supervisor(approval), **_stamp_fields(acct, wallet, delta, stamp)}
             if picked:
                 b["items"] = [{"line": i, "qty": q} for i, q in sorted(picked.items())]
             return b
@@ -631,7 +634,8 @@ class CounterService:
 
     async def void_charge(self, charge_id: str, approved_by: str, reason: str, *,
                           timezone: str = "Asia/Shanghai", cutoff: str = "00:00",
-                          wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+                          wallet: CardWallet | None = None, stamp: bool = False,
+                          approval: Approval | None = None) -> Receipt:
         """Void (作废) a charge of today: all of it back to the deposit, approved and with a
         reason, as a refund marked ``void``.  Refused for a charge of another business
         day (``timezone``/``cutoff``: the counter's, see :mod:`edge_node.reports`), and
@@ -655,7 +659,7 @@ class CounterService:
             return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
                     "patient_id": charge.patient_id, "amount": charge.amount,
                     "to": "deposit", "void": 1, "approved_by": approved_by.strip(),
-                    "reason": reason.strip(),
+                    "reason": reason.strip(), **_supervisor(approval),
                     **_stamp_fields(acct, wallet, charge.amount, stamp)}
         return await self._append([Op("account.refunded", body)], "Void",
                                   (("Void", charge.amount),), "refund_id")
@@ -720,7 +724,8 @@ class CounterService:
         return group if event in group else [event]
 
     async def settle(self, card_no: str, method: str = "cash", *,
-                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+                     wallet: CardWallet | None = None, stamp: bool = False,
+                     approval: Approval | None = None) -> Receipt:
         """Return the whole remaining balance and close the account until a new deposit.
 
         Refused while a wallet stamp shows spending this counter has not synced yet:
@@ -737,7 +742,7 @@ class CounterService:
                               "central, then settle", "amount", card_balance=Amount(known),
                               balance=Amount(balance))
             return {"patient_id": card.patient_id, "amount": max(balance, 0), "method": method,
-                    "invoice_no": ctx.new_id("INV"),
+                    "invoice_no": ctx.new_id("INV"), **_supervisor(approval),
                     **_stamp_fields(acct, wallet, -max(balance, 0), stamp)}
         op = self._by_card("account.settled", card_no, body)
         receipt = await self._append([op], "Settlement", number_field="invoice_no")
@@ -758,6 +763,11 @@ class CounterService:
                     "authorised_by": approval.staff_id}
         return await self._append([self._by_card("account.credit_granted", card_no, body)],
                                   "Green channel credit", (("Credit limit", limit),))
+
+
+def _supervisor(approval: Approval | None) -> dict[str, str]:
+    """The event field naming the supervisor who approved (only a checked approval)."""
+    return {"supervisor": approval.staff_id} if isinstance(approval, Approval) else {}
 
 
 def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen) -> None:

@@ -144,3 +144,83 @@ async def test_wrong_supervisor_pins_count_towards_the_lockout(
     with pytest.raises(staff.LoginRefused) as still:
         await staff.approve(led, "li", "5678", operator="wang")
     assert still.value.code == "login.locked"
+
+
+SUP = staff.Approval("li", "李强", "supervisor")
+
+
+async def _charged(led: Ledger, amount: int) -> str:
+    from tests.conftest import item
+
+    svc = CounterService(led, "wang")
+    await svc.deposit(CARD, 100_000, "cash")
+    return (await svc.charge(CARD, [item(amount)], "检验科")).number
+
+
+@pytest.mark.parametrize(("to", "amount", "variant"), [
+    ("cash", 100, "cash_refund"),  # the finding: a cash refund approved by "nobody"
+    ("deposit", 20_001, "above"),  # above the ¥200.00 threshold
+])
+async def test_refunds_that_need_a_supervisor_are_refused_without_one(
+        counter: tuple[EdgeConfig, Ledger], to: str, amount: int, variant: str) -> None:
+    _, led = counter
+    svc = CounterService(led, "wang")
+    charge = await _charged(led, 30_000)
+    with pytest.raises(OperationRefused) as refused:
+        await svc.refund(charge, amount, to, "nobody", "x")
+    [p] = refused.value.problems
+    assert (p.code, p.values["variant"]) == ("approval.required", variant)
+    r = await svc.refund(charge, amount, to, "dr.zhao", "x", approval=SUP)
+    assert r.events[0].body["supervisor"] == "li"
+
+
+async def test_small_deposit_refunds_and_non_cash_settlement_need_none(
+        counter: tuple[EdgeConfig, Ledger]) -> None:
+    _, led = counter
+    svc = CounterService(led, "wang")
+    charge = await _charged(led, 30_000)
+    r = await svc.refund(charge, 20_000, "deposit", "dr.zhao", "x")  # exactly the threshold
+    assert "supervisor" not in r.events[0].body
+    with pytest.raises(OperationRefused) as refused:
+        await svc.settle(CARD, "cash")
+    assert refused.value.problems[0].values["variant"] == "cash_settle"
+    assert (await svc.settle(CARD, "bank_card")).events[0].body["method"] == "bank_card"
+
+
+async def test_a_cash_refund_at_the_counter_takes_the_supervisors_pin(
+        counter: tuple[EdgeConfig, Ledger]) -> None:
+    cfg, led = counter
+    await _charged(led, 5_000)
+    app = make_app(cfg, led)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await tap(pilot, CARD)
+
+        async def refund(approver: str, pin: str) -> str:
+            await pilot.press("f5")
+            await settle_down(pilot)
+            await fill(pilot, "#amount", "20")
+            await fill(pilot, "#approved_by", "Dr Zhou")
+            await fill(pilot, "#reason", "not seen")
+            pilot.app.screen.query_one("#to").value = "cash"
+            await fill(pilot, "#approver", approver)
+            await fill(pilot, "#approver_pin", pin)
+            await pilot.press("ctrl+s")
+            await settle_down(pilot)
+            if isinstance(pilot.app.screen, ConfirmScreen):
+                await pilot.press("y")
+                await settle_down(pilot)
+            if isinstance(pilot.app.screen, FormScreen):
+                text = form_error(pilot)
+                await pilot.press("escape")
+                await settle_down(pilot)
+                return text
+            return ""
+        before = (await led.head()).seq
+        assert "cash refund needs a supervisor" in (await refund("", "")).lower()
+        assert "supervisor id or pin is wrong" in (await refund("li", "0000")).lower()
+        assert (await led.head()).seq == before
+        assert await refund("li", "5678") == ""
+    pid = (await led.get("cards", CARD)).patient_id
+    [ev] = [e for e in await led.history(pid) if e.kind == "account.refunded"]
+    assert ev.body["supervisor"] == "li" and ev.body["to"] == "cash" and ev.operator == "wang"
