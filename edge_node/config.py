@@ -12,6 +12,10 @@ Example (``onecard-edge init`` writes one)::
     registration_fee = 500          # fen; the first deposit must cover it
     card_fee = 0                    # fen; 工本费 charged on card issue and replacement
                                     #   (0: none); a first deposit must cover it too
+    green_channel_cap = 500000      # fen; the most emergency credit (绿色通道) a counter
+                                    #   grants, with a supervisor's approval
+    refund_approval_above = 20000   # fen; refunds above this, every cash refund and a
+                                    #   settlement in cash need a supervisor's id and PIN
     idle_lock_s = 300               # lock the screen after this many idle seconds
     printer = ""                    # ESC/POS device or file; empty: no printer
     price_list = ""                 # TOML price list; empty: the built-in sample list
@@ -144,6 +148,8 @@ class EdgeConfig:
     day_cutoff: str = "00:00"
     registration_fee: int = 500
     card_fee: int = 0
+    green_channel_cap: int = 500_000
+    refund_approval_above: int = 20_000
     idle_lock_s: int = 300
     printer: str = ""
     price_list: str = ""
@@ -162,7 +168,8 @@ class EdgeConfig:
     @property
     def rules(self) -> RuleConfig:
         return RuleConfig(registration_fee=self.registration_fee, timezone=self.timezone,
-                          card_fee=self.card_fee)
+                          card_fee=self.card_fee, green_channel_cap=self.green_channel_cap,
+                          refund_approval_above=self.refund_approval_above)
 
     def load_key(self) -> SigningKey:
         return load_key(self.key_file)
@@ -255,7 +262,8 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     if "queue_tag" in values and not (isinstance(values["queue_tag"], str) and (
             values["queue_tag"] == "" or TAG_RE.match(values["queue_tag"]))):
         raise ConfigError("queue_tag must be 1 to 6 capital letters or digits (e.g. T01)")
-    for k in ("registration_fee", "card_fee", "idle_lock_s"):
+    for k in ("registration_fee", "card_fee", "idle_lock_s", "green_channel_cap",
+              "refund_approval_above"):
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
     backup = BackupConfig(
@@ -310,6 +318,8 @@ def render(cfg: EdgeConfig) -> str:
         f"day_cutoff = {q(cfg.day_cutoff)}",
         f"registration_fee = {cfg.registration_fee}",
         f"card_fee = {cfg.card_fee}  # fen: 工本费 on card issue and replacement (0: none)",
+        f"green_channel_cap = {cfg.green_channel_cap}  # fen: the most emergency credit",
+        f"refund_approval_above = {cfg.refund_approval_above}  # fen: needs a supervisor",
         f"idle_lock_s = {cfg.idle_lock_s}",
         f"printer = {q(cfg.printer)}",
         f"price_list = {q(cfg.price_list)}",

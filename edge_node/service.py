@@ -22,6 +22,7 @@ from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from edge_node.reports import BusinessDay, DailyReport, business_day, close_body, daily_report
 from edge_node.search import mask_phone
+from edge_node.staff import Approval
 from protocol import nationalid
 from protocol.account import CARD_FEE_CODE, CARD_FEE_NAME, Account, Charge
 from protocol.card import CARD_ENTRY, Card
@@ -548,11 +549,14 @@ class CounterService:
 
     async def refund(self, charge_id: str, amount: Fen | None, to: str, approved_by: str,
                      reason: str, *, items: Mapping[int, int] | None = None,
-                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+                     wallet: CardWallet | None = None, stamp: bool = False,
+                     approval: Approval | None = None) -> Receipt:
         """Refund part of a charge: ``amount``, or ``items`` (line index → quantity) of
         it, whose amount is computed from the charge (``amount`` None; if given it must
         agree).  The rules refuse more of a line than was charged less what item refunds
-        already returned."""
+        already returned.  ``approved_by``: who approved it clinically (the doctor, DOMAIN
+        3.10); ``approval``: the supervisor whose PIN this counter checked, which a cash
+        refund and one above ``refund_approval_above`` need (the rule refuses without)."""
         charge = await self.ledger.get(Charge, charge_id)
         if charge is None or not charge.patient_id:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
@@ -578,7 +582,7 @@ class CounterService:
                 "refund_id": ctx.new_id("R"), "charge_id": charge_id,
                 "patient_id": charge.patient_id, "amount": fen, "to": to,
                 "approved_by": approved_by.strip(), "reason": reason.strip(),
-                **_stamp_fields(acct, wallet, delta, stamp)}
+                **_supervisor(approval), **_stamp_fields(acct, wallet, delta, stamp)}
             if picked:
                 b["items"] = [{"line": i, "qty": q} for i, q in sorted(picked.items())]
             return b
@@ -630,7 +634,8 @@ class CounterService:
 
     async def void_charge(self, charge_id: str, approved_by: str, reason: str, *,
                           timezone: str = "Asia/Shanghai", cutoff: str = "00:00",
-                          wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+                          wallet: CardWallet | None = None, stamp: bool = False,
+                          approval: Approval | None = None) -> Receipt:
         """Void (作废) a charge of today: all of it back to the deposit, approved and with a
         reason, as a refund marked ``void``.  Refused for a charge of another business
         day (``timezone``/``cutoff``: the counter's, see :mod:`edge_node.reports`), and
@@ -654,7 +659,7 @@ class CounterService:
             return {"refund_id": ctx.new_id("R"), "charge_id": charge_id,
                     "patient_id": charge.patient_id, "amount": charge.amount,
                     "to": "deposit", "void": 1, "approved_by": approved_by.strip(),
-                    "reason": reason.strip(),
+                    "reason": reason.strip(), **_supervisor(approval),
                     **_stamp_fields(acct, wallet, charge.amount, stamp)}
         return await self._append([Op("account.refunded", body)], "Void",
                                   (("Void", charge.amount),), "refund_id")
@@ -719,7 +724,8 @@ class CounterService:
         return group if event in group else [event]
 
     async def settle(self, card_no: str, method: str = "cash", *,
-                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+                     wallet: CardWallet | None = None, stamp: bool = False,
+                     approval: Approval | None = None) -> Receipt:
         """Return the whole remaining balance and close the account until a new deposit.
 
         Refused while a wallet stamp shows spending this counter has not synced yet:
@@ -736,20 +742,32 @@ class CounterService:
                               "central, then settle", "amount", card_balance=Amount(known),
                               balance=Amount(balance))
             return {"patient_id": card.patient_id, "amount": max(balance, 0), "method": method,
-                    "invoice_no": ctx.new_id("INV"),
+                    "invoice_no": ctx.new_id("INV"), **_supervisor(approval),
                     **_stamp_fields(acct, wallet, -max(balance, 0), stamp)}
         op = self._by_card("account.settled", card_no, body)
         receipt = await self._append([op], "Settlement", number_field="invoice_no")
         return replace(receipt, lines=(("Balance returned", receipt.events[0].body["amount"]),))
 
     async def grant_credit(self, card_no: str, limit: Fen, reason: str,
-                           authorised_by: str) -> Receipt:
-        """Emergency green channel: let the patient be charged up to ``limit`` below zero."""
+                           approval: Approval) -> Receipt:
+        """Emergency green channel: let the patient be charged up to ``limit`` below zero
+        (at most the configured cap); ``limit`` 0 ends it.  Always approved by a
+        supervisor whose PIN the counter checked (:func:`edge_node.staff.approve`): the
+        event names them."""
+        if not isinstance(approval, Approval):
+            raise _refuse("approval.required", "a supervisor must approve the green channel "
+                          "with their id and PIN", "approver")
+
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             return {"patient_id": card.patient_id, "limit": limit, "reason": reason,
-                    "authorised_by": authorised_by}
+                    "authorised_by": approval.staff_id}
         return await self._append([self._by_card("account.credit_granted", card_no, body)],
                                   "Green channel credit", (("Credit limit", limit),))
+
+
+def _supervisor(approval: Approval | None) -> dict[str, str]:
+    """The event field naming the supervisor who approved (only a checked approval)."""
+    return {"supervisor": approval.staff_id} if isinstance(approval, Approval) else {}
 
 
 def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen) -> None:

@@ -107,6 +107,37 @@ async def disable_staff(ledger: Ledger, staff_id: str) -> bool:
     return bool(await ledger.write(tx))
 
 
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A supervisor's credential, checked at this counter by :func:`approve` (their PIN,
+    their role, not disabled or locked, not the operator): what the service takes for
+    the businesses that need a second person, and whose id the signed event names."""
+
+    staff_id: str
+    name: str
+    role: str
+
+
+async def approve(ledger: Ledger, staff_id: str, pin: str, *, operator: str,
+                  now_ms: int | None = None) -> Approval:
+    """A supervisor approving what ``operator`` is doing, by their own id and PIN.
+
+    The PIN is checked as at login (the same count of wrong PINs and lockout); then the
+    approver must be a supervisor (or admin) and another person than the operator.
+    Raises :class:`LoginRefused` (``approval.self``, ``approval.not_supervisor`` or a
+    login code).
+    """
+    if staff_id.strip() == operator:
+        raise LoginRefused("approval.self", "another person must approve: a supervisor, "
+                           "not the operator")
+    s = await login(ledger, staff_id, pin, now_ms=now_ms)
+    if not s.is_supervisor:
+        raise LoginRefused("approval.not_supervisor",
+                           f"{s.staff_id} is not a supervisor: ask a supervisor to approve",
+                           staff=s.staff_id)
+    return Approval(s.staff_id, s.name, s.role)
+
+
 async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None = None) -> Staff:
     """The staff member whose id and PIN these are; :class:`LoginRefused` otherwise.
 

@@ -415,6 +415,9 @@ class Refunded(Stamped):
     items: tuple[RefundItem, ...] = spec(Field(list, False, lo=1, hi=200, item=RefundItem),
                                          ())
     void: int = spec(Field(int, False, lo=1, hi=1), 0)
+    #: the supervisor who approved it with their PIN at the counter (issue 11): needed
+    #: for a cash refund and one above the hospital's threshold
+    supervisor: str = spec(text(32, required=False, lo=0), "")
 
     def problems(self) -> list[Problem]:
         out = Stamped.problems(self)
@@ -444,8 +447,26 @@ def _fold_refunded(tx: Tx, at: At, b: Refunded) -> None:
     tx.put(c.evolve(refunded=c.refunded + b.amount))
 
 
+def needs_supervisor(b: Refunded | Settled, cfg: RuleConfig) -> list[Problem]:
+    """Cash out of the drawer, or a refund above the threshold: a supervisor approves."""
+    if b.supervisor:
+        return []
+    if isinstance(b, Settled):
+        variant = "cash_settle" if b.method == "cash" and b.amount else ""
+    elif b.to == "cash":
+        variant = "cash_refund"
+    else:
+        variant = "above" if b.amount > cfg.refund_approval_above else ""
+    if not variant:
+        return []
+    return [Problem("approval.required", f"{variant.replace('_', ' ')} needs a supervisor's "
+                    f"approval (their id and PIN; above {yuan(cfg.refund_approval_above)} for "
+                    "refunds to the deposit)", "supervisor",
+                    {"variant": variant, "threshold": Amount(cfg.refund_approval_above)})]
+
+
 def _rule_refunded(state: State, b: Refunded, cfg: RuleConfig) -> list[Problem]:
-    out = patient_known(state, b.patient_id)
+    out = patient_known(state, b.patient_id) + needs_supervisor(b, cfg)
     charge = state.get(Charge, b.charge_id)
     if charge is None or not charge.charged_at:
         return [*out, Problem("refund.unknown_charge", f"charge {b.charge_id} is not known "
@@ -526,6 +547,7 @@ class Settled(Stamped):
     invoice_no: str = spec(ident())
     stamp_seq: int = _stamp_seq()
     stamp_balance: int | None = _stamp_balance()
+    supervisor: str = spec(text(32, required=False, lo=0), "")  # approved cash out
 
 
 def _fold_settled(tx: Tx, at: At, b: Settled) -> None:
@@ -546,7 +568,7 @@ def _rule_settled(state: State, b: Settled, cfg: RuleConfig) -> list[Problem]:
         return [Problem("settle.partial", f"settlement returns the whole balance "
                         f"{yuan(acct.balance)}, not {yuan(b.amount)}", "amount",
                         {"balance": Amount(acct.balance), "amount": Amount(b.amount)})]
-    return []
+    return needs_supervisor(b, cfg)
 
 
 SETTLED = Kind(
@@ -577,13 +599,28 @@ def _fold_credit(tx: Tx, at: At, b: CreditGranted) -> None:
         tx.put(acct.evolve(credit_limit=b.limit, credit_at=at.order))
 
 
+def _rule_credit(state: State, b: CreditGranted, cfg: RuleConfig) -> list[Problem]:
+    """Within the hospital's cap; a limit of 0 ends a green channel that is open."""
+    out = patient_known(state, b.patient_id)
+    if out:
+        return out
+    if b.limit > cfg.green_channel_cap:
+        return [Problem("credit.above_cap", f"green-channel credit is at most "
+                        f"{yuan(cfg.green_channel_cap)}; asked {yuan(b.limit)}", "limit",
+                        {"cap": Amount(cfg.green_channel_cap), "amount": Amount(b.limit)})]
+    if b.limit == 0 and state.get_or_new(Account, b.patient_id).credit_limit == 0:
+        return [Problem("credit.none_open", "this patient has no green channel to end",
+                        "limit")]
+    return []
+
+
 CREDIT_GRANTED = Kind(
     name="account.credit_granted", body=CreditGranted, signer=COUNTER,
     title=("绿色通道", "Green channel credit"),
     records=lambda b: _account_refs(b.patient_id),
     patients=lambda b: (b.patient_id,),
     fold=_fold_credit, money=no_money,
-    rule=lambda state, b, cfg: patient_known(state, b.patient_id),
+    rule=_rule_credit,
     describe=lambda b, lang: f"{yuan(b.limit)} {b.reason}",
     report=lambda b: ReportLine("counts", "credits_granted"),
     notice=no_notice,

@@ -328,6 +328,10 @@ class RuleConfig:
 
     registration_fee: Fen = 500  # ¥5.00: the first deposit must cover it (DOMAIN 3.2)
     card_fee: Fen = 0  # 工本费 charged on card issue and replacement (0: none)
+    green_channel_cap: Fen = 500_000  # the most green-channel credit a counter grants
+    #: refunds above this (and every cash refund, and settlement in cash) need a
+    #: supervisor's approval at the counter (``supervisor`` in the event)
+    refund_approval_above: Fen = 20_000
     timezone: str = "Asia/Shanghai"
     today: str = ""
 

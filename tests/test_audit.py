@@ -26,10 +26,14 @@ from edge_node.config import RuleConfig
 from edge_node.ledger import Ledger
 from edge_node.reports import day_bounds
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.event import sign_event
 from protocol.hlc import Hlc
 from tests.conftest import ID_FEMALE, ID_MALE, FakeClock, node_key
 from tests.support.sync_cluster import CENTRAL_CLI, Central
+
+CHEN = Approval("dr.chen", "陈医生", "supervisor")  # a supervisor's checked approval
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 TZ = "Asia/Shanghai"
 DAY1, DAY2 = dt.date(2026, 11, 30), dt.date(2026, 12, 1)
@@ -102,7 +106,7 @@ async def clean_day(central: Central) -> dict[str, str]:
                                     card_no="8600000002", first_deposit=20_000)
         await wang.deposit("8600000001", 5_000, "bank_card", reference="POS-1")
         c = await wang.charge("8600000002", LAB, "lab")
-        await li.refund(c.number, 1_000, "cash", "dr.zhao", "not done")
+        await li.refund(c.number, 1_000, "cash", "dr.zhao", "not done", approval=SUP)
         await wang.charge("8600000001", LAB, "lab")
         day = day_bounds(DAY1, TZ)
         await wang.close_day(day, 30_000 - 1_000, all_operators=True)
@@ -151,8 +155,9 @@ def test_each_anomaly_is_found_and_raised_once(central: Central) -> None:
         wang, li = svc("wang"), svc("li")
         await wang.deposit("8600000001", 50_000, "cash")  # wang deposits on A's account
         c = await li.charge("8600000001", [{**LAB[0], "unit_price": 30_000}], "ct")
-        await wang.refund(c.number, 30_000, "deposit", "dr.zhao", "wrong patient")  # big
-        await li.grant_credit("8600000002", 200_000, "trauma", "dr.chen")  # big credit
+        await wang.refund(c.number, 30_000, "deposit", "dr.zhao", "wrong patient",
+                          approval=SUP)  # big
+        await li.grant_credit("8600000002", 200_000, "trauma", CHEN)  # big credit
         await li.report_lost("8600000002", "id_card")
         await li.replace_card("8600000002", "8600000009")
         await li.report_lost("8600000009", "id_card")  # the second loss report today

@@ -13,6 +13,7 @@ from edge_node import migrations
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CardWallet, CounterService, known_money
+from edge_node.staff import Approval
 from protocol.account import Account
 from protocol.crypto import ZERO_HASH
 from protocol.domain import REGISTRY
@@ -20,6 +21,8 @@ from protocol.event import Event, sign_event
 from protocol.hlc import Hlc
 from tests.conftest import FakeClock, item, node_key, registered
 from tests.support.domain import fold
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 
 def charged(i: int, amount: int, stamp_seq: int | None = None, stamp_balance: int = 0) -> Event:
@@ -135,7 +138,7 @@ async def test_stamp_seq_follows_the_ledger_without_a_card_stamp(
     assert (d.events[0].body["stamp_seq"], d.events[0].body["stamp_balance"]) == (2, 11_000)
     r = await service.refund((await service.charge("8600000001", [item(1_000)], "x",
                                                     stamp=True)).number,
-                             400, "deposit", "li", "wrong item", stamp=True)
+                             400, "deposit", "li", "wrong item", stamp=True, approval=SUP)
     assert (r.events[0].body["stamp_seq"], r.events[0].body["stamp_balance"]) == (4, 10_400)
 
 
@@ -143,9 +146,9 @@ async def test_settlement_waits_for_sync_when_the_card_knows_more(
         service: CounterService) -> None:
     pid = await registered(service, deposit=10_000)
     with pytest.raises(OperationRefused) as exc:
-        await service.settle("8600000001", wallet=CardWallet(3, 2_000), stamp=True)
+        await service.settle("8600000001", wallet=CardWallet(3, 2_000), stamp=True, approval=SUP)
     assert exc.value.problems[0].code == "settle.card_newer"
-    r = await service.settle("8600000001", wallet=CardWallet(1, 10_000), stamp=True)
+    r = await service.settle("8600000001", wallet=CardWallet(1, 10_000), stamp=True, approval=SUP)
     assert r.events[0].body["amount"] == 10_000 and r.events[0].body["stamp_balance"] == 0
     assert (await service.patient(pid)).account.balance == 0
 

@@ -30,6 +30,7 @@ from websockets.asyncio.client import connect
 from edge_node import config as cfgmod
 from edge_node.ledger import Ledger, wall_ms
 from edge_node.service import CounterService, PatientView
+from edge_node.staff import Approval
 from protocol.core import columns
 from protocol.event import ChainHead, decode_event, sign_event
 from protocol.hlc import Hlc
@@ -38,6 +39,8 @@ from protocol.patient import Patient
 from protocol.session import EdgeSession
 from tests.conftest import ID_MALE, item
 from tests.support.sync_cluster import Central, Counter, converged, run_cli, wait_for
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 pytestmark = pytest.mark.slow
 
@@ -132,10 +135,12 @@ def test_each_conflict_kind_raised_once_resolved_and_converges(tmp_path: Path) -
         _on(b, lambda s: s.charge(LOST, [item(2_000)], "lab"))
         _on(a, lambda s: s.replace_card(REPL, NEW_A))
         _on(b, lambda s: s.replace_card(REPL, NEW_B))
-        _on(a, lambda s: s.refund(charge_id, 5_000, "deposit", "sup.zhou", "test cancelled"))
-        _on(b, lambda s: s.refund(charge_id, 3_000, "deposit", "sup.zhou", "sample lost"))
-        _on(a, lambda s: s.settle(SETTLE))
-        _on(b, lambda s: s.settle(SETTLE))
+        _on(a, lambda s: s.refund(charge_id, 5_000, "deposit", "sup.zhou", "test cancelled",
+                                  approval=SUP))
+        _on(b, lambda s: s.refund(charge_id, 3_000, "deposit", "sup.zhou", "sample lost",
+                                  approval=SUP))
+        _on(a, lambda s: s.settle(SETTLE, approval=SUP))
+        _on(b, lambda s: s.settle(SETTLE, approval=SUP))
         _on(a, _register(DUP_A, "周九", national_id=ID_MALE, sex="", birth_date="",
                                 phone="13900000000"))
         _on(b, _register(DUP_B, "周九", national_id=ID_MALE, sex="", birth_date="",

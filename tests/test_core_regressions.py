@@ -34,6 +34,7 @@ from central.store import CentralStore, enrol_central
 from edge_node import receipt, reports
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.account import Account
 from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.domain import REGISTRY
@@ -44,6 +45,8 @@ from tests.conftest import ID_MALE, LedgerFactory, item, node_key, registered
 from tests.support.sync_cluster import Central, Counter, wait_for
 from tests.test_conflicts_e2e_kinds import _on, _register, _resolve
 from tests.test_reconcile import T0, History
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 YEAR_MS = 365 * 86_400_000
 
@@ -137,7 +140,7 @@ def test_a_charge_on_a_record_merged_while_its_counter_was_offline(tmp_path: Pat
         wait_for(lambda: _balance(a, DUP_A) == 10_000 and _balance(b, DUP_B) == 10_000, 30,
                  "the move on both counters")
         # a settlement now pays out what the patient has: ¥100, not ¥200
-        receipt = _on(a, lambda s: s.settle(DUP_A))
+        receipt = _on(a, lambda s: s.settle(DUP_A, approval=SUP))
         assert receipt.events[0].body["amount"] == 10_000
         wait_for(lambda: _same(central, [a, b], 0), 30, "all")
         assert _book(central)["merged_record_used"][1] == "resolved"
@@ -175,7 +178,7 @@ def test_merging_an_overdrawn_record(tmp_path: Path) -> None:
         central.stop()
         central.start()
         _serving(central)
-        assert _on(a, lambda s: s.settle(DUP_A)).events[0].body["amount"] == 4_000
+        assert _on(a, lambda s: s.settle(DUP_A, approval=SUP)).events[0].body["amount"] == 4_000
     finally:
         for k in (a, b, c):
             k.stop()

@@ -11,6 +11,7 @@ from edge_node import reports
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.account import CARD_FEE_CODE, Account, Charge
 from protocol.core import RuleConfig
 from protocol.crypto import ZERO_HASH
@@ -19,6 +20,8 @@ from protocol.event import Event
 from protocol.hlc import Hlc
 from tests.conftest import ID_FEMALE, LedgerFactory, item, node_key, registered
 from tests.test_service_rules import refused
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 T0 = 1_790_000_000_000  # 2026-09-21 22:13:20 Asia/Shanghai
 DAY = 86_400_000
@@ -167,9 +170,9 @@ async def test_void_only_the_same_day_and_only_once(make_ledger: LedgerFactory) 
     today = (await svc.charge(CARD, [item(2_500, qty=2)], "检验科")).number
     voidable = await svc.voidable_charges(pid, "Asia/Shanghai")
     assert [c.charge_id for c in voidable] == [today]
-    await refused(led, svc.void_charge(old, "li", "typo", timezone="Asia/Shanghai"),
+    await refused(led, svc.void_charge(old, "li", "typo", timezone="Asia/Shanghai", approval=SUP),
                   "void.not_today")
-    r = await svc.void_charge(today, "li", "wrong patient", timezone="Asia/Shanghai")
+    r = await svc.void_charge(today, "li", "wrong patient", timezone="Asia/Shanghai", approval=SUP)
     ev = r.events[0]
     assert ev.kind == "account.refunded" and ev.body["void"] == 1
     assert (ev.body["amount"], ev.body["to"]) == (5_000, "deposit")
@@ -177,13 +180,14 @@ async def test_void_only_the_same_day_and_only_once(make_ledger: LedgerFactory) 
     assert "作废" in REGISTRY.describe(ev, "zh")
     text = receipts.render_text(r, node="cashier-01", operator="op", language="en")
     assert "Void a charge of today" in text and "Voided same day" in text and today in text
-    await refused(led, svc.void_charge(today, "li", "again", timezone="Asia/Shanghai"),
+    await refused(led, svc.void_charge(today, "li", "again", timezone="Asia/Shanghai",
+                                       approval=SUP),
                   "void.already_refunded")
     assert await svc.voidable_charges(pid, "Asia/Shanghai") == []
     # a charge partly refunded cannot be voided either
     third = (await svc.charge(CARD, [item(1_000)], "检验科")).number
-    await svc.refund(third, 100, "cash", "li", "partial")
-    await refused(led, svc.void_charge(third, "li", "x", timezone="Asia/Shanghai"),
+    await svc.refund(third, 100, "cash", "li", "partial", approval=SUP)
+    await refused(led, svc.void_charge(third, "li", "x", timezone="Asia/Shanghai", approval=SUP),
                   "void.already_refunded")
     # in the daily report it is a void, not a refund; the drawer is unchanged by it
     day = reports.business_day(clock.t, "Asia/Shanghai")
@@ -209,7 +213,8 @@ async def test_only_the_counter_that_charged_voids(make_ledger: LedgerFactory) -
     await a.ingest(await b.own_events_after(0, limit=100))
     mine = (await cashier.charge(CARD, [item(500)], "检验科")).number
     assert [c.charge_id for c in await cashier.voidable_charges(pid)] == [mine]
-    await refused(a, cashier.void_charge(drug, "li", "wrong drug"), "void.other_counter")
+    await refused(a, cashier.void_charge(drug, "li", "wrong drug",
+                                         approval=SUP), "void.other_counter")
     assert [c.charge_id for c in await pharmacy.voidable_charges(pid)] == [drug]
 
 
@@ -223,8 +228,8 @@ async def test_a_void_honours_the_business_day_cutoff(make_ledger: LedgerFactory
     c = (await svc.charge(CARD, [item(1_000)], "x")).number
     clock.t += 77 * 60_000
     await refused(led, svc.void_charge(c, "li", "x", timezone="Asia/Shanghai",
-                                       cutoff="23:00"), "void.not_today")
-    await svc.void_charge(c, "li", "x", timezone="Asia/Shanghai", cutoff="06:00")
+                                       cutoff="23:00", approval=SUP), "void.not_today")
+    await svc.void_charge(c, "li", "x", timezone="Asia/Shanghai", cutoff="06:00", approval=SUP)
 
 
 async def test_void_rules_hold_in_the_protocol_too() -> None:
@@ -252,27 +257,30 @@ async def test_item_refunds_are_limited_per_line(service: CounterService,
         [("LAB-CBC", 2, 2_500, 2), ("LAB-FEE", 3, 300, 3)]
     # one CBC and two draws: the amount is computed from the items
     r1 = await service.refund(cid, None, "deposit", "dr.zhao", "not done",
-                              items={0: 1, 1: 2})
+                              items={0: 1, 1: 2}, approval=SUP)
     assert r1.events[0].body["items"] == [{"line": 0, "qty": 1}, {"line": 1, "qty": 2}]
     assert r1.events[0].body["amount"] == 2_500 + 600
     _, lines = await service.charge_lines(cid)
     assert [ln.left for ln in lines] == [1, 1]
     # more of a line than is left: refused, nothing written
-    e = await refused(ledger, service.refund(cid, None, "cash", "dr.zhao", "x", items={1: 2}),
+    e = await refused(ledger, service.refund(cid, None, "cash", "dr.zhao", "x", items={1: 2},
+                                             approval=SUP),
                       "refund.item_exceeds")
     assert "3 charged, 1 left" in str(e)
-    await refused(ledger, service.refund(cid, None, "cash", "dr.zhao", "x", items={5: 1}),
+    await refused(ledger, service.refund(cid, None, "cash", "dr.zhao", "x", items={5: 1},
+                                         approval=SUP),
                   "refund.item_unknown")
     # an amount that does not match the items
-    await refused(ledger, service.refund(cid, 1, "cash", "dr.zhao", "x", items={0: 1}),
+    await refused(ledger, service.refund(cid, 1, "cash", "dr.zhao", "x", items={0: 1},
+                                         approval=SUP),
                   "refund.items_amount")
-    await refused(ledger, service.refund(cid, None, "cash", "dr.zhao", "x", items={}),
+    await refused(ledger, service.refund(cid, None, "cash", "dr.zhao", "x", items={}, approval=SUP),
                   "refund.no_items")
     # the rest of both lines: exactly what is left of the charge
-    await service.refund(cid, None, "cash", "dr.zhao", "x", items={0: 1, 1: 1})
+    await service.refund(cid, None, "cash", "dr.zhao", "x", items={0: 1, 1: 1}, approval=SUP)
     c = await ledger.get(Charge, cid)
     assert (c.refunded, c.refundable, c.refunded_qty()) == (5_900, 0, {0: 2, 1: 3})
-    await refused(ledger, service.refund(cid, 1, "cash", "dr.zhao", "x"),
+    await refused(ledger, service.refund(cid, 1, "cash", "dr.zhao", "x", approval=SUP),
                   "refund.exceeds_charge")
     before = await ledger.dump_projections()
     await ledger.rebuild()
@@ -283,9 +291,10 @@ async def test_item_refunds_also_bounded_by_amount_refunds(service: CounterServi
                                                            ledger: Ledger) -> None:
     await registered(service)
     cid = (await service.charge(CARD, [item(1_000, qty=2)], "x")).number
-    await service.refund(cid, 1_500, "deposit", "dr", "by amount")  # no items named
+    await service.refund(cid, 1_500, "deposit", "dr", "by amount", approval=SUP)  # no items named
     # one item (¥10.00) is within its line but beyond what is left of the charge (¥5.00)
-    await refused(ledger, service.refund(cid, None, "deposit", "dr", "x", items={0: 1}),
+    await refused(ledger, service.refund(cid, None, "deposit", "dr", "x", items={0: 1},
+                                         approval=SUP),
                   "refund.exceeds_charge")
 
 
@@ -293,7 +302,7 @@ async def test_item_refunds_also_bounded_by_amount_refunds(service: CounterServi
 async def test_reprint_of_every_money_receipt(service: CounterService, ledger: Ledger) -> None:
     pid = await registered(service, deposit=10_000)
     c = await service.charge(CARD, [item(2_500, qty=2)], "检验科")
-    rf = await service.refund(c.number, 2_500, "deposit", "dr", "x")
+    rf = await service.refund(c.number, 2_500, "deposit", "dr", "x", approval=SUP)
     history = {e.kind: e for e in await ledger.history(pid)}
     rc = await service.receipt_for(history["account.charged"], pid)
     assert (rc.number, rc.balance, rc.lines) == (c.number, 5_000, (("血常规 ×2", 5_000),))

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.account import Account
 from protocol.core import columns
 from protocol.event import Event
@@ -24,6 +25,8 @@ from protocol.hlc import Hlc
 from tests.conftest import FakeClock, item, node_key
 from tests.support.domain import View as State
 from tests.support.domain import fold
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 PATIENTS = ["P-a-1", "P-a-2", "P-b-3"]
 
@@ -121,7 +124,7 @@ async def run_ops(path: Path, ops: list[tuple[str, int, int]]) -> tuple[int, int
                 if not charges:
                     continue
                 await svc.refund(charges[0].charge_id, amount, "deposit" if amount % 2 else
-                                 "cash", "dr", "r")
+                                 "cash", "dr", "r", approval=SUP)
             elif name == "lost":
                 await svc.report_lost(card, "id_card")
             elif name == "replace":
@@ -129,7 +132,7 @@ async def run_ops(path: Path, ops: list[tuple[str, int, int]]) -> tuple[int, int
                 await svc.replace_card(card, new)
                 cards[who] = new
             elif name == "settle":
-                await svc.settle(card)
+                await svc.settle(card, approval=SUP)
             else:
                 await svc.grant_credit(card, amount, "emergency", "dr")
             ok += 1

@@ -14,12 +14,15 @@ from edge_node.i18n import STRINGS, Translator
 from edge_node.ledger import Ledger
 from edge_node.receipt import render_text
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.account import Deposited
 from protocol.domain import REGISTRY
 from protocol.errors import Amount, Problem
 from protocol.fields import MAX_AMOUNT, decode
 from protocol.patient import Registered
 from tests.conftest import ID_MALE
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 ROOT = Path(__file__).resolve().parent.parent
 LATIN_WORD = re.compile(r"[A-Za-z_]{2,}")
@@ -170,7 +173,7 @@ async def test_a_zh_refund_receipt_has_no_english_line(ledger: Ledger) -> None:
                                                "unit_price": 2_000}], "门诊")
     charge_id = charged.number
     for to, words in (("deposit", "退回预交金"), ("cash", "退现金")):
-        r = await svc.refund(charge_id, 500, to, "周医生", "未做检查")
+        r = await svc.refund(charge_id, 500, to, "周医生", "未做检查", approval=SUP)
         text = render_text(r, node="cashier-01", operator="wang", card_no="8600000001")
         assert f"退费 {charge_id}（{words}）" in text.replace("\n", ""), text
         ids = {"cashier-01", "wang", r.number, r.patient.patient_id, charge_id}

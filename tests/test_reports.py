@@ -13,8 +13,11 @@ from edge_node import reports
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.nationalid import check_digit
 from tests.conftest import node_key
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 TZ, CUTOFF = "Asia/Shanghai", "06:00"
 DAY = reports.day_bounds(dt.date(2026, 9, 21), TZ, CUTOFF)
@@ -105,10 +108,10 @@ async def test_report_totals_equal_the_ledger(tmp_path: Path, seed: int) -> None
                 charge = await led.get("charges", cid)
                 amount = rng.randint(1, max(1, charge.refundable))
                 to = rng.choice(["deposit", "cash"])
-                await svc.refund(cid, amount, to, "Dr Zhou", "test")
+                await svc.refund(cid, amount, to, "Dr Zhou", "test", approval=SUP)
                 note(op, "refunds", to, amount)
             elif what == "settle":
-                r = await svc.settle(rng.choice(cards), method)
+                r = await svc.settle(rng.choice(cards), method, approval=SUP)
                 note(op, "settlements", method, r.lines[0][1])
         except OperationRefused:
             continue  # refused work writes nothing and must not be counted

@@ -8,8 +8,12 @@ import pytest
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.core import RuleConfig
 from tests.conftest import ID_FEMALE, ID_MALE, LedgerFactory, item, registered
+
+CHEN = Approval("dr.chen", "陈医生", "supervisor")  # a supervisor's checked approval
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 
 async def refused(ledger: Ledger, coro: object, code: str) -> OperationRefused:
@@ -94,7 +98,7 @@ async def test_green_channel_credit_allows_charging_below_zero(service: CounterS
     await registered(service, deposit=1000)
     await refused(ledger, service.charge("8600000001", [item(50_000)], "急诊"),
                   "charge.insufficient")
-    await service.grant_credit("8600000001", 100_000, "road accident", "dr.chen")
+    await service.grant_credit("8600000001", 100_000, "road accident", CHEN)
     r = await service.charge("8600000001", [item(50_000)], "急诊")
     assert r.balance == -49_000
     e = await refused(ledger, service.charge("8600000001", [item(60_000)], "急诊"),
@@ -105,15 +109,16 @@ async def test_green_channel_credit_allows_charging_below_zero(service: CounterS
 async def test_refund_limits(service: CounterService, ledger: Ledger) -> None:
     await registered(service, deposit=10_000)
     c = await service.charge("8600000001", [item(3000)], "检验科")
-    r = await service.refund(c.number, 1000, "deposit", "dr.zhao", "one test cancelled")
+    r = await service.refund(c.number, 1000, "deposit", "dr.zhao", "one test cancelled",
+                             approval=SUP)
     assert r.balance == 8000
-    await refused(ledger, service.refund(c.number, 2001, "cash", "dr.zhao", "x"),
+    await refused(ledger, service.refund(c.number, 2001, "cash", "dr.zhao", "x", approval=SUP),
                   "refund.exceeds_charge")
-    r = await service.refund(c.number, 2000, "cash", "dr.zhao", "rest cancelled")
+    r = await service.refund(c.number, 2000, "cash", "dr.zhao", "rest cancelled", approval=SUP)
     assert r.balance == 8000  # paid out in cash: the deposit does not change
-    await refused(ledger, service.refund(c.number, 1, "deposit", "dr.zhao", "x"),
+    await refused(ledger, service.refund(c.number, 1, "deposit", "dr.zhao", "x", approval=SUP),
                   "refund.exceeds_charge")
-    await refused(ledger, service.refund("C-nope-000001", 1, "deposit", "a", "b"),
+    await refused(ledger, service.refund("C-nope-000001", 1, "deposit", "a", "b", approval=SUP),
                   "refund.unknown_charge")
     acct = (await service.lookup_card("8600000001")).account
     assert (acct.refunded_to_deposit, acct.refunded_to_cash) == (1000, 2000)
@@ -145,20 +150,20 @@ async def test_settlement_returns_everything_and_closes_until_next_deposit(
         service: CounterService, ledger: Ledger) -> None:
     await registered(service, deposit=10_000)
     await service.charge("8600000001", [item(2500)], "检验科")
-    r = await service.settle("8600000001", "cash")
+    r = await service.settle("8600000001", "cash", approval=SUP)
     assert r.lines == (("Balance returned", 7500),) and r.balance == 0
     assert r.number.startswith("INV-cashier-01-")
     await refused(ledger, service.charge("8600000001", [item(1)], "x"), "account.closed")
-    await refused(ledger, service.settle("8600000001"), "settle.already")
+    await refused(ledger, service.settle("8600000001", approval=SUP), "settle.already")
     await service.deposit("8600000001", 500, "cash")
     assert (await service.charge("8600000001", [item(500)], "x")).balance == 0
 
 
 async def test_settlement_refused_while_owing(service: CounterService, ledger: Ledger) -> None:
     await registered(service, deposit=1000)
-    await service.grant_credit("8600000001", 5000, "emergency", "dr.chen")
+    await service.grant_credit("8600000001", 5000, "emergency", CHEN)
     await service.charge("8600000001", [item(3000)], "急诊")
-    await refused(ledger, service.settle("8600000001"), "settle.owing")
+    await refused(ledger, service.settle("8600000001", approval=SUP), "settle.owing")
 
 
 async def test_no_operator_no_write(ledger: Ledger) -> None:

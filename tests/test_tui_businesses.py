@@ -292,7 +292,8 @@ async def test_settlement_and_green_channel(counter) -> None:
         await settle_down(pilot)
         await type_text(pilot, "500")
         await fill(pilot, "#reason", "trauma, unconscious")
-        await fill(pilot, "#authorised_by", "li")
+        await fill(pilot, "#approver", "li")
+        await fill(pilot, "#approver_pin", "5678")
         await pilot.press("ctrl+s")
         await confirm(pilot)
         pid = (await led.get("cards", CARD)).patient_id

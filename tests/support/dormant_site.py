@@ -23,7 +23,10 @@ from pathlib import Path
 
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
+from edge_node.staff import Approval
 from protocol.crypto import SigningKey
+
+SUP = Approval("sup.li", "李主管", "supervisor")  # a supervisor's checked approval
 
 DAY = 86_400_000
 ID_MALE = "110101199003070011"
@@ -68,7 +71,7 @@ async def fill(db: Path, node: str, key: SigningKey, now_ms: int) -> Filled:
         await register("A", 1520, 12_345, nid=ID_MALE)
         await register("F", 1000, 5_000)
         clock.t = now_ms - 990 * DAY
-        await svc.settle(out.cards["F"])
+        await svc.settle(out.cards["F"], approval=SUP)
         await register("B", 910, 20_000)
         clock.t = now_ms - 900 * DAY
         await svc.charge(out.cards["B"], [{"code": "LAB-CBC", "name": "血常规", "qty": 1,

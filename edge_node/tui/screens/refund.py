@@ -18,15 +18,16 @@ from textual.widgets.option_list import Option
 from edge_node.service import ChargeLine, CounterService, Receipt
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import local_time
+from edge_node.tui.screens.approval import ApprovedForm
 from edge_node.tui.screens.base import bind_keys
-from edge_node.tui.screens.form import FormScreen, Plan
+from edge_node.tui.screens.form import Plan
 from edge_node.tui.widgets.choice import Choice
 from protocol.account import REFUND_TO, Charge
 from protocol.errors import Problem
 from protocol.money import yuan
 
 
-class RefundScreen(FormScreen):
+class RefundScreen(ApprovedForm):
     title_key = "title.refund"
     DEFAULT_CSS = """
     RefundScreen #charge_id { height: 6; }
@@ -58,6 +59,7 @@ class RefundScreen(FormScreen):
             [(t, tr(f"to.{t}")) for t in REFUND_TO], id="to"))
         yield from self.labelled("form.approved_by", Input(id="approved_by", max_length=64))
         yield from self.labelled("form.reason", Input(id="reason", max_length=200))
+        yield from self.approval_fields()
 
     def on_mount(self) -> None:
         tr = self.counter.tr
@@ -159,6 +161,7 @@ class RefundScreen(FormScreen):
         amount = self.items_total if items else self.amount("amount", problems)
         approved_by = self.required("approved_by", "form.approved_by", problems)
         reason = self.required("reason", "form.reason", problems)
+        approver, pin = self.approval_typed(problems)
         if problems:
             return problems
         to = self.query_one("#to", Choice).value
@@ -168,7 +171,8 @@ class RefundScreen(FormScreen):
             wallet, stamp = self.money_context()
             return await service.refund(charge_id, None if items else amount, to, approved_by,
                                         reason, items=items or None, wallet=wallet,
-                                        stamp=stamp)
+                                        stamp=stamp,
+                                        approval=await self.approval(service, approver, pin))
         if items:
             question = tr("confirm.refund_items", charge=charge_id, amount=yuan(amount),
                           n=sum(items.values()), to=tr(f"to.{to}"))

@@ -13,14 +13,15 @@ from textual.widgets.option_list import Option
 
 from edge_node.service import CounterService, Receipt
 from edge_node.tui.describe import local_time
+from edge_node.tui.screens.approval import ApprovedForm
 from edge_node.tui.screens.base import error_text
-from edge_node.tui.screens.form import FormScreen, Plan
+from edge_node.tui.screens.form import Plan
 from protocol.account import Charge
 from protocol.errors import Problem
 from protocol.money import yuan
 
 
-class VoidScreen(FormScreen):
+class VoidScreen(ApprovedForm):
     title_key = "title.void"
     DEFAULT_CSS = """
     VoidScreen #charge_id { height: 6; }
@@ -34,6 +35,7 @@ class VoidScreen(FormScreen):
         yield OptionList(id="charge_id")
         yield from self.labelled("form.approved_by", Input(id="approved_by", max_length=64))
         yield from self.labelled("form.reason", Input(id="reason", max_length=200))
+        yield from self.approval_fields()
 
     def on_mount(self) -> None:
         self.charges = []
@@ -77,6 +79,7 @@ class VoidScreen(FormScreen):
         problems: list[Problem] = []
         approved_by = self.required("approved_by", "form.approved_by", problems)
         reason = self.required("reason", "form.reason", problems)
+        approver, pin = self.approval_typed(problems)
         if problems:
             return problems
         cfg, charge_id = self.counter.config, charge.charge_id
@@ -85,5 +88,7 @@ class VoidScreen(FormScreen):
             wallet, stamp = self.money_context()
             return await service.void_charge(charge_id, approved_by, reason,
                                              timezone=cfg.timezone, cutoff=cfg.day_cutoff,
-                                             wallet=wallet, stamp=stamp)
+                                             wallet=wallet, stamp=stamp,
+                                             approval=await self.approval(service, approver,
+                                                                          pin))
         return Plan(tr("confirm.void", charge=charge_id, amount=yuan(charge.amount)), call)
