@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import ClassVar
 from zoneinfo import ZoneInfo
 
-from rich.table import Table
 from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
@@ -163,17 +162,9 @@ class DisplayApp(App[None]):
                                            if many else "") for e in board.calling)
         else:
             await calls.mount(Static(tr("display.none")))
-        table = Table.grid(padding=(0, 4))
-        row: list[Text] = []
-        for e in board.waiting:
-            row.append(Text(f"{e.visit.label} {e.masked}"))
-            if len(row) == 4:
-                table.add_row(*row)
-                row = []
-        if row:
-            table.add_row(*row)
-        nxt = self.query_one("#next", Static)
-        nxt.update(table if board.waiting else tr("display.none"))
+        waiting = [f"{e.visit.label} {e.masked}" for e in board.waiting]
+        lines = ["    ".join(waiting[i:i + 4]) for i in range(0, len(waiting), 4)]
+        self.query_one("#next", Static).update(Text("\n".join(lines) or tr("display.none")))
         when = dt.datetime.fromtimestamp(self._clock() / 1000, ZoneInfo(self.config.timezone))
         self.query_one("#foot", Static).update(
             f"{when:%H:%M}   {tr('display.waiting', n=board.waiting_count)}   "
