@@ -449,4 +449,5 @@ def test_triage_queue_snapshot(tmp_path: Path, snap_compare: Any, language: str,
         for field in pilot.app.screen.query(Input):
             field.cursor_blink = False
         await laid_out(pilot)
-    assert snap_compare(make_app(cfg), terminal_size=size, run_before=run_before)
+    app = make_app(cfg, ledger_clock=lambda: NOW_MS)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
