@@ -55,7 +55,7 @@ async def test_fee_from_the_doctor_else_the_default(make_ledger: LedgerFactory) 
 
 
 async def test_refusals_write_nothing(make_ledger: LedgerFactory) -> None:
-    visits, pid = await clinic(make_ledger)
+    visits, _ = await clinic(make_ledger)
     with pytest.raises(OperationRefused) as exc:
         await visits.register(dept="IM", channel="triage", card_no="8600009999")
     assert codes(exc) == {"card.unknown"}

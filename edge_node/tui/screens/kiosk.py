@@ -300,7 +300,8 @@ class KioskScreen(Screen[None]):
             codes = {p.code: p for p in exc.problems}
             short = codes.get("charge.insufficient")
             if short is not None:
-                return tr("kiosk.short", short=yuan(int(short.values.get("short", 0))))
+                amount = short.values.get("short", 0)
+                return tr("kiosk.short", short=yuan(amount if isinstance(amount, int) else 0))
             if "catalogue.none" in codes or "catalogue.stale" in codes:
                 return tr("kiosk.no_catalogue")
             if "card.lost" in codes:
