@@ -289,11 +289,11 @@ async def test_cashier_registers_a_visit_for_the_patient_on_screen(tmp_path: Pat
     async with make_app(cfg, led).run_test(size=TTY) as pilot:
         await log_in(pilot)
         assert isinstance(pilot.app.screen, HomeScreen)
-        await pilot.press("ctrl+e")  # no patient yet
+        await pilot.press("ctrl+n")  # no patient yet
         await settle_down(pilot)
         assert "tap" in pilot.app.screen.message_text.lower()  # type: ignore[attr-defined]
         await tap(pilot, CARD)
-        form = await open_form(pilot, "ctrl+e")
+        form = await open_form(pilot, "ctrl+n")
         assert form.channel == "cashier" and form.query_one("#dept", Select).value == "PED"
         await confirm(pilot)
         home = pilot.app.screen

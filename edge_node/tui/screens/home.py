@@ -59,7 +59,7 @@ FORMS: dict[str, type[FormScreen]] = {
 #: printable key: a keyboard-wedge scanner types whole QR lines into the card field.
 FIND_KEY = "ctrl+f"
 #: Registers a visit (挂号) for the patient on screen: the triage desk's form.
-VISIT_KEY = "ctrl+e"
+VISIT_KEY = "ctrl+n"
 
 
 class HomeScreen(Screen[None]):
