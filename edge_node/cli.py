@@ -343,6 +343,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_display(args: argparse.Namespace) -> int:
+    """The waiting-room display: read-only, no login, Ctrl+Q quits."""
+    from edge_node.tui import display  # imported here: only this command needs textual
+
+    cfg = cfgmod.load(_config_path(args))
+
+    async def check() -> None:  # a missing or damaged ledger: one line here, not a screen
+        ledger = await Ledger.open(cfg.db, cfg.node_id, rule_config=cfg.rules)
+        await ledger.close()
+
+    asyncio.run(check())
+    display.run(cfg, args.dept or "")
+    return 0
+
+
 def make_reader(cfg: cfgmod.EdgeConfig) -> Any:
     """The reader ``[reader]`` configures (a wedge with a device also reads from it)."""
     try:
@@ -477,6 +492,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run the counter's terminal app (with the [reader] "
                        "configured)")
     s.set_defaults(func=cmd_run)
+    s = sub.add_parser("display", help="the waiting-room display for a second screen: the "
+                       "numbers called and waiting, large, masked names (read-only, no login)")
+    s.add_argument("--dept", help="the department's code (default: the config's department; "
+                   "none: every clinic)")
+    s.set_defaults(func=cmd_display)
     s = sub.add_parser("backup", help="a verified copy of the ledger (while it runs), "
                        "the oldest beyond --keep removed")
     s.add_argument("--dir", help="where (default: [backup] dir, or backups/ beside the ledger)")

@@ -704,6 +704,11 @@ class Ledger:
     async def event_count(self) -> int:
         return int((await self._fetch("SELECT count(*) FROM events"))[0][0])
 
+    async def last_arrival(self) -> int:
+        """The local arrival number of the newest event held (0: none): it moves with
+        every event appended or synced in, and costs one index lookup (screens poll it)."""
+        return int((await self._fetch("SELECT coalesce(max(rowid), 0) FROM events"))[0][0])
+
     async def events(self, after_rowid: int = 0, limit: int = 1000) -> list[tuple[int, bytes]]:
         """All stored events in local order (for export), paged by rowid."""
         return [(r, d) for r, d in await self._fetch(

@@ -49,6 +49,32 @@ class QueueEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Board:
+    """What the waiting room shows: the numbers called now (newest call first) and the
+    next few waiting — labels, rooms and masked surnames only."""
+
+    calling: tuple[QueueEntry, ...]
+    waiting: tuple[QueueEntry, ...]
+    waiting_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What a registration form offers, read once when it opens: the clinics, each
+    clinic's doctors, and the fee a visit charges (by doctor id; ``""``: no doctor)."""
+
+    clinics: tuple[Department, ...]
+    doctors: dict[str, tuple[Doctor, ...]]
+    fees: dict[str, CatalogueItem | None]
+
+    def fee(self, doctor_id: str = "") -> CatalogueItem | None:
+        return self.fees.get(doctor_id, self.fees.get(""))
+
+    def clinic(self, code: str) -> Department | None:
+        return next((d for d in self.clinics if d.code == code), None)
+
+
+@dataclass(frozen=True, slots=True)
 class VisitReceipt:
     visit: Visit
     patient: Patient
@@ -97,6 +123,35 @@ class VisitService:
         head = await self.head()
         rows = await self.ledger.find(Doctor, "version", head.version, limit=2000)
         return [d for d in rows if d.dept == dept]
+
+    async def department(self, code: str) -> Department | None:
+        """A department of the catalogue this counter prices from (None if unknown)."""
+        head = await self.head()
+        return await self.ledger.get(Department, (head.version, code))  # type: ignore[no-any-return]
+
+    async def doctor_names(self) -> dict[str, str]:
+        """Every doctor of the catalogue: id → name (what a queue shows)."""
+        head = await self.head()
+        rows = await self.ledger.find(Doctor, "version", head.version, limit=2000)
+        return {d.doctor_id: d.name for d in rows}
+
+    async def offer(self) -> Offer:
+        """The clinics, their doctors and the fees (refuses with no catalogue yet)."""
+        head = await self.head()
+        depts = await self.ledger.find(Department, "version", head.version, limit=500)
+        clinics = tuple(sorted((d for d in depts if d.type == "clinic"),
+                               key=lambda d: d.code))
+        rows = await self.ledger.find(Doctor, "version", head.version, limit=2000)
+        doctors: dict[str, tuple[Doctor, ...]] = {}
+        for d in sorted(rows, key=lambda d: d.doctor_id):
+            doctors[d.dept] = (*doctors.get(d.dept, ()), d)
+        default = await self.fee_item("")
+        fees: dict[str, CatalogueItem | None] = {"": default}
+        for d in rows:  # as fee_item: the doctor's own fee item, else the default
+            item = (await self.ledger.get(CatalogueItem, (head.version, d.fee_code))
+                    if d.fee_code else None)
+            fees[d.doctor_id] = item if item is not None else default
+        return Offer(clinics, doctors, fees)
 
     async def fee_item(self, dept: str, doctor_id: str = "") -> CatalogueItem | None:
         """The registration fee a visit charges: the doctor's fee item, else the
@@ -212,6 +267,48 @@ class VisitService:
             if e.visit.status == "waiting":
                 return await self.step(e.visit.visit_id, "called", room)
         return None
+
+    async def skip(self, visit_id: str) -> Visit:
+        """过号: the called patient did not come; a recall calls them again."""
+        return await self.step(visit_id, "skipped")
+
+    async def recall(self, visit_id: str, room: str = "") -> Visit:
+        """Call a called or skipped patient again (the waiting room shows the number)."""
+        return await self.step(visit_id, "recalled", room)
+
+    async def no_show(self, visit_id: str) -> Visit:
+        """The patient never came: the visit ends (final, it beats any later step)."""
+        return await self.step(visit_id, "no_show")
+
+    async def counts(self, dept: str, day: str = "") -> dict[str, int]:
+        """How many of the department's visits of ``day`` are in each status (every
+        status named, zeros too), and ``total``."""
+        out = dict.fromkeys(QUEUE_ORDER, 0)
+        for e in await self.queue(dept, day):
+            out[e.visit.status] = out.get(e.visit.status, 0) + 1
+        out["total"] = sum(out.values())
+        return out
+
+    async def board(self, depts: list[str], day: str = "", *, calling: int = 4,
+                    waiting: int = 6) -> Board:
+        """The waiting room's board for ``depts``: the ``calling`` most recent calls still
+        standing (status called) and the first ``waiting`` numbers waiting."""
+        called: list[QueueEntry] = []
+        queued: list[QueueEntry] = []
+        for dept in depts:
+            for e in await self.queue(dept, day, everyone=False):
+                if e.visit.status == "called":
+                    called.append(e)
+                elif e.visit.status == "waiting":
+                    queued.append(e)
+        called.sort(key=lambda e: e.visit.status_at, reverse=True)
+        queued.sort(key=lambda e: e.visit.registered_at)
+        return Board(tuple(called[:calling]), tuple(queued[:waiting]), len(queued))
+
+    async def changes(self) -> int:
+        """A number that changes whenever the ledger takes an event (own or synced): a
+        screen polls it and reads its queue again only when it moved."""
+        return await self.ledger.last_arrival()
 
     async def visits_of(self, patient_id: str) -> list[Visit]:
         """The patient's visits, newest first."""

@@ -251,9 +251,15 @@ class CounterApp(App[None]):
             self.last_activity = self._idle_clock()
         await super().on_event(event)
 
+    def idle_seconds(self) -> float:
+        """Seconds since the last key, click or card tap (a kiosk times out by it)."""
+        return self._idle_clock() - self.last_activity
+
     def lock_if_idle(self) -> None:
         limit = self.config.idle_lock_s
         if not limit or self.locked or self.counter is None or self.counter.operator is None:
+            return
+        if not getattr(self.home, "locks_when_idle", True):  # a kiosk: no staff to lock out
             return
         if self._idle_clock() - self.last_activity >= limit:
             self.lock()

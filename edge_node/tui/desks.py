@@ -27,9 +27,23 @@ def _cashier(counter: Counter) -> Screen[None]:
     return HomeScreen(counter)
 
 
+def _triage(counter: Counter) -> Screen[None]:
+    from edge_node.tui.screens.triage import TriageScreen
+
+    return TriageScreen(counter)
+
+
+def _kiosk(counter: Counter) -> Screen[None]:
+    from edge_node.tui.screens.kiosk import KioskScreen
+
+    return KioskScreen(counter)
+
+
 #: role → the desk it shows
 DESKS: dict[str, Callable[[Counter], Screen[None]]] = {
     "cashier": _cashier,
+    "triage": _triage,
+    "kiosk": _kiosk,
 }
 
 

@@ -58,6 +58,8 @@ FORMS: dict[str, type[FormScreen]] = {
 #: Opens the patient search (named in the unknown-card advice: keep them in step).  Not a
 #: printable key: a keyboard-wedge scanner types whole QR lines into the card field.
 FIND_KEY = "ctrl+f"
+#: Registers a visit (挂号) for the patient on screen: the triage desk's form.
+VISIT_KEY = "ctrl+n"
 
 
 class HomeScreen(Screen[None]):
@@ -85,6 +87,7 @@ class HomeScreen(Screen[None]):
         ("ctrl+g", "form('void')", "key.void", True),
         ("ctrl+r", "form('edit')", "key.edit", True),
         (FIND_KEY, "find", "key.find", True),
+        (VISIT_KEY, "visit", "key.visit", True),
         ("ctrl+o", "log_out", "key.log_out", True),
         ("escape", "clear", "key.clear", True),
     ]
@@ -296,6 +299,24 @@ class HomeScreen(Screen[None]):
             return
         form = FORMS[name](self.counter, view, self.card_no, self.card_entry)
         self.app.push_screen(form, self._after)
+
+    @work(exclusive=True, exit_on_error=False, group="lookup")
+    async def action_visit(self) -> None:
+        view = self.view
+        if view is None or not self.card_no:
+            self.say(self.counter.tr("home.need_card" if view is None else "search.need_active"),
+                     "warning")
+            return
+        from edge_node.tui.screens.visit import VisitForm, visits_for
+
+        try:
+            offer = await visits_for(self.counter, self.counter.service).offer()
+        except Exception as exc:
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        self.app.push_screen(VisitForm(self.counter, view, self.card_no, self.card_entry, offer,
+                                       channel="cashier", dept=self.counter.config.department),
+                             self._after)
 
     def action_history(self) -> None:
         if self.view is None:
