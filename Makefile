@@ -18,8 +18,10 @@ $(BIN)/.dev: pyproject.toml scripts/install-system-deps.sh $(BIN)/.base
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+# DESK=triage|doctor|kiosk opens that desk (its own counter) instead of the cashier's.
+DESK ?= cashier
 demo: $(BIN)/.base
-	$(BIN)/python scripts/demo_stack.py
+	$(BIN)/python scripts/demo_stack.py --desk $(DESK)
 
 # In another terminal while `make demo` runs: central's IT console on the demo's central.
 console: $(BIN)/.base

@@ -294,6 +294,9 @@ class DemoStack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     conflict: tuple[str, int] = ("", 0)  # central's overdraft: id, fen
     say: Callable[[str], None] = lambda _text: None
+    desk: str = "cashier"  # the desk the app shows (DESKS): another counter for the others
+    desk_config: EdgeConfig | None = None
+    desk_key: SigningKey | None = None
 
     # -- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -362,11 +365,16 @@ class DemoStack:
     # -- start ---------------------------------------------------------------------------------
     @classmethod
     def start(cls, base: Path, language: str = "zh",
-              say: Callable[[str], None] = lambda _text: None) -> DemoStack:
-        """Everything up to: conflict raised at central, both counters synced, daemons up."""
-        stack = cls(base, language, say=say)
+              say: Callable[[str], None] = lambda _text: None,
+              desk: str = "cashier") -> DemoStack:
+        """Everything up to: conflict raised at central, both counters synced, daemons up
+        (and, for ``desk`` other than the cashier's, that desk's counter with the day's
+        first visits, synced)."""
+        stack = cls(base, language, say=say, desk=desk)
         try:
             stack._start()
+            if desk != "cashier":
+                stack._start_desk()
         except BaseException:
             stack.stop()
             raise
@@ -436,14 +444,49 @@ class DemoStack:
         cid, _kind, _status, amount = next(c for c in self.conflicts() if c[1] == "overdraft")
         self.conflict = (cid, amount)
 
+    def _start_desk(self) -> None:
+        """A counter of role ``desk`` (triage, doctor, kiosk …) for the internal-medicine
+        clinic, enrolled and synced, with the day's first visits registered at it."""
+        assert self.cashier is not None and self.cashier_key is not None
+        node = f"demo-{self.desk}"
+        directory = self.base / node
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = EdgeConfig(node_id=node, role=self.desk, db=directory / "ledger.sqlite3",
+                         key_file=directory / "node.key", language=self.language,
+                         printer=str(directory / "receipts.escpos"),
+                         sync=self.cashier.sync, department=DESK_DEPT, room=DESK_ROOM,
+                         reader=ReaderConfig("simulated", "Demo reader"))
+        (directory / "onecard-edge.toml").write_text(render(cfg), encoding="utf-8")
+        key = SigningKey.generate()
+        write_key(cfg.key_file, key)
+        cfg = _loaded(cfg)
+        ledger = asyncio.run(Ledger.open(cfg.db, node, key, rule_config=cfg.rules))
+        try:
+            asyncio.run(staff.add_staff(ledger, "demo", "演示", "1234",
+                                        hasher=staff.cheap_hasher()))
+        finally:
+            asyncio.run(ledger.close())
+        _run(str(BIN / "onecard-central"), "--config", str(self.central_config), "enrol",
+             node, "--key", key.public_key.hex(), "--role", self.desk)
+        self._spawn(f"sync-{node}", [str(BIN / "onecard-edge"), "--config", str(cfg.path),
+                                     "sync"])
+        self._wait(lambda: bool(_rows(cfg.db, "SELECT 1 FROM catalogue_head")) and bool(
+            _rows(cfg.db, "SELECT 1 FROM cards WHERE card_no = ?", DEMO_PATIENTS[-1][3])),
+            f"{node} to sync the catalogue and the sample patients")
+        asyncio.run(_visits(cfg, key))
+        self.desk_config, self.desk_key = cfg, key
+
     def app(self, console: str) -> DemoCounterApp:
-        """The cashier's app, its login screen telling the staff id, PIN and ``console``."""
+        """The desk's app, its login screen telling the staff id, PIN and ``console``."""
         assert self.cashier is not None and self.cashier_key is not None
         amount = yuan(self.conflict[1])
 
         def hint(tr: Translator) -> str:  # in the app's language, whichever it shows
             return tr("demo.hint", console=console, amount=amount)
 
+        if self.desk_config is not None:
+            reader, cards = make_reader(self.cashier_key, self.patients)
+            return DemoCounterApp(self.desk_config, cards, reader=reader, login_hint=hint)
         return cashier_app(self.cashier, self.cashier_key, self.patients, hint)
 
     def __enter__(self) -> DemoStack:
@@ -522,7 +565,25 @@ async def _charge(config: EdgeConfig, key: SigningKey, operator: str, item: dict
         await ledger.close()
 
 
-def run_demo(directory: Path, language: str, console: str) -> int:
+DESK_DEPT, DESK_ROOM = "IM", "诊室3"  # the desks' clinic: internal medicine
+DESKS = ("cashier", "triage", "doctor", "kiosk")
+
+
+async def _visits(config: EdgeConfig, key: SigningKey) -> None:
+    """The day's first visits to the desk's clinic, registered at the desk's counter."""
+    from edge_node.visits import VisitService
+
+    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
+    try:
+        visits = VisitService(ledger, "demo", queue_tag=config.queue_tag)
+        for _name, _nid, _phone, card, _amount in DEMO_PATIENTS[::2]:
+            await visits.register(dept=DESK_DEPT, channel="triage", card_no=card,
+                                  card_entry="manual")
+    finally:
+        await ledger.close()
+
+
+def run_demo(directory: Path, language: str, console: str, desk: str = "cashier") -> int:
     """Start the stack in ``directory``, run the cashier's app here, stop it all after."""
     tr = Translator(language)
 
@@ -536,7 +597,7 @@ def run_demo(directory: Path, language: str, console: str) -> int:
         signal.signal(sig, interrupted)  # the app's own handlers take over while it runs
     say(tr("demo.step.central"))
     try:
-        with DemoStack.start(directory, language, say) as stack:
+        with DemoStack.start(directory, language, say, desk) as stack:
             stack.app(console).run()
     except DemoFailed as exc:
         say(tr("demo.failed", error=str(exc)))
@@ -550,12 +611,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m edge_node.demo",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--language", choices=("zh", "en"), default="zh")
+    p.add_argument("--desk", choices=DESKS, default="cashier",
+                   help="the desk to open: cashier (default), triage, doctor or kiosk")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="onecard-demo-") as tmp:
         exe = BIN / "onecard-central"
         on_path = shutil.which("onecard-central") == str(exe)
         console = f"{exe.name if on_path else exe} --config {tmp}/central/central.toml console"
-        return run_demo(Path(tmp), args.language, console)
+        return run_demo(Path(tmp), args.language, console, args.desk)
 
 
 if __name__ == "__main__":

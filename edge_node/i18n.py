@@ -23,6 +23,11 @@ LANGUAGES = ("zh", "en")
 STRINGS: dict[str, tuple[str, str]] = {
     # app, status bar
     "app.title": ("一卡通 收费挂号窗口", "OneCard registration & cashier"),
+    "app.title.triage": ("一卡通 分诊台", "OneCard triage desk"),
+    "app.title.doctor": ("一卡通 医生工作站", "OneCard doctor's station"),
+    "app.title.kiosk": ("一卡通 自助挂号机", "OneCard self-service kiosk"),
+    "app.title.lab": ("一卡通 检验检查窗口", "OneCard lab and exam window"),
+    "app.title.pharmacy": ("一卡通 药房", "OneCard pharmacy"),
     "status.online": ("● 在线", "● online"),
     "status.offline": ("○ 离线（本机照常工作）", "○ offline (counter works normally)"),
     "status.pending": ("待同步 {n}", "to sync {n}"),
@@ -829,6 +834,7 @@ _CLINIC = {
     "problem.approval.locked": ("该主管密码错误次数过多，已锁定 {minutes} 分钟", "too many wrong PINs: that supervisor id is locked for {minutes} min"),
     "problem.credit.above_cap": ("绿色通道额度最多 {cap}，本次 {amount}", "green-channel credit is at most {cap}; asked {amount}"),
     "problem.credit.none_open": ("该病人没有开通绿色通道，无需结束", "this patient has no green channel to end"),
+    "problem.visit.already_waiting": ("该病人今天已挂 {dept} 的号 {number}，尚未就诊完", "the patient already has visit {number} to {dept} today, not finished"),
     "problem.visit.no_patient": ("请刷患者的卡或先查找患者", "tap the patient's card or find the patient"),
     "problem.visit.exists": ("该挂号已存在", "this visit already exists"),
     "problem.visit.fee_charged": ("就诊 {visit} 的诊查费已收过", "the consultation fee of visit {visit} was already charged"),
@@ -1068,6 +1074,11 @@ class Translator(Table):
     """The counter's strings in one language (screens, receipts, reports, refusals)."""
 
     strings = STRINGS
+
+    def app_title(self, role: str) -> str:
+        """The counter's title for its role (the cashier's for any other)."""
+        key = f"app.title.{role}"
+        return self(key if key in self.strings else "app.title")
 
     def problem(self, p: Problem) -> str:
         """One plain-language line for a refusal, in this language: the code's template

@@ -25,7 +25,7 @@ from protocol.core import Ref, State
 from protocol.errors import Problem
 from protocol.event import Event
 from protocol.patient import Patient
-from protocol.visit import QueueSeries, Visit, default_tag, queue_key
+from protocol.visit import FINAL, QueueSeries, Visit, default_tag, queue_key
 
 #: what the queue shows first: those called and in consultation, then waiting, then the
 #: rest (skipped can be recalled), done and no-shows last
@@ -171,9 +171,12 @@ class VisitService:
     # -- registration ----------------------------------------------------------------------
     async def register(self, *, dept: str, channel: str, card_no: str = "",
                        patient_id: str = "", doctor_id: str = "", day: str = "",
-                       card_entry: str = "chip") -> VisitReceipt:
+                       card_entry: str = "chip", again: bool = False) -> VisitReceipt:
         """Register a visit for the patient behind ``card_no`` (or ``patient_id``) to
-        ``dept`` (and ``doctor_id``) today, its fee charged from the deposit."""
+        ``dept`` (and ``doctor_id``) today, its fee charged from the deposit.
+
+        Refused while the patient still queues in that department that day (a second
+        tap would charge the fee twice), unless ``again``: staff meant a second visit."""
         if not (card_no or patient_id):
             raise _refuse("visit.no_patient", "tap the patient's card or find the patient",
                           "card_no")
@@ -184,6 +187,8 @@ class VisitService:
         day = day or self.today()
         version = head.number
         tag = self.queue_tag
+        if not again:
+            await self._not_waiting_already(card_no, patient_id, dept, day)
 
         def body(ctx: OpContext) -> dict[str, Any]:
             pid = patient_id
@@ -216,6 +221,22 @@ class VisitService:
         patient = result[1].get(Patient, pid) or await self.ledger.get(Patient, pid)
         acct = result[1].get(Account, pid) or await self.ledger.get(Account, pid)
         return VisitReceipt(v, patient, acct.balance if acct else 0, (ev,), self.dry_run)
+
+    async def _not_waiting_already(self, card_no: str, patient_id: str, dept: str,
+                                   day: str) -> None:
+        """Refuse a second visit to a department the patient is still queueing in today
+        (a second tap at triage would charge the fee twice); after that visit is done or
+        a no-show, a new one is fine."""
+        if card_no:
+            card = await self.ledger.get(Card, card_no)
+            patient_id = card.patient_id if card is not None else ""
+        if not patient_id:
+            return  # (the append refuses an unknown card, with its own words)
+        for v in await self.visits_of(patient_id):
+            if v.dept == dept and v.day == day and v.status not in FINAL:
+                raise _refuse("visit.already_waiting", f"the patient already has visit "
+                              f"{v.label} to {dept} today ({v.status.replace('_', '-')})",
+                              "dept", number=v.label, dept=dept)
 
     async def _run(self, ops: list[Op]) -> tuple[Event, State]:
         if self.dry_run:

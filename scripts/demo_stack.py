@@ -30,6 +30,8 @@ def _running(pid_file: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--language", choices=("zh", "en"), default="zh")
+    ap.add_argument("--desk", choices=("cashier", "triage", "doctor", "kiosk"),
+                    default="cashier", help="the desk to open (its own counter)")
     args = ap.parse_args()
     from edge_node.demo import run_demo
 
@@ -42,7 +44,7 @@ def main() -> int:
     DEMO_DIR.mkdir()
     pid_file.write_text(f"{os.getpid()}\n")
     try:
-        return run_demo(DEMO_DIR, args.language, "make console")
+        return run_demo(DEMO_DIR, args.language, "make console", args.desk)
     finally:
         shutil.rmtree(DEMO_DIR, ignore_errors=True)
 

@@ -189,7 +189,7 @@ async def test_call_next_skip_recall_no_show(tmp_path: Path) -> None:
     led = await seeded(cfg)
     visits = VisitService(led, "seed")
     for _ in range(3):
-        await visits.register(dept="IM", channel="triage", card_no=CARD)
+        await visits.register(dept="IM", channel="triage", card_no=CARD, again=True)
 
     def status_of(label: str) -> str:
         row = next(r for r in rows(pilot) if r.startswith(label))
@@ -231,7 +231,7 @@ async def test_the_queue_follows_the_ledger(tmp_path: Path) -> None:
         await log_in(pilot)
         assert rows(pilot) == []
         other = VisitService(led, "nurse.zhou", queue_tag="T02")
-        await other.register(dept="IM", channel="triage", card_no=CARD)
+        await other.register(dept="IM", channel="triage", card_no=CARD, again=True)
         await until(pilot, "the other counter's visit", lambda: len(rows(pilot)) == 1)
         assert rows(pilot)[0].startswith("T02-001")
     await led.close()
@@ -240,7 +240,8 @@ async def test_the_queue_follows_the_ledger(tmp_path: Path) -> None:
 async def test_help_lists_the_desk_keys_and_a_department_is_picked(tmp_path: Path) -> None:
     cfg = config(tmp_path)  # no department configured: the nurse picks one
     led = await seeded(cfg)
-    await VisitService(led, "seed").register(dept="SURG", channel="triage", card_no=CARD)
+    await VisitService(led, "seed").register(dept="SURG", channel="triage", card_no=CARD,
+                                             again=True)
     async with make_app(cfg, led).run_test(size=TTY) as pilot:
         await log_in(pilot)
         assert "F7" in str(desk(pilot).query_one("#dept-name", Static).render())
@@ -394,7 +395,7 @@ async def test_display_shows_calls_and_next_with_masked_names(tmp_path: Path) ->
     led = await seeded(cfg)
     visits = VisitService(led, "seed")
     for card in (CARD, POOR, CARD):
-        await visits.register(dept="IM", channel="triage", card_no=card)
+        await visits.register(dept="IM", channel="triage", card_no=card, again=True)
     await visits.call_next("IM", "诊室3")
     app = DisplayApp(cfg, ledger=led, clock=lambda: NOW_MS)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -434,7 +435,8 @@ def test_triage_queue_snapshot(tmp_path: Path, snap_compare: Any, language: str,
         led = await seeded(cfg)
         visits = VisitService(led, "seed")
         for card, doctor in ((CARD, "dr.zhao"), (POOR, ""), (CARD, "dr.qian"), (POOR, "")):
-            await visits.register(dept="IM", channel="triage", card_no=card, doctor_id=doctor)
+            await visits.register(dept="IM", channel="triage", card_no=card, doctor_id=doctor,
+                                  again=True)
         first = await visits.call_next("IM", "诊室3")
         await visits.call_next("IM", "诊室3")
         assert first is not None

@@ -37,8 +37,14 @@ async def test_register_charges_the_default_fee_and_numbers_from_the_counters_ta
     assert r.balance == 10_000 - 500
     acct = await visits.ledger.get(Account, pid)
     assert acct.balance == 9_500
-    r2 = await visits.register(dept="IM", channel="triage", card_no=CARD)
+    with pytest.raises(OperationRefused) as again:  # a second tap: still queueing there
+        await visits.register(dept="IM", channel="triage", card_no=CARD)
+    assert codes(again) == {"visit.already_waiting"} and "T01-001" in str(again.value)
+    await visits.no_show(r.visit.visit_id)  # (or seen and done): a new visit is fine
+    r2 = await visits.register(dept="IM", channel="triage", card_no=CARD, again=True)
     assert r2.visit.label == "T01-002"
+    assert (await visits.register(dept="SURG", channel="triage", card_no=CARD, again=True)
+            ).visit.label == "T01-001"  # another department: its own queue
 
 
 async def test_fee_from_the_doctor_else_the_default(make_ledger: LedgerFactory) -> None:
@@ -46,7 +52,8 @@ async def test_fee_from_the_doctor_else_the_default(make_ledger: LedgerFactory) 
     assert (await visits.fee_item("IM", "dr.zhao")).code == "REG-EXP"  # type: ignore[union-attr]
     assert (await visits.fee_item("IM", "dr.qian")).code == "REG-GEN"  # type: ignore[union-attr]
     assert (await visits.fee_item("IM")).code == "REG-GEN"  # type: ignore[union-attr]
-    r = await visits.register(dept="IM", channel="kiosk", card_no=CARD, doctor_id="dr.zhao")
+    r = await visits.register(dept="IM", channel="kiosk", card_no=CARD, doctor_id="dr.zhao",
+                              again=True)
     assert (r.visit.fee, r.visit.doctor_id, r.balance) == (1500, "dr.zhao", 8_500)
     offer = await visits.offer()
     assert [d.code for d in offer.clinics] == ["IM", "PED", "SURG"]
@@ -57,25 +64,27 @@ async def test_fee_from_the_doctor_else_the_default(make_ledger: LedgerFactory) 
 async def test_refusals_write_nothing(make_ledger: LedgerFactory) -> None:
     visits, _ = await clinic(make_ledger)
     with pytest.raises(OperationRefused) as exc:
-        await visits.register(dept="IM", channel="triage", card_no="8600009999")
+        await visits.register(dept="IM", channel="triage", card_no="8600009999", again=True)
     assert codes(exc) == {"card.unknown"}
     with pytest.raises(OperationRefused) as exc:
-        await visits.register(dept="LAB", channel="triage", card_no=CARD)
+        await visits.register(dept="LAB", channel="triage", card_no=CARD, again=True)
     assert codes(exc) == {"visit.unknown_dept"}
     with pytest.raises(OperationRefused) as exc:
-        await visits.register(dept="SURG", channel="triage", card_no=CARD, doctor_id="dr.zhao")
+        await visits.register(dept="SURG", channel="triage", card_no=CARD, doctor_id="dr.zhao",
+                              again=True)
     assert codes(exc) == {"visit.unknown_doctor"}
     # a deposit short: says by how much
     svc = CounterService(visits.ledger, "op.wang")
     await registered(svc, CARD2, 1_000, national_id=ID_FEMALE)
     with pytest.raises(OperationRefused) as exc:
-        await visits.register(dept="IM", channel="triage", card_no=CARD2, doctor_id="dr.zhao")
+        await visits.register(dept="IM", channel="triage", card_no=CARD2, doctor_id="dr.zhao",
+                              again=True)
     p = exc.value.problems[0]
     assert p.code == "charge.insufficient" and int(p.values["short"]) == 500  # type: ignore[call-overload]
     # a lost card
     await svc.report_lost(CARD, "id_card")
     with pytest.raises(OperationRefused) as exc:
-        await visits.register(dept="IM", channel="triage", card_no=CARD)
+        await visits.register(dept="IM", channel="triage", card_no=CARD, again=True)
     assert "card.lost" in codes(exc)
     assert await visits.queue("IM") == [] and await visits.queue("SURG") == []
 
@@ -84,7 +93,8 @@ async def test_no_catalogue_yet_is_a_refusal(make_ledger: LedgerFactory) -> None
     led = await make_ledger("triage-01")
     await registered(CounterService(led, "op.wang"), CARD, 10_000)
     visits = VisitService(led, "nurse.li")
-    for call in (visits.offer(), visits.register(dept="IM", channel="triage", card_no=CARD)):
+    for call in (visits.offer(), visits.register(dept="IM", channel="triage", card_no=CARD,
+                                                 again=True)):
         with pytest.raises(OperationRefused) as exc:
             await call
         assert codes(exc) == {"catalogue.none"}
@@ -93,10 +103,11 @@ async def test_no_catalogue_yet_is_a_refusal(make_ledger: LedgerFactory) -> None
 async def test_dry_run_previews_and_writes_nothing(make_ledger: LedgerFactory) -> None:
     visits, _ = await clinic(make_ledger)
     before = await visits.ledger.event_count()
-    r = await visits.dry().register(dept="IM", channel="triage", card_no=CARD)
+    r = await visits.dry().register(dept="IM", channel="triage", card_no=CARD, again=True)
     assert r.preview and r.visit.label == "T01-001" and r.balance == 9_500
     assert await visits.ledger.event_count() == before
-    assert (await visits.register(dept="IM", channel="triage", card_no=CARD)).visit.label \
+    assert (await visits.register(dept="IM", channel="triage", card_no=CARD,
+                                  again=True)).visit.label \
         == "T01-001"
 
 
@@ -104,20 +115,25 @@ async def test_queue_series_per_tag_and_per_department_and_day(
         make_ledger: LedgerFactory) -> None:
     visits, _ = await clinic(make_ledger, queue_tag="A7")
     other = VisitService(visits.ledger, "nurse.li", queue_tag="B")
-    labels = [(await visits.register(dept="IM", channel="triage", card_no=CARD)).visit.label,
-              (await other.register(dept="IM", channel="triage", card_no=CARD)).visit.label,
-              (await visits.register(dept="IM", channel="triage", card_no=CARD)).visit.label,
-              (await visits.register(dept="SURG", channel="triage", card_no=CARD)).visit.label]
+    labels = [(await visits.register(dept="IM", channel="triage", card_no=CARD,
+                                     again=True)).visit.label,
+              (await other.register(dept="IM", channel="triage", card_no=CARD,
+                                    again=True)).visit.label,
+              (await visits.register(dept="IM", channel="triage", card_no=CARD,
+                                     again=True)).visit.label,
+              (await visits.register(dept="SURG", channel="triage", card_no=CARD,
+                                     again=True)).visit.label]
     assert labels == ["A7-001", "B-001", "A7-002", "A7-001"]
     tomorrow = "2026-09-23"
-    r = await visits.register(dept="IM", channel="triage", card_no=CARD, day=tomorrow)
+    r = await visits.register(dept="IM", channel="triage", card_no=CARD, day=tomorrow, again=True)
     assert r.visit.label == "A7-001" and r.visit.day == tomorrow
     assert [e.visit.label for e in await visits.queue("IM")] == ["A7-001", "B-001", "A7-002"]
 
 
 async def test_queue_order_and_steps(make_ledger: LedgerFactory) -> None:
     visits, _ = await clinic(make_ledger)
-    ids = [(await visits.register(dept="IM", channel="triage", card_no=CARD)).visit.visit_id
+    ids = [(await visits.register(dept="IM", channel="triage", card_no=CARD,
+                                  again=True)).visit.visit_id
            for _ in range(4)]
 
     async def shown() -> list[tuple[str, str]]:
@@ -148,7 +164,8 @@ async def test_queue_order_and_steps(make_ledger: LedgerFactory) -> None:
 async def test_steps_out_of_order_are_refused(make_ledger: LedgerFactory, step: str,
                                               status: str) -> None:
     visits, _ = await clinic(make_ledger)
-    vid = (await visits.register(dept="IM", channel="triage", card_no=CARD)).visit.visit_id
+    vid = (await visits.register(dept="IM", channel="triage", card_no=CARD,
+                                 again=True)).visit.visit_id
     path = {"waiting": [], "called": ["called"], "no_show": ["no_show"],
             "done": ["called", "started", "done"]}[status]
     for s in path:
@@ -171,7 +188,7 @@ async def test_changes_moves_with_every_event(make_ledger: LedgerFactory) -> Non
     visits, _ = await clinic(make_ledger)
     mark = await visits.changes()
     assert await visits.changes() == mark
-    await visits.register(dept="IM", channel="triage", card_no=CARD)
+    await visits.register(dept="IM", channel="triage", card_no=CARD, again=True)
     assert await visits.changes() > mark
 
 

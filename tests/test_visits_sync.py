@@ -72,7 +72,8 @@ async def register(counter: Counter, n: int) -> list[str]:
     led = await _open(counter)
     try:
         visits = VisitService(led, "nurse.li")
-        return [(await visits.register(dept="IM", channel="triage", card_no=CARD)).visit.label
+        return [(await visits.register(dept="IM", channel="triage", card_no=CARD,
+                                       again=True)).visit.label
                 for _ in range(n)]
     finally:
         await led.close()

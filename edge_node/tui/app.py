@@ -90,7 +90,7 @@ class CounterApp(App[None]):
 
     # -- start and stop ------------------------------------------------------------------
     async def on_mount(self) -> None:
-        self.title = self.tr("app.title")
+        self.title = self.tr.app_title(self.config.role)
         try:
             prices = self._prices or pricelist.load(self.config.price_list)
             if self._ledger is None:
@@ -157,7 +157,7 @@ class CounterApp(App[None]):
             self.counter.tr = tr
             if self.counter.desk is not None:
                 self.counter.desk.tr = tr
-        self.title = tr("app.title")
+        self.title = tr.app_title(self.config.role)
         self._relabel_keys()
         for screen in self.screen_stack:
             relabel = getattr(screen, "relabel", None)

@@ -40,7 +40,7 @@ class LoginScreen(Screen[Staff]):
         tr = self.counter.tr
         yield KeyBar()  # F1, Ctrl+L (language before logging in), Ctrl+Q
         with Vertical():
-            yield Static(tr("app.title"), id="app-title")
+            yield Static(tr.app_title(self.counter.config.role), id="app-title")
             yield Static(tr("login.locked_title" if self.locked else "login.title"), id="title")
             yield Label(tr("login.staff_id"), id="staff-label")
             yield Input(id="staff_id", value=self._last_staff_id())
@@ -60,7 +60,7 @@ class LoginScreen(Screen[Staff]):
     def relabel(self) -> None:
         """After a language switch (Ctrl+L before logging in): the same screen, new words."""
         tr = self.counter.tr
-        self.query_one("#app-title", Static).update(tr("app.title"))
+        self.query_one("#app-title", Static).update(tr.app_title(self.counter.config.role))
         self.query_one("#title", Static).update(
             tr("login.locked_title" if self.locked else "login.title"))
         self.query_one("#staff-label", Label).update(tr("login.staff_id"))
