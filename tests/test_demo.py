@@ -155,3 +155,32 @@ def test_walkthrough_in_english_by_lang_and_keeps_the_folder_it_names(tmp_path: 
                            "SELECT kind, status FROM conflicts")
     assert (kind, status) == ("overdraft", "resolved")
     assert cfgmod.load(kept / "cashier-01" / "onecard-edge.toml").node_id == "cashier-01"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("desk", ["triage", "doctor"])
+def test_the_demo_opens_another_desk_on_its_own_counter(tmp_path: Path, desk: str) -> None:
+    """``make demo DESK=…``: that role's counter, enrolled and synced, with the day's first
+    visits to internal medicine in its queue; its app opens that desk."""
+    from edge_node.tui.desks import DESKS
+
+    stack = demo.DemoStack.start(tmp_path, "en", desk=desk)
+    try:
+        assert f"sync-demo-{desk}" in stack.procs
+        cfg = stack.desk_config
+        assert cfg is not None and cfg.role == desk and cfg.department == demo.DESK_DEPT
+        visits = _ro(cfg.db, "SELECT queue_tag, queue_no, status FROM visits ORDER BY queue_no")
+        assert [(n, s) for _, n, s in visits] == [(1, "waiting"), (2, "waiting")]
+
+        async def at_the_desk() -> None:
+            app = stack.app("make console")
+            async with app.run_test(size=(80, 25)) as pilot:
+                await settle_down(pilot)
+                assert type(app.home) is type(DESKS[desk](app.counter))  # type: ignore[arg-type]
+                await log_in(pilot, "demo", "1234")
+                await settle_down(pilot)
+                assert "OneCard" in app.title and "cashier" not in app.title
+
+        asyncio.run(at_the_desk())
+    finally:
+        stack.stop()
