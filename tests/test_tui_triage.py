@@ -342,6 +342,9 @@ async def test_kiosk_registers_and_gives_a_big_number(tmp_path: Path) -> None:
         await pilot.press("enter")
         await settle_down(pilot)
         assert kiosk(pilot).step == "welcome" and kiosk(pilot).view is None
+        await pilot.press("ctrl+q")  # a patient cannot quit the kiosk (IT stops the service)
+        await settle_down(pilot)
+        assert pilot.app.screen is kiosk(pilot) and pilot.app.is_running
     [e] = await VisitService(led).queue("IM")
     assert (e.visit.channel, e.visit.label) == ("kiosk", "K01-001")
     await led.close()

@@ -188,6 +188,8 @@ class CounterApp(App[None]):
                                                         for s in self.screen_stack)
         if action == "key_help":
             return self.counter is not None and not isinstance(self.screen, KeyHelpScreen)
+        if action == "quit" and self.config.role == "kiosk" and not self.locked:
+            return False  # a patient at the kiosk cannot quit it (IT stops the service)
         return True
 
     def action_language(self) -> None:
