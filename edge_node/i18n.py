@@ -879,8 +879,21 @@ _CLINIC = {
     "field.weekday": ("星期", "Weekday"),
 }
 
+# -- the doctor's station (edge_node.clinic, the doctor desk) --------------------------------
+_DOCTOR = {
+    "problem.order.empty": ("请至少添加一个项目", "add at least one item"),
+    "problem.order.unknown_template": ("本版价目表中没有模板 {template}", "there is no template {template} in this catalogue version"),
+    "problem.order.stock_unknown": ("{item}：本机不知道 {pharmacy} 的库存（未同步或从未入库），请与药房确认", "{item}: the stock at {pharmacy} is not known at this counter (never received, or not synced): check with the pharmacy"),
+    "problem.order.stock_short": ("{item}：{pharmacy} 仅有 {have} {unit}，开了 {qty} {unit}", "{item}: only {have} {unit} on hand at {pharmacy}, {qty} prescribed"),
+    "problem.order.same_drug": ("{item}：医嘱 {order} 中已开此药，尚未撤销", "{item} is already prescribed in order {order}, not cancelled"),
+    "problem.order.not_covered": ("{item}：不在患者医保目录内，需自费", "{item}: not covered by the patient's insurance, self-pay"),
+    "problem.order.partly_covered": ("{item}：乙类，医保部分报销，患者需自付一部分", "{item}: class B, only partly covered by the patient's insurance"),
+    "problem.order.unconfirmed": ("还有 {n} 条提醒未确认：请阅读后确认再发送", "{n} warning(s) not confirmed: read them and confirm before sending"),
+    "problem.order.reason": ("请填写撤销原因", "give the reason for cancelling"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
-               _BACKUP, _AUDIT, _CLINIC):
+               _BACKUP, _AUDIT, _CLINIC, _DOCTOR):
     STRINGS.update(_block)
 
 
