@@ -890,6 +890,7 @@ _DOCTOR = {
     "problem.order.partly_covered": ("{item}：乙类，医保部分报销，患者需自付一部分", "{item}: class B, only partly covered by the patient's insurance"),
     "problem.order.unconfirmed": ("还有 {n} 条提醒未确认：请阅读后确认再发送", "{n} warning(s) not confirmed: read them and confirm before sending"),
     "problem.order.reason": ("请填写撤销原因", "give the reason for cancelling"),
+    "problem.visit.no_patient": ("请刷患者的卡或查找患者", "tap the patient's card or find the patient"),
     # the doctor's desk: queue
     "doctor.queue_title": ("候诊队列  科室 {dept}  诊室 {room}", "Queue  department {dept}  room {room}"),
     "doctor.card_placeholder": ("刷卡或输入卡号", "tap or type a card no."),

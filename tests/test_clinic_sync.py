@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from central.conflicts import sign_central
 from central.config import CentralConfig, load_key
+from central.conflicts import sign_central
 from central.store import CentralStore
 from edge_node.clinic import ClinicService
 from edge_node.ledger import Ledger

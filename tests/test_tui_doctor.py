@@ -7,6 +7,7 @@ snapshots at 80×25 (zh) and 160×48 (en)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from edge_node.tui.screens.keyhelp import KeyHelpScreen
 from edge_node.tui.screens.order import OrderScreen
 from edge_node.visits import VisitService
 from protocol.account import Account
+from protocol.clinical import Profile
 from protocol.order import Order
 from protocol.visit import Visit
 from tests.conftest import ID_FEMALE, ID_MALE, FakeClock, node_key
@@ -84,11 +86,23 @@ async def seed(led: Ledger, deposit: int = 50_000, history: bool = False) -> dic
     return out
 
 
-async def started(tmp_path: Path, language: str = "en", **kw: Any
-                  ) -> tuple[EdgeConfig, Ledger, dict[str, str]]:
-    cfg = doctor_config(tmp_path, language)
-    led = await open_ledger(cfg)
-    return cfg, led, await seed(led, **kw)
+Started = Callable[..., Awaitable[tuple[EdgeConfig, Ledger, dict[str, str]]]]
+
+
+@pytest.fixture
+async def started(tmp_path: Path) -> AsyncIterator[Started]:
+    """A doctor's counter: its config, its open ledger (closed after the test), the ids."""
+    opened: list[Ledger] = []
+
+    async def start(language: str = "en", **kw: Any
+                    ) -> tuple[EdgeConfig, Ledger, dict[str, str]]:
+        cfg = doctor_config(tmp_path, language)
+        led = await open_ledger(cfg)
+        opened.append(led)
+        return cfg, led, await seed(led, **kw)
+    yield start
+    for led in opened:
+        await led.close()
 
 
 def screen(pilot: Pilot[Any]) -> Any:
@@ -128,8 +142,8 @@ async def balance(led: Ledger, pid: str) -> int:
 
 
 # -- the queue ------------------------------------------------------------------------------
-async def test_the_queue_and_call_next_start_the_consultation(tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path)
+async def test_the_queue_and_call_next_start_the_consultation(started: Started) -> None:
+    cfg, led, ids = await started()
     async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
         await log_in(pilot, DOCTOR)
         desk = screen(pilot)
@@ -159,8 +173,8 @@ async def test_the_queue_and_call_next_start_the_consultation(tmp_path: Path) ->
         assert desk.message_text == "Nobody is waiting"
 
 
-async def test_a_tap_opens_the_patient_and_their_visit_of_today(tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path)
+async def test_a_tap_opens_the_patient_and_their_visit_of_today(started: Started) -> None:
+    cfg, led, ids = await started()
     async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
         await log_in(pilot, DOCTOR)
         await fill(pilot, "#card_no", CARD_B)
@@ -170,6 +184,9 @@ async def test_a_tap_opens_the_patient_and_their_visit_of_today(tmp_path: Path) 
         assert isinstance(p, PatientScreen)
         assert (p.patient_id, p.visit_id) == (ids["B"], ids["visit_B"])
         assert "李梅" in text_of(pilot, "#header")
+        v = await led.get(Visit, ids["visit_B"])  # the tap started the consultation
+        assert (v.status, v.consult_fee, v.doctor_seen) == ("consulting", 1000, DOCTOR)
+        assert "in consultation" in text_of(pilot, "#header")
         # the next card, tapped while a patient is open, opens that patient instead
         pilot.app.home.post_message(CardTapped(CARD_A, "manual"))
         await settle_down(pilot)
@@ -183,8 +200,8 @@ async def test_a_tap_opens_the_patient_and_their_visit_of_today(tmp_path: Path) 
         assert "8699999999" in pilot.app.home.message_text
 
 
-async def test_diagnosis_allergy_and_insurance(tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path)
+async def test_diagnosis_allergy_and_insurance(started: Started) -> None:
+    cfg, led, ids = await started()
     async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
         await log_in(pilot, DOCTOR)
         await call_next(pilot)
@@ -217,6 +234,9 @@ async def test_diagnosis_allergy_and_insurance(tmp_path: Path) -> None:
         await pilot.press("ctrl+s")
         await settle_down(pilot)
         assert "Insurance resident" in text_of(pilot, "#header")
+        profile = await led.get(Profile, ids["A"])
+        assert (profile.insurance, profile.active_allergies()) == ("resident",
+                                                                   [("青霉素类", "皮疹")])
         await pilot.press("f1")
         await settle_down(pilot)
         help_screen = screen(pilot)
@@ -226,8 +246,8 @@ async def test_diagnosis_allergy_and_insurance(tmp_path: Path) -> None:
 
 
 # -- orders and their checks ------------------------------------------------------------------
-async def test_an_allergy_block_prevents_sending(tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path)
+async def test_an_allergy_block_prevents_sending(started: Started) -> None:
+    cfg, led, ids = await started()
     await ClinicService(led, DOCTOR).record_allergy(ids["A"], "青霉素类")
     async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
         await log_in(pilot, DOCTOR)
@@ -246,6 +266,12 @@ async def test_an_allergy_block_prevents_sending(tmp_path: Path) -> None:
         assert screen(pilot) is form, "a block cannot be sent"
         assert form.message_text.startswith("Red items block this order")
         assert await orders(led, ids["A"]) == []
+        await pilot.press("ctrl+l")  # 中文: the form, its checks and keys follow
+        await settle_down(pilot)
+        assert "不能开：" in form.checks_text and "青霉素类 过敏史" in form.checks_text
+        assert str(form.query_one("#order-title", Static).render()).startswith("处方")
+        await pilot.press("ctrl+l")
+        await settle_down(pilot)
         # take the drug out, prescribe another: the block is gone
         form.query_one("#lines", DataTable).focus()
         await pilot.press("delete")
@@ -253,8 +279,8 @@ async def test_an_allergy_block_prevents_sending(tmp_path: Path) -> None:
         assert form.lines == [] and form.checks_text == ""
 
 
-async def test_dose_and_deposit_blocks_are_shown_with_their_figures(tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path, deposit=2_000)  # 5.00 left after both fees
+async def test_dose_and_deposit_blocks_are_shown_with_their_figures(started: Started) -> None:
+    cfg, led, ids = await started(deposit=2_000)  # 5.00 left after both fees
     async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
         await log_in(pilot, DOCTOR)
         await call_next(pilot)
@@ -272,8 +298,8 @@ async def test_dose_and_deposit_blocks_are_shown_with_their_figures(tmp_path: Pa
         assert await orders(led, ids["A"]) == []
 
 
-async def test_a_warning_needs_the_confirm_key_before_sending(tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path)
+async def test_a_warning_needs_the_confirm_key_before_sending(started: Started) -> None:
+    cfg, led, ids = await started()
     async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
         await log_in(pilot, DOCTOR)
         await call_next(pilot)
@@ -304,8 +330,8 @@ async def test_a_warning_needs_the_confirm_key_before_sending(tmp_path: Path) ->
 
 
 async def test_a_requisition_from_a_template_then_cancelled_with_the_refund(
-        tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path)
+        started: Started) -> None:
+    cfg, led, ids = await started()
     async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
         await log_in(pilot, DOCTOR)
         await call_next(pilot)
@@ -350,8 +376,8 @@ async def test_a_requisition_from_a_template_then_cancelled_with_the_refund(
         assert "cannot be cancelled" in text_of(pilot, "#message")
 
 
-async def test_finish_the_visit(tmp_path: Path) -> None:
-    cfg, led, ids = await started(tmp_path, language="zh")
+async def test_finish_the_visit(started: Started) -> None:
+    cfg, led, ids = await started(language="zh")
     async with make_app(cfg, led).run_test(size=(80, 25)) as pilot:
         await log_in(pilot, DOCTOR)
         await call_next(pilot)

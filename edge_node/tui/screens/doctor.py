@@ -22,6 +22,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
 from edge_node.clinic import ClinicService, ClinicView, OrderReceipt
@@ -29,7 +30,7 @@ from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import age, local_time
 from edge_node.tui.messages import CardTapped, ReaderNotice
-from edge_node.tui.screens.ask import AskScreen
+from edge_node.tui.screens.ask import AskScreen, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.handover import HandoverScreen
 from edge_node.tui.widgets.choice import Choice
@@ -279,13 +280,23 @@ class DoctorDesk(Screen[None]):
         except Exception as exc:
             self.say(error_text(self.counter, exc), "problem")
             return
-        self.open_patient(pid, today.visit_id if today is not None else "")
+        note = ""
+        if today is not None and today.status != "consulting":
+            # the patient is at the doctor: tapping starts the consultation (DOMAIN 3.5)
+            try:
+                today = await clinic(self.counter).start(today.visit_id, self.counter.config.room)
+            except Exception as exc:  # (a deposit short of the fee): show them anyway
+                note = error_text(self.counter, exc)
+        self.open_patient(pid, today.visit_id if today is not None else "", note)
 
-    def open_patient(self, patient_id: str, visit_id: str) -> None:
+    def open_patient(self, patient_id: str, visit_id: str, note: str = "") -> None:
         while isinstance(self.app.screen, PatientScreen):
             self.app.pop_screen()
-        self.app.push_screen(PatientScreen(self.counter, patient_id, visit_id),
-                             lambda _: self.refresh_queue())
+        self.app.push_screen(PatientScreen(self.counter, patient_id, visit_id, note),
+                             self._back)
+
+    def _back(self, _: None) -> None:
+        self.refresh_queue()
 
     # -- the shift -------------------------------------------------------------------------
     def action_lock(self) -> None:
@@ -325,11 +336,13 @@ class PatientScreen(Screen[None]):
         ("escape", "back", "key.back", True),
     ]
 
-    def __init__(self, counter: Counter, patient_id: str, visit_id: str = "") -> None:
+    def __init__(self, counter: Counter, patient_id: str, visit_id: str = "",
+                 note: str = "") -> None:
         super().__init__()
         self.counter = counter
         self.patient_id = patient_id
         self.visit_id = visit_id
+        self.note = note  # a problem to show first (the consultation could not start)
         self.view: ClinicView | None = None
         self.orders: list[Order] = []
         bind_keys(self, counter, self.KEYS)
@@ -347,6 +360,8 @@ class PatientScreen(Screen[None]):
     def on_mount(self) -> None:
         self._columns()
         self.query_one("#orders", DataTable).focus()
+        if self.note:
+            self.say(self.note, "problem")
         self.load()
 
     def _columns(self) -> None:
@@ -469,13 +484,12 @@ class PatientScreen(Screen[None]):
             return None
         return v
 
-    def _ask(self, title_key: str, fields: list[tuple[str, object]], run: object,
+    def _ask(self, title_key: str, fields: list[tuple[str, Widget]], run: Work,
              hint: str = "") -> None:
         assert self.view is not None
         p = self.view.patient
         self.app.push_screen(AskScreen(self.counter, self.counter.tr(title_key),
-                                       f"{p.name}  {p.patient_id}", fields,  # type: ignore[arg-type]
-                                       run, hint),  # type: ignore[arg-type]
+                                       f"{p.name}  {p.patient_id}", fields, run, hint),
                              self._done)
 
     def _done(self, text: str | None) -> None:

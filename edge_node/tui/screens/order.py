@@ -107,6 +107,32 @@ class OrderScreen(Screen[OrderReceipt | None]):
         yield KeyBar()
 
     def on_mount(self) -> None:
+        self._columns()
+        self._render_lines()
+        self.search("")
+        self.query_one("#search", Input).focus()
+
+    def relabel(self) -> None:
+        """After a language switch: keys, title, hints, columns and checks again."""
+        tr = self.counter.tr
+        bind_keys(self, self.counter, self.KEYS)
+        bind_keys(self, self.counter, [("delete", "remove_line", "key.remove_item", False)])
+        self.query_one("#order-title", Static).update(tr(
+            f"order.title.{self.kind}", name=self.patient_name,
+            visit=self.visit.label or self.visit.visit_id))
+        for field in ("search", "qty", "dose", "per_day", "days"):
+            found = self.query(f"#{field}")
+            if found:
+                w = found.first(Input)
+                w.placeholder = tr(f"order.{field}" if field != "search"
+                                   else "order.search_placeholder")
+        table = self.query_one("#lines", DataTable)
+        table.clear(columns=True)
+        self._columns()
+        self._render_lines()
+        self.refresh_bindings()
+
+    def _columns(self) -> None:
         tr = self.counter.tr
         table = self.query_one("#lines", DataTable)
         cols = ["order.col_item", "order.qty"]
@@ -115,9 +141,6 @@ class OrderScreen(Screen[OrderReceipt | None]):
         cols += ["order.col_dept", "order.col_amount"]
         for key in cols:
             table.add_column(tr(key))
-        self._render_lines()
-        self.search("")
-        self.query_one("#search", Input).focus()
 
     # -- searching ---------------------------------------------------------------------------
     @on(Input.Changed, "#search")
