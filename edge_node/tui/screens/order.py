@@ -44,10 +44,10 @@ class OrderScreen(Screen[OrderReceipt | None]):
     OrderScreen #search { width: 1fr; }
     OrderScreen #qty, OrderScreen #per_day, OrderScreen #days { width: 8; }
     OrderScreen #dose { width: 10; }
-    OrderScreen #results { height: 5; border: none; }
-    OrderScreen #lines { height: auto; max-height: 8; }
+    OrderScreen #results { height: 4; border: none; }
+    OrderScreen #lines { height: auto; max-height: 6; }
     OrderScreen #total { text-style: bold; padding: 0 1; }
-    OrderScreen #checks { height: auto; max-height: 8; padding: 0 1; }
+    OrderScreen #checks { height: auto; max-height: 6; padding: 0 1; overflow-y: auto; }
     OrderScreen #message { height: auto; min-height: 1; padding: 0 1; }
     OrderScreen #message.problem { color: $error; text-style: bold; }
     OrderScreen #message.warning { color: $warning; }
