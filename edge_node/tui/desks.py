@@ -20,6 +20,7 @@ from collections.abc import Callable
 from textual.screen import Screen
 
 from edge_node.tui.context import Counter
+from edge_node.tui.screens.doctor import DoctorDesk
 from edge_node.tui.screens.home import HomeScreen
 
 
@@ -39,11 +40,16 @@ def _kiosk(counter: Counter) -> Screen[None]:
     return KioskScreen(counter)
 
 
+def _doctor(counter: Counter) -> Screen[None]:
+    return DoctorDesk(counter)
+
+
 #: role → the desk it shows
 DESKS: dict[str, Callable[[Counter], Screen[None]]] = {
     "cashier": _cashier,
     "triage": _triage,
     "kiosk": _kiosk,
+    "doctor": _doctor,
 }
 
 

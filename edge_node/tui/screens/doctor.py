@@ -1,0 +1,600 @@
+"""The doctor's desk (role ``doctor``): the doctor's queue of the day, and the patient.
+
+The desk lists the queue of the counter's ``department`` for the logged-in doctor
+(their visits and the department's visits to no doctor in particular).  F2 calls the
+next patient and starts the consultation (the consultation fee is charged once per
+visit, in the same append); Enter starts the highlighted visit; a card tap opens the
+patient and their open visit of today.  The patient screen shows who they are, their
+balance, insurance class and allergies (in red), visits with diagnoses and orders with
+their states; every entry is one function key away (F1 lists them).
+
+Screens call :class:`~edge_node.clinic.ClinicService` and
+:class:`~edge_node.visits.VisitService`, never the ledger; every word is in the string
+table.  The queue is a plain table here (the shared queue widget can replace it).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Static
+
+from edge_node.clinic import ClinicService, ClinicView, OrderReceipt
+from edge_node.tui.cardsource import Tapped, refusal_text
+from edge_node.tui.context import Counter
+from edge_node.tui.describe import age, local_time
+from edge_node.tui.messages import CardTapped, ReaderNotice
+from edge_node.tui.screens.ask import AskScreen, Work
+from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
+from edge_node.tui.screens.handover import HandoverScreen
+from edge_node.tui.widgets.choice import Choice
+from edge_node.tui.widgets.keybar import KeyBar
+from edge_node.tui.widgets.status import StatusBar
+from edge_node.visits import VisitService
+from protocol.clinical import INSURANCE_TYPES
+from protocol.money import yuan
+from protocol.order import Order
+from protocol.visit import Visit
+
+
+def clinic(counter: Counter) -> ClinicService:
+    """The clinic service as the operator now logged in (the doctor)."""
+    return ClinicService(counter.ledger, counter.service.operator)
+
+
+def visits(counter: Counter) -> VisitService:
+    return VisitService(counter.ledger, counter.service.operator,
+                        queue_tag=counter.config.queue_tag)
+
+
+def say_in(widget: Static, text: str, kind: str = "") -> None:
+    widget.update(text)
+    for cls in ("problem", "done", "warning"):
+        widget.set_class(cls == kind, cls)
+
+
+MESSAGE_CSS = """
+#message { height: auto; min-height: 1; padding: 0 1; }
+#message.problem { color: $error; text-style: bold; }
+#message.done { color: $success; }
+#message.warning { color: $warning; }
+"""
+
+
+class DoctorDesk(Screen[None]):
+    """The doctor's home: the queue, call next, and taps."""
+
+    DEFAULT_CSS = """
+    DoctorDesk #queue-title { padding: 0 1; text-style: bold; }
+    DoctorDesk #queue { height: 1fr; }
+    DoctorDesk #card-row { height: 1; padding: 0 1; }
+    DoctorDesk #card-row Static { width: auto; padding: 0 1 0 0; }
+    DoctorDesk #card_no { width: 24; border: none; height: 1; padding: 0 1;
+                          background: $boost; }
+    """ + MESSAGE_CSS.replace("#message", "DoctorDesk #message")
+    KEYS: ClassVar[list[KeySpec]] = [
+        ("f2", "call_next", "key.call_next", True),
+        ("f3", "no_show", "key.no_show", True),
+        ("f5", "refresh", "key.refresh", True),
+        ("f12", "lock", "key.lock", True),
+        ("ctrl+o", "log_out", "key.log_out", True),
+    ]
+
+    def __init__(self, counter: Counter) -> None:
+        super().__init__()
+        self.counter = counter
+        self.entries: list[Visit] = []
+        bind_keys(self, counter, self.KEYS)
+
+    def compose(self) -> ComposeResult:
+        tr = self.counter.tr
+        yield StatusBar(self.counter)
+        with Vertical():
+            yield Static(self._title(), id="queue-title")
+            with Vertical(id="card-row"):
+                yield Input(id="card_no", placeholder=tr("doctor.card_placeholder"),
+                            max_length=32, restrict=r"[A-Za-z0-9]*")
+            yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+            yield Static(id="message")
+        yield KeyBar()
+
+    def _title(self) -> str:
+        cfg = self.counter.config
+        return self.counter.tr("doctor.queue_title", dept=cfg.department or "-",
+                               room=cfg.room or "-")
+
+    def on_mount(self) -> None:
+        self._columns()
+        self.query_one("#queue", DataTable).focus()
+
+    def _columns(self) -> None:
+        tr = self.counter.tr
+        table = self.query_one("#queue", DataTable)
+        table.clear(columns=True)
+        for key in ("doctor.col_no", "doctor.col_name", "doctor.col_status",
+                    "doctor.col_doctor", "doctor.col_time"):
+            table.add_column(tr(key))
+
+    def relabel(self) -> None:
+        bind_keys(self, self.counter, self.KEYS)
+        self.query_one("#queue-title", Static).update(self._title())
+        self.query_one("#card_no", Input).placeholder = self.counter.tr(
+            "doctor.card_placeholder")
+        self.query_one(StatusBar).relabel()
+        self._columns()
+        self.refresh_queue()
+        self.refresh_bindings()
+
+    def reset(self) -> None:
+        """Log out: nothing of the last doctor's left (their patient screens closed)."""
+        while len(self.app.screen_stack) > 1 and self.app.screen_stack[-1] is not self:
+            self.app.pop_screen()
+        self.entries = []
+        self.query_one("#queue", DataTable).clear()
+        self.say("")
+        self.query_one(StatusBar).refresh_status()
+
+    def on_screen_resume(self) -> None:
+        if self.counter.service.operator:
+            self.refresh_queue()
+
+    def say(self, text: str, kind: str = "") -> None:
+        say_in(self.query_one("#message", Static), text, kind)
+
+    @property
+    def message_text(self) -> str:
+        return str(self.query_one("#message", Static).render())
+
+    # -- the queue -------------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self.refresh_queue()
+
+    @work(exclusive=True, exit_on_error=False, group="queue")
+    async def refresh_queue(self) -> None:
+        tr, cfg = self.counter.tr, self.counter.config
+        if not cfg.department:
+            self.say(tr("doctor.no_department"), "warning")
+            return
+        try:
+            entries = await visits(self.counter).queue(
+                cfg.department, doctor_id=self.counter.service.operator)
+        except Exception as exc:
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        table = self.query_one("#queue", DataTable)
+        row = table.cursor_row
+        table.clear()
+        self.entries = [e.visit for e in entries]
+        tz = cfg.timezone
+        for e in entries:
+            v = e.visit
+            style = "bold" if v.status in ("consulting", "called") else (
+                "dim" if v.status in ("done", "no_show") else "")
+            table.add_row(Text(v.label, style=style), Text(e.name, style=style),
+                          Text(tr(f"doctor.status.{v.status}"), style=style),
+                          v.doctor_id or "-", local_time(v.registered_ms, tz, "%H:%M"),
+                          key=v.visit_id)
+        if self.entries:
+            table.move_cursor(row=min(max(row, 0), len(self.entries) - 1))
+        else:
+            self.say(tr("doctor.queue_empty"))
+
+    def _selected(self) -> Visit | None:
+        table = self.query_one("#queue", DataTable)
+        if not self.entries or table.cursor_row < 0:
+            return None
+        return self.entries[min(table.cursor_row, len(self.entries) - 1)]
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def action_call_next(self) -> None:
+        tr, cfg = self.counter.tr, self.counter.config
+        try:
+            called = await visits(self.counter).call_next(
+                cfg.department, cfg.room, doctor_id=self.counter.service.operator)
+            if called is None:
+                self.say(tr("doctor.nobody_waiting"), "warning")
+                return
+            started = await clinic(self.counter).start(called.visit_id, cfg.room)
+        except Exception as exc:
+            self.say(error_text(self.counter, exc), "problem")
+            self.refresh_queue()
+            return
+        self.say(tr("doctor.called", number=started.label), "done")
+        self.open_patient(started.patient_id, started.visit_id)
+
+    @on(DataTable.RowSelected, "#queue")
+    def _enter(self, event: DataTable.RowSelected) -> None:
+        v = self._selected()
+        if v is not None:
+            self.start_visit(v)
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def start_visit(self, v: Visit) -> None:
+        """Enter on a visit: start it (unless it is over) and open the patient."""
+        if v.status not in ("done", "no_show"):
+            try:
+                v = await clinic(self.counter).start(v.visit_id, self.counter.config.room)
+            except Exception as exc:
+                self.say(error_text(self.counter, exc), "problem")
+                return
+        self.open_patient(v.patient_id, v.visit_id if v.status == "consulting" else "")
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def action_no_show(self) -> None:
+        v = self._selected()
+        if v is None:
+            return
+        try:
+            await clinic(self.counter).no_show(v.visit_id)
+        except Exception as exc:
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        self.say(self.counter.tr("doctor.marked_no_show", number=v.label), "done")
+        self.refresh_queue()
+
+    # -- cards -----------------------------------------------------------------------------
+    @on(Input.Submitted, "#card_no")
+    def _typed(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        event.input.value = ""
+        if text:
+            self.lookup(text, "manual")
+
+    def on_card_tapped(self, message: CardTapped) -> None:
+        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
+        self.lookup(message.card_no, message.entry, tapped)
+
+    def on_reader_notice(self, message: ReaderNotice) -> None:
+        status = self.query_one(StatusBar)
+        status.reader_text = message.text
+        status.reader_problem = message.problem
+
+    @work(exclusive=True, exit_on_error=False, group="lookup")
+    async def lookup(self, card_no: str, entry: str = "chip",
+                     tapped: Tapped | None = None) -> None:
+        """A tap opens the patient and their open visit of today (card checks first)."""
+        tr = self.counter.tr
+        top = self.app.screen
+        if top is not self and not isinstance(top, PatientScreen):
+            self.app.notify(tr("doctor.finish_first"), severity="warning")
+            return
+        desk = self.counter.desk
+        try:
+            if desk is not None:
+                check = await desk.check(card_no, entry, tapped)
+                if check.refusal is not None:
+                    self.say(f"{tr('card.refused')} — {refusal_text(tr, check.refusal)}",
+                             "problem")
+                    return
+                assert check.view is not None
+                pid = check.view.patient.patient_id
+            else:
+                pid = await clinic(self.counter).patient_of_card(card_no)
+            today = await clinic(self.counter).visit_today(pid, self.counter.config.department)
+        except Exception as exc:
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        note = ""
+        if today is not None and today.status != "consulting":
+            # the patient is at the doctor: tapping starts the consultation (DOMAIN 3.5)
+            try:
+                today = await clinic(self.counter).start(today.visit_id, self.counter.config.room)
+            except Exception as exc:  # (a deposit short of the fee): show them anyway
+                note = error_text(self.counter, exc)
+        self.open_patient(pid, today.visit_id if today is not None else "", note)
+
+    def open_patient(self, patient_id: str, visit_id: str, note: str = "") -> None:
+        while isinstance(self.app.screen, PatientScreen):
+            self.app.pop_screen()
+        self.app.push_screen(PatientScreen(self.counter, patient_id, visit_id, note),
+                             self._back)
+
+    def _back(self, _: None) -> None:
+        self.refresh_queue()
+
+    # -- the shift -------------------------------------------------------------------------
+    def action_lock(self) -> None:
+        lock = getattr(self.app, "lock", None)
+        if callable(lock):
+            lock()
+
+    def action_log_out(self) -> None:
+        if self.counter.operator is not None:
+            self.app.push_screen(HandoverScreen(self.counter), self._handed_over)
+
+    def _handed_over(self, confirmed: bool | None) -> None:
+        log_out = getattr(self.app, "log_out", None)
+        if confirmed and callable(log_out):
+            log_out()
+
+
+class PatientScreen(Screen[None]):
+    """One patient as the doctor sees them, with the visit being seen (if any)."""
+
+    DEFAULT_CSS = """
+    PatientScreen #header { padding: 0 1; height: auto; background: $boost; }
+    PatientScreen #allergies { padding: 0 1; height: auto; color: $error; text-style: bold; }
+    PatientScreen #allergies.none { color: $text-muted; text-style: none; }
+    PatientScreen #visits { padding: 0 1; height: auto; max-height: 40%; }
+    PatientScreen #orders-title { padding: 0 1; text-style: bold; }
+    PatientScreen #orders { height: 1fr; }
+    """ + MESSAGE_CSS.replace("#message", "PatientScreen #message")
+    KEYS: ClassVar[list[KeySpec]] = [
+        ("f2", "diagnose", "key.diagnose", True),
+        ("f3", "allergy", "key.allergy", True),
+        ("f4", "insurance", "key.insurance", True),
+        ("f5", "order('requisition')", "key.requisition", True),
+        ("f6", "order('prescription')", "key.prescription", True),
+        ("f7", "cancel_order", "key.cancel_order", True),
+        ("f8", "finish", "key.finish", True),
+        ("escape", "back", "key.back", True),
+    ]
+
+    def __init__(self, counter: Counter, patient_id: str, visit_id: str = "",
+                 note: str = "") -> None:
+        super().__init__()
+        self.counter = counter
+        self.patient_id = patient_id
+        self.visit_id = visit_id
+        self.note = note  # a problem to show first (the consultation could not start)
+        self.view: ClinicView | None = None
+        self.orders: list[Order] = []
+        bind_keys(self, counter, self.KEYS)
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(self.counter)
+        yield Static(self.counter.tr("home.loading"), id="header")
+        yield Static(id="allergies")
+        yield Static(id="visits")
+        yield Static(id="orders-title")
+        yield DataTable(id="orders", cursor_type="row", zebra_stripes=True)
+        yield Static(id="message")
+        yield KeyBar()
+
+    def on_mount(self) -> None:
+        self._columns()
+        self.query_one("#orders", DataTable).focus()
+        if self.note:
+            self.say(self.note, "problem")
+        self.load()
+
+    def _columns(self) -> None:
+        tr = self.counter.tr
+        table = self.query_one("#orders", DataTable)
+        table.clear(columns=True)
+        for key in ("doctor.col_order", "doctor.col_type", "doctor.col_items",
+                    "doctor.col_total", "doctor.col_state"):
+            table.add_column(tr(key))
+
+    def relabel(self) -> None:
+        bind_keys(self, self.counter, self.KEYS)
+        self.query_one(StatusBar).relabel()
+        self._columns()
+        self.load()
+        self.refresh_bindings()
+
+    def say(self, text: str, kind: str = "") -> None:
+        say_in(self.query_one("#message", Static), text, kind)
+
+    @property
+    def message_text(self) -> str:
+        return str(self.query_one("#message", Static).render())
+
+    @property
+    def visit(self) -> Visit | None:
+        if self.view is None:
+            return None
+        return next((e.visit for e in self.view.visits if e.visit.visit_id == self.visit_id),
+                    None)
+
+    # -- showing ---------------------------------------------------------------------------
+    @work(exclusive=True, exit_on_error=False, group="patient")
+    async def load(self) -> None:
+        try:
+            view = await clinic(self.counter).patient_view(self.patient_id)
+        except Exception as exc:
+            self.query_one("#header", Static).update("")
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        self.show(view)
+
+    def show(self, view: ClinicView) -> None:
+        self.view = view
+        tr, cfg = self.counter.tr, self.counter.config
+        p = view.patient
+        years = age(p.birth_date, self.counter.clock(), cfg.timezone)
+        sex = tr(f"sex.{p.sex}") if p.sex in ("M", "F") else "-"
+        ins = tr(f"doctor.insurance.{view.insurance or 'none'}")
+        v = self.visit
+        seeing = (tr("doctor.seeing", number=v.label or v.visit_id,
+                     status=tr(f"doctor.status.{v.status}")) if v is not None
+                  else tr("doctor.no_visit_open"))
+        header = Text()
+        header.append(f"{p.name}", style="bold")
+        header.append(f"  {sex} / {tr('age', n=years) if years is not None else '-'}"
+                      f"  {p.patient_id}\n")
+        header.append(f"{tr('doctor.balance')} ")
+        header.append(yuan(view.balance), style="bold red" if view.balance <= 0 else "bold")
+        header.append(f"   {tr('doctor.insurance')} {ins}   {seeing}")
+        self.query_one("#header", Static).update(header)
+        allergies = self.query_one("#allergies", Static)
+        if view.allergies:
+            allergies.update(tr("doctor.allergic", list="、".join(
+                f"{s}（{r}）" if r else s for s, r in view.allergies)
+                if tr.language == "zh" else ", ".join(
+                f"{s} ({r})" if r else s for s, r in view.allergies)))
+            allergies.remove_class("none")
+        else:
+            allergies.update(tr("doctor.no_allergies"))
+            allergies.add_class("none")
+        self.query_one("#visits", Static).update(self._visits_text(view))
+        table = self.query_one("#orders", DataTable)
+        table.clear()
+        self.orders = list(view.orders)
+        for o in self.orders:
+            names = ", ".join(f"{ln[1]}×{ln[2]}" for ln in o.line_list())
+            state = tr(f"doctor.order_state.{o.status}")
+            if o.status == "placed" and not o.charged and o.total:
+                state += tr("doctor.at_execution")
+            if o.refunded:
+                state += " " + tr("doctor.refunded", amount=yuan(o.refunded))
+            table.add_row(o.order_id, tr(f"doctor.order_type.{o.type}"),
+                          Text(names, overflow="ellipsis", no_wrap=True), yuan(o.total),
+                          Text(state, style="dim" if o.status != "placed" else ""),
+                          key=o.order_id)
+        self.query_one("#orders-title", Static).update(
+            tr("doctor.orders_title", n=len(self.orders)) if self.orders
+            else tr("doctor.no_orders"))
+
+    def _visits_text(self, view: ClinicView) -> Text:
+        tr = self.counter.tr
+        out = Text()
+        if not view.visits:
+            out.append(tr("doctor.no_visits"), style="dim")
+            return out
+        for n, entry in enumerate(view.visits[:4]):
+            v = entry.visit
+            if n:
+                out.append("\n")
+            out.append(f"{v.day} {v.dept} {v.label} ", style="bold" if
+                       v.visit_id == self.visit_id else "")
+            out.append(tr(f"doctor.status.{v.status}"))
+            for d in entry.diagnoses:
+                out.append(f"\n    {tr('doctor.diagnosis')}: ")
+                out.append(f"{d.icd10} " if d.icd10 else "", style="bold")
+                out.append(d.text)
+        if len(view.visits) > 4:
+            out.append("\n" + tr("doctor.more_visits", n=len(view.visits) - 4), style="dim")
+        return out
+
+    # -- keys ------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def _need_visit(self) -> Visit | None:
+        v = self.visit
+        if v is None or v.status in ("done", "no_show"):
+            self.say(self.counter.tr("doctor.need_visit"), "warning")
+            return None
+        return v
+
+    def _ask(self, title_key: str, fields: list[tuple[str, Widget]], run: Work,
+             hint: str = "") -> None:
+        assert self.view is not None
+        p = self.view.patient
+        self.app.push_screen(AskScreen(self.counter, self.counter.tr(title_key),
+                                       f"{p.name}  {p.patient_id}", fields, run, hint),
+                             self._done)
+
+    def _done(self, text: str | None) -> None:
+        if text:
+            self.say(text, "done")
+        self.load()
+
+    def action_diagnose(self) -> None:
+        v = self._need_visit()
+        if v is None:
+            return
+        tr = self.counter.tr
+        svc = clinic(self.counter)
+
+        async def run(values: dict[str, str]) -> str:
+            d = await svc.diagnose(v.visit_id, values["diagnosis"], values["icd10"])
+            return tr("doctor.diagnosed", text=d.text)
+        self._ask("doctor.title_diagnose", [
+            (tr("field.text"), Input(id="diagnosis", max_length=200)),
+            (tr("field.icd10"), Input(id="icd10", max_length=12,
+                                      placeholder=tr("doctor.icd10_placeholder")))], run)
+
+    def action_allergy(self) -> None:
+        if self.view is None:
+            return
+        tr = self.counter.tr
+        svc, pid = clinic(self.counter), self.patient_id
+
+        async def run(values: dict[str, str]) -> str:
+            if values["allergy_action"] == "withdraw":
+                await svc.withdraw_allergy(pid, values["substance"])
+                return tr("doctor.allergy_withdrawn", substance=values["substance"])
+            await svc.record_allergy(pid, values["substance"], values["reaction"])
+            return tr("doctor.allergy_recorded", substance=values["substance"])
+        self._ask("doctor.title_allergy", [
+            (tr("field.substance"), Input(id="substance", max_length=32,
+                                          placeholder=tr("doctor.substance_placeholder"))),
+            (tr("field.reaction"), Input(id="reaction", max_length=64)),
+            (tr("doctor.allergy_action"), Choice([("record", tr("doctor.allergy_record")),
+                                                  ("withdraw", tr("doctor.allergy_withdraw"))],
+                                                 id="allergy_action"))], run)
+
+    def action_insurance(self) -> None:
+        if self.view is None:
+            return
+        tr = self.counter.tr
+        svc, pid = clinic(self.counter), self.patient_id
+
+        async def run(values: dict[str, str]) -> str:
+            await svc.set_insurance(pid, values["insurance"])
+            return tr("doctor.insurance_set",
+                      insurance=tr(f"doctor.insurance.{values['insurance']}"))
+        choice = Choice([(k, tr(f"doctor.insurance.{k}")) for k in INSURANCE_TYPES],
+                        self.view.insurance or "none", id="insurance")
+        self._ask("doctor.title_insurance", [(tr("field.insurance"), choice)], run,
+                  tr("doctor.choice_hint"))
+
+    def action_order(self, kind: str) -> None:
+        v = self._need_visit()
+        if v is None or self.view is None:
+            return
+        from edge_node.tui.screens.order import OrderScreen
+
+        self.app.push_screen(OrderScreen(self.counter, kind, v, self.view.patient.name),
+                             self._sent)
+
+    def _sent(self, receipt: OrderReceipt | None) -> None:
+        if receipt is not None:
+            self.say(self.counter.tr("doctor.sent", n=len(receipt.orders),
+                                     orders=", ".join(o.order_id for o in receipt.orders),
+                                     balance=yuan(receipt.balance)), "done")
+        self.load()
+
+    def action_cancel_order(self) -> None:
+        tr = self.counter.tr
+        table = self.query_one("#orders", DataTable)
+        if not self.orders or table.cursor_row < 0:
+            self.say(tr("doctor.pick_order"), "warning")
+            return
+        o = self.orders[min(table.cursor_row, len(self.orders) - 1)]
+        if o.status != "placed":
+            self.say(tr("problem.order.not_cancellable", order=o.order_id,
+                        status=tr(f"doctor.order_state.{o.status}")), "warning")
+            return
+        svc = clinic(self.counter)
+
+        async def run(values: dict[str, str]) -> str:
+            r = await svc.cancel_order(o.order_id, values["reason"])
+            return tr("doctor.cancelled", order=o.order_id,
+                      refund=yuan(r.orders[0].refunded), balance=yuan(r.balance))
+        names = ", ".join(f"{ln[1]}×{ln[2]}" for ln in o.line_list())
+        self._ask("doctor.title_cancel", [
+            (tr("field.reason"), Input(id="reason", max_length=200))], run,
+            tr("doctor.cancel_about", order=o.order_id, items=names,
+               refund=yuan(o.charged - o.refunded)))
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def action_finish(self) -> None:
+        v = self._need_visit()
+        if v is None:
+            return
+        try:
+            done = await clinic(self.counter).finish(v.visit_id)
+        except Exception as exc:
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        self.say(self.counter.tr("doctor.finished", number=done.label), "done")
+        self.load()
