@@ -188,9 +188,8 @@ class CounterApp(App[None]):
                                                         for s in self.screen_stack)
         if action == "key_help":
             return self.counter is not None and not isinstance(self.screen, KeyHelpScreen)
-        if action == "quit" and self.config.role == "kiosk" and not self.locked:
-            return False  # a patient at the kiosk cannot quit it (IT stops the service)
-        return True
+        # a patient at the kiosk cannot quit it (IT stops the service)
+        return not (action == "quit" and self.config.role == "kiosk" and not self.locked)
 
     def action_language(self) -> None:
         self.set_language("en" if self.tr.language == "zh" else "zh")
