@@ -117,7 +117,7 @@ async def test_no_show_and_the_patient_view(make_ledger: LedgerFactory) -> None:
         await d.clinic.diagnose(d.visit.visit_id, "x", "J6")
     assert exc.value.codes == ["field.format"]
     other = await VisitService(d.led, "op.wang").register(dept="IM", channel="cashier",
-                                                         patient_id=d.pid)
+                                                         patient_id=d.pid, again=True)
     gone = await d.clinic.no_show(other.visit.visit_id)
     assert gone.status == "no_show"
     with pytest.raises(OperationRefused) as exc:
