@@ -95,15 +95,25 @@ class CatalogueVersion(Record):
 @record("catalogue_head", ("name",))
 @dataclass(frozen=True, slots=True)
 class CatalogueHead(Record):
-    """The newest complete version this node holds (``version`` "" before any)."""
+    """The newest complete version this node holds (``version`` "" before any).
+
+    ``complete`` lists every complete version with its ``charge_at``
+    (``version=charge_at;…``): each version's membership follows that version's own
+    record, so the head (their maximum) is the same in any arrival order — even when a
+    second header makes a version incomplete again (never from an honest central).
+    """
 
     name: str
     version: str = ""
     charge_at: str = "send"
+    complete: str = ""
 
     @property
     def number(self) -> int:
         return int(self.version) if self.version else 0
+
+    def versions(self) -> dict[str, str]:
+        return dict(p.split("=", 1) for p in self.complete.split(";") if "=" in p)
 
 
 @record("catalogue_pages", ("version", "page"))
@@ -320,14 +330,18 @@ class Page(Body):
 
 # -- folds --------------------------------------------------------------------------------
 def _complete(tx: Tx, v: CatalogueVersion) -> None:
-    """Move the head to ``v`` if it is complete and newer than the head."""
-    if not v.complete:
-        return
+    """Record whether ``v`` is complete now; the head is the newest complete version."""
     head = tx.get_or_new(CatalogueHead, HEAD)
-    if v.version > head.version or (v.version == head.version
-                                     and v.charge_at != head.charge_at):
-        # (the same version again: its header may have changed to an earlier one's)
-        tx.put(head.evolve(version=v.version, charge_at=v.charge_at))
+    versions = head.versions()
+    if v.complete:
+        versions[v.version] = v.charge_at
+    else:
+        versions.pop(v.version, None)
+    top = max(versions) if versions else ""
+    # (put even when unchanged: the record exists once any catalogue event folded, in
+    # every order)
+    tx.put(head.evolve(version=top, charge_at=versions.get(top, "send"),
+                       complete=";".join(f"{k}={c}" for k, c in sorted(versions.items()))))
 
 
 def _fold_published(tx: Tx, at: At, b: Published) -> None:
