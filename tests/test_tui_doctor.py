@@ -114,7 +114,11 @@ def text_of(pilot: Pilot[Any], selector: str) -> str:
 
 
 async def call_next(pilot: Pilot[Any]) -> PatientScreen:
+    """F2 calls the next patient; Enter (they came in) starts the consultation."""
     await pilot.press("f2")
+    await settle_down(pilot)
+    assert isinstance(screen(pilot), DoctorDesk), screen(pilot)
+    await pilot.press("enter")
     await settle_down(pilot)
     assert isinstance(screen(pilot), PatientScreen), screen(pilot)
     return screen(pilot)
@@ -152,10 +156,24 @@ async def test_the_queue_and_call_next_start_the_consultation(started: Started) 
         assert table.row_count == 2
         assert [table.get_row_at(i)[1].plain for i in range(2)] == ["张三", "李梅"]
         before = await balance(led, ids["A"])
-        patient = await call_next(pilot)
+        await pilot.press("f2")  # called: the waiting room shows it, no fee yet
+        await settle_down(pilot)
+        v = await led.get(Visit, ids["visit_A"])
+        assert (v.status, v.consult_fee) == ("called", 0) and await balance(led, ids["A"]) == before
+        assert "press Enter or tap their card" in desk.message_text
+        await pilot.press("f6")  # not there yet: skipped …
+        await settle_down(pilot)
+        assert (await led.get(Visit, ids["visit_A"])).status == "skipped"
+        await pilot.press("f4")  # … and called again
+        await settle_down(pilot)
+        assert (await led.get(Visit, ids["visit_A"])).status == "called"
+        await pilot.press("enter")  # in they come
+        await settle_down(pilot)
+        patient = screen(pilot)
+        assert isinstance(patient, PatientScreen)
         assert (patient.patient_id, patient.visit_id) == (ids["A"], ids["visit_A"])
         v = await led.get(Visit, ids["visit_A"])
-        assert (v.status, v.room, v.consult_fee, v.calls) == ("consulting", "3", 1000, 1)
+        assert (v.status, v.room, v.consult_fee, v.calls) == ("consulting", "3", 1000, 2)
         assert await balance(led, ids["A"]) == before - 1000
         header = text_of(pilot, "#header")
         assert "张三" in header and "in consultation" in header
@@ -410,7 +428,9 @@ def test_patient_view_snapshot(tmp_path: Path, snap_compare: Any, language: str,
 
     async def run_before(pilot: Pilot[Any]) -> None:
         await log_in(pilot, DOCTOR)
-        await pilot.press("f2")
+        await pilot.press("f2")  # call the next patient, who comes in (Enter)
+        await settle_down(pilot)
+        await pilot.press("enter")
         await settle_down(pilot)
         for field in pilot.app.screen.query(Input):
             field.cursor_blink = False

@@ -81,6 +81,8 @@ class DoctorDesk(Screen[None]):
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "call_next", "key.call_next", True),
         ("f3", "no_show", "key.no_show", True),
+        ("f4", "recall", "key.recall", True),
+        ("f6", "skip", "key.skip", True),
         ("f5", "refresh", "key.refresh", True),
         ("f12", "lock", "key.lock", True),
         ("ctrl+o", "log_out", "key.log_out", True),
@@ -193,20 +195,49 @@ class DoctorDesk(Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="doctor")
     async def action_call_next(self) -> None:
+        """Call the next patient (the waiting room shows the number and room); the
+        consultation — and its fee — starts when they come in: Enter on the visit, or a
+        tap of their card.  Not there: F6 skip (F4 calls again), F3 no-show."""
         tr, cfg = self.counter.tr, self.counter.config
         try:
             called = await visits(self.counter).call_next(
                 cfg.department, cfg.room, doctor_id=self.counter.service.operator)
-            if called is None:
-                self.say(tr("doctor.nobody_waiting"), "warning")
-                return
-            started = await clinic(self.counter).start(called.visit_id, cfg.room)
         except Exception as exc:
             self.say(error_text(self.counter, exc), "problem")
             self.refresh_queue()
             return
-        self.say(tr("doctor.called", number=started.label), "done")
-        self.open_patient(started.patient_id, started.visit_id)
+        if called is None:
+            self.say(tr("doctor.nobody_waiting"), "warning")
+            return
+        self.say(tr("doctor.called", number=called.label), "done")
+        await self._show(called.visit_id)
+
+    async def _show(self, visit_id: str) -> None:
+        """The queue again, its cursor on ``visit_id``."""
+        await self.refresh_queue().wait()
+        ids = [v.visit_id for v in self.entries]
+        if visit_id in ids:
+            self.query_one("#queue", DataTable).move_cursor(row=ids.index(visit_id))
+
+    async def _step(self, step: str, done_key: str) -> None:
+        v = self._selected()
+        if v is None:
+            return
+        try:
+            await visits(self.counter).step(v.visit_id, step, self.counter.config.room)
+        except Exception as exc:
+            self.say(error_text(self.counter, exc), "problem")
+            return
+        self.say(self.counter.tr(done_key, number=v.label), "done")
+        await self._show(v.visit_id)
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def action_recall(self) -> None:
+        await self._step("recalled", "doctor.recalled")
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def action_skip(self) -> None:
+        await self._step("skipped", "doctor.skipped")
 
     @on(DataTable.RowSelected, "#queue")
     def _enter(self, event: DataTable.RowSelected) -> None:
