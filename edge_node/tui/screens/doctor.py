@@ -32,7 +32,7 @@ from edge_node.tui.describe import age, local_time
 from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.ask import AskScreen, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
-from edge_node.tui.screens.handover import HandoverScreen
+from edge_node.tui.screens.shift import ShiftKeys
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
@@ -67,7 +67,7 @@ MESSAGE_CSS = """
 """
 
 
-class DoctorDesk(Screen[None]):
+class DoctorDesk(ShiftKeys, Screen[None]):
     """The doctor's home: the queue, call next, and taps."""
 
     DEFAULT_CSS = """
@@ -329,20 +329,6 @@ class DoctorDesk(Screen[None]):
     def _back(self, _: None) -> None:
         self.refresh_queue()
 
-    # -- the shift -------------------------------------------------------------------------
-    def action_lock(self) -> None:
-        lock = getattr(self.app, "lock", None)
-        if callable(lock):
-            lock()
-
-    def action_log_out(self) -> None:
-        if self.counter.operator is not None:
-            self.app.push_screen(HandoverScreen(self.counter), self._handed_over)
-
-    def _handed_over(self, confirmed: bool | None) -> None:
-        log_out = getattr(self.app, "log_out", None)
-        if confirmed and callable(log_out):
-            log_out()
 
 
 class PatientScreen(Screen[None]):

@@ -28,7 +28,6 @@ from edge_node.tui.screens.deposit import DepositScreen
 from edge_node.tui.screens.edit import EditPatientScreen
 from edge_node.tui.screens.find import FindPatientScreen
 from edge_node.tui.screens.form import FormScreen
-from edge_node.tui.screens.handover import HandoverScreen
 from edge_node.tui.screens.history import HistoryScreen
 from edge_node.tui.screens.lost import ReportLostScreen
 from edge_node.tui.screens.refund import RefundScreen
@@ -36,6 +35,7 @@ from edge_node.tui.screens.register import NewPatientScreen
 from edge_node.tui.screens.replace import ReplaceCardScreen
 from edge_node.tui.screens.report import DailyReportScreen
 from edge_node.tui.screens.settle import SettleScreen
+from edge_node.tui.screens.shift import ShiftKeys
 from edge_node.tui.screens.void import VoidScreen
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.patient_panel import PatientPanel
@@ -62,7 +62,7 @@ FIND_KEY = "ctrl+f"
 VISIT_KEY = "ctrl+n"
 
 
-class HomeScreen(Screen[None]):
+class HomeScreen(ShiftKeys, Screen[None]):
     DEFAULT_CSS = """
     HomeScreen #card-row { height: 3; padding: 0 1; }
     HomeScreen #card-row Label { width: 1fr; max-width: 60; padding: 1 1 0 0; }
@@ -326,24 +326,6 @@ class HomeScreen(Screen[None]):
 
     def action_report(self) -> None:
         self.app.push_screen(DailyReportScreen(self.counter))
-
-    def action_lock(self) -> None:
-        lock = getattr(self.app, "lock", None)
-        if callable(lock):
-            lock()
-
-    def action_log_out(self) -> None:
-        """Shift slip first (print, confirm), then the app logs the operator out."""
-        if self.counter.operator is None:
-            return
-        self.app.push_screen(HandoverScreen(self.counter), self._handed_over)
-
-    def _handed_over(self, confirmed: bool | None) -> None:
-        log_out = getattr(self.app, "log_out", None)
-        if confirmed and callable(log_out):
-            log_out()
-        else:
-            self.query_one("#card_no", Input).focus()
 
     def _after(self, result: Receipt | None) -> None:
         self.query_one("#card_no", Input).focus()

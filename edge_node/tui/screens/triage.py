@@ -24,8 +24,8 @@ from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
-from edge_node.tui.screens.handover import HandoverScreen
 from edge_node.tui.screens.picker import PickScreen
+from edge_node.tui.screens.shift import ShiftKeys
 from edge_node.tui.screens.visit import VisitForm
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.patient_panel import PatientPanel
@@ -38,7 +38,7 @@ from protocol.money import yuan
 POLL_S = 2.0
 
 
-class TriageScreen(Screen[None]):
+class TriageScreen(ShiftKeys, Screen[None]):
     DEFAULT_CSS = """
     TriageScreen #card-row { height: 1; padding: 0 1; }
     TriageScreen #card-row Label { width: auto; padding: 0 1 0 0; }
@@ -360,21 +360,3 @@ class TriageScreen(Screen[None]):
             return
         self.view = view
         self.panel.show(view, history, self.panel.notes)
-
-    # -- the shift ----------------------------------------------------------------------
-    def action_lock(self) -> None:
-        lock = getattr(self.app, "lock", None)
-        if callable(lock):
-            lock()
-
-    def action_log_out(self) -> None:
-        if self.counter.operator is None:
-            return
-        self.app.push_screen(HandoverScreen(self.counter), self._handed_over)
-
-    def _handed_over(self, confirmed: bool | None) -> None:
-        log_out = getattr(self.app, "log_out", None)
-        if confirmed and callable(log_out):
-            log_out()
-        else:
-            self.query_one("#card_no", Input).focus()
