@@ -1218,6 +1218,10 @@ class Translator(Table):
             return self("problem.unknown", code=p.code)
         values: dict[str, object] = {k: yuan(v) if isinstance(v, Amount) else v
                                      for k, v in p.values.items()}
+        for word in ("status", "step"):  # a visit's or order's status word, translated
+            v = values.get(word)
+            if isinstance(v, str) and f"{word}.{v}" in REGISTRY.labels:
+                values[word] = REGISTRY.label(f"{word}.{v}", self.language)
         values["label"] = self.label(p.field)
         try:
             return pair[self._i].format_map(values)
