@@ -486,8 +486,8 @@ class ClinicService:
 
     async def cancel_order(self, order_id: str, reason: str) -> OrderReceipt:
         """Cancel an order not executed yet, returning what it charged to the deposit
-        in the same event (``refund`` = charged − refunded), approved by the logged-in
-        doctor (DOMAIN 3.10).
+        in the same event (``refund`` = all it charged, when sent and at check-in, −
+        refunded), approved by the logged-in doctor (DOMAIN 3.10).
 
         The approval is the operator's name for now: once the trust issue's approvals
         exist it becomes a credential the rule checks (a signed approval by a doctor).
@@ -500,7 +500,7 @@ class ClinicService:
             raise _refuse("order.reason", "give the reason for cancelling", "reason")
         events, state = await self._append([Op("order.cancelled", {
             "order_id": order_id, "patient_id": o.patient_id,
-            "refund": max(0, o.charged - o.refunded), "reason": reason.strip(),
+            "refund": max(0, o.total_charged - o.refunded), "reason": reason.strip(),
             "approved_by": self.operator or "-"})])
         out = state.get(Order, order_id) or o
         acct = state.get(Account, o.patient_id) or Account(o.patient_id)

@@ -1160,8 +1160,34 @@ _DOCTOR = {
     "key.templates": ("模板", "Templates"),
 }
 
+_EXECUTION = {
+    "problem.order.step": ("医嘱 {order} 当前为「{status}」，不能{step}", "order {order} is {status}: it cannot be {step} now"),
+    "problem.order.wrong_window": ("医嘱 {order} 应在 {dept} 执行", "order {order} is done at {dept}"),
+    "problem.order.charge_due": ("此次应扣 {due}，不是 {amount}", "this charges {due}, not {amount}"),
+    "problem.order.specimen_missing": ("检验签到需要标本号", "a lab order is checked in with its specimen id"),
+    "problem.order.result_missing": ("请填写结果或报告单号", "give the result or the report's number"),
+    "problem.order.line_unknown": ("{code} 不在医嘱 {order} 中", "{code} is not in order {order}"),
+    "problem.order.over_dispense": ("{code}：还剩 {left}，不能发/退 {qty}", "{code}: {left} left, not {qty}"),
+    "problem.order.return_refund": ("退回这些项目应退 {due}，不是 {amount}", "returning these gives back {due}, not {amount}"),
+    "problem.stock.same_place": ("调拨须调往另一药房", "a transfer goes to another pharmacy"),
+    "field.specimen_id": ("标本号", "Specimen no."),
+    "field.result": ("结果", "Result"),
+    "field.to_pharmacy": ("调入药房", "To pharmacy"),
+    "doctor.order_state.checked_in": ("已签到", "checked in"),
+    "doctor.order_state.collected": ("已采样", "collected"),
+    "doctor.order_state.executed": ("已执行", "done"),
+    "doctor.order_state.resulted": ("已出报告", "result ready"),
+    "doctor.order_state.part_dispensed": ("部分发药", "partly dispensed"),
+    "doctor.order_state.dispensed": ("已发药", "dispensed"),
+    "doctor.order_state.returned": ("已退药", "returned"),
+    "field.from_pharmacy": ("调出药房", "From pharmacy"),
+    "field.dispense_id": ("发药单号", "Dispensing no."),
+    "field.report_ref": ("报告单号", "Report no."),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
-               _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR):
+               _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
+               _EXECUTION):
     STRINGS.update(_block)
 
 

@@ -59,11 +59,24 @@ from protocol.visit import Visit, funds
 ORDER_TYPES = ("exam", "lab", "drug")
 #: the item type each order type may hold
 ITEM_TYPE = {"exam": "exam", "lab": "lab", "drug": "drug"}
-STATUS_RANK = {"placed": 0, "cancelled": 9}
+#: a status only ever becomes more final (lab and exam steps; dispensing is a sum, see
+#: :attr:`Order.stage`); an order cancelled at one counter and executed at another ends
+#: cancelled here, and the reconciler raises the conflict (:mod:`central.reconcile`)
+STATUS_RANK = {"placed": 0, "checked_in": 1, "collected": 2, "executed": 3, "resulted": 4,
+               "cancelled": 9}
+#: stages in which an order may still be cancelled (nothing of it executed or dispensed)
+CANCELLABLE = frozenset({"placed", "checked_in", "collected"})
+#: stages in which an order still waits for its executing department
+OPEN_STAGES = frozenset({"placed", "checked_in", "collected", "executed", "part_dispensed"})
 LABELS = {"order.exam": ("检查申请", "exam requisition"),
           "order.lab": ("检验申请", "lab requisition"),
           "order.drug": ("处方", "prescription"),
-          "status.placed": ("待执行", "to be done"), "status.cancelled": ("已撤销", "cancelled")}
+          "status.placed": ("待执行", "to be done"), "status.cancelled": ("已撤销", "cancelled"),
+          "status.checked_in": ("已签到", "checked in"),
+          "status.collected": ("已采样", "specimen collected"),
+          "status.executed": ("已执行", "done"), "status.resulted": ("已出报告", "result ready"),
+          "status.part_dispensed": ("部分发药", "partly dispensed"),
+          "status.dispensed": ("已发药", "dispensed"), "status.returned": ("已退药", "returned")}
 
 
 @record("orders", ("order_id",), indexes=(("patient_id",), ("exec_dept",), ("visit_id",)))
@@ -87,6 +100,21 @@ class Order(Record):
     wall_ms: int = 0
     placed_at: str = ""  # merge order of the placement (the earliest, if one id came twice)
     patient_at: str = ""  # before the placement arrives: the earliest event naming it
+    # -- execution (protocol.execution) --
+    exec_charged: Fen = 0  # sums charged at check-in or dispensing (charge at execution)
+    checked_in_at: str = ""  # the earliest check-in says the queue number and specimen
+    checkin_node: str = ""
+    day: str = ""
+    queue_tag: str = ""
+    queue_no: int = 0
+    specimen_id: str = ""
+    executed_at: str = ""  # the earliest event that executed or dispensed any of it
+    executed_node: str = ""
+    result: str = ""  # the latest result (a correction is a later one)
+    report_ref: str = ""
+    result_at: str = ""
+    dispensed: str = ""  # JSON {code: qty}: sums of every dispensing
+    returned: str = ""  # JSON {code: qty}: sums of undispensed quantities returned
 
     def line_list(self) -> list[tuple[str, str, int, int, int, int, int]]:
         try:
@@ -100,9 +128,56 @@ class Order(Record):
                             int(x[6])))
         return out
 
+    def dispensed_qty(self) -> dict[str, int]:
+        return qty_map(self.dispensed)
+
+    def returned_qty(self) -> dict[str, int]:
+        return qty_map(self.returned)
+
+    def remaining(self) -> dict[str, int]:
+        """What is left to dispense of each line (ordered − dispensed − returned)."""
+        d, r = self.dispensed_qty(), self.returned_qty()
+        return {c: max(0, q - d.get(c, 0) - r.get(c, 0)) for c, _, q, *_ in self.line_list()}
+
+    @property
+    def stage(self) -> str:
+        """Where the order is: its status, or for a prescription what dispensing made it."""
+        if self.status == "cancelled" or self.type != "drug":
+            return self.status
+        d = self.dispensed_qty()
+        left = self.remaining()
+        if left and not any(left.values()):
+            return "dispensed" if any(d.values()) else "returned"
+        return "part_dispensed" if any(d.values()) else self.status
+
+    @property
+    def total_charged(self) -> Fen:
+        """Everything charged for it: when sent and at execution."""
+        return self.charged + self.exec_charged
+
     @property
     def active(self) -> bool:
-        return bool(self.placed_at) and self.status == "placed"
+        """Sent and not finished: it still waits for its executing department."""
+        return bool(self.placed_at) and self.stage in OPEN_STAGES
+
+
+def qty_map(text: str) -> dict[str, int]:
+    """A ``{code: qty}`` JSON field (anything unreadable reads as nothing)."""
+    try:
+        raw = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in raw.items() if type(v) is int}
+
+
+def add_qty(text: str, add: dict[str, int]) -> str:
+    """``text`` with ``add`` summed in (sorted keys: the same sums read the same)."""
+    m = qty_map(text)
+    for k, v in add.items():
+        m[k] = m.get(k, 0) + v
+    return json.dumps(dict(sorted(m.items())), ensure_ascii=False, separators=(",", ":"))
 
 
 def set_status(tx: Tx, order_id: str, status: str, at: At) -> Order:
@@ -310,11 +385,11 @@ def _rule_cancelled(state: State, b: Cancelled, cfg: RuleConfig) -> list[Problem
     if o.patient_id != b.patient_id:
         return [*out, Problem("order.wrong_patient", "that order is another patient's",
                               "order_id", {"order": b.order_id})]
-    if o.status != "placed":
+    if o.stage not in CANCELLABLE or o.executed_at:
         return [*out, Problem("order.not_cancellable", f"order {b.order_id} is "
-                              f"{o.status}: it cannot be cancelled", "order_id",
-                              {"order": b.order_id, "status": o.status})]
-    left = o.charged - o.refunded
+                              f"{o.stage}: it cannot be cancelled", "order_id",
+                              {"order": b.order_id, "status": o.stage})]
+    left = o.total_charged - o.refunded
     if b.refund != left:
         out.append(Problem("order.refund", f"cancelling order {b.order_id} returns what it "
                            f"charged, {yuan(left)}, not {yuan(b.refund)}", "refund",

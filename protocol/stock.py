@@ -1,9 +1,12 @@
 """Drug stock per pharmacy and item (DOMAIN 3.9): what a pharmacy has on hand.
 
-Stock moves only by events: receipts from the store room and adjustments with a reason
-(expired, damaged, a count); dispensing (the pharmacy's issue) subtracts the same way.
-Every figure is a sum, so any arrival order gives the same stock; ``on_hand`` is
-received + adjusted − dispensed (the stock conservation property).  The doctor's
+Stock moves only by events: receipts from the store room, transfers between pharmacies,
+adjustments with a reason (expired, damaged, a count), central's corrections (a
+conflict's remedy) and dispensing (:mod:`protocol.execution`).  Every figure is a sum,
+so any arrival order gives the same stock; ``on_hand`` is received + adjusted + moved −
+dispensed (the stock conservation property).  A counter refuses to take stock below
+zero as it knows it; two offline pharmacies can still do it together, and central
+raises that as a conflict.  The doctor's
 station reads it as "in stock, as this counter knows it" before a prescription is sent.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol.core import (
+    CENTRAL_ONLY,
     COUNTER,
     At,
     Kind,
@@ -44,10 +48,11 @@ class Stock(Record):
     received: int = 0
     adjusted: int = 0  # net of every adjustment (negative: taken out)
     dispensed: int = 0
+    moved: int = 0  # net of transfers (in − out)
 
     @property
     def on_hand(self) -> int:
-        return self.received + self.adjusted - self.dispensed
+        return self.received + self.adjusted + self.moved - self.dispensed
 
 
 def add_stock(tx: Tx, pharmacy: str, code: str, **sums: int) -> None:
@@ -119,5 +124,63 @@ ADJUSTED = Kind(
     report=lambda b: ReportLine("counts", "stock_adjustments"), notice=no_notice,
 )
 
-KINDS = (RECEIVED, ADJUSTED)
+# -- stock.transferred (from one pharmacy to another, in one event) ------------------------
+@body
+class Transferred(Body):
+    from_pharmacy: str = spec(text(32))
+    to_pharmacy: str = spec(text(32))
+    code: str = spec(text(32))
+    qty: int = spec(Field(int, lo=1, hi=MAX_QTY))
+    note: str = spec(text(200, required=False, lo=0), "")
+
+    def problems(self) -> list[Problem]:
+        if self.from_pharmacy == self.to_pharmacy:
+            return [Problem("stock.same_place", "a transfer goes to another pharmacy",
+                            "to_pharmacy")]
+        return []
+
+
+def _rule_transferred(state: State, b: Transferred, cfg: RuleConfig) -> list[Problem]:
+    have = on_hand(state, b.from_pharmacy, b.code) or 0
+    if b.qty > have:
+        return [Problem("stock.below_zero", f"{b.code}: {have} on hand, cannot take "
+                        f"{b.qty}", "qty", {"code": b.code, "have": have, "qty": b.qty})]
+    return []
+
+
+def _fold_transferred(tx: Tx, at: At, b: Transferred) -> None:
+    add_stock(tx, b.from_pharmacy, b.code, moved=-b.qty)
+    add_stock(tx, b.to_pharmacy, b.code, moved=b.qty)
+
+
+TRANSFERRED = Kind(
+    name="stock.transferred", body=Transferred, signer=COUNTER, title=("调拨", "Stock transfer"),
+    records=lambda b: refs(Stock, (b.from_pharmacy, b.code), (b.to_pharmacy, b.code)),
+    patients=lambda b: (), fold=_fold_transferred, money=no_money, rule=_rule_transferred,
+    describe=lambda b, lang: f"{b.from_pharmacy} → {b.to_pharmacy} {b.code} {b.qty}",
+    report=lambda b: ReportLine("counts", "stock_transfers"), notice=no_notice,
+)
+
+
+# -- stock.corrected (central: a conflict's remedy, e.g. stock taken below zero) -----------
+@body
+class Corrected(Body):
+    conflict_id: str = spec(Field(str, lo=8, hi=64))
+    pharmacy: str = spec(text(32))
+    code: str = spec(text(32))
+    delta: int = spec(Field(int, lo=-MAX_QTY, hi=MAX_QTY))
+    reason: str = spec(text(500))
+
+
+CORRECTED = Kind(
+    name="stock.corrected", body=Corrected, signer=CENTRAL_ONLY,
+    title=("库存更正", "Stock corrected"),
+    records=lambda b: refs(Stock, (b.pharmacy, b.code)), patients=lambda b: (),
+    fold=lambda tx, at, b: add_stock(tx, b.pharmacy, b.code, adjusted=b.delta),
+    money=no_money, rule=lambda state, b, cfg: [],
+    describe=lambda b, lang: f"{b.pharmacy} {b.code} {b.delta:+d} {b.reason}",
+    report=lambda b: None, notice=no_notice,
+)
+
+KINDS = (RECEIVED, ADJUSTED, TRANSFERRED, CORRECTED)
 RECORDS = (Stock,)

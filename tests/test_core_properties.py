@@ -38,6 +38,7 @@ from protocol.event import CENTRAL, Event, sign_event
 from protocol.fields import Field
 from protocol.hlc import Hlc
 from protocol.patient import Patient
+from protocol.stock import Stock
 from tests.conftest import ID_FEMALE, ID_MALE, node_key
 
 T0 = 1_790_000_000_000
@@ -53,6 +54,7 @@ POOLS: dict[str, tuple[str, ...]] = {
     "visit": ("V-triage-01-000002", "V-doctor-01-000001"),
     "order": ("O-doctor-01-000003", "O-doctor-02-000003"),
     "dept": ("IM", "PHA-OP"),
+    "dispense": ("DS-pharmacy-01-000001", "DS-pharmacy-02-000001"),
     "code": ("D-AMX", "LAB-CBC"),
     "tag": ("T01", "T02"),
     "icd10": ("J06.9", "I10"),
@@ -67,6 +69,7 @@ POOL_OF = {"patient_id": "patient", "survivor_id": "patient", "merged_id": "pati
            "conflict_id": "conflict", "national_id": "national_id", "birth_date": "date",
            "phone": "phone", "last_activity": "date", "visit_id": "visit",
            "order_id": "order", "dept": "dept", "exec_dept": "dept", "pharmacy": "dept",
+           "from_pharmacy": "dept", "to_pharmacy": "dept", "dispense_id": "dispense",
            "code": "code", "day": "date", "queue_tag": "tag", "icd10": "icd10"}
 
 
@@ -158,6 +161,14 @@ def fix(kind: str, b: dict[str, Any]) -> dict[str, Any]:
                 e["max_daily"] = max(e["max_daily"], e["max_single"])
     if kind == "visit.registered" and b.get("fee"):
         b.setdefault("fee_code", "REG-GEN")
+    if kind == "order.dispensed" and "lines" in b:  # one line per item, all or nothing
+        b["lines"] = list({x["code"]: x for x in b["lines"]}.values())
+        total = sum(x["qty"] * x["unit_price"] for x in b["lines"])
+        b["amount"] = total if b.get("amount") else 0
+    if kind == "order.returned" and "lines" in b:
+        b["lines"] = list({x["code"]: x for x in b["lines"]}.values())
+    if kind == "stock.transferred" and b.get("from_pharmacy") == b.get("to_pharmacy"):
+        b["to_pharmacy"] = "PHA-ER"
     if kind == "stock.adjusted" and b.get("delta") == 0:
         b["delta"] = -1
     return b
@@ -382,8 +393,14 @@ def _model(facts: list[Fact]) -> int:
             total -= b.charged
         elif k == "order.cancelled":
             total += b.refund
-        elif k == "visit.fee_returned":
+        elif k in ("visit.fee_returned", "order.charge_returned"):
             total += b.amount
+        elif k == "order.checked_in":
+            total -= b.charged
+        elif k == "order.dispensed":
+            total -= b.amount
+        elif k == "order.returned":
+            total += b.refund
     return total
 
 
@@ -400,6 +417,42 @@ def test_money_is_conserved_across_merges_and_remedies(chains: dict[str, list[Ev
     assert sum(a.transferred for a in accounts) == 0  # a merge moves money, makes none
     facts = [f for e in events if (f := REGISTRY.fact(e)) is not None]
     assert sum(a.balance for a in accounts) == _model(facts)
+
+
+def _stock_model(facts: list[Fact]) -> dict[tuple[str, str], int]:
+    """Each pharmacy's stock of each item, from the bodies alone: receipts − dispensed ±
+    adjustments, corrections and transfers (written independently of the fold)."""
+    out: dict[tuple[str, str], int] = {}
+
+    def move(ph: str, code: str, n: int) -> None:
+        out[(ph, code)] = out.get((ph, code), 0) + n
+
+    for f in facts:
+        b, k = f.body, f.kind.name
+        if k == "stock.received":
+            move(b.pharmacy, b.code, b.qty)
+        elif k in ("stock.adjusted", "stock.corrected"):
+            move(b.pharmacy, b.code, b.delta)
+        elif k == "stock.transferred":
+            move(b.from_pharmacy, b.code, -b.qty)
+            move(b.to_pharmacy, b.code, b.qty)
+        elif k == "order.dispensed":
+            for x in b.lines:
+                move(b.pharmacy, x.code, -x.qty)
+    return out
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories(max_events=40), st.randoms(use_true_random=False))
+def test_stock_is_conserved_in_any_order(chains: dict[str, list[Event]], rnd: Any) -> None:
+    """On hand = receipts − dispensed ± adjustments and transfers, per pharmacy and item,
+    whatever order the events arrive in (every node folds the same way)."""
+    events = interleave(chains, rnd)
+    facts = [f for e in events if (f := REGISTRY.fact(e)) is not None]
+    model = {k: v for k, v in _stock_model(facts).items()}
+    for order in (events, interleave(chains, rnd)):
+        stock = {s.key(): s.on_hand for s in REGISTRY.fold(order).all(Stock)}
+        assert {k: v for k, v in stock.items() if v or k in model} == model
 
 
 @settings(max_examples=300, deadline=None)

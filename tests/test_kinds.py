@@ -130,6 +130,26 @@ VALID: dict[str, dict[str, Any]] = {
                      "total": 3700, "charged": 3700},
     "order.cancelled": {"order_id": "O-a-000010", "patient_id": "P-a-000001", "refund": 3700,
                         "reason": "patient declined", "approved_by": "dr.zhao"},
+    # executing orders (protocol/execution.py)
+    "order.checked_in": {"order_id": "O-a-000011", "patient_id": "P-a-000001", "dept": "LAB",
+                         "day": "2026-12-01", "queue_tag": "L01", "queue_no": 3,
+                         "specimen_id": "L01-261201-0003", "charged": 2500},
+    "order.progressed": {"order_id": "O-a-000011", "patient_id": "P-a-000001",
+                         "step": "resulted", "result": "WBC 6.1", "report_ref": "LIS-1"},
+    "order.dispensed": {"dispense_id": "DS-a-000012", "order_id": "O-a-000010",
+                        "patient_id": "P-a-000001", "pharmacy": "PHA-OP",
+                        "lines": [{"code": "D-AMX", "qty": 1, "unit_price": 1850}],
+                        "amount": 0},
+    "order.returned": {"order_id": "O-a-000010", "patient_id": "P-a-000001",
+                       "lines": [{"code": "D-AMX", "qty": 1}], "refund": 1850,
+                       "reason": "out of stock", "approved_by": "dr.zhao"},
+    "order.charge_returned": {"conflict_id": "double_dispense-0123456789", "order_id":
+                              "O-a-000010", "patient_id": "P-a-000001", "amount": 1850,
+                              "reason": "dispensed at two pharmacies"},
+    "stock.transferred": {"from_pharmacy": "PHA-OP", "to_pharmacy": "PHA-ER",
+                          "code": "D-AMX", "qty": 20, "note": "night stock"},
+    "stock.corrected": {"conflict_id": "stock_below_zero-0123456789", "pharmacy": "PHA-OP",
+                        "code": "D-AMX", "delta": 4, "reason": "count after double dispense"},
 }
 
 

@@ -39,7 +39,7 @@ from edge_node.tui.widgets.status import StatusBar
 from edge_node.visits import VisitService
 from protocol.clinical import INSURANCE_TYPES
 from protocol.money import yuan
-from protocol.order import Order
+from protocol.order import CANCELLABLE, Order
 from protocol.visit import Visit
 
 
@@ -456,14 +456,14 @@ class PatientScreen(Screen[None]):
         self.orders = list(view.orders)
         for o in self.orders:
             names = ", ".join(f"{ln[1]}×{ln[2]}" for ln in o.line_list())
-            state = tr(f"doctor.order_state.{o.status}")
-            if o.status == "placed" and not o.charged and o.total:
+            state = tr(f"doctor.order_state.{o.stage}")
+            if o.stage == "placed" and not o.total_charged and o.total:
                 state += tr("doctor.at_execution")
             if o.refunded:
                 state += " " + tr("doctor.refunded", amount=yuan(o.refunded))
             table.add_row(o.order_id, tr(f"doctor.order_type.{o.type}"),
                           Text(names, overflow="ellipsis", no_wrap=True), yuan(o.total),
-                          Text(state, style="dim" if o.status != "placed" else ""),
+                          Text(state, style="" if o.active else "dim"),
                           key=o.order_id)
         self.query_one("#orders-title", Static).update(
             tr("doctor.orders_title", n=len(self.orders)) if self.orders
@@ -587,9 +587,9 @@ class PatientScreen(Screen[None]):
             self.say(tr("doctor.pick_order"), "warning")
             return
         o = self.orders[min(table.cursor_row, len(self.orders) - 1)]
-        if o.status != "placed":
+        if o.stage not in CANCELLABLE or o.executed_at:
             self.say(tr("problem.order.not_cancellable", order=o.order_id,
-                        status=tr(f"doctor.order_state.{o.status}")), "warning")
+                        status=tr(f"doctor.order_state.{o.stage}")), "warning")
             return
         svc = clinic(self.counter)
 
@@ -601,7 +601,7 @@ class PatientScreen(Screen[None]):
         self._ask("doctor.title_cancel", [
             (tr("field.reason"), Input(id="reason", max_length=200))], run,
             tr("doctor.cancel_about", order=o.order_id, items=names,
-               refund=yuan(o.charged - o.refunded)))
+               refund=yuan(o.total_charged - o.refunded)))
 
     @work(exclusive=True, exit_on_error=False, group="doctor")
     async def action_finish(self) -> None:
