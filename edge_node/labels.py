@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from barcode import Code128
+from barcode.charsets import code128 as _charsets
 from barcode.writer import BaseWriter, SVGWriter
 from PIL import Image, ImageDraw
 
@@ -132,6 +133,20 @@ def parse_specimen_id(text: str) -> SpecimenId | None:
 
 
 # -- the symbol -----------------------------------------------------------------------------
+class _Code128(Code128):  # type: ignore[misc]  # (python-barcode has no type hints)
+    """``python-barcode``'s Code 128 with one fix: data beginning ``99`` lost those two
+    digits (python-barcode issue #251; fixed upstream by PR #263, not in 0.16.1).  The
+    library starts every symbol in set C and folds ``START C, CODE B`` into ``START B``,
+    but it also folded the set-C data value 99 ("99"), which is the same number as
+    ``CODE C``.  Only a real switch to A or B is folded here."""
+
+    def _try_to_optimize(self, encoded: list[int]) -> list[int]:
+        start_c, to_a, to_b = _charsets.START_CODES["C"], _charsets.C["TO_A"], _charsets.C["TO_B"]
+        if len(encoded) > 1 and encoded[0] == start_c and encoded[1] in (to_a, to_b):
+            encoded[:2] = [_charsets.TO[encoded[1]]]
+        return encoded
+
+
 def _check(data: str) -> None:
     if not isinstance(data, str) or not _CODE_B.match(data) or len(data) > MAX_BARCODE_CHARS:
         raise ValueError(f"Code 128 label data must be 1 to {MAX_BARCODE_CHARS} printable "
@@ -144,7 +159,7 @@ def code128_modules(data: str) -> list[bool]:
     is not 1–48 printable ASCII characters."""
     _check(data)
     # A fresh Code128 each time: build() leaves the instance in its last character set.
-    return [c == "1" for c in Code128(data).build()[0]]
+    return [c == "1" for c in _Code128(data).build()[0]]
 
 
 def fit_module(data: str, width_dots: int, most: int = 4) -> int:
@@ -200,7 +215,7 @@ def code128_image(data: str, *, module_dots: int = 2, height_dots: int = BAR_HEI
     options = {"module_width": module_dots, "module_height": height_dots,
                "quiet_zone": quiet, "margin_top": 0, "margin_bottom": 0,
                "write_text": False, "font_size": 0}
-    image: Image.Image = Code128(data, writer=_DotWriter()).render(options)
+    image: Image.Image = _Code128(data, writer=_DotWriter()).render(options)
     return image
 
 
@@ -223,7 +238,7 @@ def code128_svg(data: str, *, module_dots: int = 2, height_dots: int = BAR_HEIGH
     options = {"module_width": module_dots * mm, "module_height": height_dots * mm,
                "quiet_zone": QUIET_MODULES * module_dots * mm, "write_text": text,
                "font_size": 8, "text_distance": 3}
-    svg: Any = Code128(data, writer=SVGWriter()).render(options)
+    svg: Any = _Code128(data, writer=SVGWriter()).render(options)
     return svg.decode("utf-8") if isinstance(svg, bytes) else str(svg)
 
 
