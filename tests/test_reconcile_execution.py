@@ -10,6 +10,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from central.reconcile import Conflict, Reconciler, reconcile
 from protocol.event import CENTRAL, Event
 from protocol.stock import Stock
@@ -361,3 +364,43 @@ def test_a_second_check_in_after_a_cancel_is_counted_once() -> None:
     got = {c.kind: c.amount for c in reconcile(h.events)}
     assert got == {"charge_after_cancel": LAB_PRICE, "double_execution": LAB_PRICE}
     assert_order_independent(h.events)
+
+
+# ---------------------------------------------------------------------------- any order
+
+ACTIONS = st.lists(st.tuples(
+    st.sampled_from(("check_in", "executed", "dispense", "cancel", "receipt", "transfer")),
+    st.integers(0, 2), st.integers(20, 60), st.integers(1, 12), st.booleans()), max_size=10)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ACTIONS, st.booleans(), st.integers(0, 10_000))
+def test_the_same_conflicts_whatever_order_the_events_arrive_in(
+        actions: list[tuple[str, int, int, int, bool]], at_send: bool, seed: int) -> None:
+    """Random offline days at three counters of each kind: one batch or shuffled batches,
+    the same conflicts stand, and nothing fails."""
+    h = History()
+    day(h)
+    h.add("doctor-01", 15, "order.placed", lab(charged=LAB_PRICE if at_send else 0))
+    h.add("doctor-01", 16, "order.placed", drug(charged=10 * DRUG_PRICE if at_send else 0))
+    for i, (what, n, wall, qty, flag) in enumerate(actions):
+        if what == "check_in":
+            check_in(h, f"lab-0{n}", wall, 0 if at_send else LAB_PRICE, no=i + 1)
+        elif what == "executed":
+            executed(h, f"lab-0{n}", wall)
+        elif what == "dispense":
+            dispense(h, f"pharmacy-0{n}", wall, ("WEST", "EAST")[n % 2], qty,
+                     not at_send, i + 1)
+        elif what == "cancel":
+            cancel(h, f"doctor-0{n}", wall, LAB_ID if flag else DRUG_ID,
+                   LAB_PRICE if flag and at_send else 0)
+        elif what == "receipt":
+            h.add(f"store-0{n}", wall, "stock.received", {"pharmacy": "WEST", "code": "AMOX",
+                                                         "qty": qty})
+        else:
+            h.add(f"pharmacy-0{n}", wall, "stock.transferred", {
+                "from_pharmacy": "WEST", "to_pharmacy": "EAST", "code": "AMOX", "qty": qty})
+    found = reconcile(h.events)
+    assert not [c for c in found if c.kind == "reconcile_error"], found
+    expected = {c.id: (c.kind, c.amount) for c in found}
+    assert in_any_order(h.events, seed) == expected
