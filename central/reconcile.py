@@ -49,11 +49,14 @@ from protocol.card import Replaced as CardReplaced
 from protocol.core import Fact, Invalid, Key, Registry, State, Unknown
 from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, EventId
+from protocol.execution import EXECUTED, ChargeReturned, CheckedIn, Dispensed, OrderProgressed
+from protocol.execution import Returned as OrderReturned
 from protocol.money import yuan
 from protocol.order import Cancelled as OrderCancelled
 from protocol.order import Placed as OrderPlaced
 from protocol.patient import Patient
-from protocol.remedy import ANNOUNCEMENTS, Blocked, ChargeReversed, Merged
+from protocol.remedy import ANNOUNCEMENTS, Blocked, ChargeReversed, DebtRecorded, Merged
+from protocol.stock import Stock
 from protocol.visit import FeeCharged, FeeReturned
 
 log = logging.getLogger("onecard.central.reconcile")
@@ -75,6 +78,11 @@ KINDS = (
     "merged_record_used",
     "double_cancel",
     "double_fee",
+    "double_execution",
+    "double_dispense",
+    "refund_after_execution",
+    "charge_after_cancel",
+    "stock_below_zero",
     "equivocation",
     "chain_break",
     "revoked_node",
@@ -86,9 +94,10 @@ KINDS = (
 #: Conflicts about a node or central itself, not a patient's money or record.
 INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "clock_skew",
                              "malformed_event", "reconcile_error"})
-#: Conflicts never announced to the counters: the integrity kinds, and the daily audit's
-#: findings (for central's finance and IT, not for the patient's next tap).
-UNANNOUNCED_KINDS = INTEGRITY_KINDS | {"audit_finding"}
+#: Conflicts never announced to the counters: the integrity kinds, the daily audit's
+#: findings (for central's finance and IT, not for the patient's next tap), and stock
+#: below zero (a pharmacy's figures, no patient's: it names none).
+UNANNOUNCED_KINDS = INTEGRITY_KINDS | {"audit_finding", "stock_below_zero"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +208,7 @@ class Timeline:
         #: the records whose money counts: ``pid`` and, in a person's view, those merged in
         self.family = family or frozenset({pid})
         self._steps: list[Step] | None = None
+        self._orders: dict[str, OrderFacts] | None = None
 
     @property
     def events(self) -> list[Event]:
@@ -234,6 +244,77 @@ class Timeline:
             bal += d
             out.append(Step(f, d, bal, acct))
         self._steps = out
+        return out
+
+    def orders(self) -> dict[str, OrderFacts]:
+        """This timeline's events about each order, by order id, each list in merge order
+        (worked out once per timeline: several detectors read them)."""
+        if self._orders is None:
+            self._orders = {}
+            for f in self.facts:
+                oid = getattr(f.body, "order_id", None)
+                if isinstance(oid, str):
+                    self._orders.setdefault(oid, OrderFacts()).add(f)
+        return self._orders
+
+
+@dataclass(slots=True)
+class OrderFacts:
+    """One order's events in one patient's timeline, sorted by what they did."""
+
+    placed: Fact | None = None  # the first placement (a second one of the id is ignored)
+    checkins: list[Fact] = field(default_factory=list)
+    executed: list[Fact] = field(default_factory=list)  # order.progressed executed/resulted
+    dispenses: list[Fact] = field(default_factory=list)
+    cancels: list[Fact] = field(default_factory=list)
+    returns: list[Fact] = field(default_factory=list)  # order.returned (undispensed)
+    given_back: list[Fact] = field(default_factory=list)  # central's order.charge_returned
+
+    def add(self, f: Fact) -> None:
+        b = f.body
+        if isinstance(b, OrderPlaced):
+            if self.placed is None:
+                self.placed = f
+        elif isinstance(b, CheckedIn):
+            self.checkins.append(f)
+        elif isinstance(b, OrderProgressed):
+            if b.step in EXECUTED:
+                self.executed.append(f)
+        elif isinstance(b, Dispensed):
+            self.dispenses.append(f)
+        elif isinstance(b, OrderCancelled):
+            self.cancels.append(f)
+        elif isinstance(b, OrderReturned):
+            self.returns.append(f)
+        elif isinstance(b, ChargeReturned):
+            self.given_back.append(f)
+
+    def back(self, cid: ConflictId) -> Fen:
+        """What central already gave back of this order under conflict ``cid``."""
+        return int(sum(f.body.amount for f in self.given_back if f.body.conflict_id == cid))
+
+    @property
+    def charged(self) -> Fen:
+        """Everything its events charged: when sent, at check-in and at dispensing."""
+        return int((self.placed.body.charged if self.placed else 0)
+                   + sum(f.body.charged for f in self.checkins)
+                   + sum(f.body.amount for f in self.dispenses))
+
+    def extras(self) -> list[tuple[Fact, str, int, int]]:
+        """Dispensed beyond the order, in merge order: (dispensing, code, qty, unit price)
+        — the part of each dispensing that took a line past its ordered quantity."""
+        if self.placed is None:
+            return []
+        ordered = {x.code: x.qty for x in self.placed.body.lines}
+        so_far: dict[str, int] = {}
+        out = []
+        for f in self.dispenses:
+            for x in f.body.lines:
+                before = so_far.get(x.code, 0)
+                so_far[x.code] = before + x.qty
+                extra = min(x.qty, max(0, before + x.qty - ordered.get(x.code, 0)))
+                if extra:
+                    out.append((f, x.code, extra, x.unit_price))
         return out
 
 
@@ -581,11 +662,12 @@ def detect_double_cancel(tl: Timeline) -> list[Conflict]:
         elif isinstance(f.body, OrderCancelled):
             cancels.setdefault(f.body.order_id, []).append(f)
     out = []
+    orders = tl.orders()
     for order_id, cs in cancels.items():
         first = placed.get(order_id)
         if first is None:
             continue  # the order has not reached central yet
-        charged = first.body.charged
+        charged = orders[order_id].charged  # when sent, and at check-in or dispensing
         total = sum(f.body.refund for f in cs)
         excess = total - charged
         if excess <= 0:
@@ -645,6 +727,255 @@ def detect_double_fee(tl: Timeline) -> list[Conflict]:
     return out
 
 
+# -- executing orders (DOMAIN 3.8-3.10): what two offline windows or pharmacies did twice --
+
+
+def _lines(lines: Iterable[Any]) -> str:
+    return ", ".join(f"{x.code}×{x.qty}" for x in lines)
+
+
+def _debts(tl: Timeline, cid: ConflictId) -> Fen:
+    """The debts central already recorded under conflict ``cid``."""
+    return int(sum(f.body.amount for f in tl.facts
+                   if isinstance(f.body, DebtRecorded) and f.body.conflict_id == cid))
+
+
+def _give_back(cid: ConflictId, tl: Timeline, order_id: str, amount: Fen
+               ) -> tuple[str, dict[str, Any]]:
+    return ("order.charge_returned", {"conflict_id": cid, "order_id": order_id,
+                                      "patient_id": tl.pid, "amount": amount})
+
+
+def detect_double_execution(tl: Timeline) -> list[Conflict]:
+    """One lab or exam order checked in at two windows offline: only the first check-in
+    should have happened, and when the hospital charges at execution each later one
+    charged the order again."""
+    out = []
+    for order_id, of in tl.orders().items():
+        if len(of.checkins) < 2:
+            continue
+        first, later = of.checkins[0], of.checkins[1:]
+        excess = sum(f.body.charged for f in later)
+        cid = conflict_id("double_execution", order_id)
+        open_ = excess - of.back(cid)
+        listed = "; ".join(
+            f"at {f.at.node} ({_ref(f.event)}) queue {f.body.queue_tag}{f.body.queue_no}"
+            + (f", specimen {f.body.specimen_id}" if f.body.specimen_id else "")
+            + (f", charged {yuan(f.body.charged)}" if f.body.charged else ", no charge")
+            for f in of.checkins)
+        text = (f"Order {order_id} of {tl.who()} was checked in {len(of.checkins)} times by "
+                f"windows that did not know of each other: {listed}. Only the first "
+                f"({_ref(first.event)}) should have happened")
+        text += (f"; the later check-in(s) charged {yuan(excess)} again." if excess else
+                 "; no money was taken twice (the order was charged when it was sent), but "
+                 "the patient holds more than one queue number or specimen label.")
+        if of.executed:
+            text += " Executed: " + "; ".join(f"{f.body.step} at {f.at.node} "
+                                              f"({_ref(f.event)})" for f in of.executed) + "."
+        remedies = []
+        if open_ > 0:
+            remedies.append(RemedyOption(
+                "return", f"Give {yuan(open_)} back",
+                f"Returns the later check-in's charge, {yuan(open_)}, to {tl.name}'s deposit.",
+                (_give_back(cid, tl, order_id, open_),)))
+        remedies.append(accept_remedy(cid, tl.pid, "Leaves every check-in and charge as it "
+                                                   "is (the order was done twice)."))
+        events = (*(f.event.id for f in of.checkins), *(f.event.id for f in of.executed))
+        out.append(Conflict(
+            cid, "double_execution", "medium" if excess else "low",
+            f"Order checked in twice {yuan(excess)} — {order_id}", text, events, (tl.pid,),
+            (), tuple(sorted({f.at.node for f in (*of.checkins, *of.executed)})), excess,
+            later[0].at.wall, tuple(remedies)))
+    return out
+
+
+def detect_double_dispense(tl: Timeline) -> list[Conflict]:
+    """One prescription dispensed beyond what was ordered: two pharmacies dispensed it
+    offline.  The drugs left the shelf (the stock figures are right); what is wrong is
+    the money (a second charge, or drugs handed out that nobody paid for) and the record.
+    """
+    out = []
+    for order_id, of in tl.orders().items():
+        extras = of.extras()
+        if not extras or of.placed is None:
+            continue
+        cid = conflict_id("double_dispense", order_id)
+        value = sum(q * p for _, _, q, p in extras)
+        charged = sum(q * p for f, _, q, p in extras if f.body.amount)
+        unpaid = value - charged
+        back = of.back(cid)
+        charged_open = max(0, charged - back)
+        unpaid_open = max(0, unpaid - _debts(tl, cid))
+        listed = "; ".join(
+            f"{f.body.pharmacy} ({_ref(f.event)}) {_lines(f.body.lines)}, "
+            + (f"charged {yuan(f.body.amount)}" if f.body.amount else "no charge")
+            for f in of.dispenses)
+        by_place: dict[tuple[str, str], int] = {}
+        for f, code, q, _ in extras:
+            by_place[(f.body.pharmacy, code)] = by_place.get((f.body.pharmacy, code), 0) + q
+        extra_txt = ", ".join(f"{code}×{q} at {ph}" for (ph, code), q in by_place.items())
+        text = (f"Prescription {order_id} of {tl.who()} ordered "
+                f"{_lines(of.placed.body.lines)}, but it was dispensed by pharmacies that did "
+                f"not know of each other: {listed}. Handed out beyond the order: {extra_txt} "
+                f"({yuan(value)}).")
+        if charged:
+            text += f" The patient was charged {yuan(charged)} for them."
+        if unpaid:
+            text += (f" {yuan(unpaid)} of them was not charged (the order was charged when "
+                     "it was sent).")
+        resolved = cid in tl.world.resolutions
+        remedies = []
+        if not resolved:
+            bring = [("stock.corrected", {"conflict_id": cid, "pharmacy": ph, "code": code,
+                                          "delta": q}) for (ph, code), q in by_place.items()]
+            if charged_open:
+                bring.append(_give_back(cid, tl, order_id, charged_open))
+            remedies.append(RemedyOption(
+                "bring_back", "The patient brings the extra back",
+                f"Puts {extra_txt} back in stock"
+                + (f" and returns {yuan(charged_open)} to {tl.name}'s deposit"
+                   if charged_open else "") + ".", tuple(bring)))
+            if unpaid_open:
+                remedies.append(RemedyOption(
+                    "keep", f"The patient keeps them: charge {yuan(unpaid_open)}",
+                    f"Debits {yuan(unpaid_open)} for the extra drugs from {tl.name}'s account "
+                    "(if it does not hold that much the patient owes the rest, collected at "
+                    "the next visit).",
+                    (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid,
+                                        "amount": unpaid_open, "debit": unpaid_open}),)))
+            elif charged_open:
+                remedies.append(RemedyOption(
+                    "write_off", f"Give {yuan(charged_open)} back, write the drugs off",
+                    f"Returns the second charge, {yuan(charged_open)}, to {tl.name}'s deposit;"
+                    " the hospital bears the drugs (they left the shelf: the stock stays as "
+                    "it is).", (_give_back(cid, tl, order_id, charged_open),)))
+        remedies.append(accept_remedy(cid, tl.pid, "The patient keeps the drugs; the charges "
+                                                   "stand as they are."))
+        first_extra = extras[0][0]
+        out.append(Conflict(
+            cid, "double_dispense", "high" if unpaid else "medium",
+            f"Prescription dispensed twice {yuan(value)} — {order_id}", text,
+            (of.placed.event.id, *(f.event.id for f in of.dispenses)), (tl.pid,), (),
+            tuple(sorted({f.at.node for f in of.dispenses})), value, first_extra.at.wall,
+            tuple(remedies)))
+    return out
+
+
+def _executed_value(of: OrderFacts) -> Fen:
+    """What the executed part of an order is worth: all of a lab or exam order once
+    executed, the dispensed quantities (up to what was ordered) of a prescription."""
+    assert of.placed is not None
+    pb = of.placed.body
+    if pb.type != "drug":
+        return int(pb.total) if of.executed or of.dispenses else 0
+    dispensed: dict[str, int] = {}
+    for f in of.dispenses:
+        for x in f.body.lines:
+            dispensed[x.code] = dispensed.get(x.code, 0) + x.qty
+    return sum(min(dispensed.get(x.code, 0), x.qty) * x.unit_price for x in pb.lines)
+
+
+def _done(of: OrderFacts) -> str:
+    return "; ".join(
+        (f"dispensed {_lines(f.body.lines)} at {f.body.pharmacy}" if isinstance(
+            f.body, Dispensed) else f"{f.body.step} at {f.at.node}") + f" ({_ref(f.event)})"
+        for f in (*of.executed, *of.dispenses))
+
+
+def detect_refund_after_execution(tl: Timeline) -> list[Conflict]:
+    """An order cancelled (its charge refunded) at one counter while it was executed or
+    dispensed at another offline: the patient got back money for what was done."""
+    out = []
+    for order_id, of in tl.orders().items():
+        if of.placed is None or not of.cancels or not (of.executed or of.dispenses):
+            continue
+        refunds = sum(f.body.refund for f in of.cancels)
+        # beyond what was charged is double_cancel's; beyond what was done was owed back
+        amount = min(refunds, of.charged, _executed_value(of))
+        if amount <= 0:
+            continue
+        cid = conflict_id("refund_after_execution", order_id)
+        open_ = amount - _debts(tl, cid)
+        cancels = "; ".join(f"at {f.at.node} ({_ref(f.event)}) refunding "
+                            f"{yuan(f.body.refund)}" for f in of.cancels)
+        text = (f"Order {order_id} of {tl.who()} was cancelled {cancels}, while counters that "
+                f"did not know had already done it: {_done(of)}. {yuan(amount)} went back to "
+                "the deposit for what was done; the order reads cancelled on every counter.")
+        remedies = []
+        if open_ > 0:
+            remedies.append(RemedyOption(
+                "debt", "Take the refund back",
+                f"Debits {yuan(open_)} from {tl.name}'s account for what was done (if it does "
+                "not hold that much the patient owes the rest, collected at the next visit).",
+                (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid,
+                                    "amount": open_, "debit": open_}),)))
+        remedies.append(accept_remedy(cid, tl.pid, "The hospital bears the refund."))
+        done = [*of.executed, *of.dispenses]
+        out.append(Conflict(
+            cid, "refund_after_execution", "high",
+            f"Refund of an executed order {yuan(amount)} — {order_id}", text,
+            (*(f.event.id for f in of.cancels), *(f.event.id for f in done)), (tl.pid,), (),
+            tuple(sorted({f.at.node for f in (*of.cancels, *done)})), amount,
+            max(f.at.wall for f in (*of.cancels, *done)), tuple(remedies)))
+    return out
+
+
+def detect_charge_after_cancel(tl: Timeline) -> list[Conflict]:
+    """A check-in or dispensing charged an order cancelled elsewhere: the cancel gave back
+    what it knew of, the later charge was never refunded.  (A second check-in's or
+    dispensing's charge is double_execution's or double_dispense's, not counted here.)"""
+    out = []
+    for order_id, of in tl.orders().items():
+        if of.placed is None or not of.cancels:
+            continue
+        extra = {(f.event.id, code): q * p for f, code, q, p in of.extras() if f.body.amount}
+        counted_checkins = of.checkins[:1]
+        charges: list[tuple[Fact, Fen]] = [
+            (f, f.body.charged) for f in counted_checkins if f.body.charged]
+        for f in of.dispenses:
+            if f.body.amount:
+                own = f.body.amount - sum(v for (eid, _), v in extra.items()
+                                          if eid == f.event.id)
+                if own > 0:
+                    charges.append((f, own))
+        if not charges:
+            continue
+        counted = of.placed.body.charged + sum(a for _, a in charges)
+        refunded = (sum(f.body.refund for f in of.cancels)
+                    + sum(f.body.refund for f in of.returns))
+        stake = counted - refunded
+        if stake <= 0:
+            continue
+        cid = conflict_id("charge_after_cancel", order_id)
+        open_ = stake - of.back(cid)
+        cancels = "; ".join(f"at {f.at.node} ({_ref(f.event)}) refunding "
+                            f"{yuan(f.body.refund)}" for f in of.cancels)
+        listed = "; ".join(f"{f.kind.name} at {f.at.node} ({_ref(f.event)}) {yuan(a)}"
+                           for f, a in charges)
+        text = (f"Order {order_id} of {tl.who()} was cancelled {cancels}, but counters that "
+                f"did not know charged it: {listed}. {yuan(stake)} charged for the cancelled "
+                "order was never given back.")
+        if of.executed or of.dispenses:
+            text += (f" It was done, though: {_done(of)} — if the patient had it, the charge "
+                     "is right: accept.")
+        remedies = []
+        if open_ > 0:
+            remedies.append(RemedyOption(
+                "return", f"Give {yuan(open_)} back",
+                f"Returns the charge for the cancelled order, {yuan(open_)}, to {tl.name}'s "
+                "deposit.", (_give_back(cid, tl, order_id, open_),)))
+        remedies.append(accept_remedy(cid, tl.pid, "The charge stands (the order was done "
+                                                   "after all)."))
+        facts = [*of.cancels, *(f for f, _ in charges)]
+        out.append(Conflict(
+            cid, "charge_after_cancel", "medium",
+            f"Charge for a cancelled order {yuan(stake)} — {order_id}", text,
+            tuple(f.event.id for f in facts), (tl.pid,), (),
+            tuple(sorted({f.at.node for f in facts})), stake,
+            max(f.at.wall for f in facts), tuple(remedies)))
+    return out
+
+
 PATIENT_DETECTORS: list[Detector] = [
     detect_overdraft,
     detect_lost_card_used,
@@ -654,7 +985,89 @@ PATIENT_DETECTORS: list[Detector] = [
     detect_merged_record_used,
     detect_double_cancel,
     detect_double_fee,
+    detect_double_execution,
+    detect_double_dispense,
+    detect_refund_after_execution,
+    detect_charge_after_cancel,
 ]
+
+
+# -- stock: a pharmacy's figures, not a patient's ------------------------------------------
+
+StockKey = tuple[str, str]  # (pharmacy, code)
+#: the most events a stock conflict lists (the one that last raised the stock, then the
+#: latest): a busy item's history is long, the dip is at its end
+MAX_STOCK_EVENTS = 40
+
+
+def _stock_what(f: Fact, key: StockKey) -> str:
+    b = f.body
+    if isinstance(b, Dispensed):
+        return f"dispensed for {b.order_id}"
+    if f.kind.name == "stock.transferred":
+        return (f"transfer to {b.to_pharmacy}" if b.from_pharmacy == key[0]
+                else f"transfer from {b.from_pharmacy}")
+    if f.kind.name == "stock.adjusted":
+        return f"adjusted ({b.reason})"
+    return f.kind.name.split(".")[-1]
+
+
+def detect_stock_below_zero(key: StockKey, facts: Sequence[Fact], world: Reconciler
+                            ) -> list[Conflict]:
+    """A pharmacy's stock of an item below zero once everything is merged: two offline
+    pharmacies (or a dispensing and a transfer) took what only one of them could, or a
+    receipt was not recorded.  A receipt arriving later that lifts it to zero or more
+    makes it no conflict (withdrawn).
+
+    The events listed are those since the last one that raised the stock before it went
+    below zero for good, in merge order; the id is the item and that event, which events
+    arriving later at the end of the history do not change.
+    """
+    s = world.state.get(Stock, key)
+    if s is None or s.on_hand >= 0:
+        return []
+    pharmacy, code = key
+    state = State()
+    rows: list[tuple[Fact, int, int]] = []  # fact, change, on hand after it
+    was = 0
+    for f in facts:
+        world.registry.apply_fact(state, f)
+        st = state.get(Stock, key)
+        now = st.on_hand if st is not None else 0
+        rows.append((f, now - was, now))
+        was = now
+    if was >= 0:
+        return []  # (cannot be: the same facts as the state) — nothing to say
+    last_ok = max((i for i, (_, _, v) in enumerate(rows) if v >= 0), default=-1)
+    anchor = max((i for i, (_, d, _) in enumerate(rows[:last_ok + 1]) if d > 0), default=-1)
+    listed = rows[max(anchor, 0):]
+    skipped = 0
+    if len(listed) > MAX_STOCK_EVENTS:
+        skipped = len(listed) - MAX_STOCK_EVENTS
+        listed = listed[:1] + listed[-(MAX_STOCK_EVENTS - 1):]
+    cid = conflict_id("stock_below_zero", pharmacy, code,
+                      rows[anchor][0].event.id if anchor >= 0 else "start")
+    story = "; ".join(f"{_stock_what(f, key)} {d:+d} at {f.at.node} ({_ref(f.event)}) → {v}"
+                      for f, d, v in listed)
+    if skipped:
+        story += f" ({skipped} more events in between not listed)"
+    text = (f"Pharmacy {pharmacy} holds {was} of {code} once every counter's events are "
+            f"merged: {story}. A counter never takes stock below zero as it knows it, so "
+            "these were done without knowing of each other, or a receipt was not recorded. "
+            "Count the shelf: if it holds more, correct the stock.")
+    remedies = (RemedyOption(
+        "correct", f"Correct the stock to 0 (+{-was})",
+        f"Records +{-was} of {code} at {pharmacy} (a count found them, or a receipt was not "
+        "recorded): the stock reads 0 on every counter.",
+        (("stock.corrected", {"conflict_id": cid, "pharmacy": pharmacy, "code": code,
+                              "delta": -was}),)),
+        accept_remedy(cid, None, "Leaves the stock below zero until the next receipt or "
+                                 "count."))
+    first_below = rows[last_ok + 1][0]
+    return [Conflict(
+        cid, "stock_below_zero", "medium", f"Stock below zero — {pharmacy} {code} {was}",
+        text, tuple(f.event.id for f, _, _ in listed), (), (),
+        tuple(sorted({f.at.node for f, _, _ in listed})), 0, first_below.at.wall, remedies)]
 
 
 MAX_LIKELY_GROUP = 5
@@ -739,6 +1152,8 @@ class Reconciler:
         #: the same projections as every counter's, by the same fold
         self.state = State()
         self.timelines: dict[PatientId, list[tuple[str, Fact]]] = {}
+        #: per (pharmacy, code): the facts that moved its stock, in merge order
+        self.stocks: dict[StockKey, list[tuple[str, Fact]]] = {}
         self._merged_into: dict[PatientId, set[PatientId]] = {}  # survivor → merged records
         self._cards_by_patient: dict[PatientId, set[str]] = {}
         self._card_owner: dict[str, PatientId] = {}
@@ -855,6 +1270,7 @@ class Reconciler:
         dirty: set[PatientId] = set()
         dirty_ids: set[str] = set()
         dirty_people: set[Identity] = set()
+        dirty_stock: set[StockKey] = set()
         for item in batch:
             inc = item if isinstance(item, Incoming) else Incoming(item, 0)
             ev = inc.event
@@ -863,7 +1279,7 @@ class Reconciler:
             self.seen.add(ev.id)
             self.count += 1
             try:
-                self._add_one(inc, rep, dirty, dirty_ids, dirty_people)
+                self._add_one(inc, rep, dirty, dirty_ids, dirty_people, dirty_stock)
             except Exception as exc:
                 log.exception("reconciling %s #%d (%s) failed", ev.node, ev.seq, ev.kind)
                 rep.conflicts.append(_reconcile_error(f"e:{ev.node}:{ev.seq}", (ev.id,),
@@ -884,10 +1300,15 @@ class Reconciler:
         for person in sorted(dirty_people):
             self._scope(f"i:{person}", lambda person=person: detect_duplicates(  # type: ignore
                 self.by_identity.get(person, ()), self, strong=False, key=""), rep)
+        for sk in sorted(dirty_stock):
+            self._scope(f"s:{sk[0]}\x1f{sk[1]}", lambda sk=sk: (  # type: ignore[misc]
+                detect_stock_below_zero(sk, [f for _, f in self.stocks.get(sk, [])], self)),
+                rep)
         return rep
 
     def _add_one(self, inc: Incoming, rep: Report, dirty: set[PatientId],
-                 dirty_ids: set[str], dirty_people: set[Identity]) -> None:
+                 dirty_ids: set[str], dirty_people: set[Identity],
+                 dirty_stock: set[StockKey]) -> None:
         ev = inc.event
         d = self.registry.decode(ev)
         if isinstance(d, Unknown):
@@ -915,6 +1336,11 @@ class Reconciler:
         for pid in d.patients:
             bisect.insort(self.timelines.setdefault(pid, []), (order, d), key=lambda x: x[0])
             dirty.add(pid)
+        for rt, key in d.records:  # a pharmacy's stock is a scope of its own
+            if rt is Stock and isinstance(key, tuple) and len(key) == 2:
+                sk = (str(key[0]), str(key[1]))
+                bisect.insort(self.stocks.setdefault(sk, []), (order, d), key=lambda x: x[0])
+                dirty_stock.add(sk)
 
     def _scope(self, scope: str, detect: Callable[[], list[Conflict]], rep: Report) -> None:
         try:

@@ -1236,9 +1236,17 @@ _LABELS_PRINT = {
     "labels.err.other": ("写入失败：{detail}", "write failed: {detail}"),
 }
 
+# -- the reconciler's conflicts about executing orders (a counter's notice says why) -----
+_RECON14 = {
+    "why.double_execution": ("医嘱重复签到", "an order checked in twice"),
+    "why.double_dispense": ("处方重复发药", "a prescription dispensed twice"),
+    "why.refund_after_execution": ("已执行医嘱被退费", "a refund of an order already done"),
+    "why.charge_after_cancel": ("已撤销医嘱被收费", "a charge for a cancelled order"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT):
+               _EXECUTION, _LABELS_PRINT, _RECON14):
     STRINGS.update(_block)
 
 

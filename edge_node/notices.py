@@ -47,6 +47,10 @@ WHY = {
     "merged_record_used": "why.merged_record_used",
     "double_cancel": "why.double_cancel",
     "double_fee": "why.double_fee",
+    "double_execution": "why.double_execution",
+    "double_dispense": "why.double_dispense",
+    "refund_after_execution": "why.refund_after_execution",
+    "charge_after_cancel": "why.charge_after_cancel",
 }
 
 

@@ -315,6 +315,10 @@ ANNOUNCED: dict[str, tuple[str, str]] = {
     "merged_record_used": ("合并后旧档案被使用", "Old record used after a merge"),
     "double_cancel": ("医嘱重复撤销", "Order cancelled twice"),
     "double_fee": ("重复收取诊查费", "Consultation fee charged twice"),
+    "double_execution": ("医嘱重复签到", "Order checked in twice"),
+    "double_dispense": ("处方重复发药", "Prescription dispensed twice"),
+    "refund_after_execution": ("已执行医嘱被退费", "Refund of an executed order"),
+    "charge_after_cancel": ("已撤销医嘱被收费", "Charge for a cancelled order"),
 }
 
 

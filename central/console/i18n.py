@@ -270,6 +270,36 @@ _AUDIT: dict[str, tuple[str, str]] = {
 }
 STRINGS.update(_AUDIT)
 
+# -- conflicts about executing orders and stock (central/reconcile.py) -------------------
+_RECON14: dict[str, tuple[str, str]] = {
+    "conflict.double_execution": ("医嘱重复签到", "double_execution"),
+    "conflict.double_dispense": ("处方重复发药", "double_dispense"),
+    "conflict.refund_after_execution": ("已执行医嘱被退费", "refund_after_execution"),
+    "conflict.charge_after_cancel": ("已撤销医嘱被收费", "charge_after_cancel"),
+    "conflict.stock_below_zero": ("库存为负", "stock_below_zero"),
+    "explain.double_execution": ("同一检查检验医嘱被多个离线窗口签到（只应签到一次），之后的签到可能重复收费。", ""),
+    "explain.double_dispense": ("同一处方被多个离线药房发药，发出的药超过了医嘱数量：药已离开药架（库存数字无误），错的是费用和发药记录。", ""),
+    "explain.refund_after_execution": ("医嘱在一个窗口被撤销并退费，而另一个离线窗口已经执行或发药：已做的项目被退了费。", ""),
+    "explain.charge_after_cancel": ("医嘱已在别处撤销，尚未得知的窗口签到或发药时又收了费，这笔费用没有退回。", ""),
+    "explain.stock_below_zero": ("合并各窗口的事件后，药房某药品的库存低于零：离线药房互不知情地取了同一批药，或有入库未登记。", ""),
+    "remedy.bring_back": ("病人退回多发的药", ""),
+    "remedy.keep": ("病人留下多发的药：收取 {amount}", ""),
+    "remedy.write_off": ("退还 {amount}，药品报损", ""),
+    "remedy.correct": ("更正库存 {stock}", ""),
+    "effect.bring_back": ("多发的药退回药房入库（{stock}），并退还 {amount} 给 {pid}。", ""),
+    "effect.keep": ("从 {pid} 的账户扣收多发药品的药费 {amount}（余额不足部分记为欠费，下次就诊时收取）。", ""),
+    "effect.write_off": ("把第二次发药的收费 {amount} 退回 {pid} 的预交金；药品由医院承担（已离开药架，库存不变）。", ""),
+    "effect.correct": ("库存更正 {stock}（盘点发现或入库未登记），各窗口的库存随之更正。", ""),
+    "field.order_id": ("医嘱号", "order_id"),
+    "field.pharmacy": ("药房", "pharmacy"),
+    "field.code": ("药品代码", "code"),
+    "field.delta": ("数量变动", "delta"),
+}
+STRINGS.update(_RECON14)
+#: remedy codes said in Chinese from their events (any other code shows its English label)
+_REMEDY_CODES = ("reverse", "block", "move", "merge", "accept", "return", "bring_back", "keep",
+                 "write_off", "correct")
+
 
 class Translator(Table):
     """The console's strings in one language: ``tr("key", n=3)``."""
@@ -347,7 +377,7 @@ class Translator(Table):
         v = _remedy_values(events)
         if code == "debt":
             return self("remedy.debt_back" if v["debit"] else "remedy.debt")
-        if code in ("reverse", "block", "move", "merge", "accept", "return"):
+        if code in _REMEDY_CODES:
             return self(f"remedy.{code}", **v)
         return label
 
@@ -358,7 +388,7 @@ class Translator(Table):
         v = _remedy_values(events)
         if code == "debt":
             return self("effect.debt_back" if v["debit"] else "effect.debt", **v)
-        if code in ("reverse", "block", "move", "merge", "accept", "return"):
+        if code in _REMEDY_CODES:
             return self(f"effect.{code}", **v)
         return effect
 
@@ -387,5 +417,8 @@ def _remedy_values(events: tuple[tuple[str, Mapping[str, Any]], ...]) -> dict[st
     pid = next((text(b, "survivor_id") for b in bodies if text(b, "survivor_id")), "") or next(
         (text(b, "patient_id") for b in bodies if text(b, "patient_id")), "")
     amount = sum(money(b, "amount") + money(b, "moved") for b in bodies)
+    stock = [f"{text(b, 'pharmacy')} {text(b, 'code')} {money(b, 'delta'):+d}" for b in bodies
+             if text(b, "pharmacy") and text(b, "code")]
     return {"charges": "、".join(charges), "cards": "、".join(cards), "merged": "、".join(merged),
-            "pid": pid, "amount": yuan(amount), "debit": sum(money(b, "debit") for b in bodies)}
+            "pid": pid, "amount": yuan(amount), "debit": sum(money(b, "debit") for b in bodies),
+            "stock": "、".join(stock)}
