@@ -29,10 +29,9 @@ from edge_node.clinic import ClinicService, ClinicView, OrderReceipt
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import age, local_time
-from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.ask import AskScreen, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
-from edge_node.tui.screens.shift import ShiftKeys
+from edge_node.tui.screens.shift import Desk, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
@@ -53,12 +52,6 @@ def visits(counter: Counter) -> VisitService:
                         queue_tag=counter.config.queue_tag)
 
 
-def say_in(widget: Static, text: str, kind: str = "") -> None:
-    widget.update(text)
-    for cls in ("problem", "done", "warning"):
-        widget.set_class(cls == kind, cls)
-
-
 MESSAGE_CSS = """
 #message { height: auto; min-height: 1; padding: 0 1; }
 #message.problem { color: $error; text-style: bold; }
@@ -67,7 +60,7 @@ MESSAGE_CSS = """
 """
 
 
-class DoctorDesk(ShiftKeys, Screen[None]):
+class DoctorDesk(Desk, Screen[None]):
     """The doctor's home: the queue, call next, and taps."""
 
     DEFAULT_CSS = """
@@ -145,13 +138,6 @@ class DoctorDesk(ShiftKeys, Screen[None]):
     def on_screen_resume(self) -> None:
         if self.counter.service.operator:
             self.refresh_queue()
-
-    def say(self, text: str, kind: str = "") -> None:
-        say_in(self.query_one("#message", Static), text, kind)
-
-    @property
-    def message_text(self) -> str:
-        return str(self.query_one("#message", Static).render())
 
     # -- the queue -------------------------------------------------------------------------
     def action_refresh(self) -> None:
@@ -276,15 +262,6 @@ class DoctorDesk(ShiftKeys, Screen[None]):
         event.input.value = ""
         if text:
             self.lookup(text, "manual")
-
-    def on_card_tapped(self, message: CardTapped) -> None:
-        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
-        self.lookup(message.card_no, message.entry, tapped)
-
-    def on_reader_notice(self, message: ReaderNotice) -> None:
-        status = self.query_one(StatusBar)
-        status.reader_text = message.text
-        status.reader_problem = message.problem
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def lookup(self, card_no: str, entry: str = "chip",
