@@ -255,3 +255,92 @@ def test_the_whole_day_across_four_counters_agrees_to_the_fen(tmp_path: Path) ->
 def specimen_label_of(o: Order) -> bytes:
     """The lab's label for ``o`` as the printer gets it (ESC/POS bytes)."""
     return label_escpos(specimen_label(o))
+
+
+def test_the_same_prescription_at_two_pharmacies_offline_is_one_conflict_resolved(
+        tmp_path: Path) -> None:
+    """The pharmacy loses the link and dispenses from what it knows; a second window of
+    the same pharmacy dispenses the same prescription.  On reconnect central raises
+    exactly the double dispense and the stock it took below zero; IT resolves the double
+    dispense (the patient brings the extra back: stock restored, its charge returned),
+    which also brings the stock back to zero — and every counter converges."""
+    central = Central.init(tmp_path / "central")
+    catalogue_events = asyncio.run(publish(central))
+    doctor = Counter.create(tmp_path, "doctor-01", central, role="doctor")
+    first = Counter.create(tmp_path, "pharmacy-01", central, role="pharmacy")
+    second = Counter.create(tmp_path, "pharmacy-02", central, role="pharmacy")
+    counters = [doctor, first, second]
+    central.start()
+
+    def synced() -> bool:
+        held = len(central.event_ids())
+        return all(c.event_count() == held for c in counters)
+
+    def conflicts() -> list[tuple[str, str, str, int]]:
+        return [tuple(r) for r in rows(  # type: ignore[misc]
+            central.db, "SELECT id, kind, status, amount FROM conflicts ORDER BY kind")]
+
+    try:
+        for c in counters:
+            c.start_sync()
+        wait_for(lambda: all(c.event_count() >= catalogue_events for c in counters), 60,
+                 "the catalogue to reach every counter")
+
+        async def stock_in(led: Ledger) -> None:
+            await PharmacyService(led, "ph.zhou", pharmacy=PHARMACY).receive(
+                "D-IBU", 2, "B2612", "store room")
+        at(first, stock_in)
+
+        async def prescribe(led: Ledger) -> tuple[str, str]:
+            r = await CounterService(led, CASHIER).register_patient(
+                name="张三", national_id=ID_MALE, phone="13800138000", card_no=CARD,
+                first_deposit=50_000, method="cash")
+            visit = (await VisitService(led, "nurse.he").register(
+                dept="IM", channel="triage", card_no=CARD, doctor_id=DOCTOR)).visit
+            clinic = ClinicService(led, DOCTOR)
+            await clinic.start(visit.visit_id)
+            sent = await clinic.send_order(visit.visit_id,
+                                           [await clinic.line("D-IBU", 2, 300, 2, 3)])
+            return r.patient.patient_id, sent.orders[0].order_id
+        pid, order_id = at(doctor, prescribe)
+        wait_for(synced, 60, "the prescription and the stock to reach both pharmacies")
+
+        first.stop()  # the link is down at the first pharmacy
+
+        async def dispense(led: Ledger) -> None:
+            await PharmacyService(led, "ph.zhou", pharmacy=PHARMACY).dispense(order_id)
+        at(second, dispense)
+        at(first, dispense)  # from what it knows: the prescription still waits there
+        assert conflicts() == []
+        first.start_sync()
+        wait_for(synced, 60, "the offline dispensing to sync")
+        wait_for(lambda: len(conflicts()) == 2, 30, "central to raise the conflicts")
+        kinds = {k: (cid, status, amount) for cid, k, status, amount in conflicts()}
+        assert set(kinds) == {"double_dispense", "stock_below_zero"}
+        assert all(status == "open" for _, status, _ in kinds.values())
+        assert kinds["double_dispense"][2] == 2 * 1260  # the extra was charged again
+
+        cid = kinds["double_dispense"][0]
+        shown = run_cli("--config", str(central.config), "conflicts", "show", cid).stdout
+        assert "pharmacy-01" in shown and "pharmacy-02" in shown and "bring_back" in shown
+        r = run_cli("--config", str(central.config), "conflicts", "resolve", cid,
+                    "--remedy", "bring_back", "--reason", "患者退回多发的药",
+                    "--operator", "it.li")
+        assert r.returncode == 0, r.stderr
+        wait_for(lambda: synced() and all(s != "open" for _, _, s, _ in conflicts()), 60,
+                 "the remedy to reach every counter and close both conflicts")
+        statuses = {k: s for _, k, s, _ in conflicts()}
+        assert statuses == {"double_dispense": "resolved", "stock_below_zero": "withdrawn"}
+        seen = {c.node: picture(fold(c.db), pid) for c in counters}
+        assert len(set(seen.values())) == 1 and seen[doctor.node] == picture(
+            fold(central.db), pid)
+        balance, _closed, orders, stock = seen[doctor.node]
+        # 500 − 5 registration − 10 consultation − 25.20 once (the second was returned)
+        assert balance == 50_000 - 500 - 1000 - 2 * 1260
+        assert stock == ((PHARMACY, "D-IBU", 0),)
+        [(oid, stage, *_)] = orders
+        assert (oid, stage) == (order_id, "dispensed")
+    finally:
+        for c in counters:
+            c.stop()
+        central.stop()
