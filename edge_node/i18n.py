@@ -1244,9 +1244,31 @@ _RECON14 = {
     "why.charge_after_cancel": ("已撤销医嘱被收费", "a charge for a cancelled order"),
 }
 
+_WALK_DAY = {
+    # make walkthrough: the whole day (edge_node.walkthrough --story day)
+    "walk.day.catalogue": ("中心：发布价目表（执行时扣费），各窗口同步后共 {n} 条签名事件", "central: the price list is published (charged at execution); every counter holds its {n} signed events"),
+    "walk.day.stock_in": ("[{node}] 药库入库 {item} ×{qty} → 库存 {have}", "[{node}] stock received from the store room: {item} ×{qty} → {have} on hand"),
+    "walk.day.visit": ("[{node}] 挂号：{name} 内科 {number}，挂号费 {fee}", "[{node}] visit registered: {name}, internal medicine, number {number}, fee {fee}"),
+    "walk.day.consult": ("[{node}] 医生接诊，诊查费 {fee}；诊断 {diagnosis}", "[{node}] the doctor starts the consultation (fee {fee}); diagnosis {diagnosis}"),
+    "walk.day.order": ("[{node}] 开单 {order} → {dept}：{items}，{total}", "[{node}] order {order} sent to {dept}: {items}, {total}"),
+    "walk.day.checked_in": ("[{node}] 检验签到 {order}：排队号 {number}，扣费 {amount} → 余额 {balance}，标本号 {specimen}", "[{node}] lab check-in {order}: number {number}, charged {amount} → balance {balance}, specimen {specimen}"),
+    "walk.day.result": ("[{node}] 采样、检验完成，报告已出：{order}", "[{node}] specimen collected, analysed, result ready: {order}"),
+    "walk.day.cancelled": ("[{node}] 医生撤销医嘱 {order}，退回 {amount} → 余额 {balance}", "[{node}] the doctor cancels order {order}: {amount} back → balance {balance}"),
+    "walk.day.pharmacy_offline": ("\n—— 网络中断：{node} 离线，照常发药 ——", "\n—— the link drops: {node} is offline and keeps dispensing ——"),
+    "walk.day.dispensed": ("[{node}] 发药 {order}：{items}，扣费 {amount} → 余额 {balance}", "[{node}] dispensed {order}: {items}, charged {amount} → balance {balance}"),
+    "walk.day.pharmacy_online": ("\n—— 网络恢复：{node} 把离线发药同步到中心 ——", "\n—— the link is back: {node} syncs what it dispensed offline ——"),
+    "walk.day.raised": ("中心：对账发现冲突 {cid}：同一处方在 {nodes} 各发一次，多收 {amount}", "central: the reconciler raised {cid}: one prescription dispensed at {nodes}, {amount} charged twice"),
+    "walk.day.reason": ("患者退回多发的药", "the patient brought the extra drugs back"),
+    "walk.day.remedy": ("药品退回：库存更正，退还多收的费用", "drugs brought back: stock corrected, the extra charge returned"),
+    "walk.day.settled": ("[{node}] 结算：退还余额 {amount}（现金，{supervisor} 批准）→ 余额 {balance}", "[{node}] settlement: {amount} paid back in cash (approved by {supervisor}) → balance {balance}"),
+    "walk.day.agree": ("{n} 个窗口与中心一致：余额已结清，处方已发药，库存 布洛芬 {ibu}、阿莫西林 {amx}", "{n} counters and central agree: account settled, prescription dispensed, stock ibuprofen {ibu}, amoxicillin {amx}"),
+    "walk.day.done": ("\n完成：一天的业务经中心同步，冲突已由信息科处理，各窗口账目一致。", "\nDone: the day synced through central, IT resolved the conflict, every counter agrees."),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT, _RECON14):
+               _EXECUTION, _LABELS_PRINT, _RECON14,
+               _WALK_DAY):
     STRINGS.update(_block)
 
 

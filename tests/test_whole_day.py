@@ -34,7 +34,7 @@ from edge_node import config as cfgmod
 from edge_node import staff
 from edge_node.clinic import ClinicService
 from edge_node.lab import LabService
-from edge_node.labels import label_escpos, specimen_label
+from edge_node.labels import label_escpos
 from edge_node.ledger import Ledger
 from edge_node.pharmacy import PharmacyService
 from edge_node.reports import day_bounds
@@ -168,16 +168,18 @@ def test_the_whole_day_across_four_counters_agrees_to_the_fen(tmp_path: Path) ->
         async def lab_work(led: Ledger) -> tuple[str, bytes]:
             svc = LabService(led, "lab.sun", dept=LAB)
             first = await svc.check_in(ids["lab"])
-            await svc.check_in(ids["crp"])
+            assert first.charged == 3300 and first.specimen_id
+            label = svc.label(first)
+            assert label is not None and label.barcode == first.specimen_id
+            crp = await svc.check_in(ids["crp"])
+            assert crp.charged == 4000 and crp.number != first.number
             await svc.collect(ids["lab"])
             await svc.execute(ids["lab"])
             await svc.result(ids["lab"], "WBC 6.1×10⁹/L, GLU 5.2 mmol/L")
-            o = await led.get(Order, ids["lab"])
-            assert o is not None and o.specimen_id
-            label = specimen_label_of(o)
-            return o.specimen_id, label
-        specimen, label = at(lab, lab_work)
-        assert specimen.encode() in label or specimen.encode("ascii") in label
+            return first.specimen_id, label_escpos(label)
+        specimen, printed = at(lab, lab_work)
+        assert b"\x1dv0" in printed  # the bars as a raster image for the label printer
+        assert "张三".encode("gb18030") in printed
         settle_all("the check-ins to reach the doctor")
 
         # -- doctor: the second lab order is cancelled; its charge comes back -----------
@@ -251,10 +253,6 @@ def test_the_whole_day_across_four_counters_agrees_to_the_fen(tmp_path: Path) ->
             c.stop()
         central.stop()
 
-
-def specimen_label_of(o: Order) -> bytes:
-    """The lab's label for ``o`` as the printer gets it (ESC/POS bytes)."""
-    return label_escpos(specimen_label(o))
 
 
 def test_the_same_prescription_at_two_pharmacies_offline_is_one_conflict_resolved(
