@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from barcode import Code128
+from barcode.charsets import code128 as _charsets
 from barcode.writer import BaseWriter, SVGWriter
 from PIL import Image, ImageDraw
 
@@ -51,7 +52,7 @@ from edge_node.receipt import (
 from protocol.money import yuan
 from protocol.visit import TAG_RE
 
-__all__ = ["DOTS_PER_MM", "Label", "SpecimenId", "code128_image", "code128_modules",
+__all__ = ["DOTS_PER_MM", "Label", "PrintResult", "SpecimenId", "code128_image", "code128_modules",
            "code128_png", "code128_svg", "dispense_label", "fit_module", "label_escpos",
            "label_text", "parse_specimen_id", "print_label", "raster", "specimen_id",
            "specimen_label", "usage_text"]
@@ -91,7 +92,9 @@ def specimen_id(tag: str, day: str, n: int) -> str:
     counters with different tags never give the same id, offline or not, and one counter
     only repeats itself if it reuses ``n`` the same day.  Only ``A–Z 0–9 -``: Code 128
     set B prints it, and the digit run goes into set C (two digits a symbol), which
-    keeps the bars narrow enough for 2-dot modules on 58 mm paper.
+    keeps the bars narrow enough for 2-dot modules on 58 mm paper (a second dash, as in
+    ``L01-261201-0007``, would split the digit run and cost two more symbols: too wide
+    for 2-dot modules and full quiet zones on a 384-dot head).
 
     Raises ValueError for a tag that is not a queue tag (1–6 of A–Z 0–9), a day that is
     not a real date in 2000–2099, or ``n`` outside 1–9999 (the caller's own mistakes).
@@ -132,6 +135,20 @@ def parse_specimen_id(text: str) -> SpecimenId | None:
 
 
 # -- the symbol -----------------------------------------------------------------------------
+class _Code128(Code128):  # type: ignore[misc]  # (python-barcode has no type hints)
+    """``python-barcode``'s Code 128 with one fix: data beginning ``99`` lost those two
+    digits (python-barcode issue #251; fixed upstream by PR #263, not in 0.16.1).  The
+    library starts every symbol in set C and folds ``START C, CODE B`` into ``START B``,
+    but it also folded the set-C data value 99 ("99"), which is the same number as
+    ``CODE C``.  Only a real switch to A or B is folded here."""
+
+    def _try_to_optimize(self, encoded: list[int]) -> list[int]:
+        start_c, to_a, to_b = _charsets.START_CODES["C"], _charsets.C["TO_A"], _charsets.C["TO_B"]
+        if len(encoded) > 1 and encoded[0] == start_c and encoded[1] in (to_a, to_b):
+            encoded[:2] = [_charsets.TO[encoded[1]]]
+        return encoded
+
+
 def _check(data: str) -> None:
     if not isinstance(data, str) or not _CODE_B.match(data) or len(data) > MAX_BARCODE_CHARS:
         raise ValueError(f"Code 128 label data must be 1 to {MAX_BARCODE_CHARS} printable "
@@ -144,7 +161,7 @@ def code128_modules(data: str) -> list[bool]:
     is not 1–48 printable ASCII characters."""
     _check(data)
     # A fresh Code128 each time: build() leaves the instance in its last character set.
-    return [c == "1" for c in Code128(data).build()[0]]
+    return [c == "1" for c in _Code128(data).build()[0]]
 
 
 def fit_module(data: str, width_dots: int, most: int = 4) -> int:
@@ -200,7 +217,7 @@ def code128_image(data: str, *, module_dots: int = 2, height_dots: int = BAR_HEI
     options = {"module_width": module_dots, "module_height": height_dots,
                "quiet_zone": quiet, "margin_top": 0, "margin_bottom": 0,
                "write_text": False, "font_size": 0}
-    image: Image.Image = Code128(data, writer=_DotWriter()).render(options)
+    image: Image.Image = _Code128(data, writer=_DotWriter()).render(options)
     return image
 
 
@@ -223,7 +240,7 @@ def code128_svg(data: str, *, module_dots: int = 2, height_dots: int = BAR_HEIGH
     options = {"module_width": module_dots * mm, "module_height": height_dots * mm,
                "quiet_zone": QUIET_MODULES * module_dots * mm, "write_text": text,
                "font_size": 8, "text_distance": 3}
-    svg: Any = Code128(data, writer=SVGWriter()).render(options)
+    svg: Any = _Code128(data, writer=SVGWriter()).render(options)
     return svg.decode("utf-8") if isinstance(svg, bytes) else str(svg)
 
 
@@ -307,7 +324,8 @@ def dispense_label(dispense_id: str, *, name: str, patient_id: str, drug: str, q
     ``[code, name, qty, unit_price, dose, per_day, days]``, with the catalogue item's
     ``unit``/``strength``/``dose_unit``): patient, drug, quantity, how to take it, price
     (fen: unit price × quantity), order and dispense ids, pharmacy and time.  The
-    barcode is ``dispense_id`` when Code 128 can print it (else none)."""
+    barcode is ``dispense_id`` when Code 128 prints it in 2-dot modules on 58 mm paper
+    (about 16 characters; else the id is only printed as text)."""
     tr = Translator(language)
     drug_line = f"{drug} {strength}".strip()
     lines = [_who(tr, name, sex, age),
@@ -320,8 +338,9 @@ def dispense_label(dispense_id: str, *, name: str, patient_id: str, drug: str, q
              f"{tr('labels.dispense_id')}: {dispense_id}",
              f"{tr('labels.pharmacy')}: {pharmacy}",
              f"{tr('labels.dispensed')}: {_when(dispensed_ms, timezone)}"]
-    code = dispense_id if isinstance(dispense_id, str) and _CODE_B.match(dispense_id) and len(
-        dispense_id) <= 20 else ""
+    fits = isinstance(dispense_id, str) and bool(_CODE_B.match(dispense_id)) and len(
+        dispense_id) <= MAX_BARCODE_CHARS and fit_module(dispense_id, 384) >= 2
+    code = dispense_id if fits else ""
     return Label("dispense", tr("labels.dispense.title"), tuple(lines), code)
 
 
