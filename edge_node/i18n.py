@@ -1265,10 +1265,57 @@ _WALK_DAY = {
     "walk.day.done": ("\n完成：一天的业务经中心同步，冲突已由信息科处理，各窗口账目一致。", "\nDone: the day synced through central, IT resolved the conflict, every counter agrees."),
 }
 
+_LAB = {
+    # the lab and exam window (edge_node.lab, edge_node.tui.screens.lab)
+    "problem.lab.no_dept": ("本窗口未设置科室（配置项 department），不能签到", "this window has no department configured (department in its config)"),
+    "key.check_in": ("签到", "Check in"),
+    "key.collected": ("已采样", "Collected"),
+    "key.executed": ("已执行", "Done"),
+    "key.result": ("录入结果", "Result"),
+    "key.label": ("补打标签", "Label again"),
+    "key.worklist": ("切换列表", "Switch list"),
+    "lab.dept": ("窗口：{dept}", "Window: {dept}"),
+    "lab.no_dept": ("未设置科室", "No department set"),
+    "lab.patient": ("{name}  {who}  病人号 {patient}  余额 {balance}", "{name}  {who}  patient {patient}  balance {balance}"),
+    "lab.age": ("{n}岁", "{n} y"),
+    "lab.col_order": ("医嘱号", "Order"),
+    "lab.col_items": ("项目", "Items"),
+    "lab.col_stage": ("状态", "Status"),
+    "lab.col_number": ("排队号", "Number"),
+    "lab.col_specimen": ("标本号", "Specimen"),
+    "lab.col_amount": ("金额", "Amount"),
+    "lab.col_name": ("姓名", "Name"),
+    "lab.stage.placed": ("待签到", "to check in"),
+    "lab.stage.checked_in": ("已签到", "checked in"),
+    "lab.stage.collected": ("已采样", "collected"),
+    "lab.stage.executed": ("待出报告", "awaiting result"),
+    "lab.stage.resulted": ("已出报告", "result ready"),
+    "lab.stage.cancelled": ("已撤销", "cancelled"),
+    "lab.stage.elsewhere": ("请到 {dept}", "at {dept}"),
+    "lab.paid": ("已付", "paid"),
+    "lab.tapped": ("{n} 项待做：选中后按回车签到", "{n} to do here: select one and press Enter to check in"),
+    "lab.none_here": ("该患者在本窗口没有待做项目", "Nothing for this patient at this window"),
+    "lab.elsewhere": ("该患者的项目在 {depts} 做，请指引过去", "This patient's orders are done at {depts}: send them there"),
+    "lab.checked_in": ("已签到 {order}：排队号 {number}，扣费 {charged}，余额 {balance}", "Checked in {order}: number {number}, charged {charged}, balance {balance}"),
+    "lab.checked_in_paid": ("已签到 {order}：排队号 {number}（开单时已扣费），余额 {balance}", "Checked in {order}: number {number} (paid when sent), balance {balance}"),
+    "lab.specimen_no": ("标本号 {specimen}", "specimen {specimen}"),
+    "lab.done.collected": ("{order} 已采样", "{order}: specimen collected"),
+    "lab.done.executed": ("{order} 已执行", "{order}: done"),
+    "lab.done.resulted": ("{order} 已出报告", "{order}: result recorded"),
+    "lab.need_order": ("请先选择一个项目", "Select an order first"),
+    "lab.need_patient": ("签到需患者在场：请先刷卡", "Check-in needs the patient here: tap their card first"),
+    "lab.no_label": ("{order} 不是检验项目，没有标本标签", "{order} is not a lab order: it has no specimen label"),
+    "lab.worklist": ("今日 待签到 {placed} · 已签到 {checked_in} · 已采样 {collected} · 待报告 {executed} · 已报告 {resulted}", "Today: to check in {placed} · checked in {checked_in} · collected {collected} · awaiting result {executed} · resulted {resulted}"),
+    "lab.title_result": ("录入结果", "Enter the result"),
+    "lab.result_hint": ("填写简短结果或报告单号（至少一项）；Ctrl+S 保存，Esc 返回", "A short result or the report number (at least one); Ctrl+S saves, Esc goes back"),
+    "lab.label_title": ("标本标签 {specimen}", "Specimen label {specimen}"),
+    "lab.label_printed": ("标签已打印（{device}）", "Label printed ({device})"),
+    "lab.label_hint": ("贴在试管上。Enter/Esc 关闭", "Put it on the tube. Enter/Esc closes"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT, _RECON14,
-               _WALK_DAY):
+               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB):
     STRINGS.update(_block)
 
 
