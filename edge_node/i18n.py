@@ -1185,9 +1185,60 @@ _EXECUTION = {
     "field.report_ref": ("报告单号", "Report no."),
 }
 
+_LABELS_PRINT = {
+    # specimen and medication labels (edge_node.labels)
+    "labels.specimen.title": ("检验标本", "Lab specimen"),
+    "labels.dispense.title": ("用药标签", "Medication label"),
+    "labels.sex.M": ("男", "M"),
+    "labels.sex.F": ("女", "F"),
+    "labels.age": ("{n}岁", "{n} y"),
+    "labels.patient_id": ("病人号", "Patient ID"),
+    "labels.order": ("申请单号", "Order"),
+    "labels.items": ("项目", "Tests"),
+    "labels.list_sep": ("、", ", "),
+    "labels.specimen": ("标本", "Specimen"),
+    "labels.collected": ("采集时间", "Collected"),
+    "labels.drug": ("药品", "Drug"),
+    "labels.qty": ("数量", "Quantity"),
+    "labels.usage_label": ("用法", "Take"),
+    "labels.usage": ("每次 {dose}，{freq}，{span}", "{dose}, {freq}, {span}"),
+    "labels.freq": ("每日 {n} 次", "{n} times a day"),
+    "labels.freq.once": ("每日 1 次", "once a day"),
+    "labels.days": ("共 {n} 天", "{n} days"),
+    "labels.days.one": ("共 1 天", "1 day"),
+    "labels.as_directed": ("遵医嘱", "as directed"),
+    "labels.price": ("金额", "Price"),
+    "labels.dispense_id": ("发药单号", "Dispense no."),
+    "labels.pharmacy": ("药房", "Pharmacy"),
+    "labels.dispensed": ("发药时间", "Dispensed"),
+    "labels.unit.片": ("片", "tablet"), "labels.unit.片.n": ("片", "tablets"),
+    "labels.unit.粒": ("粒", "capsule"), "labels.unit.粒.n": ("粒", "capsules"),
+    "labels.unit.丸": ("丸", "pill"), "labels.unit.丸.n": ("丸", "pills"),
+    "labels.unit.袋": ("袋", "sachet"), "labels.unit.袋.n": ("袋", "sachets"),
+    "labels.unit.支": ("支", "ampoule"), "labels.unit.支.n": ("支", "ampoules"),
+    "labels.unit.滴": ("滴", "drop"), "labels.unit.滴.n": ("滴", "drops"),
+    "labels.unit.单位": ("单位", "unit"), "labels.unit.单位.n": ("单位", "units"),
+    "labels.unit.瓶": ("瓶", "bottle"), "labels.unit.瓶.n": ("瓶", "bottles"),
+    "labels.unit.盒": ("盒", "box"), "labels.unit.盒.n": ("盒", "boxes"),
+    "labels.unit.贴": ("贴", "patch"), "labels.unit.贴.n": ("贴", "patches"),
+    "labels.unit.喷": ("喷", "spray"), "labels.unit.喷.n": ("喷", "sprays"),
+    "labels.unit.次": ("次", "time"), "labels.unit.次.n": ("次", "times"),
+    # printing
+    "labels.no_printer": ("未设置标签打印机：标签没有打印（记录已保存）", "No label printer is set: the label was not printed (the record is saved)"),
+    "labels.print_failed": ("标签没有打印（{device}：{reason}），记录已保存，可重新打印", "Label not printed ({device}: {reason}); the record is saved, print it again"),
+    "labels.cannot_print": ("条码 {barcode} 无法打印在 {width} 点宽的纸上", "Barcode {barcode} cannot be printed {width} dots wide"),
+    "labels.err.missing": ("找不到打印机，请检查连线和电源", "printer not found: check its cable and power"),
+    "labels.err.denied": ("没有写入打印机的权限", "no permission to write to the printer"),
+    "labels.err.busy": ("打印机正忙", "the printer is busy"),
+    "labels.err.directory": ("这是一个目录，不是打印机", "that is a directory, not a printer"),
+    "labels.err.full": ("磁盘已满", "the disk is full"),
+    "labels.err.io": ("打印机通信出错（缺纸或未盖好？）", "printer I/O error (out of paper or lid open?)"),
+    "labels.err.other": ("写入失败：{detail}", "write failed: {detail}"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION):
+               _EXECUTION, _LABELS_PRINT):
     STRINGS.update(_block)
 
 

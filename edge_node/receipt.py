@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 from edge_node.i18n import Translator
 from edge_node.reports import cells, ljust, rjust
 
-__all__ = ["PrintResult", "cells", "escpos", "payment_lines", "print_text", "render_text"]
+__all__ = ["PrintResult", "cells", "escpos", "payment_lines", "print_bytes", "print_text",
+           "render_text"]
 from edge_node.service import LineText, Receipt
 from protocol.account import Deposited, Refunded
 from protocol.domain import REGISTRY
@@ -139,6 +140,7 @@ def escpos(text: str, title_lines: int = 2) -> bytes:
 class PrintResult:
     printed: bool
     warning: str = ""
+    errno: int = 0  # the OS error when not printed (0: none), for a translated message
 
 
 def print_text(text: str, device: str) -> PrintResult:
@@ -149,9 +151,21 @@ def print_text(text: str, device: str) -> PrintResult:
     """
     if not device:
         return PrintResult(False, "")
+    return print_bytes(escpos(text), device)
+
+
+def print_bytes(data: bytes, device: str) -> PrintResult:
+    """Append ready ESC/POS ``data`` to ``device`` (a printer device or a file): the one
+    writer behind receipts and labels (:mod:`edge_node.labels`).
+
+    Never raises for an OS error: ``PrintResult(False, "<device>: <reason>", errno)``.
+    A path under ``/dev`` is never created (a missing printer stays missing).  Blocking:
+    call it from a worker thread.
+    """
+    if not device:
+        return PrintResult(False, "")
     path = Path(device)
     try:
-        data = escpos(text)
         # A device that is not there must stay "not there", never become a file in /dev.
         create = 0 if path.is_relative_to("/dev") else os.O_CREAT
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | create, 0o640)
@@ -163,5 +177,5 @@ def print_text(text: str, device: str) -> PrintResult:
         finally:
             os.close(fd)
     except OSError as exc:
-        return PrintResult(False, f"{device}: {exc.strerror or exc}")
+        return PrintResult(False, f"{device}: {exc.strerror or exc}", exc.errno or 0)
     return PrintResult(True)

@@ -177,7 +177,7 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
         raise LoginRefused("login.locked", f"too many wrong PINs: try again in {minutes} min "
                            "or ask a supervisor", minutes=minutes)
     try:
-        ok = await asyncio.to_thread(_HASHER.verify, pin_hash, pin)
+        ok: bool = await asyncio.to_thread(_HASHER.verify, pin_hash, pin)
     except (VerificationError, InvalidHashError):
         ok = False
     if ok:
