@@ -1238,7 +1238,7 @@ _LABELS_PRINT = {
 
 _PHARMACY = {
     # the pharmacy service (edge_node.pharmacy)
-    "problem.pharmacy.none": ("本窗口未设置药房：请在配置中填写 department（如 PHA-OP）", "This counter has no pharmacy: set department in its config (e.g. PHA-OP)"),
+    "problem.pharmacy.none": ("本窗口未设置药房：请在配置中填写所属科室编码", "This counter has no pharmacy: set department in its config (e.g. PHA-OP)"),
     "problem.pharmacy.nothing_left": ("医嘱 {order} 已没有待发的药", "Order {order} has nothing left to dispense"),
     "problem.pharmacy.no_stock": ("{item}：本药房库存 {have}，待发 {left}，现在无药可发", "{item}: {have} on hand here, {left} to dispense: nothing can be given now"),
     "problem.pharmacy.nothing_chosen": ("请至少选择一项", "Choose at least one item"),
