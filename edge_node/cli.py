@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from edge_node import config as cfgmod
 from edge_node.backup import private_umask
-from edge_node.errors import EdgeError, quiet_broken_pipe, unexpected_error
+from edge_node.errors import ConfigError, EdgeError, quiet_broken_pipe, unexpected_error
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from edge_node.tui.describe import event_amount, family_of
@@ -284,6 +284,29 @@ async def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_stock(args: argparse.Namespace) -> int:
+    """The pharmacy's stock (the config's ``department``): text in the counter's language,
+    or CSV; ``--low``: only the items at or below their low-stock level."""
+    from edge_node.pharmacy import PharmacyService, report_csv, report_text
+
+    cfg, ledger = await _open(args)
+    if not cfg.department:
+        await ledger.close()
+        raise ConfigError("stock: this counter has no pharmacy: set department = "
+                                 '"PHA-OP" (the pharmacy\'s code) in its config')
+    async with ledger:
+        svc = PharmacyService(ledger, pharmacy=cfg.department, low_stock=cfg.low_stock,
+                              low_stock_items=cfg.low_stock_items)
+        rows = await svc.stock(low_only=args.low)
+        now = ledger.now_ms()
+    if args.csv:
+        sys.stdout.write(report_csv(cfg.department, rows))
+    else:
+        sys.stdout.write(report_text(cfg.department, rows, cfg.language,
+                                     when=local_time(now, cfg.timezone), low_only=args.low))
+    return 0
+
+
 async def cmd_export(args: argparse.Namespace) -> int:
     """Every event as one JSON line (bytes as hex; national IDs masked unless --full)."""
     _, ledger = await _open(args)
@@ -487,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("card")
     s.add_argument("--limit", type=int, default=200)
     s.set_defaults(func=cmd_history)
+    s = sub.add_parser("stock", help="the pharmacy's stock (its department): on hand, "
+                       "received, dispensed, adjusted, moved; low items marked")
+    s.add_argument("--low", action="store_true", help="only items at or below their "
+                   "low-stock level")
+    s.add_argument("--csv", action="store_true", help="CSV on stdout instead of text")
+    s.set_defaults(func=cmd_stock)
     s = sub.add_parser("sync", help="run the sync daemon (long-running, beside the TUI)")
     s.set_defaults(func=cmd_sync)
     s = sub.add_parser("run", help="run the counter's terminal app (with the [reader] "

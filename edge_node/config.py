@@ -24,6 +24,8 @@ Example (``onecard-edge init`` writes one)::
     room = ""                       # doctor: the room the waiting room is told (诊室3)
     queue_tag = ""                  # the prefix of the queue numbers this counter gives
                                     #   (T01-007); empty: from node_id (triage-01 → T01)
+    low_stock = 10                  # pharmacy: an item is low at or below this many on
+                                    #   hand (the stock screen and `onecard-edge stock`)
 
     [sync]
     central_url = "ws://127.0.0.1:8765/sync"
@@ -35,6 +37,9 @@ Example (``onecard-edge init`` writes one)::
                                     #   set: only that certificate is accepted
     max_skew_ms = 300000            # a remote clock further ahead than this is stored
                                     #   but never adopted into this counter's clock
+
+    [low_stock_items]               # pharmacy: an item's own low-stock level (optional)
+    D-AMX = 50
 
     [reader]
     kind = "none"                   # none | pcsc | wedge | simulated
@@ -156,6 +161,8 @@ class EdgeConfig:
     department: str = ""
     room: str = ""
     queue_tag: str = ""
+    low_stock: int = 10
+    low_stock_items: dict[str, int] = field(default_factory=dict)
     sync: SyncConfig = field(default_factory=SyncConfig)
     reader: ReaderConfig = field(default_factory=ReaderConfig)
     backup: BackupConfig = field(default_factory=BackupConfig)
@@ -224,6 +231,12 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     if not all(isinstance(v, str) for v in reader_raw.values()):
         raise ConfigError("[reader] values are strings")
     reader = ReaderConfig(**reader_raw)
+    low_items = raw.get("low_stock_items", {})
+    if not isinstance(low_items, dict) or not all(
+            isinstance(k, str) and 0 < len(k) <= 32 and type(v) is int and 0 <= v <= 1_000_000
+            for k, v in low_items.items()):
+        raise ConfigError("[low_stock_items] maps an item's code to its low-stock level, a "
+                          "whole number from 0 to 1000000 (e.g. D-AMX = 50)")
     backup_raw = raw.get("backup", {})
     if not isinstance(backup_raw, dict) or set(backup_raw) - {"dir", "keep"}:
         raise ConfigError("[backup] takes only dir, keep")
@@ -247,7 +260,8 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
         raise ConfigError('language must be "zh" or "en"')
     _check_timezone(raw.get("timezone", "Asia/Shanghai"))
     base = path.parent if path else Path.cwd()
-    values = {k: v for k, v in raw.items() if k not in ("sync", "reader", "backup")}
+    values = {k: v for k, v in raw.items()
+              if k not in ("sync", "reader", "backup", "low_stock_items")}
     for k in ("db", "key_file"):
         if k in values and (not isinstance(values[k], str) or not values[k]):
             raise ConfigError(f"{k} must be a file path (a string)")
@@ -266,10 +280,13 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
               "refund_approval_above"):
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
+    if "low_stock" in values and (type(values["low_stock"]) is not int
+                                  or not 0 <= values["low_stock"] <= 1_000_000):
+        raise ConfigError("low_stock must be a whole number from 0 to 1000000 (default 10)")
     backup = BackupConfig(
         (base / Path(bdir).expanduser()) if bdir else None, keep)  # (absolute stays absolute)
-    return EdgeConfig(**values, sync=SyncConfig(**sync_raw), reader=reader, backup=backup,
-                      path=path)
+    return EdgeConfig(**values, low_stock_items=dict(low_items), sync=SyncConfig(**sync_raw),
+                      reader=reader, backup=backup, path=path)
 
 
 def _check_timezone(name: object) -> None:
@@ -326,6 +343,10 @@ def render(cfg: EdgeConfig) -> str:
         f"department = {q(cfg.department)}",
         f"room = {q(cfg.room)}",
         f"queue_tag = {q(cfg.queue_tag)}",
+        f"low_stock = {cfg.low_stock}  # pharmacy: low at or below this many on hand",
+        "",
+        "[low_stock_items]  # pharmacy: an item's own low-stock level, e.g. D-AMX = 50",
+        *(f"{q(k)} = {v}" for k, v in sorted(cfg.low_stock_items.items())),
         "",
         "[sync]",
         f"central_url = {q(cfg.sync.central_url)}",

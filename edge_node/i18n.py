@@ -1313,9 +1313,35 @@ _LAB = {
     "lab.label_hint": ("贴在试管上。Enter/Esc 关闭", "Put it on the tube. Enter/Esc closes"),
 }
 
+_PHARMACY = {
+    # the pharmacy service (edge_node.pharmacy)
+    "problem.pharmacy.none": ("本窗口未设置药房：请在配置中填写所属科室编码", "This counter has no pharmacy: set department in its config (e.g. PHA-OP)"),
+    "problem.pharmacy.nothing_left": ("医嘱 {order} 已没有待发的药", "Order {order} has nothing left to dispense"),
+    "problem.pharmacy.no_stock": ("{item}：本药房库存 {have}，待发 {left}，现在无药可发", "{item}: {have} on hand here, {left} to dispense: nothing can be given now"),
+    "problem.pharmacy.nothing_chosen": ("请至少选择一项", "Choose at least one item"),
+    "problem.pharmacy.return_reason": ("请填写退药原因", "Give the reason for returning"),
+    "problem.pharmacy.approval": ("退药须经医生同意：请填写医生姓名或工号", "A doctor approves a return: give their name or staff id"),
+    "problem.pharmacy.adjust_reason": ("请选择调整原因：过期、破损或盘点", "Choose the reason: expired, damaged or count"),
+    # the stock report (onecard-edge stock)
+    "pharmacy.report_title": ("{pharmacy} 药房库存", "Stock at {pharmacy}"),
+    "pharmacy.report_title_low": ("{pharmacy} 药房库存：库存低的药品", "Stock at {pharmacy}: low items"),
+    "pharmacy.report_when": ("截至 {when}", "As of {when}"),
+    "pharmacy.col.code": ("编码", "Code"),
+    "pharmacy.col.name": ("名称", "Name"),
+    "pharmacy.col.on_hand": ("现有", "On hand"),
+    "pharmacy.col.received": ("入库", "Received"),
+    "pharmacy.col.dispensed": ("发出", "Dispensed"),
+    "pharmacy.col.adjusted": ("调整", "Adjusted"),
+    "pharmacy.col.moved": ("调拨", "Moved"),
+    "pharmacy.col.level": ("下限", "Low at"),
+    "pharmacy.low_mark": ("库存低", "LOW"),
+    "pharmacy.report_count": ("共 {n} 种，{low} 种库存低", "{n} items, {low} low"),
+    "pharmacy.report_none": ("没有库存记录", "No items in stock here"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB):
+               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY):
     STRINGS.update(_block)
 
 
