@@ -313,6 +313,8 @@ async def _day(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: Tra
     def operator(d: Desk) -> str:
         return d.service.operator
 
+    sep = "、" if tr.language == "zh" else ", "
+
     # 1. the morning: every counter online, the pharmacy's stock from the store room
     for d in desks:
         d.online()
@@ -354,7 +356,7 @@ async def _day(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: Tra
     lab_order, drugs, crp_order = orders["LAB"], orders["PHA-OP"], crp.orders[0]
     for o in (lab_order, drugs, crp_order):
         say(tr("walk.day.order", node=doctor.node, order=o.order_id, dept=o.exec_dept,
-               items="、".join(ln[1] for ln in o.line_list()), total=yuan(o.total)))
+               items=sep.join(ln[1] for ln in o.line_list()), total=yuan(o.total)))
     await until(synced, "the orders to reach the lab and the pharmacies")
 
     # 4. the lab window: check in (charged now), the specimen label, the result
@@ -387,7 +389,7 @@ async def _day(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: Tra
         got_d = await PharmacyService(d.ledger, operator(d), pharmacy="PHA-OP").dispense(
             drugs.order_id)
         say(tr("walk.day.dispensed", node=d.node, order=drugs.order_id,
-               items="、".join(f"{x.name}×{x.qty}" for x in got_d.items),
+               items=sep.join(f"{x.name}×{x.qty}" for x in got_d.items),
                amount=yuan(got_d.amount), balance=yuan(got_d.balance)))
     say(tr("walk.day.pharmacy_online", node=first.node))
     first.online()
@@ -406,7 +408,7 @@ async def _day(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: Tra
         if len(rows) != 1:
             raise WalkFailed(f"expected one conflict, central holds {[c.kind for c in rows]}")
         say(tr("walk.day.raised", cid=row.id, amount=yuan(row.amount),
-               nodes=("、" if tr.language == "zh" else ", ").join(row.nodes)))
+               nodes=sep.join(row.nodes)))
         reason = tr("walk.day.reason")
         say(tr("walk.resolving", op=IT_OPERATOR, cid=row.id,
                remedy=tr("walk.day.remedy"), reason=reason))

@@ -125,8 +125,29 @@ def _walk(*args: str, lang: str = "C.UTF-8") -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.slow
-def test_walkthrough_raises_and_resolves_the_conflict_through_central_in_zh() -> None:
+def test_walkthrough_tells_the_whole_day_with_one_conflict_resolved_in_zh() -> None:
+    """The default story: five counters, the day's businesses in order, the double
+    dispense raised by central and resolved by IT, every counter agreeing at the end."""
     r = _walk()
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    steps = ["[cashier-01] 新病人 张伟", "[doctor-01] 挂号：张伟 内科 D01-001，挂号费 ¥5.00",
+             "[doctor-01] 医生接诊，诊查费 ¥10.00", "→ LAB：血常规(五分类)、空腹血糖，¥33.00",
+             "[lab-01] 检验签到", "扣费 ¥33.00 → 余额 ¥252.00，标本号 L01-", "检验标本",
+             "[doctor-01] 医生撤销医嘱", "退回 ¥40.00 → 余额 ¥252.00",
+             "[pharmacy-02] 发药", "[pharmacy-01] 发药", "中心：对账发现冲突 double_dispense-",
+             "多收 ¥33.70", "冲突已解决", "[cashier-01] 结算：退还余额 ¥218.30",
+             "5 个窗口与中心一致：余额已结清，处方已发药，库存 布洛芬 18、阿莫西林 9", "完成："]
+    at = [out.find(s) for s in steps]
+    assert all(i >= 0 for i in at), [s for s, i in zip(steps, at, strict=True) if i < 0]
+    assert at == sorted(at), "the story is told in the order it happens"
+    assert out.count("链与签名完好") == 5 and "出错了" not in out
+    assert r.stderr == ""
+
+
+@pytest.mark.slow
+def test_walkthrough_raises_and_resolves_the_conflict_through_central_in_zh() -> None:
+    r = _walk("--story", "overdraft")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "中心：对账发现冲突 overdraft-" in out and "合计透支 ¥5.50" in out
@@ -143,7 +164,7 @@ def test_walkthrough_raises_and_resolves_the_conflict_through_central_in_zh() ->
 @pytest.mark.slow
 def test_walkthrough_in_english_by_lang_and_keeps_the_folder_it_names(tmp_path: Path) -> None:
     kept = tmp_path / "walk"
-    r = _walk("--keep", str(kept), lang="en_US.UTF-8")
+    r = _walk("--story", "overdraft", "--keep", str(kept), lang="en_US.UTF-8")
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "central: the reconciler raised overdraft-" in out
