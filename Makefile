@@ -18,7 +18,7 @@ $(BIN)/.dev: pyproject.toml scripts/install-system-deps.sh $(BIN)/.base
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
-# DESK=triage|doctor|kiosk opens that desk (its own counter) instead of the cashier's.
+# DESK=triage|doctor|kiosk|lab|pharmacy opens that desk (its own counter) instead of the cashier's.
 DESK ?= cashier
 demo: $(BIN)/.base
 	$(BIN)/python scripts/demo_stack.py --desk $(DESK)

@@ -454,7 +454,8 @@ class DemoStack:
         cfg = EdgeConfig(node_id=node, role=self.desk, db=directory / "ledger.sqlite3",
                          key_file=directory / "node.key", language=self.language,
                          printer=str(directory / "receipts.escpos"),
-                         sync=self.cashier.sync, department=DESK_DEPT, room=DESK_ROOM,
+                         sync=self.cashier.sync,
+                         department=DEPARTMENT.get(self.desk, DESK_DEPT), room=DESK_ROOM,
                          reader=ReaderConfig("simulated", "Demo reader"))
         (directory / "onecard-edge.toml").write_text(render(cfg), encoding="utf-8")
         key = SigningKey.generate()
@@ -566,19 +567,44 @@ async def _charge(config: EdgeConfig, key: SigningKey, operator: str, item: dict
 
 
 DESK_DEPT, DESK_ROOM = "IM", "诊室3"  # the desks' clinic: internal medicine
-DESKS = ("cashier", "triage", "doctor", "kiosk")
+DESKS = ("cashier", "triage", "doctor", "kiosk", "lab", "pharmacy")
+#: the department each desk serves (the clinic's for the desks of a clinic)
+DEPARTMENT = {"lab": "LAB", "pharmacy": "PHA-OP"}
+#: the pharmacy's shelf in the demo: (code, quantity) received from the store room
+DEMO_STOCK = (("D-IBU", 40), ("D-AMX", 2), ("D-AZI", 12), ("D-VITC", 5))
+#: the day's orders the demo's doctor sent: the lab's requisition and the prescription
+DEMO_ORDERS = (("LAB-CBC", 1, 0, 0, 0), ("LAB-GLU", 1, 0, 0, 0),
+               ("D-IBU", 2, 300, 2, 3), ("D-AMX", 3, 500, 3, 5))
 
 
 async def _visits(config: EdgeConfig, key: SigningKey) -> None:
-    """The day's first visits to the desk's clinic, registered at the desk's counter."""
+    """The day's first visits to the desk's clinic, registered at the desk's counter; at
+    the lab window and the pharmacy, also what the doctor then sent them (the consultation
+    and its orders, signed here as the demo's stand-in for the doctor's station) and, at
+    the pharmacy, the shelf's stock — one drug short of what is prescribed, to show a
+    partial dispense."""
+    from edge_node.clinic import ClinicService
+    from edge_node.pharmacy import PharmacyService
     from edge_node.visits import VisitService
 
     ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
     try:
         visits = VisitService(ledger, "demo", queue_tag=config.queue_tag)
-        for _name, _nid, _phone, card, _amount in DEMO_PATIENTS[::2]:
-            await visits.register(dept=DESK_DEPT, channel="triage", card_no=card,
-                                  card_entry="manual")
+        registered = [await visits.register(dept=DESK_DEPT, channel="triage", card_no=card,
+                                            card_entry="manual")
+                      for _name, _nid, _phone, card, _amount in DEMO_PATIENTS[::2]]
+        if config.role == "pharmacy":
+            shelf = PharmacyService(ledger, "demo", pharmacy=config.department)
+            for code, qty in DEMO_STOCK:
+                await shelf.receive(code, qty, "B2612", "store room")
+        if config.role in ("lab", "pharmacy"):
+            clinic = ClinicService(ledger, "dr.qian")
+            for r in registered:
+                await clinic.start(r.visit.visit_id)
+                lines = [await clinic.line(*x) for x in DEMO_ORDERS]
+                await clinic.send_order(r.visit.visit_id, lines, accept_warnings={
+                    "order.stock_unknown", "order.stock_short", "order.partly_covered",
+                    "order.not_covered", "order.same_drug"})
     finally:
         await ledger.close()
 
@@ -612,7 +638,8 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.splitlines()[0])
     p.add_argument("--language", choices=("zh", "en"), default="zh")
     p.add_argument("--desk", choices=DESKS, default="cashier",
-                   help="the desk to open: cashier (default), triage, doctor or kiosk")
+                   help="the desk to open: cashier (default), triage, doctor, kiosk, lab "
+                        "or pharmacy")
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="onecard-demo-") as tmp:
         exe = BIN / "onecard-central"

@@ -30,7 +30,8 @@ def _running(pid_file: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--language", choices=("zh", "en"), default="zh")
-    ap.add_argument("--desk", choices=("cashier", "triage", "doctor", "kiosk"),
+    ap.add_argument("--desk", choices=("cashier", "triage", "doctor", "kiosk", "lab",
+                                       "pharmacy"),
                     default="cashier", help="the desk to open (its own counter)")
     args = ap.parse_args()
     from edge_node.demo import run_demo

@@ -179,19 +179,28 @@ def test_walkthrough_in_english_by_lang_and_keeps_the_folder_it_names(tmp_path: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("desk", ["triage", "doctor"])
+@pytest.mark.parametrize("desk", ["triage", "doctor", "lab", "pharmacy"])
 def test_the_demo_opens_another_desk_on_its_own_counter(tmp_path: Path, desk: str) -> None:
     """``make demo DESK=…``: that role's counter, enrolled and synced, with the day's first
-    visits to internal medicine in its queue; its app opens that desk."""
+    visits to internal medicine in its queue; at the lab window and the pharmacy, the
+    orders the doctor sent them (and the pharmacy's stock); its app opens that desk."""
     from edge_node.tui.desks import DESKS
 
     stack = demo.DemoStack.start(tmp_path, "en", desk=desk)
     try:
         assert f"sync-demo-{desk}" in stack.procs
         cfg = stack.desk_config
-        assert cfg is not None and cfg.role == desk and cfg.department == demo.DESK_DEPT
+        assert cfg is not None and cfg.role == desk
+        assert cfg.department == demo.DEPARTMENT.get(desk, demo.DESK_DEPT)
         visits = _ro(cfg.db, "SELECT queue_tag, queue_no, status FROM visits ORDER BY queue_no")
-        assert [(n, s) for _, n, s in visits] == [(1, "waiting"), (2, "waiting")]
+        if desk in ("lab", "pharmacy"):  # seen by the doctor: each sent a lab order and drugs
+            assert [(n, s) for _, n, s in visits] == [(1, "consulting"), (2, "consulting")]
+            orders = _ro(cfg.db, "SELECT exec_dept, COUNT(*) FROM orders GROUP BY exec_dept")
+            assert orders == [("LAB", 2), ("PHA-OP", 2)]
+            stock = _ro(cfg.db, "SELECT code, received FROM stock ORDER BY code")
+            assert stock == (sorted(demo.DEMO_STOCK) if desk == "pharmacy" else [])
+        else:
+            assert [(n, s) for _, n, s in visits] == [(1, "waiting"), (2, "waiting")]
 
         async def at_the_desk() -> None:
             app = stack.app("make console")
