@@ -234,9 +234,10 @@ async def test_refusals_are_said_at_the_desk(tmp_path: Path) -> None:
 
 
 async def test_nothing_in_stock_says_how_much(tmp_path: Path) -> None:
-    cfg = config(tmp_path)
+    printer = tmp_path / "labels.bin"
+    cfg = config(tmp_path, printer=str(printer))
     led, pid, _ = await seeded(cfg, charge_at="send")
-    await prescribe(led, pid, ("D-AZI", 2))
+    o = await prescribe(led, pid, ("D-AZI", 2))
     async with make_app(cfg, led).run_test(size=TTY) as pilot:
         await log_in(pilot)
         await tap(pilot, CARD)
@@ -253,6 +254,29 @@ async def test_nothing_in_stock_says_how_much(tmp_path: Path) -> None:
         assert "Charged when prescribed: nothing charged now" in question(pilot)
         await pilot.press("y")
         await until(pilot, "dispensed", lambda: "charged ¥0.00" in desk(pilot).message_text)
+    assert (await led.get(Order, o)).dispensed_qty() == {"D-AZI": 2}
+    paper = printer.read_bytes()  # the medication label, as ESC/POS bytes
+    assert paper.startswith(b"\x1b@") and "阿奇霉素片".encode("gb18030") in paper
+    await led.close()
+
+
+async def test_the_worklist_follows_the_ledger(tmp_path: Path) -> None:
+    """A prescription another counter sent (arriving as sync writes it into this ledger)
+    shows without a key pressed; one for another pharmacy does not."""
+    cfg = config(tmp_path)
+    led, _, poor = await seeded(cfg)
+    async with make_app(cfg, led).run_test(size=TTY) as pilot:
+        await log_in(pilot)
+        assert desk(pilot).worklist_text() == []
+        order = await prescribe(led, poor, ("D-IBU", 2))
+        await until(pilot, "the prescription", lambda: len(desk(pilot).worklist_text()) == 1)
+        row = desk(pilot).worklist_text()[0]
+        assert order in row and "李梅" in row and "布洛芬缓释胶囊×2" in row
+        desk(pilot).query_one("#worklist").focus()  # Enter on it opens that patient
+        await pilot.press("enter")
+        await until(pilot, "the patient", lambda: desk(pilot).view is not None)
+        assert desk(pilot).view.patient.name == "李梅"  # type: ignore[union-attr]
+        assert desk(pilot).lines_text()[0].startswith(order)
     await led.close()
 
 
