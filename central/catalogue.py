@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from central.config import CentralConfig, load_key
-from central.importer import ImportFailed, decode_text
-from central.store import CentralStore, Query, Statements, enrol_central
+from central.config import CentralConfig
+from central.importer import ImportFailed, Report, decode_text
+from central.store import CentralStore, Query, Statements
 from edge_node.i18n import Translator
 from protocol import catalogue as cat
 from protocol.core import State
@@ -687,13 +687,10 @@ async def run(cfg: CentralConfig, action: str, *, path: Path | None = None,
               err: TextIO | None = None) -> int:
     """``onecard-central catalogue import|show``: 0 done, 1 bad lines or a bad file
     (nothing published), 2 usage (no such file, bad option, key not central's)."""
-    out, err = out or sys.stdout, err or sys.stderr
+    out = out or sys.stdout
     tr = Translator(getattr(cfg, "language", "en"))
-
-    def fail(key: str, code: int, **values: object) -> int:
-        print(f"onecard-central: {tr(key, **values)}", file=err)
-        return code
-
+    report = Report(tr, out, err or sys.stderr)
+    fail = report.fail
     if action == "show":
         store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
         try:
@@ -718,41 +715,29 @@ async def run(cfg: CentralConfig, action: str, *, path: Path | None = None,
         return fail("import.no_file", 2, path=path)
     except ImportFailed as exc:
         return fail(exc.key, 1, **exc.values)
-    if parsed.ignored:
-        print(tr("import.ignored_columns", columns=", ".join(parsed.ignored)), file=out)
+    report.ignored(parsed.ignored)
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         state, pos = await catalogue_state(store)
         p, errors = plan(parsed, state, charge_at=charge_at, note=note)
         if errors:
-            for e in errors:
-                print(e.say(tr), file=err)
-            print(tr("catalogue.errors", errors=len(errors),
-                     lines=len({(e.file, e.line, e.code) for e in errors})), file=err)
-            return 1
+            return report.refuse(errors, "catalogue.errors",
+                                 len({(e.file, e.line, e.code) for e in errors}))
         why = _bad_events(p.events)
         if why:  # a bug here, never the file's: say so rather than sign it
             return fail("catalogue.invalid", 1, why=why)
         lines = summary(p, {n: str(files[n]) for n in files}, tr)
         if dry_run:
-            for line in lines:
-                print(line, file=out)
-            print(tr("catalogue.dry_run"), file=out)
-            return 0
-        key = load_key(cfg.key_file)
-        try:
-            await enrol_central(store, key)
-        except ValueError as exc:
-            return fail("import.key_mismatch", 2, why=exc)
+            return report.finish(lines, "catalogue.dry_run")
+        key = await report.central_key(cfg, store)
+        if key is None:
+            return 2
         try:
             n = await publish(store, key, p, pos, state, operator=operator)
         except CatalogueFailed as exc:
             return fail(exc.key, 1, **exc.values)
-        for line in lines:
-            print(line, file=out)
-        print(tr("catalogue.summary.events", n=n), file=out)
-        print(tr("catalogue.done", version=p.version), file=out)
-        return 0
+        return report.finish([*lines, tr("catalogue.summary.events", n=n)], "catalogue.done",
+                             version=p.version)
     finally:
         await store.close()
 

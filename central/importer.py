@@ -38,10 +38,10 @@ import io
 import re
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from central.config import CentralConfig, load_key
 from central.store import CentralStore, Query, Statements, enrol_central
@@ -541,6 +541,65 @@ async def import_rows(store: CentralStore, key: SigningKey, rows: list[Row], sta
     return done
 
 
+# ------------------------------------------------------------------------------ report
+class Said(Protocol):
+    """A bad line (or entry) of a file, said in the operator's language."""
+
+    def say(self, tr: Translator) -> str: ...
+
+
+class Report:
+    """What a central file command (``import``, ``catalogue import``) prints, and the exit
+    status each way it ends returns: one copy for both commands.
+
+    Results go to ``out``; why it stopped and each bad line go to ``err``.  Exit status:
+    0 done, dry run or nothing to do (:meth:`finish`); 1 bad lines or a bad file,
+    nothing written (:meth:`refuse`, :meth:`fail`); 2 usage (:meth:`fail`).
+    """
+
+    def __init__(self, tr: Translator, out: TextIO, err: TextIO) -> None:
+        self.tr, self.out, self.err = tr, out, err
+
+    def fail(self, key: str, code: int, **values: object) -> int:
+        """Why the command stops (``key`` in the string table): exit status ``code``."""
+        print(f"onecard-central: {self.tr(key, **values)}", file=self.err)
+        return code
+
+    def ignored(self, columns: Sequence[str]) -> None:
+        """The file's columns the command does not read, if any."""
+        if columns:
+            print(self.tr("import.ignored_columns", columns=", ".join(columns)),
+                  file=self.out)
+
+    def refuse(self, errors: Sequence[Said], count_key: str = "", lines: int = 0) -> int:
+        """Every bad line's problems, then (with ``count_key``) how many problems on how
+        many ``lines``: nothing was written, exit status 1."""
+        for e in errors:
+            print(e.say(self.tr), file=self.err)
+        if count_key:
+            print(self.tr(count_key, errors=len(errors), lines=lines), file=self.err)
+        return 1
+
+    def finish(self, lines: Iterable[str], closing: str, **values: object) -> int:
+        """The summary ``lines``, then the closing message (done, dry run, nothing to
+        do): exit status 0."""
+        for line in lines:
+            print(line, file=self.out)
+        print(self.tr(closing, **values), file=self.out)
+        return 0
+
+    async def central_key(self, cfg: CentralConfig, store: CentralStore) -> SigningKey | None:
+        """Central's signing key, enrolled in the store; None (said why: exit status 2)
+        if the store belongs to another key."""
+        key = load_key(cfg.key_file)
+        try:
+            await enrol_central(store, key)
+        except ValueError as exc:
+            self.fail("import.key_mismatch", 2, why=exc)
+            return None
+        return key
+
+
 # ------------------------------------------------------------------------------ command
 async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
               operator: str = "", batch_rows: int = DEFAULT_BATCH_ROWS,
@@ -548,14 +607,10 @@ async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
               err: TextIO | None = None) -> int:
     """``onecard-central import``: 0 done (or nothing to do), 1 bad lines or a bad file
     (nothing imported), 2 usage (no such file, bad option, key not central's)."""
-    out, err = out or sys.stdout, err or sys.stderr
     tr = Translator(getattr(cfg, "language", "en"))
+    report = Report(tr, out or sys.stdout, err or sys.stderr)
+    fail = report.fail
     now = now or dt.datetime.now(dt.UTC)
-
-    def fail(key: str, code: int, **values: object) -> int:
-        print(f"onecard-central: {tr(key, **values)}", file=err)
-        return code
-
     if not 0 < len(operator) <= 64:
         return fail("import.bad_operator", 2)
     if not 0 < batch_rows <= MAX_BATCH_ROWS:
@@ -570,36 +625,31 @@ async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
         parsed = read_rows(decode_text(data, str(path)), now.date(), str(path))
     except ImportFailed as exc:
         return fail(exc.key, 1, **exc.values)
-    if parsed.ignored:
-        print(tr("import.ignored_columns", columns=", ".join(parsed.ignored)), file=out)
+    report.ignored(parsed.ignored)
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         state, pos = await fold_store(store)
         checked = check_rows(parsed.rows, state)
         errors = sorted(parsed.errors + checked.errors, key=lambda e: e.line)
         if errors:
-            return _refuse(errors, tr, err)
+            return report.refuse(errors, "import.errors", len({e.line for e in errors}))
         batch_id = new_batch_id(data, now)
         summary: list[tuple[str, dict[str, object]]] = [
                    ("import.summary.file", {"path": path}),
                    ("import.summary.rows", {"n": parsed.lines}),
                    ("import.summary.skipped", {"n": len(checked.skipped)})]
         if dry_run or not checked.todo:
-            for line, values in [*summary, *_figures(len(checked.todo), checked.cards,
-                                                     checked.total)]:
-                print(tr(line, **values), file=out)
-            print(tr("import.dry_run" if dry_run else "import.nothing"), file=out)
-            return 0
-        key = load_key(cfg.key_file)
-        try:
-            await enrol_central(store, key)
-        except ValueError as exc:
-            return fail("import.key_mismatch", 2, why=exc)
+            figures = _figures(len(checked.todo), checked.cards, checked.total)
+            return report.finish((tr(line, **values) for line, values in [*summary, *figures]),
+                                 "import.dry_run" if dry_run else "import.nothing")
+        key = await report.central_key(cfg, store)
+        if key is None:
+            return 2
         try:
             done = await import_rows(store, key, checked.todo, state, pos, batch_id=batch_id,
                                      operator=operator, batch_rows=batch_rows)
         except Changed as exc:
-            _refuse(exc.errors, tr, err, summary=False)
+            report.refuse(exc.errors)
             return fail("import.changed", 1)
         except (sqlite3.Error, OSError) as exc:  # the batch rolled back; those before stay
             return fail("import.stopped", 1, why=exc)
@@ -607,10 +657,7 @@ async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
         summary += [*_figures(done.patients, done.cards, done.amount),
                     ("import.summary.batch", {"batch": batch_id}),
                     ("import.summary.events", {"n": done.events})]
-        for line, values in summary:
-            print(tr(line, **values), file=out)
-        print(tr("import.done"), file=out)
-        return 0
+        return report.finish((tr(line, **values) for line, values in summary), "import.done")
     finally:
         await store.close()
 
@@ -618,14 +665,3 @@ async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
 def _figures(patients: int, cards: int, total: Fen) -> list[tuple[str, dict[str, object]]]:
     return [("import.summary.patients", {"n": patients}), ("import.summary.cards", {"n": cards}),
             ("import.summary.total", {"amount": yuan(total)})]
-
-
-def _refuse(errors: list[LineError], tr: Translator, err: TextIO, *,
-            summary: bool = True) -> int:
-    """Print every bad line's problems (and that nothing was imported): exit status 1."""
-    for e in errors:
-        print(e.say(tr), file=err)
-    if summary:
-        print(tr("import.errors", errors=len(errors), lines=len({e.line for e in errors})),
-              file=err)
-    return 1

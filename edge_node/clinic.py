@@ -35,7 +35,7 @@ from typing import Any
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from protocol import catalogue
-from protocol.account import Account
+from protocol.account import Account, funds
 from protocol.card import Card
 from protocol.catalogue import HEAD, CatalogueHead, CatalogueItem, Template
 from protocol.clinical import Profile
@@ -45,7 +45,7 @@ from protocol.event import Event
 from protocol.order import Order, active_codes
 from protocol.patient import Patient
 from protocol.stock import Stock
-from protocol.visit import Diagnosis, Visit, funds
+from protocol.visit import Diagnosis, Visit
 
 Fen = int
 ORDERABLE = ("lab", "exam", "drug")

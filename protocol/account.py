@@ -226,6 +226,27 @@ def _method(b: Deposited | Settled, lang: str) -> str:
     return say(LABELS["method." + b.method], lang)
 
 
+def funds(state: State, pid: PatientId, amount: Fen, what: str = "amount") -> list[Problem]:
+    """The deposit covers ``amount`` (balance plus green-channel credit), and is open: the
+    one check of every kind that takes money from the deposit (a charge, a visit's fees,
+    an order); ``what`` names the body field the problem points at."""
+    if amount <= 0:
+        return []
+    acct = state.get_or_new(Account, pid)
+    if acct.closed:
+        return [Problem("account.closed", "the account was settled; a new deposit reopens it")]
+    if acct.available < amount:
+        short = amount - acct.available
+        credit = f" + credit {yuan(acct.credit_limit)}" if acct.credit_limit else ""
+        return [Problem("charge.insufficient",
+                        f"balance {yuan(acct.balance)}{credit} does not cover {yuan(amount)}"
+                        f": {yuan(short)} short", what,
+                        {"variant": "credit" if acct.credit_limit else "",
+                         "balance": Amount(acct.balance), "credit": Amount(acct.credit_limit),
+                         "amount": Amount(amount), "short": Amount(short)})]
+    return []
+
+
 # -- account.deposited ---------------------------------------------------------------------
 @body
 class Deposited(Stamped):
@@ -352,19 +373,7 @@ def _rule_charged(state: State, b: Charged, cfg: RuleConfig) -> list[Problem]:
     if state.get(Charge, b.charge_id) is not None:
         return [Problem("charge.exists", f"charge {b.charge_id} already exists", "charge_id",
                         {"charge": b.charge_id})]
-    acct = state.get_or_new(Account, b.patient_id)
-    if acct.closed:
-        return [Problem("account.closed", "the account was settled; a new deposit reopens it")]
-    if acct.available < b.amount:
-        short = b.amount - acct.available
-        credit = f" + credit {yuan(acct.credit_limit)}" if acct.credit_limit else ""
-        return [Problem("charge.insufficient",
-                        f"balance {yuan(acct.balance)}{credit} does not cover {yuan(b.amount)}"
-                        f": {yuan(short)} short", "amount",
-                        {"variant": "credit" if acct.credit_limit else "",
-                         "balance": Amount(acct.balance), "credit": Amount(acct.credit_limit),
-                         "amount": Amount(b.amount), "short": Amount(short)})]
-    return []
+    return funds(state, b.patient_id, b.amount)  # (a charge's amount is at least 1 fen)
 
 
 def _describe_charge(b: Charged, lang: str) -> str:

@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 
 from protocol import catalogue
-from protocol.account import Account, add
+from protocol.account import Account, add, funds
 from protocol.catalogue import CatalogueItem
 from protocol.clinical import Profile, norm
 from protocol.core import (
@@ -54,7 +54,7 @@ from protocol.errors import Amount, Problem
 from protocol.fields import MAX_AMOUNT, Body, Field, body, choice, ident, spec, text
 from protocol.money import yuan
 from protocol.patient import Patient, patient_known
-from protocol.visit import Visit, funds
+from protocol.visit import Visit
 
 ORDER_TYPES = ("exam", "lab", "drug")
 #: the item type each order type may hold

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from protocol import catalogue
-from protocol.account import Account, add
+from protocol.account import Account, add, funds
 from protocol.card import CARD_ENTRY, Card, usable_card
 from protocol.catalogue import Department, Doctor, vkey
 from protocol.core import (
@@ -211,25 +211,6 @@ def _fold_registered(tx: Tx, at: At, b: Registered) -> None:
         tx.put(s.evolve(last=b.queue_no))
     if b.fee:
         add(tx, b.patient_id, charged=b.fee)
-
-
-def funds(state: State, pid: PatientId, amount: Fen, what: str = "amount") -> list[Problem]:
-    """The deposit covers ``amount`` (balance plus green-channel credit), and is open."""
-    if amount <= 0:
-        return []
-    acct = state.get_or_new(Account, pid)
-    if acct.closed:
-        return [Problem("account.closed", "the account was settled; a new deposit reopens it")]
-    if acct.available < amount:
-        short = amount - acct.available
-        credit = f" + credit {yuan(acct.credit_limit)}" if acct.credit_limit else ""
-        return [Problem("charge.insufficient",
-                        f"balance {yuan(acct.balance)}{credit} does not cover {yuan(amount)}"
-                        f": {yuan(short)} short", what,
-                        {"variant": "credit" if acct.credit_limit else "",
-                         "balance": Amount(acct.balance), "credit": Amount(acct.credit_limit),
-                         "amount": Amount(amount), "short": Amount(short)})]
-    return []
 
 
 def priced_as(state: State, version: int, code: str, price: Fen, types: tuple[str, ...],

@@ -10,7 +10,8 @@ their states; every entry is one function key away (F1 lists them).
 
 Screens call :class:`~edge_node.clinic.ClinicService` and
 :class:`~edge_node.visits.VisitService`, never the ledger; every word is in the string
-table.  The queue is a plain table here (the shared queue widget can replace it).
+table.  The queue is the shared :class:`~edge_node.tui.widgets.queue.QueueTable` (the
+triage desk's), with the doctor's columns: number, name, status, doctor, registered at.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ from textual.widgets import DataTable, Input, Static
 from edge_node.clinic import ClinicService, ClinicView, OrderReceipt
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
-from edge_node.tui.describe import age, local_time
-from edge_node.tui.messages import CardTapped, ReaderNotice
+from edge_node.tui.describe import age
 from edge_node.tui.screens.ask import AskScreen, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
-from edge_node.tui.screens.shift import ShiftKeys
+from edge_node.tui.screens.shift import Desk, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
+from edge_node.tui.widgets.queue import DOCTOR_COLUMNS, QueueTable
 from edge_node.tui.widgets.status import StatusBar
 from edge_node.visits import VisitService
 from protocol.clinical import INSURANCE_TYPES
@@ -53,12 +54,6 @@ def visits(counter: Counter) -> VisitService:
                         queue_tag=counter.config.queue_tag)
 
 
-def say_in(widget: Static, text: str, kind: str = "") -> None:
-    widget.update(text)
-    for cls in ("problem", "done", "warning"):
-        widget.set_class(cls == kind, cls)
-
-
 MESSAGE_CSS = """
 #message { height: auto; min-height: 1; padding: 0 1; }
 #message.problem { color: $error; text-style: bold; }
@@ -67,12 +62,12 @@ MESSAGE_CSS = """
 """
 
 
-class DoctorDesk(ShiftKeys, Screen[None]):
+class DoctorDesk(Desk, Screen[None]):
     """The doctor's home: the queue, call next, and taps."""
 
     DEFAULT_CSS = """
     DoctorDesk #queue-title { padding: 0 1; text-style: bold; }
-    DoctorDesk #queue { height: 1fr; }
+    DoctorDesk #queue { height: 1fr; border: none; }
     DoctorDesk #card-row { height: 1; padding: 0 1; }
     DoctorDesk #card-row Static { width: auto; padding: 0 1 0 0; }
     DoctorDesk #card_no { width: 24; border: none; height: 1; padding: 0 1;
@@ -91,7 +86,6 @@ class DoctorDesk(ShiftKeys, Screen[None]):
     def __init__(self, counter: Counter) -> None:
         super().__init__()
         self.counter = counter
-        self.entries: list[Visit] = []
         bind_keys(self, counter, self.KEYS)
 
     def compose(self) -> ComposeResult:
@@ -102,7 +96,8 @@ class DoctorDesk(ShiftKeys, Screen[None]):
             with Vertical(id="card-row"):
                 yield Input(id="card_no", placeholder=tr("doctor.card_placeholder"),
                             max_length=32, restrict=r"[A-Za-z0-9]*")
-            yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+            yield QueueTable(tr, id="queue", columns=DOCTOR_COLUMNS,
+                             timezone=self.counter.config.timezone)
             yield Static(id="message")
         yield KeyBar()
 
@@ -112,16 +107,11 @@ class DoctorDesk(ShiftKeys, Screen[None]):
                                room=cfg.room or "-")
 
     def on_mount(self) -> None:
-        self._columns()
-        self.query_one("#queue", DataTable).focus()
+        self.queue_table.focus()
 
-    def _columns(self) -> None:
-        tr = self.counter.tr
-        table = self.query_one("#queue", DataTable)
-        table.clear(columns=True)
-        for key in ("doctor.col_no", "doctor.col_name", "doctor.col_status",
-                    "doctor.col_doctor", "doctor.col_time"):
-            table.add_column(tr(key))
+    @property
+    def queue_table(self) -> QueueTable:
+        return self.query_one("#queue", QueueTable)
 
     def relabel(self) -> None:
         bind_keys(self, self.counter, self.KEYS)
@@ -129,7 +119,7 @@ class DoctorDesk(ShiftKeys, Screen[None]):
         self.query_one("#card_no", Input).placeholder = self.counter.tr(
             "doctor.card_placeholder")
         self.query_one(StatusBar).relabel()
-        self._columns()
+        self.queue_table.relabel(self.counter.tr)
         self.refresh_queue()
         self.refresh_bindings()
 
@@ -137,21 +127,13 @@ class DoctorDesk(ShiftKeys, Screen[None]):
         """Log out: nothing of the last doctor's left (their patient screens closed)."""
         while len(self.app.screen_stack) > 1 and self.app.screen_stack[-1] is not self:
             self.app.pop_screen()
-        self.entries = []
-        self.query_one("#queue", DataTable).clear()
+        self.queue_table.show([], {}, self.counter.clock())
         self.say("")
         self.query_one(StatusBar).refresh_status()
 
     def on_screen_resume(self) -> None:
         if self.counter.service.operator:
             self.refresh_queue()
-
-    def say(self, text: str, kind: str = "") -> None:
-        say_in(self.query_one("#message", Static), text, kind)
-
-    @property
-    def message_text(self) -> str:
-        return str(self.query_one("#message", Static).render())
 
     # -- the queue -------------------------------------------------------------------------
     def action_refresh(self) -> None:
@@ -169,29 +151,13 @@ class DoctorDesk(ShiftKeys, Screen[None]):
         except Exception as exc:
             self.say(error_text(self.counter, exc), "problem")
             return
-        table = self.query_one("#queue", DataTable)
-        row = table.cursor_row
-        table.clear()
-        self.entries = [e.visit for e in entries]
-        tz = cfg.timezone
-        for e in entries:
-            v = e.visit
-            style = "bold" if v.status in ("consulting", "called") else (
-                "dim" if v.status in ("done", "no_show") else "")
-            table.add_row(Text(v.label, style=style), Text(e.name, style=style),
-                          Text(tr(f"doctor.status.{v.status}"), style=style),
-                          v.doctor_id or "-", local_time(v.registered_ms, tz, "%H:%M"),
-                          key=v.visit_id)
-        if self.entries:
-            table.move_cursor(row=min(max(row, 0), len(self.entries) - 1))
-        else:
+        self.queue_table.show(entries, {}, self.counter.clock())  # doctors by id
+        if not entries:
             self.say(tr("doctor.queue_empty"))
 
     def _selected(self) -> Visit | None:
-        table = self.query_one("#queue", DataTable)
-        if not self.entries or table.cursor_row < 0:
-            return None
-        return self.entries[min(table.cursor_row, len(self.entries) - 1)]
+        entry = self.queue_table.selected
+        return entry.visit if entry is not None else None
 
     @work(exclusive=True, exit_on_error=False, group="doctor")
     async def action_call_next(self) -> None:
@@ -215,9 +181,7 @@ class DoctorDesk(ShiftKeys, Screen[None]):
     async def _show(self, visit_id: str) -> None:
         """The queue again, its cursor on ``visit_id``."""
         await self.refresh_queue().wait()
-        ids = [v.visit_id for v in self.entries]
-        if visit_id in ids:
-            self.query_one("#queue", DataTable).move_cursor(row=ids.index(visit_id))
+        self.queue_table.select(visit_id)
 
     async def _step(self, step: str, done_key: str) -> None:
         v = self._selected()
@@ -276,15 +240,6 @@ class DoctorDesk(ShiftKeys, Screen[None]):
         event.input.value = ""
         if text:
             self.lookup(text, "manual")
-
-    def on_card_tapped(self, message: CardTapped) -> None:
-        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
-        self.lookup(message.card_no, message.entry, tapped)
-
-    def on_reader_notice(self, message: ReaderNotice) -> None:
-        status = self.query_one(StatusBar)
-        status.reader_text = message.text
-        status.reader_problem = message.problem
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def lookup(self, card_no: str, entry: str = "chip",

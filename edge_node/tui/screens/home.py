@@ -20,7 +20,7 @@ from edge_node.card.wedge import QR_PREFIX
 from edge_node.service import PatientView, Receipt
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
-from edge_node.tui.messages import CardTapped, OperationDone, ReaderNotice
+from edge_node.tui.messages import OperationDone
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.charge import ChargeScreen
 from edge_node.tui.screens.credit import GreenChannelScreen
@@ -35,7 +35,7 @@ from edge_node.tui.screens.register import NewPatientScreen
 from edge_node.tui.screens.replace import ReplaceCardScreen
 from edge_node.tui.screens.report import DailyReportScreen
 from edge_node.tui.screens.settle import SettleScreen
-from edge_node.tui.screens.shift import ShiftKeys
+from edge_node.tui.screens.shift import Desk
 from edge_node.tui.screens.void import VoidScreen
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.patient_panel import PatientPanel
@@ -62,7 +62,7 @@ FIND_KEY = "ctrl+f"
 VISIT_KEY = "ctrl+n"
 
 
-class HomeScreen(ShiftKeys, Screen[None]):
+class HomeScreen(Desk, Screen[None]):
     DEFAULT_CSS = """
     HomeScreen #card-row { height: 3; padding: 0 1; }
     HomeScreen #card-row Label { width: 1fr; max-width: 60; padding: 1 1 0 0; }
@@ -150,16 +150,6 @@ class HomeScreen(ShiftKeys, Screen[None]):
         return self.panel.view
 
     # -- messages to staff ---------------------------------------------------------------
-    def say(self, text: str, kind: str = "") -> None:
-        msg = self.query_one("#message", Static)
-        msg.update(text)
-        for cls in ("problem", "done", "warning"):
-            msg.set_class(cls == kind, cls)
-
-    @property
-    def message_text(self) -> str:
-        return str(self.query_one("#message", Static).render())
-
     # -- cards ---------------------------------------------------------------------------
     def _wedge(self) -> Any:
         from edge_node.card.wedge import WedgeReader
@@ -182,15 +172,6 @@ class HomeScreen(ShiftKeys, Screen[None]):
             wedge.feed_line(text)
             return
         self.lookup(text, "manual")
-
-    def on_card_tapped(self, message: CardTapped) -> None:
-        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
-        self.lookup(message.card_no, message.entry, tapped=tapped)
-
-    def on_reader_notice(self, message: ReaderNotice) -> None:
-        status = self.query_one(StatusBar)
-        status.reader_text = message.text
-        status.reader_problem = message.problem
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def lookup(self, card_no: str, entry: str = "chip", quiet: bool = False,

@@ -1,15 +1,33 @@
-"""A desk's shift keys, one copy for every desk: F12 locks the screen, Ctrl+O logs out —
-the operator's shift slip first (print, confirm), then the login screen for the next."""
+"""What every staff desk shares, one copy: the shift keys (F12 locks the screen, Ctrl+O
+logs out — the operator's shift slip first (print, confirm), then the login screen for
+the next), a card tap handed to the desk, the reader's notices in the status bar, and
+the message line under the patient.
+
+:class:`Desk` is the base of a desk screen (the cashier's home, triage, the doctor's
+desk; the lab window and the pharmacy next).  The kiosk is not one: it is the
+patient's own screen (no operator, no status bar, reader problems go to the log).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from textual.css.query import NoMatches
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
+from edge_node.tui.cardsource import Tapped
 from edge_node.tui.context import Counter
+from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.handover import HandoverScreen
+from edge_node.tui.widgets.status import StatusBar
+
+
+def say_in(widget: Static, text: str, kind: str = "") -> None:
+    """Show ``text`` in a message line; ``kind`` (problem, done, warning or none) is its
+    class, which the screen's CSS colours."""
+    widget.update(text)
+    for cls in ("problem", "done", "warning"):
+        widget.set_class(cls == kind, cls)
 
 
 class ShiftKeys:
@@ -38,3 +56,53 @@ class ShiftKeys:
             getattr(self, "query_one")("#card_no", Input).focus()  # noqa: B009
         except NoMatches:
             pass
+
+
+class Desk(ShiftKeys):
+    """The base of a staff desk: ``class LabDesk(Desk, Screen[None])`` (Desk first).
+
+    To build a desk on it:
+
+    - set ``self.counter`` in ``__init__`` and bind the desk's keys with
+      :func:`~edge_node.tui.screens.base.bind_keys` (``KEYS``), including
+      ``("f12", "lock", "key.lock", True)`` and ``("ctrl+o", "log_out", "key.log_out",
+      True)``: their actions are here;
+    - compose a :class:`StatusBar` (reader notices go there), an ``Input`` with id
+      ``card_no`` (focused again after a shift slip is not confirmed) and a ``Static``
+      with id ``message`` (what :meth:`say` writes; give it ``.problem``, ``.done`` and
+      ``.warning`` colours in the desk's CSS);
+    - override :meth:`lookup`: what a tapped card does at this desk (usually a
+      ``@work(exclusive=True, exit_on_error=False, group="lookup")`` worker running
+      ``counter.desk.check(card_no, entry, tapped)`` first, so every offline card check
+      holds).  A card number typed into ``#card_no`` is the desk's own
+      ``@on(Input.Submitted, "#card_no")`` handler, usually ``lookup(text, "manual")``;
+    - give it ``relabel()`` (after a language switch) and ``reset()`` (log out: nothing
+      of the last operator's left on screen), which the app calls.
+
+    Do not define ``on_card_tapped`` or ``on_reader_notice`` in the desk as well:
+    Textual calls every class's handler along the MRO, so both would run.
+    """
+
+    def _one(self, *query: Any) -> Any:
+        return getattr(self, "query_one")(*query)  # noqa: B009 (the Screen's)
+
+    def on_card_tapped(self, message: CardTapped) -> None:
+        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
+        self.lookup(message.card_no, message.entry, tapped=tapped)
+
+    def lookup(self, card_no: str, entry: str = "chip", tapped: Tapped | None = None) -> Any:
+        """What a card tap does at this desk: every desk overrides it."""
+        raise NotImplementedError(f"{type(self).__name__} does not say what a tap does")
+
+    def on_reader_notice(self, message: ReaderNotice) -> None:
+        status = self._one(StatusBar)
+        status.reader_text = message.text
+        status.reader_problem = message.problem
+
+    # -- the message line -------------------------------------------------------------------
+    def say(self, text: str, kind: str = "") -> None:
+        say_in(self._one("#message", Static), text, kind)
+
+    @property
+    def message_text(self) -> str:
+        return str(self._one("#message", Static).render())

@@ -22,10 +22,9 @@ from textual.widgets import Input, Label, Static
 from edge_node.service import PatientView, Receipt
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
-from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.picker import PickScreen
-from edge_node.tui.screens.shift import ShiftKeys
+from edge_node.tui.screens.shift import Desk
 from edge_node.tui.screens.visit import VisitForm
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.patient_panel import PatientPanel
@@ -38,7 +37,7 @@ from protocol.money import yuan
 POLL_S = 2.0
 
 
-class TriageScreen(ShiftKeys, Screen[None]):
+class TriageScreen(Desk, Screen[None]):
     DEFAULT_CSS = """
     TriageScreen #card-row { height: 1; padding: 0 1; }
     TriageScreen #card-row Label { width: auto; padding: 0 1 0 0; }
@@ -134,16 +133,6 @@ class TriageScreen(ShiftKeys, Screen[None]):
     @property
     def queue_table(self) -> QueueTable:
         return self.query_one("#queue", QueueTable)
-
-    def say(self, text: str, kind: str = "") -> None:
-        msg = self.query_one("#message", Static)
-        msg.update(text)
-        for cls in ("problem", "done", "warning"):
-            msg.set_class(cls == kind, cls)
-
-    @property
-    def message_text(self) -> str:
-        return str(self.query_one("#message", Static).render())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "pick_dept":  # a configured department is this desk's for good
@@ -271,15 +260,6 @@ class TriageScreen(ShiftKeys, Screen[None]):
         text = event.value.strip()
         if text:
             self.lookup(text, "manual")
-
-    def on_card_tapped(self, message: CardTapped) -> None:
-        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
-        self.lookup(message.card_no, message.entry, tapped=tapped)
-
-    def on_reader_notice(self, message: ReaderNotice) -> None:
-        status = self.query_one(StatusBar)
-        status.reader_text = message.text
-        status.reader_problem = message.problem
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def lookup(self, card_no: str, entry: str = "chip",
