@@ -52,7 +52,7 @@ from edge_node.receipt import (
 from protocol.money import yuan
 from protocol.visit import TAG_RE
 
-__all__ = ["DOTS_PER_MM", "Label", "SpecimenId", "code128_image", "code128_modules",
+__all__ = ["DOTS_PER_MM", "Label", "PrintResult", "SpecimenId", "code128_image", "code128_modules",
            "code128_png", "code128_svg", "dispense_label", "fit_module", "label_escpos",
            "label_text", "parse_specimen_id", "print_label", "raster", "specimen_id",
            "specimen_label", "usage_text"]
@@ -92,7 +92,9 @@ def specimen_id(tag: str, day: str, n: int) -> str:
     counters with different tags never give the same id, offline or not, and one counter
     only repeats itself if it reuses ``n`` the same day.  Only ``A–Z 0–9 -``: Code 128
     set B prints it, and the digit run goes into set C (two digits a symbol), which
-    keeps the bars narrow enough for 2-dot modules on 58 mm paper.
+    keeps the bars narrow enough for 2-dot modules on 58 mm paper (a second dash, as in
+    ``L01-261201-0007``, would split the digit run and cost two more symbols: too wide
+    for 2-dot modules and full quiet zones on a 384-dot head).
 
     Raises ValueError for a tag that is not a queue tag (1–6 of A–Z 0–9), a day that is
     not a real date in 2000–2099, or ``n`` outside 1–9999 (the caller's own mistakes).
@@ -322,7 +324,8 @@ def dispense_label(dispense_id: str, *, name: str, patient_id: str, drug: str, q
     ``[code, name, qty, unit_price, dose, per_day, days]``, with the catalogue item's
     ``unit``/``strength``/``dose_unit``): patient, drug, quantity, how to take it, price
     (fen: unit price × quantity), order and dispense ids, pharmacy and time.  The
-    barcode is ``dispense_id`` when Code 128 can print it (else none)."""
+    barcode is ``dispense_id`` when Code 128 prints it in 2-dot modules on 58 mm paper
+    (about 16 characters; else the id is only printed as text)."""
     tr = Translator(language)
     drug_line = f"{drug} {strength}".strip()
     lines = [_who(tr, name, sex, age),
@@ -335,8 +338,9 @@ def dispense_label(dispense_id: str, *, name: str, patient_id: str, drug: str, q
              f"{tr('labels.dispense_id')}: {dispense_id}",
              f"{tr('labels.pharmacy')}: {pharmacy}",
              f"{tr('labels.dispensed')}: {_when(dispensed_ms, timezone)}"]
-    code = dispense_id if isinstance(dispense_id, str) and _CODE_B.match(dispense_id) and len(
-        dispense_id) <= 20 else ""
+    fits = isinstance(dispense_id, str) and bool(_CODE_B.match(dispense_id)) and len(
+        dispense_id) <= MAX_BARCODE_CHARS and fit_module(dispense_id, 384) >= 2
+    code = dispense_id if fits else ""
     return Label("dispense", tr("labels.dispense.title"), tuple(lines), code)
 
 

@@ -263,8 +263,10 @@ def test_dispense_label_zh_and_en() -> None:
     assert decode(image) == "X-P01-0003"
     assert "布洛芬缓释胶囊".encode("gb18030") in data and "门诊西药房".encode("gb18030") in data
     # A dispense id Code 128 cannot carry prints without bars, never fails.
-    odd = L.dispense_label("发药-1", **common)  # type: ignore[arg-type]
-    assert odd.barcode == "" and rasters(L.label_escpos(odd)) == []
+    for odd_id in ("发药-1", "X-pharmacy-west-01-000042"):  # not Code 128; too wide
+        odd = L.dispense_label(odd_id, **common)  # type: ignore[arg-type]
+        assert odd.barcode == "" and rasters(L.label_escpos(odd)) == []
+        assert f"发药单号: {odd_id}" in odd.lines
 
 
 def test_usage_in_both_languages() -> None:
@@ -296,6 +298,15 @@ def test_every_label_string_translated(language: str) -> None:
         assert "欧阳娜娜  F  45 y" in label.lines
     else:
         assert label.title == "检验标本" and "标本: 静脉血 紫管" in label.lines
+
+
+def test_every_key_the_module_asks_for_exists() -> None:
+    source = Path(L.__file__).read_text(encoding="utf-8")
+    used = set(re.findall(r"""tr\(\s*["'](labels\.[a-z_.]+)["']""", source))
+    used |= {f"labels.err.{r}" for r in {*L._REASONS.values(), "other"}}
+    used |= {"labels.sex.M", "labels.sex.F", "labels.specimen.title", "labels.dispense.title"}
+    assert len(used) > 25
+    assert not sorted(k for k in used if k not in STRINGS)
 
 
 # -- printing -------------------------------------------------------------------------------
