@@ -27,7 +27,7 @@ becomes more final, so every arrival order gives the same record.
 
 from __future__ import annotations
 
-from protocol.account import Account, add
+from protocol.account import Account, add, funds
 from protocol.core import (
     CENTRAL_ONLY,
     COUNTER,
@@ -66,7 +66,7 @@ from protocol.money import yuan
 from protocol.order import LABELS, Order, add_qty, set_status
 from protocol.patient import Patient, patient_known
 from protocol.stock import Stock, add_stock, on_hand
-from protocol.visit import TAG_RE, QueueSeries, funds, queue_key, queue_label
+from protocol.visit import TAG_RE, QueueSeries, queue_key, queue_label
 
 STEPS = ("collected", "executed", "resulted")
 #: which statuses each step may follow (a result may be corrected by a later one)

@@ -262,7 +262,7 @@ async def test_nothing_in_stock_says_how_much(tmp_path: Path) -> None:
 
 async def test_the_worklist_follows_the_ledger(tmp_path: Path) -> None:
     """A prescription another counter sent (arriving as sync writes it into this ledger)
-    shows without a key pressed; one for another pharmacy does not."""
+    shows without a key pressed, and Enter on it opens that patient."""
     cfg = config(tmp_path)
     led, _, poor = await seeded(cfg)
     async with make_app(cfg, led).run_test(size=TTY) as pilot:

@@ -43,11 +43,10 @@ from edge_node.pharmacy import (
 from edge_node.service import PatientView
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
-from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.ask import AskScreen, Values, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.confirm import ConfirmScreen
-from edge_node.tui.screens.shift import ShiftKeys
+from edge_node.tui.screens.shift import Desk, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
@@ -71,12 +70,6 @@ def pharmacy_service(counter: Counter) -> PharmacyService:
                            low_stock=cfg.low_stock, low_stock_items=cfg.low_stock_items)
 
 
-def say_in(widget: Static, text: str, kind: str = "") -> None:
-    widget.update(text)
-    for cls in ("problem", "done", "warning"):
-        widget.set_class(cls == kind, cls)
-
-
 def whole(text: str, field: str, signed: bool = False) -> int:
     """A whole number typed by staff (> 0; ``signed``: ≠ 0, "-" takes out)."""
     try:
@@ -95,8 +88,9 @@ def items_text(counter: Counter, pres: Prescription, qty: dict[str, int]) -> str
     return sep.join(f"{names.get(c, c)}×{q}" for c, q in qty.items())
 
 
-class PharmacyDesk(ShiftKeys, Screen[None]):
-    """The pharmacy's home: the patient's prescriptions and the day's worklist."""
+class PharmacyDesk(Desk, Screen[None]):
+    """The pharmacy's home: the patient's prescriptions and the day's worklist (a
+    :class:`~edge_node.tui.screens.shift.Desk`: taps, reader notices, the message line)."""
 
     DEFAULT_CSS = """
     PharmacyDesk #card-row { height: 1; padding: 0 1; }
@@ -199,13 +193,6 @@ class PharmacyDesk(ShiftKeys, Screen[None]):
         self.clear_patient()
         self.say("")
         self.query_one(StatusBar).refresh_status()
-
-    def say(self, text: str, kind: str = "") -> None:
-        say_in(self.query_one("#message", Static), text, kind)
-
-    @property
-    def message_text(self) -> str:
-        return str(self.query_one("#message", Static).render())
 
     @property
     def lines_table(self) -> DataTable[object]:
@@ -311,15 +298,6 @@ class PharmacyDesk(ShiftKeys, Screen[None]):
         table = self.query_one("#worklist", DataTable)
         if self.work and 0 <= table.cursor_row < len(self.work):
             self.open_patient(self.work[table.cursor_row].order.patient_id)
-
-    def on_card_tapped(self, message: CardTapped) -> None:
-        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
-        self.lookup(message.card_no, message.entry, tapped=tapped)
-
-    def on_reader_notice(self, message: ReaderNotice) -> None:
-        status = self.query_one(StatusBar)
-        status.reader_text = message.text
-        status.reader_problem = message.problem
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def lookup(self, card_no: str, entry: str = "chip",
