@@ -20,6 +20,7 @@ from edge_node.ledger import Ledger
 from edge_node.pharmacy import PharmacyService
 from edge_node.tui.screens.ask import AskScreen
 from edge_node.tui.screens.confirm import ConfirmScreen
+from edge_node.tui.screens.find import FindPatientScreen
 from edge_node.tui.screens.pharmacy import PharmacyDesk, StockScreen
 from edge_node.visits import VisitService
 from protocol.account import Account
@@ -277,6 +278,17 @@ async def test_the_worklist_follows_the_ledger(tmp_path: Path) -> None:
         await until(pilot, "the patient", lambda: desk(pilot).view is not None)
         assert desk(pilot).view.patient.name == "李梅"  # type: ignore[union-attr]
         assert desk(pilot).lines_text()[0].startswith(order)
+        await pilot.press("escape")  # cleared; found by name instead (no card with him)
+        await until(pilot, "cleared", lambda: desk(pilot).view is None)
+        await fill(pilot, "#card_no", "张三")
+        await pilot.press("ctrl+f")
+        await until(pilot, "the search", lambda: isinstance(pilot.app.screen,
+                                                             FindPatientScreen))
+        await until(pilot, "a hit", lambda: bool(pilot.app.screen.hits))  # type: ignore[attr-defined]
+        await pilot.press("enter")
+        await until(pilot, "the patient", lambda: desk(pilot).view is not None)
+        assert desk(pilot).view.patient.name == "张三"  # type: ignore[union-attr]
+        assert "Nothing waiting here for 张三" in desk(pilot).message_text
     await led.close()
 
 

@@ -108,6 +108,7 @@ class PharmacyDesk(Desk, Screen[None]):
         ("f3", "return_rest", "key.return_rest", True),
         ("f4", "stock", "key.stock", True),
         ("f5", "refresh", "key.refresh", True),
+        ("ctrl+f", "find", "key.find", True),
         ("f12", "lock", "key.lock", True),
         ("ctrl+o", "log_out", "key.log_out", True),
         ("escape", "clear", "key.clear", True),
@@ -328,6 +329,18 @@ class PharmacyDesk(Desk, Screen[None]):
         if await self._load(pid):
             self._said_waiting()
 
+    def action_find(self) -> None:
+        """A patient without their card: the cashier's search (name, phone, number…)."""
+        from edge_node.tui.screens.find import FindPatientScreen
+
+        typed = self.query_one("#card_no", Input).value.strip()
+        self.app.push_screen(FindPatientScreen(self.counter, typed), self._found)
+
+    def _found(self, patient_id: str | None) -> None:
+        self.query_one("#card_no", Input).focus()
+        if patient_id:
+            self.open_patient(patient_id)
+
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def open_patient(self, patient_id: str) -> None:
         self.view = None
@@ -474,9 +487,8 @@ class PharmacyDesk(Desk, Screen[None]):
             o = pres.order
             names = items_text(self.counter, pres, {ln.code: ln.left for ln in pres.open_lines})
             short = any(ln.short for ln in pres.open_lines)
-            state = tr(f"doctor.order_state.{o.stage}")
-            if short:
-                state += " " + tr("pharmacy.short_mark")
+            # short says more than "to be done" in a narrow column (the stage otherwise)
+            state = tr("pharmacy.short_mark") if short else tr(f"doctor.order_state.{o.stage}")
             table.add_row(local_time(o.wall_ms, tz, "%H:%M"), o.order_id, pres.patient_name,
                           Text(names, overflow="ellipsis", no_wrap=True),
                           Text(state, style="red" if short else ""), key=o.order_id)
