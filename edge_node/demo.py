@@ -449,6 +449,8 @@ class DemoStack:
         clinic, enrolled and synced, with the day's first visits registered at it."""
         assert self.cashier is not None and self.cashier_key is not None
         node = f"demo-{self.desk}"
+        if node == DESK2:  # the demo's background pharmacy: this desk is its second window
+            node = f"{DESK2}-2"
         directory = self.base / node
         directory.mkdir(parents=True, exist_ok=True)
         cfg = EdgeConfig(node_id=node, role=self.desk, db=directory / "ledger.sqlite3",

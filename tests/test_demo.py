@@ -188,8 +188,8 @@ def test_the_demo_opens_another_desk_on_its_own_counter(tmp_path: Path, desk: st
 
     stack = demo.DemoStack.start(tmp_path, "en", desk=desk)
     try:
-        assert f"sync-demo-{desk}" in stack.procs
         cfg = stack.desk_config
+        assert cfg is not None and f"sync-{cfg.node_id}" in stack.procs
         assert cfg is not None and cfg.role == desk
         assert cfg.department == demo.DEPARTMENT.get(desk, demo.DESK_DEPT)
         visits = _ro(cfg.db, "SELECT queue_tag, queue_no, status FROM visits ORDER BY queue_no")
