@@ -94,9 +94,9 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
     """A new node key from this counter's next seq on (stop its app and sync first).
 
     The new seed goes into the key file; the old one is kept beside it as
-    ``node.key.retired-<fingerprint>`` and never signs again; the ledger records which
-    key signs which seqs, so every event the old key signed still verifies here.  Prints
-    the command IT runs at central.
+    ``node.key.retired-<its public key's first 16 hex digits>`` and never signs again;
+    the ledger records which key signs which seqs, so every event the old key signed
+    still verifies here.  Prints the command IT runs at central.
     """
     cfg = cfgmod.load(_config_path(args))
     old = cfg.load_key()
@@ -112,7 +112,8 @@ async def cmd_rotate_key(args: argparse.Namespace) -> int:
                                   "(onecard-edge recover) before rotating its key")
             start = own + 1
             await ledger.rotate_own_key(new.public_key, start)
-        retired = cfg.key_file.with_name(f"{cfg.key_file.name}.retired-{old.fingerprint[:16]}")
+        retired = cfg.key_file.with_name(
+            f"{cfg.key_file.name}.retired-{old.public_key.hex()[:16]}")
         os.replace(cfg.key_file, retired)
         os.replace(tmp, cfg.key_file)
     finally:
