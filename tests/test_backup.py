@@ -505,10 +505,11 @@ def test_backup_config_keys_defaults_and_checks(tmp_path: Path) -> None:
         settings(CentralConfig.load(c))
 
 
-def test_recovery_with_a_new_key_is_refused_and_says_to_restore_the_key(
+def test_recovery_with_a_new_key_needs_a_rotation_and_then_gets_the_chain_back(
         tmp_path: Path) -> None:
-    """The node key was lost with the disk: a new key cannot take over the chain central
-    holds (its events are signed by the old one); recover stops and says what to do."""
+    """The node key was lost with the disk: revoking and re-enrolling the id is refused (a
+    revoked node stays revoked); rotating its key at central keeps the old key for the
+    chain central holds, so recover brings that chain back under the new key."""
     central = Central.init(tmp_path / "central")
     a = Counter.create(tmp_path, "cashier-01", central)
     n = asyncio.run(offline_work(a, patients=1))
@@ -524,15 +525,18 @@ def test_recovery_with_a_new_key_is_refused_and_says_to_restore_the_key(
         assert r.returncode == 0, r.stderr
         new_key = next(line.split()[-1] for line in r.stdout.splitlines()
                        if line.startswith("public key"))
-        assert central_cli(central.config, "revoke", "cashier-01").returncode == 0
         r = central_cli(central.config, "enrol", "cashier-01", "--key", new_key, "--role",
                         "cashier")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 1 and "onecard-central rotate cashier-01" in r.stderr
+        r = central_cli(central.config, "rotate", "cashier-01", "--key", new_key)
+        assert r.returncode == 0 and f"from seq {n + 1}" in r.stdout, r.stdout + r.stderr
         r = edge(a.config, "recover", "--timeout", "600", timeout=120)  # stops by itself
-        one_clear_line(r, "not recovered", "offline key backup")
+        assert r.returncode == 0, r.stdout + r.stderr
         with sqlite3.connect(f"file:{a.db}?mode=ro", uri=True) as c:
             assert c.execute("SELECT count(*) FROM events WHERE node='cashier-01'"
-                             ).fetchone()[0] == 0
+                             ).fetchone()[0] == n
+        r = edge(a.config, "verify")
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         a.stop()
         central.stop()
