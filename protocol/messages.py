@@ -41,7 +41,11 @@ from protocol.errors import DecodeError, SchemaError
 from protocol.event import MAX_EVENT_SIZE, NODE_ID_RE
 from protocol.keyring import KeySpan, check_spans, single
 
-PROTOCOL_VERSION = 1
+#: 2: a directory entry may carry the node's keys over its seqs (``keys``).  Central
+#: speaks every version in :data:`SUPPORTED_VERSIONS` and answers a counter in its own
+#: (to a version-1 counter: the directory without ``keys``), so counters may lag behind.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
 NONCE_SIZE = 32
 STORE_ID_SIZE = 16
 MAX_BATCH_EVENTS = 500

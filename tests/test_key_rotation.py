@@ -22,9 +22,10 @@ from central.store import CentralStore, StaleKey
 from edge_node import config as cfgmod
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
+from protocol import codec
 from protocol.crypto import SigningKey
 from protocol.errors import SchemaError
-from protocol.event import CENTRAL, sign_event
+from protocol.event import CENTRAL, ChainHead, sign_event
 from protocol.hlc import Hlc
 from protocol.keyring import OPEN, KeySpan, check_spans, key_at, keyring_key, single
 from protocol.messages import DirectoryEntry, Error, Welcome, decode_message
@@ -78,6 +79,28 @@ def test_directory_entries_carry_the_intervals_and_old_entries_still_decode() ->
         (KeySpan(OLD.public_key, 1), KeySpan(NEW.public_key, 6))),))
     with pytest.raises(SchemaError, match="overlaps"):
         decode_message(bad.encode())
+
+
+def test_a_version_1_counter_gets_the_directory_it_can_decode() -> None:
+    """Counters may lag behind central: one speaking protocol 1 (no key histories) is
+    answered in version 1, each node's current key only, never a map it would refuse."""
+    from protocol.crypto import ZERO_HASH
+    from protocol.messages import Auth, Hello
+    from protocol.session import CentralSession, auth_payload
+
+    rotated = DirectoryEntry("cashier-01", NEW.public_key, "cashier", False,
+                             (KeySpan(OLD.public_key, 1, 6), KeySpan(NEW.public_key, 6)))
+    for proto, keys in ((1, ()), (2, rotated.keys)):
+        c = CentralSession(NEWER, b"\2" * 32)
+        c.receive(Hello("cashier-02", proto, b"\1" * 32, 0, ZERO_HASH).encode())
+        c.send_challenge(OLD.public_key)
+        c.receive(Auth(OLD.sign(auth_payload("edge", "cashier-02", b"\1" * 32,
+                                             b"\2" * 32))).encode())
+        frame = c.send_welcome(ChainHead(), 0, [rotated], b"\3" * 16)
+        got = decode_message(frame)
+        assert isinstance(got, Welcome) and got.proto == proto
+        assert got.directory[0].keys == keys and got.directory[0].key == NEW.public_key
+        assert ("keys" in codec.decode(frame)["directory"][0]) == (proto == 2)
 
 
 # -- central's store -------------------------------------------------------------------------
