@@ -191,6 +191,13 @@ async def test_a_counter_app_left_running_with_its_old_key_signs_nothing(
         assert (await led.verify()).ok
     finally:
         await led.close()
+    from edge_node.ledger import check_ledger_copy
+
+    con = sqlite3.connect(tmp_path / "a.sqlite3")  # the backup check knows both keys too
+    try:
+        assert check_ledger_copy("cashier-01", NEW.public_key)(con) == (2, "")
+    finally:
+        con.close()
 
 
 # -- end to end, real processes ------------------------------------------------------------
