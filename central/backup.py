@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from central.config import CentralConfig, CentralConfigError
+from central.store import keyring_of
 from edge_node import backup as files
 from protocol.crypto import blake2b_256
 from protocol.errors import ProtocolError, SignatureError
 from protocol.event import ChainError, ChainHead, check_link, decode_event
+from protocol.keyring import key_at
 
 PREFIX = "central"
 
@@ -53,10 +55,11 @@ def settings(cfg: CentralConfig) -> BackupSettings:
 def check_store_copy(conn: sqlite3.Connection) -> tuple[int, str]:
     """Every node's chain held at central: bytes against hashes, links, signatures with
     the enrolled keys, and each node's recorded head: (events, "" or the first fault)."""
-    keys = {n: bytes(k) for n, k in conn.execute("SELECT id, pubkey FROM nodes")}
-    # a node re-enrolled with a new key (revoke, enrol) signed what came before with
-    # its old one, which central does not keep: those events are checked by hash and
-    # link only (the chain of hashes ties them to the ones its current key signs)
+    keys = keyring_of(conn)
+    # each event is checked with the key valid at its seq.  A node re-enrolled with a new
+    # key before central kept key histories (revoke, enrol) signed what came before with
+    # its old one, which central does not have: those events are checked by hash and link
+    # only (the chain of hashes ties them to the ones its current key signs)
     enrolled = {n: int(ms) for n, ms in conn.execute("SELECT id, enrolled_ms FROM nodes")}
     heads = {n: (s, bytes(h)) for n, s, h in
              conn.execute("SELECT id, head_seq, head_hash FROM nodes")}
@@ -81,7 +84,10 @@ def check_store_copy(conn: sqlite3.Connection) -> tuple[int, str]:
             if n not in keys:
                 return checked, f"{where}: no enrolled key for this node"
             try:
-                ev.verify_signature(keys[n])
+                key = key_at(keys[n], seq)
+                if key is None:
+                    raise SignatureError(f"no key of {n} is valid at seq {seq}")
+                ev.verify_signature(key)
             except SignatureError:
                 if received >= enrolled.get(n, 0):
                     raise

@@ -3,6 +3,7 @@
     onecard-central [--config PATH] init [--dir DIR] [--host H] [--port N]
                                     [--tls-self-signed [--tls-name NAME]...]
     onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE
+    onecard-central [--config PATH] rotate NODE --key PUBKEY_HEX [--from-seq N]
     onecard-central [--config PATH] revoke NODE
     onecard-central [--config PATH] nodes
     onecard-central [--config PATH] serve [--host H] [--port N]
@@ -55,7 +56,7 @@ from central.config import (
     write_key,
 )
 from central.console.format import ago
-from central.store import CentralStore, DamagedStore, enrol_central
+from central.store import CentralStore, DamagedStore, enrol_central, keyring_of
 from edge_node.backup import BackupError, private_umask
 from edge_node.errors import quiet_broken_pipe, unexpected_error
 from edge_node.reports import ljust
@@ -95,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("node", help="the counter's node id, e.g. cashier-01")
     e.add_argument("--key", required=True, help="the counter's public key, 64 hex digits")
     e.add_argument("--role", required=True, help=f"one of: {', '.join(sorted(ROLES - {CENTRAL}))}")
+
+    t = sub.add_parser("rotate", help="give a counter a new key from a seq on; its old key "
+                       "still verifies what it signed before")
+    t.add_argument("node", help="the counter's node id")
+    t.add_argument("--key", required=True,
+                   help="the counter's new public key, 64 hex digits (onecard-edge rotate-key)")
+    t.add_argument("--from-seq", type=int, default=None, metavar="N",
+                   help="the counter's first seq signed with the new key (default: the one "
+                   "after the last central holds or the counter said it holds)")
 
     r = sub.add_parser("revoke", help="revoke a counter: it can no longer connect or push")
     r.add_argument("node", help="the counter's node id")
@@ -240,6 +250,8 @@ def _run(args: argparse.Namespace) -> int:
                                      "`onecard-central init` creates it)")
         if args.command == "enrol":
             return asyncio.run(_enrol(cfg, args.node, args.key, args.role))
+        if args.command == "rotate":
+            return asyncio.run(_rotate(cfg, args.node, args.key, args.from_seq))
         if args.command == "revoke":
             return asyncio.run(_revoke(cfg, args.node))
         if args.command == "nodes":
@@ -394,6 +406,35 @@ async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str) -> int:
         await store.close()
     print(f"enrolled {node} as {role}")
     print(f"fingerprint {fp}  — compare with the one the counter shows")
+    return 0
+
+
+async def _rotate(cfg: CentralConfig, node: str, key_hex: str, from_seq: int | None) -> int:
+    try:
+        pubkey = bytes.fromhex(key_hex.strip())
+        fp = fingerprint(pubkey)
+    except ValueError:
+        print("onecard-central: --key must be 64 hex digits (32 bytes)", file=sys.stderr)
+        return 1
+    if from_seq is not None and from_seq < 1:
+        print("onecard-central: --from-seq must be 1 or more", file=sys.stderr)
+        return 1
+    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    try:
+        rec = await store.node(node)
+        start = await store.rotate(node, pubkey, from_seq)
+    except ValueError as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(f"rotated {node}: new key {fp} from seq {start}; the old key stays valid up to "
+          f"seq {start - 1} (everything it signed before still verifies)")
+    if rec is not None and rec.reported_seq >= start:
+        print(f"warning: {node} said it holds its events up to seq {rec.reported_seq}: those "
+              f"from seq {start} on, signed with its old key, will be refused", file=sys.stderr)
+    print("the counter connects with its new key from now on (onecard-edge rotate-key "
+          "installs it there)")
     return 0
 
 
@@ -659,8 +700,7 @@ def _verify(cfg: CentralConfig) -> int:
         # the counter's check reads `heads (node, seq, hash)`: central keeps them in nodes
         conn.execute("CREATE TEMP VIEW heads AS SELECT id AS node, head_seq AS seq,"
                      " head_hash AS hash FROM nodes")
-        keys = {str(n): bytes(k) for n, k in conn.execute("SELECT id, pubkey FROM nodes")}
-        report: VerifyReport = Ledger._verify_tx(conn, keys)
+        report: VerifyReport = Ledger._verify_tx(conn, keyring_of(conn))
         if report.ok:  # a node whose head says it has events none of which are held
             row = conn.execute("SELECT id, head_seq FROM nodes WHERE head_seq > 0 AND id NOT"
                                " IN (SELECT DISTINCT node FROM events) ORDER BY id").fetchone()

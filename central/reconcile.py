@@ -86,14 +86,15 @@ KINDS = (
     "equivocation",
     "chain_break",
     "revoked_node",
+    "stale_key",
     "clock_skew",
     "malformed_event",
     "reconcile_error",
     "audit_finding",
 )
 #: Conflicts about a node or central itself, not a patient's money or record.
-INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "clock_skew",
-                             "malformed_event", "reconcile_error"})
+INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "stale_key",
+                             "clock_skew", "malformed_event", "reconcile_error"})
 #: Conflicts never announced to the counters: the integrity kinds, the daily audit's
 #: findings (for central's finance and IT, not for the patient's next tap), and stock
 #: below zero (a pharmacy's figures, no patient's: it names none).
@@ -1244,6 +1245,19 @@ class Reconciler:
                     "the node cannot sync its later work until it is fixed. Check that "
                     "node's software version and key.", ((r.node, r.seq),), nodes=(r.node,),
                     wall_ms=r.wall_ms, remedies=(accept_remedy(cid, None, "Marks it reviewed."),)))
+                continue
+            if r.kind == "stale_key":
+                cid = conflict_id(r.kind, r.node, r.seq, r.offered)
+                rep.conflicts.append(Conflict(
+                    cid, r.kind, "high", f"Stale key — {r.node} #{r.seq}",
+                    f"Node {r.node} pushed an event signed with a key that is not valid at "
+                    f"that seq ({r.message}): an old key after a rotation, or a key past "
+                    "the node's revocation. It was refused, never stored or relayed, and is "
+                    "kept as evidence. If the counter kept signing with its old key, install "
+                    "its new one (onecard-edge rotate-key); otherwise the old key may be in "
+                    "the wrong hands: check the machine and revoke it.",
+                    ((r.node, r.seq),), nodes=(r.node,), wall_ms=r.wall_ms,
+                    remedies=(accept_remedy(cid, None, "Marks it reviewed."),)))
                 continue
             cid = conflict_id(r.kind, r.node, r.seq)
             what = ("offered a different event at a position central already holds: it "

@@ -41,7 +41,14 @@ from websockets.http11 import Request, Response
 from central.config import CentralConfig, load_key
 from central.conflicts import ConflictWatch
 from central.reconcile import ReconcileConfig
-from central.store import CentralStore, Prepared, enrol_central, prepare_events
+from central.store import (
+    NOT_AUTHORISED,
+    CentralStore,
+    Keys,
+    Prepared,
+    enrol_central,
+    prepare_events,
+)
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
 from protocol.event import CENTRAL
@@ -55,9 +62,6 @@ log = logging.getLogger("onecard.central.server")
 WS_MAX_SIZE = 2 * MAX_FRAME_SIZE
 MAX_PAGES_PER_WAKE = 1000
 PIPELINE = 4  # pushes checked ahead of the commit, per connection
-#: The one answer to a node central does not accept: unknown, revoked or a wrong key.
-NOT_AUTHORISED = ("central does not accept this counter's credentials: ask IT to check its "
-                  "enrolment (onecard-central nodes)")
 
 
 @dataclass(eq=False)
@@ -65,7 +69,7 @@ class Conn:
     ws: ServerConnection
     session: CentralSession
     node: str = ""
-    node_key: bytes = b""
+    node_key: Keys = b""  # the node's keys over its seqs, once authenticated
     reported_seq: int = 0  # the counter's own head, as its hello said
     # The counter holds less of its own chain than central (re-installed, restored from
     # an old backup): its own events are fed back to it along with everyone's.
@@ -246,7 +250,7 @@ class CentralServer:
         if why or rec is None:
             raise _Refusal("not_authorised", NOT_AUTHORISED, why or "not enrolled")
         assert isinstance(auth, Auth)
-        conn.node_key = rec.pubkey
+        conn.node_key = await self.store.key_spans(conn.node)
         head = await self.store.head(conn.node)
         conn.recovering = hello.head_seq < head.seq
         if conn.recovering:

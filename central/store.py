@@ -34,14 +34,14 @@ import functools
 import itertools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import aiosqlite
 
-from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256
+from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256, fingerprint, is_valid_signature
 from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError, SchemaError, SignatureError
 from protocol.event import (
@@ -54,6 +54,7 @@ from protocol.event import (
     sign_event,
 )
 from protocol.hlc import Hlc
+from protocol.keyring import KeySpan, key_at
 from protocol.messages import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, DirectoryEntry
 
 P = ParamSpec("P")
@@ -223,6 +224,27 @@ CREATE TABLE accounts (
 INSERT INTO meta (key, value) VALUES ('accounts_pos', 0);
 """,
     ),
+    (
+        8,
+        "node keys over seqs: rotation keeps every earlier event verifiable",
+        """
+-- Each key a node signed or signs with, and its seqs: from_seq <= seq < until_seq
+-- (until_seq 0: open, the key in use).  nodes.pubkey stays the node's current key (the
+-- one its handshake answers with).  A node revoked before this migration has its key
+-- closed after the last seq central holds of it.
+CREATE TABLE node_keys (
+    node TEXT NOT NULL REFERENCES nodes (id),
+    pubkey BLOB NOT NULL,
+    from_seq INTEGER NOT NULL,
+    until_seq INTEGER NOT NULL DEFAULT 0,
+    added_ms INTEGER NOT NULL,          -- rowid order: the order the keys were given
+    PRIMARY KEY (node, pubkey)          -- a key serves one node once
+);
+INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)
+    SELECT id, pubkey, 1, CASE WHEN revoked THEN head_seq + 1 ELSE 0 END, enrolled_ms
+    FROM nodes;
+""",
+    ),
 ]
 
 
@@ -249,6 +271,25 @@ class UnknownNode(IngestError):
 
 class RevokedNode(IngestError):
     code = "revoked"
+
+
+#: what a counter central does not accept is told, whatever the reason (unknown, revoked,
+#: another key, a key past its span): nobody can list which node ids exist that way
+NOT_AUTHORISED = ("central does not accept this counter's credentials: ask IT to check its "
+                  "enrolment (onecard-central nodes)")
+
+
+class StaleKey(IngestError):
+    """An event signed with one of its node's keys outside that key's span (an old key
+    after a rotation, or any key past the node's revocation): refused, kept as evidence.
+
+    The counter is told only :data:`NOT_AUTHORISED`; ``why`` is for central's log."""
+
+    code = "not_authorised"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(NOT_AUTHORISED)
+        self.why = why
 
 
 class WrongNode(IngestError):
@@ -325,6 +366,7 @@ class Prepared:
     data: bytes
     problem: str = ""  # why its body is invalid for its kind ("" when it is valid)
     hlc: Hlc = Hlc()
+    stale: str = ""  # signed by a key of its node outside that key's span: why
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,14 +387,27 @@ class Page:
     more: bool
 
 
+Keys = bytes | Sequence[KeySpan]
+
+
+def spans_of(key: Keys) -> tuple[KeySpan, ...]:
+    """A node's key history: ``key`` alone stands for one key from seq 1 on."""
+    return (KeySpan(key),) if isinstance(key, bytes) else tuple(key)
+
+
 def prepare_events(
-    node: str, key: bytes, encoded: Iterable[bytes], first: int = 0
+    node: str, key: Keys, encoded: Iterable[bytes], first: int = 0
 ) -> list[Prepared]:
     """Decode, check author and signature of each event (pure, CPU; no link checks).
+
+    ``key``: the node's keys over its seqs (:mod:`protocol.keyring`); each event must
+    verify with the one key whose span holds its seq.  One that verifies with another of
+    the node's keys instead is marked ``stale`` (the store refuses and quarantines it).
 
     Safe to run for parts of one batch in several threads: PyNaCl releases the GIL
     while it verifies.  ``first`` is the index of the first event, for messages.
     """
+    spans = spans_of(key)
     out: list[Prepared] = []
     for i, data in enumerate(encoded, first):
         try:
@@ -361,10 +416,23 @@ def prepare_events(
             raise type(exc)(f"event {i}: {exc}") from None
         if ev.node != node:
             raise WrongNode(f"event {i} claims node {ev.node!r}, but this is {node!r}'s session")
+        valid = key_at(spans, ev.seq)
         try:
-            ev.verify_signature(key)
+            if valid is None:
+                raise SignatureError("no key of this node is valid at this seq")
+            ev.verify_signature(valid)
         except SignatureError:
-            raise SignatureError(f"{node} seq {ev.seq}: signature does not verify") from None
+            other = next((s for s in spans if s.key != valid
+                          and is_valid_signature(s.key, ev.signing_bytes(), ev.sig)), None)
+            if other is None:
+                raise SignatureError(f"{node} seq {ev.seq}: signature does not verify") from None
+            span = (f"seq {other.from_seq} to " + (f"{other.until_seq - 1}" if other.until_seq
+                                                    else "now"))
+            stale = (f"{node} seq {ev.seq} is signed with its key {fingerprint(other.key)}, "
+                     f"valid only for {span}" + ("" if valid else
+                                                 " (no key of it is valid at this seq)"))
+            out.append(Prepared(ev.seq, ev.prev, blake2b_256(data), data, "", ev.hlc, stale))
+            continue
         # A kind this version does not know (a newer counter) passes: stored and relayed,
         # folded once central and the counters are upgraded.
         problems = REGISTRY.validate(ev.kind, ev.body, node) if ev.kind in REGISTRY else []
@@ -391,7 +459,7 @@ def check_links(node: str, prepared: list[Prepared]) -> None:
             raise ChainBreak(f"{node} seq {p.seq}: prev is not the hash of seq {last.seq}", i)
 
 
-def prepare_batch(node: str, key: bytes, encoded: Iterable[bytes]) -> list[Prepared]:
+def prepare_batch(node: str, key: Keys, encoded: Iterable[bytes]) -> list[Prepared]:
     """Decode, check author and signature, and check links inside the batch (pure, CPU).
 
     Raises a ProtocolError naming the first bad event; callers store nothing then.
@@ -478,9 +546,10 @@ class CentralStore:
 
     @_completes
     async def enrol(self, node: str, pubkey: bytes, role: str, now_ms: int | None = None) -> None:
-        """Enrol ``node`` with its public key; re-enrolling a revoked node rotates its key.
+        """Enrol a new ``node`` with its public key, valid from its first seq.
 
-        Raises ValueError if the node is enrolled and not revoked (revoke it first).
+        Raises ValueError if ``node`` is enrolled already: a new key for it is a
+        :meth:`rotate` (its key history is kept), and a revoked node stays revoked.
         """
         if not NODE_ID_RE.match(node):
             raise ValueError(f"{node!r} is not a valid node id (a-z, 0-9, . _ -)")
@@ -490,32 +559,93 @@ class CentralStore:
         async with self._lock, self._transaction():
             cur = await self._w.execute("SELECT revoked FROM nodes WHERE id = ?", (node,))
             row = await cur.fetchone()
-            if row is not None and not row[0]:
+            if row is not None and row[0]:
                 raise ValueError(
-                    f"{node} is already enrolled; revoke it first to rotate its key"
-                )
-            if row is None:
-                await self._w.execute(
-                    "INSERT INTO nodes (id, pubkey, role, enrolled_ms, head_hash)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (node, pubkey, role, now, ZERO_HASH),
-                )
-            else:
-                await self._w.execute(
-                    "UPDATE nodes SET pubkey = ?, role = ?, revoked = 0, revoked_ms = NULL,"
-                    " enrolled_ms = ? WHERE id = ?",
-                    (pubkey, role, now, node),
-                )
+                    f"{node} was revoked, and a revoked node stays revoked (its events and "
+                    "keys are kept): enrol the replacement counter under a new node id")
+            if row is not None:
+                raise ValueError(
+                    f"{node} is already enrolled; to give it a new key: onecard-central "
+                    f"rotate {node} --key HEX (its events so far stay verifiable)")
+            await self._w.execute(
+                "INSERT INTO nodes (id, pubkey, role, enrolled_ms, head_hash)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (node, pubkey, role, now, ZERO_HASH),
+            )
+            await self._w.execute(
+                "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
+                " VALUES (?, ?, 1, 0, ?)", (node, pubkey, now))
 
-    async def revoke(self, node: str, now_ms: int | None = None) -> bool:
-        """Revoke ``node``: it can no longer connect or push. False if it is not enrolled."""
+    @_completes
+    async def rotate(self, node: str, pubkey: bytes, from_seq: int | None = None,
+                     now_ms: int | None = None) -> int:
+        """Give ``node`` a new key, valid from ``from_seq`` on; its current key stays
+        valid for the seqs before.  Return ``from_seq``.
+
+        The default is the seq after the last one central holds or the node said it
+        holds (those it has not pushed yet were signed with its current key).  Raises
+        ValueError for an unknown, revoked or central node, a key it had before, or a
+        ``from_seq`` at or below what central holds (signed with the current key).
+        """
+        if len(pubkey) != 32:
+            raise ValueError("a public key is 32 bytes (64 hex digits)")
+        if node == CENTRAL:
+            raise ValueError("central's own key is not rotated with this command")
         now = _now_ms() if now_ms is None else now_ms
-        async with self._lock:
+        async with self._lock, self._transaction():
+            row = await self._query_w(
+                "SELECT revoked, head_seq, reported_seq FROM nodes WHERE id = ?", (node,))
+            if not row:
+                raise ValueError(f"{node} is not an enrolled counter")
+            revoked, head, reported = bool(row[0][0]), int(row[0][1]), int(row[0][2])
+            if revoked:
+                raise ValueError(f"{node} was revoked, and a revoked node stays revoked: enrol "
+                                 "the replacement counter under a new node id")
+            spans = _spans(await self._query_w(_SPANS_SELECT, (node,)))
+            if any(sp.key == pubkey for sp in spans):
+                raise ValueError(f"{node} has had this key before: give it a new one "
+                                 "(onecard-edge rotate-key on the counter)")
+            start = max(head, reported) + 1 if from_seq is None else from_seq
+            if start <= head:
+                raise ValueError(f"central holds {node}'s events up to seq {head}, signed with "
+                                 f"its current key: the new key can start at seq {head + 1} "
+                                 "at the earliest")
+            current = spans[-1] if spans else None
+            if current is not None and (not current.is_open or start < current.from_seq):
+                raise ValueError(f"{node}'s current key starts at seq {current.from_seq}: "
+                                 "the new one cannot start before it")
+            await self._w.execute("UPDATE node_keys SET until_seq = ? WHERE node = ?"
+                                  " AND until_seq = 0", (start, node))
+            await self._w.execute(
+                "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
+                " VALUES (?, ?, ?, 0, ?)", (node, pubkey, start, now))
+            await self._w.execute("UPDATE nodes SET pubkey = ? WHERE id = ?", (pubkey, node))
+        return start
+
+    @_completes
+    async def revoke(self, node: str, now_ms: int | None = None) -> bool:
+        """Revoke ``node``: it can no longer connect or push, and its key is closed after
+        the last seq central holds (nothing it signs later verifies anywhere).  False if
+        it is not enrolled.  Revoking again keeps the first revocation's time."""
+        now = _now_ms() if now_ms is None else now_ms
+        async with self._lock, self._transaction():
             cur = await self._w.execute(
-                "UPDATE nodes SET revoked = 1, revoked_ms = ? WHERE id = ? AND id != ?",
+                "UPDATE nodes SET revoked = 1, revoked_ms = coalesce(revoked_ms, ?)"
+                " WHERE id = ? AND id != ?",
                 (now, node, CENTRAL),
             )
-            return cur.rowcount > 0
+            if cur.rowcount <= 0:
+                return False
+            # the open key ends after the head (an empty span if it never signed)
+            await self._w.execute(
+                "UPDATE node_keys SET until_seq = max(from_seq, (SELECT head_seq + 1 FROM nodes"
+                " WHERE id = ?)) WHERE node = ? AND until_seq = 0", (node, node))
+            return True
+
+    async def key_spans(self, node: str) -> tuple[KeySpan, ...]:
+        """``node``'s keys over its seqs, in order (empty: not enrolled)."""
+        cur = await self._r.execute(_SPANS_SELECT, (node,))
+        return _spans(await cur.fetchall())
 
     async def node(self, node: str) -> NodeRecord | None:
         cur = await self._r.execute(_NODE_SELECT + " WHERE id = ?", (node,))
@@ -527,9 +657,23 @@ class CentralStore:
         return [_node_record(r) for r in await cur.fetchall()]
 
     async def directory(self) -> list[DirectoryEntry]:
-        """Every enrolled node's key and role (revoked ones flagged): for counters to verify."""
-        cur = await self._r.execute("SELECT id, pubkey, role, revoked FROM nodes ORDER BY id")
-        return [DirectoryEntry(r[0], r[1], r[2], bool(r[3])) for r in await cur.fetchall()]
+        """Every enrolled node's key, its keys over its seqs, and role (revoked ones
+        flagged): for counters to verify."""
+        async with self._rlock:
+            await self._r.execute("BEGIN")
+            try:
+                cur = await self._r.execute(
+                    "SELECT id, pubkey, role, revoked FROM nodes ORDER BY id")
+                nodes = list(await cur.fetchall())
+                cur = await self._r.execute(
+                    "SELECT node, pubkey, from_seq, until_seq FROM node_keys ORDER BY rowid")
+                keys: dict[str, list[KeySpan]] = {}
+                for n, k, f, u in await cur.fetchall():
+                    keys.setdefault(str(n), []).append(KeySpan(bytes(k), int(f), int(u)))
+            finally:
+                await self._r.execute("COMMIT")
+        return [DirectoryEntry(r[0], r[1], r[2], bool(r[3]), tuple(keys.get(r[0], ())))
+                for r in nodes]
 
     async def touch(
         self,
@@ -588,24 +732,26 @@ class CentralStore:
         node: str,
         encoded: list[bytes],
         *,
-        key: bytes | None = None,
+        key: Keys | None = None,
         prepared: list[Prepared] | None = None,
         now_ms: int | None = None,
     ) -> IngestResult:
         """Store a batch of ``node``'s events atomically; return what was new.
 
         ``prepared`` (from :func:`prepare_batch`, e.g. run in a thread) saves redoing
-        the pure checks; it must have been prepared with the key the node is enrolled
-        with, which is checked again here.  Raises a ProtocolError, storing nothing.
+        the pure checks; it must have been prepared with the keys the node is enrolled
+        with (:meth:`key_spans`), which is checked again here.  Raises a ProtocolError,
+        storing nothing — but for the events before one with a bad body or signed with
+        a key outside its span, which are stored (that one is kept as evidence).
         """
         now = _now_ms() if now_ms is None else now_ms
         if not encoded:
             return IngestResult(0, await self.head(node))
         if prepared is None:
-            rec = await self.node(node)
-            if rec is None:
+            spans = await self.key_spans(node)
+            if not spans:
                 raise UnknownNode(f"{node} is not enrolled")
-            key = rec.pubkey
+            key = spans
             prepared = await asyncio.to_thread(prepare_events, node, key, encoded)
         if key is None:
             raise ValueError("prepared batches need the key they were checked with")
@@ -616,21 +762,26 @@ class CentralStore:
                 await self._quarantine(node, prepared[exc.at], prepared[exc.at - 1].hash,
                                        "chain_break", str(exc), now)
             raise
-        bad = next((i for i, p in enumerate(prepared) if p.problem), None)
+        bad = next((i for i, p in enumerate(prepared) if p.problem or p.stale), None)
         if bad is None:
             return await self._store_batch(node, key, prepared, now)
-        # A signed event whose body is wrong for its kind: what comes before it is stored;
-        # it is kept as evidence (never stored, never relayed) and the push refused.
+        # A signed event whose body is wrong for its kind, or signed with a key outside its
+        # span: what comes before it is stored; it is kept as evidence (never stored,
+        # never relayed) and the push refused.
         if bad:
             await self._store_batch(node, key, prepared[:bad], now)
         p = prepared[bad]
+        if p.stale:
+            async with self._lock:
+                await self._quarantine(node, p, p.prev, "stale_key", p.stale, now)
+            raise StaleKey(p.stale)
         async with self._lock:
             await self._quarantine(node, p, p.prev, "malformed_event", p.problem, now)
         raise InvalidEvent(f"{node} seq {p.seq}: {p.problem}. Refused: nothing from this event "
                            "on was stored; central IT has it as evidence (fix or upgrade this "
                            "counter's software)")
 
-    async def _store_batch(self, node: str, key: bytes, prepared: list[Prepared],
+    async def _store_batch(self, node: str, key: Keys, prepared: list[Prepared],
                            now: int) -> IngestResult:
         """The transaction of :meth:`ingest`: checks against what is held, then insert."""
         # (offered event, what central holds there, kind, reason): kept after a rollback
@@ -656,8 +807,9 @@ class CentralStore:
                 raise
         return IngestResult(len(new), head, first_pos, last_pos)
 
-    async def _writable_head(self, node: str, key: bytes) -> ChainHead:
-        """The head central holds for ``node``, once it may still push with ``key``."""
+    async def _writable_head(self, node: str, key: Keys) -> ChainHead:
+        """The head central holds for ``node``, once it may still push with ``key``
+        (the keys the batch was checked with are still the node's)."""
         cur = await self._w.execute(
             "SELECT pubkey, revoked, head_seq, head_hash FROM nodes WHERE id = ?", (node,))
         row = await cur.fetchone()
@@ -665,8 +817,9 @@ class CentralStore:
             raise UnknownNode(f"{node} is not enrolled")
         if row[1]:
             raise RevokedNode(f"{node} has been revoked")
-        if row[0] != key:
-            raise SignatureError(f"{node}: not the key enrolled for it (re-enrolled meanwhile?)")
+        held = _spans(await self._query_w(_SPANS_SELECT, (node,)))
+        if spans_of(key) != held:
+            raise SignatureError(f"{node}: not the keys enrolled for it (rotated meanwhile?)")
         return ChainHead(row[2], row[3])
 
     async def _clash(self, node: str, head: ChainHead,
@@ -906,6 +1059,26 @@ class CentralStore:
         cur = await self._r.execute("SELECT COUNT(*) FROM events")
         row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+
+_SPANS_SELECT = "SELECT pubkey, from_seq, until_seq FROM node_keys WHERE node = ? ORDER BY rowid"
+
+
+def _spans(rows: Iterable[Any]) -> tuple[KeySpan, ...]:
+    return tuple(KeySpan(bytes(r[0]), int(r[1]), int(r[2])) for r in rows)
+
+
+def keyring_of(conn: sqlite3.Connection) -> dict[str, tuple[KeySpan, ...]]:
+    """Every node's keys over its seqs in a store (``verify`` and backup checks); a copy
+    made before migration 8 has each node's one key from seq 1 on."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'node_keys'").fetchone():
+        return {str(n): (KeySpan(bytes(k)),) for n, k in
+                conn.execute("SELECT id, pubkey FROM nodes")}
+    out: dict[str, list[KeySpan]] = {}
+    for n, k, f, u in conn.execute(
+            "SELECT node, pubkey, from_seq, until_seq FROM node_keys ORDER BY rowid"):
+        out.setdefault(str(n), []).append(KeySpan(bytes(k), int(f), int(u)))
+    return {n: tuple(v) for n, v in out.items()}
 
 
 _NODE_SELECT = (

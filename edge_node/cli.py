@@ -90,6 +90,45 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_rotate_key(args: argparse.Namespace) -> int:
+    """A new node key from this counter's next seq on (stop its app and sync first).
+
+    The new seed goes into the key file; the old one is kept beside it as
+    ``node.key.retired-<its public key's first 16 hex digits>`` and never signs again;
+    the ledger records which key signs which seqs, so every event the old key signed
+    still verifies here.  Prints the command IT runs at central.
+    """
+    cfg = cfgmod.load(_config_path(args))
+    old = cfg.load_key()
+    new = SigningKey.generate()
+    tmp = cfg.key_file.with_name(f".{cfg.key_file.name}.new")
+    tmp.unlink(missing_ok=True)
+    cfgmod.write_key(tmp, new)
+    try:
+        async with await Ledger.open(cfg.db, cfg.node_id, old, rule_config=cfg.rules) as ledger:
+            own, held, pending = await ledger.recovery()
+            if pending or held > own:
+                raise ConfigError("this counter is recovering from central: let it finish "
+                                  "(onecard-edge recover) before rotating its key")
+            start = own + 1
+            await ledger.rotate_own_key(new.public_key, start)
+        retired = cfg.key_file.with_name(
+            f"{cfg.key_file.name}.retired-{old.public_key.hex()[:16]}")
+        os.replace(cfg.key_file, retired)
+        os.replace(tmp, cfg.key_file)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"counter {cfg.node_id}: new key from seq {start} on, in {cfg.key_file}")
+    print(f"public key  {new.public_key.hex()}")
+    print(f"fingerprint {new.fingerprint}")
+    print(f"the old key is kept as {retired}: it signs nothing more (its events up to seq "
+          f"{start - 1} still verify)")
+    print("rotate it at central:  onecard-central rotate "
+          f"{cfg.node_id} --key {new.public_key.hex()} --from-seq {start}")
+    print("then start this counter's app and sync again")
+    return 0
+
+
 def local_time(ms: int, timezone: str) -> str:
     """``ms`` since the epoch as a date and time in ``timezone`` (the config's)."""
     return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(timezone)).strftime(
@@ -494,6 +533,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "file (default: the system's CAs)")
     s.add_argument("--force", action="store_true", help="overwrite an existing config")
     s.set_defaults(func=cmd_init)
+
+    s = sub.add_parser("rotate-key", help="a new key for this counter from its next seq on "
+                       "(stop its app and sync first); prints the command for central")
+    s.set_defaults(func=cmd_rotate_key)
 
     for name, fn, help_ in (("info", cmd_info, "node id, fingerprint, ledger and sync status"),
                             ("verify", cmd_verify, "check every chain, hash and signature"),

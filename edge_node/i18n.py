@@ -1396,9 +1396,13 @@ _PHARMACY = {
     "pharmacy.adjusted": ("已调整 {code} {delta}（{reason}），现有 {on_hand}", "Adjusted {code} {delta} ({reason}): {on_hand} on hand"),
 }
 
+_KEYROT = {
+    "problem.ledger.key_retired": ("本窗口的密钥已轮换：请重新启动程序，改用新密钥签署", "This counter's key was rotated: restart the app so it signs with the new key"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY):
+               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT):
     STRINGS.update(_block)
 
 

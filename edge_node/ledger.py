@@ -65,6 +65,7 @@ from protocol.event import (
     unsigned_event,
 )
 from protocol.hlc import Hlc
+from protocol.keyring import Keyring, KeySpan, key_at, single
 
 log = logging.getLogger("onecard.ledger")
 
@@ -432,6 +433,8 @@ class Ledger:
         with (snapshot(conn) if dry else transaction(conn)):
             head = self._head(conn, self.node_id)
             self._refuse_while_recovering(conn, head)
+            if not dry:
+                self._refuse_retired_key(conn, head.seq + 1)
             hlc = self._read_clock(conn)
             loaded = _Loaded()
             out: list[Appended] = []
@@ -486,6 +489,20 @@ class Ledger:
                 "ledger.recover_pending", "recovering from central…: this ledger was "
                 "restored or re-installed and has not reached central yet; start its sync "
                 "(onecard-edge sync, or onecard-edge recover)")])
+
+    def _refuse_retired_key(self, conn: sqlite3.Connection, seq: int) -> None:
+        """No own event signed with a key that is not this node's at ``seq`` (the app
+        still running with the key ``onecard-edge rotate-key`` replaced): central would
+        refuse it, and every later event with it."""
+        rows = conn.execute("SELECT public_key, from_seq, until_seq FROM key_spans WHERE node=?"
+                            " ORDER BY rowid", (self.node_id,)).fetchall()
+        if not rows or self.key is None:
+            return
+        valid = key_at([KeySpan(bytes(k), int(f), int(u)) for k, f, u in rows], seq)
+        if valid is not None and valid != self.key.public_key:
+            raise OperationRefused([Problem(
+                "ledger.key_retired", "this counter's key was rotated: restart the app so it "
+                "signs with the new key")])
 
     async def recovery(self) -> tuple[int, int, bool]:
         """(own head seq, central's head of this node as last heard, awaiting central)."""
@@ -575,24 +592,24 @@ class Ledger:
         return new
 
     def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes]) -> int:
-        keys = dict(conn.execute("SELECT node, public_key FROM node_keys").fetchall())
         # This node's own events come back from central when the ledger lost them (a
-        # re-install, an old backup): they must verify with this node's own key and
+        # re-install, an old backup): they must verify with this node's own keys and
         # continue its chain, like any node's.
-        keys.pop(self.node_id, None)
-        if self.key is not None:
-            keys[self.node_id] = self.key.public_key
+        keys = keyring(conn, self.node_id, self.key.public_key if self.key else None)
         batch: list[tuple[Event, bytes, bytes, Decoded]] = []
         need: set[Ref] = set()
         for data in encoded:
             ev = decode_event(data)
-            key = keys.get(ev.node)
-            if key is None:
+            spans = keys.get(ev.node)
+            if spans is None:
                 if ev.node == self.node_id:
                     raise ProtocolError(f"refusing an event that claims to be this node "
                                         f"({ev.node} seq {ev.seq}) without its key")
                 raise SignatureError(f"{ev.node} is not a node this counter knows a key for")
+            key = key_at(spans, ev.seq)
             try:
+                if key is None:
+                    raise SignatureError(f"no key of {ev.node} is valid at seq {ev.seq}")
                 ev.verify_signature(key)
             except SignatureError:
                 if ev.node == self.node_id:
@@ -662,18 +679,51 @@ class Ledger:
             return hlc
         return hlc.observe(ev.hlc, now)
 
-    async def set_node_keys(self, keys: dict[str, tuple[bytes, str]]) -> None:
-        """Record the public keys (and roles) of the nodes whose events this counter accepts."""
-        await self.write(lambda c: c.executemany(
-            "INSERT OR REPLACE INTO node_keys VALUES (?, ?, ?)",
-            [(n, k, r) for n, (k, r) in keys.items()]))
+    async def set_node_keys(self, keys: dict[str, tuple[bytes, str]],
+                            spans: dict[str, Sequence[KeySpan]] | None = None) -> None:
+        """Record the public keys (and roles) of the nodes whose events this counter accepts,
+        and (``spans``, from central's directory) each one's keys over its seqs.
+
+        This node's own entry is taken from ``spans`` only, and only when its history
+        holds this counter's key (central knows of the rotation ``rotate-key`` made)."""
+        def tx(c: sqlite3.Connection) -> None:
+            with transaction(c):
+                c.executemany("INSERT OR REPLACE INTO node_keys VALUES (?, ?, ?)",
+                              [(n, k, r) for n, (k, r) in keys.items() if n != self.node_id])
+                for n, history in (spans or {}).items():
+                    if n == self.node_id and (self.key is None or self.key.public_key not in
+                                              {sp.key for sp in history}):
+                        continue
+                    _write_spans(c, n, history)
+        await self._run(tx)
+
+    async def rotate_own_key(self, new: bytes, from_seq: int) -> None:
+        """Record that this node signs with ``new`` from ``from_seq`` on, and with the key
+        it had (this ledger's key) before: ``onecard-edge rotate-key``."""
+        old = self.key.public_key if self.key is not None else None
+
+        def tx(c: sqlite3.Connection) -> None:
+            with transaction(c):
+                history = list(keyring(c, self.node_id, old).get(self.node_id, ()))
+                if any(sp.key == new for sp in history):
+                    raise ConfigError("this node has had that key before")
+                history = [KeySpan(sp.key, sp.from_seq, from_seq) if sp.is_open else sp
+                           for sp in history]
+                _write_spans(c, self.node_id, [*history, KeySpan(new, from_seq)])
+        await self._run(tx)
 
     async def node_keys(self) -> dict[str, bytes]:
+        """Every known node's current key (this node's: its own)."""
         rows = await self._fetch("SELECT node, public_key FROM node_keys")
         keys = {n: k for n, k in rows}
         if self.key is not None:
             keys[self.node_id] = self.key.public_key
         return keys
+
+    async def keyring(self) -> dict[str, tuple[KeySpan, ...]]:
+        """Every known node's keys over its seqs (this node's included)."""
+        own = self.key.public_key if self.key is not None else None
+        return dict(await self._run(keyring, self.node_id, own))
 
     # -- reads -------------------------------------------------------------------------
     async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
@@ -815,8 +865,9 @@ class Ledger:
 
     # -- integrity -----------------------------------------------------------------------
     async def verify(self) -> VerifyReport:
-        """Walk every node's chain: stored bytes, hashes, links, signatures; name the first bad."""
-        keys = await self.node_keys()
+        """Walk every node's chain: stored bytes, hashes, links, signatures (each with the key
+        valid at its seq); name the first bad."""
+        keys = await self.keyring()
         report: VerifyReport = await self._run(self._verify_tx, keys)
         own, held, _ = await self.recovery()
         if report.ok and held > own:
@@ -827,7 +878,7 @@ class Ledger:
         return report
 
     @staticmethod
-    def _verify_tx(conn: sqlite3.Connection, keys: dict[str, bytes]) -> VerifyReport:
+    def _verify_tx(conn: sqlite3.Connection, keys: Keyring) -> VerifyReport:
         checked = 0
         nodes = [n for (n,) in conn.execute("SELECT DISTINCT node FROM events ORDER BY node")]
         for node in nodes:
@@ -847,7 +898,10 @@ class Ledger:
                     check_link(head, ev)
                     if node not in keys:
                         return bad("no public key known for this node")
-                    ev.verify_signature(keys[node])
+                    key = key_at(keys[node], seq)
+                    if key is None:
+                        return bad("no key of this node is valid at this seq")
+                    ev.verify_signature(key)
                 except ChainError as exc:
                     return bad(f"chain broken: {exc}")
                 except ProtocolError as exc:
@@ -945,11 +999,36 @@ def check_ledger_copy(node_id: str, public_key: bytes
         row = conn.execute("SELECT value FROM meta WHERE key='node_id'").fetchone()
         if row is None or row[0] != node_id:
             return 0, f"it is the ledger of {row[0] if row else 'no node'}, not of {node_id}"
-        keys = dict(conn.execute("SELECT node, public_key FROM node_keys").fetchall())
-        keys[node_id] = public_key
-        report = Ledger._verify_tx(conn, keys)
+        report = Ledger._verify_tx(conn, keyring(conn, node_id, public_key))
         return report.checked, "" if report.ok else str(report)
     return check
+
+
+def _write_spans(conn: sqlite3.Connection, node: str, history: Sequence[KeySpan]) -> None:
+    conn.execute("DELETE FROM key_spans WHERE node=?", (node,))
+    if tuple(history) != single(history[0].key if history else b""):
+        conn.executemany("INSERT INTO key_spans VALUES (?, ?, ?, ?)",
+                         [(node, sp.key, sp.from_seq, sp.until_seq) for sp in history])
+
+
+def keyring(conn: sqlite3.Connection, node_id: str, own: bytes | None
+            ) -> dict[str, tuple[KeySpan, ...]]:
+    """Every node's keys over its seqs in a ledger: its current key from seq 1 on, unless
+    ``key_spans`` has its history.  This node (``node_id``): its history when that holds
+    ``own`` (this ledger's key), else ``own`` from seq 1 on."""
+    out = {str(n): single(bytes(k)) for n, k in
+           conn.execute("SELECT node, public_key FROM node_keys") if n != node_id}
+    spans: dict[str, list[KeySpan]] = {}
+    for n, k, f, u in conn.execute(
+            "SELECT node, public_key, from_seq, until_seq FROM key_spans ORDER BY rowid"):
+        spans.setdefault(str(n), []).append(KeySpan(bytes(k), int(f), int(u)))
+    for n, history in spans.items():
+        if n != node_id:
+            out[n] = tuple(history)
+    if own is not None:
+        mine = spans.get(node_id, [])
+        out[node_id] = tuple(mine) if own in {sp.key for sp in mine} else single(own)
+    return out
 
 
 #: meta key: restored or re-installed, no own event until central's head is known

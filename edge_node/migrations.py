@@ -108,6 +108,19 @@ CREATE TABLE patient_search (
 ) WITHOUT ROWID;
 CREATE INDEX patient_search_patient ON patient_search (patient_id)
 """),
+    (8, "node keys over seqs: a rotated node's old key still verifies what it signed", """
+-- Only nodes whose keys are more than one key from seq 1 on (node_keys has the current
+-- key of every node): each key and the seqs it signs, from_seq <= seq < until_seq
+-- (until_seq 0: open), in rowid order.  This node's own rows come from central's
+-- directory or from onecard-edge rotate-key.
+CREATE TABLE key_spans (
+    node TEXT NOT NULL,
+    public_key BLOB NOT NULL,
+    from_seq INTEGER NOT NULL,
+    until_seq INTEGER NOT NULL,
+    PRIMARY KEY (node, public_key)
+)
+"""),
 ]
 
 

@@ -39,8 +39,13 @@ from protocol import codec
 from protocol.crypto import HASH_SIZE, PUBLIC_KEY_SIZE, SIGNATURE_SIZE
 from protocol.errors import DecodeError, SchemaError
 from protocol.event import MAX_EVENT_SIZE, NODE_ID_RE
+from protocol.keyring import KeySpan, check_spans, single
 
-PROTOCOL_VERSION = 1
+#: 2: a directory entry may carry the node's keys over its seqs (``keys``).  Central
+#: speaks every version in :data:`SUPPORTED_VERSIONS` and answers a counter in its own
+#: (to a version-1 counter: the directory without ``keys``), so counters may lag behind.
+PROTOCOL_VERSION = 2
+SUPPORTED_VERSIONS = frozenset({1, 2})
 NONCE_SIZE = 32
 STORE_ID_SIZE = 16
 MAX_BATCH_EVENTS = 500
@@ -49,6 +54,7 @@ MAX_BATCH_BYTES = 1 << 20
 # an ``error`` (code ``too_large``) before it is decoded.
 MAX_FRAME_SIZE = MAX_BATCH_BYTES + MAX_EVENT_SIZE + 4096
 MAX_DIRECTORY = 10_000
+MAX_KEYS = 100  # keys in one node's history
 MAX_TEXT = 1000
 
 # Counter roles as edge_node.config knows them, plus central itself.
@@ -57,15 +63,32 @@ ROLES = frozenset({"central", "cashier", "triage", "doctor", "lab", "pharmacy", 
 
 @dataclass(frozen=True, slots=True)
 class DirectoryEntry:
-    """One enrolled node as central knows it: who may sign events, with which key."""
+    """One enrolled node as central knows it: who may sign events, with which key.
+
+    ``key`` is the node's current key (the one it authenticates with); ``keys`` its
+    history of keys over its seqs (:mod:`protocol.keyring`), sent only when it is more
+    than ``key`` from seq 1 on (a rotated or revoked node), so the entry of a node that
+    never rotated is the map earlier versions know.
+    """
 
     node: str
     key: bytes
     role: str
     revoked: bool = False
+    keys: tuple[KeySpan, ...] = ()
+
+    @property
+    def spans(self) -> tuple[KeySpan, ...]:
+        """The node's keys over its seqs (``key`` from seq 1 when none were sent)."""
+        return self.keys or single(self.key)
 
     def to_map(self) -> dict[str, Any]:
-        return {"node": self.node, "key": self.key, "role": self.role, "revoked": self.revoked}
+        m: dict[str, Any] = {"node": self.node, "key": self.key, "role": self.role,
+                             "revoked": self.revoked}
+        if self.keys and self.keys != single(self.key):
+            m["keys"] = [{"key": s.key, "from": s.from_seq, "until": s.until_seq}
+                         for s in self.keys]
+        return m
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,16 +291,34 @@ def _directory(m: dict[str, Any]) -> tuple[DirectoryEntry, ...]:
         raise SchemaError(f"directory: must be a list of at most {MAX_DIRECTORY} entries")
     out = []
     for i, e in enumerate(v):
-        if type(e) is not dict or set(e) != {"node", "key", "role", "revoked"}:
-            raise SchemaError(f"directory[{i}]: must be a map of node, key, role, revoked")
+        if type(e) is not dict or set(e) - {"keys"} != {"node", "key", "role", "revoked"}:
+            raise SchemaError(f"directory[{i}]: must be a map of node, key, role, revoked"
+                              " (and keys)")
         out.append(
             DirectoryEntry(
                 node=_node(e, "node"),
                 key=_bytes(e, "key", PUBLIC_KEY_SIZE),
                 role=_str(e, "role", 32),
                 revoked=_bool(e, "revoked"),
+                keys=_spans(e, f"directory[{i}].keys") if "keys" in e else (),
             )
         )
+    return tuple(out)
+
+
+def _spans(e: dict[str, Any], name: str) -> tuple[KeySpan, ...]:
+    v = e["keys"]
+    if type(v) is not list or not 0 < len(v) <= MAX_KEYS:
+        raise SchemaError(f"{name}: must be a list of 1 to {MAX_KEYS} keys")
+    out = []
+    for j, s in enumerate(v):
+        if type(s) is not dict or set(s) != {"key", "from", "until"}:
+            raise SchemaError(f"{name}[{j}]: must be a map of key, from, until")
+        out.append(KeySpan(_bytes(s, "key", PUBLIC_KEY_SIZE), _int(s, "from", 1),
+                           _int(s, "until")))
+    why = check_spans(out)
+    if why:
+        raise SchemaError(f"{name}: {why}")
     return tuple(out)
 
 

@@ -40,6 +40,7 @@ useless in any other, and a counter's signature can never pass for central's.
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 
 from protocol import codec
 from protocol.crypto import SigningKey, verify
@@ -48,6 +49,7 @@ from protocol.event import ChainHead
 from protocol.messages import (
     NONCE_SIZE,
     PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
     Ack,
     Auth,
     Challenge,
@@ -352,10 +354,14 @@ class CentralSession(_Session):
         directory: list[DirectoryEntry] | tuple[DirectoryEntry, ...],
         store: bytes,
     ) -> bytes:
-        """Accept the counter: resume point, pull position, key directory, store id."""
-        return self._emit(
-            Welcome(PROTOCOL_VERSION, head.seq, head.hash, cursor, store, tuple(directory))
-        )
+        """Accept the counter: resume point, pull position, key directory, store id.
+
+        In the counter's protocol version: a version-1 counter gets each node's current
+        key only (it cannot decode key histories)."""
+        proto = self.hello.proto if self.hello is not None else PROTOCOL_VERSION
+        entries = tuple(directory) if proto >= 2 else tuple(
+            replace(e, keys=()) for e in directory)
+        return self._emit(Welcome(proto, head.seq, head.hash, cursor, store, entries))
 
     def send_ack(self, batch: int, stored: int, head: ChainHead) -> bytes:
         return self._emit(Ack(batch, stored, head.seq, head.hash))
@@ -367,10 +373,11 @@ class CentralSession(_Session):
         """Take one frame; return its message or raise ProtocolError (then send error, close)."""
         msg = self._accept(data)
         if isinstance(msg, Hello):
-            if msg.proto != PROTOCOL_VERSION:
+            if msg.proto not in SUPPORTED_VERSIONS:
                 raise self._fail(
                     VersionError(
-                        f"protocol {msg.proto} is not supported (central speaks {PROTOCOL_VERSION})"
+                        f"protocol {msg.proto} is not supported (central speaks "
+                        f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})"
                     )
                 )
             self.hello = msg

@@ -436,8 +436,9 @@ async def test_counter_app_says_it_is_recovering_and_refuses_new_business(
 
 async def test_central_copy_check_walks_every_chain_and_knows_rotated_keys(
         tmp_path: Path) -> None:
-    """A node re-enrolled with a new key keeps its old events verifiable by hash and link;
-    an altered event, or a bad signature since the current enrolment, fails the check."""
+    """A node's events verify with the key valid at their seq (rotation keeps the old one
+    for what it signed); a legacy re-enrolment's old events verify by hash and link; an
+    altered event, or a bad signature since the current enrolment, fails the check."""
     from central.backup import check_store_copy
     from central.store import CentralStore
     from edge_node import backup as files
@@ -447,29 +448,34 @@ async def test_central_copy_check_walks_every_chain_and_knows_rotated_keys(
     await s.enrol("c1", KEYS["c1"].public_key, "cashier", now_ms=1_000)
     first = chain("c1", 3)
     await s.ingest("c1", first, now_ms=2_000)
-    await s.revoke("c1", now_ms=3_000)
     new_key = KEYS["c2"]
-    await s.enrol("c1", new_key.public_key, "cashier", now_ms=4_000)
+    assert await s.rotate("c1", new_key.public_key, now_ms=4_000) == 4
     head = await s.head("c1")
     await s.ingest("c1", chain("c1", 2, start=4, prev=head.hash, key=new_key), now_ms=5_000)
     await s.close()
     db = tmp_path / "central.sqlite3"
     done = files.backup(db, tmp_path / "b", "central", 3, check_store_copy)
     assert done.events == 5
-    c = sqlite3.connect(db)  # a bad signature after the enrolment: not excused
+    c = sqlite3.connect(db)  # the new key claimed for every seq: the old ones fail...
+    c.execute("DELETE FROM node_keys WHERE node = 'c1' AND from_seq = 1")
+    c.execute("UPDATE node_keys SET from_seq = 1 WHERE node = 'c1'")
     c.execute("UPDATE nodes SET enrolled_ms = 0 WHERE id = 'c1'")
     c.commit()
     c.close()
     with pytest.raises(files.BackupError, match="signature"):
         files.backup(db, tmp_path / "b", "central", 3, check_store_copy)
-    c = sqlite3.connect(db)
+    c = sqlite3.connect(db)  # ...but for a node re-enrolled before key histories were kept
     c.execute("UPDATE nodes SET enrolled_ms = 4000 WHERE id = 'c1'")
+    c.commit()
+    c.close()
+    assert files.backup(db, tmp_path / "b", "central", 3, check_store_copy).events == 5
+    c = sqlite3.connect(db)
     c.execute("UPDATE events SET data = data || x'00' WHERE seq = 2")
     c.commit()
     c.close()
     with pytest.raises(files.BackupError, match="altered"):
         files.backup(db, tmp_path / "b", "central", 3, check_store_copy)
-    assert len(files.backups(tmp_path / "b", "central")) == 1  # the failed ones removed
+    assert len(files.backups(tmp_path / "b", "central")) == 2  # the failed ones removed
 
 
 def test_backup_config_keys_defaults_and_checks(tmp_path: Path) -> None:
@@ -499,10 +505,11 @@ def test_backup_config_keys_defaults_and_checks(tmp_path: Path) -> None:
         settings(CentralConfig.load(c))
 
 
-def test_recovery_with_a_new_key_is_refused_and_says_to_restore_the_key(
+def test_recovery_with_a_new_key_needs_a_rotation_and_then_gets_the_chain_back(
         tmp_path: Path) -> None:
-    """The node key was lost with the disk: a new key cannot take over the chain central
-    holds (its events are signed by the old one); recover stops and says what to do."""
+    """The node key was lost with the disk: revoking and re-enrolling the id is refused (a
+    revoked node stays revoked); rotating its key at central keeps the old key for the
+    chain central holds, so recover brings that chain back under the new key."""
     central = Central.init(tmp_path / "central")
     a = Counter.create(tmp_path, "cashier-01", central)
     n = asyncio.run(offline_work(a, patients=1))
@@ -518,15 +525,18 @@ def test_recovery_with_a_new_key_is_refused_and_says_to_restore_the_key(
         assert r.returncode == 0, r.stderr
         new_key = next(line.split()[-1] for line in r.stdout.splitlines()
                        if line.startswith("public key"))
-        assert central_cli(central.config, "revoke", "cashier-01").returncode == 0
         r = central_cli(central.config, "enrol", "cashier-01", "--key", new_key, "--role",
                         "cashier")
-        assert r.returncode == 0, r.stderr
+        assert r.returncode == 1 and "onecard-central rotate cashier-01" in r.stderr
+        r = central_cli(central.config, "rotate", "cashier-01", "--key", new_key)
+        assert r.returncode == 0 and f"from seq {n + 1}" in r.stdout, r.stdout + r.stderr
         r = edge(a.config, "recover", "--timeout", "600", timeout=120)  # stops by itself
-        one_clear_line(r, "not recovered", "offline key backup")
+        assert r.returncode == 0, r.stdout + r.stderr
         with sqlite3.connect(f"file:{a.db}?mode=ro", uri=True) as c:
             assert c.execute("SELECT count(*) FROM events WHERE node='cashier-01'"
-                             ).fetchone()[0] == 0
+                             ).fetchone()[0] == n
+        r = edge(a.config, "verify")
+        assert r.returncode == 0, r.stdout + r.stderr
     finally:
         a.stop()
         central.stop()

@@ -74,7 +74,8 @@ def test_enrol_twice_and_revoke(cfg: Path, capsys: pytest.CaptureFixture[str]) -
     main(["--config", str(cfg), "nodes"])
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("cashier-05"))
     assert " revoked " in line
-    assert main(args) == 0  # re-enrolling a revoked node rotates its key
+    assert main(args) == 1  # a revoked node stays revoked: enrol does not bring it back
+    assert "stays revoked" in capsys.readouterr().err
 
 
 def test_missing_or_bad_config_is_a_clear_error(
@@ -94,7 +95,7 @@ def test_every_command_has_help_text() -> None:
     parser = _parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     helps = {a.dest: a.help for a in sub._choices_actions}  # type: ignore[attr-defined]
-    assert set(helps) == {"init", "enrol", "revoke", "nodes", "serve", "conflicts",
+    assert set(helps) == {"init", "enrol", "rotate", "revoke", "nodes", "serve", "conflicts",
                           "console", "import", "catalogue", "dormant", "backup", "restore", "audit",
                           "balance", "verify"}
     assert all(h and len(h) > 10 for h in helps.values())

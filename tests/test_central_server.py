@@ -134,7 +134,7 @@ def _bad_sig(data: bytes) -> bytes:
 BAD_FIRST_FRAMES = {
     "garbage": (b"\xc1\xff\x00garbage", "decode"),
     "truncated": (_hello()[:-5], "decode"),
-    "wrong_version": (_hello(proto=2), "version"),
+    "wrong_version": (_hello(proto=99), "version"),
     "oversized": (b"\x00" * (MAX_FRAME_SIZE + 10), "too_large"),
     "not_hello": (Pong(1).encode(), "unexpected"),
 }

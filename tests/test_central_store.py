@@ -12,6 +12,7 @@ from central.store import (
     CentralStore,
     Equivocation,
     RevokedNode,
+    StaleKey,
     UnknownNode,
     WrongNode,
     prepare_batch,
@@ -148,15 +149,23 @@ async def test_unknown_and_revoked_nodes_are_refused(store: CentralStore) -> Non
     with pytest.raises(UnknownNode):
         await store.ingest("nobody", chain("nobody", 1, key=stranger))
     assert await store.revoke("c2")
-    with pytest.raises(RevokedNode):
+    # its key ended at its revocation: what it signs later is refused, kept as evidence
+    with pytest.raises(StaleKey) as refused:
         await store.ingest("c2", chain("c2", 1))
+    assert refused.value.code == "not_authorised" and "c2 seq 1" in refused.value.why
+    assert [(n, s) for n, s, _, _ in await store.quarantined()] == [("c2", 1)]
     assert await store.count() == 0
-    # a revoked node re-enrolled with a new key (rotation) can push again, signed anew
+    # a revoked node stays revoked: neither enrol nor rotate gives it a key again
     new = SigningKey(b"\x0a" * 32)
-    await store.enrol("c2", new.public_key, "cashier")
-    assert (await store.ingest("c2", chain("c2", 1, key=new))).stored == 1
-    with pytest.raises(ValueError):
-        await store.enrol("c2", new.public_key, "cashier")  # enrolled: revoke first
+    with pytest.raises(ValueError, match="stays revoked"):
+        await store.enrol("c2", new.public_key, "cashier")
+    with pytest.raises(ValueError, match="stays revoked"):
+        await store.rotate("c2", new.public_key)
+    with pytest.raises(RevokedNode):  # (a batch checked with its keys before the revocation)
+        await store.ingest("c2", chain("c2", 1), key=KEYS["c2"].public_key,
+                           prepared=prepare_batch("c2", KEYS["c2"].public_key, chain("c2", 1)))
+    with pytest.raises(ValueError, match="onecard-central rotate c1"):
+        await store.enrol("c1", new.public_key, "cashier")  # enrolled: rotate, not enrol
 
 
 async def test_prepared_batch_checked_with_another_key_is_refused(store: CentralStore) -> None:

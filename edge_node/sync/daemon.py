@@ -6,7 +6,8 @@ Each connection runs :class:`protocol.session.EdgeSession` over a websocket:
 
 1. handshake (hello → challenge → auth → welcome) within ``handshake_timeout_s``;
    central's key is the one pinned in the config.  The welcome's directory of
-   enrolled keys goes into the ledger (so other counters' events and cards verify),
+   enrolled keys, with each rotated node's keys over its seqs, goes into the ledger
+   (so other counters' events and cards verify, each with the key of its seq),
    and the welcome's head says up to where central holds our chain: the resume point.
    When central holds more of our chain than the ledger (a re-installed counter, a
    ledger restored from an old backup), the counter is *recovering*: the ledger
@@ -51,7 +52,7 @@ import sqlite3
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,6 +66,7 @@ from edge_node.sync.tls import CertificateRefused, check_pin, client_context, de
 from protocol.crypto import blake2b_256
 from protocol.errors import ProtocolError
 from protocol.event import ChainHead, decode_event
+from protocol.keyring import KeySpan
 from protocol.messages import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -95,7 +97,8 @@ class SyncLedger(Protocol):
         self, seq: int, limit: int = 500, max_bytes: int = 1 << 20
     ) -> list[bytes]: ...
     async def ingest(self, encoded: list[bytes]) -> int: ...
-    async def set_node_keys(self, keys: dict[str, tuple[bytes, str]]) -> None: ...
+    async def set_node_keys(self, keys: dict[str, tuple[bytes, str]],
+                            spans: dict[str, Sequence[KeySpan]] | None = None) -> None: ...
     async def sync_state(self) -> SyncStateLike: ...
     async def update_sync_state(self, **fields: object) -> None: ...
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
@@ -308,7 +311,8 @@ class SyncClient:
     async def _resume(self, w: Welcome) -> None:
         """Take the directory and the resume point from the welcome; refuse a forked chain."""
         await self.ledger.set_node_keys(
-            {e.node: (e.key, e.role) for e in w.directory if e.node != self.node}
+            {e.node: (e.key, e.role) for e in w.directory if e.node != self.node},
+            {e.node: e.spans for e in w.directory},  # a rotated node's keys over its seqs
         )
         head = await self.ledger.head()
         # Central's head for this node, first: no own append until the chain is back.
