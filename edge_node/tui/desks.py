@@ -44,12 +44,19 @@ def _doctor(counter: Counter) -> Screen[None]:
     return DoctorDesk(counter)
 
 
+def _lab(counter: Counter) -> Screen[None]:
+    from edge_node.tui.screens.lab import LabDesk
+
+    return LabDesk(counter)
+
+
 #: role → the desk it shows
 DESKS: dict[str, Callable[[Counter], Screen[None]]] = {
     "cashier": _cashier,
     "triage": _triage,
     "kiosk": _kiosk,
     "doctor": _doctor,
+    "lab": _lab,
 }
 
 
