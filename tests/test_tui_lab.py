@@ -215,6 +215,12 @@ async def test_the_messages_read_in_chinese(tmp_path: Path) -> None:
         await pilot.press("enter")
         await settle_down(pilot)
         assert "应在 RAD 执行" in d.message_text
+        await pilot.press("ctrl+l")  # English, the patient and the lists stay
+        await settle_down(pilot)
+        table = d.query_one("#orders", DataTable)
+        assert [str(c.label) for c in table.columns.values()][:2] == ["Items", "Status"]
+        assert rows(pilot, "orders")[0][1] == "at RAD" and "balance" in text_of(pilot, "#who")
+        assert "Window: 检验科 (LAB)" in text_of(pilot, "#dept-name")
     await led.close()
 
 

@@ -10,7 +10,7 @@ own.  A desk is a :class:`~textual.screen.Screen` made from the
 * has ``reset()``, which clears every patient detail from it (log out),
 * holds a ``StatusBar`` (refreshed at login) and a ``KeyBar``.
 
-A role with no desk of its own yet gets the cashier's.
+A role with no desk of its own yet (the pharmacy, for now) gets the cashier's.
 """
 
 from __future__ import annotations
