@@ -1267,7 +1267,7 @@ _WALK_DAY = {
 
 _LAB = {
     # the lab and exam window (edge_node.lab, edge_node.tui.screens.lab)
-    "problem.lab.no_dept": ("本窗口未设置科室（配置项 department），不能签到", "this window has no department configured (department in its config)"),
+    "problem.lab.no_dept": ("本窗口未设置科室（请在本机配置中设置科室），不能签到", "this window has no department configured (department in its config)"),
     "key.check_in": ("签到", "Check in"),
     "key.collected": ("已采样", "Collected"),
     "key.executed": ("已执行", "Done"),

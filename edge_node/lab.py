@@ -301,7 +301,7 @@ class LabService:
                                           frozenset({(Order, order_id)}))])
         out = state.get(Order, order_id)
         assert out is not None
-        return out  # type: ignore[no-any-return]
+        return out
 
     # -- labels ---------------------------------------------------------------------------
     def label(self, receipt: CheckInReceipt, *, timezone: str = "Asia/Shanghai",

@@ -10,7 +10,7 @@ own.  A desk is a :class:`~textual.screen.Screen` made from the
 * has ``reset()``, which clears every patient detail from it (log out),
 * holds a ``StatusBar`` (refreshed at login) and a ``KeyBar``.
 
-A role with no desk of its own yet gets the cashier's.
+A role with no desk of its own yet (the pharmacy, for now) gets the cashier's.
 """
 
 from __future__ import annotations
@@ -50,6 +50,12 @@ def _pharmacy(counter: Counter) -> Screen[None]:
     return PharmacyDesk(counter)
 
 
+def _lab(counter: Counter) -> Screen[None]:
+    from edge_node.tui.screens.lab import LabDesk
+
+    return LabDesk(counter)
+
+
 #: role → the desk it shows
 DESKS: dict[str, Callable[[Counter], Screen[None]]] = {
     "cashier": _cashier,
@@ -57,6 +63,7 @@ DESKS: dict[str, Callable[[Counter], Screen[None]]] = {
     "kiosk": _kiosk,
     "doctor": _doctor,
     "pharmacy": _pharmacy,
+    "lab": _lab,
 }
 
 
