@@ -1,6 +1,6 @@
 """The Desk base (edge_node.tui.screens.shift) at each desk built on it — the cashier's,
-triage and the doctor's (Textual pilot, real SQLite ledgers): a reader's notice shows in
-the status bar, a card tap reaches the desk's own lookup (every offline check first:
+triage, the doctor's, the lab window's and the pharmacy's (Textual pilot, real SQLite
+ledgers): a reader's notice shows in the status bar, a card tap reaches the desk's own lookup (every offline check first:
 an unknown card is refused on the message line), and the doctor's queue (the shared
 QueueTable with the doctor's columns) follows a language switch."""
 
@@ -18,11 +18,15 @@ from edge_node.ledger import Ledger
 from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.doctor import DoctorDesk
 from edge_node.tui.screens.home import HomeScreen
+from edge_node.tui.screens.lab import LabDesk
+from edge_node.tui.screens.pharmacy import PharmacyDesk
 from edge_node.tui.screens.shift import Desk
 from edge_node.tui.screens.triage import TriageScreen
 from edge_node.tui.widgets.queue import QueueTable
 from edge_node.tui.widgets.status import StatusBar
 from tests import test_tui_doctor as doctor
+from tests import test_tui_lab as lab
+from tests import test_tui_pharmacy as pharmacy
 from tests import test_tui_triage as triage
 from tests.tui_harness import log_in, make_app, seeded_counter, settle_down
 
@@ -48,9 +52,20 @@ async def _doctor(tmp_path: Path) -> Opened:
     return cfg, led, doctor.DOCTOR
 
 
+async def _lab(tmp_path: Path) -> Opened:
+    cfg = lab.config(tmp_path)
+    return cfg, (await lab.seeded(cfg))[0], "wang"
+
+
+async def _pharmacy(tmp_path: Path) -> Opened:
+    cfg = pharmacy.config(tmp_path)
+    return cfg, (await pharmacy.seeded(cfg))[0], "wang"
+
+
 DESKS: dict[str, tuple[Callable[[Path], Awaitable[Opened]], type[Desk]]] = {
     "cashier": (_cashier, HomeScreen), "triage": (_triage, TriageScreen),
-    "doctor": (_doctor, DoctorDesk)}
+    "doctor": (_doctor, DoctorDesk), "lab": (_lab, LabDesk),
+    "pharmacy": (_pharmacy, PharmacyDesk)}
 
 
 @pytest.fixture

@@ -33,11 +33,10 @@ from edge_node.labels import code128_modules, label_text, print_label
 from edge_node.service import PatientView
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
-from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.ask import AskScreen
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.find import FindPatientScreen
-from edge_node.tui.screens.shift import ShiftKeys
+from edge_node.tui.screens.shift import Desk
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
 from protocol.domain import REGISTRY
@@ -103,7 +102,7 @@ class LabelScreen(ModalScreen[None]):
         self.dismiss(None)
 
 
-class LabDesk(ShiftKeys, Screen[None]):
+class LabDesk(Desk, Screen[None]):
     DEFAULT_CSS = """
     LabDesk #card-row { height: 1; padding: 0 1; }
     LabDesk #card-row Label { width: auto; padding: 0 1 0 0; }
@@ -213,16 +212,6 @@ class LabDesk(ShiftKeys, Screen[None]):
         self.receipt = None
         self.say("")
         self.query_one(StatusBar).refresh_status()
-
-    def say(self, text: str, kind: str = "") -> None:
-        msg = self.query_one("#message", Static)
-        msg.update(text)
-        for cls in ("problem", "done", "warning"):
-            msg.set_class(cls == kind, cls)
-
-    @property
-    def message_text(self) -> str:
-        return str(self.query_one("#message", Static).render())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "label_again":
@@ -464,15 +453,6 @@ class LabDesk(ShiftKeys, Screen[None]):
             self.lookup(text, "manual")
         else:  # Enter with nothing typed: check in the selected order
             self.action_check_in()
-
-    def on_card_tapped(self, message: CardTapped) -> None:
-        tapped = message.tapped if isinstance(message.tapped, Tapped) else None
-        self.lookup(message.card_no, message.entry, tapped=tapped)
-
-    def on_reader_notice(self, message: ReaderNotice) -> None:
-        status = self.query_one(StatusBar)
-        status.reader_text = message.text
-        status.reader_problem = message.problem
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def lookup(self, card_no: str, entry: str = "chip",
