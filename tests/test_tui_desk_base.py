@@ -1,8 +1,9 @@
 """The Desk base (edge_node.tui.screens.shift) at each desk built on it — the cashier's,
 triage, the doctor's, the lab window's and the pharmacy's (Textual pilot, real SQLite
-ledgers): a reader's notice shows in the status bar, a card tap reaches the desk's own lookup (every offline check first:
-an unknown card is refused on the message line), and the doctor's queue (the shared
-QueueTable with the doctor's columns) follows a language switch."""
+ledgers): a reader's notice shows in the status bar, a card tap reaches the desk's own
+lookup (every offline check first: an unknown card is refused on the message line), and
+the doctor's queue (the shared QueueTable with the doctor's columns) follows a language
+switch."""
 
 from __future__ import annotations
 
