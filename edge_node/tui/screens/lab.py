@@ -160,7 +160,7 @@ class LabDesk(Desk, Screen[None]):
         yield StatusBar(self.counter)
         with Vertical():
             with Horizontal(id="card-row"):
-                yield Label(tr("home.card_prompt"), id="card-prompt")
+                yield Label(tr("lab.card_prompt"), id="card-prompt")
                 yield Input(id="card_no", placeholder=tr("home.card_placeholder"),
                             max_length=32, restrict=r"[A-Za-z0-9]*")
                 yield Static(id="dept-name")
@@ -195,7 +195,7 @@ class LabDesk(Desk, Screen[None]):
     def relabel(self) -> None:
         tr = self.counter.tr
         bind_keys(self, self.counter, self.KEYS)
-        self.query_one("#card-prompt", Label).update(tr("home.card_prompt"))
+        self.query_one("#card-prompt", Label).update(tr("lab.card_prompt"))
         self.query_one("#card_no", Input).placeholder = tr("home.card_placeholder")
         self.query_one(StatusBar).relabel()
         self._columns()
