@@ -1347,7 +1347,6 @@ _OFFLIMIT = {
     "field.offline_from": ("脱机起始序号", "Offline from seq"),
     "field.floor": ("脱机单笔限额", "Offline floor limit"),
     "field.cap": ("脱机累计限额", "Offline cap"),
-    "charge.approval_title": ("主管批准收费", "Supervisor approves the charge"),
 }
 
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,

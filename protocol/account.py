@@ -282,7 +282,7 @@ def needs_approval(b: Body, amount: Fen, cfg: RuleConfig) -> list[Problem]:
     the card number was typed by hand, or while the counter is offline
     (``cfg.offline``) when it is above the floor limit or takes what this counter's
     offline run charged the account past the cap.  Exactly at a limit is within it."""
-    if amount <= 0 or getattr(b, "supervisor", ""):
+    if amount <= 0 or str(getattr(b, "supervisor", "")):
         return []
     out: list[Problem] = []
     if cfg.manual_entry_approval and getattr(b, "card_entry", "") == "manual":
