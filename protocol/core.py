@@ -358,8 +358,10 @@ class RuleConfig:
     #: this counter's offline run, set by the ledger for each append like ``today``
     #: (None: online, or central set no offline limits)
     offline: OfflineRun | None = None
-    #: a charge on a card number typed by hand needs a supervisor's approval (issue 11)
-    manual_entry_approval: bool = True
+    #: a charge on a card number typed by hand needs a supervisor's approval (issue 11);
+    #: the counter's config turns it on where a chip reader reads cards
+    #: (``manual_entry_approval``): without one, every card number is typed
+    manual_entry_approval: bool = False
 
     def on(self, now_ms: int) -> RuleConfig:
         """This configuration on the day ``now_ms`` falls in (in ``timezone``)."""
