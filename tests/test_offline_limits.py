@@ -315,3 +315,59 @@ async def test_the_charge_form_asks_a_supervisor_when_refused_for_it(
         assert ("offline_from" in ev.body) is (why == "offline_limit")
     finally:
         await led.close()
+
+
+# -- central: the overrun flagged on reconnect ----------------------------------------------
+def test_offline_overrun_is_raised_once_per_run_approved_low_unapproved_medium() -> None:
+    from central.reconcile import Incoming, Reconciler
+    from tests.test_reconcile import History
+
+    h = History()
+    h.add(CENTRAL, -10, "limits.set", {"floor": 20_000, "cap": 30_000})
+    h.patient("cashier-01", 0, "P-1", CARD, 100_000)
+
+    def charge(node: str, wall: int, cid: str, amount: int, mark: int, sup: str = "") -> Any:
+        body: dict[str, Any] = {"charge_id": cid, "patient_id": "P-1",
+                                "items": [item(amount)], "amount": amount,
+                                "department": "lab", "offline_from": mark}
+        if sup:
+            body["supervisor"] = sup
+        return h.add(node, wall, "account.charged", body)
+
+    # cashier-01's run from #4: at the cap, then past it with a supervisor
+    charge("cashier-01", 100, "C-1", 20_000, 4)
+    charge("cashier-01", 101, "C-2", 10_000, 4)
+    within = list(h.events)
+    over = charge("cashier-01", 102, "C-3", 5_000, 4, "sup.li")
+    # cashier-02's run from #1: above the floor without anyone (an old counter's)
+    bad = charge("cashier-02", 103, "C-4", 25_000, 1)
+
+    world = Reconciler()
+    assert [c for c in world.add(within).conflicts if c.kind == "offline_overrun"] == []
+    rep = world.add([Incoming(e) for e in h.events])
+    found = sorted((c for c in rep.conflicts if c.kind == "offline_overrun"),
+                   key=lambda c: c.nodes)
+    assert [(c.nodes, c.severity, c.amount) for c in found] == [
+        (("cashier-01",), "low", 35_000), (("cashier-02",), "medium", 25_000)]
+    approved, unapproved = found
+    assert approved.events == (over.id,) and "sup.li" in approved.explanation
+    assert unapproved.events == (bad.id,) and "NOT approved" in unapproved.explanation
+    assert approved.remedy("accept") is not None
+    # raised once: the same events again, in another order, give the same ids
+    again = Reconciler().add(list(reversed(h.events)))
+    assert sorted(c.id for c in again.conflicts if c.kind == "offline_overrun") == sorted(
+        c.id for c in found)
+    assert world.add(h.events).conflicts == []  # nothing new, nothing raised again
+
+
+def test_an_overrun_before_central_published_limits_is_none() -> None:
+    from central.reconcile import reconcile
+    from tests.test_reconcile import History
+
+    h = History()
+    h.patient("cashier-01", 0, "P-1", CARD, 100_000)
+    h.add("cashier-01", 100, "account.charged", {
+        "charge_id": "C-1", "patient_id": "P-1", "items": [item(50_000)], "amount": 50_000,
+        "department": "lab", "offline_from": 4})
+    h.add(CENTRAL, 500, "limits.set", {"floor": 20_000, "cap": 30_000})  # published later
+    assert [c for c in reconcile(h.events) if c.kind == "offline_overrun"] == []
