@@ -371,3 +371,37 @@ def test_an_overrun_before_central_published_limits_is_none() -> None:
         "department": "lab", "offline_from": 4})
     h.add(CENTRAL, 500, "limits.set", {"floor": 20_000, "cap": 30_000})  # published later
     assert [c for c in reconcile(h.events) if c.kind == "offline_overrun"] == []
+
+
+# -- the console: each counter's exposure -----------------------------------------------------
+async def test_console_shows_cap_exposure_bound_and_overruns(tmp_path: Any) -> None:
+    from central.config import CentralConfig
+    from central.console.data import ConsoleData
+    from central.limits import in_force, publish
+    from central.store import CentralStore
+    from protocol.account import Account
+    from protocol.event import decode_event
+    from tests.support.central_seed import seed_central
+
+    db, key_file = await seed_central(tmp_path)
+    store = await CentralStore.open(db)
+    try:
+        cfg = CentralConfig(path=tmp_path / "central.toml", db=db, key_file=key_file)
+        data = ConsoleData(store)
+        before = {n.id: n for n in await data.nodes()}
+        assert all(n.cap == 0 for n in before.values())
+        assert await publish(store, cfg, 0, 1_000, operator="it.li")
+        assert not await publish(store, cfg, 0, 1_000, operator="it.li")  # already in force
+        assert await in_force(store.read) == (0, 1_000)
+        nodes = {n.id: n for n in await data.nodes()}
+        rows = await store.read("SELECT data FROM events ORDER BY pos")
+        state = REGISTRY.fold(decode_event(bytes(d)) for (d,) in rows)
+        want = sum(min(1_000, max(0, a.available)) for a in state.all(Account))
+        assert want > 0
+        for n in nodes.values():
+            assert n.cap == 1_000
+            assert n.exposure == (want if n.state == "offline" else 0)
+            assert n.overruns == 0
+        assert {n.state for n in nodes.values()} >= {"offline"}
+    finally:
+        await store.close()

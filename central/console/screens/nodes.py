@@ -35,7 +35,7 @@ class NodesScreen(Screen[None]):
         table = Table(id="nodes", cursor_type="row", zebra_stripes=True)
         table.add_columns(*(tr(f"col.{c}") for c in (
             "node", "role", "state", "last_seen", "head", "lag", "pending", "conflicts",
-            "cap", "exposure", "overruns", "fingerprint")))
+            "fingerprint", "cap", "exposure", "overruns")))
         yield table
         yield Footer()
 
@@ -56,6 +56,6 @@ class NodesScreen(Screen[None]):
             table.add_row(n.id, tr.word("role", n.role), tr.word("state", n.state),
                           tr.ago(now - n.last_seen_ms) if n.last_seen_ms else tr("never"),
                           str(n.head_seq), str(n.lag), str(n.pending), str(n.open_conflicts),
-                          yuan(n.cap) if n.cap else "-", yuan(n.exposure) if n.exposure else "-",
-                          str(n.overruns), n.fingerprint,
+                          n.fingerprint, yuan(n.cap) if n.cap else "-",
+                          yuan(n.exposure) if n.exposure else "-", str(n.overruns),
                           key=n.id)
