@@ -207,6 +207,18 @@ def _parser() -> argparse.ArgumentParser:
                          "findings raised as conflicts (exit 1 when any)")
     ad.add_argument("--date", default=None, help="the business day, YYYY-MM-DD (default: "
                     "yesterday in [audit] timezone)")
+    lim = sub.add_parser("limits", help="offline limits: what a counter may charge one "
+                         "account before it syncs again; past them a supervisor approves")
+    lsub = lim.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lsub.add_parser("show", help="the limits in force (and the config's [limits])")
+    ls = lsub.add_parser("set", help="sign the limits as central's event; counters take "
+                         "them at their next sync")
+    ls.add_argument("--floor", type=int, default=None,
+                    help="fen: offline, one charge above this needs a supervisor (0: none)")
+    ls.add_argument("--cap", type=int, default=None,
+                    help="fen: offline, one counter may charge one account this much "
+                    "since its last sync (0: none)")
+    ls.add_argument("--operator", default=None, help="who sets them (default: login name)")
     b = sub.add_parser("balance", help="a card's or patient's account as central holds it")
     b.add_argument("what", help="a card number or a patient id")
     sub.add_parser("verify", help="walk every chain central holds: hashes, signatures, "
@@ -279,6 +291,8 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         if args.command == "audit":
             return _audit(cfg, args.date)
+        if args.command == "limits":
+            return _limits(cfg, args)
         if args.command == "balance":
             return asyncio.run(_balance(cfg, args.what))
         if args.command == "verify":
@@ -578,6 +592,22 @@ def _catalogue(cfg: CentralConfig, args: argparse.Namespace) -> int:
     return asyncio.run(catalogue.run(
         cfg, "import", path=catalogue.SAMPLE if args.sample else args.path,
         dry_run=args.dry_run, charge_at=args.charge_at, note=args.note, operator=operator))
+
+
+def _limits(cfg: CentralConfig, args: argparse.Namespace) -> int:
+    import getpass
+
+    from central import limits
+
+    operator = getattr(args, "operator", None)
+    if operator is None:
+        try:
+            operator = getpass.getuser()
+        except (KeyError, OSError):  # no login name (a container): say who with --operator
+            operator = ""
+    return asyncio.run(limits.run(cfg, args.action, floor=getattr(args, "floor", None),
+                                  cap=getattr(args, "cap", None), operator=operator,
+                                  out=sys.stdout, err=sys.stderr))
 
 
 def _restore(cfg: CentralConfig, file: Path) -> int:

@@ -28,6 +28,15 @@ that the key is the certificate's before it listens.
     months = 24                   # `dormant report`: a positive balance with no activity
                                   # for this many months is dormant (1–600)
 
+    [limits]
+    floor = 20000                 # offline, one charge above this (fen) needs a supervisor
+    cap = 50000                   # offline, one counter may charge one account this much
+                                  # (fen) since its last successful sync; past it, a
+                                  # supervisor.  0 = no such limit.  Without [limits]
+                                  # central publishes none; with it, `serve` publishes
+                                  # them (a central-signed limits.set) when they differ
+                                  # from the ones in force; `limits set` publishes now
+
 Defaults put everything in ``$XDG_DATA_HOME/onecard/central`` (development); the
 systemd units point ``--config`` at ``/etc/onecard/central.toml`` with data in
 ``/var/lib/onecard``.
@@ -93,6 +102,8 @@ class CentralConfig:
         """``wss`` when central serves TLS itself, else ``ws``."""
         return "wss" if self.tls_cert is not None else "ws"
     dormant_months: int = 24  # [dormant] months
+    #: [limits] (floor, cap) in fen; None: the section is absent (serve publishes none)
+    offline_limits: tuple[int, int] | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> CentralConfig:
@@ -154,6 +165,20 @@ class CentralConfig:
         months = dormant.get("months", 24)
         if type(months) is not int or not 1 <= months <= 600:
             raise CentralConfigError(f"{p}: [dormant] months must be an integer 1–600")
+        limits = raw.get("limits")
+        offline: tuple[int, int] | None = None
+        if limits is not None:
+            if not isinstance(limits, dict):
+                raise CentralConfigError(f"{p}: [limits] must be a table")
+            if sorted(set(limits) - {"floor", "cap"}):
+                raise CentralConfigError(f"{p}: unknown key(s) in [limits]: "
+                                         f"{', '.join(sorted(set(limits) - {'floor', 'cap'}))}")
+            for name in ("floor", "cap"):
+                v = limits.get(name, 0)
+                if type(v) is not int or not 0 <= v <= MAX_LIMIT:
+                    raise CentralConfigError(f"{p}: [limits] {name} must be an integer "
+                                             f"0–{MAX_LIMIT} (fen; 0: no limit)")
+            offline = (limits.get("floor", 0), limits.get("cap", 0))
         host = sec.get("host", "127.0.0.1")
         if not isinstance(host, str):
             raise CentralConfigError(f"{p}: [central] host must be a string")
@@ -195,9 +220,13 @@ class CentralConfig:
             tls_cert=rel(tls_cert, "tls_cert") if tls_cert else None,
             tls_key=rel(tls_key, "tls_key") if tls_key else None,
             dormant_months=months,
+            offline_limits=offline,
             metrics_allow=tuple(allow),
             metrics_token=token,
         )
+
+
+MAX_LIMIT = 10**10  # fen: a body's amount bound (protocol.fields.MAX_AMOUNT)
 
 
 def render_config(

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol.account import Account, Charged, Deposited, Refunded, Settled
+from protocol.account import Account, Charged, Deposited, LimitsSet, Refunded, Settled
 from protocol.card import Card, ReportedLost
 from protocol.card import Replaced as CardReplaced
 from protocol.core import Fact, Invalid, Key, Registry, State, Unknown
@@ -83,6 +83,7 @@ KINDS = (
     "refund_after_execution",
     "charge_after_cancel",
     "stock_below_zero",
+    "offline_overrun",
     "equivocation",
     "chain_break",
     "revoked_node",
@@ -98,7 +99,9 @@ INTEGRITY_KINDS = frozenset({"equivocation", "chain_break", "revoked_node", "sta
 #: Conflicts never announced to the counters: the integrity kinds, the daily audit's
 #: findings (for central's finance and IT, not for the patient's next tap), and stock
 #: below zero (a pharmacy's figures, no patient's: it names none).
-UNANNOUNCED_KINDS = INTEGRITY_KINDS | {"audit_finding", "stock_below_zero"}
+#: An offline overrun is the counter's and its supervisor's, not the patient's next tap
+#: (the money, if the account went below zero, is the overdraft's, which is announced).
+UNANNOUNCED_KINDS = INTEGRITY_KINDS | {"audit_finding", "stock_below_zero", "offline_overrun"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -977,6 +980,64 @@ def detect_charge_after_cancel(tl: Timeline) -> list[Conflict]:
     return out
 
 
+def detect_offline_overrun(tl: Timeline) -> list[Conflict]:
+    """A counter's offline run that charged this account past the offline limits.
+
+    A counter charging offline under limits records the run in each charging event
+    (``offline_from``: its first own seq central had not acknowledged, so one run of one
+    counter is one ``(node, offline_from)``).  Per run and account, in the counter's seq
+    order, a charge above the floor limit, or one that takes what the run charged the
+    account past the cap, is an overrun — by the limits central had published before
+    the run began (:meth:`Reconciler.limits_at`).  One conflict per run and account,
+    approved or not: low severity when a supervisor approved every overrun (named),
+    medium when one was not (a counter without the rule, or limits it had not heard
+    of).  The money, if the account went below zero, is the overdraft's.
+    """
+    runs: dict[tuple[str, int], list[tuple[Fact, Fen]]] = {}
+    for f in tl.facts:
+        mark = getattr(f.body, "offline_from", 0)
+        if type(mark) is not int or mark <= 0 or f.money.flow != "charge":
+            continue
+        taken = -f.money.delta(tl.pid)
+        if taken > 0:
+            runs.setdefault((f.at.node, mark), []).append((f, taken))
+    out = []
+    for (node, mark), facts in sorted(runs.items()):
+        facts.sort(key=lambda ft: ft[0].at.seq)
+        floor, cap = tl.world.limits_at(facts[0][0].at.order)
+        if not (floor or cap):
+            continue
+        total, over = 0, []
+        for f, taken in facts:
+            total += taken
+            if (floor and taken > floor) or (cap and total > cap):
+                over.append((f, taken))
+        if not over:
+            continue
+        cid = conflict_id("offline_overrun", node, mark, tl.pid)
+        approvers = sorted({str(getattr(f.body, "supervisor", "")) for f, _ in over} - {""})
+        unapproved = [f for f, _ in over if not getattr(f.body, "supervisor", "")]
+        listed = "; ".join(f"{_what(f)} {yuan(t)} ({_ref(f.event)}"
+                           + (f", approved by {f.body.supervisor})" if f.body.supervisor
+                              else ", NOT approved)") for f, t in over)
+        limits = ", ".join(x for x in (f"floor {yuan(floor)}" if floor else "",
+                                       f"cap {yuan(cap)}" if cap else "") if x)
+        text = (f"Counter {node} charged {tl.who()} {yuan(total)} while offline (its events "
+                f"from #{mark} on, before central acknowledged them), past the offline "
+                f"limits ({limits}): {listed}.")
+        text += (f" {len(unapproved)} went past without a supervisor: check that counter's "
+                 "software and limits." if unapproved else
+                 f" Approved at the counter by {', '.join(approvers)}.")
+        out.append(Conflict(
+            cid, "offline_overrun", "medium" if unapproved else "low",
+            f"Offline overrun {yuan(total)} at {node} — {tl.name}", text,
+            tuple(f.event.id for f, _ in over), (tl.pid,), (), (node,), total,
+            over[0][0].at.wall,
+            (accept_remedy(cid, None, "Marks it reviewed (the money, if the account went "
+                                      "below zero, is the overdraft conflict's)."),)))
+    return out
+
+
 PATIENT_DETECTORS: list[Detector] = [
     detect_overdraft,
     detect_lost_card_used,
@@ -990,6 +1051,7 @@ PATIENT_DETECTORS: list[Detector] = [
     detect_double_dispense,
     detect_refund_after_execution,
     detect_charge_after_cancel,
+    detect_offline_overrun,
 ]
 
 
@@ -1162,6 +1224,10 @@ class Reconciler:
         self.by_national_id: dict[str, set[PatientId]] = {}
         self.by_identity: dict[Identity, set[PatientId]] = {}
         self.revoked: dict[str, int] = {}
+        #: central's offline limits as published: (merge order, floor, cap), in order
+        self.limits: list[tuple[str, Fen, Fen]] = []
+        #: patients charged offline under limits: checked again when limits arrive late
+        self._charged_offline: set[PatientId] = set()
         self.resolutions: dict[ConflictId, Resolution] = {}
         self.seen: set[EventId] = set()
         self._emitted: dict[str, set[ConflictId]] = {}  # scope -> ids last found there
@@ -1214,6 +1280,12 @@ class Reconciler:
                 seen[f.event.id] = (key, f)
         ordered = [f for _, f in sorted(seen.values(), key=lambda kf: kf[0])]
         return Timeline(pid, ordered, self, family)
+
+    def limits_at(self, order: str) -> tuple[Fen, Fen]:
+        """The (floor, cap) central had published before merge order ``order``
+        ((0, 0): none)."""
+        i = bisect.bisect_left(self.limits, (order,))
+        return (self.limits[i - 1][1], self.limits[i - 1][2]) if i else (0, 0)
 
     def take_dirty_accounts(self) -> list[Account]:
         """The accounts changed since the last call, as folded now (and forget them)."""
@@ -1343,6 +1415,11 @@ class Reconciler:
         if ev.kind in ANNOUNCEMENTS:
             return  # central's notices of a conflict's state: for counters, not resolutions
         self.registry.apply_fact(self.state, d)
+        if isinstance(d.body, LimitsSet):
+            bisect.insort(self.limits, (d.at.order, d.body.floor, d.body.cap))
+            dirty.update(self._charged_offline)
+        elif getattr(d.body, "offline_from", 0):
+            self._charged_offline.update(d.patients)
         self.dirty_accounts.update(str(k) for rt, k in d.records if rt is Account)
         self.dirty_accounts.update(pid for pid, _ in d.money.deltas)
         self._reindex(d.records, dirty_ids, dirty_people)

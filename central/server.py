@@ -549,6 +549,9 @@ async def run_server(
                 *(loop.run_in_executor(executor, os.getpid) for _ in range(workers))
             )
         await enrol_central(store, key)
+        from central.limits import publish_configured
+
+        await publish_configured(store, config)  # the config's [limits], if changed
         await store.mark_all_offline()
         watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms), key=key)
         await watch.catch_up()

@@ -34,6 +34,7 @@ from typing import Any
 
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
+from edge_node.staff import Approval, supervisor_field
 from protocol import catalogue
 from protocol.account import Account, funds
 from protocol.card import Card
@@ -303,10 +304,14 @@ class ClinicService:
                           "visit_id", visit=visit_id)
         return v  # type: ignore[no-any-return]
 
-    async def start(self, visit_id: str, room: str = "") -> Visit:
+    async def start(self, visit_id: str, room: str = "", *,
+                    approval: Approval | None = None) -> Visit:
         """Start the consultation: ``visit.progressed`` "started" and, once per visit, the
         consultation fee (``visit.fee_charged``) in the same append.  A visit already in
-        consultation is only charged if it never was."""
+        consultation is only charged if it never was.
+
+        ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
+        past the offline limits (and a card number typed by hand) needs."""
         v = await self._visit(visit_id)
         ops: list[Op] = []
         if v.status != "consulting":
@@ -321,7 +326,7 @@ class ClinicService:
                 ops.append(Op("visit.fee_charged", {
                     "visit_id": visit_id, "patient_id": v.patient_id, "code": item.code,
                     "name": item.name, "amount": item.price,
-                    "catalogue_version": int(item.version)}))
+                    "catalogue_version": int(item.version), **supervisor_field(approval)}))
         if not ops:
             return v
         state = await self._run(ops)
@@ -371,7 +376,7 @@ class ClinicService:
 
     # -- orders ---------------------------------------------------------------------------
     async def _order_ops(self, visit: Visit, lines: Sequence[OrderLine],
-                         template: str = "") -> list[Op]:
+                         template: str = "", approval: Approval | None = None) -> list[Op]:
         """One ``order.placed`` per executing department (and order type), priced as the
         lines were, charged now or at execution by the catalogue head's setting."""
         head = await self.ledger.get(CatalogueHead, HEAD)
@@ -388,7 +393,7 @@ class ClinicService:
                 "visit_id": visit.visit_id, "patient_id": visit.patient_id, "type": type_,
                 "exec_dept": dept or "-", "catalogue_version": version,
                 "lines": [ln.wire() for ln in group], "total": total,
-                "charged": total if charge_now else 0}
+                "charged": total if charge_now else 0, **supervisor_field(approval)}
             if template:
                 body["template"] = template
 
@@ -398,12 +403,13 @@ class ClinicService:
         return ops
 
     async def check_order(self, visit_id: str, lines: Sequence[OrderLine],
-                          template: str = "") -> list[Finding]:
+                          template: str = "", approval: Approval | None = None
+                          ) -> list[Finding]:
         """Every block and warning for sending ``lines`` on visit ``visit_id`` now."""
         if not lines:
             return [Finding(BLOCK, Problem("order.empty", "add at least one item", "lines"))]
         v = await self._visit(visit_id)
-        ops = await self._order_ops(v, lines, template)
+        ops = await self._order_ops(v, lines, template, approval)
         blocks: list[Problem] = []
         for op in ops:  # each order alone: every order's own refusals
             try:
@@ -458,13 +464,14 @@ class ClinicService:
 
     async def send_order(self, visit_id: str, lines: Sequence[OrderLine], *,
                          accept_warnings: Iterable[str] = (),
-                         template: str = "") -> OrderReceipt:
+                         template: str = "",
+                         approval: Approval | None = None) -> OrderReceipt:
         """Send ``lines`` as one order per executing department, in one append.
 
         Refuses while a check blocks, or while a warning is not in ``accept_warnings``
         (its :attr:`Finding.key`, or its code to accept every warning of that code).
         """
-        findings = await self.check_order(visit_id, lines, template)
+        findings = await self.check_order(visit_id, lines, template, approval)
         blocks = [f.problem for f in findings if f.blocks]
         if blocks:
             raise OperationRefused(blocks)
@@ -476,7 +483,7 @@ class ClinicService:
                 "confirm before sending", "lines", {"n": len(open_)}),
                 *(f.problem for f in open_)])
         v = await self._visit(visit_id)
-        ops = await self._order_ops(v, lines, template)
+        ops = await self._order_ops(v, lines, template, approval)
         events, state = await self._append(ops)
         orders = tuple(o for e in events
                        if (o := state.get(Order, str(e.body["order_id"]))) is not None)

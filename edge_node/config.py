@@ -16,6 +16,10 @@ Example (``onecard-edge init`` writes one)::
                                     #   grants, with a supervisor's approval
     refund_approval_above = 20000   # fen; refunds above this, every cash refund and a
                                     #   settlement in cash need a supervisor's id and PIN
+    manual_entry_approval = "auto"  # a charge on a card number typed by hand needs a
+                                    #   supervisor's id and PIN: "auto" where a chip reader
+                                    #   reads cards (pcsc, simulated), "always", "never"
+                                    #   (a counter without a chip reader types every card)
     idle_lock_s = 300               # lock the screen after this many idle seconds
     printer = ""                    # ESC/POS device or file; empty: no printer
     price_list = ""                 # TOML price list; empty: the built-in sample list
@@ -119,6 +123,11 @@ class BackupConfig:
     keep: int = 7
 
 
+#: readers that read the card itself: typing a card number there means it was not read
+CHIP_READERS = ("pcsc", "simulated")
+MANUAL_ENTRY_APPROVAL = ("auto", "always", "never")
+
+
 @dataclass(frozen=True, slots=True)
 class ReaderConfig:
     kind: str = "none"
@@ -155,6 +164,7 @@ class EdgeConfig:
     card_fee: int = 0
     green_channel_cap: int = 500_000
     refund_approval_above: int = 20_000
+    manual_entry_approval: str = "auto"  # auto | always | never
     idle_lock_s: int = 300
     printer: str = ""
     price_list: str = ""
@@ -176,7 +186,10 @@ class EdgeConfig:
     def rules(self) -> RuleConfig:
         return RuleConfig(registration_fee=self.registration_fee, timezone=self.timezone,
                           card_fee=self.card_fee, green_channel_cap=self.green_channel_cap,
-                          refund_approval_above=self.refund_approval_above)
+                          refund_approval_above=self.refund_approval_above,
+                          manual_entry_approval=self.manual_entry_approval == "always" or (
+                              self.manual_entry_approval == "auto"
+                              and self.reader.kind in CHIP_READERS))
 
     def load_key(self) -> SigningKey:
         return load_key(self.key_file)
@@ -280,6 +293,9 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
               "refund_approval_above"):
         if k in values and (type(values[k]) is not int or values[k] < 0):
             raise ConfigError(f"{k} must be a whole number ≥ 0")
+    if values.get("manual_entry_approval", "auto") not in MANUAL_ENTRY_APPROVAL:
+        raise ConfigError("manual_entry_approval must be one of "
+                          f"{', '.join(MANUAL_ENTRY_APPROVAL)}")
     if "low_stock" in values and (type(values["low_stock"]) is not int
                                   or not 0 <= values["low_stock"] <= 1_000_000):
         raise ConfigError("low_stock must be a whole number from 0 to 1000000 (default 10)")
@@ -337,6 +353,7 @@ def render(cfg: EdgeConfig) -> str:
         f"card_fee = {cfg.card_fee}  # fen: 工本费 on card issue and replacement (0: none)",
         f"green_channel_cap = {cfg.green_channel_cap}  # fen: the most emergency credit",
         f"refund_approval_above = {cfg.refund_approval_above}  # fen: needs a supervisor",
+        f"manual_entry_approval = {q(cfg.manual_entry_approval)}  # auto | always | never",
         f"idle_lock_s = {cfg.idle_lock_s}",
         f"printer = {q(cfg.printer)}",
         f"price_list = {q(cfg.price_list)}",

@@ -1401,9 +1401,19 @@ _KEYROT = {
     "problem.ledger.key_retired": ("本窗口的密钥已轮换：请重新启动程序，改用新密钥签署", "This counter's key was rotated: restart the app so it signs with the new key"),
 }
 
+_OFFLIMIT = {
+    "problem.approval.manual_entry": ("手工输入的卡号收费须由主管输入工号和密码批准", "a card number typed by hand needs a supervisor's approval: their id and PIN"),
+    "problem.approval.offline_limit": ("脱机收费超过限额，须由主管输入工号和密码批准", "offline, this charge is past the limit: a supervisor must approve with their id and PIN"),
+    "problem.approval.offline_limit.floor": ("脱机时单笔收费超过 {floor}（本笔 {amount}），须由主管输入工号和密码批准", "offline, a charge above {floor} ({amount} here) needs a supervisor's approval: their id and PIN"),
+    "problem.approval.offline_limit.cap": ("脱机时本窗口对该账户累计收费最多 {cap}（已收 {charged}，本笔 {amount}），须由主管输入工号和密码批准", "offline, this counter may charge an account {cap} until it syncs ({charged} charged, {amount} more): a supervisor must approve with their id and PIN"),
+    "field.offline_from": ("脱机起始序号", "Offline from seq"),
+    "field.floor": ("脱机单笔限额", "Offline floor limit"),
+    "field.cap": ("脱机累计限额", "Offline cap"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT):
+               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT):
     STRINGS.update(_block)
 
 

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 from edge_node.errors import OperationRefused
 from edge_node.labels import MAX_SPECIMEN_SEQ, Label, specimen_id, specimen_label
 from edge_node.ledger import Ledger, Op, OpContext
+from edge_node.staff import Approval, supervisor_field
 from protocol.account import Account
 from protocol.card import Card
 from protocol.core import Ref, State
@@ -223,12 +224,16 @@ class LabService:
         return await self.ledger.last_arrival()
 
     # -- check-in -------------------------------------------------------------------------
-    async def check_in(self, order_id: str, patient_id: str = "") -> CheckInReceipt:
+    async def check_in(self, order_id: str, patient_id: str = "", *,
+                       approval: Approval | None = None) -> CheckInReceipt:
         """Check ``order_id`` in at this window, in one append: the next queue number of
         this window's series, a specimen id for a lab order, and the charge due now.
 
         ``patient_id``: the patient on the desk (an order of another patient is refused);
         "" checks the order in for whoever it belongs to.
+
+        ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
+        past the offline limits (and a card number typed by hand) needs.
         """
         if not self.dept:
             raise _refuse("lab.no_dept", "this window has no department configured",
@@ -248,7 +253,7 @@ class LabService:
                     # (no day or a full series: the decode refuses the body, in words)
                     "specimen_id": (specimen_id(tag, day, n) if o.type == "lab" and day
                                     and n <= MAX_SPECIMEN_SEQ else ""),
-                    "charged": due_at_execution(o)}
+                    "charged": due_at_execution(o), **supervisor_field(approval)}
         need: set[Ref] = {(Order, order_id), (QueueSeries, (queue_key(dept, day), tag))}
         events, state = await self._append([Op("order.checked_in", body, frozenset(need))])
         ev = events[0]

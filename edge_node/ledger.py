@@ -35,6 +35,7 @@ time it was written or received (``local_ms``), which the counter's own reports 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -51,7 +52,18 @@ from edge_node.db import snapshot, transaction
 from edge_node.errors import ConfigError, DamagedFile, OperationRefused, StorageError
 from edge_node.migrations import migrate
 from edge_node.search import PATIENT_INDEX
-from protocol.core import Decoded, Fact, Record, Ref, Registry, RuleConfig, State, columns
+from protocol.account import LIMITS_KEY, OfflineLimits
+from protocol.core import (
+    Decoded,
+    Fact,
+    OfflineRun,
+    Record,
+    Ref,
+    Registry,
+    RuleConfig,
+    State,
+    columns,
+)
 from protocol.crypto import SigningKey, blake2b_256
 from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError, SignatureError
@@ -205,6 +217,9 @@ class Ledger:
         for ix in indexes:
             if ix.record in registry.records:
                 self.indexes.setdefault(ix.record, []).append(ix)
+        #: kinds whose body records the offline run they were charged in (issue 11)
+        self._offline_marked = frozenset(k.name for k in registry
+                                         if OFFLINE_FIELD in getattr(k.body, "SCHEMA", {}))
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -440,16 +455,27 @@ class Ledger:
             out: list[Appended] = []
             now = self._clock()
             cfg = self.rule_config.on(now)  # the rules' today: this counter's clock
+            run = self._offline_run(conn)
+            run_charged: dict[str, int] = {}  # per account: what the offline run charged
             for op in ops:
                 seq = head.seq + 1
                 self._load(conn, loaded, op.need)
                 body = self._build(conn, loaded, op, seq)
+                if op.kind in self._offline_marked and type(body) is dict:
+                    body = _mark_offline(body, run)
                 local = reg.local(op.kind, body)  # the body decoded once, as every node will
                 if isinstance(local, list):
                     raise OperationRefused(local)
                 kind, typed = local
                 self._load(conn, loaded, kind.records(typed))
-                problems = kind.rule(loaded.state, typed, cfg)
+                op_cfg = cfg
+                if run is not None:
+                    for p in kind.patients(typed):
+                        if p not in run_charged:
+                            run_charged[p] = self._run_charged(conn, p, run.first_seq)
+                    op_cfg = dataclasses.replace(cfg, offline=dataclasses.replace(
+                        run, charged=tuple((p, run_charged[p]) for p in kind.patients(typed))))
+                problems = kind.rule(loaded.state, typed, op_cfg)
                 if problems:
                     raise OperationRefused(problems)
                 hlc = hlc.now(now)
@@ -465,6 +491,10 @@ class Ledger:
                     rowid = self._insert(conn, ev, data, h, now)
                     self._link(conn, [(p, rowid) for p in fact.patients])
                 reg.apply_fact(loaded.state, fact)
+                if fact.money.flow == "charge":
+                    for p, d in fact.money.deltas:
+                        if d < 0 and p in run_charged:
+                            run_charged[p] -= d
                 head = ChainHead(seq, h)
                 out.append(Appended(ev, h))
             if not dry:
@@ -473,6 +503,31 @@ class Ledger:
                              (self.node_id, head.seq, head.hash))
                 self._write_clock(conn, hlc)
         return AppendResult(out, loaded.state, now)
+
+    def _offline_run(self, conn: sqlite3.Connection) -> OfflineRun | None:
+        """This counter's offline run, if it is offline and central set offline limits:
+        its own events after the last one central acknowledged (``acked_seq``), under
+        the limits its ledger holds (None: online, or no limits)."""
+        online, acked = conn.execute("SELECT online, acked_seq FROM sync_state").fetchone()
+        if online or OfflineLimits not in self.registry.records:
+            return None
+        got = _select(conn, OfflineLimits, [LIMITS_KEY])
+        if not got or not (got[0].floor or got[0].cap):
+            return None
+        return OfflineRun(int(acked) + 1, got[0].floor, got[0].cap)
+
+    def _run_charged(self, conn: sqlite3.Connection, pid: str, first_seq: int) -> int:
+        """What this counter's own events from ``first_seq`` on charged ``pid``'s deposit
+        (the charges of its offline run: refunds do not lower it)."""
+        total = 0
+        for (data,) in conn.execute(
+                "SELECT e.data FROM patient_events pe JOIN events e ON e.rowid = pe.event_rowid"
+                " WHERE pe.patient_id = ? AND e.node = ? AND e.seq >= ?",
+                (pid, self.node_id, first_seq)):
+            money = self.registry.money(decode_event(data))
+            if money.flow == "charge":
+                total -= sum(d for p, d in money.deltas if p == pid and d < 0)
+        return total
 
     @staticmethod
     def _refuse_while_recovering(conn: sqlite3.Connection, head: ChainHead) -> None:
@@ -1028,6 +1083,19 @@ def keyring(conn: sqlite3.Connection, node_id: str, own: bytes | None
     if own is not None:
         mine = spans.get(node_id, [])
         out[node_id] = tuple(mine) if own in {sp.key for sp in mine} else single(own)
+    return out
+
+
+#: The body field in which a charging kind records the offline run it was charged in.
+OFFLINE_FIELD = "offline_from"
+
+
+def _mark_offline(body: Body, run: OfflineRun | None) -> Body:
+    """``body`` with the offline run it is appended in (and no other: the ledger knows
+    which run it is, its caller does not)."""
+    out = {k: v for k, v in body.items() if k != OFFLINE_FIELD}
+    if run is not None:
+        out[OFFLINE_FIELD] = run.first_seq
     return out
 
 

@@ -41,6 +41,7 @@ from edge_node.errors import OperationRefused
 from edge_node.i18n import Translator
 from edge_node.labels import Label, dispense_label
 from edge_node.ledger import Ledger, Op, OpContext
+from edge_node.staff import Approval, supervisor_field
 from protocol.account import Account
 from protocol.card import Card
 from protocol.catalogue import HEAD, CatalogueHead, CatalogueItem, vkey
@@ -356,11 +357,15 @@ class PharmacyService:
 
     # -- dispensing -----------------------------------------------------------------------
     async def dispense(self, order_id: str, lines: Mapping[str, int] | None = None, *,
-                       patient_id: str = "") -> DispenseReceipt:
+                       patient_id: str = "",
+                       approval: Approval | None = None) -> DispenseReceipt:
         """Dispense ``lines`` (code → qty) of ``order_id`` in one ``order.dispensed``:
         price, charge and stock deduction together.  None: everything left that this
         pharmacy's stock covers (partial when it is short: the rest stays open).
-        ``patient_id``: the patient at the counter (another's order is refused)."""
+        ``patient_id``: the patient at the counter (another's order is refused).
+
+        ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
+        past the offline limits (and a card number typed by hand) needs."""
         pres = await self.prescription(order_id, patient_id)
         o = pres.order
         if lines is None:
@@ -382,7 +387,8 @@ class PharmacyService:
                 for c, q in give.items()]
         amount = pres.charge_for(give)
         body: dict[str, Any] = {"order_id": o.order_id, "patient_id": patient_id or o.patient_id,
-                                "pharmacy": self.pharmacy, "lines": wire, "amount": amount}
+                                "pharmacy": self.pharmacy, "lines": wire, "amount": amount,
+                                **supervisor_field(approval)}
 
         def build(ctx: OpContext) -> dict[str, Any]:
             return {**body, "dispense_id": ctx.new_id(DISPENSE_PREFIX)}

@@ -22,7 +22,7 @@ from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from edge_node.reports import BusinessDay, DailyReport, business_day, close_body, daily_report
 from edge_node.search import mask_phone
-from edge_node.staff import Approval
+from edge_node.staff import Approval, supervisor_field
 from protocol import nationalid
 from protocol.account import CARD_FEE_CODE, CARD_FEE_NAME, Account, Charge
 from protocol.card import CARD_ENTRY, Card
@@ -517,8 +517,13 @@ class CounterService:
 
     async def charge(self, card_no: str, items: Iterable[Mapping[str, Any]], department: str,
                      order_ref: str = "", card_entry: str = "chip", *,
-                     wallet: CardWallet | None = None, stamp: bool = False) -> Receipt:
+                     wallet: CardWallet | None = None, stamp: bool = False,
+                     approval: Approval | None = None) -> Receipt:
         """Charge items (code, name, qty, unit_price in fen) to the card's deposit account.
+
+        ``approval``: the supervisor whose PIN this counter checked, which a card number
+        typed by hand, and offline a charge past the offline limits, need (the rule
+        refuses without: ``approval.manual_entry``, ``approval.offline_limit``).
 
         Offline, the card may know of spending this counter has not synced: ``wallet`` is
         what its verified wallet stamp said, and the charge is refused above the lower of
@@ -537,6 +542,7 @@ class CounterService:
             b: dict[str, Any] = {"charge_id": ctx.new_id("C"), "patient_id": card.patient_id,
                                  "card_no": card_no, "card_entry": card_entry, "items": lines,
                                  "amount": total, "department": department,
+                                 **_supervisor(approval),
                                  **_stamp_fields(acct, wallet, -total, stamp)}
             if order_ref:
                 b["order_ref"] = order_ref
@@ -765,9 +771,7 @@ class CounterService:
                                   "Green channel credit", (("Credit limit", limit),))
 
 
-def _supervisor(approval: Approval | None) -> dict[str, str]:
-    """The event field naming the supervisor who approved (only a checked approval)."""
-    return {"supervisor": approval.staff_id} if isinstance(approval, Approval) else {}
+_supervisor = supervisor_field
 
 
 def _check_card_balance(account: Account, wallet: CardWallet | None, amount: Fen) -> None:

@@ -118,6 +118,11 @@ class Approval:
     role: str
 
 
+def supervisor_field(approval: Approval | None) -> dict[str, str]:
+    """The event field naming the supervisor who approved (only a checked approval)."""
+    return {"supervisor": approval.staff_id} if isinstance(approval, Approval) else {}
+
+
 async def approve(ledger: Ledger, staff_id: str, pin: str, *, operator: str,
                   now_ms: int | None = None) -> Approval:
     """A supervisor approving what ``operator`` is doing, by their own id and PIN.

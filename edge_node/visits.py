@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
+from edge_node.staff import Approval, supervisor_field
 from protocol import catalogue
 from protocol.account import Account
 from protocol.card import CARD_ENTRY, Card
@@ -171,12 +172,16 @@ class VisitService:
     # -- registration ----------------------------------------------------------------------
     async def register(self, *, dept: str, channel: str, card_no: str = "",
                        patient_id: str = "", doctor_id: str = "", day: str = "",
-                       card_entry: str = "chip", again: bool = False) -> VisitReceipt:
+                       card_entry: str = "chip", again: bool = False,
+                       approval: Approval | None = None) -> VisitReceipt:
         """Register a visit for the patient behind ``card_no`` (or ``patient_id``) to
         ``dept`` (and ``doctor_id``) today, its fee charged from the deposit.
 
         Refused while the patient still queues in that department that day (a second
-        tap would charge the fee twice), unless ``again``: staff meant a second visit."""
+        tap would charge the fee twice), unless ``again``: staff meant a second visit.
+
+        ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
+        past the offline limits (and a card number typed by hand) needs."""
         if not (card_no or patient_id):
             raise _refuse("visit.no_patient", "tap the patient's card or find the patient",
                           "card_no")
@@ -202,7 +207,8 @@ class VisitService:
             b: dict[str, Any] = {
                 "visit_id": ctx.new_id("V"), "patient_id": pid, "dept": dept, "day": day,
                 "queue_tag": tag, "queue_no": series.last + 1, "channel": channel,
-                "fee": fee.price if fee else 0, "catalogue_version": version}
+                "fee": fee.price if fee else 0, "catalogue_version": version,
+                **supervisor_field(approval)}
             if fee is not None:
                 b["fee_code"] = fee.code
             if doctor_id:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from protocol.card import CARD_ENTRY, Card, usable_card
 from protocol.core import (
+    CENTRAL_ONLY,
     COUNTER,
     At,
     Fen,
@@ -30,6 +31,8 @@ from protocol.core import (
     later,
     no_money,
     no_notice,
+    no_report,
+    no_rule,
     record,
     refs,
     say,
@@ -247,6 +250,63 @@ def funds(state: State, pid: PatientId, amount: Fen, what: str = "amount") -> li
     return []
 
 
+# -- approvals on a charge (issue 11) --------------------------------------------------------
+def approver() -> str:
+    """The ``supervisor`` field of a kind that charges the deposit: who approved going
+    past the offline limit or a card number typed by hand, with their PIN at the counter
+    ("" none)."""
+    return spec(text(32, required=False, lo=0), "")  # type: ignore[no-any-return]
+
+
+def offline_mark() -> int:
+    """The ``offline_from`` field of a kind that charges the deposit: the first of this
+    counter's own seqs central had not acknowledged when it charged offline under
+    limits (0: online, or no limits).  The ledger writes it, as it writes the seq; it
+    names the offline run central checks on reconnect (``offline_overrun``)."""
+    return spec(Field(int, False, lo=1, hi=SAFE_INT), 0)  # type: ignore[no-any-return]
+
+
+def charge_checks(state: State, b: Body, amount: Fen, cfg: RuleConfig,
+                  what: str = "amount") -> list[Problem]:
+    """The one check of every kind that takes money from the deposit (a charge, a
+    visit's fees, an order sent, checked in or dispensed): the deposit covers
+    ``amount`` (:func:`funds`), and what needs a supervisor has one
+    (:func:`needs_approval`).  ``b`` has ``patient_id`` and ``supervisor`` (and
+    ``card_entry`` if the kind records one)."""
+    pid = str(getattr(b, "patient_id", ""))
+    return funds(state, pid, amount, what) + needs_approval(b, amount, cfg)
+
+
+def needs_approval(b: Body, amount: Fen, cfg: RuleConfig) -> list[Problem]:
+    """A charge of ``amount`` fen needs a supervisor (``supervisor`` in the event) when
+    the card number was typed by hand, or while the counter is offline
+    (``cfg.offline``) when it is above the floor limit or takes what this counter's
+    offline run charged the account past the cap.  Exactly at a limit is within it."""
+    if amount <= 0 or str(getattr(b, "supervisor", "")):
+        return []
+    out: list[Problem] = []
+    if cfg.manual_entry_approval and getattr(b, "card_entry", "") == "manual":
+        out.append(Problem("approval.manual_entry", "a card number typed by hand needs a "
+                           "supervisor's approval (their id and PIN)", "supervisor"))
+    run = cfg.offline
+    if run is None:
+        return out
+    pid = str(getattr(b, "patient_id", ""))
+    before = run.charged_to(pid)
+    values = {"floor": Amount(run.floor), "cap": Amount(run.cap), "amount": Amount(amount),
+              "charged": Amount(before)}
+    if run.floor and amount > run.floor:
+        out.append(Problem("approval.offline_limit", f"offline, a charge above "
+                           f"{yuan(run.floor)} needs a supervisor's approval; this one is "
+                           f"{yuan(amount)}", "supervisor", {"variant": "floor", **values}))
+    elif run.cap and before + amount > run.cap:
+        out.append(Problem("approval.offline_limit", f"offline, this counter may charge an "
+                           f"account {yuan(run.cap)} until it syncs; {yuan(before)} charged "
+                           f"already, {yuan(amount)} more needs a supervisor's approval",
+                           "supervisor", {"variant": "cap", **values}))
+    return out
+
+
 # -- account.deposited ---------------------------------------------------------------------
 @body
 class Deposited(Stamped):
@@ -346,6 +406,8 @@ class Charged(Stamped):
     order_ref: str = spec(text(64, required=False), "")
     stamp_seq: int = _stamp_seq()
     stamp_balance: int | None = _stamp_balance()
+    supervisor: str = approver()
+    offline_from: int = offline_mark()
 
     def problems(self) -> list[Problem]:
         total = sum(i.qty * i.unit_price for i in self.items)
@@ -373,7 +435,7 @@ def _rule_charged(state: State, b: Charged, cfg: RuleConfig) -> list[Problem]:
     if state.get(Charge, b.charge_id) is not None:
         return [Problem("charge.exists", f"charge {b.charge_id} already exists", "charge_id",
                         {"charge": b.charge_id})]
-    return funds(state, b.patient_id, b.amount)  # (a charge's amount is at least 1 fen)
+    return charge_checks(state, b, b.amount, cfg)  # (a charge's amount is at least 1 fen)
 
 
 def _describe_charge(b: Charged, lang: str) -> str:
@@ -635,5 +697,49 @@ CREDIT_GRANTED = Kind(
     notice=no_notice,
 )
 
-KINDS = (DEPOSITED, CHARGED, REFUNDED, SETTLED, CREDIT_GRANTED)
-RECORDS = (Account, Charge)
+# -- limits.set: the offline limits, from central (issue 11) --------------------------------
+LIMITS_KEY = "hospital"  # one set of limits for every counter
+
+
+@record("offline_limits", ("scope",))
+@dataclass(frozen=True, slots=True)
+class OfflineLimits(Record):
+    """Central's offline limits, as the latest ``limits.set`` has them (0: none)."""
+
+    scope: str
+    floor: Fen = 0  # the most one charge may take while the counter is offline
+    cap: Fen = 0  # the most one counter may charge one account between two syncs
+    set_at: str = ""  # merge order of the latest limits.set
+
+
+@body
+class LimitsSet(Body):
+    floor: int = spec(amount(lo=0))
+    cap: int = spec(amount(lo=0))
+
+
+def _fold_limits(tx: Tx, at: At, b: LimitsSet) -> None:
+    lim = tx.get_or_new(OfflineLimits, LIMITS_KEY)
+    if later(at.order, lim.set_at):  # the latest setting holds
+        tx.put(lim.evolve(floor=b.floor, cap=b.cap, set_at=at.order))
+
+
+def _describe_limits(b: LimitsSet, lang: str) -> str:
+    none = say(("无", "none"), lang)
+    floor = yuan(b.floor) if b.floor else none
+    cap = yuan(b.cap) if b.cap else none
+    return say((f"单笔 {floor}，每账户累计 {cap}", f"per charge {floor}, per account {cap}"),
+               lang)
+
+
+LIMITS_SET = Kind(
+    name="limits.set", body=LimitsSet, signer=CENTRAL_ONLY,
+    title=("脱机限额", "Offline limits"),
+    records=lambda b: refs(OfflineLimits, LIMITS_KEY),
+    patients=lambda b: (),
+    fold=_fold_limits, money=no_money, rule=no_rule,
+    describe=_describe_limits, report=no_report, notice=no_notice,
+)
+
+KINDS = (DEPOSITED, CHARGED, REFUNDED, SETTLED, CREDIT_GRANTED, LIMITS_SET)
+RECORDS = (Account, Charge, OfflineLimits)

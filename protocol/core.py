@@ -316,6 +316,27 @@ class NoticeContext:
 
 
 @dataclass(frozen=True, slots=True)
+class OfflineRun:
+    """What a counter charged while offline, for its offline limits (issue 11).
+
+    The counter's *offline run* is its own events after the last one central
+    acknowledged (the sync's ``acked_seq``): ``first_seq`` is the first of them.  The
+    ledger makes this for each append while the counter is offline and holds limits
+    (central's ``limits.set``), with what the run already charged each account the
+    append touches; rules read it from :attr:`RuleConfig.offline` (None: online, or no
+    limits), so a rule is a function of its inputs.
+    """
+
+    first_seq: int
+    floor: Fen = 0  # the most one charge may take offline (0: no floor limit)
+    cap: Fen = 0  # the most the run may charge one account (0: no cap)
+    charged: tuple[tuple[PatientId, Fen], ...] = ()  # per account, before this event
+
+    def charged_to(self, pid: PatientId) -> Fen:
+        return sum(f for p, f in self.charged if p == pid)
+
+
+@dataclass(frozen=True, slots=True)
 class RuleConfig:
     """What the counter's rules are configured with, and the counter's day.
 
@@ -334,6 +355,13 @@ class RuleConfig:
     refund_approval_above: Fen = 20_000
     timezone: str = "Asia/Shanghai"
     today: str = ""
+    #: this counter's offline run, set by the ledger for each append like ``today``
+    #: (None: online, or central set no offline limits)
+    offline: OfflineRun | None = None
+    #: a charge on a card number typed by hand needs a supervisor's approval (issue 11);
+    #: the counter's config turns it on where a chip reader reads cards
+    #: (``manual_entry_approval``): without one, every card number is typed
+    manual_entry_approval: bool = False
 
     def on(self, now_ms: int) -> RuleConfig:
         """This configuration on the day ``now_ms`` falls in (in ``timezone``)."""

@@ -27,7 +27,7 @@ becomes more final, so every arrival order gives the same record.
 
 from __future__ import annotations
 
-from protocol.account import Account, add, funds
+from protocol.account import Account, add, approver, charge_checks, offline_mark
 from protocol.core import (
     CENTRAL_ONLY,
     COUNTER,
@@ -132,6 +132,8 @@ class CheckedIn(Body):
     queue_no: int = spec(Field(int, lo=1, hi=9999))
     specimen_id: str = spec(text(24, required=False, lo=0), "")
     charged: int = spec(Field(int, lo=0, hi=MAX_AMOUNT, money=True))
+    supervisor: str = approver()
+    offline_from: int = offline_mark()
 
 
 def _fold_checked_in(tx: Tx, at: At, b: CheckedIn) -> None:
@@ -172,7 +174,7 @@ def _rule_checked_in(state: State, b: CheckedIn, cfg: RuleConfig) -> list[Proble
         given, nxt = queue_label(b.queue_tag, b.queue_no), queue_label(b.queue_tag, s.last + 1)
         out.append(Problem("visit.queue_taken", f"queue number {given} was already given; "
                            f"the next is {nxt}", "queue_no", {"number": given, "next": nxt}))
-    return out + funds(state, b.patient_id, b.charged, "charged")
+    return out + charge_checks(state, b, b.charged, cfg, "charged")
 
 
 CHECKED_IN = Kind(
@@ -257,6 +259,8 @@ class Dispensed(Body):
     pharmacy: str = spec(text(32))
     lines: tuple[DispensedLine, ...] = spec(Field(list, lo=1, hi=50, item=DispensedLine))
     amount: int = spec(Field(int, lo=0, hi=MAX_AMOUNT, money=True))
+    supervisor: str = approver()
+    offline_from: int = offline_mark()
 
     def problems(self) -> list[Problem]:
         out: list[Problem] = []
@@ -317,7 +321,7 @@ def _rule_dispensed(state: State, b: Dispensed, cfg: RuleConfig) -> list[Problem
         out.append(Problem("order.charge_due", f"dispensing charges {yuan(due)}, not "
                            f"{yuan(b.amount)}", "amount",
                            {"due": Amount(due), "amount": Amount(b.amount)}))
-    return out + funds(state, b.patient_id, b.amount)
+    return out + charge_checks(state, b, b.amount, cfg)
 
 
 def _dispensed_refs(b: Dispensed) -> set[Ref]:

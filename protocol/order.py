@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 
 from protocol import catalogue
-from protocol.account import Account, add, funds
+from protocol.account import Account, add, approver, charge_checks, offline_mark
 from protocol.catalogue import CatalogueItem
 from protocol.clinical import Profile, norm
 from protocol.core import (
@@ -215,6 +215,8 @@ class Placed(Body):
     total: int = spec(Field(int, lo=0, hi=MAX_AMOUNT, money=True))
     charged: int = spec(Field(int, lo=0, hi=MAX_AMOUNT, money=True))
     template: str = spec(text(32, required=False, lo=0), "")
+    supervisor: str = approver()
+    offline_from: int = offline_mark()
 
     def problems(self) -> list[Problem]:
         out: list[Problem] = []
@@ -330,7 +332,7 @@ def _rule_placed(state: State, b: Placed, cfg: RuleConfig) -> list[Problem]:
                               else "when they are executed"), "charged",
                            {"variant": charge_at}))
     out += line_problems(state, b)
-    return out + funds(state, b.patient_id, b.charged, "total")
+    return out + charge_checks(state, b, b.charged, cfg, "total")
 
 
 def _placed_refs(b: Placed) -> set[Ref]:

@@ -31,7 +31,7 @@ import re
 from dataclasses import dataclass
 
 from protocol import catalogue
-from protocol.account import Account, add, funds
+from protocol.account import Account, add, approver, charge_checks, offline_mark
 from protocol.card import CARD_ENTRY, Card, usable_card
 from protocol.catalogue import Department, Doctor, vkey
 from protocol.core import (
@@ -189,6 +189,8 @@ class Registered(Body):
     catalogue_version: int = spec(Field(int, lo=1, hi=catalogue.MAX_VERSION))
     card_no: str = spec(card_no(required=False), "")
     card_entry: str = spec(choice(CARD_ENTRY, required=False), "")
+    supervisor: str = approver()
+    offline_from: int = offline_mark()
 
     def problems(self) -> list[Problem]:
         if self.fee and not self.fee_code:
@@ -261,7 +263,7 @@ def _rule_registered(state: State, b: Registered, cfg: RuleConfig) -> list[Probl
         given, nxt = queue_label(b.queue_tag, b.queue_no), queue_label(b.queue_tag, s.last + 1)
         out.append(Problem("visit.queue_taken", f"queue number {given} was already given; "
                            f"the next is {nxt}", "queue_no", {"number": given, "next": nxt}))
-    return out + funds(state, b.patient_id, b.fee, "fee")
+    return out + charge_checks(state, b, b.fee, cfg, "fee")
 
 
 def _registered_refs(b: Registered) -> set[Ref]:
@@ -373,6 +375,8 @@ class FeeCharged(Body):
     name: str = spec(text(64))
     amount: int = spec(Field(int, lo=1, hi=MAX_AMOUNT, money=True))
     catalogue_version: int = spec(Field(int, lo=1, hi=catalogue.MAX_VERSION))
+    supervisor: str = approver()
+    offline_from: int = offline_mark()
 
 
 def _fold_fee(tx: Tx, at: At, b: FeeCharged) -> None:
@@ -398,7 +402,7 @@ def _rule_fee(state: State, b: FeeCharged, cfg: RuleConfig) -> list[Problem]:
     out = catalogue.check_version(state, b.catalogue_version)
     out = out or priced_as(state, b.catalogue_version, b.code, b.amount, ("consultation",),
                            "amount")
-    return out or funds(state, b.patient_id, b.amount)
+    return out or charge_checks(state, b, b.amount, cfg)
 
 
 FEE_CHARGED = Kind(

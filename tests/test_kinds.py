@@ -76,6 +76,8 @@ VALID: dict[str, dict[str, Any]] = {
                                   {"section": "charges", "line": "", "count": 3,
                                    "amount": 7500}],
                       "expected_cash": 27500, "counted_cash": 27400},
+    # the offline limits (protocol/account.py, issue 11), signed by central
+    "limits.set": {"floor": 20000, "cap": 50000},
     # the catalogue (protocol/catalogue.py), signed by central
     "catalogue.published": {"version": 3, "pages": 2, "charge_at": "send", "note": "2026 秋"},
     "catalogue.page": {"version": 3, "page": 1,

@@ -17,7 +17,7 @@ from central import conflicts as cf
 from central.console.i18n import Translator
 from central.reconcile import Incoming, Reconciler
 from central.store import CentralStore
-from protocol.account import Charged
+from protocol.account import Account, Charged
 from protocol.crypto import SigningKey, fingerprint
 from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, EventId, decode_event
@@ -90,6 +90,9 @@ class NodeHealth:
     pending: int  # the node's own events central has not received (as of last seen)
     open_conflicts: int
     fingerprint: str
+    cap: Fen = 0  # the offline cap in force (0: none)
+    exposure: Fen = 0  # see :meth:`ConsoleData.exposure` (0 online)
+    overruns: int = 0  # its open or acknowledged offline_overrun conflicts
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,19 +227,42 @@ class ConsoleData:
 
     # -- nodes ---------------------------------------------------------------------------
     async def nodes(self) -> list[NodeHealth]:
-        """The counters (central itself is no counter: it is never "offline" here)."""
+        """The counters (central itself is no counter: it is never "offline" here), each
+        with the offline cap in force, its exposure bound while offline
+        (:meth:`exposure`) and its open offline overruns."""
         nodes = [n for n in await self.store.nodes() if n.id != CENTRAL]
         lags = await self.store.lags()
         active = [r for r in await cf.list_conflicts(self.store)
                   if r.status in ("open", "acknowledged")]
+        await self.refresh()
+        _floor, cap = self.world.limits[-1][1:] if self.world.limits else (0, 0)
+        exposure = self.exposure(cap)
         out = []
         for n in nodes:
             state = "revoked" if n.revoked else ("online" if n.online else "offline")
+            mine = [r for r in active if n.id in r.nodes]
             out.append(NodeHealth(
                 n.id, n.role, state, n.last_seen_ms, n.head.seq,
-                lags.get(n.id, 0), n.pending,
-                sum(1 for r in active if n.id in r.nodes), fingerprint(n.pubkey)))
+                lags.get(n.id, 0), n.pending, len(mine), fingerprint(n.pubkey), cap,
+                exposure if state == "offline" else 0,
+                sum(1 for r in mine if r.kind == "offline_overrun")))
         return out
+
+    def exposure(self, cap: Fen) -> Fen:
+        """The most one offline counter can charge, without a supervisor, that central has
+        not seen: per account, no more than the cap (its offline limit since the last
+        sync) and no more than the account holds (balance plus green-channel credit, as
+        central knows it: a counter charges down to what it knows, which is at most
+        that); summed over every account.  No cap: the sum of what accounts hold.
+
+        An upper bound, not a measure: central cannot see what an offline counter did.
+        (A supervisor's approval lifts the limit; those overruns are flagged on reconnect.)
+        """
+        total = 0
+        for acct in self.world.state.all(Account):
+            room = max(0, acct.available)
+            total += min(cap, room) if cap else room
+        return total
 
     # -- search --------------------------------------------------------------------------
     async def search(self, text: str, limit: int = 50) -> list[SearchHit]:

@@ -298,6 +298,18 @@ _RECON14: dict[str, tuple[str, str]] = {
     "field.delta": ("数量变动", "delta"),
 }
 STRINGS.update(_RECON14)
+
+# -- offline limits (issue 11): the overrun conflict and each counter's exposure ----------
+_OFFLIMIT: dict[str, tuple[str, str]] = {
+    "conflict.offline_overrun": ("脱机超限", "offline_overrun"),
+    "explain.offline_overrun": ("窗口脱机期间（中心确认其事件之前）对同一账户的收费超过了中心设定的脱机限额（单笔或累计）；经主管批准的为低严重度，未经批准的须检查该窗口。账户若因此透支，由透支冲突处理。", ""),
+    "col.cap": ("脱机累计限额", "offline cap"),
+    "col.exposure": ("脱机风险上限", "exposure bound"),
+    "col.overruns": ("超限", "overruns"),
+    "nodes.exposure": ("脱机风险上限：窗口离线时，它不经主管批准最多能从各账户收走而中心尚未看到的金额 = 每个账户 min(累计限额, 中心所知可用余额) 之和（无累计限额时为可用余额之和）；在线为 0 · 超限：涉及该窗口的未处理脱机超限冲突",
+                       "exposure bound: while a counter is offline, the most it can charge without a supervisor that central has not seen = the sum over accounts of min(cap, the account's available balance as central knows it) (no cap: the sum of available balances); online 0 · overruns: its open offline-overrun conflicts"),
+}
+STRINGS.update(_OFFLIMIT)
 #: remedy codes said in Chinese from their events (any other code shows its English label)
 _REMEDY_CODES = ("reverse", "block", "move", "merge", "accept", "return", "bring_back", "keep",
                  "write_off", "correct")

@@ -10,6 +10,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from central.console.data import ConsoleData
 from central.console.screens import Table, bind_keys
+from protocol.money import yuan
 
 
 class NodesScreen(Screen[None]):
@@ -30,11 +31,11 @@ class NodesScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         tr = self.tr
         yield Header(show_clock=False)
-        yield Static(tr("nodes.legend"), id="legend")
+        yield Static(tr("nodes.legend") + "\n" + tr("nodes.exposure"), id="legend")
         table = Table(id="nodes", cursor_type="row", zebra_stripes=True)
         table.add_columns(*(tr(f"col.{c}") for c in (
             "node", "role", "state", "last_seen", "head", "lag", "pending", "conflicts",
-            "fingerprint")))
+            "fingerprint", "cap", "exposure", "overruns")))
         yield table
         yield Footer()
 
@@ -55,5 +56,6 @@ class NodesScreen(Screen[None]):
             table.add_row(n.id, tr.word("role", n.role), tr.word("state", n.state),
                           tr.ago(now - n.last_seen_ms) if n.last_seen_ms else tr("never"),
                           str(n.head_seq), str(n.lag), str(n.pending), str(n.open_conflicts),
-                          n.fingerprint,
+                          n.fingerprint, yuan(n.cap) if n.cap else "-",
+                          yuan(n.exposure) if n.exposure else "-", str(n.overruns),
                           key=n.id)

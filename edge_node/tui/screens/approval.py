@@ -2,8 +2,9 @@
 
 For the businesses that take cash out of the drawer or go past what one cashier may do
 alone (green channel, cash refunds, refunds above ``refund_approval_above``, settlement
-in cash).  The PIN is checked once, when the business is done (not in the dry run before
-the question), as at login — wrong PINs count towards the same lockout — and the
+in cash, a charge on a card number typed by hand or, offline, past the offline limits).
+The PIN is checked once, when the business is done (not in the dry run before the
+question), as at login — wrong PINs count towards the same lockout — and the
 approver must be a supervisor and not the operator (:func:`edge_node.staff.approve`).
 The signed event names them; the rule refuses the business without one.
 """
@@ -38,10 +39,22 @@ class ApprovedForm(FormScreen):
 
     field_ids: ClassVar[dict[str, str]] = {"supervisor": "approver"}
 
-    def approval_fields(self) -> Iterable[Widget]:
-        yield from self.labelled("form.approver", Input(id="approver", max_length=32))
-        yield from self.labelled("form.approver_pin", Input(id="approver_pin", max_length=12,
-                                                            password=True, restrict=r"[0-9]*"))
+    def approval_fields(self, *, hidden: bool = False) -> Iterable[Widget]:
+        """The id and PIN fields; ``hidden``: shown only once :meth:`ask_approval` (a
+        form whose business needs a supervisor only sometimes)."""
+        rows = [*self.labelled("form.approver", Input(id="approver", max_length=32),
+                               row_id="approver-row"),
+                *self.labelled("form.approver_pin", Input(id="approver_pin", max_length=12,
+                                                          password=True, restrict=r"[0-9]*"),
+                               row_id="approver_pin-row")]
+        for row in rows:
+            row.display = not hidden
+        yield from rows
+
+    def ask_approval(self) -> None:
+        """Show the approval fields (the business turned out to need a supervisor)."""
+        for row_id in ("#approver-row", "#approver_pin-row"):
+            self.query_one(row_id).display = True
 
     def approval_typed(self, problems: list[Problem], *, required: bool = False
                        ) -> tuple[str, str]:

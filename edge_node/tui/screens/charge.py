@@ -3,6 +3,11 @@
 Type a code, part of a name, or its pinyin or initials (``xcg``: 血常规); Enter adds the
 best match (× the quantity); ↓ into the list picks another.  In the cart, + and - change
 the quantity, Delete removes a line.
+
+A charge on a card number typed by hand, and offline one past the offline limits, needs
+a supervisor (issue 11): the supervisor's id and PIN fields appear when the counter
+refuses it for that (``approval.manual_entry``, ``approval.offline_limit``), and the
+charge goes through with them (the signed event names the supervisor).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ from textual.widgets.option_list import Option
 from edge_node.pricelist import PriceItem
 from edge_node.service import CounterService, Receipt
 from edge_node.tui.context import Counter
+from edge_node.tui.screens.approval import ApprovedForm
 from edge_node.tui.screens.base import bind_keys
-from edge_node.tui.screens.form import FormScreen, Plan
+from edge_node.tui.screens.form import Plan
 from protocol.errors import Problem
 from protocol.money import yuan
 
 MAX_QTY = 10_000
+#: the refusals a supervisor's approval lifts: the form asks for one
+APPROVAL_CODES = frozenset({"approval.manual_entry", "approval.offline_limit"})
 
 
 @dataclass(slots=True)
@@ -37,7 +45,7 @@ class CartLine:
         return self.item.unit_price * self.qty
 
 
-class ChargeScreen(FormScreen):
+class ChargeScreen(ApprovedForm):
     title_key = "title.charge"
     DEFAULT_CSS = """
     ChargeScreen #search-row { height: auto; }
@@ -67,6 +75,12 @@ class ChargeScreen(FormScreen):
         yield Static(id="total")
         yield from self.labelled("form.department", Input(self._department(), id="department",
                                                           max_length=64))
+        yield from self.approval_fields(hidden=True)
+
+    def show_problems(self, problems: list[Problem], refused: bool = False) -> None:
+        if refused and any(p.code in APPROVAL_CODES for p in problems):
+            self.ask_approval()
+        super().show_problems(problems, refused)
 
     def _department(self) -> str:
         return "门诊收费" if self.counter.tr.language == "zh" else "Outpatient cashier"
@@ -184,6 +198,7 @@ class ChargeScreen(FormScreen):
             return [Problem("form.cart", tr("form.cart_empty"), "search")]
         problems: list[Problem] = []
         department = self.required("department", "form.department", problems)
+        approver, pin = self.approval_typed(problems)
         if problems:
             return problems
         lines = [line.item.line(line.qty, tr.language) for line in self.cart]
@@ -192,6 +207,7 @@ class ChargeScreen(FormScreen):
         async def call(service: CounterService) -> Receipt:
             wallet, stamp = self.money_context()
             return await service.charge(card, lines, department, card_entry=entry,
-                                        wallet=wallet, stamp=stamp)
+                                        wallet=wallet, stamp=stamp,
+                                        approval=await self.approval(service, approver, pin))
         return Plan(tr("confirm.charge", name=self.view.patient.name, amount=yuan(self.total),
                        n=len(lines)), call)
