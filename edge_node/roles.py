@@ -79,4 +79,4 @@ def check(roles: Iterable[str] | None, action: str) -> None:
         need = ", ".join(sorted(ACTIONS[action]))
         raise OperationRefused([Problem(
             "role.not_allowed", f"your role ({who}) may not do this ({action}): it needs "
-            f"{need}", "operator", {"action": action, "roles": who, "need": need})])
+            f"{need}", "", {"action": action, "roles": who, "need": need})])
