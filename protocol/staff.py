@@ -49,7 +49,7 @@ from protocol.core import (
     say,
 )
 from protocol.errors import Problem
-from protocol.fields import Body, Field, body, choice, id_list, ident, spec, text
+from protocol.fields import Body, Field, body, choice, ident, spec, text
 
 ROLES = ("cashier", "triage", "doctor", "lab", "pharmacist", "supervisor", "it")
 #: the counter-local roles of ledgers from before central staff, as today's roles
@@ -132,7 +132,7 @@ class Enrolled(Body):
     roles: tuple[str, ...] = spec(_roles())
     pin_hash: str = spec(_pin_hash())
     #: the counters this person may log in at (none: every counter)
-    at_nodes: tuple[str, ...] = spec(id_list(50), ())
+    at_nodes: tuple[str, ...] = spec(Field(list, False, lo=0, hi=50, each=ident()), ())
 
     def problems(self) -> list[Problem]:
         return _role_problems(self.roles) + _hash_problems(self.pin_hash)
