@@ -88,6 +88,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"fingerprint {key.fingerprint}")
     print("enrol it at central:  onecard-central enrol "
           f"{cfg.node_id} --key {key.public_key.hex()} --role {cfg.role}")
+    if not cfg.pepper_file.exists():
+        print(f"then install central's staff pepper as {cfg.pepper_file} (mode 0600): staff "
+              "enrolled at central log in with it")
     return 0
 
 
