@@ -204,7 +204,7 @@ async def test_counter_local_staff_act_in_their_desk_role_and_central_wins(
         # central enrols the same id: central's record wins (its PIN, its roles)
         pepper = staff.new_pepper()
         h = staff.hash_pin("5678", pepper, hasher=staff.cheap_hasher())
-        ev, data, _ = sign_event(node_key(CENTRAL), node=CENTRAL, seq=1, prev=ZERO_HASH,
+        _, data, _ = sign_event(node_key(CENTRAL), node=CENTRAL, seq=1, prev=ZERO_HASH,
                                  hlc=Hlc(5, 0), operator="it", kind="staff.enrolled",
                                  body={"staff_id": "wang", "name": "王丽", "roles": ["lab"],
                                        "pin_hash": h})
@@ -283,3 +283,33 @@ async def test_each_role_can_do_only_its_actions(tmp_path: Path) -> None:
             await CounterService(led, "nurse", roles=frozenset({"triage"})).dry().deposit(
                 CARD, 2_000, "cash")
         assert refused.value.codes == ["role.not_allowed"]
+
+
+# -- the counter's screens: central's staff log in with the pepper, the roles go along ------
+async def test_the_login_screen_logs_central_staff_in_and_carries_their_roles(
+        tmp_path: Path) -> None:
+    from tests.tui_harness import home, log_in, make_app, make_config, open_ledger
+
+    cfg = make_config(tmp_path, pepper_file=tmp_path / "staff.pepper")
+    pepper = staff.new_pepper()
+    staff.write_pepper(cfg.pepper_file, pepper)
+    led = await open_ledger(cfg)
+    _, data, _ = sign_event(node_key(CENTRAL), node=CENTRAL, seq=1, prev=ZERO_HASH,
+                            hlc=Hlc(5, 0), operator="it", kind="staff.enrolled",
+                            body={"staff_id": "nurse.li", "name": "李护士", "roles": ["triage"],
+                                  "pin_hash": staff.hash_pin("2468", pepper,
+                                                             hasher=staff.cheap_hasher())})
+    await led.set_node_keys({CENTRAL: (node_key(CENTRAL).public_key, CENTRAL)})
+    await led.ingest([data])
+    app = make_app(cfg, led)
+    async with app.run_test() as pilot:
+        await log_in(pilot, "nurse.li", "2468")
+        assert app.counter is not None and app.counter.operator is not None
+        assert app.counter.operator.staff_id == "nurse.li"
+        service = app.counter.service
+        assert service.roles == {"triage"}
+        with pytest.raises(OperationRefused) as refused:  # a cashier's business: refused
+            await service.dry().deposit(CARD, 1_000, "cash")
+        assert refused.value.codes == ["role.not_allowed"]
+        assert home(pilot) is not None
+    await led.close()
