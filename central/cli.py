@@ -29,6 +29,14 @@
     onecard-central [--config PATH] audit daily [--date YYYY-MM-DD]
     onecard-central [--config PATH] balance CARD|PATIENT
     onecard-central [--config PATH] verify
+    onecard-central [--config PATH] staff add STAFF_ID NAME --role ROLE... [--at NODE...]
+                                    [--pin-stdin] --operator STAFF
+    onecard-central [--config PATH] staff set-role STAFF_ID [--role ROLE...] [--name NAME]
+                                    [--at NODE... | --everywhere] --operator STAFF
+    onecard-central [--config PATH] staff disable|enable STAFF_ID [--reason TEXT]
+                                    --operator STAFF
+    onecard-central [--config PATH] staff reset-pin STAFF_ID [--pin-stdin] --operator STAFF
+    onecard-central [--config PATH] staff list | pepper
 
 Exit status: 0 done, 1 refused (bad input, node unknown, bad lines in an import; the
 audit: findings or the day does not balance; verify: a bad event), 2 usage or config
@@ -223,7 +231,56 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("what", help="a card number or a patient id")
     sub.add_parser("verify", help="walk every chain central holds: hashes, signatures, "
                    "links; name the first bad event (exit 1)")
+    _staff_parser(sub)
     return p
+
+
+def _staff_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from protocol.staff import ROLES as STAFF_ROLES
+
+    roles = ", ".join(STAFF_ROLES)
+    s = sub.add_parser("staff", help="staff and their roles, signed by central: they sync to "
+                       "every counter and log in there offline (docs/deployment.md)")
+    ssub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def who(p: argparse.ArgumentParser) -> None:
+        p.add_argument("staff_id", help="login id, e.g. wang.li")
+        p.add_argument("--operator", default=None,
+                       help="your staff id, named in the event (default: $USER)")
+
+    def pin(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pin-stdin", action="store_true",
+                       help="read the PIN from one line of stdin (scripts), not the terminal")
+        p.add_argument("--pin", default=None, help=argparse.SUPPRESS)  # tests only: the PIN
+        # would show in the process list and the shell's history
+
+    a = ssub.add_parser("add", help="enrol a member of staff (PIN asked twice, not echoed)")
+    who(a)
+    a.add_argument("name", help="name shown on screen and receipts")
+    a.add_argument("--role", action="append", default=[], metavar="ROLE",
+                   help=f"repeatable (or comma-separated): {roles}")
+    a.add_argument("--at", action="append", default=[], metavar="NODE",
+                   help="only at this counter (repeatable; default: every counter)")
+    pin(a)
+    c = ssub.add_parser("set-role", help="new roles, name or counters (what is given changes)")
+    who(c)
+    c.add_argument("--role", action="append", default=[], metavar="ROLE",
+                   help=f"the new roles, repeatable: {roles}")
+    c.add_argument("--name", default="", help="a new name")
+    c.add_argument("--at", action="append", default=[], metavar="NODE",
+                   help="only at these counters from now on (repeatable)")
+    c.add_argument("--everywhere", action="store_true", help="at every counter from now on")
+    for name, text in (("disable", "stop them logging in at every counter"),
+                       ("enable", "let a disabled member of staff log in again")):
+        d = ssub.add_parser(name, help=text)
+        who(d)
+        d.add_argument("--reason", default="", help="why (kept in the event)")
+    r = ssub.add_parser("reset-pin", help="a new PIN (asked twice, not echoed)")
+    who(r)
+    pin(r)
+    ssub.add_parser("list", help="every member of staff central signed: roles, counters, state")
+    ssub.add_parser("pepper", help="make the staff PIN pepper if there is none; say where it "
+                    "is (copy it to every counter)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,6 +354,8 @@ def _run(args: argparse.Namespace) -> int:
             return asyncio.run(_balance(cfg, args.what))
         if args.command == "verify":
             return _verify(cfg)
+        if args.command == "staff":
+            return _staff(cfg, args)
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -351,6 +410,7 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
             return name if same else str(d.resolve() / name)
 
         text = render_config(db=where("central.sqlite3"), key_file=where("central.key"),
+                             pepper_file=where("staff.pepper"),
                              host=host, port=port,
                              tls_cert=where(CERT_NAME) if tls_self_signed else "",
                              tls_key=where(KEY_NAME) if tls_self_signed else "")
@@ -369,6 +429,13 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
     except OSError as exc:
         print(f"onecard-central: cannot write {cfg.key_file}: {exc}", file=sys.stderr)
         return 2
+    from central.staff import ensure_pepper
+
+    try:
+        ensure_pepper(cfg.pepper_file)
+    except OSError as exc:
+        print(f"onecard-central: cannot write {cfg.pepper_file}: {exc}", file=sys.stderr)
+        return 2
 
     async def setup() -> None:
         store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
@@ -381,6 +448,8 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
     print(f"config      {cfg_path}")
     print(f"database    {cfg.db}")
     print(f"key file    {cfg.key_file} (keep secret, mode 0600)")
+    print(f"pepper      {cfg.pepper_file} (keep secret, mode 0600): copy it to every counter "
+          "as its pepper_file")
     print(f"central key {key.public_key.hex()}")
     print(f"fingerprint {key.fingerprint}")
     print('Pin the central key in every counter\'s config: [sync] central_key = "…"')
@@ -608,6 +677,19 @@ def _limits(cfg: CentralConfig, args: argparse.Namespace) -> int:
     return asyncio.run(limits.run(cfg, args.action, floor=getattr(args, "floor", None),
                                   cap=getattr(args, "cap", None), operator=operator,
                                   out=sys.stdout, err=sys.stderr))
+
+
+def _staff(cfg: CentralConfig, args: argparse.Namespace) -> int:
+    import getpass
+
+    from central import staff
+
+    if getattr(args, "operator", "x") is None:
+        try:
+            args.operator = getpass.getuser()
+        except (KeyError, OSError):  # no login name (a container): say who with --operator
+            args.operator = ""
+    return asyncio.run(staff.run(cfg, args))
 
 
 def _restore(cfg: CentralConfig, file: Path) -> int:

@@ -3,6 +3,8 @@
     [central]
     db = "central.sqlite3"        # SQLite file; relative paths are relative to this file
     key_file = "central.key"      # central's Ed25519 seed, 64 hex digits, mode 0600
+    pepper_file = "staff.pepper"  # the hospital's staff PIN pepper, 64 hex digits, mode
+                                  #   0600: made by init, copied to every counter
     host = "127.0.0.1"            # address `serve` listens on
     port = 8765                   # 0 picks a free port (printed on start)
     handshake_timeout_s = 10      # hello → welcome must finish within this
@@ -96,6 +98,7 @@ class CentralConfig:
     tls_key: Path | None = None
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str = ""
+    pepper_file: Path = Path("staff.pepper")  # (made absolute by load)
 
     @property
     def scheme(self) -> str:
@@ -135,6 +138,7 @@ class CentralConfig:
             "tls_key",
             "metrics_allow",
             "metrics_token",
+            "pepper_file",
         }
         unknown = sorted(set(sec) - known)
         if unknown:
@@ -223,6 +227,7 @@ class CentralConfig:
             offline_limits=offline,
             metrics_allow=tuple(allow),
             metrics_token=token,
+            pepper_file=rel(sec.get("pepper_file", "staff.pepper"), "pepper_file"),
         )
 
 
@@ -236,6 +241,7 @@ def render_config(
     port: int = 8765,
     tls_cert: str = "",
     tls_key: str = "",
+    pepper_file: str = "staff.pepper",
 ) -> str:
     """The text of a fresh config file with every key and its meaning."""
     return (
@@ -243,6 +249,7 @@ def render_config(
         "[central]\n"
         f'db = "{db}"                  # SQLite file, relative to this file\n'
         f'key_file = "{key_file}"      # Ed25519 seed, 64 hex digits, keep at mode 0600\n'
+        f'pepper_file = "{pepper_file}"  # staff PIN pepper (0600): copy to every counter\n'
         f'host = "{host}"             # listen address; "0.0.0.0": counters on other machines\n'
         f"port = {port}                 # 0 = pick a free port, printed on start\n"
         "handshake_timeout_s = 10\n"

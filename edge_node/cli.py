@@ -61,7 +61,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve() if args.data_dir else base
     cfg = cfgmod.EdgeConfig(
         node_id=args.node_id, role=args.role, db=data_dir / f"{args.node_id}.sqlite3",
-        key_file=data_dir / "node.key", language=args.language,
+        key_file=data_dir / "node.key", pepper_file=data_dir / "staff.pepper",
+        language=args.language,
         sync=cfgmod.SyncConfig(args.central_url, args.central_key or ""),
     )
     # the [sync] TLS keys are checked (pin form, wss:// URL) and ca_file made absolute
@@ -87,6 +88,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"fingerprint {key.fingerprint}")
     print("enrol it at central:  onecard-central enrol "
           f"{cfg.node_id} --key {key.public_key.hex()} --role {cfg.role}")
+    if not cfg.pepper_file.exists():
+        print(f"then install central's staff pepper as {cfg.pepper_file} (mode 0600): staff "
+              "enrolled at central log in with it")
     return 0
 
 

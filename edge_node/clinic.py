@@ -32,6 +32,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edge_node import roles
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from edge_node.staff import Approval, supervisor_field
@@ -156,16 +157,17 @@ class ClinicService:
     """
 
     def __init__(self, ledger: Ledger, operator: str = "", *, consult_code: str = "",
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, roles: frozenset[str] | None = None) -> None:
         self.ledger = ledger
         self.operator = operator
         self.consult_code = consult_code
         self.dry_run = dry_run
+        self.roles = roles  # what the operator may do (edge_node.roles; None: unchecked)
 
     def dry(self) -> ClinicService:
         """The same service checking instead of writing (nothing signed or stored)."""
         return ClinicService(self.ledger, self.operator, consult_code=self.consult_code,
-                             dry_run=True)
+                             dry_run=True, roles=self.roles)
 
     # -- reading --------------------------------------------------------------------------
     async def patient_of_card(self, card_no: str) -> str:
@@ -312,6 +314,7 @@ class ClinicService:
 
         ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
         past the offline limits (and a card number typed by hand) needs."""
+        roles.check(self.roles, "clinic.consult")
         v = await self._visit(visit_id)
         ops: list[Op] = []
         if v.status != "consulting":
@@ -333,9 +336,11 @@ class ClinicService:
         return state.get(Visit, visit_id) or v
 
     async def finish(self, visit_id: str) -> Visit:
+        roles.check(self.roles, "clinic.consult")
         return await self._step(visit_id, "done")
 
     async def no_show(self, visit_id: str) -> Visit:
+        roles.check(self.roles, "clinic.consult")
         return await self._step(visit_id, "no_show")
 
     async def _step(self, visit_id: str, step: str) -> Visit:
@@ -347,6 +352,7 @@ class ClinicService:
     async def diagnose(self, visit_id: str, text: str, icd10: str = "") -> Diagnosis:
         """A diagnosis of the visit: free text and an optional ICD-10 code (the body
         checks its form: ``J06.9``)."""
+        roles.check(self.roles, "clinic.consult")
         v = await self._visit(visit_id)
         body: dict[str, Any] = {"visit_id": visit_id, "patient_id": v.patient_id,
                                 "text": text.strip()}
@@ -358,6 +364,7 @@ class ClinicService:
 
     async def record_allergy(self, patient_id: str, substance: str,
                              reaction: str = "") -> Profile:
+        roles.check(self.roles, "clinic.consult")
         body: dict[str, Any] = {"patient_id": patient_id, "substance": substance.strip()}
         if reaction.strip():
             body["reaction"] = reaction.strip()
@@ -365,11 +372,13 @@ class ClinicService:
         return state.get_or_new(Profile, patient_id)
 
     async def withdraw_allergy(self, patient_id: str, substance: str) -> Profile:
+        roles.check(self.roles, "clinic.consult")
         state = await self._run([Op("patient.allergy_recorded", {
             "patient_id": patient_id, "substance": substance.strip(), "active": 0})])
         return state.get_or_new(Profile, patient_id)
 
     async def set_insurance(self, patient_id: str, insurance: str) -> Profile:
+        roles.check(self.roles, "clinic.consult")
         state = await self._run([Op("patient.insurance_set", {
             "patient_id": patient_id, "insurance": insurance})])
         return state.get_or_new(Profile, patient_id)
@@ -471,6 +480,7 @@ class ClinicService:
         Refuses while a check blocks, or while a warning is not in ``accept_warnings``
         (its :attr:`Finding.key`, or its code to accept every warning of that code).
         """
+        roles.check(self.roles, "clinic.order")
         findings = await self.check_order(visit_id, lines, template, approval)
         blocks = [f.problem for f in findings if f.blocks]
         if blocks:
@@ -499,6 +509,7 @@ class ClinicService:
         The approval is the operator's name for now: once the trust issue's approvals
         exist it becomes a credential the rule checks (a signed approval by a doctor).
         """
+        roles.check(self.roles, "clinic.order")
         o = await self.ledger.get(Order, order_id)
         if o is None or not o.placed_at:
             raise _refuse("order.unknown", f"order {order_id} is not known at this counter",

@@ -1411,9 +1411,25 @@ _OFFLIMIT = {
     "field.cap": ("脱机累计限额", "Offline cap"),
 }
 
+_STAFFEV = {
+    # staff signed by central (protocol/staff.py), the role table (edge_node/roles.py)
+    "problem.role.not_allowed": ("您的角色（{roles}）不能办理此项业务（{action}），需要：{need}", "your role ({roles}) may not do this ({action}): it needs {need}"),
+    "login.no_pepper": ("本窗口未安装员工密码密钥，无法核对中心登记的员工密码：请联系信息科", "This counter has no staff pepper installed, so it cannot check central's staff PINs: ask IT"),
+    "login.not_here": ("该工号不能在本窗口登录：请联系信息科", "This staff id may not log in at this counter: ask IT"),
+    "problem.approval.no_pepper": ("本窗口未安装员工密码密钥，无法核对主管密码：请联系信息科", "this counter has no staff pepper installed, so it cannot check the supervisor's PIN: ask IT"),
+    "problem.approval.not_here": ("该主管工号不能在本窗口使用", "that supervisor id may not be used at this counter"),
+    "problem.staff.role_twice": ("同一角色列了两次", "a role is listed twice"),
+    "problem.staff.pin_hash": ("密码摘要格式不正确", "the PIN hash is not an Argon2 hash"),
+    "problem.staff.no_change": ("请说明要改什么：姓名、角色或柜台", "say what changes: name, roles or counters"),
+    "field.staff_id": ("工号", "staff id"),
+    "field.roles": ("角色", "roles"),
+    "field.pin_hash": ("密码摘要", "PIN hash"),
+    "field.at_nodes": ("可登录的柜台", "counters"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT):
+               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT, _STAFFEV):
     STRINGS.update(_block)
 
 

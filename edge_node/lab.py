@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from edge_node import roles
 from edge_node.errors import OperationRefused
 from edge_node.labels import MAX_SPECIMEN_SEQ, Label, specimen_id, specimen_label
 from edge_node.ledger import Ledger, Op, OpContext
@@ -133,17 +134,19 @@ class LabService:
     """
 
     def __init__(self, ledger: Ledger, operator: str = "", *, dept: str,
-                 queue_tag: str = "", dry_run: bool = False) -> None:
+                 queue_tag: str = "", dry_run: bool = False,
+                 roles: frozenset[str] | None = None) -> None:
         self.ledger = ledger
         self.operator = operator
         self.dept = dept
         self.queue_tag = queue_tag or default_tag(ledger.node_id)
         self.dry_run = dry_run
+        self.roles = roles  # what the operator may do (edge_node.roles; None: unchecked)
 
     def dry(self) -> LabService:
         """The same service checking instead of writing (nothing signed or stored)."""
         return LabService(self.ledger, self.operator, dept=self.dept,
-                          queue_tag=self.queue_tag, dry_run=True)
+                          queue_tag=self.queue_tag, dry_run=True, roles=self.roles)
 
     def today(self) -> str:
         """This counter's day (``YYYY-MM-DD`` in the hospital's time zone)."""
@@ -235,6 +238,7 @@ class LabService:
         ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
         past the offline limits (and a card number typed by hand) needs.
         """
+        roles.check(self.roles, "lab.execute")
         if not self.dept:
             raise _refuse("lab.no_dept", "this window has no department configured",
                           "dept")
@@ -269,16 +273,19 @@ class LabService:
     # -- the steps after it ---------------------------------------------------------------
     async def collect(self, order_id: str, patient_id: str = "") -> Order:
         """The specimen of a lab order was collected."""
+        roles.check(self.roles, "lab.execute")
         return await self._step(order_id, "collected", patient_id)
 
     async def execute(self, order_id: str, patient_id: str = "") -> Order:
         """The exam or test was done: from now on the order cannot be cancelled."""
+        roles.check(self.roles, "lab.execute")
         return await self._step(order_id, "executed", patient_id)
 
     async def result(self, order_id: str, text: str = "", report_ref: str = "",
                      patient_id: str = "") -> Order:
         """The result is ready: a short text, or the number of the LIS/PACS report (or
         both).  A later result corrects an earlier one."""
+        roles.check(self.roles, "lab.execute")
         return await self._step(order_id, "resulted", patient_id, text.strip(),
                                 report_ref.strip())
 

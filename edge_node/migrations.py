@@ -121,6 +121,15 @@ CREATE TABLE key_spans (
     PRIMARY KEY (node, public_key)
 )
 """),
+    (9, "staff signed by central: this counter's own count of their wrong PINs", """
+-- Central's staff are records folded from its signed events (staff_members); what this
+-- counter counts of their logins is local, like the staff table's own columns.
+CREATE TABLE staff_attempts (
+    staff_id TEXT PRIMARY KEY,
+    failed INTEGER NOT NULL DEFAULT 0,  -- wrong PINs in a row
+    locked_until_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID
+"""),
 ]
 
 

@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from edge_node import roles
 from edge_node.errors import OperationRefused
 from edge_node.i18n import Translator
 from edge_node.labels import Label, dispense_label
@@ -233,19 +234,20 @@ class PharmacyService:
     def __init__(self, ledger: Ledger, operator: str = "", *, pharmacy: str,
                  low_stock: int = DEFAULT_LOW_STOCK,
                  low_stock_items: Mapping[str, int] | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, roles: frozenset[str] | None = None) -> None:
         self.ledger = ledger
         self.operator = operator
         self.pharmacy = pharmacy
         self.low_stock = low_stock
         self.low_stock_items = dict(low_stock_items or {})
         self.dry_run = dry_run
+        self.roles = roles  # what the operator may do (edge_node.roles; None: unchecked)
 
     def dry(self) -> PharmacyService:
         """The same service checking instead of writing (nothing signed or stored)."""
         return PharmacyService(self.ledger, self.operator, pharmacy=self.pharmacy,
                                low_stock=self.low_stock, low_stock_items=self.low_stock_items,
-                               dry_run=True)
+                               dry_run=True, roles=self.roles)
 
     def _need_pharmacy(self) -> None:
         if not self.pharmacy:
@@ -366,6 +368,7 @@ class PharmacyService:
 
         ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
         past the offline limits (and a card number typed by hand) needs."""
+        roles.check(self.roles, "pharmacy.dispense")
         pres = await self.prescription(order_id, patient_id)
         o = pres.order
         if lines is None:
@@ -415,6 +418,7 @@ class PharmacyService:
         when the order was sent goes back to the deposit (DOMAIN 3.10); charged at
         execution, nothing undispensed was charged, so nothing is given back.
         ``approved_by``: the doctor who approved it."""
+        roles.check(self.roles, "pharmacy.return")
         pres = await self.prescription(order_id, patient_id)
         o = pres.order
         problems = []
@@ -485,6 +489,7 @@ class PharmacyService:
     async def receive(self, code: str, qty: int, batch: str = "",
                       source: str = "") -> StockReceipt:
         """``qty`` of ``code`` received from the store room (``source``), batch ``batch``."""
+        roles.check(self.roles, "pharmacy.stock")
         body: dict[str, Any] = {"pharmacy": self.pharmacy, "code": code.strip(), "qty": qty}
         if batch.strip():
             body["batch"] = batch.strip()
@@ -495,6 +500,7 @@ class PharmacyService:
     async def transfer(self, code: str, qty: int, to_pharmacy: str,
                        note: str = "") -> StockReceipt:
         """``qty`` of ``code`` sent to ``to_pharmacy`` (one event: out here, in there)."""
+        roles.check(self.roles, "pharmacy.stock")
         body: dict[str, Any] = {"from_pharmacy": self.pharmacy, "to_pharmacy": to_pharmacy.strip(),
                                 "code": code.strip(), "qty": qty}
         if note.strip():
@@ -503,6 +509,7 @@ class PharmacyService:
 
     async def adjust(self, code: str, delta: int, reason: str, note: str = "") -> StockReceipt:
         """Stock of ``code`` changed by ``delta`` for ``reason`` (expired, damaged, count)."""
+        roles.check(self.roles, "pharmacy.stock")
         if reason not in ADJUST_REASONS:
             raise _refuse("pharmacy.adjust_reason", "choose the reason: expired, damaged or "
                           "count", "reason")

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from edge_node import roles
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from edge_node.reports import BusinessDay, DailyReport, business_day, close_body, daily_report
@@ -179,17 +180,26 @@ def _stamp_fields(account: Account, wallet: CardWallet | None, delta: Fen,
 
 
 class CounterService:
-    """Counter operations on one ledger, done as the logged-in ``operator``."""
+    """Counter operations on one ledger, done as the logged-in ``operator``.
 
-    def __init__(self, ledger: Ledger, operator: str = "", *, dry_run: bool = False) -> None:
+    ``roles``: what the operator may do (:mod:`edge_node.roles`), checked by every
+    operation that writes; None checks nothing (tests, the walkthrough — the counter's
+    screens always set it at login).  ``pepper``: the hospital's staff PIN pepper, for
+    checking central's staff (logins and approvals at this counter)."""
+
+    def __init__(self, ledger: Ledger, operator: str = "", *, dry_run: bool = False,
+                 roles: frozenset[str] | None = None, pepper: bytes = b"") -> None:
         self.ledger = ledger
         self.operator = operator
         self.dry_run = dry_run
+        self.roles = roles
+        self.pepper = pepper
 
     def dry(self) -> CounterService:
         """This service (same ledger and operator) checking instead of writing: every
         operation runs as it would and returns a preview :class:`Receipt`, or refuses."""
-        return CounterService(self.ledger, self.operator, dry_run=True)
+        return CounterService(self.ledger, self.operator, dry_run=True, roles=self.roles,
+                              pepper=self.pepper)
 
     # -- lookups -------------------------------------------------------------------------
     async def lookup_card(self, card_no: str) -> PatientView:
@@ -392,6 +402,7 @@ class CounterService:
         ``tendered``/``reference``: see :meth:`deposit`.  The card fee (config
         ``card_fee``), if any, is charged in the same append.
         """
+        roles.check(self.roles, "patient.register")
         problems = self._first_deposit_problems(first_deposit)
         if problems:
             raise OperationRefused(problems)
@@ -442,6 +453,7 @@ class CounterService:
         return await self._append(ops, "Registration and card", lines, "receipt_no")
 
     async def update_patient(self, patient_id: str, **changes: str) -> Receipt:
+        roles.check(self.roles, "patient.register")
         body: dict[str, Any] = {"patient_id": patient_id}
         body.update({k: v.strip() for k, v in changes.items() if v is not None})
         return await self._append([Op("patient.updated", body)], "Patient details")
@@ -449,6 +461,7 @@ class CounterService:
     async def issue_card(self, patient_id: str, card_no: str, medium: str = "chip", *,
                          chip_uid: str = "") -> Receipt:
         """Another card for a registered patient (the card fee, if any, in the same append)."""
+        roles.check(self.roles, "patient.register")
         body = {"card_no": card_no, "patient_id": patient_id, "medium": medium,
                 **({"chip_uid": chip_uid} if chip_uid else {})}
         ops = [Op("card.issued", body)]
@@ -459,6 +472,7 @@ class CounterService:
         return await self._append(ops, "Card issued")
 
     async def report_lost(self, card_no: str, verified_by: str, reason: str = "") -> Receipt:
+        roles.check(self.roles, "patient.register")
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             b: dict[str, Any] = {"card_no": card_no, "patient_id": card.patient_id,
                                  "verified_by": verified_by}
@@ -476,6 +490,7 @@ class CounterService:
         The card fee (config ``card_fee``), if any, is charged in the same append, on
         the new card (``stamp``: it is on a chip reader and gets the wallet stamp).
         """
+        roles.check(self.roles, "patient.register")
         holder: dict[str, str] = {}
 
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
@@ -504,6 +519,7 @@ class CounterService:
         card or mobile payment (required for those).  Both are kept in the event, so a
         reprint shows them.
         """
+        roles.check(self.roles, "money.deposit")
         _check_entry(card_entry)
 
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
@@ -530,6 +546,7 @@ class CounterService:
         the ledger's balance and a newer stamp's (plus green-channel credit).
         ``stamp``: the card is on a chip reader; the event records the stamp to write.
         """
+        roles.check(self.roles, "money.charge")
         _check_entry(card_entry)
         lines = [{"code": i["code"], "name": i["name"], "qty": i["qty"],
                   "unit_price": i["unit_price"]} for i in items]
@@ -563,6 +580,7 @@ class CounterService:
         already returned.  ``approved_by``: who approved it clinically (the doctor, DOMAIN
         3.10); ``approval``: the supervisor whose PIN this counter checked, which a cash
         refund and one above ``refund_approval_above`` need (the rule refuses without)."""
+        roles.check(self.roles, "money.refund")
         charge = await self.ledger.get(Charge, charge_id)
         if charge is None or not charge.patient_id:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
@@ -617,6 +635,7 @@ class CounterService:
         the cash the cashier counted.  It syncs to central like any event, where the
         daily audit compares it with the day recomputed from the events.  Dry: checked
         only (the event is None).  No money moves."""
+        roles.check(self.roles, "money.close_day")
         report = await daily_report(self.ledger, day, "" if all_operators else self.operator)
         ops = [Op("report.closed", close_body(report, counted_cash, note))]
         if self.dry_run:
@@ -646,6 +665,7 @@ class CounterService:
         reason, as a refund marked ``void``.  Refused for a charge of another business
         day (``timezone``/``cutoff``: the counter's, see :mod:`edge_node.reports`), and
         (by the refund rule) for one already refunded or voided."""
+        roles.check(self.roles, "money.void")
         charge = await self.ledger.get(Charge, charge_id)
         if charge is None or not charge.charged_at:
             raise _refuse("refund.unknown_charge", f"charge {charge_id} is not known at this "
@@ -737,6 +757,7 @@ class CounterService:
         Refused while a wallet stamp shows spending this counter has not synced yet:
         paying out the ledger's balance then would hand out money already spent.
         """
+        roles.check(self.roles, "money.settle")
         def body(card: Card, ctx: OpContext) -> dict[str, Any]:
             acct = ctx.state.get_or_new(Account, card.patient_id)
             balance = acct.balance
@@ -760,6 +781,7 @@ class CounterService:
         (at most the configured cap); ``limit`` 0 ends it.  Always approved by a
         supervisor whose PIN the counter checked (:func:`edge_node.staff.approve`): the
         event names them."""
+        roles.check(self.roles, "money.credit")
         if not isinstance(approval, Approval):
             raise _refuse("approval.required", "a supervisor must approve the green channel "
                           "with their id and PIN", "approver")

@@ -1,5 +1,17 @@
 """Counter staff: who may operate this counter, and their login by staff id + PIN.
 
+Two sources, central's winning: the staff central signed (:mod:`protocol.staff`,
+folded into ``staff_members`` from events that sync to every counter), and this
+counter's own ``staff`` table (``onecard-edge staff add``: a counter with no central
+staff yet, the demo, tests).  A staff id central knows logs in only as central says —
+its own table's row of the same id is not looked at — so disabling someone at central
+reaches every counter with its next sync.  Both log in offline.
+
+Central's PIN hashes are *peppered*: Argon2id of HMAC-SHA256(pepper, PIN), where the
+pepper is the hospital's secret in a file beside the node key (``pepper_file``, mode
+0600, made by ``onecard-central init`` and copied to each counter when it is set up),
+never in the ledger.  A copied ledger file alone cannot confirm a PIN guess.
+
 PINs are stored only as Argon2id hashes (argon2-cffi's encoded form, which carries its
 own cost parameters, so a hash made with cheaper test parameters still verifies).
 Hashing is deliberately slow, so it runs in a worker thread, never on the event loop
@@ -7,25 +19,36 @@ and never in the ledger's thread.  After :data:`MAX_FAILED` wrong PINs in a row 
 id is locked for :data:`LOCKOUT_MS`: a PIN has few digits, guessing must be slow.
 
 The staff table lives in the counter's ledger file (migration 2) but is not an event
-projection: it is local to this counter and is neither synced nor rebuilt.
+projection: it is local to this counter and is neither synced nor rebuilt.  The count
+of wrong PINs of central's staff is local too (``staff_attempts``, migration 9): it is
+not a signed fact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import os
 import re
+import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from edge_node.errors import EdgeError
 from edge_node.ledger import Ledger
+from edge_node.roles import DESK_ROLE
+from protocol.staff import STAFF_ID_RE, StaffMember, expand_roles
 
+#: the roles of this counter's own staff table (central's: protocol.staff.ROLES)
 ROLES = ("cashier", "supervisor", "admin")
-STAFF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+PEPPER_BYTES = 32
 PIN_RE = re.compile(r"^[0-9]{4,12}$")
 MAX_FAILED = 5
 LOCKOUT_MS = 5 * 60 * 1000
@@ -35,13 +58,67 @@ _HASHER = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory pr
 
 @dataclass(frozen=True, slots=True)
 class Staff:
+    """Who is logged in: ``role`` as recorded (central's: comma-joined), ``roles`` what
+    they may do here (:mod:`edge_node.roles`; empty: read from ``role``)."""
+
     staff_id: str
     name: str
     role: str = "cashier"
+    roles: frozenset[str] = field(default=frozenset(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.roles:
+            object.__setattr__(self, "roles", expand_roles(self.role))
 
     @property
     def is_supervisor(self) -> bool:
-        return self.role in ("supervisor", "admin")
+        return "supervisor" in self.roles
+
+
+# -- the pepper ---------------------------------------------------------------------------
+class PepperError(EdgeError):
+    """The pepper file is there but unusable (not 64 hex digits, readable by others)."""
+
+    title = "Staff pepper"
+
+
+def new_pepper() -> bytes:
+    return secrets.token_bytes(PEPPER_BYTES)
+
+
+def write_pepper(path: Path, pepper: bytes) -> None:
+    """Write the pepper with mode 0600 from the start (like the node key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(pepper.hex() + "\n")
+
+
+def load_pepper(path: Path) -> bytes:
+    """The pepper in ``path``: FileNotFoundError when there is none, PepperError when it
+    is not one or others may read it."""
+    text = path.read_text().strip()
+    if path.stat().st_mode & 0o077:
+        raise PepperError(f"the staff pepper {path} is readable by others: chmod 600 {path}")
+    try:
+        pepper = bytes.fromhex(text)
+    except ValueError:
+        pepper = b""
+    if len(pepper) != PEPPER_BYTES:
+        raise PepperError(f"{path} does not hold a staff pepper ({PEPPER_BYTES * 2} hex digits)")
+    return pepper
+
+
+def peppered(pepper: bytes, pin: str) -> str:
+    """What is hashed for a PIN: HMAC-SHA256 of it keyed with the pepper (hex)."""
+    return hmac.new(pepper, pin.encode(), hashlib.sha256).hexdigest()
+
+
+def hash_pin(pin: str, pepper: bytes, *, hasher: PasswordHasher | None = None) -> str:
+    """The peppered Argon2id hash central signs (slow: call it off the event loop)."""
+    if len(pepper) != PEPPER_BYTES:
+        raise PepperError("no staff pepper: central's PIN hashes need one")
+    return (hasher or _HASHER).hash(peppered(pepper, pin))
 
 
 class LoginRefused(EdgeError):
@@ -95,9 +172,18 @@ async def add_staff(ledger: Ledger, staff_id: str, name: str, pin: str, role: st
 
 
 async def list_staff(ledger: Ledger) -> list[Staff]:
+    """Everyone who may log in here: central's staff (not disabled, this counter among
+    theirs) and this counter's own (an id central knows is central's)."""
+    members: list[StaffMember] = await ledger.find(StaffMember, "disabled", 0, limit=1_000_000)
+    central = {m.staff_id for m in await ledger.find(StaffMember, "disabled", 1,
+                                                          limit=1_000_000)}
+    out = {m.staff_id: Staff(m.staff_id, m.name, m.roles, m.role_set) for m in members
+           if m.pin_hash and m.may_use(ledger.node_id)}
+    central |= {m.staff_id for m in members}
     rows = await ledger.run(lambda c: c.execute(
         "SELECT staff_id, name, role FROM staff WHERE disabled=0 ORDER BY staff_id").fetchall())
-    return [Staff(*r) for r in rows]
+    out.update({r[0]: Staff(*r) for r in rows if r[0] not in central})
+    return [out[k] for k in sorted(out)]
 
 
 async def disable_staff(ledger: Ledger, staff_id: str) -> bool:
@@ -124,18 +210,18 @@ def supervisor_field(approval: Approval | None) -> dict[str, str]:
 
 
 async def approve(ledger: Ledger, staff_id: str, pin: str, *, operator: str,
-                  now_ms: int | None = None) -> Approval:
+                  now_ms: int | None = None, pepper: bytes = b"") -> Approval:
     """A supervisor approving what ``operator`` is doing, by their own id and PIN.
 
-    The PIN is checked as at login (the same count of wrong PINs and lockout); then the
-    approver must be a supervisor (or admin) and another person than the operator.
-    Raises :class:`LoginRefused` (``approval.self``, ``approval.not_supervisor`` or a
-    login code).
+    The PIN is checked as at login (the same count of wrong PINs and lockout, the same
+    records: a supervisor central disabled cannot approve); then the approver must be a
+    supervisor and another person than the operator.  Raises :class:`LoginRefused`
+    (``approval.self``, ``approval.not_supervisor`` or a login code).
     """
     if staff_id.strip() == operator:
         raise LoginRefused("approval.self", "another person must approve: a supervisor, "
                            "not the operator")
-    s = await login(ledger, staff_id, pin, now_ms=now_ms)
+    s = await login(ledger, staff_id, pin, now_ms=now_ms, pepper=pepper)
     if not s.is_supervisor:
         raise LoginRefused("approval.not_supervisor",
                            f"{s.staff_id} is not a supervisor: ask a supervisor to approve",
@@ -143,8 +229,13 @@ async def approve(ledger: Ledger, staff_id: str, pin: str, *, operator: str,
     return Approval(s.staff_id, s.name, s.role)
 
 
-async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None = None) -> Staff:
+async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None = None,
+                pepper: bytes = b"", desk: str = "") -> Staff:
     """The staff member whose id and PIN these are; :class:`LoginRefused` otherwise.
+
+    Central's record of the id wins (:mod:`protocol.staff`, checked with ``pepper``);
+    else this counter's own table, whose staff also act in the role of ``desk`` (the
+    counter's config role, :data:`edge_node.roles.DESK_ROLE`).
 
     Wrong PINs are counted; the count resets on a good login.  An unknown id and a
     wrong PIN get the same message, so the screen does not confirm which ids exist.
@@ -157,6 +248,9 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
     """
     now = _now_ms() if now_ms is None else now_ms
     sid = staff_id.strip()
+    member: StaffMember | None = await ledger.get(StaffMember, sid) if sid else None
+    if member is not None:
+        return await _login_central(ledger, member, pin, now, pepper)
 
     def reserve(conn: sqlite3.Connection) -> tuple[str, str, str, int, int] | None:
         row = conn.execute("SELECT name, role, pin_hash, disabled, failed, locked_until_ms "
@@ -166,33 +260,80 @@ async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None =
         name, role, pin_hash, disabled, failed, locked_until = row
         if disabled or locked_until > now:
             return name, role, "", disabled, locked_until
-        n = failed + 1
-        until = now + LOCKOUT_MS if n >= MAX_FAILED else 0
-        conn.execute("UPDATE staff SET failed=?, locked_until_ms=? WHERE staff_id=?",
-                     (0 if until else n, until, sid))
-        return name, role, pin_hash, 0, -until  # (negative: this attempt locks the id)
+        return name, role, pin_hash, 0, _count(conn, "staff", sid, failed, now)
     got = await ledger.write(reserve)
     if got is None:
         raise LoginRefused("login.wrong", "staff id or PIN is wrong")
     name, role, pin_hash, disabled, locked = got
     if disabled:
         raise LoginRefused("login.disabled", f"staff id {sid} is disabled: ask a supervisor")
+    _refuse_locked(locked, now)
+    if await _verify(pin_hash, pin):
+        await ledger.write(lambda conn: conn.execute(
+            "UPDATE staff SET failed=0, locked_until_ms=0 WHERE staff_id=?", (sid,)))
+        desk_role = DESK_ROLE.get(desk)
+        return Staff(sid, name, role, expand_roles(role) | ({desk_role} if desk_role else set()))
+    _refuse_wrong(locked)
+
+
+async def _login_central(ledger: Ledger, m: StaffMember, pin: str, now: int,
+                         pepper: bytes) -> Staff:
+    sid = m.staff_id
+    if m.disabled:
+        raise LoginRefused("login.disabled", f"staff id {sid} is disabled: ask a supervisor")
+    if not pepper:
+        raise LoginRefused("login.no_pepper", "this counter has no staff pepper installed, so "
+                           "it cannot check central's staff PINs: ask IT (pepper_file)")
+
+    def reserve(conn: sqlite3.Connection) -> int:
+        conn.execute("INSERT OR IGNORE INTO staff_attempts (staff_id) VALUES (?)", (sid,))
+        failed, locked_until = conn.execute("SELECT failed, locked_until_ms FROM "
+                                            "staff_attempts WHERE staff_id=?", (sid,)).fetchone()
+        if locked_until > now:
+            return int(locked_until)
+        return _count(conn, "staff_attempts", sid, failed, now)
+    locked = await ledger.write(reserve)
+    _refuse_locked(locked, now)
+    if await _verify(m.pin_hash, peppered(pepper, pin)):
+        await ledger.write(lambda conn: conn.execute(
+            "UPDATE staff_attempts SET failed=0, locked_until_ms=0 WHERE staff_id=?", (sid,)))
+        if not m.may_use(ledger.node_id):
+            raise LoginRefused("login.not_here", f"staff id {sid} may not log in at this "
+                               "counter: ask IT", staff=sid)
+        return Staff(sid, m.name, m.roles, m.role_set)
+    _refuse_wrong(locked)
+
+
+def _count(conn: sqlite3.Connection, table: str, sid: str, failed: int, now: int) -> int:
+    """Count one more attempt in ``table`` (``staff`` or ``staff_attempts``): 0, or
+    minus the time the id is locked until when this attempt locks it."""
+    n = failed + 1
+    until = now + LOCKOUT_MS if n >= MAX_FAILED else 0
+    conn.execute(f"UPDATE {table} SET failed=?, locked_until_ms=? WHERE staff_id=?",
+                 (0 if until else n, until, sid))
+    return -until
+
+
+def _refuse_locked(locked: int, now: int) -> None:
     if locked > 0:
         minutes = max(1, (locked - now + 59_999) // 60_000)
         raise LoginRefused("login.locked", f"too many wrong PINs: try again in {minutes} min "
                            "or ask a supervisor", minutes=minutes)
-    try:
-        ok: bool = await asyncio.to_thread(_HASHER.verify, pin_hash, pin)
-    except (VerificationError, InvalidHashError):
-        ok = False
-    if ok:
-        await ledger.write(lambda conn: conn.execute(
-            "UPDATE staff SET failed=0, locked_until_ms=0 WHERE staff_id=?", (sid,)))
-        return Staff(sid, name, role)
+
+
+def _refuse_wrong(locked: int) -> NoReturn:
     if locked < 0:
         raise LoginRefused("login.locked", "too many wrong PINs: this id is locked for "
                            f"{LOCKOUT_MS // 60_000} min", minutes=LOCKOUT_MS // 60_000)
     raise LoginRefused("login.wrong", "staff id or PIN is wrong")
+
+
+async def _verify(pin_hash: str, secret: str) -> bool:
+    try:
+        ok: bool = await asyncio.to_thread(_HASHER.verify, pin_hash, secret)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    return ok
 
 
 def cheap_hasher() -> PasswordHasher:

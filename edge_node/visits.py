@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from edge_node import roles
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger, Op, OpContext
 from edge_node.staff import Approval, supervisor_field
@@ -92,15 +93,16 @@ class VisitService:
     """Visit and queue operations on one ledger, as the logged-in ``operator``."""
 
     def __init__(self, ledger: Ledger, operator: str = "", *, queue_tag: str = "",
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, roles: frozenset[str] | None = None) -> None:
         self.ledger = ledger
         self.operator = operator
         self.queue_tag = queue_tag or default_tag(ledger.node_id)
         self.dry_run = dry_run
+        self.roles = roles  # what the operator may do (edge_node.roles; None: unchecked)
 
     def dry(self) -> VisitService:
         return VisitService(self.ledger, self.operator, queue_tag=self.queue_tag,
-                            dry_run=True)
+                            dry_run=True, roles=self.roles)
 
     def today(self) -> str:
         """This counter's day (``YYYY-MM-DD`` in the hospital's time zone)."""
@@ -182,6 +184,7 @@ class VisitService:
 
         ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
         past the offline limits (and a card number typed by hand) needs."""
+        roles.check(self.roles, "visit.register")
         if not (card_no or patient_id):
             raise _refuse("visit.no_patient", "tap the patient's card or find the patient",
                           "card_no")
@@ -274,6 +277,7 @@ class VisitService:
 
     async def step(self, visit_id: str, step: str, room: str = "") -> Visit:
         """Move a visit one step (called, skipped, recalled, started, done, no_show)."""
+        roles.check(self.roles, "visit.queue")
         v = await self.ledger.get(Visit, visit_id)
         if v is None:
             raise _refuse("visit.unknown", f"visit {visit_id} is not known at this counter",

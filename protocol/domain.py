@@ -21,6 +21,7 @@ from protocol import (
     order,
     patient,
     remedy,
+    staff,
     stock,
     visit,
 )
@@ -30,12 +31,12 @@ REGISTRY = Registry(
     kinds=(*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
            *dormant.KINDS,
            *dayclose.KINDS, *catalogue.KINDS, *visit.KINDS, *clinical.KINDS, *stock.KINDS,
-           *order.KINDS, *execution.KINDS),
+           *order.KINDS, *execution.KINDS, *staff.KINDS),
     records=(*patient.RECORDS, *card.RECORDS, *account.RECORDS, *catalogue.RECORDS,
-             *visit.RECORDS, *clinical.RECORDS, *stock.RECORDS, *order.RECORDS),
+             *visit.RECORDS, *clinical.RECORDS, *stock.RECORDS, *order.RECORDS, *staff.RECORDS),
     apply_money=account.apply_money,
     labels=(*patient.LABELS.items(), *card.LABELS.items(), *account.LABELS.items(),
             *dormant.LABELS.items(), *catalogue.LABELS.items(), *visit.LABELS.items(),
             *clinical.LABELS.items(), *stock.LABELS.items(), *order.LABELS.items(),
-            *execution.STEP_LABELS.items()),
+            *execution.STEP_LABELS.items(), *staff.LABELS.items()),
 )

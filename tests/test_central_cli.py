@@ -97,7 +97,7 @@ def test_every_command_has_help_text() -> None:
     helps = {a.dest: a.help for a in sub._choices_actions}  # type: ignore[attr-defined]
     assert set(helps) == {"init", "enrol", "rotate", "revoke", "nodes", "serve", "conflicts",
                           "console", "import", "catalogue", "dormant", "backup", "restore", "audit",
-                          "balance", "verify", "limits"}
+                          "balance", "verify", "limits", "staff"}
     assert all(h and len(h) > 10 for h in helps.values())
 
 

@@ -25,6 +25,7 @@ from protocol import (
     order,
     patient,
     remedy,
+    staff,
     stock,
     visit,
 )
@@ -71,11 +72,11 @@ def test_the_registry_is_built_from_the_concept_modules_alone() -> None:
     declared = [*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
                 *dormant.KINDS,
                 *dayclose.KINDS, *catalogue.KINDS, *visit.KINDS, *clinical.KINDS, *stock.KINDS,
-                *order.KINDS, *execution.KINDS]
+                *order.KINDS, *execution.KINDS, *staff.KINDS]
     assert [k.name for k in declared] == list(REGISTRY.kinds)
     assert REGISTRY.records == (*patient.RECORDS, *card.RECORDS, *account.RECORDS,
                                 *catalogue.RECORDS, *visit.RECORDS, *clinical.RECORDS,
-                                *stock.RECORDS, *order.RECORDS)
+                                *stock.RECORDS, *order.RECORDS, *staff.RECORDS)
 
 
 @pytest.mark.parametrize("name", KINDS)

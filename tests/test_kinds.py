@@ -152,6 +152,16 @@ VALID: dict[str, dict[str, Any]] = {
                           "code": "D-AMX", "qty": 20, "note": "night stock"},
     "stock.corrected": {"conflict_id": "stock_below_zero-0123456789", "pharmacy": "PHA-OP",
                         "code": "D-AMX", "delta": 4, "reason": "count after double dispense"},
+    # staff and their roles (protocol/staff.py), signed by central; peppered PIN hashes
+    "staff.enrolled": {"staff_id": "wang.li", "name": "王丽", "roles": ["cashier", "supervisor"],
+                       "pin_hash": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo",
+                       "at_nodes": ["cashier-01"]},
+    "staff.changed": {"staff_id": "wang.li", "name": "王丽", "roles": ["doctor"],
+                      "at_nodes": []},
+    "staff.disabled": {"staff_id": "wang.li", "reason": "left the hospital"},
+    "staff.enabled": {"staff_id": "wang.li", "reason": "back"},
+    "staff.pin_reset": {"staff_id": "wang.li",
+                        "pin_hash": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"},
 }
 
 
@@ -210,6 +220,12 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
     ("account.dormant_settled", {"approved_by": "FIN.WANG"}, "dormant.same_person"),
     ("account.dormant_settled", {"idle_since": "2024-02-30"}, "dormant.idle_since"),
     ("account.dormant_settled", {"amount": 0}, "field.range"),
+    ("staff.enrolled", {"roles": ["cashier", "cashier"]}, "staff.role_twice"),
+    ("staff.enrolled", {"roles": ["admin"]}, "field.choice"),
+    ("staff.enrolled", {"roles": []}, "field.range"),
+    ("staff.enrolled", {"pin_hash": "1234" * 8}, "staff.pin_hash"),
+    ("staff.changed", {"name": None, "roles": None, "at_nodes": None}, "staff.no_change"),
+    ("staff.pin_reset", {"pin_hash": "x" * 40}, "staff.pin_hash"),
 ])
 def test_semantic_and_range_problems(kind: str, patch: dict[str, Any], code: str) -> None:
     body = {k: v for k, v in {**VALID[kind], **patch}.items() if v is not None}

@@ -99,10 +99,12 @@ class CounterApp(App[None]):
                     kw["clock"] = self._ledger_clock
                 self._ledger = await Ledger.open(self.config.db, self.config.node_id,
                                                  self.config.load_key(), **kw)
+            pepper = self.config.load_pepper()
         except EdgeError as exc:
             await self.push_screen(FatalScreen(exc.title, str(exc)))
             return
-        service = CounterService(self._ledger, "")
+        # nothing may be done until someone logs in (Counter.log_in sets their roles)
+        service = CounterService(self._ledger, "", roles=frozenset(), pepper=pepper)
         self.counter = Counter(self.config, self._ledger, service, prices, self.tr, self._clock)
         self.counter.desk = CardDesk(service, self.tr, self.reader, chip=_writes_chips(self.reader),
                                      clock=self._clock)

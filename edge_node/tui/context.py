@@ -39,6 +39,7 @@ class Counter:
         """Every event from now on names this operator."""
         self.operator = staff
         self.service.operator = staff.staff_id
+        self.service.roles = staff.roles  # every business checks it (edge_node.roles)
         self.shifts.setdefault(staff.staff_id, self.ledger.now_ms())
 
     def shift_start(self) -> int:
@@ -52,3 +53,4 @@ class Counter:
             self.shifts.pop(self.operator.staff_id, None)
         self.operator = None
         self.service.operator = ""
+        self.service.roles = frozenset()  # no one at the counter: nothing may be done

@@ -27,7 +27,8 @@ from protocol.errors import Problem
 async def approval_of(service: CounterService, staff_id: str, pin: str) -> staff.Approval:
     """The supervisor's credential, or the refusal shown against the PIN field."""
     try:
-        return await staff.approve(service.ledger, staff_id, pin, operator=service.operator)
+        return await staff.approve(service.ledger, staff_id, pin, operator=service.operator,
+                                   pepper=service.pepper)
     except staff.LoginRefused as exc:
         code = "approval." + exc.code.split(".", 1)[1]
         raise OperationRefused([Problem(code, str(exc), "approver_pin",

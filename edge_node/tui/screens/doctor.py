@@ -46,12 +46,13 @@ from protocol.visit import Visit
 
 def clinic(counter: Counter) -> ClinicService:
     """The clinic service as the operator now logged in (the doctor)."""
-    return ClinicService(counter.ledger, counter.service.operator)
+    return ClinicService(counter.ledger, counter.service.operator,
+                         roles=counter.service.roles)
 
 
 def visits(counter: Counter) -> VisitService:
     return VisitService(counter.ledger, counter.service.operator,
-                        queue_tag=counter.config.queue_tag)
+                        queue_tag=counter.config.queue_tag, roles=counter.service.roles)
 
 
 MESSAGE_CSS = """

@@ -82,7 +82,8 @@ class KioskScreen(Screen[None]):
     @property
     def visits(self) -> VisitService:
         c = self.counter
-        return VisitService(c.ledger, c.service.operator, queue_tag=c.config.queue_tag)
+        return VisitService(c.ledger, c.service.operator, queue_tag=c.config.queue_tag,
+                            roles=c.service.roles)
 
     def compose(self) -> ComposeResult:
         yield StatusBar(self.counter)

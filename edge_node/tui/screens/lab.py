@@ -153,7 +153,7 @@ class LabDesk(Desk, Screen[None]):
     def lab(self) -> LabService:
         c = self.counter
         return LabService(c.ledger, c.service.operator, dept=self.dept,
-                          queue_tag=c.config.queue_tag)
+                          queue_tag=c.config.queue_tag, roles=c.service.roles)
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr

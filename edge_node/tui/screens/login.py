@@ -108,7 +108,9 @@ class LoginScreen(Screen[Staff]):
     @work(exclusive=True, exit_on_error=False)
     async def attempt(self, staff_id: str, pin: str) -> None:
         try:
-            staff = await login(self.counter.ledger, staff_id, pin)
+            staff = await login(self.counter.ledger, staff_id, pin,
+                                pepper=self.counter.service.pepper,
+                                desk=self.counter.config.role)
         except LoginRefused as exc:
             tr = self.counter.tr
             text = tr(exc.code, **exc.values) if tr.has(exc.code) else str(exc)

@@ -79,7 +79,8 @@ class OrderScreen(Screen[OrderReceipt | None]):
         return self.kind == "prescription"
 
     def service(self) -> ClinicService:
-        return ClinicService(self.counter.ledger, self.counter.service.operator)
+        return ClinicService(self.counter.ledger, self.counter.service.operator,
+                             roles=self.counter.service.roles)
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr

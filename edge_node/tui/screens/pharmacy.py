@@ -67,7 +67,8 @@ def pharmacy_service(counter: Counter) -> PharmacyService:
     """The pharmacy service as the operator now logged in, for this counter's pharmacy."""
     cfg = counter.config
     return PharmacyService(counter.ledger, counter.service.operator, pharmacy=cfg.department,
-                           low_stock=cfg.low_stock, low_stock_items=cfg.low_stock_items)
+                           low_stock=cfg.low_stock, low_stock_items=cfg.low_stock_items,
+                           roles=counter.service.roles)
 
 
 def whole(text: str, field: str, signed: bool = False) -> int:

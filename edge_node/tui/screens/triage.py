@@ -83,7 +83,8 @@ class TriageScreen(Desk, Screen[None]):
     @property
     def visits(self) -> VisitService:
         c = self.counter
-        return VisitService(c.ledger, c.service.operator, queue_tag=c.config.queue_tag)
+        return VisitService(c.ledger, c.service.operator, queue_tag=c.config.queue_tag,
+                            roles=c.service.roles)
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr

@@ -29,6 +29,7 @@ from protocol.money import yuan
 def visits_for(counter: Counter, service: CounterService) -> VisitService:
     """The visit service on the same ledger, operator and dry run as ``service``."""
     return VisitService(service.ledger, service.operator, queue_tag=counter.config.queue_tag,
+                        roles=service.roles,
                         dry_run=service.dry_run)
 
 
