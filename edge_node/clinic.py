@@ -125,10 +125,11 @@ class ClinicView:
     allergies: tuple[tuple[str, str], ...]  # (substance, reaction) in force
     visits: tuple[VisitEntry, ...]
     orders: tuple[Order, ...]
-    #: drugs dispensed and results received: filled by the pharmacy and lab kinds when
-    #: they exist (kept here so the screen shows them the day they arrive)
-    dispensed: tuple[Any, ...] = ()
-    results: tuple[Any, ...] = ()
+    #: prescriptions with anything dispensed, and lab or exam orders with a result (a short
+    #: text or the LIS/PACS report number), newest first: what came back from the
+    #: pharmacy and the lab window by sync
+    dispensed: tuple[Order, ...] = ()
+    results: tuple[Order, ...] = ()
 
     @property
     def balance(self) -> Fen:
@@ -200,7 +201,9 @@ class ClinicService:
         return ClinicView(patient, account, profile.insurance,
                           tuple(profile.active_allergies()),
                           tuple(VisitEntry(v, tuple(diagnoses.get(v.visit_id, ())))
-                                for v in visits), tuple(orders))
+                                for v in visits), tuple(orders),
+                          tuple(o for o in orders if any(o.dispensed_qty().values())),
+                          tuple(o for o in orders if o.result_at))
 
     async def visit_today(self, patient_id: str, dept: str = "") -> Visit | None:
         """The patient's visit of today (to ``dept`` if given) still open, newest first."""

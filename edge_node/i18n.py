@@ -1174,6 +1174,7 @@ _EXECUTION = {
     "field.result": ("结果", "Result"),
     "field.to_pharmacy": ("调入药房", "To pharmacy"),
     "doctor.order_state.checked_in": ("已签到", "checked in"),
+    "doctor.result": ("结果：{result}", "result: {result}"),
     "doctor.order_state.collected": ("已采样", "collected"),
     "doctor.order_state.executed": ("已执行", "done"),
     "doctor.order_state.resulted": ("已出报告", "result ready"),

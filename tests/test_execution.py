@@ -252,3 +252,26 @@ async def test_the_ledger_and_a_fold_in_reverse_agree(make_ledger: LedgerFactory
                     (Account, w.pid)):
         assert backward.get(rt, key) == await w.led.get(rt, key), rt  # type: ignore[arg-type]
     assert isinstance(forward, State)
+
+
+async def test_the_doctor_sees_what_came_back_results_and_dispensed_drugs(
+        make_ledger: LedgerFactory) -> None:
+    w = await world(make_ledger, "execution")
+    await w.led.append(Op("stock.received", {"pharmacy": PHARMACY, "code": "D-IBU",
+                                             "qty": 9}), "store.keeper")
+    lab, drug, other = await w.order(CBC), await w.order(IBU), await w.order(
+        ("LAB-GLU", 1, 0, 0, 0))
+    view = await w.clinic.patient_view(w.pid)
+    assert (view.results, view.dispensed) == ((), ())
+    await w.do("order.checked_in", **checkin(lab, 1, 2500))
+    await w.do("order.progressed", order_id=lab.order_id, step="resulted",
+               result="WBC 6.1", report_ref="LIS-7")
+    await w.do("order.dispensed", dispense_id="DS-doctor-01-000001", order_id=drug.order_id,
+               pharmacy=PHARMACY, lines=[{"code": "D-IBU", "qty": 1, "unit_price": 1260}],
+               amount=1260)
+    view = await w.clinic.patient_view(w.pid)
+    assert [(o.order_id, o.result, o.report_ref) for o in view.results] == [
+        (lab.order_id, "WBC 6.1", "LIS-7")]
+    assert [(o.order_id, o.stage) for o in view.dispensed] == [
+        (drug.order_id, "part_dispensed")]
+    assert other.order_id not in {o.order_id for o in (*view.results, *view.dispensed)}

@@ -417,6 +417,9 @@ class PatientScreen(Screen[None]):
                 state += tr("doctor.at_execution")
             if o.refunded:
                 state += " " + tr("doctor.refunded", amount=yuan(o.refunded))
+            if o.result_at:  # what the lab window reported, as it came by sync
+                state += " " + tr("doctor.result", result=" ".join(
+                    x for x in (o.result, o.report_ref) if x))
             table.add_row(o.order_id, tr(f"doctor.order_type.{o.type}"),
                           Text(names, overflow="ellipsis", no_wrap=True), yuan(o.total),
                           Text(state, style="" if o.active else "dim"),
