@@ -593,7 +593,7 @@ async def _visits(config: EdgeConfig, key: SigningKey) -> None:
     try:
         visits = VisitService(ledger, "demo", queue_tag=config.queue_tag)
         registered = [await visits.register(dept=DESK_DEPT, channel="triage", card_no=card,
-                                            card_entry="manual")
+                                            card_entry="chip")
                       for _name, _nid, _phone, card, _amount in DEMO_PATIENTS[::2]]
         if config.role == "pharmacy":
             shelf = PharmacyService(ledger, "demo", pharmacy=config.department)
