@@ -157,3 +157,44 @@ def test_a_login_event_never_holds_a_long_number() -> None:
     fact = REGISTRY.fact(ev)
     assert fact is not None and isinstance(fact.body, Login)
     assert REGISTRY.describe(ev, "en") == "(unknown id) unknown id"
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+async def test_the_console_lists_the_audit_log(tmp_path: Path, language: str) -> None:
+    """The console's audit log (``l`` on the queue): the node commands signed by IT, most
+    recent first, filtered by who (``w``), in the console's language."""
+    from central.config import write_key
+    from central.console.app import ConsoleApp
+    from central.console.screens.audit_log import AuditLogScreen
+    from central.store import CentralStore, enrol_central
+    from tests.test_console import rows, settle
+
+    key, key_file, db = SigningKey.generate(), tmp_path / "central.key", tmp_path / "c.sqlite3"
+    write_key(key_file, key)
+    store = await CentralStore.open(db)
+    try:
+        await enrol_central(store, key)
+        await store.enrol("cashier-01", SigningKey.generate().public_key, "cashier",
+                          signer=(key, "it.zhou"))
+        await store.enrol("cashier-02", SigningKey.generate().public_key, "cashier",
+                          signer=(key, "it.wu"))
+        assert await store.revoke("cashier-02", signer=(key, "it.zhou"))
+    finally:
+        await store.close()
+    app = ConsoleApp(db, key_file, "it.li", language=language)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, AuditLogScreen)
+        got = rows(pilot, "#audit")
+        assert [(r[1], r[2]) for r in got] == [("central", "it.zhou"), ("central", "it.wu"),
+                                               ("central", "it.zhou")]
+        assert got[0][3] == ("Counter changed" if language == "en" else "柜台变更")
+        assert got[0][4].startswith("cashier-02 " + ("revoked" if language == "en" else "吊销"))
+        await pilot.press("w")  # the first person in the log: it.wu
+        await settle(pilot)
+        assert [r[2] for r in rows(pilot, "#audit")] == ["it.wu"]
+        await pilot.press("x", "escape")
+        await settle(pilot)
+        assert not isinstance(pilot.app.screen, AuditLogScreen)
