@@ -2,9 +2,10 @@
 
     onecard-central [--config PATH] init [--dir DIR] [--host H] [--port N]
                                     [--tls-self-signed [--tls-name NAME]...]
-    onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE
+    onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE [--operator STAFF]
     onecard-central [--config PATH] rotate NODE --key PUBKEY_HEX [--from-seq N]
-    onecard-central [--config PATH] revoke NODE
+                                    [--operator STAFF]
+    onecard-central [--config PATH] revoke NODE [--operator STAFF]
     onecard-central [--config PATH] nodes
     onecard-central [--config PATH] serve [--host H] [--port N]
     onecard-central [--config PATH] conflicts list [--kind K] [--status S] [--node N]
@@ -27,6 +28,9 @@
     onecard-central [--config PATH] backup [--dir DIR] [--keep N]
     onecard-central [--config PATH] restore FILE
     onecard-central [--config PATH] audit daily [--date YYYY-MM-DD]
+    onecard-central [--config PATH] audit log [--who STAFF] [--what KIND...] [--patient PID]
+                                    [--node NODE] [--since DAY] [--until DAY] [--limit N]
+                                    [--csv]
     onecard-central [--config PATH] balance CARD|PATIENT
     onecard-central [--config PATH] verify
     onecard-central [--config PATH] staff add STAFF_ID NAME --role ROLE... [--at NODE...]
