@@ -2,9 +2,10 @@
 
     onecard-central [--config PATH] init [--dir DIR] [--host H] [--port N]
                                     [--tls-self-signed [--tls-name NAME]...]
-    onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE
+    onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE [--operator STAFF]
     onecard-central [--config PATH] rotate NODE --key PUBKEY_HEX [--from-seq N]
-    onecard-central [--config PATH] revoke NODE
+                                    [--operator STAFF]
+    onecard-central [--config PATH] revoke NODE [--operator STAFF]
     onecard-central [--config PATH] nodes
     onecard-central [--config PATH] serve [--host H] [--port N]
     onecard-central [--config PATH] conflicts list [--kind K] [--status S] [--node N]
@@ -27,6 +28,9 @@
     onecard-central [--config PATH] backup [--dir DIR] [--keep N]
     onecard-central [--config PATH] restore FILE
     onecard-central [--config PATH] audit daily [--date YYYY-MM-DD]
+    onecard-central [--config PATH] audit log [--who STAFF] [--what KIND...] [--patient PID]
+                                    [--node NODE] [--since DAY] [--until DAY] [--limit N]
+                                    [--csv]
     onecard-central [--config PATH] balance CARD|PATIENT
     onecard-central [--config PATH] verify
     onecard-central [--config PATH] staff add STAFF_ID NAME --role ROLE... [--at NODE...]
@@ -64,7 +68,7 @@ from central.config import (
     write_key,
 )
 from central.console.format import ago
-from central.store import CentralStore, DamagedStore, enrol_central, keyring_of
+from central.store import CentralStore, DamagedStore, Signer, enrol_central, keyring_of
 from edge_node.backup import BackupError, private_umask
 from edge_node.errors import quiet_broken_pipe, unexpected_error
 from edge_node.reports import ljust
@@ -116,6 +120,8 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("revoke", help="revoke a counter: it can no longer connect or push")
     r.add_argument("node", help="the counter's node id")
+    for q in (e, t, r):  # named in the signed audit.node_changed
+        q.add_argument("--operator", default=None, help="your staff id (default: login name)")
 
     sub.add_parser("nodes", help="list counters: role, online, last seen, head seq, lag, pending")
 
@@ -215,6 +221,19 @@ def _parser() -> argparse.ArgumentParser:
                          "findings raised as conflicts (exit 1 when any)")
     ad.add_argument("--date", default=None, help="the business day, YYYY-MM-DD (default: "
                     "yesterday in [audit] timezone)")
+    al = asub.add_parser("log", help="the audit log: sensitive actions (logins, records "
+                         "opened, refunds, approvals, exports, counters, settings, staff) from "
+                         "the signed events, most recent first")
+    al.add_argument("--who", default="", help="a staff id: what they did or approved")
+    al.add_argument("--what", nargs="+", default=[], metavar="KIND",
+                    help="kinds (audit.login …) or families (audit, staff, card, approved)")
+    al.add_argument("--patient", default="", help="a patient id")
+    al.add_argument("--node", default="", help="where: a counter's node id, or central")
+    al.add_argument("--since", default="", help="from this day, YYYY-MM-DD ([audit] timezone)")
+    al.add_argument("--until", default="", help="to this day, inclusive, YYYY-MM-DD")
+    al.add_argument("--limit", type=int, default=200, help="at most N lines (200)")
+    al.add_argument("--csv", action="store_true", help="CSV with a header row, for a "
+                    "spreadsheet (the export is itself logged)")
     lim = sub.add_parser("limits", help="offline limits: what a counter may charge one "
                          "account before it syncs again; past them a supervisor approves")
     lsub = lim.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -318,11 +337,13 @@ def _run(args: argparse.Namespace) -> int:
             raise CentralConfigError(f"{cfg.db}: no database there (the config's db; "
                                      "`onecard-central init` creates it)")
         if args.command == "enrol":
-            return asyncio.run(_enrol(cfg, args.node, args.key, args.role))
+            return asyncio.run(_enrol(cfg, args.node, args.key, args.role,
+                                      _operator(args.operator)))
         if args.command == "rotate":
-            return asyncio.run(_rotate(cfg, args.node, args.key, args.from_seq))
+            return asyncio.run(_rotate(cfg, args.node, args.key, args.from_seq,
+                                       _operator(args.operator)))
         if args.command == "revoke":
-            return asyncio.run(_revoke(cfg, args.node))
+            return asyncio.run(_revoke(cfg, args.node, _operator(args.operator)))
         if args.command == "nodes":
             return asyncio.run(_nodes(cfg))
         if args.command == "conflicts":
@@ -346,6 +367,8 @@ def _run(args: argparse.Namespace) -> int:
 
             print(backup.backup(cfg, args.dir, args.keep).line())
             return 0
+        if args.command == "audit" and args.action == "log":
+            return asyncio.run(_audit_log(cfg, args))
         if args.command == "audit":
             return _audit(cfg, args.date)
         if args.command == "limits":
@@ -463,7 +486,29 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
     return 0
 
 
-async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str) -> int:
+def _operator(given: str | None) -> str:
+    """Who runs the command: ``--operator``, else the login name ("central-cli" when
+    there is none, as in a container)."""
+    if given:
+        return given
+    import getpass
+
+    try:
+        return getpass.getuser() or "central-cli"
+    except (KeyError, OSError):
+        return "central-cli"
+
+
+async def _signer(store: CentralStore, cfg: CentralConfig, operator: str) -> Signer:
+    """Central's key (enrolled as node ``central``) and the operator: what signs a node
+    command's ``audit.node_changed`` in the command's own transaction."""
+    key = load_key(cfg.key_file)
+    await enrol_central(store, key)
+    return key, operator[:64]
+
+
+async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str,
+                 operator: str = "central-cli") -> int:
     if not NODE_ID_RE.match(node) or node == CENTRAL:
         print(f"onecard-central: {node!r} is not a valid counter node id", file=sys.stderr)
         return 1
@@ -481,7 +526,7 @@ async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str) -> int:
         return 1
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
-        await store.enrol(node, pubkey, role)
+        await store.enrol(node, pubkey, role, signer=await _signer(store, cfg, operator))
     except ValueError as exc:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 1
@@ -492,7 +537,8 @@ async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str) -> int:
     return 0
 
 
-async def _rotate(cfg: CentralConfig, node: str, key_hex: str, from_seq: int | None) -> int:
+async def _rotate(cfg: CentralConfig, node: str, key_hex: str, from_seq: int | None,
+                  operator: str = "central-cli") -> int:
     try:
         pubkey = bytes.fromhex(key_hex.strip())
         fp = fingerprint(pubkey)
@@ -505,7 +551,8 @@ async def _rotate(cfg: CentralConfig, node: str, key_hex: str, from_seq: int | N
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         rec = await store.node(node)
-        start = await store.rotate(node, pubkey, from_seq)
+        start = await store.rotate(node, pubkey, from_seq,
+                                   signer=await _signer(store, cfg, operator))
     except ValueError as exc:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 1
@@ -521,10 +568,10 @@ async def _rotate(cfg: CentralConfig, node: str, key_hex: str, from_seq: int | N
     return 0
 
 
-async def _revoke(cfg: CentralConfig, node: str) -> int:
+async def _revoke(cfg: CentralConfig, node: str, operator: str = "central-cli") -> int:
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
-        ok = await store.revoke(node)
+        ok = await store.revoke(node, signer=await _signer(store, cfg, operator))
     finally:
         await store.close()
     if not ok:
@@ -701,6 +748,55 @@ def _restore(cfg: CentralConfig, file: Path) -> int:
     print("next: start `onecard-central serve`; counters push again whatever the backup "
           "lacks and pull from the start (the restored store has a new id)")
     return 0
+
+
+async def _audit_log(cfg: CentralConfig, args: argparse.Namespace) -> int:
+    """``audit log``: 0 listed (even none), 2 a filter that cannot be used."""
+    import csv
+
+    from central import audit, trail
+
+    f = trail.Filters(who=args.who.strip(), what=tuple(args.what), patient=args.patient.strip(),
+                      node=args.node.strip(), since=args.since.strip(),
+                      until=args.until.strip(), limit=args.limit)
+    try:
+        tz = audit.AuditConfig.load(cfg.path, cfg.db).timezone
+    except audit.AuditConfigError as exc:
+        print(f"onecard-central: {exc}", file=sys.stderr)
+        return 2
+    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    try:
+        try:
+            entries = await trail.query(store, f, lang=cfg.language, timezone=tz)
+        except trail.FilterError as exc:
+            print(f"onecard-central: audit log: {exc}", file=sys.stderr)
+            return 2
+        if args.csv:
+            w = csv.writer(sys.stdout)
+            w.writerow(trail.HEADER)
+            w.writerows(e.row() for e in entries)
+            # an export of the trail is itself on the trail
+            key = load_key(cfg.key_file)
+            await enrol_central(store, key)
+            await sign_trail(store, key, "audit.exported", {
+                "what": "audit.log", "rows": len(entries), "destination": "stdout"},
+                _operator(None))
+        else:
+            for e in entries:
+                print(f"{e.when}  {e.where:<14} {e.who:<20} {e.what}  {e.detail}")
+            if not entries:
+                print("(no entries)", file=sys.stderr)
+    finally:
+        await store.close()
+    return 0
+
+
+async def sign_trail(store: CentralStore, key: SigningKey, kind: str, body: dict[str, object],
+                     operator: str) -> None:
+    """Sign one trail event as central's (protocol.trail)."""
+    from central.conflicts import sign_central
+
+    await sign_central(store, key, [(kind, body)], operator=operator[:64])
 
 
 def _audit(cfg: CentralConfig, date: str | None) -> int:

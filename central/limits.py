@@ -18,7 +18,7 @@ otherwise, the next ``serve`` puts the config's back, so the command says so.
 from __future__ import annotations
 
 import logging
-from typing import TextIO
+from typing import Any, TextIO
 
 from central.config import CentralConfig, load_key
 from central.store import CentralStore, Query, Statements, enrol_central
@@ -30,6 +30,7 @@ from protocol.money import yuan
 log = logging.getLogger("onecard.central.limits")
 
 KIND = "limits.set"
+TRAIL = "audit.config_changed"
 SCAN = 100_000  # central's own events read back at most, newest first
 
 
@@ -61,10 +62,13 @@ async def publish(store: CentralStore, cfg: CentralConfig, floor: int, cap: int,
     if problems:
         raise ValueError("; ".join(p.message for p in problems))
 
-    async def plan(query: Query) -> tuple[list[tuple[str, dict[str, int]]], Statements]:
-        if await in_force(query) == (floor, cap):
+    async def plan(query: Query) -> tuple[list[tuple[str, dict[str, Any]]], Statements]:
+        old = await in_force(query)
+        if old == (floor, cap):
             return [], []
-        return [(KIND, body)], []
+        # the setting and its trail (audit.config_changed) in one transaction
+        trail = {"key": "limits", "old": _short(old), "new": _short((floor, cap))}
+        return [(KIND, body), (TRAIL, trail)], []
 
     events = await store.append_central(key, plan, operator=operator)
     if events:
@@ -79,6 +83,13 @@ async def publish_configured(store: CentralStore, cfg: CentralConfig) -> bool:
         return False
     floor, cap = cfg.offline_limits
     return await publish(store, cfg, floor, cap, operator="central-config")
+
+
+def _short(limits: tuple[int, int] | None) -> str:
+    """The limits as the audit trail states them (yuan: no long runs of digits)."""
+    if limits is None:
+        return ""
+    return f"floor {yuan(limits[0])} cap {yuan(limits[1])}"
 
 
 def say(limits: tuple[int, int] | None) -> str:

@@ -58,6 +58,8 @@ from protocol.keyring import KeySpan, key_at
 from protocol.messages import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, DirectoryEntry
 
 P = ParamSpec("P")
+#: central's key and the operator, to sign a node change's audit event with it
+Signer = tuple[SigningKey, str]
 T = TypeVar("T")
 #: A read-only query inside a transaction: ``await query(sql, args)`` → rows.
 Query = Callable[..., Awaitable[list[tuple[Any, ...]]]]
@@ -545,8 +547,12 @@ class CentralStore:
     # ------------------------------------------------------------------ nodes
 
     @_completes
-    async def enrol(self, node: str, pubkey: bytes, role: str, now_ms: int | None = None) -> None:
+    async def enrol(self, node: str, pubkey: bytes, role: str, now_ms: int | None = None,
+                    *, signer: Signer | None = None) -> None:
         """Enrol a new ``node`` with its public key, valid from its first seq.
+
+        ``signer`` (central's key, the operator): sign ``audit.node_changed`` in the same
+        transaction, so the change and its trail are stored together or not at all.
 
         Raises ValueError if ``node`` is enrolled already: a new key for it is a
         :meth:`rotate` (its key history is kept), and a revoked node stays revoked.
@@ -575,10 +581,12 @@ class CentralStore:
             await self._w.execute(
                 "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
                 " VALUES (?, ?, 1, 0, ?)", (node, pubkey, now))
+            await self._trail(signer, now, node=node, action="enrol", role=role,
+                              fingerprint=fingerprint(pubkey), from_seq=1)
 
     @_completes
     async def rotate(self, node: str, pubkey: bytes, from_seq: int | None = None,
-                     now_ms: int | None = None) -> int:
+                     now_ms: int | None = None, *, signer: Signer | None = None) -> int:
         """Give ``node`` a new key, valid from ``from_seq`` on; its current key stays
         valid for the seqs before.  Return ``from_seq``.
 
@@ -620,10 +628,13 @@ class CentralStore:
                 "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
                 " VALUES (?, ?, ?, 0, ?)", (node, pubkey, start, now))
             await self._w.execute("UPDATE nodes SET pubkey = ? WHERE id = ?", (pubkey, node))
+            await self._trail(signer, now, node=node, action="rotate",
+                              fingerprint=fingerprint(pubkey), from_seq=start)
         return start
 
     @_completes
-    async def revoke(self, node: str, now_ms: int | None = None) -> bool:
+    async def revoke(self, node: str, now_ms: int | None = None, *,
+                     signer: Signer | None = None) -> bool:
         """Revoke ``node``: it can no longer connect or push, and its key is closed after
         the last seq central holds (nothing it signs later verifies anywhere).  False if
         it is not enrolled.  Revoking again keeps the first revocation's time."""
@@ -640,7 +651,16 @@ class CentralStore:
             await self._w.execute(
                 "UPDATE node_keys SET until_seq = max(from_seq, (SELECT head_seq + 1 FROM nodes"
                 " WHERE id = ?)) WHERE node = ? AND until_seq = 0", (node, node))
+            await self._trail(signer, now, node=node, action="revoke")
             return True
+
+    async def _trail(self, signer: Signer | None, now: int, **body: Any) -> None:
+        """Sign ``audit.node_changed`` with ``body`` inside the caller's transaction (none
+        without a signer: central enrolling itself, tests)."""
+        if signer is None:
+            return
+        key, operator = signer
+        await self._sign_central_tx(key, [("audit.node_changed", body)], operator, now)
 
     async def key_spans(self, node: str) -> tuple[KeySpan, ...]:
         """``node``'s keys over its seqs, in order (empty: not enrolled)."""
@@ -910,30 +930,38 @@ class CentralStore:
         now = _now_ms() if now_ms is None else now_ms
         async with self._lock, self._transaction():
             items, after = await plan(self._query_w)
-            events: list[Event] = []
-            if items:
-                head = await self._writable_head(CENTRAL, key.public_key)
-                last = await self._query_w("SELECT data FROM events WHERE node = ? AND seq = ?",
-                                           (CENTRAL, head.seq))
-                clock = decode_event(bytes(last[0][0])).hlc if last else Hlc()
-                held = await self._query_w(
-                    "SELECT hlc_wall, hlc_counter FROM events WHERE hlc_wall <= ?"
-                    " ORDER BY hlc_wall DESC, hlc_counter DESC LIMIT 1",
-                    (now + self.max_skew_ms,))
-                if held:
-                    clock = clock.observe(Hlc(int(held[0][0]), int(held[0][1])), now)
-                seq, prev, new = head.seq, head.hash, []
-                for kind, body in items:
-                    seq, clock = seq + 1, clock.now(now)
-                    ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev,
-                                             hlc=clock, operator=operator, kind=kind,
-                                             body=body)
-                    events.append(ev)
-                    new.append(Prepared(seq, prev, h, data, hlc=clock))
-                    prev = h
-                await self._insert(CENTRAL, head, new, now)
+            events = await self._sign_central_tx(key, items, operator, now)
             for sql, args in after:
                 await self._w.execute(sql, args)
+        return events
+
+    async def _sign_central_tx(self, key: SigningKey, items: list[tuple[str, dict[str, Any]]],
+                               operator: str, now: int) -> list[Event]:
+        """Sign and store ``items`` as central's next events, inside the write
+        transaction the caller holds (with the lock): :meth:`append_central`, and the
+        node commands that sign their audit event with the change they make."""
+        events: list[Event] = []
+        if items:
+            head = await self._writable_head(CENTRAL, key.public_key)
+            last = await self._query_w("SELECT data FROM events WHERE node = ? AND seq = ?",
+                                       (CENTRAL, head.seq))
+            clock = decode_event(bytes(last[0][0])).hlc if last else Hlc()
+            held = await self._query_w(
+                "SELECT hlc_wall, hlc_counter FROM events WHERE hlc_wall <= ?"
+                " ORDER BY hlc_wall DESC, hlc_counter DESC LIMIT 1",
+                (now + self.max_skew_ms,))
+            if held:
+                clock = clock.observe(Hlc(int(held[0][0]), int(held[0][1])), now)
+            seq, prev, new = head.seq, head.hash, []
+            for kind, body in items:
+                seq, clock = seq + 1, clock.now(now)
+                ev, data, h = sign_event(key, node=CENTRAL, seq=seq, prev=prev,
+                                         hlc=clock, operator=operator, kind=kind,
+                                         body=body)
+                events.append(ev)
+                new.append(Prepared(seq, prev, h, data, hlc=clock))
+                prev = h
+            await self._insert(CENTRAL, head, new, now)
         return events
 
     async def _query_w(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:

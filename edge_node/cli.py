@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from edge_node import config as cfgmod
 from edge_node.backup import private_umask
 from edge_node.errors import ConfigError, EdgeError, quiet_broken_pipe, unexpected_error
-from edge_node.ledger import Ledger
+from edge_node.ledger import Ledger, Op
 from edge_node.service import CounterService
 from edge_node.tui.describe import event_amount, family_of
 from protocol import nationalid
@@ -355,7 +355,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
     _, ledger = await _open(args)
     out = sys.stdout
     async with ledger:
-        after = 0
+        after = rows = 0
         while True:
             page = await ledger.events(after, 1000)
             if not page:
@@ -371,7 +371,26 @@ async def cmd_export(args: argparse.Namespace) -> int:
                     "prev": ev.prev.hex(), "sig": ev.sig.hex(),
                 }, ensure_ascii=False, sort_keys=True) + "\n")
                 after = rowid
+                rows += 1
+        out.flush()
+        await _exported(ledger, "events.full" if args.full else "events", rows)
     return 0
+
+
+async def _exported(ledger: Ledger, what: str, rows: int) -> None:
+    """Sign ``audit.exported`` for an export made here (the trail, protocol/trail.py), as
+    the machine's login name; a ledger that cannot sign logs a warning."""
+    import getpass
+
+    try:
+        who = getpass.getuser() or "edge-cli"
+    except (KeyError, OSError):
+        who = "edge-cli"
+    try:
+        await ledger.append(Op("audit.exported", {"what": what, "rows": rows,
+                                                  "destination": "stdout"}), who[:64])
+    except Exception:
+        logging.getLogger("onecard.cli").warning("audit.exported not written", exc_info=True)
 
 
 def _jsonable(v: Any) -> Any:

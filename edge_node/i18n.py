@@ -1428,9 +1428,30 @@ _STAFFEV = {
     "field.at_nodes": ("可登录的柜台", "counters"),
 }
 
+_AUDITLOG = {
+    # the audit trail (protocol/trail.py, central/trail.py, the console's audit tab)
+    "problem.trail.identifies": ("设置值中不能含有身份证号或手机号", "a setting's value must not carry a national ID or phone number"),
+    "field.outcome": ("结果", "outcome"),
+    "field.desk": ("岗位", "desk"),
+    "field.purpose": ("用途", "purpose"),
+    "field.how": ("方式", "how"),
+    "field.what": ("导出内容", "what"),
+    "field.rows": ("行数", "rows"),
+    "field.destination": ("导出到", "destination"),
+    "field.node": ("柜台", "counter"),
+    "field.action": ("操作", "action"),
+    "field.role": ("角色", "role"),
+    "field.fingerprint": ("密钥指纹", "key fingerprint"),
+    "field.from_seq": ("起始序号", "from seq"),
+    "field.key": ("设置项", "setting"),
+    "field.old": ("原值", "old value"),
+    "field.new": ("新值", "new value"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
-               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT, _STAFFEV):
+               _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT, _STAFFEV,
+               _AUDITLOG):
     STRINGS.update(_block)
 
 

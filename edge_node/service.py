@@ -14,6 +14,7 @@ write, or refuses as it would.  The counter's forms run it before asking to conf
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +36,8 @@ from protocol.patient import Patient
 from protocol.remedy import Merged
 
 Fen = int
+
+log = logging.getLogger("onecard.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,18 +191,37 @@ class CounterService:
     checking central's staff (logins and approvals at this counter)."""
 
     def __init__(self, ledger: Ledger, operator: str = "", *, dry_run: bool = False,
-                 roles: frozenset[str] | None = None, pepper: bytes = b"") -> None:
+                 roles: frozenset[str] | None = None, pepper: bytes = b"",
+                 desk: str = "") -> None:
         self.ledger = ledger
         self.operator = operator
         self.dry_run = dry_run
         self.roles = roles
         self.pepper = pepper
+        self.desk = desk  # the counter's role (its config), named in the audit trail
 
     def dry(self) -> CounterService:
         """This service (same ledger and operator) checking instead of writing: every
         operation runs as it would and returns a preview :class:`Receipt`, or refuses."""
         return CounterService(self.ledger, self.operator, dry_run=True, roles=self.roles,
-                              pepper=self.pepper)
+                              pepper=self.pepper, desk=self.desk)
+
+    async def opened(self, patient_id: str, how: str) -> None:
+        """Write ``audit.record_opened``: the operator opened this patient's record (by
+        ``how``: card, search or queue).  Called once per opening — a desk's card check
+        (:meth:`edge_node.tui.cardsource.CardDesk.check`), :meth:`open_patient` (a
+        search), a queue's Enter — never on a refresh.  Nothing is written with no one
+        logged in or in a dry run, and it never raises: the trail does not stop anyone
+        seeing a patient (a ledger that cannot sign logs a warning)."""
+        if not self.operator or self.dry_run:
+            return
+        body = {"patient_id": patient_id, "how": how}
+        if self.desk:
+            body["desk"] = self.desk
+        try:
+            await self.ledger.append(Op("audit.record_opened", body), self.operator)
+        except Exception:
+            log.warning("audit.record_opened not written (%s)", patient_id, exc_info=True)
 
     # -- lookups -------------------------------------------------------------------------
     async def lookup_card(self, card_no: str) -> PatientView:
@@ -250,6 +272,7 @@ class CounterService:
         record it was merged into if it was, with its active card as the card presented
         (None when it has none)."""
         view = await self.patient(await self.survivor(patient_id))
+        await self.opened(view.patient.patient_id, "search")
         return PatientView(view.patient, view.account, view.cards, view.active_card)
 
     async def next_patient_id(self) -> str:

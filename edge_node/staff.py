@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import os
 import re
 import secrets
@@ -42,7 +43,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from edge_node.errors import EdgeError
-from edge_node.ledger import Ledger
+from edge_node.ledger import Ledger, Op
 from edge_node.roles import DESK_ROLE
 from protocol.staff import STAFF_ID_RE, StaffMember, expand_roles
 
@@ -54,6 +55,11 @@ MAX_FAILED = 5
 LOCKOUT_MS = 5 * 60 * 1000
 
 _HASHER = PasswordHasher()  # argon2id, library defaults (RFC 9106 low-memory profile)
+log = logging.getLogger("onecard.staff")
+#: how a refusal's code reads as an ``audit.login`` outcome (protocol.trail.OUTCOMES)
+_OUTCOME = {"login.wrong": "wrong_pin", "login.locked": "locked",
+            "login.disabled": "disabled"}
+UNKNOWN_OPERATOR = "-"  # the envelope's operator of an attempt with an id no one has
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +227,7 @@ async def approve(ledger: Ledger, staff_id: str, pin: str, *, operator: str,
     if staff_id.strip() == operator:
         raise LoginRefused("approval.self", "another person must approve: a supervisor, "
                            "not the operator")
-    s = await login(ledger, staff_id, pin, now_ms=now_ms, pepper=pepper)
+    s = await login(ledger, staff_id, pin, now_ms=now_ms, pepper=pepper, purpose="approval")
     if not s.is_supervisor:
         raise LoginRefused("approval.not_supervisor",
                            f"{s.staff_id} is not a supervisor: ask a supervisor to approve",
@@ -230,7 +236,57 @@ async def approve(ledger: Ledger, staff_id: str, pin: str, *, operator: str,
 
 
 async def login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None = None,
-                pepper: bytes = b"", desk: str = "") -> Staff:
+                pepper: bytes = b"", desk: str = "", purpose: str = "login") -> Staff:
+    """The staff member whose id and PIN these are; :class:`LoginRefused` otherwise
+    (:func:`_login`), every attempt written to the audit trail (``audit.login``).
+
+    The trail event is appended after the outcome is known and before it is returned
+    or raised, on every path alike (a good PIN, a wrong one, a locked or disabled id),
+    so writing it costs every attempt the same.  It cannot fail the login: a ledger
+    that cannot sign (no key, recovering, a full disk) logs a warning and the outcome
+    stands.  The wrong-PIN count and lockout are untouched by it (they are reserved in
+    their own transaction before the PIN is checked, as before).  An id that no one has
+    is not written (it may be a PIN typed in the wrong box): the event says ``unknown``.
+    """
+    sid = staff_id.strip()
+    try:
+        staff = await _login(ledger, staff_id, pin, now_ms=now_ms, pepper=pepper, desk=desk)
+    except LoginRefused as exc:
+        outcome = _OUTCOME.get(exc.code, "refused")
+        known = outcome != "wrong_pin" or await _known(ledger, sid)
+        await _audit(ledger, sid if known else "", outcome if known else "unknown", desk,
+                     purpose)
+        raise
+    await _audit(ledger, staff.staff_id, "ok", desk, purpose)
+    return staff
+
+
+async def _known(ledger: Ledger, sid: str) -> bool:
+    """Whether someone has staff id ``sid`` here (central's staff or this counter's)."""
+    if not sid or not STAFF_ID_RE.match(sid):
+        return False
+    if await ledger.get(StaffMember, sid) is not None:
+        return True
+    rows = await ledger.run(lambda conn: conn.execute(
+        "SELECT 1 FROM staff WHERE staff_id=?", (sid,)).fetchall())
+    return bool(rows)
+
+
+async def _audit(ledger: Ledger, sid: str, outcome: str, desk: str, purpose: str) -> None:
+    """Append ``audit.login``; never raises (the login's outcome stands whatever)."""
+    body = {"outcome": outcome, "purpose": purpose}
+    if sid:
+        body["staff_id"] = sid
+    if desk and STAFF_ID_RE.match(desk):
+        body["desk"] = desk
+    try:
+        await ledger.append(Op("audit.login", body), sid or UNKNOWN_OPERATOR)
+    except Exception:  # the trail must not stop anyone logging in
+        log.warning("audit.login not written (%s %s)", sid or "-", outcome, exc_info=True)
+
+
+async def _login(ledger: Ledger, staff_id: str, pin: str, *, now_ms: int | None = None,
+                 pepper: bytes = b"", desk: str = "") -> Staff:
     """The staff member whose id and PIN these are; :class:`LoginRefused` otherwise.
 
     Central's record of the id wins (:mod:`protocol.staff`, checked with ``pepper``);

@@ -23,6 +23,7 @@ from protocol import (
     remedy,
     staff,
     stock,
+    trail,
     visit,
 )
 from protocol.core import Registry
@@ -31,7 +32,7 @@ REGISTRY = Registry(
     kinds=(*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
            *dormant.KINDS,
            *dayclose.KINDS, *catalogue.KINDS, *visit.KINDS, *clinical.KINDS, *stock.KINDS,
-           *order.KINDS, *execution.KINDS, *staff.KINDS),
+           *order.KINDS, *execution.KINDS, *staff.KINDS, *trail.KINDS),
     records=(*patient.RECORDS, *card.RECORDS, *account.RECORDS, *catalogue.RECORDS,
              *visit.RECORDS, *clinical.RECORDS, *stock.RECORDS, *order.RECORDS, *staff.RECORDS),
     apply_money=account.apply_money,

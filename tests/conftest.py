@@ -78,3 +78,13 @@ async def registered(service: CounterService, card_no: str = "8600000001",
 def item(price: int, qty: int = 1, code: str = "LAB-CBC",
          name: str = "血常规") -> dict[str, object]:
     return {"code": code, "name": name, "qty": qty, "unit_price": price}
+
+
+async def business_signed(led: Ledger) -> int:
+    """How many of its own events a counter signed that are business, not the audit
+    trail (``audit.*``: logins, records opened — protocol/trail.py): what "nothing was
+    signed" means in a test that logs in or taps a card."""
+    rows = await led.run(lambda conn: conn.execute(
+        "SELECT count(*) FROM events WHERE node = ? AND kind NOT LIKE 'audit.%'",
+        (led.node_id,)).fetchall())
+    return int(rows[0][0])

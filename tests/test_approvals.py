@@ -21,6 +21,7 @@ from edge_node.service import CounterService
 from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.home import HomeScreen
+from tests.conftest import business_signed
 from tests.tui_harness import (
     NOW_MS,
     fill,
@@ -86,14 +87,14 @@ async def _credit_limit(led: Ledger) -> int:
 async def test_a_green_channel_without_a_real_supervisor_is_refused(
         counter: tuple[EdgeConfig, Ledger], approver: str, pin: str, says: str) -> None:
     cfg, led = counter
-    before = (await led.head()).seq
+    before = await business_signed(led)
     app = make_app(cfg, led)
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot)
         await tap(pilot, CARD)
         text = await _credit(pilot, "500", approver, pin)
     assert says.lower() in text.lower(), text
-    assert (await led.head()).seq == before  # nothing signed
+    assert await business_signed(led) == before  # nothing signed
     assert await _credit_limit(led) == 0
 
 
@@ -216,10 +217,10 @@ async def test_a_cash_refund_at_the_counter_takes_the_supervisors_pin(
                 await settle_down(pilot)
                 return text
             return ""
-        before = (await led.head()).seq
+        before = await business_signed(led)
         assert "cash refund needs a supervisor" in (await refund("", "")).lower()
         assert "supervisor id or pin is wrong" in (await refund("li", "0000")).lower()
-        assert (await led.head()).seq == before
+        assert await business_signed(led) == before
         assert await refund("li", "5678") == ""
     pid = (await led.get("cards", CARD)).patient_id
     [ev] = [e for e in await led.history(pid) if e.kind == "account.refunded"]

@@ -21,6 +21,7 @@ from edge_node.tui.screens import form as form_module
 from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.home import HomeScreen
+from tests.conftest import business_signed
 from tests.tui_harness import (
     fill,
     form_error,
@@ -61,7 +62,8 @@ def questions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def head(led: Ledger) -> int:
-    return (await led.head()).seq
+    """The counter's own business events (not its audit trail: logins, records opened)."""
+    return await business_signed(led)
 
 
 async def refused_in_form(pilot: Any, questions: list[str], asked_before: int) -> str:

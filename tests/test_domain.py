@@ -27,6 +27,7 @@ from protocol import (
     remedy,
     staff,
     stock,
+    trail,
     visit,
 )
 from protocol.core import (
@@ -72,7 +73,7 @@ def test_the_registry_is_built_from_the_concept_modules_alone() -> None:
     declared = [*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
                 *dormant.KINDS,
                 *dayclose.KINDS, *catalogue.KINDS, *visit.KINDS, *clinical.KINDS, *stock.KINDS,
-                *order.KINDS, *execution.KINDS, *staff.KINDS]
+                *order.KINDS, *execution.KINDS, *staff.KINDS, *trail.KINDS]
     assert [k.name for k in declared] == list(REGISTRY.kinds)
     assert REGISTRY.records == (*patient.RECORDS, *card.RECORDS, *account.RECORDS,
                                 *catalogue.RECORDS, *visit.RECORDS, *clinical.RECORDS,

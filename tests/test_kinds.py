@@ -162,6 +162,15 @@ VALID: dict[str, dict[str, Any]] = {
     "staff.enabled": {"staff_id": "wang.li", "reason": "back"},
     "staff.pin_reset": {"staff_id": "wang.li",
                         "pin_hash": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo"},
+    # the audit trail (protocol/trail.py): sensitive actions that are not business
+    "audit.login": {"staff_id": "wang.li", "outcome": "wrong_pin", "desk": "cashier",
+                    "purpose": "login"},
+    "audit.record_opened": {"patient_id": "P-a-000001", "how": "card", "desk": "doctor"},
+    "audit.exported": {"what": "report.daily", "rows": 12, "destination": "file"},
+    "audit.node_changed": {"node": "cashier-02", "action": "enrol", "role": "cashier",
+                           "fingerprint": "ab12 cd34 ef56", "from_seq": 1},
+    "audit.config_changed": {"key": "limits", "old": "floor ¥0.00 cap ¥0.00",
+                             "new": "floor ¥200.00 cap ¥500.00"},
 }
 
 
@@ -226,6 +235,11 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
     ("staff.enrolled", {"pin_hash": "1234" * 8}, "staff.pin_hash"),
     ("staff.changed", {"name": None, "roles": None, "at_nodes": None}, "staff.no_change"),
     ("staff.pin_reset", {"pin_hash": "x" * 40}, "staff.pin_hash"),
+    ("audit.login", {"outcome": "maybe"}, "field.choice"),
+    ("audit.record_opened", {"how": "guess"}, "field.choice"),
+    ("audit.exported", {"rows": -1}, "field.range"),
+    ("audit.node_changed", {"action": "delete"}, "field.choice"),
+    ("audit.config_changed", {"new": "phone 13800138000"}, "trail.identifies"),
 ])
 def test_semantic_and_range_problems(kind: str, patch: dict[str, Any], code: str) -> None:
     body = {k: v for k, v in {**VALID[kind], **patch}.items() if v is not None}

@@ -12,7 +12,7 @@ from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.home import HomeScreen
 from protocol.nationalid import check_digit
-from tests.conftest import ID_FEMALE
+from tests.conftest import ID_FEMALE, business_signed
 from tests.tui_harness import (
     fill,
     form_error,
@@ -47,7 +47,8 @@ async def kinds(led: Ledger) -> list[str]:
 
 
 async def own_events(led: Ledger) -> int:
-    return (await led.head()).seq
+    """The counter's own business events (not its audit trail: logins, records opened)."""
+    return await business_signed(led)
 
 
 async def refused(pilot) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from central import conflicts as cf
+from central import trail
 from central.console.i18n import Translator
 from central.reconcile import Incoming, Reconciler
 from central.store import CentralStore
@@ -133,10 +134,12 @@ class ConsoleData:
     """The console's one door to central's store."""
 
     def __init__(self, store: CentralStore, key: SigningKey | None = None, *,
-                 clock: Callable[[], int] | None = None, language: str = "zh") -> None:
+                 clock: Callable[[], int] | None = None, language: str = "zh",
+                 timezone: str = "Asia/Shanghai") -> None:
         self.store = store
         self.key = key
         self.tr = Translator(language)
+        self.timezone = timezone  # the hospital's ([audit] timezone): the log's times
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.world = Reconciler()
         self.by_id: dict[EventId, Event] = {}
@@ -226,6 +229,11 @@ class ConsoleData:
         return events
 
     # -- nodes ---------------------------------------------------------------------------
+    async def audit_log(self, f: trail.Filters) -> list[trail.Entry]:
+        """The audit log's entries (:func:`central.trail.query`), in the console's
+        language, most recent first."""
+        return await trail.query(self.store, f, lang=self.tr.language, timezone=self.timezone)
+
     async def nodes(self) -> list[NodeHealth]:
         """The counters (central itself is no counter: it is never "offline" here), each
         with the offline cap in force, its exposure bound while offline

@@ -310,6 +310,22 @@ _OFFLIMIT: dict[str, tuple[str, str]] = {
                        "exposure bound: while a counter is offline, the most it can charge without a supervisor that central has not seen = the sum over accounts of min(cap, the account's available balance as central knows it) (no cap: the sum of available balances); online 0 · overruns: its open offline-overrun conflicts"),
 }
 STRINGS.update(_OFFLIMIT)
+
+# -- the audit log (issue 11): central/console/screens/audit_log.py -----------------------
+_AUDITLOG: dict[str, tuple[str, str]] = {
+    "key.audit_log": ("审计日志", "Audit log"),
+    "key.audit_who": ("按人员", "Who"),
+    "key.audit_what": ("按类别", "What"),
+    "audit.col.when": ("时间", "when"),
+    "audit.col.where": ("地点", "where"),
+    "audit.col.who": ("人员", "who"),
+    "audit.col.what": ("操作", "what"),
+    "audit.col.detail": ("详情", "detail"),
+    "audit.any": ("全部", "any"),
+    "audit.filters": ("审计日志（签名事件，不可修改）· 人员：{who} · 类别：{what}",
+                      "Audit log (signed events, cannot be edited) · who: {who} · what: {what}"),
+}
+STRINGS.update(_AUDITLOG)
 #: remedy codes said in Chinese from their events (any other code shows its English label)
 _REMEDY_CODES = ("reverse", "block", "move", "merge", "accept", "return", "bring_back", "keep",
                  "write_off", "correct")

@@ -104,7 +104,8 @@ class CounterApp(App[None]):
             await self.push_screen(FatalScreen(exc.title, str(exc)))
             return
         # nothing may be done until someone logs in (Counter.log_in sets their roles)
-        service = CounterService(self._ledger, "", roles=frozenset(), pepper=pepper)
+        service = CounterService(self._ledger, "", roles=frozenset(), pepper=pepper,
+                                 desk=self.config.role)
         self.counter = Counter(self.config, self._ledger, service, prices, self.tr, self._clock)
         self.counter.desk = CardDesk(service, self.tr, self.reader, chip=_writes_chips(self.reader),
                                      clock=self._clock)

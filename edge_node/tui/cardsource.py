@@ -308,6 +308,9 @@ class CardDesk:
         balance, wallet = await self._weigh(view, ident.card_no, stamp_file, notes)
         result = TapCheck(ident.card_no, entry, view, None, wallet, tuple(notes), balance)
         self.current = result
+        # every desk's card check comes here once per tap: the one place a card opens
+        # a record (audit.record_opened; never raises)
+        await self.service.opened(view.patient.patient_id, "card")
         return result
 
     def _refused(self, card_no: str, entry: str, refusal: Refusal) -> TapCheck:

@@ -41,6 +41,7 @@ class QueueScreen(MessageScreen):
             ("a", "acknowledge", tr("key.ack"), True),
             ("slash", "search", tr("key.search"), True),
             ("n", "nodes", tr("key.nodes"), True),
+            ("l", "audit_log", tr("key.audit_log"), False),
             ("r", "reload", tr("key.refresh"), True),
             ("q", "app.quit", tr("key.quit"), True),
         ])
@@ -151,6 +152,11 @@ class QueueScreen(MessageScreen):
         from central.console.screens.search import SearchScreen
 
         self.app.push_screen(SearchScreen(self.data, self.operator))
+
+    def action_audit_log(self) -> None:
+        from central.console.screens.audit_log import AuditLogScreen
+
+        self.app.push_screen(AuditLogScreen(self.data))
 
     def action_nodes(self) -> None:
         from central.console.screens.nodes import NodesScreen

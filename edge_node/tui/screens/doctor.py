@@ -219,6 +219,7 @@ class DoctorDesk(Desk, Screen[None]):
             except Exception as exc:
                 self.say(error_text(self.counter, exc), "problem")
                 return
+        await self.counter.service.opened(v.patient_id, "queue")  # the trail (never raises)
         self.open_patient(v.patient_id, v.visit_id if v.status == "consulting" else "")
 
     @work(exclusive=True, exit_on_error=False, group="doctor")

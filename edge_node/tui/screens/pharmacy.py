@@ -299,7 +299,7 @@ class PharmacyDesk(Desk, Screen[None]):
     def _enter_work(self, event: DataTable.RowSelected) -> None:
         table = self.query_one("#worklist", DataTable)
         if self.work and 0 <= table.cursor_row < len(self.work):
-            self.open_patient(self.work[table.cursor_row].order.patient_id)
+            self.open_patient(self.work[table.cursor_row].order.patient_id, "queue")
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
     async def lookup(self, card_no: str, entry: str = "chip",
@@ -343,8 +343,9 @@ class PharmacyDesk(Desk, Screen[None]):
             self.open_patient(patient_id)
 
     @work(exclusive=True, exit_on_error=False, group="lookup")
-    async def open_patient(self, patient_id: str) -> None:
+    async def open_patient(self, patient_id: str, how: str = "search") -> None:
         self.view = None
+        await self.counter.service.opened(patient_id, how)  # the trail (never raises)
         if await self._load(patient_id):
             self._said_waiting()
             self.lines_table.focus()
