@@ -43,7 +43,14 @@ from protocol.event import CENTRAL, Event, decode_event, sign_event
 from protocol.hlc import Hlc
 from tests.conftest import node_key
 from tests.support.dormant_site import DAY, DORMANT_6, ID_MALE, Filled, fill, fill_many
-from tests.support.sync_cluster import CENTRAL_CLI, Central, Counter, run_cli, wait_for
+from tests.support.sync_cluster import (
+    CENTRAL_CLI,
+    Central,
+    Counter,
+    central_trail,
+    run_cli,
+    wait_for,
+)
 from tests.test_core_properties import histories, interleave, mixed_body
 
 TZ = dormant.timezone(None)
@@ -606,7 +613,8 @@ def test_a_counter_syncing_from_central_sees_the_settlement_in_the_history(
     central.start()
     try:
         counter.start_sync()
-        wait_for(lambda: len(central.event_ids()) == own, 60, "the counter's push")
+        wait_for(lambda: len(central.event_ids()) == own + central_trail(central), 60,
+                 "the counter's push")
         _, rows = _report_csv(central.config, tmp_path, months=24)
         assert {r["patient_id"] for r in rows} == {f.pids["A"], f.pids["B"]}
         sel = _keep(tmp_path / "sel.csv", rows, {f.pids["A"]})
@@ -616,7 +624,8 @@ def test_a_counter_syncing_from_central_sees_the_settlement_in_the_history(
         ok = run_cli("--config", str(central.config), "dormant", "approve",
                      _batch_of(made.stdout), "--operator", "fin.li")
         assert ok.returncode == 0, ok.stderr
-        wait_for(lambda: counter.event_count() == own + 1, 60, "the counter to pull it")
+        wait_for(lambda: counter.event_count() == own + 1 + central_trail(central), 60,
+                 "the counter to pull it")
 
         async def at_the_counter() -> None:
             led = await Ledger.open(counter.db, "cashier-01", counter.key)
@@ -634,7 +643,8 @@ def test_a_counter_syncing_from_central_sees_the_settlement_in_the_history(
                 await led.close()
 
         asyncio.run(at_the_counter())
-        wait_for(lambda: len(central.event_ids()) == own + 2, 60, "the deposit's push")
+        wait_for(lambda: len(central.event_ids()) == own + 2 + central_trail(central), 60,
+                 "the deposit's push")
         conflicts = run_cli("--config", str(central.config), "conflicts", "list", "--all")
         assert conflicts.stdout.strip().endswith("0 conflict(s)"), conflicts.stdout
     finally:

@@ -433,8 +433,8 @@ def test_a_counter_syncing_from_central_finds_the_patients_and_charges_their_car
     path.write_text(old.text, encoding="utf-8")
     r = run_cli("--config", str(central.config), "import", str(path), timeout=300)
     assert r.returncode == 0, r.stderr
-    total = len(central.event_ids())
     counter = Counter.create(tmp_path, "cashier-01", central)
+    total = len(central.event_ids())  # the import, and central's enrolment on its trail
     central.start()
     try:
         counter.start_sync()
