@@ -418,9 +418,10 @@ def test_the_code_runs_in_a_networked_units_sandbox(tmp_path: Path, unit_name: s
                        capture_output=True, text=True, timeout=300, env=env,
                        cwd=UNITS.parent.parent)
     assert r.returncode == 0, r.stderr[-3000:]
-    # the registration's three events (patient, card, first deposit) stored at central,
-    # and the tapped card's patient on the counter's screen
-    assert r.stdout.split() == ["counter", "张三", "stored", "3"], r.stdout
+    # the registration's three events (patient, card, first deposit) and the trail of the
+    # login and the record opened by the tap stored at central, and the tapped card's
+    # patient on the counter's screen
+    assert r.stdout.split() == ["counter", "张三", "stored", "5"], r.stdout
 
 
 @needs_sandbox

@@ -25,6 +25,7 @@ from tests.support.sync_cluster import (
     EDGE_CLI,
     Central,
     Counter,
+    central_trail,
     free_port,
     offline_work,
     run_cli,
@@ -245,8 +246,8 @@ def test_plain_ws_still_works_and_tls_to_it_fails_cleanly(tmp_path: Path) -> Non
         conn.request("GET", "/healthz")
         assert conn.getresponse().read() == b"ok\n"
         conn.close()
-        wait_for(lambda: len(central.event_ids()) == n and ok.sync_state()["acked_seq"] == n,
-                 60, "plain ws sync")
+        wait_for(lambda: len(central.event_ids()) == n + central_trail(central)
+                 and ok.sync_state()["acked_seq"] == n, 60, "plain ws sync")
         wait_for(lambda: "TLS with central failed" in tls.sync_state()["last_error"], 30,
                  "the TLS failure")
         assert "does central serve wss://" in tls.sync_state()["last_error"]

@@ -21,7 +21,7 @@ from central.server import WS_MAX_SIZE
 from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.event import ChainHead, sign_event
 from protocol.hlc import Hlc
-from protocol.messages import Error, Welcome, decode_message
+from protocol.messages import Error, Events, Welcome, decode_message
 from protocol.session import EdgeSession
 from tests.conftest import ID_FEMALE, node_key
 from tests.support.sync_cluster import Central, run_cli
@@ -78,6 +78,8 @@ async def test_revoking_a_counter_closes_its_open_session_and_relays_it_nothing_
     lab = Raw(central, "lab-02", node_key("lab-02"))
     assert isinstance(await lab.open(), Welcome)
     await lab.ws.send(lab.s.send_pull(0))
+    caught_up = await lab.recv(timeout=5)  # what central held before (its trail: enrolments)
+    assert isinstance(caught_up, Events) and not caught_up.more, caught_up
     r = await asyncio.to_thread(run_cli, "--config", str(central.config), "revoke", "lab-02")
     assert r.returncode == 0, r.stderr
     revoked_at = time.monotonic()
