@@ -203,14 +203,18 @@ def _ids(path: Path, sql: str) -> set[tuple[str, int, bytes]]:
 def wait_for(pred: object, timeout: float, what: str, interval: float = 0.1) -> None:
     """Poll ``pred()`` until true; fail naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
+    last = ""
     while time.monotonic() < deadline:
         try:
             if pred():  # type: ignore[operator]
                 return
-        except sqlite3.OperationalError:
-            pass  # a file being created or locked: try again
+        except sqlite3.DatabaseError as exc:  # OperationalError included
+            # a file being created or locked, or a read-only look at a WAL file caught
+            # mid-checkpoint by its writer: try again (what the test checks afterwards
+            # reads the file once more and would see real damage)
+            last = f" (last read: {exc})"
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{last}")
 
 
 def converged(central: Central, counters: list[Counter], total: int) -> bool:
