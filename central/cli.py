@@ -434,6 +434,7 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
 
         text = render_config(db=where("central.sqlite3"), key_file=where("central.key"),
                              pepper_file=where("staff.pepper"),
+                             patient_keys_file=where("patient-data.key"),
                              host=host, port=port,
                              tls_cert=where(CERT_NAME) if tls_self_signed else "",
                              tls_key=where(KEY_NAME) if tls_self_signed else "")
@@ -459,6 +460,18 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
     except OSError as exc:
         print(f"onecard-central: cannot write {cfg.pepper_file}: {exc}", file=sys.stderr)
         return 2
+    from protocol.privacy import PatientKeys
+
+    try:
+        PatientKeys.generate().write(cfg.patient_keys_file)
+    except FileExistsError:
+        print(f"onecard-central: {cfg.patient_keys_file} exists; refusing to overwrite the "
+              "patient data keys", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"onecard-central: cannot write {cfg.patient_keys_file}: {exc}",
+              file=sys.stderr)
+        return 2
 
     async def setup() -> None:
         store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
@@ -473,6 +486,8 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
     print(f"key file    {cfg.key_file} (keep secret, mode 0600)")
     print(f"pepper      {cfg.pepper_file} (keep secret, mode 0600): copy it to every counter "
           "as its pepper_file")
+    print(f"patient keys {cfg.patient_keys_file} (keep secret, mode 0600; back it up: the "
+          "ID numbers, phones and addresses counters seal open only with it)")
     print(f"central key {key.public_key.hex()}")
     print(f"fingerprint {key.fingerprint}")
     print('Pin the central key in every counter\'s config: [sync] central_key = "…"')
@@ -936,7 +951,8 @@ def _console(cfg: CentralConfig, operator: str | None) -> int:
 
     asyncio.run(check())
     ConsoleApp(cfg.db, cfg.key_file, operator or getpass.getuser(),
-               max_skew_ms=cfg.max_skew_ms, language=cfg.language).run()
+               max_skew_ms=cfg.max_skew_ms, language=cfg.language,
+               patient_keys_file=cfg.patient_keys_file).run()
     return 0
 
 

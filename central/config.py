@@ -18,6 +18,9 @@
     tls_key = ""                  #   https://…/healthz); neither: plain ws:// (demo, loopback)
     metrics_allow = ["127.0.0.1", "::1"]  # addresses/networks that may read /metrics
     metrics_token = ""            # or a token: `Authorization: Bearer <token>` from anywhere
+    patient_keys_file = "patient-data.key"  # the hospital's patient data key and lookup
+                                  # key (128 hex digits, 0600), made by init: back it up —
+                                  # without it no sealed ID number, phone or address opens
 
 ``host`` is the address ``serve`` listens on: ``127.0.0.1`` (the default) only this
 machine; ``0.0.0.0`` every interface, for counters on other machines (then set
@@ -29,6 +32,12 @@ that the key is the certificate's before it listens.
     [dormant]
     months = 24                   # `dormant report`: a positive balance with no activity
                                   # for this many months is dormant (1–600)
+
+    [privacy]
+    reveal = ["cashier"]          # counter roles given the data key: they see patients'
+                                  # ID numbers, phones and addresses (protocol.privacy)
+    lookup = ["cashier", "triage", "doctor", "lab", "pharmacy"]  # given the lookup key:
+                                  # they find patients by ID number or phone, sealed
 
     [limits]
     floor = 20000                 # offline, one charge above this (fen) needs a supervisor
@@ -53,6 +62,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from protocol.crypto import SigningKey
+from protocol.event import CENTRAL
+from protocol.messages import ROLES
+from protocol.privacy import LOOKUP_ROLES, REVEAL_ROLES
 
 LANGUAGES = ("zh", "en")
 
@@ -99,6 +111,10 @@ class CentralConfig:
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str = ""
     pepper_file: Path = Path("staff.pepper")  # (made absolute by load)
+    patient_keys_file: Path = Path("patient-data.key")  # (made absolute by load)
+    #: [privacy]: the counter roles given the data key / the lookup key
+    reveal_roles: tuple[str, ...] = REVEAL_ROLES
+    lookup_roles: tuple[str, ...] = LOOKUP_ROLES
 
     @property
     def scheme(self) -> str:
@@ -139,6 +155,7 @@ class CentralConfig:
             "metrics_allow",
             "metrics_token",
             "pepper_file",
+            "patient_keys_file",
         }
         unknown = sorted(set(sec) - known)
         if unknown:
@@ -183,6 +200,7 @@ class CentralConfig:
                     raise CentralConfigError(f"{p}: [limits] {name} must be an integer "
                                              f"0–{MAX_LIMIT} (fen; 0: no limit)")
             offline = (limits.get("floor", 0), limits.get("cap", 0))
+        reveal, lookup = _privacy(p, raw.get("privacy", {}))
         host = sec.get("host", "127.0.0.1")
         if not isinstance(host, str):
             raise CentralConfigError(f"{p}: [central] host must be a string")
@@ -228,7 +246,32 @@ class CentralConfig:
             metrics_allow=tuple(allow),
             metrics_token=token,
             pepper_file=rel(sec.get("pepper_file", "staff.pepper"), "pepper_file"),
+            patient_keys_file=rel(sec.get("patient_keys_file", "patient-data.key"),
+                                  "patient_keys_file"),
+            reveal_roles=reveal,
+            lookup_roles=lookup,
         )
+
+
+def _privacy(p: Path, sec: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``[privacy]``: the counter roles given the data key and the lookup key."""
+    if not isinstance(sec, dict):
+        raise CentralConfigError(f"{p}: [privacy] must be a table")
+    unknown = sorted(set(sec) - {"reveal", "lookup"})
+    if unknown:
+        raise CentralConfigError(f"{p}: unknown key(s) in [privacy]: {', '.join(unknown)}")
+    counters = sorted(ROLES - {CENTRAL})
+    out = []
+    for name, default in (("reveal", REVEAL_ROLES), ("lookup", LOOKUP_ROLES)):
+        v = sec.get(name, list(default))
+        if not isinstance(v, list) or not all(r in counters for r in v):
+            raise CentralConfigError(f"{p}: [privacy] {name} must be a list of counter roles "
+                                     f"({', '.join(counters)})")
+        out.append(tuple(dict.fromkeys(v)))
+    if not set(out[0]) <= set(out[1]):
+        raise CentralConfigError(f"{p}: [privacy] every role in reveal must be in lookup too "
+                                 "(a counter that reads the details also finds by them)")
+    return out[0], out[1]
 
 
 MAX_LIMIT = 10**10  # fen: a body's amount bound (protocol.fields.MAX_AMOUNT)
@@ -242,6 +285,7 @@ def render_config(
     tls_cert: str = "",
     tls_key: str = "",
     pepper_file: str = "staff.pepper",
+    patient_keys_file: str = "patient-data.key",
 ) -> str:
     """The text of a fresh config file with every key and its meaning."""
     return (
@@ -250,6 +294,7 @@ def render_config(
         f'db = "{db}"                  # SQLite file, relative to this file\n'
         f'key_file = "{key_file}"      # Ed25519 seed, 64 hex digits, keep at mode 0600\n'
         f'pepper_file = "{pepper_file}"  # staff PIN pepper (0600): copy to every counter\n'
+        f'patient_keys_file = "{patient_keys_file}"  # patient data keys (0600): back up\n'
         f'host = "{host}"             # listen address; "0.0.0.0": counters on other machines\n'
         f"port = {port}                 # 0 = pick a free port, printed on start\n"
         "handshake_timeout_s = 10\n"
@@ -263,6 +308,11 @@ def render_config(
         'metrics_token = ""            # or anyone with `Authorization: Bearer <token>`\n'
         "\n[dormant]\n"
         "months = 24                   # dormant report: no activity for this many months\n"
+        "\n[privacy]\n"
+        '# counters of these roles see patients\' ID numbers, phones and addresses\n'
+        'reveal = ["cashier"]\n'
+        "# …and these find patients by them (sealed, by keyed tags)\n"
+        'lookup = ["cashier", "triage", "doctor", "lab", "pharmacy"]\n'
     )
 
 

@@ -65,6 +65,7 @@ from protocol.errors import ProtocolError
 from protocol.event import CENTRAL, Event, decode_event
 from protocol.money import Fen, parse_yuan, yuan
 from protocol.patient import Patient
+from protocol.privacy import KeyFileError, PatientKeys, details_of
 
 KIND = "account.dormant_settled"
 BANDS = (6, 12, 24, 36)  # months: the report's age bands start at N and at each of these
@@ -221,9 +222,11 @@ class DormantAccount:
     band: str
 
 
-def find_dormant(sc: Scan, today: dt.date, months: int, tz: dt.tzinfo) -> list[DormantAccount]:
+def find_dormant(sc: Scan, today: dt.date, months: int, tz: dt.tzinfo,
+                 keys: PatientKeys | None = None) -> list[DormantAccount]:
     """Every account with a positive balance and no activity for ``months`` months,
-    longest idle first."""
+    longest idle first; the ID number, phone and address opened with ``keys`` (sealed
+    ones shown as :data:`SEALED` without)."""
     cards = cards_by_patient(sc)
     bs = bands(months)
     out = []
@@ -238,10 +241,19 @@ def find_dormant(sc: Scan, today: dt.date, months: int, tz: dt.tzinfo) -> list[D
             continue
         band = next(b for b in reversed(bs) if m >= b[0])
         p = sc.state.get(Patient, a.patient_id) or Patient.new(a.patient_id)
-        out.append(DormantAccount(a.patient_id, p.name, p.national_id, p.phone, p.contact,
+        d = details_of(p, keys)
+        out.append(DormantAccount(a.patient_id, p.name, _or_sealed(d.national_id),
+                                  _or_sealed(d.phone), _or_sealed(d.contact),
                                   tuple(own), a.balance, last, day.isoformat(), m,
                                   band_label(band)))
     return sorted(out, key=lambda d: (d.last_ms, d.patient_id))
+
+
+SEALED = "(sealed)"  # a detail central's patient keys file could not open
+
+
+def _or_sealed(value: str | None) -> str:
+    return SEALED if value is None else value
 
 
 def totals(accounts: Iterable[DormantAccount], months: int) -> list[tuple[str, int, Fen]]:
@@ -263,8 +275,9 @@ def render_csv(accounts: Iterable[DormantAccount]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(COLUMNS)
     for d in accounts:
-        w.writerow([d.patient_id, d.name, nationalid.mask(d.national_id) if d.national_id
-                    else "", d.phone, d.contact, " ".join(d.cards), plain_yuan(d.balance),
+        w.writerow([d.patient_id, d.name, nationalid.mask(d.national_id)
+                    if d.national_id and d.national_id != SEALED else d.national_id,
+                    d.phone, d.contact, " ".join(d.cards), plain_yuan(d.balance),
                     d.idle_since, d.months, d.band])
     return buf.getvalue()
 
@@ -614,7 +627,12 @@ async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         if action == "report":
-            return await _report(store, tr, tz, today, n, csv_path, out, err)
+            try:  # the list names whom to write to: central's IT may read their details
+                keys: PatientKeys | None = PatientKeys.read(cfg.patient_keys_file)
+            except KeyFileError as exc:
+                print(f"onecard-central: {exc}: the details are shown sealed", file=err)
+                keys = None
+            return await _report(store, tr, tz, today, n, csv_path, out, err, keys)
         if action == "settle":
             bid = new_batch_id(text.encode(), now)
             bid, chosen = await select(store, text, operator=operator, months=n, today=today,
@@ -685,9 +703,10 @@ def _refused(exc: DormantError, tr: Translator, err: TextIO) -> int:
 
 
 async def _report(store: CentralStore, tr: Translator, tz: dt.tzinfo, today: dt.date,
-                  months: int, csv_path: Path | None, out: TextIO, err: TextIO) -> int:
+                  months: int, csv_path: Path | None, out: TextIO, err: TextIO,
+                  keys: PatientKeys | None = None) -> int:
     sc = await scan(store, tz)
-    found = find_dormant(sc, today, months, tz)
+    found = find_dormant(sc, today, months, tz, keys)
     if csv_path is not None:
         try:
             csv_path.write_text(render_csv(found), encoding="utf-8")
@@ -702,7 +721,8 @@ async def _report(store: CentralStore, tr: Translator, tz: dt.tzinfo, today: dt.
         if found:
             print(tr("dormant.accounts_head"), file=out)
         for d in found:
-            print(f"{d.patient_id:<24} {d.name:<10} {mask_phone(d.phone) if d.phone else '-':<12}"
+            phone = mask_phone(d.phone) if d.phone and d.phone != SEALED else d.phone or "-"
+            print(f"{d.patient_id:<24} {d.name:<10} {phone:<12}"
                   f" {yuan(d.balance):>14}  {d.idle_since}  {d.months:>3}", file=out)
     print(tr("dormant.band_head"), file=out)
     for band, n, fen in totals(found, months):

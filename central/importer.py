@@ -43,7 +43,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
-from central.config import CentralConfig, load_key
+from central.config import CentralConfig, CentralConfigError, load_key
+from central.privacy import central_keys
+from central.reconcile import id_key
 from central.store import CentralStore, Query, Statements, enrol_central
 from edge_node.i18n import Translator
 from protocol import nationalid
@@ -56,6 +58,7 @@ from protocol.event import decode_event
 from protocol.fields import CARD_RE, ID_RE, MAX_AMOUNT, PHONE_RE
 from protocol.money import yuan
 from protocol.patient import Patient, Registered, Updated
+from protocol.privacy import SEALED_FIELDS, PatientKeys, is_sealed
 
 Fen = int
 
@@ -160,9 +163,17 @@ class Row:
     last_activity: str = ""
     headers: tuple[tuple[str, str], ...] = ()  # column → header as written in the file
 
-    def items(self, batch_id: str) -> list[tuple[str, dict[str, Any]]]:
-        """The (kind, body) of each event this line becomes, in the order signed."""
-        out: list[tuple[str, dict[str, Any]]] = [("patient.registered", self.registered)]
+    def items(self, batch_id: str, keys: PatientKeys | None = None
+              ) -> list[tuple[str, dict[str, Any]]]:
+        """The (kind, body) of each event this line becomes, in the order signed: with
+        ``keys``, the ID number, phone and address sealed (:mod:`protocol.privacy`; the
+        file's checks run on them in clear, without)."""
+        registered = self.registered
+        if keys is not None:
+            clear = {f: registered[f] for f in SEALED_FIELDS if f in registered}
+            registered = {**{k: v for k, v in registered.items() if k not in clear},
+                          **keys.sealed_details(self.patient_id, clear)}
+        out: list[tuple[str, dict[str, Any]]] = [("patient.registered", registered)]
         if self.card_no:
             out.append(("card.issued", {"card_no": self.card_no,
                                         "patient_id": self.patient_id}))
@@ -434,15 +445,20 @@ def _repeats(line: int, v: dict[str, str], seen: dict[str, dict[str, int]],
 
 # ---------------------------------------------------------------------------- check
 def national_ids(state: State) -> dict[str, str]:
-    """Registered national ID → patient id (the first record holding it)."""
+    """Registered national ID → patient id (the first record holding it), by the number's
+    keyed tag (``t:…``) or, in a legacy store, the clear number (``c:…``)."""
     out: dict[str, str] = {}
     for p in sorted(state.all(Patient), key=lambda p: p.registered_at):
-        if p.national_id:
-            out.setdefault(p.national_id, p.patient_id)
+        if key := id_key(p):
+            out.setdefault(key, p.patient_id)
     return out
 
 
-def check_rows(rows: Iterable[Row], state: State,
+def _id_keys(nid: str, keys: PatientKeys) -> tuple[str, str]:
+    return "t:" + keys.id_tag(nid), "c:" + nid
+
+
+def check_rows(rows: Iterable[Row], state: State, keys: PatientKeys,
                ids: dict[str, str] | None = None) -> Checked:
     """Good lines against what the store holds: already imported, or clashing with it."""
     out = Checked()
@@ -458,10 +474,12 @@ def check_rows(rows: Iterable[Row], state: State,
             out.errors.append(LineError(r.line, r.header("card_no"), "import.card_taken",
                                         (("value", r.card_no), ("pid", card.patient_id))))
             bad = True
-        if r.national_id and r.national_id in ids:
+        taken = next((ids[k] for k in _id_keys(r.national_id, keys) if k in ids), "") \
+            if r.national_id else ""
+        if taken:
             out.errors.append(LineError(r.line, r.header("national_id"), "import.id_taken",
                                         (("value", nationalid.mask(r.national_id)),
-                                         ("pid", ids[r.national_id]))))
+                                         ("pid", taken))))
             bad = True
         if not bad:
             out.todo.append(r)
@@ -482,9 +500,12 @@ def fold_data(state: State, rows: Iterable[tuple[int, bytes]],
         fact = REGISTRY.apply(state, ev)
         if ids is not None and isinstance(fact, Fact) and isinstance(fact.body,
                                                                      Registered | Updated):
-            nid = fact.body.national_id
-            if nid:
-                ids.setdefault(nid, fact.body.patient_id)
+            b = fact.body
+            key = ("t:" + b.id_tag if b.id_tag else
+                   "c:" + b.national_id if b.national_id and not is_sealed(b.national_id)
+                   else "")
+            if key:
+                ids.setdefault(key, b.patient_id)
     return last
 
 
@@ -505,7 +526,7 @@ def _chunks(rows: list[Row], size: int) -> Iterator[list[Row]]:
 
 
 async def import_rows(store: CentralStore, key: SigningKey, rows: list[Row], state: State,
-                      pos: int, *, batch_id: str, operator: str,
+                      pos: int, *, batch_id: str, operator: str, keys: PatientKeys,
                       batch_rows: int = DEFAULT_BATCH_ROWS) -> Imported:
     """Sign ``rows`` as central's events, ``batch_rows`` lines per store transaction.
 
@@ -526,10 +547,10 @@ async def import_rows(store: CentralStore, key: SigningKey, rows: list[Row], sta
             new = await query("SELECT pos, data FROM events WHERE pos > ? ORDER BY pos",
                               (pos,))
             pos = max(pos, fold_data(state, ((int(p), d) for p, d in new), ids))
-            checked = check_rows(chunk, state, ids)
+            checked = check_rows(chunk, state, keys, ids)
             if checked.errors:
                 raise Changed(checked.errors)
-            return [it for r in checked.todo for it in r.items(batch_id)], []
+            return [it for r in checked.todo for it in r.items(batch_id, keys)], []
 
         events = await store.append_central(key, plan, operator=operator)
         done.patients += len(checked.todo)
@@ -626,10 +647,14 @@ async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
     except ImportFailed as exc:
         return fail(exc.key, 1, **exc.values)
     report.ignored(parsed.ignored)
+    try:
+        keys = central_keys(cfg)
+    except CentralConfigError as exc:
+        return fail("import.no_keys", 2, why=exc)
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         state, pos = await fold_store(store)
-        checked = check_rows(parsed.rows, state)
+        checked = check_rows(parsed.rows, state, keys)
         errors = sorted(parsed.errors + checked.errors, key=lambda e: e.line)
         if errors:
             return report.refuse(errors, "import.errors", len({e.line for e in errors}))
@@ -647,7 +672,7 @@ async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
             return 2
         try:
             done = await import_rows(store, key, checked.todo, state, pos, batch_id=batch_id,
-                                     operator=operator, batch_rows=batch_rows)
+                                     operator=operator, keys=keys, batch_rows=batch_rows)
         except Changed as exc:
             report.refuse(exc.errors)
             return fail("import.changed", 1)

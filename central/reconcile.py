@@ -55,6 +55,7 @@ from protocol.money import yuan
 from protocol.order import Cancelled as OrderCancelled
 from protocol.order import Placed as OrderPlaced
 from protocol.patient import Patient
+from protocol.privacy import is_sealed
 from protocol.remedy import ANNOUNCEMENTS, Blocked, ChargeReversed, DebtRecorded, Merged
 from protocol.stock import Stock
 from protocol.visit import FeeCharged, FeeReturned
@@ -1154,10 +1155,10 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
          if p is not None and p.registered_at and not p.merged_into),
         key=lambda p: (p.registered_ms, p.patient_id))
     if strong:
-        live = [p for p in live if p.national_id]
+        live = [p for p in live if id_key(p)]
     else:  # two different ID numbers are two different people
-        ids = {p.national_id for p in live if p.national_id}
-        if len(ids) > 1 or all(p.national_id for p in live):
+        ids = {id_key(p) for p in live if id_key(p)}
+        if len(ids) > 1 or all(id_key(p) for p in live):
             return []  # different ID numbers: different people; all the same: the strong one
     if len(live) < 2:
         return []
@@ -1166,7 +1167,7 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
     survivor, others = live[0], live[1:]
     listed = "; ".join(f"{p.patient_id} at {p.registered_node}" for p in live)
     if strong:
-        text = (f"The same national ID number ({_mask(key)}) was registered {len(live)} times: "
+        text = (f"The same national ID number{_shown(key)} was registered {len(live)} times: "
                 f"{listed}. They are one person; merge the later records into "
                 f"{survivor.patient_id}.")
     else:
@@ -1195,8 +1196,28 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
         0, live[-1].registered_ms, remedies)]
 
 
-def _mask(nid: str) -> str:
-    return nid[:4] + "*" * (len(nid) - 8) + nid[-4:] if len(nid) > 8 else "****"
+def _shown(key: str) -> str:
+    """A legacy clear ID number, masked, for the conflict's text; a sealed one's key is its
+    keyed tag, which says nothing (the console opens the records themselves)."""
+    if not key.startswith("c:"):
+        return ""
+    nid = key[2:]
+    return " (" + (nid[:4] + "*" * (len(nid) - 8) + nid[-4:] if len(nid) > 8 else "****") + ")"
+
+
+def id_key(p: Patient) -> str:
+    """What two records of one ID number share: the keyed tag of a sealed number (the
+    sealed texts differ: each has its own nonce), or a legacy ledger's clear number."""
+    if p.id_tag:
+        return "t:" + p.id_tag
+    return "c:" + p.national_id if p.national_id and not is_sealed(p.national_id) else ""
+
+
+def phone_key(p: Patient) -> str:
+    """The same for the phone (its whole number's tag, not its last four digits')."""
+    if p.phone_tag:
+        return "t:" + p.phone_tag.split(" ", 1)[0]
+    return "c:" + p.phone if p.phone and not is_sealed(p.phone) else ""
 
 
 # ---------------------------------------------------------------------------- reconciler
@@ -1467,8 +1488,9 @@ class Reconciler:
             return
         if p.merged_into:
             self._merged_into.setdefault(p.merged_into, set()).add(pid)
-        nid = p.national_id if p.registered_at else ""
-        person = (p.name, p.birth_date, p.phone) if p.registered_at and p.phone else None
+        nid = id_key(p) if p.registered_at else ""
+        phone = phone_key(p)
+        person = (p.name, p.birth_date, phone) if p.registered_at and phone else None
         old_nid, old_person = self._identity.get(pid, ("", None))
         if (nid, person) == (old_nid, old_person):
             return

@@ -40,11 +40,13 @@ from websockets.http11 import Request, Response
 
 from central.config import CentralConfig, load_key
 from central.conflicts import ConflictWatch
+from central.privacy import Granter
 from central.reconcile import ReconcileConfig
 from central.store import (
     NOT_AUTHORISED,
     CentralStore,
     Keys,
+    NodeRecord,
     Prepared,
     enrol_central,
     prepare_events,
@@ -101,8 +103,11 @@ class CentralServer:
         metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1"),
         metrics_token: str = "",
         refusal_interval_s: float = 60.0,
+        granter: Granter | None = None,
     ) -> None:
         self.watch = watch
+        #: gives each counter key its patient keys as it connects (central.privacy)
+        self.granter = granter
         self.metrics_allow = tuple(ipaddress.ip_network(a, strict=False) for a in metrics_allow)
         self.metrics_token = metrics_token
         self.refusals = RefusalLog(refusal_interval_s)
@@ -250,6 +255,7 @@ class CentralServer:
         if why or rec is None:
             raise _Refusal("not_authorised", NOT_AUTHORISED, why or "not enrolled")
         assert isinstance(auth, Auth)
+        await self._grant(conn.node, rec)
         conn.node_key = await self.store.key_spans(conn.node)
         head = await self.store.head(conn.node)
         conn.recovering = hello.head_seq < head.seq
@@ -264,6 +270,19 @@ class CentralServer:
                 await self.store.store_id(),
             )
         )
+
+    async def _grant(self, node: str, rec: NodeRecord) -> None:
+        """Grant the counter's current key its patient keys if it lacks them (before the
+        welcome, so it pulls them in this session).  A failure is logged, never a refusal:
+        the counter syncs all the same and is granted at its next connection."""
+        if self.granter is None:
+            return
+        try:
+            state = self.watch.reconciler.state if self.watch is not None else None
+            await self.granter.ensure(node, rec.pubkey, rec.role, state)
+        except Exception:
+            log.exception("node=%s: could not grant its patient keys (next connection "
+                          "tries again)", node)
 
     async def _read_loop(self, conn: Conn) -> None:
         """Read frames; pushes are checked as they arrive and committed in order.
@@ -555,6 +574,10 @@ async def run_server(
         await store.mark_all_offline()
         watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms), key=key)
         await watch.catch_up()
+        from central.privacy import ensure_keys_file
+
+        granter = Granter(store, key, ensure_keys_file(config, watch.reconciler.state),
+                          config.reveal_roles, config.lookup_roles)
         app = CentralServer(
             store,
             key,
@@ -564,6 +587,7 @@ async def run_server(
             watch=watch,
             metrics_allow=config.metrics_allow,
             metrics_token=config.metrics_token,
+            granter=granter,
         )
         watcher = asyncio.create_task(app.watch_store())
         async with serve(

@@ -34,6 +34,7 @@ from protocol.crypto import SigningKey
 from protocol.domain import REGISTRY
 from protocol.event import decode_event
 from protocol.money import yuan
+from protocol.privacy import SEALED_FIELDS, PatientKeys, is_sealed
 
 DEFAULT_CONFIG = "onecard-edge.toml"
 
@@ -355,6 +356,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
     _, ledger = await _open(args)
     out = sys.stdout
     async with ledger:
+        keys = await ledger.patient_keys() if args.full else None
         after = rows = 0
         while True:
             page = await ledger.events(after, 1000)
@@ -362,9 +364,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
                 break
             for rowid, data in page:
                 ev = decode_event(data)
-                body = dict(ev.body)
-                if isinstance(body.get("national_id"), str) and not args.full:
-                    body["national_id"] = nationalid.mask(body["national_id"])
+                body = _exported(dict(ev.body), args.full, keys)
                 out.write(json.dumps({
                     "node": ev.node, "seq": ev.seq, "hlc": [ev.hlc.wall, ev.hlc.counter],
                     "operator": ev.operator, "kind": ev.kind, "body": _jsonable(body),
@@ -391,6 +391,23 @@ async def _exported(ledger: Ledger, what: str, rows: int) -> None:
                                                   "destination": "stdout"}), who[:64])
     except Exception:
         logging.getLogger("onecard.cli").warning("audit.exported not written", exc_info=True)
+
+
+def _exported(body: dict[str, Any], full: bool, keys: PatientKeys | None
+              ) -> dict[str, Any]:
+    """An event's body for ``export``: a sealed detail stays sealed, or is opened with
+    ``keys`` (``--full``); a legacy clear ID number is masked unless ``--full``."""
+    pid = str(body.get("patient_id", ""))
+    for field in SEALED_FIELDS:
+        value = body.get(field)
+        if not isinstance(value, str) or not value:
+            continue
+        if is_sealed(value):
+            if full and keys is not None:
+                body[field] = keys.open(field, pid, value) or value
+        elif field == "national_id" and not full:
+            body[field] = nationalid.mask(value)
+    return body
 
 
 def _jsonable(v: Any) -> Any:
@@ -568,7 +585,8 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_)
         s.set_defaults(func=fn)
         if name == "export":
-            s.add_argument("--full", action="store_true", help="do not mask national IDs")
+            s.add_argument("--full", action="store_true", help="the patients' details in clear "
+                           "where this counter may open them (else sealed, or masked)")
     s = sub.add_parser("balance", help="a card's patient, status and balance")
     s.add_argument("card")
     s.set_defaults(func=cmd_balance)

@@ -78,6 +78,7 @@ from protocol.event import (
 )
 from protocol.hlc import Hlc
 from protocol.keyring import Keyring, KeySpan, key_at, single
+from protocol.privacy import KeyGrant, PatientKeys, keys_of
 
 log = logging.getLogger("onecard.ledger")
 
@@ -220,6 +221,8 @@ class Ledger:
         #: kinds whose body records the offline run they were charged in (issue 11)
         self._offline_marked = frozenset(k.name for k in registry
                                          if OFFLINE_FIELD in getattr(k.body, "SCHEMA", {}))
+        #: the patient keys opened from central's grant, by the grant's merge order
+        self._patient_keys: tuple[str, PatientKeys | None] = ("", None)
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -228,11 +231,15 @@ class Ledger:
                    clock: Callable[[], int] = wall_ms, registry: Registry = REGISTRY,
                    max_skew_ms: int = MAX_SKEW_MS,
                    progress: Callable[[int], None] | None = None,
-                   indexes: Sequence[RecordIndex] = (PATIENT_INDEX,)) -> Ledger:
+                   indexes: Sequence[RecordIndex] = (PATIENT_INDEX,),
+                   patient_keys: PatientKeys | None = None) -> Ledger:
         """Open (creating and migrating if needed) the ledger of ``node_id`` at ``path``.
 
         Projections folded by another version are refolded here (``progress`` is told
         every 10,000 events), and derived indexes made another way are rewritten.
+        ``patient_keys``: keys held without a grant from central — unit tests, benchmarks
+        and the stand-alone demo cashier, which have no central; a counter of a hospital
+        takes them from central's grant (:meth:`patient_keys`).
         """
         from edge_node.backup import damage, make_private
 
@@ -249,6 +256,8 @@ class Ledger:
         self = cls(db, node_id, key, rule_config or RuleConfig(), clock, registry, max_skew_ms,
                    indexes)
         self._path = str(path)
+        if patient_keys is not None:
+            self._patient_keys = ("given", patient_keys)
         try:
             await self._run(self._setup, progress)
         except sqlite3.DatabaseError as exc:  # (_run names most damage itself)
@@ -820,6 +829,20 @@ class Ledger:
             "SELECT rowid, data FROM events WHERE rowid>? ORDER BY rowid LIMIT ?",
             (after_rowid, limit))]
 
+    async def patient_keys(self) -> PatientKeys | None:
+        """The hospital's patient keys central granted this counter's key (None: none yet,
+        or none for this counter's role; :mod:`protocol.privacy`)."""
+        if self._patient_keys[0] == "given":
+            return self._patient_keys[1]
+        if self.key is None or KeyGrant not in self._tables.values():
+            return None
+        grant = await self.get(KeyGrant, (self.node_id, self.key.public_key.hex()))
+        if grant is None:
+            return None
+        if self._patient_keys[0] != grant.granted_at:
+            self._patient_keys = (grant.granted_at, keys_of(grant, self.key.seed))
+        return self._patient_keys[1]
+
     async def get(self, table: str | type[R], key: Any) -> Any:
         """One projection record (by record type or table name, and key) or None."""
         rt = self.record_type(table)
@@ -838,7 +861,7 @@ class Ledger:
         return [rt(*r) for r in await self._fetch(sql, (value, limit))]
 
     async def find_patients(self, column: str, value: str) -> list[Any]:
-        if column not in ("national_id", "name", "phone"):
+        if column not in ("national_id", "id_tag", "name", "phone"):
             raise ValueError(column)
         return await self.find("patients", column, value, limit=50)
 
@@ -850,9 +873,10 @@ class Ledger:
             return []
         patients, accounts, cards = (self.record_type(t) for t in ("patients", "accounts",
                                                                    "cards"))
+        keys = await self.patient_keys()
 
         def tx(conn: sqlite3.Connection) -> list[tuple[Any, Any | None, list[Any]]]:
-            ids = PATIENT_INDEX.search(conn, query, limit)
+            ids = PATIENT_INDEX.search(conn, query, limit, keys)
             if not ids:
                 return []
             found = {p.key(): p for p in _select(conn, patients, ids)}

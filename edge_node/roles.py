@@ -46,6 +46,9 @@ ACTIONS: dict[str, frozenset[str]] = {
     "pharmacy.dispense": frozenset({"pharmacist"}),
     "pharmacy.return": frozenset({"pharmacist"}),
     "pharmacy.stock": frozenset({"pharmacist"}),
+    # seeing a patient's sealed ID number, phone and address (protocol.privacy): the
+    # desks that register patients; everyone else sees them masked as sealed
+    "patient.details": frozenset({"cashier", "supervisor", "it"}),
     # a second person's approval (edge_node.staff.approve)
     "approve": frozenset({"supervisor"}),
 }

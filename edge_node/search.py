@@ -2,17 +2,24 @@
 
 Staff type what the patient can tell them: the patient number, the national ID number,
 a phone number (or its last four digits), the name or part of it, or the name in pinyin
-(``zhangsan``) or its initials (``zs``).  Every one of those is a *term* in the
-``patient_search`` table of the counter's ledger, one row per (term, patient), so every
-query is a handful of index range scans, whatever the number of patients:
+(``zhangsan``) or its initials (``zs``).  ID numbers and phones are sealed in the ledger
+(:mod:`protocol.privacy`): they are found by keyed tags, which the counter makes of what
+staff type with the hospital's lookup key, so nothing is decrypted to search.
+
+Every one of those is a *term* in the ``patient_search`` table of the counter's ledger,
+one row per (term, patient), so every query is a handful of index range scans, whatever
+the number of patients:
 
 =========  ==========================================================  =============
 term       what                                                        matched
 =========  ==========================================================  =============
 ``i:``     the patient number, folded to lower case                    exact, prefix
-``n:``     the national ID number (lower-case ``x``)                   exact
-``p:``     the phone's digits (also without a leading ``86``)          exact
-``t:``     the phone's last four digits                                exact
+``N:``     the keyed tag of the national ID number (sealed)            exact
+``P:``     the keyed tag of the phone's digits (no leading ``86``)     exact
+``T:``     the keyed tag of the phone's last four digits               exact
+``n:``     a legacy ledger's clear ID number (lower-case ``x``)        exact
+``p:``     a legacy clear phone's digits (also without ``86``)         exact
+``t:``     a legacy clear phone's last four digits                     exact
 ``m:``     the name, normalised (:func:`normalise`)                    exact, prefix
 ``s:``     each later suffix of the name (so a substring is a prefix)  prefix
 ``f:``     the name in full pinyin, one row per reading                exact, prefix
@@ -44,8 +51,9 @@ from itertools import groupby
 from typing import Any
 
 from protocol.patient import Patient
+from protocol.privacy import PatientKeys, is_sealed, phone_digits
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: sealed details found by their keyed tags
 MAX_READINGS = 6  # pinyin readings indexed for one name
 MAX_NAME = 32  # characters of a name indexed for substrings
 SURNAME_READINGS = 3  # readings tried for the first character (the surname)
@@ -159,9 +167,14 @@ def item_terms(name: str) -> tuple[str, ...]:
 def terms(p: Patient) -> set[str]:
     """Every term ``p`` is found by (see the module's table)."""
     out = {"i:" + p.patient_id.casefold()}
-    if p.national_id:
+    if p.id_tag:  # sealed: its keyed tag (protocol.privacy)
+        out.add("N:" + p.id_tag)
+    elif p.national_id and not is_sealed(p.national_id):  # a legacy ledger's, in clear
         out.add("n:" + p.national_id.casefold())
-    phone = digits_of(p.phone)
+    if p.phone_tag:
+        whole, last4 = p.phone_tag.split(" ", 1)
+        out |= {"P:" + whole, "T:" + last4}
+    phone = "" if is_sealed(p.phone) else digits_of(p.phone)
     if len(phone) >= 4:
         out |= {"p:" + phone, "t:" + phone[-4:]}
         if len(phone) == 13 and phone.startswith("86"):
@@ -186,13 +199,16 @@ class _Probe:
     prefix_rank: int = 0
 
 
-def plan(query: str) -> list[_Probe]:
+def plan(query: str, keys: PatientKeys | None = None) -> list[_Probe]:
     """The index ranges that answer ``query``, each with the rank of what it finds.
 
     Ranks: 0 the exact patient number, ID number or phone; 1 the last four digits of a
     phone; 2 the exact name; 3 a name that starts with it; 4 a name that contains it;
     5 the exact pinyin or initials; 6 pinyin or initials that start with it; 7 a
     patient number that starts with it.
+
+    ``keys``: the counter's patient keys; with a lookup key, an ID number or phone is
+    also looked up by its keyed tag (the sealed details' terms: ``N:``, ``P:``, ``T:``).
     """
     raw = unicodedata.normalize("NFKC", query).strip()
     key = normalise(raw)
@@ -200,15 +216,23 @@ def plan(query: str) -> list[_Probe]:
     if not pid:
         return []
     probes = [_Probe("i:", pid, True, 0, 7)]
+    tag = keys.tag if keys is not None and keys.lookup is not None else None
     if _ID_RE.fullmatch(key):
-        return [*probes, _Probe("n:", key, False, 0)]
+        probes.append(_Probe("n:", key, False, 0))
+        if tag:
+            probes.append(_Probe("N:", tag("n", key.upper()), False, 0))
+        return probes
     if _DIGITS_RE.fullmatch(key):
         if len(key) >= 7:
             probes.append(_Probe("p:", key, False, 0))
             if len(key) == 13 and key.startswith("86"):
                 probes.append(_Probe("p:", key[2:], False, 0))
+            if tag:
+                probes.append(_Probe("P:", tag("p", phone_digits(key)), False, 0))
         if len(key) == 4:
             probes.append(_Probe("t:", key, False, 1))
+            if tag:
+                probes.append(_Probe("T:", tag("t", key), False, 1))
         return probes  # numbers are no one's name
     if key:
         probes += [_Probe("m:", key, True, 2, 3), _Probe("s:", key, True, 4, 4)]
@@ -253,7 +277,7 @@ class PatientIndex:
     @staticmethod
     def terms_key(p: Patient) -> tuple[str, ...]:
         """The fields the terms are made of: a record whose key is unchanged keeps them."""
-        return (p.patient_id, p.name, p.national_id, p.phone)
+        return (p.patient_id, p.name, p.national_id, p.phone, p.id_tag, p.phone_tag)
 
     def clear(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"DELETE FROM {self.TABLE}")
@@ -269,13 +293,14 @@ class PatientIndex:
                              "VALUES (?, ?)", [(t, p.patient_id) for p in chunk
                                                for t in terms(p)])
 
-    def search(self, conn: sqlite3.Connection, query: str, limit: int) -> list[str]:
+    def search(self, conn: sqlite3.Connection, query: str, limit: int,
+               keys: PatientKeys | None = None) -> list[str]:
         """The ids of the patients ``query`` finds, best first (see :func:`plan`).
 
         Each probe reads at most ``limit × PER_KIND`` rows of one index range, in one
         statement; ties keep the index's order (the term, then the patient number).
         """
-        probes = plan(query)
+        probes = plan(query, keys)
         if not probes or limit <= 0:
             return []
         parts: list[str] = []

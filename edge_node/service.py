@@ -32,7 +32,8 @@ from protocol.core import COUNTER, Registry, State
 from protocol.errors import Amount, Problem
 from protocol.event import Event
 from protocol.money import yuan
-from protocol.patient import Patient
+from protocol.patient import Patient, check_id_number, clear_problems
+from protocol.privacy import NO_DETAILS, SEALED_FIELDS, Details, PatientKeys, details_of
 from protocol.remedy import Merged
 
 Fen = int
@@ -48,6 +49,8 @@ class PatientView:
     account: Account
     cards: tuple[Card, ...]
     card: Card | None = None  # the card that was presented, if any
+    #: the sealed details as this counter and operator may see them (protocol.privacy)
+    details: Details = NO_DETAILS
 
     @property
     def active_card(self) -> Card | None:
@@ -61,6 +64,7 @@ class PatientHit:
     patient: Patient
     account: Account
     cards: tuple[Card, ...]
+    details: Details = NO_DETAILS
 
     @property
     def active_card(self) -> Card | None:
@@ -72,12 +76,13 @@ class PatientHit:
         return self.active_card or (self.cards[-1] if self.cards else None)
 
     @property
-    def masked_national_id(self) -> str:
-        return nationalid.mask(self.patient.national_id)
+    def masked_national_id(self) -> str | None:
+        """For lists: masked; None when it is sealed and not for this counter's eyes."""
+        return masked(self.details).national_id
 
     @property
-    def masked_phone(self) -> str:
-        return mask_phone(self.patient.phone)
+    def masked_phone(self) -> str | None:
+        return masked(self.details).phone
 
     @property
     def merged_into(self) -> str:
@@ -231,7 +236,7 @@ class CounterService:
             raise _refuse("card.unknown", f"card {card_no} is not known at this counter",
                           "card_no", card=card_no)
         view = await self.patient(card.patient_id)
-        return PatientView(view.patient, view.account, view.cards, card)
+        return replace(view, card=card)
 
     async def patient(self, patient_id: str) -> PatientView:
         patient = await self.ledger.get(Patient, patient_id)
@@ -240,7 +245,30 @@ class CounterService:
                           "patient_id", patient=patient_id)
         account = await self.ledger.get(Account, patient_id) or Account(patient_id)
         cards = tuple(await self.ledger.cards_of(patient_id))
-        return PatientView(patient, account, cards)
+        return PatientView(patient, account, cards, details=await self.details(patient))
+
+    async def details(self, patient: Patient) -> Details:
+        """``patient``'s sealed details as this counter and operator may see them: opened
+        only with the data key central granted this counter, and only for the roles that
+        need them (``patient.details``); the others see that they are sealed."""
+        return details_of(patient, await self.detail_keys())
+
+    async def detail_keys(self) -> PatientKeys | None:
+        """The keys to open sealed details with, for this operator (None: their role does
+        not need them, or this counter holds none)."""
+        if not roles.allowed(self.roles, "patient.details"):
+            return None
+        return await self.ledger.patient_keys()
+
+    async def patient_keys(self) -> PatientKeys:
+        """The keys to seal new details with, or the refusal that says why there are none."""
+        keys = await self.ledger.patient_keys()
+        if keys is None or keys.data is None or keys.lookup is None:
+            raise _refuse("privacy.no_data_key", "this counter holds no patient data key "
+                          "(central gives it to registration counters when they first "
+                          "sync): connect to central once, or register at a registration "
+                          "counter", "national_id")
+        return keys
 
     async def search_patients(self, query: str, limit: int = 50) -> list[PatientHit]:
         """The patients ``query`` finds, best first (at most ``limit``, 200 at most).
@@ -254,8 +282,8 @@ class CounterService:
         if not query.strip():
             return []
         found = await self.ledger.search_patients(query, max(1, min(limit, 200)))
-        return [PatientHit(p, a or Account(p.patient_id), tuple(cards))
-                for p, a, cards in found]
+        return [PatientHit(p, a or Account(p.patient_id), tuple(cards),
+                           await self.details(p)) for p, a, cards in found]
 
     async def survivor(self, patient_id: str) -> str:
         """The record ``patient_id`` was merged into, and so on (itself if never merged)."""
@@ -273,7 +301,7 @@ class CounterService:
         (None when it has none)."""
         view = await self.patient(await self.survivor(patient_id))
         await self.opened(view.patient.patient_id, "search")
-        return PatientView(view.patient, view.account, view.cards, view.active_card)
+        return replace(view, card=view.active_card)
 
     async def next_patient_id(self) -> str:
         """The patient id the next registration at this counter will get.
@@ -356,7 +384,14 @@ class CounterService:
         return Op("account.charged", body)
 
     async def find_by_national_id(self, number: str) -> list[Patient]:
-        return await self.ledger.find_patients("national_id", number.strip().upper())
+        """The patients registered with this ID number: by its keyed tag (sealed), and as
+        a legacy ledger may hold it in clear."""
+        number = number.strip().upper()
+        keys = await self.ledger.patient_keys()
+        found = await self.ledger.find_patients("id_tag", keys.id_tag(number)) \
+            if keys is not None and keys.lookup is not None else []
+        return found + [p for p in await self.ledger.find_patients("national_id", number)
+                        if p not in found]
 
     async def charges(self, patient_id: str) -> list[Charge]:
         return await self.ledger.charges_of(patient_id)
@@ -430,20 +465,29 @@ class CounterService:
         if problems:
             raise OperationRefused(problems)
         body: dict[str, Any] = {"name": name.strip(), "sex": sex, "birth_date": birth_date}
+        clear: dict[str, str] = {}
         if national_id.strip():
             parsed = nationalid.parse(national_id)
             if isinstance(parsed, Problem):
                 raise OperationRefused([parsed])
-            body["national_id"] = parsed.number
             body["sex"] = sex or parsed.sex
             body["birth_date"] = birth_date or parsed.birth_date
-            existing = await self.find_by_national_id(parsed.number)
+            problems = check_id_number(parsed.number, body["birth_date"], body["sex"])
+            if problems:
+                raise OperationRefused(problems)
+            clear["national_id"] = parsed.number
+        if phone.strip():
+            clear["phone"] = phone.strip()
+        if contact.strip():
+            clear["contact"] = contact.strip()
+        problems = clear_problems(clear)
+        if problems:
+            raise OperationRefused(problems)
+        keys = await self.patient_keys() if clear else None
+        if "national_id" in clear:
+            existing = await self.find_by_national_id(clear["national_id"])
             if existing:
                 raise OperationRefused([_duplicate(existing[0])])
-        if phone.strip():
-            body["phone"] = phone.strip()
-        if contact.strip():
-            body["contact"] = contact.strip()
         holder: dict[str, str] = {}
 
         def patient_body(ctx: OpContext) -> dict[str, Any]:
@@ -453,7 +497,8 @@ class CounterService:
                               f"the card was written for patient {expect_patient_id} but the "
                               f"next patient number is {holder['patient_id']}: issue again",
                               "card_no", expected=expect_patient_id, got=holder["patient_id"])
-            return {"patient_id": holder["patient_id"], **body}
+            sealed = keys.sealed_details(holder["patient_id"], clear) if keys else {}
+            return {"patient_id": holder["patient_id"], **body, **sealed}
 
         def card_body(ctx: OpContext) -> dict[str, Any]:
             return {"card_no": card_no, "patient_id": holder["patient_id"], "medium": medium,
@@ -476,9 +521,23 @@ class CounterService:
         return await self._append(ops, "Registration and card", lines, "receipt_no")
 
     async def update_patient(self, patient_id: str, **changes: str) -> Receipt:
+        """Change details (only those given; "" clears one): the sealed ones are sealed
+        here, each with its lookup tag."""
         roles.check(self.roles, "patient.register")
-        body: dict[str, Any] = {"patient_id": patient_id}
-        body.update({k: v.strip() for k, v in changes.items() if v is not None})
+        given = {k: v.strip() for k, v in changes.items() if v is not None}
+        clear = {k: given.pop(k) for k in SEALED_FIELDS if k in given}
+        if clear.get("national_id"):
+            clear["national_id"] = clear["national_id"].upper()
+            problems = check_id_number(clear["national_id"], given.get("birth_date"),
+                                       given.get("sex"))
+            if problems:
+                raise OperationRefused(problems)
+        problems = clear_problems(clear)
+        if problems:
+            raise OperationRefused(problems)
+        body: dict[str, Any] = {"patient_id": patient_id, **given}
+        if clear:
+            body.update((await self.patient_keys()).sealed_details(patient_id, clear))
         return await self._append([Op("patient.updated", body)], "Patient details")
 
     async def issue_card(self, patient_id: str, card_no: str, medium: str = "chip", *,
@@ -905,6 +964,12 @@ def _check_entry(card_entry: str) -> None:
     if card_entry not in CARD_ENTRY:
         raise _refuse("card.entry", f"card entry must be one of {', '.join(CARD_ENTRY)}",
                       "card_entry", choices=", ".join(CARD_ENTRY))
+
+
+def masked(d: Details) -> Details:
+    """``d`` as lists and panels show it: the ID number and phone masked."""
+    return Details(nationalid.mask(d.national_id) if d.national_id else d.national_id,
+                   mask_phone(d.phone) if d.phone else d.phone, d.contact)
 
 
 def _duplicate(existing: Patient) -> Problem:

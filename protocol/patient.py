@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from protocol import nationalid
+from protocol import nationalid, privacy
 from protocol.core import (
     COUNTER,
     At,
@@ -34,7 +34,11 @@ from protocol.errors import Problem
 from protocol.fields import DATE_RE, PHONE_RE, Body, Field, body, choice, ident, spec, text
 
 SEXES = ("M", "F")
+CONTACT_MAX = 128  # characters of an address or other contact
 DETAILS = ("name", "sex", "birth_date", "national_id", "phone", "contact")
+#: the lookup tags that go with the sealed details (:mod:`protocol.privacy`): a tag is set
+#: with its detail, so it has that detail's last writer
+TAG_FIELDS = ("id_tag", "phone_tag")
 LABELS = {"sex.M": ("男", "M"), "sex.F": ("女", "F"),
           "detail.name": ("姓名", "name"), "detail.sex": ("性别", "sex"),
           "detail.birth_date": ("出生日期", "birth date"),
@@ -42,16 +46,19 @@ LABELS = {"sex.M": ("男", "M"), "sex.F": ("女", "F"),
           "detail.contact": ("联系方式", "contact")}
 
 
-@record("patients", ("patient_id",), indexes=(("national_id",), ("name",), ("merged_into",)))
+@record("patients", ("patient_id",),
+        indexes=(("national_id",), ("id_tag",), ("name",), ("merged_into",)))
 @dataclass(frozen=True, slots=True)
 class Patient(Record):
     patient_id: PatientId
     name: str = ""
     sex: str = ""
     birth_date: str = ""
-    national_id: str = ""
-    phone: str = ""
-    contact: str = ""
+    national_id: str = ""  # sealed (protocol.privacy); clear only in legacy ledgers
+    phone: str = ""  # sealed
+    contact: str = ""  # sealed: the address or another way to reach them
+    id_tag: str = ""  # keyed tag of the ID number (lookups, duplicate checks)
+    phone_tag: str = ""  # keyed tags of the phone and of its last four digits
     registered_node: str = ""
     registered_seq: int = 0
     registered_ms: int = 0
@@ -120,6 +127,39 @@ def plausible_birth(birth_date: str | None, cfg: RuleConfig) -> list[Problem]:
     return []
 
 
+def check_id_number(national_id: str, birth_date: str | None, sex: str | None
+                    ) -> list[Problem]:
+    """An ID number in clear: well formed, and agreeing with the birth date and sex given.
+
+    The counter checks this before it seals the number (:mod:`protocol.privacy`); in the
+    event only a legacy clear number can still be checked."""
+    parsed = nationalid.parse(national_id)
+    if isinstance(parsed, Problem):
+        return [parsed]
+    out: list[Problem] = []
+    if parsed.number != national_id:
+        out.append(Problem("national_id.format", "ID number must be stored in capitals",
+                           "national_id"))
+    if birth_date and birth_date != parsed.birth_date:
+        out.append(Problem("patient.birth_date_mismatch", f"birth date {birth_date}"
+                           f" differs from the ID number's {parsed.birth_date}",
+                           "birth_date", {"date": birth_date, "id_date": parsed.birth_date}))
+    if sex and sex != parsed.sex:
+        out.append(Problem("patient.sex_mismatch",
+                           f"sex {sex} differs from the ID number's {parsed.sex}", "sex"))
+    return out
+
+
+_CLEAR = {"phone": Field(str, False, pattern=PHONE_RE), "contact": text(CONTACT_MAX,
+                                                                       required=False)}
+
+
+def clear_problems(clear: dict[str, str]) -> list[Problem]:
+    """A phone and an address in clear, checked as the form has them (the counter checks
+    them before it seals them; in an event only legacy clear ones can still be)."""
+    return [p for d, f in _CLEAR.items() if d in clear for p in f.check(clear[d], d)]
+
+
 def _check_details(b: Registered | Updated, *, registering: bool) -> list[Problem]:
     out: list[Problem] = []
     if registering and not (b.phone or b.contact):
@@ -131,36 +171,33 @@ def _check_details(b: Registered | Updated, *, registering: bool) -> list[Proble
         except ValueError:
             out.append(Problem("patient.birth_date", f"birth date {b.birth_date} is not a "
                                "real date", "birth_date", {"date": b.birth_date}))
-    if b.national_id:
-        parsed = nationalid.parse(b.national_id)
-        if isinstance(parsed, Problem):
-            out.append(parsed)
-        else:
-            if parsed.number != b.national_id:
-                out.append(Problem("national_id.format", "ID number must be stored in capitals",
-                                   "national_id"))
-            if b.birth_date and b.birth_date != parsed.birth_date:
-                out.append(Problem("patient.birth_date_mismatch", f"birth date {b.birth_date}"
-                                   f" differs from the ID number's {parsed.birth_date}",
-                                   "birth_date",
-                                   {"date": b.birth_date, "id_date": parsed.birth_date}))
-            if b.sex and b.sex != parsed.sex:
-                out.append(Problem("patient.sex_mismatch",
-                                   f"sex {b.sex} differs from the ID number's {parsed.sex}",
-                                   "sex"))
+    out += privacy.detail_problems("national_id", b.national_id, b.id_tag)
+    out += privacy.detail_problems("phone", b.phone, b.phone_tag)
+    out += privacy.detail_problems("contact", b.contact, None)
+    if b.national_id and not privacy.is_sealed(b.national_id):  # a legacy clear number
+        out += check_id_number(b.national_id, b.birth_date, b.sex)
+    out += clear_problems({d: v for d in ("phone", "contact")
+                           if (v := getattr(b, d)) and not privacy.is_sealed(v)})
     return out
 
 
 # -- patient.registered ------------------------------------------------------------------
+_SEALED = Field(str, False, lo=0, hi=privacy.SEALED_MAX)
+_TAG = Field(str, False, lo=0, hi=65)
+
+
 @body
 class Registered(Body):
     patient_id: str = spec(ident())
     name: str = spec(text(64))
     sex: str = spec(choice(SEXES))
     birth_date: str = spec(Field(str, pattern=DATE_RE))
-    national_id: str = spec(Field(str, False, lo=18, hi=18), "")
-    phone: str = spec(Field(str, False, pattern=PHONE_RE), "")
-    contact: str = spec(text(128, required=False), "")
+    #: sealed (protocol.privacy): ``sb1:…``; a legacy ledger's are in clear
+    national_id: str = spec(_SEALED, "")
+    phone: str = spec(_SEALED, "")
+    contact: str = spec(_SEALED, "")
+    id_tag: str = spec(_TAG, "")
+    phone_tag: str = spec(_TAG, "")
 
     def problems(self) -> list[Problem]:
         return _check_details(self, registering=True)
@@ -171,7 +208,8 @@ def _fold_registered(tx: Tx, at: At, b: Registered) -> None:
     first = earlier(at.order, p.registered_at)  # registered twice: the first one holds
     also = {"registered_node": at.node, "registered_seq": at.seq, "registered_ms": at.wall,
             "registered_at": at.order} if first else {}
-    set_details(tx, b.patient_id, at, {d: getattr(b, d) for d in DETAILS}, **also)
+    set_details(tx, b.patient_id, at, {d: getattr(b, d) for d in DETAILS + TAG_FIELDS},
+                **also)
 
 
 def _rule_registered(state: State, b: Registered, cfg: RuleConfig) -> list[Problem]:
@@ -179,7 +217,7 @@ def _rule_registered(state: State, b: Registered, cfg: RuleConfig) -> list[Probl
     if p is not None and p.registered_at:
         return [Problem("patient.exists", f"patient {b.patient_id} already exists",
                         "patient_id", {"patient": b.patient_id})]
-    return plausible_birth(b.birth_date, cfg)
+    return privacy.clear_details(b) or plausible_birth(b.birth_date, cfg)
 
 
 REGISTERED = Kind(
@@ -206,12 +244,19 @@ class Updated(Body):
     name: str | None = spec(_optional(text(64)), None)
     sex: str | None = spec(_optional(choice(SEXES)), None)
     birth_date: str | None = spec(_optional(Field(str, pattern=DATE_RE)), None)
-    national_id: str | None = spec(Field(str, False, lo=18, hi=18), None)
-    phone: str | None = spec(Field(str, False, pattern=PHONE_RE), None)
-    contact: str | None = spec(text(128, required=False), None)
+    national_id: str | None = spec(_SEALED, None)
+    phone: str | None = spec(_SEALED, None)
+    contact: str | None = spec(_SEALED, None)
+    id_tag: str | None = spec(_TAG, None)
+    phone_tag: str | None = spec(_TAG, None)
 
     def changed(self) -> dict[str, str]:
-        return {d: v for d in DETAILS if (v := getattr(self, d)) is not None}
+        """The details given, each sealed one with its tag (so they share a writer)."""
+        out = {d: v for d in DETAILS if (v := getattr(self, d)) is not None}
+        for detail, tag in privacy.TAGS.items():
+            if detail in out:
+                out[tag] = getattr(self, tag) or ""
+        return out
 
     def problems(self) -> list[Problem]:
         if not self.changed():
@@ -221,7 +266,8 @@ class Updated(Body):
 
 
 def _rule_updated(state: State, b: Updated, cfg: RuleConfig) -> list[Problem]:
-    return patient_known(state, b.patient_id) or plausible_birth(b.birth_date, cfg)
+    return (patient_known(state, b.patient_id) or privacy.clear_details(b)
+            or plausible_birth(b.birth_date, cfg))
 
 
 UPDATED = Kind(
@@ -231,7 +277,8 @@ UPDATED = Kind(
     patients=lambda b: (b.patient_id,),
     fold=lambda tx, at, b: set_details(tx, b.patient_id, at, b.changed()),
     money=no_money, rule=_rule_updated,
-    describe=lambda b, lang: ", ".join(say(LABELS[f"detail.{d}"], lang) for d in b.changed()),
+    describe=lambda b, lang: ", ".join(say(LABELS[f"detail.{d}"], lang) for d in b.changed()
+                                       if d in DETAILS),
     report=no_report, notice=no_notice,
 )
 

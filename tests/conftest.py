@@ -11,10 +11,15 @@ import pytest
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from protocol.crypto import SigningKey
+from protocol.privacy import PatientKeys
 
 # Valid GB 11643 numbers (checksums verified by tests/test_nationalid.py).
 ID_MALE = "110101199003070011"
 ID_FEMALE = "11010519491231002X"
+
+
+#: the hospital's patient keys in unit tests (central grants them in process tests)
+TEST_PATIENT_KEYS = PatientKeys.of(bytes(range(32)), bytes(range(32, 64)))
 
 
 def node_key(node: str) -> SigningKey:
@@ -43,6 +48,7 @@ async def make_ledger(tmp_path: Path) -> AsyncIterator[LedgerFactory]:
 
     async def factory(node: str = "cashier-01", **kw: object) -> Ledger:
         kw.setdefault("clock", FakeClock())
+        kw.setdefault("patient_keys", TEST_PATIENT_KEYS)
         path = tmp_path / f"{node}.sqlite3"
         led = await Ledger.open(path, node, node_key(node), **kw)  # type: ignore[arg-type]
         opened.append(led)

@@ -24,6 +24,7 @@ from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, EventId, decode_event
 from protocol.money import yuan
 from protocol.patient import Patient
+from protocol.privacy import PatientKeys
 
 Fen = int
 DAY_MS = 86_400_000
@@ -135,9 +136,12 @@ class ConsoleData:
 
     def __init__(self, store: CentralStore, key: SigningKey | None = None, *,
                  clock: Callable[[], int] | None = None, language: str = "zh",
-                 timezone: str = "Asia/Shanghai") -> None:
+                 timezone: str = "Asia/Shanghai",
+                 patient_keys: PatientKeys | None = None) -> None:
         self.store = store
         self.key = key
+        #: the hospital's patient keys (protocol.privacy): to find a patient by ID number
+        self.patient_keys = patient_keys
         self.tr = Translator(language)
         self.timezone = timezone  # the hospital's ([audit] timezone): the log's times
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
@@ -288,10 +292,11 @@ class ConsoleData:
         if w.patient(q) is not None and q not in pids:
             pids.append(q)
         nid = q.upper()  # the check digit may be typed as x
+        tag = self.patient_keys.id_tag(nid) if self.patient_keys is not None else ""
         low = q.lower()
         everyone = w.patients()
         pids += sorted(p.patient_id for p in everyone
-                       if p.national_id and p.national_id.upper() == nid
+                       if ((tag and p.id_tag == tag) or (p.national_id and p.national_id == nid))
                        and p.patient_id not in pids)
         pids += sorted(p.patient_id for p in everyone
                        if low in p.name.lower() and p.patient_id not in pids)

@@ -14,6 +14,14 @@ from protocol.money import yuan
 from protocol.remedy import Merged
 
 
+def shown(tr: Translator, value: str | None) -> str:
+    """A patient detail for a screen: "-" when there is none, and a sealed one this counter
+    or operator may not open (:mod:`protocol.privacy`) says so."""
+    if value is None:
+        return tr("privacy.sealed")
+    return value or "-"
+
+
 def local_time(ms: int, timezone: str, fmt: str = "%m-%d %H:%M") -> str:
     return dt.datetime.fromtimestamp(ms / 1000, ZoneInfo(timezone)).strftime(fmt)
 

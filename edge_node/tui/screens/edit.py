@@ -24,20 +24,27 @@ class EditPatientScreen(FormScreen):
 
     def fields(self) -> Iterable[Widget]:
         assert self.view is not None
-        p = self.view.patient
-        yield from self.labelled("form.name", Input(p.name, id="name", max_length=64))
-        yield from self.labelled("form.phone", Input(p.phone, id="phone", max_length=20,
-                                                     restrict=r"[0-9 +-]*"))
-        yield from self.labelled("form.address", Input(p.contact, id="contact",
+        yield from self.labelled("form.name", Input(self.current("name"), id="name",
+                                                    max_length=64))
+        yield from self.labelled("form.phone", Input(self.current("phone"), id="phone",
+                                                     max_length=20, restrict=r"[0-9 +-]*"))
+        yield from self.labelled("form.address", Input(self.current("contact"), id="contact",
                                                        max_length=128))
+
+    def current(self, field: str) -> str:
+        """A field's value now: the phone and address as opened for this counter (sealed
+        in the ledger; "" if this counter may not open them — then it may not change them
+        either, and the service says so)."""
+        assert self.view is not None
+        if field == "name":
+            return self.view.patient.name
+        return getattr(self.view.details, field) or ""
 
     def on_mount(self) -> None:
         self.query_one("#name", Input).focus()
 
     def changes(self) -> dict[str, str]:
-        assert self.view is not None
-        p = self.view.patient
-        return {f: self.value(f) for f in EDITABLE if self.value(f) != getattr(p, f)}
+        return {f: self.value(f) for f in EDITABLE if self.value(f) != self.current(f)}
 
     def prepare(self) -> Plan | list[Problem]:
         assert self.view is not None
@@ -53,7 +60,6 @@ class EditPatientScreen(FormScreen):
 
         async def call(service: CounterService) -> Receipt:
             return await service.update_patient(pid, **changes)
-        p = self.view.patient
-        text = "; ".join(tr("history.changed", field=tr(EDITABLE[f]), old=getattr(p, f) or
+        text = "; ".join(tr("history.changed", field=tr(EDITABLE[f]), old=self.current(f) or
                             tr("history.empty_value"), new=v) for f, v in changes.items())
-        return Plan(tr("confirm.edit", name=p.name, changes=text), call)
+        return Plan(tr("confirm.edit", name=self.view.patient.name, changes=text), call)

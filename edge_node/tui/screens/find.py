@@ -17,7 +17,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from edge_node.service import PatientHit
 from edge_node.tui.context import Counter
-from edge_node.tui.describe import age
+from edge_node.tui.describe import age, shown
 from edge_node.tui.screens.base import bind_keys, error_text
 from protocol.money import yuan
 
@@ -114,7 +114,7 @@ class FindPatientScreen(ModalScreen[str | None]):
                        style="bold red" if hit.account.balance < 0 else "")
         merged = Text(f"→ {hit.merged_into}", style="bold yellow") if hit.merged_into else ""
         return (p.patient_id, p.name, f"{sex} / {tr('age', n=years) if years is not None else '-'}",
-                hit.masked_national_id or "-", hit.masked_phone or "-", card_text, balance,
+                shown(tr, hit.masked_national_id), shown(tr, hit.masked_phone), card_text, balance,
                 merged)
 
     # -- picking ---------------------------------------------------------------------------

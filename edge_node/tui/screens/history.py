@@ -32,6 +32,7 @@ from protocol.core import COUNTER
 from protocol.domain import REGISTRY
 from protocol.event import Event
 from protocol.patient import DETAILS, Registered, Updated
+from protocol.privacy import PatientKeys, is_sealed
 
 
 class HistoryScreen(ModalScreen[None]):
@@ -83,7 +84,7 @@ class HistoryScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         pid = self.view.patient.patient_id
         family = family_of(pid, events)
-        changed = detail_changes(tr, events)
+        changed = detail_changes(tr, events, await self.counter.service.detail_keys())
         self.events = list(events)
         for ev in events:
             detail = changed.get(ev.id) or event_detail(tr, ev)
@@ -145,9 +146,11 @@ class HistoryScreen(ModalScreen[None]):
         self.query_one("#history-error", Static).update(text if problem else "")
 
 
-def detail_changes(tr: Translator, events: list[Event]) -> dict[tuple[str, int], str]:
+def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None = None
+                   ) -> dict[tuple[str, int], str]:
     """For each ``patient.updated`` among ``events``: each field it changed, from what to
-    what, replaying the patient's details in the merge order (the fold's order)."""
+    what, replaying the patient's details in the merge order (the fold's order); sealed
+    details opened with ``keys`` (None, or not this counter's: shown as sealed)."""
     facts = [f for ev in events if ev.kind in ("patient.registered", "patient.updated")
              and (f := REGISTRY.fact(ev)) is not None]
     facts.sort(key=lambda f: f.at.order)
@@ -161,12 +164,19 @@ def detail_changes(tr: Translator, events: list[Event]) -> dict[tuple[str, int],
                 details.setdefault(d, getattr(b, d))
         elif isinstance(b, Updated):
             parts = []
+
+            def say(value: str, d: str = "", pid: str = b.patient_id) -> str:
+                if not value:
+                    return tr("history.empty_value")
+                opened = keys.open(d, pid, value) if keys is not None else (
+                    None if is_sealed(value) else value)
+                return tr("privacy.sealed") if opened is None else opened
             for d, new in b.changed().items():
-                old = details.get(d, "")
+                if d not in DETAILS:  # a sealed detail's lookup tag
+                    continue
                 parts.append(tr("history.changed", field=REGISTRY.label(f"detail.{d}",
                                                                         tr.language),
-                                old=old or tr("history.empty_value"),
-                                new=new or tr("history.empty_value")))
+                                old=say(details.get(d, ""), d), new=say(new, d)))
                 details[d] = new
             out[f.event.id] = "; ".join(parts)
     return out

@@ -11,7 +11,7 @@ from textual.widgets import Static
 
 from edge_node.notices import Notice
 from edge_node.notices import notices as conflict_notices
-from edge_node.service import PatientView
+from edge_node.service import PatientView, masked
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import (
     age,
@@ -20,10 +20,9 @@ from edge_node.tui.describe import (
     event_title,
     family_of,
     local_time,
-    mask_phone,
+    shown,
     signed_yuan,
 )
-from protocol import nationalid
 from protocol.event import Event
 from protocol.money import yuan
 
@@ -76,15 +75,16 @@ class PatientPanel(Vertical):
         age_text = tr("age", n=years) if years is not None else "-"
         self.query_one("#who", Static).update(
             f"{escape(p.name)}   {tr('panel.patient_id')} {p.patient_id}   {sex} / {age_text}")
-        ident = [f"{tr('panel.national_id')} {nationalid.mask(p.national_id) or '-'}"]
-        if p.phone:
-            ident.append(f"{tr('panel.phone')} {mask_phone(p.phone)}")
+        d = masked(view.details)
+        ident = [f"{tr('panel.national_id')} {shown(tr, d.national_id)}"]
+        if d.phone != "":
+            ident.append(f"{tr('panel.phone')} {shown(tr, d.phone)}")
         self.query_one("#ident", Static).update("   ".join(ident))
         card = view.card
         cards = ", ".join(f"{c.card_no} {tr('card.' + c.status)}" for c in view.cards)
-        shown = (f"{tr('panel.card')} {card.card_no} [b]{tr('card.' + card.status)}[/b]   "
-                 if card else "")
-        self.query_one("#card", Static).update(f"{shown}{tr('panel.cards')}: {cards or '-'}")
+        this = (f"{tr('panel.card')} {card.card_no} [b]{tr('card.' + card.status)}[/b]   "
+                if card else "")
+        self.query_one("#card", Static).update(f"{this}{tr('panel.cards')}: {cards or '-'}")
         money = Text()
         money.append(f"{tr('panel.balance')} ", style="bold")
         money.append(yuan(acct.balance), style="bold reverse" if acct.balance >= 0 else "bold red")
