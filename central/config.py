@@ -111,10 +111,16 @@ class CentralConfig:
     metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     metrics_token: str = ""
     pepper_file: Path = Path("staff.pepper")  # (made absolute by load)
-    patient_keys_file: Path = Path("patient-data.key")  # (made absolute by load)
+    #: ``patient_keys_file`` as configured (made absolute by load; None: beside the key)
+    patient_keys: Path | None = None
     #: [privacy]: the counter roles given the data key / the lookup key
     reveal_roles: tuple[str, ...] = REVEAL_ROLES
     lookup_roles: tuple[str, ...] = LOOKUP_ROLES
+
+    @property
+    def patient_keys_file(self) -> Path:
+        """The hospital's patient keys (:mod:`protocol.privacy`)."""
+        return self.patient_keys or self.key_file.parent / "patient-data.key"
 
     @property
     def scheme(self) -> str:
@@ -246,8 +252,8 @@ class CentralConfig:
             metrics_allow=tuple(allow),
             metrics_token=token,
             pepper_file=rel(sec.get("pepper_file", "staff.pepper"), "pepper_file"),
-            patient_keys_file=rel(sec.get("patient_keys_file", "patient-data.key"),
-                                  "patient_keys_file"),
+            patient_keys=rel(sec.get("patient_keys_file", "patient-data.key"),
+                             "patient_keys_file"),
             reveal_roles=reveal,
             lookup_roles=lookup,
         )

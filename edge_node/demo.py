@@ -39,12 +39,15 @@ from textual.binding import Binding, BindingType
 from edge_node import staff
 from edge_node.config import EdgeConfig, ReaderConfig, SyncConfig, render, write_key
 from edge_node.i18n import Translator
-from edge_node.ledger import Ledger
+from edge_node.ledger import Ledger, wall_ms
 from edge_node.service import CounterService
 from edge_node.tui.app import CounterApp
 from edge_node.tui.cardsource import TypedCardSource
 from edge_node.tui.screens.login import Hint
-from protocol.crypto import SigningKey
+from protocol.crypto import ZERO_HASH, SigningKey
+from protocol.event import CENTRAL, sign_event
+from protocol.hlc import Hlc
+from protocol.privacy import PatientKeys, grant_body
 from protocol.money import yuan
 
 NODE = "demo-cashier"
@@ -210,12 +213,29 @@ def cashier_config(directory: Path, language: str = "zh",
     return config
 
 
+async def grant_standalone(config: EdgeConfig, key: SigningKey) -> None:
+    """The stand-alone demo cashier (no central): its patient keys granted as central would
+    grant them (:mod:`central.privacy`), by a throwaway central key that signs only this."""
+    central, keys = SigningKey.generate(), PatientKeys.generate()
+    body = grant_body(config.node_id, key.public_key, keys, reveal=True, lookup=True)
+    assert body is not None
+    _, raw, _ = sign_event(central, node=CENTRAL, seq=1, prev=ZERO_HASH, hlc=Hlc(wall_ms(), 0),
+                           operator="demo", kind="privacy.key_granted", body=body)
+    ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules)
+    try:
+        await ledger.set_node_keys({CENTRAL: (central.public_key, CENTRAL)})
+        await ledger.ingest([raw])
+    finally:
+        await ledger.close()
+
+
 def build(directory: Path, language: str = "zh", *, sync: SyncConfig | None = None,
           login_hint: Hint = "") -> tuple[EdgeConfig, DemoCounterApp]:
     """A seeded demo cashier in ``directory`` and its app (not yet running)."""
     config = cashier_config(directory, language, sync)
     key = SigningKey.generate()
     write_key(config.key_file, key)
+    asyncio.run(grant_standalone(config, key))
     patients = asyncio.run(seed(config, key))
     return config, cashier_app(config, key, patients, login_hint)
 
@@ -411,7 +431,6 @@ class DemoStack:
         self.cashier_key = SigningKey.generate()
         write_key(self.cashier.key_file, self.cashier_key)
         self.cashier = _loaded(self.cashier)
-        self.patients = asyncio.run(seed(self.cashier, self.cashier_key))
         self.pharmacy, pharmacy_key = _pharmacy(self.base / DESK2, self.language, sync)
         asyncio.run(_seed_pharmacy(self.pharmacy, pharmacy_key))
         for cfg, key in ((self.cashier, self.cashier_key), (self.pharmacy, pharmacy_key)):
@@ -421,6 +440,12 @@ class DemoStack:
 
         self.say(tr("demo.step.sync"))
         self._start_sync()
+        # the registration counter's first sync brings its patient keys (central grants them
+        # as it connects): only then can it seal the sample patients' ID numbers and phones
+        cashier_db = self.cashier.db
+        self._wait(lambda: bool(_rows(cashier_db, "SELECT 1 FROM key_grants WHERE node = ?",
+                                      NODE)), "central to grant the cashier its patient keys")
+        self.patients = asyncio.run(seed(self.cashier, self.cashier_key))
         pharmacy_db = self.pharmacy.db
         self._wait(lambda: self.synced() and bool(_rows(
             pharmacy_db, "SELECT 1 FROM cards WHERE card_no = ?", DOUBLE_SPEND_CARD)),

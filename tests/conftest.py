@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,13 +43,33 @@ class FakeClock:
 LedgerFactory = Callable[..., Awaitable[Ledger]]
 
 
+@pytest.fixture(autouse=True)
+def _patient_keys_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ledger a test opens in this process holds :data:`TEST_PATIENT_KEYS` without a
+    grant from central, unless the test passes ``patient_keys=None`` (then it holds what
+    central granted it, as a counter does).  Counter *processes* take central's grant; the
+    test centrals hold the same keys (:func:`install_test_patient_keys`)."""
+    real = Ledger.open.__func__  # type: ignore[attr-defined]
+
+    async def open_with_keys(cls: type[Ledger], *args: Any, **kw: Any) -> Ledger:
+        kw.setdefault("patient_keys", TEST_PATIENT_KEYS)
+        return await real(cls, *args, **kw)  # type: ignore[no-any-return]
+    monkeypatch.setattr(Ledger, "open", classmethod(open_with_keys))
+
+
+def install_test_patient_keys(keys_file: Path) -> None:
+    """Make a test central's patient keys :data:`TEST_PATIENT_KEYS` (replacing init's), so
+    what tests seal in process and what central grants its counters are one pair."""
+    keys_file.unlink(missing_ok=True)
+    TEST_PATIENT_KEYS.write(keys_file)
+
+
 @pytest.fixture
 async def make_ledger(tmp_path: Path) -> AsyncIterator[LedgerFactory]:
     opened: list[Ledger] = []
 
     async def factory(node: str = "cashier-01", **kw: object) -> Ledger:
         kw.setdefault("clock", FakeClock())
-        kw.setdefault("patient_keys", TEST_PATIENT_KEYS)
         path = tmp_path / f"{node}.sqlite3"
         led = await Ledger.open(path, node, node_key(node), **kw)  # type: ignore[arg-type]
         opened.append(led)

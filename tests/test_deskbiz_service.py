@@ -366,8 +366,10 @@ async def test_edit_details_records_who_changed_what(service: CounterService,
     await other.update_patient(pid, phone="13700137000", name="张叁")
     events = await ledger.history(pid)
     p = await ledger.get("patients", pid)
-    assert (p.name, p.phone, p.contact) == ("张叁", "13700137000", "北京市东城区")
-    changes = detail_changes(Translator("en"), events)
+    d = await service.details(p)
+    assert (p.name, d.phone, d.contact) == ("张叁", "13700137000", "北京市东城区")
+    assert "13700137000" not in p.phone and "北京" not in p.contact  # sealed in the ledger
+    changes = detail_changes(Translator("en"), events, await service.detail_keys())
     by_op = {e.operator: changes[e.id] for e in events if e.kind == "patient.updated"}
     assert by_op["op.wang"] == "phone: 13800138000 → 13900139000; contact: (empty) → 北京市东城区"
     assert by_op["li"] == "name: 张三 → 张叁; phone: 13900139000 → 13700137000"

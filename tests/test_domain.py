@@ -24,6 +24,7 @@ from protocol import (
     moving_in,
     order,
     patient,
+    privacy,
     remedy,
     staff,
     stock,
@@ -73,11 +74,12 @@ def test_the_registry_is_built_from_the_concept_modules_alone() -> None:
     declared = [*patient.KINDS, *card.KINDS, *account.KINDS, *remedy.KINDS, *moving_in.KINDS,
                 *dormant.KINDS,
                 *dayclose.KINDS, *catalogue.KINDS, *visit.KINDS, *clinical.KINDS, *stock.KINDS,
-                *order.KINDS, *execution.KINDS, *staff.KINDS, *trail.KINDS]
+                *order.KINDS, *execution.KINDS, *staff.KINDS, *trail.KINDS, *privacy.KINDS]
     assert [k.name for k in declared] == list(REGISTRY.kinds)
     assert REGISTRY.records == (*patient.RECORDS, *card.RECORDS, *account.RECORDS,
                                 *catalogue.RECORDS, *visit.RECORDS, *clinical.RECORDS,
-                                *stock.RECORDS, *order.RECORDS, *staff.RECORDS)
+                                *stock.RECORDS, *order.RECORDS, *staff.RECORDS,
+                                *privacy.RECORDS)
 
 
 @pytest.mark.parametrize("name", KINDS)

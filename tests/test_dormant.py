@@ -41,7 +41,7 @@ from protocol.domain import REGISTRY
 from protocol.dormant import DormantSettled
 from protocol.event import CENTRAL, Event, decode_event, sign_event
 from protocol.hlc import Hlc
-from tests.conftest import node_key
+from tests.conftest import install_test_patient_keys, node_key
 from tests.support.dormant_site import DAY, DORMANT_6, ID_MALE, Filled, fill, fill_many
 from tests.support.sync_cluster import (
     CENTRAL_CLI,
@@ -65,6 +65,7 @@ def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Fill
     """Central (English messages) holding cashier-01's four years of work."""
     cfg = tmp_path / "central" / "central.toml"
     assert main(["--config", str(cfg), "init", "--dir", str(cfg.parent)]) == 0
+    install_test_patient_keys(cfg.parent / "patient-data.key")
     capsys.readouterr()
     text = cfg.read_text(encoding="utf-8")
     cfg.write_text(text.replace('language = "zh"', 'language = "en"', 1), encoding="utf-8")
@@ -556,6 +557,7 @@ def test_the_real_approve_killed_mid_way_finishes_on_a_rerun(tmp_path: Path,
     once or not at all; the same command again settles the rest, to the fen."""
     cfg = tmp_path / "central" / "central.toml"
     assert main(["--config", str(cfg), "init", "--dir", str(cfg.parent)]) == 0
+    install_test_patient_keys(cfg.parent / "patient-data.key")
     capsys.readouterr()
     ledger = tmp_path / "cashier-01.sqlite3"
     balances = asyncio.run(fill_many(ledger, "cashier-01", node_key("cashier-01"),

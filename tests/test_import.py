@@ -31,7 +31,7 @@ from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, decode_event
 from protocol.hlc import Hlc
 from protocol.moving_in import OpeningBalance
-from tests.conftest import ID_FEMALE, ID_MALE
+from tests.conftest import ID_FEMALE, ID_MALE, TEST_PATIENT_KEYS, install_test_patient_keys
 from tests.support.old_system import HEADER, export, make_rows, render
 from tests.support.sync_cluster import CENTRAL_CLI, Central, Counter, run_cli, wait_for
 
@@ -165,6 +165,7 @@ def test_patient_ids_come_from_the_old_number_and_never_meet_a_counters() -> Non
 def site(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     cfg = tmp_path / "central" / "central.toml"
     assert main(["--config", str(cfg), "init", "--dir", str(cfg.parent)]) == 0
+    install_test_patient_keys(cfg.parent / "patient-data.key")
     capsys.readouterr()
     # these tests read the English messages (the Chinese ones: the test further down)
     text = cfg.read_text(encoding="utf-8")
@@ -392,7 +393,7 @@ def test_a_line_made_bad_by_a_counter_during_the_import_stops_it_cleanly(
         try:
             parsed = read_rows(text, TODAY)
             state, pos = await importer.fold_store(store)
-            checked = importer.check_rows(parsed.rows, state)
+            checked = importer.check_rows(parsed.rows, state, TEST_PATIENT_KEYS)
             assert len(checked.todo) == 30
             counter = SigningKey(b"c" * 32)
             await store.enrol("cashier-01", counter.public_key, "cashier")
@@ -402,11 +403,13 @@ def test_a_line_made_bad_by_a_counter_during_the_import_stops_it_cleanly(
                                     kind="card.issued",
                                     body={"card_no": taken, "patient_id": "P-cashier-01-1"})
             done = await importer.import_rows(store, key, checked.todo[:20], state, pos,
-                                              batch_id="imp-a", operator="it", batch_rows=10)
+                                              batch_id="imp-a", operator="it", batch_rows=10,
+                                              keys=TEST_PATIENT_KEYS)
             await store.ingest("cashier-01", [data])
             try:
                 await importer.import_rows(store, key, checked.todo[20:], state, done.pos,
-                                           batch_id="imp-a", operator="it", batch_rows=10)
+                                           batch_id="imp-a", operator="it", batch_rows=10,
+                                              keys=TEST_PATIENT_KEYS)
             except importer.Changed as exc:
                 return done, exc.errors
             return None, []
@@ -434,7 +437,9 @@ def test_a_counter_syncing_from_central_finds_the_patients_and_charges_their_car
     r = run_cli("--config", str(central.config), "import", str(path), timeout=300)
     assert r.returncode == 0, r.stderr
     counter = Counter.create(tmp_path, "cashier-01", central)
-    total = len(central.event_ids())  # the import, and central's enrolment on its trail
+    # the import, central's enrolment on its trail, and the counter's patient keys (granted
+    # as it connects)
+    total = len(central.event_ids()) + 1
     central.start()
     try:
         counter.start_sync()
@@ -485,7 +490,7 @@ def test_messages_follow_centrals_language(site: Path, tmp_path: Path,
 
     conf = CentralConfig.load(site)
     zh = SimpleNamespace(db=conf.db, key_file=conf.key_file, max_skew_ms=conf.max_skew_ms,
-                         language="zh")
+                         language="zh", patient_keys_file=conf.patient_keys_file)
     path = tmp_path / "bad.csv"
     path.write_text(_csv("A1,张三,,F,1980-01-01,13800138000,,8600000001,-1,"),
                     encoding="utf-8")

@@ -20,6 +20,7 @@ from typing import Any
 
 from edge_node import config as cfgmod
 from protocol.crypto import SigningKey
+from tests.conftest import install_test_patient_keys
 
 BIN = Path(sys.executable).parent
 CENTRAL_CLI = str(BIN / "onecard-central")
@@ -101,6 +102,7 @@ class Central(_Process):
         pin = next((line.split()[-1] for line in r.stdout.splitlines()
                     if line.startswith("tls pin")), "")
         assert bool(pin) == tls, r.stdout
+        install_test_patient_keys(directory / "patient-data.key")
         return cls(directory, cfg, key_hex, free_port(), tls_pin=pin)
 
     def enrol(self, node: str, key: SigningKey, role: str = "cashier") -> None:
@@ -227,12 +229,14 @@ def converged(central: Central, counters: list[Counter], total: int) -> bool:
 
 
 def central_trail(central: Central) -> int:
-    """How many of central's own events are its audit trail (``audit.*``)."""
+    """How many of central's own events are its bookkeeping: its audit trail (``audit.*``)
+    and the patient keys it granted counters as they connected (``privacy.key_granted``)."""
     from protocol.event import decode_event
 
     with _ro(central.db) as c:
         rows = c.execute("SELECT data FROM events WHERE node = 'central'").fetchall()
-    return sum(decode_event(bytes(r[0])).kind.startswith("audit.") for r in rows)
+    return sum(decode_event(bytes(r[0])).kind.startswith(("audit.", "privacy."))
+               for r in rows)
 
 
 async def offline_work(counter: Counter, patients: int, charges: int = 1,
