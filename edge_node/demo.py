@@ -47,8 +47,8 @@ from edge_node.tui.screens.login import Hint
 from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.event import CENTRAL, sign_event
 from protocol.hlc import Hlc
-from protocol.privacy import PatientKeys, grant_body
 from protocol.money import yuan
+from protocol.privacy import PatientKeys, grant_body
 
 NODE = "demo-cashier"
 DESK2 = "demo-pharmacy"  # the second desk: no screen, its sync daemon in the background

@@ -189,6 +189,16 @@ async def walk(base: Path, tr: Translator, say: Callable[[str], None],
             (d / "onecard-edge.toml").write_text(render(cfg), encoding="utf-8")  # if kept
             ledger = await Ledger.open(cfg.db, node, keys[node], rule_config=cfg.rules)
             desks.append(Desk(cfg, ledger, CounterService(ledger, operator)))
+        # each counter's first connection: central grants it the patient keys its role
+        # gets, and the registration counter can seal ID numbers and phones from then on
+        for desk in desks:
+            desk.online()
+
+        async def granted() -> bool:
+            return await desks[0].ledger.patient_keys() is not None
+        await until(granted, "central to grant the registration counter its patient keys")
+        for desk in desks:
+            await desk.offline()
         await (_day if story == "day" else _story)(desks, ccfg, ckey, tr, say)
     finally:
         for desk in desks:

@@ -168,7 +168,8 @@ def test_walkthrough_in_english_by_lang_and_keeps_the_folder_it_names(tmp_path: 
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "central: the reconciler raised overdraft-" in out
-    assert "central: signed debt.recorded (central #2); the conflict is resolved" in out
+    # (central's chain: the two counters' patient keys, the conflict raised, the remedy)
+    assert "central: signed debt.recorded (central #4); the conflict is resolved" in out
     assert "tapping the card shows: Owes ¥5.50 from an offline overdraft" in out
     assert f"files kept in {kept.resolve()}" in out
     # what it says it kept is there: central's store holds the resolved conflict
