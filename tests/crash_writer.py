@@ -9,11 +9,12 @@ from pathlib import Path
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
-from tests.conftest import item, node_key
+from tests.conftest import TEST_PATIENT_KEYS, item, node_key
 
 
 async def main(path: Path) -> None:
-    led = await Ledger.open(path, "cashier-01", node_key("cashier-01"))
+    led = await Ledger.open(path, "cashier-01", node_key("cashier-01"),
+                            patient_keys=TEST_PATIENT_KEYS)
     svc = CounterService(led, "op")
     if (await led.head()).seq == 0:
         await svc.register_patient(name="张三", sex="M", birth_date="1990-01-01",
