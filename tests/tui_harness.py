@@ -16,7 +16,7 @@ from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from edge_node.tui.app import CounterApp
 from edge_node.tui.screens.home import HomeScreen
-from tests.conftest import ID_MALE, FakeClock, node_key
+from tests.conftest import ID_MALE, TEST_PATIENT_KEYS, FakeClock, node_key
 
 NODE = "cashier-01"
 NOW_MS = 1_790_000_000_000  # 2026-09-21 (Asia/Shanghai), pinned for every screen
@@ -38,7 +38,8 @@ def make_config(tmp_path: Path, language: str = "en", **kw: Any) -> EdgeConfig:
 
 async def open_ledger(config: EdgeConfig) -> Ledger:
     return await Ledger.open(config.db, config.node_id, node_key(config.node_id),
-                             rule_config=config.rules, clock=FakeClock(NOW_MS - 3_600_000))
+                             rule_config=config.rules, clock=FakeClock(NOW_MS - 3_600_000),
+                             patient_keys=TEST_PATIENT_KEYS)  # (also in child processes)
 
 
 async def seed_staff(ledger: Ledger) -> None:
