@@ -33,12 +33,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from central.config import CentralConfig, load_key
+from central.config import CentralConfig, CentralConfigError, load_key
 from central.conflicts import ConflictWatch
 from central.reconcile import ReconcileConfig
 from central.store import (
@@ -101,7 +102,9 @@ class CentralServer:
         metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1"),
         metrics_token: str = "",
         refusal_interval_s: float = 60.0,
+        key_file: Path | None = None,
     ) -> None:
+        self.key_file = key_file  # re-read when central's key is rotated (rotate-central)
         self.watch = watch
         self.metrics_allow = tuple(ipaddress.ip_network(a, strict=False) for a in metrics_allow)
         self.metrics_token = metrics_token
@@ -242,7 +245,8 @@ class CentralServer:
         rec = await self.store.node(hello.node)
         why = ("not enrolled" if rec is None else "revoked" if rec.revoked else "")
         await conn.ws.send(s.send_challenge(os.urandom(32) if why or rec is None
-                                            else rec.pubkey))
+                                            else rec.pubkey,
+                                            await self.store.rotation_statements()))
         try:
             auth = s.receive(await self._recv(conn))
         except AuthError:
@@ -389,6 +393,7 @@ class CentralServer:
             await asyncio.sleep(interval_s)
             try:
                 self.refusals.flush()
+                await self.follow_key()
                 await self.close_revoked()
                 top = await self.store.cursor()
                 if top > last:
@@ -397,6 +402,31 @@ class CentralServer:
                     last = top
             except Exception:
                 log.exception("reconciler failed")
+
+    async def follow_key(self) -> None:
+        """Sign with central's new key once ``rotate-central`` (another process) gave it:
+        the store names it and the key file holds it.  Open sessions are closed, so each
+        counter authenticates central afresh (following the rotation statement) and gets
+        central's keys over its seqs before any event the new key signs."""
+        rec = await self.store.node(CENTRAL)
+        if rec is None or rec.pubkey == self.key.public_key or self.key_file is None:
+            return
+        try:
+            key = load_key(self.key_file)
+        except CentralConfigError:
+            return
+        if key.public_key != rec.pubkey:
+            return  # the key file is not renamed yet: next round
+        self.key = key
+        self.store.central_key = key
+        if self.watch is not None:
+            self.watch.key = key
+        log.warning("central's key was rotated: signing with %s from now on; closing %d "
+                    "open sessions so the counters authenticate the new key",
+                    key.fingerprint, len(self.conns))
+        for conn in list(self.conns):
+            with contextlib.suppress(Exception):
+                await conn.ws.close(1012, "central's key was rotated")
 
     async def _revoked(self, conn: Conn) -> bool:
         """Whether ``conn``'s node was revoked since it connected; if so, close it."""
@@ -564,6 +594,7 @@ async def run_server(
             watch=watch,
             metrics_allow=config.metrics_allow,
             metrics_token=config.metrics_token,
+            key_file=config.key_file,
         )
         watcher = asyncio.create_task(app.watch_store())
         async with serve(
