@@ -413,3 +413,5 @@ def test_the_rotate_central_command(tmp_path: Path) -> None:
     assert NEW.fingerprint in r.stdout, r.stdout
     r = run_cli(*cfg, "verify")
     assert r.returncode == 0, r.stdout + r.stderr
+    r = run_cli(*cfg, "backup", "--dir", str(tmp_path / "backups"))  # checks every chain
+    assert r.returncode == 0, r.stdout + r.stderr
