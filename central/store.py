@@ -987,9 +987,9 @@ class CentralStore:
         if items:
             # central's keys over its seqs: ``key`` must be the one in use (after a
             # rotate-central, the old key signs nothing more)
-            held = _spans(await self._query_w(_SPANS_SELECT, (CENTRAL,)))
-            keys: Keys = (held if held and held[-1].is_open and held[-1].key == key.public_key
-                          else key.public_key)
+            spans = _spans(await self._query_w(_SPANS_SELECT, (CENTRAL,)))
+            keys: Keys = (spans if spans and spans[-1].is_open
+                          and spans[-1].key == key.public_key else key.public_key)
             head = await self._writable_head(CENTRAL, keys)
             last = await self._query_w("SELECT data FROM events WHERE node = ? AND seq = ?",
                                        (CENTRAL, head.seq))
