@@ -5,6 +5,7 @@
     onecard-central [--config PATH] enrol NODE --key PUBKEY_HEX --role ROLE [--operator STAFF]
     onecard-central [--config PATH] rotate NODE --key PUBKEY_HEX [--from-seq N]
                                     [--operator STAFF]
+    onecard-central [--config PATH] rotate-central [--key-file PATH] [--operator STAFF]
     onecard-central [--config PATH] revoke NODE [--operator STAFF]
     onecard-central [--config PATH] nodes
     onecard-central [--config PATH] serve [--host H] [--port N]
@@ -53,6 +54,7 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -118,9 +120,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="the counter's first seq signed with the new key (default: the one "
                    "after the last central holds or the counter said it holds)")
 
+    k = sub.add_parser("rotate-central", help="give central a new key: the old one signs the "
+                       "statement counters follow to it; everything signed before still "
+                       "verifies")
+    k.add_argument("--key-file", type=Path, default=None, metavar="PATH",
+                   help="the new key's seed, 64 hex digits as init writes one (default: a new "
+                   "key made here)")
+
     r = sub.add_parser("revoke", help="revoke a counter: it can no longer connect or push")
     r.add_argument("node", help="the counter's node id")
-    for q in (e, t, r):  # named in the signed audit.node_changed
+    for q in (e, t, k, r):  # named in the signed audit.node_changed
         q.add_argument("--operator", default=None, help="your staff id (default: login name)")
 
     sub.add_parser("nodes", help="list counters: role, online, last seen, head seq, lag, pending")
@@ -342,6 +351,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "rotate":
             return asyncio.run(_rotate(cfg, args.node, args.key, args.from_seq,
                                        _operator(args.operator)))
+        if args.command == "rotate-central":
+            return asyncio.run(_rotate_central(cfg, args.key_file, _operator(args.operator)))
         if args.command == "revoke":
             return asyncio.run(_revoke(cfg, args.node, _operator(args.operator)))
         if args.command == "nodes":
@@ -580,6 +591,54 @@ async def _rotate(cfg: CentralConfig, node: str, key_hex: str, from_seq: int | N
               f"from seq {start} on, signed with its old key, will be refused", file=sys.stderr)
     print("the counter connects with its new key from now on (onecard-edge rotate-key "
           "installs it there)")
+    return 0
+
+
+async def _rotate_central(cfg: CentralConfig, key_file: Path | None,
+                          operator: str = "central-cli") -> int:
+    """Central's new key (made here, or read from ``key_file``) from its next seq on.
+
+    The new seed is written beside the key file first (``.central.key.new``); the store
+    then signs, with the old key, the rotation statement and records the key spans, in
+    one transaction; last the old seed is kept as ``central.key.retired-<16 hex>`` and
+    the new one takes the key file's name.  (Interrupted between the two, the store
+    names the new key and the ``.new`` file holds it: move it in place.)"""
+    old = load_key(cfg.key_file)
+    new = load_key(key_file) if key_file is not None else SigningKey.generate()
+    if new.public_key == old.public_key:
+        print(f"onecard-central: {key_file} holds the key central has now", file=sys.stderr)
+        return 1
+    tmp = cfg.key_file.with_name(f".{cfg.key_file.name}.new")
+    retired = cfg.key_file.with_name(f"{cfg.key_file.name}.retired-{old.public_key.hex()[:16]}")
+    tmp.unlink(missing_ok=True)
+    write_key(tmp, new)
+    committed = False
+    try:
+        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        try:
+            seq, start = await store.rotate_central(
+                new.public_key, await _signer(store, cfg, operator))
+        except ValueError as exc:
+            print(f"onecard-central: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+        committed = True
+        os.replace(cfg.key_file, retired)
+        os.replace(tmp, cfg.key_file)
+    finally:
+        if not committed:
+            tmp.unlink(missing_ok=True)
+    print(f"central's new key signs from its seq {start} on; the old key signed its last "
+          f"event, seq {seq}: the rotation statement counters follow to the new key")
+    print(f"central key {new.public_key.hex()}")
+    print(f"fingerprint {new.fingerprint}")
+    print(f"the old key is kept as {retired}: it signs nothing more (central's events up to "
+          f"seq {seq} still verify with it everywhere)")
+    print("a running `onecard-central serve` takes the new key within seconds; each counter "
+          "that pinned the old key takes the new one from the statement when it next "
+          "connects (no config to edit)")
+    print(f'new counters pin the new key: [sync] central_key = "{new.public_key.hex()}"')
     return 0
 
 

@@ -33,12 +33,13 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from central.config import CentralConfig, load_key
+from central.config import CentralConfig, CentralConfigError, load_key
 from central.conflicts import ConflictWatch
 from central.privacy import Granter
 from central.reconcile import ReconcileConfig
@@ -104,7 +105,9 @@ class CentralServer:
         metrics_token: str = "",
         refusal_interval_s: float = 60.0,
         granter: Granter | None = None,
+        key_file: Path | None = None,
     ) -> None:
+        self.key_file = key_file  # re-read when central's key is rotated (rotate-central)
         self.watch = watch
         #: gives each counter key its patient keys as it connects (central.privacy)
         self.granter = granter
@@ -247,7 +250,8 @@ class CentralServer:
         rec = await self.store.node(hello.node)
         why = ("not enrolled" if rec is None else "revoked" if rec.revoked else "")
         await conn.ws.send(s.send_challenge(os.urandom(32) if why or rec is None
-                                            else rec.pubkey))
+                                            else rec.pubkey,
+                                            await self.store.rotation_statements()))
         try:
             auth = s.receive(await self._recv(conn))
         except AuthError:
@@ -408,6 +412,7 @@ class CentralServer:
             await asyncio.sleep(interval_s)
             try:
                 self.refusals.flush()
+                await self.follow_key()
                 await self.close_revoked()
                 top = await self.store.cursor()
                 if top > last:
@@ -416,6 +421,33 @@ class CentralServer:
                     last = top
             except Exception:
                 log.exception("reconciler failed")
+
+    async def follow_key(self) -> None:
+        """Sign with central's new key once ``rotate-central`` (another process) gave it:
+        the store names it and the key file holds it.  Open sessions are closed, so each
+        counter authenticates central afresh (following the rotation statement) and gets
+        central's keys over its seqs before any event the new key signs."""
+        rec = await self.store.node(CENTRAL)
+        if rec is None or rec.pubkey == self.key.public_key or self.key_file is None:
+            return
+        try:
+            key = load_key(self.key_file)
+        except CentralConfigError:
+            return
+        if key.public_key != rec.pubkey:
+            return  # the key file is not renamed yet: next round
+        self.key = key
+        self.store.central_key = key
+        if self.watch is not None:
+            self.watch.key = key
+        if self.granter is not None:
+            self.granter.key = key
+        log.warning("central's key was rotated: signing with %s from now on; closing %d "
+                    "open sessions so the counters authenticate the new key",
+                    key.fingerprint, len(self.conns))
+        for conn in list(self.conns):
+            with contextlib.suppress(Exception):
+                await conn.ws.close(1012, "central's key was rotated")
 
     async def _revoked(self, conn: Conn) -> bool:
         """Whether ``conn``'s node was revoked since it connected; if so, close it."""
@@ -588,6 +620,7 @@ async def run_server(
             metrics_allow=config.metrics_allow,
             metrics_token=config.metrics_token,
             granter=granter,
+            key_file=config.key_file,
         )
         watcher = asyncio.create_task(app.watch_store())
         async with serve(

@@ -53,6 +53,12 @@ async def staff_state(store: CentralStore) -> State:
     return fold_staff(await store.read(_CENTRAL_ROWS, (CENTRAL,)))
 
 
+async def members(store: CentralStore) -> list[st.StaffMember]:
+    """Every member of staff central signed, by id (``staff list`` and the console)."""
+    state = await staff_state(store)
+    return sorted(state.all(st.StaffMember), key=lambda m: m.staff_id)
+
+
 def ensure_pepper(path: Path) -> tuple[bytes, bool]:
     """The pepper at ``path``, made (mode 0600) if there is none; and whether it was."""
     try:
@@ -114,6 +120,20 @@ async def sign(store: CentralStore, key: Any, staff_id: str, kind: str, body: di
     return events[0].seq
 
 
+async def set_disabled(store: CentralStore, key: Any, staff_id: str, disabled: bool, *,
+                       reason: str, operator: str) -> int:
+    """Sign ``staff.disabled`` (or ``staff.enabled``) for a known ``staff_id`` as
+    ``operator``, with ``reason`` if any (``staff disable|enable`` and the console).
+    Central's seq of the event; :class:`StaffFailed` (nothing signed) otherwise."""
+    if not 0 < len(operator) <= 64:
+        raise StaffFailed("say who you are: --operator STAFF")
+    body: dict[str, Any] = {"staff_id": staff_id}
+    if reason.strip():
+        body["reason"] = reason.strip()[:200]
+    kind = "staff.disabled" if disabled else "staff.enabled"
+    return await sign(store, key, staff_id, kind, body, operator=operator, must_exist=True)
+
+
 def read_pin(pin_stdin: bool, pin: str | None, staff_id: str, err: TextIO) -> str | None:
     """The new PIN: ``--pin`` (tests only), one line of stdin, or asked twice unechoed."""
     if pin is not None:
@@ -159,9 +179,8 @@ async def run(cfg: CentralConfig, args: Any, *, out: TextIO | None = None,
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
     try:
         if action == "list":
-            state = await staff_state(store)
             print(f"{'staff id':<16} {'state':<9} {'roles':<28} {'counters':<20} name", file=out)
-            for m in sorted(state.all(st.StaffMember), key=lambda m: m.staff_id):
+            for m in await members(store):
                 print(f"{m.staff_id:<16} {'disabled' if m.disabled else 'active':<9} "
                       f"{m.roles:<28} {m.at_nodes or '(all)':<20} {m.name}", file=out)
             return 0
@@ -231,10 +250,9 @@ async def _change(cfg: CentralConfig, store: CentralStore, args: Any, out: TextI
         print(f"signed staff.changed as central #{seq}: {sid}", file=out)
         return 0
     if action in ("disable", "enable"):
-        if args.reason:
-            body["reason"] = args.reason.strip()[:200]
         kind = f"staff.{action}d"
-        seq = await sign(store, key, sid, kind, body, operator=operator, must_exist=True)
+        seq = await set_disabled(store, key, sid, action == "disable", reason=args.reason or "",
+                                 operator=operator)
         what = "can no longer log in" if action == "disable" else "may log in again"
         print(f"signed {kind} as central #{seq}: {sid} {what} at each counter once it "
               "syncs", file=out)

@@ -56,6 +56,7 @@ from protocol.event import (
 from protocol.hlc import Hlc
 from protocol.keyring import KeySpan, key_at
 from protocol.messages import MAX_BATCH_BYTES, MAX_BATCH_EVENTS, DirectoryEntry
+from protocol.rotation import statement_body
 
 P = ParamSpec("P")
 #: central's key and the operator, to sign a node change's audit event with it
@@ -598,7 +599,7 @@ class CentralStore:
         if len(pubkey) != 32:
             raise ValueError("a public key is 32 bytes (64 hex digits)")
         if node == CENTRAL:
-            raise ValueError("central's own key is not rotated with this command")
+            raise ValueError("central's own key is rotated with onecard-central rotate-central")
         now = _now_ms() if now_ms is None else now_ms
         async with self._lock, self._transaction():
             row = await self._query_w(
@@ -631,6 +632,48 @@ class CentralStore:
             await self._trail(signer, now, node=node, action="rotate",
                               fingerprint=fingerprint(pubkey), from_seq=start)
         return start
+
+    @_completes
+    async def rotate_central(self, pubkey: bytes, signer: Signer,
+                             now_ms: int | None = None) -> tuple[int, int]:
+        """Give central the new key ``pubkey``: ``signer``'s key (central's current one)
+        signs its last event, the rotation statement (``audit.node_changed`` naming the
+        new key and the seq after it, :mod:`protocol.rotation`), and the new key signs
+        from the next seq on.  One transaction: the statement, the closed and the new
+        key span, the node's current key.  Return (the statement's seq, the new key's
+        first seq).  Raises ValueError for a key central had before."""
+        if len(pubkey) != 32:
+            raise ValueError("a public key is 32 bytes (64 hex digits)")
+        key, operator = signer
+        now = _now_ms() if now_ms is None else now_ms
+        async with self._lock, self._transaction():
+            spans = _spans(await self._query_w(_SPANS_SELECT, (CENTRAL,)))
+            if not spans or not spans[-1].is_open or spans[-1].key != key.public_key:
+                raise ValueError("central's key file does not hold the key central signs "
+                                 "with now")
+            if any(sp.key == pubkey for sp in spans):
+                raise ValueError("central has had this key before: give it a new one")
+            head = await self._writable_head(CENTRAL, spans)
+            start = head.seq + 2  # the statement is head + 1, the old key's last event
+            await self._sign_central_tx(key, [("audit.node_changed", statement_body(
+                pubkey, start, fingerprint(pubkey)))], operator[:64], now)
+            await self._w.execute("UPDATE node_keys SET until_seq = ? WHERE node = ?"
+                                  " AND until_seq = 0", (start, CENTRAL))
+            await self._w.execute(
+                "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
+                " VALUES (?, ?, ?, 0, ?)", (CENTRAL, pubkey, start, now))
+            await self._w.execute("UPDATE nodes SET pubkey = ? WHERE id = ?",
+                                  (pubkey, CENTRAL))
+        return start - 1, start
+
+    async def rotation_statements(self) -> tuple[bytes, ...]:
+        """Central's key rotation statements in seq order (what each challenge offers):
+        the event before each of its keys' first seq."""
+        cur = await self._r.execute(
+            "SELECT e.data FROM node_keys k JOIN events e ON e.node = k.node"
+            " AND e.seq = k.from_seq - 1 WHERE k.node = ? AND k.from_seq > 1"
+            " ORDER BY k.from_seq", (CENTRAL,))
+        return tuple(bytes(r[0]) for r in await cur.fetchall())
 
     @_completes
     async def revoke(self, node: str, now_ms: int | None = None, *,
@@ -942,7 +985,12 @@ class CentralStore:
         node commands that sign their audit event with the change they make."""
         events: list[Event] = []
         if items:
-            head = await self._writable_head(CENTRAL, key.public_key)
+            # central's keys over its seqs: ``key`` must be the one in use (after a
+            # rotate-central, the old key signs nothing more)
+            spans = _spans(await self._query_w(_SPANS_SELECT, (CENTRAL,)))
+            keys: Keys = (spans if spans and spans[-1].is_open
+                          and spans[-1].key == key.public_key else key.public_key)
+            head = await self._writable_head(CENTRAL, keys)
             last = await self._query_w("SELECT data FROM events WHERE node = ? AND seq = ?",
                                        (CENTRAL, head.seq))
             clock = decode_event(bytes(last[0][0])).hlc if last else Hlc()
@@ -1155,5 +1203,7 @@ async def enrol_central(store: CentralStore, key: SigningKey) -> None:
     if rec is None:
         await store.enrol(CENTRAL, key.public_key, "central")
     elif rec.pubkey != key.public_key:
-        raise ValueError("the central key does not match the one enrolled as node 'central'")
+        raise ValueError(
+            "the central key does not match the one enrolled as node 'central' (after an "
+            "interrupted rotate-central the new key is the .new file beside the key file)")
     store.central_key = key

@@ -30,7 +30,7 @@ from edge_node.ledger import Ledger, Op
 from edge_node.service import CounterService
 from edge_node.tui.describe import event_amount, family_of
 from protocol import nationalid
-from protocol.crypto import SigningKey
+from protocol.crypto import SigningKey, fingerprint
 from protocol.domain import REGISTRY
 from protocol.event import decode_event
 from protocol.money import yuan
@@ -148,6 +148,11 @@ async def cmd_info(args: argparse.Namespace) -> int:
         n = await ledger.event_count()
         heads = await ledger.node_heads()
         own, held, pending = await ledger.recovery()
+        try:
+            pinned: tuple[bytes, int] | None = await ledger.central_pin(
+                cfg.sync.central_public_key)
+        except ConfigError:  # no key pinned (yet): said on the line
+            pinned = None
     last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
             if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
@@ -155,6 +160,7 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
     print(f"central     {cfg.sync.central_url}  ({_transport(cfg.sync)})")
+    print(f"central key {_central_pin(cfg, pinned)}")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
@@ -163,6 +169,18 @@ async def cmd_info(args: argparse.Namespace) -> int:
               f"{f' of {held}' if held > own else ', central not reached yet'}; "
               "no new event until it is back")
     return 0
+
+
+def _central_pin(cfg: cfgmod.EdgeConfig, pinned: tuple[bytes, int] | None) -> str:
+    """The key central is authenticated with: the config's, or the one central's
+    rotation statement led to (kept in the ledger)."""
+    if pinned is None:
+        return "- ([sync] central_key is not central's public key)"
+    key, seq = pinned
+    if not seq:
+        return f"{fingerprint(key)} (pinned in the config)"
+    return (f"{fingerprint(key)} (central's rotation at its seq {seq}, signed by the key the "
+            f"config pins, {fingerprint(cfg.sync.central_public_key)}; kept in the ledger)")
 
 
 def cmd_backup(args: argparse.Namespace) -> int:

@@ -1467,10 +1467,18 @@ _PRIVACY = {
     "field.data": ("数据密钥", "data key"),
 }
 
+_CENTRALROT = {
+    # central's key rotation (protocol/trail.py, protocol/rotation.py)
+    "problem.trail.public_key": ("公钥应为 64 位小写十六进制数字", "a public key is 64 lowercase hex digits"),
+    "problem.trail.fingerprint": ("密钥指纹与公钥不符", "the fingerprint is not the public key's"),
+    "problem.trail.central_rotation": ("中心更换密钥时须写明新公钥及其起始序号（2 或以上）", "central's key rotation names its new public key and the seq it signs from (2 or later)"),
+    "field.public_key": ("公钥", "public key"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
                _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT, _STAFFEV,
-               _AUDITLOG, _PRIVACY):
+               _AUDITLOG, _PRIVACY, _CENTRALROT):
     STRINGS.update(_block)
 
 

@@ -68,6 +68,7 @@ from protocol.crypto import SigningKey, blake2b_256
 from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError, SignatureError
 from protocol.event import (
+    CENTRAL,
     ChainError,
     ChainHead,
     Event,
@@ -79,6 +80,7 @@ from protocol.event import (
 from protocol.hlc import Hlc
 from protocol.keyring import Keyring, KeySpan, key_at, single
 from protocol.privacy import KeyGrant, PatientKeys, keys_of
+from protocol.rotation import Rotation
 
 log = logging.getLogger("onecard.ledger")
 
@@ -776,6 +778,46 @@ class Ledger:
                 _write_spans(c, self.node_id, [*history, KeySpan(new, from_seq)])
         await self._run(tx)
 
+    async def central_pin(self, configured: bytes) -> tuple[bytes, int]:
+        """The key this counter authenticates central with, and central's seq of the
+        rotation statement it was taken from (0: ``configured``, the config's
+        ``[sync] central_key``, itself).
+
+        A pin taken from central's rotation (:meth:`adopt_central_key`) counts only while
+        the config still pins the key it was followed from: a key IT pins by hand in the
+        config wins."""
+        def q(conn: sqlite3.Connection) -> tuple[bytes, int]:
+            raw = self._meta(conn, CENTRAL_PIN)
+            try:
+                rec = json.loads(raw) if raw else {}
+                if bytes.fromhex(rec["config"]) == configured:
+                    return bytes.fromhex(rec["key"]), int(rec["seq"])
+            except (ValueError, KeyError, TypeError):
+                pass
+            return configured, 0
+        return await self._run(q)  # type: ignore[no-any-return]
+
+    async def adopt_central_key(self, configured: bytes, rotations: Sequence[Rotation]) -> None:
+        """Pin central's key the ``rotations`` lead to (each signed by the key before it,
+        the first by this counter's pin, as the handshake checked): from now on central
+        is authenticated with it (:meth:`central_pin`).  Refused (nothing written) when
+        the ledger holds another event of central's at a statement's seq."""
+        if not rotations:
+            return
+
+        def tx(conn: sqlite3.Connection) -> None:
+            for r in rotations:
+                row = conn.execute("SELECT hash FROM events WHERE node=? AND seq=?",
+                                   (CENTRAL, r.seq)).fetchone()
+                if row is not None and bytes(row[0]) != blake2b_256(r.data):
+                    raise EquivocationError(
+                        f"central's key rotation statement at its seq {r.seq} is not the "
+                        "event this counter holds there: the new key is not taken")
+            last = rotations[-1]
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (CENTRAL_PIN, json.dumps(
+                {"config": configured.hex(), "key": last.new.hex(), "seq": last.seq})))
+        await self.write(tx)
+
     async def node_keys(self) -> dict[str, bytes]:
         """Every known node's current key (this node's: its own)."""
         rows = await self._fetch("SELECT node, public_key FROM node_keys")
@@ -1125,6 +1167,9 @@ def _mark_offline(body: Body, run: OfflineRun | None) -> Body:
 
 #: meta key: restored or re-installed, no own event until central's head is known
 RECOVER_PENDING = "recover.pending"
+#: meta key: central's key taken from its rotation statements (JSON: the config's pin it
+#: was followed from, the key, the last statement's seq)
+CENTRAL_PIN = "sync.central_pin"
 
 
 def damaged(path: Path, why: str) -> DamagedFile:

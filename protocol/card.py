@@ -58,6 +58,7 @@ class Card(Record):
     owner_rank: int = 0  # the claim that set patient_id: NAMED, ISSUED or MERGED
     owner_at: str = ""
     chip_uid: str = ""  # the chip the issuing counter wrote (hex; "" printed/QR, or older)
+    issued_seq: int = 0  # the issuing event's seq in issued_node's chain (its key then)
 
 
 def claim(tx: Tx, card: CardNo, pid: PatientId, rank: int, at: str) -> None:
@@ -83,12 +84,13 @@ def set_status(tx: Tx, card: CardNo, status: str, replaced_by: str = "") -> None
 def issue(tx: Tx, at: At, card: CardNo, pid: PatientId, chip_uid: str = "") -> None:
     """The card was issued by ``at.node`` (on chip ``chip_uid``): the earliest issuing
     event holds — a tap accepts a card only if its signed data says the same issuer and
-    chip (:mod:`edge_node.tui.cardsource`)."""
+    chip, signed with the issuer's key valid at that event's seq
+    (:mod:`edge_node.tui.cardsource`)."""
     claim(tx, card, pid, ISSUED, at.order)
     c = tx.get_or_new(Card, card)
     if earlier(at.order, c.issued_at):
         tx.put(c.evolve(issued_node=at.node, issued_ms=at.wall, issued_at=at.order,
-                        chip_uid=chip_uid))
+                        chip_uid=chip_uid, issued_seq=at.seq))
 
 
 def usable_card(state: State, card: CardNo, pid: PatientId,

@@ -247,6 +247,13 @@ class At:
         return self.node == CENTRAL
 
 
+def wall_of(order: str) -> int:
+    """The wall clock (ms) of the event at merge order ``order`` (:attr:`At.order`; 0 for
+    "" or anything else)."""
+    head = order[:16]
+    return int(head) if len(head) == 16 and head.isdigit() else 0
+
+
 def later(at: str, than: str) -> bool:
     """Whether an event at order ``at`` is the last writer over one at ``than``."""
     return at > than

@@ -18,7 +18,8 @@ bytes that are hashed and stored are the very bytes that were signed.
 
     counter                                central
     hello(node, proto, nonce, head)  ─────►
-                                     ◄─────  challenge(nonce, sig over counter's nonce)
+                                     ◄─────  challenge(nonce, sig over counter's nonce,
+                                                       central's key rotations)
     auth(sig over central's nonce)   ─────►
                                      ◄─────  welcome(proto, head held, cursor, directory)
     push(batch, events)              ─────►
@@ -41,11 +42,13 @@ from protocol.errors import DecodeError, SchemaError
 from protocol.event import MAX_EVENT_SIZE, NODE_ID_RE
 from protocol.keyring import KeySpan, check_spans, single
 
-#: 2: a directory entry may carry the node's keys over its seqs (``keys``).  Central
-#: speaks every version in :data:`SUPPORTED_VERSIONS` and answers a counter in its own
-#: (to a version-1 counter: the directory without ``keys``), so counters may lag behind.
-PROTOCOL_VERSION = 2
-SUPPORTED_VERSIONS = frozenset({1, 2})
+#: 2: a directory entry may carry the node's keys over its seqs (``keys``).  3: a
+#: challenge may carry central's key rotation statements (``rotations``,
+#: :mod:`protocol.rotation`).  Central speaks every version in :data:`SUPPORTED_VERSIONS`
+#: and answers a counter in its own (to a version-1 counter: the directory without
+#: ``keys``; to one before 3: no ``rotations``), so counters may lag behind.
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS = frozenset({1, 2, 3})
 NONCE_SIZE = 32
 STORE_ID_SIZE = 16
 MAX_BATCH_EVENTS = 500
@@ -55,6 +58,7 @@ MAX_BATCH_BYTES = 1 << 20
 MAX_FRAME_SIZE = MAX_BATCH_BYTES + MAX_EVENT_SIZE + 4096
 MAX_DIRECTORY = 10_000
 MAX_KEYS = 100  # keys in one node's history
+MAX_ROTATIONS = 100  # central's rotation statements in one challenge
 MAX_TEXT = 1000
 
 # Counter roles as edge_node.config knows them, plus central itself.
@@ -125,11 +129,23 @@ class Hello(Message):
 
 @dataclass(frozen=True, slots=True)
 class Challenge(Message):
-    """Central → counter: central's fresh nonce, and its signature over the counter's."""
+    """Central → counter: central's fresh nonce, and its signature over the counter's.
+
+    ``rotations``: central's key rotation statements (encoded central events, in seq
+    order), so a counter that pinned an earlier key of central's can follow them to the
+    key that signed ``sig``; sent only when central has rotated (the map is the one
+    earlier versions know otherwise)."""
 
     TYPE: ClassVar[str] = "challenge"
     nonce: bytes
     sig: bytes
+    rotations: tuple[bytes, ...] = ()
+
+    def to_map(self) -> dict[str, Any]:
+        m: dict[str, Any] = {"type": self.TYPE, "nonce": self.nonce, "sig": self.sig}
+        if self.rotations:
+            m["rotations"] = list(self.rotations)
+        return m
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +322,16 @@ def _directory(m: dict[str, Any]) -> tuple[DirectoryEntry, ...]:
     return tuple(out)
 
 
+def _rotations(m: dict[str, Any]) -> tuple[bytes, ...]:
+    v = m["rotations"]
+    if type(v) is not list or not 0 < len(v) <= MAX_ROTATIONS:
+        raise SchemaError(f"rotations: must be a list of 1 to {MAX_ROTATIONS} encoded events")
+    for i, e in enumerate(v):
+        if type(e) is not bytes or not 0 < len(e) <= MAX_EVENT_SIZE:
+            raise SchemaError(f"rotations[{i}]: must be 1 to {MAX_EVENT_SIZE} bytes")
+    return tuple(v)
+
+
 def _spans(e: dict[str, Any], name: str) -> tuple[KeySpan, ...]:
     v = e["keys"]
     if type(v) is not list or not 0 < len(v) <= MAX_KEYS:
@@ -328,6 +354,8 @@ def _from_map(m: dict[str, Any]) -> Message:
     if cls is None:
         raise SchemaError(f"type: {t!r} is not a sync message type")
     want = {f.name for f in fields(cls)} | {"type"}
+    if cls is Challenge and "rotations" not in m:
+        want.discard("rotations")  # optional: only after central rotated its key
     if set(m) != want:
         missing = sorted(want - set(m))
         unknown = sorted(set(m) - want)
@@ -341,7 +369,8 @@ def _from_map(m: dict[str, Any]) -> Message:
             head_hash=_bytes(m, "head_hash", HASH_SIZE),
         )
     if cls is Challenge:
-        return Challenge(nonce=_bytes(m, "nonce", NONCE_SIZE), sig=_bytes(m, "sig", SIGNATURE_SIZE))
+        return Challenge(nonce=_bytes(m, "nonce", NONCE_SIZE), sig=_bytes(m, "sig", SIGNATURE_SIZE),
+                         rotations=_rotations(m) if "rotations" in m else ())
     if cls is Auth:
         return Auth(sig=_bytes(m, "sig", SIGNATURE_SIZE))
     if cls is Welcome:

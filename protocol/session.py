@@ -34,7 +34,11 @@ Two kinds of failure, as in h11:
 
 Authentication: each side signs the other's fresh 32-byte nonce, bound to both nonces
 and the counter's node id and to the direction, so a signature from one handshake is
-useless in any other, and a counter's signature can never pass for central's.
+useless in any other, and a counter's signature can never pass for central's.  Central
+signs with its current key and offers its key rotation statements with the challenge
+(protocol 3); a counter whose pinned key is an earlier one of central's accepts the
+current key only through statements its pin signed (:mod:`protocol.rotation`), and
+then says so in :attr:`EdgeSession.rotations` for the caller to record the new pin.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ import enum
 from dataclasses import replace
 
 from protocol import codec
-from protocol.crypto import SigningKey, verify
+from protocol.crypto import SigningKey, fingerprint, is_valid_signature, verify
 from protocol.errors import ProtocolError, SignatureError
 from protocol.event import ChainHead
 from protocol.messages import (
@@ -65,6 +69,7 @@ from protocol.messages import (
     Welcome,
     decode_message,
 )
+from protocol.rotation import Rotation, follow
 
 AUTH_CONTEXT = "onecard/sync/1"
 
@@ -231,12 +236,21 @@ class EdgeSession(_Session):
         self.node = node
         self._key = key
         self._central_key = central_key
+        #: central's rotations followed from the pinned key in this handshake (empty:
+        #: central answered with the pinned key itself)
+        self.rotations: tuple[Rotation, ...] = ()
         self._nonce = nonce
         self._central_nonce = b""
         self._next_batch = 1
         self._in_flight: list[tuple[int, int]] = []  # (batch, last seq in it)
         self.cursor: int | None = None  # where the next events frame must start
         self.welcome: Welcome | None = None
+
+    @property
+    def central_key(self) -> bytes:
+        """The key central authenticated with: the pinned one, or the one its rotation
+        statements, signed by the pinned key, lead to."""
+        return self._central_key
 
     @property
     def in_flight(self) -> int:
@@ -270,16 +284,12 @@ class EdgeSession(_Session):
         """Take one frame; return its message or raise ProtocolError (then send error, close)."""
         msg = self._accept(data)
         if isinstance(msg, Challenge):
-            try:
-                verify(
-                    self._central_key,
-                    auth_payload("central", self.node, self._nonce, msg.nonce),
-                    msg.sig,
-                )
-            except SignatureError:
-                raise self._fail(
-                    AuthError("central's signature does not match the pinned central key")
-                ) from None
+            payload = auth_payload("central", self.node, self._nonce, msg.nonce)
+            if not is_valid_signature(self._central_key, payload, msg.sig):
+                key, steps = follow(self._central_key, msg.rotations)
+                if not steps or not is_valid_signature(key, payload, msg.sig):
+                    raise self._fail(AuthError(_unendorsed(self._central_key, key, steps)))
+                self._central_key, self.rotations = key, steps
             self._central_nonce = msg.nonce
         elif isinstance(msg, Welcome):
             if msg.proto != PROTOCOL_VERSION:
@@ -303,6 +313,14 @@ class EdgeSession(_Session):
                 )
             self.cursor = msg.cursor
         return msg
+
+
+def _unendorsed(pinned: bytes, reached: bytes, steps: tuple[Rotation, ...]) -> str:
+    why = (f"nor the key {fingerprint(reached)} its rotation statements lead to" if steps else
+           "and no key rotation signed by the pinned key names the key central used")
+    return (f"central's signature does not match the pinned central key {fingerprint(pinned)}, "
+            f"{why}: refused (a new central key is taken only from a rotation the pinned "
+            "key signed, or pinned by hand in [sync] central_key)")
 
 
 class CentralSession(_Session):
@@ -337,15 +355,18 @@ class CentralSession(_Session):
     def authenticated(self) -> bool:
         return self.state in (State.AUTHENTICATED, State.READY)
 
-    def send_challenge(self, node_key: bytes) -> bytes:
-        """Challenge the counter, which must prove it holds the private half of ``node_key``."""
+    def send_challenge(self, node_key: bytes, rotations: tuple[bytes, ...] = ()) -> bytes:
+        """Challenge the counter, which must prove it holds the private half of ``node_key``;
+        with central's key ``rotations`` (statements, in seq order) for a counter of
+        protocol 3 or later."""
         if self.hello is None:
             raise LocalProtocolError("no hello yet")
         self._node_key = node_key
         sig = self._key.sign(
             auth_payload("central", self.hello.node, self.hello.nonce, self._nonce)
         )
-        return self._emit(Challenge(self._nonce, sig))
+        offered = tuple(rotations) if self.hello.proto >= 3 else ()
+        return self._emit(Challenge(self._nonce, sig, offered))
 
     def send_welcome(
         self,

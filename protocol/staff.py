@@ -104,7 +104,20 @@ def member(state: State, staff_id: str) -> StaffMember | None:
     return state.get(StaffMember, staff_id)
 
 
+def last_change(m: StaffMember) -> tuple[str, str]:
+    """The merge order of the latest signed change to ``m`` and its kind: ``staff.enrolled``
+    (which sets every field at once), ``staff.disabled``/``staff.enabled``,
+    ``staff.pin_reset`` or ``staff.changed``; ``("", "")`` when no event set anything."""
+    status = "staff.disabled" if m.disabled else "staff.enabled"
+    order, kind = max(((m.enrolled_at, "staff.enrolled"), (m.status_at, status),
+                       (m.pin_at, "staff.pin_reset"), (m.name_at, "staff.changed"),
+                       (m.roles_at, "staff.changed"), (m.nodes_at, "staff.changed")),
+                      key=lambda x: x[0])  # the first of equals: enrolled over its fields
+    return (order, kind) if order else ("", "")
+
+
 # -- bodies -----------------------------------------------------------------------------
+
 def _roles(required: bool = True) -> Field:
     return Field(list, required, lo=1 if required else 0, hi=len(ROLES), each=choice(ROLES))
 

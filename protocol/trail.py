@@ -25,7 +25,11 @@ Kinds:
   search or from its queue.
 - ``audit.exported`` (counter or central) — something was exported: what, how many
   rows, where to.
-- ``audit.node_changed`` (central) — a counter enrolled, revoked or given a new key.
+- ``audit.node_changed`` (central) — a counter enrolled, revoked or given a new key; or
+  central's own key rotated (node ``central``, action ``rotate``): then the body names
+  the new key (``public_key``) and its first seq, and, signed with central's old key as
+  the last event that key signs, it is the statement counters that pinned the old key
+  follow to the new one (:mod:`protocol.rotation`).
 - ``audit.config_changed`` (central) — a setting central holds changed.
 """
 
@@ -47,7 +51,9 @@ from protocol.core import (
     no_rule,
     say,
 )
+from protocol.crypto import fingerprint as key_fingerprint
 from protocol.errors import Problem
+from protocol.event import CENTRAL
 from protocol.fields import Body, Field, body, choice, ident, spec, text
 
 OUTCOMES = ("ok", "wrong_pin", "locked", "disabled", "unknown", "refused")
@@ -56,6 +62,7 @@ HOW = ("card", "search", "queue")
 DESTINATIONS = ("file", "stdout", "printer", "screen")
 NODE_ACTIONS = ("enrol", "revoke", "rotate")
 _LONG_DIGITS = re.compile(r"[0-9]{11,}")  # a phone (11) or national ID (18)
+_KEY_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 LABELS = {
     "outcome.ok": ("成功", "ok"), "outcome.wrong_pin": ("密码错误", "wrong PIN"),
@@ -107,6 +114,24 @@ class NodeChanged(Body):
     role: str = spec(_optional_ident(), "")
     fingerprint: str = spec(text(64, required=False, lo=0), "")
     from_seq: int = spec(Field(int, False, lo=0, hi=1_000_000_000_000), 0)
+    #: the new public key in hex: required when central rotates its own key (counters
+    #: follow it), optional otherwise
+    public_key: str = spec(text(64, required=False, lo=64), "")
+
+    def problems(self) -> list[Problem]:
+        if self.public_key and not _KEY_HEX.match(self.public_key):
+            return [Problem("trail.public_key", "a public key is 64 lowercase hex digits",
+                            "public_key")]
+        if self.public_key and self.fingerprint and self.fingerprint != key_fingerprint(
+                bytes.fromhex(self.public_key)):
+            return [Problem("trail.fingerprint", "the fingerprint is not the public key's",
+                            "fingerprint")]
+        if self.node == CENTRAL and self.action == "rotate" and (
+                not self.public_key or self.from_seq < 2):
+            return [Problem("trail.central_rotation", "central's key rotation names its new "
+                            "public key and the seq it signs from (2 or later)",
+                            "public_key" if not self.public_key else "from_seq")]
+        return []
 
 
 @body

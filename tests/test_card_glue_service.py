@@ -169,3 +169,20 @@ async def test_registration_checks_the_patient_id_written_to_the_card(
                                        expect_patient_id=stale)
     assert exc.value.problems[0].code == "patient.id_moved"
     assert await service.ledger.event_count() == 3  # nothing of the refused one
+
+
+def test_the_card_record_keeps_the_seq_of_the_event_that_issued_it() -> None:
+    """Issue 11: the tap checks a card with its issuer's key at this seq; the earliest
+    issuing event holds (card.issued or card.replaced), in any order."""
+    def ev(node: str, seq: int, wall: int, kind: str, body: dict[str, object]) -> Event:
+        return Event(1, node, seq, bytes(32), Hlc(wall, 0), "op", kind, body, b"")
+
+    issued = ev("a", 7, 100, "card.issued", {"card_no": "8600000001", "patient_id": "P-a-1"})
+    replaced = ev("b", 3, 200, "card.replaced", {"old_card_no": "8600000001",
+                                                  "new_card_no": "8600000002",
+                                                  "patient_id": "P-a-1"})
+    again = ev("c", 9, 300, "card.issued", {"card_no": "8600000002", "patient_id": "P-a-1"})
+    for order in ([issued, replaced, again], [again, replaced, issued]):
+        cards = fold(order).cards
+        assert (cards["8600000001"].issued_node, cards["8600000001"].issued_seq) == ("a", 7)
+        assert (cards["8600000002"].issued_node, cards["8600000002"].issued_seq) == ("b", 3)

@@ -139,6 +139,77 @@ async def test_signer_enrolled_after_start_is_learned_from_the_ledger(counter: A
         assert home(pilot).panel.view is None
 
 
+async def test_a_running_desk_learns_a_rotation_and_keeps_the_cards_issued_before(
+        counter: Any, tmp_path: Path) -> None:
+    """Issue 11: cashier-02 issues a card, rotates its key, issues another.  A counter
+    whose app is open learns the rotation through sync (its cached keys are re-read when
+    a card does not verify): both cards open the patient; the first one's data signed
+    with the new key (never cashier-02's key at that card's issue) is refused."""
+    from edge_node.ledger import Ledger
+    from edge_node.service import CounterService
+    from protocol.keyring import KeySpan
+
+    cfg, led, _ = counter
+    old, new = node_key("cashier-02"), SigningKey(b"\x42" * 32)
+    path = tmp_path / "c2.sqlite3"
+
+    async def issue_at_c2(key: SigningKey, card_no: str, uid: bytes) -> tuple[str, bytes]:
+        c2 = await Ledger.open(path, "cashier-02", key)
+        try:
+            svc = CounterService(c2, "op.qian")
+            pid = await svc.next_patient_id()
+            data = issue_card(key, "cashier-02", card_no=card_no, patient_no=pid,
+                              issued_ms=1, uid=uid)
+            await svc.register_patient(name="赵六", sex="F", birth_date="1960-01-01",
+                                       phone="13700137000", card_no=card_no,
+                                       first_deposit=5_000, expect_patient_id=pid,
+                                       chip_uid=uid.hex())
+            return pid, frame(data.to_bytes())
+        finally:
+            await c2.close()
+
+    async def sync_from_c2() -> None:  # what the sync daemon does: directory, then events
+        c2 = await Ledger.open(path, "cashier-02", new if rotated else old)
+        try:
+            spans = (await c2.keyring())["cashier-02"]
+            current = spans[-1].key
+            await led.set_node_keys({"cashier-02": (current, "cashier")},
+                                    {"cashier-02": spans})
+            await led.ingest(await c2.own_events_after(0))
+        finally:
+            await c2.close()
+
+    rotated = False
+    uid1, uid2 = b"\x04\x21\x21\x21", b"\x04\x22\x22\x22"
+    pid1, card1 = await issue_at_c2(old, "8600000021", uid1)
+    await sync_from_c2()
+    reader = SimulatedReader()
+    app = make_app(cfg, led, reader=reader)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await present(pilot, reader, {EF_CARD: card1}, uid=uid1)
+        view = home(pilot).panel.view
+        assert view is not None and view.patient.patient_id == pid1, message(pilot)
+        # cashier-02 rotates and issues again; sync brings both to this open counter
+        c2 = await Ledger.open(path, "cashier-02", old)
+        await c2.rotate_own_key(new.public_key, (await c2.head()).seq + 1)
+        await c2.close()
+        rotated = True
+        pid2, card2 = await issue_at_c2(new, "8600000022", uid2)
+        await sync_from_c2()
+        assert (await led.keyring())["cashier-02"][-1] == KeySpan(new.public_key, 4)
+        for files, uid, pid in ((card2, uid2, pid2), (card1, uid1, pid1)):
+            reader.remove()
+            await present(pilot, reader, {EF_CARD: files}, uid=uid)
+            view = home(pilot).panel.view
+            assert view is not None and view.patient.patient_id == pid, message(pilot)
+        reader.remove()
+        reminted = issue_card(new, "cashier-02", card_no="8600000021", patient_no=pid1,
+                              issued_ms=1, uid=uid1)
+        await present(pilot, reader, {EF_CARD: frame(reminted.to_bytes())}, uid=uid1)
+        assert "Forged or altered" in message(pilot) and home(pilot).panel.view is None
+
+
 async def test_a_card_any_other_counter_signs_for_a_patient_is_refused(counter: Any) -> None:
     """Issue 11: a pharmacy counter's (valid, enrolled) key minting a card for the
     cashier's patient on a new chip; and the genuine data copied to another chip when

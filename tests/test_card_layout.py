@@ -16,6 +16,7 @@ from edge_node.card import layout
 from edge_node.card.layout import (
     CardData,
     CardRecord,
+    IssueRecord,
     KnownBalance,
     StaticKeys,
     decide_balance,
@@ -32,6 +33,7 @@ from edge_node.card.reader import (
 )
 from edge_node.card.wedge import WedgeParseError, WedgeReader, encode_qr, parse_line
 from protocol.crypto import SigningKey
+from protocol.keyring import KeySpan
 from tests.support.vcard import CardApplet, CardImage
 
 
@@ -196,6 +198,63 @@ def test_stamp_of_another_card_is_ignored() -> None:
 
 def test_no_stamp_uses_the_ledger() -> None:
     assert decide(b"").balance == 10_000 and decide(bytes(10)).source == "ledger"
+
+
+# ------------------------------------------------------------ rotated issuer keys (issue 11)
+
+# cashier-01 rotated after its seq 5: A signed 1..5, A2 signs from 6 on
+A2 = key("cashier-01 second key")
+ROTATED = StaticKeys({"cashier-01": A2.public_key, "cashier-02": B.public_key},
+                     {"cashier-01": (KeySpan(A.public_key, 1, 6), KeySpan(A2.public_key, 6))})
+
+
+def rotated(data_key: SigningKey, issued_seq: int | None, *, node: str = "cashier-01",
+            card_no: str = "8600000001") -> layout.Identity:
+    data = issue_card(data_key, "cashier-01", card_no="8600000001",
+                      patient_no="P-cashier-01-1", issued_ms=1, uid=UID)
+    rec = None if issued_seq is None else IssueRecord(card_no, node, issued_seq)
+    return identify(medium="chip", uid=UID, card_file=chip(data), typed="", keys=ROTATED,
+                    issued=rec)
+
+
+def test_a_card_is_checked_with_the_issuer_key_valid_at_its_issuing_event() -> None:
+    # issued at seq 3 (before the rotation) with the old key: accepted after it
+    assert rotated(A, 3).refusal is None and rotated(A, 5).refusal is None
+    # issued at seq 6 (after the rotation): the new key's, not the retired one's
+    assert rotated(A2, 6).refusal is None
+    assert rotated(A, 6).refusal.code == "bad_signature"  # type: ignore[union-attr]
+    assert rotated(A, 40).refusal.code == "bad_signature"  # type: ignore[union-attr]
+    # ... and the new key cannot have signed a card recorded before its span
+    assert rotated(A2, 5).refusal.code == "bad_signature"  # type: ignore[union-attr]
+    assert rotated(MALLORY, 3).refusal.code == "bad_signature"  # type: ignore[union-attr]
+    # a node that never rotated: its one key at every seq
+    data = card()
+    for seq, ok in ((1, True), (10**9, True)):
+        got = identify(medium="chip", uid=UID, card_file=chip(data), typed="", keys=KEYS,
+                       issued=IssueRecord("8600000001", "cashier-01", seq))
+        assert (got.refusal is None) == ok
+
+
+def test_a_card_the_ledger_does_not_tie_to_its_signer_may_be_any_of_its_keys() -> None:
+    """Unknown here (not synced yet), or recorded as another counter's (refused as such
+    by the ledger check next): the signature only says who signed — any key the signer
+    has had, never another node's."""
+    assert rotated(A, None).refusal is None  # unknown here
+    assert rotated(A, 6, node="cashier-02").refusal is None  # the ledger names another
+    assert rotated(A, 6, card_no="8600000009").refusal is None  # another card's record
+    assert rotated(A, 0).refusal is None  # a record with no issuing seq
+    assert rotated(MALLORY, None).refusal.code == "bad_signature"  # type: ignore[union-attr]
+    assert ROTATED.keys_of("cashier-01") == (A2.public_key, A.public_key)
+    assert ROTATED.keys_of("nobody") == () and ROTATED.key_at("nobody", 1) is None
+
+
+def test_a_stamp_written_before_its_writer_rotated_still_counts() -> None:
+    view = decide_balance(KNOWN, stamp(7_000, 4), ROTATED, card_no="8600000001",
+                          patient_no="P-cashier-01-1")
+    assert (view.balance, view.ignored) == (7_000, ())
+    forged = decide_balance(KNOWN, stamp(1, 9, signer=MALLORY), ROTATED,
+                            card_no="8600000001", patient_no="P-cashier-01-1")
+    assert forged.ignored[0].code == "bad_signature" and forged.balance == 10_000
 
 
 @given(

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -310,6 +311,134 @@ async def test_rotation_end_to_end_three_counters_and_central(tmp_path: Path) ->
         r = run_cli("--config", str(central.config), "enrol", a.node, "--key",
                     SigningKey.generate().public_key.hex(), "--role", "cashier")
         assert r.returncode == 1 and "onecard-central rotate" in r.stderr
+    finally:
+        for x in counters:
+            x.stop()
+        central.stop()
+
+
+# -- cards a rotated counter issued (real processes) -----------------------------------------
+
+CARD_FILES = dict[int, bytes]
+
+
+async def issue_chip(counter: Counter, card_no: str, uid: bytes) -> tuple[str, CARD_FILES]:
+    """Register a patient at ``counter`` as its desk does with a chip reader: the card
+    written and read back, then the registration (with the chip) and its wallet stamp."""
+    from edge_node.card.layout import EF_CARD, EF_STAMP
+    from edge_node.card.reader import CardPresented, SimulatedReader
+    from edge_node.i18n import Translator
+    from edge_node.service import CounterService
+    from edge_node.tui.cardsource import CardDesk
+
+    cfg = cfgmod.load(counter.config)
+    led = await Ledger.open(cfg.db, cfg.node_id, counter.key, rule_config=cfg.rules)
+    try:
+        svc = CounterService(led, "op.wang")
+        reader = SimulatedReader()
+        await reader.start()
+        desk = CardDesk(svc, Translator("en"), reader, chip=True)
+        reader.present(uid, {})  # a blank chip
+        ev = await reader.next_event(5)
+        while not isinstance(ev, CardPresented):
+            ev = await reader.next_event(5)
+        desk.saw(ev)
+        pid = await svc.next_patient_id()
+        chip_uid = await desk.issue(card_no, pid)
+        receipt = await svc.register_patient(
+            name="张三", sex="M", birth_date="1990-03-07", phone="13800138000",
+            card_no=card_no, first_deposit=10_000, expect_patient_id=pid, stamp=True,
+            chip_uid=chip_uid)
+        assert await desk.stamp_after(receipt, card_no) is None
+        return pid, {EF_CARD: reader.content(EF_CARD), EF_STAMP: reader.content(EF_STAMP)}
+    finally:
+        await led.close()
+
+
+async def tap_at(counter: Counter, files: CARD_FILES, uid: bytes) -> Any:
+    """Present a chip card at ``counter``'s desk: every check a tap makes (TapCheck)."""
+    from edge_node.card.reader import SimulatedReader
+    from edge_node.i18n import Translator
+    from edge_node.service import CounterService
+    from edge_node.tui.cardsource import CardDesk, Tapped, interpret
+
+    cfg = cfgmod.load(counter.config)
+    led = await Ledger.open(cfg.db, cfg.node_id, counter.key, rule_config=cfg.rules)
+    try:
+        reader = SimulatedReader()
+        await reader.start()
+        desk = CardDesk(CounterService(led, "op.zhao"), Translator("en"), reader, chip=True)
+        reader.present(uid, files)
+        tapped = interpret(await reader.next_event(5))
+        while not isinstance(tapped, Tapped):
+            tapped = interpret(await reader.next_event(5))
+        return await desk.check(tapped.card_no, tapped.entry, tapped)
+    finally:
+        await led.close()
+
+
+@pytest.mark.slow
+async def test_cards_a_counter_issued_before_rotating_its_key_work_everywhere(
+        tmp_path: Path) -> None:
+    """Issue 11: a card is checked with its issuer's key valid at the seq of the ledger's
+    card.issued — after counter A rotates, the cards it issued before still open the
+    patient at A, at B and at a counter enrolled after the rotation (their wallet stamps
+    still read); data signed with A's retired key for a card recorded after the
+    rotation is refused as forged."""
+    from edge_node.card.layout import EF_CARD, frame, issue_card, parse_card_file
+
+    central = Central.init(tmp_path / "central")
+    central.start()
+    a = Counter.create(tmp_path, "cashier-01", central)
+    b = Counter.create(tmp_path, "cashier-02", central)
+    counters = [a, b]
+    try:
+        uid1, uid2 = bytes.fromhex("04a1a1a1a1"), bytes.fromhex("04b2b2b2b2")
+        pid1, card1 = await issue_chip(a, "8600010001", uid1)  # with A's first key
+        for c in counters:
+            c.start_sync()
+        wait_for(lambda: held(b, a.node) == held(a, a.node), 30, "B to hold A's card")
+
+        a.stop()
+        old_key = a.key
+        r = edge(a, "rotate-key")
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stdout.splitlines() if "onecard-central rotate" in x)
+        r = run_cli("--config", str(central.config), *line.split("onecard-central ", 1)[1]
+                    .split())
+        assert r.returncode == 0, r.stderr
+        a.key = cfgmod.load_key(a.dir / "node.key")
+
+        pid2, card2 = await issue_chip(a, "8600010002", uid2)  # with A's new key
+        data2 = parse_card_file(card2[EF_CARD])
+        # A's retired key signing the card recorded after the rotation (a thief with
+        # the old key file re-minting it: same number, patient and chip)
+        reminted = issue_card(old_key, a.node, card_no=data2.card_no, patient_no=pid2,
+                              issued_ms=data2.issued_ms, uid=uid2)
+        forged = {EF_CARD: frame(reminted.to_bytes())}
+        a.start_sync()
+        c3 = Counter.create(tmp_path, "cashier-03", central)
+        counters.append(c3)
+        c3.start_sync()
+        total = held(a, a.node)
+        wait_for(lambda: held(b, a.node) == total and held(c3, a.node) == total, 30,
+                 "B and C (enrolled after the rotation) to hold A's events")
+        for x in counters:
+            x.stop()
+
+        for x in (a, b, c3):
+            before = await tap_at(x, card1, uid1)
+            assert before.refusal is None, (x.node, before.refusal)
+            assert before.view.patient.patient_id == pid1
+            assert before.balance is not None and before.balance.stamp is not None \
+                and before.balance.ignored == (), (x.node, before.balance)
+            after = await tap_at(x, card2, uid2)
+            assert after.refusal is None and after.view.patient.patient_id == pid2, (
+                x.node, after.refusal)
+            thief = await tap_at(x, forged, uid2)
+            assert thief.view is None and thief.refusal is not None, x.node
+            assert (thief.refusal.code, thief.refusal.title) == (
+                "bad_signature", "Forged or altered card"), (x.node, thief.refusal)
     finally:
         for x in counters:
             x.stop()

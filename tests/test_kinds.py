@@ -179,8 +179,11 @@ VALID: dict[str, dict[str, Any]] = {
                     "purpose": "login"},
     "audit.record_opened": {"patient_id": "P-a-000001", "how": "card", "desk": "doctor"},
     "audit.exported": {"what": "report.daily", "rows": 12, "destination": "file"},
-    "audit.node_changed": {"node": "cashier-02", "action": "enrol", "role": "cashier",
-                           "fingerprint": "ab12 cd34 ef56", "from_seq": 1},
+    # central's own key rotation: the statement counters follow (protocol/rotation.py)
+    "audit.node_changed": {"node": "central", "action": "rotate",
+                           "fingerprint": "ed25519:8d2d-1c26-0127-c744-76b2-7136-c5e3-8c00",
+                           "from_seq": 42, "public_key": "ea4a6c63e29c520abef5507b132ec5f9"
+                                                         "954776aebebe7b92421eea691446d22c"},
     "audit.config_changed": {"key": "limits", "old": "floor ¥0.00 cap ¥0.00",
                              "new": "floor ¥200.00 cap ¥500.00"},
 }
@@ -259,6 +262,10 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
     ("audit.record_opened", {"how": "guess"}, "field.choice"),
     ("audit.exported", {"rows": -1}, "field.range"),
     ("audit.node_changed", {"action": "delete"}, "field.choice"),
+    ("audit.node_changed", {"public_key": "EA" * 32}, "trail.public_key"),
+    ("audit.node_changed", {"fingerprint": "ab12 cd34 ef56"}, "trail.fingerprint"),
+    ("audit.node_changed", {"public_key": None, "fingerprint": None}, "trail.central_rotation"),
+    ("audit.node_changed", {"from_seq": 1}, "trail.central_rotation"),
     ("audit.config_changed", {"new": "phone 13800138000"}, "trail.identifies"),
 ])
 def test_semantic_and_range_problems(kind: str, patch: dict[str, Any], code: str) -> None:

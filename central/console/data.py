@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from central import conflicts as cf
-from central import trail
+from central import staff, trail
 from central.console.i18n import Translator
 from central.reconcile import Incoming, Reconciler
 from central.store import CentralStore
@@ -25,6 +25,7 @@ from protocol.event import CENTRAL, Event, EventId, decode_event
 from protocol.money import yuan
 from protocol.patient import Patient
 from protocol.privacy import PatientKeys
+from protocol.staff import StaffMember
 
 Fen = int
 DAY_MS = 86_400_000
@@ -231,6 +232,24 @@ class ConsoleData:
                                   operator=operator, now_ms=self.clock())
         await self.refresh()
         return events
+
+    # -- staff ---------------------------------------------------------------------------
+    async def staff(self) -> list[StaffMember]:
+        """Every member of staff central signed, by id: ``onecard-central staff list``'s
+        records (:func:`central.staff.members`)."""
+        return await staff.members(self.store)
+
+    async def set_staff_disabled(self, staff_id: str, disabled: bool, *, reason: str,
+                                 operator: str) -> int:
+        """Sign ``staff.disabled``/``staff.enabled`` as ``staff disable|enable`` does
+        (:func:`central.staff.set_disabled`); central's seq.  Raises
+        :class:`~central.staff.StaffFailed` (nothing signed) without central's key."""
+        if self.key is None:
+            raise staff.StaffFailed(self.tr("resolve.no_key"))
+        seq = await staff.set_disabled(self.store, self.key, staff_id, disabled, reason=reason,
+                                       operator=operator)
+        await self.refresh()
+        return seq
 
     # -- nodes ---------------------------------------------------------------------------
     async def audit_log(self, f: trail.Filters) -> list[trail.Entry]:

@@ -326,6 +326,39 @@ _AUDITLOG: dict[str, tuple[str, str]] = {
                       "Audit log (signed events, cannot be edited) · who: {who} · what: {what}"),
 }
 STRINGS.update(_AUDITLOG)
+
+# -- the staff view (issue 11): central/console/screens/staff.py ------------------------
+_STAFFVIEW: dict[str, tuple[str, str]] = {
+    "key.staff": ("员工", "Staff"),
+    "key.disable": ("停用", "Disable"),
+    "key.enable": ("启用", "Enable"),
+    "key.cancel_short": ("取消", "Cancel"),
+    "staffview.col.id": ("工号", "staff id"),
+    "staffview.col.name": ("姓名", "name"),
+    "staffview.col.state": ("状态", "state"),
+    "staffview.col.roles": ("角色", "roles"),
+    "staffview.col.changed": ("最后变更", "last change"),
+    "staffview.col.counters": ("可登录柜台", "counters"),
+    "staffview.active": ("在用", "active"),
+    "staffview.disabled": ("已停用", "disabled"),
+    "staffview.everywhere": ("全部", "all"),
+    "staffview.kind.staff.enrolled": ("登记", "enrolled"),
+    "staffview.kind.staff.changed": ("修改", "changed"),
+    "staffview.kind.staff.disabled": ("停用", "disabled"),
+    "staffview.kind.staff.enabled": ("启用", "enabled"),
+    "staffview.kind.staff.pin_reset": ("重置密码", "PIN reset"),
+    "staffview.legend": ("中心签署的员工记录（与 onecard-central staff list 相同）：{n} 人，{off} 人停用 · d 停用 / e 启用所选员工（中心签名，同步到所有窗口，记入审计日志）",
+                         "Staff as central signed them (as onecard-central staff list): {n}, {off} disabled · d disables / e enables the selected one (signed by central, syncs to every counter, on the audit log)"),
+    "staffview.none": ("中心尚未登记任何员工（onecard-central staff add）", "no staff at central yet (onecard-central staff add)"),
+    "staffview.confirm_disable": ("停用 {sid}（{name}）？停用后该员工在每个窗口同步后都不能登录。", "Disable {sid} ({name})? Once it syncs, they can log in at no counter."),
+    "staffview.confirm_enable": ("启用 {sid}（{name}）？同步后该员工可再次登录。", "Enable {sid} ({name})? Once it syncs, they may log in again."),
+    "staffview.signed_by": ("由 {op} 以中心身份签署 staff.{what} 事件，不能撤回（可再次启用/停用）。", "Signed as central by {op} (staff.{what}); it cannot be taken back (only undone by the opposite change)."),
+    "staffview.reason": ("原因（可选，记录在事件中）", "reason (optional, kept in the event)"),
+    "staffview.done": ("已签署中心 #{seq}：{sid} {what}", "signed central #{seq}: {sid} {what}"),
+    "staffview.already": ("{sid} 当前已是“{state}”：未签署", "{sid} is already {state}: nothing signed"),
+    "staffview.refused": ("未签署：{msg}", "Not signed: {msg}"),
+}
+STRINGS.update(_STAFFVIEW)
 #: remedy codes said in Chinese from their events (any other code shows its English label)
 _REMEDY_CODES = ("reverse", "block", "move", "merge", "accept", "return", "bring_back", "keep",
                  "write_off", "correct")

@@ -29,13 +29,14 @@ Everything is a value: parsers raise :class:`CardFormatError`; checks return
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from protocol import codec
 from protocol.crypto import HASH_SIZE, SIGNATURE_SIZE, SigningKey, verify
 from protocol.errors import ProtocolError, SignatureError
+from protocol.keyring import KeySpan, key_at, single
 
 Fen = int
 NodeId = str
@@ -178,26 +179,59 @@ class Refusal:
 
 
 class KeyDirectory(Protocol):
-    """The public keys of the counters this counter knows (the ledger's node table)."""
+    """The public keys of the counters this counter knows (the ledger's node table and
+    each node's keys over its seqs, :mod:`protocol.keyring`)."""
 
-    def public_key_of(self, node_id: NodeId) -> bytes | None: ...
+    def public_key_of(self, node_id: NodeId) -> bytes | None:
+        """``node_id``'s current key (None: unknown here)."""
+        ...
+
+    def key_at(self, node_id: NodeId, seq: int) -> bytes | None:
+        """The key that signs ``node_id``'s event ``seq`` (None: none does)."""
+        ...
+
+    def keys_of(self, node_id: NodeId) -> tuple[bytes, ...]:
+        """Every key ``node_id`` has had, its current one first (empty: unknown here)."""
+        ...
 
 
 class StaticKeys:
-    """A :class:`KeyDirectory` over a mapping (tests, the demo, a ledger snapshot)."""
+    """A :class:`KeyDirectory` over a mapping (tests, the demo, a ledger snapshot): each
+    node's current key, and (``spans``) the keys of those that rotated over their seqs;
+    a node without spans has had its current key from seq 1 on."""
 
-    def __init__(self, keys: Mapping[NodeId, bytes]) -> None:
+    def __init__(self, keys: Mapping[NodeId, bytes],
+                 spans: Mapping[NodeId, Sequence[KeySpan]] | None = None) -> None:
         self._keys = dict(keys)
+        self._spans = {n: tuple(h) for n, h in (spans or {}).items()}
+
+    def _history(self, node_id: NodeId) -> tuple[KeySpan, ...]:
+        if node_id in self._spans:
+            return self._spans[node_id]
+        key = self._keys.get(node_id)
+        return single(key) if key is not None else ()
 
     def public_key_of(self, node_id: NodeId) -> bytes | None:
         return self._keys.get(node_id)
 
+    def key_at(self, node_id: NodeId, seq: int) -> bytes | None:
+        return key_at(self._history(node_id), seq)
+
+    def keys_of(self, node_id: NodeId) -> tuple[bytes, ...]:
+        current = self._keys.get(node_id)
+        older = [sp.key for sp in reversed(self._history(node_id)) if sp.key != current]
+        return ((current,) if current is not None else ()) + tuple(older)
+
 
 def _check_signature(
-    keys: KeyDirectory, node: NodeId, message: bytes, sig: bytes, what: str
+    keys: KeyDirectory, node: NodeId, message: bytes, sig: bytes, what: str,
+    candidates: tuple[bytes, ...] | None = None,
 ) -> Refusal | None:
-    public_key = keys.public_key_of(node)
-    if public_key is None:
+    """Whether ``sig`` is ``node``'s over ``message``, by one of ``candidates`` (default:
+    every key the node has had)."""
+    if candidates is None:
+        candidates = keys.keys_of(node)
+    if not candidates:
         return Refusal(
             "unknown_signer",
             "Unknown issuer",
@@ -205,16 +239,18 @@ def _check_signature(
             "If that counter was enrolled recently, sync and try again; otherwise keep the "
             "card and call IT.",
         )
-    try:
-        verify(public_key, message, sig)
-    except SignatureError:
-        return Refusal(
-            "bad_signature",
-            "Forged or altered card",
-            f"The {what}'s signature does not match its content. Do not accept the card; "
-            "keep it and call IT.",
-        )
-    return None
+    for public_key in candidates:
+        try:
+            verify(public_key, message, sig)
+            return None
+        except SignatureError:
+            continue
+    return Refusal(
+        "bad_signature",
+        "Forged or altered card",
+        f"The {what}'s signature does not match its content. Do not accept the card; "
+        "keep it and call IT.",
+    )
 
 
 # --------------------------------------------------------------------------- card data
@@ -290,9 +326,42 @@ def parse_card_file(raw: bytes) -> CardData:
     return CardData.from_bytes(unframe(raw))
 
 
-def verify_card(card: CardData, keys: KeyDirectory, *, uid: bytes | None) -> Refusal | None:
-    """Check a card's signature, and for chips that the data belongs to this chip."""
-    refusal = _check_signature(keys, card.issuer, card.signed_bytes(), card.sig, "card")
+@dataclass(frozen=True, slots=True)
+class IssueRecord:
+    """What the ledger says of a card's issue: the counter whose ``card.issued`` (or
+    ``card.replaced``) holds, and that event's seq in its chain."""
+
+    card_no: CardNo
+    node: NodeId
+    seq: int
+
+
+def card_keys(card: CardData, keys: KeyDirectory,
+              issued: IssueRecord | None) -> tuple[bytes, ...]:
+    """The keys that may have signed ``card``'s data.
+
+    A card the ledger knows, issued by the counter that signed it: only that counter's
+    key valid at the seq of the issuing event (the keyring's span lookup, as for its
+    events) — a card issued before a rotation keeps working everywhere, and data signed
+    with a retired key for a card recorded after the rotation is refused.  Any other
+    card (unknown here, or the ledger names another issuer, which is refused as such
+    after this): every key the signer has had — such a card is never accepted on its
+    signature alone, and a genuine card issued just before a rotation and not yet synced
+    says "not known yet", not "forged".
+    """
+    if issued is not None and issued.seq > 0 and issued.card_no == card.card_no \
+            and issued.node == card.issuer:
+        key = keys.key_at(card.issuer, issued.seq)
+        return (key,) if key is not None else ()
+    return keys.keys_of(card.issuer)
+
+
+def verify_card(card: CardData, keys: KeyDirectory, *, uid: bytes | None,
+                issued: IssueRecord | None = None) -> Refusal | None:
+    """Check a card's signature (with the key :func:`card_keys` picks from the ledger's
+    ``issued`` record), and for chips that the data belongs to this chip."""
+    refusal = _check_signature(keys, card.issuer, card.signed_bytes(), card.sig, "card",
+                               card_keys(card, keys, issued))
     if refusal is not None:
         return refusal
     if uid is not None and card.uid != uid:
@@ -500,7 +569,10 @@ def decide_balance(
     """Weigh the card's wallet stamp against what the ledger knows.
 
     - no stamp, or one that cannot be verified (damaged, forged, unknown signer, for
-      another card or account): use the ledger, report why the stamp was ignored;
+      another card or account): use the ledger, report why the stamp was ignored (a
+      stamp verifies with any key its writer has had: one written before the writer
+      rotated its key stays readable, and a stamp can only lower what the card may spend
+      or flag it);
     - a valid stamp *newer* than the ledger (higher seq): the card has seen money events
       this counter has not synced yet; use the lower of the two balances;
     - the same seq: the same history if the balance matches; if not, two counters wrote
@@ -603,15 +675,18 @@ def identify(
     card_file: bytes,
     typed: str,
     keys: KeyDirectory,
+    issued: IssueRecord | None = None,
 ) -> Identity:
-    """Check what a reader read (see :class:`edge_node.card.reader.CardPresented`)."""
+    """Check what a reader read (see :class:`edge_node.card.reader.CardPresented`);
+    ``issued``: the ledger's record of the card's issue, if it has one (its key)."""
     if medium in ("wedge", "manual") and not card_file:
         return Identity(typed, None, signed=False, manual=medium == "manual")
     try:
         card = parse_card_file(card_file)
     except CardFormatError as exc:
         return Identity(typed, None, False, False, refusal=refusal_for_format(exc))
-    refusal = verify_card(card, keys, uid=uid if medium in ("chip", "simulated") else None)
+    refusal = verify_card(card, keys, uid=uid if medium in ("chip", "simulated") else None,
+                          issued=issued)
     if refusal is None and typed and typed != card.card_no:
         refusal = Refusal(
             "card_number_mismatch",

@@ -5,7 +5,9 @@ Theory of operation
 Each connection runs :class:`protocol.session.EdgeSession` over a websocket:
 
 1. handshake (hello → challenge → auth → welcome) within ``handshake_timeout_s``;
-   central's key is the one pinned in the config.  The welcome's directory of
+   central's key is the one pinned in the config, or the one central's rotation
+   statements signed by it lead to (:mod:`protocol.rotation`: the new pin is kept in the
+   ledger, :meth:`~edge_node.ledger.Ledger.central_pin`).  The welcome's directory of
    enrolled keys, with each rotated node's keys over its seqs, goes into the ledger
    (so other counters' events and cards verify, each with the key of its seq),
    and the welcome's head says up to where central holds our chain: the resume point.
@@ -63,7 +65,7 @@ from edge_node.db import transaction
 from edge_node.errors import ConfigError
 from edge_node.i18n import Translator
 from edge_node.sync.tls import CertificateRefused, check_pin, client_context, describe_tls_error
-from protocol.crypto import blake2b_256
+from protocol.crypto import blake2b_256, fingerprint
 from protocol.errors import ProtocolError
 from protocol.event import ChainHead, decode_event
 from protocol.keyring import KeySpan
@@ -78,6 +80,7 @@ from protocol.messages import (
     Ping,
     Welcome,
 )
+from protocol.rotation import Rotation
 from protocol.session import EdgeSession, RemoteError
 
 if TYPE_CHECKING:
@@ -103,6 +106,9 @@ class SyncLedger(Protocol):
     async def update_sync_state(self, **fields: object) -> None: ...
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any: ...
     async def central_holds(self, seq: int) -> None: ...
+    async def central_pin(self, configured: bytes) -> tuple[bytes, int]: ...
+    async def adopt_central_key(self, configured: bytes,
+                                rotations: Sequence[Rotation]) -> None: ...
 
 
 class SyncStateLike(Protocol):
@@ -278,10 +284,13 @@ class SyncClient:
                     await ws.close()
                     raise
             self.connections += 1
-            session = EdgeSession(self.node, self.key, self.central_key, os.urandom(NONCE_SIZE))
+            pin, _ = await self.ledger.central_pin(self.central_key)
+            session = EdgeSession(self.node, self.key, pin, os.urandom(NONCE_SIZE))
             try:
                 async with asyncio.timeout(opt.handshake_timeout_s):
                     welcome = await self._handshake(ws, session)
+                if session.rotations:
+                    await self._adopt(session)
                 await self._resume(welcome)
                 self._welcomed = True
                 await self._serve(ws, session, stop)
@@ -307,6 +316,15 @@ class SyncClient:
         welcome = s.receive(await self._recv(ws))
         assert isinstance(welcome, Welcome)
         return welcome
+
+    async def _adopt(self, s: EdgeSession) -> None:
+        """Central authenticated with a new key its rotation statements, signed by the
+        pinned key, lead to: pin that key (in the ledger) for the connections after."""
+        await self.ledger.adopt_central_key(self.central_key, s.rotations)
+        last = s.rotations[-1]
+        log.warning("central's key was rotated node=%s: now pinning %s (central's statement "
+                    "seq %d, signed by the key pinned before, %s)", self.node,
+                    fingerprint(last.new), last.seq, fingerprint(last.old))
 
     async def _resume(self, w: Welcome) -> None:
         """Take the directory and the resume point from the welcome; refuse a forked chain."""

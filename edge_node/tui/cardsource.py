@@ -6,8 +6,9 @@ Works with :class:`edge_node.card.reader.CardReader` (chip, keyboard wedge, simu
 ``bench/card_tap.py`` measures it:
 
 1. :func:`edge_node.card.layout.identify` — the card's signature (issuer known through
-   sync/enrolment, keys refreshed when a signer is unknown), chip UID binding, a typed
-   number that disagrees;
+   sync/enrolment; a card the ledger knows, with the issuer's key valid at the seq of
+   its issuing event; keys refreshed when a card does not verify), chip UID binding, a
+   typed number that disagrees;
 2. ``service.lookup_card`` and :func:`~edge_node.card.layout.check_record` — unknown,
    mismatched, blocked cards are refused; lost/replaced cards open the panel with their
    flag (staff need the patient to replace the card) while the services refuse money;
@@ -36,6 +37,7 @@ from edge_node.card.layout import (
     CardData,
     CardFormatError,
     CardRecord,
+    IssueRecord,
     KnownBalance,
     Refusal,
     StaticKeys,
@@ -252,10 +254,25 @@ class CardDesk:
 
     # -- keys ----------------------------------------------------------------------------
     async def keys(self, refresh: bool = False) -> StaticKeys:
-        """The public keys of the counters this one knows (re-read after sync adds some)."""
+        """The public keys of the counters this one knows, each over its seqs (re-read
+        when a card does not verify: sync may have added a counter or a rotation)."""
         if self._keys is None or refresh:
-            self._keys = StaticKeys(await self.ledger.node_keys())
+            self._keys = StaticKeys(await self.ledger.node_keys(), await self.ledger.keyring())
         return self._keys
+
+    async def issued(self, card_file: bytes) -> IssueRecord | None:
+        """What the ledger says of the issue of the card in ``card_file`` (its issuer and
+        the issuing event's seq, whose key must have signed the card), if it knows it."""
+        if not card_file:
+            return None
+        try:
+            card_no = parse_card_file(card_file).card_no
+        except CardFormatError:
+            return None
+        rec = await self.ledger.get(Card, card_no)
+        if rec is None or not rec.issued_at:
+            return None
+        return IssueRecord(rec.card_no, rec.issued_node, rec.issued_seq)
 
     # -- every tap -----------------------------------------------------------------------
     async def check(self, card_no: str, entry: str, tapped: Tapped | None = None) -> TapCheck:
@@ -269,11 +286,13 @@ class CardDesk:
         card_file = tapped.card_file if tapped is not None else b""
         typed = "" if medium in ("chip", "simulated") else card_no
         uid = tapped.uid if tapped is not None else b""
+        issued = await self.issued(card_file)
         ident = identify(medium=medium, uid=uid, card_file=card_file, typed=typed,
-                         keys=await self.keys())
-        if ident.refusal is not None and ident.refusal.code == "unknown_signer":
+                         keys=await self.keys(), issued=issued)
+        if ident.refusal is not None and ident.refusal.code in ("unknown_signer",
+                                                                "bad_signature"):
             ident = identify(medium=medium, uid=uid, card_file=card_file, typed=typed,
-                             keys=await self.keys(refresh=True))
+                             keys=await self.keys(refresh=True), issued=issued)
         if ident.refusal is not None:
             return self._refused(card_no, entry, ident.refusal)
         if ident.manual or entry == "manual":

@@ -42,6 +42,7 @@ class QueueScreen(MessageScreen):
             ("slash", "search", tr("key.search"), True),
             ("n", "nodes", tr("key.nodes"), True),
             ("l", "audit_log", tr("key.audit_log"), False),
+            ("p", "staff", tr("key.staff"), False),
             ("r", "reload", tr("key.refresh"), True),
             ("q", "app.quit", tr("key.quit"), True),
         ])
@@ -157,6 +158,11 @@ class QueueScreen(MessageScreen):
         from central.console.screens.audit_log import AuditLogScreen
 
         self.app.push_screen(AuditLogScreen(self.data))
+
+    def action_staff(self) -> None:
+        from central.console.screens.staff import StaffScreen
+
+        self.app.push_screen(StaffScreen(self.data, self.operator))
 
     def action_nodes(self) -> None:
         from central.console.screens.nodes import NodesScreen
