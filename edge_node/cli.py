@@ -382,7 +382,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
                 break
             for rowid, data in page:
                 ev = decode_event(data)
-                body = _exported(dict(ev.body), args.full, keys)
+                body = _export_body(dict(ev.body), args.full, keys)
                 out.write(json.dumps({
                     "node": ev.node, "seq": ev.seq, "hlc": [ev.hlc.wall, ev.hlc.counter],
                     "operator": ev.operator, "kind": ev.kind, "body": _jsonable(body),
@@ -411,7 +411,7 @@ async def _exported(ledger: Ledger, what: str, rows: int) -> None:
         logging.getLogger("onecard.cli").warning("audit.exported not written", exc_info=True)
 
 
-def _exported(body: dict[str, Any], full: bool, keys: PatientKeys | None
+def _export_body(body: dict[str, Any], full: bool, keys: PatientKeys | None
               ) -> dict[str, Any]:
     """An event's body for ``export``: a sealed detail stays sealed, or is opened with
     ``keys`` (``--full``); a legacy clear ID number is masked unless ``--full``."""

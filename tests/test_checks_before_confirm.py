@@ -21,7 +21,8 @@ from edge_node.tui.screens import form as form_module
 from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.home import HomeScreen
-from tests.conftest import business_signed
+from protocol.privacy import details_of
+from tests.conftest import TEST_PATIENT_KEYS, business_signed
 from tests.tui_harness import (
     fill,
     form_error,
@@ -140,7 +141,8 @@ async def test_registration_is_checked_before_the_question(counter, questions) -
     assert await head(led) == start + 3
     card = await led.get("cards", "8600000005")
     patient = await led.get("patients", card.patient_id)
-    assert (patient.birth_date, patient.phone) == ("1980-02-28", "13912345678")
+    opened = details_of(patient, TEST_PATIENT_KEYS)  # sealed in the ledger
+    assert (patient.birth_date, opened.phone) == ("1980-02-28", "13912345678")
 
 
 async def test_money_and_card_refusals_before_the_question(counter, questions) -> None:

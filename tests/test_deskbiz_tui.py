@@ -19,7 +19,8 @@ from edge_node.tui.screens.home import HomeScreen
 from edge_node.tui.screens.refund import RefundScreen
 from edge_node.tui.screens.void import VoidScreen
 from protocol.account import Charge
-from tests.conftest import item
+from protocol.privacy import details_of
+from tests.conftest import TEST_PATIENT_KEYS, item
 from tests.tui_harness import (
     fill,
     form_error,
@@ -252,7 +253,8 @@ async def test_edit_patient_details_and_see_who_changed_what(counter) -> None:
         assert "phone: 13800138000 → 13912345678" in row[3]
         assert "contact: (empty) → Room 3" in row[3]
     p = await led.get("patients", pid)
-    assert (p.phone, p.contact) == ("13912345678", "Room 3, 5 Dongdan St")
+    opened = details_of(p, TEST_PATIENT_KEYS)  # sealed in the ledger
+    assert (opened.phone, opened.contact) == ("13912345678", "Room 3, 5 Dongdan St")
     ev = (await led.history(pid))[0]
     assert ev.kind == "patient.updated" and ev.operator == "wang"
     assert set(ev.body) == {"patient_id", "phone", "contact"}  # only what changed

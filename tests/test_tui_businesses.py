@@ -12,7 +12,8 @@ from edge_node.tui.screens.confirm import ConfirmScreen
 from edge_node.tui.screens.form import FormScreen
 from edge_node.tui.screens.home import HomeScreen
 from protocol.nationalid import check_digit
-from tests.conftest import ID_FEMALE, business_signed
+from protocol.privacy import details_of
+from tests.conftest import ID_FEMALE, TEST_PATIENT_KEYS, business_signed
 from tests.tui_harness import (
     fill,
     form_error,
@@ -114,7 +115,8 @@ async def test_new_patient_with_national_id(counter) -> None:
         assert home(pilot).panel.view.patient.name == "李梅"
     card = await led.get("cards", "8600000002")
     patient = await led.get("patients", card.patient_id)
-    assert (patient.national_id, patient.sex, patient.birth_date) == (ID_FEMALE, "F", "1949-12-31")
+    assert (details_of(patient, TEST_PATIENT_KEYS).national_id, patient.sex,
+            patient.birth_date) == (ID_FEMALE, "F", "1949-12-31")
     assert await balance(led, "8600000002") == 20_000
     assert Path(cfg.printer).read_bytes().startswith(b"\x1b@")  # receipt printed
 
