@@ -72,7 +72,11 @@ def test_inspection_commands(counter: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli.main([*c, "export"]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [x["seq"] for x in lines] == [1, 2, 3, 4]
-    assert lines[0]["body"]["national_id"] == "110101********0011"  # masked by default
+    sealed = lines[0]["body"]["national_id"]  # sealed by default: nothing in clear
+    assert sealed.startswith("sb1:") and "0011" not in sealed
+    assert cli.main([*c, "export", "--full"]) == 0  # opened where this counter may
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[0]["body"]["national_id"] == "110101199003070011"
     assert cli.main([*c, "balance", "0000000000"]) == 1
     assert "not known" in capsys.readouterr().err
 

@@ -257,7 +257,7 @@ async def test_edit_patient_details_and_see_who_changed_what(counter) -> None:
     assert (opened.phone, opened.contact) == ("13912345678", "Room 3, 5 Dongdan St")
     ev = (await led.history(pid))[0]
     assert ev.kind == "patient.updated" and ev.operator == "wang"
-    assert set(ev.body) == {"patient_id", "phone", "contact"}  # only what changed
+    assert set(ev.body) == {"patient_id", "phone", "phone_tag", "contact"}  # what changed
 
 
 async def test_card_fee_on_replacement_asked_and_refused_before_confirm(
