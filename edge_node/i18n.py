@@ -1448,10 +1448,20 @@ _AUDITLOG = {
     "field.new": ("新值", "new value"),
 }
 
+_DESKAPPROVE = {
+    # a supervisor's approval asked at the staff desks (edge_node/tui/screens/approval.py)
+    "title.approval": ("主管批准", "Supervisor approval"),
+    "lab.approve_about": ("登记 {order}：{items}", "Check in {order}: {items}"),
+    "lab.q_check_in": ("为 {name} 登记 {order}（{items}），扣费 {amount}？", "Check in {order} ({items}) for {name}, charging {amount}?"),
+    "pharmacy.approve_about": ("发药 {order}：{items}", "Dispense {order}: {items}"),
+    "doctor.approve_about": ("开始就诊 {number}：收诊查费", "Start visit {number}: the consultation fee"),
+    "doctor.q_start": ("为 {name} 开始就诊 {number}，收诊查费？", "Start visit {number} for {name}, charging the consultation fee?"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
                _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT, _STAFFEV,
-               _AUDITLOG):
+               _AUDITLOG, _DESKAPPROVE):
     STRINGS.update(_block)
 
 

@@ -10,7 +10,8 @@ card field, on the list the keys work on).  The worklist is read again whenever 
 ledger moves — an order sent by a doctor arrives through sync — by polling
 :meth:`LabService.changes` every :data:`POLL_S` seconds, and at once after this desk's
 own steps.  Every step goes through :class:`~edge_node.lab.LabService`; a refusal is a
-line on the screen in the counter's language.
+line on the screen in the counter's language.  A check-in that charges past the offline
+limit asks a supervisor's approval in place (:meth:`Desk.ask_supervisor`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from textual.widgets import DataTable, Input, Label, Static
 from edge_node.lab import CheckInReceipt, LabService, WorkItem
 from edge_node.labels import Label as PrintedLabel
 from edge_node.labels import code128_modules, label_text, print_label
-from edge_node.service import PatientView
+from edge_node.service import CounterService, PatientView
+from edge_node.staff import Approval
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.ask import AskScreen
@@ -151,9 +153,13 @@ class LabDesk(Desk, Screen[None]):
 
     @property
     def lab(self) -> LabService:
-        c = self.counter
-        return LabService(c.ledger, c.service.operator, dept=self.dept,
-                          queue_tag=c.config.queue_tag, roles=c.service.roles)
+        return self.lab_on(self.counter.service)
+
+    def lab_on(self, service: CounterService) -> LabService:
+        """The window's lab service on ``service``'s ledger, operator and dry run."""
+        return LabService(service.ledger, service.operator, dept=self.dept,
+                          queue_tag=self.counter.config.queue_tag, dry_run=service.dry_run,
+                          roles=service.roles)
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -360,9 +366,31 @@ class LabDesk(Desk, Screen[None]):
             return
         try:
             r = await self.lab.check_in(o.order_id, pid)
-        except Exception as exc:
-            self.say(error_text(self.counter, exc), "problem")
+        except Exception as exc:  # offline past the limit: a supervisor may approve it
+            order_id = o.order_id
+
+            async def step(service: CounterService, approval: Approval) -> CheckInReceipt:
+                return await self.lab_on(service).check_in(order_id, pid, approval=approval)
+            if not self.ask_supervisor(
+                    exc, self.view, tr("lab.approve_about", order=order_id,
+                                       items=self._items(o)),
+                    step, self._question, self.checked_in):
+                self.say(error_text(self.counter, exc), "problem")
             return
+        await self._checked_in(r)
+
+    def _question(self, r: CheckInReceipt) -> str:
+        return self.counter.tr("lab.q_check_in", order=r.order.order_id,
+                               items=self._items(r.order), name=r.patient.name,
+                               amount=yuan(r.charged))
+
+    @work(exclusive=True, exit_on_error=False, group="step")
+    async def checked_in(self, r: CheckInReceipt) -> None:
+        """A check-in done with a supervisor's approval: as any check-in after."""
+        await self._checked_in(r)
+
+    async def _checked_in(self, r: CheckInReceipt) -> None:
+        tr = self.counter.tr
         key = "lab.checked_in" if r.charged else "lab.checked_in_paid"
         text = tr(key, order=r.order.order_id, number=r.number, charged=yuan(r.charged),
                   balance=yuan(r.balance))

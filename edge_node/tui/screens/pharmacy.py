@@ -11,7 +11,8 @@ after (from the service's dry run, so every refusal comes before the question); 
 medication labels go to the counter's printer.  F3 returns what is left (a reason and
 the approving doctor), F4 opens the stock.  The worklist follows sync: it is read again
 whenever the ledger moves (polled every :data:`POLL_S` seconds).  Offline everything
-works the same, on the stock this counter knows.
+works the same, on the stock this counter knows; a dispensing that charges past the
+offline limit asks a supervisor's approval in place (:meth:`Desk.ask_supervisor`).
 
 Screens call :class:`~edge_node.pharmacy.PharmacyService`, never the ledger; every word
 is in the string table (``_PHARMACY``).
@@ -40,7 +41,8 @@ from edge_node.pharmacy import (
     StockRow,
     WaitingLine,
 )
-from edge_node.service import PatientView
+from edge_node.service import CounterService, PatientView
+from edge_node.staff import Approval
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.ask import AskScreen, Values, Work
@@ -63,12 +65,14 @@ MESSAGE_CSS = """
 """
 
 
-def pharmacy_service(counter: Counter) -> PharmacyService:
-    """The pharmacy service as the operator now logged in, for this counter's pharmacy."""
-    cfg = counter.config
-    return PharmacyService(counter.ledger, counter.service.operator, pharmacy=cfg.department,
+def pharmacy_service(counter: Counter, service: CounterService | None = None
+                     ) -> PharmacyService:
+    """The pharmacy service as the operator now logged in, for this counter's pharmacy
+    (on ``service``'s ledger, operator and dry run: the counter's by default)."""
+    cfg, service = counter.config, service or counter.service
+    return PharmacyService(service.ledger, service.operator, pharmacy=cfg.department,
                            low_stock=cfg.low_stock, low_stock_items=cfg.low_stock_items,
-                           roles=counter.service.roles)
+                           dry_run=service.dry_run, roles=service.roles)
 
 
 def whole(text: str, field: str, signed: bool = False) -> int:
@@ -372,10 +376,19 @@ class PharmacyDesk(Desk, Screen[None]):
         if pres is None:
             self.say(tr("pharmacy.none_waiting", name=self.view.patient.name), "warning")
             return
+        pid = self.patient_id
         try:  # the very same dispensing, checked and rolled back: refusals come first
-            preview = await self.svc.dry().dispense(pres.order_id, patient_id=self.patient_id)
-        except Exception as exc:
-            self.say(error_text(self.counter, exc), "problem")
+            preview = await self.svc.dry().dispense(pres.order_id, patient_id=pid)
+        except Exception as exc:  # offline past the limit: a supervisor may approve it
+            async def step(service: CounterService, approval: Approval) -> DispenseReceipt:
+                return await pharmacy_service(self.counter, service).dispense(
+                    pres.order_id, patient_id=pid, approval=approval)
+            if not self.ask_supervisor(
+                    exc, self.view, tr("pharmacy.approve_about", order=pres.order_id,
+                                       items=items_text(self.counter, pres, pres.give_now)),
+                    step, lambda r: self._question(pres, r),
+                    lambda r: self.dispensed(pres, r)):
+                self.say(error_text(self.counter, exc), "problem")
             return
         self.app.push_screen(ConfirmScreen(self.counter, self._question(pres, preview)),
                              lambda yes: self._dispense(pres) if yes else None)
@@ -396,13 +409,22 @@ class PharmacyDesk(Desk, Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="dispense")
     async def _dispense(self, pres: Prescription) -> None:
-        tr = self.counter.tr
         try:
             r = await self.svc.dispense(pres.order_id, patient_id=self.patient_id)
         except Exception as exc:
             self.say(error_text(self.counter, exc), "problem")
             await self._load(self.patient_id)
             return
+        await self._dispensed(pres, r)
+
+    @work(exclusive=True, exit_on_error=False, group="dispense")
+    async def dispensed(self, pres: Prescription, r: DispenseReceipt) -> None:
+        """A dispensing done with a supervisor's approval: as any dispensing after."""
+        await self._dispensed(pres, r)
+
+    async def _dispensed(self, pres: Prescription, r: DispenseReceipt) -> None:
+        """Say what was given (and what stays open), print the labels."""
+        tr = self.counter.tr
         text = tr("pharmacy.dispensed", id=r.dispense_id,
                   items=items_text(self.counter, pres, {x.code: x.qty for x in r.items}),
                   amount=yuan(r.amount), balance=yuan(r.balance))

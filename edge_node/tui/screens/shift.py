@@ -10,14 +10,18 @@ patient's own screen (no operator, no status bar, reader problems go to the log)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from textual.css.query import NoMatches
 from textual.widgets import Input, Static
 
+from edge_node.service import PatientView
 from edge_node.tui.cardsource import Tapped
 from edge_node.tui.context import Counter
 from edge_node.tui.messages import CardTapped, ReaderNotice
+from edge_node.tui.screens.approval import ApprovalForm, Step, lifted_by_approval
+from edge_node.tui.screens.base import error_text
 from edge_node.tui.screens.handover import HandoverScreen
 from edge_node.tui.widgets.status import StatusBar
 
@@ -52,7 +56,10 @@ class ShiftKeys:
         if confirmed and callable(log_out):
             log_out()
             return
-        try:  # not confirmed: back to the card field, where the desk was
+        self.focus_card()  # not confirmed: back to the card field, where the desk was
+
+    def focus_card(self) -> None:
+        try:
             getattr(self, "query_one")("#card_no", Input).focus()  # noqa: B009
         except NoMatches:
             pass
@@ -78,6 +85,11 @@ class Desk(ShiftKeys):
       ``@on(Input.Submitted, "#card_no")`` handler, usually ``lookup(text, "manual")``;
     - give it ``relabel()`` (after a language switch) and ``reset()`` (log out: nothing
       of the last operator's left on screen), which the app calls.
+
+    A step that charges the deposit (a check-in, a dispensing, a consultation) may be
+    refused for want of a supervisor (offline past the limits, a card number typed by
+    hand): the desk hands the refusal to :meth:`ask_supervisor`, which asks for the
+    approval and does the step again with it.
 
     Do not define ``on_card_tapped`` or ``on_reader_notice`` in the desk as well:
     Textual calls every class's handler along the MRO, so both would run.
@@ -106,3 +118,26 @@ class Desk(ShiftKeys):
     @property
     def message_text(self) -> str:
         return str(self._one("#message", Static).render())
+
+    # -- a step a supervisor must approve ---------------------------------------------------
+    def ask_supervisor(self, exc: BaseException, view: PatientView | None, about: str,
+                       step: Step, question: Callable[[Any], str],
+                       done: Callable[[Any], object]) -> bool:
+        """If ``exc`` refused a step for want of a supervisor (past the offline limit, a
+        card number typed by hand), say so on the message line and ask for the approval
+        (:class:`~edge_node.tui.screens.approval.ApprovalForm`: ``about`` the step,
+        ``step(service, approval)`` done again with it, ``question(dry run's receipt)``
+        to confirm); ``done(receipt)`` once it is done.  False for any other refusal
+        (nothing asked: the desk says it)."""
+        problems = lifted_by_approval(exc)
+        if not problems:
+            return False
+        self.say(error_text(self.counter, exc), "warning")
+
+        def back(receipt: object) -> None:
+            self.focus_card()
+            if receipt is not None:
+                done(receipt)
+        self._app().push_screen(ApprovalForm(self.counter, view, about, problems, step,
+                                             question), back)
+        return True
