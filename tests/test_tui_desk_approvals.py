@@ -31,6 +31,7 @@ from edge_node.tui.screens.visit import VisitForm
 from edge_node.visits import VisitService
 from protocol.event import Event
 from protocol.order import Order
+from protocol.visit import Visit
 from tests.conftest import node_key
 from tests.support.clinic import LAB, PHARMACY, give_catalogue
 from tests.test_offline_limits import give_limits
@@ -216,4 +217,63 @@ async def test_triage_registration_past_the_offline_limit_asks_in_the_form(
     ev = charged_by(await led.history(pid), "visit.registered")
     assert ev.body["supervisor"] == "li" and ev.operator == "wang"
     assert ev.body["fee"] == 500 and ev.body["offline_from"] >= 1
+    await led.close()
+
+
+async def test_doctor_consultation_fee_and_an_order_past_the_offline_limit(
+        tmp_path: Path) -> None:
+    """Enter on the called visit starts it and charges the consultation fee: past the
+    floor, the supervisor approves it; an order charged when sent is blocked for want of
+    a supervisor, and Ctrl+S asks for one."""
+    from edge_node.tui.screens.doctor import DoctorDesk, PatientScreen
+    from edge_node.tui.screens.order import OrderScreen
+    from tests.test_tui_doctor import DOCTOR, add_item, doctor_config, seed
+    from tests.test_tui_doctor import open_ledger as doctor_ledger
+
+    cfg = doctor_config(tmp_path)
+    led = await doctor_ledger(cfg)
+    ids = await seed(led)
+    await staff.add_staff(led, "li", "李强", "5678", role="supervisor",
+                          hasher=staff.cheap_hasher(), now_ms=NOW_MS)
+    await give_limits(led, floor=1, cap=0)
+    pid = ids["A"]
+    async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
+        await log_in(pilot, DOCTOR)
+        desk = pilot.app.home  # type: ignore[attr-defined]
+        assert isinstance(desk, DoctorDesk)
+        await pilot.press("f2")
+        await settle_down(pilot)
+        await pilot.press("enter")  # in they come: the fee, past the floor
+        await until(pilot, "the approval", lambda: isinstance(pilot.app.screen, ApprovalForm))
+        assert "consultation fee" in text(pilot, "#approval-about")
+        assert "a charge above ¥0.01" in text(pilot, "#approval-why")
+        await refused_on_the_pin(pilot, "li", "0000", "PIN is wrong")
+        assert (await led.get(Visit, ids["visit_A"])).status != "consulting"
+        await approve(pilot, "li", "5678")
+        await until(pilot, "the patient", lambda: isinstance(pilot.app.screen, PatientScreen))
+        assert (await led.get(Visit, ids["visit_A"])).status == "consulting"
+        # an order charged when sent: blocked until a supervisor approves
+        await pilot.press("f5")
+        await settle_down(pilot)
+        form = pilot.app.screen
+        assert isinstance(form, OrderScreen)
+        await add_item(pilot, "xcg")
+        assert "a charge above ¥0.01" in form.checks_text
+        assert "supervisor" in form.message_text
+        await pilot.press("ctrl+s")
+        await until(pilot, "the approval", lambda: isinstance(pilot.app.screen, ApprovalForm))
+        await fill(pilot, "#approver", "li")
+        await fill(pilot, "#approver_pin", "5678")
+        await pilot.press("ctrl+s")
+        await until(pilot, "the question", lambda: isinstance(pilot.app.screen, ConfirmScreen))
+        assert "Send 1 order(s) for 张三, charging ¥25.00" in text(pilot, "#question")
+        await pilot.press("y")
+        await until(pilot, "the patient", lambda: isinstance(pilot.app.screen, PatientScreen))
+    history = await led.history(pid)
+    fee = charged_by(history, "visit.fee_charged")
+    sent = charged_by(history, "order.placed")
+    for ev in (fee, sent):
+        assert ev.body["supervisor"] == "li" and ev.operator == DOCTOR
+        assert ev.body["offline_from"] >= 1
+    assert sent.body["charged"] == 2_500
     await led.close()

@@ -16,6 +16,7 @@ triage desk's), with the doctor's columns: number, name, status, doctor, registe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -26,7 +27,9 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
-from edge_node.clinic import ClinicService, ClinicView, OrderReceipt
+from edge_node.clinic import ClinicService, ClinicView, OrderReceipt, Started
+from edge_node.service import CounterService
+from edge_node.staff import Approval
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import age
@@ -44,10 +47,12 @@ from protocol.order import CANCELLABLE, Order
 from protocol.visit import Visit
 
 
-def clinic(counter: Counter) -> ClinicService:
-    """The clinic service as the operator now logged in (the doctor)."""
-    return ClinicService(counter.ledger, counter.service.operator,
-                         roles=counter.service.roles)
+def clinic(counter: Counter, service: CounterService | None = None) -> ClinicService:
+    """The clinic service as the operator now logged in (the doctor), on ``service``'s
+    ledger, operator and dry run (the counter's by default)."""
+    service = service or counter.service
+    return ClinicService(service.ledger, service.operator, dry_run=service.dry_run,
+                         roles=service.roles)
 
 
 def visits(counter: Counter) -> VisitService:
@@ -216,11 +221,43 @@ class DoctorDesk(Desk, Screen[None]):
         if v.status not in ("done", "no_show"):
             try:
                 v = await clinic(self.counter).start(v.visit_id, self.counter.config.room)
-            except Exception as exc:
-                self.say(error_text(self.counter, exc), "problem")
+            except Exception as exc:  # offline past the limit: a supervisor may approve
+                if not self.ask_start(exc, v, lambda r: self.started(r.visit)):
+                    self.say(error_text(self.counter, exc), "problem")
                 return
+        await self._started(v)
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def started(self, v: Visit) -> None:
+        """A visit started with a supervisor's approval: as any start after."""
+        await self._started(v)
+
+    async def _started(self, v: Visit) -> None:
+        """A visit started (or over): the patient opened, on the trail."""
         await self.counter.service.opened(v.patient_id, "queue")  # the trail (never raises)
         self.open_patient(v.patient_id, v.visit_id if v.status == "consulting" else "")
+
+    def ask_start(self, exc: BaseException, v: Visit, done: Callable[[Started], object],
+                  cancelled: Callable[[], object] | None = None) -> bool:
+        """A consultation fee refused for want of a supervisor: ask for the approval
+        (:meth:`Desk.ask_supervisor`) and start the visit with it."""
+        tr, room, visit_id = self.counter.tr, self.counter.config.room, v.visit_id
+        number = v.label or v.visit_id
+
+        async def step(service: CounterService, approval: Approval) -> Started:
+            return await clinic(self.counter, service).begin(visit_id, room,
+                                                             approval=approval)
+
+        def question(r: Started) -> str:
+            return tr("doctor.q_start", number=number, name=self._patient_name(r.visit),
+                      fee=yuan(r.fee))
+        return self.ask_supervisor(exc, None, tr("doctor.approve_about", number=number),
+                                   step, question, done, cancelled)
+
+    def _patient_name(self, v: Visit) -> str:
+        entry = next((e for e in self.queue_table.entries if e.visit.visit_id == v.visit_id),
+                     None)
+        return entry.name if entry is not None else v.patient_id
 
     @work(exclusive=True, exit_on_error=False, group="doctor")
     async def action_no_show(self) -> None:
@@ -275,6 +312,11 @@ class DoctorDesk(Desk, Screen[None]):
                 today = await clinic(self.counter).start(today.visit_id, self.counter.config.room)
             except Exception as exc:  # (a deposit short of the fee): show them anyway
                 note = error_text(self.counter, exc)
+                # offline past the limit: a supervisor may approve it (or not: shown anyway)
+                visit_id = today.visit_id
+                if self.ask_start(exc, today, lambda r: self.open_patient(pid, visit_id),
+                                  lambda: self.open_patient(pid, visit_id, note)):
+                    return
         self.open_patient(pid, today.visit_id if today is not None else "", note)
 
     def open_patient(self, patient_id: str, visit_id: str, note: str = "") -> None:

@@ -207,7 +207,11 @@ class FormScreen(ModalScreen[Receipt | None]):
         preview = await self._run(plan.call, self.counter.service.dry())
         if preview is None:
             return
-        question = plan.ask(preview) if plan.ask is not None else plan.question
+        try:
+            question = plan.ask(preview) if plan.ask is not None else plan.question
+        except Exception as exc:  # a bug: plain words in the form, never a silent stop
+            self.show_error(error_text(self.counter, exc))
+            return
         if any(REGISTRY.money(ev).flow for ev in preview.events):
             question += "\n" + self.counter.tr("confirm.balance_after",
                                                balance=yuan(preview.balance))

@@ -122,13 +122,14 @@ class Desk(ShiftKeys):
     # -- a step a supervisor must approve ---------------------------------------------------
     def ask_supervisor(self, exc: BaseException, view: PatientView | None, about: str,
                        step: Step, question: Callable[[Any], str],
-                       done: Callable[[Any], object]) -> bool:
+                       done: Callable[[Any], object],
+                       cancelled: Callable[[], object] | None = None) -> bool:
         """If ``exc`` refused a step for want of a supervisor (past the offline limit, a
         card number typed by hand), say so on the message line and ask for the approval
         (:class:`~edge_node.tui.screens.approval.ApprovalForm`: ``about`` the step,
         ``step(service, approval)`` done again with it, ``question(dry run's receipt)``
-        to confirm); ``done(receipt)`` once it is done.  False for any other refusal
-        (nothing asked: the desk says it)."""
+        to confirm); ``done(receipt)`` once it is done, ``cancelled()`` if it is not.
+        False for any other refusal (nothing asked: the desk says it)."""
         problems = lifted_by_approval(exc)
         if not problems:
             return False
@@ -138,6 +139,8 @@ class Desk(ShiftKeys):
             self.focus_card()
             if receipt is not None:
                 done(receipt)
+            elif cancelled is not None:
+                cancelled()
         self._app().push_screen(ApprovalForm(self.counter, view, about, problems, step,
                                              question), back)
         return True
