@@ -35,7 +35,7 @@ from edge_node.tui.context import Counter
 from edge_node.tui.describe import age
 from edge_node.tui.screens.ask import AskScreen, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
-from edge_node.tui.screens.shift import Desk, say_in
+from edge_node.tui.screens.shift import Desk, desk_css, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.queue import DOCTOR_COLUMNS, QueueTable
@@ -60,39 +60,30 @@ def visits(counter: Counter) -> VisitService:
                         queue_tag=counter.config.queue_tag, roles=counter.service.roles)
 
 
-MESSAGE_CSS = """
-#message { height: auto; min-height: 1; padding: 0 1; }
-#message.problem { color: $error; text-style: bold; }
-#message.done { color: $success; }
-#message.warning { color: $warning; }
-"""
-
-
 class DoctorDesk(Desk, Screen[None]):
     """The doctor's home: the queue, call next, and taps."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("DoctorDesk", """
     DoctorDesk #queue-title { padding: 0 1; text-style: bold; }
     DoctorDesk #queue { height: 1fr; border: none; }
     DoctorDesk #card-row { height: 1; padding: 0 1; }
     DoctorDesk #card-row Static { width: auto; padding: 0 1 0 0; }
     DoctorDesk #card_no { width: 24; border: none; height: 1; padding: 0 1;
                           background: $boost; }
-    """ + MESSAGE_CSS.replace("#message", "DoctorDesk #message")
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "call_next", "key.call_next", True),
         ("f3", "no_show", "key.no_show", True),
         ("f4", "recall", "key.recall", True),
         ("f6", "skip", "key.skip", True),
         ("f5", "refresh", "key.refresh", True),
-        ("f12", "lock", "key.lock", True),
-        ("ctrl+o", "log_out", "key.log_out", True),
     ]
+    CLEARS = False
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
         self.counter = counter
-        bind_keys(self, counter, self.KEYS)
+        self.bind_desk_keys()
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -120,7 +111,7 @@ class DoctorDesk(Desk, Screen[None]):
         return self.query_one("#queue", QueueTable)
 
     def relabel(self) -> None:
-        bind_keys(self, self.counter, self.KEYS)
+        self.bind_desk_keys()
         self.query_one("#queue-title", Static).update(self._title())
         self.query_one("#card_no", Input).placeholder = self.counter.tr(
             "doctor.card_placeholder")
@@ -333,14 +324,14 @@ class DoctorDesk(Desk, Screen[None]):
 class PatientScreen(Screen[None]):
     """One patient as the doctor sees them, with the visit being seen (if any)."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("PatientScreen", """
     PatientScreen #header { padding: 0 1; height: auto; background: $boost; }
     PatientScreen #allergies { padding: 0 1; height: auto; color: $error; text-style: bold; }
     PatientScreen #allergies.none { color: $text-muted; text-style: none; }
     PatientScreen #visits { padding: 0 1; height: auto; max-height: 40%; }
     PatientScreen #orders-title { padding: 0 1; text-style: bold; }
     PatientScreen #orders { height: 1fr; }
-    """ + MESSAGE_CSS.replace("#message", "PatientScreen #message")
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "diagnose", "key.diagnose", True),
         ("f3", "allergy", "key.allergy", True),

@@ -38,7 +38,7 @@ from edge_node.tui.context import Counter
 from edge_node.tui.screens.ask import AskScreen
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.find import FindPatientScreen
-from edge_node.tui.screens.shift import Desk
+from edge_node.tui.screens.shift import LIST_MOVES, Desk, desk_css
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
 from protocol.domain import REGISTRY
@@ -105,7 +105,7 @@ class LabelScreen(ModalScreen[None]):
 
 
 class LabDesk(Desk, Screen[None]):
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("LabDesk", """
     LabDesk #card-row { height: 1; padding: 0 1; }
     LabDesk #card-row Label { width: auto; padding: 0 1 0 0; }
     LabDesk #card_no { width: 24; border: none; height: 1; padding: 0 1; background: $boost; }
@@ -115,12 +115,9 @@ class LabDesk(Desk, Screen[None]):
     LabDesk #worklist { height: 1fr; }
     LabDesk DataTable { border-left: tall $panel; }
     LabDesk DataTable.target { border-left: tall $accent; }
-    LabDesk #message { height: auto; min-height: 1; padding: 0 1; }
-    LabDesk #message.problem { color: $error; text-style: bold; }
-    LabDesk #message.done { color: $success; text-style: bold; }
-    LabDesk #message.warning { color: $warning; }
+    LabDesk #message.done { text-style: bold; }
     LabDesk #counts { height: 1; padding: 0 1; color: $text-muted; }
-    """
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "check_in", "key.check_in", True),
         ("f4", "switch", "key.worklist", True),
@@ -129,12 +126,9 @@ class LabDesk(Desk, Screen[None]):
         ("f7", "result", "key.result", True),
         ("f8", "label_again", "key.label", True),
         ("ctrl+f", "find", "key.find", True),
-        ("f12", "lock", "key.lock", True),
-        ("ctrl+o", "log_out", "key.log_out", True),
-        ("escape", "clear", "key.clear", True),
     ]
     #: the cursor keys move the selection of the list the keys work on, while typing
-    MOVE_KEYS: ClassVar[list[tuple[str, str]]] = [("up", "move(-1)"), ("down", "move(1)")]
+    MOVE_KEYS = LIST_MOVES
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
@@ -147,9 +141,7 @@ class LabDesk(Desk, Screen[None]):
         self.target = WORKLIST
         self.receipt: CheckInReceipt | None = None  # the last lab check-in (F8: its label)
         self._mark = -1
-        bind_keys(self, counter, self.KEYS)
-        for key, action in self.MOVE_KEYS:
-            self._bindings.bind(key, action, show=False)
+        self.bind_desk_keys()
 
     @property
     def lab(self) -> LabService:
@@ -200,7 +192,7 @@ class LabDesk(Desk, Screen[None]):
 
     def relabel(self) -> None:
         tr = self.counter.tr
-        bind_keys(self, self.counter, self.KEYS)
+        self.bind_desk_keys()
         self.query_one("#card-prompt", Label).update(tr("lab.card_prompt"))
         self.query_one("#card_no", Input).placeholder = tr("home.card_placeholder")
         self.query_one(StatusBar).relabel()

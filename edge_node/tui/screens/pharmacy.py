@@ -48,7 +48,7 @@ from edge_node.tui.context import Counter
 from edge_node.tui.screens.ask import AskScreen, Values, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.confirm import ConfirmScreen
-from edge_node.tui.screens.shift import Desk, say_in
+from edge_node.tui.screens.shift import LIST_MOVES, Desk, desk_css, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
@@ -56,13 +56,6 @@ from protocol.errors import Problem
 from protocol.money import yuan
 
 POLL_S = 2.0
-
-MESSAGE_CSS = """
-#message { height: auto; min-height: 1; max-height: 4; padding: 0 1; }
-#message.problem { color: $error; text-style: bold; }
-#message.done { color: $success; }
-#message.warning { color: $warning; }
-"""
 
 
 def pharmacy_service(counter: Counter, service: CounterService | None = None
@@ -97,7 +90,7 @@ class PharmacyDesk(Desk, Screen[None]):
     """The pharmacy's home: the patient's prescriptions and the day's worklist (a
     :class:`~edge_node.tui.screens.shift.Desk`: taps, reader notices, the message line)."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("PharmacyDesk", """
     PharmacyDesk #card-row { height: 1; padding: 0 1; }
     PharmacyDesk #card-row Label { width: auto; padding: 0 1 0 0; }
     PharmacyDesk #card_no { width: 20; border: none; height: 1; padding: 0 1;
@@ -107,19 +100,17 @@ class PharmacyDesk(Desk, Screen[None]):
     PharmacyDesk #lines { height: auto; max-height: 8; }
     PharmacyDesk #worklist-title { height: 1; padding: 0 1; text-style: bold; }
     PharmacyDesk #worklist { height: 1fr; }
-    """ + MESSAGE_CSS.replace("#message", "PharmacyDesk #message")
+    PharmacyDesk #message { max-height: 4; }
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "dispense", "key.dispense", True),
         ("f3", "return_rest", "key.return_rest", True),
         ("f4", "stock", "key.stock", True),
         ("f5", "refresh", "key.refresh", True),
         ("ctrl+f", "find", "key.find", True),
-        ("f12", "lock", "key.lock", True),
-        ("ctrl+o", "log_out", "key.log_out", True),
-        ("escape", "clear", "key.clear", True),
     ]
     #: the cursor keys move the prescription lines' selection while typing a card number
-    MOVE_KEYS: ClassVar[list[tuple[str, str]]] = [("up", "move(-1)"), ("down", "move(1)")]
+    MOVE_KEYS = LIST_MOVES
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
@@ -131,9 +122,7 @@ class PharmacyDesk(Desk, Screen[None]):
         self.work: list[Prescription] = []
         self.last_labels = ""  # the labels of the last dispensing, as text
         self._mark = -1
-        bind_keys(self, counter, self.KEYS)
-        for key, action in self.MOVE_KEYS:
-            self._bindings.bind(key, action, show=False)
+        self.bind_desk_keys()
 
     @property
     def svc(self) -> PharmacyService:
@@ -181,7 +170,7 @@ class PharmacyDesk(Desk, Screen[None]):
 
     def relabel(self) -> None:
         tr = self.counter.tr
-        bind_keys(self, self.counter, self.KEYS)
+        self.bind_desk_keys()
         self.query_one("#card-prompt", Label).update(tr("pharmacy.card_prompt"))
         self.query_one("#card_no", Input).placeholder = tr("home.card_placeholder")
         self.query_one("#pharmacy-name", Static).update(self._title())
@@ -536,12 +525,13 @@ class PharmacyDesk(Desk, Screen[None]):
 class StockScreen(Screen[None]):
     """This pharmacy's stock: every item, low ones in red; receive, transfer, adjust."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("StockScreen", """
     StockScreen #stock-title { height: 1; padding: 0 1; text-style: bold;
                                background: $primary; }
     StockScreen #stock { height: 1fr; }
     StockScreen #stock-counts { height: 1; padding: 0 1; color: $text-muted; }
-    """ + MESSAGE_CSS.replace("#message", "StockScreen #message")
+    StockScreen #message { max-height: 4; }
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "receive", "key.stock_receive", True),
         ("f3", "transfer", "key.stock_transfer", True),

@@ -11,8 +11,9 @@ patient's own screen (no operator, no status bar, reader problems go to the log)
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
+from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.widgets import Input, Static
 
@@ -21,9 +22,28 @@ from edge_node.tui.cardsource import Tapped
 from edge_node.tui.context import Counter
 from edge_node.tui.messages import CardTapped, ReaderNotice
 from edge_node.tui.screens.approval import ApprovalForm, Step, lifted_by_approval
-from edge_node.tui.screens.base import error_text
+from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.handover import HandoverScreen
 from edge_node.tui.widgets.status import StatusBar
+
+#: the message line's rules, one copy (:func:`desk_css` scopes them to a screen; a desk's
+#: own CSS adds what it does differently, e.g. ``LabDesk #message.done { text-style:
+#: bold; }``)
+MESSAGE_CSS = """
+#message { height: auto; min-height: 1; padding: 0 1; }
+#message.problem { color: $error; text-style: bold; }
+#message.done { color: $success; }
+#message.warning { color: $warning; }
+"""
+
+
+#: the cursor keys moving a desk's list (``action_move``) while the card field has the focus
+LIST_MOVES: list[tuple[str, str]] = [("up", "move(-1)"), ("down", "move(1)")]
+
+
+def desk_css(screen: str, css: str = "") -> str:
+    """A screen's DEFAULT_CSS: its own rules, then the message line's scoped to it."""
+    return css + MESSAGE_CSS.replace("#message", f"{screen} #message")
 
 
 def say_in(widget: Static, text: str, kind: str = "") -> None:
@@ -70,14 +90,15 @@ class Desk(ShiftKeys):
 
     To build a desk on it:
 
-    - set ``self.counter`` in ``__init__`` and bind the desk's keys with
-      :func:`~edge_node.tui.screens.base.bind_keys` (``KEYS``), including
-      ``("f12", "lock", "key.lock", True)`` and ``("ctrl+o", "log_out", "key.log_out",
-      True)``: their actions are here;
+    - set ``self.counter`` in ``__init__`` and call :meth:`bind_desk_keys` (again in
+      ``relabel``): the desk's own ``KEYS``, then the shift's (F12 lock, Ctrl+O log out:
+      their actions are here), then Esc ``clear`` (unless ``CLEARS`` is False), and the
+      ``MOVE_KEYS`` unshown;
+    - give the message line its colours with :func:`desk_css` (``DEFAULT_CSS =
+      desk_css("LabDesk", own_rules)``);
     - compose a :class:`StatusBar` (reader notices go there), an ``Input`` with id
       ``card_no`` (focused again after a shift slip is not confirmed) and a ``Static``
-      with id ``message`` (what :meth:`say` writes; give it ``.problem``, ``.done`` and
-      ``.warning`` colours in the desk's CSS);
+      with id ``message`` (what :meth:`say` writes);
     - override :meth:`lookup`: what a tapped card does at this desk (usually a
       ``@work(exclusive=True, exit_on_error=False, group="lookup")`` worker running
       ``counter.desk.check(card_no, entry, tapped)`` first, so every offline card check
@@ -94,6 +115,31 @@ class Desk(ShiftKeys):
     Do not define ``on_card_tapped`` or ``on_reader_notice`` in the desk as well:
     Textual calls every class's handler along the MRO, so both would run.
     """
+
+    #: the desk's own keys (key, action, label key, priority), shown in this order
+    KEYS: ClassVar[list[KeySpec]] = []
+    #: the shift's keys, after the desk's own
+    SHIFT_KEYS: ClassVar[list[KeySpec]] = [("f12", "lock", "key.lock", True),
+                                           ("ctrl+o", "log_out", "key.log_out", True)]
+    #: Esc clears the patient off the desk (``action_clear``), shown last
+    CLEARS: ClassVar[bool] = True
+    #: keys bound but not shown: (key, action), e.g. the cursor keys moving a list's
+    #: selection while the card field has the focus
+    MOVE_KEYS: ClassVar[list[tuple[str, str]]] = []
+
+    def bind_desk_keys(self) -> None:
+        """Bind the desk's keys with labels in the counter's language (again after a
+        language switch)."""
+        keys = [*self.KEYS, *self.SHIFT_KEYS]
+        if self.CLEARS:
+            keys.append(("escape", "clear", "key.clear", True))
+        bind_keys(self._node(), self.counter, keys)
+        bindings = self._node()._bindings.key_to_bindings
+        for key, action in self.MOVE_KEYS:
+            bindings[key] = [Binding(key, action, show=False)]
+
+    def _node(self) -> Any:
+        return self  # (the Screen, once mixed in)
 
     def _one(self, *query: Any) -> Any:
         return getattr(self, "query_one")(*query)  # noqa: B009 (the Screen's)
