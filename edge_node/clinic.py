@@ -146,6 +146,19 @@ class OrderReceipt:
     preview: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A consultation started (:meth:`ClinicService.begin`; or, from its dry run, what
+    would be written): the visit, the events (the consultation fee's among them when it
+    is charged now) and the balance after."""
+
+    visit: Visit
+    events: tuple[Event, ...]
+    balance: Fen
+    fee: Fen = 0  # the consultation fee charged now (0: none, or charged before)
+    preview: bool = False
+
+
 def _refuse(code: str, message: str, field: str = "", **values: object) -> OperationRefused:
     return OperationRefused([Problem(code, message, field, values)])
 
@@ -317,8 +330,14 @@ class ClinicService:
 
         ``approval``: a supervisor's (:func:`edge_node.staff.approve`), which a charge
         past the offline limits (and a card number typed by hand) needs."""
+        return (await self.begin(visit_id, room, approval=approval)).visit
+
+    async def begin(self, visit_id: str, room: str = "", *,
+                    approval: Approval | None = None) -> Started:
+        """:meth:`start`, saying what it wrote and charged (and the balance after)."""
         roles.check(self.roles, "clinic.consult")
         v = await self._visit(visit_id)
+        fee = 0
         ops: list[Op] = []
         if v.status != "consulting":
             body: dict[str, Any] = {"visit_id": visit_id, "patient_id": v.patient_id,
@@ -329,14 +348,18 @@ class ClinicService:
         if not v.consult_at:
             item = await self.consult_item()
             if item is not None and item.price > 0:
+                fee = item.price
                 ops.append(Op("visit.fee_charged", {
                     "visit_id": visit_id, "patient_id": v.patient_id, "code": item.code,
                     "name": item.name, "amount": item.price,
                     "catalogue_version": int(item.version), **supervisor_field(approval)}))
         if not ops:
-            return v
-        state = await self._run(ops)
-        return state.get(Visit, visit_id) or v
+            acct = await self.ledger.get(Account, v.patient_id)
+            return Started(v, (), acct.balance if acct is not None else 0, 0, self.dry_run)
+        events, state = await self._append(ops)
+        acct = state.get(Account, v.patient_id) or await self.ledger.get(Account, v.patient_id)
+        return Started(state.get(Visit, visit_id) or v, tuple(events),
+                       acct.balance if acct is not None else 0, fee, self.dry_run)
 
     async def finish(self, visit_id: str) -> Visit:
         roles.check(self.roles, "clinic.consult")

@@ -1475,10 +1475,22 @@ _CENTRALROT = {
     "field.public_key": ("公钥", "public key"),
 }
 
+_DESKAPPROVE = {
+    # a supervisor's approval asked at the staff desks (edge_node/tui/screens/approval.py)
+    "title.approval": ("主管批准", "Supervisor approval"),
+    "lab.approve_about": ("登记 {order}：{items}", "Check in {order}: {items}"),
+    "lab.q_check_in": ("为 {name} 登记 {order}（{items}），扣费 {amount}？", "Check in {order} ({items}) for {name}, charging {amount}?"),
+    "pharmacy.approve_about": ("发药 {order}：{items}", "Dispense {order}: {items}"),
+    "doctor.approve_about": ("开始就诊 {number}：收诊查费", "Start visit {number}: the consultation fee"),
+    "order.approval_hint": ("脱机超过限额：按 Ctrl+S 请主管输入工号和密码批准后发送", "Offline past the limit: Ctrl+S asks a supervisor's id and PIN, then sends"),
+    "order.q_send": ("为 {name} 发送 {n} 张单，扣费 {amount}？", "Send {n} order(s) for {name}, charging {amount}?"),
+    "doctor.q_start": ("为 {name} 开始就诊 {number}，收诊查费 {fee}？", "Start visit {number} for {name}, charging the consultation fee {fee}?"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
                _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT, _STAFFEV,
-               _AUDITLOG, _PRIVACY, _CENTRALROT):
+               _AUDITLOG, _PRIVACY, _CENTRALROT, _DESKAPPROVE):
     STRINGS.update(_block)
 
 

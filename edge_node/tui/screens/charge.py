@@ -6,8 +6,9 @@ the quantity, Delete removes a line.
 
 A charge on a card number typed by hand, and offline one past the offline limits, needs
 a supervisor (issue 11): the supervisor's id and PIN fields appear when the counter
-refuses it for that (``approval.manual_entry``, ``approval.offline_limit``), and the
-charge goes through with them (the signed event names the supervisor).
+refuses it for that (``approval.manual_entry``, ``approval.offline_limit``: see
+:class:`~edge_node.tui.screens.approval.ApprovedForm`), and the charge goes through with
+them (the signed event names the supervisor).
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ from protocol.errors import Problem
 from protocol.money import yuan
 
 MAX_QTY = 10_000
-#: the refusals a supervisor's approval lifts: the form asks for one
-APPROVAL_CODES = frozenset({"approval.manual_entry", "approval.offline_limit"})
 
 
 @dataclass(slots=True)
@@ -76,11 +75,6 @@ class ChargeScreen(ApprovedForm):
         yield from self.labelled("form.department", Input(self._department(), id="department",
                                                           max_length=64))
         yield from self.approval_fields(hidden=True)
-
-    def show_problems(self, problems: list[Problem], refused: bool = False) -> None:
-        if refused and any(p.code in APPROVAL_CODES for p in problems):
-            self.ask_approval()
-        super().show_problems(problems, refused)
 
     def _department(self) -> str:
         return "门诊收费" if self.counter.tr.language == "zh" else "Outpatient cashier"

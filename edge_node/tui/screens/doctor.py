@@ -16,6 +16,7 @@ triage desk's), with the doctor's columns: number, name, status, doctor, registe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.text import Text
@@ -26,13 +27,15 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
-from edge_node.clinic import ClinicService, ClinicView, OrderReceipt
+from edge_node.clinic import ClinicService, ClinicView, OrderReceipt, Started
+from edge_node.service import CounterService
+from edge_node.staff import Approval
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import age
 from edge_node.tui.screens.ask import AskScreen, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
-from edge_node.tui.screens.shift import Desk, say_in
+from edge_node.tui.screens.shift import Desk, desk_css, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.queue import DOCTOR_COLUMNS, QueueTable
@@ -44,10 +47,12 @@ from protocol.order import CANCELLABLE, Order
 from protocol.visit import Visit
 
 
-def clinic(counter: Counter) -> ClinicService:
-    """The clinic service as the operator now logged in (the doctor)."""
-    return ClinicService(counter.ledger, counter.service.operator,
-                         roles=counter.service.roles)
+def clinic(counter: Counter, service: CounterService | None = None) -> ClinicService:
+    """The clinic service as the operator now logged in (the doctor), on ``service``'s
+    ledger, operator and dry run (the counter's by default)."""
+    service = service or counter.service
+    return ClinicService(service.ledger, service.operator, dry_run=service.dry_run,
+                         roles=service.roles)
 
 
 def visits(counter: Counter) -> VisitService:
@@ -55,39 +60,30 @@ def visits(counter: Counter) -> VisitService:
                         queue_tag=counter.config.queue_tag, roles=counter.service.roles)
 
 
-MESSAGE_CSS = """
-#message { height: auto; min-height: 1; padding: 0 1; }
-#message.problem { color: $error; text-style: bold; }
-#message.done { color: $success; }
-#message.warning { color: $warning; }
-"""
-
-
 class DoctorDesk(Desk, Screen[None]):
     """The doctor's home: the queue, call next, and taps."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("DoctorDesk", """
     DoctorDesk #queue-title { padding: 0 1; text-style: bold; }
     DoctorDesk #queue { height: 1fr; border: none; }
     DoctorDesk #card-row { height: 1; padding: 0 1; }
     DoctorDesk #card-row Static { width: auto; padding: 0 1 0 0; }
     DoctorDesk #card_no { width: 24; border: none; height: 1; padding: 0 1;
                           background: $boost; }
-    """ + MESSAGE_CSS.replace("#message", "DoctorDesk #message")
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "call_next", "key.call_next", True),
         ("f3", "no_show", "key.no_show", True),
         ("f4", "recall", "key.recall", True),
         ("f6", "skip", "key.skip", True),
         ("f5", "refresh", "key.refresh", True),
-        ("f12", "lock", "key.lock", True),
-        ("ctrl+o", "log_out", "key.log_out", True),
     ]
+    CLEARS = False
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
         self.counter = counter
-        bind_keys(self, counter, self.KEYS)
+        self.bind_desk_keys()
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -115,7 +111,7 @@ class DoctorDesk(Desk, Screen[None]):
         return self.query_one("#queue", QueueTable)
 
     def relabel(self) -> None:
-        bind_keys(self, self.counter, self.KEYS)
+        self.bind_desk_keys()
         self.query_one("#queue-title", Static).update(self._title())
         self.query_one("#card_no", Input).placeholder = self.counter.tr(
             "doctor.card_placeholder")
@@ -216,11 +212,43 @@ class DoctorDesk(Desk, Screen[None]):
         if v.status not in ("done", "no_show"):
             try:
                 v = await clinic(self.counter).start(v.visit_id, self.counter.config.room)
-            except Exception as exc:
-                self.say(error_text(self.counter, exc), "problem")
+            except Exception as exc:  # offline past the limit: a supervisor may approve
+                if not self.ask_start(exc, v, lambda r: self.started(r.visit)):
+                    self.say(error_text(self.counter, exc), "problem")
                 return
+        await self._started(v)
+
+    @work(exclusive=True, exit_on_error=False, group="doctor")
+    async def started(self, v: Visit) -> None:
+        """A visit started with a supervisor's approval: as any start after."""
+        await self._started(v)
+
+    async def _started(self, v: Visit) -> None:
+        """A visit started (or over): the patient opened, on the trail."""
         await self.counter.service.opened(v.patient_id, "queue")  # the trail (never raises)
         self.open_patient(v.patient_id, v.visit_id if v.status == "consulting" else "")
+
+    def ask_start(self, exc: BaseException, v: Visit, done: Callable[[Started], object],
+                  cancelled: Callable[[], object] | None = None) -> bool:
+        """A consultation fee refused for want of a supervisor: ask for the approval
+        (:meth:`Desk.ask_supervisor`) and start the visit with it."""
+        tr, room, visit_id = self.counter.tr, self.counter.config.room, v.visit_id
+        number = v.label or v.visit_id
+
+        async def step(service: CounterService, approval: Approval) -> Started:
+            return await clinic(self.counter, service).begin(visit_id, room,
+                                                             approval=approval)
+
+        def question(r: Started) -> str:
+            return tr("doctor.q_start", number=number, name=self._patient_name(r.visit),
+                      fee=yuan(r.fee))
+        return self.ask_supervisor(exc, None, tr("doctor.approve_about", number=number),
+                                   step, question, done, cancelled)
+
+    def _patient_name(self, v: Visit) -> str:
+        entry = next((e for e in self.queue_table.entries if e.visit.visit_id == v.visit_id),
+                     None)
+        return entry.name if entry is not None else v.patient_id
 
     @work(exclusive=True, exit_on_error=False, group="doctor")
     async def action_no_show(self) -> None:
@@ -275,6 +303,11 @@ class DoctorDesk(Desk, Screen[None]):
                 today = await clinic(self.counter).start(today.visit_id, self.counter.config.room)
             except Exception as exc:  # (a deposit short of the fee): show them anyway
                 note = error_text(self.counter, exc)
+                # offline past the limit: a supervisor may approve it (or not: shown anyway)
+                visit_id = today.visit_id
+                if self.ask_start(exc, today, lambda r: self.open_patient(pid, visit_id),
+                                  lambda: self.open_patient(pid, visit_id, note)):
+                    return
         self.open_patient(pid, today.visit_id if today is not None else "", note)
 
     def open_patient(self, patient_id: str, visit_id: str, note: str = "") -> None:
@@ -291,14 +324,14 @@ class DoctorDesk(Desk, Screen[None]):
 class PatientScreen(Screen[None]):
     """One patient as the doctor sees them, with the visit being seen (if any)."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("PatientScreen", """
     PatientScreen #header { padding: 0 1; height: auto; background: $boost; }
     PatientScreen #allergies { padding: 0 1; height: auto; color: $error; text-style: bold; }
     PatientScreen #allergies.none { color: $text-muted; text-style: none; }
     PatientScreen #visits { padding: 0 1; height: auto; max-height: 40%; }
     PatientScreen #orders-title { padding: 0 1; text-style: bold; }
     PatientScreen #orders { height: 1fr; }
-    """ + MESSAGE_CSS.replace("#message", "PatientScreen #message")
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "diagnose", "key.diagnose", True),
         ("f3", "allergy", "key.allergy", True),

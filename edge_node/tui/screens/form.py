@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from textual import on, work
@@ -44,11 +44,13 @@ Call = Callable[[CounterService], Awaitable[Receipt]]
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a checked form will do: ``call(service.dry())`` to check, ask ``question``,
-    then ``call(service)``."""
+    """What a checked form will do: ``call(service.dry())`` to check, ask ``question``
+    (or ``ask(the dry run's receipt)``, when the question says what it would do), then
+    ``call(service)``."""
 
     question: str
     call: Call
+    ask: Callable[[Any], str] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -205,7 +207,11 @@ class FormScreen(ModalScreen[Receipt | None]):
         preview = await self._run(plan.call, self.counter.service.dry())
         if preview is None:
             return
-        question = plan.question
+        try:
+            question = plan.ask(preview) if plan.ask is not None else plan.question
+        except Exception as exc:  # a bug: plain words in the form, never a silent stop
+            self.show_error(error_text(self.counter, exc))
+            return
         if any(REGISTRY.money(ev).flow for ev in preview.events):
             question += "\n" + self.counter.tr("confirm.balance_after",
                                                balance=yuan(preview.balance))

@@ -10,7 +10,8 @@ card field, on the list the keys work on).  The worklist is read again whenever 
 ledger moves — an order sent by a doctor arrives through sync — by polling
 :meth:`LabService.changes` every :data:`POLL_S` seconds, and at once after this desk's
 own steps.  Every step goes through :class:`~edge_node.lab.LabService`; a refusal is a
-line on the screen in the counter's language.
+line on the screen in the counter's language.  A check-in that charges past the offline
+limit asks a supervisor's approval in place (:meth:`Desk.ask_supervisor`).
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ from textual.widgets import DataTable, Input, Label, Static
 from edge_node.lab import CheckInReceipt, LabService, WorkItem
 from edge_node.labels import Label as PrintedLabel
 from edge_node.labels import code128_modules, label_text, print_label
-from edge_node.service import PatientView
+from edge_node.service import CounterService, PatientView
+from edge_node.staff import Approval
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.ask import AskScreen
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.find import FindPatientScreen
-from edge_node.tui.screens.shift import Desk
+from edge_node.tui.screens.shift import LIST_MOVES, Desk, desk_css
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
 from protocol.domain import REGISTRY
@@ -103,7 +105,7 @@ class LabelScreen(ModalScreen[None]):
 
 
 class LabDesk(Desk, Screen[None]):
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("LabDesk", """
     LabDesk #card-row { height: 1; padding: 0 1; }
     LabDesk #card-row Label { width: auto; padding: 0 1 0 0; }
     LabDesk #card_no { width: 24; border: none; height: 1; padding: 0 1; background: $boost; }
@@ -113,12 +115,9 @@ class LabDesk(Desk, Screen[None]):
     LabDesk #worklist { height: 1fr; }
     LabDesk DataTable { border-left: tall $panel; }
     LabDesk DataTable.target { border-left: tall $accent; }
-    LabDesk #message { height: auto; min-height: 1; padding: 0 1; }
-    LabDesk #message.problem { color: $error; text-style: bold; }
-    LabDesk #message.done { color: $success; text-style: bold; }
-    LabDesk #message.warning { color: $warning; }
+    LabDesk #message.done { text-style: bold; }
     LabDesk #counts { height: 1; padding: 0 1; color: $text-muted; }
-    """
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "check_in", "key.check_in", True),
         ("f4", "switch", "key.worklist", True),
@@ -127,12 +126,9 @@ class LabDesk(Desk, Screen[None]):
         ("f7", "result", "key.result", True),
         ("f8", "label_again", "key.label", True),
         ("ctrl+f", "find", "key.find", True),
-        ("f12", "lock", "key.lock", True),
-        ("ctrl+o", "log_out", "key.log_out", True),
-        ("escape", "clear", "key.clear", True),
     ]
     #: the cursor keys move the selection of the list the keys work on, while typing
-    MOVE_KEYS: ClassVar[list[tuple[str, str]]] = [("up", "move(-1)"), ("down", "move(1)")]
+    MOVE_KEYS = LIST_MOVES
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
@@ -145,15 +141,17 @@ class LabDesk(Desk, Screen[None]):
         self.target = WORKLIST
         self.receipt: CheckInReceipt | None = None  # the last lab check-in (F8: its label)
         self._mark = -1
-        bind_keys(self, counter, self.KEYS)
-        for key, action in self.MOVE_KEYS:
-            self._bindings.bind(key, action, show=False)
+        self.bind_desk_keys()
 
     @property
     def lab(self) -> LabService:
-        c = self.counter
-        return LabService(c.ledger, c.service.operator, dept=self.dept,
-                          queue_tag=c.config.queue_tag, roles=c.service.roles)
+        return self.lab_on(self.counter.service)
+
+    def lab_on(self, service: CounterService) -> LabService:
+        """The window's lab service on ``service``'s ledger, operator and dry run."""
+        return LabService(service.ledger, service.operator, dept=self.dept,
+                          queue_tag=self.counter.config.queue_tag, dry_run=service.dry_run,
+                          roles=service.roles)
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -194,7 +192,7 @@ class LabDesk(Desk, Screen[None]):
 
     def relabel(self) -> None:
         tr = self.counter.tr
-        bind_keys(self, self.counter, self.KEYS)
+        self.bind_desk_keys()
         self.query_one("#card-prompt", Label).update(tr("lab.card_prompt"))
         self.query_one("#card_no", Input).placeholder = tr("home.card_placeholder")
         self.query_one(StatusBar).relabel()
@@ -360,9 +358,31 @@ class LabDesk(Desk, Screen[None]):
             return
         try:
             r = await self.lab.check_in(o.order_id, pid)
-        except Exception as exc:
-            self.say(error_text(self.counter, exc), "problem")
+        except Exception as exc:  # offline past the limit: a supervisor may approve it
+            order_id = o.order_id
+
+            async def step(service: CounterService, approval: Approval) -> CheckInReceipt:
+                return await self.lab_on(service).check_in(order_id, pid, approval=approval)
+            if not self.ask_supervisor(
+                    exc, self.view, tr("lab.approve_about", order=order_id,
+                                       items=self._items(o)),
+                    step, self._question, self.checked_in):
+                self.say(error_text(self.counter, exc), "problem")
             return
+        await self._checked_in(r)
+
+    def _question(self, r: CheckInReceipt) -> str:
+        return self.counter.tr("lab.q_check_in", order=r.order.order_id,
+                               items=self._items(r.order), name=r.patient.name,
+                               amount=yuan(r.charged))
+
+    @work(exclusive=True, exit_on_error=False, group="step")
+    async def checked_in(self, r: CheckInReceipt) -> None:
+        """A check-in done with a supervisor's approval: as any check-in after."""
+        await self._checked_in(r)
+
+    async def _checked_in(self, r: CheckInReceipt) -> None:
+        tr = self.counter.tr
         key = "lab.checked_in" if r.charged else "lab.checked_in_paid"
         text = tr(key, order=r.order.order_id, number=r.number, charged=yuan(r.charged),
                   balance=yuan(r.balance))

@@ -5,7 +5,9 @@ add the best match with the quantity (and, for a drug, the dose, times a day and
 typed beside it; ↓ into the list picks another; Ctrl+T lists the templates instead.
 After every change the checks run (:meth:`~edge_node.clinic.ClinicService.check_order`)
 and the panel shows them: blocks in red (the order cannot be sent until they are gone)
-and warnings in yellow, which Ctrl+Y confirms — only then does Ctrl+S send.  The lines
+and warnings in yellow, which Ctrl+Y confirms — only then does Ctrl+S send.  Offline
+past the limits an order charged when sent is blocked for want of a supervisor: Ctrl+S
+then asks the supervisor's id and PIN and sends it with them.  The lines
 are priced from the counter's current catalogue version; the order is split per
 executing department when sent.
 """
@@ -24,7 +26,10 @@ from textual.widgets.option_list import Option
 
 from edge_node.clinic import BLOCK, ClinicService, Finding, OrderLine, OrderReceipt
 from edge_node.errors import OperationRefused
+from edge_node.service import CounterService
+from edge_node.staff import Approval
 from edge_node.tui.context import Counter
+from edge_node.tui.screens.approval import APPROVAL_CODES, ApprovalForm
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.widgets.keybar import KeyBar
 from protocol.money import yuan
@@ -78,9 +83,12 @@ class OrderScreen(Screen[OrderReceipt | None]):
     def drugs(self) -> bool:
         return self.kind == "prescription"
 
-    def service(self) -> ClinicService:
-        return ClinicService(self.counter.ledger, self.counter.service.operator,
-                             roles=self.counter.service.roles)
+    def service(self, service: CounterService | None = None) -> ClinicService:
+        """The clinic service as the doctor, on ``service``'s ledger, operator and dry
+        run (the counter's by default)."""
+        service = service or self.counter.service
+        return ClinicService(service.ledger, service.operator, dry_run=service.dry_run,
+                             roles=service.roles)
 
     def compose(self) -> ComposeResult:
         tr = self.counter.tr
@@ -285,6 +293,11 @@ class OrderScreen(Screen[OrderReceipt | None]):
         return [f for f in self.findings if f.blocks]
 
     @property
+    def approvable(self) -> bool:
+        """Every block is one a supervisor's approval lifts (offline past the limits)."""
+        return bool(self.blocks) and all(f.code in APPROVAL_CODES for f in self.blocks)
+
+    @property
     def open_warnings(self) -> list[Finding]:
         return [f for f in self.findings if not f.blocks and f.key not in self.accepted]
 
@@ -311,10 +324,12 @@ class OrderScreen(Screen[OrderReceipt | None]):
             out = Text(f"✔ {tr('order.checks_passed')}", style="green")
         self.query_one("#checks", Static).update(out)
         if self.lines and self.checked:
-            if self.blocks:
+            if self.blocks and not self.approvable:
                 self.say(tr("order.blocked"), "problem")
             elif self.open_warnings:
                 self.say(tr("order.confirm_hint", n=len(self.open_warnings)), "warning")
+            elif self.blocks:
+                self.say(tr("order.approval_hint"), "warning")
             else:
                 self.say(tr("order.ready"))
 
@@ -351,12 +366,40 @@ class OrderScreen(Screen[OrderReceipt | None]):
             self.say(tr("order.empty"), "warning")
         elif not self.checked:
             self.say(tr("order.checking"), "warning")
-        elif self.blocks:
+        elif self.blocks and not self.approvable:
             self.say(tr("order.blocked"), "problem")
         elif self.open_warnings:
             self.say(tr("order.confirm_hint", n=len(self.open_warnings)), "warning")
+        elif self.blocks:
+            self.ask_approval()
         else:
             self.send()
+
+    def ask_approval(self) -> None:
+        """Sent offline past the limits: the supervisor's id and PIN, then sent with them
+        (:class:`~edge_node.tui.screens.approval.ApprovalForm`)."""
+        counter = self.counter
+        tr = counter.tr
+        visit_id, lines = self.visit.visit_id, list(self.lines)
+        accepted, template = set(self.accepted), self.template
+
+        async def step(service: CounterService, approval: Approval) -> OrderReceipt:
+            return await self.service(service).send_order(
+                visit_id, lines, accept_warnings=accepted, template=template,
+                approval=approval)
+
+        def question(r: OrderReceipt) -> str:
+            charged = sum(int(str(e.body.get("charged", 0))) for e in r.events)
+            return tr("order.q_send", n=len(r.orders), name=self.patient_name,
+                      amount=yuan(charged))
+        total = sum(ln.amount for ln in lines)
+        self.app.push_screen(ApprovalForm(
+            counter, None, tr("order.total", total=yuan(total), n=len(lines)),
+            [f.problem for f in self.blocks], step, question), self._approved)
+
+    def _approved(self, receipt: OrderReceipt | None) -> None:
+        if receipt is not None:
+            self.dismiss(receipt)
 
     @work(exclusive=True, exit_on_error=False, group="form")
     async def send(self) -> None:

@@ -11,7 +11,8 @@ after (from the service's dry run, so every refusal comes before the question); 
 medication labels go to the counter's printer.  F3 returns what is left (a reason and
 the approving doctor), F4 opens the stock.  The worklist follows sync: it is read again
 whenever the ledger moves (polled every :data:`POLL_S` seconds).  Offline everything
-works the same, on the stock this counter knows.
+works the same, on the stock this counter knows; a dispensing that charges past the
+offline limit asks a supervisor's approval in place (:meth:`Desk.ask_supervisor`).
 
 Screens call :class:`~edge_node.pharmacy.PharmacyService`, never the ledger; every word
 is in the string table (``_PHARMACY``).
@@ -40,13 +41,14 @@ from edge_node.pharmacy import (
     StockRow,
     WaitingLine,
 )
-from edge_node.service import PatientView
+from edge_node.service import CounterService, PatientView
+from edge_node.staff import Approval
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.ask import AskScreen, Values, Work
 from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
 from edge_node.tui.screens.confirm import ConfirmScreen
-from edge_node.tui.screens.shift import Desk, say_in
+from edge_node.tui.screens.shift import LIST_MOVES, Desk, desk_css, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.status import StatusBar
@@ -55,20 +57,15 @@ from protocol.money import yuan
 
 POLL_S = 2.0
 
-MESSAGE_CSS = """
-#message { height: auto; min-height: 1; max-height: 4; padding: 0 1; }
-#message.problem { color: $error; text-style: bold; }
-#message.done { color: $success; }
-#message.warning { color: $warning; }
-"""
 
-
-def pharmacy_service(counter: Counter) -> PharmacyService:
-    """The pharmacy service as the operator now logged in, for this counter's pharmacy."""
-    cfg = counter.config
-    return PharmacyService(counter.ledger, counter.service.operator, pharmacy=cfg.department,
+def pharmacy_service(counter: Counter, service: CounterService | None = None
+                     ) -> PharmacyService:
+    """The pharmacy service as the operator now logged in, for this counter's pharmacy
+    (on ``service``'s ledger, operator and dry run: the counter's by default)."""
+    cfg, service = counter.config, service or counter.service
+    return PharmacyService(service.ledger, service.operator, pharmacy=cfg.department,
                            low_stock=cfg.low_stock, low_stock_items=cfg.low_stock_items,
-                           roles=counter.service.roles)
+                           dry_run=service.dry_run, roles=service.roles)
 
 
 def whole(text: str, field: str, signed: bool = False) -> int:
@@ -93,7 +90,7 @@ class PharmacyDesk(Desk, Screen[None]):
     """The pharmacy's home: the patient's prescriptions and the day's worklist (a
     :class:`~edge_node.tui.screens.shift.Desk`: taps, reader notices, the message line)."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("PharmacyDesk", """
     PharmacyDesk #card-row { height: 1; padding: 0 1; }
     PharmacyDesk #card-row Label { width: auto; padding: 0 1 0 0; }
     PharmacyDesk #card_no { width: 20; border: none; height: 1; padding: 0 1;
@@ -103,19 +100,17 @@ class PharmacyDesk(Desk, Screen[None]):
     PharmacyDesk #lines { height: auto; max-height: 8; }
     PharmacyDesk #worklist-title { height: 1; padding: 0 1; text-style: bold; }
     PharmacyDesk #worklist { height: 1fr; }
-    """ + MESSAGE_CSS.replace("#message", "PharmacyDesk #message")
+    PharmacyDesk #message { max-height: 4; }
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "dispense", "key.dispense", True),
         ("f3", "return_rest", "key.return_rest", True),
         ("f4", "stock", "key.stock", True),
         ("f5", "refresh", "key.refresh", True),
         ("ctrl+f", "find", "key.find", True),
-        ("f12", "lock", "key.lock", True),
-        ("ctrl+o", "log_out", "key.log_out", True),
-        ("escape", "clear", "key.clear", True),
     ]
     #: the cursor keys move the prescription lines' selection while typing a card number
-    MOVE_KEYS: ClassVar[list[tuple[str, str]]] = [("up", "move(-1)"), ("down", "move(1)")]
+    MOVE_KEYS = LIST_MOVES
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
@@ -127,9 +122,7 @@ class PharmacyDesk(Desk, Screen[None]):
         self.work: list[Prescription] = []
         self.last_labels = ""  # the labels of the last dispensing, as text
         self._mark = -1
-        bind_keys(self, counter, self.KEYS)
-        for key, action in self.MOVE_KEYS:
-            self._bindings.bind(key, action, show=False)
+        self.bind_desk_keys()
 
     @property
     def svc(self) -> PharmacyService:
@@ -177,7 +170,7 @@ class PharmacyDesk(Desk, Screen[None]):
 
     def relabel(self) -> None:
         tr = self.counter.tr
-        bind_keys(self, self.counter, self.KEYS)
+        self.bind_desk_keys()
         self.query_one("#card-prompt", Label).update(tr("pharmacy.card_prompt"))
         self.query_one("#card_no", Input).placeholder = tr("home.card_placeholder")
         self.query_one("#pharmacy-name", Static).update(self._title())
@@ -372,10 +365,19 @@ class PharmacyDesk(Desk, Screen[None]):
         if pres is None:
             self.say(tr("pharmacy.none_waiting", name=self.view.patient.name), "warning")
             return
+        pid = self.patient_id
         try:  # the very same dispensing, checked and rolled back: refusals come first
-            preview = await self.svc.dry().dispense(pres.order_id, patient_id=self.patient_id)
-        except Exception as exc:
-            self.say(error_text(self.counter, exc), "problem")
+            preview = await self.svc.dry().dispense(pres.order_id, patient_id=pid)
+        except Exception as exc:  # offline past the limit: a supervisor may approve it
+            async def step(service: CounterService, approval: Approval) -> DispenseReceipt:
+                return await pharmacy_service(self.counter, service).dispense(
+                    pres.order_id, patient_id=pid, approval=approval)
+            if not self.ask_supervisor(
+                    exc, self.view, tr("pharmacy.approve_about", order=pres.order_id,
+                                       items=items_text(self.counter, pres, pres.give_now)),
+                    step, lambda r: self._question(pres, r),
+                    lambda r: self.dispensed(pres, r)):
+                self.say(error_text(self.counter, exc), "problem")
             return
         self.app.push_screen(ConfirmScreen(self.counter, self._question(pres, preview)),
                              lambda yes: self._dispense(pres) if yes else None)
@@ -396,13 +398,22 @@ class PharmacyDesk(Desk, Screen[None]):
 
     @work(exclusive=True, exit_on_error=False, group="dispense")
     async def _dispense(self, pres: Prescription) -> None:
-        tr = self.counter.tr
         try:
             r = await self.svc.dispense(pres.order_id, patient_id=self.patient_id)
         except Exception as exc:
             self.say(error_text(self.counter, exc), "problem")
             await self._load(self.patient_id)
             return
+        await self._dispensed(pres, r)
+
+    @work(exclusive=True, exit_on_error=False, group="dispense")
+    async def dispensed(self, pres: Prescription, r: DispenseReceipt) -> None:
+        """A dispensing done with a supervisor's approval: as any dispensing after."""
+        await self._dispensed(pres, r)
+
+    async def _dispensed(self, pres: Prescription, r: DispenseReceipt) -> None:
+        """Say what was given (and what stays open), print the labels."""
+        tr = self.counter.tr
         text = tr("pharmacy.dispensed", id=r.dispense_id,
                   items=items_text(self.counter, pres, {x.code: x.qty for x in r.items}),
                   amount=yuan(r.amount), balance=yuan(r.balance))
@@ -514,12 +525,13 @@ class PharmacyDesk(Desk, Screen[None]):
 class StockScreen(Screen[None]):
     """This pharmacy's stock: every item, low ones in red; receive, transfer, adjust."""
 
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("StockScreen", """
     StockScreen #stock-title { height: 1; padding: 0 1; text-style: bold;
                                background: $primary; }
     StockScreen #stock { height: 1fr; }
     StockScreen #stock-counts { height: 1; padding: 0 1; color: $text-muted; }
-    """ + MESSAGE_CSS.replace("#message", "StockScreen #message")
+    StockScreen #message { max-height: 4; }
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "receive", "key.stock_receive", True),
         ("f3", "transfer", "key.stock_transfer", True),

@@ -22,9 +22,9 @@ from textual.widgets import Input, Label, Static
 from edge_node.service import PatientView, Receipt
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
-from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
+from edge_node.tui.screens.base import KeySpec, error_text
 from edge_node.tui.screens.picker import PickScreen
-from edge_node.tui.screens.shift import Desk
+from edge_node.tui.screens.shift import LIST_MOVES, Desk, desk_css
 from edge_node.tui.screens.visit import VisitForm
 from edge_node.tui.widgets.keybar import KeyBar
 from edge_node.tui.widgets.patient_panel import PatientPanel
@@ -38,7 +38,7 @@ POLL_S = 2.0
 
 
 class TriageScreen(Desk, Screen[None]):
-    DEFAULT_CSS = """
+    DEFAULT_CSS = desk_css("TriageScreen", """
     TriageScreen #card-row { height: 1; padding: 0 1; }
     TriageScreen #card-row Label { width: auto; padding: 0 1 0 0; }
     TriageScreen #card_no { width: 24; border: none; height: 1; padding: 0 1;
@@ -48,12 +48,9 @@ class TriageScreen(Desk, Screen[None]):
     TriageScreen PatientPanel #card, TriageScreen PatientPanel #recent,
     TriageScreen PatientPanel #money { margin: 0; }
     TriageScreen PatientPanel #recent { display: none; }
-    TriageScreen #message { height: auto; min-height: 1; padding: 0 1; }
-    TriageScreen #message.problem { color: $error; text-style: bold; }
-    TriageScreen #message.done { color: $success; text-style: bold; }
-    TriageScreen #message.warning { color: $warning; }
+    TriageScreen #message.done { text-style: bold; }
     TriageScreen #counts { height: 1; padding: 0 1; color: $text-muted; }
-    """
+    """)
     KEYS: ClassVar[list[KeySpec]] = [
         ("f2", "register", "key.visit", True),
         ("f3", "call_next", "key.call_next", True),
@@ -61,12 +58,9 @@ class TriageScreen(Desk, Screen[None]):
         ("f5", "skip", "key.skip", True),
         ("f6", "no_show", "key.no_show", True),
         ("f7", "pick_dept", "key.pick_dept", True),
-        ("f12", "lock", "key.lock", True),
-        ("ctrl+o", "log_out", "key.log_out", True),
-        ("escape", "clear", "key.clear", True),
     ]
     #: the cursor keys move the queue's selection while typing a card number
-    MOVE_KEYS: ClassVar[list[tuple[str, str]]] = [("up", "move(-1)"), ("down", "move(1)")]
+    MOVE_KEYS = LIST_MOVES
 
     def __init__(self, counter: Counter) -> None:
         super().__init__()
@@ -76,9 +70,7 @@ class TriageScreen(Desk, Screen[None]):
         self.card_entry = "chip"
         self.view: PatientView | None = None
         self._mark = -1  # the ledger's change mark the queue was last read at
-        bind_keys(self, counter, self.KEYS)
-        for key, action in self.MOVE_KEYS:
-            self._bindings.bind(key, action, show=False)
+        self.bind_desk_keys()
 
     @property
     def visits(self) -> VisitService:
@@ -109,7 +101,7 @@ class TriageScreen(Desk, Screen[None]):
 
     def relabel(self) -> None:
         tr = self.counter.tr
-        bind_keys(self, self.counter, self.KEYS)
+        self.bind_desk_keys()
         self.query_one("#card-prompt", Label).update(tr("home.card_prompt"))
         self.query_one("#card_no", Input).placeholder = tr("home.card_placeholder")
         self.query_one(StatusBar).relabel()

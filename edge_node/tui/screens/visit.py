@@ -6,7 +6,9 @@ clinics, their doctors, the fees) are read before it opens (:meth:`VisitService.
 so the form itself never waits; the registration goes through
 :class:`~edge_node.visits.VisitService`, checked on its dry run before the question as
 every form is (:class:`~edge_node.tui.screens.form.FormScreen`), and dismisses with a
-:class:`~edge_node.service.Receipt` whose number is the queue number.
+:class:`~edge_node.service.Receipt` whose number is the queue number.  A fee charged
+offline past the limits, or on a card number typed by hand, asks a supervisor's id and
+PIN in the form when the counter refuses it for that (as the cashier's charge form).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from textual.widgets import Select, Static
 
 from edge_node.service import CounterService, PatientView, Receipt
 from edge_node.tui.context import Counter
-from edge_node.tui.screens.form import FormScreen, Plan
+from edge_node.tui.screens.approval import ApprovedForm
+from edge_node.tui.screens.form import Plan
 from edge_node.visits import Offer, VisitReceipt, VisitService
 from protocol.errors import Problem
 from protocol.money import yuan
@@ -42,10 +45,10 @@ def as_receipt(r: VisitReceipt, fee_name: str = "") -> Receipt:
                    preview=r.preview)
 
 
-class VisitForm(FormScreen):
+class VisitForm(ApprovedForm):
     title_key = "title.visit"
-    field_ids: ClassVar[dict[str, str]] = {"doctor_id": "doctor", "fee": "doctor",
-                                           "card_no": "dept"}
+    field_ids: ClassVar[dict[str, str]] = {**ApprovedForm.field_ids, "doctor_id": "doctor",
+                                           "fee": "doctor", "card_no": "dept"}
 
     def __init__(self, counter: Counter, view: PatientView, card_no: str, card_entry: str,
                  offer: Offer, *, channel: str, dept: str = "") -> None:
@@ -64,6 +67,7 @@ class VisitForm(FormScreen):
                                                            allow_blank=False, id="doctor"))
         yield from self.labelled("visit.fee", Static(id="fee"))
         yield Static(tr("visit.hint"), id="visit-hint")
+        yield from self.approval_fields(hidden=True)
 
     def _doctors(self, dept: str) -> list[tuple[str, str]]:
         tr = self.counter.tr
@@ -108,6 +112,10 @@ class VisitForm(FormScreen):
         tr = self.counter.tr
         if not self.dept:
             return [Problem("form.required", "dept: required", "dept")]
+        problems: list[Problem] = []
+        approver, pin = self.approval_typed(problems)
+        if problems:
+            return problems
         dept, doctor, channel = self.dept, self.doctor_id, self.channel
         card, entry = self.card_no, self.card_entry
         pid = self.view.patient.patient_id
@@ -117,7 +125,8 @@ class VisitForm(FormScreen):
             visits = visits_for(self.counter, service)
             r = await visits.register(dept=dept, channel=channel, card_no=card,
                                       patient_id="" if card else pid, doctor_id=doctor,
-                                      card_entry=entry or "chip")
+                                      card_entry=entry or "chip",
+                                      approval=await self.approval(service, approver, pin))
             return as_receipt(r, item.name if item else "")
         clinic = self.offer.clinic(dept)
         names = {d.doctor_id: d.name for d in self.offer.doctors.get(dept, ())}
