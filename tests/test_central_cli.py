@@ -96,8 +96,9 @@ def test_every_command_has_help_text() -> None:
     sub = next(a for a in parser._actions if a.dest == "command")
     helps = {a.dest: a.help for a in sub._choices_actions}  # type: ignore[attr-defined]
     assert set(helps) == {"init", "enrol", "rotate", "rotate-central", "revoke", "nodes",
-                          "serve", "conflicts", "console", "import", "catalogue", "dormant", "backup", "restore", "audit",
-                          "balance", "verify", "limits", "staff"}
+                          "serve", "conflicts", "console", "import", "catalogue", "dormant",
+                          "backup", "restore", "audit", "balance", "verify", "limits",
+                          "staff"}
     assert all(h and len(h) > 10 for h in helps.values())
 
 
