@@ -16,7 +16,16 @@ from edge_node.ledger import Ledger, Op
 from edge_node.service import CounterService
 from protocol.account import Account
 from protocol.core import RuleConfig
-from tests.conftest import ID_FEMALE, FakeClock, LedgerFactory, item, node_key, registered
+from protocol.privacy import SEALED_FIELDS
+from tests.conftest import (
+    ID_FEMALE,
+    TEST_PATIENT_KEYS,
+    FakeClock,
+    LedgerFactory,
+    item,
+    node_key,
+    registered,
+)
 
 NOW = 1_790_000_000_000  # 2026-09-21 (Asia/Shanghai)
 
@@ -55,9 +64,14 @@ async def test_dry_run_previews_and_writes_nothing(service: CounterService) -> N
         name="李梅", national_id=ID_FEMALE, phone="13912345678", card_no="8600000002",
         first_deposit=20_000)
     assert not real.preview
-    # the preview is the append to come, but for the signature
-    assert [(e.seq, e.kind, e.body) for e in preview.events] == \
-        [(e.seq, e.kind, e.body) for e in real.events]
+    # the preview is the append to come, but for the signature (and the nonces of the
+    # sealed details: the same details, sealed afresh)
+    def opened(body: dict[str, Any]) -> dict[str, Any]:
+        pid = body.get("patient_id", "")
+        return {k: TEST_PATIENT_KEYS.open(k, pid, v) if k in SEALED_FIELDS else v
+                for k, v in body.items()}
+    assert [(e.seq, e.kind, opened(e.body)) for e in preview.events] == \
+        [(e.seq, e.kind, opened(e.body)) for e in real.events]
     assert (real.balance, real.number) == (preview.balance, preview.number)
 
 
