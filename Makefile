@@ -36,10 +36,17 @@ lint: $(BIN)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The suite runs on pytest-xdist workers (many tests wait on real processes, sockets and
+# SQLite, so more workers than cores pay); tests that share one resource carry
+# @pytest.mark.xdist_group and run on one worker. `python -m pytest tests/test_x.py` alone
+# runs in one process. The onecard processes the tests start find their modules compiled
+# (PYTHONDONTWRITEBYTECODE would have each of them compile its imports again).
+TEST_WORKERS ?= 4
 test: $(BIN)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m compileall -q protocol edge_node central tests
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Each prints one JSON line. card_tap needs root (it runs its own pcscd); converge compares
 # with ../shared/peer-bench (PouchDB), run separately with node.

@@ -46,7 +46,9 @@ from protocol.crypto import SigningKey
 from tests.support.pcsc_stack import PcscStack
 from tests.support.vcard import CardImage, VirtualCard
 
-pytestmark = pytest.mark.pcsc
+# one pcscd per worker process (libpcsclite reads its socket path once per process):
+# all on one worker, so the stack starts once in a run
+pytestmark = [pytest.mark.pcsc, pytest.mark.xdist_group("pcsc")]
 
 REPO = Path(__file__).resolve().parent.parent
 EVENT_TIMEOUT = 5.0  # pcscd sees a card within ~0.4-0.8 s; 5 s means something is wrong

@@ -7,6 +7,10 @@ process).  Each gets a clear ``invalid_event`` error naming the field; each is k
 evidence and raised as exactly one integrity conflict; none is stored or relayed.
 Meanwhile two honest counters (real sync daemons) keep working and syncing, and central
 is restarted after each kind and comes back with the same book.
+
+The kinds are dealt into :data:`SHARDS` groups of about as many cases each, one test per
+group with its own central and counters, so that a parallel run (``make test``) spreads
+them over its workers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from collections import Counter as Tally
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,6 +36,20 @@ from tests.support.poison import Case, cases
 from tests.support.sync_cluster import Central, Counter, offline_work, wait_for
 
 pytestmark = pytest.mark.slow
+
+SHARDS = 5
+
+
+def shard_kinds(shard: int, all_cases: list[Case]) -> set[str]:
+    """The kinds of group ``shard`` of :data:`SHARDS`: largest kind first, each to the
+    group with the fewest cases so far (every kind in exactly one group)."""
+    load, groups = [0] * SHARDS, [set[str]() for _ in range(SHARDS)]
+    for kind, n in sorted(Tally(c.kind for c in all_cases).items(), key=lambda kv: (-kv[1],
+                                                                                   kv[0])):
+        i = load.index(min(load))
+        groups[i].add(kind)
+        load[i] += n
+    return groups[shard]
 
 
 async def _push(central: Central, node: str, key: SigningKey, head: ChainHead,
@@ -79,7 +98,11 @@ def _level(central: Central, a: Counter, b: Counter, own: int) -> bool:
             and a.event_ids() == held == b.event_ids())
 
 
-def test_every_kind_poisoned_field_by_field_stops_nobody(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shard", range(SHARDS), ids=lambda i: f"kinds{i + 1}of{SHARDS}")
+def test_every_kind_poisoned_field_by_field_stops_nobody(tmp_path: Path, shard: int) -> None:
+    all_cases = cases()
+    kinds = shard_kinds(shard, all_cases)
+    assert len(kinds) >= len(REGISTRY.kinds) // SHARDS - 1, kinds
     central = Central.init(tmp_path / "central")
     a = Counter.create(tmp_path, "cashier-01", central)
     b = Counter.create(tmp_path, "cashier-02", central)
@@ -87,16 +110,18 @@ def test_every_kind_poisoned_field_by_field_stops_nobody(tmp_path: Path) -> None
     central.enrol("poison-01", key)
     total = asyncio.run(offline_work(a, patients=1, charges=1))  # type: ignore[arg-type]
     by_kind: dict[str, list[Case]] = defaultdict(list)
-    for case in cases():
+    for case in all_cases:
         by_kind[case.kind].append(case)
     assert ("patient.registered", "name: missing") in {(c.kind, c.what)
                                                        for c in by_kind["patient.registered"]}
+    assert set(by_kind) == set(REGISTRY.kinds)  # every kind has poison (and one group)
+    mine = {k: v for k, v in by_kind.items() if k in kinds}
     central.start()
     for k in (a, b):
         k.start_sync()
     raised = 0
     try:
-        for kind, batch in sorted(by_kind.items()):
+        for kind, batch in sorted(mine.items()):
             answers = asyncio.run(_poison(central, key, ChainHead(), batch))
             for case, ans in zip(batch, answers, strict=True):
                 assert isinstance(ans, Error), (case, ans)

@@ -4,6 +4,7 @@ label, and amounts print in yuan."""
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from pathlib import Path
@@ -32,16 +33,19 @@ MONEY_NAMES = {"fee", "amount", "balance", "credit", "short", "left", "charged",
                "total", "card_balance"}
 
 
-def produced_codes() -> set[str]:
-    """Every Problem code built in protocol/ and edge_node/ (a scan of the source)."""
+@functools.cache
+def produced_codes() -> frozenset[str]:
+    """Every Problem code built in protocol/ and edge_node/ (a scan of the source, once
+    per run: each template's test asks)."""
     codes: set[str] = set()
     for top in ("protocol", "edge_node"):
         for path in (ROOT / top).rglob("*.py"):
             codes |= set(CODE_CALL.findall(path.read_text(encoding="utf-8")))
-    return codes
+    return frozenset(codes)
 
 
-def field_names() -> set[str]:
+@functools.cache
+def field_names() -> frozenset[str]:
     names: set[str] = set()
 
     def walk(schema: dict) -> None:
@@ -51,7 +55,7 @@ def field_names() -> set[str]:
                 walk(f.item.SCHEMA)
     for kind in REGISTRY:
         walk(kind.body.SCHEMA)
-    return names
+    return frozenset(names)
 
 
 def sample(template: str) -> dict[str, object]:

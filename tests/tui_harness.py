@@ -126,6 +126,7 @@ async def laid_out(pilot: Pilot[Any], timeout: float = 10.0) -> None:
     width; the focused widget is inside what its scroll container shows.
     """
     from textual.widgets import DataTable
+    from textual.worker import WorkerCancelled
 
     from edge_node.tui.widgets.keybar import KeyBar
     from edge_node.tui.widgets.status import NARROW, StatusBar
@@ -151,6 +152,18 @@ async def laid_out(pilot: Pilot[Any], timeout: float = 10.0) -> None:
                 out.append(f"focused #{focused.id} {focused.region} outside {box.region}")
         return out
 
+    # A status bar reads the ledger's sync state on a real-time interval (POLL_S), so what
+    # it shows would depend on how long the test took (on a busy machine an event signed
+    # last, such as the audit trail's, is counted or not): read it once more now, after
+    # the workers that sign are done, so it shows what the ledger holds.
+    for screen in pilot.app.screen_stack:
+        for status in screen.query(StatusBar):
+            while True:  # (a poll of its own that starts meanwhile cancels this read)
+                try:
+                    await status.refresh_status().wait()
+                except WorkerCancelled:
+                    continue
+                break
     deadline = time.monotonic() + timeout
     while True:
         await pilot.pause()
