@@ -41,6 +41,7 @@ from edge_node.card.reader import CardPresented, CardRemoved, write_card, write_
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
 from protocol.crypto import SigningKey
+from protocol.privacy import PatientKeys
 from tests.support.pcsc_stack import PcscStack
 from tests.support.vcard import CardImage
 
@@ -64,7 +65,8 @@ async def _next(reader: PcscReader, kind: type, timeout: float = 5.0) -> object:
 async def run(taps: int, workdir: Path) -> dict[str, object]:
     key = SigningKey(hashlib.sha256(NODE.encode()).digest())
     with PcscStack(workdir) as stack:
-        ledger = await Ledger.open(workdir / "ledger.sqlite3", NODE, key)
+        ledger = await Ledger.open(workdir / "ledger.sqlite3", NODE, key,
+                                   patient_keys=PatientKeys.generate())
         try:
             service = CounterService(ledger, "op.bench")
             receipt = await service.register_patient(

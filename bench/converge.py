@@ -27,7 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_node import config as cfgmod
 from edge_node.ledger import Ledger, Op, OpContext
+from protocol.privacy import PatientKeys
 from tests.support.sync_cluster import Central, Counter
+
+KEYS = PatientKeys.of(bytes(range(32)), bytes(range(32, 64)))  # (tests' and central's)
 
 
 def patient_ops(card_no: str) -> list[Op]:
@@ -41,7 +44,7 @@ def patient_ops(card_no: str) -> list[Op]:
             "name": f"患者{card_no[2:]}",  # distinct people, as at a real counter
             "sex": "M",
             "birth_date": "1980-05-06",
-            "phone": f"13{card_no[2:]}",
+            **KEYS.sealed_details(holder["pid"], {"phone": f"13{card_no[2:]}"}),
         }
 
     def card(ctx: OpContext) -> dict[str, Any]:
