@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from edge_node import config as cfgmod
+from edge_node import roles
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService, masked
@@ -36,6 +38,7 @@ from protocol.privacy import (
     open_sealed,
     seal_to,
 )
+from protocol.staff import ROLES as STAFF_ROLES
 from tests.conftest import ID_FEMALE, ID_MALE, TEST_PATIENT_KEYS, LedgerFactory, node_key
 from tests.support.sync_cluster import Central, Counter, central_trail, wait_for
 
@@ -202,11 +205,12 @@ async def test_a_counter_without_the_data_key_finds_but_never_reads(
                                        first_deposit=10_000, phone="13900139000")
     assert [x.code for x in exc.value.problems] == ["privacy.no_data_key"]
     # and on a registration counter, a role that does not need them sees them sealed
-    nurse = CounterService(cashier, "nurse.wu", roles=frozenset({"triage"}))
-    view = await nurse.patient(r.patient.patient_id)
-    assert masked(view.details).phone is None
-    assert (await CounterService(cashier, "op", roles=frozenset({"cashier"})).patient(
-        r.patient.patient_id)).details.phone == "13800138000"
+    for role in STAFF_ROLES:
+        view = await CounterService(cashier, "x", roles=frozenset({role})).patient(
+            r.patient.patient_id)
+        shown = role in roles.ACTIONS["patient.details"]
+        assert masked(view.details).phone == ("138****8000" if shown else None), role
+    assert set(roles.ACTIONS["patient.details"]) == {"cashier", "supervisor", "it"}
 
 
 async def test_a_legacy_ledger_with_details_in_clear_still_folds_shows_and_finds(
@@ -293,8 +297,12 @@ def test_a_days_details_are_in_no_file_in_clear_and_only_the_cashier_reads_them(
             await s.open_patient((await s.search_patients(ID_FEMALE))[0].patient.patient_id)
             return pids
         pids = _open_service(cashier, the_day)
-        total = len(central.event_ids())
-        wait_for(lambda: len(central.event_ids()) > total
+
+        def holds_the_day(c: Counter) -> bool:
+            with sqlite3.connect(f"file:{c.db}?mode=ro", uri=True, timeout=10) as con:
+                n = con.execute("SELECT count(*) FROM patients WHERE registered_at != ''")
+                return bool(n.fetchone()[0] == len(PATIENTS))
+        wait_for(lambda: all(holds_the_day(c) for c in counters)
                  and all(c.event_count() == len(central.event_ids()) for c in counters),
                  60, "every counter to hold the day")
 
@@ -311,11 +319,16 @@ def test_a_days_details_are_in_no_file_in_clear_and_only_the_cashier_reads_them(
         found, d = _open_service(kiosk, look)
         assert found == [] and (d.national_id, d.phone, d.contact) == (None,) * 3
         # a stolen ledger file, without the counter's node key, opens nothing
+        # (the file and its WAL, as a thief would take them)
         stolen = tmp_path / "stolen.sqlite3"
-        shutil.copy(cashier.db, stolen)
+        for suffix in ("", "-wal"):
+            if Path(f"{cashier.db}{suffix}").exists():
+                shutil.copy(f"{cashier.db}{suffix}", f"{stolen}{suffix}")
         found, d = _open_service(cashier, look, key=SigningKey.generate(), db=stolen)
+        assert found == []  # nor looks anyone up by ID number (the records are there, sealed)
         assert (d.national_id, d.phone, d.contact) == (None,) * 3
-        stolen.unlink()
+        for leftover in tmp_path.glob("stolen.sqlite3*"):
+            leftover.unlink()
     finally:
         for c in counters:
             c.stop()

@@ -19,7 +19,7 @@ from edge_node.tui.screens.deposit import DepositScreen
 from edge_node.tui.screens.find import FindPatientScreen
 from edge_node.tui.screens.home import FIND_KEY
 from edge_node.tui.screens.replace import ReplaceCardScreen
-from tests.conftest import FakeClock, node_key
+from tests.conftest import TEST_PATIENT_KEYS, FakeClock, node_key
 from tests.test_search import merge
 from tests.tui_harness import (
     NOW_MS,
@@ -192,7 +192,8 @@ async def test_no_card_at_all_refuses_businesses_in_plain_words(counter: Any,
     try:
         await other.append(Op("patient.registered", {
             "patient_id": "P-cashier-02-000001", "name": "王五", "sex": "M",
-            "birth_date": "1970-07-07", "phone": "13511112222"}), "op")
+            "birth_date": "1970-07-07", **TEST_PATIENT_KEYS.sealed_details(
+                "P-cashier-02-000001", {"phone": "13511112222"})}), "op")
         await led.set_node_keys({"cashier-02": (node_key("cashier-02").public_key,
                                                 "cashier")})
         await led.ingest([d for _, d in await other.events()])
