@@ -277,3 +277,39 @@ async def test_doctor_consultation_fee_and_an_order_past_the_offline_limit(
         assert ev.body["offline_from"] >= 1
     assert sent.body["charged"] == 2_500
     await led.close()
+
+
+async def test_doctor_card_tap_past_the_offline_limit_asks_and_shows_the_patient_anyway(
+        tmp_path: Path) -> None:
+    """A tap starts the consultation: past the floor the supervisor is asked; without an
+    approval (Esc) the patient is shown all the same, not started; a tap again and an
+    approval start it, the event naming the supervisor."""
+    from edge_node.tui.messages import CardTapped
+    from edge_node.tui.screens.doctor import PatientScreen
+    from tests.test_tui_doctor import CARD_A, DOCTOR, doctor_config, seed
+    from tests.test_tui_doctor import open_ledger as doctor_ledger
+
+    cfg = doctor_config(tmp_path)
+    led = await doctor_ledger(cfg)
+    ids = await seed(led)
+    await staff.add_staff(led, "li", "李强", "5678", role="supervisor",
+                          hasher=staff.cheap_hasher(), now_ms=NOW_MS)
+    await give_limits(led, floor=1, cap=0)
+    async with make_app(cfg, led).run_test(size=(100, 30)) as pilot:
+        await log_in(pilot, DOCTOR)
+        pilot.app.home.post_message(CardTapped(CARD_A, "manual"))  # type: ignore[attr-defined]
+        await until(pilot, "the approval", lambda: isinstance(pilot.app.screen, ApprovalForm))
+        assert "consultation fee" in text(pilot, "#approval-about")
+        await pilot.press("escape")  # nobody approves: the patient, not started
+        await until(pilot, "the patient", lambda: isinstance(pilot.app.screen, PatientScreen))
+        assert (await led.get(Visit, ids["visit_A"])).status != "consulting"
+        await pilot.press("escape")
+        await settle_down(pilot)
+        pilot.app.home.post_message(CardTapped(CARD_A, "manual"))  # type: ignore[attr-defined]
+        await until(pilot, "the approval", lambda: isinstance(pilot.app.screen, ApprovalForm))
+        await approve(pilot, "li", "5678")
+        await until(pilot, "the patient", lambda: isinstance(pilot.app.screen, PatientScreen))
+        assert (await led.get(Visit, ids["visit_A"])).status == "consulting"
+    fee = charged_by(await led.history(ids["A"]), "visit.fee_charged")
+    assert fee.body["supervisor"] == "li" and fee.operator == DOCTOR
+    await led.close()
