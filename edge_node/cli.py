@@ -153,6 +153,7 @@ async def cmd_info(args: argparse.Namespace) -> int:
                 cfg.sync.central_public_key)
         except ConfigError:  # no key pinned (yet): said on the line
             pinned = None
+        keys = await ledger.patient_keys()
     last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
             if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
@@ -164,11 +165,22 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
+    print(f"patient keys {_patient_keys(keys)}")
     if pending or held > own:
         print(f"recovery    recovering from central…: own chain at seq {own}"
               f"{f' of {held}' if held > own else ', central not reached yet'}; "
               "no new event until it is back")
     return 0
+
+
+def _patient_keys(keys: PatientKeys | None) -> str:
+    """What central granted this counter of the hospital's patient keys (protocol.privacy)."""
+    if keys is None:
+        return ("none (central grants what this counter's role gets when it connects; "
+                "kiosks get none)")
+    what = [w for w, k in (("data key: reads ID numbers, phones, addresses", keys.data),
+                           ("lookup key: finds by them", keys.lookup)) if k is not None]
+    return f"{keys.key_id}: " + "; ".join(what)
 
 
 def _central_pin(cfg: cfgmod.EdgeConfig, pinned: tuple[bytes, int] | None) -> str:

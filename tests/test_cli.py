@@ -15,7 +15,7 @@ from edge_node import cli
 from edge_node import config as cfgmod
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
-from tests.conftest import ID_MALE, item
+from tests.conftest import ID_MALE, TEST_PATIENT_KEYS, item
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -60,7 +60,9 @@ def test_inspection_commands(counter: Path, capsys: pytest.CaptureFixture[str]) 
     asyncio.run(seed(counter))
     c = ["--config", str(counter)]
     assert cli.main([*c, "info"]) == 0
-    assert "4 events, own head seq 4" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4 events, own head seq 4" in out
+    assert f"patient keys {TEST_PATIENT_KEYS.key_id}: data key" in out
     assert cli.main([*c, "verify"]) == 0
     assert "verified: 4 events" in capsys.readouterr().out
     assert cli.main([*c, "balance", "8600000001"]) == 0

@@ -13,6 +13,7 @@ import os
 import shutil
 import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from protocol.privacy import (
 )
 from protocol.staff import ROLES as STAFF_ROLES
 from tests.conftest import ID_FEMALE, ID_MALE, TEST_PATIENT_KEYS, LedgerFactory, node_key
-from tests.support.sync_cluster import Central, Counter, central_trail, wait_for
+from tests.support.sync_cluster import EDGE_CLI, Central, Counter, central_trail, wait_for
 
 KEYS = TEST_PATIENT_KEYS
 
@@ -318,6 +319,14 @@ def test_a_days_details_are_in_no_file_in_clear_and_only_the_cashier_reads_them(
         assert found == [pids[1]] and (d.national_id, d.phone, d.contact) == (None,) * 3
         found, d = _open_service(kiosk, look)
         assert found == [] and (d.national_id, d.phone, d.contact) == (None,) * 3
+        # and each counter says what it was granted (`onecard-edge info`)
+        said = {c.node: next(line for line in subprocess.run(
+            [EDGE_CLI, "--config", str(c.config), "info"], capture_output=True, text=True,
+            timeout=60, check=True).stdout.splitlines() if line.startswith("patient keys"))
+            for c in counters}
+        assert "data key" in said["cashier-01"] and "lookup key" in said["cashier-01"]
+        assert "data key" not in said["lab-01"] and "lookup key" in said["lab-01"]
+        assert said["kiosk-01"].startswith("patient keys none")
         # a stolen ledger file, without the counter's node key, opens nothing
         # (the file and its WAL, as a thief would take them)
         stolen = tmp_path / "stolen.sqlite3"
