@@ -58,7 +58,7 @@ from protocol.event import decode_event
 from protocol.fields import CARD_RE, ID_RE, MAX_AMOUNT, PHONE_RE
 from protocol.money import yuan
 from protocol.patient import Patient, Registered, Updated
-from protocol.privacy import SEALED_FIELDS, PatientKeys, is_sealed
+from protocol.privacy import SEALED_FIELDS, PatientKeys
 
 Fen = int
 
@@ -498,14 +498,9 @@ def fold_data(state: State, rows: Iterable[tuple[int, bytes]],
         except ProtocolError:  # damaged bytes: the reconciler flags them, nothing to fold
             continue
         fact = REGISTRY.apply(state, ev)
-        if ids is not None and isinstance(fact, Fact) and isinstance(fact.body,
-                                                                     Registered | Updated):
-            b = fact.body
-            key = ("t:" + b.id_tag if b.id_tag else
-                   "c:" + b.national_id if b.national_id and not is_sealed(b.national_id)
-                   else "")
-            if key:
-                ids.setdefault(key, b.patient_id)
+        if (ids is not None and isinstance(fact, Fact)
+                and isinstance(fact.body, Registered | Updated) and (key := id_key(fact.body))):
+            ids.setdefault(key, fact.body.patient_id)
     return last
 
 

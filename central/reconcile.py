@@ -54,7 +54,7 @@ from protocol.execution import Returned as OrderReturned
 from protocol.money import yuan
 from protocol.order import Cancelled as OrderCancelled
 from protocol.order import Placed as OrderPlaced
-from protocol.patient import Patient
+from protocol.patient import Patient, Registered, Updated
 from protocol.privacy import is_sealed
 from protocol.remedy import ANNOUNCEMENTS, Blocked, ChargeReversed, DebtRecorded, Merged
 from protocol.stock import Stock
@@ -1205,7 +1205,7 @@ def _shown(key: str) -> str:
     return " (" + (nid[:4] + "*" * (len(nid) - 8) + nid[-4:] if len(nid) > 8 else "****") + ")"
 
 
-def id_key(p: Patient) -> str:
+def id_key(p: Patient | Registered | Updated) -> str:
     """What two records of one ID number share: the keyed tag of a sealed number (the
     sealed texts differ: each has its own nonce), or a legacy ledger's clear number."""
     if p.id_tag:

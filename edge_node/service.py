@@ -282,8 +282,9 @@ class CounterService:
         if not query.strip():
             return []
         found = await self.ledger.search_patients(query, max(1, min(limit, 200)))
-        return [PatientHit(p, a or Account(p.patient_id), tuple(cards),
-                           await self.details(p)) for p, a, cards in found]
+        keys = await self.detail_keys()  # once for the whole list, not per patient
+        return [PatientHit(p, a or Account(p.patient_id), tuple(cards), details_of(p, keys))
+                for p, a, cards in found]
 
     async def survivor(self, patient_id: str) -> str:
         """The record ``patient_id`` was merged into, and so on (itself if never merged)."""

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -384,10 +383,6 @@ def clear_details(body: object) -> list[Problem]:
     return [Problem("privacy.clear_detail", f"{', '.join(clear)} must be sealed with the "
                     "hospital's data key before they are signed", clear[0],
                     {"fields": ", ".join(clear)})]
-
-
-def same_tag(a: str, b: str) -> bool:
-    return bool(a) and hmac.compare_digest(a, b)
 
 
 KINDS = (GRANTED,)
