@@ -657,8 +657,9 @@ async def run_server(
             finally:
                 watcher.cancel()
     finally:
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        if executor is not None:  # (waited for: an exit with its workers still being
+            # woken prints "Exception ignored … Bad file descriptor" into central's log)
+            await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
         await store.close()
 
 

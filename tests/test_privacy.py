@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import stat
 import subprocess
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +301,7 @@ def test_a_days_details_are_in_no_file_in_clear_and_only_the_cashier_reads_them(
         pids = _open_service(cashier, the_day)
 
         def holds_the_day(c: Counter) -> bool:
-            with sqlite3.connect(f"file:{c.db}?mode=ro", uri=True, timeout=10) as con:
+            with closing(sqlite3.connect(f"file:{c.db}?mode=ro", uri=True, timeout=10)) as con:
                 n = con.execute("SELECT count(*) FROM patients WHERE registered_at != ''")
                 return bool(n.fetchone()[0] == len(PATIENTS))
         wait_for(lambda: all(holds_the_day(c) for c in counters)

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ class Central(_Process):
         assert time.monotonic() < deadline
 
     def positions(self) -> list[int]:
-        with _ro(self.db) as c:
+        with closing(_ro(self.db)) as c:
             return [r[0] for r in c.execute("SELECT pos FROM events ORDER BY pos")]
 
 
@@ -182,15 +183,15 @@ class Counter(_Process):
                                      stdout=log, stderr=log, env=e)
 
     def event_count(self) -> int:
-        with _ro(self.db) as c:
+        with closing(_ro(self.db)) as c:
             return int(c.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 
     def balances(self) -> list[tuple[str, int]]:
-        with _ro(self.db) as c:
+        with closing(_ro(self.db)) as c:
             return sorted(c.execute("SELECT patient_id, balance FROM accounts"))
 
     def sync_state(self) -> dict[str, object]:
-        with _ro(self.db) as c:
+        with closing(_ro(self.db)) as c:
             c.row_factory = sqlite3.Row
             return dict(c.execute("SELECT * FROM sync_state").fetchone())
 
@@ -239,7 +240,7 @@ def central_trail(central: Central) -> int:
     and the patient keys it granted counters as they connected (``privacy.key_granted``)."""
     from protocol.event import decode_event
 
-    with _ro(central.db) as c:
+    with closing(_ro(central.db)) as c:
         rows = c.execute("SELECT data FROM events WHERE node = 'central'").fetchall()
     return sum(decode_event(bytes(r[0])).kind.startswith(("audit.", "privacy."))
                for r in rows)
