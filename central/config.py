@@ -38,6 +38,8 @@ that the key is the certificate's before it listens.
                                   # ID numbers, phones and addresses (protocol.privacy)
     lookup = ["cashier", "triage", "doctor", "lab", "pharmacy"]  # given the lookup key:
                                   # they find patients by ID number or phone, sealed
+    names = ["cashier", "triage", "doctor", "lab", "pharmacy", "kiosk"]  # given the names
+                                  # key: they read patients' names and find them by name
 
     [limits]
     floor = 20000                 # offline, one charge above this (fen) needs a supervisor
@@ -64,7 +66,7 @@ from pathlib import Path
 from protocol.crypto import SigningKey
 from protocol.event import CENTRAL
 from protocol.messages import ROLES
-from protocol.privacy import LOOKUP_ROLES, REVEAL_ROLES
+from protocol.privacy import LOOKUP_ROLES, NAME_ROLES, REVEAL_ROLES
 
 LANGUAGES = ("zh", "en")
 
@@ -113,9 +115,10 @@ class CentralConfig:
     pepper_file: Path = Path("staff.pepper")  # (made absolute by load)
     #: ``patient_keys_file`` as configured (made absolute by load; None: beside the key)
     patient_keys: Path | None = None
-    #: [privacy]: the counter roles given the data key / the lookup key
+    #: [privacy]: the counter roles given the data key / the lookup key / the names key
     reveal_roles: tuple[str, ...] = REVEAL_ROLES
     lookup_roles: tuple[str, ...] = LOOKUP_ROLES
+    name_roles: tuple[str, ...] = NAME_ROLES
 
     @property
     def patient_keys_file(self) -> Path:
@@ -206,7 +209,7 @@ class CentralConfig:
                     raise CentralConfigError(f"{p}: [limits] {name} must be an integer "
                                              f"0–{MAX_LIMIT} (fen; 0: no limit)")
             offline = (limits.get("floor", 0), limits.get("cap", 0))
-        reveal, lookup = _privacy(p, raw.get("privacy", {}))
+        reveal, lookup, names = _privacy(p, raw.get("privacy", {}))
         host = sec.get("host", "127.0.0.1")
         if not isinstance(host, str):
             raise CentralConfigError(f"{p}: [central] host must be a string")
@@ -256,19 +259,22 @@ class CentralConfig:
                              "patient_keys_file"),
             reveal_roles=reveal,
             lookup_roles=lookup,
+            name_roles=names,
         )
 
 
-def _privacy(p: Path, sec: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """``[privacy]``: the counter roles given the data key and the lookup key."""
+def _privacy(p: Path, sec: object
+             ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """``[privacy]``: the counter roles given the data key, the lookup key, the names key."""
     if not isinstance(sec, dict):
         raise CentralConfigError(f"{p}: [privacy] must be a table")
-    unknown = sorted(set(sec) - {"reveal", "lookup"})
+    unknown = sorted(set(sec) - {"reveal", "lookup", "names"})
     if unknown:
         raise CentralConfigError(f"{p}: unknown key(s) in [privacy]: {', '.join(unknown)}")
     counters = sorted(ROLES - {CENTRAL})
     out = []
-    for name, default in (("reveal", REVEAL_ROLES), ("lookup", LOOKUP_ROLES)):
+    for name, default in (("reveal", REVEAL_ROLES), ("lookup", LOOKUP_ROLES),
+                          ("names", NAME_ROLES)):
         v = sec.get(name, list(default))
         if not isinstance(v, list) or not all(r in counters for r in v):
             raise CentralConfigError(f"{p}: [privacy] {name} must be a list of counter roles "
@@ -277,7 +283,10 @@ def _privacy(p: Path, sec: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
     if not set(out[0]) <= set(out[1]):
         raise CentralConfigError(f"{p}: [privacy] every role in reveal must be in lookup too "
                                  "(a counter that reads the details also finds by them)")
-    return out[0], out[1]
+    if not set(out[1]) <= set(out[2]):
+        raise CentralConfigError(f"{p}: [privacy] every role in lookup must be in names too "
+                                 "(a counter that finds patients shows who it found)")
+    return out[0], out[1], out[2]
 
 
 MAX_LIMIT = 10**10  # fen: a body's amount bound (protocol.fields.MAX_AMOUNT)
@@ -319,6 +328,8 @@ def render_config(
         'reveal = ["cashier"]\n'
         "# …and these find patients by them (sealed, by keyed tags)\n"
         'lookup = ["cashier", "triage", "doctor", "lab", "pharmacy"]\n'
+        "# …and these read patients' names and find them by name\n"
+        'names = ["cashier", "triage", "doctor", "lab", "pharmacy", "kiosk"]\n'
     )
 
 

@@ -24,7 +24,14 @@ from protocol.core import State
 from protocol.crypto import SigningKey
 from protocol.domain import REGISTRY
 from protocol.event import CENTRAL
-from protocol.privacy import KeyFileError, KeyGrant, PatientKeys, grant_body, grant_of
+from protocol.privacy import (
+    NAME_ROLES,
+    KeyFileError,
+    KeyGrant,
+    PatientKeys,
+    grant_body,
+    grant_of,
+)
 
 log = logging.getLogger("onecard.central.privacy")
 
@@ -66,30 +73,32 @@ class Granter:
     keys: PatientKeys
     reveal_roles: tuple[str, ...]
     lookup_roles: tuple[str, ...]
+    name_roles: tuple[str, ...] = NAME_ROLES
 
     def __post_init__(self) -> None:
         #: (node, recipient) → what central last granted it this run (or found granted)
-        self._given: dict[tuple[str, str], tuple[str, bool, bool]] = {}
+        self._given: dict[tuple[str, str], tuple[str, bool, bool, bool]] = {}
 
-    def wanted(self, role: str) -> tuple[bool, bool]:
-        return role in self.reveal_roles, role in self.lookup_roles
+    def wanted(self, role: str) -> tuple[bool, bool, bool]:
+        return role in self.reveal_roles, role in self.lookup_roles, role in self.name_roles
 
     async def ensure(self, node: str, public_key: bytes, role: str,
                      state: State | None = None) -> bool:
         """Grant ``node``'s ``public_key`` what ``role`` gets unless it has it; whether a
         grant was signed.  ``state``: central's folded records (the reconciler's)."""
-        reveal, lookup = self.wanted(role)
-        want = (self.keys.key_id, reveal, lookup)
+        reveal, lookup, names = self.wanted(role)
+        want = (self.keys.key_id, reveal, lookup, names)
         ref = (node, public_key.hex())
         if self._given.get(ref) == want:
             return False
         if state is not None and _holds(grant_of(state, node, public_key), want):
             self._given[ref] = want
             return False
-        if not (reveal or lookup):
+        if not (reveal or lookup or names):
             self._given[ref] = want
-            return False  # (a kiosk: nothing to give; a grant once given stays in events)
-        body = grant_body(node, public_key, self.keys, reveal=reveal, lookup=lookup)
+            return False  # (nothing to give; a grant once given stays in events)
+        body = grant_body(node, public_key, self.keys, reveal=reveal, lookup=lookup,
+                          names=names)
         assert body is not None
         problems = REGISTRY.validate(KIND, body, CENTRAL)
         if problems:  # (a bug: the body is ours)
@@ -101,12 +110,12 @@ class Granter:
         await self.store.append_central(self.key, plan, operator="central")
         self._given[ref] = want
         log.info("granted node=%s the patient %s (key id %s)", node,
-                 " and ".join(w for w, on in (("data key", reveal), ("lookup key", lookup))
-                              if on), self.keys.key_id)
+                 ", ".join(w for w, on in (("data key", reveal), ("lookup key", lookup),
+                                           ("names key", names)) if on), self.keys.key_id)
         return True
 
 
-def _holds(grant: KeyGrant | None, want: tuple[str, bool, bool]) -> bool:
+def _holds(grant: KeyGrant | None, want: tuple[str, bool, bool, bool]) -> bool:
     if grant is None:
         return False
-    return (grant.key_id, bool(grant.data), bool(grant.lookup)) == want
+    return (grant.key_id, bool(grant.data), bool(grant.lookup), bool(grant.names)) == want

@@ -609,7 +609,7 @@ async def run_server(
         from central.privacy import ensure_keys_file
 
         granter = Granter(store, key, ensure_keys_file(config, watch.reconciler.state),
-                          config.reveal_roles, config.lookup_roles)
+                          config.reveal_roles, config.lookup_roles, config.name_roles)
         app = CentralServer(
             store,
             key,

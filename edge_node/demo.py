@@ -217,7 +217,7 @@ async def grant_standalone(config: EdgeConfig, key: SigningKey) -> None:
     """The stand-alone demo cashier (no central): its patient keys granted as central would
     grant them (:mod:`central.privacy`), by a throwaway central key that signs only this."""
     central, keys = SigningKey.generate(), PatientKeys.generate()
-    body = grant_body(config.node_id, key.public_key, keys, reveal=True, lookup=True)
+    body = grant_body(config.node_id, key.public_key, keys, reveal=True, lookup=True, names=True)
     assert body is not None
     _, raw, _ = sign_event(central, node=CENTRAL, seq=1, prev=ZERO_HASH, hlc=Hlc(wall_ms(), 0),
                            operator="demo", kind="privacy.key_granted", body=body)

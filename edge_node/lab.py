@@ -264,7 +264,7 @@ class LabService:
         o = state.get(Order, order_id)
         assert o is not None
         pid = str(ev.body["patient_id"])
-        patient = state.get(Patient, pid) or await self.patient(pid)
+        patient = await self.patient(pid)  # (its name opened: Ledger.shown)
         acct = state.get(Account, pid) or await self.ledger.get(Account, pid)
         return CheckInReceipt(o, patient, queue_label(tag, int(ev.body["queue_no"])),
                               str(ev.body.get("specimen_id", "")), int(ev.body["charged"]),

@@ -51,7 +51,7 @@ import aiosqlite
 from edge_node.db import snapshot, transaction
 from edge_node.errors import ConfigError, DamagedFile, OperationRefused, StorageError
 from edge_node.migrations import migrate
-from edge_node.search import PATIENT_INDEX
+from edge_node.search import PatientIndex
 from protocol.account import LIMITS_KEY, OfflineLimits
 from protocol.core import (
     Decoded,
@@ -79,7 +79,8 @@ from protocol.event import (
 )
 from protocol.hlc import Hlc
 from protocol.keyring import Keyring, KeySpan, key_at, single
-from protocol.privacy import KeyGrant, PatientKeys, keys_of
+from protocol.patient import Patient
+from protocol.privacy import SEALED_NAME, KeyGrant, PatientKeys, keys_of, name_of
 from protocol.rotation import Rotation
 
 log = logging.getLogger("onecard.ledger")
@@ -192,6 +193,10 @@ class RecordIndex(Protocol):
 
     def write(self, conn: sqlite3.Connection, records: Sequence[Any]) -> None: ...
 
+    def use_keys(self, keys: PatientKeys | None) -> None:
+        """The counter's patient keys, as they are now (an index of sealed values may
+        need them; its fingerprint then says which it was made with)."""
+
 
 _SYNC_FIELDS = ("online", "last_sync_ms", "acked_seq", "pull_cursor", "received", "last_error")
 
@@ -233,7 +238,7 @@ class Ledger:
                    clock: Callable[[], int] = wall_ms, registry: Registry = REGISTRY,
                    max_skew_ms: int = MAX_SKEW_MS,
                    progress: Callable[[int], None] | None = None,
-                   indexes: Sequence[RecordIndex] = (PATIENT_INDEX,),
+                   indexes: Sequence[RecordIndex] | None = None,
                    patient_keys: PatientKeys | None = None) -> Ledger:
         """Open (creating and migrating if needed) the ledger of ``node_id`` at ``path``.
 
@@ -256,7 +261,7 @@ class Ledger:
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open ledger {path}: {exc}") from exc
         self = cls(db, node_id, key, rule_config or RuleConfig(), clock, registry, max_skew_ms,
-                   indexes)
+                   (PatientIndex(),) if indexes is None else indexes)
         self._path = str(path)
         if patient_keys is not None:
             self._patient_keys = ("given", patient_keys)
@@ -292,12 +297,40 @@ class Ledger:
                         log.warning("projections were folded by another version: refolding "
                                     "%d events", n)
                     self._rebuild_in_tx(conn, progress)
+        self._keys_tx(conn)
         for ix in self._all_indexes():
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
                 with transaction(conn):
                     if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
                         log.warning("rewriting the %s index (made another way)", ix.TABLE)
                         self._reindex(conn, ix, _select_all(conn, ix.record))
+
+    def _keys_tx(self, conn: sqlite3.Connection) -> PatientKeys | None:
+        """The patient keys (given at open, or opened from central's grant to this
+        counter's key), read in the connection thread, and given to the indexes."""
+        if self._patient_keys[0] != "given":
+            grant = None
+            if self.key is not None and KeyGrant in self._tables.values():
+                found = _select(conn, KeyGrant, [(self.node_id, self.key.public_key.hex())])
+                grant = found[0] if found else None
+            if grant is None:
+                self._patient_keys = ("", None)
+            elif self._patient_keys[0] != grant.granted_at:
+                self._patient_keys = (grant.granted_at, keys_of(grant, self.key.seed))
+        keys = self._patient_keys[1]
+        for ix in self._all_indexes():
+            ix.use_keys(keys)
+        return keys
+
+    def _reindex_for_keys(self, conn: sqlite3.Connection) -> None:
+        """Inside a write: rewrite each index made with other keys than the counter's now
+        (a grant just folded, here or by the sync process): one transaction, so the
+        index never holds terms of two keys."""
+        self._keys_tx(conn)
+        for ix in self._all_indexes():
+            if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
+                log.warning("rewriting the %s index (the patient keys changed)", ix.TABLE)
+                self._reindex(conn, ix, _select_all(conn, ix.record))
 
     def _all_indexes(self) -> list[RecordIndex]:
         return [ix for ixs in self.indexes.values() for ix in ixs]
@@ -876,20 +909,29 @@ class Ledger:
         or none for this counter's role; :mod:`protocol.privacy`)."""
         if self._patient_keys[0] == "given":
             return self._patient_keys[1]
-        if self.key is None or KeyGrant not in self._tables.values():
-            return None
-        grant = await self.get(KeyGrant, (self.node_id, self.key.public_key.hex()))
-        if grant is None:
-            return None
-        if self._patient_keys[0] != grant.granted_at:
-            self._patient_keys = (grant.granted_at, keys_of(grant, self.key.seed))
-        return self._patient_keys[1]
+        return await self._run(self._keys_tx)
+
+    async def shown(self, records: Sequence[R]) -> list[R]:
+        """``records`` as they are handed out: a patient's sealed name opened with this
+        counter's names key (:data:`SEALED_NAME` when it holds none that opens it).  The
+        projections, the fold and the events keep it sealed; every read of patients
+        below comes through here, so screens, receipts and reports show names."""
+        if not records or not isinstance(records[0], Patient):
+            return list(records)
+        keys = await self.patient_keys()
+        out: list[Any] = []
+        for p in records:
+            name = name_of(p, keys)
+            out.append(p if name == p.name else p.evolve(name=SEALED_NAME if name is None
+                                                         else name))
+        return out
 
     async def get(self, table: str | type[R], key: Any) -> Any:
-        """One projection record (by record type or table name, and key) or None."""
+        """One projection record (by record type or table name, and key) or None (a
+        patient with their name opened: :meth:`shown`)."""
         rt = self.record_type(table)
         recs = await self._run(lambda c: _select(c, rt, [key]))
-        return recs[0] if recs else None
+        return (await self.shown(recs))[0] if recs else None
 
     async def find(self, table: str | type[R], column: str, value: Any,
                    order: str = "", limit: int = 200) -> list[Any]:
@@ -900,10 +942,10 @@ class Ledger:
             raise ValueError(f"{rt.TABLE} has no column {column!r} / {order!r}")
         sql = (f"SELECT {', '.join(names)} FROM {rt.TABLE} WHERE {column}=? "
                f"ORDER BY {order or ', '.join(rt.KEY)} LIMIT ?")
-        return [rt(*r) for r in await self._fetch(sql, (value, limit))]
+        return await self.shown([rt(*r) for r in await self._fetch(sql, (value, limit))])
 
     async def find_patients(self, column: str, value: str) -> list[Any]:
-        if column not in ("national_id", "id_tag", "name", "phone"):
+        if column not in ("national_id", "id_tag", "phone"):
             raise ValueError(column)
         return await self.find("patients", column, value, limit=50)
 
@@ -911,14 +953,15 @@ class Ledger:
                               ) -> list[tuple[Any, Any | None, list[Any]]]:
         """The patients ``query`` finds (:mod:`edge_node.search`), best first, each with
         its account (None before its first money event) and its cards: one hop."""
-        if PATIENT_INDEX not in self._all_indexes():
+        index = next((ix for ix in self._all_indexes() if isinstance(ix, PatientIndex)), None)
+        if index is None:
             return []
         patients, accounts, cards = (self.record_type(t) for t in ("patients", "accounts",
                                                                    "cards"))
         keys = await self.patient_keys()
 
         def tx(conn: sqlite3.Connection) -> list[tuple[Any, Any | None, list[Any]]]:
-            ids = PATIENT_INDEX.search(conn, query, limit, keys)
+            ids = index.search(conn, query, limit, keys)
             if not ids:
                 return []
             found = {p.key(): p for p in _select(conn, patients, ids)}
@@ -930,7 +973,9 @@ class Ledger:
                 c: Any = cards(*card)
                 held.setdefault(c.patient_id, []).append(c)
             return [(found[i], money.get(i), held.get(i, [])) for i in ids if i in found]
-        return list(await self._run(tx))
+        got = await self._run(tx)
+        shown = await self.shown([p for p, _, _ in got])
+        return [(p, a, c) for p, (_, a, c) in zip(shown, got, strict=True)]
 
     async def cards_of(self, patient_id: str) -> list[Any]:
         return await self.find("cards", "patient_id", patient_id, "issued_ms")
@@ -1068,6 +1113,7 @@ class Ledger:
         self._link(conn, links)
         for rt in reg.records:
             _upsert(conn, rt, state.all(rt))
+        self._keys_tx(conn)  # (the grant may have been refolded just now)
         for ix in self._all_indexes():
             self._reindex(conn, ix, list(state.all(ix.record)))
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
@@ -1104,12 +1150,17 @@ class Ledger:
         return True
 
     def _write_back(self, conn: sqlite3.Connection, loaded: _Loaded) -> None:
-        for rt, table in loaded.state.tables.items():
-            changed = [r for k, r in table.items() if loaded.seen.get((rt, k)) != r]
+        changes = {rt: [r for k, r in table.items() if loaded.seen.get((rt, k)) != r]
+                   for rt, table in loaded.state.tables.items()}
+        if any(changes.get(rt) for rt in self.indexes):
+            self._reindex_for_keys(conn)  # (the other process may have taken new keys)
+        for rt, changed in changes.items():
             _upsert(conn, rt, changed)
             for ix in self.indexes.get(rt, ()):
                 ix.write(conn, [r for r in changed if _index_changed(ix, loaded.seen.get(
                     (rt, r.key())), r)])
+        if self.indexes and changes.get(KeyGrant):
+            self._reindex_for_keys(conn)  # a grant folded just now: its keys index names
 
 
 def check_ledger_copy(node_id: str, public_key: bytes

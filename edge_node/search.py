@@ -24,7 +24,16 @@ term       what                                                        matched
 ``s:``     each later suffix of the name (so a substring is a prefix)  prefix
 ``f:``     the name in full pinyin, one row per reading                exact, prefix
 ``a:``     the pinyin initials of the name, one row per reading        exact, prefix
+``X:``     a sealed name's terms (``m: s: f: a:``), keyed (see below)   exact
 =========  ==========================================================  =============
+
+A sealed name (:mod:`protocol.privacy`) is indexed only by a counter holding the names
+key, and never in clear: each of its ``m:``, ``f:`` and ``a:`` terms as a whole, and
+every prefix of every ``m: s: f: a:`` term (so prefixes and substrings are still found),
+each as a keyed BLAKE2b tag (:meth:`~protocol.privacy.PatientKeys.name_term`); a query
+probes the tags of what staff type, each an exact lookup.  The index is then a function
+of the records *and* the counter's names key: its fingerprint names the key, so a
+counter that is given keys (or new keys) rewrites it.
 
 A character with several readings (a heteronym: 曾 ceng/zeng, 单 dan/shan, 解 jie/xie)
 is indexed under the reading pypinyin gives the whole name first, then, one character at
@@ -51,14 +60,15 @@ from itertools import groupby
 from typing import Any
 
 from protocol.patient import Patient
-from protocol.privacy import PatientKeys, is_sealed, phone_digits
+from protocol.privacy import NAME, PatientKeys, is_sealed, phone_digits
 
-INDEX_VERSION = 2  # 2: sealed details found by their keyed tags
+INDEX_VERSION = 3  # 2: sealed details found by their keyed tags; 3: sealed names
 MAX_READINGS = 6  # pinyin readings indexed for one name
 MAX_NAME = 32  # characters of a name indexed for substrings
 SURNAME_READINGS = 3  # readings tried for the first character (the surname)
 OTHER_READINGS = 2  # …and for any other
 PER_KIND = 8  # rows each term kind may return for one wanted result
+SEALED_PREFIX = 24  # characters of a sealed name's term indexed as prefixes (and probed)
 
 _ID_RE = re.compile(r"[0-9]{17}[0-9x]")
 _DIGITS_RE = re.compile(r"[0-9]+")
@@ -164,8 +174,34 @@ def item_terms(name: str) -> tuple[str, ...]:
 
 
 # -- the patient index ---------------------------------------------------------------------
-def terms(p: Patient) -> set[str]:
-    """Every term ``p`` is found by (see the module's table)."""
+def name_terms(name: str) -> set[str]:
+    """The ``m: s: f: a:`` terms of a name in clear."""
+    name = normalise(name)[:MAX_NAME]
+    if not name:
+        return set()
+    out = {"m:" + name}
+    out |= {"s:" + name[i:] for i in range(1, len(name))}
+    for r in syllables(name):
+        out |= {"f:" + "".join(r), "a:" + "".join(s[0] for s in r)}
+    return out
+
+
+def sealed_name_terms(name: str, keys: PatientKeys) -> set[str]:
+    """A sealed name's index rows (its clear ``name`` opened by the ledger): keyed tags of
+    each whole ``m: f: a:`` term (``m=…``) and of each prefix of every term (``m<…``)."""
+    out: set[str] = set()
+    for t in name_terms(name):
+        kind, value = t[0], t[2:]
+        if kind != "s":
+            out.add("X:" + keys.name_term(f"{kind}={value}"))
+        out |= {"X:" + keys.name_term(f"{kind}<{value[:i]}")
+                for i in range(1, min(len(value), SEALED_PREFIX) + 1)}
+    return out
+
+
+def terms(p: Patient, keys: PatientKeys | None = None) -> set[str]:
+    """Every term ``p`` is found by (see the module's table); a sealed name's only with
+    ``keys`` holding the names key."""
     out = {"i:" + p.patient_id.casefold()}
     if p.id_tag:  # sealed: its keyed tag (protocol.privacy)
         out.add("N:" + p.id_tag)
@@ -179,12 +215,12 @@ def terms(p: Patient) -> set[str]:
         out |= {"p:" + phone, "t:" + phone[-4:]}
         if len(phone) == 13 and phone.startswith("86"):
             out.add("p:" + phone[2:])
-    name = normalise(p.name)[:MAX_NAME]
-    if name:
-        out.add("m:" + name)
-        out |= {"s:" + name[i:] for i in range(1, len(name))}
-        for r in syllables(name):
-            out |= {"f:" + "".join(r), "a:" + "".join(s[0] for s in r)}
+    if not is_sealed(p.name):  # a legacy ledger's name, in clear
+        return out | name_terms(p.name)
+    if keys is not None and keys.names is not None:
+        name = keys.open(NAME, p.patient_id, p.name)
+        if name:
+            out |= sealed_name_terms(name, keys)
     return out
 
 
@@ -236,8 +272,15 @@ def plan(query: str, keys: PatientKeys | None = None) -> list[_Probe]:
         return probes  # numbers are no one's name
     if key:
         probes += [_Probe("m:", key, True, 2, 3), _Probe("s:", key, True, 4, 4)]
-    if _LETTERS_RE.fullmatch(key):
+    letters = bool(_LETTERS_RE.fullmatch(key))
+    if letters:
         probes += [_Probe("f:", key, True, 5, 6), _Probe("a:", key, True, 5, 6)]
+    if key and keys is not None and keys.names is not None:  # sealed names' keyed terms
+        part = key[:SEALED_PREFIX]
+        wanted = [("m=" + key, 2), ("m<" + part, 3), ("s<" + part, 4)]
+        if letters:
+            wanted += [("f=" + key, 5), ("a=" + key, 5), ("f<" + part, 6), ("a<" + part, 6)]
+        probes += [_Probe("X:", keys.name_term(t), False, rank) for t, rank in wanted]
     return probes
 
 
@@ -269,10 +312,20 @@ class PatientIndex:
     TABLE = "patient_search"
     record = Patient
 
+    def __init__(self) -> None:
+        #: the counter's patient keys (the ledger sets them): sealed names are indexed
+        #: with the names key, so the index is one ledger's (:meth:`use_keys`)
+        self.keys: PatientKeys | None = None
+
+    def use_keys(self, keys: PatientKeys | None) -> None:
+        self.keys = keys
+
     def fingerprint(self) -> str:
-        """This module's version and pypinyin's (its dictionaries make the readings); read
-        without importing pypinyin, which a ledger that indexes nothing never needs."""
-        return f"{INDEX_VERSION} pypinyin {_pypinyin_version()}"
+        """This module's version, pypinyin's (its dictionaries make the readings) and the
+        names key's id (sealed names are indexed with it); read without importing
+        pypinyin, which a ledger that indexes nothing never needs."""
+        names = self.keys.key_id if self.keys is not None and self.keys.names else "-"
+        return f"{INDEX_VERSION} pypinyin {_pypinyin_version()} names {names}"
 
     @staticmethod
     def terms_key(p: Patient) -> tuple[str, ...]:
@@ -291,7 +344,7 @@ class PatientIndex:
                          f"({', '.join('?' * len(ids))})", ids)
             conn.executemany(f"INSERT OR IGNORE INTO {self.TABLE} (term, patient_id) "
                              "VALUES (?, ?)", [(t, p.patient_id) for p in chunk
-                                               for t in terms(p)])
+                                               for t in terms(p, self.keys)])
 
     def search(self, conn: sqlite3.Connection, query: str, limit: int,
                keys: PatientKeys | None = None) -> list[str]:
@@ -324,6 +377,4 @@ class PatientIndex:
                 best[pid] = rank
         return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
 
-
-PATIENT_INDEX = PatientIndex()
 

@@ -33,7 +33,7 @@ from protocol.errors import Amount, Problem
 from protocol.event import Event
 from protocol.money import yuan
 from protocol.patient import Patient, check_id_number, clear_problems
-from protocol.privacy import NO_DETAILS, SEALED_FIELDS, Details, PatientKeys, details_of
+from protocol.privacy import NAME, NO_DETAILS, SEALED_FIELDS, Details, PatientKeys, details_of
 from protocol.remedy import Merged
 
 Fen = int
@@ -412,7 +412,9 @@ class CounterService:
             result = await self.ledger.append_ops(ops, self.operator)
         events = tuple(a.event for a in result.appended)
         pid = events[-1].body["patient_id"]
-        patient = result.state.get(Patient, pid) or await self.ledger.get(Patient, pid)
+        patient = result.state.get(Patient, pid)
+        patient = (await self.ledger.shown([patient]))[0] if patient is not None else \
+            await self.ledger.get(Patient, pid)
         number = next((str(e.body[number_field]) for e in events if number_field in e.body), "")
         # (an operation that did not touch the account, a replacement say, reads it)
         account = result.state.get(Account, pid) or await self.ledger.get(Account, pid)
@@ -465,8 +467,8 @@ class CounterService:
         problems = self._first_deposit_problems(first_deposit)
         if problems:
             raise OperationRefused(problems)
-        body: dict[str, Any] = {"name": name.strip(), "sex": sex, "birth_date": birth_date}
-        clear: dict[str, str] = {}
+        body: dict[str, Any] = {"sex": sex, "birth_date": birth_date}
+        clear: dict[str, str] = {"name": name.strip()}
         if national_id.strip():
             parsed = nationalid.parse(national_id)
             if isinstance(parsed, Problem):
@@ -484,7 +486,7 @@ class CounterService:
         problems = clear_problems(clear)
         if problems:
             raise OperationRefused(problems)
-        keys = await self.patient_keys() if clear else None
+        keys = await self.patient_keys()
         if "national_id" in clear:
             existing = await self.find_by_national_id(clear["national_id"])
             if existing:
@@ -498,8 +500,8 @@ class CounterService:
                               f"the card was written for patient {expect_patient_id} but the "
                               f"next patient number is {holder['patient_id']}: issue again",
                               "card_no", expected=expect_patient_id, got=holder["patient_id"])
-            sealed = keys.sealed_details(holder["patient_id"], clear) if keys else {}
-            return {"patient_id": holder["patient_id"], **body, **sealed}
+            return {"patient_id": holder["patient_id"], **body,
+                    **keys.sealed_details(holder["patient_id"], clear)}
 
         def card_body(ctx: OpContext) -> dict[str, Any]:
             return {"card_no": card_no, "patient_id": holder["patient_id"], "medium": medium,
@@ -526,7 +528,7 @@ class CounterService:
         here, each with its lookup tag."""
         roles.check(self.roles, "patient.register")
         given = {k: v.strip() for k, v in changes.items() if v is not None}
-        clear = {k: given.pop(k) for k in SEALED_FIELDS if k in given}
+        clear = {k: given.pop(k) for k in (NAME, *SEALED_FIELDS) if k in given}
         if clear.get("national_id"):
             clear["national_id"] = clear["national_id"].upper()
             problems = check_id_number(clear["national_id"], given.get("birth_date"),

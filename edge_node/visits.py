@@ -227,7 +227,7 @@ class VisitService:
         v = result[1].get(Visit, ev.body["visit_id"])
         assert v is not None
         pid = ev.body["patient_id"]
-        patient = result[1].get(Patient, pid) or await self.ledger.get(Patient, pid)
+        patient = await self.ledger.get(Patient, pid)  # (its name opened: Ledger.shown)
         acct = result[1].get(Account, pid) or await self.ledger.get(Account, pid)
         return VisitReceipt(v, patient, acct.balance if acct else 0, (ev,), self.dry_run)
 

@@ -35,6 +35,7 @@ from protocol.fields import DATE_RE, PHONE_RE, Body, Field, body, choice, ident,
 
 SEXES = ("M", "F")
 CONTACT_MAX = 128  # characters of an address or other contact
+NAME_MAX = 64  # characters of a name, in clear
 DETAILS = ("name", "sex", "birth_date", "national_id", "phone", "contact")
 #: the lookup tags that go with the sealed details (:mod:`protocol.privacy`): a tag is set
 #: with its detail, so it has that detail's last writer
@@ -150,13 +151,13 @@ def check_id_number(national_id: str, birth_date: str | None, sex: str | None
     return out
 
 
-_CLEAR = {"phone": Field(str, False, pattern=PHONE_RE), "contact": text(CONTACT_MAX,
-                                                                       required=False)}
+_CLEAR = {"name": text(NAME_MAX), "phone": Field(str, False, pattern=PHONE_RE),
+          "contact": text(CONTACT_MAX, required=False)}
 
 
 def clear_problems(clear: dict[str, str]) -> list[Problem]:
-    """A phone and an address in clear, checked as the form has them (the counter checks
-    them before it seals them; in an event only legacy clear ones can still be)."""
+    """A name, a phone and an address in clear, checked as the form has them (the counter
+    checks them before it seals them; in an event only legacy clear ones can still be)."""
     return [p for d, f in _CLEAR.items() if d in clear for p in f.check(clear[d], d)]
 
 
@@ -171,6 +172,9 @@ def _check_details(b: Registered | Updated, *, registering: bool) -> list[Proble
         except ValueError:
             out.append(Problem("patient.birth_date", f"birth date {b.birth_date} is not a "
                                "real date", "birth_date", {"date": b.birth_date}))
+    out += privacy.detail_problems("name", b.name, None)
+    if b.name and not privacy.is_sealed(b.name):  # a legacy clear name
+        out += clear_problems({"name": b.name})
     out += privacy.detail_problems("national_id", b.national_id, b.id_tag)
     out += privacy.detail_problems("phone", b.phone, b.phone_tag)
     out += privacy.detail_problems("contact", b.contact, None)
@@ -184,12 +188,14 @@ def _check_details(b: Registered | Updated, *, registering: bool) -> list[Proble
 # -- patient.registered ------------------------------------------------------------------
 _SEALED = Field(str, False, lo=0, hi=privacy.SEALED_MAX)
 _TAG = Field(str, False, lo=0, hi=65)
+#: a name: sealed (``sb1:…``, longer than the clear name), a legacy ledger's in clear
+_NAME = Field(str, lo=1, hi=privacy.SEALED_MAX)
 
 
 @body
 class Registered(Body):
     patient_id: str = spec(ident())
-    name: str = spec(text(64))
+    name: str = spec(_NAME)
     sex: str = spec(choice(SEXES))
     birth_date: str = spec(Field(str, pattern=DATE_RE))
     #: sealed (protocol.privacy): ``sb1:…``; a legacy ledger's are in clear
@@ -225,7 +231,8 @@ REGISTERED = Kind(
     records=lambda b: refs(Patient, b.patient_id),
     patients=lambda b: (b.patient_id,),
     fold=_fold_registered, money=no_money, rule=_rule_registered,
-    describe=lambda b, lang: b.name,
+    describe=lambda b, lang: say(privacy.LABELS["sealed"], lang) if privacy.is_sealed(
+        b.name) else b.name,
     report=lambda b: ReportLine("counts", "registrations"),
     notice=no_notice,
 )
@@ -241,7 +248,7 @@ class Updated(Body):
     """Changed details only; a field left out (None) is unchanged."""
 
     patient_id: str = spec(ident())
-    name: str | None = spec(_optional(text(64)), None)
+    name: str | None = spec(_optional(_NAME), None)
     sex: str | None = spec(_optional(choice(SEXES)), None)
     birth_date: str | None = spec(_optional(Field(str, pattern=DATE_RE)), None)
     national_id: str | None = spec(_SEALED, None)

@@ -12,6 +12,15 @@ only ``sb1:<key id>:<nonce+ciphertext>``.  The sealed text binds the field and t
 patient number (``field NUL patient NUL value`` is what is sealed), so a sealed phone
 cannot be passed off as someone else's, or as an ID number.
 
+The patient's **name** is sealed the same way with a third key, the **names key**
+(derived from the pair, so the file and the key id stay as they are), which every staff
+desk and the kiosk get: they call patients by name, so the ledger opens names as it
+hands records out (:meth:`edge_node.ledger.Ledger.get`) while its projections, the
+events and central's store hold them sealed.  A counter finds a sealed name by its own
+index of keyed terms (each prefix of the name, of its substrings, pinyin and initials,
+keyed with a key derived from the names key: :mod:`edge_node.search`), kept locally and
+rebuilt when its keys change; nothing about names is in an event but the sealed text.
+
 Search still works offline, without decrypting anything: next to each sealed value the
 event carries keyed BLAKE2b **tags** (``id_tag`` for the ID number; ``phone_tag`` for the
 phone's digits and for its last four) made with the hospital's **lookup key**; a counter
@@ -40,6 +49,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import nacl.exceptions
@@ -77,13 +87,18 @@ TAG_RE = re.compile(r"^[0-9a-f]{32}$")
 PHONE_TAG_RE = re.compile(r"^[0-9a-f]{32} [0-9a-f]{32}$")
 GRANT_RE = re.compile(r"^[A-Za-z0-9_-]{100,120}$")  # base64url of a sealed 32-byte key
 PUBKEY_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
-#: the details sealed, and the tag field that goes with each (if any)
+#: the details sealed with the data key, and the tag field that goes with each (if any)
 SEALED_FIELDS = ("national_id", "phone", "contact")
+#: the patient's name: sealed too, with the names key (every staff desk reads names)
+NAME = "name"
 TAGS = {"national_id": "id_tag", "phone": "phone_tag"}
 #: the node roles given each key unless central's config says otherwise
 REVEAL_ROLES = ("cashier",)
 LOOKUP_ROLES = ("cashier", "triage", "doctor", "lab", "pharmacy")
+NAME_ROLES = (*LOOKUP_ROLES, "kiosk")  # the kiosk greets the patient by a masked name
 LABELS = {"sealed": ("（已加密）", "(sealed)")}
+#: a name as a counter without the names key shows it (any language)
+SEALED_NAME = "***"
 
 
 def is_sealed(value: str) -> bool:
@@ -120,6 +135,8 @@ class PatientKeys:
     key_id: str
     data: bytes | None
     lookup: bytes | None
+    #: seals names (:data:`NAME`) and keys the name search terms; derived from the pair
+    names: bytes | None = None
 
     @classmethod
     def generate(cls) -> PatientKeys:
@@ -127,28 +144,36 @@ class PatientKeys:
 
     @classmethod
     def of(cls, data: bytes, lookup: bytes) -> PatientKeys:
-        return cls(key_id_of(data, lookup), data, lookup)
+        return cls(key_id_of(data, lookup), data, lookup, names_key_of(data, lookup))
+
+    def _key(self, field: str) -> bytes | None:
+        return self.names if field == NAME else self.data
 
     # -- sealing -----------------------------------------------------------------------
     def seal(self, field: str, patient_id: str, value: str) -> str:
-        """``value`` sealed for ``field`` of ``patient_id`` ("" stays "")."""
+        """``value`` sealed for ``field`` of ``patient_id`` ("" stays ""): a name with the
+        names key, any other detail with the data key."""
         if not value:
             return ""
-        if self.data is None:
-            raise PermissionError("this counter holds no patient data key")
-        box = nacl.secret.SecretBox(self.data)
+        key = self._key(field)
+        if key is None:
+            raise PermissionError("this counter holds no patient "
+                                  + ("names key" if field == NAME else "data key"))
+        box = nacl.secret.SecretBox(key)
         return (f"{PREFIX}{self.key_id}:"
                 + _b64(bytes(box.encrypt(_plain(field, patient_id, value)))))
 
     def open(self, field: str, patient_id: str, value: str) -> str | None:
         """The clear value of a sealed one (a legacy clear value as it is); None when this
-        holder cannot open it (no data key, another key, damaged, another field/patient)."""
+        holder cannot open it (no key for it, another key, damaged, another field or
+        patient)."""
         if not is_sealed(value):
             return value
-        if self.data is None or not SEALED_RE.match(value) or value[4:12] != self.key_id:
+        key = self._key(field)
+        if key is None or not SEALED_RE.match(value) or value[4:12] != self.key_id:
             return None
         try:
-            plain = nacl.secret.SecretBox(self.data).decrypt(_unb64(value[13:]))
+            plain = nacl.secret.SecretBox(key).decrypt(_unb64(value[13:]))
         except (nacl.exceptions.CryptoError, ValueError):
             return None
         want = _plain(field, patient_id, "")
@@ -177,10 +202,21 @@ class PatientKeys:
             return ""
         return f"{self.tag('p', digits)} {self.tag('t', digits[-4:])}"
 
+    def name_term(self, term: str) -> str:
+        """A name search term (:mod:`edge_node.search`) as the counter's index keeps it for
+        a sealed name: keyed BLAKE2b-80 with a key derived from the names key ("" without
+        one).  Local to the counter's index, never in an event."""
+        if self.names is None:
+            return ""
+        return hashlib.blake2b(term.encode(), key=_index_key(self.names),
+                               digest_size=10).hexdigest()
+
     def sealed_details(self, patient_id: str, details: dict[str, str]) -> dict[str, str]:
-        """``details`` with each of :data:`SEALED_FIELDS` sealed and its tag beside it
-        (a value given empty clears the detail and its tag)."""
+        """``details`` with the name and each of :data:`SEALED_FIELDS` sealed and its tag
+        beside it (a value given empty clears the detail and its tag)."""
         out = dict(details)
+        if details.get(NAME):
+            out[NAME] = self.seal(NAME, patient_id, details[NAME])
         for field in SEALED_FIELDS:
             if field not in details or details[field] is None:
                 continue
@@ -227,6 +263,18 @@ def key_id_of(data: bytes, lookup: bytes) -> str:
     return hashlib.blake2b(data + lookup, digest_size=4).hexdigest()
 
 
+def names_key_of(data: bytes, lookup: bytes) -> bytes:
+    """The names key of a pair: derived, so the keys file stays two keys and one key id
+    names all three; a holder of the names key alone learns nothing of the other two."""
+    return hashlib.blake2b(b"onecard patient names", key=data + lookup,
+                           digest_size=KEY_SIZE).digest()
+
+
+@lru_cache(maxsize=8)
+def _index_key(names: bytes) -> bytes:
+    return hashlib.blake2b(b"onecard name index", key=names, digest_size=KEY_SIZE).digest()
+
+
 def _plain(field: str, patient_id: str, value: str) -> bytes:
     return f"{field}\x00{patient_id}\x00{value}".encode()
 
@@ -248,14 +296,18 @@ def open_sealed(seed: bytes, sealed: str) -> bytes | None:
 
 
 def grant_body(node: str, public_key: bytes, keys: PatientKeys, *, reveal: bool,
-               lookup: bool) -> dict[str, str] | None:
+               lookup: bool, names: bool = False) -> dict[str, str] | None:
     """The ``privacy.key_granted`` body giving ``node`` (holding ``public_key``) the data
-    key (``reveal``) and/or the lookup key; None when it gets neither."""
-    if not (reveal or lookup) or keys.data is None or keys.lookup is None:
+    key (``reveal``), the lookup key and/or the names key; None when it gets none."""
+    if (not (reveal or lookup or names) or keys.data is None or keys.lookup is None
+            or keys.names is None):
         return None
-    return {"node": node, "recipient": public_key.hex(), "key_id": keys.key_id,
+    body = {"node": node, "recipient": public_key.hex(), "key_id": keys.key_id,
             "data": seal_to(public_key, keys.data) if reveal else "",
             "lookup": seal_to(public_key, keys.lookup) if lookup else ""}
+    if names:  # (absent, not "": a grant central signed before names were sealed)
+        body["names"] = seal_to(public_key, keys.names)
+    return body
 
 
 @record("key_grants", ("node", "recipient"))
@@ -269,6 +321,7 @@ class KeyGrant(Record):
     data: str = ""  # sealed box of the data key ("": this counter does not decrypt)
     lookup: str = ""  # sealed box of the lookup key
     granted_at: str = ""
+    names: str = ""  # sealed box of the names key
 
 
 def keys_of(state_grant: KeyGrant | None, seed: bytes) -> PatientKeys | None:
@@ -276,13 +329,17 @@ def keys_of(state_grant: KeyGrant | None, seed: bytes) -> PatientKeys | None:
     or one it cannot open: sealed to another key, or damaged)."""
     if state_grant is None:
         return None
-    data = open_sealed(seed, state_grant.data) if state_grant.data else None
-    lookup = open_sealed(seed, state_grant.lookup) if state_grant.lookup else None
-    if (state_grant.data and data is None) or (state_grant.lookup and lookup is None):
+    g = state_grant
+    data = open_sealed(seed, g.data) if g.data else None
+    lookup = open_sealed(seed, g.lookup) if g.lookup else None
+    names = open_sealed(seed, g.names) if g.names else None
+    if (g.data and data is None) or (g.lookup and lookup is None) or (g.names and names is None):
         return None
-    if data is not None and lookup is not None and key_id_of(data, lookup) != state_grant.key_id:
+    if data is not None and lookup is not None and (
+            key_id_of(data, lookup) != g.key_id
+            or (names is not None and names != names_key_of(data, lookup))):
         return None  # a grant whose keys are not the pair it names
-    return PatientKeys(state_grant.key_id, data, lookup)
+    return PatientKeys(g.key_id, data, lookup, names)
 
 
 def grant_of(state: State, node: str, public_key: bytes) -> KeyGrant | None:
@@ -296,26 +353,29 @@ class Granted(Body):
     key_id: str = spec(Field(str, pattern=KEY_ID_RE))
     data: str = spec(Field(str, False, lo=0, hi=120), "")
     lookup: str = spec(Field(str, False, lo=0, hi=120), "")
+    names: str = spec(Field(str, False, lo=0, hi=120), "")
 
     def problems(self) -> list[Problem]:
         out = [Problem("privacy.grant", f"{name}: not a sealed key", name)
-               for name in ("data", "lookup")
+               for name in ("data", "lookup", "names")
                if getattr(self, name) and not GRANT_RE.match(getattr(self, name))]
-        if not (self.data or self.lookup):
+        if not (self.data or self.lookup or self.names):
             out.append(Problem("privacy.grant_empty", "a grant gives the data key, the "
-                               "lookup key or both", "lookup"))
+                               "lookup key, the names key or some of them", "lookup"))
         return out
 
 
 def _fold_granted(tx: Tx, at: At, b: Granted) -> None:
     g = tx.get_or_new(KeyGrant, (b.node, b.recipient))
     if later(at.order, g.granted_at):  # the latest grant to this key holds
-        tx.put(g.evolve(key_id=b.key_id, data=b.data, lookup=b.lookup, granted_at=at.order))
+        tx.put(g.evolve(key_id=b.key_id, data=b.data, lookup=b.lookup, names=b.names,
+                        granted_at=at.order))
 
 
 def _describe_granted(b: Granted, lang: str) -> str:
     what = [say(("数据密钥", "data key"), lang)] if b.data else []
     what += [say(("检索密钥", "lookup key"), lang)] if b.lookup else []
+    what += [say(("姓名密钥", "names key"), lang)] if b.names else []
     return f"{b.node}: " + ", ".join(what) + f" ({b.key_id})"
 
 
@@ -355,11 +415,23 @@ def details_of(p: object, keys: PatientKeys | None) -> Details:
     return Details(one("national_id"), one("phone"), one("contact"))
 
 
+def name_of(p: object, keys: PatientKeys | None) -> str | None:
+    """Patient record ``p``'s name opened with ``keys``: a legacy clear name as it is,
+    None when it is sealed and ``keys`` hold no names key (or not this name's)."""
+    value = str(getattr(p, NAME, "") or "")
+    if not is_sealed(value):
+        return value
+    return keys.open(NAME, str(getattr(p, "patient_id", "")), value) if keys else None
+
+
 # -- checks on patient bodies ------------------------------------------------------------
 def detail_problems(field: str, value: str | None, tag: str | None) -> list[Problem]:
     """A sealed detail's shape and its tag (a legacy clear value: its tag is empty)."""
     if value is None:
         return []
+    if is_sealed(value) and field == NAME:
+        return [] if SEALED_RE.match(value) else [
+            Problem("privacy.sealed_format", f"{field}: not a sealed value", field)]
     if is_sealed(value):
         if not SEALED_RE.match(value):
             return [Problem("privacy.sealed_format", f"{field}: not a sealed value", field)]
@@ -375,8 +447,9 @@ def detail_problems(field: str, value: str | None, tag: str | None) -> list[Prob
 
 
 def clear_details(body: object) -> list[Problem]:
-    """The rule for new patient events: no detail of :data:`SEALED_FIELDS` in clear."""
-    clear = [f for f in SEALED_FIELDS
+    """The rule for new patient events: no name nor detail of :data:`SEALED_FIELDS` in
+    clear."""
+    clear = [f for f in (NAME, *SEALED_FIELDS)
              if (v := getattr(body, f, None)) and not is_sealed(v)]
     if not clear:
         return []
