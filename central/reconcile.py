@@ -221,11 +221,12 @@ class Timeline:
 
     @property
     def name(self) -> str:
-        p = self.world.patient(self.pid)
-        return p.name if p and p.name else self.pid
+        """How conflict texts name the patient: by number — names are sealed, and the
+        conflict book is read by the console, which opens them (central.console)."""
+        return self.pid
 
     def who(self) -> str:
-        return f"{self.name} ({self.pid})"
+        return self.pid
 
     def steps(self) -> list[Step]:
         """The timeline folded one fact at a time by the registry's fold (the one money
@@ -1171,7 +1172,7 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
                 f"{listed}. They are one person; merge the later records into "
                 f"{survivor.patient_id}.")
     else:
-        text = (f"{survivor.name}, born {survivor.birth_date}, with the same phone, was "
+        text = (f"One name, born {survivor.birth_date}, with the same phone, was "
                 f"registered {len(live)} times: {listed}. Probably one person: check an ID "
                 "document before merging.")
     moves = []
@@ -1190,7 +1191,8 @@ def detect_duplicates(pids: Iterable[PatientId], world: Reconciler, *, strong: b
         accept_remedy(cid, None, "Keeps the records apart (they are different people)."))
     return [Conflict(
         cid, kind, "medium" if strong else "low",
-        f"{'Duplicate' if strong else 'Possible duplicate'} patient — {survivor.name}", text,
+        f"{'Duplicate' if strong else 'Possible duplicate'} patient — {survivor.patient_id}",
+        text,
         tuple((p.registered_node, p.registered_seq) for p in live),
         tuple(p.patient_id for p in live), (), tuple(sorted({p.registered_node for p in live})),
         0, live[-1].registered_ms, remedies)]
@@ -1211,6 +1213,14 @@ def id_key(p: Patient | Registered | Updated) -> str:
     if p.id_tag:
         return "t:" + p.id_tag
     return "c:" + p.national_id if p.national_id and not is_sealed(p.national_id) else ""
+
+
+def name_key(p: Patient) -> str:
+    """The same for the name: its keyed tag (normalised; the sealed texts differ), or a
+    legacy ledger's clear name."""
+    if p.name_tag:
+        return "t:" + p.name_tag
+    return "c:" + p.name if p.name and not is_sealed(p.name) else ""
 
 
 def phone_key(p: Patient) -> str:
@@ -1490,7 +1500,8 @@ class Reconciler:
             self._merged_into.setdefault(p.merged_into, set()).add(pid)
         nid = id_key(p) if p.registered_at else ""
         phone = phone_key(p)
-        person = (p.name, p.birth_date, phone) if p.registered_at and phone else None
+        name = name_key(p)
+        person = (name, p.birth_date, phone) if p.registered_at and phone and name else None
         old_nid, old_person = self._identity.get(pid, ("", None))
         if (nid, person) == (old_nid, old_person):
             return

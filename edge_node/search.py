@@ -60,7 +60,7 @@ from itertools import groupby
 from typing import Any
 
 from protocol.patient import Patient
-from protocol.privacy import NAME, PatientKeys, is_sealed, phone_digits
+from protocol.privacy import NAME, PatientKeys, is_sealed, normal_name, phone_digits
 
 INDEX_VERSION = 3  # 2: sealed details found by their keyed tags; 3: sealed names
 MAX_READINGS = 6  # pinyin readings indexed for one name
@@ -76,10 +76,7 @@ _LETTERS_RE = re.compile(r"[a-z]+")
 
 
 # -- text ----------------------------------------------------------------------------------
-def normalise(text: str) -> str:
-    """What a name is compared as: NFKC, case-folded, letters and digits only (no spaces,
-    no ``·`` of a minority name, no full-width forms)."""
-    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if c.isalnum())
+normalise = normal_name  # what a name is compared as (NFKC, case-folded, alphanumerics)
 
 
 def digits_of(text: str) -> str:

@@ -39,7 +39,7 @@ NAME_MAX = 64  # characters of a name, in clear
 DETAILS = ("name", "sex", "birth_date", "national_id", "phone", "contact")
 #: the lookup tags that go with the sealed details (:mod:`protocol.privacy`): a tag is set
 #: with its detail, so it has that detail's last writer
-TAG_FIELDS = ("id_tag", "phone_tag")
+TAG_FIELDS = ("id_tag", "phone_tag", "name_tag")
 LABELS = {"sex.M": ("男", "M"), "sex.F": ("女", "F"),
           "detail.name": ("姓名", "name"), "detail.sex": ("性别", "sex"),
           "detail.birth_date": ("出生日期", "birth date"),
@@ -60,6 +60,7 @@ class Patient(Record):
     contact: str = ""  # sealed: the address or another way to reach them
     id_tag: str = ""  # keyed tag of the ID number (lookups, duplicate checks)
     phone_tag: str = ""  # keyed tags of the phone and of its last four digits
+    name_tag: str = ""  # keyed tag of the name, normalised (central's duplicate checks)
     registered_node: str = ""
     registered_seq: int = 0
     registered_ms: int = 0
@@ -172,7 +173,7 @@ def _check_details(b: Registered | Updated, *, registering: bool) -> list[Proble
         except ValueError:
             out.append(Problem("patient.birth_date", f"birth date {b.birth_date} is not a "
                                "real date", "birth_date", {"date": b.birth_date}))
-    out += privacy.detail_problems("name", b.name, None)
+    out += privacy.detail_problems("name", b.name, b.name_tag)
     if b.name and not privacy.is_sealed(b.name):  # a legacy clear name
         out += clear_problems({"name": b.name})
     out += privacy.detail_problems("national_id", b.national_id, b.id_tag)
@@ -204,6 +205,7 @@ class Registered(Body):
     contact: str = spec(_SEALED, "")
     id_tag: str = spec(_TAG, "")
     phone_tag: str = spec(_TAG, "")
+    name_tag: str = spec(_TAG, "")
 
     def problems(self) -> list[Problem]:
         return _check_details(self, registering=True)
@@ -256,6 +258,7 @@ class Updated(Body):
     contact: str | None = spec(_SEALED, None)
     id_tag: str | None = spec(_TAG, None)
     phone_tag: str | None = spec(_TAG, None)
+    name_tag: str | None = spec(_TAG, None)
 
     def changed(self) -> dict[str, str]:
         """The details given, each sealed one with its tag (so they share a writer)."""

@@ -48,6 +48,7 @@ import base64
 import hashlib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -91,7 +92,7 @@ PUBKEY_HEX_RE = re.compile(r"^[0-9a-f]{64}$")
 SEALED_FIELDS = ("national_id", "phone", "contact")
 #: the patient's name: sealed too, with the names key (every staff desk reads names)
 NAME = "name"
-TAGS = {"national_id": "id_tag", "phone": "phone_tag"}
+TAGS = {"national_id": "id_tag", "phone": "phone_tag", "name": "name_tag"}
 #: the node roles given each key unless central's config says otherwise
 REVEAL_ROLES = ("cashier",)
 LOOKUP_ROLES = ("cashier", "triage", "doctor", "lab", "pharmacy")
@@ -111,6 +112,12 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def normal_name(text: str) -> str:
+    """What a name is compared and searched as: NFKC, case-folded, letters and digits only
+    (no spaces, no ``·`` of a minority name, no full-width forms)."""
+    return "".join(c for c in unicodedata.normalize("NFKC", text).casefold() if c.isalnum())
 
 
 def phone_digits(phone: str) -> str:
@@ -193,6 +200,11 @@ class PatientKeys:
         return hashlib.blake2b(f"{kind}\x00{value}".encode(), key=self.lookup,
                                digest_size=16).hexdigest()
 
+    def name_tag(self, name: str) -> str:
+        """The tag of a name as central compares names (likely duplicates): normalised
+        (:func:`normal_name`)."""
+        return self.tag("m", normal_name(name))
+
     def id_tag(self, national_id: str) -> str:
         return self.tag("n", national_id.strip().upper())
 
@@ -217,6 +229,7 @@ class PatientKeys:
         out = dict(details)
         if details.get(NAME):
             out[NAME] = self.seal(NAME, patient_id, details[NAME])
+            out[TAGS[NAME]] = self.name_tag(details[NAME])
         for field in SEALED_FIELDS:
             if field not in details or details[field] is None:
                 continue
@@ -429,13 +442,10 @@ def detail_problems(field: str, value: str | None, tag: str | None) -> list[Prob
     """A sealed detail's shape and its tag (a legacy clear value: its tag is empty)."""
     if value is None:
         return []
-    if is_sealed(value) and field == NAME:
-        return [] if SEALED_RE.match(value) else [
-            Problem("privacy.sealed_format", f"{field}: not a sealed value", field)]
     if is_sealed(value):
         if not SEALED_RE.match(value):
             return [Problem("privacy.sealed_format", f"{field}: not a sealed value", field)]
-        if field in TAGS and not (TAG_RE if field == "national_id" else PHONE_TAG_RE).match(
+        if field in TAGS and not (PHONE_TAG_RE if field == "phone" else TAG_RE).match(
                 tag or ""):
             return [Problem("privacy.tag_missing", f"{field}: a sealed value needs its "
                             "lookup tag", TAGS[field])]
