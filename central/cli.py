@@ -716,7 +716,9 @@ async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
             print(row.explanation)
             print()
             print("events:   " + ", ".join(f"{n} #{s}" for n, s in row.events))
-            print("patients: " + (", ".join(row.patients) or "-"))
+            names = await _patient_names(cfg, store, row.patients)
+            print("patients: " + (", ".join(f"{pid} ({names[pid]})" if names.get(pid) else pid
+                                            for pid in row.patients) or "-"))
             print("nodes:    " + (", ".join(row.nodes) or "-"))
             if row.status == "resolved":
                 print(f"resolved by {row.resolved_by} with {row.resolved_kind} "
@@ -921,6 +923,24 @@ def _audit(cfg: CentralConfig, date: str | None) -> int:
     return 0 if rep.balanced and not rep.findings else 1
 
 
+async def _patient_names(cfg: CentralConfig, store: CentralStore,
+                         pids: tuple[str, ...]) -> dict[str, str]:
+    """Each patient's name as central's IT may see it: the book names patients by number,
+    the names are sealed; central's patient keys open them (``***`` without)."""
+    from central.console.data import ConsoleData
+    from protocol.privacy import KeyFileError, PatientKeys
+
+    if not pids:
+        return {}
+    try:
+        keys: PatientKeys | None = PatientKeys.read(cfg.patient_keys_file)
+    except KeyFileError:
+        keys = None
+    data = ConsoleData(store, patient_keys=keys)
+    await data.refresh()
+    return {pid: data.name(pid) for pid in pids}
+
+
 async def _balance(cfg: CentralConfig, what: str) -> int:
     """A card's or patient's account, folded from every event central holds."""
     from central.audit import stored_events
@@ -928,6 +948,7 @@ async def _balance(cfg: CentralConfig, what: str) -> int:
     from central.reconcile import Incoming, Reconciler
     from protocol.domain import REGISTRY
     from protocol.event import decode_event
+    from protocol.privacy import SEALED_NAME, KeyFileError, PatientKeys, name_of
 
     tr = Translator(cfg.language)
     store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
@@ -950,7 +971,12 @@ async def _balance(cfg: CentralConfig, what: str) -> int:
         print(f"onecard-central: {tr('balance.unknown', what=what)}", file=sys.stderr)
         return 1
     acct = world.account(pid)
-    print(tr("balance.patient", name=patient.name or "-", pid=pid))
+    try:  # the name is sealed: central's patient keys open it
+        keys: PatientKeys | None = PatientKeys.read(cfg.patient_keys_file)
+    except KeyFileError:
+        keys = None
+    name = name_of(patient, keys)
+    print(tr("balance.patient", name=SEALED_NAME if name is None else name or "-", pid=pid))
     if patient.merged_into:
         print("  " + tr("balance.merged", pid=patient.merged_into))
     for no in sorted(world.cards_of(pid)):

@@ -65,7 +65,7 @@ from protocol.errors import ProtocolError
 from protocol.event import CENTRAL, Event, decode_event
 from protocol.money import Fen, parse_yuan, yuan
 from protocol.patient import Patient
-from protocol.privacy import KeyFileError, PatientKeys, details_of
+from protocol.privacy import SEALED_NAME, KeyFileError, PatientKeys, details_of, name_of
 
 KIND = "account.dormant_settled"
 BANDS = (6, 12, 24, 36)  # months: the report's age bands start at N and at each of these
@@ -226,7 +226,8 @@ def find_dormant(sc: Scan, today: dt.date, months: int, tz: dt.tzinfo,
                  keys: PatientKeys | None = None) -> list[DormantAccount]:
     """Every account with a positive balance and no activity for ``months`` months,
     longest idle first; the ID number, phone and address opened with ``keys`` (sealed
-    ones shown as :data:`SEALED` without)."""
+    ones shown as :data:`SEALED` without), the name too (shown as
+    :data:`~protocol.privacy.SEALED_NAME` without)."""
     cards = cards_by_patient(sc)
     bs = bands(months)
     out = []
@@ -242,7 +243,9 @@ def find_dormant(sc: Scan, today: dt.date, months: int, tz: dt.tzinfo,
         band = next(b for b in reversed(bs) if m >= b[0])
         p = sc.state.get(Patient, a.patient_id) or Patient.new(a.patient_id)
         d = details_of(p, keys)
-        out.append(DormantAccount(a.patient_id, p.name, _or_sealed(d.national_id),
+        name = name_of(p, keys)
+        out.append(DormantAccount(a.patient_id, SEALED_NAME if name is None else name,
+                                  _or_sealed(d.national_id),
                                   _or_sealed(d.phone), _or_sealed(d.contact),
                                   tuple(own), a.balance, last, day.isoformat(), m,
                                   band_label(band)))

@@ -19,7 +19,10 @@ Three steps, each over the whole file before the next (format: ``docs/import.md`
    recognised by its patient being registered, and skipped: re-running a file never
    imports a balance twice.
 3. **Sign** (:func:`import_rows`).  Only if no line is bad: batches of lines are signed
-   as central's events, each batch in one store transaction
+   as central's events — the name, ID number, phone and address sealed with central's
+   patient keys, each with its keyed tag (:mod:`protocol.privacy`: no name or detail is
+   written in clear; the reconciler finds likely duplicates by the tags) — each batch
+   in one store transaction
    (:meth:`~central.store.CentralStore.append_central`) that first folds whatever other
    nodes stored meanwhile and checks its lines again.  A crash leaves whole lines or
    none; a re-run skips the lines already in and finishes the rest.  Counters receive
@@ -58,7 +61,7 @@ from protocol.event import decode_event
 from protocol.fields import CARD_RE, ID_RE, MAX_AMOUNT, PHONE_RE
 from protocol.money import yuan
 from protocol.patient import Patient, Registered, Updated
-from protocol.privacy import SEALED_FIELDS, PatientKeys
+from protocol.privacy import NAME, SEALED_FIELDS, PatientKeys
 
 Fen = int
 
@@ -166,11 +169,11 @@ class Row:
     def items(self, batch_id: str, keys: PatientKeys | None = None
               ) -> list[tuple[str, dict[str, Any]]]:
         """The (kind, body) of each event this line becomes, in the order signed: with
-        ``keys``, the ID number, phone and address sealed (:mod:`protocol.privacy`; the
-        file's checks run on them in clear, without)."""
+        ``keys``, the name, ID number, phone and address sealed, each with its tag
+        (:mod:`protocol.privacy`; the file's checks run on them in clear, without)."""
         registered = self.registered
         if keys is not None:
-            clear = {f: registered[f] for f in SEALED_FIELDS if f in registered}
+            clear = {f: registered[f] for f in (NAME, *SEALED_FIELDS) if f in registered}
             registered = {**{k: v for k, v in registered.items() if k not in clear},
                           **keys.sealed_details(self.patient_id, clear)}
         out: list[tuple[str, dict[str, Any]]] = [("patient.registered", registered)]

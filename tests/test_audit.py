@@ -248,10 +248,18 @@ def test_balance_and_verify(central: Central) -> None:
     cards = asyncio.run(clean_day(central))
     r = cli(central, "balance", "8600000001")
     assert r.returncode == 0, r.stderr
-    assert "张三" in r.stdout and cards["a"] in r.stdout
+    assert "张三" in r.stdout and cards["a"] in r.stdout  # the sealed name, opened
+    assert "sb1:" not in r.stdout
     assert "¥125.00" in r.stdout  # 100 + 50 − 25
     by_patient = cli(central, "balance", cards["a"])
     assert by_patient.stdout == r.stdout
+    keys = central.dir / "patient-data.key"  # without central's patient keys: sealed
+    keys.rename(keys.with_name("elsewhere.key"))
+    sealed = cli(central, "balance", cards["a"])
+    keys.with_name("elsewhere.key").rename(keys)
+    assert sealed.returncode == 0, sealed.stderr
+    assert "患者    ***（" in sealed.stdout and "张三" not in sealed.stdout
+    assert "sb1:" not in sealed.stdout
     assert cli(central, "balance", "nobody").returncode == 1
     ok = cli(central, "verify")
     held = len(central.event_ids())  # 11 at cashier-01, 5 at cashier-02

@@ -22,7 +22,13 @@ from central.console.screens.resolve import ResolveScreen
 from central.console.screens.search import SearchScreen
 from central.store import CentralStore
 from protocol.event import CENTRAL
-from tests.support.central_seed import ID_MALE, NOW_MS, node_key, seed_central
+from tests.support.central_seed import (
+    ID_MALE,
+    NOW_MS,
+    node_key,
+    patient_keys_file,
+    seed_central,
+)
 
 SIZE = (130, 40)
 
@@ -32,10 +38,12 @@ def seeded(tmp_path: Path) -> tuple[Path, Path]:
     return asyncio.run(seed_central(tmp_path))
 
 
-def make(seeded: tuple[Path, Path], key: bool = True, language: str = "en") -> ConsoleApp:
+def make(seeded: tuple[Path, Path], key: bool = True, language: str = "en",
+         patient_keys: bool = True) -> ConsoleApp:
     db, key_file = seeded
     return ConsoleApp(db, key_file if key else None, "it.li", clock=lambda: NOW_MS,
-                      language=language)
+                      language=language,
+                      patient_keys_file=patient_keys_file(db) if patient_keys else None)
 
 
 async def settle(pilot: Pilot[Any]) -> None:
@@ -249,6 +257,9 @@ async def test_search_by_card_patient_number_and_name_opens_the_conflict(seeded)
         assert [h[0] for h in await search("P-cashier-02-000003")] == ["P-cashier-02-000003"]
         assert [h[0] for h in await search("王五")] == ["P-cashier-01-000009",
                                                        "P-cashier-02-000003"]
+        assert [h[1] for h in rows(pilot, "#hits")] == ["王五", "王五"]  # opened
+        assert [h[0] for h in await search("王 五")] == ["P-cashier-01-000009",  # normalised
+                                                        "P-cashier-02-000003"]
         assert await search("nobody") == []
         assert "nothing matches" in text(pilot, "#message")
         await search("8600000002")
@@ -256,6 +267,66 @@ async def test_search_by_card_patient_number_and_name_opens_the_conflict(seeded)
         await settle(pilot)
         assert isinstance(pilot.app.screen, DetailScreen)
         assert "Lost card used" in text(pilot, "#head")
+
+
+async def test_names_are_opened_for_the_screen_and_never_in_the_book(seeded) -> None:
+    """The book names patients by number; the console shows the names it opens with
+    central's patient keys next to them, and without the keys shows them sealed."""
+    for row in (await book(seeded[0])).values():
+        said = " ".join([row.title, row.explanation,
+                         *(f"{r.label} {r.effect}" for r in row.remedies)])
+        assert not any(n in said for n in ("张三", "李四", "王五", "赵六", "sb1:")), said
+    async with make(seeded).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {r[2]: r[6] for r in rows(pilot, "#queue")}
+        assert titles["overdraft"] == "Overdraft ¥35.00 — P-cashier-01-000001 (张三)"
+        await open_kind(pilot, "duplicate_patient")
+        events = [str(s.render()) for s in pilot.app.screen.query("#events Static")]
+        assert "P-cashier-01-000009 (王五)" in text(pilot, "#explanation")
+        assert all("name: 王五" in e and "sb1:" not in e.split("name: ")[1].split("\n")[0]
+                   for e in events), events
+        timelines = [str(s.render()) for s in pilot.app.screen.query("Static.timeline")]
+        assert "  P-cashier-01-000009 (王五)" in timelines, timelines
+    async with make(seeded, patient_keys=False).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        titles = {r[2]: r[6] for r in rows(pilot, "#queue")}
+        assert titles["overdraft"] == "Overdraft ¥35.00 — P-cashier-01-000001 (***)"
+        await pilot.press("slash")
+        await settle(pilot)
+        q = pilot.app.screen.query_one("#q", Input)
+        q.value = "8600000002"
+        q.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        [hit] = rows(pilot, "#hits")
+        assert hit[:2] == ["P-cashier-01-000005", "***"]
+        q.value = "李四"  # a name it cannot open is not found by it
+        q.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert rows(pilot, "#hits") == []
+
+
+def test_conflicts_show_names_the_patients_it_opens(seeded, capsys: pytest.CaptureFixture[str]
+                                                     ) -> None:
+    """`onecard-central conflicts show`: the book's patient numbers, each with its name
+    opened with central's patient keys (sealed without them)."""
+    from types import SimpleNamespace
+
+    from central.cli import _conflicts
+
+    db = seeded[0]
+    cid = asyncio.run(book(db))["duplicate_patient"].id
+    cfg = SimpleNamespace(db=db, max_skew_ms=300_000, patient_keys_file=patient_keys_file(db))
+    show = SimpleNamespace(action="show", id=cid)
+    assert asyncio.run(_conflicts(cfg, show)) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "patients: P-cashier-01-000009 (王五), P-cashier-02-000003 (王五)\n" in out
+    cfg.patient_keys_file = db.parent / "no-such.key"
+    assert asyncio.run(_conflicts(cfg, show)) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert "patients: P-cashier-01-000009 (***), P-cashier-02-000003 (***)\n" in out
+    assert "王五" not in out and "sb1:" not in out
 
 
 # -- the console in Chinese (central's `language = "zh"`, the default) ----------------------
@@ -271,7 +342,8 @@ def headers(pilot: Pilot[Any], selector: str) -> list[str]:
 
 
 async def test_the_console_speaks_chinese(seeded) -> None:
-    app = ConsoleApp(seeded[0], seeded[1], "it.li", clock=lambda: NOW_MS)  # default: zh
+    app = ConsoleApp(seeded[0], seeded[1], "it.li", clock=lambda: NOW_MS,  # default: zh
+                     patient_keys_file=patient_keys_file(seeded[0]))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert app.title == "一卡通 信息科控制台"
@@ -281,7 +353,8 @@ async def test_the_console_speaks_chinese(seeded) -> None:
         assert sorted(r[2] for r in queue) == ["挂失卡被使用", "时钟超前", "离线透支", "重复建档"]
         assert {r[0] for r in queue} == {"未处理"}
         overdraft = next(r for r in queue if r[2] == "离线透支")
-        assert overdraft[1] == "高" and overdraft[6] == "离线透支 — 张三"
+        # the book names the patient by number; the console adds the name it opened
+        assert overdraft[1] == "高" and overdraft[6] == "离线透支 — P-cashier-01-000001（张三）"
         assert "4 个冲突" in text(pilot, "#counts") and "离线透支 1" in text(pilot, "#counts")
         assert "状态 未处理+已受理" in text(pilot, "#filters")
         assert {"类型", "搜索", "节点", "退出"} <= footer_words(pilot)
@@ -298,7 +371,8 @@ async def test_the_console_speaks_chinese(seeded) -> None:
         await settle(pilot)
         assert isinstance(pilot.app.screen, DetailScreen)
         head = text(pilot, "#head")
-        assert "离线透支 — 张三" in head and "严重度 高" in head and "金额 ¥35.00" in head
+        assert "离线透支 — P-cashier-01-000001（张三）" in head
+        assert "严重度 高" in head and "金额 ¥35.00" in head
         assert "多个离线窗口" in text(pilot, "#explanation")
         assert "详情：" in text(pilot, "#explanation")  # the book's figures, kept
         events = [str(s.render()) for s in pilot.app.screen.query("#events Static")]
@@ -313,7 +387,7 @@ async def test_the_console_speaks_chinese(seeded) -> None:
         assert [r[3] for r in timeline] == ["建档", "发卡", "充值", "收费", "收费"]
         await pilot.press("1")
         plan = text(pilot, "#plan")
-        assert "记录 P-cashier-01-000001 欠费 ¥35.00" in plan
+        assert "记录 P-cashier-01-000001（张三） 欠费 ¥35.00" in plan
         assert "中心签署 记录欠费：金额=¥35.00, 扣回=¥0.00, 病人号=P-cashier-01-000001" in plan
         await pilot.press("c")
         await settle(pilot)

@@ -41,6 +41,7 @@ from protocol.domain import REGISTRY
 from protocol.dormant import DormantSettled
 from protocol.event import CENTRAL, Event, decode_event, sign_event
 from protocol.hlc import Hlc
+from protocol.privacy import SEALED_NAME
 from tests.conftest import install_test_patient_keys, node_key
 from tests.support.dormant_site import DAY, DORMANT_6, ID_MALE, Filled, fill, fill_many
 from tests.support.sync_cluster import (
@@ -156,6 +157,8 @@ def test_the_report_finds_exactly_the_dormant_accounts_by_band_to_the_fen(
     accounts, skipped = asyncio.run(found(6))
     who = {v: k for k, v in f.pids.items()}
     assert {who[d.patient_id]: (d.band, d.balance) for d in accounts} == DORMANT_6
+    # names are sealed: without central's patient keys the report shows them as such
+    assert {d.name for d in accounts} == {SEALED_NAME}
     assert skipped == 0
     assert [b for b in dormant.totals(accounts, 6)] == [
         ("6-12", 1, 7_000), ("12-24", 1, 30_001), ("24-36", 1, 14_445), ("36+", 1, 12_345)]
@@ -173,6 +176,9 @@ def test_the_report_finds_exactly_the_dormant_accounts_by_band_to_the_fen(
         ["36+", "1", "¥123.45"]]
     assert "total 4 account(s), ¥637.91" in r.stdout
     assert f.phones["A"] not in r.stdout, "the printed list masks phones"
+    listed = [x.split() for x in lines if x.startswith(tuple(f.pids.values()))]
+    assert sorted(x[1] for x in listed) == sorted(f"患者{w}" for w in DORMANT_6), lines
+    assert "sb1:" not in r.stdout
     default = run_cli("--config", str(cfg), "dormant", "report")  # [dormant] months = 24
     assert "total 2 account(s), ¥267.90" in default.stdout
 
@@ -185,6 +191,7 @@ def test_the_report_finds_exactly_the_dormant_accounts_by_band_to_the_fen(
     assert ID_MALE not in path.read_text(encoding="utf-8")
     assert by["B"]["balance"] == "144.45" and by["B"]["band"] == "24-36"
     assert by["A"]["contact"] == "家属A" and by["A"]["cards"] == f.cards["A"]
+    assert {w: r["name"] for w, r in by.items()} == {w: f"患者{w}" for w in DORMANT_6}
     assert by["B"]["last_activity"] == dt.datetime.fromtimestamp(
         (_now_ms() - 900 * DAY) / 1000, TZ).date().isoformat()
 

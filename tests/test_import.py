@@ -518,3 +518,79 @@ def test_a_moved_in_patient_owes_no_registration_fee_again() -> None:
     assert first_deposit(registered("P-central-A1", CENTRAL), "P-central-A1") == []
     assert first_deposit(registered("P-cashier-01-1", "cashier-01"), "P-cashier-01-1") == [
         "deposit.below_registration_fee"]
+
+
+def test_imported_names_are_sealed_at_central_and_the_console_finds_them(
+        site: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A patient moved in from the old system and registered again at a counter: central
+    flags the likely duplicate by the names' tags, and neither its database (nor the WAL)
+    nor its log holds the name in clear, while the console opens it, finds the patient by
+    it and shows it next to the patient numbers of the conflict."""
+    import logging
+
+    from central.conflicts import ConflictWatch, list_conflicts
+    from central.console.data import ConsoleData
+    from central.privacy import central_keys
+    from protocol.crypto import ZERO_HASH, SigningKey
+    from protocol.event import sign_event
+    from protocol.privacy import is_sealed
+
+    caplog.set_level(logging.DEBUG)
+    name, spelt = "欧阳娜娜", "欧阳 娜娜"  # the old system wrote a space: same tag
+    phone, born = "13912345678", "1985-06-15"
+    path = tmp_path / "old.csv"
+    path.write_text(_csv(f"Q7,{spelt},,F,{born},{phone},,8600000077,120.00,2026-10-01",
+                         "Q8,司马光,,M,1970-01-02,13900000008,,8600000078,1.00,"),
+                    encoding="utf-8")
+    assert main(["--config", str(site), "import", str(path), "--operator", "it.li"]) == 0
+    imported = patient_id_for("Q7")
+    registered = next(ev for ev in _central_events(site) if ev.kind == "patient.registered"
+                      and ev.body["patient_id"] == imported)
+    assert is_sealed(str(registered.body["name"]))
+    assert registered.body["name_tag"] == TEST_PATIENT_KEYS.name_tag(name)
+    conf = CentralConfig.load(site)
+    secrets = [s.encode() for s in (name, spelt, "娜娜", "司马光")]
+
+    def leaked() -> list[str]:
+        files = [Path(f"{conf.db}{suffix}") for suffix in ("", "-wal")]
+        assert files[0].exists()
+        return [f"{f.name}: {s.decode()}" for f in files if f.exists()
+                for s in secrets if s in f.read_bytes()]
+
+    async def go() -> None:
+        store = await CentralStore.open(conf.db)
+        try:
+            counter = SigningKey(b"c" * 32)
+            await store.enrol("cashier-01", counter.public_key, "cashier")
+            pid = "P-cashier-01-000001"
+            body = {"patient_id": pid, "sex": "F", "birth_date": born,
+                    **TEST_PATIENT_KEYS.sealed_details(pid, {"name": name, "phone": phone})}
+            assert REGISTRY.validate("patient.registered", body, "cashier-01") == []
+            _, data, _ = sign_event(counter, node="cashier-01", seq=1, prev=ZERO_HASH,
+                                    hlc=Hlc(1_790_000_000_000, 0), operator="op.wang",
+                                    kind="patient.registered", body=body)
+            await store.ingest("cashier-01", [data])
+            await ConflictWatch(store).catch_up()
+            [dup] = [r for r in await list_conflicts(store) if r.kind == "likely_duplicate"]
+            assert set(dup.patients) == {imported, pid} and dup.severity == "low"
+            book = " ".join([dup.title, dup.explanation,
+                             *(f"{r.label} {r.effect}" for r in dup.remedies)])
+            assert name not in book and "娜娜" not in book and "sb1:" not in book
+            assert leaked() == []  # the store open: its WAL holds the latest writes
+
+            data_ = ConsoleData(store, language="en", patient_keys=central_keys(conf))
+            hits = await data_.search("娜娜")
+            assert {(h.patient_id, h.name) for h in hits} == {(imported, spelt), (pid, name)}
+            assert [h.patient_id for h in await data_.search(name)] == sorted([imported, pid])
+            [old] = await data_.search("8600000077")
+            assert (old.patient_id, old.name, old.conflicts) == (imported, spelt, (dup.id,))
+            detail = await data_.detail(dup.id)
+            assert detail is not None and detail.names == {imported: spelt, pid: name}
+            assert f"{pid} ({name})" in data_.named(dup.explanation, dup.patients)
+            assert leaked() == []  # the console only read
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+    assert leaked() == []
+    assert not any(s.decode() in caplog.text for s in secrets), caplog.text

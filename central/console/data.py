@@ -5,13 +5,21 @@ and account timelines from a private :class:`~central.reconcile.Reconciler` fed 
 every stored event (read only: the console never writes detection results — that is
 the server's :class:`~central.conflicts.ConflictWatch`).  Feeding is incremental, so a
 refresh costs only the events stored since the last one.
+
+Patients' names are sealed (:mod:`protocol.privacy`) in the events, the records and the
+conflict book (which names patients by number only).  The console opens them with
+central's patient keys wherever it shows a patient — search hits, next to the patient
+numbers of a conflict's texts, the events of a conflict — and finds patients by the
+opened name; it never writes one back.  Without the keys it shows
+:data:`~protocol.privacy.SEALED_NAME`.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from central import conflicts as cf
 from central import staff, trail
@@ -24,7 +32,7 @@ from protocol.domain import REGISTRY
 from protocol.event import CENTRAL, Event, EventId, decode_event
 from protocol.money import yuan
 from protocol.patient import Patient
-from protocol.privacy import PatientKeys
+from protocol.privacy import NAME, SEALED_NAME, PatientKeys, is_sealed, normal_name
 from protocol.staff import StaffMember
 
 Fen = int
@@ -80,6 +88,8 @@ class Detail:
     conflict: cf.ConflictRow
     events: tuple[EventCard, ...]
     timelines: tuple[tuple[str, tuple[TimelineRow, ...]], ...]  # (patient, rows)
+    #: each patient of the conflict → its name as the console shows it ("": none known)
+    names: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,8 +119,10 @@ class SearchHit:
     conflicts: tuple[str, ...]  # ids of conflicts naming this patient or one of its cards
 
 
-def event_lines(ev: Event, tr: Translator | None = None) -> tuple[str, ...]:
-    """The body of an event, one ``field: value`` line each (money as yuan); whatever the
+def event_lines(ev: Event, tr: Translator | None = None,
+                keys: PatientKeys | None = None) -> tuple[str, ...]:
+    """The body of an event, one ``field: value`` line each (money as yuan; a patient's
+    sealed name opened with ``keys``, :data:`SEALED_NAME` if it cannot be); whatever the
     body holds (a refused one is shown as it came, each value cut short)."""
     tr = tr or Translator("en")
     out = []
@@ -119,6 +131,12 @@ def event_lines(ev: Event, tr: Translator | None = None) -> tuple[str, ...]:
             continue
         if k in ("amount", "debit", "moved", "limit") and type(v) is int:
             v = yuan(v)
+        if k == NAME and isinstance(v, str) and is_sealed(v) and ev.kind.startswith(
+                "patient."):
+            pid = ev.body.get("patient_id")
+            opened = keys.open(NAME, pid, v) if keys is not None and isinstance(
+                pid, str) else None
+            v = SEALED_NAME if opened is None else opened
         text = f"{tr.field(k)}: {tr.value(k, v)}"
         out.append(text if len(text) <= 200 else text[:199] + "…")
     fact = REGISTRY.fact(ev)
@@ -149,6 +167,8 @@ class ConsoleData:
         self.world = Reconciler()
         self.by_id: dict[EventId, Event] = {}
         self._pos = 0
+        #: (patient, sealed name) → the name opened (None: it cannot be), in memory only
+        self._opened: dict[tuple[str, str], str | None] = {}
 
     async def refresh(self, page: int = 5000, max_pages: int = 100_000) -> int:
         """Feed the events stored since the last refresh; return how many."""
@@ -164,12 +184,46 @@ class ConsoleData:
             fed += len(rows)
         return fed
 
+    # -- names -----------------------------------------------------------------------
+    def _open_name(self, p: Patient) -> str | None:
+        """Record ``p``'s name in clear (a legacy clear name as it is; "" none); None when
+        central's keys cannot open it (none loaded, another key, damaged)."""
+        if not p.name or not is_sealed(p.name):
+            return p.name
+        ref = (p.patient_id, p.name)
+        if ref not in self._opened:
+            keys = self.patient_keys
+            self._opened[ref] = keys.open(NAME, p.patient_id, p.name) if keys else None
+        return self._opened[ref]
+
+    def name(self, pid: str) -> str:
+        """Patient ``pid``'s name as the console shows it: opened with central's keys,
+        :data:`~protocol.privacy.SEALED_NAME` if they cannot open it, "" if central
+        knows no name for it."""
+        p = self.world.patient(pid)
+        if p is None:
+            return ""
+        opened = self._open_name(p)
+        return SEALED_NAME if opened is None else opened
+
+    def named(self, text: str, pids: Iterable[str]) -> str:
+        """``text`` (a conflict's title, explanation, remedy) with each of ``pids`` it
+        names followed by the patient's name (the book holds patient numbers only)."""
+        for pid in sorted(set(pids), key=len, reverse=True):
+            name = self.name(pid)
+            if not name or pid not in text:
+                continue
+            shown = self.tr("patient.named", pid=pid, name=name).replace("\\", "\\\\")
+            text = re.sub(r"(?<![\w.-])" + re.escape(pid) + r"(?![\w-]|\.\w)", shown, text)
+        return text
+
     # -- the queue -----------------------------------------------------------------------
     async def conflicts(self, f: Filters = Filters()) -> list[cf.ConflictRow]:
         status = None if f.status in (ACTIVE, "") else f.status
         since = self.clock() - f.days * DAY_MS if f.days else None
         rows = await cf.list_conflicts(self.store, kind=f.kind or None, status=status,
                                        node=f.node or None, since_ms=since)
+        await self.refresh()  # the patients the book names, to show their names
         if f.status == ACTIVE:
             rows = [r for r in rows if r.status in ("open", "acknowledged")]
         return rows
@@ -193,14 +247,15 @@ class ConsoleData:
                 cards += await self._quarantined(eid) or [EventCard(ref(eid), "", 0, "", ())]
             else:
                 cards.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
-                                       event_lines(ev, self.tr)))
+                                       event_lines(ev, self.tr, self.patient_keys)))
         timelines = []
         for pid in row.patients:
             steps = self.world.person_timeline(pid).steps()
             timelines.append((pid, tuple(
                 TimelineRow(s.event.hlc.wall, ref(s.event.id), s.event.kind, s.delta, s.balance,
                             s.event.id in involved) for s in steps)))
-        return Detail(row, tuple(cards), tuple(timelines))
+        names = {pid: name for pid in row.patients if (name := self.name(pid))}
+        return Detail(row, tuple(cards), tuple(timelines), names)
 
     async def _quarantined(self, eid: EventId) -> list[EventCard]:
         """The events a node offered at ``eid`` that central refused and kept as evidence."""
@@ -213,7 +268,8 @@ class ConsoleData:
                              else "")
             out.append(EventCard(ref(eid), ev.kind, ev.hlc.wall, ev.operator,
                                  (f"{self.tr('detail.why')}: {why}",
-                                  f"prev: {ev.prev.hex()[:16]}…", *event_lines(ev, self.tr)),
+                                  f"prev: {ev.prev.hex()[:16]}…",
+                                  *event_lines(ev, self.tr, self.patient_keys)),
                                  quarantined=kind))
         return out
 
@@ -298,7 +354,8 @@ class ConsoleData:
     # -- search --------------------------------------------------------------------------
     async def search(self, text: str, limit: int = 50) -> list[SearchHit]:
         """Patients by card number, patient number, national ID number or (part of) the
-        name: exact matches first."""
+        name — the name opened with central's keys (compared as typed, case aside, or
+        normalised: :func:`~protocol.privacy.normal_name`): exact matches first."""
         q = text.strip()
         if not q:
             return []
@@ -312,13 +369,14 @@ class ConsoleData:
             pids.append(q)
         nid = q.upper()  # the check digit may be typed as x
         tag = self.patient_keys.id_tag(nid) if self.patient_keys is not None else ""
-        low = q.lower()
+        low, norm = q.lower(), normal_name(q)
         everyone = w.patients()
         pids += sorted(p.patient_id for p in everyone
                        if ((tag and p.id_tag == tag) or (p.national_id and p.national_id == nid))
                        and p.patient_id not in pids)
         pids += sorted(p.patient_id for p in everyone
-                       if low in p.name.lower() and p.patient_id not in pids)
+                       if p.patient_id not in pids and (name := self._open_name(p))
+                       and (low in name.lower() or (norm and norm in normal_name(name))))
         rows = await cf.list_conflicts(self.store)
         hits = []
         for pid in pids[:limit]:
@@ -326,6 +384,6 @@ class ConsoleData:
             balance = sum(w.balance(p) for p in w.family(pid))
             cards = tuple(sorted(w.cards_of(pid)))
             hits.append(SearchHit(
-                pid, info.name, info.registered_node, cards, balance, info.merged_into,
+                pid, self.name(pid), info.registered_node, cards, balance, info.merged_into,
                 tuple(r.id for r in rows if pid in r.patients or set(cards) & set(r.cards))))
         return hits

@@ -199,6 +199,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "search.count": ("{n} 位病人", "{n} patient(s)"),
     "search.none": ("没有匹配 {q} 的病人", "nothing matches {q}"),
     "search.no_conflicts": ("{pid} 没有冲突", "{pid} has no conflicts"),
+    # a patient number in a conflict's text, with the name the console opened
+    "patient.named": ("{pid}（{name}）", "{pid} ({name})"),
     # an event's fields (zh; English shows the field names as they are)
     "field.amount": ("金额", "amount"),
     "field.card_no": ("卡号", "card_no"),

@@ -5,6 +5,10 @@ conflicts the reconciler raised over them, at pinned times — for the console's
 - lost card used (an hour ago): lost at cashier-01, charged ¥20.00 at cashier-02;
 - duplicate patient (an hour ago): one national ID registered at both;
 - clock skew: cashier-03's clock ran ten minutes fast.
+
+Patients' names, ID numbers and phones are sealed with the tests' patient keys
+(:data:`tests.conftest.TEST_PATIENT_KEYS`), as counters seal them; the keys file sits
+beside the database (:func:`patient_keys_file`) for the console to open them.
 """
 
 from __future__ import annotations
@@ -20,11 +24,17 @@ from central.store import CentralStore, enrol_central
 from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.event import sign_event
 from protocol.hlc import Hlc
+from tests.conftest import TEST_PATIENT_KEYS
 
 NOW_MS = 1_790_000_000_000  # pinned "now" of the console in these tests
 HOUR, DAY = 3_600_000, 86_400_000
 ID_MALE = "110101199003070011"
 CENTRAL_SEED = hashlib.sha256(b"central").digest()
+
+
+def patient_keys_file(db: Path) -> Path:
+    """The patient keys file :func:`seed_central` wrote beside ``db``."""
+    return db.parent / "patient-data.key"
 
 
 def node_key(node: str) -> SigningKey:
@@ -47,10 +57,11 @@ class Chains:
 
     def patient(self, node: str, wall: int, pid: str, card: str, deposit: int, name: str,
                 nid: str = "", phone: str = "") -> None:
-        body: dict[str, Any] = {"patient_id": pid, "name": name, "sex": "M",
-                                "birth_date": "1990-03-07", "phone": phone or f"1380000{card[-4:]}"}
+        details = {"name": name, "phone": phone or f"1380000{card[-4:]}"}
         if nid:
-            body["national_id"] = nid
+            details["national_id"] = nid
+        body: dict[str, Any] = {"patient_id": pid, "sex": "M", "birth_date": "1990-03-07",
+                                **TEST_PATIENT_KEYS.sealed_details(pid, details)}
         self.add(node, wall, "patient.registered", body)
         self.add(node, wall + 1, "card.issued", {"card_no": card, "patient_id": pid})
         self.add(node, wall + 2, "account.deposited",
@@ -72,10 +83,13 @@ class Chains:
 
 
 async def seed_central(directory: Path) -> tuple[Path, Path]:
-    """Create ``central.sqlite3`` and ``central.key`` in ``directory``; return their paths."""
+    """Create ``central.sqlite3``, ``central.key`` and the patient keys
+    (:func:`patient_keys_file`) in ``directory``; return the database's and the key's
+    paths."""
     db, key_file = directory / "central.sqlite3", directory / "central.key"
     key = SigningKey(CENTRAL_SEED)
     write_key(key_file, key)
+    TEST_PATIENT_KEYS.write(patient_keys_file(db))
     ch = Chains()
     t = NOW_MS - 3 * DAY
     ch.double_spend(t, "P-cashier-01-000001", "8600000001",

@@ -76,13 +76,13 @@ class DetailScreen(MessageScreen):
         self.detail = detail
         c = detail.conflict
         self.query_one("#head", Static).update(
-            f"{escape(tr.conflict_title(c.kind, c.title))}\n"
+            f"{escape(self._named(tr.conflict_title(c.kind, c.title)))}\n"
             + tr("detail.head", cid=c.id, kind=escape(tr.word("conflict", c.kind)),
                  severity=tr.word("severity", c.severity), status=tr.word("status", c.status))
             + (tr("detail.amount", amount=yuan(c.amount)) if c.amount else "")
             + tr("detail.happened", when=when(c.wall_ms)))
-        self.query_one("#explanation", Static).update(escape(tr.explanation(c.kind,
-                                                                            c.explanation)))
+        self.query_one("#explanation", Static).update(escape(self._named(
+            tr.explanation(c.kind, c.explanation))))
         box = self.query_one("#events", Horizontal)
         await box.remove_children()
         await box.mount_all(Static(
@@ -117,8 +117,8 @@ class DetailScreen(MessageScreen):
                 mark = "▶" if r.involved else ""
                 table.add_row(mark, when(r.wall_ms), r.ref, tr.event_kind(r.kind),
                               signed(r.delta), yuan(r.balance))
-            await self.query_one(VerticalScroll).mount(Static(f"  {pid}", classes="timeline"),
-                                                       table, after=holder)
+            heading = Static(f"  {escape(self._named(pid))}", classes="timeline")
+            await self.query_one(VerticalScroll).mount(heading, table, after=holder)
 
     def _remedies(self) -> None:
         assert self.detail is not None
@@ -136,7 +136,13 @@ class DetailScreen(MessageScreen):
 
     def _label(self, r: RemedyOption) -> str:
         assert self.detail is not None
-        return self.tr.remedy_label(self.detail.conflict.kind, r.code, r.label, r.events)
+        return self._named(self.tr.remedy_label(self.detail.conflict.kind, r.code, r.label,
+                                                r.events))
+
+    def _named(self, text: str) -> str:
+        """``text`` with the conflict's patients' names beside their numbers (the book
+        holds numbers only; the console opened the names: :meth:`ConsoleData.named`)."""
+        return self.data.named(text, self.detail.names if self.detail is not None else ())
 
     # -- actions -------------------------------------------------------------------------
     def action_choose(self, n: int) -> None:
@@ -158,8 +164,9 @@ class DetailScreen(MessageScreen):
             "  • " + tr("detail.signs", kind=tr.event_kind(kind)) + ", ".join(
                 f"{tr.field(k)}={shown(k, v)}" for k, v in body.items() if k != "conflict_id")
             for kind, body in chosen.events)
+        effect = self._named(tr.remedy_effect(chosen.code, chosen.effect, chosen.events))
         plan.update(f"[b]{escape(self._label(chosen))}[/b] — {tr('detail.will_do')}\n"
-                    f"{escape(tr.remedy_effect(chosen.code, chosen.effect, chosen.events))}\n"
+                    f"{escape(effect)}\n"
                     f"{escape(signs)}\n{tr('detail.press_c')}")
         self.say("")
 

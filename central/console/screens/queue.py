@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Header, Static
@@ -92,7 +93,8 @@ class QueueScreen(MessageScreen):
         for r in rows:
             table.add_row(tr.word("status", r.status), tr.word("severity", r.severity),
                           tr.word("conflict", r.kind), yuan(r.amount) if r.amount else "",
-                          when(r.wall_ms), ", ".join(r.nodes), tr.conflict_title(r.kind, r.title),
+                          when(r.wall_ms), ", ".join(r.nodes),
+                          Text(self.data.named(tr.conflict_title(r.kind, r.title), r.patients)),
                           key=r.id)
             self.ids.append(r.id)
         if rows:

@@ -38,10 +38,12 @@ class ResolveScreen(ModalScreen[int | None]):
 
     def compose(self) -> ComposeResult:
         tr, c, r = self.tr, self.conflict, self.remedy
-        label = tr.remedy_label(c.kind, r.code, r.label, r.events)
+        label = self.data.named(tr.remedy_label(c.kind, r.code, r.label, r.events),
+                                c.patients)
+        effect = self.data.named(tr.remedy_effect(r.code, r.effect, r.events), c.patients)
         with Vertical(id="box"):
             yield Static(f"[b]{escape(tr('resolve.title', cid=c.id, label=label))}[/b]\n"
-                         f"{escape(tr.remedy_effect(r.code, r.effect, r.events))}\n\n"
+                         f"{escape(effect)}\n\n"
                          + escape(tr("resolve.signed_by", op=self.operator)))
             yield Input(placeholder=tr("resolve.reason"), id="reason")
             yield Static(id="error")

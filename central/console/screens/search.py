@@ -3,6 +3,7 @@ conflicts."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.screen import Screen
@@ -51,7 +52,7 @@ class SearchScreen(Screen[None]):
         table = self.query_one("#hits", DataTable)
         table.clear()
         for h in self.hits:
-            table.add_row(h.patient_id, h.name, h.node, ", ".join(h.cards), yuan(h.balance),
+            table.add_row(h.patient_id, Text(h.name), h.node, ", ".join(h.cards), yuan(h.balance),
                           h.merged_into or "-", ", ".join(h.conflicts) or "-", key=h.patient_id)
         self.query_one("#message", Static).update(
             self.tr("search.count", n=len(self.hits)) if self.hits
