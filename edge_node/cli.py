@@ -34,7 +34,7 @@ from protocol.crypto import SigningKey, fingerprint
 from protocol.domain import REGISTRY
 from protocol.event import decode_event
 from protocol.money import yuan
-from protocol.privacy import SEALED_FIELDS, PatientKeys, is_sealed
+from protocol.privacy import NAME, SEALED_FIELDS, PatientKeys, is_sealed
 
 DEFAULT_CONFIG = "onecard-edge.toml"
 
@@ -176,10 +176,10 @@ async def cmd_info(args: argparse.Namespace) -> int:
 def _patient_keys(keys: PatientKeys | None) -> str:
     """What central granted this counter of the hospital's patient keys (protocol.privacy)."""
     if keys is None:
-        return ("none (central grants what this counter's role gets when it connects; "
-                "kiosks get none)")
+        return "none (central grants what this counter's role gets when it connects)"
     what = [w for w, k in (("data key: reads ID numbers, phones, addresses", keys.data),
-                           ("lookup key: finds by them", keys.lookup)) if k is not None]
+                           ("lookup key: finds by them", keys.lookup),
+                           ("names key: reads and finds names", keys.names)) if k is not None]
     return f"{keys.key_id}: " + "; ".join(what)
 
 
@@ -428,7 +428,7 @@ def _export_body(body: dict[str, Any], full: bool, keys: PatientKeys | None
     """An event's body for ``export``: a sealed detail stays sealed, or is opened with
     ``keys`` (``--full``); a legacy clear ID number is masked unless ``--full``."""
     pid = str(body.get("patient_id", ""))
-    for field in SEALED_FIELDS:
+    for field in (NAME, *SEALED_FIELDS):
         value = body.get(field)
         if not isinstance(value, str) or not value:
             continue

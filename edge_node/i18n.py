@@ -1453,7 +1453,7 @@ _PRIVACY = {
     "privacy.sealed": ("（已加密）", "(sealed)"),
     "import.no_keys": ("无法读取患者数据密钥，未导入：{why}", "cannot read the patient data keys, nothing imported: {why}"),
     "problem.privacy.no_data_key": ("本窗口没有患者数据密钥（中心在登记窗口首次同步时授予）：请先连接中心一次，或到登记窗口办理", "this counter holds no patient data key (central grants it to registration counters when they first sync): connect to central once, or do this at a registration counter"),
-    "problem.privacy.clear_detail": ("{fields} 须先用医院数据密钥加密才能签名", "{fields} must be sealed with the hospital's data key before they are signed"),
+    "problem.privacy.clear_detail": ("{fields} 须先用医院的患者密钥加密才能签名", "{fields} must be sealed with the hospital's patient keys before they are signed"),
     "problem.privacy.sealed_format": ("加密内容格式不正确", "not a sealed value"),
     "problem.privacy.tag_missing": ("加密内容缺少检索标签", "a sealed value needs its lookup tag"),
     "problem.privacy.tag_without_value": ("有检索标签却没有加密内容", "a lookup tag without its sealed value"),
@@ -1461,10 +1461,12 @@ _PRIVACY = {
     "problem.privacy.grant_empty": ("授予须包含数据密钥或检索密钥", "a grant gives the data key, the lookup key or both"),
     "field.id_tag": ("身份证号检索标签", "ID number tag"),
     "field.phone_tag": ("电话检索标签", "phone tag"),
+    "field.name_tag": ("姓名检索标签", "name tag"),
     "field.recipient": ("接收密钥", "recipient key"),
     "field.key_id": ("密钥编号", "key id"),
     "field.lookup": ("检索密钥", "lookup key"),
     "field.data": ("数据密钥", "data key"),
+    "field.names": ("姓名密钥", "names key"),
 }
 
 _CENTRALROT = {

@@ -298,12 +298,23 @@ class Ledger:
                                     "%d events", n)
                     self._rebuild_in_tx(conn, progress)
         self._keys_tx(conn)
-        for ix in self._all_indexes():
+        for ix in self._all_indexes() if self._keys_known() else ():
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
                 with transaction(conn):
-                    if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
-                        log.warning("rewriting the %s index (made another way)", ix.TABLE)
+                    stored = self._meta(conn, _index_meta(ix))
+                    if stored != ix.fingerprint():
+                        # (a change of keys alone is the normal course: info, not warning)
+                        same = stored.split(" names ")[0] == ix.fingerprint().split(" names ")[0]
+                        log.log(logging.INFO if same else logging.WARNING,
+                                "rewriting the %s index (%s)", ix.TABLE,
+                                "the patient keys changed" if same else "made another way")
                         self._reindex(conn, ix, _select_all(conn, ix.record))
+
+    def _keys_known(self) -> bool:
+        """Whether this ledger can know the counter's patient keys: opened with its node
+        key (the grant opens with it) or given keys.  A ledger opened without (a command
+        that only reads) leaves the index as the counter made it."""
+        return self.key is not None or self._patient_keys[0] == "given"
 
     def _keys_tx(self, conn: sqlite3.Connection) -> PatientKeys | None:
         """The patient keys (given at open, or opened from central's grant to this
@@ -327,9 +338,9 @@ class Ledger:
         (a grant just folded, here or by the sync process): one transaction, so the
         index never holds terms of two keys."""
         self._keys_tx(conn)
-        for ix in self._all_indexes():
+        for ix in self._all_indexes() if self._keys_known() else ():
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
-                log.warning("rewriting the %s index (the patient keys changed)", ix.TABLE)
+                log.info("rewriting the %s index (the patient keys changed)", ix.TABLE)
                 self._reindex(conn, ix, _select_all(conn, ix.record))
 
     def _all_indexes(self) -> list[RecordIndex]:
@@ -1161,6 +1172,11 @@ class Ledger:
                     (rt, r.key())), r)])
         if self.indexes and changes.get(KeyGrant):
             self._reindex_for_keys(conn)  # a grant folded just now: its keys index names
+        if not self._keys_known() and any(changes.get(rt) for rt in self.indexes):
+            # (written without the keys: sealed names got no terms; the counter's next
+            # open with its key rewrites the index)
+            conn.executemany("DELETE FROM meta WHERE key=?",
+                             [(_index_meta(ix),) for ix in self._all_indexes()])
 
 
 def check_ledger_copy(node_id: str, public_key: bytes

@@ -233,8 +233,8 @@ REGISTERED = Kind(
     records=lambda b: refs(Patient, b.patient_id),
     patients=lambda b: (b.patient_id,),
     fold=_fold_registered, money=no_money, rule=_rule_registered,
-    describe=lambda b, lang: say(privacy.LABELS["sealed"], lang) if privacy.is_sealed(
-        b.name) else b.name,
+    # (a sealed name is not described: screens that may read it open it themselves)
+    describe=lambda b, lang: "" if privacy.is_sealed(b.name) else b.name,
     report=lambda b: ReportLine("counts", "registrations"),
     notice=no_notice,
 )

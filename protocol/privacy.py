@@ -464,7 +464,7 @@ def clear_details(body: object) -> list[Problem]:
     if not clear:
         return []
     return [Problem("privacy.clear_detail", f"{', '.join(clear)} must be sealed with the "
-                    "hospital's data key before they are signed", clear[0],
+                    "hospital's patient keys before they are signed", clear[0],
                     {"fields": ", ".join(clear)})]
 
 

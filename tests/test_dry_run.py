@@ -68,7 +68,7 @@ async def test_dry_run_previews_and_writes_nothing(service: CounterService) -> N
     # sealed details: the same details, sealed afresh)
     def opened(body: dict[str, Any]) -> dict[str, Any]:
         pid = body.get("patient_id", "")
-        return {k: TEST_PATIENT_KEYS.open(k, pid, v) if k in SEALED_FIELDS else v
+        return {k: TEST_PATIENT_KEYS.open(k, pid, v) if k in ("name", *SEALED_FIELDS) else v
                 for k, v in body.items()}
     assert [(e.seq, e.kind, opened(e.body)) for e in preview.events] == \
         [(e.seq, e.kind, opened(e.body)) for e in real.events]

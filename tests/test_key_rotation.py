@@ -172,8 +172,8 @@ async def test_a_counter_app_left_running_with_its_old_key_signs_nothing(
     from tests.conftest import ID_FEMALE, TEST_PATIENT_KEYS
 
     led = await Ledger.open(tmp_path / "a.sqlite3", "cashier-01", OLD)
-    body = {"patient_id": "P-1", "name": "王芳", "sex": "F", "birth_date": "1949-12-31",
-            **TEST_PATIENT_KEYS.sealed_details("P-1", {"national_id": ID_FEMALE,
+    body = {"patient_id": "P-1", "sex": "F", "birth_date": "1949-12-31",
+            **TEST_PATIENT_KEYS.sealed_details("P-1", {"name": "王芳", "national_id": ID_FEMALE,
                                                        "phone": "13900139000"})}
     try:
         from edge_node.ledger import Op

@@ -32,6 +32,7 @@ from protocol.event import CENTRAL, sign_event
 from protocol.hlc import Hlc
 from protocol.patient import Patient
 from protocol.privacy import (
+    SEALED_NAME,
     KeyGrant,
     PatientKeys,
     details_of,
@@ -79,20 +80,33 @@ def test_a_grant_opens_only_with_its_counters_key() -> None:
     counter, other = node_key("cashier-01"), node_key("lab-01")
     assert open_sealed(counter.seed, seal_to(counter.public_key, b"k" * 32)) == b"k" * 32
     assert open_sealed(other.seed, seal_to(counter.public_key, b"k" * 32)) is None
-    body = grant_body("cashier-01", counter.public_key, KEYS, reveal=True, lookup=True)
+    body = grant_body("cashier-01", counter.public_key, KEYS, reveal=True, lookup=True,
+                      names=True)
     assert body is not None and REGISTRY.validate("privacy.key_granted", body, CENTRAL) == []
     grant = KeyGrant("cashier-01", counter.public_key.hex(), body["key_id"], body["data"],
-                     body["lookup"], "o")
+                     body["lookup"], "o", body["names"])
     assert keys_of(grant, counter.seed) == KEYS
     assert keys_of(grant, other.seed) is None  # a copied ledger without its node key
-    lab = grant_body("lab-01", other.public_key, KEYS, reveal=False, lookup=True)
+    lab = grant_body("lab-01", other.public_key, KEYS, reveal=False, lookup=True, names=True)
     assert lab is not None and lab["data"] == ""
     opened = keys_of(KeyGrant("lab-01", other.public_key.hex(), lab["key_id"], "",
-                              lab["lookup"], "o"), other.seed)
+                              lab["lookup"], "o", lab["names"]), other.seed)
     assert opened is not None and opened.data is None and opened.lookup == KEYS.lookup
+    assert opened.names == KEYS.names
     wrong = KeyGrant("cashier-01", counter.public_key.hex(), "00000000", body["data"],
                      body["lookup"], "o")
     assert keys_of(wrong, counter.seed) is None  # keys that are not the pair it names
+    # a names key that is not the pair's is refused too
+    forged = grant_body("cashier-01", counter.public_key, PatientKeys(
+        KEYS.key_id, KEYS.data, KEYS.lookup, b"n" * 32), reveal=True, lookup=True, names=True)
+    assert forged is not None
+    assert keys_of(KeyGrant("cashier-01", counter.public_key.hex(), forged["key_id"],
+                            forged["data"], forged["lookup"], "o", forged["names"]),
+                   counter.seed) is None
+    # the kiosk: names only (it greets the patient by a masked name), nothing to find with
+    kiosk = grant_body("kiosk-01", other.public_key, KEYS, reveal=False, lookup=False,
+                       names=True)
+    assert kiosk is not None and (kiosk["data"], kiosk["lookup"]) == ("", "")
     assert grant_body("kiosk-01", other.public_key, KEYS, reveal=False, lookup=False) is None
 
 
@@ -187,9 +201,11 @@ async def test_a_counter_without_the_data_key_finds_but_never_reads(
         phone="13800138000", contact="北京市")
     events = [data for _, data in await cashier.events(0, 100)]
     lab = await make_ledger("lab-01", patient_keys=PatientKeys(KEYS.key_id, None,
-                                                                KEYS.lookup))
+                                                                KEYS.lookup, KEYS.names))
     kiosk = await make_ledger("kiosk-01", patient_keys=None)  # granted nothing
-    for led in (lab, kiosk):
+    kiosk_names = await make_ledger("kiosk-02", patient_keys=PatientKeys(
+        KEYS.key_id, None, None, KEYS.names))  # as central grants a kiosk: names only
+    for led in (lab, kiosk, kiosk_names):
         await led.set_node_keys({"cashier-01": (node_key("cashier-01").public_key,
                                                 "cashier")})
         assert await led.ingest(events) == len(events)
@@ -201,7 +217,13 @@ async def test_a_counter_without_the_data_key_finds_but_never_reads(
     assert (view.details.national_id, view.details.phone, view.details.contact) == \
         (None, None, None)
     assert await kiosk_svc.search_patients(ID_MALE) == []  # no lookup key: no tag to find
-    assert [h.patient.name for h in await kiosk_svc.search_patients("张三")] == ["张三"]
+    assert await kiosk_svc.search_patients("张三") == []  # no names key: nor by name…
+    assert (await kiosk_svc.patient(r.patient.patient_id)).patient.name == SEALED_NAME
+    assert [h.patient.name for h in await lab_svc.search_patients("张三")] == ["张三"]
+    assert [h.patient.name for h in await lab_svc.search_patients("zs")] == ["张三"]
+    names_svc = CounterService(kiosk_names, "k")  # …and with it, reads the name
+    assert (await names_svc.patient(r.patient.patient_id)).patient.name == "张三"
+    assert await names_svc.search_patients(ID_MALE) == []
     with pytest.raises(OperationRefused) as exc:
         await lab_svc.register_patient(name="李四", card_no="8600000002",
                                        first_deposit=10_000, phone="13900139000")
@@ -245,10 +267,11 @@ NEW_PHONE, NEW_ADDRESS = "13566667777", "上海市浦东新区世纪大道 4 号
 
 def _secrets() -> list[bytes]:
     """Every detail of the day, as the bytes a file could hold it in (UTF-8; the ID
-    number's X in both cases; the phones' digits; the addresses' first words)."""
+    number's X in both cases; the phones' digits; the addresses' first words; the
+    names)."""
     out: list[str] = []
-    for _, nid, phone, address in PATIENTS:
-        out += [phone, address, address.split("区")[0] + "区"]
+    for name, nid, phone, address in PATIENTS:
+        out += [name, phone, address, address.split("区")[0] + "区"]
         if nid:
             out += [nid, nid.lower()]
     out += [NEW_PHONE, NEW_ADDRESS]
@@ -309,17 +332,26 @@ def test_a_days_details_are_in_no_file_in_clear_and_only_the_cashier_reads_them(
                  60, "every counter to hold the day")
 
         # the cashier reads them; the lab finds by ID number but reads nothing; the kiosk
-        # neither finds by ID number nor reads
+        # neither finds by ID number nor reads; all three read names, and the desks find
+        # patients by name, pinyin and initials
         async def look(s: CounterService) -> tuple[list[str], Any]:
             hits = await s.search_patients(ID_FEMALE)
             return [h.patient.patient_id for h in hits], (await s.patient(pids[0])).details
+
+        async def by_name(s: CounterService) -> list[list[tuple[str, str]]]:
+            return [[(h.patient.patient_id, h.patient.name) for h in
+                     await s.search_patients(q)] for q in ("李梅", "李", "梅", "limei", "lm")]
+        li = [[(pids[1], "李梅")]] * 5
         found, d = _open_service(cashier, look)
         assert found == [pids[1]] and (d.phone, d.contact) == (NEW_PHONE, NEW_ADDRESS)
         assert d.national_id == ID_MALE
+        assert _open_service(cashier, by_name) == li
         found, d = _open_service(lab, look)
         assert found == [pids[1]] and (d.national_id, d.phone, d.contact) == (None,) * 3
+        assert _open_service(lab, by_name) == li
         found, d = _open_service(kiosk, look)
         assert found == [] and (d.national_id, d.phone, d.contact) == (None,) * 3
+        assert _open_service(kiosk, lambda s: s.patient(pids[2])).patient.name == "王芳"
         # and each counter says what it was granted (`onecard-edge info`)
         said = {c.node: next(line for line in subprocess.run(
             [EDGE_CLI, "--config", str(c.config), "info"], capture_output=True, text=True,
@@ -327,7 +359,8 @@ def test_a_days_details_are_in_no_file_in_clear_and_only_the_cashier_reads_them(
             for c in counters}
         assert "data key" in said["cashier-01"] and "lookup key" in said["cashier-01"]
         assert "data key" not in said["lab-01"] and "lookup key" in said["lab-01"]
-        assert said["kiosk-01"].startswith("patient keys none")
+        assert all("names key" in said[c.node] for c in counters)
+        assert "data key" not in said["kiosk-01"] and "lookup key" not in said["kiosk-01"]
         # a stolen ledger file, without the counter's node key, opens nothing
         # (the file and its WAL, as a thief would take them)
         stolen = tmp_path / "stolen.sqlite3"
@@ -337,6 +370,10 @@ def test_a_days_details_are_in_no_file_in_clear_and_only_the_cashier_reads_them(
         found, d = _open_service(cashier, look, key=SigningKey.generate(), db=stolen)
         assert found == []  # nor looks anyone up by ID number (the records are there, sealed)
         assert (d.national_id, d.phone, d.contact) == (None,) * 3
+        assert _open_service(cashier, by_name, key=SigningKey.generate(), db=stolen) == \
+            [[]] * 5  # nor by name
+        assert _open_service(cashier, lambda s: s.patient(pids[0]), key=SigningKey.generate(),
+                             db=stolen).patient.name == SEALED_NAME
         for leftover in tmp_path.glob("stolen.sqlite3*"):
             leftover.unlink()
     finally:

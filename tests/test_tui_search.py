@@ -191,9 +191,9 @@ async def test_no_card_at_all_refuses_businesses_in_plain_words(counter: Any,
                               node_key("cashier-02"), clock=FakeClock(NOW_MS - 60_000))
     try:
         await other.append(Op("patient.registered", {
-            "patient_id": "P-cashier-02-000001", "name": "王五", "sex": "M",
+            "patient_id": "P-cashier-02-000001", "sex": "M",
             "birth_date": "1970-07-07", **TEST_PATIENT_KEYS.sealed_details(
-                "P-cashier-02-000001", {"phone": "13511112222"})}), "op")
+                "P-cashier-02-000001", {"name": "王五", "phone": "13511112222"})}), "op")
         await led.set_node_keys({"cashier-02": (node_key("cashier-02").public_key,
                                                 "cashier")})
         await led.ingest([d for _, d in await other.events()])

@@ -32,7 +32,7 @@ from protocol.core import COUNTER
 from protocol.domain import REGISTRY
 from protocol.event import Event
 from protocol.patient import DETAILS, Registered, Updated
-from protocol.privacy import PatientKeys, is_sealed
+from protocol.privacy import NAME, PatientKeys, is_sealed
 
 
 class HistoryScreen(ModalScreen[None]):
@@ -84,7 +84,9 @@ class HistoryScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         pid = self.view.patient.patient_id
         family = family_of(pid, events)
-        changed = detail_changes(tr, events, await self.counter.service.detail_keys())
+        service = self.counter.service
+        changed = detail_changes(tr, events, await service.detail_keys(),
+                                 await service.ledger.patient_keys())
         self.events = list(events)
         for ev in events:
             detail = changed.get(ev.id) or event_detail(tr, ev)
@@ -146,11 +148,13 @@ class HistoryScreen(ModalScreen[None]):
         self.query_one("#history-error", Static).update(text if problem else "")
 
 
-def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None = None
-                   ) -> dict[tuple[str, int], str]:
+def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None = None,
+                   name_keys: PatientKeys | None = None) -> dict[tuple[str, int], str]:
     """For each ``patient.updated`` among ``events``: each field it changed, from what to
     what, replaying the patient's details in the merge order (the fold's order); sealed
-    details opened with ``keys`` (None, or not this counter's: shown as sealed)."""
+    details opened with ``keys`` (None, or not this counter's: shown as sealed), sealed
+    names with ``name_keys`` (the counter's: every desk reads names).  For each
+    ``patient.registered``: the name it registered."""
     facts = [f for ev in events if ev.kind in ("patient.registered", "patient.updated")
              and (f := REGISTRY.fact(ev)) is not None]
     facts.sort(key=lambda f: f.at.order)
@@ -159,18 +163,19 @@ def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None
     for f in facts:
         b = f.body
         details = current.setdefault(b.patient_id, {})
+        def say(value: str, d: str = "", pid: str = b.patient_id) -> str:
+            if not value:
+                return tr("history.empty_value")
+            holder = name_keys if d == NAME else keys
+            opened = holder.open(d, pid, value) if holder is not None else (
+                None if is_sealed(value) else value)
+            return tr("privacy.sealed") if opened is None else opened
         if isinstance(b, Registered):
             for d in DETAILS:
                 details.setdefault(d, getattr(b, d))
+            out[f.event.id] = say(b.name, NAME)
         elif isinstance(b, Updated):
             parts = []
-
-            def say(value: str, d: str = "", pid: str = b.patient_id) -> str:
-                if not value:
-                    return tr("history.empty_value")
-                opened = keys.open(d, pid, value) if keys is not None else (
-                    None if is_sealed(value) else value)
-                return tr("privacy.sealed") if opened is None else opened
             for d, new in b.changed().items():
                 if d not in DETAILS:  # a sealed detail's lookup tag
                     continue
