@@ -48,7 +48,7 @@ LABELS = {"sex.M": ("男", "M"), "sex.F": ("女", "F"),
 
 
 @record("patients", ("patient_id",),
-        indexes=(("national_id",), ("id_tag",), ("name",), ("merged_into",)))
+        indexes=(("national_id",), ("id_tag",), ("merged_into",)))
 @dataclass(frozen=True, slots=True)
 class Patient(Record):
     patient_id: PatientId

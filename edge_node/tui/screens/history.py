@@ -153,7 +153,7 @@ def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None
     """For each ``patient.updated`` among ``events``: each field it changed, from what to
     what, replaying the patient's details in the merge order (the fold's order); sealed
     details opened with ``keys`` (None, or not this counter's: shown as sealed), sealed
-    names with ``name_keys`` (the counter's: every desk reads names).  For each
+    names with ``name_keys`` (the counter's: every desk reads names; None: ``keys``).  For each
     ``patient.registered``: the name it registered."""
     facts = [f for ev in events if ev.kind in ("patient.registered", "patient.updated")
              and (f := REGISTRY.fact(ev)) is not None]
@@ -166,7 +166,7 @@ def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None
         def say(value: str, d: str = "", pid: str = b.patient_id) -> str:
             if not value:
                 return tr("history.empty_value")
-            holder = name_keys if d == NAME else keys
+            holder = (name_keys or keys) if d == NAME else keys
             opened = holder.open(d, pid, value) if holder is not None else (
                 None if is_sealed(value) else value)
             return tr("privacy.sealed") if opened is None else opened
