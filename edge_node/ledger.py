@@ -320,11 +320,11 @@ class Ledger:
         """The patient keys (given at open, or opened from central's grant to this
         counter's key), read in the connection thread, and given to the indexes."""
         if self._patient_keys[0] != "given":
-            grant = None
+            grant: KeyGrant | None = None
             if self.key is not None and KeyGrant in self._tables.values():
                 found = _select(conn, KeyGrant, [(self.node_id, self.key.public_key.hex())])
                 grant = found[0] if found else None
-            if grant is None:
+            if grant is None or self.key is None:
                 self._patient_keys = ("", None)
             elif self._patient_keys[0] != grant.granted_at:
                 self._patient_keys = (grant.granted_at, keys_of(grant, self.key.seed))
@@ -920,7 +920,8 @@ class Ledger:
         or none for this counter's role; :mod:`protocol.privacy`)."""
         if self._patient_keys[0] == "given":
             return self._patient_keys[1]
-        return await self._run(self._keys_tx)
+        keys: PatientKeys | None = await self._run(self._keys_tx)
+        return keys
 
     async def shown(self, records: Sequence[R]) -> list[R]:
         """``records`` as they are handed out: a patient's sealed name opened with this
@@ -932,6 +933,7 @@ class Ledger:
         keys = await self.patient_keys()
         out: list[Any] = []
         for p in records:
+            assert isinstance(p, Patient)
             name = name_of(p, keys)
             out.append(p if name == p.name else p.evolve(name=SEALED_NAME if name is None
                                                          else name))
