@@ -19,13 +19,13 @@ LEGACY_REGISTERED = {"patient_id": "P-a-000001", "name": "李四", "sex": "F",
                      "phone": "13800138000"}
 
 VALID: dict[str, dict[str, Any]] = {
-    "patient.registered": {"patient_id": "P-a-000001", "name": "李四", "sex": "F",
+    "patient.registered": {"patient_id": "P-a-000001", "sex": "F",
                            "birth_date": "1949-12-31",
                            **TEST_PATIENT_KEYS.sealed_details("P-a-000001", {
-                               "national_id": ID_FEMALE, "phone": "13800138000",
-                               "contact": "北京市东城区 1 号"})},
+                               "name": "李四", "national_id": ID_FEMALE,
+                               "phone": "13800138000", "contact": "北京市东城区 1 号"})},
     "patient.updated": {"patient_id": "P-a-000001", **TEST_PATIENT_KEYS.sealed_details(
-        "P-a-000001", {"phone": "+86 138 0013 8001"})},
+        "P-a-000001", {"name": "李思", "phone": "+86 138 0013 8001"})},
     "card.issued": {"card_no": "8600000001", "patient_id": "P-a-000001", "medium": "chip"},
     "card.reported_lost": {"card_no": "8600000001", "patient_id": "P-a-000001",
                            "verified_by": "id_card", "reason": "stolen"},
@@ -89,7 +89,7 @@ VALID: dict[str, dict[str, Any]] = {
     "limits.set": {"floor": 20000, "cap": 50000},
     # patient keys given to a counter (protocol/privacy.py), signed by central
     "privacy.key_granted": {"node": "cashier-01", "recipient": "ab" * 32, "key_id": "0a1b2c3d",
-                            "data": "A" * 107, "lookup": "B" * 107},
+                            "data": "A" * 107, "lookup": "B" * 107, "names": "C" * 107},
     # the catalogue (protocol/catalogue.py), signed by central
     "catalogue.published": {"version": 3, "pages": 2, "charge_at": "send", "note": "2026 秋"},
     "catalogue.page": {"version": 3, "page": 1,
@@ -223,7 +223,7 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
      "patient.birth_date"),
     ("patient.registered", {"sex": "X"}, "field.choice"),
     ("patient.registered", {"name": ""}, "field.range"),
-    ("patient.updated", {"phone": None}, "patient.nothing_to_update"),
+    ("patient.updated", {"phone": None, "name": None}, "patient.nothing_to_update"),
     ("card.issued", {"card_no": "12"}, "field.format"),
     ("card.replaced", {"new_card_no": "8600000001"}, "card.same_number"),
     ("account.deposited", {"amount": 0}, "field.range"),
@@ -250,7 +250,12 @@ def test_unknown_fields_and_wrong_types_are_named(kind: str) -> None:
     ("staff.enrolled", {"pin_hash": "1234" * 8}, "staff.pin_hash"),
     ("staff.changed", {"name": None, "roles": None, "at_nodes": None}, "staff.no_change"),
     ("staff.pin_reset", {"pin_hash": "x" * 40}, "staff.pin_hash"),
-    ("privacy.key_granted", {"data": None, "lookup": None}, "privacy.grant_empty"),
+    ("privacy.key_granted", {"data": None, "lookup": None, "names": None},
+     "privacy.grant_empty"),
+    ("privacy.key_granted", {"names": "not a sealed key"}, "privacy.grant"),
+    ("patient.updated", {"name": "sb1:0a1b2c3d:" + "A" * 80, "name_tag": None},
+     "privacy.tag_missing"),
+    ("patient.updated", {"name": "李四", "name_tag": "00" * 16}, "privacy.tag_without_value"),
     ("privacy.key_granted", {"lookup": "not a sealed key"}, "privacy.grant"),
     ("privacy.key_granted", {"recipient": "cashier-01"}, "field.format"),
     ("patient.updated", {"national_id": "sb1:0a1b2c3d:" + "A" * 80}, "privacy.tag_missing"),
