@@ -26,6 +26,10 @@ from edge_node.reports import build, close_body, day_bounds
 from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.event import Event, decode_event, sign_event
 from protocol.hlc import Hlc
+from protocol.privacy import PatientKeys
+
+#: the hospital's patient keys (a bench holds them): names and phones sealed as at a counter
+KEYS = PatientKeys.of(bytes(range(32)), bytes(range(32, 64)))
 
 DAY = dt.date(2026, 11, 30)
 
@@ -54,8 +58,9 @@ def main() -> None:
     for i in range(n):
         node = f"cashier-0{i % 2 + 1}"
         pid, card = f"P-{node}-{i}", f"86{i:08d}"
-        add(node, "patient.registered", {"patient_id": pid, "name": "张三", "sex": "M",
-                                         "birth_date": "1990-03-07", "phone": "13800138000"})
+        add(node, "patient.registered", {"patient_id": pid, "sex": "M", "birth_date":
+                                         "1990-03-07", **KEYS.sealed_details(pid, {
+                                             "name": "张三", "phone": "13800138000"})})
         add(node, "card.issued", {"card_no": card, "patient_id": pid})
         add(node, "account.deposited", {"patient_id": pid, "amount": 10_000, "method": "cash",
                                         "receipt_no": f"D-{i}"})

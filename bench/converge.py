@@ -41,10 +41,10 @@ def patient_ops(card_no: str) -> list[Op]:
         holder["pid"] = ctx.new_id("P")
         return {
             "patient_id": holder["pid"],
-            "name": f"患者{card_no[2:]}",  # distinct people, as at a real counter
             "sex": "M",
             "birth_date": "1980-05-06",
-            **KEYS.sealed_details(holder["pid"], {"phone": f"13{card_no[2:]}"}),
+            **KEYS.sealed_details(holder["pid"], {  # distinct people, as at a real counter
+                "name": f"患者{card_no[2:]}", "phone": f"13{card_no[2:]}"}),
         }
 
     def card(ctx: OpContext) -> dict[str, Any]:

@@ -31,6 +31,10 @@ from edge_node.service import CounterService
 from protocol.crypto import SigningKey
 from protocol.event import ChainHead, sign_event
 from protocol.hlc import Hlc
+from protocol.privacy import PatientKeys
+
+#: the hospital's patient keys (a bench holds them): names and phones sealed as at a counter
+KEYS = PatientKeys.of(bytes(range(32)), bytes(range(32, 64)))
 
 NODE = "cashier-01"
 ITEMS = [{"code": "LAB-CBC", "name": "血常规", "qty": 1, "unit_price": 2500}]
@@ -75,8 +79,9 @@ def fill(path: Path, key: SigningKey, n_events: int) -> None:
         if head.seq + 3 > n_events:
             break
         pid = f"P-{NODE}-b{p}"
-        add("patient.registered", {"patient_id": pid, "name": f"患者{p}", "sex": "M",
-                                   "birth_date": "1990-01-01", "phone": "13800138000"})
+        add("patient.registered", {"patient_id": pid, "sex": "M", "birth_date": "1990-01-01",
+                                   **KEYS.sealed_details(pid, {"name": f"患者{p}",
+                                                               "phone": "13800138000"})})
         add("card.issued", {"card_no": f"86{p:08d}", "patient_id": pid})
         add("account.deposited", {"patient_id": pid, "amount": 10**8, "method": "cash",
                                   "receipt_no": f"D-b{p}"})

@@ -27,8 +27,12 @@ from protocol.crypto import ZERO_HASH, SigningKey
 from protocol.event import decode_event, sign_event
 from protocol.hlc import Hlc
 from protocol.messages import MAX_FRAME_SIZE, Ack, batch_events
+from protocol.privacy import PatientKeys
 from protocol.session import EdgeSession
 from tests.support.sync_cluster import Central
+
+#: the hospital's patient keys (a bench holds them): names and phones sealed as at a counter
+KEYS = PatientKeys.of(bytes(range(32)), bytes(range(32, 64)))
 
 
 def visit(node: str, seq: int) -> tuple[str, dict[str, object]]:
@@ -37,8 +41,9 @@ def visit(node: str, seq: int) -> tuple[str, dict[str, object]]:
     pid, card = f"P-{node}-{p:06d}", f"86{p:010d}"
     step = (seq - 1) % 4
     if step == 0:
-        return "patient.registered", {"patient_id": pid, "name": f"患者{p}", "sex": "M",
-                                      "birth_date": "1980-05-06", "phone": f"137{p:08d}"}
+        return "patient.registered", {"patient_id": pid, "sex": "M", "birth_date": "1980-05-06",
+                                      **KEYS.sealed_details(pid, {"name": f"患者{p}",
+                                                                  "phone": f"137{p:08d}"})}
     if step == 1:
         return "card.issued", {"card_no": card, "patient_id": pid, "medium": "chip"}
     if step == 2:
