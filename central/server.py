@@ -385,6 +385,10 @@ class CentralServer:
                     except Exception:
                         log.exception("reconciler failed node=%s", conn.node)
                 raise
+            if result.stored:
+                # relay first: the other counters' feeds read the store, not the
+                # reconciler, so they need not wait for it
+                self._notify(conn.node)
             if self.watch is not None and result.stored:
                 try:  # the ack means "stored and reconciled"
                     await self._catch_up()
@@ -403,7 +407,6 @@ class CentralServer:
                     result.first_pos,
                     result.last_pos,
                 )
-                self._notify(conn.node)
 
     async def watch_store(self, interval_s: float = 1.0) -> None:
         """Reconcile and push events other processes stored (a resolution from the CLI)."""

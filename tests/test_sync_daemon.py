@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -307,3 +308,31 @@ async def test_ledger_behind_central_recovers_its_own_chain_then_continues(
     stop.set()
     await t
     await new.close()
+
+
+async def test_an_idle_pusher_asks_again_while_a_commit_may_be_in_flight(
+        tmp_path: Path) -> None:
+    """A commit's frames reach the WAL before the commit is published: a query in that
+    gap finds nothing though the WAL already changed.  While the WAL was written within
+    ``settle_s`` the idle wait lasts one tick (the pusher asks again), so that append
+    is pushed in milliseconds, not at the next ``poll_s``; an older WAL waits as before."""
+    led = await Ledger.open(tmp_path / "c.sqlite3", "cashier-01", node_key("cashier-01"))
+    wal = tmp_path / "watched-wal"  # (a file standing for the WAL: only stat()ed)
+    opts = SyncOptions(poll_s=30.0, watch_s=0.005, settle_s=0.05)
+    client = SyncClient(led, node_key("cashier-01"), "ws://127.0.0.1:1",
+                        SigningKey.generate().public_key, opts, wal_path=str(wal))
+    try:
+        wal.write_bytes(b"frames")  # written just now, as by a commit not yet published
+        sig = client._wal_signature()
+        assert sig is not None
+        await asyncio.wait_for(client._idle(asyncio.Event(), sig), 5)  # one tick, not 30 s
+        old = wal.stat().st_mtime_ns - 10**9  # last written a second ago: settled
+        os.utime(wal, ns=(old, old))
+        sig = client._wal_signature()
+        with pytest.raises(TimeoutError):  # nothing changes: it waits (up to poll_s)
+            await asyncio.wait_for(client._idle(asyncio.Event(), sig), 0.3)
+        woken = asyncio.Event()
+        asyncio.get_running_loop().call_later(0.05, wal.write_bytes, b"more frames")
+        await asyncio.wait_for(client._idle(woken, sig), 5)  # the WAL changed: it ends
+    finally:
+        await led.close()

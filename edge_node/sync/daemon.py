@@ -131,6 +131,7 @@ class SyncOptions:
     window: int = 4  # pushed batches awaiting their ack
     poll_s: float = 0.1  # an idle pusher queries the ledger at least this often, and
     watch_s: float = 0.005  # checks this often whether the WAL file changed (a stat)
+    settle_s: float = 0.05  # …and asks the ledger every tick while it changed this recently
     handshake_timeout_s: float = 10.0
     ack_timeout_s: float = 60.0
     ping_interval_s: float = 5.0  # websocket keepalive: a stalled link is dropped after
@@ -377,15 +378,22 @@ class SyncClient:
         The TUI appends in another process; a stat of the WAL file every ``watch_s``
         notices that within milliseconds for the price of a system call, where a
         query per tick would cost a thread hop.  (Without a WAL path: poll_s ticks.)
+
+        A commit's frames reach the WAL file before the commit is published (after its
+        fsync): a query in between finds nothing new although the WAL already shows the
+        change.  So while the WAL was written less than ``settle_s`` ago, the wait ends
+        after one tick and the pusher asks again.
         """
         loop = asyncio.get_running_loop()
         end = loop.time() + self.opt.poll_s
         tick = self.opt.watch_s if self.wal_path is not None else self.opt.poll_s
+        settling = sig is not None and time.time_ns() - sig[0] < self.opt.settle_s * 1e9
         for _ in range(int(self.opt.poll_s / tick) + 1):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, min(tick, end - loop.time()))):
                     await woken.wait()
-            if woken.is_set() or loop.time() >= end or self._wal_signature() != sig:
+            if (woken.is_set() or settling or loop.time() >= end
+                    or self._wal_signature() != sig):
                 return
 
     async def _serve(self, ws: ClientConnection, s: EdgeSession, stop: asyncio.Event) -> None:
