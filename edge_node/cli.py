@@ -302,7 +302,8 @@ def _transport(sc: cfgmod.SyncConfig) -> str:
 async def cmd_verify(args: argparse.Namespace) -> int:
     _, ledger = await _open(args)
     async with ledger:
-        report = await ledger.verify()
+        report = await ledger.verify(
+            progress=lambda k: print(f"  … {k} events checked", file=sys.stderr))
     print(report)
     return 0 if report.ok else 1
 

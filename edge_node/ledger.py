@@ -308,7 +308,7 @@ class Ledger:
                         log.log(logging.INFO if same else logging.WARNING,
                                 "rewriting the %s index (%s)", ix.TABLE,
                                 "the patient keys changed" if same else "made another way")
-                        self._reindex(conn, ix, _select_all(conn, ix.record))
+                        self._reindex(conn, ix)
 
     def _keys_known(self) -> bool:
         """Whether this ledger can know the counter's patient keys: opened with its node
@@ -341,7 +341,7 @@ class Ledger:
         for ix in self._all_indexes() if self._keys_known() else ():
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
                 log.info("rewriting the %s index (the patient keys changed)", ix.TABLE)
-                self._reindex(conn, ix, _select_all(conn, ix.record))
+                self._reindex(conn, ix)
 
     def _all_indexes(self) -> list[RecordIndex]:
         return [ix for ixs in self.indexes.values() for ix in ixs]
@@ -352,10 +352,16 @@ class Ledger:
         return str(row[0]) if row else ""
 
     @staticmethod
-    def _reindex(conn: sqlite3.Connection, ix: RecordIndex, records: Sequence[Record]) -> None:
-        """Write ``ix`` afresh from ``records`` (every record of its type)."""
+    def _reindex(conn: sqlite3.Connection, ix: RecordIndex,
+                 records: Sequence[Record] | None = None) -> None:
+        """Write ``ix`` afresh from ``records`` (every record of its type; None: read from
+        its table a page at a time, so memory stays bounded whatever the ledger holds)."""
         ix.clear(conn)
-        ix.write(conn, records)
+        if records is not None:
+            ix.write(conn, records)
+        else:
+            for page in _select_pages(conn, ix.record):
+                ix.write(conn, page)
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                      (_index_meta(ix), ix.fingerprint()))
 
@@ -1043,11 +1049,12 @@ class Ledger:
         await self.write(lambda c: c.execute(f"UPDATE sync_state SET {sets} WHERE id=1", vals))
 
     # -- integrity -----------------------------------------------------------------------
-    async def verify(self) -> VerifyReport:
+    async def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Walk every node's chain: stored bytes, hashes, links, signatures (each with the key
-        valid at its seq); name the first bad."""
+        valid at its seq); name the first bad.  Streams (memory bounded at any size);
+        ``progress`` is told every 10,000 events."""
         keys = await self.keyring()
-        report: VerifyReport = await self._run(self._verify_tx, keys)
+        report: VerifyReport = await self._run(self._verify_tx, keys, progress)
         own, held, _ = await self.recovery()
         if report.ok and held > own:
             return VerifyReport(False, report.checked, self.node_id, own + 1,
@@ -1057,7 +1064,8 @@ class Ledger:
         return report
 
     @staticmethod
-    def _verify_tx(conn: sqlite3.Connection, keys: Keyring) -> VerifyReport:
+    def _verify_tx(conn: sqlite3.Connection, keys: Keyring,
+                   progress: Callable[[int], None] | None = None) -> VerifyReport:
         checked = 0
         nodes = [n for (n,) in conn.execute("SELECT DISTINCT node FROM events ORDER BY node")]
         for node in nodes:
@@ -1087,6 +1095,8 @@ class Ledger:
                     return bad(f"{exc.code}: {exc}")
                 head = ChainHead(seq, h)
                 checked += 1
+                if progress and checked % 10_000 == 0:
+                    progress(checked)
             stored = conn.execute("SELECT seq, hash FROM heads WHERE node=?", (node,)).fetchone()
             if stored is None or ChainHead(*stored) != head:
                 return VerifyReport(False, checked, node, head.seq,
@@ -1112,23 +1122,36 @@ class Ledger:
                 conn.execute(stmt)
         conn.execute("DELETE FROM patient_events")
         reg = self.registry
-        state = State()
-        n = 0
-        links: list[tuple[str, int]] = []
-        for rowid, data in conn.execute("SELECT rowid, data FROM events ORDER BY rowid"):
-            ev = decode_event(data)
-            d = reg.apply(state, ev)
-            links += [(p, rowid) for p in (d.patients if isinstance(d, Fact) else
-                                           reg.patients_of(ev))]
-            n += 1
-            if progress and n % 10_000 == 0:
-                progress(n)
-        self._link(conn, links)
-        for rt in reg.records:
-            _upsert(conn, rt, state.all(rt))
-        self._keys_tx(conn)  # (the grant may have been refolded just now)
+        # the indexes start empty, made with the keys as they are now; a grant folded on
+        # the way rewrites them with its keys (_write_back), in pages
+        self._keys_tx(conn)
         for ix in self._all_indexes():
-            self._reindex(conn, ix, list(state.all(ix.record)))
+            ix.clear(conn)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                         (_index_meta(ix), ix.fingerprint()))
+        n = after = 0
+        while True:  # in chunks, as ingest folds: memory bounded whatever the history
+            rows = conn.execute("SELECT rowid, data FROM events WHERE rowid > ? ORDER BY "
+                                "rowid LIMIT ?", (after, REBUILD_CHUNK)).fetchall()
+            if not rows:
+                break
+            decoded = [(rowid, reg.decode(decode_event(data))) for rowid, data in rows]
+            loaded = _Loaded()
+            self._load(conn, loaded, {r for _, d in decoded if isinstance(d, Fact)
+                                      for r in d.records})
+            links: list[tuple[str, int]] = []
+            for rowid, d in decoded:
+                if isinstance(d, Fact):
+                    reg.apply_fact(loaded.state, d)
+                    links += [(p, rowid) for p in d.patients]
+                else:
+                    links += [(p, rowid) for p in reg.patients_of(d.event)]
+            self._link(conn, links)
+            self._write_back(conn, loaded)
+            before, n, after = n, n + len(rows), rows[-1][0]
+            if progress and n // 10_000 != before // 10_000:
+                progress(n)
+        self._reindex_for_keys(conn)
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("projection_schema", reg.fingerprint()),
             ("projection_tables", json.dumps(sorted(rt.TABLE for rt in reg.records)))])
@@ -1252,6 +1275,7 @@ def damaged(path: Path, why: str) -> DamagedFile:
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints in a busy streak
 IDLE_CHECKPOINT_S = 1.0  # …and this long after the last commit
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of WAL that force a checkpoint in line
+REBUILD_CHUNK = 1_000  # events refolded per step of a rebuild (bounds its memory)
 #: Projection tables of ledgers made before the registry declared them (migration 1).
 LEGACY_TABLES = ("patients", "cards", "accounts", "charges")
 
@@ -1296,6 +1320,15 @@ def _select(conn: sqlite3.Connection, rt: type[R], keys: list[Any]) -> list[R]:
 def _select_all(conn: sqlite3.Connection, rt: type[R]) -> list[R]:
     names = ", ".join(c for c, _ in columns(rt))
     return [rt(*row) for row in conn.execute(f"SELECT {names} FROM {rt.TABLE}")]
+
+
+def _select_pages(conn: sqlite3.Connection, rt: type[R], size: int = 5_000
+                  ) -> Iterator[list[R]]:
+    """Every record of ``rt``, a page at a time (the caller writes only other tables)."""
+    names = ", ".join(c for c, _ in columns(rt))
+    cur = conn.execute(f"SELECT {names} FROM {rt.TABLE}")
+    while page := cur.fetchmany(size):
+        yield [rt(*row) for row in page]
 
 
 def _index_meta(ix: RecordIndex) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import edge_node.ledger as ledger_mod
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
 from edge_node.service import CounterService
@@ -141,6 +142,14 @@ async def run_ops(path: Path, ops: list[tuple[str, int, int]]) -> tuple[int, int
     live = await led.dump_projections()
     accounts = live["accounts"]
     await led.rebuild()
+    assert await led.dump_projections() == live
+    # refolded a few events at a time (as a big ledger is, in bounded memory): records
+    # carry over from chunk to chunk through the tables, and the result is the same
+    chunk, ledger_mod.REBUILD_CHUNK = ledger_mod.REBUILD_CHUNK, 3
+    try:
+        await led.rebuild()
+    finally:
+        ledger_mod.REBUILD_CHUNK = chunk
     assert await led.dump_projections() == live
     report = await led.verify()
     assert report.ok, report

@@ -256,6 +256,45 @@ async def test_a_legacy_ledger_with_details_in_clear_still_folds_shows_and_finds
     assert [h.patient.name for h in await svc.search_patients("8000")] == ["老王"]
 
 
+async def test_a_grant_after_the_patients_indexes_their_names_in_one_go(
+        make_ledger: LedgerFactory) -> None:
+    """Names are indexed with the names key: a counter that gets its keys after the
+    patients (a new counter's first sync) rewrites its index in the grant's transaction,
+    and a rebuild in small chunks (bounded memory) makes the same index."""
+    cashier = await make_ledger("cashier-01")
+    svc = CounterService(cashier, "op")
+    for i, name in enumerate(("张三", "李梅", "曾小贤")):
+        await svc.register_patient(name=name, card_no=f"860000000{i + 1}", sex="F",
+                                   birth_date="1980-01-01", first_deposit=10_000,
+                                   phone=f"1380013800{i}")
+    events = [data for _, data in await cashier.events(0, 100)]
+    central = SigningKey.generate()
+    lab = await make_ledger("lab-01", patient_keys=None)
+    await lab.set_node_keys({"cashier-01": (node_key("cashier-01").public_key, "cashier"),
+                             CENTRAL: (central.public_key, "central")})
+    assert await lab.ingest(events) == len(events)
+    lab_svc = CounterService(lab, "lab.li")
+    assert await lab_svc.search_patients("zs") == []  # no names key yet: nothing to find
+    assert [h.patient.name for h in await lab_svc.search_patients("1380")] == []
+    body = grant_body("lab-01", node_key("lab-01").public_key, KEYS, reveal=False,
+                      lookup=True, names=True)
+    _, grant, _ = sign_event(central, node=CENTRAL, seq=1, prev=b"\0" * 32,
+                             hlc=Hlc(1_790_000_000_000, 0), operator="central",
+                             kind="privacy.key_granted", body=body)
+    assert await lab.ingest([grant]) == 1
+    assert [h.patient.name for h in await lab_svc.search_patients("zs")] == ["张三"]
+    assert [h.patient.name for h in await lab_svc.search_patients("zengxiao")] == ["曾小贤"]
+    assert [h.patient.name for h in await lab_svc.search_patients("梅")] == ["李梅"]
+    live = await lab.dump_projections()
+    import edge_node.ledger as ledger_mod
+    chunk, ledger_mod.REBUILD_CHUNK = ledger_mod.REBUILD_CHUNK, 2
+    try:
+        assert await lab.rebuild() == len(events) + 1
+    finally:
+        ledger_mod.REBUILD_CHUNK = chunk
+    assert await lab.dump_projections() == live
+
+
 # -- a day at three counters, through real processes --------------------------------------
 PATIENTS = [  # name, ID number, phone, address
     ("张三", ID_MALE, "13800138000", "北京市东城区东单北大街 1 号"),
