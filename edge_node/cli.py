@@ -160,7 +160,7 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"fingerprint {cfg.load_key().fingerprint}")
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
-    print(f"central     {cfg.sync.central_url}  ({_transport(cfg.sync)})")
+    print(f"central     {' '.join(cfg.sync.urls)}  ({_transport(cfg.sync)})")
     print(f"central key {_central_pin(cfg, pinned)}")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
@@ -250,8 +250,8 @@ async def cmd_recover(args: argparse.Namespace) -> int:
         await ledger.update_sync_state(last_error="")  # (an earlier run's is no answer)
         if not os.environ.get("ONECARD_DEBUG"):  # the outcome is one line, said below
             logging.getLogger("onecard").addHandler(logging.NullHandler())
-        print(f"recovering from central… ({cfg.sync.central_url})", flush=True)
-        client = daemon.SyncClient(ledger, key, cfg.sync.central_url, central_key,
+        print(f"recovering from central… ({' '.join(cfg.sync.urls)})", flush=True)
+        client = daemon.SyncClient(ledger, key, cfg.sync.urls, central_key,
                                    daemon.SyncOptions.from_env(), wal_path=f"{cfg.db}-wal")
         stop = asyncio.Event()
         task = asyncio.create_task(client.run(stop))

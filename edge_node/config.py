@@ -36,6 +36,9 @@ Example (``onecard-edge init`` writes one)::
 
     [sync]
     central_url = "ws://127.0.0.1:8765/sync"
+    central_urls = []               # several central instances (one PostgreSQL): tried
+                                    #   in turn, the next at once when one fails; set,
+                                    #   it replaces central_url
     central_key = ""                # central's public key, hex: pinned
     ca_file = ""                    # wss://: PEM CA (or central's own certificate) to
                                     #   verify central by; empty: the system's CAs
@@ -96,11 +99,17 @@ class SyncConfig:
     max_skew_ms: int = 300_000
     ca_file: str = ""
     tls_pin: str = ""
+    central_urls: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The central instances to connect to, in the order tried (failover)."""
+        return self.central_urls or (self.central_url,)
 
     @property
     def tls(self) -> bool:
-        """The URL is ``wss://``: the link is TLS (see the module doc for the checks)."""
-        return self.central_url.lower().startswith("wss://")
+        """The URLs are ``wss://``: the link is TLS (see the module doc for the checks)."""
+        return self.urls[0].lower().startswith("wss://")
 
     @property
     def central_public_key(self) -> bytes:
@@ -240,6 +249,14 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
     for k in ("central_url", "central_key", "ca_file", "tls_pin"):
         if not isinstance(sync_raw.get(k, ""), str):
             raise ConfigError(f"[sync] {k} must be a string")
+    urls = sync_raw.get("central_urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) and u.strip() for u in urls):
+        raise ConfigError('[sync] central_urls must be a list of URLs, e.g. '
+                          '["wss://central-a:8765/sync", "wss://central-b:8765/sync"]')
+    if len({u.lower().startswith("wss://") for u in urls}) > 1:
+        raise ConfigError("[sync] central_urls must be all wss:// or all ws:// (one TLS "
+                          "setting checks every central instance)")
+    sync_raw["central_urls"] = tuple(dict.fromkeys(u.strip() for u in urls))
     if sync_raw.get("tls_pin"):
         try:
             sync_raw["tls_pin"] = parse_pin(sync_raw["tls_pin"])
@@ -250,7 +267,7 @@ def from_dict(raw: dict[str, Any], path: Path | None = None) -> EdgeConfig:
         sync_raw["ca_file"] = str(ca if ca.is_absolute() else
                                   (path.parent if path else Path.cwd()) / ca)
     if (sync_raw.get("tls_pin") or sync_raw.get("ca_file")) and not SyncConfig(
-            **{k: v for k, v in sync_raw.items() if k == "central_url"}).tls:
+            **{k: v for k, v in sync_raw.items() if k in ("central_url", "central_urls")}).tls:
         raise ConfigError("[sync] ca_file and tls_pin check central's TLS certificate: they "
                           'need central_url = "wss://…" (central with tls_cert/tls_key)')
     reader_raw = raw.get("reader", {})
@@ -385,6 +402,8 @@ def render(cfg: EdgeConfig) -> str:
         "",
         "[sync]",
         f"central_url = {q(cfg.sync.central_url)}",
+        f"central_urls = [{', '.join(q(u) for u in cfg.sync.central_urls)}]  # several "
+        "central instances, tried in turn (replaces central_url)",
         f"central_key = {q(cfg.sync.central_key)}",
         f"ca_file = {q(cfg.sync.ca_file)}  # wss://: verify central by this CA (else the "
         "system's)",

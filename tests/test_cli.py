@@ -172,6 +172,25 @@ def test_reader_config_defaults_checks_and_round_trip(tmp_path: Path) -> None:
     assert cfgmod.load(path).reader == cfg.reader
 
 
+def test_several_central_urls_checks_and_round_trip(tmp_path: Path) -> None:
+    """``[sync] central_urls``: the instances a counter fails over between."""
+    assert cfgmod.from_dict({"node_id": "c-1"}).sync.urls == ("ws://127.0.0.1:8765/sync",)
+    urls = ["wss://central-a:8765/sync", "wss://central-b:8765/sync"]
+    cfg = cfgmod.from_dict({"node_id": "c-1", "sync": {"central_urls": urls,
+                                                       "tls_pin": "sha256:" + "ab" * 32}})
+    assert cfg.sync.urls == tuple(urls) and cfg.sync.tls
+    for bad, words in (({"central_urls": "wss://a/sync"}, "must be a list of URLs"),
+                       ({"central_urls": ["", "ws://b/sync"]}, "must be a list of URLs"),
+                       ({"central_urls": ["ws://a/sync", "wss://b/sync"]}, "all wss://"),
+                       ({"central_urls": ["ws://a/sync"], "tls_pin": "sha256:" + "ab" * 32},
+                        "need central_url")):
+        with pytest.raises(cfgmod.ConfigError, match=words):
+            cfgmod.from_dict({"node_id": "c-1", "sync": bad})
+    path = tmp_path / "c.toml"
+    path.write_text(cfgmod.render(cfg), encoding="utf-8")
+    assert cfgmod.load(path).sync == cfg.sync
+
+
 def test_run_passes_the_configured_reader(counter: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     from edge_node.card.reader import SimulatedReader

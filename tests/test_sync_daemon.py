@@ -93,7 +93,7 @@ async def until(pred: Any, timeout: float, what: str) -> None:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
-def client(ledger: Any, opts: SyncOptions = FAST, url: str = "") -> SyncClient:
+def client(ledger: Any, opts: SyncOptions = FAST, url: str | list[str] = "") -> SyncClient:
     return SyncClient(ledger, node_key(ledger.node_id), url, CENTRAL_KEY.public_key, opts,
                       rng=random.Random(1))
 
@@ -336,3 +336,35 @@ async def test_an_idle_pusher_asks_again_while_a_commit_may_be_in_flight(
         await asyncio.wait_for(client._idle(woken, sig), 5)  # the WAL changed: it ends
     finally:
         await led.close()
+
+
+async def test_a_counter_fails_over_to_the_next_central_instance_at_once(
+        tmp_path: Path, central: Central) -> None:
+    """``[sync] central_urls``: a dead instance is skipped, and when the instance in use
+    dies the next one is tried at once; the backoff (here a minute, so waiting for it
+    would fail the test) waits only after every instance failed in a row."""
+    a = await open_counter(tmp_path, central, "cashier-f1")
+    await work(a, 5, "F1")  # 15 events written offline
+    slow = SyncOptions(poll_s=0.05, backoff_base_s=60, backoff_max_s=60, ping_interval_s=1,
+                       ping_timeout_s=1)
+    stop = asyncio.Event()
+    dead = "ws://127.0.0.1:9/sync"
+    # a second instance of the same central (one store, as two `serve` on one PostgreSQL)
+    second = await serve(central.app.handler, "127.0.0.1", 0, max_size=WS_MAX_SIZE,
+                         process_request=central.app.process_request)
+    url2 = f"ws://127.0.0.1:{next(iter(second.sockets)).getsockname()[1]}/sync"
+    c = client(a, slow, [dead, url2, central.url])
+    t = asyncio.create_task(c.run(stop))
+    try:
+        await until(lambda: _eq(central.store.count(), 15), 15, "the push, past the dead one")
+        assert c.url == url2
+        second.close()  # the instance in use dies: its sessions drop
+        await second.wait_closed()
+        await work(a, 2, "F2")
+        await until(lambda: _eq(central.store.count(), 21), 15, "the push, failed over")
+        assert c.url == central.url
+        st = await a.sync_state()
+        assert st.online and st.pending == 0
+    finally:
+        stop.set()
+        await t

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.sync_cluster import (
+    EDGE_CLI,
     Central,
     Counter,
     central_trail,
@@ -155,6 +157,32 @@ def test_sync_process_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         c.proc.send_signal(signal.SIGTERM)
         assert c.proc.wait(timeout=10) == 0
         assert c.sync_state()["online"] == 0
+    finally:
+        c.stop()
+        central.stop()
+
+
+def test_the_sync_process_takes_several_central_urls_and_skips_a_dead_one(
+        tmp_path: Path) -> None:
+    """``[sync] central_urls`` through the real `onecard-edge sync`: the first instance is
+    down, the counter fails over to the next and syncs; `info` names both."""
+    central = Central.init(tmp_path / "central")
+    c = Counter.create(tmp_path, "cashier-01", central)
+    dead = "ws://127.0.0.1:9/sync"
+    text = c.config.read_text(encoding="utf-8")
+    assert "central_urls = []" in text
+    c.config.write_text(text.replace("central_urls = []",
+                                     f'central_urls = ["{dead}", "{central.url}"]'),
+                        encoding="utf-8")
+    central.start()
+    try:
+        c.start_sync({"ONECARD_SYNC_BACKOFF_MAX_S": "30"})
+        wait_for(lambda: bool(c.sync_state()["online"]), 30, "the counter online")
+        log = (c.dir / "sync.log").read_text(encoding="utf-8")
+        assert f"sync failover node=cashier-01 trying {central.url}" in log
+        info = subprocess.run([EDGE_CLI, "--config", str(c.config), "info"],
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+        assert f"{dead} {central.url}" in info
     finally:
         c.stop()
         central.stop()

@@ -172,7 +172,7 @@ class SyncClient:
         self,
         ledger: SyncLedger,
         key: SigningKey,
-        url: str,
+        url: str | Sequence[str],
         central_key: bytes,
         options: SyncOptions | None = None,
         *,
@@ -189,7 +189,12 @@ class SyncClient:
         self.ledger = ledger
         self.node = ledger.node_id
         self.key = key
-        self.url = url
+        #: the central instances, in the order tried: a failed attempt moves to the next
+        #: at once; the backoff waits only once every one has failed in a row
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("no central URL")
+        self._turn = 0
         self.central_key = central_key
         self.opt = options or SyncOptions()
         self.rng = rng or random.Random()
@@ -201,8 +206,14 @@ class SyncClient:
         #: set when a pull has caught up (an ``events`` frame with nothing more to come)
         self.caught_up = asyncio.Event()
 
+    @property
+    def url(self) -> str:
+        """The central instance this attempt connects to."""
+        return self.urls[self._turn]
+
     async def run(self, stop: asyncio.Event) -> None:
         attempt = 0
+        failed_in_turn = 0  # attempts failed in a row since the last welcome
         while not stop.is_set():
             self._welcomed = False
             refused = False
@@ -244,6 +255,14 @@ class SyncClient:
                 break
             if self._welcomed and not refused:
                 attempt = 0
+                failed_in_turn = 0
+            if len(self.urls) > 1:
+                # fail over: the next central instance at once, until each has failed
+                self._turn = (self._turn + 1) % len(self.urls)
+                failed_in_turn += 1
+                if failed_in_turn % len(self.urls):
+                    log.warning("sync failover node=%s trying %s", self.node, self.url)
+                    continue
             delay = backoff_delay(
                 attempt, self.opt.backoff_base_s, self.opt.backoff_max_s, self.rng
             )
@@ -544,7 +563,7 @@ async def run(
         client = SyncClient(
             ledger,
             key,
-            config.sync.central_url,
+            config.sync.urls,
             central_key,
             options or SyncOptions.from_env(),
             wal_path=f"{config.db}-wal",
@@ -552,7 +571,8 @@ async def run(
             tls_pin=config.sync.tls_pin,
             language=config.language,
         )
-        log.info("sync starting node=%s central=%s", config.node_id, config.sync.central_url)
+        log.info("sync starting node=%s central=%s", config.node_id,
+                 " ".join(config.sync.urls))
         try:
             await client.run(stop)
         except InvalidURI as exc:
