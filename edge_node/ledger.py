@@ -936,21 +936,22 @@ class Ledger:
         below comes through here, so screens, receipts and reports show names."""
         if not records or not isinstance(records[0], Patient):
             return list(records)
-        keys = await self.patient_keys()
-        out: list[Any] = []
-        for p in records:
-            assert isinstance(p, Patient)
-            name = name_of(p, keys)
-            out.append(p if name == p.name else p.evolve(name=SEALED_NAME if name is None
-                                                         else name))
-        return out
+        return _shown(records, await self.patient_keys())
+
+    def _read_shown(self, rt: type[Record], read: Callable[[sqlite3.Connection], list[Any]]
+                    ) -> Callable[[sqlite3.Connection], list[Any]]:
+        """``read`` and, for patients, the keys to show them with, in one hop to the
+        connection's thread (a screen reads a patient on every card tap)."""
+        if rt is not Patient:
+            return read
+        return lambda c: _shown(read(c), self._keys_tx(c))
 
     async def get(self, table: str | type[R], key: Any) -> Any:
         """One projection record (by record type or table name, and key) or None (a
         patient with their name opened: :meth:`shown`)."""
         rt = self.record_type(table)
-        recs = await self._run(lambda c: _select(c, rt, [key]))
-        return (await self.shown(recs))[0] if recs else None
+        recs = await self._run(self._read_shown(rt, lambda c: _select(c, rt, [key])))
+        return recs[0] if recs else None
 
     async def find(self, table: str | type[R], column: str, value: Any,
                    order: str = "", limit: int = 200) -> list[Any]:
@@ -961,7 +962,8 @@ class Ledger:
             raise ValueError(f"{rt.TABLE} has no column {column!r} / {order!r}")
         sql = (f"SELECT {', '.join(names)} FROM {rt.TABLE} WHERE {column}=? "
                f"ORDER BY {order or ', '.join(rt.KEY)} LIMIT ?")
-        return await self.shown([rt(*r) for r in await self._fetch(sql, (value, limit))])
+        return list(await self._run(self._read_shown(rt, lambda c: [
+            rt(*r) for r in c.execute(sql, (value, limit)).fetchall()])))
 
     async def find_patients(self, column: str, value: str) -> list[Any]:
         if column not in ("national_id", "id_tag", "phone"):
@@ -993,7 +995,7 @@ class Ledger:
                 held.setdefault(c.patient_id, []).append(c)
             return [(found[i], money.get(i), held.get(i, [])) for i in ids if i in found]
         got = await self._run(tx)
-        shown = await self.shown([p for p, _, _ in got])
+        shown = _shown([p for p, _, _ in got], keys)
         return [(p, a, c) for p, (_, a, c) in zip(shown, got, strict=True)]
 
     async def cards_of(self, patient_id: str) -> list[Any]:
@@ -1314,6 +1316,16 @@ def _select(conn: sqlite3.Connection, rt: type[R], keys: list[Any]) -> list[R]:
             args = [v for k in chunk for v in k]
         for row in conn.execute(f"SELECT {names} FROM {rt.TABLE} WHERE {where}", args):
             out.append(rt(*row))
+    return out
+
+
+def _shown(records: Sequence[Any], keys: PatientKeys | None) -> list[Any]:
+    """Patients with their names opened with ``keys`` (see :meth:`Ledger.shown`)."""
+    out: list[Any] = []
+    for p in records:
+        name = name_of(p, keys)
+        out.append(p if name == p.name else p.evolve(name=SEALED_NAME if name is None
+                                                     else name))
     return out
 
 
