@@ -1277,7 +1277,7 @@ def damaged(path: Path, why: str) -> DamagedFile:
 CHECKPOINT_EVERY = 200  # commits between background WAL checkpoints in a busy streak
 IDLE_CHECKPOINT_S = 1.0  # …and this long after the last commit
 WAL_LIMIT = 64 * 1024 * 1024  # bytes of WAL that force a checkpoint in line
-REBUILD_CHUNK = 1_000  # events refolded per step of a rebuild (bounds its memory)
+REBUILD_CHUNK = 500  # events refolded per step of a rebuild (bounds its memory)
 #: Projection tables of ledgers made before the registry declared them (migration 1).
 LEGACY_TABLES = ("patients", "cards", "accounts", "charges")
 
