@@ -106,7 +106,17 @@ async def push_all(
         return time.perf_counter() - t0
 
 
-def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int) -> float:
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory (VmHWM), MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int
+                   ) -> tuple[float, float]:
+    """Seconds from first push to last ack, and central's peak RSS (MB) by then."""
     with tempfile.TemporaryDirectory() as d:
         central = Central.init(Path(d))
         text = central.config.read_text().replace(
@@ -120,9 +130,11 @@ def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int
                 push_all(central.url, node, key, bytes.fromhex(central.key_hex), events)
             )
             assert len([e for e in central.event_ids() if e[0] == node]) == len(events)
+            assert central.proc is not None
+            rss = peak_rss_mb(central.proc.pid)
         finally:
             central.stop()
-    return secs
+    return secs, rss
 
 
 def main() -> None:
@@ -131,9 +143,11 @@ def main() -> None:
     node = "bench-01"
     events = make_events(key, node, n)
     raw = raw_verify_rate(key, events)
-    one = n / ingest_seconds(node, key, events, 0)  # everything in the server process
+    secs, _ = ingest_seconds(node, key, events, 0)  # everything in the server process
+    one = n / secs
     cores = os.cpu_count() or 1
-    multi = n / ingest_seconds(node, key, events, -1)  # one verify worker per core
+    secs, rss = ingest_seconds(node, key, events, -1)  # one verify worker per core
+    multi = n / secs
     print(
         json.dumps(
             {
@@ -148,6 +162,7 @@ def main() -> None:
                 "ingest_events_per_s_no_workers": round(one),
                 "ratio_no_workers": round(one / raw, 3),
                 "avg_event_bytes": sum(map(len, events)) // n,
+                "central_peak_rss_mb": rss,
                 "synchronous": "FULL",
             }
         )
