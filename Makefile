@@ -54,6 +54,7 @@ bench: $(BIN)/.dev
 	$(BIN)/python bench/edge_append.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
+	$(BIN)/python bench/rebuild.py
 	$(BIN)/python bench/converge.py 5000 4
 	$(BIN)/python bench/card_tap.py
 
