@@ -207,7 +207,8 @@ class Timeline:
 
     def __init__(self, pid: PatientId, facts: Sequence[Fact], world: Reconciler,
                  family: frozenset[PatientId] = frozenset()) -> None:
-        self.pid = pid
+        self.pid = pid  # (conflict texts name the patient by it: names are sealed, and
+        # the console opens them beside the number)
         self.facts = facts
         self.world = world
         #: the records whose money counts: ``pid`` and, in a person's view, those merged in
@@ -218,15 +219,6 @@ class Timeline:
     @property
     def events(self) -> list[Event]:
         return [f.event for f in self.facts]
-
-    @property
-    def name(self) -> str:
-        """How conflict texts name the patient: by number — names are sealed, and the
-        conflict book is read by the console, which opens them (central.console)."""
-        return self.pid
-
-    def who(self) -> str:
-        return self.pid
 
     def steps(self) -> list[Step]:
         """The timeline folded one fact at a time by the registry's fold (the one money
@@ -413,7 +405,7 @@ def _overdraft(tl: Timeline, ep: dict[str, Any], bal: Fen, credit: Fen,
                        f"({_ref(f.event)})" for f in facts)
     start = ep["start_balance"]
     credit_txt = f" plus credit {yuan(ep['credit'])}" if ep["credit"] else ""
-    text = (f"{tl.who()}'s account held {yuan(start)}{credit_txt}, but "
+    text = (f"{tl.pid}'s account held {yuan(start)}{credit_txt}, but "
             f"{len(facts)} payments were taken from it without each knowing of the other "
             f"({', '.join(nodes)} offline): {listed}. Together they overdrew it by "
             f"{yuan(ep['max'])}.")
@@ -425,7 +417,7 @@ def _overdraft(tl: Timeline, ep: dict[str, Any], bal: Fen, credit: Fen,
     if owed:
         remedies.append(RemedyOption(
             "debt", "Record the debt",
-            f"Records that {tl.name} owes {yuan(owed)} from an offline overdraft; every "
+            f"Records that {tl.pid} owes {yuan(owed)} from an offline overdraft; every "
             f"counter asks for it at the next visit and the next deposit pays it off.",
             (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid, "amount": owed,
                                 "debit": 0}),)))
@@ -443,7 +435,7 @@ def _overdraft(tl: Timeline, ep: dict[str, Any], bal: Fen, credit: Fen,
                     if isinstance(f.body, Charged) and f.body.card_no})
     return Conflict(
         cid, "overdraft", "high" if owed else "medium",
-        f"Overdraft {yuan(ep['max'])} — {tl.name}", text, tuple(f.event.id for f in facts),
+        f"Overdraft {yuan(ep['max'])} — {tl.pid}", text, tuple(f.event.id for f in facts),
         (tl.pid,), tuple(cards), tuple(nodes), ep["max"], facts[0].at.wall, tuple(remedies))
 
 
@@ -479,7 +471,7 @@ def detect_lost_card_used(tl: Timeline) -> list[Conflict]:
         listed = "; ".join(f"charge {b.charge_id} {yuan(b.amount)} at {c.at.node}"
                            for b, c in zip(bodies, charges, strict=True))
         said = {"lost": "reported lost", "replaced": "replaced", "blocked": "blocked"}[why]
-        text = (f"Card {card} of {tl.who()} was {said} at {stop.node} ({_ref(stop)}), but "
+        text = (f"Card {card} of {tl.pid} was {said} at {stop.node} ({_ref(stop)}), but "
                 f"{len(charges)} charge(s) were made with it afterwards by counters that did "
                 f"not know yet: {listed}. Amount at risk: {yuan(at_risk)}. Ask the patient "
                 f"whether they made these charges.")
@@ -516,7 +508,7 @@ def detect_double_replacement(tl: Timeline) -> list[Conflict]:
         keep, extra = reps[0][1], [b for _, b in reps[1:]]
         cid = conflict_id("double_replacement", old, *sorted(b.new_card_no for _, b in reps))
         news = ", ".join(f"{b.new_card_no} at {f.at.node}" for f, b in reps)
-        text = (f"Card {old} of {tl.who()} was replaced {len(reps)} times: {news}. Only one "
+        text = (f"Card {old} of {tl.pid} was replaced {len(reps)} times: {news}. Only one "
                 f"new card should be in use; the first replacement is {keep.new_card_no}.")
         remedies = [RemedyOption(
             "block", "Block the later card(s)",
@@ -526,7 +518,7 @@ def detect_double_replacement(tl: Timeline) -> list[Conflict]:
                                     "patient_id": tl.pid}) for b in extra))]
         remedies.append(accept_remedy(cid, tl.pid, "Both cards stay active."))
         out.append(Conflict(
-            cid, "double_replacement", "medium", f"Card {old} replaced twice — {tl.name}", text,
+            cid, "double_replacement", "medium", f"Card {old} replaced twice — {tl.pid}", text,
             tuple(f.event.id for f, _ in reps), (tl.pid,),
             (old, *(b.new_card_no for _, b in reps)), tuple(sorted({f.at.node for f, _ in reps})),
             0, reps[1][0].at.wall, tuple(remedies)))
@@ -557,14 +549,14 @@ def detect_over_refund(tl: Timeline) -> list[Conflict]:
             continue
         cid = conflict_id("over_refund", charge_id)
         listed = "; ".join(f"{yuan(b.amount)} to {b.to} at {f.at.node}" for f, b in refs)
-        text = (f"Charge {charge_id} of {tl.who()} was {yuan(ch.amount)}, but "
+        text = (f"Charge {charge_id} of {tl.pid} was {yuan(ch.amount)}, but "
                 f"{yuan(total)} was given back: {listed}"
                 + (f" (and {yuan(reversed_[charge_id])} reversed)" if charge_id in reversed_
                    else "")
                 + f". {yuan(excess)} too much was refunded.")
         remedies = [RemedyOption(
             "debt", "Take the excess back",
-            f"Debits {yuan(excess)} from {tl.name}'s account (if it does not hold that much "
+            f"Debits {yuan(excess)} from {tl.pid}'s account (if it does not hold that much "
             "the patient owes the rest, collected at the next visit).",
             (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid, "amount": excess,
                                 "debit": excess}),)),
@@ -590,19 +582,19 @@ def detect_double_settlement(tl: Timeline) -> list[Conflict]:
             if first is not None and paid > 0 and step.balance < 0:
                 ff, fb = first
                 cid = conflict_id("double_settlement", tl.pid, ff.event.id)
-                text = (f"{tl.who()}'s account was settled at {ff.at.node} ({_ref(ff.event)}, "
+                text = (f"{tl.pid}'s account was settled at {ff.at.node} ({_ref(ff.event)}, "
                         f"{yuan(fb.amount)}) and again at {f.at.node} ({_ref(f.event)}, "
                         f"{yuan(paid)}) without a deposit in between: {yuan(paid)} was paid "
                         f"out twice. The patient owes {yuan(paid)}.")
                 remedies = (RemedyOption(
                     "debt", "Record the debt",
-                    f"Records that {tl.name} owes {yuan(paid)}; counters ask for it at the "
+                    f"Records that {tl.pid} owes {yuan(paid)}; counters ask for it at the "
                     "next visit.",
                     (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid,
                                         "amount": paid, "debit": 0}),)),
                     accept_remedy(cid, tl.pid, "The hospital bears the double payout."))
                 out.append(Conflict(
-                    cid, "double_settlement", "high", f"Settled twice — {tl.name}, {yuan(paid)}",
+                    cid, "double_settlement", "high", f"Settled twice — {tl.pid}, {yuan(paid)}",
                     text, (ff.event.id, f.event.id), (tl.pid,), (),
                     tuple(sorted({ff.at.node, f.at.node})), paid, f.at.wall, remedies))
             else:
@@ -630,7 +622,7 @@ def detect_merged_record_used(tl: Timeline) -> list[Conflict]:
     balance = tl.world.balance(tl.pid)
     listed = "; ".join(f"{f.kind.name} {yuan(f.money.delta(tl.pid))} at {f.at.node} "
                        f"({_ref(f.event)})" for f in late)
-    text = (f"{tl.who()} was merged into {survivor}, but {len(late)} payment(s) were made on"
+    text = (f"{tl.pid} was merged into {survivor}, but {len(late)} payment(s) were made on"
             f" the old record afterwards by counters that did not know yet: {listed}. The old"
             f" record now holds {yuan(balance)}; its balance belongs to {survivor}.")
     remedies: list[RemedyOption] = []
@@ -681,12 +673,12 @@ def detect_double_cancel(tl: Timeline) -> list[Conflict]:
         cid = conflict_id("double_cancel", order_id)
         listed = "; ".join(f"{yuan(f.body.refund)} at {f.at.node} ({_ref(f.event)})"
                            for f in cs)
-        text = (f"Order {order_id} of {tl.who()} charged {yuan(charged)}, but it was "
+        text = (f"Order {order_id} of {tl.pid} charged {yuan(charged)}, but it was "
                 f"cancelled {len(cs)} times by counters that did not know of each other: "
                 f"{listed}. {yuan(excess)} too much went back to the deposit.")
         remedies = [RemedyOption(
             "debt", "Take the excess back",
-            f"Debits {yuan(excess)} from {tl.name}'s account (if it does not hold that much "
+            f"Debits {yuan(excess)} from {tl.pid}'s account (if it does not hold that much "
             "the patient owes the rest, collected at the next visit).",
             (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid, "amount": excess,
                                 "debit": excess}),)),
@@ -716,13 +708,13 @@ def detect_double_fee(tl: Timeline) -> list[Conflict]:
         open_ = excess - returned.get(visit_id, 0)
         cid = conflict_id("double_fee", visit_id)
         listed = "; ".join(f"{yuan(f.body.amount)} at {f.at.node} ({_ref(f.event)})" for f in fs)
-        text = (f"The consultation fee of visit {visit_id} ({tl.who()}) was charged "
+        text = (f"The consultation fee of visit {visit_id} ({tl.pid}) was charged "
                 f"{len(fs)} times: {listed}. The patient paid {yuan(excess)} too much.")
         remedies = []
         if open_ > 0:
             remedies.append(RemedyOption(
                 "return", f"Give {yuan(open_)} back",
-                f"Returns {yuan(open_)} to {tl.name}'s deposit (the second fee).",
+                f"Returns {yuan(open_)} to {tl.pid}'s deposit (the second fee).",
                 (("visit.fee_returned", {"conflict_id": cid, "visit_id": visit_id,
                                          "patient_id": tl.pid, "amount": open_}),)))
         remedies.append(accept_remedy(cid, tl.pid, "Leaves both fees charged."))
@@ -769,7 +761,7 @@ def detect_double_execution(tl: Timeline) -> list[Conflict]:
             + (f", specimen {f.body.specimen_id}" if f.body.specimen_id else "")
             + (f", charged {yuan(f.body.charged)}" if f.body.charged else ", no charge")
             for f in of.checkins)
-        text = (f"Order {order_id} of {tl.who()} was checked in {len(of.checkins)} times by "
+        text = (f"Order {order_id} of {tl.pid} was checked in {len(of.checkins)} times by "
                 f"windows that did not know of each other: {listed}. Only the first "
                 f"({_ref(first.event)}) should have happened")
         text += (f"; the later check-in(s) charged {yuan(excess)} again." if excess else
@@ -782,7 +774,7 @@ def detect_double_execution(tl: Timeline) -> list[Conflict]:
         if open_ > 0:
             remedies.append(RemedyOption(
                 "return", f"Give {yuan(open_)} back",
-                f"Returns the later check-in's charge, {yuan(open_)}, to {tl.name}'s deposit.",
+                f"Returns the later check-in's charge, {yuan(open_)}, to {tl.pid}'s deposit.",
                 (_give_back(cid, tl, order_id, open_),)))
         remedies.append(accept_remedy(cid, tl.pid, "Leaves every check-in and charge as it "
                                                    "is (the order was done twice)."))
@@ -820,7 +812,7 @@ def detect_double_dispense(tl: Timeline) -> list[Conflict]:
         for f, code, q, _ in extras:
             by_place[(f.body.pharmacy, code)] = by_place.get((f.body.pharmacy, code), 0) + q
         extra_txt = ", ".join(f"{code}×{q} at {ph}" for (ph, code), q in by_place.items())
-        text = (f"Prescription {order_id} of {tl.who()} ordered "
+        text = (f"Prescription {order_id} of {tl.pid} ordered "
                 f"{_lines(of.placed.body.lines)}, but it was dispensed by pharmacies that did "
                 f"not know of each other: {listed}. Handed out beyond the order: {extra_txt} "
                 f"({yuan(value)}).")
@@ -839,12 +831,12 @@ def detect_double_dispense(tl: Timeline) -> list[Conflict]:
             remedies.append(RemedyOption(
                 "bring_back", "The patient brings the extra back",
                 f"Puts {extra_txt} back in stock"
-                + (f" and returns {yuan(charged_open)} to {tl.name}'s deposit"
+                + (f" and returns {yuan(charged_open)} to {tl.pid}'s deposit"
                    if charged_open else "") + ".", tuple(bring)))
             if unpaid_open:
                 remedies.append(RemedyOption(
                     "keep", f"The patient keeps them: charge {yuan(unpaid_open)}",
-                    f"Debits {yuan(unpaid_open)} for the extra drugs from {tl.name}'s account "
+                    f"Debits {yuan(unpaid_open)} for the extra drugs from {tl.pid}'s account "
                     "(if it does not hold that much the patient owes the rest, collected at "
                     "the next visit).",
                     (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid,
@@ -852,7 +844,7 @@ def detect_double_dispense(tl: Timeline) -> list[Conflict]:
             elif charged_open:
                 remedies.append(RemedyOption(
                     "write_off", f"Give {yuan(charged_open)} back, write the drugs off",
-                    f"Returns the second charge, {yuan(charged_open)}, to {tl.name}'s deposit;"
+                    f"Returns the second charge, {yuan(charged_open)}, to {tl.pid}'s deposit;"
                     " the hospital bears the drugs (they left the shelf: the stock stays as "
                     "it is).", (_give_back(cid, tl, order_id, charged_open),)))
         remedies.append(accept_remedy(cid, tl.pid, "The patient keeps the drugs; the charges "
@@ -904,14 +896,14 @@ def detect_refund_after_execution(tl: Timeline) -> list[Conflict]:
         open_ = amount - _debts(tl, cid)
         cancels = "; ".join(f"at {f.at.node} ({_ref(f.event)}) refunding "
                             f"{yuan(f.body.refund)}" for f in of.cancels)
-        text = (f"Order {order_id} of {tl.who()} was cancelled {cancels}, while counters that "
+        text = (f"Order {order_id} of {tl.pid} was cancelled {cancels}, while counters that "
                 f"did not know had already done it: {_done(of)}. {yuan(amount)} went back to "
                 "the deposit for what was done; the order reads cancelled on every counter.")
         remedies = []
         if open_ > 0:
             remedies.append(RemedyOption(
                 "debt", "Take the refund back",
-                f"Debits {yuan(open_)} from {tl.name}'s account for what was done (if it does "
+                f"Debits {yuan(open_)} from {tl.pid}'s account for what was done (if it does "
                 "not hold that much the patient owes the rest, collected at the next visit).",
                 (("debt.recorded", {"conflict_id": cid, "patient_id": tl.pid,
                                     "amount": open_, "debit": open_}),)))
@@ -958,7 +950,7 @@ def detect_charge_after_cancel(tl: Timeline) -> list[Conflict]:
                             f"{yuan(f.body.refund)}" for f in of.cancels)
         listed = "; ".join(f"{f.kind.name} at {f.at.node} ({_ref(f.event)}) {yuan(a)}"
                            for f, a in charges)
-        text = (f"Order {order_id} of {tl.who()} was cancelled {cancels}, but counters that "
+        text = (f"Order {order_id} of {tl.pid} was cancelled {cancels}, but counters that "
                 f"did not know charged it: {listed}. {yuan(stake)} charged for the cancelled "
                 "order was never given back.")
         if of.executed or of.dispenses:
@@ -968,7 +960,7 @@ def detect_charge_after_cancel(tl: Timeline) -> list[Conflict]:
         if open_ > 0:
             remedies.append(RemedyOption(
                 "return", f"Give {yuan(open_)} back",
-                f"Returns the charge for the cancelled order, {yuan(open_)}, to {tl.name}'s "
+                f"Returns the charge for the cancelled order, {yuan(open_)}, to {tl.pid}'s "
                 "deposit.", (_give_back(cid, tl, order_id, open_),)))
         remedies.append(accept_remedy(cid, tl.pid, "The charge stands (the order was done "
                                                    "after all)."))
@@ -1024,7 +1016,7 @@ def detect_offline_overrun(tl: Timeline) -> list[Conflict]:
                               else ", NOT approved)") for f, t in over)
         limits = ", ".join(x for x in (f"floor {yuan(floor)}" if floor else "",
                                        f"cap {yuan(cap)}" if cap else "") if x)
-        text = (f"Counter {node} charged {tl.who()} {yuan(total)} while offline (its events "
+        text = (f"Counter {node} charged {tl.pid} {yuan(total)} while offline (its events "
                 f"from #{mark} on, before central acknowledged them), past the offline "
                 f"limits ({limits}): {listed}.")
         text += (f" {len(unapproved)} went past without a supervisor: check that counter's "
@@ -1032,7 +1024,7 @@ def detect_offline_overrun(tl: Timeline) -> list[Conflict]:
                  f" Approved at the counter by {', '.join(approvers)}.")
         out.append(Conflict(
             cid, "offline_overrun", "medium" if unapproved else "low",
-            f"Offline overrun {yuan(total)} at {node} — {tl.name}", text,
+            f"Offline overrun {yuan(total)} at {node} — {tl.pid}", text,
             tuple(f.event.id for f, _ in over), (tl.pid,), (), (node,), total,
             over[0][0].at.wall,
             (accept_remedy(cid, None, "Marks it reviewed (the money, if the account went "

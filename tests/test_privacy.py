@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from edge_node import config as cfgmod
+from edge_node import ledger as ledger_mod
 from edge_node import roles
 from edge_node.errors import OperationRefused
 from edge_node.ledger import Ledger
@@ -286,7 +287,6 @@ async def test_a_grant_after_the_patients_indexes_their_names_in_one_go(
     assert [h.patient.name for h in await lab_svc.search_patients("zengxiao")] == ["曾小贤"]
     assert [h.patient.name for h in await lab_svc.search_patients("梅")] == ["李梅"]
     live = await lab.dump_projections()
-    import edge_node.ledger as ledger_mod
     chunk, ledger_mod.REBUILD_CHUNK = ledger_mod.REBUILD_CHUNK, 2
     try:
         assert await lab.rebuild() == len(events) + 1

@@ -160,20 +160,21 @@ def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None
     facts.sort(key=lambda f: f.at.order)
     current: dict[str, dict[str, str]] = {}
     out: dict[tuple[str, int], str] = {}
+
+    def say(value: str, d: str, pid: str) -> str:
+        if not value:
+            return tr("history.empty_value")
+        holder = (name_keys or keys) if d == NAME else keys
+        opened = holder.open(d, pid, value) if holder is not None else (
+            None if is_sealed(value) else value)
+        return tr("privacy.sealed") if opened is None else opened
     for f in facts:
         b = f.body
         details = current.setdefault(b.patient_id, {})
-        def say(value: str, d: str = "", pid: str = b.patient_id) -> str:
-            if not value:
-                return tr("history.empty_value")
-            holder = (name_keys or keys) if d == NAME else keys
-            opened = holder.open(d, pid, value) if holder is not None else (
-                None if is_sealed(value) else value)
-            return tr("privacy.sealed") if opened is None else opened
         if isinstance(b, Registered):
             for d in DETAILS:
                 details.setdefault(d, getattr(b, d))
-            out[f.event.id] = say(b.name, NAME)
+            out[f.event.id] = say(b.name, NAME, b.patient_id)
         elif isinstance(b, Updated):
             parts = []
             for d, new in b.changed().items():
@@ -181,7 +182,8 @@ def detail_changes(tr: Translator, events: list[Event], keys: PatientKeys | None
                     continue
                 parts.append(tr("history.changed", field=REGISTRY.label(f"detail.{d}",
                                                                         tr.language),
-                                old=say(details.get(d, ""), d), new=say(new, d)))
+                                old=say(details.get(d, ""), d, b.patient_id),
+                                new=say(new, d, b.patient_id)))
                 details[d] = new
             out[f.event.id] = "; ".join(parts)
     return out
