@@ -33,6 +33,7 @@ from protocol.event import CENTRAL, sign_event
 from protocol.hlc import Hlc
 from protocol.patient import Patient
 from protocol.privacy import (
+    SEALED_MAX,
     SEALED_NAME,
     KeyGrant,
     PatientKeys,
@@ -453,3 +454,45 @@ def test_the_record_holds_the_sealed_details_and_their_tags_as_signed() -> None:
     pa, pb = a.get(Patient, "P-cashier-01-1"), b.get(Patient, "P-cashier-01-1")
     assert pa == pb and pa is not None and pa.national_id == body["national_id"]
     assert pa.id_tag == KEYS.id_tag(ID_MALE) and pa.phone_tag == KEYS.phone_tag("13800138000")
+
+
+async def test_a_sealed_name_that_does_not_open_is_shown_sealed_and_stops_nothing(
+        make_ledger: LedgerFactory) -> None:
+    """A signed registration whose sealed name no key here opens (another hospital's key,
+    garbage of the right shape, the longest a body allows): stored and folded, shown as
+    ``***``, never indexed, and search, history and rebuild go on."""
+    led = await make_ledger("cashier-09")
+    key = node_key("cashier-01")
+    await led.set_node_keys({"cashier-01": (key.public_key, "cashier")})
+    other = PatientKeys.generate()
+    bodies = [
+        {"patient_id": "P-cashier-01-1", "sex": "F", "birth_date": "1949-12-31",
+         **other.sealed_details("P-cashier-01-1", {"name": "王芳", "phone": "13800138000"})},
+        {"patient_id": "P-cashier-01-2", "sex": "M", "birth_date": "1950-01-01",
+         "name": "sb1:" + KEYS.key_id + ":" + "A" * 700, "name_tag": "ab" * 16,
+         **KEYS.sealed_details("P-cashier-01-2", {"phone": "13900139000"})},
+        # one past what a sealed value may be: stored, never folded (flagged at central)
+        {"patient_id": "P-cashier-01-3", "sex": "M", "birth_date": "1950-01-01",
+         "name": "sb1:" + KEYS.key_id + ":" + "A" * (SEALED_MAX - 13), "name_tag": "ab" * 16,
+         **KEYS.sealed_details("P-cashier-01-3", {"phone": "13900139000"})},
+    ]
+    prev, data = b"\0" * 32, []
+    for seq, body in enumerate(bodies, 1):
+        _, raw, prev = sign_event(key, node="cashier-01", seq=seq, prev=prev,
+                                  hlc=Hlc(1_790_000_000_000 + seq, 0), operator="op",
+                                  kind="patient.registered", body=body)
+        data.append(raw)
+    assert await led.ingest(data) == 3
+    svc = CounterService(led, "op")
+    with pytest.raises(OperationRefused):
+        await svc.patient("P-cashier-01-3")
+    for pid in ("P-cashier-01-1", "P-cashier-01-2"):
+        assert (await svc.patient(pid)).patient.name == SEALED_NAME
+        assert await svc.history(pid)
+    assert await svc.search_patients("王芳") == []
+    assert [h.patient.patient_id for h in await svc.search_patients("13900139000")] == \
+        ["P-cashier-01-2"]
+    live = await led.dump_projections()
+    await led.rebuild()
+    assert await led.dump_projections() == live
+    assert (await led.verify()).ok
