@@ -290,7 +290,8 @@ def audit(rows: list[tuple[int, bytes]], day: BusinessDay, cfg: AuditConfig,
                     f"Central's accounts table holds {shown} for {pid}, but the signed "
                     f"events it was folded from (to cursor position {stored.pos}) give "
                     f"{yuan(want)}. Someone or something changed the database: check it "
-                    "(the events are the truth; restarting the server refolds the table).",
+                    "(the events are the truth; `onecard-central conflicts refold` refolds the "
+                    "table from them).",
                     abs((held or 0) - want), (pid,)))
     # -- 3. conservation, overall and for the day --------------------------------------
     in_day = [f for f in facts if day.start_ms <= f.at.wall < day.end_ms]

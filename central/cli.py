@@ -154,6 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     cr.add_argument("--remedy", required=True, help="a remedy code `show` lists (debt, …)")
     cr.add_argument("--reason", required=True, help="why (kept in the event, for audit)")
     cr.add_argument("--operator", required=True, help="your staff id (named in the event)")
+    csub.add_parser("refold", help="refold the reconciler's state and the accounts table from "
+                    "every event (at serve's next catch-up; the book keeps its statuses)")
     k = sub.add_parser("console", help="the IT console: conflict queue, detail, resolve, "
                        "node health, search (keyboard; footer lists the keys)")
     k.add_argument("--operator", default=None,
@@ -704,6 +706,12 @@ async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
                 print(f"{r.id:<32} {r.status:<13} {r.severity:<8} {yuan(r.amount):>12}  {r.title}")
             print(f"{len(rows)} conflict(s)" + (": " + ", ".join(
                 f"{k} {n}" for k, n in sorted(counts.items())) if counts else ""))
+            return 0
+        if args.action == "refold":
+            from central.recon_store import ask_refold
+            await store.write_many(ask_refold())
+            print("the reconciler refolds every event at serve's next catch-up (at once if "
+                  "serve is running, else when it starts); counters keep syncing meanwhile")
             return 0
         row = await cf.get_conflict(store, args.id)
         if row is None:

@@ -44,12 +44,12 @@ from central.reconcile import (
     Incoming,
     IntegrityReport,
     ReconcileConfig,
-    Reconciler,
     RemedyOption,
     Report,
     accept_remedy,
     conflict_id,
 )
+from central.recon_store import BUDGET, StoredReconciler
 from central.store import CentralStore, Query, Statements
 from protocol.account import Account
 from protocol.crypto import SigningKey
@@ -180,34 +180,50 @@ _UNANNOUNCED = (
 
 
 class ConflictWatch:
-    """The reconciler kept up to date with one store (one per central process)."""
+    """The reconciler kept up to date with one store (one per central process).
+
+    Its state lives in the store (:class:`~central.recon_store.StoredReconciler`): a
+    restart reads the checkpoint and goes on from there, and memory holds a bounded
+    working set whatever the length of the history."""
 
     def __init__(self, store: CentralStore, config: ReconcileConfig | None = None,
-                 key: SigningKey | None = None, *, announce: bool = True) -> None:
+                 key: SigningKey | None = None, *, announce: bool = True,
+                 budget: int = BUDGET) -> None:
         """``key``: central's, to announce new conflicts (default: the key
         :func:`~central.store.enrol_central` enrolled on ``store``; none: no announcements).
         ``announce=False``: keep the book only (fixtures that pin central's chain).
+        ``budget``: facts and records kept in memory between catch-ups.
         """
         self.store = store
         self.key = key
         self.announce = announce
-        self.reconciler = Reconciler(config or ReconcileConfig())
+        self.stored = StoredReconciler(store, config, budget=budget)
+        #: the pure reconciler over the working set (its resident records: key grants)
+        self.reconciler = self.stored.rec
         self.pos = 0
+        self._opened = False
         self._quarantined = 0
         self._revoked: dict[str, int] = {}
         self._lock = asyncio.Lock()  # one catch-up at a time: each new conflict announced once
 
     async def catch_up(self, page: int = 5000, max_pages: int = 100_000) -> int:
-        """Reconcile every stored event not seen yet; return how many were fed."""
+        """Reconcile every stored event not reconciled yet; return how many were fed."""
         async with self._lock:
+            if self._opened and await self.stored.refold_asked():
+                self._opened = False  # (the CLI asked, in another process)
+            if not self._opened:
+                await self.stored.open()
+                self.pos = self.stored.pos
+                self._opened = True
             fed = 0
             for _ in range(max_pages):
                 rows = await self.store.events_since(self.pos, page)
                 if not rows:
                     break
-                rep = self._reconcile(rows)
-                await self.store.write_many(_statements(rep, _now_ms()) + _accounts(
-                    self.reconciler.take_dirty_accounts(), rows[-1][0]))
+                rep, saved = await self._reconcile(rows)
+                await self._write(_statements(rep, _now_ms()) + _accounts(
+                    self.reconciler.take_dirty_accounts(), rows[-1][0]) + saved)
+                self.stored.committed()
                 self.pos = rows[-1][0]
                 fed += len(rows)
             await self._integrity()
@@ -217,26 +233,40 @@ class ConflictWatch:
                 log.exception("announcing conflicts to the counters failed")
             return fed
 
-    def _reconcile(self, rows: list[tuple[int, bytes, int]]) -> Report:
-        """The reconciler's report on stored rows; never raises, so neither ``serve`` nor
-        its restart can be stopped by what an event holds (the reconciler already turns
-        each failure into a ``reconcile_error`` conflict; this is the last guard)."""
+    async def _write(self, statements: list[tuple[str, Any]]) -> None:
+        """Write a catch-up's book and the reconciler's state in one transaction; if that
+        fails, memory is ahead of the store: drop it, and the next catch-up reopens at
+        the checkpoint and does the batch again."""
+        try:
+            await self.store.write_many(statements)
+        except BaseException:
+            self.stored.reset()
+            self._opened = False
+            raise
+
+    async def _reconcile(self, rows: list[tuple[int, bytes, int]]
+                         ) -> tuple[Report, list[tuple[str, Any]]]:
+        """The reconciler's report on stored rows and the statements that save its state;
+        never raises for what an event holds, so neither ``serve`` nor its restart can be
+        stopped by it (the reconciler already turns each failure into a
+        ``reconcile_error`` conflict; this is the last guard: the batch is then skipped,
+        its conflict says so)."""
         incoming = []
         rep = Report()
         for pos, data, ms in rows:
             try:
-                incoming.append(Incoming(decode_event(data), ms))
+                incoming.append(Incoming(decode_event(data), ms, pos))
             except ProtocolError as exc:  # stored bytes that no longer decode: damage
                 log.error("stored event at position %d does not decode: %s", pos, exc)
                 rep.conflicts.append(_store_damage(pos, exc))
         try:
-            got = self.reconciler.add(incoming)
+            got, saved = await self.stored.add(incoming)
         except Exception as exc:
             log.exception("reconciling positions %d..%d failed", rows[0][0], rows[-1][0])
             rep.conflicts.append(_store_damage(rows[0][0], exc))
-            return rep
+            return rep, await self.stored.skip(rows[-1][0])
         got.conflicts[:0] = rep.conflicts
-        return got
+        return got, saved
 
     async def _announce(self) -> None:
         """Tell the counters of every change of an open conflict about patients."""
@@ -282,9 +312,9 @@ class ConflictWatch:
                    for r in await self.store.read(
                        "SELECT id, revoked_ms FROM nodes WHERE revoked = 1")}
         if revoked != self._revoked:
+            rep, saved = await self.stored.set_revoked(revoked)
+            await self._write(_statements(rep, _now_ms()) + saved)
             self._revoked = revoked
-            await self.store.write_many(
-                _statements(self.reconciler.set_revoked(revoked), _now_ms()))
 
 
 def _store_damage(pos: int, exc: Exception) -> Conflict:

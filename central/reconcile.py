@@ -167,6 +167,24 @@ class IntegrityReport:
 class Incoming:
     event: Event
     received_ms: int = 0
+    pos: int = 0  # its place in central's pull cursor (0: not from the store)
+
+
+@dataclass(slots=True)
+class Work:
+    """One batch on its way through :meth:`Reconciler.add`'s steps: decoded, folded,
+    planned, detected.  A store-backed reconciler (:mod:`central.recon_store`) loads
+    what the next step reads between the steps; alone, the steps run back to back."""
+
+    items: list[tuple[Incoming, Any]] = field(default_factory=list)  # (incoming, decoded)
+    rep: Report = field(default_factory=lambda: Report())
+    dirty: set[PatientId] = field(default_factory=set)
+    dirty_ids: set[str] = field(default_factory=set)
+    dirty_people: set[Identity] = field(default_factory=set)
+    dirty_stock: set[StockKey] = field(default_factory=set)
+    #: (scope, merge order, incoming) of every fact the fold put in a timeline
+    placed: list[tuple[str, str, Incoming]] = field(default_factory=list)
+    limits_changed: bool = False
 
 
 @dataclass(slots=True)
@@ -1252,6 +1270,8 @@ class Reconciler:
         #: patients charged offline under limits: checked again when limits arrive late
         self._charged_offline: set[PatientId] = set()
         self.resolutions: dict[ConflictId, Resolution] = {}
+        #: skip an event fed twice (off when the feeder dedupes, by cursor position)
+        self.track_seen = True
         self.seen: set[EventId] = set()
         self._emitted: dict[str, set[ConflictId]] = {}  # scope -> ids last found there
         self._skew_run: dict[str, int] = {}  # node -> first seq of its current skewed run
@@ -1375,51 +1395,79 @@ class Reconciler:
         event or checking one scope is logged with the event or scope and raised as a
         ``reconcile_error`` conflict while the rest of the batch goes on.
         """
-        rep = Report()
-        dirty: set[PatientId] = set()
-        dirty_ids: set[str] = set()
-        dirty_people: set[Identity] = set()
-        dirty_stock: set[StockKey] = set()
+        work = self.begin(batch)
+        self.fold(work)
+        self.plan(work)
+        return self.detect(work)
+
+    def begin(self, batch: Iterable[Incoming | Event]) -> Work:
+        """Step 1: decode the batch (events seen before are skipped)."""
+        work = Work()
         for item in batch:
             inc = item if isinstance(item, Incoming) else Incoming(item, 0)
             ev = inc.event
-            if ev.id in self.seen:
-                continue
-            self.seen.add(ev.id)
+            if self.track_seen:
+                if ev.id in self.seen:
+                    continue
+                self.seen.add(ev.id)
             self.count += 1
             try:
-                self._add_one(inc, rep, dirty, dirty_ids, dirty_people, dirty_stock)
+                work.items.append((inc, self.registry.decode(ev)))
+            except Exception as exc:
+                log.exception("decoding %s #%d (%s) failed", ev.node, ev.seq, ev.kind)
+                work.rep.conflicts.append(_reconcile_error(f"e:{ev.node}:{ev.seq}", (ev.id,),
+                                                           (ev.node,), ev.hlc.wall, exc))
+        return work
+
+    def fold(self, work: Work) -> None:
+        """Step 2: fold every decoded event into the state, timelines and indexes."""
+        for inc, d in work.items:
+            ev = inc.event
+            try:
+                self._add_one(inc, d, work)
             except Exception as exc:
                 log.exception("reconciling %s #%d (%s) failed", ev.node, ev.seq, ev.kind)
-                rep.conflicts.append(_reconcile_error(f"e:{ev.node}:{ev.seq}", (ev.id,),
-                                                      (ev.node,), ev.hlc.wall, exc))
-        for pid in dirty:  # a duplicate's merge remedy carries its balance and cards: refresh
+                work.rep.conflicts.append(_reconcile_error(f"e:{ev.node}:{ev.seq}", (ev.id,),
+                                                           (ev.node,), ev.hlc.wall, exc))
+
+    def plan(self, work: Work) -> None:
+        """Step 3: the identities to check again: those of the patients the batch touched
+        that are shared (a duplicate's merge remedy carries its balance and cards)."""
+        for pid in work.dirty:
             nid, person = self._identity.get(pid, ("", None))
             if nid and len(self.by_national_id.get(nid, ())) > 1:
-                dirty_ids.add(nid)
+                work.dirty_ids.add(nid)
             if person is not None and len(self.by_identity.get(person, ())) > 1:
-                dirty_people.add(person)
-        for pid in sorted(dirty):
+                work.dirty_people.add(person)
+
+    def scopes(self, work: Work) -> list[str]:
+        """The detection scopes step 4 runs, by name."""
+        return ([f"p:{pid}" for pid in sorted(work.dirty)]
+                + [f"n:{nid}" for nid in sorted(work.dirty_ids)]
+                + [f"i:{person}" for person in sorted(work.dirty_people)]
+                + [stock_scope(sk) for sk in sorted(work.dirty_stock)])
+
+    def detect(self, work: Work) -> Report:
+        """Step 4: run the detectors of every scope the batch touched."""
+        rep = work.rep
+        for pid in sorted(work.dirty):
             timeline = self.timeline(pid)
             self._scope(f"p:{pid}", lambda tl=timeline: [  # type: ignore[misc]
                 c for det in PATIENT_DETECTORS for c in det(tl)], rep)
-        for nid in sorted(dirty_ids):
+        for nid in sorted(work.dirty_ids):
             self._scope(f"n:{nid}", lambda nid=nid: detect_duplicates(  # type: ignore[misc]
                 self.by_national_id.get(nid, ()), self, strong=True, key=nid), rep)
-        for person in sorted(dirty_people):
+        for person in sorted(work.dirty_people):
             self._scope(f"i:{person}", lambda person=person: detect_duplicates(  # type: ignore
                 self.by_identity.get(person, ()), self, strong=False, key=""), rep)
-        for sk in sorted(dirty_stock):
-            self._scope(f"s:{sk[0]}\x1f{sk[1]}", lambda sk=sk: (  # type: ignore[misc]
+        for sk in sorted(work.dirty_stock):
+            self._scope(stock_scope(sk), lambda sk=sk: (  # type: ignore[misc]
                 detect_stock_below_zero(sk, [f for _, f in self.stocks.get(sk, [])], self)),
                 rep)
         return rep
 
-    def _add_one(self, inc: Incoming, rep: Report, dirty: set[PatientId],
-                 dirty_ids: set[str], dirty_people: set[Identity],
-                 dirty_stock: set[StockKey]) -> None:
-        ev = inc.event
-        d = self.registry.decode(ev)
+    def _add_one(self, inc: Incoming, d: Any, work: Work) -> None:
+        ev, rep, dirty = inc.event, work.rep, work.dirty
         if isinstance(d, Unknown):
             self.unknown += 1  # a newer counter's kind: kept, folded after central's upgrade
             return
@@ -1441,20 +1489,21 @@ class Reconciler:
         if isinstance(d.body, LimitsSet):
             bisect.insort(self.limits, (d.at.order, d.body.floor, d.body.cap))
             dirty.update(self._charged_offline)
+            work.limits_changed = True
         elif getattr(d.body, "offline_from", 0):
             self._charged_offline.update(d.patients)
         self.dirty_accounts.update(str(k) for rt, k in d.records if rt is Account)
         self.dirty_accounts.update(pid for pid, _ in d.money.deltas)
-        self._reindex(d.records, dirty_ids, dirty_people)
+        self._reindex(d.records, work.dirty_ids, work.dirty_people)
         order = d.at.order
         for pid in d.patients:
             bisect.insort(self.timelines.setdefault(pid, []), (order, d), key=lambda x: x[0])
             dirty.add(pid)
-        for rt, key in d.records:  # a pharmacy's stock is a scope of its own
-            if rt is Stock and isinstance(key, tuple) and len(key) == 2:
-                sk = (str(key[0]), str(key[1]))
-                bisect.insort(self.stocks.setdefault(sk, []), (order, d), key=lambda x: x[0])
-                dirty_stock.add(sk)
+            work.placed.append((f"p:{pid}", order, inc))
+        for sk in stock_keys(d):  # a pharmacy's stock is a scope of its own
+            bisect.insort(self.stocks.setdefault(sk, []), (order, d), key=lambda x: x[0])
+            work.dirty_stock.add(sk)
+            work.placed.append((stock_scope(sk), order, inc))
 
     def _scope(self, scope: str, detect: Callable[[], list[Conflict]], rep: Report) -> None:
         try:
@@ -1552,6 +1601,16 @@ class Reconciler:
             f"(first: seq {ev.seq}, {ev.kind}). Its key may be in the wrong hands.",
             (ev.id,), nodes=(ev.node,), wall_ms=ev.hlc.wall,
             remedies=(accept_remedy(cid, None, "Marks it reviewed."),))
+
+
+def stock_keys(d: Any) -> list[StockKey]:
+    """The (pharmacy, code) stocks a fact moves."""
+    return [(str(key[0]), str(key[1])) for rt, key in d.records
+            if rt is Stock and isinstance(key, tuple) and len(key) == 2]
+
+
+def stock_scope(sk: StockKey) -> str:
+    return f"s:{sk[0]}\x1f{sk[1]}"
 
 
 def _reconcile_error(scope: str, events: tuple[EventId, ...], nodes: tuple[str, ...],

@@ -247,6 +247,38 @@ INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)
     SELECT id, pubkey, 1, CASE WHEN revoked THEN head_seq + 1 ELSE 0 END, enrolled_ms
     FROM nodes;
 """,
+    ),    (
+        9,
+        "the reconciler's state, checkpointed (central/recon_store.py)",
+        """
+-- Each timeline ('p:<patient>', 's:<pharmacy>\x1f<code>') as the positions of its
+-- events in merge order.
+CREATE TABLE recon_facts (
+    scope TEXT NOT NULL,
+    ord TEXT NOT NULL,                  -- merge order (protocol.core.At.order)
+    pos INTEGER NOT NULL,               -- events.pos
+    PRIMARY KEY (scope, ord)
+);
+-- Every projection record as the reconciler folded it: table, packed key and fields.
+CREATE TABLE recon_records (
+    tbl TEXT NOT NULL,
+    k BLOB NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (tbl, k)
+);
+-- Duplicate checks: who shares an ID number tag, or a name + birth date + phone.
+CREATE TABLE recon_identity (pid TEXT PRIMARY KEY, nid TEXT NOT NULL, person TEXT NOT NULL);
+CREATE INDEX recon_identity_nid ON recon_identity (nid);
+CREATE INDEX recon_identity_person ON recon_identity (person);
+CREATE TABLE recon_cards (card_no TEXT PRIMARY KEY, pid TEXT NOT NULL);
+CREATE INDEX recon_cards_pid ON recon_cards (pid);
+-- The conflict ids each detection scope found last (JSON list).
+CREATE TABLE recon_emitted (scope TEXT PRIMARY KEY, ids TEXT NOT NULL);
+CREATE TABLE recon_offline (pid TEXT PRIMARY KEY);
+CREATE TABLE recon_resolved (cid TEXT PRIMARY KEY, data TEXT NOT NULL);
+-- The checkpoint: JSON {pos, count, unknown, limits, skew, revoked}; '' before the first.
+INSERT INTO meta (key, value) VALUES ('recon', '');
+""",
     ),
 ]
 
@@ -1103,13 +1135,17 @@ class CentralStore:
             return [(int(r[0]), bytes(r[1]), int(r[2])) for r in await cur.fetchall()]
 
     @_completes
-    async def write_many(self, statements: list[tuple[str, tuple[object, ...]]]) -> None:
-        """Run ``statements`` in one write transaction (conflict bookkeeping)."""
+    async def write_many(self, statements: list[tuple[str, Any]]) -> None:
+        """Run ``statements`` in one write transaction (conflict bookkeeping); a statement
+        whose arguments are a list of tuples runs once per tuple."""
         if not statements:
             return
         async with self._lock, self._transaction():
             for sql, args in statements:
-                await self._w.execute(sql, args)
+                if isinstance(args, list):
+                    await self._w.executemany(sql, args)
+                else:
+                    await self._w.execute(sql, args)
 
     async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query on the reader connection."""

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from central import conflicts as cf
+from central.recon_store import wipe
 from central.store import MIGRATIONS as CENTRAL_MIGRATIONS
 from central.store import CentralStore, prepare_batch
 from edge_node import config as edge_config
@@ -189,7 +190,7 @@ async def test_an_earlier_central_store_opens_migrates_verifies_and_refolds(
         # rebuilt from nothing, the book holds the same conflicts, but for the history the
         # events alone no longer show: one withdrawn (its late event arrives with the rest)
         # and one duplicate resolved by merging (a merged record is no duplicate)
-        await store.write_many([("DELETE FROM conflicts", ())])
+        await store.write_many([("DELETE FROM conflicts", ()), *wipe()])
         await cf.ConflictWatch(store, announce=False).catch_up()
         rebuilt = book(await store.read(BOOK))
         assert {cid: row for cid, row in rebuilt.items() if row[1] != "withdrawn"} == {
@@ -197,13 +198,13 @@ async def test_an_earlier_central_store_opens_migrates_verifies_and_refolds(
             if row[1] != "withdrawn" and row[8] != "patient.merged"}
 
         # central's fold of its events equals the counter's projections (both hold all)
-        state = watch.reconciler.state
+        folded = watch.stored
         cfg = edge_config.load(work / "counter" / "edge.toml")
         led = await Ledger.open(cfg.db, cfg.node_id, edge_config.load_key(cfg.key_file))
         try:
             assert await led.event_count() == held
             for rt in REGISTRY.records:
-                records = state.all(rt)
+                records = await folded.records(rt)
                 assert len((await led.dump_projections())[rt.TABLE]) == len(records), rt.TABLE
                 for rec in records:
                     assert await led.get(rt, rec.key()) == rec, (rt.TABLE, rec.key())

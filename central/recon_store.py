@@ -1,0 +1,523 @@
+"""The reconciler kept in central's store: start-up and memory that do not grow with history.
+
+Theory of operation
+-------------------
+:class:`~central.reconcile.Reconciler` is pure: it folds a batch, then re-runs the
+detectors of the scopes the batch touched (a patient, an ID number, a name + birth date
++ phone, a pharmacy's item).  Alone it holds every fact it was ever fed.  A
+:class:`StoredReconciler` runs the very same steps (:meth:`Reconciler.begin`,
+:meth:`~Reconciler.fold`, :meth:`~Reconciler.plan`, :meth:`~Reconciler.detect`) over a
+*working set*: before each step it loads from the store what that step reads and is not
+in memory yet, and after the batch it hands back the statements that write what the
+batch changed — in the transaction that writes the batch's conflicts and moves the
+checkpoint (``meta`` ``recon``: the cursor position folded up to, and the few small
+values kept whole).  A restart reads the checkpoint and goes on from there; nothing is
+replayed.  When the working set outgrows its budget it is dropped after a commit (the
+store holds all of it) and the next batches load what they need again.
+
+What is kept where (migration 9):
+
+- ``recon_records``: every projection record as the fold left it (``tbl``, key, packed
+  fields) — the same records as a counter's ledger, loaded by the references a fact
+  declares (:meth:`Registry.records_of`), which are all its fold reads.
+- ``recon_facts``: each timeline (``p:<patient>``, ``s:<pharmacy>\\x1f<code>``) as the
+  cursor positions of its events in merge order; a timeline is loaded (its events
+  decoded again) only when a detector is about to read it — a patient's whenever the
+  patient is touched, a stock's only when the item is below zero.
+- ``recon_identity``, ``recon_cards``: who shares an ID number / a name + birth date +
+  phone, and whose a card is, so a duplicate check loads its group and nothing else.
+- ``recon_emitted``: the conflict ids each scope found last (what a later batch
+  withdraws); ``recon_offline``: patients charged offline (checked again when offline
+  limits arrive late); ``recon_resolved``: the conflicts a remedy resolved.
+
+A set in memory is either *whole* (everything the store holds, plus this batch) or a
+part; the loaders complete a part before it is read, taking the store's rows only for
+members whose own row is not in memory already (memory is ahead of the store by the
+batch being folded, never behind it).  Loads read the store's committed state, and one
+process at a time writes it (the server's :class:`~central.conflicts.ConflictWatch`),
+so the working set never goes stale; a failed write drops it (:meth:`reset`).
+
+Same events, same conflicts: ``tests/test_recon_store.py`` feeds random histories to
+this and to the pure reconciler with the same batches, dropping the working set after
+every batch and reopening from the store at random points, and compares each report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import msgpack
+
+from central.reconcile import (
+    Identity,
+    Incoming,
+    ReconcileConfig,
+    Reconciler,
+    Report,
+    Resolution,
+    Work,
+    stock_scope,
+)
+from central.store import CentralStore
+from protocol.account import Account, LimitsSet
+from protocol.card import Card
+from protocol.core import Fact, Record, Ref
+from protocol.domain import REGISTRY
+from protocol.event import decode_event
+from protocol.patient import Patient
+from protocol.privacy import KeyGrant
+from protocol.stock import Stock
+
+log = logging.getLogger("onecard.central.recon_store")
+
+#: facts and records kept in memory between batches before the working set is dropped
+#: (~3 KB each: about 100 MB)
+BUDGET = 30_000
+#: bumped when a detector changes what it finds over the same events: a store folded by
+#: another version is refolded from the start (as is one folded under another registry)
+VERSION = 1
+#: the reconciler's tables (migration 9)
+TABLES = ("recon_facts", "recon_records", "recon_identity", "recon_cards", "recon_emitted",
+          "recon_offline", "recon_resolved")
+#: keys per ``IN (…)`` list
+CHUNK = 300
+#: record types kept in memory whole: few, and read outside any batch (the granter)
+RESIDENT: tuple[type[Record], ...] = (KeyGrant,)
+_MISSING = object()
+
+Statements = list[tuple[str, Any]]
+
+
+def pack_key(key: Any) -> bytes:
+    return msgpack.packb(list(key) if isinstance(key, tuple) else key, use_bin_type=True)
+
+
+def unpack_key(data: bytes) -> Any:
+    k = msgpack.unpackb(bytes(data), raw=False)
+    return tuple(k) if isinstance(k, list) else k
+
+
+def _pack_record(rec: Record) -> bytes:
+    return msgpack.packb([getattr(rec, f) for f in rec.__dataclass_fields__],
+                         use_bin_type=True)
+
+
+def _person(text: str) -> Identity | None:
+    return tuple(json.loads(text)) if text else None  # type: ignore[return-value]
+
+
+def _person_text(person: Identity | None) -> str:
+    return json.dumps(list(person), ensure_ascii=False) if person is not None else ""
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), CHUNK):
+        yield items[i:i + CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+class StoredReconciler:
+    """A :class:`Reconciler` whose state lives in central's store (see the module)."""
+
+    def __init__(self, store: CentralStore, config: ReconcileConfig | None = None, *,
+                 budget: int = BUDGET) -> None:
+        self.store = store
+        self.budget = budget
+        self.rec = Reconciler(config or ReconcileConfig(), REGISTRY)
+        self.rec.track_seen = False  # the cursor position dedupes
+        self.pos = 0  # folded up to this cursor position (the checkpoint)
+        self.loads = 0  # events decoded again to load timelines (for the bench and tests)
+        self._tables = {rt.TABLE: rt for rt in REGISTRY.records}
+        self._clear()
+
+    # -- the working set ------------------------------------------------------------------
+    def _clear(self) -> None:
+        """Forget the working set (the store holds it), keeping the resident records."""
+        r = self.rec
+        keep = {rt: dict(r.state.table(rt)) for rt in RESIDENT}
+        r.state.tables.clear()
+        for rt, table in keep.items():
+            r.state.tables[rt] = table
+        for d in (r.timelines, r.stocks, r._identity, r.by_national_id, r.by_identity,
+                  r._card_owner, r._cards_by_patient, r._merged_into, r._emitted):
+            d.clear()
+        r._charged_offline.clear()
+        r.dirty_accounts.clear()
+        #: records read from the store (None: it held none) — what the store holds now
+        self._held: dict[Ref, Any] = {(rt, k): v for rt, t in keep.items()
+                                      for k, v in t.items()}
+        self._whole: set[str] = set()  # timeline scopes loaded whole
+        self._idents: dict[str, tuple[str, str]] = {}  # pid → (nid, person) as stored
+        self._groups: set[str] = set()  # identity groups loaded whole: "n:…", "i:…"
+        self._owners: dict[str, str] = {}  # card → owner as stored ("" none)
+        self._card_sets: set[str] = set()  # patients whose cards are loaded whole
+        self._emitted: dict[str, frozenset[str]] = {}  # scope → ids as stored
+        self._offline: set[str] = set()  # patients stored as charged offline
+        self._offline_whole = False
+        self._refs: set[Ref] = set()
+        self._scopes: list[str] = []
+        self._pending_pos = self.pos if hasattr(self, "pos") else 0
+
+    def size(self) -> int:
+        r = self.rec
+        return (sum(map(len, r.timelines.values())) + sum(map(len, r.stocks.values()))
+                + sum(map(len, r.state.tables.values())))
+
+    def reset(self) -> None:
+        """Drop the working set after a failed write: the store is the truth; the next
+        :meth:`add` starts again from :attr:`pos` (the caller rereads it: :meth:`open`)."""
+        self._clear()
+
+    async def open(self) -> None:
+        """Read the checkpoint and the resident records (start-up: nothing replayed).
+
+        A checkpoint written by another version of the fold or the detectors is dropped
+        and everything is refolded from the start: new detectors see the old history."""
+        self._clear()
+        r = self.rec
+        rows = await self.store.read("SELECT value FROM meta WHERE key = 'recon'")
+        meta = json.loads(bytes(rows[0][0]) if isinstance(rows[0][0], bytes | memoryview)
+                          else rows[0][0]) if rows and rows[0][0] else {}
+        if meta and meta.get("software") != software():
+            log.warning("the reconciler's state was folded by other software (%s, now %s): "
+                        "refolding every event from the start", meta.get("software"),
+                        software())
+            await self.store.write_many(wipe())
+            meta = {}
+        elif await self.refold_asked():
+            log.warning("refolding every event from the start, as asked "
+                        "(onecard-central conflicts refold)")
+            await self.store.write_many(wipe())
+            meta = {}
+        self.pos = int(meta.get("pos", 0))
+        r.count = int(meta.get("count", 0))
+        r.unknown = int(meta.get("unknown", 0))
+        r.limits = [(str(o), int(f), int(c)) for o, f, c in meta.get("limits", [])]
+        r._skew_run = {str(k): int(v) for k, v in meta.get("skew", {}).items()}
+        r.revoked = {str(k): int(v) for k, v in meta.get("revoked", {}).items()}
+        r.resolutions = {}
+        for cid, data in await self.store.read("SELECT cid, data FROM recon_resolved"):
+            x = json.loads(data)
+            r.resolutions[cid] = Resolution(cid, (x[0], int(x[1])), x[2], x[3], x[4],
+                                            int(x[5]))
+        for rt in RESIDENT:
+            for k, data in await self.store.read(
+                    "SELECT k, data FROM recon_records WHERE tbl = ?", (rt.TABLE,)):
+                rec = rt(*msgpack.unpackb(bytes(data), raw=False))
+                r.state.put(rec)
+                self._held[(rt, rec.key())] = rec
+
+    async def _load_records(self, refs: Iterable[Ref]) -> None:
+        by_table: dict[type[Record], list[Any]] = {}
+        for ref in refs:
+            if ref not in self._held:
+                by_table.setdefault(ref[0], []).append(ref[1])
+                self._held[ref] = None
+        for rt, keys in by_table.items():
+            for chunk in _chunks(keys):
+                for _k, data in await self.store.read(
+                        f"SELECT k, data FROM recon_records WHERE tbl = ? AND k IN "
+                        f"({_marks(len(chunk))})", (rt.TABLE, *map(pack_key, chunk))):
+                    rec = rt(*msgpack.unpackb(bytes(data), raw=False))
+                    self._held[(rt, rec.key())] = rec
+                    if self.rec.state.get(rt, rec.key()) is None:
+                        self.rec.state.put(rec)
+
+    def _know_identity(self, pid: str, nid: str, person_text: str) -> None:
+        r = self.rec
+        person = _person(person_text)
+        self._idents[pid] = (nid, person_text)
+        r._identity[pid] = (nid, person)
+        if nid:
+            r.by_national_id.setdefault(nid, set()).add(pid)
+        if person is not None:
+            r.by_identity.setdefault(person, set()).add(pid)
+
+    async def _load_identities(self, pids: Iterable[str]) -> None:
+        todo = sorted(p for p in set(pids) if p not in self._idents)
+        for pid in todo:
+            self._idents[pid] = ("", "")
+        for chunk in _chunks(todo):
+            for pid, nid, person in await self.store.read(
+                    "SELECT pid, nid, person FROM recon_identity WHERE pid IN "
+                    f"({_marks(len(chunk))})", tuple(chunk)):
+                self._know_identity(pid, nid, person)
+
+    async def _load_groups(self, nids: Iterable[str], people: Iterable[Identity]) -> None:
+        """Complete these identity groups: their members whose rows are not in memory."""
+        for col, tag, keys in (
+                ("nid", "n", [n for n in set(nids) if n and f"n:{n}" not in self._groups]),
+                ("person", "i", [_person_text(p) for p in set(people)
+                                 if p is not None and f"i:{_person_text(p)}"
+                                 not in self._groups])):
+            for key in keys:
+                self._groups.add(f"{tag}:{key}")
+            for chunk in _chunks(sorted(keys)):
+                for pid, nid, person in await self.store.read(
+                        f"SELECT pid, nid, person FROM recon_identity WHERE {col} IN "
+                        f"({_marks(len(chunk))})", tuple(chunk)):
+                    if pid not in self._idents:
+                        self._know_identity(pid, nid, person)
+
+    async def _load_owners(self, cards: Iterable[str]) -> None:
+        todo = sorted(c for c in set(cards) if c not in self._owners)
+        for c in todo:
+            self._owners[c] = ""
+        for chunk in _chunks(todo):
+            for card, pid in await self.store.read(
+                    "SELECT card_no, pid FROM recon_cards WHERE card_no IN "
+                    f"({_marks(len(chunk))})", tuple(chunk)):
+                self._owners[card] = pid
+                self.rec._card_owner[card] = pid
+                self.rec._cards_by_patient.setdefault(pid, set()).add(card)
+
+    async def _load_card_sets(self, pids: Iterable[str]) -> None:
+        todo = sorted(p for p in set(pids) if p not in self._card_sets)
+        self._card_sets.update(todo)
+        for chunk in _chunks(todo):
+            for card, pid in await self.store.read(
+                    "SELECT card_no, pid FROM recon_cards WHERE pid IN "
+                    f"({_marks(len(chunk))})", tuple(chunk)):
+                if card not in self._owners:  # (memory knows better of the others)
+                    self._owners[card] = pid
+                    self.rec._card_owner[card] = pid
+                    self.rec._cards_by_patient.setdefault(pid, set()).add(card)
+
+    async def _load_timelines(self, scopes: Iterable[str]) -> None:
+        """Complete these timelines from the store (events decoded again)."""
+        r = self.rec
+        for scope in sorted(set(scopes) - self._whole):
+            self._whole.add(scope)
+            target = (r.timelines.setdefault(scope[2:], []) if scope.startswith("p:")
+                      else r.stocks.setdefault(tuple(scope[2:].split("\x1f", 1)), []))  # type: ignore[arg-type]
+            have = {o for o, _ in target}
+            rows = await self.store.read(
+                "SELECT t.ord, e.data FROM recon_facts t JOIN events e ON e.pos = t.pos"
+                " WHERE t.scope = ? ORDER BY t.ord", (scope,))
+            loaded = []
+            for order, data in rows:
+                if order in have:
+                    continue
+                d = r.registry.decode(decode_event(bytes(data)))
+                self.loads += 1
+                if isinstance(d, Fact):
+                    loaded.append((order, d))
+            if loaded:
+                target[:] = sorted([*target, *loaded], key=lambda x: x[0])
+
+    async def _load_emitted(self, scopes: Sequence[str]) -> None:
+        todo = [s for s in scopes if s not in self._emitted]
+        for s in todo:
+            self._emitted[s] = frozenset()
+        for chunk in _chunks(todo):
+            for scope, ids in await self.store.read(
+                    f"SELECT scope, ids FROM recon_emitted WHERE scope IN ({_marks(len(chunk))})",
+                    tuple(chunk)):
+                got = frozenset(json.loads(ids))
+                self._emitted[scope] = got
+                self.rec._emitted.setdefault(scope, set(got))
+
+    async def _load_offline(self) -> None:
+        if self._offline_whole:
+            return
+        self._offline_whole = True
+        for (pid,) in await self.store.read("SELECT pid FROM recon_offline"):
+            self._offline.add(pid)
+            self.rec._charged_offline.add(pid)
+
+    async def refold_asked(self) -> bool:
+        return bool(await self.store.read(f"SELECT 1 FROM meta WHERE key = '{REFOLD}'"))
+
+    async def records(self, rt: type[Record]) -> list[Record]:
+        """Every record of ``rt`` as folded up to the checkpoint (from the store)."""
+        return [rt(*msgpack.unpackb(bytes(data), raw=False)) for (data,) in
+                await self.store.read("SELECT data FROM recon_records WHERE tbl = ?",
+                                      (rt.TABLE,))]
+
+    # -- a batch --------------------------------------------------------------------------
+    async def add(self, batch: Sequence[Incoming]) -> tuple[Report, Statements]:
+        """Reconcile a batch of stored events (positions after :attr:`pos`, in order): the
+        report, and the statements that keep the store level with it — to run in the
+        transaction that writes the report, then :meth:`committed`."""
+        r = self.rec
+        work = r.begin(batch)
+        facts = [d for _, d in work.items if isinstance(d, Fact)]
+        refs: set[Ref] = set()
+        for f in facts:
+            refs |= f.records
+            for pid in f.patients:
+                refs |= {(Patient, pid), (Account, pid)}
+            refs |= {(Account, pid) for pid, _ in f.money.deltas}
+        await self._load_records(refs)
+        await self._load_identities(k for rt, k in refs if rt is Patient)
+        await self._load_owners(str(k) for rt, k in refs if rt is Card)
+        await self._load_card_sets(o for o in (self._owners.get(str(k)) for rt, k in refs
+                                               if rt is Card) if o)
+        if any(isinstance(f.body, LimitsSet) for f in facts):
+            await self._load_offline()
+        r.fold(work)
+        await self._load_identities(work.dirty)
+        await self._load_groups([r._identity[p][0] for p in work.dirty if p in r._identity],
+                                [r._identity[p][1] for p in work.dirty if p in r._identity])
+        r.plan(work)
+        await self._load_groups(work.dirty_ids, work.dirty_people)
+        members = set(work.dirty)
+        for nid in work.dirty_ids:
+            members |= r.by_national_id.get(nid, set())
+        for person in work.dirty_people:
+            members |= r.by_identity.get(person, set())
+        await self._load_records({(rt, p) for p in members for rt in (Patient, Account)})
+        await self._load_card_sets(members)
+        below = [sk for sk in work.dirty_stock
+                 if (s := r.state.get(Stock, sk)) is not None and s.on_hand < 0]
+        await self._load_timelines([f"p:{p}" for p in work.dirty]
+                                   + [stock_scope(sk) for sk in below])
+        scopes = r.scopes(work)
+        await self._load_emitted(scopes)
+        rep = r.detect(work)
+        self._work_refs(refs, scopes)
+        return rep, self._statements(work, scopes, refs, batch[-1].pos if batch else self.pos)
+
+    def _statements(self, work: Work, scopes: list[str], refs: set[Ref], pos: int
+                    ) -> Statements:
+        r = self.rec
+        out: Statements = []
+        if work.placed:
+            out.append(("INSERT INTO recon_facts (scope, ord, pos) VALUES (?, ?, ?)"
+                        " ON CONFLICT DO NOTHING",
+                        [(scope, order, inc.pos) for scope, order, inc in work.placed]))
+        rows = []
+        for ref in refs:
+            rec = r.state.get(*ref)
+            if rec is not None and rec != self._held.get(ref):
+                rows.append((ref[0].TABLE, pack_key(ref[1]), _pack_record(rec)))
+        if rows:
+            out.append(("INSERT INTO recon_records (tbl, k, data) VALUES (?, ?, ?)"
+                        " ON CONFLICT (tbl, k) DO UPDATE SET data = excluded.data", rows))
+        idents = []
+        for pid, (nid, person) in r._identity.items():
+            text = _person_text(person)
+            if self._idents.get(pid) != (nid, text):
+                idents.append((pid, nid, text))
+        if idents:
+            out.append(("INSERT INTO recon_identity (pid, nid, person) VALUES (?, ?, ?)"
+                        " ON CONFLICT (pid) DO UPDATE SET nid = excluded.nid,"
+                        " person = excluded.person", idents))
+        owners = [(c, pid) for c, pid in r._card_owner.items() if self._owners.get(c) != pid]
+        if owners:
+            out.append(("INSERT INTO recon_cards (card_no, pid) VALUES (?, ?)"
+                        " ON CONFLICT (card_no) DO UPDATE SET pid = excluded.pid", owners))
+        emitted = [(s, json.dumps(sorted(r._emitted.get(s, ()))))
+                   for s in scopes if frozenset(r._emitted.get(s, ())) != self._emitted.get(s)]
+        if emitted:
+            out.append(("INSERT INTO recon_emitted (scope, ids) VALUES (?, ?)"
+                        " ON CONFLICT (scope) DO UPDATE SET ids = excluded.ids", emitted))
+        offline = sorted(r._charged_offline - self._offline)
+        if offline:
+            out.append(("INSERT INTO recon_offline (pid) VALUES (?) ON CONFLICT DO NOTHING",
+                        [(p,) for p in offline]))
+        resolved = [(x.conflict_id, json.dumps([x.event[0], x.event[1], x.kind, x.operator,
+                                                x.reason, x.wall_ms], ensure_ascii=False))
+                    for x in work.rep.resolutions]
+        if resolved:
+            out.append(("INSERT INTO recon_resolved (cid, data) VALUES (?, ?)"
+                        " ON CONFLICT DO NOTHING", resolved))
+        out.append(self._checkpoint(pos))
+        self._pending_pos = pos
+        return out
+
+    async def skip(self, pos: int) -> Statements:
+        """A batch the reconciler failed on (its conflict says so): drop what it half
+        folded, reread the checkpoint, and move it past the batch."""
+        await self.open()
+        self._work_refs(set(), [])
+        self._pending_pos = pos
+        return [self._checkpoint(pos)]
+
+    def _work_refs(self, refs: set[Ref], scopes: list[str]) -> None:
+        self._refs = refs
+        self._scopes = scopes
+
+    def _checkpoint(self, pos: int) -> tuple[str, Any]:
+        r = self.rec
+        meta = json.dumps({"software": software(), "pos": pos, "count": r.count, "unknown": r.unknown,
+                           "limits": r.limits, "skew": r._skew_run, "revoked": r.revoked},
+                          ensure_ascii=False, sort_keys=True)
+        return ("UPDATE meta SET value = ? WHERE key = 'recon'", (meta,))
+
+    def committed(self) -> None:
+        """The statements of the last :meth:`add` are written: the store now holds what
+        memory holds; drop the working set if it outgrew the budget."""
+        r = self.rec
+        for ref in self._refs:
+            rec = r.state.get(*ref)
+            if rec is not None:
+                self._held[ref] = rec
+        for pid, (nid, person) in r._identity.items():
+            self._idents[pid] = (nid, _person_text(person))
+        self._owners.update(r._card_owner)
+        for s in self._scopes:
+            self._emitted[s] = frozenset(r._emitted.get(s, ()))
+        self._offline |= r._charged_offline
+        self.pos = self._pending_pos
+        if self.size() > self.budget:
+            self._clear()
+
+    # -- revocations ----------------------------------------------------------------------
+    async def set_revoked(self, revoked: dict[str, int]) -> tuple[Report, Statements]:
+        """Nodes revoked and when: the events each signed after that (scanned in the
+        store, a node at a time, only when its revocation is new or changed)."""
+        r = self.rec
+        rep = Report()
+        changed = sorted(n for n, at in revoked.items() if r.revoked.get(n) != at)
+        r.revoked = dict(revoked)
+        for node in changed:
+            after = 0
+            while True:
+                rows = await self.store.read(
+                    "SELECT seq, data FROM events WHERE node = ? AND seq > ? ORDER BY seq"
+                    " LIMIT 1000", (node, after))
+                if not rows:
+                    break
+                after = int(rows[-1][0])
+                for _, data in rows:
+                    c = r._revoked_check(decode_event(bytes(data)))
+                    if c:
+                        rep.conflicts.append(c)
+                        break
+                else:
+                    continue
+                break
+        return rep, [self._checkpoint(self.pos)]
+
+
+
+def software() -> str:
+    """What the stored state depends on: the registry's fold and the detectors."""
+    from central.reconcile import PATIENT_DETECTORS
+    names = ",".join(d.__name__ for d in PATIENT_DETECTORS)
+    return f"{VERSION}:{REGISTRY.fingerprint()}:{hashlib.blake2b(names.encode(), digest_size=6).hexdigest()}"
+
+
+def wipe() -> Statements:
+    """Statements that forget the reconciler's state: the next open refolds everything."""
+    return [*((f"DELETE FROM {t}", ()) for t in TABLES),
+            ("UPDATE meta SET value = '' WHERE key = 'recon'", ()),
+            (f"DELETE FROM meta WHERE key = '{REFOLD}'", ())]
+
+
+#: meta key: a refold was asked for (by another process: the CLI)
+REFOLD = "recon_refold"
+
+
+def ask_refold() -> Statements:
+    """Ask the reconciler to refold everything at its next catch-up (whatever process)."""
+    return [(f"INSERT INTO meta (key, value) VALUES ('{REFOLD}', 1) ON CONFLICT DO NOTHING",
+             ())]
