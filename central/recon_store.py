@@ -293,24 +293,30 @@ class StoredReconciler:
     async def _load_timelines(self, scopes: Iterable[str]) -> None:
         """Complete these timelines from the store (events decoded again)."""
         r = self.rec
-        for scope in sorted(set(scopes) - self._whole):
-            self._whole.add(scope)
-            target = (r.timelines.setdefault(scope[2:], []) if scope.startswith("p:")
-                      else r.stocks.setdefault(tuple(scope[2:].split("\x1f", 1)), []))  # type: ignore[arg-type]
-            have = {o for o, _ in target}
+        todo = sorted(set(scopes) - self._whole)
+        self._whole.update(todo)
+        for chunk in _chunks(todo):
             rows = await self.store.read(
-                "SELECT t.ord, e.data FROM recon_facts t JOIN events e ON e.pos = t.pos"
-                " WHERE t.scope = ? ORDER BY t.ord", (scope,))
-            loaded = []
-            for order, data in rows:
-                if order in have:
-                    continue
-                d = r.registry.decode(decode_event(bytes(data)))
-                self.loads += 1
-                if isinstance(d, Fact):
-                    loaded.append((order, d))
-            if loaded:
-                target[:] = sorted([*target, *loaded], key=lambda x: x[0])
+                "SELECT t.scope, t.ord, e.data FROM recon_facts t JOIN events e ON"
+                f" e.pos = t.pos WHERE t.scope IN ({_marks(len(chunk))})", tuple(chunk))
+            found: dict[str, list[tuple[str, Any]]] = {}
+            for scope, order, data in rows:
+                found.setdefault(scope, []).append((order, data))
+            for scope, got in found.items():
+                target = (r.timelines.setdefault(scope[2:], []) if scope.startswith("p:")
+                          else r.stocks.setdefault(
+                              tuple(scope[2:].split("\x1f", 1)), []))  # type: ignore[arg-type]
+                have = {o for o, _ in target}
+                loaded = []
+                for order, data in got:
+                    if order in have:
+                        continue
+                    d = r.registry.decode(decode_event(bytes(data)))
+                    self.loads += 1
+                    if isinstance(d, Fact):
+                        loaded.append((order, d))
+                if loaded:
+                    target[:] = sorted([*target, *loaded], key=lambda x: x[0])
 
     async def _load_emitted(self, scopes: Sequence[str]) -> None:
         todo = [s for s in scopes if s not in self._emitted]
@@ -402,7 +408,8 @@ class StoredReconciler:
             out.append(("INSERT INTO recon_records (tbl, k, data) VALUES (?, ?, ?)"
                         " ON CONFLICT (tbl, k) DO UPDATE SET data = excluded.data", rows))
         idents = []
-        for pid, (nid, person) in r._identity.items():
+        for pid in self._touched_pids(refs):  # (only a folded patient's identity changes)
+            nid, person = r._identity.get(pid, ("", None))
             text = _person_text(person)
             if self._idents.get(pid) != (nid, text):
                 idents.append((pid, nid, text))
@@ -410,7 +417,8 @@ class StoredReconciler:
             out.append(("INSERT INTO recon_identity (pid, nid, person) VALUES (?, ?, ?)"
                         " ON CONFLICT (pid) DO UPDATE SET nid = excluded.nid,"
                         " person = excluded.person", idents))
-        owners = [(c, pid) for c, pid in r._card_owner.items() if self._owners.get(c) != pid]
+        owners = [(c, pid) for c in self._touched_cards(refs)
+                  if (pid := r._card_owner.get(c)) is not None and self._owners.get(c) != pid]
         if owners:
             out.append(("INSERT INTO recon_cards (card_no, pid) VALUES (?, ?)"
                         " ON CONFLICT (card_no) DO UPDATE SET pid = excluded.pid", owners))
@@ -432,6 +440,14 @@ class StoredReconciler:
         out.append(self._checkpoint(pos))
         self._pending_pos = pos
         return out
+
+    @staticmethod
+    def _touched_pids(refs: Iterable[Ref]) -> list[str]:
+        return [str(k) for rt, k in refs if rt is Patient]
+
+    @staticmethod
+    def _touched_cards(refs: Iterable[Ref]) -> list[str]:
+        return [str(k) for rt, k in refs if rt is Card]
 
     async def skip(self, pos: int) -> Statements:
         """A batch the reconciler failed on (its conflict says so): drop what it half
@@ -460,9 +476,13 @@ class StoredReconciler:
             rec = r.state.get(*ref)
             if rec is not None:
                 self._held[ref] = rec
-        for pid, (nid, person) in r._identity.items():
-            self._idents[pid] = (nid, _person_text(person))
-        self._owners.update(r._card_owner)
+        for pid in self._touched_pids(self._refs):
+            if pid in r._identity:
+                nid, person = r._identity[pid]
+                self._idents[pid] = (nid, _person_text(person))
+        for c in self._touched_cards(self._refs):
+            if c in r._card_owner:
+                self._owners[c] = r._card_owner[c]
         for s in self._scopes:
             self._emitted[s] = frozenset(r._emitted.get(s, ()))
         self._offline |= r._charged_offline
