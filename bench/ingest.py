@@ -115,8 +115,9 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int
-                   ) -> tuple[float, float]:
-    """Seconds from first push to last ack, and central's peak RSS (MB) by then."""
+                   ) -> tuple[float, float, float, float]:
+    """Seconds from first push to last ack, central's peak RSS (MB) by then, and after a
+    restart over that store: seconds until it listens, and its RSS then (MB)."""
     with tempfile.TemporaryDirectory() as d:
         central = Central.init(Path(d))
         text = central.config.read_text().replace(
@@ -132,9 +133,15 @@ def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int
             assert len([e for e in central.event_ids() if e[0] == node]) == len(events)
             assert central.proc is not None
             rss = peak_rss_mb(central.proc.pid)
+            central.stop()
+            t0 = time.perf_counter()
+            central.start(timeout=600)  # returns once it listens: the reconciler caught up
+            restart = time.perf_counter() - t0
+            assert central.proc is not None
+            restart_rss = peak_rss_mb(central.proc.pid)
         finally:
             central.stop()
-    return secs, rss
+    return secs, rss, restart, restart_rss
 
 
 def main() -> None:
@@ -143,10 +150,10 @@ def main() -> None:
     node = "bench-01"
     events = make_events(key, node, n)
     raw = raw_verify_rate(key, events)
-    secs, _ = ingest_seconds(node, key, events, 0)  # everything in the server process
+    secs, _, _, _ = ingest_seconds(node, key, events, 0)  # everything in the server process
     one = n / secs
     cores = os.cpu_count() or 1
-    secs, rss = ingest_seconds(node, key, events, -1)  # one verify worker per core
+    secs, rss, restart, restart_rss = ingest_seconds(node, key, events, -1)  # a worker a core
     multi = n / secs
     print(
         json.dumps(
@@ -163,6 +170,8 @@ def main() -> None:
                 "ratio_no_workers": round(one / raw, 3),
                 "avg_event_bytes": sum(map(len, events)) // n,
                 "central_peak_rss_mb": rss,
+                "restart_listening_s": round(restart, 2),
+                "restart_rss_mb": restart_rss,
                 "synchronous": "FULL",
             }
         )

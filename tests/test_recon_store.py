@@ -318,3 +318,31 @@ def test_identity_groups_and_cards_are_loaded_whole_when_a_member_moves_away() -
     with tempfile.TemporaryDirectory() as d:
         found = asyncio.run(_compare(Path(d) / "c.sqlite3", arrivals, [3, 6, 9, 10], set(), 0))
     assert found == 3  # P0+P1, then P0+P1+P2 (P0+P1 withdrawn), then P1+P2 (the rest)
+
+
+def test_a_stock_timeline_kept_in_part_is_completed_once_it_goes_below_zero() -> None:
+    """A stock's facts are loaded only when it is below zero: batches that leave it above
+    zero keep only their own facts in memory (the working set kept: a big budget); when a
+    later one takes it below, the store's facts are added to those, each once."""
+    from protocol.event import sign_event
+    from protocol.hlc import Hlc
+    from tests.conftest import node_key
+    from tests.test_reconcile import T0
+    bodies = [("stock.received", {"pharmacy": "ph1", "code": "AMOX", "qty": 10}),
+              ("stock.adjusted", {"pharmacy": "ph1", "code": "AMOX", "delta": -4,
+                                  "reason": "damaged"}),
+              ("stock.adjusted", {"pharmacy": "ph1", "code": "AMOX", "delta": -4,
+                                  "reason": "damaged"}),
+              ("stock.adjusted", {"pharmacy": "ph1", "code": "AMOX", "delta": -4,
+                                  "reason": "damaged"}),
+              ("stock.received", {"pharmacy": "ph1", "code": "AMOX", "qty": 3})]
+    arrivals, prev = [], b"\x00" * 32
+    for seq, (kind, body) in enumerate(bodies, 1):
+        _, data, prev = sign_event(node_key("pharmacy-01"), node="pharmacy-01", seq=seq,
+                                   prev=prev, hlc=Hlc(T0 + seq, 0), operator="op", kind=kind,
+                                   body=body)
+        arrivals.append((decode_event(data), data))
+    with tempfile.TemporaryDirectory() as d:
+        found = asyncio.run(_compare(Path(d) / "c.sqlite3", arrivals, [1, 2, 3, 4, 5], set(),
+                                     10_000))
+    assert found == 1  # -2 after the third adjustment (its facts listed once each); +1: withdrawn
