@@ -82,11 +82,11 @@ class DatabaseUnavailable(PgError):
 class NotSqlite(Exception):
     """A command that works on SQLite's file (backup, restore, verify) run on PostgreSQL."""
 
-    def __init__(self, what: str, url: str) -> None:
-        super().__init__(
-            f"{what} works on central's SQLite file; this central's database is PostgreSQL "
-            f"({redact(url)}): use pg_dump -Fc to back it up and pg_restore to restore it "
-            "(docs/deployment.md)")
+    def __init__(self, what: str, url: str,
+                 instead: str = "back it up with pg_dump -Fc and restore it with pg_restore"
+                 ) -> None:
+        super().__init__(f"{what} works on central's SQLite file; this central's database "
+                         f"is PostgreSQL ({redact(url)}): {instead}")
 
 
 def is_postgres(target: str | Path) -> bool:

@@ -627,7 +627,7 @@ async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
             return fail("dormant.no_file", 2, path=select_path)
         except (OSError, UnicodeDecodeError) as exc:
             return fail("dormant.unreadable", 2, path=select_path, why=exc)
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         if action == "report":
             try:  # the list names whom to write to: central's IT may read their details

@@ -583,7 +583,7 @@ async def run_server(
 
     key = load_key(config.key_file)
     tls = server_context(config)  # a bad certificate or key: CentralConfigError, not serving
-    store = await CentralStore.open(config.db, max_skew_ms=config.max_skew_ms)
+    store = await CentralStore.open(config.store_at, max_skew_ms=config.max_skew_ms)
     workers = config.verify_workers if config.verify_workers >= 0 else (os.cpu_count() or 1)
     # Signature checks run in worker processes (all cores, no GIL); 0 = in a thread here.
     executor: Executor | None = (
@@ -642,7 +642,7 @@ async def run_server(
             port = _port(server)
             print(f"listening on {config.scheme}://{config.host}:{port}", flush=True)
             log.info("listening host=%s port=%d tls=%s db=%s", config.host, port,
-                     "yes" if tls else "no", config.db)
+                     "yes" if tls else "no", config.where)
             if config.tls_cert is not None:
                 log.info("tls certificate %s pin %s", config.tls_cert,
                          certificate_pin(config.tls_cert))
