@@ -429,7 +429,8 @@ class Item:
 _BATCH = ("SELECT b.id, b.status, b.months, b.source, b.created_by, b.created_ms,"
           " b.approved_by, b.approved_ms, b.cancelled_by, b.finished_ms,"
           " (SELECT COUNT(*) FROM dormant_items i WHERE i.batch_id = b.id),"
-          " (SELECT COALESCE(SUM(amount), 0) FROM dormant_items i WHERE i.batch_id = b.id)"
+          " (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM dormant_items i"
+          "  WHERE i.batch_id = b.id)"
           " FROM dormant_batches b")
 
 

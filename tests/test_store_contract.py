@@ -396,3 +396,31 @@ async def test_an_unreachable_postgresql_is_one_clear_error() -> None:
     text = str(err.value)
     assert "cannot reach the central database postgresql://onecard:***@127.0.0.1:1/central" \
         in text and "secret" not in text
+
+
+async def test_dormant_batches_hold_an_account_in_one_open_batch(store: CentralStore) -> None:
+    """central/dormant.py's tables: a partial unique index, sums past 32 bits as int."""
+    from central import dormant
+
+    def select(bid: str) -> list[tuple[str, tuple[object, ...]]]:
+        return [("INSERT INTO dormant_batches (id, months, source, created_by, created_ms)"
+                 " VALUES (?, ?, ?, ?, ?)", (bid, 24, "sel.csv", "it.li", 1)),
+                *(("INSERT INTO dormant_items (batch_id, line, patient_id, amount, last_ms,"
+                   " idle_since) VALUES (?, ?, ?, ?, ?, ?)",
+                   (bid, line, pid, 6_000_000_000, 1_700_000_000_000, "2023-11-14"))
+                  for line, pid in ((2, "P-1"), (3, "P-2")))]
+
+    await store.write_many(select("dorm-a"))
+    with pytest.raises(sqlite3.IntegrityError):  # P-1 is in an open batch already
+        await store.write_many(select("dorm-b"))
+    [b] = await dormant.batches(store)
+    assert (b.id, b.status, b.count, b.total) == ("dorm-a", "pending", 2, 12_000_000_000)
+    assert type(b.total) is int and type(b.count) is int
+    assert [(i.line, i.patient_id, i.amount) for i in await dormant.items(store, "dorm-a")] == [
+        (2, "P-1", 6_000_000_000), (3, "P-2", 6_000_000_000)]
+    assert await dormant.open_items(store) == {"P-1": "dorm-a", "P-2": "dorm-a"}
+    cancelled = await dormant.cancel(store, "dorm-a", "it.li", 5)
+    assert (cancelled.status, cancelled.cancelled_by) == ("cancelled", "it.li")
+    assert await dormant.open_items(store) == {}
+    await store.write_many(select("dorm-b"))  # free again
+    assert [b.id for b in await dormant.batches(store)] == ["dorm-a", "dorm-b"]
