@@ -424,3 +424,30 @@ async def test_dormant_batches_hold_an_account_in_one_open_batch(store: CentralS
     assert await dormant.open_items(store) == {}
     await store.write_many(select("dorm-b"))  # free again
     assert [b.id for b in await dormant.batches(store)] == ["dorm-a", "dorm-b"]
+
+
+async def test_the_daily_audit_reads_the_reconcilers_balances_and_raises_a_finding(
+        store: CentralStore, tmp_path: Path) -> None:
+    """central/audit.py on the store: the accounts table and the position it was folded
+    to read together, a balance changed by hand found and raised once."""
+    import datetime as dt
+
+    from central import audit
+    from central.console.i18n import Translator
+
+    await store.ingest("c1", chain("c1", 3))
+    watch = ConflictWatch(store)
+    await watch.catch_up()
+    held = await store.read("SELECT patient_id, balance FROM accounts")
+    assert held == [("P-c1-1", 300)]
+    cfg = audit.AuditConfig(timezone="UTC", report_dir=tmp_path / "audit")
+    day = dt.date(1970, 1, 1)  # (these events' clocks)
+    rep, _, _ = await audit.run(store, day, cfg, Translator("en"))
+    assert [f.rule for f in rep.findings] == ["missing_close"]  # (no day close in chain())
+    await store.write_many([("UPDATE accounts SET balance = balance + 100000", ())])
+    for _ in range(2):
+        rep, _, _ = await audit.run(store, day, cfg, Translator("en"))
+        assert sorted(f.rule for f in rep.findings) == ["missing_close", "projection_mismatch"]
+    rows = await book.list_conflicts(store, kind="audit_finding")
+    assert len(rows) == 2  # raised once each
+    assert any("P-c1-1" in r.title and "¥1,003.00" in r.title for r in rows), rows
