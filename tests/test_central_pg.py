@@ -181,3 +181,47 @@ def test_two_central_instances_on_one_postgresql_database_relay_between_counters
                                             " ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))
     assert rows(pg_url, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+def test_central_commands_run_on_postgresql(tmp_path: Path, pg_url: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The commands that work through the store — import, catalogue, dormant, audit,
+    conflicts, balance, the trail, limits — on a PostgreSQL central, in process."""
+    from tests.conftest import install_test_patient_keys
+    from tests.support.old_system import export
+
+    cfg = tmp_path / "c" / "central.toml"
+    assert main(["--config", str(cfg), "init", "--dir", str(cfg.parent),
+                 "--database", pg_url]) == 0
+    install_test_patient_keys(cfg.parent / "patient-data.key")
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text.replace('language = "zh"', 'language = "en"', 1), encoding="utf-8")
+    capsys.readouterr()
+
+    def run(*args: str, status: int = 0) -> str:
+        got = main(["--config", str(cfg), *args])
+        out, err = capsys.readouterr()
+        assert got == status, (args, out, err)
+        assert "Traceback" not in err
+        return out
+
+    old = export(40)
+    path = tmp_path / "old.csv"
+    path.write_text(old.text, encoding="utf-8")
+    out = run("import", str(path), "--batch-rows", "15", "--operator", "it.li")
+    assert "rows        40" in out
+    run("import", str(path), "--operator", "it.li")  # again: every line already there
+    card = next(r["card_no"] for r in old.rows if r["card_no"])
+    assert "¥" in run("balance", card)
+    run("catalogue", "import", "--sample", "--operator", "it.li")
+    shown = run("catalogue", "show")
+    assert shown.startswith("version     1\n") and "items       339" in shown
+    run("limits", "set", "--floor", "20000", "--cap", "50000", "--operator", "it.li")
+    assert "200.00" in run("limits", "show")
+    run("dormant", "report", "--months", "1")
+    run("dormant", "list")
+    run("conflicts", "list")
+    run("audit", "daily", "--date", "2026-01-01")
+    assert "it.li" in run("audit", "log", "--since", "2000-01-01", "--limit", "500")
+    imported = rows(pg_url, "SELECT count(*) FROM events WHERE node = 'central'")[0][0]
+    assert int(imported) >= 40 * 2  # each patient's registration and opening balance
