@@ -225,3 +225,42 @@ def test_central_commands_run_on_postgresql(tmp_path: Path, pg_url: str,
     assert "it.li" in run("audit", "log", "--since", "2000-01-01", "--limit", "500")
     imported = rows(pg_url, "SELECT count(*) FROM events WHERE node = 'central'")[0][0]
     assert int(imported) >= 40 * 2  # each patient's registration and opening balance
+
+
+async def test_the_console_reads_filters_and_resolves_on_postgresql(
+        tmp_path: Path, pg_url: str) -> None:
+    """The IT console (its queries: the book, quarantine, node health) on PostgreSQL."""
+    from textual.widgets import Input
+
+    from central import conflicts as cf
+    from central.console.app import ConsoleApp
+    from central.console.screens.detail import DetailScreen
+    from central.console.screens.resolve import ResolveScreen
+    from central.store import CentralStore
+    from tests.support.central_seed import NOW_MS, patient_keys_file, seed_central
+    from tests.test_console import SIZE, open_kind, rows, settle, text
+
+    db, key_file = await seed_central(tmp_path, pg_url)
+    app = ConsoleApp(pg_url, key_file, "it.li", clock=lambda: NOW_MS, language="en",
+                     patient_keys_file=patient_keys_file(db))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert sorted(r[2] for r in rows(pilot, "#queue")) == [
+            "clock_skew", "duplicate_patient", "lost_card_used", "overdraft"]
+        assert "4 conflict(s)" in text(pilot, "#counts")
+        await open_kind(pilot, "overdraft")
+        await pilot.press("2", "c")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, ResolveScreen)
+        pilot.app.screen.query_one("#reason", Input).value = "written off by finance"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, DetailScreen)
+        assert "1 central event(s) signed" in text(pilot, "#message")
+    assert not db.exists()  # all of it in PostgreSQL
+    store = await CentralStore.open(pg_url)
+    try:
+        row = {r.kind: r for r in await cf.list_conflicts(store)}["overdraft"]
+        assert (row.status, row.resolved_kind) == ("resolved", "charge.reversed")
+    finally:
+        await store.close()
