@@ -451,3 +451,28 @@ async def test_the_daily_audit_reads_the_reconcilers_balances_and_raises_a_findi
     rows = await book.list_conflicts(store, kind="audit_finding")
     assert len(rows) == 2  # raised once each
     assert any("P-c1-1" in r.title and "¥1,003.00" in r.title for r in rows), rows
+
+
+async def test_postgresqls_schema_has_sqlites_tables_and_columns(tmp_path: Path) -> None:
+    """PostgreSQL's DDL (central.db.PG_MIGRATIONS) and SQLite's migrations make the same
+    tables with the same columns: a migration added to one list and not the other fails."""
+    lite = await CentralStore.open(tmp_path / "c.sqlite3")
+    try:
+        tables = [str(r[0]) for r in await lite.read(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name NOT LIKE 'sqlite_%'")]
+        want = {t: {str(r[1]) for r in await lite.read(f"PRAGMA table_info({t})")}
+                for t in tables}
+    finally:
+        await lite.close()
+    async with fresh_database() as url:
+        pg = await CentralStore.open(url)
+        try:
+            got: dict[str, set[str]] = {}
+            for t, c in await pg.read("SELECT table_name, column_name FROM"
+                                      " information_schema.columns WHERE table_schema ="
+                                      " 'public'"):
+                got.setdefault(str(t), set()).add(str(c))
+        finally:
+            await pg.close()
+    assert got == want
