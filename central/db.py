@@ -457,7 +457,7 @@ def _mapped() -> Any:
         yield
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise _pg_error(exc) from exc
-    except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
+    except OSError as exc:  # the server went away (a lost connection is an InterfaceError)
         raise PgError(f"PostgreSQL connection: {exc}") from exc
 
 
