@@ -5,12 +5,16 @@ in this process, then pushes them in batches of 500 (up to 4 in flight) and time
 first send → last ack.  Also measures the raw PyNaCl Ed25519 verify rate of the same
 events on one core in this process, before central starts, and prints one JSON line.
 
-    python bench/ingest.py [N]
+    python bench/ingest.py [N] [--postgresql]
+
+``--postgresql``: central keeps its data in a fresh PostgreSQL database on the machine's
+server (tests/support/pg.py), dropped afterwards; else in SQLite.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -29,6 +33,7 @@ from protocol.hlc import Hlc
 from protocol.messages import MAX_FRAME_SIZE, Ack, batch_events
 from protocol.privacy import PatientKeys
 from protocol.session import EdgeSession
+from tests.support.pg import fresh_database_sync
 from tests.support.sync_cluster import Central
 
 #: the hospital's patient keys (a bench holds them): names and phones sealed as at a counter
@@ -118,8 +123,9 @@ def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int
                    ) -> tuple[float, float, float, float]:
     """Seconds from first push to last ack, central's peak RSS (MB) by then, and after a
     restart over that store: seconds until it listens, and its RSS then (MB)."""
-    with tempfile.TemporaryDirectory() as d:
-        central = Central.init(Path(d))
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
+        url = stack.enter_context(fresh_database_sync()) if POSTGRESQL else ""
+        central = Central.init(Path(d), database=url)
         text = central.config.read_text().replace(
             "verify_workers = -1", f"verify_workers = {workers}"
         )
@@ -144,8 +150,12 @@ def ingest_seconds(node: str, key: SigningKey, events: list[bytes], workers: int
     return secs, rss, restart, restart_rss
 
 
+POSTGRESQL = "--postgresql" in sys.argv
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    args = [a for a in sys.argv[1:] if a != "--postgresql"]
+    n = int(args[0]) if args else 20_000
     key = SigningKey(b"b" * 32)
     node = "bench-01"
     events = make_events(key, node, n)
@@ -172,6 +182,7 @@ def main() -> None:
                 "central_peak_rss_mb": rss,
                 "restart_listening_s": round(restart, 2),
                 "restart_rss_mb": restart_rss,
+                "database": "postgresql" if POSTGRESQL else "sqlite",
                 "synchronous": "FULL",
             }
         )

@@ -556,7 +556,7 @@ async def run(store: Any, day: dt.date, cfg: AuditConfig, tr: Any,
     bounds = day_bounds(day, cfg.timezone, cfg.day_cutoff)
     # one statement: the table and the position it was folded to, in one snapshot
     held = await store.read("SELECT m.value, a.patient_id, a.balance FROM meta m LEFT JOIN"
-                            " accounts a WHERE m.key = 'accounts_pos'")
+                            " accounts a ON 1 = 1 WHERE m.key = 'accounts_pos'")
     stored = Stored({str(r[1]): int(r[2]) for r in held if r[1] is not None},
                     int(held[0][0])) if held else None
     rows = await stored_events(store)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from central.config import CentralConfig, CentralConfigError
+from central.db import NotSqlite
 from central.store import keyring_of
 from edge_node import backup as files
 from protocol.crypto import blake2b_256
@@ -104,6 +105,8 @@ def check_store_copy(conn: sqlite3.Connection) -> tuple[int, str]:
 
 def backup(cfg: CentralConfig, directory: Path | None = None,
            keep: int | None = None) -> files.BackupResult:
+    if cfg.postgres:
+        raise NotSqlite("onecard-central backup", cfg.database)
     s = settings(cfg)
     return files.backup(cfg.db, directory or s.dir, PREFIX, keep or s.keep, check_store_copy)
 
@@ -114,5 +117,7 @@ def _new_store_id(conn: sqlite3.Connection) -> None:
 
 def restore(cfg: CentralConfig, path: Path) -> tuple[int, Path | None]:
     """Put the verified backup ``path`` in place of central's store (server stopped)."""
+    if cfg.postgres:
+        raise NotSqlite("onecard-central restore", cfg.database)
     events = files.check_backup(path, check_store_copy)
     return events, files.restore(path, cfg.db, check_store_copy, _new_store_id)

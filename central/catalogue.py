@@ -692,7 +692,7 @@ async def run(cfg: CentralConfig, action: str, *, path: Path | None = None,
     report = Report(tr, out, err or sys.stderr)
     fail = report.fail
     if action == "show":
-        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
         try:
             state, _pos = await catalogue_state(store)
         finally:
@@ -716,7 +716,7 @@ async def run(cfg: CentralConfig, action: str, *, path: Path | None = None,
     except ImportFailed as exc:
         return fail(exc.key, 1, **exc.values)
     report.ignored(parsed.ignored)
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         state, pos = await catalogue_state(store)
         p, errors = plan(parsed, state, charge_at=charge_at, note=note)

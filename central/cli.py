@@ -70,6 +70,7 @@ from central.config import (
     write_key,
 )
 from central.console.format import ago
+from central.db import NotSqlite, PgError
 from central.store import CentralStore, DamagedStore, Signer, enrol_central, keyring_of
 from edge_node.backup import BackupError, private_umask
 from edge_node.errors import quiet_broken_pipe, unexpected_error
@@ -105,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--tls-name", action="append", default=[], metavar="NAME",
                    help="a name or IP counters dial, put in the certificate (repeatable; "
                    "this machine's names and 127.0.0.1 are always in it)")
+    i.add_argument("--database", default="", metavar="URL",
+                   help="keep central's data in PostgreSQL: postgresql://USER@HOST:5432/NAME "
+                   "(the database must exist; default: a SQLite file beside the config)")
 
     e = sub.add_parser("enrol", help="enrol a counter by its public key")
     e.add_argument("node", help="the counter's node id, e.g. cashier-01")
@@ -332,19 +336,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 
+#: commands that work on central's SQLite file itself, refused on PostgreSQL (NotSqlite)
+SQLITE_ONLY = {"backup": "onecard-central backup", "restore": "onecard-central restore"}
+
+
 def _run(args: argparse.Namespace) -> int:
     cfg_path: Path = args.config or default_config_path()
     db = cfg_path  # (named in a message about a damaged database once the config says)
     try:
         if args.command == "init":
             return _init(cfg_path, args.dir, args.port, explicit=args.config is not None,
+                         database=args.database,
                          host=args.host, tls_self_signed=args.tls_self_signed,
                          tls_names=args.tls_name)
         cfg = CentralConfig.load(cfg_path)
         db = cfg.db
+        if cfg.postgres and args.command in SQLITE_ONLY:
+            raise NotSqlite(SQLITE_ONLY[args.command], cfg.database)
         if args.command == "restore":  # (the database may be gone: that is why)
             return _restore(cfg, args.file)
-        if not cfg.db.exists():
+        if not cfg.postgres and not cfg.db.exists():
             raise CentralConfigError(f"{cfg.db}: no database there (the config's db; "
                                      "`onecard-central init` creates it)")
         if args.command == "enrol":
@@ -389,6 +400,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.command == "balance":
             return asyncio.run(_balance(cfg, args.what))
         if args.command == "verify":
+            if cfg.postgres:
+                raise NotSqlite("onecard-central verify", cfg.database, instead=(
+                    "its events were verified as they were ingested; re-checking every "
+                    "chain in a PostgreSQL database is not built yet"))
             return _verify(cfg)
         if args.command == "staff":
             return _staff(cfg, args)
@@ -401,7 +416,8 @@ def _run(args: argparse.Namespace) -> int:
     except CentralConfigError as exc:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 2
-    except (DamagedStore, BackupError) as exc:
+    except (DamagedStore, BackupError, NotSqlite, PgError) as exc:
+        # (PostgreSQL's errors, unreachable included: one line naming the database)
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 1
     except sqlite3.Error as exc:
@@ -420,9 +436,15 @@ def _run(args: argparse.Namespace) -> int:
     return 2
 
 
+async def _reachable(target: str) -> None:
+    """Open (creating its tables) and close the store at ``target``, or raise."""
+    store = await CentralStore.open(target)
+    await store.close()
+
+
 def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool = False,
           host: str = "127.0.0.1", tls_self_signed: bool = False,
-          tls_names: list[str] | None = None) -> int:
+          tls_names: list[str] | None = None, database: str = "") -> int:
     """The config goes to ``--config`` when given (else into ``--dir``); the key, the
     database (and the TLS certificate and key) into ``--dir`` (else beside the config)."""
     from central.tls import CERT_NAME, KEY_NAME, certificate_names, make_self_signed
@@ -435,6 +457,11 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
         return 1
     if tls_self_signed:
         certificate_names(tls_names or [])  # a bad --tls-name: before anything is written
+    if database:  # a URL that cannot be used or reached: before anything is written
+        if not database.startswith(("postgresql://", "postgres://")):
+            raise CentralConfigError(f"--database {database!r}: a PostgreSQL URL, "
+                                     "postgresql://USER@HOST:5432/NAME")
+        asyncio.run(_reachable(database))
     try:
         d.mkdir(parents=True, exist_ok=True)
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,7 +477,8 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
                              patient_keys_file=where("patient-data.key"),
                              host=host, port=port,
                              tls_cert=where(CERT_NAME) if tls_self_signed else "",
-                             tls_key=where(KEY_NAME) if tls_self_signed else "")
+                             tls_key=where(KEY_NAME) if tls_self_signed else "",
+                             database=database)
         cfg_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         print(f"onecard-central: cannot write {cfg_path}: {exc}", file=sys.stderr)
@@ -487,7 +515,7 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
         return 2
 
     async def setup() -> None:
-        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
         try:
             await enrol_central(store, key)
         finally:
@@ -495,7 +523,7 @@ def _init(cfg_path: Path, directory: Path | None, port: int, *, explicit: bool =
 
     asyncio.run(setup())
     print(f"config      {cfg_path}")
-    print(f"database    {cfg.db}")
+    print(f"database    {cfg.where}")
     print(f"key file    {cfg.key_file} (keep secret, mode 0600)")
     print(f"pepper      {cfg.pepper_file} (keep secret, mode 0600): copy it to every counter "
           "as its pepper_file")
@@ -552,7 +580,7 @@ async def _enrol(cfg: CentralConfig, node: str, key_hex: str, role: str,
     except ValueError:
         print("onecard-central: --key must be 64 hex digits (32 bytes)", file=sys.stderr)
         return 1
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         await store.enrol(node, pubkey, role, signer=await _signer(store, cfg, operator))
     except ValueError as exc:
@@ -576,7 +604,7 @@ async def _rotate(cfg: CentralConfig, node: str, key_hex: str, from_seq: int | N
     if from_seq is not None and from_seq < 1:
         print("onecard-central: --from-seq must be 1 or more", file=sys.stderr)
         return 1
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         rec = await store.node(node)
         start = await store.rotate(node, pubkey, from_seq,
@@ -616,7 +644,7 @@ async def _rotate_central(cfg: CentralConfig, key_file: Path | None,
     write_key(tmp, new)
     committed = False
     try:
-        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
         try:
             seq, start = await store.rotate_central(
                 new.public_key, await _signer(store, cfg, operator))
@@ -645,7 +673,7 @@ async def _rotate_central(cfg: CentralConfig, key_file: Path | None,
 
 
 async def _revoke(cfg: CentralConfig, node: str, operator: str = "central-cli") -> int:
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         ok = await store.revoke(node, signer=await _signer(store, cfg, operator))
     finally:
@@ -658,7 +686,7 @@ async def _revoke(cfg: CentralConfig, node: str, operator: str = "central-cli") 
 
 
 async def _nodes(cfg: CentralConfig) -> int:
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         nodes = await store.nodes()
         lags = await store.lags()
@@ -687,7 +715,7 @@ async def _conflicts(cfg: CentralConfig, args: argparse.Namespace) -> int:
     from central import conflicts as cf
     from protocol.money import yuan
 
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         if args.action == "list":
             try:
@@ -848,7 +876,7 @@ async def _audit_log(cfg: CentralConfig, args: argparse.Namespace) -> int:
     except audit.AuditConfigError as exc:
         print(f"onecard-central: {exc}", file=sys.stderr)
         return 2
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         try:
             entries = await trail.query(store, f, lang=cfg.language, timezone=tz)
@@ -908,7 +936,7 @@ def _audit(cfg: CentralConfig, date: str | None) -> int:
     tr = Translator(cfg.language)
 
     async def go() -> tuple[audit.AuditReport, Path, Path]:
-        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
         try:
             return await audit.run(store, day, acfg, tr)
         finally:
@@ -959,7 +987,7 @@ async def _balance(cfg: CentralConfig, what: str) -> int:
     from protocol.privacy import SEALED_NAME, KeyFileError, PatientKeys, name_of
 
     tr = Translator(cfg.language)
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         rows = await stored_events(store)
     finally:
@@ -1039,11 +1067,11 @@ def _console(cfg: CentralConfig, operator: str | None) -> int:
     from central.console.app import ConsoleApp
 
     async def check() -> None:  # a damaged database: one line here, not a traceback in the app
-        store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+        store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
         await store.close()
 
     asyncio.run(check())
-    ConsoleApp(cfg.db, cfg.key_file, operator or getpass.getuser(),
+    ConsoleApp(cfg.store_at, cfg.key_file, operator or getpass.getuser(),
                max_skew_ms=cfg.max_skew_ms, language=cfg.language,
                patient_keys_file=cfg.patient_keys_file).run()
     return 0

@@ -2,6 +2,9 @@
 
     [central]
     db = "central.sqlite3"        # SQLite file; relative paths are relative to this file
+    database = ""                 # or a URL instead of db: "postgresql://user@host:5432/name"
+                                  #   (PostgreSQL), "sqlite:///relative/path" or
+                                  #   "sqlite:////absolute/path" (SQLite); not both
     key_file = "central.key"      # central's Ed25519 seed, 64 hex digits, mode 0600
     pepper_file = "staff.pepper"  # the hospital's staff PIN pepper, 64 hex digits, mode
                                   #   0600: made by init, copied to every counter
@@ -60,6 +63,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +119,8 @@ class CentralConfig:
     pepper_file: Path = Path("staff.pepper")  # (made absolute by load)
     #: ``patient_keys_file`` as configured (made absolute by load; None: beside the key)
     patient_keys: Path | None = None
+    #: ``database = "postgresql://…"``: central's PostgreSQL database ("" = SQLite at ``db``)
+    database: str = ""
     #: [privacy]: the counter roles given the data key / the lookup key / the names key
     reveal_roles: tuple[str, ...] = REVEAL_ROLES
     lookup_roles: tuple[str, ...] = LOOKUP_ROLES
@@ -124,6 +130,22 @@ class CentralConfig:
     def patient_keys_file(self) -> Path:
         """The hospital's patient keys (:mod:`protocol.privacy`)."""
         return self.patient_keys or self.key_file.parent / "patient-data.key"
+
+    @property
+    def store_at(self) -> str | Path:
+        """What :meth:`CentralStore.open` opens: the PostgreSQL URL, else the SQLite file."""
+        return self.database or self.db
+
+    @property
+    def postgres(self) -> bool:
+        return bool(self.database)
+
+    @property
+    def where(self) -> str:
+        """The database for messages and logs (a URL without its password)."""
+        from central.db import redact
+
+        return redact(self.database) if self.database else str(self.db)
 
     @property
     def scheme(self) -> str:
@@ -151,6 +173,7 @@ class CentralConfig:
             raise CentralConfigError(f"{p}: [central] must be a table")
         known = {
             "db",
+            "database",
             "key_file",
             "host",
             "port",
@@ -233,13 +256,15 @@ class CentralConfig:
             except ValueError:
                 raise CentralConfigError(f"{p}: [central] metrics_allow: {a!r} is not an "
                                          "address or network") from None
+        db, database = _database(p, sec)
         token = sec.get("metrics_token", "")
         if not isinstance(token, str) or (token and len(token) < 16):
             raise CentralConfigError(f"{p}: [central] metrics_token must be at least 16 "
                                      'characters ("" for none)')
         return cls(
             path=p,
-            db=rel(sec.get("db", "central.sqlite3"), "db"),
+            db=rel(db, "db"),
+            database=database,
             key_file=rel(sec.get("key_file", "central.key"), "key_file"),
             host=host,
             port=integer("port", 8765, 0, 65535),
@@ -261,6 +286,42 @@ class CentralConfig:
             lookup_roles=lookup,
             name_roles=names,
         )
+
+
+def _database(p: Path, sec: dict[str, object]) -> tuple[object, str]:
+    """``[central] db`` / ``database``: (the SQLite file as configured, the PostgreSQL URL
+    or "")."""
+    url = sec.get("database", "")
+    if not isinstance(url, str):
+        raise CentralConfigError(f'{p}: [central] database must be a URL string, e.g. '
+                                 '"postgresql://onecard@127.0.0.1:5432/onecard"')
+    if not url:
+        return sec.get("db", "central.sqlite3"), ""
+    if "db" in sec:
+        raise CentralConfigError(f"{p}: [central] has both db and database: keep one (db "
+                                 "names a SQLite file, database a URL)")
+    if url.startswith(("postgresql://", "postgres://")):
+        parts = urllib.parse.urlsplit(url)
+        if not parts.hostname and "host=" not in parts.query:
+            raise CentralConfigError(f"{p}: [central] database {url!r} names no host: "
+                                     '"postgresql://USER@HOST:5432/DATABASE"')
+        if not parts.path.strip("/"):
+            raise CentralConfigError(f"{p}: [central] database {url!r} names no database: "
+                                     '"postgresql://USER@HOST:5432/DATABASE"')
+        return "central.sqlite3", url
+    if url.startswith("sqlite://"):
+        from central.db import sqlite_path
+
+        try:
+            path = sqlite_path(url)
+        except ValueError as exc:
+            raise CentralConfigError(f"{p}: [central] database: {exc}") from None
+        if path == ":memory:":
+            raise CentralConfigError(f"{p}: [central] database {url!r} names no file")
+        return path, ""
+    raise CentralConfigError(f'{p}: [central] database must start with "postgresql://" '
+                             f'or "sqlite:///" (not {url.split(":", 1)[0]!r}); a plain path '
+                             "goes in db")
 
 
 def _privacy(p: Path, sec: object
@@ -301,13 +362,16 @@ def render_config(
     tls_key: str = "",
     pepper_file: str = "staff.pepper",
     patient_keys_file: str = "patient-data.key",
+    database: str = "",
 ) -> str:
     """The text of a fresh config file with every key and its meaning."""
     return (
         "# onecard central — see central/config.py for every key and its default\n"
         "[central]\n"
-        f'db = "{db}"                  # SQLite file, relative to this file\n'
-        f'key_file = "{key_file}"      # Ed25519 seed, 64 hex digits, keep at mode 0600\n'
+        + (f'database = "{_toml_text(database)}"  # PostgreSQL: pg_dump/pg_restore back '
+           'it up\n' if database else
+           f'db = "{db}"                  # SQLite file, relative to this file\n')
+        + f'key_file = "{key_file}"      # Ed25519 seed, 64 hex digits, keep at mode 0600\n'
         f'pepper_file = "{pepper_file}"  # staff PIN pepper (0600): copy to every counter\n'
         f'patient_keys_file = "{patient_keys_file}"  # patient data keys (0600): back up\n'
         f'host = "{host}"             # listen address; "0.0.0.0": counters on other machines\n'
@@ -331,6 +395,10 @@ def render_config(
         "# …and these read patients' names and find them by name\n"
         'names = ["cashier", "triage", "doctor", "lab", "pharmacy", "kiosk"]\n'
     )
+
+
+def _toml_text(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def load_key(path: Path) -> SigningKey:

@@ -184,7 +184,11 @@ class ConflictWatch:
 
     Its state lives in the store (:class:`~central.recon_store.StoredReconciler`): a
     restart reads the checkpoint and goes on from there, and memory holds a bounded
-    working set whatever the length of the history."""
+    working set whatever the length of the history.  One process reconciles a store at a
+    time, the holder of its lease (:meth:`CentralStore.reconciler_lease`): with several
+    central instances on one database each conflict is detected and announced once, and
+    when the holder dies the next instance to catch up takes over from the checkpoint
+    (its working set is read again: it may have changed meanwhile)."""
 
     def __init__(self, store: CentralStore, config: ReconcileConfig | None = None,
                  key: SigningKey | None = None, *, announce: bool = True,
@@ -201,6 +205,7 @@ class ConflictWatch:
         #: the pure reconciler over the working set (its resident records: key grants)
         self.reconciler = self.stored.rec
         self.pos = 0
+        self.leased = False  # whether this process reconciled at the last catch-up
         self._opened = False
         self._quarantined = 0
         self._revoked: dict[str, int] = {}
@@ -209,6 +214,14 @@ class ConflictWatch:
     async def catch_up(self, page: int = 5000, max_pages: int = 100_000) -> int:
         """Reconcile every stored event not reconciled yet; return how many were fed."""
         async with self._lock:
+            self.leased = await self.store.reconciler_lease()
+            if not self.leased:
+                # another central instance reconciles this store: its book is ours
+                if self._opened:
+                    self.stored.reset()
+                    self._opened = False
+                await self.stored.load_resident()
+                return 0
             if self._opened and await self.stored.refold_asked():
                 self._opened = False  # (the CLI asked, in another process)
             if not self._opened:

@@ -429,7 +429,8 @@ class Item:
 _BATCH = ("SELECT b.id, b.status, b.months, b.source, b.created_by, b.created_ms,"
           " b.approved_by, b.approved_ms, b.cancelled_by, b.finished_ms,"
           " (SELECT COUNT(*) FROM dormant_items i WHERE i.batch_id = b.id),"
-          " (SELECT COALESCE(SUM(amount), 0) FROM dormant_items i WHERE i.batch_id = b.id)"
+          " (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM dormant_items i"
+          "  WHERE i.batch_id = b.id)"
           " FROM dormant_batches b")
 
 
@@ -627,7 +628,7 @@ async def run(cfg: CentralConfig, action: str, *, months: int | None = None,
             return fail("dormant.no_file", 2, path=select_path)
         except (OSError, UnicodeDecodeError) as exc:
             return fail("dormant.unreadable", 2, path=select_path, why=exc)
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         if action == "report":
             try:  # the list names whom to write to: central's IT may read their details

@@ -649,7 +649,7 @@ async def run(cfg: CentralConfig, path: Path, *, dry_run: bool = False,
         keys = central_keys(cfg)
     except CentralConfigError as exc:
         return fail("import.no_keys", 2, why=exc)
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         state, pos = await fold_store(store)
         checked = check_rows(parsed.rows, state, keys)

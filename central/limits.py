@@ -104,7 +104,7 @@ async def run(cfg: CentralConfig, action: str, *, floor: int | None = None,
               cap: int | None = None, operator: str = "", out: TextIO,
               err: TextIO) -> int:
     """``limits show`` / ``limits set``: 0 done, 2 usage."""
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         if action == "show":
             print(say(await in_force(store.read)), file=out)

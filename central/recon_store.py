@@ -207,7 +207,14 @@ class StoredReconciler:
             x = json.loads(data)
             r.resolutions[cid] = Resolution(cid, (x[0], int(x[1])), x[2], x[3], x[4],
                                             int(x[5]))
+        await self.load_resident()
+
+    async def load_resident(self) -> None:
+        """(Re)read the resident records (a process that does not reconcile keeps its key
+        grants level with the one that does this way)."""
+        r = self.rec
         for rt in RESIDENT:
+            r.state.tables[rt] = {}
             for k, data in await self.store.read(
                     "SELECT k, data FROM recon_records WHERE tbl = ?", (rt.TABLE,)):
                 rec = rt(*msgpack.unpackb(bytes(data), raw=False))
@@ -539,5 +546,5 @@ REFOLD = "recon_refold"
 
 def ask_refold() -> Statements:
     """Ask the reconciler to refold everything at its next catch-up (whatever process)."""
-    return [(f"INSERT INTO meta (key, value) VALUES ('{REFOLD}', 1) ON CONFLICT DO NOTHING",
+    return [(f"INSERT INTO meta (key, value) VALUES ('{REFOLD}', '1') ON CONFLICT DO NOTHING",
              ())]

@@ -409,7 +409,8 @@ class CentralServer:
                 )
 
     async def watch_store(self, interval_s: float = 1.0) -> None:
-        """Reconcile and push events other processes stored (a resolution from the CLI)."""
+        """Reconcile and push events other processes stored (a resolution from the CLI,
+        another central instance's counters)."""
         last = await self.store.cursor()
         while self.watch is not None:
             await asyncio.sleep(interval_s)
@@ -422,6 +423,8 @@ class CentralServer:
                     await self._catch_up()
                     self._notify("")  # wake every feeder: cheap when nothing is new for it
                     last = top
+                elif not self.watch.leased:  # another instance reconciles: take over if
+                    await self._catch_up()  # it died (from its checkpoint)
             except Exception:
                 log.exception("reconciler failed")
 
@@ -583,7 +586,7 @@ async def run_server(
 
     key = load_key(config.key_file)
     tls = server_context(config)  # a bad certificate or key: CentralConfigError, not serving
-    store = await CentralStore.open(config.db, max_skew_ms=config.max_skew_ms)
+    store = await CentralStore.open(config.store_at, max_skew_ms=config.max_skew_ms)
     workers = config.verify_workers if config.verify_workers >= 0 else (os.cpu_count() or 1)
     # Signature checks run in worker processes (all cores, no GIL); 0 = in a thread here.
     executor: Executor | None = (
@@ -642,7 +645,7 @@ async def run_server(
             port = _port(server)
             print(f"listening on {config.scheme}://{config.host}:{port}", flush=True)
             log.info("listening host=%s port=%d tls=%s db=%s", config.host, port,
-                     "yes" if tls else "no", config.db)
+                     "yes" if tls else "no", config.where)
             if config.tls_cert is not None:
                 log.info("tls certificate %s pin %s", config.tls_cert,
                          certificate_pin(config.tls_cert))

@@ -176,7 +176,7 @@ async def run(cfg: CentralConfig, args: Any, *, out: TextIO | None = None,
         print("install it on every counter as its pepper_file (mode 0600), like the node "
               "key: docs/deployment.md", file=out)
         return 0
-    store = await CentralStore.open(cfg.db, max_skew_ms=cfg.max_skew_ms)
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
         if action == "list":
             print(f"{'staff id':<16} {'state':<9} {'roles':<28} {'counters':<20} name", file=out)

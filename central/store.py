@@ -22,8 +22,16 @@ head, a batch not linked within itself) is a chain break: either way the offered
 go to ``quarantine`` (never into ``events``) as evidence for an integrity conflict, and
 the batch is refused.
 
-Two aiosqlite connections: one writer (serialised by a lock), one reader, so pulls
-run beside ingests under WAL.
+The same design holds on both backends (:mod:`central.db`): on SQLite, two aiosqlite
+connections, one writer (serialised by a lock and ``BEGIN IMMEDIATE``), one reader, so
+pulls run beside ingests under WAL, the reader's snapshot being a read transaction; on
+PostgreSQL, a connection pool, every write transaction serialised by an advisory lock
+(across processes and central instances too), ``UPDATE cursor SET pos = pos + n
+RETURNING pos`` row-locking the counter until commit, and the pull reading the counter
+and the events in one ``REPEATABLE READ`` snapshot.  ``open`` takes a path or
+``sqlite:///path`` (SQLite) or ``postgresql://…``; each backend has its own migrations
+(``MIGRATIONS`` below for SQLite, :data:`central.db.PG_MIGRATIONS`), under the same
+version numbers.
 """
 
 from __future__ import annotations
@@ -39,8 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-import aiosqlite
-
+from central.db import Database, Tx, is_postgres, open_database, sqlite_path
+from central.db import DatabaseUnavailable as DatabaseUnavailable  # (re-exported)
 from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256, fingerprint, is_valid_signature
 from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError, SchemaError, SignatureError
@@ -511,24 +519,28 @@ def _now_ms() -> int:
 class CentralStore:
     """The central database. Open with :meth:`open`; close with :meth:`close`."""
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection,
-                 max_skew_ms: int = 300_000) -> None:
-        self._w = writer
-        self._r = reader
+    def __init__(self, db: Database, max_skew_ms: int = 300_000) -> None:
+        #: the backend (:mod:`central.db`): SQLite or PostgreSQL
+        self.db = db
+        #: the write transaction open now (only under ``_lock``)
+        self._tx: Tx | None = None
         #: central's own events never sort before what it holds, within this bound
         self.max_skew_ms = max_skew_ms
         self._lock = asyncio.Lock()
         #: central's signing key, once :func:`enrol_central` checked it against the store
         self.central_key: SigningKey | None = None
-        self._rlock = asyncio.Lock()  # one read transaction at a time on the reader
 
     @classmethod
     async def open(cls, path: str | Path, *, max_skew_ms: int = 300_000) -> CentralStore:
-        """Open (creating and migrating) the store; a damaged, truncated or empty file
-        raises :class:`DamagedStore` naming it and what to do."""
+        """Open (creating and migrating) the store at ``path``: a SQLite file (a path, or
+        ``sqlite:///path``) or a PostgreSQL database (``postgresql://…``).  A damaged,
+        truncated or empty SQLite file raises :class:`DamagedStore` naming it and what to
+        do; a PostgreSQL server that cannot be reached, :class:`DatabaseUnavailable`."""
+        if is_postgres(path):
+            return cls(await open_database(path, MIGRATIONS), max_skew_ms)
         from edge_node.backup import damage, make_private
 
-        path = str(path)
+        path = sqlite_path(path)
         if path != ":memory:":
             why = damage(Path(path))
             if why:
@@ -536,7 +548,7 @@ class CentralStore:
             Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             make_private(Path(path))
         try:
-            return await cls._open(path, max_skew_ms)
+            return cls(await open_database(path, MIGRATIONS), max_skew_ms)
         except DamagedStore:
             raise
         except sqlite3.DatabaseError as exc:
@@ -544,38 +556,24 @@ class CentralStore:
                 raise
             raise DamagedStore(path, f"is damaged (SQLite: {exc})") from exc
 
-    @classmethod
-    async def _open(cls, path: str, max_skew_ms: int) -> CentralStore:
-        writer = await aiosqlite.connect(path, isolation_level=None)
-        try:
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute("PRAGMA synchronous=FULL")
-            await writer.execute("PRAGMA busy_timeout=10000")
-            await writer.execute("PRAGMA foreign_keys=ON")
-            await _migrate(writer)
-            reader = await aiosqlite.connect(path, isolation_level=None)
-            await reader.execute("PRAGMA busy_timeout=10000")
-            await reader.execute("PRAGMA query_only=ON")
-        except BaseException:
-            await writer.close()
-            raise
-        return cls(writer, reader, max_skew_ms)
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.db.dialect
 
     async def close(self) -> None:
-        await self._r.close()
-        await self._w.close()
+        await self.db.close()
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[None]:
-        """One ``BEGIN IMMEDIATE`` on the writer (caller holds ``_lock``): committed when
-        the block ends, rolled back if it raises."""
-        await self._w.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            await self._w.execute("COMMIT")
-        except BaseException:
-            await self._w.execute("ROLLBACK")
-            raise
+        """One write transaction (caller holds ``_lock``): committed when the block ends,
+        rolled back if it raises.  ``_query_w``/``_exec`` run inside it meanwhile."""
+        async with self.db.transaction() as tx:
+            self._tx = tx
+            try:
+                yield
+            finally:
+                self._tx = None
 
     # ------------------------------------------------------------------ nodes
 
@@ -596,8 +594,8 @@ class CentralStore:
             raise ValueError("a public key is 32 bytes (64 hex digits)")
         now = _now_ms() if now_ms is None else now_ms
         async with self._lock, self._transaction():
-            cur = await self._w.execute("SELECT revoked FROM nodes WHERE id = ?", (node,))
-            row = await cur.fetchone()
+            rows = await self._query_w("SELECT revoked FROM nodes WHERE id = ?", (node,))
+            row = rows[0] if rows else None
             if row is not None and row[0]:
                 raise ValueError(
                     f"{node} was revoked, and a revoked node stays revoked (its events and "
@@ -606,12 +604,12 @@ class CentralStore:
                 raise ValueError(
                     f"{node} is already enrolled; to give it a new key: onecard-central "
                     f"rotate {node} --key HEX (its events so far stay verifiable)")
-            await self._w.execute(
+            await self._exec(
                 "INSERT INTO nodes (id, pubkey, role, enrolled_ms, head_hash)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (node, pubkey, role, now, ZERO_HASH),
             )
-            await self._w.execute(
+            await self._exec(
                 "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
                 " VALUES (?, ?, 1, 0, ?)", (node, pubkey, now))
             await self._trail(signer, now, node=node, action="enrol", role=role,
@@ -655,12 +653,12 @@ class CentralStore:
             if current is not None and (not current.is_open or start < current.from_seq):
                 raise ValueError(f"{node}'s current key starts at seq {current.from_seq}: "
                                  "the new one cannot start before it")
-            await self._w.execute("UPDATE node_keys SET until_seq = ? WHERE node = ?"
+            await self._exec("UPDATE node_keys SET until_seq = ? WHERE node = ?"
                                   " AND until_seq = 0", (start, node))
-            await self._w.execute(
+            await self._exec(
                 "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
                 " VALUES (?, ?, ?, 0, ?)", (node, pubkey, start, now))
-            await self._w.execute("UPDATE nodes SET pubkey = ? WHERE id = ?", (pubkey, node))
+            await self._exec("UPDATE nodes SET pubkey = ? WHERE id = ?", (pubkey, node))
             await self._trail(signer, now, node=node, action="rotate",
                               fingerprint=fingerprint(pubkey), from_seq=start)
         return start
@@ -689,23 +687,23 @@ class CentralStore:
             start = head.seq + 2  # the statement is head + 1, the old key's last event
             await self._sign_central_tx(key, [("audit.node_changed", statement_body(
                 pubkey, start, fingerprint(pubkey)))], operator[:64], now)
-            await self._w.execute("UPDATE node_keys SET until_seq = ? WHERE node = ?"
+            await self._exec("UPDATE node_keys SET until_seq = ? WHERE node = ?"
                                   " AND until_seq = 0", (start, CENTRAL))
-            await self._w.execute(
+            await self._exec(
                 "INSERT INTO node_keys (node, pubkey, from_seq, until_seq, added_ms)"
                 " VALUES (?, ?, ?, 0, ?)", (CENTRAL, pubkey, start, now))
-            await self._w.execute("UPDATE nodes SET pubkey = ? WHERE id = ?",
+            await self._exec("UPDATE nodes SET pubkey = ? WHERE id = ?",
                                   (pubkey, CENTRAL))
         return start - 1, start
 
     async def rotation_statements(self) -> tuple[bytes, ...]:
         """Central's key rotation statements in seq order (what each challenge offers):
         the event before each of its keys' first seq."""
-        cur = await self._r.execute(
+        rows = await self.db.read(
             "SELECT e.data FROM node_keys k JOIN events e ON e.node = k.node"
             " AND e.seq = k.from_seq - 1 WHERE k.node = ? AND k.from_seq > 1"
             " ORDER BY k.from_seq", (CENTRAL,))
-        return tuple(bytes(r[0]) for r in await cur.fetchall())
+        return tuple(bytes(r[0]) for r in rows)
 
     @_completes
     async def revoke(self, node: str, now_ms: int | None = None, *,
@@ -715,17 +713,19 @@ class CentralStore:
         it is not enrolled.  Revoking again keeps the first revocation's time."""
         now = _now_ms() if now_ms is None else now_ms
         async with self._lock, self._transaction():
-            cur = await self._w.execute(
+            changed = await self._exec(
                 "UPDATE nodes SET revoked = 1, revoked_ms = coalesce(revoked_ms, ?)"
                 " WHERE id = ? AND id != ?",
                 (now, node, CENTRAL),
             )
-            if cur.rowcount <= 0:
+            if changed <= 0:
                 return False
             # the open key ends after the head (an empty span if it never signed)
-            await self._w.execute(
-                "UPDATE node_keys SET until_seq = max(from_seq, (SELECT head_seq + 1 FROM nodes"
-                " WHERE id = ?)) WHERE node = ? AND until_seq = 0", (node, node))
+            head = await self._query_w("SELECT head_seq FROM nodes WHERE id = ?", (node,))
+            await self._exec(
+                "UPDATE node_keys SET until_seq = CASE WHEN from_seq > ? THEN from_seq"
+                " ELSE ? END WHERE node = ? AND until_seq = 0",
+                (int(head[0][0]) + 1, int(head[0][0]) + 1, node))
             await self._trail(signer, now, node=node, action="revoke")
             return True
 
@@ -739,34 +739,25 @@ class CentralStore:
 
     async def key_spans(self, node: str) -> tuple[KeySpan, ...]:
         """``node``'s keys over its seqs, in order (empty: not enrolled)."""
-        cur = await self._r.execute(_SPANS_SELECT, (node,))
-        return _spans(await cur.fetchall())
+        return _spans(await self.db.read(_SPANS_SELECT, (node,)))
 
     async def node(self, node: str) -> NodeRecord | None:
-        cur = await self._r.execute(_NODE_SELECT + " WHERE id = ?", (node,))
-        row = await cur.fetchone()
-        return _node_record(row) if row else None
+        rows = await self.db.read(_NODE_SELECT + " WHERE id = ?", (node,))
+        return _node_record(rows[0]) if rows else None
 
     async def nodes(self) -> list[NodeRecord]:
-        cur = await self._r.execute(_NODE_SELECT + " ORDER BY id")
-        return [_node_record(r) for r in await cur.fetchall()]
+        return [_node_record(r) for r in await self.db.read(_NODE_SELECT + " ORDER BY id")]
 
     async def directory(self) -> list[DirectoryEntry]:
         """Every enrolled node's key, its keys over its seqs, and role (revoked ones
         flagged): for counters to verify."""
-        async with self._rlock:
-            await self._r.execute("BEGIN")
-            try:
-                cur = await self._r.execute(
-                    "SELECT id, pubkey, role, revoked FROM nodes ORDER BY id")
-                nodes = list(await cur.fetchall())
-                cur = await self._r.execute(
-                    "SELECT node, pubkey, from_seq, until_seq FROM node_keys ORDER BY rowid")
-                keys: dict[str, list[KeySpan]] = {}
-                for n, k, f, u in await cur.fetchall():
-                    keys.setdefault(str(n), []).append(KeySpan(bytes(k), int(f), int(u)))
-            finally:
-                await self._r.execute("COMMIT")
+        async with self.db.snapshot() as snap:
+            nodes = await snap.query("SELECT id, pubkey, role, revoked FROM nodes ORDER BY id")
+            keys: dict[str, list[KeySpan]] = {}
+            for n, k, f, u in await snap.query(
+                    "SELECT node, pubkey, from_seq, until_seq FROM node_keys"
+                    " ORDER BY node, " + _SPANS_ORDER):
+                keys.setdefault(str(n), []).append(KeySpan(bytes(k), int(f), int(u)))
         return [DirectoryEntry(r[0], r[1], r[2], bool(r[3]), tuple(keys.get(r[0], ())))
                 for r in nodes]
 
@@ -795,31 +786,29 @@ class CentralStore:
             args.append(reported_seq)
         args.append(node)
         async with self._lock:
-            await self._w.execute(f"UPDATE nodes SET {', '.join(sets)} WHERE id = ?", args)
+            await self._exec(f"UPDATE nodes SET {', '.join(sets)} WHERE id = ?", args)
 
     async def mark_all_offline(self) -> None:
         async with self._lock:
-            await self._w.execute("UPDATE nodes SET online = 0")
+            await self._exec("UPDATE nodes SET online = 0")
 
     # ------------------------------------------------------------------ events
 
     async def head(self, node: str) -> ChainHead:
-        cur = await self._r.execute("SELECT head_seq, head_hash FROM nodes WHERE id = ?", (node,))
-        row = await cur.fetchone()
-        return ChainHead(row[0], row[1]) if row else ChainHead()
+        rows = await self.db.read("SELECT head_seq, head_hash FROM nodes WHERE id = ?", (node,))
+        return ChainHead(int(rows[0][0]), bytes(rows[0][1])) if rows else ChainHead()
 
     async def store_id(self) -> bytes:
         """This store's random identity (pull cursors are only meaningful within one)."""
-        cur = await self._r.execute("SELECT value FROM meta WHERE key = 'store_id'")
-        row = await cur.fetchone()
-        assert row is not None
-        return bytes(row[0])
+        rows = await self.db.read("SELECT value FROM meta WHERE key = 'store_id'")
+        assert rows
+        value = rows[0][0]  # PostgreSQL keeps meta's values as text: hex there
+        return bytes.fromhex(value) if isinstance(value, str) else bytes(value)
 
     async def cursor(self) -> int:
-        cur = await self._r.execute("SELECT pos FROM cursor WHERE id = 1")
-        row = await cur.fetchone()
-        assert row is not None
-        return int(row[0])
+        rows = await self.db.read("SELECT pos FROM cursor WHERE id = 1")
+        assert rows
+        return int(rows[0][0])
 
     @_completes
     async def ingest(
@@ -905,9 +894,9 @@ class CentralStore:
     async def _writable_head(self, node: str, key: Keys) -> ChainHead:
         """The head central holds for ``node``, once it may still push with ``key``
         (the keys the batch was checked with are still the node's)."""
-        cur = await self._w.execute(
+        rows = await self._query_w(
             "SELECT pubkey, revoked, head_seq, head_hash FROM nodes WHERE id = ?", (node,))
-        row = await cur.fetchone()
+        row = rows[0] if rows else None
         if row is None:
             raise UnknownNode(f"{node} is not enrolled")
         if row[1]:
@@ -915,7 +904,7 @@ class CentralStore:
         held = _spans(await self._query_w(_SPANS_SELECT, (node,)))
         if spans_of(key) != held:
             raise SignatureError(f"{node}: not the keys enrolled for it (rotated meanwhile?)")
-        return ChainHead(row[2], row[3])
+        return ChainHead(int(row[2]), bytes(row[3]))
 
     async def _clash(self, node: str, head: ChainHead,
                      prepared: list[Prepared]) -> tuple[Prepared, bytes] | None:
@@ -924,10 +913,9 @@ class CentralStore:
         first, last = prepared[0].seq, prepared[-1].seq
         if first > head.seq:
             return None
-        cur = await self._w.execute(
+        held = {int(r[0]): bytes(r[1]) for r in await self._query_w(
             "SELECT seq, hash FROM events WHERE node = ? AND seq BETWEEN ? AND ?",
-            (node, first, min(last, head.seq)))
-        held = {int(r[0]): bytes(r[1]) for r in await cur.fetchall()}
+            (node, first, min(last, head.seq)))}
         for p in prepared:
             if p.seq > head.seq:
                 break
@@ -956,25 +944,24 @@ class CentralStore:
                     " central holds"
                 )
             # The single-row counter, locked until COMMIT: gapless, commit order.
-            cur = await self._w.execute(
+            r = await self._query_w(
                 "UPDATE cursor SET pos = pos + ? WHERE id = 1 RETURNING pos", (len(new),)
             )
-            r = await cur.fetchone()
-            await cur.close()
-            assert r is not None
-            last_pos = int(r[0])
+            assert r
+            last_pos = int(r[0][0])
             first_pos = last_pos - len(new) + 1
-            await self._w.executemany(
+            await self._execmany(
                 "INSERT INTO events (pos, node, seq, hash, data, received_ms, hlc_wall,"
                 " hlc_counter) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(first_pos + i, node, p.seq, p.hash, p.data, now, p.hlc.wall, p.hlc.counter)
                  for i, p in enumerate(new)],
             )
             head = ChainHead(new[-1].seq, new[-1].hash)
-        await self._w.execute(
+        await self._exec(
             "UPDATE nodes SET head_seq = ?, head_hash = ?, last_seen_ms = ?,"
-            " reported_seq = MAX(reported_seq, ?) WHERE id = ?",
-            (head.seq, head.hash, now, head.seq, node),
+            " reported_seq = CASE WHEN reported_seq > ? THEN reported_seq ELSE ? END"
+            " WHERE id = ?",
+            (head.seq, head.hash, now, head.seq, head.seq, node),
         )
         return first_pos, last_pos, head
 
@@ -1007,7 +994,7 @@ class CentralStore:
             items, after = await plan(self._query_w)
             events = await self._sign_central_tx(key, items, operator, now)
             for sql, args in after:
-                await self._w.execute(sql, args)
+                await self._exec(sql, args)
         return events
 
     async def _sign_central_tx(self, key: SigningKey, items: list[tuple[str, dict[str, Any]]],
@@ -1044,12 +1031,21 @@ class CentralStore:
             await self._insert(CENTRAL, head, new, now)
         return events
 
-    async def _query_w(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a query on the writer, inside its open transaction (for plans)."""
-        cur = await self._w.execute(sql, args)
-        rows = [tuple(r) for r in await cur.fetchall()]
-        await cur.close()
-        return rows
+    async def _query_w(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query inside the open write transaction (for plans)."""
+        assert self._tx is not None, "only inside a write transaction"
+        return await self._tx.query(sql, args)
+
+    async def _exec(self, sql: str, args: Sequence[object] = ()) -> int:
+        """Run a statement inside the open write transaction, or on its own when there is
+        none (the caller holds ``_lock``); return the rows it changed."""
+        if self._tx is not None:
+            return await self._tx.execute(sql, args)
+        return await self.db.execute(sql, args)
+
+    async def _execmany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
+        assert self._tx is not None, "only inside a write transaction"
+        await self._tx.executemany(sql, rows)
 
     async def _quarantine(self, node: str, p: Prepared, held_hash: bytes, kind: str,
                           reason: str, now: int) -> None:
@@ -1058,19 +1054,20 @@ class CentralStore:
         ``held_hash``: what central holds where the event claimed a place (the held
         event's hash; for a chain break, the hash the event should have linked to).
         """
-        await self._w.execute(
-            "INSERT OR IGNORE INTO quarantine (node, seq, held_hash, offered_hash, offered,"
-            " received_ms, kind, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        await self._exec(
+            "INSERT INTO quarantine (node, seq, held_hash, offered_hash, offered,"
+            " received_ms, kind, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             (node, p.seq, held_hash, p.hash, p.data, now, kind, reason[:300]),
         )
 
     async def quarantined(self) -> list[tuple[str, int, bytes, bytes]]:
         """``(node, seq, held hash, offered hash)`` of every quarantined event
         (equivocations and chain breaks)."""
-        cur = await self._r.execute(
+        rows = await self.db.read(
             "SELECT node, seq, held_hash, offered_hash FROM quarantine ORDER BY id"
         )
-        return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
+        return [(str(r[0]), int(r[1]), bytes(r[2]), bytes(r[3])) for r in rows]
 
     async def events_after(
         self,
@@ -1093,32 +1090,27 @@ class CentralStore:
 
     @_completes
     async def _events_after(self, after: int, excl: str, limit: int, max_bytes: int) -> Page:
-        async with self._rlock:  # inside the shield: held until this transaction ends
-            return await self._events_after_tx(after, excl, limit, max_bytes)
+        # inside the shield: the snapshot is held until this transaction ends
+        return await self._events_after_tx(after, excl, limit, max_bytes)
 
     async def _events_after_tx(self, after: int, excl: str, limit: int, max_bytes: int) -> Page:
-        await self._r.execute("BEGIN")
-        try:
-            cur = await self._r.execute("SELECT pos FROM cursor WHERE id = 1")
-            row = await cur.fetchone()
-            assert row is not None
-            top = int(row[0])
+        # One snapshot (SQLite: a read transaction; PostgreSQL: REPEATABLE READ): the
+        # counter and every event up to it, none committing later below it.
+        async with self.db.snapshot() as snap:
+            top = int((await snap.query("SELECT pos FROM cursor WHERE id = 1"))[0][0])
             if after >= top:
                 return Page(after, after, [], False)
             # Limit first, then a running byte total over at most `limit` rows.
-            cur = await self._r.execute(
+            rows = await snap.query(
                 "SELECT pos, data, n FROM ("
                 " SELECT pos, data, SUM(LENGTH(data)) OVER (ORDER BY pos) AS running,"
                 "  COUNT(*) OVER () AS n FROM ("
                 "  SELECT pos, data FROM events WHERE pos > ? AND pos <= ? AND node != ?"
-                "  ORDER BY pos LIMIT ?))"
+                "  ORDER BY pos LIMIT ?) AS page) AS sized"
                 " WHERE running <= ? OR running = LENGTH(data) ORDER BY pos",
                 (after, top, excl, limit, max_bytes),
             )
-            rows = list(await cur.fetchall())
-        finally:
-            await self._r.execute("COMMIT")
-        events = [r[1] for r in rows]
+        events = [bytes(r[1]) for r in rows]
         if rows and (rows[0][2] >= limit or len(rows) < rows[0][2]):
             # Cut by count or by bytes: resume right after the last event sent.
             last = int(rows[-1][0])
@@ -1127,12 +1119,11 @@ class CentralStore:
 
     async def events_since(self, after: int, limit: int = 5000) -> list[tuple[int, bytes, int]]:
         """``(pos, data, received_ms)`` of every node's events after ``after`` (reconciler)."""
-        async with self._rlock:
-            cur = await self._r.execute(
-                "SELECT pos, data, received_ms FROM events WHERE pos > ? ORDER BY pos LIMIT ?",
-                (after, limit),
-            )
-            return [(int(r[0]), bytes(r[1]), int(r[2])) for r in await cur.fetchall()]
+        rows = await self.db.read(
+            "SELECT pos, data, received_ms FROM events WHERE pos > ? ORDER BY pos LIMIT ?",
+            (after, limit),
+        )
+        return [(int(r[0]), bytes(r[1]), int(r[2])) for r in rows]
 
     @_completes
     async def write_many(self, statements: list[tuple[str, Any]]) -> None:
@@ -1143,37 +1134,43 @@ class CentralStore:
         async with self._lock, self._transaction():
             for sql, args in statements:
                 if isinstance(args, list):
-                    await self._w.executemany(sql, args)
+                    await self._execmany(sql, args)
                 else:
-                    await self._w.execute(sql, args)
+                    await self._exec(sql, args)
 
-    async def read(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of a read-only query on the reader connection."""
-        async with self._rlock:
-            cur = await self._r.execute(sql, args)
-            return [tuple(r) for r in await cur.fetchall()]
+    async def reconciler_lease(self) -> bool:
+        """Whether this process is (still) the one that reconciles this store
+        (:meth:`central.db.Database.lease`)."""
+        return await self.db.lease()
+
+    async def read(self, sql: str, args: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (SQLite: on the reader connection)."""
+        return await self.db.read(sql, args)
 
     async def lags(self) -> dict[str, int]:
         """Per node: how many other nodes' events it has not been sent yet."""
-        async with self._rlock:
-            cur = await self._r.execute(
-                "SELECT n.id, (SELECT COUNT(*) FROM events e WHERE e.pos > n.pull_cursor"
-                " AND e.node != n.id) FROM nodes n"
-            )
-            return {r[0]: int(r[1]) for r in await cur.fetchall()}
+        rows = await self.db.read(
+            "SELECT n.id, (SELECT COUNT(*) FROM events e WHERE e.pos > n.pull_cursor"
+            " AND e.node != n.id) FROM nodes n"
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def event_ids(self) -> list[tuple[str, int, bytes]]:
         """``(node, seq, hash)`` of every held event (audits and tests)."""
-        cur = await self._r.execute("SELECT node, seq, hash FROM events ORDER BY node, seq")
-        return [(r[0], r[1], r[2]) for r in await cur.fetchall()]
+        rows = await self.db.read("SELECT node, seq, hash FROM events ORDER BY node, seq")
+        return [(str(r[0]), int(r[1]), bytes(r[2])) for r in rows]
 
     async def count(self) -> int:
-        cur = await self._r.execute("SELECT COUNT(*) FROM events")
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        rows = await self.db.read("SELECT COUNT(*) FROM events")
+        return int(rows[0][0]) if rows else 0
 
 
-_SPANS_SELECT = "SELECT pubkey, from_seq, until_seq FROM node_keys WHERE node = ? ORDER BY rowid"
+#: a node's keys in the order they were given: by first seq (never decreasing from one
+#: key to the next), and among keys with the same first seq, the closed (empty) spans
+#: before the open or later-closed one; what still ties signs no seq at all
+_SPANS_ORDER = ("from_seq, until_seq = 0, until_seq, added_ms, pubkey")
+_SPANS_SELECT = ("SELECT pubkey, from_seq, until_seq FROM node_keys WHERE node = ?"
+                 " ORDER BY " + _SPANS_ORDER)
 
 
 def _spans(rows: Iterable[Any]) -> tuple[KeySpan, ...]:
@@ -1188,7 +1185,8 @@ def keyring_of(conn: sqlite3.Connection) -> dict[str, tuple[KeySpan, ...]]:
                 conn.execute("SELECT id, pubkey FROM nodes")}
     out: dict[str, list[KeySpan]] = {}
     for n, k, f, u in conn.execute(
-            "SELECT node, pubkey, from_seq, until_seq FROM node_keys ORDER BY rowid"):
+            "SELECT node, pubkey, from_seq, until_seq FROM node_keys ORDER BY node, "
+            + _SPANS_ORDER):
         out.setdefault(str(n), []).append(KeySpan(bytes(k), int(f), int(u)))
     return {n: tuple(v) for n, v in out.items()}
 
@@ -1212,25 +1210,6 @@ def _node_record(r: sqlite3.Row | tuple[Any, ...]) -> NodeRecord:
         pull_cursor=int(r[9]),
         reported_seq=int(r[10]),
     )
-
-
-async def _migrate(conn: aiosqlite.Connection) -> None:
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations"
-        " (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
-    )
-    cur = await conn.execute("SELECT version FROM schema_migrations")
-    done = {r[0] for r in await cur.fetchall()}
-    for version, name, sql in MIGRATIONS:
-        if version in done:
-            continue
-        # executescript commits first; the script and its record are one transaction.
-        await conn.executescript(
-            "BEGIN IMMEDIATE;\n"
-            + sql
-            + f"\nINSERT INTO schema_migrations VALUES ({version}, "
-            + "'" + name.replace("'", "''") + f"', {_now_ms()});\nCOMMIT;"
-        )
 
 
 async def enrol_central(store: CentralStore, key: SigningKey) -> None:

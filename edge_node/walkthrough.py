@@ -145,7 +145,7 @@ async def walk(base: Path, tr: Translator, say: Callable[[str], None],
     write_central_key(ccfg.key_file, ckey)
     nodes = NODES[story]
     keys = {node: SigningKey.generate() for node, _, _ in nodes}
-    store = await CentralStore.open(ccfg.db, max_skew_ms=ccfg.max_skew_ms)
+    store = await CentralStore.open(ccfg.store_at, max_skew_ms=ccfg.max_skew_ms)
     try:
         for node, role, _ in nodes:
             await store.enrol(node, keys[node].public_key, role)
@@ -249,7 +249,7 @@ async def _story(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: T
     say(tr("walk.online"))
     for d in desks:
         d.online()
-    store = await CentralStore.open(ccfg.db, max_skew_ms=ccfg.max_skew_ms)
+    store = await CentralStore.open(ccfg.store_at, max_skew_ms=ccfg.max_skew_ms)
     try:
         async def raised() -> bool:  # booked, and announced to the counters (signed)
             return _count(ccfg.db, "SELECT COUNT(*) FROM conflicts WHERE kind = 'overdraft' "
@@ -406,7 +406,7 @@ async def _day(desks: list[Desk], ccfg: CentralConfig, ckey: SigningKey, tr: Tra
     await until(synced, "the offline dispensing to reach central")
 
     # 7. central raises the double dispense by itself; IT resolves it
-    store = await CentralStore.open(ccfg.db, max_skew_ms=ccfg.max_skew_ms)
+    store = await CentralStore.open(ccfg.store_at, max_skew_ms=ccfg.max_skew_ms)
     try:
         async def raised() -> bool:
             return _count(ccfg.db, "SELECT COUNT(*) FROM conflicts WHERE kind = "

@@ -317,7 +317,8 @@ def test_conflicts_show_names_the_patients_it_opens(seeded, capsys: pytest.Captu
 
     db = seeded[0]
     cid = asyncio.run(book(db))["duplicate_patient"].id
-    cfg = SimpleNamespace(db=db, max_skew_ms=300_000, patient_keys_file=patient_keys_file(db))
+    cfg = SimpleNamespace(db=db, store_at=db, max_skew_ms=300_000,
+                          patient_keys_file=patient_keys_file(db))
     show = SimpleNamespace(action="show", id=cid)
     assert asyncio.run(_conflicts(cfg, show)) == 0  # type: ignore[arg-type]
     out = capsys.readouterr().out

@@ -489,7 +489,8 @@ def test_messages_follow_centrals_language(site: Path, tmp_path: Path,
     from types import SimpleNamespace
 
     conf = CentralConfig.load(site)
-    zh = SimpleNamespace(db=conf.db, key_file=conf.key_file, max_skew_ms=conf.max_skew_ms,
+    zh = SimpleNamespace(db=conf.db, store_at=conf.db, key_file=conf.key_file,
+                         max_skew_ms=conf.max_skew_ms,
                          language="zh", patient_keys_file=conf.patient_keys_file)
     path = tmp_path / "bad.csv"
     path.write_text(_csv("A1,张三,,F,1980-01-01,13800138000,,8600000001,-1,"),

@@ -23,7 +23,7 @@ class ConsoleApp(App[None]):
     CSS_PATH = "console.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+q", "quit", "Quit", show=False)]
 
-    def __init__(self, db: Path, key_file: Path | None, operator: str, *,
+    def __init__(self, db: Path | str, key_file: Path | None, operator: str, *,
                  clock: Callable[[], int] | None = None, max_skew_ms: int = 300_000,
                  language: str = "zh", patient_keys_file: Path | None = None) -> None:
         """``key_file`` None or missing: a look-only console (resolving is refused).

@@ -82,10 +82,10 @@ class Chains:
                                                   "unit_price": amount}]})
 
 
-async def seed_central(directory: Path) -> tuple[Path, Path]:
+async def seed_central(directory: Path, database: str = "") -> tuple[Path, Path]:
     """Create ``central.sqlite3``, ``central.key`` and the patient keys
     (:func:`patient_keys_file`) in ``directory``; return the database's and the key's
-    paths."""
+    paths.  ``database``: a PostgreSQL URL to seed instead of the SQLite file."""
     db, key_file = directory / "central.sqlite3", directory / "central.key"
     key = SigningKey(CENTRAL_SEED)
     write_key(key_file, key)
@@ -107,7 +107,7 @@ async def seed_central(directory: Path) -> tuple[Path, Path]:
                nid=ID_MALE)
     ch.patient("cashier-03", NOW_MS + 10 * 60_000, "P-cashier-03-000001", "8600000005", 3_000,
                "赵六")
-    store = await CentralStore.open(db)
+    store = await CentralStore.open(database or db)
     try:
         await enrol_central(store, key)
         for node in ("cashier-01", "cashier-02", "cashier-03"):

@@ -77,6 +77,8 @@ class Central(_Process):
     port: int
     proc: subprocess.Popen[str] | None = None
     tls_pin: str = ""  # set when init made a self-signed certificate: central serves wss://
+    #: its PostgreSQL database's URL ("": the SQLite file ``db``)
+    database: str = ""
 
     @property
     def url(self) -> str:
@@ -91,11 +93,13 @@ class Central(_Process):
         return self.dir / "central.sqlite3"
 
     @classmethod
-    def init(cls, directory: Path, *, tls: bool = False) -> Central:
-        """``onecard-central init`` (with ``--tls-self-signed`` when ``tls``)."""
+    def init(cls, directory: Path, *, tls: bool = False, database: str = "") -> Central:
+        """``onecard-central init`` (with ``--tls-self-signed`` when ``tls``; with
+        ``--database`` when ``database``, a PostgreSQL URL)."""
         cfg = directory / "central.toml"
         r = run_cli("--config", str(cfg), "init", "--dir", str(directory),
-                    *(["--tls-self-signed"] if tls else []))
+                    *(["--tls-self-signed"] if tls else []),
+                    *(["--database", database] if database else []))
         assert r.returncode == 0, r.stderr
         key_hex = next(
             line.split()[-1] for line in r.stdout.splitlines() if line.startswith("central key")
@@ -110,7 +114,7 @@ class Central(_Process):
         assert "verify_workers = -1" in text
         cfg.write_text(text.replace("verify_workers = -1", "verify_workers = 1", 1),
                        encoding="utf-8")
-        return cls(directory, cfg, key_hex, free_port(), tls_pin=pin)
+        return cls(directory, cfg, key_hex, free_port(), tls_pin=pin, database=database)
 
     def enrol(self, node: str, key: SigningKey, role: str = "cashier") -> None:
         r = run_cli("--config", str(self.config), "enrol", node, "--key",
@@ -130,9 +134,21 @@ class Central(_Process):
         assert "listening on" in line, line
         assert time.monotonic() < deadline
 
-    def positions(self) -> list[int]:
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a query on central's database, SQLite or PostgreSQL (no placeholders)."""
+        if self.database:
+            from tests.support.pg import rows
+
+            return rows(self.database, sql)
         with closing(_ro(self.db)) as c:
-            return [r[0] for r in c.execute("SELECT pos FROM events ORDER BY pos")]
+            return [tuple(r) for r in c.execute(sql)]
+
+    def positions(self) -> list[int]:
+        return [int(r[0]) for r in self.rows("SELECT pos FROM events ORDER BY pos")]
+
+    def event_ids(self) -> set[tuple[str, int, bytes]]:
+        return {(str(n), int(s), bytes(h))
+                for n, s, h in self.rows("SELECT node, seq, hash FROM events")}
 
 
 @dataclass
@@ -240,8 +256,7 @@ def central_trail(central: Central) -> int:
     and the patient keys it granted counters as they connected (``privacy.key_granted``)."""
     from protocol.event import decode_event
 
-    with closing(_ro(central.db)) as c:
-        rows = c.execute("SELECT data FROM events WHERE node = 'central'").fetchall()
+    rows = central.rows("SELECT data FROM events WHERE node = 'central'")
     return sum(decode_event(bytes(r[0])).kind.startswith(("audit.", "privacy."))
                for r in rows)
 
