@@ -49,7 +49,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,8 @@ WRITE_LOCK = 0x0_C4_2D_CE  # ("onecard central", any constant shared by all inst
 MIGRATE_LOCK = WRITE_LOCK + 1
 #: held for its life by the one central process that reconciles (:meth:`Database.lease`)
 RECONCILER_LOCK = WRITE_LOCK + 2
+#: NOTIFY channel: events were stored (the other instances wake their counters' feeds)
+EVENTS_CHANNEL = "onecard_events"
 
 
 class PgError(sqlite3.OperationalError):
@@ -179,6 +181,15 @@ class Database:
 
     async def execute(self, sql: str, args: Args = ()) -> int:
         raise NotImplementedError
+
+    async def announce_events(self, tx: Tx) -> None:
+        """Tell every process listening (:meth:`listen`) that ``tx`` stores events, when it
+        commits."""
+
+    async def listen(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (in this loop) whenever another process's transaction that
+        :meth:`announce_events` commits (PostgreSQL: several central instances); SQLite:
+        a single instance serves a file, and the others' writes are polled for."""
 
     async def lease(self) -> bool:
         """Whether this process holds (now taken, or still) the reconciler's lease: one
@@ -566,6 +577,7 @@ class PgDatabase(Database):
         self._types: dict[str, tuple[str, ...]] = {}
         self._lease_conn: Any = None  # a connection of its own: the session lock's
         self._leased = False
+        self._listen_conn: Any = None
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> PgDatabase:
@@ -657,7 +669,26 @@ class PgDatabase(Database):
             self._lease_conn = None
         return self._leased
 
+    async def announce_events(self, tx: Tx) -> None:
+        await tx.execute(f"SELECT pg_notify('{EVENTS_CHANNEL}', '')")
+
+    async def listen(self, callback: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own.  If that connection is lost, the callers'
+        polling (``watch_store``, every second) is what is left until the next start."""
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.url, timeout=10)
+            await conn.add_listener(EVENTS_CHANNEL, lambda *_: callback())
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailable(self.url, exc) from exc
+        self._listen_conn = conn
+
     async def close(self) -> None:
+        if self._listen_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._listen_conn.close()
+            self._listen_conn = None
         if self._lease_conn is not None:
             with contextlib.suppress(Exception):
                 await self._lease_conn.close()

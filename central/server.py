@@ -65,6 +65,9 @@ log = logging.getLogger("onecard.central.server")
 WS_MAX_SIZE = 2 * MAX_FRAME_SIZE
 MAX_PAGES_PER_WAKE = 1000
 PIPELINE = 4  # pushes checked ahead of the commit, per connection
+#: how often serve looks for events other processes stored (the CLI, the console; another
+#: instance on PostgreSQL tells at once by NOTIFY) and whether the reconciler is free
+WATCH_INTERVAL_S = float(os.environ.get("ONECARD_CENTRAL_WATCH_S", "1.0"))
 
 
 @dataclass(eq=False)
@@ -114,6 +117,7 @@ class CentralServer:
         self.metrics_allow = tuple(ipaddress.ip_network(a, strict=False) for a in metrics_allow)
         self.metrics_token = metrics_token
         self.refusals = RefusalLog(refusal_interval_s)
+        self._poked = asyncio.Event()
         # One reconciliation at a time: concurrent catch-ups (a commit per connected counter,
         # plus the poll for other processes' events) would each decode the same new rows.
         self._reconciling = asyncio.Lock()
@@ -413,7 +417,9 @@ class CentralServer:
         another central instance's counters)."""
         last = await self.store.cursor()
         while self.watch is not None:
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), interval_s)
+            self._poked.clear()
             try:
                 self.refusals.flush()
                 await self.follow_key()
@@ -473,6 +479,12 @@ class CentralServer:
         for conn in list(self.conns):
             if conn.node in revoked:
                 await self._revoked(conn)
+
+    def poke(self) -> None:
+        """Events were stored by another process (another central instance: its NOTIFY):
+        relay them and reconcile now rather than at the next poll."""
+        self._notify("")
+        self._poked.set()
 
     def _notify(self, source: str) -> None:
         for c in self.conns:
@@ -628,7 +640,8 @@ async def run_server(
             granter=granter,
             key_file=config.key_file,
         )
-        watcher = asyncio.create_task(app.watch_store())
+        await store.db.listen(app.poke)  # events another instance stored: at once
+        watcher = asyncio.create_task(app.watch_store(WATCH_INTERVAL_S))
         async with serve(
             app.handler,
             config.host,

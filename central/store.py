@@ -948,6 +948,8 @@ class CentralStore:
                 "UPDATE cursor SET pos = pos + ? WHERE id = 1 RETURNING pos", (len(new),)
             )
             assert r
+            assert self._tx is not None
+            await self.db.announce_events(self._tx)  # other instances: delivered at commit
             last_pos = int(r[0][0])
             first_pos = last_pos - len(new) + 1
             await self._execmany(

@@ -121,12 +121,13 @@ class Central(_Process):
                     key.public_key.hex(), "--role", role)
         assert r.returncode == 0, r.stderr
 
-    def start(self, timeout: float = 20) -> None:
+    def start(self, timeout: float = 20, env: dict[str, str] | None = None) -> None:
         log = open(self.dir / "central.log", "a")  # noqa: SIM115 (lives with the process)
         self.proc = subprocess.Popen(
             [CENTRAL_CLI, "--config", str(self.config), "serve", "--host", "127.0.0.1",
              "--port", str(self.port)],
             stdout=subprocess.PIPE, stderr=log, text=True,
+            env={**os.environ, **env} if env else None,
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
