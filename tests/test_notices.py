@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from central.conflicts import ConflictWatch, list_conflicts, raised_body, resolve
+from central.recon_store import wipe
 from central.reconcile import Reconciler, reconcile
 from central.store import CentralStore, enrol_central
 from edge_node.errors import OperationRefused
@@ -258,7 +259,8 @@ async def test_central_announces_each_new_conflict_once_across_restarts(tmp_path
         await ConflictWatch(store, announce=False).catch_up()  # the book, no announcement
         assert await _central_kinds(store) == []
         assert len(await list_conflicts(store)) == 2
-        await store.write_many([("DELETE FROM conflicts", ())])  # as if never seen
+        # as if never seen: the book and the reconciler's state
+        await store.write_many([("DELETE FROM conflicts", ()), *wipe()])
         await ConflictWatch(store).catch_up()
         announced = await _central_kinds(store)
         book = {r.kind: r for r in await list_conflicts(store)}
@@ -266,7 +268,7 @@ async def test_central_announces_each_new_conflict_once_across_restarts(tmp_path
         assert sorted(cid for _, _, cid in announced) == sorted(r.id for r in book.values())
         assert [(s, k) for s, k, _ in announced] == [(1, "conflict.raised"),
                                                      (2, "conflict.raised")]
-        watch = ConflictWatch(store)  # a restarted central: its reconciler starts empty
+        watch = ConflictWatch(store)  # a restarted central: from its checkpoint
         await asyncio.gather(watch.catch_up(), watch.catch_up())
         assert await _central_kinds(store) == announced
         assert {r.status for r in await list_conflicts(store)} == {"open"}  # not resolutions
