@@ -25,6 +25,11 @@ same transaction as the records they derive from (whenever those are written bac
 different terms), rewritten by ``rebuild``, and rewritten at open when their
 fingerprint is not the one stored (a version that makes them differently).
 
+Others' events that central attested (one signature of central's over a pulled frame's
+event hashes: protocol 4) are stored and folded before their own signatures are checked,
+which the sync daemon does in the background (``sig_pending``,
+:mod:`edge_node.sync.sigcheck`); ``verify`` checks every signature whatever.
+
 Every event that verifies is stored, whatever its body: the fold skips a bad body
 (central flags it) and a kind this version does not know, so no remote event can stop
 this counter's sync.  A remote clock more than ``max_skew_ms`` ahead of this counter's
