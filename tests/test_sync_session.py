@@ -34,10 +34,10 @@ from protocol.messages import (
 )
 from protocol.session import (
     CENTRAL_RECEIVE,
-    AttestationError,
     CENTRAL_SEND,
     EDGE_RECEIVE,
     EDGE_SEND,
+    AttestationError,
     AuthError,
     CentralSession,
     EdgeSession,

@@ -43,7 +43,7 @@ from typing import Protocol
 from protocol.crypto import is_valid_signature
 from protocol.errors import ProtocolError
 from protocol.event import decode_event, signed_parts
-from protocol.keyring import Keyring, key_at
+from protocol.keyring import Keyring, KeySpan, key_at
 
 log = logging.getLogger("onecard.edge.sigcheck")
 
@@ -62,7 +62,7 @@ class CheckLedger(Protocol):
     """What the checker needs of :class:`edge_node.ledger.Ledger`."""
 
     async def signatures_pending(self, limit: int = BATCH) -> list[tuple[int, str, int, bytes]]: ...
-    async def keyring(self) -> dict[str, tuple[object, ...]]: ...
+    async def keyring(self) -> dict[str, tuple[KeySpan, ...]]: ...
     async def record_signature_checks(self, ok: Sequence[int],
                                       bad: Sequence[tuple[int, str]]) -> Sequence[Finding]: ...
 
