@@ -20,7 +20,7 @@ from edge_node.ledger import Ledger
 from edge_node.sync.daemon import SyncOptions
 from edge_node.sync.sigcheck import SignatureChecker
 from protocol.crypto import SigningKey
-from protocol.event import decode_event, sign, unsigned_event
+from protocol.event import Event, decode_event, sign, unsigned_event
 from protocol.messages import NONCE_SIZE, Events
 from protocol.session import CentralSession
 from tests.conftest import FakeClock, node_key
@@ -128,6 +128,11 @@ async def _others(led: Ledger) -> int:
     return await _count(led, f"SELECT count(*) FROM events WHERE node != '{led.node_id}'")
 
 
+async def _other_ids(led: Ledger) -> list[tuple[str, int]]:
+    return [(str(n), int(q)) for n, q in await led.run(lambda c: c.execute(
+        "SELECT node, seq FROM events WHERE node != ?", (led.node_id,)).fetchall())]
+
+
 async def _pending_are_the_others(led: Ledger) -> bool:
     """Every other node's event, and none of this node's, awaits the background check."""
     rows = await led.run(lambda c: c.execute(
@@ -136,16 +141,34 @@ async def _pending_are_the_others(led: Ledger) -> bool:
     return dict(rows) == {0: await _others(led)}
 
 
+@pytest.fixture
+def verified(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every ``Event.verify_signature`` call in this process from now on (the ledger's
+    per-event check at ingest), as ``(node, seq)``: a counting wrapper of the real one."""
+    calls: list[tuple[str, int]] = []
+    real = Event.verify_signature
+
+    def counted(self: Event, public_key: bytes) -> None:
+        calls.append((self.node, self.seq))
+        real(self, public_key)
+
+    monkeypatch.setattr(Event, "verify_signature", counted)
+    return calls
+
+
 async def test_attested_pages_skip_per_event_verify_then_are_checked_in_the_background(
-    tmp_path: Path, start_central: Start
+    tmp_path: Path, start_central: Start, verified: list[tuple[str, int]]
 ) -> None:
     central = await start_central()
     a = await open_counter(tmp_path, central, "cashier-a1")
     b = await open_counter(tmp_path, central, "cashier-b1")
     await work(a, 40, "A1")  # 120 events
-    await _sync([a, b], central, NO_CHECK, lambda: _has(b, a, 120), "b has a's events")
-    # Stored and folded, and not one of them verified on the way in: each is marked
-    # pending (the ledger marks exactly the events whose signature it did not check).
+    await _sync([a], central, NO_CHECK, lambda: _eq(central.store.count(), 120), "a pushed")
+    verified.clear()
+    await _sync([b], central, NO_CHECK, lambda: _has(b, a, 120), "b has a's events")
+    # Stored and folded, and not one of them verified on the way in (no call at all
+    # while b pulled); each is marked pending instead.
+    assert verified == []
     assert await _pending_are_the_others(b)
     assert await b.signatures_pending_count() == await _others(b) >= 120
     assert await b.dump_projections() == await _rebuilt(b)  # same events, same state
@@ -210,11 +233,16 @@ async def test_a_page_whose_attestation_fails_is_refused_and_nothing_folded(
     await work(a, 2, "A3")
     await _sync([a], central, FAST, lambda: _eq(central.store.count(), 6), "a pushed")
     caplog.set_level(logging.INFO)
-    await _sync([b], central, FAST, lambda: _last_error_has(b, "AttestationError"),
-                "b's refusal recorded")
-    st = await b.sync_state()
-    assert "refused, nothing stored" in st.last_error
-    assert ("without its attestation" in st.last_error) == (fault == "missing")
+    seen: list[str] = []  # (each reconnection's welcome clears the last error again)
+
+    async def refused() -> bool:
+        err = (await b.sync_state()).last_error
+        seen.extend([err] if "AttestationError" in err else [])
+        return bool(seen)
+
+    await _sync([b], central, FAST, refused, "b's refusal recorded")
+    assert "refused, nothing stored" in seen[0]
+    assert ("without its attestation" in seen[0]) == (fault == "missing")
     assert await b.event_count() == 0 and await b.signatures_pending_count() == 0
     assert await b.get("patients", "P-cashier-a3-000001") is None
     assert any("sync offline node=cashier-b3 AttestationError" in r.getMessage()
@@ -222,18 +250,22 @@ async def test_a_page_whose_attestation_fails_is_refused_and_nothing_folded(
 
 
 async def test_a_central_without_attestation_gets_protocol_3_and_every_event_verified(
-    tmp_path: Path, start_central: Start, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, start_central: Start, caplog: pytest.LogCaptureFixture,
+    verified: list[tuple[str, int]]
 ) -> None:
     old = await start_central(versions=frozenset({1, 2, 3}))  # refuses 4, as before it
     a = await open_counter(tmp_path, old, "cashier-a4")
     b = await open_counter(tmp_path, old, "cashier-b4")
     await work(a, 10, "A4")
+    await _sync([a], old, FAST, lambda: _eq(old.store.count(), 30), "a pushed")
     caplog.set_level(logging.INFO)
-    await _sync([a, b], old, FAST, lambda: _has(b, a, 30), "b has a's events")
+    verified.clear()
+    await _sync([b], old, FAST, lambda: _has(b, a, 30), "b has a's events")
     assert any("refused protocol 4" in r.getMessage() and "speaking protocol 3" in
                r.getMessage() for r in caplog.records)
-    # nothing pending: every event was verified before it was stored
+    # nothing pending: every event was verified before it was stored, each once
     assert await b.signatures_pending_count() == 0 and await _others(b) >= 30
+    assert sorted(verified) == sorted(await _other_ids(b))
     assert (await b.verify()).ok
     # the same events from an attesting central give the same state
     new = await start_central(name="central-new")
