@@ -55,8 +55,17 @@ from central.store import (
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
 from protocol.event import CENTRAL
-from protocol.messages import MAX_FRAME_SIZE, NONCE_SIZE, Auth, Hello, Ping, Pull, Push
-from protocol.session import AuthError, CentralSession, SessionError
+from protocol.messages import (
+    MAX_FRAME_SIZE,
+    NONCE_SIZE,
+    SUPPORTED_VERSIONS,
+    Auth,
+    Hello,
+    Ping,
+    Pull,
+    Push,
+)
+from protocol.session import AuthError, CentralSession, RemoteError, SessionError
 
 log = logging.getLogger("onecard.central.server")
 
@@ -109,7 +118,11 @@ class CentralServer:
         refusal_interval_s: float = 60.0,
         granter: Granter | None = None,
         key_file: Path | None = None,
+        versions: frozenset[int] = SUPPORTED_VERSIONS,
     ) -> None:
+        #: the protocol versions spoken; from 4 on, every events frame is attested
+        #: (central's signature over its events' hashes: protocol.session)
+        self.versions = versions
         self.key_file = key_file  # re-read when central's key is rotated (rotate-central)
         self.watch = watch
         #: gives each counter key its patient keys as it connects (central.privacy)
@@ -206,7 +219,7 @@ class CentralServer:
     # ----------------------------------------------------------------- handler
 
     async def handler(self, ws: ServerConnection) -> None:
-        conn = Conn(ws, CentralSession(self.key, os.urandom(NONCE_SIZE)))
+        conn = Conn(ws, self.session())
         feeder: asyncio.Task[None] | None = None
         registered = False
         try:
@@ -218,6 +231,11 @@ class CentralServer:
             log.info("connected node=%s", conn.node)
             feeder = asyncio.create_task(self._feed(conn))
             await self._read_loop(conn)
+        except RemoteError as exc:
+            if exc.code != "attestation":
+                await self._refuse(conn, exc.code, str(exc), getattr(exc, "why", ""))
+            else:  # a counter found an event we attested whose own signature fails
+                log.critical("SECURITY: node=%s reports: %s", conn.node or "?", exc.message)
         except ProtocolError as exc:
             await self._refuse(conn, exc.code, str(exc), getattr(exc, "why", ""))
         except TimeoutError:
@@ -237,6 +255,10 @@ class CentralServer:
                 with contextlib.suppress(Exception):
                     await self.store.touch(conn.node, online=False)
                 log.info("disconnected node=%s", conn.node)
+
+    def session(self) -> CentralSession:
+        """A new connection's session: it attests the events frames it sends."""
+        return CentralSession(self.key, os.urandom(NONCE_SIZE), self.versions)
 
     async def _handshake(self, conn: Conn) -> None:
         """Hello, challenge, auth, welcome.

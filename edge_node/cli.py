@@ -154,6 +154,8 @@ async def cmd_info(args: argparse.Namespace) -> int:
         except ConfigError:  # no key pinned (yet): said on the line
             pinned = None
         keys = await ledger.patient_keys()
+        unchecked = await ledger.signatures_pending_count()
+        findings = await ledger.signature_findings()
     last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
             if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
@@ -165,6 +167,14 @@ async def cmd_info(args: argparse.Namespace) -> int:
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
           f"{st.received} received, last sync {last}")
     print(f"last error  {st.last_error or '-'}")
+    print(f"signatures  {unchecked} received event(s) central attested await the background "
+          "check of their own signature" if unchecked else
+          "signatures  every received event's own signature checked")
+    if findings:
+        f = findings[0]
+        print(f"SECURITY    central attested {len(findings)} event(s) whose own signature does "
+              f"not verify (first: {f.node} seq {f.seq}): central is compromised or buggy; "
+              "this counter verifies every event itself now. Tell IT; run onecard-edge verify")
     print(f"patient keys {_patient_keys(keys)}")
     if pending or held > own:
         print(f"recovery    recovering from central…: own chain at seq {own}"

@@ -1489,10 +1489,21 @@ _DESKAPPROVE = {
     "doctor.q_start": ("为 {name} 开始就诊 {number}，收诊查费 {fee}？", "Start visit {number} for {name}, charging the consultation fee {fee}?"),
 }
 
+# central's attestation of pulled events (edge_node/sync/sigcheck.py): the sync daemon's
+# last error once the background check found central attesting a forgery
+_ATTEST: dict[str, tuple[str, str]] = {
+    "sync.forged_attested": (
+        "安全警告：中心担保的 {node} 第 {seq} 条记录签名不符（共 {n} 条）：中心可能已被入侵或"
+        "出错。本窗口此后自行验证每条记录；请立即联系信息科，并运行 onecard-edge verify",
+        "SECURITY: central vouched for {node} seq {seq} but its signature does not verify "
+        "({n} such event(s)): central is compromised or buggy. This counter now verifies "
+        "every event itself; tell IT at once and run onecard-edge verify"),
+}
+
 for _block in (_SEARCH, _CHECKS, _DESK, _BUSINESS, _CLI, _DEMO, _IMPORT, _TLS, _DORMANT,
                _BACKUP, _AUDIT, _CLINIC, _CATALOGUE, _QUEUE, _DOCTOR,
                _EXECUTION, _LABELS_PRINT, _RECON14, _WALK_DAY, _LAB, _PHARMACY, _KEYROT, _OFFLIMIT, _STAFFEV,
-               _AUDITLOG, _PRIVACY, _CENTRALROT, _DESKAPPROVE):
+               _AUDITLOG, _PRIVACY, _CENTRALROT, _DESKAPPROVE, _ATTEST):
     STRINGS.update(_block)
 
 

@@ -25,6 +25,11 @@ same transaction as the records they derive from (whenever those are written bac
 different terms), rewritten by ``rebuild``, and rewritten at open when their
 fingerprint is not the one stored (a version that makes them differently).
 
+Others' events that central attested (one signature of central's over a pulled frame's
+event hashes: protocol 4) are stored and folded before their own signatures are checked,
+which the sync daemon does in the background (``sig_pending``,
+:mod:`edge_node.sync.sigcheck`); ``verify`` checks every signature whatever.
+
 Every event that verifies is stored, whatever its body: the fold skips a bad body
 (central flags it) and a kind this version does not know, so no remote event can stop
 this counter's sync.  A remote clock more than ``max_skew_ms`` ahead of this counter's
@@ -156,6 +161,21 @@ class VerifyReport:
             return f"ledger verified: {self.checked} events, every chain and signature intact"
         return (f"ledger BROKEN at {self.node} seq {self.seq}: {self.reason} "
                 f"({self.checked} events checked before it)")
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureFinding:
+    """An event central attested whose own signature does not verify: central attested a
+    forgery (compromised or buggy).  It stays stored and folded (the ledger's state is
+    the fold of its events), ``verify`` names it, and the counter trusts no attestation
+    from then on."""
+
+    rowid: int
+    node: str
+    seq: int
+    reason: str
+    found_ms: int
+    reported: bool = False
 
 
 class EquivocationError(ProtocolError):
@@ -693,7 +713,7 @@ class Ledger:
                          [("hlc_wall", hlc.wall), ("hlc_counter", hlc.counter)])
 
     # -- ingesting other nodes' events (sync) ------------------------------------------
-    async def ingest(self, encoded: list[bytes]) -> int:
+    async def ingest(self, encoded: list[bytes], *, attested: bool = False) -> int:
         """Store other nodes' events (verified, chained, idempotent) in one transaction.
 
         Returns how many were new.  Raises a :class:`ProtocolError` subclass, having
@@ -701,18 +721,29 @@ class Ledger:
         breaks its node's chain, claims to be this node, or equivocates.  A signed event
         with a bad body, or of a kind this version does not know, is stored and not
         folded.
+
+        ``attested``: the events came in a frame central attested (its signature over
+        their hashes, checked by the sync session: protocol 4).  Each other node's event
+        is then stored and folded with its own signature not checked yet — only that a
+        key of its node is valid at its seq — and marked pending (``sig_pending``) for
+        the background check (:mod:`edge_node.sync.sigcheck`).  This node's own events,
+        and every event once a check found central attesting a forgery
+        (``sig_findings``), are verified here as without an attestation.
         """
-        new = int(await self._run(self._ingest_tx, encoded))
+        new = int(await self._run(self._ingest_tx, encoded, attested))
         self._after_commit()
         await self._bound_wal()
         return new
 
-    def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes]) -> int:
+    def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes],
+                   attested: bool = False) -> int:
         # This node's own events come back from central when the ledger lost them (a
         # re-install, an old backup): they must verify with this node's own keys and
         # continue its chain, like any node's.
         keys = keyring(conn, self.node_id, self.key.public_key if self.key else None)
-        batch: list[tuple[Event, bytes, bytes, Decoded]] = []
+        trusted = attested and conn.execute("SELECT 1 FROM sig_findings LIMIT 1").fetchone() \
+            is None
+        batch: list[tuple[Event, bytes, bytes, Decoded, bool]] = []
         need: set[Ref] = set()
         for data in encoded:
             ev = decode_event(data)
@@ -723,10 +754,12 @@ class Ledger:
                                         f"({ev.node} seq {ev.seq}) without its key")
                 raise SignatureError(f"{ev.node} is not a node this counter knows a key for")
             key = key_at(spans, ev.seq)
+            deferred = trusted and ev.node != self.node_id
             try:
                 if key is None:
                     raise SignatureError(f"no key of {ev.node} is valid at seq {ev.seq}")
-                ev.verify_signature(key)
+                if not deferred:
+                    ev.verify_signature(key)
             except SignatureError:
                 if ev.node == self.node_id:
                     raise SignatureError(
@@ -737,7 +770,7 @@ class Ledger:
             d = self.registry.decode(ev)
             if isinstance(d, Fact):
                 need |= d.records
-            batch.append((ev, data, blake2b_256(data), d))
+            batch.append((ev, data, blake2b_256(data), d, deferred))
         with transaction(conn):
             heads: dict[str, ChainHead] = {}
             hlc = self._read_clock(conn)
@@ -748,8 +781,9 @@ class Ledger:
             rows: list[tuple[Any, ...]] = []
             links: list[tuple[str, int]] = []
             in_batch: dict[tuple[str, int], bytes] = {}
+            pending: list[tuple[int]] = []
             now = self._clock()
-            for ev, data, h, d in batch:
+            for ev, data, h, d, deferred in batch:
                 if ev.node not in heads:
                     heads[ev.node] = self._head(conn, ev.node)
                 head = heads[ev.node]
@@ -770,6 +804,8 @@ class Ledger:
                 rows.append((rowid, ev.node, ev.seq, h, ev.hlc.wall, ev.hlc.counter,
                              ev.operator, ev.kind, data,
                              ev.hlc.wall if ev.node == self.node_id else now))
+                if deferred:
+                    pending.append((rowid,))
                 links += [(p, rowid) for p in (d.patients if isinstance(d, Fact) else
                                                self.registry.patients_of(ev))]
                 in_batch[(ev.node, ev.seq)] = h
@@ -780,6 +816,8 @@ class Ledger:
             conn.executemany(
                 "INSERT INTO events (rowid, node, seq, hash, hlc_wall, hlc_counter, operator, "
                 "kind, data, local_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if pending:
+                conn.executemany("INSERT INTO sig_pending VALUES (?)", pending)
             self._link(conn, links)
             self._write_back(conn, loaded)
             conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
@@ -794,6 +832,55 @@ class Ledger:
                         "clock not adopted", ev.node, ev.seq, (ev.hlc.wall - now) // 1000)
             return hlc
         return hlc.observe(ev.hlc, now)
+
+    # -- the background check of attested events' own signatures ------------------------
+    async def signatures_pending(self, limit: int = 256) -> list[tuple[int, str, int, bytes]]:
+        """``(rowid, node, seq, data)`` of the oldest attested events whose own signature
+        is not checked yet (:meth:`ingest`), at most ``limit``."""
+        return [(int(r), str(n), int(q), bytes(d)) for r, n, q, d in await self._fetch(
+            "SELECT p.event_rowid, e.node, e.seq, e.data FROM sig_pending p JOIN events e "
+            "ON e.rowid = p.event_rowid ORDER BY p.event_rowid LIMIT ?", (limit,))]
+
+    async def signatures_pending_count(self) -> int:
+        return int((await self._fetch("SELECT count(*) FROM sig_pending"))[0][0])
+
+    async def record_signature_checks(self, ok: Sequence[int],
+                                      bad: Sequence[tuple[int, str]]) -> list[SignatureFinding]:
+        """Record the background check of pending events: ``ok`` rowids verified, ``bad``
+        ``(rowid, why)`` did not (a finding each, kept, never repeated); return the new
+        findings.  One transaction; rowids no longer pending are left as they are."""
+        def tx(conn: sqlite3.Connection) -> list[SignatureFinding]:
+            new: list[SignatureFinding] = []
+            with transaction(conn):
+                conn.executemany("DELETE FROM sig_pending WHERE event_rowid = ?",
+                                 [(r,) for r in ok])
+                now = self._clock()
+                for rowid, why in bad:
+                    row = conn.execute(
+                        "SELECT e.node, e.seq FROM sig_pending p JOIN events e ON e.rowid = "
+                        "p.event_rowid WHERE p.event_rowid = ?", (rowid,)).fetchone()
+                    if row is None:
+                        continue
+                    conn.execute("INSERT OR IGNORE INTO sig_findings (event_rowid, node, seq, "
+                                 "reason, found_ms) VALUES (?, ?, ?, ?, ?)",
+                                 (rowid, row[0], row[1], why, now))
+                    conn.execute("DELETE FROM sig_pending WHERE event_rowid = ?", (rowid,))
+                    new.append(SignatureFinding(rowid, str(row[0]), int(row[1]), why, now))
+            return new
+        return list(await self._run(tx))
+
+    async def signature_findings(self, *, unreported: bool = False) -> list[SignatureFinding]:
+        """Attested events whose own signature did not verify (oldest first)."""
+        where = " WHERE reported = 0" if unreported else ""
+        return [SignatureFinding(int(r), str(n), int(q), str(w), int(ms), bool(rep))
+                for r, n, q, w, ms, rep in await self._fetch(
+                    "SELECT event_rowid, node, seq, reason, found_ms, reported FROM "
+                    f"sig_findings{where} ORDER BY event_rowid")]
+
+    async def mark_findings_reported(self, rowids: Sequence[int]) -> None:
+        """Central was told of these findings (an ``error`` frame)."""
+        await self.write(lambda c: c.executemany(
+            "UPDATE sig_findings SET reported = 1 WHERE event_rowid = ?", [(r,) for r in rowids]))
 
     async def set_node_keys(self, keys: dict[str, tuple[bytes, str]],
                             spans: dict[str, Sequence[KeySpan]] | None = None) -> None:

@@ -130,6 +130,22 @@ CREATE TABLE staff_attempts (
     locked_until_ms INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID
 """),
+    (10, "others' events central attested: their own signatures, checked in the background", """
+-- An event in an events frame central attested (protocol 4) is stored and folded with
+-- its own signature not checked yet: its row is here until the sync daemon's background
+-- check (edge_node/sync/sigcheck.py) has checked it with its node's key at its seq.
+CREATE TABLE sig_pending (event_rowid INTEGER PRIMARY KEY);
+-- An attested event whose own signature does not verify: central attested a forgery
+-- (compromised or buggy).  From the first on, this counter trusts no attestation.
+CREATE TABLE sig_findings (
+    event_rowid INTEGER PRIMARY KEY,
+    node TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    found_ms INTEGER NOT NULL,
+    reported INTEGER NOT NULL DEFAULT 0  -- told central (an error frame) yet
+)
+"""),
 ]
 
 

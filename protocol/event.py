@@ -182,15 +182,21 @@ _SIG_ENTRY = b"\xa3sig\xc4\x40"
 _TAIL = len(_SIG_ENTRY) + 64 + 3
 
 
+def signed_parts(data: bytes) -> tuple[bytes, bytes] | None:
+    """``(signed bytes, signature)`` of a canonical encoded event, cut from its bytes
+    without decoding them (None: not laid out as a canonical event is; decode it)."""
+    if (len(data) > _TAIL and data[0] == 0x89
+            and data[-_TAIL:-_TAIL + len(_SIG_ENTRY)] == _SIG_ENTRY
+            and data[-3:-1] == b"\xa1v" and data[-1] < 0x80):
+        return b"\x88" + data[1:-_TAIL] + data[-3:], data[-_TAIL + len(_SIG_ENTRY):-3]
+    return None
+
+
 def decode_event(data: bytes) -> Event:
     """Decode and shape-check one encoded event (signature not checked: see verify)."""
     m = codec.decode(data, max_size=MAX_EVENT_SIZE)
-    data = bytes(data)
-    signed = b""
-    if (data[0] == 0x89 and data[-_TAIL:-_TAIL + len(_SIG_ENTRY)] == _SIG_ENTRY
-            and data[-3:-1] == b"\xa1v" and data[-1] < 0x80):
-        signed = b"\x88" + data[1:-_TAIL] + data[-3:]
-    return event_from_map(m, signed)
+    parts = signed_parts(bytes(data))
+    return event_from_map(m, parts[0] if parts is not None else b"")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,8 @@ bytes that are hashed and stored are the very bytes that were signed.
     push(batch, events)              ─────►
                                      ◄─────  ack(batch, stored, head)       after commit
     pull(cursor)                     ─────►
-                                     ◄─────  events(after, cursor, events, more)
+                                     ◄─────  events(after, cursor, events, more,
+                                                    central's attestation)
                                      ◄─────  events(...)        live, once caught up
     ping / pong                      ◄────►
     error(code, message)             ◄────►  then the connection closes
@@ -44,11 +45,16 @@ from protocol.keyring import KeySpan, check_spans, single
 
 #: 2: a directory entry may carry the node's keys over its seqs (``keys``).  3: a
 #: challenge may carry central's key rotation statements (``rotations``,
-#: :mod:`protocol.rotation`).  Central speaks every version in :data:`SUPPORTED_VERSIONS`
-#: and answers a counter in its own (to a version-1 counter: the directory without
-#: ``keys``; to one before 3: no ``rotations``), so counters may lag behind.
-PROTOCOL_VERSION = 3
-SUPPORTED_VERSIONS = frozenset({1, 2, 3})
+#: :mod:`protocol.rotation`).  4: every ``events`` frame with events carries central's
+#: attestation (``attest``, :func:`protocol.session.attestation_payload`).  Central
+#: speaks every version in :data:`SUPPORTED_VERSIONS` and answers a counter in its own
+#: (to a version-1 counter: the directory without ``keys``; to one before 3: no
+#: ``rotations``; before 4: no ``attest``), so counters may lag behind; a counter whose
+#: version a central refuses (an older central) proposes the one before it
+#: (:data:`OLDEST_ATTESTED` - 1 at the lowest), so centrals may lag behind too.
+PROTOCOL_VERSION = 4
+SUPPORTED_VERSIONS = frozenset({1, 2, 3, 4})
+OLDEST_ATTESTED = 4  # the first version whose events frames central attests
 NONCE_SIZE = 32
 STORE_ID_SIZE = 16
 MAX_BATCH_EVENTS = 500
@@ -211,6 +217,12 @@ class Events(Message):
     ``cursor``); once false, central sends new events unasked as they are committed,
     each frame starting where the previous one ended, so the counter can check that
     nothing was skipped.
+
+    ``attest`` (protocol 4, with events only): central's signature over the frame's
+    events' hashes, its store and range and the counter it is for: central checked
+    every one of these events' signatures when it was pushed, and says so with one
+    signature the counter checks instead of one per event (the counter still checks
+    each event's own signature, later, off the hot path: :mod:`edge_node.sync.sigcheck`).
     """
 
     TYPE: ClassVar[str] = "events"
@@ -218,6 +230,14 @@ class Events(Message):
     cursor: int
     events: tuple[bytes, ...]
     more: bool
+    attest: bytes = b""
+
+    def to_map(self) -> dict[str, Any]:
+        m: dict[str, Any] = {"type": self.TYPE, "after": self.after, "cursor": self.cursor,
+                             "events": list(self.events), "more": self.more}
+        if self.attest:
+            m["attest"] = self.attest
+        return m
 
 
 @dataclass(frozen=True, slots=True)
@@ -356,6 +376,8 @@ def _from_map(m: dict[str, Any]) -> Message:
     want = {f.name for f in fields(cls)} | {"type"}
     if cls is Challenge and "rotations" not in m:
         want.discard("rotations")  # optional: only after central rotated its key
+    if cls is Events and "attest" not in m:
+        want.discard("attest")  # optional: protocol 4, frames with events
     if set(m) != want:
         missing = sorted(want - set(m))
         unknown = sorted(set(m) - want)
@@ -401,7 +423,11 @@ def _from_map(m: dict[str, Any]) -> Message:
         evs = _event_list(m, "events", allow_empty=True)
         if len(evs) > cursor - after:
             raise SchemaError("events: more events than cursor positions")
-        return Events(after=after, cursor=cursor, events=evs, more=_bool(m, "more"))
+        attest = _bytes(m, "attest", SIGNATURE_SIZE) if "attest" in m else b""
+        if attest and not evs:
+            raise SchemaError("events: an attestation without events")
+        return Events(after=after, cursor=cursor, events=evs, more=_bool(m, "more"),
+                      attest=attest)
     if cls is Ping:
         return Ping(n=_int(m, "n"))
     if cls is Pong:

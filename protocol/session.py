@@ -32,6 +32,17 @@ Two kinds of failure, as in h11:
 * *we* misused the session (sending out of turn): :class:`LocalProtocolError`, a
   programming error, raised before anything is produced.
 
+Attestation (protocol 4): central signs every ``events`` frame it sends with events —
+one signature over the counter's node id, central's store id, the frame's range and
+the BLAKE2b-256 hashes of its events (:func:`attestation_payload`).  Central checked
+every one of those events' signatures at push; the attestation says so, and the
+counter's session checks that one signature with the key central authenticated with
+(and recomputes the hashes from the bytes received) instead of one signature per
+event.  A frame with events whose attestation is missing or does not verify (another
+key, another store, another counter, altered bytes) is refused: :class:`AttestationError`.
+The events' own signatures are still checked, later, by the counter
+(:mod:`edge_node.sync.sigcheck`).
+
 Authentication: each side signs the other's fresh 32-byte nonce, bound to both nonces
 and the counter's node id and to the direction, so a signature from one handshake is
 useless in any other, and a counter's signature can never pass for central's.  Central
@@ -47,11 +58,12 @@ import enum
 from dataclasses import replace
 
 from protocol import codec
-from protocol.crypto import SigningKey, fingerprint, is_valid_signature, verify
+from protocol.crypto import SigningKey, blake2b_256, fingerprint, is_valid_signature, verify
 from protocol.errors import ProtocolError, SignatureError
 from protocol.event import ChainHead
 from protocol.messages import (
     NONCE_SIZE,
+    OLDEST_ATTESTED,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     Ack,
@@ -72,6 +84,7 @@ from protocol.messages import (
 from protocol.rotation import Rotation, follow
 
 AUTH_CONTEXT = "onecard/sync/1"
+ATTEST_CONTEXT = "onecard/attest/1"
 
 
 class SessionError(ProtocolError):
@@ -90,6 +103,12 @@ class AuthError(ProtocolError):
     """The peer failed authentication (signature over our nonce, unknown or revoked key)."""
 
     code = "auth"
+
+
+class AttestationError(ProtocolError):
+    """Central's attestation of an ``events`` frame is missing or does not verify."""
+
+    code = "attestation"
 
 
 class RemoteError(ProtocolError):
@@ -157,6 +176,13 @@ CENTRAL_SEND: Table = {
 def auth_payload(signer: str, node: str, edge_nonce: bytes, central_nonce: bytes) -> bytes:
     """The bytes a side signs: direction, node id and both nonces, canonically encoded."""
     return codec.encode([AUTH_CONTEXT, signer, node, edge_nonce, central_nonce])
+
+
+def attestation_payload(store: bytes, node: str, after: int, cursor: int,
+                        hashes: list[bytes]) -> bytes:
+    """The bytes central signs for one ``events`` frame: the store and range it is from,
+    the counter it is for, and its events' hashes in order."""
+    return codec.encode([ATTEST_CONTEXT, store, node, after, cursor, b"".join(hashes)])
 
 
 class _Session:
@@ -229,11 +255,16 @@ class EdgeSession(_Session):
     _receive_table = EDGE_RECEIVE
     _send_table = EDGE_SEND
 
-    def __init__(self, node: str, key: SigningKey, central_key: bytes, nonce: bytes) -> None:
+    def __init__(self, node: str, key: SigningKey, central_key: bytes, nonce: bytes,
+                 proto: int = PROTOCOL_VERSION) -> None:
         super().__init__(State.START)
         if len(nonce) != NONCE_SIZE:
             raise ValueError(f"a nonce is {NONCE_SIZE} bytes")
+        if proto not in SUPPORTED_VERSIONS:
+            raise ValueError(f"protocol {proto} is not one this code speaks")
         self.node = node
+        #: the protocol version proposed in the hello (and required of the welcome)
+        self.proto = proto
         self._key = key
         self._central_key = central_key
         #: central's rotations followed from the pinned key in this handshake (empty:
@@ -257,8 +288,14 @@ class EdgeSession(_Session):
         """How many pushed batches are not yet acknowledged."""
         return len(self._in_flight)
 
+    @property
+    def attested(self) -> bool:
+        """Whether every ``events`` frame received with events carries central's
+        attestation, checked by :meth:`receive` (protocol 4 and later)."""
+        return self.proto >= OLDEST_ATTESTED
+
     def send_hello(self, head: ChainHead) -> bytes:
-        return self._emit(Hello(self.node, PROTOCOL_VERSION, self._nonce, head.seq, head.hash))
+        return self._emit(Hello(self.node, self.proto, self._nonce, head.seq, head.hash))
 
     def send_auth(self) -> bytes:
         sig = self._key.sign(auth_payload("edge", self.node, self._nonce, self._central_nonce))
@@ -292,8 +329,9 @@ class EdgeSession(_Session):
                 self._central_key, self.rotations = key, steps
             self._central_nonce = msg.nonce
         elif isinstance(msg, Welcome):
-            if msg.proto != PROTOCOL_VERSION:
-                raise self._fail(VersionError(f"central answered protocol {msg.proto}"))
+            if msg.proto != self.proto:
+                raise self._fail(VersionError(f"central answered protocol {msg.proto} to "
+                                              f"our {self.proto}"))
             self.welcome = msg
         elif isinstance(msg, Ack):
             if not self._in_flight or self._in_flight[0][0] != msg.batch:
@@ -311,8 +349,26 @@ class EdgeSession(_Session):
                 raise self._fail(
                     SessionError(f"events start after {msg.after}, expected after {self.cursor}")
                 )
+            if self.attested and msg.events:
+                self._check_attestation(msg)
             self.cursor = msg.cursor
         return msg
+
+    def _check_attestation(self, msg: Events) -> None:
+        assert self.welcome is not None
+        where = f"{len(msg.events)} events after cursor {msg.after} (to {msg.cursor})"
+        if not msg.attest:
+            raise self._fail(AttestationError(
+                f"central (protocol {self.proto}) sent {where} without its attestation: "
+                "refused, nothing stored"))
+        payload = attestation_payload(self.welcome.store, self.node, msg.after, msg.cursor,
+                                      [blake2b_256(e) for e in msg.events])
+        if not is_valid_signature(self._central_key, payload, msg.attest):
+            raise self._fail(AttestationError(
+                f"central's attestation of {where} does not verify with central's key "
+                f"{fingerprint(self._central_key)} for store {self.welcome.store.hex()} and "
+                f"{self.node} (another key, another store or counter, or altered events): "
+                "refused, nothing stored"))
 
 
 def _unendorsed(pinned: bytes, reached: bytes, steps: tuple[Rotation, ...]) -> str:
@@ -334,10 +390,13 @@ class CentralSession(_Session):
     _receive_table = CENTRAL_RECEIVE
     _send_table = CENTRAL_SEND
 
-    def __init__(self, key: SigningKey, nonce: bytes) -> None:
+    def __init__(self, key: SigningKey, nonce: bytes,
+                 versions: frozenset[int] = SUPPORTED_VERSIONS) -> None:
         super().__init__(State.AWAIT_HELLO)
         if len(nonce) != NONCE_SIZE:
             raise ValueError(f"a nonce is {NONCE_SIZE} bytes")
+        self.versions = versions  # the protocol versions this central speaks
+        self._store = b""  # central's store id, once the welcome named it
         self._key = key
         self._nonce = nonce
         self.hello: Hello | None = None
@@ -382,23 +441,36 @@ class CentralSession(_Session):
         proto = self.hello.proto if self.hello is not None else PROTOCOL_VERSION
         entries = tuple(directory) if proto >= 2 else tuple(
             replace(e, keys=()) for e in directory)
-        return self._emit(Welcome(proto, head.seq, head.hash, cursor, store, entries))
+        data = self._emit(Welcome(proto, head.seq, head.hash, cursor, store, entries))
+        self._store = store
+        return data
+
+    @property
+    def attests(self) -> bool:
+        """Whether :meth:`send_events` attests (the counter speaks protocol 4 or later)."""
+        return self.hello is not None and self.hello.proto >= OLDEST_ATTESTED
 
     def send_ack(self, batch: int, stored: int, head: ChainHead) -> bytes:
         return self._emit(Ack(batch, stored, head.seq, head.hash))
 
     def send_events(self, after: int, cursor: int, events: list[bytes], more: bool) -> bytes:
-        return self._emit(Events(after, cursor, tuple(events), more))
+        """Others' events at cursor positions ``(after, cursor]``; to a counter of protocol
+        4 or later, attested: central's signature says it checked every one of them."""
+        attest = b""
+        if events and self.attests and self.state is State.READY:
+            attest = self._key.sign(attestation_payload(
+                self._store, self.node, after, cursor, [blake2b_256(e) for e in events]))
+        return self._emit(Events(after, cursor, tuple(events), more, attest))
 
     def receive(self, data: bytes) -> Message:
         """Take one frame; return its message or raise ProtocolError (then send error, close)."""
         msg = self._accept(data)
         if isinstance(msg, Hello):
-            if msg.proto not in SUPPORTED_VERSIONS:
+            if msg.proto not in self.versions:
                 raise self._fail(
                     VersionError(
                         f"protocol {msg.proto} is not supported (central speaks "
-                        f"{', '.join(map(str, sorted(SUPPORTED_VERSIONS)))})"
+                        f"{', '.join(map(str, sorted(self.versions)))})"
                     )
                 )
             self.hello = msg

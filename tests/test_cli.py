@@ -288,6 +288,7 @@ def test_info_shows_the_last_sync_in_local_time_and_the_last_sync_error(counter:
     out = run("--config", str(counter), "info", cwd=counter.parent)
     assert out.returncode == 0, out.stderr
     assert "last sync 2026-09-21 22:13:20 (Asia/Shanghai)" in out.stdout
+    assert "signatures  every received event's own signature checked" in out.stdout
     error = next(x for x in out.stdout.splitlines() if x.startswith("last error"))
     assert "link:" in error and "Connect" in error, error
     assert str(T0) not in out.stdout  # no epoch milliseconds

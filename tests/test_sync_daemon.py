@@ -58,9 +58,9 @@ class Recording:
         self.node_id = ledger.node_id
         self.batches: list[int] = []
 
-    async def ingest(self, encoded: list[bytes]) -> int:
+    async def ingest(self, encoded: list[bytes], **kw: Any) -> int:
         self.batches.append(len(encoded))
-        return await self._l.ingest(encoded)
+        return await self._l.ingest(encoded, **kw)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._l, name)

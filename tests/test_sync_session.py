@@ -37,6 +37,7 @@ from protocol.session import (
     CENTRAL_SEND,
     EDGE_RECEIVE,
     EDGE_SEND,
+    AttestationError,
     AuthError,
     CentralSession,
     EdgeSession,
@@ -112,6 +113,43 @@ def test_handshake_push_ack_pull_events() -> None:
     assert p.edge.receive(p.central.send_pong(4)) == Pong(4)
 
 
+def test_events_frames_are_attested_from_protocol_4_and_checked_by_the_edge() -> None:
+    p = Pair()
+    p.handshake()
+    p.central.receive(p.edge.send_pull(0))
+    other = events(3, OTHER_KEY, "cashier-02")
+    frame = p.central.send_events(0, 5, other, True)
+    msg = decode_message(frame)
+    assert isinstance(msg, Events) and len(msg.attest) == 64 and p.edge.attested
+    assert p.edge.receive(frame) == msg
+    # a frame with one event's bytes changed no longer matches the attested hashes
+    altered = Events(5, 8, (other[0], other[1], other[2][:-1] + b"\x01"), True, msg.attest)
+    with pytest.raises(AttestationError, match="does not verify"):
+        p.edge.receive(altered.encode())
+    assert p.edge.closed
+
+
+def test_a_protocol_3_edge_gets_and_takes_frames_without_attestation() -> None:
+    p = Pair()
+    p.edge = EdgeSession("cashier-01", EDGE_KEY, CENTRAL_KEY.public_key, N1, proto=3)
+    w = p.handshake()
+    assert w.proto == 3 and not p.edge.attested and not p.central.attests
+    p.central.receive(p.edge.send_pull(0))
+    got = p.edge.receive(p.central.send_events(0, 2, events(2, OTHER_KEY, "cashier-02"), False))
+    assert isinstance(got, Events) and got.attest == b""
+    # a central speaking up to 3 refuses a protocol-4 hello, as an older central does
+    old = CentralSession(CENTRAL_KEY, N2, frozenset({1, 2, 3}))
+    with pytest.raises(VersionError, match="central speaks 1, 2, 3"):
+        old.receive(EdgeSession("cashier-01", EDGE_KEY, CENTRAL_KEY.public_key, N1)
+                    .send_hello(ChainHead()))
+
+
+def test_an_attestation_without_events_is_refused_by_the_decoder() -> None:
+    with pytest.raises(SchemaError, match="attestation without events"):
+        decode_message(codec.encode({"type": "events", "after": 0, "cursor": 1, "events": [],
+                                     "more": False, "attest": b"s" * 64}))
+
+
 def test_edge_refuses_central_with_another_key() -> None:
     p = Pair(central_key=OTHER_KEY.public_key)
     p.central.receive(p.edge.send_hello(ChainHead()))
@@ -158,6 +196,7 @@ SAMPLES = [
     Ack(1, 1, 1, ZERO_HASH),
     Pull(0),
     Events(0, 1, (), False),
+    Events(0, 1, (events(1)[0],), False, b"s" * 64),
     Ping(1),
     Pong(1),
 ]

@@ -27,6 +27,17 @@ Each connection runs :class:`protocol.session.EdgeSession` over a websocket:
      socket's queue is two frames, so catching up after days offline uses bounded
      memory.
 
+   Central attests every events frame (protocol 4): the session checks central's one
+   signature over the frame's event hashes, and the ledger stores and folds the events
+   with their own signatures pending; the **background check**
+   (:mod:`edge_node.sync.sigcheck`, running for as long as the daemon, online or not)
+   verifies each of them later at the lowest CPU priority.  A central that refuses
+   protocol 4 (an older central) is asked again at once in protocol 3: it does not
+   attest, and the ledger verifies every event before storing it.  A finding of the
+   background check (central attested a forgery) is told to central in an ``error``
+   frame (code ``attestation``), shown as the last error, and ends trust in
+   attestations (:class:`~edge_node.ledger.SignatureFinding`).
+
 Every step that changes what is durable happens in the ledger first and is recorded
 second, so a crash between the two repeats work (a re-sent push or a re-pulled batch
 is a no-op) and never skips any.
@@ -64,6 +75,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMes
 from edge_node.db import transaction
 from edge_node.errors import ConfigError
 from edge_node.i18n import Translator
+from edge_node.sync.sigcheck import SignatureChecker
 from edge_node.sync.tls import CertificateRefused, check_pin, client_context, describe_tls_error
 from protocol.crypto import blake2b_256, fingerprint
 from protocol.errors import ProtocolError
@@ -74,6 +86,8 @@ from protocol.messages import (
     MAX_BATCH_EVENTS,
     MAX_FRAME_SIZE,
     NONCE_SIZE,
+    OLDEST_ATTESTED,
+    PROTOCOL_VERSION,
     Ack,
     Challenge,
     Events,
@@ -99,7 +113,7 @@ class SyncLedger(Protocol):
     async def own_events_after(
         self, seq: int, limit: int = 500, max_bytes: int = 1 << 20
     ) -> list[bytes]: ...
-    async def ingest(self, encoded: list[bytes]) -> int: ...
+    async def ingest(self, encoded: list[bytes], *, attested: bool = False) -> int: ...
     async def set_node_keys(self, keys: dict[str, tuple[bytes, str]],
                             spans: dict[str, Sequence[KeySpan]] | None = None) -> None: ...
     async def sync_state(self) -> SyncStateLike: ...
@@ -109,6 +123,12 @@ class SyncLedger(Protocol):
     async def central_pin(self, configured: bytes) -> tuple[bytes, int]: ...
     async def adopt_central_key(self, configured: bytes,
                                 rotations: Sequence[Rotation]) -> None: ...
+    async def signatures_pending(self, limit: int = 256) -> list[tuple[int, str, int, bytes]]: ...
+    async def keyring(self) -> dict[str, tuple[KeySpan, ...]]: ...
+    async def record_signature_checks(self, ok: Sequence[int],
+                                      bad: Sequence[tuple[int, str]]) -> Sequence[Any]: ...
+    async def signature_findings(self, *, unreported: bool = False) -> Sequence[Any]: ...
+    async def mark_findings_reported(self, rowids: Sequence[int]) -> None: ...
 
 
 class SyncStateLike(Protocol):
@@ -138,6 +158,9 @@ class SyncOptions:
     ping_timeout_s: float = 10.0  # about interval + timeout
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
+    #: check attested events' own signatures in the background (tests turn it off to
+    #: look at what is pending)
+    check_signatures: bool = True
 
     @classmethod
     def from_env(cls) -> SyncOptions:
@@ -205,6 +228,11 @@ class SyncClient:
         self._recover_to = 0
         #: set when a pull has caught up (an ``events`` frame with nothing more to come)
         self.caught_up = asyncio.Event()
+        #: the protocol version proposed to each central URL: the newest, or the one
+        #: before attestation once that central refused the newest (an older central)
+        self._proto: dict[str, int] = {}
+        self.found = asyncio.Event()  # the background check recorded a finding
+        self.checker = SignatureChecker(ledger, on_finding=lambda _: self.found.set())
 
     @property
     def url(self) -> str:
@@ -212,6 +240,17 @@ class SyncClient:
         return self.urls[self._turn]
 
     async def run(self, stop: asyncio.Event) -> None:
+        checker = (asyncio.create_task(self.checker.run(stop), name="sync-sigcheck")
+                   if self.opt.check_signatures else None)
+        try:
+            await self._run(stop)
+        finally:
+            if checker is not None:
+                checker.cancel()
+                await asyncio.gather(checker, return_exceptions=True)
+            await asyncio.to_thread(self.checker.close)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         attempt = 0
         failed_in_turn = 0  # attempts failed in a row since the last welcome
         while not stop.is_set():
@@ -239,6 +278,14 @@ class SyncClient:
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 await self._offline(f"link: {type(exc).__name__}: {exc}")
             except RemoteError as exc:
+                if (exc.code == "version" and not self._welcomed
+                        and self._proto.get(self.url, PROTOCOL_VERSION) >= OLDEST_ATTESTED):
+                    # an older central: ask again at once in the version before attestation
+                    self._proto[self.url] = OLDEST_ATTESTED - 1
+                    log.warning("central %s refused protocol %d (%s): speaking protocol %d, "
+                                "without attested events; every event is verified here",
+                                self.url, PROTOCOL_VERSION, exc.message, OLDEST_ATTESTED - 1)
+                    continue
                 # central refused what we sent (it will again): back off, don't hammer it
                 refused = True
                 await self._offline(f"central refused: {exc.code}: {exc.message}")
@@ -305,7 +352,8 @@ class SyncClient:
                     raise
             self.connections += 1
             pin, _ = await self.ledger.central_pin(self.central_key)
-            session = EdgeSession(self.node, self.key, pin, os.urandom(NONCE_SIZE))
+            session = EdgeSession(self.node, self.key, pin, os.urandom(NONCE_SIZE),
+                                  self._proto.get(self.url, PROTOCOL_VERSION))
             try:
                 async with asyncio.timeout(opt.handshake_timeout_s):
                     welcome = await self._handshake(ws, session)
@@ -371,10 +419,37 @@ class SyncClient:
                     f"central holds a different event at our seq {w.head_seq}: the chains "
                     "have forked; central IT must look at this counter"
                 )
-        await self.ledger.update_sync_state(online=True, last_sync_ms=_now_ms(), last_error="")
+        await self.ledger.update_sync_state(online=True, last_sync_ms=_now_ms(),
+                                            last_error=await self._findings_note())
         log.info(
             "sync online node=%s central_holds=%d own_head=%d", self.node, w.head_seq, head.seq
         )
+
+    async def _findings_note(self) -> str:
+        """The last error to show while central's attestations are not trusted ("": none)."""
+        found = await self.ledger.signature_findings()
+        if not found:
+            return ""
+        f = found[0]
+        log.warning("central attested a forgery (%s seq %d, %s): its attestations are not "
+                    "trusted; every event is verified here", f.node, f.seq, f.reason)
+        return self.tr("sync.forged_attested", node=f.node, seq=f.seq, n=len(found))
+
+    async def _report_findings(self, ws: ClientConnection, s: EdgeSession) -> None:
+        """Tell central of each finding not told yet (an ``error`` frame, code
+        ``attestation``), then end the connection: the next one verifies every event."""
+        while True:
+            self.found.clear()  # before the query: a finding during it wakes the wait
+            found = await self.ledger.signature_findings(unreported=True)
+            if found:
+                what = "; ".join(f"{f.node} seq {f.seq}: {f.reason}" for f in found[:5])
+                text = (f"{self.node}: central attested {len(found)} event(s) whose own "
+                        f"signature does not verify ({what}): central is compromised or "
+                        "buggy; this counter trusts no attestation from now on")
+                await ws.send(s.send_error("attestation", text))
+                await self.ledger.mark_findings_reported([f.rowid for f in found])
+                raise SyncFailed(f"told central: {text}")
+            await self.found.wait()
 
     def _wal_signature(self) -> tuple[int, int] | None:
         """The WAL file's mtime and size: they change with (nearly) every commit.
@@ -480,7 +555,10 @@ class SyncClient:
                     )
                     acked_changed.set()
                 elif isinstance(msg, Events):
-                    n = await self.ledger.ingest(list(msg.events)) if msg.events else 0
+                    n = await self.ledger.ingest(list(msg.events), attested=s.attested) \
+                        if msg.events else 0
+                    if n and s.attested:
+                        self.checker.wake.set()
                     received += n
                     await self.ledger.update_sync_state(
                         pull_cursor=msg.cursor, received=received, last_sync_ms=_now_ms()
@@ -501,6 +579,7 @@ class SyncClient:
         tasks = [
             asyncio.create_task(pusher(), name="sync-pusher"),
             asyncio.create_task(receiver(), name="sync-receiver"),
+            asyncio.create_task(self._report_findings(ws, s), name="sync-report"),
             asyncio.create_task(stop.wait(), name="sync-stop"),
         ]
         try:
