@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from central.recon_store import BUDGET, DamagedState, StoredReconciler, wipe
 from central.reconcile import (
     STATUSES,
     UNANNOUNCED_KINDS,
@@ -49,7 +50,6 @@ from central.reconcile import (
     accept_remedy,
     conflict_id,
 )
-from central.recon_store import BUDGET, StoredReconciler
 from central.store import CentralStore, Query, Statements
 from protocol.account import Account
 from protocol.crypto import SigningKey
@@ -224,16 +224,20 @@ class ConflictWatch:
                 return 0
             if self._opened and await self.stored.refold_asked():
                 self._opened = False  # (the CLI asked, in another process)
-            if not self._opened:
-                await self.stored.open()
-                self.pos = self.stored.pos
-                self._opened = True
             fed = 0
             for _ in range(max_pages):
-                rows = await self.store.events_since(self.pos, page)
-                if not rows:
-                    break
-                rep, saved = await self._reconcile(rows)
+                try:
+                    if not self._opened:
+                        await self.stored.open()
+                        self.pos = self.stored.pos
+                        self._opened = True
+                    rows = await self.store.events_since(self.pos, page)
+                    if not rows:
+                        break
+                    rep, saved = await self._reconcile(rows)
+                except DamagedState as exc:
+                    await self._refold_damaged(exc)
+                    continue
                 await self._write(_statements(rep, _now_ms()) + _accounts(
                     self.reconciler.take_dirty_accounts(), rows[-1][0]) + saved)
                 self.stored.committed()
@@ -274,12 +278,30 @@ class ConflictWatch:
                 rep.conflicts.append(_store_damage(pos, exc))
         try:
             got, saved = await self.stored.add(incoming)
+        except DamagedState:
+            raise
         except Exception as exc:
             log.exception("reconciling positions %d..%d failed", rows[0][0], rows[-1][0])
             rep.conflicts.append(_store_damage(rows[0][0], exc))
             return rep, await self.stored.skip(rows[-1][0])
         got.conflicts[:0] = rep.conflicts
         return got, saved
+
+    async def _refold_damaged(self, exc: DamagedState) -> None:
+        """The stored state does not read back: say so, drop it, refold from the start
+        (the events are the truth; the book keeps its statuses)."""
+        log.error("the reconciler's stored state is damaged (%s): refolding every event", exc)
+        cid = conflict_id("reconcile_error", "state", _now_ms())
+        conflict = Conflict(
+            cid, "reconcile_error", "high", "Reconciler state damaged: refolded",
+            f"A row of the reconciler's state in central's database did not read back "
+            f"({exc}): someone or something changed the database. The state was dropped and "
+            "every event refolded from the start (the events are signed: they are the "
+            "truth). Check the database and the server log.",
+            (), remedies=(accept_remedy(cid, None, "Marks it reviewed."),))
+        await self._write(_statements(Report(conflicts=[conflict]), _now_ms()) + wipe())
+        self.stored.reset()
+        self._opened = False
 
     async def _announce(self) -> None:
         """Tell the counters of every change of an open conflict about patients."""

@@ -44,6 +44,7 @@ every batch and reopening from the store at random points, and compares each rep
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -67,6 +68,7 @@ from protocol.account import Account, LimitsSet
 from protocol.card import Card
 from protocol.core import Fact, Record, Ref
 from protocol.domain import REGISTRY
+from protocol.errors import ProtocolError
 from protocol.event import decode_event
 from protocol.patient import Patient
 from protocol.privacy import KeyGrant
@@ -93,7 +95,8 @@ Statements = list[tuple[str, Any]]
 
 
 def pack_key(key: Any) -> bytes:
-    return msgpack.packb(list(key) if isinstance(key, tuple) else key, use_bin_type=True)
+    return bytes(msgpack.packb(list(key) if isinstance(key, tuple) else key,
+                               use_bin_type=True))
 
 
 def unpack_key(data: bytes) -> Any:
@@ -102,12 +105,38 @@ def unpack_key(data: bytes) -> Any:
 
 
 def _pack_record(rec: Record) -> bytes:
-    return msgpack.packb([getattr(rec, f) for f in rec.__dataclass_fields__],
-                         use_bin_type=True)
+    return bytes(msgpack.packb([getattr(rec, f.name) for f in dataclasses.fields(rec)],  # type: ignore[arg-type]
+                               use_bin_type=True))
+
+
+class DamagedState(Exception):
+    """A row of the reconciler's state does not read back (the database was changed or
+    damaged): the caller drops the state and refolds every event (the events are the
+    truth), and says so in a conflict."""
+
+
+def _json(text: Any, what: str) -> Any:
+    try:
+        return json.loads(bytes(text) if isinstance(text, bytes | memoryview) else text)
+    except (ValueError, TypeError) as exc:
+        raise DamagedState(f"{what}: {exc}") from exc
+
+
+def _record(rt: type[Record], data: Any) -> Any:
+    try:
+        rec = rt(*msgpack.unpackb(bytes(data), raw=False))
+    except Exception as exc:  # (unpack errors, a wrong number or type of fields)
+        raise DamagedState(f"a {rt.TABLE} record: {type(exc).__name__}: {exc}") from exc
+    return rec
 
 
 def _person(text: str) -> Identity | None:
-    return tuple(json.loads(text)) if text else None  # type: ignore[return-value]
+    if not text:
+        return None
+    got = _json(text, "an identity")
+    if not isinstance(got, list) or len(got) != 3:
+        raise DamagedState(f"an identity: {text[:40]!r}")
+    return (str(got[0]), str(got[1]), str(got[2]))
 
 
 def _person_text(person: Identity | None) -> str:
@@ -183,8 +212,9 @@ class StoredReconciler:
         self._clear()
         r = self.rec
         rows = await self.store.read("SELECT value FROM meta WHERE key = 'recon'")
-        meta = json.loads(bytes(rows[0][0]) if isinstance(rows[0][0], bytes | memoryview)
-                          else rows[0][0]) if rows and rows[0][0] else {}
+        meta = _json(rows[0][0], "the checkpoint") if rows and rows[0][0] else {}
+        if not isinstance(meta, dict):
+            raise DamagedState("the checkpoint is not a mapping")
         if meta and meta.get("software") != software():
             log.warning("the reconciler's state was folded by other software (%s, now %s): "
                         "refolding every event from the start", meta.get("software"),
@@ -196,17 +226,20 @@ class StoredReconciler:
                         "(onecard-central conflicts refold)")
             await self.store.write_many(wipe())
             meta = {}
-        self.pos = int(meta.get("pos", 0))
-        r.count = int(meta.get("count", 0))
-        r.unknown = int(meta.get("unknown", 0))
-        r.limits = [(str(o), int(f), int(c)) for o, f, c in meta.get("limits", [])]
-        r._skew_run = {str(k): int(v) for k, v in meta.get("skew", {}).items()}
-        r.revoked = {str(k): int(v) for k, v in meta.get("revoked", {}).items()}
-        r.resolutions = {}
-        for cid, data in await self.store.read("SELECT cid, data FROM recon_resolved"):
-            x = json.loads(data)
-            r.resolutions[cid] = Resolution(cid, (x[0], int(x[1])), x[2], x[3], x[4],
-                                            int(x[5]))
+        try:
+            self.pos = int(meta.get("pos", 0))
+            r.count = int(meta.get("count", 0))
+            r.unknown = int(meta.get("unknown", 0))
+            r.limits = [(str(o), int(f), int(c)) for o, f, c in meta.get("limits", [])]
+            r._skew_run = {str(k): int(v) for k, v in meta.get("skew", {}).items()}
+            r.revoked = {str(k): int(v) for k, v in meta.get("revoked", {}).items()}
+            r.resolutions = {}
+            for cid, data in await self.store.read("SELECT cid, data FROM recon_resolved"):
+                x = _json(data, "a resolution")
+                r.resolutions[cid] = Resolution(cid, (str(x[0]), int(x[1])), str(x[2]),
+                                                str(x[3]), str(x[4]), int(x[5]))
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
+            raise DamagedState(f"the checkpoint: {type(exc).__name__}: {exc}") from exc
         await self.load_resident()
 
     async def load_resident(self) -> None:
@@ -215,9 +248,9 @@ class StoredReconciler:
         r = self.rec
         for rt in RESIDENT:
             r.state.tables[rt] = {}
-            for k, data in await self.store.read(
-                    "SELECT k, data FROM recon_records WHERE tbl = ?", (rt.TABLE,)):
-                rec = rt(*msgpack.unpackb(bytes(data), raw=False))
+            for (data,) in await self.store.read(
+                    "SELECT data FROM recon_records WHERE tbl = ?", (rt.TABLE,)):
+                rec = _record(rt, data)
                 r.state.put(rec)
                 self._held[(rt, rec.key())] = rec
 
@@ -232,7 +265,7 @@ class StoredReconciler:
                 for _k, data in await self.store.read(
                         f"SELECT k, data FROM recon_records WHERE tbl = ? AND k IN "
                         f"({_marks(len(chunk))})", (rt.TABLE, *map(pack_key, chunk))):
-                    rec = rt(*msgpack.unpackb(bytes(data), raw=False))
+                    rec = _record(rt, data)
                     self._held[(rt, rec.key())] = rec
                     if self.rec.state.get(rt, rec.key()) is None:
                         self.rec.state.put(rec)
@@ -318,7 +351,10 @@ class StoredReconciler:
                 for order, data in got:
                     if order in have:
                         continue
-                    d = r.registry.decode(decode_event(bytes(data)))
+                    try:
+                        d = r.registry.decode(decode_event(bytes(data)))
+                    except ProtocolError as exc:  # an event's bytes: damage of its own
+                        raise DamagedState(f"the event of {scope} at {order}: {exc}") from exc
                     self.loads += 1
                     if isinstance(d, Fact):
                         loaded.append((order, d))
@@ -333,7 +369,7 @@ class StoredReconciler:
             for scope, ids in await self.store.read(
                     f"SELECT scope, ids FROM recon_emitted WHERE scope IN ({_marks(len(chunk))})",
                     tuple(chunk)):
-                got = frozenset(json.loads(ids))
+                got = frozenset(map(str, _json(ids, "a scope's conflict ids")))
                 self._emitted[scope] = got
                 self.rec._emitted.setdefault(scope, set(got))
 
@@ -350,7 +386,7 @@ class StoredReconciler:
 
     async def records(self, rt: type[Record]) -> list[Record]:
         """Every record of ``rt`` as folded up to the checkpoint (from the store)."""
-        return [rt(*msgpack.unpackb(bytes(data), raw=False)) for (data,) in
+        return [_record(rt, data) for (data,) in
                 await self.store.read("SELECT data FROM recon_records WHERE tbl = ?",
                                       (rt.TABLE,))]
 
@@ -369,7 +405,7 @@ class StoredReconciler:
                 refs |= {(Patient, pid), (Account, pid)}
             refs |= {(Account, pid) for pid, _ in f.money.deltas}
         await self._load_records(refs)
-        await self._load_identities(k for rt, k in refs if rt is Patient)
+        await self._load_identities(str(k) for rt, k in refs if rt is Patient)
         await self._load_owners(str(k) for rt, k in refs if rt is Card)
         await self._load_card_sets(o for o in (self._owners.get(str(k)) for rt, k in refs
                                                if rt is Card) if o)
@@ -377,8 +413,9 @@ class StoredReconciler:
             await self._load_offline()
         r.fold(work)
         await self._load_identities(work.dirty)
-        await self._load_groups([r._identity[p][0] for p in work.dirty if p in r._identity],
-                                [r._identity[p][1] for p in work.dirty if p in r._identity])
+        known = [r._identity[p] for p in work.dirty if p in r._identity]
+        await self._load_groups([nid for nid, _ in known],
+                                [person for _, person in known if person is not None])
         r.plan(work)
         await self._load_groups(work.dirty_ids, work.dirty_people)
         members = set(work.dirty)
@@ -424,8 +461,9 @@ class StoredReconciler:
             out.append(("INSERT INTO recon_identity (pid, nid, person) VALUES (?, ?, ?)"
                         " ON CONFLICT (pid) DO UPDATE SET nid = excluded.nid,"
                         " person = excluded.person", idents))
-        owners = [(c, pid) for c in self._touched_cards(refs)
-                  if (pid := r._card_owner.get(c)) is not None and self._owners.get(c) != pid]
+        owners = [(c, owner) for c in self._touched_cards(refs)
+                  if (owner := r._card_owner.get(c)) is not None
+                  and self._owners.get(c) != owner]
         if owners:
             out.append(("INSERT INTO recon_cards (card_no, pid) VALUES (?, ?)"
                         " ON CONFLICT (card_no) DO UPDATE SET pid = excluded.pid", owners))
@@ -470,8 +508,9 @@ class StoredReconciler:
 
     def _checkpoint(self, pos: int) -> tuple[str, Any]:
         r = self.rec
-        meta = json.dumps({"software": software(), "pos": pos, "count": r.count, "unknown": r.unknown,
-                           "limits": r.limits, "skew": r._skew_run, "revoked": r.revoked},
+        meta = json.dumps({"software": software(), "pos": pos, "count": r.count,
+                           "unknown": r.unknown, "limits": r.limits, "skew": r._skew_run,
+                           "revoked": r.revoked},
                           ensure_ascii=False, sort_keys=True)
         return ("UPDATE meta SET value = ? WHERE key = 'recon'", (meta,))
 
@@ -530,7 +569,8 @@ def software() -> str:
     """What the stored state depends on: the registry's fold and the detectors."""
     from central.reconcile import PATIENT_DETECTORS
     names = ",".join(d.__name__ for d in PATIENT_DETECTORS)
-    return f"{VERSION}:{REGISTRY.fingerprint()}:{hashlib.blake2b(names.encode(), digest_size=6).hexdigest()}"
+    detectors = hashlib.blake2b(names.encode(), digest_size=6).hexdigest()
+    return f"{VERSION}:{REGISTRY.fingerprint()}:{detectors}"
 
 
 def wipe() -> Statements:
