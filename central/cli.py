@@ -974,39 +974,34 @@ async def _patient_names(cfg: CentralConfig, store: CentralStore,
         keys = None
     data = ConsoleData(store, patient_keys=keys)
     await data.refresh()
+    await data.load_names(pids)
     return {pid: data.name(pid) for pid in pids}
 
 
 async def _balance(cfg: CentralConfig, what: str) -> int:
-    """A card's or patient's account, folded from every event central holds."""
-    from central.audit import stored_events
+    """A card's or patient's account as central's reconciler folded it (brought up to
+    date first if no ``serve`` is doing so: :meth:`ConsoleData.refresh`)."""
+    from central.console.data import ConsoleData
     from central.console.i18n import Translator
-    from central.reconcile import Incoming, Reconciler
     from protocol.domain import REGISTRY
-    from protocol.event import decode_event
     from protocol.privacy import SEALED_NAME, KeyFileError, PatientKeys, name_of
 
     tr = Translator(cfg.language)
     store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
-        rows = await stored_events(store)
+        await ConsoleData(store).refresh()
+        view = ConsoleData(store).view
+        card = await view.card(what.strip())
+        pid = card.patient_id if card is not None else what.strip()
+        patient = await view.patient(pid)
+        if patient is None:
+            print(f"onecard-central: {tr('balance.unknown', what=what)}", file=sys.stderr)
+            return 1
+        acct = await view.account(pid)
+        cards = {no: await view.card(no) for no in sorted(await view.cards_of(pid))}
+        timeline = await view.person_timeline(pid)
     finally:
         await store.close()
-    world = Reconciler()
-    incoming = []
-    for _, data in rows:
-        try:
-            incoming.append(Incoming(decode_event(data)))
-        except Exception:  # damaged bytes: `verify` names them; they hold no balance here
-            continue
-    world.add(incoming)
-    card = world.card(what.strip())
-    pid = card.patient_id if card is not None else what.strip()
-    patient = world.patient(pid)
-    if patient is None:
-        print(f"onecard-central: {tr('balance.unknown', what=what)}", file=sys.stderr)
-        return 1
-    acct = world.account(pid)
     try:  # the name is sealed: central's patient keys open it
         keys: PatientKeys | None = PatientKeys.read(cfg.patient_keys_file)
     except KeyFileError:
@@ -1015,15 +1010,14 @@ async def _balance(cfg: CentralConfig, what: str) -> int:
     print(tr("balance.patient", name=SEALED_NAME if name is None else name or "-", pid=pid))
     if patient.merged_into:
         print("  " + tr("balance.merged", pid=patient.merged_into))
-    for no in sorted(world.cards_of(pid)):
-        c = world.card(no)
+    for no, c in cards.items():
         print(tr("balance.card", card=no, status=c.status if c is not None else "-"))
     print(tr("balance.balance", amount=yuan(acct.balance)))
     if acct.credit_limit:
         print(tr("balance.credit", amount=yuan(acct.credit_limit)))
     print(tr("balance.last"))
     lang = cfg.language
-    for ev in world.person_timeline(pid).events[-10:]:
+    for ev in timeline.events[-10:]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(ev.hlc.wall / 1000))
         delta = REGISTRY.money(ev).delta(pid)
         money = yuan(delta) if delta else ""

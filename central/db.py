@@ -198,6 +198,10 @@ class Database:
         the next instance that asks takes it over from the stored checkpoint."""
         raise NotImplementedError
 
+    async def release_lease(self) -> None:
+        """Give the reconciler's lease up (a console that reconciled while no ``serve``
+        did: a ``serve`` started now takes it)."""
+
     async def close(self) -> None:
         raise NotImplementedError
 
@@ -296,6 +300,11 @@ class SqliteDatabase(Database):
             return False
         self._lease_fd = fd
         return True
+
+    async def release_lease(self) -> None:
+        if self._lease_fd is not None:
+            os.close(self._lease_fd)
+            self._lease_fd = None
 
     async def close(self) -> None:
         if self._lease_fd is not None:
@@ -472,7 +481,15 @@ CREATE TABLE recon_resolved (cid TEXT PRIMARY KEY, data TEXT NOT NULL);
 INSERT INTO meta (key, value) VALUES ('recon', '');
 """,
     ),
-    # (10, "…", """…"""),  — the next version: append it here and to SQLite's list
+    (
+        10,
+        "the reconciler's merged records (a person's family, for the console)",
+        """
+CREATE TABLE recon_merged (pid TEXT PRIMARY KEY, survivor TEXT NOT NULL);
+CREATE INDEX recon_merged_survivor ON recon_merged (survivor);
+""",
+    ),
+    # (11, "…", """…"""),  — the next version: append it here and to SQLite's list
 ]
 
 #: the names of the versions PG_MIGRATIONS[0] records (SQLite's own names)
@@ -683,6 +700,13 @@ class PgDatabase(Database):
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(self.url, exc) from exc
         self._listen_conn = conn
+
+    async def release_lease(self) -> None:
+        if self._leased and self._lease_conn is not None:
+            with contextlib.suppress(Exception):
+                await self._lease_conn.fetchval("SELECT pg_advisory_unlock($1)",
+                                                RECONCILER_LOCK)
+        self._leased = False
 
     async def close(self) -> None:
         if self._listen_conn is not None:

@@ -15,7 +15,7 @@ values kept whole).  A restart reads the checkpoint and goes on from there; noth
 replayed.  When the working set outgrows its budget it is dropped after a commit (the
 store holds all of it) and the next batches load what they need again.
 
-What is kept where (migration 9):
+What is kept where (migrations 9 and 10):
 
 - ``recon_records``: every projection record as the fold left it (``tbl``, key, packed
   fields) — the same records as a counter's ledger, loaded by the references a fact
@@ -28,7 +28,12 @@ What is kept where (migration 9):
   phone, and whose a card is, so a duplicate check loads its group and nothing else.
 - ``recon_emitted``: the conflict ids each scope found last (what a later batch
   withdraws); ``recon_offline``: patients charged offline (checked again when offline
-  limits arrive late); ``recon_resolved``: the conflicts a remedy resolved.
+  limits arrive late); ``recon_resolved``: the conflicts a remedy resolved;
+  ``recon_merged``: each record merged into another, and its survivor.
+
+:class:`StoredView` reads the same tables for the IT console and ``onecard-central
+balance``: a patient, a card, a person's merged timeline, as folded up to the checkpoint,
+without folding anything itself.
 
 A set in memory is either *whole* (everything the store holds, plus this batch) or a
 part; the loaders complete a part before it is read, taking the store's rows only for
@@ -60,13 +65,14 @@ from central.reconcile import (
     Reconciler,
     Report,
     Resolution,
+    Timeline,
     Work,
     stock_scope,
 )
 from central.store import CentralStore
 from protocol.account import Account, LimitsSet
 from protocol.card import Card
-from protocol.core import Fact, Record, Ref
+from protocol.core import Fact, R, Record, Ref
 from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError
 from protocol.event import decode_event
@@ -81,10 +87,10 @@ log = logging.getLogger("onecard.central.recon_store")
 BUDGET = 30_000
 #: bumped when a detector changes what it finds over the same events: a store folded by
 #: another version is refolded from the start (as is one folded under another registry)
-VERSION = 1
-#: the reconciler's tables (migration 9)
+VERSION = 2  # 2: recon_merged
+#: the reconciler's tables (migrations 9, 10)
 TABLES = ("recon_facts", "recon_records", "recon_identity", "recon_cards", "recon_emitted",
-          "recon_offline", "recon_resolved")
+          "recon_offline", "recon_resolved", "recon_merged")
 #: keys per ``IN (…)`` list
 CHUNK = 300
 #: record types kept in memory whole: few, and read outside any batch (the granter)
@@ -461,6 +467,14 @@ class StoredReconciler:
             out.append(("INSERT INTO recon_identity (pid, nid, person) VALUES (?, ?, ?)"
                         " ON CONFLICT (pid) DO UPDATE SET nid = excluded.nid,"
                         " person = excluded.person", idents))
+        merged = [(pid, p.merged_into) for pid in self._touched_pids(refs)
+                  if (p := r.state.get(Patient, pid)) is not None and p.merged_into
+                  and (before := self._held.get((Patient, pid))) != p
+                  and getattr(before, "merged_into", "") != p.merged_into]
+        if merged:
+            out.append(("INSERT INTO recon_merged (pid, survivor) VALUES (?, ?)"
+                        " ON CONFLICT (pid) DO UPDATE SET survivor = excluded.survivor",
+                        merged))
         owners = [(c, owner) for c in self._touched_cards(refs)
                   if (owner := r._card_owner.get(c)) is not None
                   and self._owners.get(c) != owner]
@@ -588,3 +602,74 @@ def ask_refold() -> Statements:
     """Ask the reconciler to refold everything at its next catch-up (whatever process)."""
     return [(f"INSERT INTO meta (key, value) VALUES ('{REFOLD}', '1') ON CONFLICT DO NOTHING",
              ())]
+
+
+class StoredView:
+    """Read-only questions to the reconciler's stored state (the IT console, ``balance``):
+    answers as of its checkpoint; nothing here folds or writes."""
+
+    def __init__(self, store: CentralStore) -> None:
+        self.store = store
+        self.world = Reconciler()  # (its registry folds a timeline's steps; it holds nothing)
+
+    async def record(self, rt: type[R], key: Any) -> R | None:
+        rows = await self.store.read("SELECT data FROM recon_records WHERE tbl = ? AND k = ?",
+                                     (rt.TABLE, pack_key(key)))
+        return _record(rt, rows[0][0]) if rows else None
+
+    async def records(self, rt: type[R]) -> list[R]:
+        return [_record(rt, data) for (data,) in await self.store.read(
+            "SELECT data FROM recon_records WHERE tbl = ?", (rt.TABLE,))]
+
+    async def patient(self, pid: str) -> Patient | None:
+        return await self.record(Patient, pid)
+
+    async def card(self, card_no: str) -> Card | None:
+        return await self.record(Card, card_no)
+
+    async def account(self, pid: str) -> Account:
+        return await self.record(Account, pid) or Account.new(pid)
+
+    async def cards_of(self, pid: str) -> set[str]:
+        return {str(c) for (c,) in await self.store.read(
+            "SELECT card_no FROM recon_cards WHERE pid = ?", (pid,))}
+
+    async def family(self, pid: str) -> frozenset[str]:
+        """``pid`` and every record merged into it (directly or through another)."""
+        out, todo = {pid}, [pid]
+        while todo and len(out) < 1000:  # (a merge chain is short; bounded whatever)
+            for (m,) in await self.store.read(
+                    "SELECT pid FROM recon_merged WHERE survivor = ?", (todo.pop(),)):
+                if m not in out:
+                    out.add(str(m))
+                    todo.append(str(m))
+        return frozenset(out)
+
+    async def person_timeline(self, pid: str) -> Timeline:
+        """A patient's events with those of the records merged into it, in merge order
+        (as :meth:`Reconciler.person_timeline`)."""
+        family = await self.family(pid)
+        facts: dict[str, Fact] = {}
+        for member in sorted(family):
+            for order, data in await self.store.read(
+                    "SELECT t.ord, e.data FROM recon_facts t JOIN events e ON e.pos = t.pos"
+                    " WHERE t.scope = ?", (f"p:{member}",)):
+                if order in facts:
+                    continue
+                try:
+                    d = REGISTRY.decode(decode_event(bytes(data)))
+                except ProtocolError:
+                    continue  # (damaged bytes: `verify` names them)
+                if isinstance(d, Fact):
+                    facts[order] = d
+        return Timeline(pid, [facts[o] for o in sorted(facts)], self.world, family)
+
+    async def limits(self) -> tuple[int, int]:
+        """The offline (floor, cap) central published last, as folded ((0, 0): none)."""
+        rows = await self.store.read("SELECT value FROM meta WHERE key = 'recon'")
+        try:
+            meta = _json(rows[0][0], "the checkpoint") if rows and rows[0][0] else {}
+            limits = meta.get("limits", []) if isinstance(meta, dict) else []
+            return (int(limits[-1][1]), int(limits[-1][2])) if limits else (0, 0)
+        except (DamagedState, TypeError, ValueError, IndexError):
+            return (0, 0)

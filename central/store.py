@@ -287,6 +287,15 @@ CREATE TABLE recon_resolved (cid TEXT PRIMARY KEY, data TEXT NOT NULL);
 -- The checkpoint: JSON {pos, count, unknown, limits, skew, revoked}; '' before the first.
 INSERT INTO meta (key, value) VALUES ('recon', '');
 """,
+    ),    (
+        10,
+        "the reconciler's merged records (a person's family, for the console)",
+        """
+-- Each record merged into another (patient.merged): its survivor.  Folded again from the
+-- events by the reconciler (its software version changed with this table).
+CREATE TABLE recon_merged (pid TEXT PRIMARY KEY, survivor TEXT NOT NULL);
+CREATE INDEX recon_merged_survivor ON recon_merged (survivor);
+""",
     ),
 ]
 

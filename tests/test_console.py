@@ -559,3 +559,54 @@ def test_remedy_words_are_total_over_any_body() -> None:
         "从 P-1 的账户扣回 ¥7.00（余额不足部分记为欠费，下次就诊时收取）。"
     assert Translator("en").remedy_effect("debt", "E", odd) == "E"
     assert tr("no.such.key") == "[no.such.key]"
+
+
+async def test_the_console_reads_the_reconcilers_state_and_folds_only_when_no_serve_does(
+        tmp_path: Path) -> None:
+    """At its start the console folds nothing: with a `serve` reconciling (here: another
+    store holding the reconciler's lease) it reads that state as it stands — names,
+    search, a person's timeline — and reconciles nothing itself; alone, it brings the
+    state up to date and gives the lease straight back (a `serve` started then takes it)."""
+    from central.config import load_key
+    from central.console.data import ConsoleData, Filters
+    from protocol.privacy import PatientKeys
+    from tests.support.central_seed import patient_keys_file, seed_central
+
+    db, _key = await seed_central(tmp_path)
+    keys = PatientKeys.read(patient_keys_file(db))
+    serve = await CentralStore.open(db)
+    console = await CentralStore.open(db)
+    try:
+        assert await cf.ConflictWatch(serve, announce=False).catch_up() == 0  # seeded: done
+        assert await serve.reconciler_lease()
+        data = ConsoleData(console, patient_keys=keys)
+        assert await data.refresh() == 0  # serve holds the lease: nothing folded here
+        assert data.watch.stored.size() == 0 and data.watch.stored.loads == 0
+        [hit] = await data.search("8600000003")
+        assert (hit.patient_id, hit.name, hit.balance) == ("P-cashier-01-000009", "王五", 1_000)
+        row = (await data.conflicts(Filters(kind="overdraft")))[0]
+        detail = await data.detail(row.id)
+        assert detail is not None and [s.balance for s in detail.timelines[0][1]][-1] < 0
+        await serve.close()  # central stopped: the console is alone
+        serve = None
+        data.key = load_key(_key)
+        code = row.remedies[0].code
+        events = await data.resolve(row.id, code, reason="finance", operator="it.li")
+        # resolve refreshed: this console folded the remedy itself (no serve did)
+        assert data.watch.leased and data.watch.pos == (await console.cursor())
+        detail = await data.detail(row.id)
+        assert detail is not None and detail.conflict.status == "resolved"
+        assert events[-1].id in {s.event.id for s in await _steps(data, row.patients[0])}
+        again = await CentralStore.open(db)
+        try:
+            assert await again.reconciler_lease()  # a serve starting now reconciles
+        finally:
+            await again.close()
+    finally:
+        if serve is not None:
+            await serve.close()
+        await console.close()
+
+
+async def _steps(data: Any, pid: str) -> list[Any]:
+    return (await data.view.person_timeline(pid)).steps()

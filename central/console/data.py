@@ -1,10 +1,13 @@
 """What the IT console shows and does, on central's store (screens call this, never SQL).
 
 The conflict book and resolutions come from :mod:`central.conflicts`; patients, cards
-and account timelines from a private :class:`~central.reconcile.Reconciler` fed with
-every stored event (read only: the console never writes detection results — that is
-the server's :class:`~central.conflicts.ConflictWatch`).  Feeding is incremental, so a
-refresh costs only the events stored since the last one.
+and account timelines from the reconciler's state in the store
+(:class:`~central.recon_store.StoredView`), as folded up to its checkpoint: the console
+folds nothing at its start, whatever the length of the history.  While a ``serve``
+reconciles, the console reads what it wrote; when none does (central stopped, the
+console alone), each refresh brings that state up to date itself — the book only, no
+announcements to the counters (a ``serve`` makes them when it starts) — and gives the
+reconciler's lease back at once.
 
 Patients' names are sealed (:mod:`protocol.privacy`) in the events, the records and the
 conflict book (which names patients by number only).  The console opens them with
@@ -24,11 +27,12 @@ from dataclasses import dataclass, field
 from central import conflicts as cf
 from central import staff, trail
 from central.console.i18n import Translator
-from central.reconcile import Incoming, Reconciler
+from central.recon_store import StoredView
 from central.store import CentralStore
-from protocol.account import Account, Charged
+from protocol.account import Charged
 from protocol.crypto import SigningKey, fingerprint
 from protocol.domain import REGISTRY
+from protocol.errors import ProtocolError
 from protocol.event import CENTRAL, Event, EventId, decode_event
 from protocol.money import yuan
 from protocol.patient import Patient
@@ -164,25 +168,24 @@ class ConsoleData:
         self.tr = Translator(language)
         self.timezone = timezone  # the hospital's ([audit] timezone): the log's times
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
-        self.world = Reconciler()
-        self.by_id: dict[EventId, Event] = {}
-        self._pos = 0
+        self.view = StoredView(store)
+        #: reconciles only while no ``serve`` does (see the module)
+        self.watch = cf.ConflictWatch(store, announce=False)
         #: (patient, sealed name) → the name opened (None: it cannot be), in memory only
         self._opened: dict[tuple[str, str], str | None] = {}
+        #: patient → the name shown, for the patients the last screen's data named
+        self._names: dict[str, str] = {}
 
-    async def refresh(self, page: int = 5000, max_pages: int = 100_000) -> int:
-        """Feed the events stored since the last refresh; return how many."""
-        fed = 0
-        for _ in range(max_pages):
-            rows = await self.store.events_since(self._pos, page)
-            if not rows:
-                break
-            events = [decode_event(d) for _, d, _ in rows]
-            self.by_id.update((e.id, e) for e in events)
-            self.world.add(Incoming(e, ms) for e, (_, _, ms) in zip(events, rows, strict=True))
-            self._pos = rows[-1][0]
-            fed += len(rows)
-        return fed
+    async def refresh(self) -> int:
+        """Bring the reconciler's state up to date if no ``serve`` does (then give its
+        lease back); return how many events this console reconciled."""
+        self._names = {}
+        self.watch.stored.reset()  # (a serve may have moved it on since: read it afresh)
+        self.watch._opened = False
+        try:
+            return await self.watch.catch_up()
+        finally:
+            await self.store.db.release_lease()
 
     # -- names -----------------------------------------------------------------------
     def _open_name(self, p: Patient) -> str | None:
@@ -199,12 +202,19 @@ class ConsoleData:
     def name(self, pid: str) -> str:
         """Patient ``pid``'s name as the console shows it: opened with central's keys,
         :data:`~protocol.privacy.SEALED_NAME` if they cannot open it, "" if central
-        knows no name for it."""
-        p = self.world.patient(pid)
-        if p is None:
-            return ""
-        opened = self._open_name(p)
-        return SEALED_NAME if opened is None else opened
+        knows no name for it (or the screen's data did not name ``pid``:
+        :meth:`load_names`)."""
+        return self._names.get(pid, "")
+
+    async def load_names(self, pids: Iterable[str]) -> None:
+        """Read and open the names of ``pids`` (what :meth:`name` then shows)."""
+        for pid in set(pids) - set(self._names):
+            p = await self.view.patient(pid)
+            if p is None:
+                self._names[pid] = ""
+                continue
+            opened = self._open_name(p)
+            self._names[pid] = SEALED_NAME if opened is None else opened
 
     def named(self, text: str, pids: Iterable[str]) -> str:
         """``text`` (a conflict's title, explanation, remedy) with each of ``pids`` it
@@ -223,9 +233,10 @@ class ConsoleData:
         since = self.clock() - f.days * DAY_MS if f.days else None
         rows = await cf.list_conflicts(self.store, kind=f.kind or None, status=status,
                                        node=f.node or None, since_ms=since)
-        await self.refresh()  # the patients the book names, to show their names
+        await self.refresh()
         if f.status == ACTIVE:
             rows = [r for r in rows if r.status in ("open", "acknowledged")]
+        await self.load_names(p for r in rows for p in r.patients)  # to show their names
         return rows
 
     async def kinds_and_nodes(self) -> tuple[list[str], list[str]]:
@@ -242,7 +253,7 @@ class ConsoleData:
         involved = set(row.events)
         cards = []
         for eid in row.events:
-            ev = self.by_id.get(eid)
+            ev = await self._event(eid)
             if ev is None:  # refused: the evidence central quarantined, if it kept some
                 cards += await self._quarantined(eid) or [EventCard(ref(eid), "", 0, "", ())]
             else:
@@ -250,12 +261,21 @@ class ConsoleData:
                                        event_lines(ev, self.tr, self.patient_keys)))
         timelines = []
         for pid in row.patients:
-            steps = self.world.person_timeline(pid).steps()
+            steps = (await self.view.person_timeline(pid)).steps()
             timelines.append((pid, tuple(
                 TimelineRow(s.event.hlc.wall, ref(s.event.id), s.event.kind, s.delta, s.balance,
                             s.event.id in involved) for s in steps)))
+        await self.load_names(row.patients)
         names = {pid: name for pid in row.patients if (name := self.name(pid))}
         return Detail(row, tuple(cards), tuple(timelines), names)
+
+    async def _event(self, eid: EventId) -> Event | None:
+        rows = await self.store.read("SELECT data FROM events WHERE node = ? AND seq = ?",
+                                     (eid[0], eid[1]))
+        try:
+            return decode_event(bytes(rows[0][0])) if rows else None
+        except ProtocolError:  # damaged bytes (`verify` names them): shown as refused
+            return None
 
     async def _quarantined(self, eid: EventId) -> list[EventCard]:
         """The events a node offered at ``eid`` that central refused and kept as evidence."""
@@ -322,8 +342,8 @@ class ConsoleData:
         active = [r for r in await cf.list_conflicts(self.store)
                   if r.status in ("open", "acknowledged")]
         await self.refresh()
-        _floor, cap = self.world.limits[-1][1:] if self.world.limits else (0, 0)
-        exposure = self.exposure(cap)
+        _floor, cap = await self.view.limits()
+        exposure = await self.exposure(cap)
         out = []
         for n in nodes:
             state = "revoked" if n.revoked else ("online" if n.online else "offline")
@@ -335,7 +355,7 @@ class ConsoleData:
                 sum(1 for r in mine if r.kind == "offline_overrun")))
         return out
 
-    def exposure(self, cap: Fen) -> Fen:
+    async def exposure(self, cap: Fen) -> Fen:
         """The most one offline counter can charge, without a supervisor, that central has
         not seen: per account, no more than the cap (its offline limit since the last
         sync) and no more than the account holds (balance plus green-channel credit, as
@@ -346,8 +366,9 @@ class ConsoleData:
         (A supervisor's approval lifts the limit; those overruns are flagged on reconnect.)
         """
         total = 0
-        for acct in self.world.state.all(Account):
-            room = max(0, acct.available)
+        for balance, credit in await self.store.read(
+                "SELECT balance, credit_limit FROM accounts"):
+            room = max(0, int(balance) + int(credit))  # (Account.available)
             total += min(cap, room) if cap else room
         return total
 
@@ -360,17 +381,17 @@ class ConsoleData:
         if not q:
             return []
         await self.refresh()
-        w = self.world
+        v = self.view
         pids: list[str] = []
-        card = w.card(q)
+        card = await v.card(q)
         if card is not None and card.patient_id:
             pids.append(card.patient_id)
-        if w.patient(q) is not None and q not in pids:
+        if await v.patient(q) is not None and q not in pids:
             pids.append(q)
         nid = q.upper()  # the check digit may be typed as x
         tag = self.patient_keys.id_tag(nid) if self.patient_keys is not None else ""
         low, norm = q.lower(), normal_name(q)
-        everyone = w.patients()
+        everyone = await v.records(Patient)  # (each name opened once, then from memory)
         pids += sorted(p.patient_id for p in everyone
                        if ((tag and p.id_tag == tag) or (p.national_id and p.national_id == nid))
                        and p.patient_id not in pids)
@@ -379,10 +400,11 @@ class ConsoleData:
                        and (low in name.lower() or (norm and norm in normal_name(name))))
         rows = await cf.list_conflicts(self.store)
         hits = []
+        await self.load_names(pids[:limit])
         for pid in pids[:limit]:
-            info = w.patient(pid) or Patient(pid)
-            balance = sum(w.balance(p) for p in w.family(pid))
-            cards = tuple(sorted(w.cards_of(pid)))
+            info = await v.patient(pid) or Patient(pid)
+            balance = sum([(await v.account(p)).balance for p in await v.family(pid)])
+            cards = tuple(sorted(await v.cards_of(pid)))
             hits.append(SearchHit(
                 pid, self.name(pid), info.registered_node, cards, balance, info.merged_into,
                 tuple(r.id for r in rows if pid in r.patients or set(cards) & set(r.cards))))
