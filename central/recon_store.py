@@ -664,6 +664,15 @@ class StoredView:
                     facts[order] = d
         return Timeline(pid, [facts[o] for o in sorted(facts)], self.world, family)
 
+    async def folded_to(self) -> int:
+        """The cursor position the reconciler's state is folded up to (its checkpoint)."""
+        rows = await self.store.read("SELECT value FROM meta WHERE key = 'recon'")
+        try:
+            meta = _json(rows[0][0], "the checkpoint") if rows and rows[0][0] else {}
+            return int(meta.get("pos", 0)) if isinstance(meta, dict) else 0
+        except (DamagedState, TypeError, ValueError):
+            return 0
+
     async def limits(self) -> tuple[int, int]:
         """The offline (floor, cap) central published last, as folded ((0, 0): none)."""
         rows = await self.store.read("SELECT value FROM meta WHERE key = 'recon'")

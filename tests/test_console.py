@@ -587,9 +587,21 @@ async def test_the_console_reads_the_reconcilers_state_and_folds_only_when_no_se
         row = (await data.conflicts(Filters(kind="overdraft")))[0]
         detail = await data.detail(row.id)
         assert detail is not None and [s.balance for s in detail.timelines[0][1]][-1] < 0
+        # a remedy signed here while serve reconciles: resolve returns once serve folded it
+        data.key = load_key(_key)
+        lost = (await data.conflicts(Filters(kind="lost_card_used")))[0]
+        watch = cf.ConflictWatch(serve, announce=False)
+
+        async def serve_reconciles() -> None:
+            await asyncio.sleep(0.3)
+            await watch.catch_up()
+        task = asyncio.create_task(serve_reconciles())
+        signed = await data.resolve(lost.id, lost.remedies[-1].code, reason="checked",
+                                    operator="it.li")
+        assert task.done() and not data.watch.leased  # serve folded it, not the console
+        assert signed[-1].id in {s.event.id for s in await _steps(data, lost.patients[0])}
         await serve.close()  # central stopped: the console is alone
         serve = None
-        data.key = load_key(_key)
         code = row.remedies[0].code
         events = await data.resolve(row.id, code, reason="finance", operator="it.li")
         # resolve refreshed: this console folded the remedy itself (no serve did)

@@ -19,6 +19,7 @@ opened name; it never writes one back.  Without the keys it shows
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +42,8 @@ from protocol.staff import StaffMember
 
 Fen = int
 DAY_MS = 86_400_000
+#: how long the console waits for the reconciler to fold what it just signed
+SETTLE_S = 3.0
 ACTIVE = "active"  # the queue's default status filter: open or acknowledged
 STATUS_CYCLE = (ACTIVE, "open", "acknowledged", "resolved", "withdrawn", "")
 DATE_CYCLE = (0, 1, 7, 30)  # days back; 0: any date
@@ -187,6 +190,20 @@ class ConsoleData:
         finally:
             await self.store.db.release_lease()
 
+    async def settle(self, timeout_s: float = SETTLE_S) -> bool:
+        """After this console stored events: refresh, then wait (bounded) until the
+        reconciler — this console's or a ``serve``'s — has folded them, so the screen
+        that follows shows them; whether it has."""
+        target = await self.store.cursor()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            await self.refresh()
+            if await self.view.folded_to() >= target:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+
     # -- names -----------------------------------------------------------------------
     def _open_name(self, p: Patient) -> str | None:
         """Record ``p``'s name in clear (a legacy clear name as it is; "" none); None when
@@ -306,7 +323,7 @@ class ConsoleData:
             raise cf.ResolveError(self.tr("resolve.no_key"))
         events = await cf.resolve(self.store, self.key, cid, code, reason=reason,
                                   operator=operator, now_ms=self.clock())
-        await self.refresh()
+        await self.settle()
         return events
 
     # -- staff ---------------------------------------------------------------------------
@@ -324,7 +341,7 @@ class ConsoleData:
             raise staff.StaffFailed(self.tr("resolve.no_key"))
         seq = await staff.set_disabled(self.store, self.key, staff_id, disabled, reason=reason,
                                        operator=operator)
-        await self.refresh()
+        await self.settle()
         return seq
 
     # -- nodes ---------------------------------------------------------------------------
