@@ -175,29 +175,6 @@ async def test_prepared_batch_checked_with_another_key_is_refused(store: Central
         await store.ingest("c1", evs, key=KEYS["c2"].public_key, prepared=prepared)
 
 
-async def test_pull_pages_skip_own_events_and_respect_limits(store: CentralStore) -> None:
-    await store.ingest("c1", chain("c1", 4))
-    await store.ingest("c2", chain("c2", 3))
-    await store.ingest("c1", chain("c1", 2, start=5, prev=(await store.head("c1")).hash))
-    page = await store.events_after(0, exclude_node="c1")
-    assert len(page.events) == 3 and page.cursor == 9 and not page.more  # c1's skipped
-    page = await store.events_after(0, exclude_node="c3", limit=4)
-    assert len(page.events) == 4 and page.cursor == 4 and page.more
-    size = len(chain("c1", 1)[0])
-    page = await store.events_after(0, exclude_node="c3", max_bytes=2 * size + 1)
-    assert len(page.events) == 2 and page.cursor == 2 and page.more
-    # pages chained from cursor to cursor give every event exactly once
-    seen, cur = [], 0
-    for _ in range(20):
-        p = await store.events_after(cur, exclude_node="c3", limit=2)
-        seen += p.events
-        cur = p.cursor
-        if not p.more:
-            break
-    assert len(seen) == len(set(seen)) == 9 and cur == 9
-    assert (await store.events_after(9, exclude_node="c3")).events == []
-
-
 async def test_concurrent_ingests_give_gapless_commit_ordered_positions(
     store: CentralStore,
 ) -> None:
