@@ -277,7 +277,7 @@ class ConflictWatch:
                 log.error("stored event at position %d does not decode: %s", pos, exc)
                 rep.conflicts.append(_store_damage(pos, exc))
         try:
-            got, saved = await self.stored.add(incoming)
+            got, saved = await self.stored.add(incoming, rows[-1][0])
         except DamagedState:
             raise
         except Exception as exc:

@@ -397,10 +397,12 @@ class StoredReconciler:
                                       (rt.TABLE,))]
 
     # -- a batch --------------------------------------------------------------------------
-    async def add(self, batch: Sequence[Incoming]) -> tuple[Report, Statements]:
-        """Reconcile a batch of stored events (positions after :attr:`pos`, in order): the
-        report, and the statements that keep the store level with it — to run in the
-        transaction that writes the report, then :meth:`committed`."""
+    async def add(self, batch: Sequence[Incoming], to_pos: int = 0
+                  ) -> tuple[Report, Statements]:
+        """Reconcile a batch of stored events (positions after :attr:`pos`, in order, up
+        to ``to_pos``: default the last one's): the report, and the statements that keep
+        the store level with it — to run in the transaction that writes the report, then
+        :meth:`committed`."""
         r = self.rec
         work = r.begin(batch)
         facts = [d for _, d in work.items if isinstance(d, Fact)]
@@ -439,7 +441,8 @@ class StoredReconciler:
         await self._load_emitted(scopes)
         rep = r.detect(work)
         self._work_refs(refs, scopes)
-        return rep, self._statements(work, scopes, refs, batch[-1].pos if batch else self.pos)
+        return rep, self._statements(work, scopes, refs,
+                                     to_pos or (batch[-1].pos if batch else self.pos))
 
     def _statements(self, work: Work, scopes: list[str], refs: set[Ref], pos: int
                     ) -> Statements:

@@ -401,3 +401,24 @@ async def test_a_damaged_state_row_is_a_conflict_and_everything_is_refolded(
                                      ())])
     finally:
         await store.close()
+
+
+async def test_stored_bytes_that_do_not_decode_are_a_conflict_and_the_checkpoint_passes_them(
+        tmp_path: Path) -> None:
+    store, arrivals = await _watch_day(tmp_path)
+    try:
+        watch = cf.ConflictWatch(store, announce=False)
+        await watch.catch_up()
+        top = len(arrivals) + 1
+        await store.write_many([
+            ("INSERT INTO events (pos, node, seq, hash, data, received_ms) VALUES"
+             " (?, 'cashier-z', 1, X'00', X'c1c1c1', 0)", (top,)),
+            ("UPDATE cursor SET pos = ?", (top,))])
+        assert await watch.catch_up() == 1
+        [bad] = await cf.list_conflicts(store, kind="reconcile_error")
+        assert f"position {top}" in bad.title
+        again = StoredReconciler(store)
+        await again.open()
+        assert again.pos == top  # a restart does not read it again
+    finally:
+        await store.close()
