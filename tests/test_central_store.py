@@ -132,18 +132,6 @@ async def test_chain_breaks_become_one_integrity_conflict_each(store: CentralSto
     assert card.lines[1] == "prev: " + "02" * 8 + "…"
 
 
-async def test_equivocation_is_quarantined_never_merged(store: CentralStore) -> None:
-    await store.ingest("c1", chain("c1", 3))
-    forged = chain("c1", 3, amount=999_999)  # same node, same seqs, other content
-    with pytest.raises(Equivocation):
-        await store.ingest("c1", forged[1:2])
-    assert await store.count() == 3
-    q = await store.quarantined()
-    assert [(n, s) for n, s, _, _ in q] == [("c1", 2)]
-    held = {(n, s): h for n, s, h in await store.event_ids()}
-    assert q[0][2] == held[("c1", 2)] and q[0][3] != held[("c1", 2)]
-
-
 async def test_unknown_and_revoked_nodes_are_refused(store: CentralStore) -> None:
     stranger = SigningKey(b"\x09" * 32)
     with pytest.raises(UnknownNode):
