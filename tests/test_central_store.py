@@ -10,7 +10,6 @@ import pytest
 
 from central.store import (
     CentralStore,
-    Equivocation,
     RevokedNode,
     StaleKey,
     UnknownNode,
