@@ -989,8 +989,9 @@ async def _balance(cfg: CentralConfig, what: str) -> int:
     tr = Translator(cfg.language)
     store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
     try:
-        await ConsoleData(store).refresh()
-        view = ConsoleData(store).view
+        data = ConsoleData(store)
+        await data.refresh()
+        view = data.view
         card = await view.card(what.strip())
         pid = card.patient_id if card is not None else what.strip()
         patient = await view.patient(pid)

@@ -218,8 +218,7 @@ class ConflictWatch:
             if not self.leased:
                 # another central instance reconciles this store: its book is ours
                 if self._opened:
-                    self.stored.reset()
-                    self._opened = False
+                    self.forget()
                 await self.stored.load_resident()
                 return 0
             if self._opened and await self.stored.refold_asked():
@@ -250,6 +249,11 @@ class ConflictWatch:
                 log.exception("announcing conflicts to the counters failed")
             return fed
 
+    def forget(self) -> None:
+        """Drop the working set: the next catch-up reopens at the stored checkpoint."""
+        self.stored.reset()
+        self._opened = False
+
     async def _write(self, statements: list[tuple[str, Any]]) -> None:
         """Write a catch-up's book and the reconciler's state in one transaction; if that
         fails, memory is ahead of the store: drop it, and the next catch-up reopens at
@@ -257,8 +261,7 @@ class ConflictWatch:
         try:
             await self.store.write_many(statements)
         except BaseException:
-            self.stored.reset()
-            self._opened = False
+            self.forget()
             raise
 
     async def _reconcile(self, rows: list[tuple[int, bytes, int]]
@@ -300,8 +303,7 @@ class ConflictWatch:
             "truth). Check the database and the server log.",
             (), remedies=(accept_remedy(cid, None, "Marks it reviewed."),))
         await self._write(_statements(Report(conflicts=[conflict]), _now_ms()) + wipe())
-        self.stored.reset()
-        self._opened = False
+        self.forget()
 
     async def _announce(self) -> None:
         """Tell the counters of every change of an open conflict about patients."""

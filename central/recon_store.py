@@ -105,11 +105,6 @@ def pack_key(key: Any) -> bytes:
                                use_bin_type=True))
 
 
-def unpack_key(data: bytes) -> Any:
-    k = msgpack.unpackb(bytes(data), raw=False)
-    return tuple(k) if isinstance(k, list) else k
-
-
 def _pack_record(rec: Record) -> bytes:
     return bytes(msgpack.packb([getattr(rec, f.name) for f in dataclasses.fields(rec)],  # type: ignore[arg-type]
                                use_bin_type=True))
@@ -169,7 +164,6 @@ class StoredReconciler:
         self.rec.track_seen = False  # the cursor position dedupes
         self.pos = 0  # folded up to this cursor position (the checkpoint)
         self.loads = 0  # events decoded again to load timelines (for the bench and tests)
-        self._tables = {rt.TABLE: rt for rt in REGISTRY.records}
         self._clear()
 
     # -- the working set ------------------------------------------------------------------
@@ -198,7 +192,7 @@ class StoredReconciler:
         self._offline_whole = False
         self._refs: set[Ref] = set()
         self._scopes: list[str] = []
-        self._pending_pos = self.pos if hasattr(self, "pos") else 0
+        self._pending_pos = self.pos
 
     def size(self) -> int:
         r = self.rec
@@ -389,12 +383,6 @@ class StoredReconciler:
 
     async def refold_asked(self) -> bool:
         return bool(await self.store.read(f"SELECT 1 FROM meta WHERE key = '{REFOLD}'"))
-
-    async def records(self, rt: type[Record]) -> list[Record]:
-        """Every record of ``rt`` as folded up to the checkpoint (from the store)."""
-        return [_record(rt, data) for (data,) in
-                await self.store.read("SELECT data FROM recon_records WHERE tbl = ?",
-                                      (rt.TABLE,))]
 
     # -- a batch --------------------------------------------------------------------------
     async def add(self, batch: Sequence[Incoming], to_pos: int = 0

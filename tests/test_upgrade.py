@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from central import conflicts as cf
-from central.recon_store import wipe
+from central.recon_store import StoredView, wipe
 from central.store import MIGRATIONS as CENTRAL_MIGRATIONS
 from central.store import CentralStore, prepare_batch
 from edge_node import config as edge_config
@@ -198,7 +198,7 @@ async def test_an_earlier_central_store_opens_migrates_verifies_and_refolds(
             if row[1] != "withdrawn" and row[8] != "patient.merged"}
 
         # central's fold of its events equals the counter's projections (both hold all)
-        folded = watch.stored
+        folded = StoredView(store)
         cfg = edge_config.load(work / "counter" / "edge.toml")
         led = await Ledger.open(cfg.db, cfg.node_id, edge_config.load_key(cfg.key_file))
         try:

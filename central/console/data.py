@@ -183,8 +183,7 @@ class ConsoleData:
         """Bring the reconciler's state up to date if no ``serve`` does (then give its
         lease back); return how many events this console reconciled."""
         self._names = {}
-        self.watch.stored.reset()  # (a serve may have moved it on since: read it afresh)
-        self.watch._opened = False
+        self.watch.forget()  # (a serve may have moved it on since: read it afresh)
         try:
             return await self.watch.catch_up()
         finally:
