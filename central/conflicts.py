@@ -50,7 +50,7 @@ from central.reconcile import (
     accept_remedy,
     conflict_id,
 )
-from central.store import CentralStore, Query, Statements
+from central.store import CentralStore, Query, Statements, _completes
 from protocol.account import Account
 from protocol.crypto import SigningKey
 from protocol.domain import REGISTRY
@@ -211,8 +211,14 @@ class ConflictWatch:
         self._revoked: dict[str, int] = {}
         self._lock = asyncio.Lock()  # one catch-up at a time: each new conflict announced once
 
+    @_completes
     async def catch_up(self, page: int = 5000, max_pages: int = 100_000) -> int:
-        """Reconcile every stored event not reconciled yet; return how many were fed."""
+        """Reconcile every stored event not reconciled yet; return how many were fed.
+
+        Runs to its end even if the task awaiting it is cancelled (a counter that drops
+        mid-push cancels its handler): cancelled between its write and moving its
+        position on, it would leave memory behind the store, and the next catch-up would
+        fold the same events twice."""
         async with self._lock:
             self.leased = await self.store.reconciler_lease()
             if not self.leased:
