@@ -10,6 +10,10 @@ Prints one JSON line.  SQLite runs with synchronous=FULL on every ledger and at 
 Events central attests (protocol 4) are held and folded before their own signatures are
 checked, in the background (edge_node/sync/sigcheck.py): ``signatures_checked_ms`` is
 when every counter had checked every one (from the same start as ``convergence_ms``).
+Likewise the search terms of others' patients, which the sync daemons write in the
+background after the ingest (edge_node/sync/indexer.py): ``indexed_ms`` is when every
+counter had written them all.  The daemons' CPU is reported at convergence and once
+both background passes are done; the live appends are timed after that.
 
     python bench/converge.py [N] [K]
 """
@@ -129,6 +133,19 @@ def pending_checks(db: Path) -> int:
         return 0 if "no such table" in str(exc) else -1
 
 
+def pending_index(db: Path) -> int:
+    """Patients a counter ingested whose search terms its background pass has not
+    written yet (0 for a ledger that writes them in the ingest)."""
+    try:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(c.execute("SELECT COUNT(*) FROM patient_search_due").fetchone()[0])
+        finally:
+            c.close()
+    except sqlite3.OperationalError as exc:
+        return 0 if "no such table" in str(exc) else -1
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds of ``pid`` and its live children (verify workers)."""
     total = 0.0
@@ -197,15 +214,23 @@ def main() -> None:
                     break
                 time.sleep(0.05)
             assert conv_s is not None and push_s is not None, "did not converge in 600 s"
+            cpu_conv = {
+                "central": cpu_s(central.proc.pid) if central.proc else 0.0,
+                "sync_daemons": sum(cpu_s(c.proc.pid) for c in counters if c.proc),
+            }
             assert count(central.db, True) == total
             assert all(count(c.db, True) == total for c in counters)
-            checked_s = None
+            checked_s = indexed_s = None
             while time.perf_counter() < deadline:
-                if all(pending_checks(c.db) == 0 for c in counters):
+                if checked_s is None and all(pending_checks(c.db) == 0 for c in counters):
                     checked_s = time.perf_counter() - t0
+                if indexed_s is None and all(pending_index(c.db) == 0 for c in counters):
+                    indexed_s = time.perf_counter() - t0
+                if checked_s is not None and indexed_s is not None:
                     break
                 time.sleep(0.05)
             assert checked_s is not None, "signatures not checked in 600 s"
+            assert indexed_s is not None, "search terms not written in 600 s"
             cpu = {
                 "central": cpu_s(central.proc.pid) if central.proc else 0.0,
                 "sync_daemons": sum(cpu_s(c.proc.pid) for c in counters if c.proc),
@@ -241,7 +266,9 @@ def main() -> None:
                 "push_ms": round(push_s * 1000),
                 "pull_after_push_ms": round((conv_s - push_s) * 1000),
                 "signatures_checked_ms": round(checked_s * 1000),
+                "indexed_ms": round(indexed_s * 1000),
                 "deliveries_per_s": round(total * k / conv_s),
+                "cpu_s_at_convergence": {x: round(v, 1) for x, v in cpu_conv.items()},
                 "cpu_s_during_sync": {x: round(v, 1) for x, v in cpu.items()},
                 "live_visibility_ms": {
                     "counter_to_counter_p50": round(statistics.median(lat), 1),
@@ -256,6 +283,7 @@ def main() -> None:
                     "all": round(rss_central + sum(rss_edges), 1),
                 },
                 "cpus": os.cpu_count(),
+                "load_avg_1m": round(os.getloadavg()[0], 2),
                 "sqlite_synchronous": "FULL",
             }
         )

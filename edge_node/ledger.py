@@ -213,6 +213,13 @@ class RecordIndex(Protocol):
 
     def write(self, conn: sqlite3.Connection, records: Sequence[Any]) -> None: ...
 
+    def mark_due(self, conn: sqlite3.Connection, records: Sequence[Any]) -> None:
+        """Instead of :meth:`write`: the terms of ``records`` are due, to be written by
+        :meth:`write_due` (and found meanwhile by the index's lookups all the same)."""
+
+    def write_due(self, conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
+        """Write the terms of at most ``limit`` due records: (written, still due)."""
+
     def use_keys(self, keys: PatientKeys | None) -> None:
         """The counter's patient keys, as they are now (an index of sealed values may
         need them; its fingerprint then says which it was made with)."""
@@ -713,7 +720,8 @@ class Ledger:
                          [("hlc_wall", hlc.wall), ("hlc_counter", hlc.counter)])
 
     # -- ingesting other nodes' events (sync) ------------------------------------------
-    async def ingest(self, encoded: list[bytes], *, attested: bool = False) -> int:
+    async def ingest(self, encoded: list[bytes], *, attested: bool = False,
+                     index_later: bool = False) -> int:
         """Store other nodes' events (verified, chained, idempotent) in one transaction.
 
         Returns how many were new.  Raises a :class:`ProtocolError` subclass, having
@@ -729,14 +737,20 @@ class Ledger:
         the background check (:mod:`edge_node.sync.sigcheck`).  This node's own events,
         and every event once a check found central attesting a forgery
         (``sig_findings``), are verified here as without an attestation.
+
+        ``index_later``: the derived indexes' terms of the records the events change are
+        not written here but marked due (the patient search: ~80 rows a sealed name,
+        most of an ingest's cost), for :meth:`index_due` — the sync daemon's background
+        pass (:mod:`edge_node.sync.indexer`); searches meanwhile check the due records
+        one by one, so they find them all the same.
         """
-        new = int(await self._run(self._ingest_tx, encoded, attested))
+        new = int(await self._run(self._ingest_tx, encoded, attested, index_later))
         self._after_commit()
         await self._bound_wal()
         return new
 
     def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes],
-                   attested: bool = False) -> int:
+                   attested: bool = False, index_later: bool = False) -> int:
         # This node's own events come back from central when the ledger lost them (a
         # re-install, an old backup): they must verify with this node's own keys and
         # continue its chain, like any node's.
@@ -819,7 +833,7 @@ class Ledger:
             if pending:
                 conn.executemany("INSERT INTO sig_pending VALUES (?)", pending)
             self._link(conn, links)
-            self._write_back(conn, loaded)
+            self._write_back(conn, loaded, index_later)
             conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
                              [(n, hd.seq, hd.hash) for n, hd in heads.items()])
             self._write_clock(conn, hlc)
@@ -832,6 +846,30 @@ class Ledger:
                         "clock not adopted", ev.node, ev.seq, (ev.hlc.wall - now) // 1000)
             return hlc
         return hlc.observe(ev.hlc, now)
+
+    # -- the background pass of the indexes' due terms ------------------------------------
+    async def index_due(self, limit: int = 200) -> tuple[int, int]:
+        """Write the index terms of at most ``limit`` records an ingest marked due
+        (``index_later``), in one transaction: (written, still due)."""
+        def tx(conn: sqlite3.Connection) -> tuple[int, int]:
+            with transaction(conn):
+                if not self._keys_known():
+                    return 0, 0  # (a reader's ledger: the sync daemon writes them)
+                self._reindex_for_keys(conn)
+                done = left = 0
+                for ix in self._all_indexes():
+                    n, more = ix.write_due(conn, limit - done)
+                    done, left = done + n, left + more
+                return done, left
+        got: tuple[int, int] = await self._run(tx)
+        if got[0]:
+            self._after_commit()
+        return got
+
+    async def index_due_count(self) -> int:
+        """Records whose index terms are due (:meth:`index_due`)."""
+        return sum([int((await self._fetch(f"SELECT count(*) FROM {ix.TABLE}_due"))[0][0])
+                    for ix in self._all_indexes()])
 
     # -- the background check of attested events' own signatures ------------------------
     async def signatures_pending(self, limit: int = 256) -> list[tuple[int, str, int, bytes]]:
@@ -1274,16 +1312,22 @@ class Ledger:
                     loaded.seen[(rt, key)] = rec
         return True
 
-    def _write_back(self, conn: sqlite3.Connection, loaded: _Loaded) -> None:
+    def _write_back(self, conn: sqlite3.Connection, loaded: _Loaded,
+                    index_later: bool = False) -> None:
         changes = {rt: [r for k, r in table.items() if loaded.seen.get((rt, k)) != r]
                    for rt, table in loaded.state.tables.items()}
         if any(changes.get(rt) for rt in self.indexes):
             self._reindex_for_keys(conn)  # (the other process may have taken new keys)
+        later = index_later and self._keys_known()
         for rt, changed in changes.items():
             _upsert(conn, rt, changed)
             for ix in self.indexes.get(rt, ()):
-                ix.write(conn, [r for r in changed if _index_changed(ix, loaded.seen.get(
-                    (rt, r.key())), r)])
+                terms_changed = [r for r in changed if _index_changed(ix, loaded.seen.get(
+                    (rt, r.key())), r)]
+                if later:
+                    ix.mark_due(conn, terms_changed)
+                else:
+                    ix.write(conn, terms_changed)
         if self.indexes and changes.get(KeyGrant):
             self._reindex_for_keys(conn)  # a grant folded just now: its keys index names
         if not self._keys_known() and any(changes.get(rt) for rt in self.indexes):

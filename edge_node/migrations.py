@@ -146,6 +146,12 @@ CREATE TABLE sig_findings (
     reported INTEGER NOT NULL DEFAULT 0  -- told central (an error frame) yet
 )
 """),
+    (11, "patient search: patients whose terms the sync daemon writes in the background", """
+-- Others' patients folded by the sync daemon's ingest: their search terms (~80 rows a
+-- sealed name) are written by its background pass (edge_node/sync/indexer.py), not in
+-- the ingest; until then the search checks these patients one by one (edge_node/search.py).
+CREATE TABLE patient_search_due (patient_id TEXT PRIMARY KEY) WITHOUT ROWID
+"""),
 ]
 
 

@@ -50,17 +50,26 @@ changes.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import groupby
 from typing import Any
 
+from protocol.core import columns
 from protocol.patient import Patient
-from protocol.privacy import NAME, PatientKeys, is_sealed, normal_name, phone_digits
+from protocol.privacy import (
+    NAME,
+    PatientKeys,
+    _index_key,
+    is_sealed,
+    normal_name,
+    phone_digits,
+)
 
 INDEX_VERSION = 3  # 2: sealed details found by their keyed tags; 3: sealed names
 MAX_READINGS = 6  # pinyin readings indexed for one name
@@ -171,34 +180,60 @@ def item_terms(name: str) -> tuple[str, ...]:
 
 
 # -- the patient index ---------------------------------------------------------------------
-def name_terms(name: str) -> set[str]:
-    """The ``m: s: f: a:`` terms of a name in clear."""
+def name_terms(name: str, pinyin: bool = True) -> set[str]:
+    """The ``m: s: f: a:`` terms of a name in clear (``pinyin`` False: ``m: s:`` only)."""
     name = normalise(name)[:MAX_NAME]
     if not name:
         return set()
     out = {"m:" + name}
     out |= {"s:" + name[i:] for i in range(1, len(name))}
-    for r in syllables(name):
+    for r in syllables(name) if pinyin else ():
         out |= {"f:" + "".join(r), "a:" + "".join(s[0] for s in r)}
     return out
 
 
-def sealed_name_terms(name: str, keys: PatientKeys) -> set[str]:
-    """A sealed name's index rows (its clear ``name`` opened by the ledger): keyed tags of
-    each whole ``m: f: a:`` term (``m=…``) and of each prefix of every term (``m<…``)."""
+def sealed_inputs(name: str, pinyin: bool = True) -> set[str]:
+    """What a sealed name's index rows are the keyed tags of: each whole ``m: f: a:``
+    term (``m=…``) and each prefix of every ``m: s: f: a:`` term (``m<…``), in clear
+    (``pinyin`` False: of the ``m: s:`` terms only)."""
     out: set[str] = set()
-    for t in name_terms(name):
+    for t in name_terms(name, pinyin):
         kind, value = t[0], t[2:]
         if kind != "s":
-            out.add("X:" + keys.name_term(f"{kind}={value}"))
-        out |= {"X:" + keys.name_term(f"{kind}<{value[:i]}")
-                for i in range(1, min(len(value), SEALED_PREFIX) + 1)}
+            out.add(f"{kind}={value}")
+        out.update([f"{kind}<{value[:i]}" for i in range(1, min(len(value), SEALED_PREFIX) + 1)])
     return out
 
 
-def terms(p: Patient, keys: PatientKeys | None = None) -> set[str]:
-    """Every term ``p`` is found by (see the module's table); a sealed name's only with
-    ``keys`` holding the names key."""
+def sealed_name_terms(name: str, keys: PatientKeys) -> set[str]:
+    """A sealed name's index rows (its clear ``name`` opened by the ledger): the keyed
+    tags of :func:`sealed_inputs`."""
+    tag = name_tagger(keys)
+    return {"X:" + tag(t) for t in sealed_inputs(name)}
+
+
+def name_tagger(keys: PatientKeys) -> Callable[[str], str]:
+    """:meth:`PatientKeys.name_term` of ``keys``, for many terms: the keyed hash's state
+    after the key is made once and copied for each term (the same tags, a third of the
+    CPU: a sealed name has about 80)."""
+    if keys.names is None:
+        return keys.name_term
+    return _tagger(keys.names)
+
+
+@lru_cache(maxsize=4)
+def _tagger(names: bytes) -> Callable[[str], str]:
+    keyed = hashlib.blake2b(key=_index_key(names), digest_size=10)
+
+    def tag(term: str) -> str:
+        h = keyed.copy()
+        h.update(term.encode())
+        return h.hexdigest()
+    return tag
+
+
+def _plain_terms(p: Patient, pinyin: bool = True) -> set[str]:
+    """Every term of ``p`` but a sealed name's."""
     out = {"i:" + p.patient_id.casefold()}
     if p.id_tag:  # sealed: its keyed tag (protocol.privacy)
         out.add("N:" + p.id_tag)
@@ -213,11 +248,25 @@ def terms(p: Patient, keys: PatientKeys | None = None) -> set[str]:
         if len(phone) == 13 and phone.startswith("86"):
             out.add("p:" + phone[2:])
     if not is_sealed(p.name):  # a legacy ledger's name, in clear
-        return out | name_terms(p.name)
-    if keys is not None and keys.names is not None:
-        name = keys.open(NAME, p.patient_id, p.name)
-        if name:
-            out |= sealed_name_terms(name, keys)
+        out |= name_terms(p.name, pinyin)
+    return out
+
+
+def _sealed_name(p: Patient, keys: PatientKeys | None) -> str:
+    """``p``'s sealed name opened with the names key ("": none, or none that opens it)."""
+    if not is_sealed(p.name) or keys is None or keys.names is None:
+        return ""
+    return keys.open(NAME, p.patient_id, p.name) or ""
+
+
+def terms(p: Patient, keys: PatientKeys | None = None) -> set[str]:
+    """Every term ``p`` is found by (see the module's table); a sealed name's only with
+    ``keys`` holding the names key."""
+    out = _plain_terms(p)
+    name = _sealed_name(p, keys)
+    if name:
+        assert keys is not None
+        out |= sealed_name_terms(name, keys)
     return out
 
 
@@ -230,6 +279,7 @@ class _Probe:
     prefix: bool
     exact_rank: int
     prefix_rank: int = 0
+    clear: str = ""  # a sealed name's probe (``X:``): what ``key`` is the keyed tag of
 
 
 def plan(query: str, keys: PatientKeys | None = None) -> list[_Probe]:
@@ -277,7 +327,8 @@ def plan(query: str, keys: PatientKeys | None = None) -> list[_Probe]:
         wanted = [("m=" + key, 2), ("m<" + part, 3), ("s<" + part, 4)]
         if letters:
             wanted += [("f=" + key, 5), ("a=" + key, 5), ("f<" + part, 6), ("a<" + part, 6)]
-        probes += [_Probe("X:", keys.name_term(t), False, rank) for t, rank in wanted]
+        named = name_tagger(keys)
+        probes += [_Probe("X:", named(t), False, rank, clear=t) for t, rank in wanted]
     return probes
 
 
@@ -331,17 +382,50 @@ class PatientIndex:
 
     def clear(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"DELETE FROM {self.TABLE}")
+        conn.execute(f"DELETE FROM {self.DUE}")
 
     def write(self, conn: sqlite3.Connection, patients: Sequence[Any]) -> None:
-        """Replace the terms of ``patients`` (in the caller's transaction)."""
+        """Replace the terms of ``patients`` (in the caller's transaction); they are no
+        longer due.  The rows go in in the index's order (a batch of many patients
+        touches each page of the index once, not once a row)."""
         for i in range(0, len(patients), 500):
             chunk = patients[i:i + 500]
             ids = [p.patient_id for p in chunk]
-            conn.execute(f"DELETE FROM {self.TABLE} WHERE patient_id IN "
-                         f"({', '.join('?' * len(ids))})", ids)
+            marks = ", ".join("?" * len(ids))
+            conn.execute(f"DELETE FROM {self.TABLE} WHERE patient_id IN ({marks})", ids)
+            conn.execute(f"DELETE FROM {self.DUE} WHERE patient_id IN ({marks})", ids)
             conn.executemany(f"INSERT OR IGNORE INTO {self.TABLE} (term, patient_id) "
-                             "VALUES (?, ?)", [(t, p.patient_id) for p in chunk
-                                               for t in terms(p, self.keys)])
+                             "VALUES (?, ?)", sorted({(t, p.patient_id) for p in chunk
+                                                      for t in terms(p, self.keys)}))
+
+    # -- terms written later ------------------------------------------------------------
+    #: patients whose terms are due: their records were written (by the sync daemon's
+    #: ingest) and their terms not yet; :meth:`search` checks them directly until
+    #: :meth:`write_due` (the daemon's background pass, :mod:`edge_node.sync.indexer`)
+    #: has written them
+    DUE = "patient_search_due"
+
+    def mark_due(self, conn: sqlite3.Connection, patients: Sequence[Any]) -> None:
+        """Record that the terms of ``patients`` are due (in the caller's transaction):
+        instead of :meth:`write`, for the ingest of others' events, which then costs a
+        row a patient, not the ~80 of its terms."""
+        if patients:
+            conn.executemany(f"INSERT OR IGNORE INTO {self.DUE} VALUES (?)",
+                             [(p.patient_id,) for p in patients])
+
+    def write_due(self, conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
+        """Write the terms of at most ``limit`` due patients (in the caller's
+        transaction): how many were written, and how many are still due."""
+        ids = [str(r[0]) for r in conn.execute(
+            f"SELECT patient_id FROM {self.DUE} LIMIT ?", (limit,))]
+        if ids:
+            self.write(conn, _patients(conn, f"patient_id IN ({', '.join('?' * len(ids))})",
+                                       ids))
+            # (a mark whose record is gone: none is deleted, but a mark never stops the pass)
+            conn.execute(f"DELETE FROM {self.DUE} WHERE patient_id IN "
+                         f"({', '.join('?' * len(ids))})", ids)
+        left = conn.execute(f"SELECT count(*) FROM {self.DUE}").fetchone()[0]
+        return len(ids), int(left)
 
     def search(self, conn: sqlite3.Connection, query: str, limit: int,
                keys: PatientKeys | None = None) -> list[str]:
@@ -349,6 +433,9 @@ class PatientIndex:
 
         Each probe reads at most ``limit × PER_KIND`` rows of one index range, in one
         statement; ties keep the index's order (the term, then the patient number).
+        The patients whose terms are due are left out of the index's rows (they may be
+        a changed record's old terms) and checked one by one instead: their terms made
+        here, as :meth:`write_due` will write them, and matched as the index would.
         """
         probes = plan(query, keys)
         if not probes or limit <= 0:
@@ -363,7 +450,8 @@ class PatientIndex:
             else:
                 where, more = "term = ?", [lo]
             parts.append(f"SELECT * FROM (SELECT {n}, term, patient_id FROM {self.TABLE} "
-                         f"WHERE {where} ORDER BY term LIMIT ?)")
+                         f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM {self.DUE} d WHERE "
+                         f"d.patient_id = {self.TABLE}.patient_id) ORDER BY term LIMIT ?)")
             args += [*more, rows_each]
         best: dict[str, tuple[int, int, str]] = {}
         for n, term, pid in conn.execute(" UNION ALL ".join(parts), args):
@@ -372,6 +460,44 @@ class PatientIndex:
             rank = (pr.exact_rank if exact else pr.prefix_rank, n, term)
             if pid not in best or rank < best[pid]:
                 best[pid] = rank
+        due = _patients(conn, f"patient_id IN (SELECT patient_id FROM {self.DUE})", ())
+        for p in due:
+            got = match(p, probes, keys)
+            if got is not None:
+                best[p.patient_id] = got
         return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
 
 
+def match(p: Patient, probes: Sequence[_Probe], keys: PatientKeys | None
+          ) -> tuple[int, int, str] | None:
+    """The rank the index's rows of ``p`` would give it for ``probes`` (None: no probe
+    finds it): ``p``'s terms made as :func:`terms` makes them, the keyed ones left in
+    clear (:func:`sealed_inputs`), pinyin only for a query that needs it."""
+    pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
+    plain = _plain_terms(p, pinyin)
+    name = _sealed_name(p, keys)
+    inputs = sealed_inputs(name, pinyin) if name else set()
+    best: tuple[int, int, str] | None = None
+    for n, pr in enumerate(probes):
+        lo = pr.kind + pr.key
+        rank: tuple[int, int, str] | None = None
+        if pr.kind == "X:":
+            if pr.clear and pr.clear in inputs:
+                rank = (pr.exact_rank, n, lo)
+        elif not pr.prefix:
+            if lo in plain:
+                rank = (pr.exact_rank, n, lo)
+        else:
+            found = [t for t in plain if t.startswith(lo)]
+            if found:
+                t = min(found)
+                rank = (pr.exact_rank if t == lo else pr.prefix_rank, n, t)
+        if rank is not None and (best is None or rank < best):
+            best = rank
+    return best
+
+
+def _patients(conn: sqlite3.Connection, where: str, args: Iterable[Any]) -> list[Patient]:
+    names = ", ".join(c for c, _ in columns(Patient))
+    return [Patient(*r) for r in conn.execute(
+        f"SELECT {names} FROM {Patient.TABLE} WHERE {where}", tuple(args))]

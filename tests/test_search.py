@@ -213,16 +213,25 @@ async def test_a_patient_with_no_active_card_opens_without_one(
 
 async def test_a_query_reads_index_ranges_never_the_whole_table(
         ledger: Ledger, people: dict[str, str]) -> None:
-    """Every probe of every kind of query is a search of the primary key, not a scan."""
+    """Every probe of every kind of query is a search of the primary key, not a scan; the
+    patients whose terms are due are read by their keys (only the due table, which holds
+    them alone, is read whole)."""
     for query in ("zs", "张", "三丰", "zhangsan", "5678", "13800138000", ID_MALE,
                   people["zhang"]):
         probes = search.plan(query, TEST_PATIENT_KEYS)
         assert probes, query
-        plans = await ledger.run(lambda c, q=query: _plans(c, q))
-        assert all("SEARCH patient_search USING PRIMARY KEY" in p for p in plans), plans
+        index, due = await ledger.run(lambda c, q=query: _plans(c, q))
+        searched = [p for p in index if "patient_search " in p + " "]
+        assert searched and all("SEARCH patient_search USING PRIMARY KEY" in p
+                                for p in searched), index
+        # (the due check of each row: a lookup of its key)
+        assert all("SCAN" not in p for p in index if "patient_search_due" in p or " d " in
+                   p + " "), index
+        assert any("SEARCH patients USING PRIMARY KEY" in p for p in due), due
+        assert not any("SCAN patients" in p for p in due), due
 
 
-def _plans(conn: object, query: str) -> list[str]:
+def _plans(conn: object, query: str) -> tuple[list[str], list[str]]:
     sql: list[str] = []
 
     class Spy:
@@ -231,10 +240,11 @@ def _plans(conn: object, query: str) -> list[str]:
             return conn.execute(statement, args).fetchall()  # type: ignore[attr-defined]
 
     search.PatientIndex().search(Spy(), query, 50, TEST_PATIENT_KEYS)  # type: ignore[arg-type]
-    [statement] = sql
-    rows = conn.execute("EXPLAIN QUERY PLAN " + statement,  # type: ignore[attr-defined]
-                        [None] * statement.count("?")).fetchall()
-    return [r[-1] for r in rows if "patient_search" in r[-1]]
+    [index, due] = sql
+    return tuple(  # type: ignore[return-value]
+        [r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + st,  # type: ignore[attr-defined]
+                                     [None] * st.count("?")).fetchall()]
+        for st in (index, due))
 
 
 def test_pinyin_readings_are_bounded() -> None:

@@ -123,7 +123,9 @@ async def test_catch_up_after_days_offline_goes_in_bounded_batches(
     assert max(b.batches) <= 500 and sum(b.batches) == 1200 and len(b.batches) >= 3
     st = await b._l.sync_state()
     assert st.online and st.received == 1200 and st.pull_cursor == 1200 and st.pending == 0
-    # b's projections now include a's work: a's patients and balances
+    # b's projections now include a's work: a's patients and balances, and, once b's
+    # background pass wrote the search terms of a's patients, the same search index
+    await until(lambda: _eq(b._l.index_due_count(), 0), 30, "b's index pass")
     assert await b._l.dump_projections() == await a.dump_projections()
     stop.set()
     await asyncio.gather(ta, tb)

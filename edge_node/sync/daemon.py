@@ -75,6 +75,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMes
 from edge_node.db import transaction
 from edge_node.errors import ConfigError
 from edge_node.i18n import Translator
+from edge_node.sync.indexer import IndexWriter
 from edge_node.sync.sigcheck import SignatureChecker
 from edge_node.sync.tls import CertificateRefused, check_pin, client_context, describe_tls_error
 from protocol.crypto import blake2b_256, fingerprint
@@ -113,7 +114,9 @@ class SyncLedger(Protocol):
     async def own_events_after(
         self, seq: int, limit: int = 500, max_bytes: int = 1 << 20
     ) -> list[bytes]: ...
-    async def ingest(self, encoded: list[bytes], *, attested: bool = False) -> int: ...
+    async def ingest(self, encoded: list[bytes], *, attested: bool = False,
+                     index_later: bool = False) -> int: ...
+    async def index_due(self, limit: int = 32) -> tuple[int, int]: ...
     async def set_node_keys(self, keys: dict[str, tuple[bytes, str]],
                             spans: dict[str, Sequence[KeySpan]] | None = None) -> None: ...
     async def sync_state(self) -> SyncStateLike: ...
@@ -161,6 +164,9 @@ class SyncOptions:
     #: check attested events' own signatures in the background (tests turn it off to
     #: look at what is pending)
     check_signatures: bool = True
+    #: others' patients' search terms written by the background pass, not in the ingest
+    #: (:mod:`edge_node.sync.indexer`; tests turn it off to look at what is due)
+    index_later: bool = True
 
     @classmethod
     def from_env(cls) -> SyncOptions:
@@ -233,6 +239,7 @@ class SyncClient:
         self._proto: dict[str, int] = {}
         self.found = asyncio.Event()  # the background check recorded a finding
         self.checker = SignatureChecker(ledger, on_finding=lambda _: self.found.set())
+        self.indexer = IndexWriter(ledger)
 
     @property
     def url(self) -> str:
@@ -240,14 +247,17 @@ class SyncClient:
         return self.urls[self._turn]
 
     async def run(self, stop: asyncio.Event) -> None:
-        checker = (asyncio.create_task(self.checker.run(stop), name="sync-sigcheck")
-                   if self.opt.check_signatures else None)
+        background = []
+        if self.opt.check_signatures:
+            background.append(asyncio.create_task(self.checker.run(stop), name="sync-sigcheck"))
+        if self.opt.index_later:
+            background.append(asyncio.create_task(self.indexer.run(stop), name="sync-index"))
         try:
             await self._run(stop)
         finally:
-            if checker is not None:
-                checker.cancel()
-                await asyncio.gather(checker, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await asyncio.to_thread(self.checker.close)
 
     async def _run(self, stop: asyncio.Event) -> None:
@@ -555,10 +565,13 @@ class SyncClient:
                     )
                     acked_changed.set()
                 elif isinstance(msg, Events):
-                    n = await self.ledger.ingest(list(msg.events), attested=s.attested) \
+                    n = await self.ledger.ingest(list(msg.events), attested=s.attested,
+                                                 index_later=self.opt.index_later) \
                         if msg.events else 0
                     if n and s.attested:
                         self.checker.wake.set()
+                    if n and self.opt.index_later:
+                        self.indexer.ingested()
                     received += n
                     await self.ledger.update_sync_state(
                         pull_cursor=msg.cursor, received=received, last_sync_ms=_now_ms()
