@@ -112,14 +112,17 @@ def _char_readings(ch: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(r for r in got[0] if r.isalpha())) if got else ()
 
 
-def _run_readings(run: str) -> list[str]:
-    """The readings pypinyin gives a run of Chinese characters as a phrase, one each."""
+@lru_cache(maxsize=8192)
+def _run_readings(run: str) -> tuple[str, ...]:
+    """The readings pypinyin gives a run of Chinese characters as a phrase, one each
+    (kept for the next name with the same run: surnames, given names and their
+    characters recur)."""
     from pypinyin import lazy_pinyin
 
     got = lazy_pinyin(run, errors="ignore")
     if len(got) != len(run):  # never seen; then the characters' first readings
-        return [_char_readings(c)[0] for c in run]
-    return got
+        return tuple(_char_readings(c)[0] for c in run)
+    return tuple(got)
 
 
 def readings(text: str) -> list[str]:
@@ -364,6 +367,7 @@ class PatientIndex:
         #: the counter's patient keys (the ledger sets them): sealed names are indexed
         #: with the names key, so the index is one ledger's (:meth:`use_keys`)
         self.keys: PatientKeys | None = None
+        self._due_seen: dict[Any, tuple[frozenset[str], frozenset[str]]] = {}
 
     def use_keys(self, keys: PatientKeys | None) -> None:
         self.keys = keys
@@ -460,29 +464,47 @@ class PatientIndex:
             rank = (pr.exact_rank if exact else pr.prefix_rank, n, term)
             if pid not in best or rank < best[pid]:
                 best[pid] = rank
-        due = _patients(conn, f"patient_id IN (SELECT patient_id FROM {self.DUE})", ())
-        for p in due:
-            got = match(p, probes, keys)
+        pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
+        fields = ", ".join(_TERMS_FIELDS)
+        for row in conn.execute(f"SELECT {fields} FROM {Patient.TABLE} WHERE patient_id IN "
+                                f"(SELECT patient_id FROM {self.DUE})"):
+            got = _match(self._due_terms(tuple(row), keys, pinyin), probes)
             if got is not None:
-                best[p.patient_id] = got
+                best[row[0]] = got
         return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
 
+    def _due_terms(self, row: tuple[str, ...], keys: PatientKeys | None, pinyin: bool
+                   ) -> tuple[frozenset[str], frozenset[str]]:
+        """A due patient's terms for :func:`_match`: its plain terms, and its sealed
+        name's ``m: s: f: a:`` terms in clear (its keyed rows are tags of their prefixes:
+        :func:`sealed_inputs`).  Kept per record and keys while it is due, so a search
+        opens each due name once, not once a query."""
+        at = (row, keys.key_id if keys is not None else "", pinyin)
+        got = self._due_seen.get(at)
+        if got is None:
+            if len(self._due_seen) >= MAX_DUE_SEEN:
+                self._due_seen.clear()
+            p = Patient(**dict(zip(_TERMS_FIELDS, row, strict=True)))  # type: ignore[arg-type]
+            name = _sealed_name(p, keys)
+            got = self._due_seen[at] = (frozenset(_plain_terms(p, pinyin)),
+                                        frozenset(name_terms(name, pinyin) if name else ()))
+        return got
 
-def match(p: Patient, probes: Sequence[_Probe], keys: PatientKeys | None
-          ) -> tuple[int, int, str] | None:
-    """The rank the index's rows of ``p`` would give it for ``probes`` (None: no probe
-    finds it): ``p``'s terms made as :func:`terms` makes them, the keyed ones left in
-    clear (:func:`sealed_inputs`), pinyin only for a query that needs it."""
-    pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
-    plain = _plain_terms(p, pinyin)
-    name = _sealed_name(p, keys)
-    inputs = sealed_inputs(name, pinyin) if name else set()
+
+def _match(terms: tuple[frozenset[str], frozenset[str]], probes: Sequence[_Probe]
+           ) -> tuple[int, int, str] | None:
+    """The rank a patient's index rows would give it for ``probes`` (None: no probe finds
+    it), from its terms as :meth:`PatientIndex._due_terms` makes them: the plain ones
+    matched as the index matches them, the sealed name's (``X:``) by what each probe is
+    the tag of (``m=…``: that whole term; ``m<…``: a prefix, at most
+    :data:`SEALED_PREFIX` long, of a term of that kind)."""
+    plain, named = terms
     best: tuple[int, int, str] | None = None
     for n, pr in enumerate(probes):
         lo = pr.kind + pr.key
         rank: tuple[int, int, str] | None = None
         if pr.kind == "X:":
-            if pr.clear and pr.clear in inputs:
+            if pr.clear and _sealed_match(pr.clear, named):
                 rank = (pr.exact_rank, n, lo)
         elif not pr.prefix:
             if lo in plain:
@@ -495,6 +517,23 @@ def match(p: Patient, probes: Sequence[_Probe], keys: PatientKeys | None
         if rank is not None and (best is None or rank < best):
             best = rank
     return best
+
+
+def _sealed_match(clear: str, named: frozenset[str]) -> bool:
+    """Whether :func:`sealed_inputs` of the name whose terms are ``named`` holds
+    ``clear`` (without making them all)."""
+    kind, op, value = clear[0], clear[1], clear[2:]
+    if op == "=":
+        return kind != "s" and f"{kind}:{value}" in named
+    if not 1 <= len(value) <= SEALED_PREFIX:
+        return False
+    head = kind + ":" + value
+    return any(t.startswith(head) for t in named)
+
+
+#: the fields a patient's terms are made of (:meth:`PatientIndex.terms_key`)
+_TERMS_FIELDS = ("patient_id", "name", "national_id", "phone", "id_tag", "phone_tag")
+MAX_DUE_SEEN = 20_000  # due patients' terms kept for the next search (then started afresh)
 
 
 def _patients(conn: sqlite3.Connection, where: str, args: Iterable[Any]) -> list[Patient]:

@@ -235,7 +235,7 @@ def _plans(conn: object, query: str) -> tuple[list[str], list[str]]:
     sql: list[str] = []
 
     class Spy:
-        def execute(self, statement: str, args: list[object]) -> list[object]:
+        def execute(self, statement: str, args: list[object] | tuple[()] = ()) -> list[object]:
             sql.append(statement)
             return conn.execute(statement, args).fetchall()  # type: ignore[attr-defined]
 
@@ -297,3 +297,77 @@ async def test_an_old_ledger_gets_its_index_at_open(tmp_path: Path) -> None:
         assert await names(CounterService(led, "op"), "zs") == ["张三"]
     finally:
         await led.close()
+
+
+async def _ids(led: Ledger, query: str) -> list[str]:
+    return [p.patient_id for p, _, _ in await led.search_patients(query)]
+
+
+async def test_patients_whose_terms_are_due_are_found_before_the_pass(
+        make_ledger: LedgerFactory) -> None:
+    """The sync daemon's ingest marks others' patients' terms due (``index_later``);
+    until its background pass writes them, a search checks those patients one by one
+    and finds what the index would, a changed record by its new details only; after
+    the pass the index is the one of an ingest that wrote the terms at once."""
+    there = await make_ledger("cashier-02")
+    now, later = await make_ledger("cashier-01"), await make_ledger("cashier-03")
+    for led in (now, later):
+        await led.set_node_keys({n: (node_key(n).public_key, "cashier")
+                                 for n in ("cashier-02", "cashier-03")})
+    svc = CounterService(there, "op")
+    people = {k: await register(svc, f"86000000{i:02d}", **d) for i, (k, d) in enumerate(
+        [("zhang", ZHANG), ("zhang_sf", ZHANG_SF), ("zeng", ZENG), ("li", LI)])}
+    queries = ["zs", "张", "张三", "三丰", "zhangsan", "zengxiaoxian", "cengxiaoxian", "xx",
+               "5678", "13800138000", "+86 139-1234-5678", ID_MALE, ID_FEMALE.lower(),
+               people["zeng"], people["li"].lower()[:-1], "李", "ls", "李四", "lss",
+               "李思思", "2222", "nobody", "小"]
+
+    async def same_as_written_at_once(due: int) -> None:
+        assert await later.index_due_count() == due
+        for q in queries:
+            assert await _ids(later, q) == await _ids(now, q), q
+
+    sent = 0
+
+    async def ingest() -> None:
+        nonlocal sent
+        events = [d for _, d in await there.events()][sent:]
+        sent += len(events)
+        assert await now.ingest(events) == await later.ingest(events, index_later=True)
+
+    await ingest()
+    assert not await later.run(lambda c: c.execute("SELECT * FROM patient_search").fetchall())
+    await same_as_written_at_once(4)
+    assert await _ids(later, "zs") == [people["zhang"], people["zhang_sf"]]
+    assert await _ids(later, "zengxiaoxian") == [people["zeng"]]
+    assert await _ids(later, ID_MALE) == [people["zhang"]]
+    assert await later.index_due(3) == (3, 1)
+    await same_as_written_at_once(1)
+    assert await later.index_due(3) == (1, 0)
+    assert await later.dump_projections() == await now.dump_projections()
+    # a changed record: due again, its old terms still in the index until the pass
+    await svc.update_patient(people["li"], phone="13111112222", name="李思思")
+    await ingest()
+    assert await later.run(lambda c: c.execute(
+        "SELECT count(*) FROM patient_search WHERE patient_id = ?", (people["li"],)
+    ).fetchone()[0])
+    await same_as_written_at_once(1)
+    assert await _ids(later, "李四") == [] and await _ids(later, "lss") == [people["li"]]
+    assert await _ids(later, "2222") == [people["li"]]
+    # the counter's own write of a due patient writes its terms at once
+    await CounterService(later, "op").update_patient(people["li"], phone="13122223333")
+    assert await later.index_due_count() == 0
+    await now.ingest(await later.own_events_after(0))
+    assert await _ids(later, "3333") == await _ids(now, "3333") == [people["li"]]
+    assert await later.dump_projections() == await now.dump_projections()
+    live = await later.dump_projections()
+    await later.rebuild()
+    assert await later.dump_projections() == live
+
+
+def test_name_tags_are_the_keys_own() -> None:
+    tag = search.name_tagger(TEST_PATIENT_KEYS)
+    for term in ("m=张三", "s<三", "f<zh", "a=zs", ""):
+        assert tag(term) == TEST_PATIENT_KEYS.name_term(term)
+    assert search.sealed_name_terms("张三", TEST_PATIENT_KEYS) == {
+        "X:" + TEST_PATIENT_KEYS.name_term(t) for t in search.sealed_inputs("张三")}
