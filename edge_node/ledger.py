@@ -721,7 +721,7 @@ class Ledger:
 
     # -- ingesting other nodes' events (sync) ------------------------------------------
     async def ingest(self, encoded: list[bytes], *, attested: bool = False,
-                     index_later: bool = False) -> int:
+                     index_later: bool = False, pull_cursor: int | None = None) -> int:
         """Store other nodes' events (verified, chained, idempotent) in one transaction.
 
         Returns how many were new.  Raises a :class:`ProtocolError` subclass, having
@@ -743,14 +743,20 @@ class Ledger:
         most of an ingest's cost), for :meth:`index_due` — the sync daemon's background
         pass (:mod:`edge_node.sync.indexer`); searches meanwhile check the due records
         one by one, so they find them all the same.
+
+        ``pull_cursor``: the sync daemon's pull position after these events, recorded in
+        the same transaction (with the count received and the time): one commit, one
+        fsync, a frame.
         """
-        new = int(await self._run(self._ingest_tx, encoded, attested, index_later))
+        new = int(await self._run(self._ingest_tx, encoded, attested, index_later,
+                                  pull_cursor))
         self._after_commit()
         await self._bound_wal()
         return new
 
     def _ingest_tx(self, conn: sqlite3.Connection, encoded: list[bytes],
-                   attested: bool = False, index_later: bool = False) -> int:
+                   attested: bool = False, index_later: bool = False,
+                   pull_cursor: int | None = None) -> int:
         # This node's own events come back from central when the ledger lost them (a
         # re-install, an old backup): they must verify with this node's own keys and
         # continue its chain, like any node's.
@@ -837,6 +843,9 @@ class Ledger:
             conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
                              [(n, hd.seq, hd.hash) for n, hd in heads.items()])
             self._write_clock(conn, hlc)
+            if pull_cursor is not None:
+                conn.execute("UPDATE sync_state SET pull_cursor=?, received=received+?, "
+                             "last_sync_ms=? WHERE id=1", (pull_cursor, len(rows), wall_ms()))
         return len(rows)
 
     def _observe(self, hlc: Hlc, ev: Event, now: int) -> Hlc:

@@ -22,10 +22,11 @@ Each connection runs :class:`protocol.session.EdgeSession` over a websocket:
      ``≤ 500`` events and ``≤ 1 MiB`` a batch, with at most ``window`` batches awaiting
      their ``ack``; idle, it polls the ledger (the TUI appends in another process);
    * the **receiver** handles ``ack`` (records ``acked_seq``) and ``events`` (ingests
-     the batch into the ledger — verified and chained there — then records the new
-     pull cursor).  One frame is read only after the last one is stored, and the
-     socket's queue is two frames, so catching up after days offline uses bounded
-     memory.
+     the batch into the ledger — verified and chained there — and records the new
+     pull cursor in the same transaction).  One frame is read only after the last one
+     is stored, and the socket's queue is two frames, so catching up after days
+     offline uses bounded memory.  The search terms of the patients a frame brings
+     are written afterwards, in the background (:mod:`edge_node.sync.indexer`).
 
    Central attests every events frame (protocol 4): the session checks central's one
    signature over the frame's event hashes, and the ledger stores and folds the events
@@ -115,7 +116,7 @@ class SyncLedger(Protocol):
         self, seq: int, limit: int = 500, max_bytes: int = 1 << 20
     ) -> list[bytes]: ...
     async def ingest(self, encoded: list[bytes], *, attested: bool = False,
-                     index_later: bool = False) -> int: ...
+                     index_later: bool = False, pull_cursor: int | None = None) -> int: ...
     async def index_due(self, limit: int = 32) -> tuple[int, int]: ...
     async def set_node_keys(self, keys: dict[str, tuple[bytes, str]],
                             spans: dict[str, Sequence[KeySpan]] | None = None) -> None: ...
@@ -141,6 +142,9 @@ class SyncStateLike(Protocol):
     def received(self) -> int: ...
     @property
     def acked_seq(self) -> int: ...
+
+
+SYNC_CACHE_KIB = 32 * 1024  # the sync daemon's SQLite page cache
 
 
 class SyncFailed(Exception):
@@ -565,17 +569,19 @@ class SyncClient:
                     )
                     acked_changed.set()
                 elif isinstance(msg, Events):
-                    n = await self.ledger.ingest(list(msg.events), attested=s.attested,
-                                                 index_later=self.opt.index_later) \
-                        if msg.events else 0
+                    if msg.events:  # (the cursor, count and time in the same transaction)
+                        n = await self.ledger.ingest(list(msg.events), attested=s.attested,
+                                                     index_later=self.opt.index_later,
+                                                     pull_cursor=msg.cursor)
+                    else:
+                        n = 0
+                        await self.ledger.update_sync_state(pull_cursor=msg.cursor,
+                                                            last_sync_ms=_now_ms())
                     if n and s.attested:
                         self.checker.wake.set()
                     if n and self.opt.index_later:
                         self.indexer.ingested()
                     received += n
-                    await self.ledger.update_sync_state(
-                        pull_cursor=msg.cursor, received=received, last_sync_ms=_now_ms()
-                    )
                     if n:
                         log.info("sync received node=%s new=%d cursor=%d", self.node, n, msg.cursor)
                     if self.recovering and n:
@@ -646,6 +652,10 @@ async def run(
     ledger = await Ledger.open(config.db, config.node_id, key, rule_config=config.rules,
                                max_skew_ms=config.sync.max_skew_ms)
     try:
+        # The daemon writes others' patients' search terms (random keys all over the
+        # index): a page cache of SYNC_CACHE_KIB, not SQLite's 2 MiB, keeps most of the
+        # index's pages in memory for the background pass.
+        await ledger.run(lambda c: c.execute(f"PRAGMA cache_size=-{SYNC_CACHE_KIB}"))
         try:
             tls = client_context(config.sync)
         except ConfigError as exc:  # `onecard-edge info` shows it too
