@@ -220,6 +220,11 @@ class RecordIndex(Protocol):
     def write_due(self, conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         """Write the terms of at most ``limit`` due records: (written, still due)."""
 
+    def mark_all_due(self, conn: sqlite3.Connection) -> bool:
+        """Mark every record due (its terms made with other keys: unused from now on),
+        unless there are too many for searches to check one by one (False: nothing
+        marked)."""
+
     def use_keys(self, keys: PatientKeys | None) -> None:
         """The counter's patient keys, as they are now (an index of sealed values may
         need them; its fingerprint then says which it was made with)."""
@@ -360,13 +365,20 @@ class Ledger:
             ix.use_keys(keys)
         return keys
 
-    def _reindex_for_keys(self, conn: sqlite3.Connection) -> None:
+    def _reindex_for_keys(self, conn: sqlite3.Connection, later: bool = False) -> None:
         """Inside a write: rewrite each index made with other keys than the counter's now
         (a grant just folded, here or by the sync process): one transaction, so the
-        index never holds terms of two keys."""
+        index never holds terms of two keys.  ``later`` (the sync daemon's ingest): an
+        index of few enough records has them all marked due instead, its old terms
+        unused from now on, and the daemon's background pass rewrites them."""
         self._keys_tx(conn)
         for ix in self._all_indexes() if self._keys_known() else ():
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
+                if later and ix.mark_all_due(conn):
+                    log.info("the %s index is due (the patient keys changed)", ix.TABLE)
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 (_index_meta(ix), ix.fingerprint()))
+                    continue
                 log.info("rewriting the %s index (the patient keys changed)", ix.TABLE)
                 self._reindex(conn, ix)
 
@@ -1325,9 +1337,9 @@ class Ledger:
                     index_later: bool = False) -> None:
         changes = {rt: [r for k, r in table.items() if loaded.seen.get((rt, k)) != r]
                    for rt, table in loaded.state.tables.items()}
-        if any(changes.get(rt) for rt in self.indexes):
-            self._reindex_for_keys(conn)  # (the other process may have taken new keys)
         later = index_later and self._keys_known()
+        if any(changes.get(rt) for rt in self.indexes):
+            self._reindex_for_keys(conn, later)  # (the other process may have taken new keys)
         for rt, changed in changes.items():
             _upsert(conn, rt, changed)
             for ix in self.indexes.get(rt, ()):
@@ -1338,7 +1350,7 @@ class Ledger:
                 else:
                     ix.write(conn, terms_changed)
         if self.indexes and changes.get(KeyGrant):
-            self._reindex_for_keys(conn)  # a grant folded just now: its keys index names
+            self._reindex_for_keys(conn, later)  # a grant folded just now: its keys index names
         if not self._keys_known() and any(changes.get(rt) for rt in self.indexes):
             # (written without the keys: sealed names got no terms; the counter's next
             # open with its key rewrites the index)

@@ -417,6 +417,16 @@ class PatientIndex:
             conn.executemany(f"INSERT OR IGNORE INTO {self.DUE} VALUES (?)",
                              [(p.patient_id,) for p in patients])
 
+    def mark_all_due(self, conn: sqlite3.Connection) -> bool:
+        """Mark every patient due (when the keys changed in the sync daemon's ingest: a
+        grant), unless more than :data:`MAX_DUE` would be (False: nothing marked).  Their
+        rows made with the old keys stay until :meth:`write_due` replaces them, unused:
+        a search leaves out every due patient's rows."""
+        if conn.execute(f"SELECT count(*) > ? FROM {Patient.TABLE}", (MAX_DUE,)).fetchone()[0]:
+            return False
+        conn.execute(f"INSERT OR IGNORE INTO {self.DUE} SELECT patient_id FROM {Patient.TABLE}")
+        return True
+
     def write_due(self, conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         """Write the terms of at most ``limit`` due patients (in the caller's
         transaction): how many were written, and how many are still due."""
@@ -534,6 +544,10 @@ def _sealed_match(clear: str, named: frozenset[str]) -> bool:
 #: the fields a patient's terms are made of (:meth:`PatientIndex.terms_key`)
 _TERMS_FIELDS = ("patient_id", "name", "national_id", "phone", "id_tag", "phone_tag")
 MAX_DUE_SEEN = 20_000  # due patients' terms kept for the next search (then started afresh)
+#: patients due past which the sync daemon's background pass writes terms between frames
+#: too, and a change of keys rewrites the index in place (a search checks each due
+#: patient one by one: ~10 µs each, more the first time it is asked)
+MAX_DUE = 5000
 
 
 def _patients(conn: sqlite3.Connection, where: str, args: Iterable[Any]) -> list[Patient]:

@@ -258,11 +258,14 @@ async def test_a_legacy_ledger_with_details_in_clear_still_folds_shows_and_finds
     assert [h.patient.name for h in await svc.search_patients("8000")] == ["老王"]
 
 
+@pytest.mark.parametrize("later", [False, True], ids=["at-once", "sync-daemon"])
 async def test_a_grant_after_the_patients_indexes_their_names_in_one_go(
-        make_ledger: LedgerFactory) -> None:
+        make_ledger: LedgerFactory, later: bool) -> None:
     """Names are indexed with the names key: a counter that gets its keys after the
-    patients (a new counter's first sync) rewrites its index in the grant's transaction,
-    and a rebuild in small chunks (bounded memory) makes the same index."""
+    patients (a new counter's first sync) rewrites its index in the grant's transaction
+    (the sync daemon's ingest: marks every patient due, found one by one until its
+    background pass has rewritten their terms), and a rebuild in small chunks (bounded
+    memory) makes the same index."""
     cashier = await make_ledger("cashier-01")
     svc = CounterService(cashier, "op")
     for i, name in enumerate(("张三", "李梅", "曾小贤")):
@@ -283,10 +286,16 @@ async def test_a_grant_after_the_patients_indexes_their_names_in_one_go(
     _, grant, _ = sign_event(central, node=CENTRAL, seq=1, prev=b"\0" * 32,
                              hlc=Hlc(1_790_000_000_000, 0), operator="central",
                              kind="privacy.key_granted", body=body)
-    assert await lab.ingest([grant]) == 1
-    assert [h.patient.name for h in await lab_svc.search_patients("zs")] == ["张三"]
-    assert [h.patient.name for h in await lab_svc.search_patients("zengxiao")] == ["曾小贤"]
-    assert [h.patient.name for h in await lab_svc.search_patients("梅")] == ["李梅"]
+    assert await lab.ingest([grant], index_later=later) == 1
+    assert await lab.index_due_count() == (3 if later else 0)
+    for _ in range(2):  # (due, then after the background pass)
+        assert [h.patient.name for h in await lab_svc.search_patients("zs")] == ["张三"]
+        assert [h.patient.name for h in await lab_svc.search_patients("zengxiao")] == [
+            "曾小贤"]
+        assert [h.patient.name for h in await lab_svc.search_patients("梅")] == ["李梅"]
+        assert [h.patient.name for h in await lab_svc.search_patients("1380")] == []
+        assert await lab.index_due(10) == ((3 if later else 0), 0)
+        later = False
     live = await lab.dump_projections()
     chunk, ledger_mod.REBUILD_CHUNK = ledger_mod.REBUILD_CHUNK, 2
     try:

@@ -28,12 +28,13 @@ import contextlib
 import logging
 from typing import Protocol
 
+from edge_node import search
+
 log = logging.getLogger("onecard.edge.indexer")
 
 BATCH = 32  # patients a transaction (~30 ms of one core for sealed names)
 QUIET_S = 0.5  # no events frame ingested for this long: the pass may run
-MAX_DUE = 5000  # patients due past which the pass runs between frames too (a search
-# checks each due patient directly: ~10 µs each, more the first time it is asked)
+MAX_DUE = search.MAX_DUE  # patients due past which the pass runs between frames too
 
 
 class IndexLedger(Protocol):
