@@ -29,6 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.converge import KEYS, patient_ops
 from edge_node.ledger import Ledger
+
+try:  # (the sync daemon's background pass of search terms; a ledger before it has none)
+    from edge_node.sync.daemon import SYNC_CACHE_KIB
+    from edge_node.sync.indexer import BATCH
+except ImportError:
+    SYNC_CACHE_KIB, BATCH = 2000, 0
 from protocol.crypto import SigningKey
 
 
@@ -81,13 +87,16 @@ async def ingest_once(path: Path, sources: list[list[bytes]], page: int, k: int,
     try:
         await led.set_node_keys({f"cashier-{i:02d}": (key_of(i).public_key, "cashier")
                                  for i in range(1, k + 1)})
+        if later:  # (as the sync daemon opens it)
+            await led.run(lambda c: c.execute(f"PRAGMA cache_size=-{SYNC_CACHE_KIB}"))
         todo = pages(sources, page)
         prof = cProfile.Profile() if profile else None
         c0, t0 = time.process_time(), time.perf_counter()
         n = 0
         for p in todo:
             if prof is None:
-                n += await led.ingest(p, attested=True, index_later=later)
+                n += await (led.ingest(p, attested=True, index_later=True) if later else
+                            led.ingest(p, attested=True))
             else:  # (the ingest runs in the ledger's thread: profile it there)
                 n += await led.run(profiled, prof, led, p, later)
         if prof:
@@ -95,7 +104,7 @@ async def ingest_once(path: Path, sources: list[list[bytes]], page: int, k: int,
         cpu, wall = time.process_time() - c0, time.perf_counter() - t0
         assert n == sum(len(s) for s in sources), n
         c1 = time.process_time()
-        while later and (await led.index_due(200))[1]:  # the daemon's background pass
+        while later and (await led.index_due(BATCH))[1]:  # the daemon's background pass
             pass
         index_cpu = time.process_time() - c1
         if not no_keys:

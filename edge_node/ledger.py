@@ -43,6 +43,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import operator
 import os
 import sqlite3
 import time
@@ -1510,7 +1511,8 @@ def _chunks(items: list[Any], n: int) -> Iterator[list[Any]]:
 
 def _upsert(conn: sqlite3.Connection, rt: type[Record], records: Iterable[Record]) -> None:
     names = [c for c, _ in columns(rt)]
-    rows = [tuple(getattr(r, c) for c in names) for r in records]
+    row = operator.attrgetter(*names)  # (one call a record: a tuple of its fields)
+    rows = [row(r) if len(names) > 1 else (row(r),) for r in records]
     if rows:
         conn.executemany(f"INSERT OR REPLACE INTO {rt.TABLE} ({', '.join(names)}) VALUES "
                          f"({', '.join('?' * len(names))})", rows)
