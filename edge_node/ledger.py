@@ -23,7 +23,10 @@ Derived indexes (:class:`RecordIndex`: the patient search of :mod:`edge_node.sea
 are lookup tables made from one record type's rows alone.  They are written in the
 same transaction as the records they derive from (whenever those are written back with
 different terms), rewritten by ``rebuild``, and rewritten at open when their
-fingerprint is not the one stored (a version that makes them differently).
+fingerprint is not the one stored (a version that makes them differently).  The sync
+daemon's ingest of others' events only marks their records' terms due, for its
+background pass (``index_later``, :meth:`Ledger.index_due`); searches check due
+records directly meanwhile (:mod:`edge_node.search`).
 
 Others' events that central attested (one signature of central's over a pulled frame's
 event hashes: protocol 4) are stored and folded before their own signatures are checked,

@@ -46,6 +46,16 @@ in the same transaction as the records it derives from (the ledger calls it when
 writes patients back, and rebuilds it when it refolds), and rebuilt from the patients
 table when its :meth:`~PatientIndex.fingerprint` (this module's version, pypinyin's)
 changes.
+
+One exception, for the sync daemon's ingest of others' events, of which a sealed name's
+~80 rows were most of the cost: there the patients are only marked *due*
+(``patient_search_due``, :meth:`PatientIndex.mark_due`) and the daemon's background
+pass writes their rows later (:meth:`PatientIndex.write_due`,
+:mod:`edge_node.sync.indexer`).  A search leaves the due patients' rows out (a changed
+record's old terms) and checks each due patient directly instead: its terms made as the
+pass will write them, a sealed name opened and matched in clear against what each
+keyed probe is the tag of (:func:`_match`), so it finds exactly what the index will.
+After the pass the table is the same as if it had been written in the ingest.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ test_search.py and, with real daemons and central, in test_sync_daemon.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 
 import pytest
@@ -44,7 +45,7 @@ async def until(pred: object, timeout: float, what: str) -> None:
 
 async def test_the_pass_waits_for_a_quiet_moment_then_writes_everything() -> None:
     led = Due(0)
-    w = IndexWriter(led, batch=4, quiet_s=0.1, max_due=1000, idle_s=30)
+    w = IndexWriter(led, batch=4, quiet_s=0.1, every_s=30, max_due=1000, idle_s=30)
     stop = asyncio.Event()
     task = asyncio.create_task(w.run(stop))
     await until(lambda: led.calls, 5, "the first step (what a last run left)")
@@ -66,7 +67,7 @@ async def test_the_pass_waits_for_a_quiet_moment_then_writes_everything() -> Non
 
 async def test_past_max_due_batches_go_between_frames() -> None:
     led = Due(100)
-    w = IndexWriter(led, batch=10, quiet_s=5.0, max_due=50, idle_s=30)
+    w = IndexWriter(led, batch=10, quiet_s=5.0, every_s=30, max_due=50, idle_s=30)
     w.due = 100  # (as the last step said)
     stop = asyncio.Event()
     w.ingested()  # a frame just now: not quiet for 5 s
@@ -75,6 +76,25 @@ async def test_past_max_due_batches_go_between_frames() -> None:
     stop.set()
     await task
     assert 40 <= led.due < 50  # and no further: below max_due it waits for the quiet
+
+
+async def test_a_steady_trickle_of_frames_gets_a_batch_every_so_often() -> None:
+    led = Due(0)
+    w = IndexWriter(led, batch=2, quiet_s=5.0, every_s=0.2, max_due=1000, idle_s=30)
+    stop = asyncio.Event()
+    task = asyncio.create_task(w.run(stop))
+    await until(lambda: led.calls, 5, "the first step (what a last run left)")
+    for _ in range(200):  # frames every 10 ms, never 5 s without one
+        if w.written >= 6:
+            break
+        led.due += 1
+        w.ingested()
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    assert w.written >= 6  # written while the frames went on
+    steps = [at for at, _ in led.calls]
+    assert all(b - a >= 0.2 - 0.005 for a, b in itertools.pairwise(steps)), steps
 
 
 async def test_a_failing_pass_is_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:

@@ -14,11 +14,13 @@ would match them), so a patient who arrived a second ago is found all the same.
 :class:`IndexWriter` writes the due terms afterwards, a few patients a transaction
 (:meth:`~edge_node.ledger.Ledger.index_due`), when the daemon is not ingesting: it waits
 until no events frame was ingested for ``quiet_s``, so a catch-up's frames are stored
-first and its index follows, and a live event waits for at most one small batch.  More
-than ``max_due`` patients due (a long catch-up) and it writes batches between frames as
-well, so the one-by-one check of a search stays bounded.  The marks live in the ledger:
-a pass cut off by a restart resumes where it stopped.  A failure (the disk) is logged
-and retried with backoff, never a traceback in a loop.
+first and its index follows, and a live event waits for at most one small batch.  So
+that a steady trickle of frames (a busy hospital: never ``quiet_s`` without one) does
+not leave patients due for ever, one batch goes between frames at least every
+``every_s``; and more than ``max_due`` patients due (a long catch-up), batches go
+between frames until fewer are, so the one-by-one check of a search stays bounded.
+The marks live in the ledger: a pass cut off by a restart resumes where it stopped.  A
+failure (the disk) is logged and retried with backoff, never a traceback in a loop.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ log = logging.getLogger("onecard.edge.indexer")
 BATCH = 64  # patients a transaction (~70 ms of one core for the bench's sealed names: fewer
 #            and the index's pages are written again for every few rows)
 QUIET_S = 0.5  # no events frame ingested for this long: the pass may run
+EVERY_S = 2.0  # …and one batch between frames at least this often
 MAX_DUE = search.MAX_DUE  # patients due past which the pass runs between frames too
 
 
@@ -48,10 +51,12 @@ class IndexWriter:
     """Writes the ledger's due index terms until ``stop`` is set."""
 
     def __init__(self, ledger: IndexLedger, *, batch: int = BATCH, quiet_s: float = QUIET_S,
-                 max_due: int = MAX_DUE, idle_s: float = 5.0) -> None:
+                 every_s: float = EVERY_S, max_due: int = MAX_DUE, idle_s: float = 5.0
+                 ) -> None:
         self.ledger = ledger
         self.batch = batch
         self.quiet_s = quiet_s
+        self.every_s = every_s
         self.max_due = max_due
         self.idle_s = idle_s
         #: set when an ingest marked terms due (the receiver sets it, :meth:`ingested`)
@@ -59,6 +64,7 @@ class IndexWriter:
         self.written = 0  # records whose terms this writer wrote
         self.due = 0  # records due after the last step
         self._last_ingest = 0.0
+        self._last_step = 0.0
 
     def ingested(self) -> None:
         """An events frame was just ingested (its records' terms marked due)."""
@@ -67,16 +73,19 @@ class IndexWriter:
 
     async def step(self) -> int:
         """Write up to ``batch`` records' due terms; how many were written."""
+        self._last_step = asyncio.get_running_loop().time()
         n, self.due = await self.ledger.index_due(self.batch)
         self.written += n
         return n
 
     async def _quiet(self, stop: asyncio.Event) -> None:
-        """Wait until no frame was ingested for ``quiet_s`` (not while ``max_due`` or
-        more are due: then a batch goes between frames)."""
+        """Wait until no frame was ingested for ``quiet_s``, or the last batch is
+        ``every_s`` old (not while ``max_due`` or more are due: then a batch goes between
+        frames)."""
         loop = asyncio.get_running_loop()
         for _ in range(1000):  # (bounded: each round waits out the quiet left)
-            left = self._last_ingest + self.quiet_s - loop.time()
+            now = loop.time()
+            left = min(self._last_ingest + self.quiet_s, self._last_step + self.every_s) - now
             if left <= 0 or self.due >= self.max_due or stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
