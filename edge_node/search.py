@@ -467,6 +467,9 @@ class PatientIndex:
         parts: list[str] = []
         args: list[Any] = []
         rows_each = limit * PER_KIND
+        due = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {self.DUE})").fetchone()[0]
+        not_due = (f" AND NOT EXISTS (SELECT 1 FROM {self.DUE} d WHERE d.patient_id = "
+                   f"{self.TABLE}.patient_id)") if due else ""
         for n, pr in enumerate(probes):
             lo = pr.kind + pr.key
             if pr.prefix:
@@ -474,8 +477,7 @@ class PatientIndex:
             else:
                 where, more = "term = ?", [lo]
             parts.append(f"SELECT * FROM (SELECT {n}, term, patient_id FROM {self.TABLE} "
-                         f"WHERE {where} AND NOT EXISTS (SELECT 1 FROM {self.DUE} d WHERE "
-                         f"d.patient_id = {self.TABLE}.patient_id) ORDER BY term LIMIT ?)")
+                         f"WHERE {where}{not_due} ORDER BY term LIMIT ?)")
             args += [*more, rows_each]
         best: dict[str, tuple[int, int, str]] = {}
         for n, term, pid in conn.execute(" UNION ALL ".join(parts), args):
@@ -487,7 +489,7 @@ class PatientIndex:
         pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
         fields = ", ".join(_TERMS_FIELDS)
         for row in conn.execute(f"SELECT {fields} FROM {Patient.TABLE} WHERE patient_id IN "
-                                f"(SELECT patient_id FROM {self.DUE})"):
+                                f"(SELECT patient_id FROM {self.DUE})") if due else ():
             got = _match(self._due_terms(tuple(row), keys, pinyin), probes)
             if got is not None:
                 best[row[0]] = got
