@@ -229,6 +229,9 @@ class RecordIndex(Protocol):
         unless there are too many for searches to check one by one (False: nothing
         marked)."""
 
+    def due_count(self, conn: sqlite3.Connection) -> int:
+        """Records whose terms are due."""
+
     def use_keys(self, keys: PatientKeys | None) -> None:
         """The counter's patient keys, as they are now (an index of sealed values may
         need them; its fingerprint then says which it was made with)."""
@@ -893,8 +896,8 @@ class Ledger:
 
     async def index_due_count(self) -> int:
         """Records whose index terms are due (:meth:`index_due`)."""
-        return sum([int((await self._fetch(f"SELECT count(*) FROM {ix.TABLE}_due"))[0][0])
-                    for ix in self._all_indexes()])
+        return int(await self._run(lambda c: sum(ix.due_count(c)
+                                                 for ix in self._all_indexes())))
 
     # -- the background check of attested events' own signatures ------------------------
     async def signatures_pending(self, limit: int = 256) -> list[tuple[int, str, int, bytes]]:

@@ -448,8 +448,10 @@ class PatientIndex:
             # (a mark whose record is gone: none is deleted, but a mark never stops the pass)
             conn.execute(f"DELETE FROM {self.DUE} WHERE patient_id IN "
                          f"({', '.join('?' * len(ids))})", ids)
-        left = conn.execute(f"SELECT count(*) FROM {self.DUE}").fetchone()[0]
-        return len(ids), int(left)
+        return len(ids), self.due_count(conn)
+
+    def due_count(self, conn: sqlite3.Connection) -> int:
+        return int(conn.execute(f"SELECT count(*) FROM {self.DUE}").fetchone()[0])
 
     def search(self, conn: sqlite3.Connection, query: str, limit: int,
                keys: PatientKeys | None = None) -> list[str]:
