@@ -64,6 +64,7 @@ from protocol.messages import (
     Ping,
     Pull,
     Push,
+    SnapshotGet,
 )
 from protocol.session import AuthError, CentralSession, RemoteError, SessionError
 
@@ -119,7 +120,11 @@ class CentralServer:
         granter: Granter | None = None,
         key_file: Path | None = None,
         versions: frozenset[int] = SUPPORTED_VERSIONS,
+        snapshot_dir: Path | None = None,
     ) -> None:
+        #: where ``onecard-central snapshot`` leaves the counters' snapshots (None: none
+        #: given: a counter asking is told there is none)
+        self.snapshot_dir = snapshot_dir
         #: the protocol versions spoken; from 4 on, every events frame is attested
         #: (central's signature over its events' hashes: protocol.session)
         self.versions = versions
@@ -354,6 +359,8 @@ class CentralServer:
                     conn.sent_cursor = msg.cursor
                     await self.store.touch(conn.node, pull_cursor=msg.cursor)
                     conn.wake.set()
+                elif isinstance(msg, SnapshotGet):
+                    await self._send_snapshot(conn, msg)
                 elif isinstance(msg, Ping):
                     await conn.ws.send(s.send_pong(msg.n))
         finally:
@@ -361,6 +368,14 @@ class CentralServer:
                 committer.cancel()
                 with contextlib.suppress(BaseException):
                     await committer
+
+    async def _send_snapshot(self, conn: Conn, msg: SnapshotGet) -> None:
+        """A new or rebuilt counter's bootstrap (protocol 5): central's newest snapshot."""
+        from central.snapshot import send_snapshot
+
+        where = self.snapshot_dir if self.snapshot_dir is not None else Path("/nonexistent")
+        log.info("snapshot asked node=%s from=%d", conn.node, msg.offset)
+        await send_snapshot(conn.ws, conn.session, self.key, where, msg)
 
     async def _prepare(self, conn: Conn, events: tuple[bytes, ...]) -> list[Prepared]:
         n = len(events)
@@ -661,6 +676,7 @@ async def run_server(
             metrics_token=config.metrics_token,
             granter=granter,
             key_file=config.key_file,
+            snapshot_dir=config.snapshots,
         )
         await store.db.listen(app.poke)  # events another instance stored: at once
         watcher = asyncio.create_task(app.watch_store(WATCH_INTERVAL_S))

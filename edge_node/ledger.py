@@ -57,6 +57,7 @@ from edge_node.db import snapshot, transaction
 from edge_node.errors import ConfigError, DamagedFile, OperationRefused, StorageError
 from edge_node.migrations import migrate
 from edge_node.search import PatientIndex
+from edge_node.snapshot import Base, base_heads, base_of, base_rows, check_base, opened_base
 from protocol.account import LIMITS_KEY, OfflineLimits
 from protocol.core import (
     Decoded,
@@ -69,7 +70,7 @@ from protocol.core import (
     State,
     columns,
 )
-from protocol.crypto import SigningKey, blake2b_256
+from protocol.crypto import SigningKey, blake2b_256, fingerprint
 from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError, SignatureError
 from protocol.event import (
@@ -155,10 +156,15 @@ class VerifyReport:
     node: str = ""
     seq: int = 0
     reason: str = ""
+    #: the ledger started from central's snapshot: what of it was checked ("": it did not)
+    base: str = ""
 
     def __str__(self) -> str:
         if self.ok:
-            return f"ledger verified: {self.checked} events, every chain and signature intact"
+            return (f"ledger verified: {self.checked} events, every chain and signature "
+                    f"intact{'; ' + self.base if self.base else ''}")
+        if not self.node:
+            return f"ledger BROKEN: {self.reason} ({self.checked} events checked)"
         return (f"ledger BROKEN at {self.node} seq {self.seq}: {self.reason} "
                 f"({self.checked} events checked before it)")
 
@@ -793,6 +799,8 @@ class Ledger:
                         row = conn.execute("SELECT hash FROM events WHERE node=? AND seq=?",
                                            (ev.node, ev.seq)).fetchone()
                         held = row[0] if row is not None else None
+                    if held is None and ev.seq <= self._based(conn, ev.node):
+                        continue  # folded into the snapshot this ledger started from
                     if held == h:
                         continue  # re-sent: a no-op
                     raise EquivocationError(f"{ev.node} seq {ev.seq}: a different event is "
@@ -824,6 +832,12 @@ class Ledger:
                              [(n, hd.seq, hd.hash) for n, hd in heads.items()])
             self._write_clock(conn, hlc)
         return len(rows)
+
+    @staticmethod
+    def _based(conn: sqlite3.Connection, node: str) -> int:
+        """The seq to which ``node``'s chain came with central's snapshot (0: none)."""
+        head = base_heads(conn).get(node)
+        return head.seq if head is not None else 0
 
     def _observe(self, hlc: Hlc, ev: Event, now: int) -> Hlc:
         """The clock after seeing ``ev``: a stamp too far ahead of ours is not believed."""
@@ -1144,6 +1158,16 @@ class Ledger:
         ``progress`` is told every 10,000 events."""
         keys = await self.keyring()
         report: VerifyReport = await self._run(self._verify_tx, keys, progress)
+        base = await self._run(base_of)
+        if report.ok and base is not None:
+            why = await asyncio.to_thread(check_base, self._path, base)
+            if why:
+                return VerifyReport(False, report.checked, "", 0, why)
+            m = base.manifest
+            report = dataclasses.replace(report, base=(
+                f"they follow central's snapshot at position {m.cursor} ({m.events} events "
+                f"before it, kept at central), whose signature (central key "
+                f"{fingerprint(base.central_key)}) and file check"))
         own, held, _ = await self.recovery()
         if report.ok and held > own:
             return VerifyReport(False, report.checked, self.node_id, own + 1,
@@ -1156,9 +1180,11 @@ class Ledger:
     def _verify_tx(conn: sqlite3.Connection, keys: Keyring,
                    progress: Callable[[int], None] | None = None) -> VerifyReport:
         checked = 0
+        # a ledger started from central's snapshot: each chain goes on from its head there
+        start = base_heads(conn)
         nodes = [n for (n,) in conn.execute("SELECT DISTINCT node FROM events ORDER BY node")]
-        for node in nodes:
-            head = ChainHead()
+        for node in sorted(set(nodes) | set(start)):
+            head = start.get(node, ChainHead())
             for seq, h, data in conn.execute(
                     "SELECT seq, CAST(hash AS BLOB), CAST(data AS BLOB) FROM events "
                     "WHERE node=? ORDER BY seq", (node,)):
@@ -1218,25 +1244,17 @@ class Ledger:
             ix.clear(conn)
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          (_index_meta(ix), ix.fingerprint()))
+        base = base_of(conn)
+        if base is not None:  # started from central's snapshot: its projections first
+            self._load_base(conn, base)
         n = after = 0
         while True:  # in chunks, as ingest folds: memory bounded whatever the history
             rows = conn.execute("SELECT rowid, data FROM events WHERE rowid > ? ORDER BY "
                                 "rowid LIMIT ?", (after, REBUILD_CHUNK)).fetchall()
             if not rows:
                 break
-            decoded = [(rowid, reg.decode(decode_event(data))) for rowid, data in rows]
-            loaded = _Loaded()
-            self._load(conn, loaded, {r for _, d in decoded if isinstance(d, Fact)
-                                      for r in d.records})
-            links: list[tuple[str, int]] = []
-            for rowid, d in decoded:
-                if isinstance(d, Fact):
-                    reg.apply_fact(loaded.state, d)
-                    links += [(p, rowid) for p in d.patients]
-                else:
-                    links += [(p, rowid) for p in reg.patients_of(d.event)]
-            self._link(conn, links)
-            self._write_back(conn, loaded)
+            self._link(conn, self._fold(conn, [(rowid, reg.decode(decode_event(data)))
+                                               for rowid, data in rows]))
             before, n, after = n, n + len(rows), rows[-1][0]
             if progress and n // 10_000 != before // 10_000:
                 progress(n)
@@ -1245,6 +1263,80 @@ class Ledger:
             ("projection_schema", reg.fingerprint()),
             ("projection_tables", json.dumps(sorted(rt.TABLE for rt in reg.records)))])
         return n
+
+    def _fold(self, conn: sqlite3.Connection, decoded: Sequence[tuple[int, Decoded]]
+              ) -> list[tuple[str, int]]:
+        """Fold decoded events (in this order) into the projections; their patient links
+        (``(patient, rowid)``) for the caller to write."""
+        reg = self.registry
+        loaded = _Loaded()
+        self._load(conn, loaded, {r for _, d in decoded if isinstance(d, Fact)
+                                  for r in d.records})
+        links: list[tuple[str, int]] = []
+        for rowid, d in decoded:
+            if isinstance(d, Fact):
+                reg.apply_fact(loaded.state, d)
+                links += [(p, rowid) for p in d.patients]
+            else:
+                links += [(p, rowid) for p in reg.patients_of(d.event)]
+        self._write_back(conn, loaded)
+        return links
+
+    def _load_base(self, conn: sqlite3.Connection, base: Base) -> None:
+        """Inside a rebuild: the projections (and indexes made the same way) as central's
+        snapshot holds them, copied from the kept base a page at a time."""
+        if base.manifest.registry != self.registry.fingerprint():
+            raise ConfigError(
+                "this ledger started from central's snapshot, which another version of "
+                "onecard folded: its projections cannot be refolded by this one. Bootstrap "
+                "the counter again from a snapshot of this version (move the ledger aside; "
+                "onecard-edge bootstrap)")
+        tables = [rt.TABLE for rt in self.registry.records]
+        with opened_base(self._path, base) as src:
+            meta = dict(src.execute("SELECT key, value FROM meta").fetchall())
+            for ix in self._all_indexes():
+                if meta.get(_index_meta(ix)) == ix.fingerprint():
+                    tables.append(ix.TABLE)
+            for table in tables:
+                for names, rows in base_rows(src, table):
+                    conn.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES "
+                                     f"({', '.join('?' * len(names))})", rows)
+        for ix in self._all_indexes():
+            if ix.TABLE not in tables:  # made another way: made afresh from the records
+                self._reindex(conn, ix)
+
+    # -- central's snapshot mirror -------------------------------------------------------
+    async def fold_trusted(self, encoded: Sequence[bytes], now_ms: int,
+                           meta: dict[str, Any] | None = None) -> int:
+        """Fold others' events central has verified and stored, in its store's order,
+        into the projections, chain heads and clock — not into the events table (central's
+        snapshot mirror, :mod:`central.snapshot`).  Each event must continue its node's
+        chain as the heads hold it.  ``meta`` rows are written in the same transaction (the
+        mirror's position).  Returns how many were folded."""
+        def tx(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                reg = self.registry
+                heads: dict[str, ChainHead] = {}
+                clock = self._read_clock(conn)
+                wall, counter = clock.wall, clock.counter
+                decoded: list[tuple[int, Decoded]] = []
+                for data in encoded:
+                    ev = decode_event(data)
+                    head = heads.get(ev.node) or self._head(conn, ev.node)
+                    check_link(head, ev)
+                    heads[ev.node] = ChainHead(ev.seq, blake2b_256(data))
+                    if ev.hlc.wall - now_ms <= self.max_skew_ms and \
+                            (ev.hlc.wall, ev.hlc.counter) > (wall, counter):
+                        wall, counter = ev.hlc.wall, ev.hlc.counter
+                    decoded.append((0, reg.decode(ev)))
+                self._fold(conn, decoded)
+                conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
+                                 [(n, hd.seq, hd.hash) for n, hd in heads.items()])
+                self._write_clock(conn, Hlc(wall, counter))
+                conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 list((meta or {}).items()))
+                return len(decoded)
+        return int(await self._run(tx))
 
     async def dump_projections(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every projection row, sorted (for comparing a live ledger with its rebuild)."""
