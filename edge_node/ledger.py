@@ -325,7 +325,7 @@ class Ledger:
                     self._rebuild_in_tx(conn, progress)
         self._keys_tx(conn)
         for ix in self._all_indexes() if self._keys_known() else ():
-            if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
+            if self._meta(conn, _index_meta(ix)) != ix.fingerprint() and not self._interim(conn):
                 with transaction(conn):
                     stored = self._meta(conn, _index_meta(ix))
                     if stored != ix.fingerprint():
@@ -364,10 +364,26 @@ class Ledger:
         (a grant just folded, here or by the sync process): one transaction, so the
         index never holds terms of two keys."""
         self._keys_tx(conn)
+        if self._interim(conn):
+            return  # central's index as the snapshot brought it, until the grant comes
+        interim = self._meta(conn, INDEX_INTERIM)
         for ix in self._all_indexes() if self._keys_known() else ():
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
                 log.info("rewriting the %s index (the patient keys changed)", ix.TABLE)
                 self._reindex(conn, ix)
+            elif interim:  # the grant came: the patients written meanwhile, with its keys
+                ids = [r[0] for r in conn.execute("SELECT DISTINCT patient_id FROM "
+                                                  "patient_events")]
+                for chunk in _chunks(ids, 500):
+                    ix.write(conn, _select(conn, ix.record, chunk))
+        if interim and self._keys_known():
+            conn.execute("DELETE FROM meta WHERE key = ?", (INDEX_INTERIM,))
+
+    def _interim(self, conn: sqlite3.Connection) -> bool:
+        """Started from central's snapshot and not granted the patient keys yet: the search
+        index stays as central made it (with the hospital's keys), not rewritten without
+        names — the grant, a moment later, brings the same keys (see INDEX_INTERIM)."""
+        return self._patient_keys[1] is None and bool(self._meta(conn, INDEX_INTERIM))
 
     def _all_indexes(self) -> list[RecordIndex]:
         return [ix for ixs in self.indexes.values() for ix in ixs]
@@ -1440,6 +1456,12 @@ def _mark_offline(body: Body, run: OfflineRun | None) -> Body:
 
 #: meta key: restored or re-installed, no own event until central's head is known
 RECOVER_PENDING = "recover.pending"
+#: meta key: bootstrapped from central's snapshot, whose search index central made with
+#: the hospital's patient keys, while this counter's grant of them has not come yet (it
+#: comes in the first sync, among the events after the snapshot).  Meanwhile the index is
+#: not rewritten without names (at 10M events, minutes); once the grant is folded, the
+#: patients written in between get their terms with its keys and the mark goes.
+INDEX_INTERIM = "index.interim"
 #: meta key: central's key taken from its rotation statements (JSON: the config's pin it
 #: was followed from, the key, the last statement's seq)
 CENTRAL_PIN = "sync.central_pin"

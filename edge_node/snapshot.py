@@ -295,7 +295,7 @@ def install(db: Path, node_id: str, raw: Path, base: Base, stream: Path,
     ``shm_free``: a context manager factory yielding whether nobody has ``db`` open
     (:func:`edge_node.backup._shm_lock`)."""
     from edge_node.backup import _free_name, _fsync, _fsync_dir
-    from edge_node.ledger import RECOVER_PENDING
+    from edge_node.ledger import INDEX_INTERIM, RECOVER_PENDING
 
     m = base.manifest
     conn = sqlite3.connect(raw, isolation_level=None)
@@ -306,7 +306,9 @@ def install(db: Path, node_id: str, raw: Path, base: Base, stream: Path,
             ("node_id", node_id), (SNAPSHOT_META, base.to_json()),
             ("sync.central_store", m.store),
             # no own event until central said how far it holds this counter's chain
-            (RECOVER_PENDING, 1)])
+            (RECOVER_PENDING, 1)]
+            # the search index as central made it, until this counter's grant comes
+            + ([(INDEX_INTERIM, 1)] if m.index else []))
         own = m.heads.get(node_id)
         conn.execute("UPDATE sync_state SET pull_cursor = ?, acked_seq = ?, received = 0, "
                      "online = 0, last_error = '' WHERE id = 1",
