@@ -122,9 +122,11 @@ def inflate(stream: Path) -> Iterator[bytes]:
         if tail:
             yield tail
     except zlib.error as exc:
-        raise SnapshotError(f"{stream} is not a whole zlib stream ({exc})") from None
+        raise SnapshotError(f"{stream} is damaged or altered: not a whole zlib stream "
+                            f"({exc})") from None
     if not z.eof or z.unused_data:
-        raise SnapshotError(f"{stream} is cut short or has bytes after its end")
+        raise SnapshotError(f"{stream} is damaged or altered: its zlib stream is cut short "
+                            "or has bytes after its end")
 
 
 def unpack(stream: Path, raw: Path, m: Manifest) -> None:
