@@ -156,12 +156,17 @@ async def cmd_info(args: argparse.Namespace) -> int:
         keys = await ledger.patient_keys()
         unchecked = await ledger.signatures_pending_count()
         findings = await ledger.signature_findings()
+        base = await ledger.snapshot_base()
     last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
             if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
     print(f"fingerprint {cfg.load_key().fingerprint}")
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
+    if base is not None:
+        m = base.manifest
+        print(f"started at  central's snapshot at position {m.cursor} ({m.events} events "
+              f"before it, kept at central), made {local_time(m.made_ms, cfg.timezone)}")
     print(f"central     {' '.join(cfg.sync.urls)}  ({_transport(cfg.sync)})")
     print(f"central key {_central_pin(cfg, pinned)}")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "

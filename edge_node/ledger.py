@@ -1007,6 +1007,11 @@ class Ledger:
         rows = await self._fetch("SELECT seq, hash FROM heads WHERE node=?", (self.node_id,))
         return ChainHead(*rows[0]) if rows else ChainHead()
 
+    async def snapshot_base(self) -> Base | None:
+        """Central's snapshot this ledger started from (None: it folded every event)."""
+        base: Base | None = await self._run(base_of)
+        return base
+
     async def node_heads(self) -> dict[str, ChainHead]:
         return {n: ChainHead(s, h) for n, s, h in await self._fetch("SELECT * FROM heads")}
 

@@ -116,6 +116,8 @@ def test_a_new_counter_bootstraps_from_the_snapshot_and_then_holds_what_a_full_s
         finally:
             await led.close()
     asyncio.run(look())
+    r = edge(c, "info")
+    assert r.returncode == 0 and "started at  central's snapshot at position" in r.stdout, r.stdout
     r = edge(c, "verify")
     assert r.returncode == 0 and "follow central's snapshot at position" in r.stdout, \
         r.stdout + r.stderr
