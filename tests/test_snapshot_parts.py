@@ -190,13 +190,13 @@ async def ingest(store: CentralStore, events: list[bytes]) -> None:
         await store.ingest(NODE, events[i:i + 200])
 
 
-async def bootstrapped(tmp: Path, stream: Path, m: Manifest, node: str = "cashier-09"
-                       ) -> Path:
+async def bootstrapped(tmp: Path, stream: Path, m: Manifest, node: str = "cashier-09",
+                       db: Path | None = None) -> Path:
     """A ledger installed from ``stream`` as ``onecard-edge bootstrap`` installs it."""
-    db = tmp / node / "ledger.sqlite3"
-    db.parent.mkdir()
-    raw = tmp / node / "raw"
-    part = tmp / node / "part"
+    db = db or tmp / node / "ledger.sqlite3"
+    db.parent.mkdir(exist_ok=True)
+    raw = db.with_name("raw")
+    part = db.with_name("part")
     shutil.copy(stream, part)
     unpack(part, raw, m)
     check_file(raw, m, REGISTRY.fingerprint())
@@ -400,3 +400,46 @@ async def test_a_download_cut_short_goes_on_from_where_it_stopped(tmp_path: Path
     assert dl.done is not None and dl.done.manifest == m
     assert dl.received == m.size  # over both connections: no byte came twice
     assert dl.part.read_bytes() == stream.read_bytes()
+
+
+async def test_the_counters_history_screen_says_earlier_entries_are_at_central(
+        tmp_path: Path) -> None:
+    from textual.widgets import Static
+
+    from edge_node.tui.screens.history import HistoryScreen
+    from tests.tui_harness import (
+        NODE as TUI_NODE,
+    )
+    from tests.tui_harness import (
+        log_in,
+        make_app,
+        make_config,
+        open_ledger,
+        seed_staff,
+        settle_down,
+        tap,
+    )
+
+    store = await CentralStore.open(tmp_path / "central.sqlite3")
+    try:
+        await store.enrol(NODE, SigningKey(bytes([1]) * 32).public_key, "cashier")
+        await ingest(store, history(tmp_path, 200))
+        m, stream = await central_snapshot.make(store, tmp_path / "snaps", KEYS)
+    finally:
+        await store.close()
+    cfg = make_config(tmp_path / "counter")  # (the harness's cashier-01: a rebuilt counter)
+    await bootstrapped(tmp_path, stream, m, TUI_NODE, cfg.db)
+    led = await open_ledger(cfg)
+    try:
+        await seed_staff(led)
+        app = make_app(cfg, led)
+        async with app.run_test(size=(120, 44)) as pilot:
+            await log_in(pilot)
+            await tap(pilot, "86010000001")  # bench.bootstrap's node 0, patient 1
+            await pilot.press("f10")
+            await settle_down(pilot)
+            assert isinstance(app.screen, HistoryScreen)
+            status = str(app.screen.query_one("#history-status", Static).render())
+            assert "earlier ones are at central" in status
+    finally:
+        await led.close()
