@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
 import random
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -259,15 +261,30 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--after", type=int, default=2_000, help="events per node after the "
                     "snapshot (a day's work at the whole hospital: nodes × after)")
+    ap.add_argument("--data", help="keep the generated events in this directory and use them "
+                    "again in the next run with the same sizes (signing is the slow part); "
+                    "central's store, snapshot and the counter are made afresh each run")
     args = ap.parse_args()
     out: dict[str, Any] = {"bench": "bootstrap", "events": args.events, "nodes": args.nodes}
-    with tempfile.TemporaryDirectory(prefix="onecard-bench-", dir=os.environ.get("BENCH_DIR")) \
-            as tmp:
-        d = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        if args.data:
+            d = Path(args.data)
+            d.mkdir(parents=True, exist_ok=True)
+            for sub in ("central", "counter"):
+                shutil.rmtree(d / sub, ignore_errors=True)
+        else:
+            d = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="onecard-bench-", dir=os.environ.get("BENCH_DIR"))))
         cfg = d / "central" / "central.toml"
         central_cli(cfg, "init", "--dir", str(d / "central"))
         text = cfg.read_text()
         cfg.write_text(text.replace("verify_workers = -1", "verify_workers = 1"))
+        kept = d / "patient-data.key"  # the events generated before were sealed with it
+        if kept.exists():
+            (d / "central" / "patient-data.key").unlink()
+            PatientKeys.read(kept).write(d / "central" / "patient-data.key")
+        else:
+            PatientKeys.read(d / "central" / "patient-data.key").write(kept)
         keys = PatientKeys.read(d / "central" / "patient-data.key")
         for i in range(args.nodes):
             central_cli(cfg, "enrol", node_id(i), "--key", node_key(i).public_key.hex(),
@@ -278,11 +295,18 @@ def main() -> None:
         per = args.events // args.nodes
         t0 = time.perf_counter()
         parts = [d / f"gen-{i}.sqlite3" for i in range(args.nodes)]
-        with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 2) as pool:
-            raw = (keys.data or b"") + (keys.lookup or b"")
-            pool.map(generate, [(i, per, args.after, raw, str(parts[i]))
-                                for i in range(args.nodes)])
-        out["generate_s"] = round(time.perf_counter() - t0, 1)
+        marker = d / "generated.json"
+        sizes = {"events": args.events, "nodes": args.nodes, "after": args.after,
+                 "keys": keys.key_id}
+        if not (marker.exists() and json.loads(marker.read_text()) == sizes):
+            for p in parts:
+                p.unlink(missing_ok=True)
+            with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 2) as pool:
+                raw = (keys.data or b"") + (keys.lookup or b"")
+                pool.map(generate, [(i, per, args.after, raw, str(parts[i]))
+                                    for i in range(args.nodes)])
+            marker.write_text(json.dumps(sizes))
+            out["generate_s"] = round(time.perf_counter() - t0, 1)
         t0 = time.perf_counter()
         db = d / "central" / "central.sqlite3"
         cursor = merge(db, parts, {i: per for i in range(args.nodes)})

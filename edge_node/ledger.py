@@ -1357,7 +1357,10 @@ class Ledger:
                 conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                                  list((meta or {}).items()))
                 return len(decoded)
-        return int(await self._run(tx))
+        n = int(await self._run(tx))
+        self._after_commit()
+        await self._bound_wal()  # (steps follow each other: keep the WAL bounded)
+        return n
 
     async def dump_projections(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every projection row, sorted (for comparing a live ledger with its rebuild)."""
