@@ -240,6 +240,9 @@ class Download:
                         out.truncate(msg.offset)
                     out.seek(msg.offset)
                     first = (manifest, msg.manifest, msg.sig)
+                if msg.offset + len(msg.data) > first[0].size:
+                    raise SnapshotError("central sent more of the snapshot than its manifest "
+                                        "says it holds: refused")
                 out.write(msg.data)
                 self.received += len(msg.data)
                 if self.progress is not None and msg.data:

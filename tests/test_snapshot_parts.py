@@ -443,3 +443,22 @@ async def test_the_counters_history_screen_says_earlier_entries_are_at_central(
             assert "earlier ones are at central" in status
     finally:
         await led.close()
+
+
+async def test_a_stream_longer_than_its_manifest_says_is_refused(tmp_path: Path) -> None:
+    m = manifest(size=3).encode()
+    sid = blake2b_256(m)
+    edge, central = pair()
+    frames = [first(central, m), central.send_snapshot_part(sid, 0, b"abcd", True)]
+
+    class Link:
+        async def send(self, frame: bytes) -> None:
+            central.receive(frame)
+
+        async def recv(self) -> bytes:
+            return frames.pop(0)
+
+    dl = Download(tmp_path / "ledger.sqlite3")
+    with pytest.raises(SnapshotError, match="more of the snapshot"):
+        await dl(Link(), edge, type("W", (), {"store": STORE})())
+    assert dl.done is None and dl.part.stat().st_size == 0
