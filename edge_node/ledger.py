@@ -371,13 +371,13 @@ class Ledger:
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
                 log.info("rewriting the %s index (the patient keys changed)", ix.TABLE)
                 self._reindex(conn, ix)
-            elif interim:  # the grant came: the patients written meanwhile, with its keys
-                ids = [r[0] for r in conn.execute("SELECT DISTINCT patient_id FROM "
-                                                  "patient_events")]
+            elif interim:  # the grant came: the records written meanwhile, with its keys
+                ids = [r[0] for r in conn.execute("SELECT patient_id FROM index_interim")]
                 for chunk in _chunks(ids, 500):
                     ix.write(conn, _select(conn, ix.record, chunk))
         if interim and self._keys_known():
             conn.execute("DELETE FROM meta WHERE key = ?", (INDEX_INTERIM,))
+            conn.execute("DROP TABLE IF EXISTS index_interim")
 
     def _interim(self, conn: sqlite3.Connection) -> bool:
         """Started from central's snapshot and not granted the patient keys yet: the search
@@ -1395,11 +1395,16 @@ class Ledger:
                    for rt, table in loaded.state.tables.items()}
         if any(changes.get(rt) for rt in self.indexes):
             self._reindex_for_keys(conn)  # (the other process may have taken new keys)
+        interim = self._interim(conn) if self.indexes else False
         for rt, changed in changes.items():
             _upsert(conn, rt, changed)
             for ix in self.indexes.get(rt, ()):
-                ix.write(conn, [r for r in changed if _index_changed(ix, loaded.seen.get(
-                    (rt, r.key())), r)])
+                written = [r for r in changed if _index_changed(ix, loaded.seen.get(
+                    (rt, r.key())), r)]
+                ix.write(conn, written)
+                if interim and written:  # (their names get terms once the grant comes)
+                    conn.executemany("INSERT OR IGNORE INTO index_interim VALUES (?)",
+                                     [(r.key(),) for r in written])
         if self.indexes and changes.get(KeyGrant):
             self._reindex_for_keys(conn)  # a grant folded just now: its keys index names
         if not self._keys_known() and any(changes.get(rt) for rt in self.indexes):
@@ -1468,7 +1473,8 @@ RECOVER_PENDING = "recover.pending"
 #: the hospital's patient keys, while this counter's grant of them has not come yet (it
 #: comes in the first sync, among the events after the snapshot).  Meanwhile the index is
 #: not rewritten without names (at 10M events, minutes); once the grant is folded, the
-#: patients written in between get their terms with its keys and the mark goes.
+#: patients written in between (table ``index_interim``, made by the install and dropped
+#: then) get their terms with its keys and the mark goes.
 INDEX_INTERIM = "index.interim"
 #: meta key: central's key taken from its rotation statements (JSON: the config's pin it
 #: was followed from, the key, the last statement's seq)

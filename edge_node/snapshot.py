@@ -314,6 +314,9 @@ def install(db: Path, node_id: str, raw: Path, base: Base, stream: Path,
             (RECOVER_PENDING, 1)]
             # the search index as central made it, until this counter's grant comes
             + ([(INDEX_INTERIM, 1)] if m.index else []))
+        if m.index:  # the patients whose terms are written without names until then
+            conn.execute("CREATE TABLE IF NOT EXISTS index_interim "
+                         "(patient_id TEXT PRIMARY KEY) WITHOUT ROWID")
         own = m.heads.get(node_id)
         conn.execute("UPDATE sync_state SET pull_cursor = ?, acked_seq = ?, received = 0, "
                      "online = 0, last_error = '' WHERE id = 1",
