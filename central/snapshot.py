@@ -13,7 +13,7 @@ mirror starts afresh when it was folded by another version (the fold's or the se
 index's fingerprint changed) or from another store.
 
 The run then copies the mirror (``VACUUM INTO``: one consistent file, compact),
-writes it as one zlib stream ``snap-<position>.z`` while hashing both, and beside it
+writes it as one zlib stream ``snap-<position>.z`` while hashing the stream, and beside it
 the manifest ``snap-<position>.manifest`` (its canonical bytes), renamed into place
 last; the two newest are kept (a counter part-way through the older one finishes it).
 The names in the search index are the hospital's sealed-name tags, made with the
@@ -161,15 +161,18 @@ def _write_snapshot(mirror: Path, directory: Path, level: int) -> tuple[Path, Pa
     finally:
         conn.close()
     stream_tmp = directory / f".snap-{pos}.z.tmp"
-    raw_hash = hashlib.blake2b(digest_size=32)
+    stream_hash = hashlib.blake2b(digest_size=32)
     raw_size = 0
     z = zlib.compressobj(level)
     with raw.open("rb") as f, stream_tmp.open("wb") as out:
         while chunk := f.read(1 << 20):
             raw_size += len(chunk)
-            raw_hash.update(chunk)
-            out.write(z.compress(chunk))
-        out.write(z.flush())
+            packed = z.compress(chunk)
+            stream_hash.update(packed)
+            out.write(packed)
+        packed = z.flush()
+        stream_hash.update(packed)
+        out.write(packed)
         out.flush()
         os.fsync(out.fileno())
     raw.unlink()
@@ -178,7 +181,7 @@ def _write_snapshot(mirror: Path, directory: Path, level: int) -> tuple[Path, Pa
     manifest = Manifest(
         store=store, cursor=pos, events=events, heads=heads, clock=(wall, counter),
         registry=REGISTRY.fingerprint(), index=str(meta.get(f"index:{PatientIndex.TABLE}", "")),
-        raw_size=raw_size, raw_hash=raw_hash.digest(), size=stream_tmp.stat().st_size,
+        raw_size=raw_size, hash=stream_hash.digest(), size=stream_tmp.stat().st_size,
         made_ms=time.time_ns() // 1_000_000)
     stream = directory / f"snap-{pos}.z"
     os.replace(stream_tmp, stream)

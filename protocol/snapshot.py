@@ -13,8 +13,9 @@ counter ledger's own schema with no events in it, sent as one zlib stream
 The :class:`Manifest` says what the file is: central's store and the position it was
 folded to, each node's chain head there (so the events after it link on, and a
 counter's own chain continues where central holds it), the clock, the fold's and the
-index's fingerprints (a counter of another version cannot use it), and the sizes and
-BLAKE2b-256 hashes of the stream and of the file.  Central signs the manifest's
+index's fingerprints (a counter of another version cannot use it), the file's size and
+the stream's size and BLAKE2b-256 (the file is the stream's one decompression: the hash
+of the stream vouches for it, and is five times less to hash).  Central signs the manifest's
 canonical bytes with its key (:func:`signing_payload`); the counter checks that
 signature with the key central authenticated with, and the file's hash against the
 manifest, before anything is installed.
@@ -50,8 +51,8 @@ class Manifest:
     registry: str  # the fold's fingerprint (protocol.domain.REGISTRY.fingerprint())
     index: str  # the search index's fingerprint ("" when names were not indexed)
     raw_size: int  # bytes of the SQLite file
-    raw_hash: bytes  # its BLAKE2b-256
-    size: int  # bytes of its zlib stream (what is sent)
+    hash: bytes  # BLAKE2b-256 of its zlib stream (what is sent)
+    size: int  # bytes of that stream
     made_ms: int
     format: int = FORMAT
     extra: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class Manifest:
             "cursor": self.cursor, "events": self.events,
             "heads": [[n, h.seq, h.hash] for n, h in sorted(self.heads.items())],
             "clock": list(self.clock), "registry": self.registry, "index": self.index,
-            "raw_size": self.raw_size, "raw_hash": self.raw_hash, "size": self.size,
+            "raw_size": self.raw_size, "hash": self.hash, "size": self.size,
             "made_ms": self.made_ms, "extra": self.extra,
         }
 
@@ -79,7 +80,7 @@ class Manifest:
         """The manifest in ``data`` (canonical bytes), or SchemaError/DecodeError."""
         m = codec.decode(data)
         want = {"context", "format", "store", "cursor", "events", "heads", "clock",
-                "registry", "index", "raw_size", "raw_hash", "size", "made_ms", "extra"}
+                "registry", "index", "raw_size", "hash", "size", "made_ms", "extra"}
         if type(m) is not dict or set(m) != want:
             raise SchemaError("snapshot manifest: not a manifest map")
         if m["context"] != SNAPSHOT_CONTEXT:
@@ -102,11 +103,11 @@ class Manifest:
         clock = m["clock"]
         if type(clock) is not list or len(clock) != 2 or any(type(c) is not int for c in clock):
             raise SchemaError("snapshot manifest: clock must be [wall, counter]")
-        for name in ("store", "raw_hash"):
+        for name in ("store", "hash"):
             if type(m[name]) is not bytes:
                 raise SchemaError(f"snapshot manifest: {name} must be bytes")
-        if len(m["raw_hash"]) != HASH_SIZE:
-            raise SchemaError("snapshot manifest: raw_hash must be a BLAKE2b-256")
+        if len(m["hash"]) != HASH_SIZE:
+            raise SchemaError("snapshot manifest: hash must be a BLAKE2b-256")
         for name in ("registry", "index"):
             if type(m[name]) is not str:
                 raise SchemaError(f"snapshot manifest: {name} must be text")
@@ -114,7 +115,7 @@ class Manifest:
             raise SchemaError("snapshot manifest: extra must be a map")
         return cls(store=m["store"], cursor=m["cursor"], events=m["events"], heads=heads,
                    clock=(clock[0], clock[1]), registry=m["registry"], index=m["index"],
-                   raw_size=m["raw_size"], raw_hash=m["raw_hash"], size=m["size"],
+                   raw_size=m["raw_size"], hash=m["hash"], size=m["size"],
                    made_ms=m["made_ms"], extra=m["extra"])
 
 

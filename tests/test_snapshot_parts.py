@@ -59,7 +59,7 @@ NODE = "cashier-01"  # bench.bootstrap's node 0 (its key: bytes([1]) * 32)
 def manifest(**kw: Any) -> Manifest:
     base: dict[str, Any] = dict(store=STORE, cursor=10, events=10,
                                 heads={"cashier-01": ChainHead(10, b"h" * 32)}, clock=(5, 0),
-                                registry="r", index="i", raw_size=100, raw_hash=b"x" * 32,
+                                registry="r", index="i", raw_size=100, hash=b"x" * 32,
                                 size=50, made_ms=1)
     return Manifest(**{**base, **kw})
 
@@ -90,7 +90,7 @@ def test_a_manifest_round_trips_and_a_bad_one_is_refused() -> None:
     assert Manifest.decode(m.encode()) == m and m.id == blake2b_256(m.encode())
     for bad in (manifest(heads={"BAD ID": ChainHead(1, b"h" * 32)}),
                 manifest(heads={"cashier-01": ChainHead(0, b"h" * 32)}),
-                manifest(raw_hash=b"short"), manifest(cursor=-1)):
+                manifest(hash=b"short"), manifest(cursor=-1)):
         with pytest.raises(SchemaError):
             Manifest.decode(bad.encode())
     with pytest.raises(ProtocolError):
