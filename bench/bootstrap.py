@@ -318,7 +318,7 @@ def main() -> None:
                                   "snapshot"])
         out["snapshot"] = {"s": round(took, 1), "peak_rss_mb": round(rss, 1),
                            "said": so.strip()}
-        stream = max((d / "central" / "snapshots").glob("snap-*.z"),
+        stream = max((d / "central" / "snapshots").glob("snap-*.zst"),
                      key=lambda p: p.stat().st_mtime)
         out["snapshot"]["mb"] = round(stream.stat().st_size / 2**20, 1)
         cursor = merge(db, parts, {i: per + args.after for i in range(args.nodes)})

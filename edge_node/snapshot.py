@@ -4,12 +4,12 @@ Theory of operation
 -------------------
 ``onecard-edge bootstrap`` makes a new or rebuilt counter usable in a hospital with
 years of history without folding every event: it downloads central's newest snapshot
-(the projections folded up to one position of central's store, as a zlib stream of a
+(the projections folded up to one position of central's store, as a zstd stream of a
 SQLite file in this ledger's schema, with no events), checks it, puts it in place of
 the (empty) ledger, and then syncs the events after that position as any counter does.
 
 1. *Download* (:func:`download`, over the sync connection, protocol 5): the stream is
-   written to ``<ledger>.snapshot.z.part`` as it comes; a download cut short goes on
+   written to ``<ledger>.snapshot.zst.part`` as it comes; a download cut short goes on
    from where it stopped (the manifest beside it says which snapshot it is).  The
    first frame carries the manifest, whose signature the sync session checks with the
    key central authenticated with.
@@ -25,7 +25,7 @@ the (empty) ledger, and then syncs the events after that position as any counter
    included: a rebuilt counter's next event continues its chain, after central gave
    back whatever of it came after the snapshot), and no own event is written until
    central has been heard (as after a restore).
-4. The compressed stream is kept as ``<ledger>.snapshot.z``: the *base*.  ``rebuild``
+4. The compressed stream is kept as ``<ledger>.snapshot.zst``: the *base*.  ``rebuild``
    starts from it and refolds the events after it; ``verify`` checks its signature and
    hash, and each node's chain from the head the manifest names.
 
@@ -41,11 +41,12 @@ import os
 import queue
 import sqlite3
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import zstandard as zstd
 
 from edge_node.errors import ConfigError, EdgeError
 from protocol.crypto import fingerprint, is_valid_signature
@@ -55,8 +56,8 @@ from protocol.snapshot import Manifest, signing_payload
 
 #: ledger ``meta`` key: the snapshot the projections started from (JSON)
 SNAPSHOT_META = "snapshot"
-BASE_SUFFIX = ".snapshot.z"
-PART_SUFFIX = ".snapshot.z.part"
+BASE_SUFFIX = ".snapshot.zst"
+PART_SUFFIX = ".snapshot.zst.part"
 READ_CHUNK = 1 << 20
 
 
@@ -110,9 +111,9 @@ def base_path(db: str | Path) -> Path:
 
 # -- the stream --------------------------------------------------------------------------
 def inflate(stream: Path, hasher: Any = None) -> Iterator[bytes]:
-    """The bytes of the file ``stream`` (a zlib stream) holds, a chunk at a time
+    """The bytes of the file ``stream`` (a zstd stream) holds, a chunk at a time
     (``hasher``: updated with the stream's own bytes as they are read)."""
-    z = zlib.decompressobj()
+    z = zstd.ZstdDecompressor().decompressobj(write_size=1 << 20)
     try:
         with stream.open("rb") as f:
             while chunk := f.read(READ_CHUNK):
@@ -126,11 +127,11 @@ def inflate(stream: Path, hasher: Any = None) -> Iterator[bytes]:
         tail = z.flush()
         if tail:
             yield tail
-    except zlib.error as exc:
-        raise SnapshotError(f"{stream} is damaged or altered: not a whole zlib stream "
+    except zstd.ZstdError as exc:
+        raise SnapshotError(f"{stream} is damaged or altered: not a whole zstd stream "
                             f"({exc})") from None
     if not z.eof or z.unused_data:
-        raise SnapshotError(f"{stream} is damaged or altered: its zlib stream is cut short "
+        raise SnapshotError(f"{stream} is damaged or altered: its zstd stream is cut short "
                             "or has bytes after its end")
 
 
@@ -210,7 +211,7 @@ def _blake2b() -> Any:
 # -- the download -------------------------------------------------------------------------
 class Download:
     """The sync client's ``after_welcome`` for a bootstrap: fetch central's newest snapshot
-    into ``<ledger>.snapshot.z.part``, going on from a download cut short.  ``done`` holds
+    into ``<ledger>.snapshot.zst.part``, going on from a download cut short.  ``done`` holds
     the checked manifest, signature and central's key once the stream is whole."""
 
     def __init__(self, db: Path, progress: Callable[[int, int], None] | None = None) -> None:

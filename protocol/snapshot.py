@@ -7,7 +7,7 @@ it can serve a patient: it takes central's *snapshot* — the projections every 
 folds (patients, cards, accounts, charges, … and the patient search index), as folded
 from every event up to one position of central's store — and then pulls the events
 after that position as any counter does.  The snapshot is a SQLite file in the
-counter ledger's own schema with no events in it, sent as one zlib stream
+counter ledger's own schema with no events in it, sent as one zstd stream
 (:mod:`central.snapshot` makes it, :mod:`edge_node.snapshot` installs it).
 
 The :class:`Manifest` says what the file is: central's store and the position it was
@@ -36,7 +36,7 @@ from protocol.errors import SchemaError
 from protocol.event import NODE_ID_RE, ChainHead
 
 SNAPSHOT_CONTEXT = "onecard-snapshot-v1"
-FORMAT = 1  # the file's layout: a counter ledger's schema, no events, zlib stream
+FORMAT = 1  # the file's layout: a counter ledger's schema, no events, zstd stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +51,7 @@ class Manifest:
     registry: str  # the fold's fingerprint (protocol.domain.REGISTRY.fingerprint())
     index: str  # the search index's fingerprint ("" when names were not indexed)
     raw_size: int  # bytes of the SQLite file
-    hash: bytes  # BLAKE2b-256 of its zlib stream (what is sent)
+    hash: bytes  # BLAKE2b-256 of its zstd stream (what is sent)
     size: int  # bytes of that stream
     made_ms: int
     format: int = FORMAT
