@@ -40,6 +40,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, cast
 
 import zstandard as zstd
 
@@ -166,7 +167,7 @@ def _write_snapshot(mirror: Path, directory: Path, level: int) -> tuple[Path, Pa
     hashed = _Hashing(stream_tmp)
     with raw.open("rb") as f, hashed:
         zstd.ZstdCompressor(level=level, threads=-1, write_checksum=True).copy_stream(
-            f, hashed, read_size=1 << 20, write_size=1 << 20)
+            f, cast(IO[bytes], hashed), read_size=1 << 20, write_size=1 << 20)
     raw_size = raw.stat().st_size
     raw.unlink()
     wall = int(meta.get("hlc_wall", 0) or 0)
