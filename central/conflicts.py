@@ -5,8 +5,10 @@ and resolve a conflict by signing its remedy as central's own event.
 it has not seen yet (all nodes', central's included) to the pure
 :class:`~central.reconcile.Reconciler` and writes what it reports — new conflicts are
 inserted, known open ones refreshed, resolved ones left alone, so detection is
-idempotent.  The server calls it after each committed batch, before the ``ack``, and
-on a timer (events central's CLI or console appended in another process).
+idempotent.  The server acks a push once it is stored and asks for a catch-up, which
+follows behind (in a process of its own: :class:`central.server.ReconcilerProcess`),
+taking every event stored by then; and on a timer (events central's CLI or console
+appended in another process, a failed catch-up tried again).
 
 :func:`resolve` is the one write path for a resolution: the remedy's events are signed
 with central's key, ingested as node ``central`` (so they sync to every counter like
@@ -254,6 +256,12 @@ class ConflictWatch:
             except Exception:  # the book is written; the next catch-up tries again
                 log.exception("announcing conflicts to the counters failed")
             return fed
+
+    async def settled(self) -> None:
+        """Return once no catch-up is under way (one whose caller was cancelled runs on to
+        its end: :meth:`catch_up`)."""
+        async with self._lock:
+            pass
 
     def forget(self) -> None:
         """Drop the working set: the next catch-up reopens at the stored checkpoint."""
