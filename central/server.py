@@ -148,6 +148,7 @@ class CentralServer:
         self._idle = asyncio.Event()  # … and every one asked for is done
         self._idle.set()
         self._reconcile_task: asyncio.Task[None] | None = None
+        self._closed = False  # (:meth:`close`: no catch-up is started after it)
         #: the reconciler's own process, when serving (:func:`run_server`); else
         #: :meth:`reconcile_soon` runs catch-ups in a task of this process
         self.reconciler = reconciler
@@ -423,7 +424,7 @@ class CentralServer:
         central", and reconciliation follows behind, a catch-up at a time, each taking
         every event stored by then.  The reconciler is a process of its own under
         :func:`run_server` (:class:`ReconcilerProcess`), else a task of this one."""
-        if self.watch is None:
+        if self.watch is None or self._closed:
             return
         if self.reconciler is not None:
             self.reconciler.poke()
@@ -457,6 +458,7 @@ class CentralServer:
     async def close(self) -> None:
         """Stop the reconciler task after the catch-up under way (which completes: it
         runs shielded), so the store can be closed."""
+        self._closed = True
         task, self._reconcile_task = self._reconcile_task, None
         if task is not None:
             task.cancel()
@@ -875,6 +877,7 @@ async def run_server(
         else None
     )
     reconciler: ReconcilerProcess | None = None
+    app: CentralServer | None = None
     try:
         if executor is not None:  # start the workers now, not on the first push
             loop = asyncio.get_running_loop()
@@ -950,8 +953,9 @@ async def run_server(
                 watcher.cancel()
                 with contextlib.suppress(BaseException):
                     await watcher
-                await app.close()
     finally:
+        if app is not None:  # (its connections are closed: nothing asks for more)
+            await app.close()
         if reconciler is not None:
             await asyncio.to_thread(reconciler.stop)
         if executor is not None:  # (waited for: an exit with its workers still being
