@@ -231,6 +231,11 @@ class ConflictWatch:
                 return 0
             if self._opened and await self.stored.refold_asked():
                 self._opened = False  # (the CLI asked, in another process)
+            # It ends at the cursor it saw at its start (a page past it at most): under a
+            # steady stream of pushes it still ends, raises quarantine evidence and
+            # announces, and the next catch-up (asked for by those pushes) goes on.  A
+            # refold still goes through the whole history in one catch-up.
+            until = await self.store.cursor()
             fed = 0
             for _ in range(max_pages):
                 try:
@@ -250,6 +255,8 @@ class ConflictWatch:
                 self.stored.committed()
                 self.pos = rows[-1][0]
                 fed += len(rows)
+                if self.pos >= until:
+                    break
             await self._integrity()
             try:
                 await self._announce()
