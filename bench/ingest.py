@@ -131,6 +131,18 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def children(pid: int, comm: str) -> list[int]:
+    """``pid``'s children named ``comm``."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{child}/comm").read_text().strip() == comm:
+                        out.append(int(child))
+    return out
+
+
 def cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) of ``pid`` and of each of its children, by role:
     ``serve``, ``reconciler`` (its process is named onecard-recon), ``workers``."""
@@ -165,6 +177,7 @@ class Run:
     cpu_acked: dict[str, float]  # CPU s by role until the last ack
     cpu_reconciled: dict[str, float]  # … until reconciled
     rss: float  # central's peak RSS by the last ack (MB): serve's
+    recon_rss: float  # its reconciler process's, once reconciled (MB)
     restart: float  # a restart over that store: seconds until it listens
     restart_rss: float
 
@@ -204,6 +217,8 @@ def ingest_run(node: str, key: SigningKey, events: list[bytes], workers: int) ->
                 time.sleep(0.02)
             reconciled = time.perf_counter() - t0
             c2 = cpu_seconds(pid)
+            recon_rss = max((peak_rss_mb(p) for p in children(pid, "onecard-recon")),
+                            default=0.0)
             assert folded_to(central) >= top, "not reconciled in 10 minutes"
             assert len([e for e in central.event_ids() if e[0] == node]) == len(events)
             central.stop()
@@ -215,7 +230,7 @@ def ingest_run(node: str, key: SigningKey, events: list[bytes], workers: int) ->
         finally:
             central.stop()
     return Run(secs, reconciled, {k: c1[k] - c0[k] for k in c0},
-               {k: c2[k] - c0[k] for k in c0}, rss, restart, restart_rss)
+               {k: c2[k] - c0[k] for k in c0}, rss, recon_rss, restart, restart_rss)
 
 
 POSTGRESQL = "--postgresql" in sys.argv
@@ -260,6 +275,7 @@ def main() -> None:
                 "cpu_us_per_event_no_workers": us(one.cpu_reconciled),
                 "avg_event_bytes": sum(map(len, events)) // n,
                 "central_peak_rss_mb": multi.rss,
+                "reconciler_peak_rss_mb": multi.recon_rss,
                 "restart_listening_s": round(multi.restart, 2),
                 "restart_rss_mb": multi.restart_rss,
                 "database": "postgresql" if POSTGRESQL else "sqlite",
