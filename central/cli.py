@@ -265,6 +265,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("what", help="a card number or a patient id")
     sub.add_parser("verify", help="walk every chain central holds: hashes, signatures, "
                    "links; name the first bad event (exit 1)")
+    sn = sub.add_parser("snapshot", help="fold the counters' projections to now and write "
+                        "them as a signed snapshot, for new counters (onecard-edge bootstrap);"
+                        " run nightly by onecard-central-snapshot.timer")
+    sn.add_argument("--keep", type=int, default=2, help="snapshots kept (2)")
     _staff_parser(sub)
     return p
 
@@ -407,6 +411,8 @@ def _run(args: argparse.Namespace) -> int:
             return _verify(cfg)
         if args.command == "staff":
             return _staff(cfg, args)
+        if args.command == "snapshot":
+            return asyncio.run(_snapshot(cfg, max(1, args.keep)))
         if args.command == "serve":
             if args.host is not None:
                 cfg = dataclasses.replace(cfg, host=args.host)
@@ -976,6 +982,35 @@ async def _patient_names(cfg: CentralConfig, store: CentralStore,
     await data.refresh()
     await data.load_names(pids)
     return {pid: data.name(pid) for pid in pids}
+
+
+async def _snapshot(cfg: CentralConfig, keep: int) -> int:
+    """Fold the snapshot mirror to now; write a snapshot unless nothing came since."""
+    import time
+
+    from central import snapshot
+    from protocol.privacy import KeyFileError, PatientKeys
+
+    keys: PatientKeys | None
+    try:
+        keys = PatientKeys.read(cfg.patient_keys_file)
+    except (KeyFileError, OSError):
+        keys = None  # (names not indexed in it: a counter indexes them with its own keys)
+        print(f"onecard-central: no patient keys at {cfg.patient_keys_file}: the snapshot's "
+              "search index holds no names (each counter makes it with its keys)",
+              file=sys.stderr)
+    t0 = time.monotonic()
+    store = await CentralStore.open(cfg.store_at, max_skew_ms=cfg.max_skew_ms)
+    try:
+        manifest, stream = await snapshot.make(
+            store, cfg.snapshots, keys, keep=keep,
+            progress=lambda n: print(f"  … {n} events folded", file=sys.stderr, flush=True))
+    finally:
+        await store.close()
+    print(f"snapshot at position {manifest.cursor}: {manifest.events} events folded, "
+          f"{len(manifest.heads)} chains; {stream} ({manifest.size / 2**20:.1f} MB, "
+          f"{manifest.raw_size / 2**20:.1f} MB unpacked) in {time.monotonic() - t0:.1f} s")
+    return 0
 
 
 async def _balance(cfg: CentralConfig, what: str) -> int:

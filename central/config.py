@@ -121,6 +121,9 @@ class CentralConfig:
     patient_keys: Path | None = None
     #: ``database = "postgresql://…"``: central's PostgreSQL database ("" = SQLite at ``db``)
     database: str = ""
+    #: ``snapshot_dir``: where ``onecard-central snapshot`` keeps its mirror and snapshots
+    #: (None: ``snapshots`` beside the config)
+    snapshot_dir: Path | None = None
     #: [privacy]: the counter roles given the data key / the lookup key / the names key
     reveal_roles: tuple[str, ...] = REVEAL_ROLES
     lookup_roles: tuple[str, ...] = LOOKUP_ROLES
@@ -130,6 +133,11 @@ class CentralConfig:
     def patient_keys_file(self) -> Path:
         """The hospital's patient keys (:mod:`protocol.privacy`)."""
         return self.patient_keys or self.key_file.parent / "patient-data.key"
+
+    @property
+    def snapshots(self) -> Path:
+        """The directory of the counters' snapshots (:mod:`central.snapshot`)."""
+        return self.snapshot_dir or self.path.parent / "snapshots"
 
     @property
     def store_at(self) -> str | Path:
@@ -188,6 +196,7 @@ class CentralConfig:
             "metrics_token",
             "pepper_file",
             "patient_keys_file",
+            "snapshot_dir",
         }
         unknown = sorted(set(sec) - known)
         if unknown:
@@ -282,6 +291,8 @@ class CentralConfig:
             pepper_file=rel(sec.get("pepper_file", "staff.pepper"), "pepper_file"),
             patient_keys=rel(sec.get("patient_keys_file", "patient-data.key"),
                              "patient_keys_file"),
+            snapshot_dir=rel(sec["snapshot_dir"], "snapshot_dir") if "snapshot_dir" in sec
+            else None,
             reveal_roles=reveal,
             lookup_roles=lookup,
             name_roles=names,

@@ -5,8 +5,10 @@ and resolve a conflict by signing its remedy as central's own event.
 it has not seen yet (all nodes', central's included) to the pure
 :class:`~central.reconcile.Reconciler` and writes what it reports — new conflicts are
 inserted, known open ones refreshed, resolved ones left alone, so detection is
-idempotent.  The server calls it after each committed batch, before the ``ack``, and
-on a timer (events central's CLI or console appended in another process).
+idempotent.  The server acks a push once it is stored and asks for a catch-up, which
+follows behind (in a process of its own: :class:`central.server.ReconcilerProcess`),
+taking every event stored by then; and on a timer (events central's CLI or console
+appended in another process, a failed catch-up tried again).
 
 :func:`resolve` is the one write path for a resolution: the remedy's events are signed
 with central's key, ingested as node ``central`` (so they sync to every counter like
@@ -229,6 +231,11 @@ class ConflictWatch:
                 return 0
             if self._opened and await self.stored.refold_asked():
                 self._opened = False  # (the CLI asked, in another process)
+            # It ends at the cursor it saw at its start (a page past it at most): under a
+            # steady stream of pushes it still ends, raises quarantine evidence and
+            # announces, and the next catch-up (asked for by those pushes) goes on.  A
+            # refold still goes through the whole history in one catch-up.
+            until = await self.store.cursor()
             fed = 0
             for _ in range(max_pages):
                 try:
@@ -248,12 +255,20 @@ class ConflictWatch:
                 self.stored.committed()
                 self.pos = rows[-1][0]
                 fed += len(rows)
+                if self.pos >= until:
+                    break
             await self._integrity()
             try:
                 await self._announce()
             except Exception:  # the book is written; the next catch-up tries again
                 log.exception("announcing conflicts to the counters failed")
             return fed
+
+    async def settled(self) -> None:
+        """Return once no catch-up is under way (one whose caller was cancelled runs on to
+        its end: :meth:`catch_up`)."""
+        async with self._lock:
+            pass
 
     def forget(self) -> None:
         """Drop the working set: the next catch-up reopens at the stored checkpoint."""

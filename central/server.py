@@ -28,12 +28,14 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -42,6 +44,7 @@ from websockets.http11 import Request, Response
 from central.config import CentralConfig, CentralConfigError, load_key
 from central.conflicts import ConflictWatch
 from central.privacy import Granter
+from central.recon_store import StoredView
 from central.reconcile import ReconcileConfig
 from central.store import (
     NOT_AUTHORISED,
@@ -55,6 +58,7 @@ from central.store import (
 from protocol.crypto import SigningKey
 from protocol.errors import ProtocolError
 from protocol.event import CENTRAL
+from protocol.hlc import Hlc
 from protocol.messages import (
     MAX_FRAME_SIZE,
     NONCE_SIZE,
@@ -64,6 +68,7 @@ from protocol.messages import (
     Ping,
     Pull,
     Push,
+    SnapshotGet,
 )
 from protocol.session import AuthError, CentralSession, RemoteError, SessionError
 
@@ -119,7 +124,12 @@ class CentralServer:
         granter: Granter | None = None,
         key_file: Path | None = None,
         versions: frozenset[int] = SUPPORTED_VERSIONS,
+        snapshot_dir: Path | None = None,
+        reconciler: ReconcilerProcess | None = None,
     ) -> None:
+        #: where ``onecard-central snapshot`` leaves the counters' snapshots (None: none
+        #: given: a counter asking is told there is none)
+        self.snapshot_dir = snapshot_dir
         #: the protocol versions spoken; from 4 on, every events frame is attested
         #: (central's signature over its events' hashes: protocol.session)
         self.versions = versions
@@ -134,6 +144,15 @@ class CentralServer:
         # One reconciliation at a time: concurrent catch-ups (a commit per connected counter,
         # plus the poll for other processes' events) would each decode the same new rows.
         self._reconciling = asyncio.Lock()
+        self._wanted = asyncio.Event()  # a catch-up is asked for (the reconciler task)
+        self._idle = asyncio.Event()  # … and every one asked for is done
+        self._idle.set()
+        self._reconcile_task: asyncio.Task[None] | None = None
+        self._closed = False  # (:meth:`close`: no catch-up is started after it)
+        #: the reconciler's own process, when serving (:func:`run_server`); else
+        #: :meth:`reconcile_soon` runs catch-ups in a task of this process
+        self.reconciler = reconciler
+        self.retry_s = WATCH_INTERVAL_S  # a failed catch-up is tried again after this
         self.executor = executor
         self.prepare_parts = max(1, prepare_parts)
         self.store = store
@@ -180,6 +199,8 @@ class CentralServer:
             f"onecard_ingest_seconds_total {m.ingest_seconds:.6f}",
             "# TYPE onecard_cursor gauge",
             f"onecard_cursor {top}",
+            "# TYPE onecard_reconciler_behind gauge",  # events stored, not yet reconciled
+            f"onecard_reconciler_behind {max(0, top - await StoredView(self.store).folded_to())}",
             "# TYPE onecard_refused_total counter",
         ]
         lines += [f'onecard_refused_total{{code="{c}"}} {n}' for c, n in sorted(m.refused.items())]
@@ -354,6 +375,8 @@ class CentralServer:
                     conn.sent_cursor = msg.cursor
                     await self.store.touch(conn.node, pull_cursor=msg.cursor)
                     conn.wake.set()
+                elif isinstance(msg, SnapshotGet):
+                    await self._send_snapshot(conn, msg)
                 elif isinstance(msg, Ping):
                     await conn.ws.send(s.send_pong(msg.n))
         finally:
@@ -361,6 +384,14 @@ class CentralServer:
                 committer.cancel()
                 with contextlib.suppress(BaseException):
                     await committer
+
+    async def _send_snapshot(self, conn: Conn, msg: SnapshotGet) -> None:
+        """A new or rebuilt counter's bootstrap (protocol 5): central's newest snapshot."""
+        from central.snapshot import send_snapshot
+
+        where = self.snapshot_dir if self.snapshot_dir is not None else Path("/nonexistent")
+        log.info("snapshot asked node=%s from=%d", conn.node, msg.offset)
+        await send_snapshot(conn.ws, conn.session, self.key, where, msg)
 
     async def _prepare(self, conn: Conn, events: tuple[bytes, ...]) -> list[Prepared]:
         n = len(events)
@@ -371,17 +402,70 @@ class CentralServer:
         step = -(-n // parts)
         futs = [
             loop.run_in_executor(
-                self.executor, prepare_events, conn.node, conn.node_key, events[i : i + step], i
+                self.executor, _prepare_part, conn.node, conn.node_key, events[i : i + step], i
             )
             for i in range(0, n, step)
         ]
         results = await asyncio.gather(*futs)
-        return [p for part in results for p in part]  # links: checked by the store's ingest
+        # links: checked by the store's ingest
+        return [Prepared(seq, prev, h, data, problem, Hlc(wall, counter), stale)
+                for part, at in zip(results, range(0, n, step), strict=True)
+                for (seq, prev, h, problem, wall, counter, stale), data
+                in zip(part, events[at : at + step], strict=True)]
 
     async def _catch_up(self) -> None:
         assert self.watch is not None
         async with self._reconciling:
             await self.watch.catch_up()
+
+    def reconcile_soon(self) -> None:
+        """Have the reconciler catch up with what was just stored (or refused: its
+        quarantine evidence) without waiting for it: the ack means "stored durably at
+        central", and reconciliation follows behind, a catch-up at a time, each taking
+        every event stored by then.  The reconciler is a process of its own under
+        :func:`run_server` (:class:`ReconcilerProcess`), else a task of this one."""
+        if self.watch is None or self._closed:
+            return
+        if self.reconciler is not None:
+            self.reconciler.poke()
+            return
+        self._wanted.set()
+        self._idle.clear()
+        if self._reconcile_task is None or self._reconcile_task.done():
+            self._reconcile_task = asyncio.get_running_loop().create_task(
+                self._reconcile_loop())
+
+    async def _reconcile_loop(self) -> None:
+        """Catch up whenever asked; a failure is logged and tried again after
+        ``retry_s`` (the stored events are the truth: nothing is lost meanwhile)."""
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            try:
+                await self._catch_up()
+            except Exception:  # a reconciler bug must not stop sync: log, retry later
+                log.exception("reconciler failed (tried again in %.1f s)", self.retry_s)
+                await asyncio.sleep(self.retry_s)
+                self._wanted.set()
+            if not self._wanted.is_set():
+                self._idle.set()
+
+    async def reconciled(self) -> None:
+        """Return once every catch-up asked of the reconciler task is done (the task of
+        this process: without a :class:`ReconcilerProcess`)."""
+        await self._idle.wait()
+
+    async def close(self) -> None:
+        """Stop the reconciler task after the catch-up under way (which completes: it
+        runs shielded), so the store can be closed."""
+        self._closed = True
+        task, self._reconcile_task = self._reconcile_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if self.watch is not None:
+            await self.watch.settled()
 
     async def _commit_loop(
         self,
@@ -403,23 +487,18 @@ class CentralServer:
             except ProtocolError:
                 # A refused push may have left evidence in quarantine (an equivocation, a
                 # chain break, a bad body), which only a catch-up raises as a conflict (and
-                # the events before a bad body were stored): do it now, as
-                # for stored events, or it waits until some other node's events arrive.
-                if self.watch is not None:
-                    try:
-                        await self._catch_up()
-                    except Exception:
-                        log.exception("reconciler failed node=%s", conn.node)
+                # the events before a bad body were stored): ask for one now, as for
+                # stored events, or it waits until some other node's events arrive.
+                self.reconcile_soon()
                 raise
             if result.stored:
                 # relay first: the other counters' feeds read the store, not the
                 # reconciler, so they need not wait for it
                 self._notify(conn.node)
-            if self.watch is not None and result.stored:
-                try:  # the ack means "stored and reconciled"
-                    await self._catch_up()
-                except Exception:  # a reconciler bug must not stop sync: log, retry later
-                    log.exception("reconciler failed node=%s", conn.node)
+            if result.stored:
+                # the ack means "stored durably at central": the reconciler follows behind
+                # (asked first, so an ack also means a catch-up over it is on its way)
+                self.reconcile_soon()
             await conn.ws.send(s.send_ack(msg.batch, result.stored, result.head))
             self.metrics.batches += 1
             self.metrics.ingested += result.stored
@@ -436,7 +515,9 @@ class CentralServer:
 
     async def watch_store(self, interval_s: float = 1.0) -> None:
         """Reconcile and push events other processes stored (a resolution from the CLI,
-        another central instance's counters)."""
+        another central instance's counters, the reconciler's announcements); keep the
+        reconciler going (a catch-up asked for at least every ``interval_s``: one that
+        failed is retried, and a reconciler process that died is started again)."""
         last = await self.store.cursor()
         while self.watch is not None:
             with contextlib.suppress(TimeoutError):
@@ -447,14 +528,22 @@ class CentralServer:
                 await self.follow_key()
                 await self.close_revoked()
                 top = await self.store.cursor()
-                if top > last:
-                    await self._catch_up()
+                grew = top > last
+                if grew:
                     self._notify("")  # wake every feeder: cheap when nothing is new for it
                     last = top
-                elif not self.watch.leased:  # another instance reconciles: take over if
-                    await self._catch_up()  # it died (from its checkpoint)
+                if self.reconciler is not None:
+                    self.reconciler.ensure_running()
+                    if grew:  # (another process's events: the reconciler's own timer
+                        self.reconciler.poke()  # would see them within a second too)
+                    # the key grants the reconciler folded: the granter reads them here
+                    await self.watch.stored.load_resident()
+                elif not self.watch.leased or self.watch.pos < top:
+                    # (not leased: another instance reconciles; take over if it died,
+                    # from its checkpoint)
+                    self.reconcile_soon()
             except Exception:
-                log.exception("reconciler failed")
+                log.exception("watching the store failed")
 
     async def follow_key(self) -> None:
         """Sign with central's new key once ``rotate-central`` (another process) gave it:
@@ -609,6 +698,160 @@ class _Refusal(ProtocolError):
         self.code = code
 
 
+#: how much lower the reconciler process's CPU priority is than ingest's (``nice``): when
+#: both want the cores (a burst of pushes), acks go first and the reconciler catches up
+#: behind; alone, it has them all
+RECONCILER_NICE = int(os.environ.get("ONECARD_RECONCILER_NICE", "10"))
+RECONCILER_COMM = b"onecard-recon"  # the reconciler process's name (``ps -o comm``)
+
+
+class ReconcilerProcess:
+    """Central's reconciler (:class:`ConflictWatch`) in a process of its own.
+
+    ``serve`` stores and acks; this process folds what was stored, a catch-up at a time,
+    each taking every event stored by then (a burst is a few large catch-ups), on the
+    other core and at a lower CPU priority.  It is told of each commit by a byte on a pipe
+    and also catches up every ``interval_s`` (events of other processes, a failed
+    catch-up tried again).  It takes the store's reconciler lease, so exactly one process
+    reconciles a store, and resumes from the stored checkpoint wherever it was stopped
+    (killed between an ack and its catch-up, nothing is lost: the events are stored).
+    It dies with ``serve`` (``PR_SET_PDEATHSIG``); ``serve`` starts it again if it dies.
+    """
+
+    def __init__(self, store_at: str | Path, key_file: Path, max_skew_ms: int,
+                 interval_s: float = WATCH_INTERVAL_S) -> None:
+        self.args = (str(store_at), str(key_file), max_skew_ms, interval_s,
+                     logging.getLogger().getEffectiveLevel())
+        self.proc: multiprocessing.process.BaseProcess | None = None
+        self._poke_fd = -1
+        self.starts = 0
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        r, w = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_reconciler_main, args=(r, os.getpid(), *self.args),
+                           name="onecard-reconciler", daemon=True)
+        proc.start()
+        r.close()
+        self._close_pipe()
+        self._poke_fd = os.dup(w.fileno())
+        w.close()
+        os.set_blocking(self._poke_fd, False)
+        self.proc = proc
+        self.starts += 1
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.is_alive()
+
+    def ensure_running(self) -> None:
+        """Start it again if it died (its exit is logged); it resumes at its checkpoint."""
+        if self.proc is not None and not self.proc.is_alive():
+            log.error("the reconciler process exited (code %s): starting it again",
+                      self.proc.exitcode)
+            self.proc.close()
+            self.proc = None
+            self.start()
+
+    def poke(self) -> None:
+        """Ask for a catch-up (never blocks: a full pipe already asks)."""
+        if self._poke_fd < 0:
+            return
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self._poke_fd, b"\0")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """End it (a catch-up under way is cut: its transaction is not committed and the
+        next start folds that batch again from the checkpoint)."""
+        self._close_pipe()
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        proc.join(timeout_s)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout_s)
+        proc.close()
+
+    def _close_pipe(self) -> None:
+        if self._poke_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._poke_fd)
+            self._poke_fd = -1
+
+
+def _reconciler_main(pokes: Any, parent_pid: int, store_at: str, key_file: str,
+                     max_skew_ms: int, interval_s: float, log_level: int) -> None:
+    """The reconciler process (:class:`ReconcilerProcess`)."""
+    _worker_init(parent_pid)
+    with contextlib.suppress(OSError, AttributeError):  # its name in ps, top, /proc/*/comm
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(15, RECONCILER_COMM)  # PR_SET_NAME
+    logging.basicConfig(level=log_level, stream=sys.stderr,
+                        format="%(levelname)s %(name)s %(message)s")
+    with contextlib.suppress(OSError):
+        os.nice(RECONCILER_NICE)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (^C in serve's terminal: serve stops it)
+    asyncio.run(_reconcile_forever(pokes, store_at, Path(key_file), max_skew_ms, interval_s))
+
+
+async def _reconcile_forever(pokes: Any, store_at: str, key_file: Path, max_skew_ms: int,
+                             interval_s: float) -> None:
+    fd = pokes.fileno()
+    os.set_blocking(fd, False)
+    wake = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def drained() -> None:
+        try:
+            if not os.read(fd, 65536):  # serve closed its end: it is stopping
+                loop.remove_reader(fd)
+        except BlockingIOError:
+            return
+        wake.set()
+
+    loop.add_reader(fd, drained)
+    store = await CentralStore.open(store_at, max_skew_ms=max_skew_ms)
+    try:
+        key = load_key(key_file)
+        store.central_key = key
+        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=max_skew_ms), key=key)
+        poked, failed = True, False  # (at start: resume from the checkpoint at once)
+        while True:
+            try:
+                if not poked:  # the timer: follow the key; catch up only if behind
+                    await _follow_key(store, watch, key_file)
+                if (poked or failed or not watch.leased
+                        or await store.cursor() > watch.pos):
+                    failed = True
+                    await watch.catch_up()
+                    failed = False
+            except Exception:  # logged and tried again: nothing that is stored is lost
+                log.exception("reconciler failed (tried again in %.1f s)", interval_s)
+            poked = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), interval_s)
+                poked = True
+            wake.clear()
+    finally:
+        await store.close()
+
+
+async def _follow_key(store: CentralStore, watch: ConflictWatch, key_file: Path) -> None:
+    """Announce with central's new key once ``rotate-central`` gave it (as serve does)."""
+    rec = await store.node(CENTRAL)
+    if rec is None or watch.key is None or rec.pubkey == watch.key.public_key:
+        return
+    try:
+        key = load_key(key_file)
+    except CentralConfigError:
+        return
+    if key.public_key == rec.pubkey:
+        watch.key = store.central_key = key
+
+
 async def run_server(
     config: CentralConfig,
     *,
@@ -633,6 +876,8 @@ async def run_server(
         if workers > 0
         else None
     )
+    reconciler: ReconcilerProcess | None = None
+    app: CentralServer | None = None
     try:
         if executor is not None:  # start the workers now, not on the first push
             loop = asyncio.get_running_loop()
@@ -645,7 +890,14 @@ async def run_server(
         await publish_configured(store, config)  # the config's [limits], if changed
         await store.mark_all_offline()
         watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms), key=key)
-        await watch.catch_up()
+        await watch.catch_up()  # before listening: the book is up to date when serving
+        if workers > 0:  # the reconciler in a process of its own (verify_workers = 0:
+            # everything in this one), which takes the lease this catch-up gives back
+            await store.db.release_lease()
+            watch.forget()
+            reconciler = ReconcilerProcess(config.store_at, config.key_file,
+                                           config.max_skew_ms)
+            reconciler.start()
         from central.privacy import ensure_keys_file
 
         granter = Granter(store, key, ensure_keys_file(config, watch.reconciler.state),
@@ -661,6 +913,8 @@ async def run_server(
             metrics_token=config.metrics_token,
             granter=granter,
             key_file=config.key_file,
+            snapshot_dir=config.snapshots,
+            reconciler=reconciler,
         )
         await store.db.listen(app.poke)  # events another instance stored: at once
         watcher = asyncio.create_task(app.watch_store(WATCH_INTERVAL_S))
@@ -697,11 +951,26 @@ async def run_server(
                     await stop.wait()
             finally:
                 watcher.cancel()
+                with contextlib.suppress(BaseException):
+                    await watcher
     finally:
+        if app is not None:  # (its connections are closed: nothing asks for more)
+            await app.close()
+        if reconciler is not None:
+            await asyncio.to_thread(reconciler.stop)
         if executor is not None:  # (waited for: an exit with its workers still being
             # woken prints "Exception ignored … Bad file descriptor" into central's log)
             await asyncio.to_thread(executor.shutdown, True, cancel_futures=True)
         await store.close()
+
+
+def _prepare_part(node: str, key: Keys, events: tuple[bytes, ...], first: int
+                  ) -> list[tuple[int, bytes, bytes, str, int, int, str]]:
+    """:func:`prepare_events` in a verify worker, answered without the events' bytes (the
+    server has them) and as plain tuples: a tenth of the pickling a list of
+    :class:`Prepared` costs the worker and the server."""
+    return [(p.seq, p.prev, p.hash, p.problem, p.hlc.wall, p.hlc.counter, p.stale)
+            for p in prepare_events(node, key, events, first)]
 
 
 def _worker_init(parent_pid: int) -> None:

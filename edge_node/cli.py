@@ -156,12 +156,17 @@ async def cmd_info(args: argparse.Namespace) -> int:
         keys = await ledger.patient_keys()
         unchecked = await ledger.signatures_pending_count()
         findings = await ledger.signature_findings()
+        base = await ledger.snapshot_base()
     last = (f"{local_time(st.last_sync_ms, cfg.timezone)} ({cfg.timezone})"
             if st.last_sync_ms else "never")
     print(f"node        {cfg.node_id} ({cfg.role})")
     print(f"fingerprint {cfg.load_key().fingerprint}")
     print(f"ledger      {cfg.db}  {n} events, own head seq {head.seq}")
     print(f"nodes known {', '.join(f'{k}@{v.seq}' for k, v in sorted(heads.items())) or '-'}")
+    if base is not None:
+        m = base.manifest
+        print(f"started at  central's snapshot at position {m.cursor} ({m.events} events "
+              f"before it, kept at central), made {local_time(m.made_ms, cfg.timezone)}")
     print(f"central     {' '.join(cfg.sync.urls)}  ({_transport(cfg.sync)})")
     print(f"central key {_central_pin(cfg, pinned)}")
     print(f"sync        {'online' if st.online else 'offline'}, {st.pending} own events pending, "
@@ -249,52 +254,169 @@ def _hopeless(error: str) -> bool:
 
 async def cmd_recover(args: argparse.Namespace) -> int:
     """Sync until this counter's own chain and everyone's events are back from central."""
-    from edge_node.sync import daemon
-
     cfg = cfgmod.load(_config_path(args))
     key = cfg.load_key()
-    central_key = cfg.sync.central_public_key
     async with await Ledger.open(cfg.db, cfg.node_id, key, rule_config=cfg.rules,
                                  max_skew_ms=cfg.sync.max_skew_ms) as ledger:
         await ledger.mark_recovering()
-        await ledger.update_sync_state(last_error="")  # (an earlier run's is no answer)
-        if not os.environ.get("ONECARD_DEBUG"):  # the outcome is one line, said below
-            logging.getLogger("onecard").addHandler(logging.NullHandler())
         print(f"recovering from central… ({' '.join(cfg.sync.urls)})", flush=True)
-        client = daemon.SyncClient(ledger, key, cfg.sync.urls, central_key,
-                                   daemon.SyncOptions.from_env(), wal_path=f"{cfg.db}-wal")
-        stop = asyncio.Event()
-        task = asyncio.create_task(client.run(stop))
-        loop = asyncio.get_running_loop()
-        end = loop.time() + args.timeout
-        done = False
-        try:
-            while not done and loop.time() < end and not task.done():
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(1.0, max(0.0, end - loop.time()))):
-                        await client.caught_up.wait()
-                own, held, pending = await ledger.recovery()
-                done = client.caught_up.is_set() and not pending and own >= held
-                client.caught_up.clear()
-                if _hopeless((await ledger.sync_state()).last_error):
-                    break
-        finally:
-            stop.set()
-            with contextlib.suppress(Exception):
-                await task
-        own, held, pending = await ledger.recovery()
-        st = await ledger.sync_state()
+        done, why = await _catch_up(cfg, key, ledger, args.timeout)
+        own, held, _ = await ledger.recovery()
         n = await ledger.event_count()
     if not done:
-        why = st.last_error or ("central did not send this counter's own events back"
-                                if not pending else "central was not reached")
-        if not _hopeless(st.last_error):
-            why += f" (gave up after {args.timeout:g} s)"
         print(f"onecard-edge: not recovered: own chain at seq {own}"
               f"{f' of {held}' if held else ''}: {why}", file=sys.stderr)
         return 1
     print(f"recovered: own chain back to seq {own} (as central holds it), {n} events in the "
           f"ledger; this counter's next event is seq {own + 1}")
+    return 0
+
+
+async def _catch_up(cfg: cfgmod.EdgeConfig, key: SigningKey, ledger: Ledger,
+                    timeout: float) -> tuple[bool, str]:
+    """Sync until central's events are all here and this counter's own chain is back as
+    far as central holds it, then stop: (done, why not)."""
+    from edge_node.sync import daemon
+    from edge_node.sync.tls import client_context
+
+    await ledger.update_sync_state(last_error="")  # (an earlier run's is no answer)
+    if not os.environ.get("ONECARD_DEBUG"):  # the outcome is one line, said by the caller
+        logging.getLogger("onecard").addHandler(logging.NullHandler())
+    client = daemon.SyncClient(ledger, key, cfg.sync.urls, cfg.sync.central_public_key,
+                               daemon.SyncOptions.from_env(), wal_path=f"{cfg.db}-wal",
+                               tls=client_context(cfg.sync), tls_pin=cfg.sync.tls_pin,
+                               language=cfg.language)
+    stop = asyncio.Event()
+    task = asyncio.create_task(client.run(stop))
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    done = False
+    try:
+        while not done and loop.time() < end and not task.done():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(1.0, max(0.0, end - loop.time()))):
+                    await client.caught_up.wait()
+            own, held, pending = await ledger.recovery()
+            done = client.caught_up.is_set() and not pending and own >= held
+            client.caught_up.clear()
+            if _hopeless((await ledger.sync_state()).last_error):
+                break
+    finally:
+        stop.set()
+        with contextlib.suppress(Exception):
+            await task
+    if done:
+        return True, ""
+    _, _, pending = await ledger.recovery()
+    st = await ledger.sync_state()
+    why = st.last_error or ("central did not send this counter's own events back"
+                            if not pending else "central was not reached")
+    if not _hopeless(st.last_error):
+        why += f" (gave up after {timeout:g} s)"
+    return False, why
+
+
+async def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """A new or rebuilt counter: central's signed snapshot, then the events after it."""
+    import time
+
+    from edge_node import snapshot as snap
+    from edge_node.backup import _shm_lock
+    from edge_node.sync import daemon
+    from edge_node.sync.tls import client_context
+
+    cfg = cfgmod.load(_config_path(args))
+    key = cfg.load_key()
+    db = Path(cfg.db)
+    if snap.ledger_events(db):
+        print(f"onecard-edge: {db} already holds events (or started from a snapshot): "
+              "bootstrap is for a new counter, or one whose ledger was lost. To start again, "
+              "stop the counter's app and sync and move the ledger aside", file=sys.stderr)
+        return 1
+    t0 = time.monotonic()
+    said = [0]
+
+    def progress(got: int, size: int) -> None:
+        if size and got * 10 // size > said[0]:
+            said[0] = got * 10 // size
+            print(f"  … {got / 2**20:.0f} of {size / 2**20:.0f} MB", file=sys.stderr, flush=True)
+
+    dl = snap.Download(db, progress)
+    failed: list[str] = []
+    stop = asyncio.Event()
+
+    async def fetch(ws: Any, session: Any, welcome: Any) -> None:
+        try:
+            await dl(ws, session, welcome)
+        except snap.SnapshotError as exc:
+            failed.append(str(exc))
+        if dl.done is not None or failed:
+            stop.set()
+
+    if not os.environ.get("ONECARD_DEBUG"):
+        logging.getLogger("onecard").addHandler(logging.NullHandler())
+    print(f"asking central for its snapshot… ({' '.join(cfg.sync.urls)})", flush=True)
+    async with await Ledger.open(cfg.db, cfg.node_id, key, rule_config=cfg.rules,
+                                 max_skew_ms=cfg.sync.max_skew_ms) as ledger:
+        client = daemon.SyncClient(ledger, key, cfg.sync.urls, cfg.sync.central_public_key,
+                                   daemon.SyncOptions.from_env(), tls=client_context(cfg.sync),
+                                   tls_pin=cfg.sync.tls_pin, language=cfg.language,
+                                   after_welcome=fetch)
+        task = asyncio.create_task(client.run(stop))
+        try:
+            async with asyncio.timeout(args.timeout):
+                while not stop.is_set() and not task.done():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(1.0):
+                            await stop.wait()
+                    if _hopeless((await ledger.sync_state()).last_error):
+                        break
+        except TimeoutError:
+            pass
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await task
+        last_error = (await ledger.sync_state()).last_error
+    base = dl.done
+    if base is None:
+        why = failed[0] if failed else (last_error or "central was not reached") + (
+            "" if _hopeless(last_error) else f" (gave up after {args.timeout:g} s; run "
+            "bootstrap again to go on from where the download stopped)")
+        print(f"onecard-edge: not bootstrapped: {why}", file=sys.stderr)
+        return 1
+    m = base.manifest
+    t_download = time.monotonic() - t0
+    raw = Path(f"{db}.snapshot.new")
+    try:
+        await asyncio.to_thread(snap.unpack, dl.part, raw, m)
+        snap.check_file(raw, m, REGISTRY.fingerprint())
+        kept = snap.install(db, cfg.node_id, raw, base, dl.part, _shm_lock)
+    except snap.SnapshotError as exc:
+        for p in (dl.part, dl.part_id, raw):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        print(f"onecard-edge: not bootstrapped: {exc}", file=sys.stderr)
+        return 1
+    with contextlib.suppress(FileNotFoundError):
+        dl.part_id.unlink()
+    t_install = time.monotonic() - t0 - t_download
+    print(f"central's snapshot at position {m.cursor} ({m.events} events, signed by central "
+          f"key {fingerprint(base.central_key)}): {m.size / 2**20:.1f} MB in "
+          f"{t_download:.1f} s, checked and installed in {t_install:.1f} s"
+          + (f"; the ledger it replaced is kept as {kept}" if kept else ""), flush=True)
+    async with await Ledger.open(cfg.db, cfg.node_id, key, rule_config=cfg.rules,
+                                 max_skew_ms=cfg.sync.max_skew_ms) as ledger:
+        done, why = await _catch_up(cfg, key, ledger, args.timeout)
+        own, _, _ = await ledger.recovery()
+        n = await ledger.event_count()
+    if not done:
+        print(f"onecard-edge: the snapshot is installed, but the events after it are not all "
+              f"here yet: {why}. The sync daemon goes on with them", file=sys.stderr)
+        return 1
+    print(f"bootstrapped in {time.monotonic() - t0:.1f} s: {n} events after the snapshot; "
+          f"own chain at seq {own}; this counter's next event is seq {own + 1}. The history "
+          "before the snapshot stays at central")
     return 0
 
 
@@ -666,6 +788,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=600, help="give up after this many "
                    "seconds (600)")
     s.set_defaults(func=cmd_recover)
+    s = sub.add_parser("bootstrap", help="a new counter, or one whose ledger was lost, in a "
+                       "hospital with a long history: central's signed snapshot of the "
+                       "projections, then the events after it (stop the app and sync first)")
+    s.add_argument("--timeout", type=float, default=600, help="give up after this many "
+                   "seconds (600); run it again to go on with the download")
+    s.set_defaults(func=cmd_bootstrap)
 
     s = sub.add_parser("staff", help="who may log in at this counter: add, list, disable")
     staff_sub = s.add_subparsers(dest="staff_command", required=True, metavar="ACTION")

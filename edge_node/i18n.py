@@ -497,6 +497,9 @@ _BUSINESS: dict[str, tuple[str, str]] = {
     "history.reprint_saved": ("补打收据已生成（未配置打印机）：{number}",
                               "Reprint made (no printer configured): {number}"),
     "history.void": ("作废", "Void"),
+    "history.from_snapshot": ("本柜台的记录自 {at} 起；此前的记录在中心（余额已含）",
+                              "Entries here from {at} on; earlier ones are at central (the "
+                              "balance includes them)"),
     "history.business": ("业务", "Business"),
     "history.detail": ("内容", "Detail"),
     "history.no_receipt": ("这一行没有收据可补打", "This entry has no receipt to reprint"),

@@ -61,6 +61,7 @@ from edge_node.db import snapshot, transaction
 from edge_node.errors import ConfigError, DamagedFile, OperationRefused, StorageError
 from edge_node.migrations import migrate
 from edge_node.search import PatientIndex
+from edge_node.snapshot import Base, base_heads, base_of, base_rows, check_base, opened_base
 from protocol.account import LIMITS_KEY, OfflineLimits
 from protocol.core import (
     Decoded,
@@ -73,7 +74,7 @@ from protocol.core import (
     State,
     columns,
 )
-from protocol.crypto import SigningKey, blake2b_256
+from protocol.crypto import SigningKey, blake2b_256, fingerprint
 from protocol.domain import REGISTRY
 from protocol.errors import Problem, ProtocolError, SignatureError
 from protocol.event import (
@@ -159,10 +160,15 @@ class VerifyReport:
     node: str = ""
     seq: int = 0
     reason: str = ""
+    #: the ledger started from central's snapshot: what of it was checked ("": it did not)
+    base: str = ""
 
     def __str__(self) -> str:
         if self.ok:
-            return f"ledger verified: {self.checked} events, every chain and signature intact"
+            return (f"ledger verified: {self.checked} events, every chain and signature "
+                    f"intact{'; ' + self.base if self.base else ''}")
+        if not self.node:
+            return f"ledger BROKEN: {self.reason} ({self.checked} events checked)"
         return (f"ledger BROKEN at {self.node} seq {self.seq}: {self.reason} "
                 f"({self.checked} events checked before it)")
 
@@ -338,7 +344,7 @@ class Ledger:
                     self._rebuild_in_tx(conn, progress)
         self._keys_tx(conn)
         for ix in self._all_indexes() if self._keys_known() else ():
-            if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
+            if self._meta(conn, _index_meta(ix)) != ix.fingerprint() and not self._interim(conn):
                 with transaction(conn):
                     stored = self._meta(conn, _index_meta(ix))
                     if stored != ix.fingerprint():
@@ -379,6 +385,9 @@ class Ledger:
         index of few enough records has them all marked due instead, its old terms
         unused from now on, and the daemon's background pass rewrites them."""
         self._keys_tx(conn)
+        if self._interim(conn):
+            return  # central's index as the snapshot brought it, until the grant comes
+        interim = self._meta(conn, INDEX_INTERIM)
         for ix in self._all_indexes() if self._keys_known() else ():
             if self._meta(conn, _index_meta(ix)) != ix.fingerprint():
                 if later and ix.mark_all_due(conn):
@@ -388,6 +397,19 @@ class Ledger:
                     continue
                 log.info("rewriting the %s index (the patient keys changed)", ix.TABLE)
                 self._reindex(conn, ix)
+            elif interim:  # the grant came: the records written meanwhile, with its keys
+                ids = [r[0] for r in conn.execute("SELECT patient_id FROM index_interim")]
+                for chunk in _chunks(ids, 500):
+                    ix.write(conn, _select(conn, ix.record, chunk))
+        if interim and self._keys_known():
+            conn.execute("DELETE FROM meta WHERE key = ?", (INDEX_INTERIM,))
+            conn.execute("DROP TABLE IF EXISTS index_interim")
+
+    def _interim(self, conn: sqlite3.Connection) -> bool:
+        """Started from central's snapshot and not granted the patient keys yet: the search
+        index stays as central made it (with the hospital's keys), not rewritten without
+        names — the grant, a moment later, brings the same keys (see INDEX_INTERIM)."""
+        return self._patient_keys[1] is None and bool(self._meta(conn, INDEX_INTERIM))
 
     def _all_indexes(self) -> list[RecordIndex]:
         return [ix for ixs in self.indexes.values() for ix in ixs]
@@ -832,6 +854,8 @@ class Ledger:
                         row = conn.execute("SELECT hash FROM events WHERE node=? AND seq=?",
                                            (ev.node, ev.seq)).fetchone()
                         held = row[0] if row is not None else None
+                    if held is None and ev.seq <= self._based(conn, ev.node):
+                        continue  # folded into the snapshot this ledger started from
                     if held == h:
                         continue  # re-sent: a no-op
                     raise EquivocationError(f"{ev.node} seq {ev.seq}: a different event is "
@@ -866,6 +890,12 @@ class Ledger:
                 conn.execute("UPDATE sync_state SET pull_cursor=?, received=received+?, "
                              "last_sync_ms=? WHERE id=1", (pull_cursor, len(rows), wall_ms()))
         return len(rows)
+
+    @staticmethod
+    def _based(conn: sqlite3.Connection, node: str) -> int:
+        """The seq to which ``node``'s chain came with central's snapshot (0: none)."""
+        head = base_heads(conn).get(node)
+        return head.seq if head is not None else 0
 
     def _observe(self, hlc: Hlc, ev: Event, now: int) -> Hlc:
         """The clock after seeing ``ev``: a stamp too far ahead of ours is not believed."""
@@ -1043,6 +1073,11 @@ class Ledger:
         rows = await self._fetch("SELECT seq, hash FROM heads WHERE node=?", (self.node_id,))
         return ChainHead(*rows[0]) if rows else ChainHead()
 
+    async def snapshot_base(self) -> Base | None:
+        """Central's snapshot this ledger started from (None: it folded every event)."""
+        base: Base | None = await self._run(base_of)
+        return base
+
     async def node_heads(self) -> dict[str, ChainHead]:
         return {n: ChainHead(s, h) for n, s, h in await self._fetch("SELECT * FROM heads")}
 
@@ -1210,6 +1245,16 @@ class Ledger:
         ``progress`` is told every 10,000 events."""
         keys = await self.keyring()
         report: VerifyReport = await self._run(self._verify_tx, keys, progress)
+        base = await self._run(base_of)
+        if report.ok and base is not None:
+            why = await asyncio.to_thread(check_base, self._path, base)
+            if why:
+                return VerifyReport(False, report.checked, "", 0, why)
+            m = base.manifest
+            report = dataclasses.replace(report, base=(
+                f"they follow central's snapshot at position {m.cursor} ({m.events} events "
+                f"before it, kept at central), whose signature (central key "
+                f"{fingerprint(base.central_key)}) and file check"))
         own, held, _ = await self.recovery()
         if report.ok and held > own:
             return VerifyReport(False, report.checked, self.node_id, own + 1,
@@ -1222,9 +1267,11 @@ class Ledger:
     def _verify_tx(conn: sqlite3.Connection, keys: Keyring,
                    progress: Callable[[int], None] | None = None) -> VerifyReport:
         checked = 0
+        # a ledger started from central's snapshot: each chain goes on from its head there
+        start = base_heads(conn)
         nodes = [n for (n,) in conn.execute("SELECT DISTINCT node FROM events ORDER BY node")]
-        for node in nodes:
-            head = ChainHead()
+        for node in sorted(set(nodes) | set(start)):
+            head = start.get(node, ChainHead())
             for seq, h, data in conn.execute(
                     "SELECT seq, CAST(hash AS BLOB), CAST(data AS BLOB) FROM events "
                     "WHERE node=? ORDER BY seq", (node,)):
@@ -1284,25 +1331,17 @@ class Ledger:
             ix.clear(conn)
             conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                          (_index_meta(ix), ix.fingerprint()))
+        base = base_of(conn)
+        if base is not None:  # started from central's snapshot: its projections first
+            self._load_base(conn, base)
         n = after = 0
         while True:  # in chunks, as ingest folds: memory bounded whatever the history
             rows = conn.execute("SELECT rowid, data FROM events WHERE rowid > ? ORDER BY "
                                 "rowid LIMIT ?", (after, REBUILD_CHUNK)).fetchall()
             if not rows:
                 break
-            decoded = [(rowid, reg.decode(decode_event(data))) for rowid, data in rows]
-            loaded = _Loaded()
-            self._load(conn, loaded, {r for _, d in decoded if isinstance(d, Fact)
-                                      for r in d.records})
-            links: list[tuple[str, int]] = []
-            for rowid, d in decoded:
-                if isinstance(d, Fact):
-                    reg.apply_fact(loaded.state, d)
-                    links += [(p, rowid) for p in d.patients]
-                else:
-                    links += [(p, rowid) for p in reg.patients_of(d.event)]
-            self._link(conn, links)
-            self._write_back(conn, loaded)
+            self._link(conn, self._fold(conn, [(rowid, reg.decode(decode_event(data)))
+                                               for rowid, data in rows]))
             before, n, after = n, n + len(rows), rows[-1][0]
             if progress and n // 10_000 != before // 10_000:
                 progress(n)
@@ -1310,6 +1349,83 @@ class Ledger:
         conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
             ("projection_schema", reg.fingerprint()),
             ("projection_tables", json.dumps(sorted(rt.TABLE for rt in reg.records)))])
+        return n
+
+    def _fold(self, conn: sqlite3.Connection, decoded: Sequence[tuple[int, Decoded]]
+              ) -> list[tuple[str, int]]:
+        """Fold decoded events (in this order) into the projections; their patient links
+        (``(patient, rowid)``) for the caller to write."""
+        reg = self.registry
+        loaded = _Loaded()
+        self._load(conn, loaded, {r for _, d in decoded if isinstance(d, Fact)
+                                  for r in d.records})
+        links: list[tuple[str, int]] = []
+        for rowid, d in decoded:
+            if isinstance(d, Fact):
+                reg.apply_fact(loaded.state, d)
+                links += [(p, rowid) for p in d.patients]
+            else:
+                links += [(p, rowid) for p in reg.patients_of(d.event)]
+        self._write_back(conn, loaded)
+        return links
+
+    def _load_base(self, conn: sqlite3.Connection, base: Base) -> None:
+        """Inside a rebuild: the projections (and indexes made the same way) as central's
+        snapshot holds them, copied from the kept base a page at a time."""
+        if base.manifest.registry != self.registry.fingerprint():
+            raise ConfigError(
+                "this ledger started from central's snapshot, which another version of "
+                "onecard folded: its projections cannot be refolded by this one. Bootstrap "
+                "the counter again from a snapshot of this version (move the ledger aside; "
+                "onecard-edge bootstrap)")
+        tables = [rt.TABLE for rt in self.registry.records]
+        with opened_base(self._path, base) as src:
+            meta = dict(src.execute("SELECT key, value FROM meta").fetchall())
+            for ix in self._all_indexes():
+                if meta.get(_index_meta(ix)) == ix.fingerprint():
+                    tables.append(ix.TABLE)
+            for table in tables:
+                for names, rows in base_rows(src, table):
+                    conn.executemany(f"INSERT INTO {table} ({', '.join(names)}) VALUES "
+                                     f"({', '.join('?' * len(names))})", rows)
+        for ix in self._all_indexes():
+            if ix.TABLE not in tables:  # made another way: made afresh from the records
+                self._reindex(conn, ix)
+
+    # -- central's snapshot mirror -------------------------------------------------------
+    async def fold_trusted(self, encoded: Sequence[bytes], now_ms: int,
+                           meta: dict[str, Any] | None = None) -> int:
+        """Fold others' events central has verified and stored, in its store's order,
+        into the projections, chain heads and clock — not into the events table (central's
+        snapshot mirror, :mod:`central.snapshot`).  Each event must continue its node's
+        chain as the heads hold it.  ``meta`` rows are written in the same transaction (the
+        mirror's position).  Returns how many were folded."""
+        def tx(conn: sqlite3.Connection) -> int:
+            with transaction(conn):
+                reg = self.registry
+                heads: dict[str, ChainHead] = {}
+                clock = self._read_clock(conn)
+                wall, counter = clock.wall, clock.counter
+                decoded: list[tuple[int, Decoded]] = []
+                for data in encoded:
+                    ev = decode_event(data)
+                    head = heads.get(ev.node) or self._head(conn, ev.node)
+                    check_link(head, ev)
+                    heads[ev.node] = ChainHead(ev.seq, blake2b_256(data))
+                    if ev.hlc.wall - now_ms <= self.max_skew_ms and \
+                            (ev.hlc.wall, ev.hlc.counter) > (wall, counter):
+                        wall, counter = ev.hlc.wall, ev.hlc.counter
+                    decoded.append((0, reg.decode(ev)))
+                self._fold(conn, decoded)
+                conn.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
+                                 [(n, hd.seq, hd.hash) for n, hd in heads.items()])
+                self._write_clock(conn, Hlc(wall, counter))
+                conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 list((meta or {}).items()))
+                return len(decoded)
+        n = int(await self._run(tx))
+        self._after_commit()
+        await self._bound_wal()  # (steps follow each other: keep the WAL bounded)
         return n
 
     async def dump_projections(self) -> dict[str, list[tuple[Any, ...]]]:
@@ -1347,15 +1463,19 @@ class Ledger:
         later = index_later and self._keys_known()
         if any(changes.get(rt) for rt in self.indexes):
             self._reindex_for_keys(conn, later)  # (the other process may have taken new keys)
+        interim = self._interim(conn) if self.indexes else False
         for rt, changed in changes.items():
             _upsert(conn, rt, changed)
             for ix in self.indexes.get(rt, ()):
-                terms_changed = [r for r in changed if _index_changed(ix, loaded.seen.get(
+                written = [r for r in changed if _index_changed(ix, loaded.seen.get(
                     (rt, r.key())), r)]
-                if later:
-                    ix.mark_due(conn, terms_changed)
+                if later and not interim:
+                    ix.mark_due(conn, written)
                 else:
-                    ix.write(conn, terms_changed)
+                    ix.write(conn, written)
+                if interim and written:  # (their names get terms once the grant comes)
+                    conn.executemany("INSERT OR IGNORE INTO index_interim VALUES (?)",
+                                     [(r.key(),) for r in written])
         if self.indexes and changes.get(KeyGrant):
             self._reindex_for_keys(conn, later)  # a grant folded just now: its keys index names
         if not self._keys_known() and any(changes.get(rt) for rt in self.indexes):
@@ -1420,6 +1540,13 @@ def _mark_offline(body: Body, run: OfflineRun | None) -> Body:
 
 #: meta key: restored or re-installed, no own event until central's head is known
 RECOVER_PENDING = "recover.pending"
+#: meta key: bootstrapped from central's snapshot, whose search index central made with
+#: the hospital's patient keys, while this counter's grant of them has not come yet (it
+#: comes in the first sync, among the events after the snapshot).  Meanwhile the index is
+#: not rewritten without names (at 10M events, minutes); once the grant is folded, the
+#: patients written in between (table ``index_interim``, made by the install and dropped
+#: then) get their terms with its keys and the mark goes.
+INDEX_INTERIM = "index.interim"
 #: meta key: central's key taken from its rotation statements (JSON: the config's pin it
 #: was followed from, the key, the last statement's seq)
 CENTRAL_PIN = "sync.central_pin"

@@ -28,6 +28,8 @@ bytes that are hashed and stored are the very bytes that were signed.
                                      ◄─────  events(after, cursor, events, more,
                                                     central's attestation)
                                      ◄─────  events(...)        live, once caught up
+    snapshot_get(id, offset)         ─────►  (protocol 5: a new or rebuilt counter)
+                                     ◄─────  snapshot(id, manifest, sig, offset, data, last)…
     ping / pong                      ◄────►
     error(code, message)             ◄────►  then the connection closes
 """
@@ -46,15 +48,18 @@ from protocol.keyring import KeySpan, check_spans, single
 #: 2: a directory entry may carry the node's keys over its seqs (``keys``).  3: a
 #: challenge may carry central's key rotation statements (``rotations``,
 #: :mod:`protocol.rotation`).  4: every ``events`` frame with events carries central's
-#: attestation (``attest``, :func:`protocol.session.attestation_payload`).  Central
+#: attestation (``attest``, :func:`protocol.session.attestation_payload`).  5: a counter
+#: may ask for central's signed snapshot of the projections (``snapshot_get``, answered by
+#: ``snapshot`` frames: :mod:`protocol.snapshot`).  Central
 #: speaks every version in :data:`SUPPORTED_VERSIONS` and answers a counter in its own
 #: (to a version-1 counter: the directory without ``keys``; to one before 3: no
 #: ``rotations``; before 4: no ``attest``), so counters may lag behind; a counter whose
 #: version a central refuses (an older central) proposes the one before it
 #: (:data:`OLDEST_ATTESTED` - 1 at the lowest), so centrals may lag behind too.
-PROTOCOL_VERSION = 4
-SUPPORTED_VERSIONS = frozenset({1, 2, 3, 4})
+PROTOCOL_VERSION = 5
+SUPPORTED_VERSIONS = frozenset({1, 2, 3, 4, 5})
 OLDEST_ATTESTED = 4  # the first version whose events frames central attests
+OLDEST_SNAPSHOT = 5  # the first version in which a counter may ask for a snapshot
 NONCE_SIZE = 32
 STORE_ID_SIZE = 16
 MAX_BATCH_EVENTS = 500
@@ -66,6 +71,9 @@ MAX_DIRECTORY = 10_000
 MAX_KEYS = 100  # keys in one node's history
 MAX_ROTATIONS = 100  # central's rotation statements in one challenge
 MAX_TEXT = 1000
+SNAPSHOT_ID_SIZE = 32  # BLAKE2b-256 of a snapshot's manifest
+MAX_MANIFEST = 1 << 19  # a snapshot's manifest (its heads: one per node), sent in a part of its own
+SNAPSHOT_CHUNK = 1 << 19  # bytes of a snapshot's compressed stream in one frame
 
 # Counter roles as edge_node.config knows them, plus central itself.
 ROLES = frozenset({"central", "cashier", "triage", "doctor", "lab", "pharmacy", "kiosk"})
@@ -241,6 +249,36 @@ class Events(Message):
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotGet(Message):
+    """Counter → central (protocol 5): send me your newest snapshot of the projections
+    (``snapshot`` empty), or go on with snapshot ``snapshot`` from byte ``offset`` of its
+    compressed stream (a download cut short)."""
+
+    TYPE: ClassVar[str] = "snapshot_get"
+    snapshot: bytes
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotPart(Message):
+    """Central → counter: part of a snapshot's compressed stream, from byte ``offset``.
+
+    The first part of an answer carries the snapshot's ``manifest`` (canonical bytes,
+    :class:`protocol.snapshot.Manifest`) and central's signature over it; the parts
+    after it carry neither.  ``snapshot`` is the manifest's BLAKE2b-256 (its id); empty,
+    with no manifest and ``last`` true: central has no snapshot to give.  ``last``: the
+    stream ends with this part."""
+
+    TYPE: ClassVar[str] = "snapshot"
+    snapshot: bytes
+    manifest: bytes
+    sig: bytes
+    offset: int
+    data: bytes
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Ping(Message):
     """Either way: are you there? Answered by a pong with the same ``n``."""
 
@@ -265,7 +303,8 @@ class Error(Message):
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Challenge, Auth, Welcome, Push, Ack, Pull, Events, Ping, Pong, Error)
+    for cls in (Hello, Challenge, Auth, Welcome, Push, Ack, Pull, Events, SnapshotGet,
+                SnapshotPart, Ping, Pong, Error)
 }
 
 
@@ -428,11 +467,40 @@ def _from_map(m: dict[str, Any]) -> Message:
             raise SchemaError("events: an attestation without events")
         return Events(after=after, cursor=cursor, events=evs, more=_bool(m, "more"),
                       attest=attest)
+    if cls is SnapshotGet:
+        sid = m["snapshot"]
+        if type(sid) is not bytes or len(sid) not in (0, SNAPSHOT_ID_SIZE):
+            raise SchemaError(f"snapshot: must be empty or {SNAPSHOT_ID_SIZE} bytes")
+        offset = _int(m, "offset")
+        if not sid and offset:
+            raise SchemaError("snapshot_get: an offset needs the snapshot it is in")
+        return SnapshotGet(snapshot=sid, offset=offset)
+    if cls is SnapshotPart:
+        return _snapshot_part(m)
     if cls is Ping:
         return Ping(n=_int(m, "n"))
     if cls is Pong:
         return Pong(n=_int(m, "n"))
     return Error(code=_str(m, "code", 64), message=_str(m, "message"))
+
+
+def _snapshot_part(m: dict[str, Any]) -> SnapshotPart:
+    sid, manifest, sig, data = m["snapshot"], m["manifest"], m["sig"], m["data"]
+    if type(sid) is not bytes or len(sid) not in (0, SNAPSHOT_ID_SIZE):
+        raise SchemaError(f"snapshot: must be empty or {SNAPSHOT_ID_SIZE} bytes")
+    if type(manifest) is not bytes or len(manifest) > MAX_MANIFEST:
+        raise SchemaError(f"manifest: must be at most {MAX_MANIFEST} bytes")
+    if type(sig) is not bytes or len(sig) not in (0, SIGNATURE_SIZE):
+        raise SchemaError(f"sig: must be empty or {SIGNATURE_SIZE} bytes")
+    if bool(manifest) != bool(sig):
+        raise SchemaError("snapshot: a manifest comes with its signature, and only with it")
+    if type(data) is not bytes or len(data) > SNAPSHOT_CHUNK:
+        raise SchemaError(f"data: must be at most {SNAPSHOT_CHUNK} bytes")
+    part = SnapshotPart(snapshot=sid, manifest=manifest, sig=sig, offset=_int(m, "offset"),
+                        data=data, last=_bool(m, "last"))
+    if not sid and (manifest or data or not part.last or part.offset):
+        raise SchemaError("snapshot: 'none to give' is one empty last part")
+    return part
 
 
 def decode_message(data: bytes) -> Message:

@@ -21,6 +21,8 @@ CLOSED, and moves to CLOSED.
     AUTH_SENT  -recv welcome->    READY        AUTHENTICATED -send welcome-> READY
     READY: send push/pull/ping/pong,           READY: recv push/pull/ping/pong,
            recv ack/events/ping/pong                  send ack/events/ping/pong
+           (5: send snapshot_get,                     (5: recv snapshot_get,
+               recv snapshot)                             send snapshot)
 
 Two kinds of failure, as in h11:
 
@@ -43,6 +45,13 @@ key, another store, another counter, altered bytes) is refused: :class:`Attestat
 The events' own signatures are still checked, later, by the counter
 (:mod:`edge_node.sync.sigcheck`).
 
+Snapshots (protocol 5, :mod:`protocol.snapshot`): the first ``snapshot`` frame of an
+answer carries the manifest and central's signature over it, which the counter's
+session checks with the key central authenticated with (and that the manifest's hash
+is the snapshot's id); the frames after it must continue the same snapshot's stream
+byte for byte from the offset asked.  What the stream holds is checked by the caller,
+against the manifest's hashes, before it is installed.
+
 Authentication: each side signs the other's fresh 32-byte nonce, bound to both nonces
 and the counter's node id and to the direction, so a signature from one handshake is
 useless in any other, and a counter's signature can never pass for central's.  Central
@@ -64,6 +73,7 @@ from protocol.event import ChainHead
 from protocol.messages import (
     NONCE_SIZE,
     OLDEST_ATTESTED,
+    OLDEST_SNAPSHOT,
     PROTOCOL_VERSION,
     SUPPORTED_VERSIONS,
     Ack,
@@ -78,10 +88,13 @@ from protocol.messages import (
     Pong,
     Pull,
     Push,
+    SnapshotGet,
+    SnapshotPart,
     Welcome,
     decode_message,
 )
 from protocol.rotation import Rotation, follow
+from protocol.snapshot import signing_payload
 
 AUTH_CONTEXT = "onecard/sync/1"
 ATTEST_CONTEXT = "onecard/attest/1"
@@ -144,7 +157,8 @@ EDGE_RECEIVE: Table = {
     S.HELLO_SENT: {Challenge: S.CHALLENGED},
     S.CHALLENGED: {},
     S.AUTH_SENT: {Welcome: S.READY},
-    S.READY: {Ack: S.READY, Events: S.READY, Ping: S.READY, Pong: S.READY},
+    S.READY: {Ack: S.READY, Events: S.READY, SnapshotPart: S.READY, Ping: S.READY,
+              Pong: S.READY},
     S.CLOSED: {},
 }
 EDGE_SEND: Table = {
@@ -152,7 +166,8 @@ EDGE_SEND: Table = {
     S.HELLO_SENT: {},
     S.CHALLENGED: {Auth: S.AUTH_SENT},
     S.AUTH_SENT: {},
-    S.READY: {Push: S.READY, Pull: S.READY, Ping: S.READY, Pong: S.READY},
+    S.READY: {Push: S.READY, Pull: S.READY, SnapshotGet: S.READY, Ping: S.READY,
+              Pong: S.READY},
     S.CLOSED: {},
 }
 CENTRAL_RECEIVE: Table = {
@@ -160,7 +175,8 @@ CENTRAL_RECEIVE: Table = {
     S.HELLO_RECEIVED: {},
     S.CHALLENGED: {Auth: S.AUTHENTICATED},
     S.AUTHENTICATED: {},
-    S.READY: {Push: S.READY, Pull: S.READY, Ping: S.READY, Pong: S.READY},
+    S.READY: {Push: S.READY, Pull: S.READY, SnapshotGet: S.READY, Ping: S.READY,
+              Pong: S.READY},
     S.CLOSED: {},
 }
 CENTRAL_SEND: Table = {
@@ -168,7 +184,8 @@ CENTRAL_SEND: Table = {
     S.HELLO_RECEIVED: {Challenge: S.CHALLENGED},
     S.CHALLENGED: {},
     S.AUTHENTICATED: {Welcome: S.READY},
-    S.READY: {Ack: S.READY, Events: S.READY, Ping: S.READY, Pong: S.READY},
+    S.READY: {Ack: S.READY, Events: S.READY, SnapshotPart: S.READY, Ping: S.READY,
+              Pong: S.READY},
     S.CLOSED: {},
 }
 
@@ -276,6 +293,11 @@ class EdgeSession(_Session):
         self._in_flight: list[tuple[int, int]] = []  # (batch, last seq in it)
         self.cursor: int | None = None  # where the next events frame must start
         self.welcome: Welcome | None = None
+        #: the snapshot download in progress: (id asked, or b"" for the newest; the next
+        #: offset expected; whether its first part has come)
+        self._snapshot: tuple[bytes, int, bool] | None = None
+        #: the manifest of the snapshot being received (checked: central signed it)
+        self.snapshot_manifest = b""
 
     @property
     def central_key(self) -> bytes:
@@ -317,10 +339,23 @@ class EdgeSession(_Session):
         self.cursor = cursor
         return data
 
+    def send_snapshot_get(self, snapshot: bytes = b"", offset: int = 0) -> bytes:
+        """Ask for central's newest snapshot (``snapshot`` empty), or for the rest of
+        ``snapshot`` from ``offset`` (protocol 5; one answer at a time)."""
+        if self.proto < OLDEST_SNAPSHOT:
+            raise LocalProtocolError(f"protocol {self.proto} has no snapshots")
+        if self._snapshot is not None:
+            raise LocalProtocolError("a snapshot answer is still coming")
+        data = self._emit(SnapshotGet(snapshot, offset))
+        self._snapshot = (snapshot, offset, False)
+        return data
+
     def receive(self, data: bytes) -> Message:
         """Take one frame; return its message or raise ProtocolError (then send error, close)."""
         msg = self._accept(data)
-        if isinstance(msg, Challenge):
+        if isinstance(msg, SnapshotPart):
+            self._check_snapshot_part(msg)
+        elif isinstance(msg, Challenge):
             payload = auth_payload("central", self.node, self._nonce, msg.nonce)
             if not is_valid_signature(self._central_key, payload, msg.sig):
                 key, steps = follow(self._central_key, msg.rotations)
@@ -353,6 +388,34 @@ class EdgeSession(_Session):
                 self._check_attestation(msg)
             self.cursor = msg.cursor
         return msg
+
+    def _check_snapshot_part(self, msg: SnapshotPart) -> None:
+        if self._snapshot is None:
+            raise self._fail(SessionError("a snapshot part that was not asked for"))
+        asked, offset, started = self._snapshot
+        if not started:
+            if not msg.snapshot:  # central has none (the message's checks: an empty last)
+                self._snapshot = None
+                return
+            if asked and msg.snapshot != asked:
+                offset = 0  # replaced at central meanwhile: the newest, from its start
+            if not msg.manifest:
+                raise self._fail(SessionError("a snapshot answer must start with its manifest"))
+            if blake2b_256(msg.manifest) != msg.snapshot:
+                raise self._fail(SessionError("the snapshot's manifest is not the one its id "
+                                              "names"))
+            if not is_valid_signature(self._central_key, signing_payload(msg.manifest),
+                                      msg.sig):
+                raise self._fail(AttestationError(
+                    "the snapshot's manifest is not signed by central's key "
+                    f"{fingerprint(self._central_key)}: refused, nothing kept"))
+            self.snapshot_manifest = msg.manifest
+        elif msg.manifest or msg.snapshot != asked:
+            raise self._fail(SessionError("a snapshot part of another answer"))
+        if msg.offset != offset:
+            raise self._fail(SessionError(f"snapshot part at byte {msg.offset}, expected "
+                                          f"{offset}"))
+        self._snapshot = None if msg.last else (msg.snapshot, offset + len(msg.data), True)
 
     def _check_attestation(self, msg: Events) -> None:
         assert self.welcome is not None
@@ -453,6 +516,12 @@ class CentralSession(_Session):
     def send_ack(self, batch: int, stored: int, head: ChainHead) -> bytes:
         return self._emit(Ack(batch, stored, head.seq, head.hash))
 
+    def send_snapshot_part(self, snapshot: bytes, offset: int, data: bytes, last: bool,
+                           manifest: bytes = b"", sig: bytes = b"") -> bytes:
+        """A part of a snapshot's stream (the first of an answer with its manifest and
+        central's signature over it: :func:`protocol.snapshot.signing_payload`)."""
+        return self._emit(SnapshotPart(snapshot, manifest, sig, offset, data, last))
+
     def send_events(self, after: int, cursor: int, events: list[bytes], more: bool) -> bytes:
         """Others' events at cursor positions ``(after, cursor]``; to a counter of protocol
         4 or later, attested: central's signature says it checked every one of them."""
@@ -492,6 +561,10 @@ class CentralSession(_Session):
                     SessionError(f"push batch {msg.batch} after batch {self._last_batch}")
                 )
             self._last_batch = msg.batch
+        elif isinstance(msg, SnapshotGet):
+            assert self.hello is not None
+            if self.hello.proto < OLDEST_SNAPSHOT:
+                raise self._fail(SessionError(f"snapshot_get in protocol {self.hello.proto}"))
         elif isinstance(msg, Pull):
             if self.pulled:
                 raise self._fail(SessionError("pull may be sent once per connection"))

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import serve
 
 from central.conflicts import ConflictWatch, list_conflicts
+from central.recon_store import StoredView
 from central.server import WS_MAX_SIZE, CentralServer
 from central.store import CentralStore, enrol_central
 from protocol import codec
@@ -77,6 +78,7 @@ async def central(tmp_path: Path) -> AsyncIterator[Central]:
                      max_size=WS_MAX_SIZE) as srv:
         port = next(iter(srv.sockets)).getsockname()[1]
         yield Central(store, app, port)
+    await app.close()
     await store.close()
 
 
@@ -249,11 +251,14 @@ async def test_bad_push_gets_clean_error_and_stores_nothing(central: Central, ca
 @pytest.mark.parametrize("case", ["equivocation", "chain_break"])
 async def test_refused_evidence_is_a_conflict_by_the_time_the_refusal_arrives(
         central: Central, case: str) -> None:
-    """As an ack means "stored and reconciled", a refusal that quarantined evidence comes
-    after the conflict is in the book, not whenever some other node's events next arrive."""
+    """A refusal that quarantined evidence has the reconciler raise its conflict at once,
+    not whenever some other node's events next arrive."""
     central.app.watch = ConflictWatch(central.store, announce=False)
     bad = await connected(central, "bad-01")
-    await push_ok(bad, chain("bad-01", 3), 3)  # reconciled: the watch has seen everything
+    await push_ok(bad, chain("bad-01", 3), 3)
+    async with asyncio.timeout(10):
+        await central.app.reconciled()  # the watch has seen everything stored
+    assert await list_conflicts(central.store) == []
     head = await central.store.head("bad-01")
     if case == "equivocation":
         batch, code = chain("bad-01", 3, amount=777)[2:], "equivocation"
@@ -261,8 +266,69 @@ async def test_refused_evidence_is_a_conflict_by_the_time_the_refusal_arrives(
         batch, code = chain("bad-01", 1, start=5, prev=head.hash), "chain"
     await bad.ws.send(bad.s.send_push(batch, 5))
     assert (await raw_error(bad.ws)).code == code
+    async with asyncio.timeout(10):  # (asked for before the refusal was sent)
+        await central.app.reconciled()
     rows = await list_conflicts(central.store, kind=case)
     assert [(r.kind, r.nodes, r.status) for r in rows] == [(case, ("bad-01",), "open")]
+
+
+async def test_acks_do_not_wait_for_a_slow_reconciler(central: Central) -> None:
+    """The ack means "stored": pushes are acked while the reconciler is held, and the
+    reconciler then folds all of them in one catch-up, with no further push."""
+    watch = central.app.watch = ConflictWatch(central.store, announce=False)
+    gate, entered = asyncio.Event(), asyncio.Event()
+    folded = watch.catch_up
+    calls = 0
+
+    async def held() -> int:
+        nonlocal calls
+        calls += 1
+        entered.set()
+        await gate.wait()
+        return await folded()
+
+    watch.catch_up = held  # type: ignore[method-assign]
+    c = await connected(central, "good-01")
+    evs = chain("good-01", 6)
+    for i in range(0, 6, 2):
+        assert (await push_ok(c, evs[i:i + 2], i + 2)).stored == 2
+    async with asyncio.timeout(10):
+        await entered.wait()
+    top = await central.store.cursor()
+    assert await StoredView(central.store).folded_to() < top and calls == 1
+    gate.set()
+    async with asyncio.timeout(10):
+        await central.app.reconciled()
+    assert await StoredView(central.store).folded_to() == top == watch.pos
+    assert calls == 2  # the first (held) catch-up, and one more for what came meanwhile
+    await c.ws.close()
+
+
+async def test_a_failing_reconciler_is_logged_and_retried_and_never_stops_ingest(
+        central: Central, caplog: pytest.LogCaptureFixture) -> None:
+    watch = central.app.watch = ConflictWatch(central.store, announce=False)
+    central.app.retry_s = 0.01
+    folded = watch.catch_up
+    failures = 3
+
+    async def flaky() -> int:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise RuntimeError("a reconciler bug")
+        return await folded()
+
+    watch.catch_up = flaky  # type: ignore[method-assign]
+    c = await connected(central, "good-01")
+    evs = chain("good-01", 4)
+    assert (await push_ok(c, evs[:2], 2)).stored == 2
+    assert (await push_ok(c, evs[2:], 4)).stored == 2
+    async with asyncio.timeout(10):
+        await central.app.reconciled()
+    assert failures == 0
+    assert await StoredView(central.store).folded_to() == await central.store.cursor()
+    assert sum("reconciler failed" in r.getMessage() for r in caplog.records) == 3
+    await c.ws.close()
 
 
 async def test_replayed_old_batch_is_a_noop_and_replayed_auth_is_refused(

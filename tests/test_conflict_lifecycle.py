@@ -112,6 +112,52 @@ async def test_a_late_deposit_withdraws_the_announced_overdraft_once(tmp_path: P
         await store.close()
 
 
+async def test_a_catch_up_under_a_steady_stream_of_pushes_ends_and_announces(
+        tmp_path: Path) -> None:
+    """A catch-up ends at the cursor it saw when it started (a page past it at most), so
+    pushes stored while it runs cannot keep it going, and what it found is announced; the
+    next catch-up folds the rest."""
+    ch = Chains()
+    ch.patient("cashier-01", T0, "P-1", "8600000001", 1_000, "张三")
+    ch.charge("cashier-02", T0 + 100, "P-1", "C-1", 5_000, "8600000001")
+    for i in range(40):  # a counter's stream of visits
+        ch.patient("cashier-02", T0 + 200 + 10 * i, f"P-S{i}", f"86100000{i:02d}", 500,
+                   f"病人{i}")
+    later = ch.encoded["cashier-02"][1:]
+    store = await CentralStore.open(tmp_path / "central.sqlite3")
+    try:
+        await enrol_central(store, SigningKey.generate())
+        for node in ("cashier-01", "cashier-02"):
+            await store.enrol(node, seed_key(node).public_key, "cashier")
+        await store.ingest("cashier-01", ch.encoded["cashier-01"])
+        await store.ingest("cashier-02", ch.encoded["cashier-02"][:1])  # the overdraft
+        watch = ConflictWatch(store)
+        until = await store.cursor()
+        stream = iter(range(0, len(later), 3))
+        read = store.events_since
+
+        async def while_pushes_arrive(after: int, limit: int = 5000
+                                      ) -> list[tuple[int, bytes, int]]:
+            i = next(stream, None)  # a push of 3 events lands before each page is read
+            if i is not None:
+                await store.ingest("cashier-02", later[i:i + 3])
+            return await read(after, limit)
+
+        store.events_since = while_pushes_arrive  # type: ignore[method-assign]
+        fed = await watch.catch_up(page=2)
+        assert until <= watch.pos <= until + 2 and fed == watch.pos
+        assert watch.pos < await store.cursor()  # the rest is the next catch-up's
+        [raised] = await _central_events(store)  # announced at its end
+        [row] = await list_conflicts(store)
+        assert (raised.kind, raised.body["conflict_id"], row.kind) == (
+            "conflict.raised", row.id, "overdraft")
+        store.events_since = read  # type: ignore[method-assign]
+        await watch.catch_up()
+        assert watch.pos == await store.cursor()
+    finally:
+        await store.close()
+
+
 async def test_concurrent_writers_never_fork_centrals_chain(tmp_path: Path) -> None:
     """Two connections (as the server and the CLI are) append at once, 20 batches each."""
     key = SigningKey.generate()

@@ -63,8 +63,11 @@ COMMANDS = {
     "onecard-central-backup.service": "onecard-central backup",
     "onecard-counter-backup.service": "onecard-edge backup",
     "onecard-central-audit.service": "onecard-central audit daily",
+    "onecard-central-snapshot.service": "onecard-central snapshot",
 }
-NETWORKED = {"onecard-central.service", "onecard-sync.service"}
+#: (the snapshot reads central's store, which may be PostgreSQL over TCP)
+NETWORKED = {"onecard-central.service", "onecard-sync.service",
+             "onecard-central-snapshot.service"}
 
 
 def parse(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -140,7 +143,7 @@ def test_the_units_are_the_expected_set() -> None:
     services = {n for n in names if n.endswith(".service")}
     assert services == set(COMMANDS), services ^ set(COMMANDS)
     assert names - services == {"onecard-central-backup.timer", "onecard-counter-backup.timer",
-                                "onecard-central-audit.timer"}
+                                "onecard-central-audit.timer", "onecard-central-snapshot.timer"}
 
 
 @needs_analyze
@@ -213,7 +216,7 @@ def test_each_service_runs_its_command_with_its_config() -> None:
         assert config in values(unit, "Service", "Environment"), name
         families = set(values(unit, "Service", "RestrictAddressFamilies")[0].split())
         assert ("AF_INET" in families) == (name in NETWORKED), (name, families)
-        if name.endswith("-backup.service") or name.endswith("-audit.service"):
+        if name.endswith(("-backup.service", "-audit.service", "-snapshot.service")):
             assert values(unit, "Service", "Type") == ["oneshot"], name
             assert "Install" not in unit, f"{name} is started by its timer, not enabled"
         else:

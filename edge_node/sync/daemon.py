@@ -66,7 +66,7 @@ import sqlite3
 import ssl
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,6 +76,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidMes
 from edge_node.db import transaction
 from edge_node.errors import ConfigError
 from edge_node.i18n import Translator
+from edge_node.snapshot import base_heads
 from edge_node.sync.indexer import IndexWriter
 from edge_node.sync.sigcheck import SignatureChecker
 from edge_node.sync.tls import CertificateRefused, check_pin, client_context, describe_tls_error
@@ -214,7 +215,12 @@ class SyncClient:
         tls: ssl.SSLContext | None = None,
         tls_pin: str = "",
         language: str = "zh",
+        after_welcome: Callable[[ClientConnection, EdgeSession, Welcome],
+                                Awaitable[None]] | None = None,
     ) -> None:
+        #: instead of syncing, run this once central welcomed us, then hang up (the
+        #: snapshot download of ``onecard-edge bootstrap``: edge_node.snapshot)
+        self.after_welcome = after_welcome
         self.wal_path = wal_path
         self.tls = tls  # for wss:// (``client_context``); None: plain ws://
         self.tls_pin = tls_pin
@@ -292,13 +298,15 @@ class SyncClient:
             except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
                 await self._offline(f"link: {type(exc).__name__}: {exc}")
             except RemoteError as exc:
-                if (exc.code == "version" and not self._welcomed
-                        and self._proto.get(self.url, PROTOCOL_VERSION) >= OLDEST_ATTESTED):
-                    # an older central: ask again at once in the version before attestation
-                    self._proto[self.url] = OLDEST_ATTESTED - 1
-                    log.warning("central %s refused protocol %d (%s): speaking protocol %d, "
-                                "without attested events; every event is verified here",
-                                self.url, PROTOCOL_VERSION, exc.message, OLDEST_ATTESTED - 1)
+                proto = self._proto.get(self.url, PROTOCOL_VERSION)
+                if exc.code == "version" and not self._welcomed and proto >= OLDEST_ATTESTED:
+                    # an older central: ask again at once in the version before ours (down
+                    # to the one before attestation)
+                    self._proto[self.url] = proto - 1
+                    log.warning("central %s refused protocol %d (%s): speaking protocol %d%s",
+                                self.url, proto, exc.message, proto - 1,
+                                ", without attested events; every event is verified here"
+                                if proto - 1 < OLDEST_ATTESTED else "")
                     continue
                 # central refused what we sent (it will again): back off, don't hammer it
                 refused = True
@@ -373,6 +381,9 @@ class SyncClient:
                     welcome = await self._handshake(ws, session)
                 if session.rotations:
                     await self._adopt(session)
+                if self.after_welcome is not None:
+                    await self.after_welcome(ws, session, welcome)
+                    return
                 await self._resume(welcome)
                 self._welcomed = True
                 await self._serve(ws, session, stop)
@@ -426,9 +437,17 @@ class SyncClient:
             )
         elif w.head_seq:
             mine = await self.ledger.own_events_after(w.head_seq - 1, limit=1)
-            if not mine or decode_event(mine[0]).seq != w.head_seq:
+            based = (await self.ledger.run(base_heads)).get(self.node)
+            if based is not None and w.head_seq <= based.seq:
+                # the chain to there came with central's snapshot (bootstrap): no event here
+                if based != ChainHead(w.head_seq, w.head_hash):
+                    raise SyncFailed(
+                        f"central holds this counter's chain to seq {w.head_seq}, but the "
+                        f"snapshot it started from held it to seq {based.seq}: the chains "
+                        "have forked; central IT must look at this counter")
+            elif not mine or decode_event(mine[0]).seq != w.head_seq:
                 raise SyncFailed(f"own event seq {w.head_seq} is missing from the ledger")
-            if blake2b_256(mine[0]) != w.head_hash:
+            elif blake2b_256(mine[0]) != w.head_hash:
                 raise SyncFailed(
                     f"central holds a different event at our seq {w.head_seq}: the chains "
                     "have forked; central IT must look at this counter"

@@ -99,6 +99,11 @@ class HistoryScreen(ModalScreen[None]):
             table.add_row(local_time(ev.hlc.wall, tz, "%Y-%m-%d %H:%M"), title,
                           signed_yuan(event_amount(ev, family)), detail[:60], ev.operator,
                           ev.node)
+        base = await service.ledger.snapshot_base()
+        if base is not None:  # bootstrapped: the entries before central's snapshot are there
+            self.query_one("#history-status", Static).update(tr(
+                "history.from_snapshot",
+                at=local_time(base.manifest.clock[0], tz, "%Y-%m-%d %H:%M")))
 
     def action_close(self) -> None:
         self.dismiss(None)
