@@ -98,7 +98,7 @@ def test_every_command_has_help_text() -> None:
     assert set(helps) == {"init", "enrol", "rotate", "rotate-central", "revoke", "nodes",
                           "serve", "conflicts", "console", "import", "catalogue", "dormant",
                           "backup", "restore", "audit", "balance", "verify", "limits",
-                          "staff"}
+                          "staff", "snapshot"}
     assert all(h and len(h) > 10 for h in helps.values())
 
 
