@@ -74,7 +74,7 @@ async def seeded(cfg: EdgeConfig) -> tuple[Ledger, str]:
 
 
 async def until(pilot: Pilot[Any], what: str, cond: Callable[[], bool],
-                timeout: float = 15.0) -> None:
+                timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() >= deadline:

@@ -77,7 +77,7 @@ async def seeded(cfg: EdgeConfig, charge_at: str = "execution") -> tuple[Ledger,
 
 
 async def until(pilot: Pilot[Any], what: str, cond: Callable[[], bool],
-                timeout: float = 15.0) -> None:
+                timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() >= deadline:

@@ -68,7 +68,7 @@ async def seeded(cfg: EdgeConfig, catalogue: bool = True) -> Ledger:
 
 
 async def until(pilot: Pilot[Any], what: str, cond: Callable[[], bool],
-                timeout: float = 15.0) -> None:
+                timeout: float = 60.0) -> None:
     """Wait (bounded) for ``cond``: the screen's own interval work included."""
     deadline = time.monotonic() + timeout
     while not cond():
