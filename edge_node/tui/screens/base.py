@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from textual.binding import Binding
 from textual.dom import DOMNode
+from textual.worker import Worker, WorkerCancelled, WorkerFailed
 
 from edge_node.errors import EdgeError, OperationRefused, StorageError
 from edge_node.tui.context import Counter
@@ -52,3 +55,21 @@ def error_text(counter: Counter, exc: BaseException) -> str:
         return f"{exc.title}: {exc}"
     log.exception("unexpected error in a counter operation", exc_info=exc)
     return tr("error.unexpected", msg=f"{type(exc).__name__}: {exc}")
+
+
+async def refreshed(start: Callable[[], Worker[Any]], tries: int = 5) -> None:
+    """Start a desk's list refresh and wait until one has run to its end.
+
+    The desk's own poll starts the same exclusive worker every few seconds, which cancels
+    a refresh under way: on a busy machine the one a step waits for may be cancelled, and
+    the step after it (a tube label printed and shown) must not be lost with it.  A
+    cancelled refresh is started again (``tries`` at most); one that failed has said why
+    on the desk, and the step goes on."""
+    for _ in range(tries):
+        try:
+            await start().wait()
+            return
+        except WorkerCancelled:
+            continue
+        except WorkerFailed:
+            return

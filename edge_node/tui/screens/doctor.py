@@ -34,7 +34,7 @@ from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.describe import age
 from edge_node.tui.screens.ask import AskScreen, Work
-from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
+from edge_node.tui.screens.base import KeySpec, bind_keys, error_text, refreshed
 from edge_node.tui.screens.shift import Desk, desk_css, say_in
 from edge_node.tui.widgets.choice import Choice
 from edge_node.tui.widgets.keybar import KeyBar
@@ -177,7 +177,7 @@ class DoctorDesk(Desk, Screen[None]):
 
     async def _show(self, visit_id: str) -> None:
         """The queue again, its cursor on ``visit_id``."""
-        await self.refresh_queue().wait()
+        await refreshed(lambda: self.refresh_queue())
         self.queue_table.select(visit_id)
 
     async def _step(self, step: str, done_key: str) -> None:

@@ -36,7 +36,7 @@ from edge_node.staff import Approval
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
 from edge_node.tui.screens.ask import AskScreen
-from edge_node.tui.screens.base import KeySpec, bind_keys, error_text
+from edge_node.tui.screens.base import KeySpec, bind_keys, error_text, refreshed
 from edge_node.tui.screens.find import FindPatientScreen
 from edge_node.tui.screens.shift import LIST_MOVES, Desk, desk_css
 from edge_node.tui.widgets.keybar import KeyBar
@@ -391,7 +391,7 @@ class LabDesk(Desk, Screen[None]):
             self.receipt = r
             self.refresh_bindings()
         self.say(text, "done")
-        await self.refresh_lists(force=True).wait()
+        await refreshed(lambda: self.refresh_lists(force=True))
         self._select(r.order.order_id)
         if r.specimen_id:
             await self._print_and_show(r)
@@ -437,7 +437,7 @@ class LabDesk(Desk, Screen[None]):
             self.say(error_text(self.counter, exc), "problem")
             return
         self.say(tr(f"lab.done.{step}", order=done.order_id), "done")
-        await self.refresh_lists(force=True).wait()
+        await refreshed(lambda: self.refresh_lists(force=True))
         self._select(done.order_id)
 
     def action_result(self) -> None:
@@ -528,7 +528,7 @@ class LabDesk(Desk, Screen[None]):
         self.target = PATIENT
         self._mark_target()
         self._show_patient()
-        await self.refresh_lists(force=True).wait()
+        await refreshed(lambda: self.refresh_lists(force=True))
         here = [o for o in self.orders if o.exec_dept == self.dept]
         there = sorted({o.exec_dept for o in self.orders if o.exec_dept != self.dept})
         if here:

@@ -22,7 +22,7 @@ from textual.widgets import Input, Label, Static
 from edge_node.service import PatientView, Receipt
 from edge_node.tui.cardsource import Tapped, refusal_text
 from edge_node.tui.context import Counter
-from edge_node.tui.screens.base import KeySpec, error_text
+from edge_node.tui.screens.base import KeySpec, error_text, refreshed
 from edge_node.tui.screens.picker import PickScreen
 from edge_node.tui.screens.shift import LIST_MOVES, Desk, desk_css
 from edge_node.tui.screens.visit import VisitForm
@@ -244,7 +244,7 @@ class TriageScreen(Desk, Screen[None]):
             self.say(error_text(self.counter, exc), "problem")
             return
         self.say(tr(f"triage.done_{step}", number=v.label), "done")
-        await self.refresh_queue(force=True).wait()
+        await refreshed(lambda: self.refresh_queue(force=True))
         self.queue_table.select(v.visit_id)
 
     # -- cards ----------------------------------------------------------------------------
