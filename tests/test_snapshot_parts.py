@@ -190,6 +190,18 @@ async def ingest(store: CentralStore, events: list[bytes]) -> None:
         await store.ingest(NODE, events[i:i + 200])
 
 
+async def snapshot_of(tmp: Path, events: list[bytes], level: int = central_snapshot.LEVEL
+                      ) -> tuple[Manifest, Path]:
+    """Central's snapshot of ``events`` (node 0's), made in a SQLite store of its own."""
+    store = await CentralStore.open(tmp / "central.sqlite3")
+    try:
+        await store.enrol(NODE, SigningKey(bytes([1]) * 32).public_key, "cashier")
+        await ingest(store, events)
+        return await central_snapshot.make(store, tmp / "snaps", KEYS, level=level)
+    finally:
+        await store.close()
+
+
 async def bootstrapped(tmp: Path, stream: Path, m: Manifest, node: str = "cashier-09",
                        db: Path | None = None) -> Path:
     """A ledger installed from ``stream`` as ``onecard-edge bootstrap`` installs it."""
@@ -251,14 +263,8 @@ async def test_the_mirror_folds_on_and_its_snapshot_is_the_state_of_a_counter_wi
 
 async def test_a_bootstrapped_ledger_goes_on_verifies_rebuilds_and_refuses_what_is_wrong(
         tmp_path: Path) -> None:
-    store = await CentralStore.open(tmp_path / "central.sqlite3")
-    try:
-        await store.enrol(NODE, SigningKey(bytes([1]) * 32).public_key, "cashier")
-        events = history(tmp_path, 400, after=40)
-        await ingest(store, events[:400])
-        m, stream = await central_snapshot.make(store, tmp_path / "snaps", KEYS)
-    finally:
-        await store.close()
+    events = history(tmp_path, 400, after=40)
+    m, stream = await snapshot_of(tmp_path, events[:400])
     db = await bootstrapped(tmp_path, stream, m)
     led = await Ledger.open(db, "cashier-09", EDGE, patient_keys=KEYS)
     try:
@@ -298,13 +304,7 @@ async def test_a_bootstrapped_ledger_goes_on_verifies_rebuilds_and_refuses_what_
 
 
 async def test_an_altered_or_foreign_snapshot_is_refused_before_install(tmp_path: Path) -> None:
-    store = await CentralStore.open(tmp_path / "central.sqlite3")
-    try:
-        await store.enrol(NODE, SigningKey(bytes([1]) * 32).public_key, "cashier")
-        await ingest(store, history(tmp_path, 200))
-        m, stream = await central_snapshot.make(store, tmp_path / "snaps", KEYS)
-    finally:
-        await store.close()
+    m, stream = await snapshot_of(tmp_path, history(tmp_path, 200))
     raw = tmp_path / "raw"
     bad = tmp_path / "bad.zst"
     data = bytearray(stream.read_bytes())
@@ -329,14 +329,8 @@ def _fields(m: Manifest) -> dict[str, Any]:
 
 async def test_a_new_counter_keeps_centrals_index_until_its_grant_then_indexes_who_came_between(
         tmp_path: Path) -> None:
-    store = await CentralStore.open(tmp_path / "central.sqlite3")
-    try:
-        await store.enrol(NODE, SigningKey(bytes([1]) * 32).public_key, "cashier")
-        events = history(tmp_path, 300)
-        await ingest(store, events)
-        m, stream = await central_snapshot.make(store, tmp_path / "snaps", KEYS)
-    finally:
-        await store.close()
+    events = history(tmp_path, 300)
+    m, stream = await snapshot_of(tmp_path, events)
     db = await bootstrapped(tmp_path, stream, m)
     # opened with its node key and no grant yet: the index is not rewritten without names
     led = await Ledger.open(db, "cashier-09", EDGE)
@@ -354,13 +348,7 @@ async def test_a_new_counter_keeps_centrals_index_until_its_grant_then_indexes_w
 
 
 async def test_a_download_cut_short_goes_on_from_where_it_stopped(tmp_path: Path) -> None:
-    store = await CentralStore.open(tmp_path / "central.sqlite3")
-    try:
-        await store.enrol(NODE, SigningKey(bytes([1]) * 32).public_key, "cashier")
-        await ingest(store, history(tmp_path, 3000))
-        m, stream = await central_snapshot.make(store, tmp_path / "snaps", KEYS, level=-1000)
-    finally:
-        await store.close()
+    m, stream = await snapshot_of(tmp_path, history(tmp_path, 3000), level=-1000)
     assert m.size > 2 * SNAPSHOT_CHUNK  # (stored, not compressed: several parts)
     db = tmp_path / "counter" / "ledger.sqlite3"
     db.parent.mkdir()
@@ -420,13 +408,7 @@ async def test_the_counters_history_screen_says_earlier_entries_are_at_central(
         tap,
     )
 
-    store = await CentralStore.open(tmp_path / "central.sqlite3")
-    try:
-        await store.enrol(NODE, SigningKey(bytes([1]) * 32).public_key, "cashier")
-        await ingest(store, history(tmp_path, 200))
-        m, stream = await central_snapshot.make(store, tmp_path / "snaps", KEYS)
-    finally:
-        await store.close()
+    m, stream = await snapshot_of(tmp_path, history(tmp_path, 200))
     cfg = make_config(tmp_path / "counter")  # (the harness's cashier-01: a rebuilt counter)
     await bootstrapped(tmp_path, stream, m, TUI_NODE, cfg.db)
     led = await open_ledger(cfg)
