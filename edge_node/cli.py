@@ -214,13 +214,23 @@ def cmd_backup(args: argparse.Namespace) -> int:
     """A verified copy of the live ledger into the backup dir; the oldest rotated out."""
     from edge_node import backup
     from edge_node.ledger import check_ledger_copy
+    from edge_node.snapshot import forget_bases, keep_base_with
 
     cfg = cfgmod.load(_config_path(args))
     key = cfg.load_key()
-    done = backup.backup(cfg.db, Path(args.dir) if args.dir else cfg.backup_dir, cfg.node_id,
-                         args.keep or cfg.backup.keep,
+    directory = Path(args.dir) if args.dir else cfg.backup_dir
+    done = backup.backup(cfg.db, directory, cfg.node_id, args.keep or cfg.backup.keep,
                          check_ledger_copy(cfg.node_id, key.public_key))
     print(done.line())
+    # a counter bootstrapped from central's snapshot: that snapshot goes with its backups
+    # (once per snapshot), or a restore on a new disk could not rebuild
+    try:
+        kept, copied = keep_base_with(done.path, cfg.db, cfg.node_id)
+    finally:
+        forget_bases(directory, cfg.node_id, backup.backups(directory, cfg.node_id))
+    if kept is not None:
+        print(f"the snapshot it started from: {kept}"
+              + (" (copied)" if copied else " (kept with an earlier backup)"))
     return 0
 
 
@@ -228,6 +238,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """Put a verified backup in place of the ledger (app and sync stopped)."""
     from edge_node import backup
     from edge_node.ledger import RECOVER_PENDING, check_ledger_copy
+    from edge_node.snapshot import base_path, put_restored_base, stage_base_for_restore
 
     cfg = cfgmod.load(_config_path(args))
     key = cfg.load_key()
@@ -237,9 +248,22 @@ def cmd_restore(args: argparse.Namespace) -> int:
     def mark(conn: sqlite3.Connection) -> None:  # no own event until central is heard
         conn.execute("INSERT OR REPLACE INTO meta VALUES (?, 1)", (RECOVER_PENDING,))
 
-    kept = backup.restore(src, cfg.db, check_ledger_copy(cfg.node_id, key.public_key), mark)
+    # the snapshot the backup started from, checked and staged before anything moves
+    staged, warning = stage_base_for_restore(src, cfg.db, cfg.node_id)
+    try:
+        kept = backup.restore(src, cfg.db, check_ledger_copy(cfg.node_id, key.public_key),
+                              mark)
+        if staged is not None:
+            put_restored_base(staged, cfg.db, kept)
+    finally:
+        if staged is not None:
+            staged.unlink(missing_ok=True)
     print(f"restored {src} ({events} events) as {cfg.db}"
           + (f"; the replaced file is kept as {kept}" if kept else ""))
+    if staged is not None:
+        print(f"the snapshot it started from is in place again: {base_path(cfg.db)}")
+    if warning:
+        print(warning, file=sys.stderr)
     print("next: onecard-edge recover (or start the sync): this counter takes no new event "
           "until central has given back whatever of its chain the backup lacks")
     return 0

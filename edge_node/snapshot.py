@@ -428,3 +428,122 @@ def blake2b_file(path: Path) -> bytes:
     return digest
 
 
+
+
+# -- backups: the base goes with them -------------------------------------------------------
+def kept_base(directory: Path, prefix: str, m: Manifest) -> Path:
+    """Where a backup directory keeps the base of ``prefix``'s backups that started from
+    the snapshot ``m``: one file per snapshot, whichever backups refer to it."""
+    return directory / f"{prefix}-base-{m.hash.hex()[:32]}{BASE_SUFFIX}"
+
+
+def backup_base(path: Path) -> Base | None:
+    """The snapshot the ledger (or backup) file ``path`` started from (None: none)."""
+    try:
+        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            return base_of(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+
+
+def copy_base(src: Path, dst: Path, m: Manifest) -> None:
+    """Copy the base ``src`` to ``dst`` (a temp name, checked against the manifest the
+    copy's ledger names, fsynced, renamed in): ``dst`` is whole or absent."""
+    from edge_node.backup import _fsync_dir
+
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    h = _blake2b()
+    n = 0
+    try:
+        with src.open("rb") as f, tmp.open("wb") as out:
+            while chunk := f.read(READ_CHUNK):
+                h.update(chunk)
+                n += len(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        if n != m.size or h.digest() != m.hash:
+            raise SnapshotError(f"{src} is not the snapshot its ledger started from (altered "
+                                "or replaced): not copied")
+        os.replace(tmp, dst)
+        _fsync_dir(dst.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def keep_base_with(backup_file: Path, db: Path, prefix: str) -> tuple[Path | None, bool]:
+    """After a backup of ``db`` into ``backup_file``: keep the base it started from in the
+    backup's directory too, so a restore on a new disk can rebuild and verify it.
+    Returns (the kept base or None when the ledger did not start from a snapshot, whether
+    it was copied now); SnapshotError when the ledger's own base is missing or altered."""
+    base = backup_base(backup_file)
+    if base is None:
+        return None, False
+    dst = kept_base(backup_file.parent, prefix, base.manifest)
+    if dst.exists() and dst.stat().st_size == base.manifest.size:
+        return dst, False  # an earlier backup kept it (checked when it was copied)
+    src = base_path(db)
+    if not src.exists():
+        raise SnapshotError(
+            f"the snapshot this ledger started from ({src}) is missing, so the backup "
+            f"{backup_file} is kept without it: restored on a new disk it works but cannot "
+            "be rebuilt. Bootstrap the counter again to have one (onecard-edge bootstrap)")
+    copy_base(src, dst, base.manifest)
+    return dst, True
+
+
+def forget_bases(directory: Path, prefix: str, backups: list[Path]) -> list[Path]:
+    """Remove the bases of ``prefix`` kept in ``directory`` that none of ``backups``
+    (the ones still kept) started from; return those removed."""
+    wanted = set()
+    for b in backups:
+        with contextlib.suppress(ConfigError, SnapshotError):
+            base = backup_base(b)
+            if base is not None:
+                wanted.add(kept_base(directory, prefix, base.manifest).name)
+    removed = []
+    for p in directory.glob(f"{prefix}-base-*{BASE_SUFFIX}"):
+        if p.name not in wanted:
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def stage_base_for_restore(backup_file: Path, db: Path, prefix: str
+                           ) -> tuple[Path | None, str]:
+    """Before a restore of ``backup_file`` over ``db``: the base the backup started from,
+    copied (checked) beside the ledger under a temp name, to be put in place with
+    :func:`put_restored_base` once the ledger is; and a warning ("" when none).
+    (None, ""): nothing to do (no base, or the one in place is already the right one)."""
+    base = backup_base(backup_file)
+    if base is None or not check_base(db, base):
+        return None, ""
+    kept = kept_base(backup_file.parent, prefix, base.manifest)
+    if not kept.exists():
+        return None, (
+            f"warning: the snapshot this backup started from is not beside it ({kept.name}) "
+            f"nor in place ({base_path(db)}): the restored counter works and syncs, but "
+            "rebuild cannot start and verify says the snapshot is missing until the "
+            "counter is bootstrapped again (onecard-edge bootstrap)")
+    staged = Path(f"{db}{BASE_SUFFIX}.restoring")
+    copy_base(kept, staged, base.manifest)
+    return staged, ""
+
+
+def put_restored_base(staged: Path, db: Path, replaced: Path | None) -> None:
+    """The staged base in place for the restored ledger ``db``; the base of the ledger it
+    replaced goes with that one (``replaced``: where the restore kept it)."""
+    from edge_node.backup import _fsync_dir
+
+    current = base_path(db)
+    if current.exists():
+        if replaced is not None:
+            os.replace(current, base_path(replaced))
+        else:
+            current.unlink()
+    os.replace(staged, current)
+    _fsync_dir(db.parent)

@@ -161,6 +161,27 @@ def test_a_rebuilt_counter_gets_its_own_chain_back_from_the_snapshot_and_goes_on
              60, "central took a's next events")
     assert central.rows("SELECT count(*) FROM quarantine")[0][0] == 0
 
+    # its backups keep the snapshot it started from (once), so a restore on a new disk
+    # can rebuild and verify
+    a.stop()
+    first, second = edge(a, "backup"), edge(a, "backup")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert "started from:" in first.stdout and "(copied)" in first.stdout, first.stdout
+    assert "(kept with an earlier backup)" in second.stdout, second.stdout
+    kept = list((a.dir / "backups").glob("*.snapshot.zst"))
+    assert len(kept) == 1 and kept[0].read_bytes() == base_path(a.db).read_bytes()
+    backup_file = Path(second.stdout.split()[1])
+    dead = a.db.with_name("dead")
+    dead.mkdir()
+    for p in a.dir.glob(f"{a.node}.sqlite3*"):
+        shutil.move(str(p), dead / p.name)
+    r = edge(a, "restore", str(backup_file))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "the snapshot it started from is in place again" in r.stdout, r.stdout
+    assert base_path(a.db).read_bytes() == kept[0].read_bytes()
+    r = edge(a, "verify")
+    assert r.returncode == 0 and "follow central's snapshot" in r.stdout, r.stdout + r.stderr
+
 
 def test_an_altered_snapshot_is_refused_and_nothing_installed(cluster) -> None:  # type: ignore[no-untyped-def]
     central, made, base = cluster

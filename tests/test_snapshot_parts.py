@@ -16,6 +16,7 @@ import pytest
 from bench.bootstrap import generate
 from central import snapshot as central_snapshot
 from central.store import CentralStore
+from edge_node.backup import backup, backups
 from edge_node.errors import ConfigError
 from edge_node.ledger import INDEX_INTERIM, Ledger
 from edge_node.snapshot import (
@@ -24,7 +25,12 @@ from edge_node.snapshot import (
     SnapshotError,
     base_path,
     check_file,
+    forget_bases,
     install,
+    keep_base_with,
+    kept_base,
+    put_restored_base,
+    stage_base_for_restore,
     unpack,
 )
 from protocol.crypto import ZERO_HASH, SigningKey, blake2b_256
@@ -444,3 +450,60 @@ async def test_a_stream_longer_than_its_manifest_says_is_refused(tmp_path: Path)
     with pytest.raises(SnapshotError, match="more of the snapshot"):
         await dl(Link(), edge, type("W", (), {"store": STORE})())
     assert dl.done is None and dl.part.stat().st_size == 0
+
+
+async def test_backups_keep_the_snapshot_once_and_forget_it_with_the_last_backup_of_it(
+        tmp_path: Path) -> None:
+    events = history(tmp_path, 200)
+    m1, s1 = await snapshot_of(tmp_path / "one", events[:100])
+    m2, s2 = await snapshot_of(tmp_path / "two", events[:200])
+    db = await bootstrapped(tmp_path, s1, m1)
+    dest = tmp_path / "backups"
+
+    def back_up(keep: int) -> Path:
+        done = backup(db, dest, "cashier-09", keep, lambda c: (0, ""))
+        keep_base_with(done.path, db, "cashier-09")
+        forget_bases(dest, "cashier-09", backups(dest, "cashier-09"))
+        return done.path
+
+    b1 = back_up(2)
+    assert kept_base(dest, "cashier-09", m1).read_bytes() == base_path(db).read_bytes()
+    assert keep_base_with(b1, db, "cashier-09") == (kept_base(dest, "cashier-09", m1), False)
+    # the counter bootstrapped again from a newer snapshot: both are kept while a backup
+    # of each is, then only the newer one
+    db.unlink()
+    base_path(db).unlink()
+    db = await bootstrapped(tmp_path, s2, m2)
+    b2 = back_up(2)
+    assert {p.name for p in dest.glob("*.snapshot.zst")} == {
+        kept_base(dest, "cashier-09", m).name for m in (m1, m2)}
+    back_up(2)
+    assert [p.name for p in dest.glob("*.snapshot.zst")] == [kept_base(dest, "cashier-09",
+                                                                       m2).name]
+    # restored on a new disk: the base comes back from the backup directory, checked
+    lost = tmp_path / "lost"
+    lost.mkdir()
+    for p in db.parent.glob(f"{db.name}*"):
+        shutil.move(str(p), lost / p.name)
+    staged, warning = stage_base_for_restore(b2, db, "cashier-09")
+    assert staged is not None and not warning
+    shutil.copy(b2, db)
+    put_restored_base(staged, db, None)
+    assert base_path(db).read_bytes() == (lost / base_path(db).name).read_bytes()
+    assert stage_base_for_restore(b2, db, "cashier-09") == (None, "")  # already in place
+    # an altered kept copy is refused; a missing one is a warning (the counter works)
+    base_path(db).unlink()
+    kept = kept_base(dest, "cashier-09", m2)
+    data = bytearray(kept.read_bytes())
+    data[100] ^= 1
+    kept.write_bytes(bytes(data))
+    with pytest.raises(SnapshotError, match="altered"):
+        stage_base_for_restore(b2, db, "cashier-09")
+    assert not list(db.parent.glob("*.restoring")) and not base_path(db).exists()
+    kept.unlink()
+    staged, warning = stage_base_for_restore(b2, db, "cashier-09")
+    assert staged is None and "bootstrapped again" in warning
+    # a ledger whose own base went missing: the backup is kept, and the command says why
+    # its snapshot is not
+    with pytest.raises(SnapshotError, match="missing"):
+        keep_base_with(b2, db, "cashier-09")
