@@ -12,7 +12,9 @@ own process, timed, with its peak RSS:
 3. ``onecard-edge bootstrap`` of a new counter against a central serving the store
    (the bench's own server: ``CentralServer`` without its reconciler, which a real
    central had caught up long before — the snapshot and the pull do not use it);
-4. the counter is *usable*: a patient found by name, a card charged, its balance right.
+4. the counter is *usable*: a patient found by name, a card charged, its balance right;
+   then ``--charges`` more charges timed (p50, p99), beside a counter of 1,000 events
+   (``bench/edge_append.py``'s) charging in the same process.
 
 Prints one JSON line.  Usage: ``python bench/bootstrap.py [--events 1000000]``
 (``BENCH_DIR=/some/disk`` for the temp files).
@@ -212,11 +214,15 @@ async def serve_child(cfg_path: str, port: int) -> None:
         await asyncio.Future()
 
 
-async def usable(config: str, card: str, name: str, want: int) -> dict[str, Any]:
+async def usable(config: str, card: str, name: str, want: int, charges: int = 0,
+                 patients: int = 0) -> dict[str, Any]:
     """In a fresh process: the counter finds the patient, charges the card, and the balance
-    is right."""
+    is right.  ``charges``: then that many more charges timed, on node 0's ``patients``
+    cards, beside a counter of 1,000 events (bench.edge_append) charging in the same
+    window."""
     import resource
 
+    from bench.edge_append import measure, pct
     from edge_node.ledger import Ledger
     from edge_node.service import CounterService
 
@@ -235,12 +241,29 @@ async def usable(config: str, card: str, name: str, want: int) -> dict[str, Any]
         await svc.charge(card, ITEMS, "检验科")
         charge_ms = (time.perf_counter() - t) * 1000
         after = (await svc.lookup_card(card)).account.balance
+        times = []
+        extra = time.perf_counter()
+        for k in range(charges):
+            t = time.perf_counter()
+            await svc.charge(card_no(0, (k * 7919) % patients), ITEMS, "检验科")
+            times.append(time.perf_counter() - t)
     finally:
         await led.close()
-    return {"open_s": round(open_s, 2), "search_ms": round(search_ms, 2),
-            "found": len(found), "charge_ms": round(charge_ms, 2),
-            "balance_right": before == want and after == want - PRICE,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    out = {"open_s": round(open_s, 2), "search_ms": round(search_ms, 2),
+           "found": len(found), "charge_ms": round(charge_ms, 2),
+           "balance_right": before == want and after == want - PRICE,
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if charges:
+        with tempfile.TemporaryDirectory(prefix="onecard-bench-",
+                                         dir=os.environ.get("BENCH_DIR")) as d:
+            ref = await measure(1000, charges, Path(d))
+        out["charges"] = {"n": charges, "p50_ms": pct(times, 0.5), "p99_ms": pct(times, 0.99),
+                          "ledger_1k_p50_ms": ref["charge_p50_ms"],
+                          "ledger_1k_p99_ms": ref["charge_p99_ms"]}
+        out["charges"]["p99_ratio_vs_1k"] = round(
+            out["charges"]["p99_ms"] / float(ref["charge_p99_ms"]), 2)  # type: ignore[arg-type]
+    out["extra_s"] = round(time.perf_counter() - extra, 1)  # not part of "usable"
+    return out
 
 
 def vm_hwm(pid: int) -> float:
@@ -254,13 +277,15 @@ def main() -> None:
         return
     if len(sys.argv) >= 2 and sys.argv[1] == "--usable":
         print(json.dumps(asyncio.run(usable(sys.argv[2], sys.argv[3], sys.argv[4],
-                                            int(sys.argv[5])))))
+                                            *map(int, sys.argv[5:8])))))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--after", type=int, default=2_000, help="events per node after the "
                     "snapshot (a day's work at the whole hospital: nodes × after)")
+    ap.add_argument("--charges", type=int, default=300, help="charges timed at the "
+                    "bootstrapped counter, and at a counter of 1,000 events beside it")
     ap.add_argument("--data", help="keep the generated events in this directory and use them "
                     "again in the next run with the same sizes (signing is the slow part); "
                     "central's store, snapshot and the counter are made afresh each run")
@@ -351,10 +376,12 @@ def main() -> None:
             want = expected_balance(per, p, args.after)
             t0 = time.perf_counter()
             r = subprocess.run([sys.executable, __file__, "--usable", str(epath),
-                                card_no(0, p), "王", str(want)],
+                                card_no(0, p), "王", str(want), str(args.charges),
+                                str(plan(per)[0])],
                                capture_output=True, text=True, check=True)
             out["usable"] = json.loads(r.stdout.strip().splitlines()[-1])
-            out["usable"]["s"] = round(time.perf_counter() - t0, 1)
+            out["usable"]["s"] = round(time.perf_counter() - t0 - out["usable"].pop("extra_s"),
+                                       1)
             out["bootstrap_to_usable_s"] = round(out["bootstrap"]["s"] + out["usable"]["s"], 1)
         finally:
             server.terminate()
