@@ -41,12 +41,13 @@ lint: $(BIN)/.dev
 # @pytest.mark.xdist_group and run on one worker. `python -m pytest tests/test_x.py` alone
 # runs in one process. The onecard processes the tests start find their modules compiled
 # (PYTHONDONTWRITEBYTECODE would have each of them compile its imports again).
+# --durations: the slowest tests, so a slow CI run says where its time went.
 TEST_WORKERS ?= 4
 test: $(BIN)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m compileall -q protocol edge_node central tests
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
 # Each prints one JSON line. card_tap needs root (it runs its own pcscd); converge compares
 # with ../shared/peer-bench (PouchDB), run separately with node.
