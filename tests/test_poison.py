@@ -6,7 +6,8 @@ counter with a valid key over a raw websocket to `onecard-central serve` (a real
 process).  Each gets a clear ``invalid_event`` error naming the field; each is kept as
 evidence and raised as exactly one integrity conflict; none is stored or relayed.
 Meanwhile two honest counters (real sync daemons) keep working and syncing, and central
-is restarted after each kind and comes back with the same book.
+is restarted after the first, middle and last kind of a group and comes back with the
+same book.
 
 The kinds are dealt into :data:`SHARDS` groups of about as many cases each, one test per
 group with its own central and counters, so that a parallel run (``make test``) spreads
@@ -121,7 +122,9 @@ def test_every_kind_poisoned_field_by_field_stops_nobody(tmp_path: Path, shard: 
         k.start_sync()
     raised = 0
     try:
-        for kind, batch in sorted(mine.items()):
+        ordered = sorted(mine.items())
+        restarts = {0, len(ordered) // 2, len(ordered) - 1}  # (each restart costs seconds)
+        for i, (kind, batch) in enumerate(ordered):
             answers = asyncio.run(_poison(central, key, ChainHead(), batch))
             for case, ans in zip(batch, answers, strict=True):
                 assert isinstance(ans, Error), (case, ans)
@@ -135,6 +138,8 @@ def test_every_kind_poisoned_field_by_field_stops_nobody(tmp_path: Path, shard: 
             wait_for(lambda n=total: _level(central, a, b, n), 30, f"honest sync ({kind})")
             wait_for(lambda n=raised: _book(central).get("malformed_event", 0) == n, 30,
                      f"one conflict per poison event ({kind})")
+            if i not in restarts:
+                continue
             central.stop()  # and central restarts cleanly, with the same book
             central.start()
             wait_for(lambda n=raised: _book(central).get("malformed_event", 0) == n, 30,

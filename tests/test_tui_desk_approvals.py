@@ -103,6 +103,8 @@ async def refused_on_the_pin(pilot: Pilot[Any], approver: str, pin: str, says: s
     form = pilot.app.screen
     await approve(pilot, approver, pin)
     assert pilot.app.screen is form, "refused: the form stays open"
+    # the PIN is checked by a worker after the question: the refusal comes when it ends
+    await until(pilot, "the refusal", lambda: bool(form_error(pilot)))
     assert says in form_error(pilot)
     assert form.focused is not None and form.focused.id == "approver_pin"
 
