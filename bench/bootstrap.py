@@ -286,107 +286,128 @@ def main() -> None:
                     "snapshot (a day's work at the whole hospital: nodes × after)")
     ap.add_argument("--charges", type=int, default=300, help="charges timed at the "
                     "bootstrapped counter, and at a counter of 1,000 events beside it")
+    ap.add_argument("--resume", action="store_true", help="with --data: keep central's store "
+                    "and snapshot mirror a run stopped part way left (the first fold of 10M "
+                    "events takes most of an hour), and go on from them")
     ap.add_argument("--data", help="keep the generated events in this directory and use them "
                     "again in the next run with the same sizes (signing is the slow part); "
                     "central's store, snapshot and the counter are made afresh each run")
     args = ap.parse_args()
     out: dict[str, Any] = {"bench": "bootstrap", "events": args.events, "nodes": args.nodes}
     with contextlib.ExitStack() as stack:
+        resume = False
         if args.data:
             d = Path(args.data)
             d.mkdir(parents=True, exist_ok=True)
-            for sub in ("central", "counter"):
+            resume = args.resume and (d / "central" / "central.sqlite3").exists()
+            for sub in ("counter",) if resume else ("central", "counter"):
                 shutil.rmtree(d / sub, ignore_errors=True)
         else:
             d = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix="onecard-bench-", dir=os.environ.get("BENCH_DIR"))))
         cfg = d / "central" / "central.toml"
-        central_cli(cfg, "init", "--dir", str(d / "central"))
-        text = cfg.read_text()
-        cfg.write_text(text.replace("verify_workers = -1", "verify_workers = 1"))
-        kept = d / "patient-data.key"  # the events generated before were sealed with it
-        if kept.exists():
-            (d / "central" / "patient-data.key").unlink()
-            PatientKeys.read(kept).write(d / "central" / "patient-data.key")
-        else:
-            PatientKeys.read(d / "central" / "patient-data.key").write(kept)
-        keys = PatientKeys.read(d / "central" / "patient-data.key")
-        for i in range(args.nodes):
-            central_cli(cfg, "enrol", node_id(i), "--key", node_key(i).public_key.hex(),
-                        "--role", "cashier")
-        new = SigningKey(bytes([99]) * 32)
-        central_cli(cfg, "enrol", "cashier-new", "--key", new.public_key.hex(), "--role",
-                    "cashier")
-        per = args.events // args.nodes
-        t0 = time.perf_counter()
-        parts = [d / f"gen-{i}.sqlite3" for i in range(args.nodes)]
-        marker = d / "generated.json"
-        sizes = {"events": args.events, "nodes": args.nodes, "after": args.after,
-                 "keys": keys.key_id}
-        if not (marker.exists() and json.loads(marker.read_text()) == sizes):
-            for p in parts:
-                p.unlink(missing_ok=True)
-            with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 2) as pool:
-                raw = (keys.data or b"") + (keys.lookup or b"")
-                pool.map(generate, [(i, per, args.after, raw, str(parts[i]))
-                                    for i in range(args.nodes)])
-            marker.write_text(json.dumps(sizes))
-            out["generate_s"] = round(time.perf_counter() - t0, 1)
-        t0 = time.perf_counter()
-        db = d / "central" / "central.sqlite3"
-        cursor = merge(db, parts, {i: per for i in range(args.nodes)})
-        out["store_s"] = round(time.perf_counter() - t0, 1)
-        out["central_events"] = cursor
-        out["central_mb"] = round(db.stat().st_size / 2**20)
-
-        took, rss, so, _ = timed([str(BIN / "onecard-central"), "--config", str(cfg),
-                                  "snapshot"])
-        out["snapshot"] = {"s": round(took, 1), "peak_rss_mb": round(rss, 1),
-                           "said": so.strip()}
-        stream = max((d / "central" / "snapshots").glob("snap-*.zst"),
-                     key=lambda p: p.stat().st_mtime)
-        out["snapshot"]["mb"] = round(stream.stat().st_size / 2**20, 1)
-        cursor = merge(db, parts, {i: per + args.after for i in range(args.nodes)})
-        out["events_after_snapshot"] = args.nodes * args.after
-
-        from tests.support.sync_cluster import free_port
-        port = free_port()
-        server = subprocess.Popen([sys.executable, __file__, "--serve", str(cfg), str(port)],
-                                  stdout=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout is not None and "listening" in server.stdout.readline()
-            cd = d / "counter"
-            cd.mkdir()
-            cfgmod.write_key(cd / "node.key", new)
-            ckey = (d / "central" / "central.key").read_text().strip()
-            pub = SigningKey(bytes.fromhex(ckey)).public_key.hex()
-            ecfg = cfgmod.EdgeConfig(node_id="cashier-new", role="cashier",
-                                     db=cd / "cashier-new.sqlite3", key_file=cd / "node.key",
-                                     sync=cfgmod.SyncConfig(f"ws://127.0.0.1:{port}/sync", pub))
-            epath = cd / "onecard-edge.toml"
-            epath.write_text(cfgmod.render(ecfg), encoding="utf-8")
-            took, rss, so, _ = timed([str(BIN / "onecard-edge"), "--config", str(epath),
-                                       "bootstrap"])
-            out["bootstrap"] = {"s": round(took, 1), "peak_rss_mb": round(rss, 1),
-                                "said": so.strip().splitlines()}
-            out["central_serve_peak_rss_mb"] = round(vm_hwm(server.pid), 1)
-            out["counter_ledger_mb"] = round((cd / "cashier-new.sqlite3").stat().st_size
-                                             / 2**20, 1)
-            p = 1  # node 0's patient 1
-            want = expected_balance(per, p, args.after)
-            t0 = time.perf_counter()
-            r = subprocess.run([sys.executable, __file__, "--usable", str(epath),
-                                card_no(0, p), "王", str(want), str(args.charges),
-                                str(plan(per)[0])],
-                               capture_output=True, text=True, check=True)
-            out["usable"] = json.loads(r.stdout.strip().splitlines()[-1])
-            out["usable"]["s"] = round(time.perf_counter() - t0 - out["usable"].pop("extra_s"),
-                                       1)
-            out["bootstrap_to_usable_s"] = round(out["bootstrap"]["s"] + out["usable"]["s"], 1)
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
+        if not resume:
+            prepare(d, cfg, args, out)
+        run_on(d, cfg, args, out)
     print(json.dumps(out, ensure_ascii=False))
+
+
+def prepare(d: Path, cfg: Path, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Central made and its counters enrolled; the nodes' events signed (or kept)."""
+    central_cli(cfg, "init", "--dir", str(d / "central"))
+    text = cfg.read_text()
+    cfg.write_text(text.replace("verify_workers = -1", "verify_workers = 1"))
+    kept = d / "patient-data.key"  # the events generated before were sealed with it
+    if kept.exists():
+        (d / "central" / "patient-data.key").unlink()
+        PatientKeys.read(kept).write(d / "central" / "patient-data.key")
+    else:
+        PatientKeys.read(d / "central" / "patient-data.key").write(kept)
+    keys = PatientKeys.read(d / "central" / "patient-data.key")
+    for i in range(args.nodes):
+        central_cli(cfg, "enrol", node_id(i), "--key", node_key(i).public_key.hex(),
+                    "--role", "cashier")
+    new = SigningKey(bytes([99]) * 32)
+    central_cli(cfg, "enrol", "cashier-new", "--key", new.public_key.hex(), "--role",
+                "cashier")
+    per = args.events // args.nodes
+    t0 = time.perf_counter()
+    parts = [d / f"gen-{i}.sqlite3" for i in range(args.nodes)]
+    marker = d / "generated.json"
+    sizes = {"events": args.events, "nodes": args.nodes, "after": args.after,
+             "keys": keys.key_id}
+    if not (marker.exists() and json.loads(marker.read_text()) == sizes):
+        for p in parts:
+            p.unlink(missing_ok=True)
+        with multiprocessing.get_context("spawn").Pool(os.cpu_count() or 2) as pool:
+            raw = (keys.data or b"") + (keys.lookup or b"")
+            pool.map(generate, [(i, per, args.after, raw, str(parts[i]))
+                                for i in range(args.nodes)])
+        marker.write_text(json.dumps(sizes))
+        out["generate_s"] = round(time.perf_counter() - t0, 1)
+
+
+def run_on(d: Path, cfg: Path, args: argparse.Namespace, out: dict[str, Any]) -> None:
+    """Central's store from the generated events, its snapshot, the day after it, and the
+    new counter bootstrapped and used (``--resume``: the store and snapshot mirror a run
+    stopped part way left, folded on from where they are)."""
+    per = args.events // args.nodes
+    parts = [d / f"gen-{i}.sqlite3" for i in range(args.nodes)]
+    new = SigningKey(bytes([99]) * 32)  # the new counter's key (enrolled by prepare)
+    t0 = time.perf_counter()
+    db = d / "central" / "central.sqlite3"
+    cursor = merge(db, parts, {i: per for i in range(args.nodes)})
+    out["store_s"] = round(time.perf_counter() - t0, 1)
+    out["central_events"] = cursor
+    out["central_mb"] = round(db.stat().st_size / 2**20)
+
+    took, rss, so, _ = timed([str(BIN / "onecard-central"), "--config", str(cfg),
+                              "snapshot"])
+    out["snapshot"] = {"s": round(took, 1), "peak_rss_mb": round(rss, 1),
+                       "said": so.strip()}
+    stream = max((d / "central" / "snapshots").glob("snap-*.zst"),
+                 key=lambda p: p.stat().st_mtime)
+    out["snapshot"]["mb"] = round(stream.stat().st_size / 2**20, 1)
+    out["events_after_snapshot"] = merge(db, parts, {i: per + args.after
+                                                     for i in range(args.nodes)}) - cursor
+
+    from tests.support.sync_cluster import free_port
+    port = free_port()
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(cfg), str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None and "listening" in server.stdout.readline()
+        cd = d / "counter"
+        cd.mkdir()
+        cfgmod.write_key(cd / "node.key", new)
+        ckey = (d / "central" / "central.key").read_text().strip()
+        pub = SigningKey(bytes.fromhex(ckey)).public_key.hex()
+        ecfg = cfgmod.EdgeConfig(node_id="cashier-new", role="cashier",
+                                 db=cd / "cashier-new.sqlite3", key_file=cd / "node.key",
+                                 sync=cfgmod.SyncConfig(f"ws://127.0.0.1:{port}/sync", pub))
+        epath = cd / "onecard-edge.toml"
+        epath.write_text(cfgmod.render(ecfg), encoding="utf-8")
+        took, rss, so, _ = timed([str(BIN / "onecard-edge"), "--config", str(epath),
+                                   "bootstrap"])
+        out["bootstrap"] = {"s": round(took, 1), "peak_rss_mb": round(rss, 1),
+                            "said": so.strip().splitlines()}
+        out["central_serve_peak_rss_mb"] = round(vm_hwm(server.pid), 1)
+        out["counter_ledger_mb"] = round((cd / "cashier-new.sqlite3").stat().st_size
+                                         / 2**20, 1)
+        p = 1  # node 0's patient 1
+        want = expected_balance(per, p, args.after)
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, __file__, "--usable", str(epath),
+                            card_no(0, p), "王", str(want), str(args.charges),
+                            str(plan(per)[0])],
+                           capture_output=True, text=True, check=True)
+        out["usable"] = json.loads(r.stdout.strip().splitlines()[-1])
+        out["usable"]["s"] = round(time.perf_counter() - t0 - out["usable"].pop("extra_s"),
+                                   1)
+        out["bootstrap_to_usable_s"] = round(out["bootstrap"]["s"] + out["usable"]["s"], 1)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
 
 if __name__ == "__main__":
