@@ -59,6 +59,9 @@ SNAPSHOT_META = "snapshot"
 BASE_SUFFIX = ".snapshot.zst"
 PART_SUFFIX = ".snapshot.zst.part"
 READ_CHUNK = 1 << 20
+#: the stream is inflated from pieces this size: what one piece unpacks to (about nine
+#: times as much for a ledger) is what the unpack holds in memory at once, a few times over
+INFLATE_CHUNK = 64 << 10
 
 
 class SnapshotError(EdgeError):
@@ -116,7 +119,7 @@ def inflate(stream: Path, hasher: Any = None) -> Iterator[bytes]:
     z = zstd.ZstdDecompressor().decompressobj(write_size=1 << 20)
     try:
         with stream.open("rb") as f:
-            while chunk := f.read(READ_CHUNK):
+            while chunk := f.read(INFLATE_CHUNK):
                 if hasher is not None:
                     hasher.update(chunk)
                 out = z.decompress(chunk)
