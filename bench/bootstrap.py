@@ -54,6 +54,7 @@ SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁�
             "宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程")
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬建国志文"
 DEPOSIT = 10**8
+NEW_KEY = SigningKey(bytes([99]) * 32)  # the counter that bootstraps ("cashier-new")
 PRICE = 2500
 
 
@@ -327,8 +328,7 @@ def prepare(d: Path, cfg: Path, args: argparse.Namespace, out: dict[str, Any]) -
     for i in range(args.nodes):
         central_cli(cfg, "enrol", node_id(i), "--key", node_key(i).public_key.hex(),
                     "--role", "cashier")
-    new = SigningKey(bytes([99]) * 32)
-    central_cli(cfg, "enrol", "cashier-new", "--key", new.public_key.hex(), "--role",
+    central_cli(cfg, "enrol", "cashier-new", "--key", NEW_KEY.public_key.hex(), "--role",
                 "cashier")
     per = args.events // args.nodes
     t0 = time.perf_counter()
@@ -353,7 +353,6 @@ def run_on(d: Path, cfg: Path, args: argparse.Namespace, out: dict[str, Any]) ->
     stopped part way left, folded on from where they are)."""
     per = args.events // args.nodes
     parts = [d / f"gen-{i}.sqlite3" for i in range(args.nodes)]
-    new = SigningKey(bytes([99]) * 32)  # the new counter's key (enrolled by prepare)
     t0 = time.perf_counter()
     db = d / "central" / "central.sqlite3"
     cursor = merge(db, parts, {i: per for i in range(args.nodes)})
@@ -379,7 +378,7 @@ def run_on(d: Path, cfg: Path, args: argparse.Namespace, out: dict[str, Any]) ->
         assert server.stdout is not None and "listening" in server.stdout.readline()
         cd = d / "counter"
         cd.mkdir()
-        cfgmod.write_key(cd / "node.key", new)
+        cfgmod.write_key(cd / "node.key", NEW_KEY)
         ckey = (d / "central" / "central.key").read_text().strip()
         pub = SigningKey(bytes.fromhex(ckey)).public_key.hex()
         ecfg = cfgmod.EdgeConfig(node_id="cashier-new", role="cashier",

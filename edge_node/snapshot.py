@@ -431,8 +431,6 @@ def blake2b_file(path: Path) -> bytes:
     return digest
 
 
-
-
 # -- backups: the base goes with them -------------------------------------------------------
 def kept_base(directory: Path, prefix: str, m: Manifest) -> Path:
     """Where a backup directory keeps the base of ``prefix``'s backups that started from
@@ -442,8 +440,10 @@ def kept_base(directory: Path, prefix: str, m: Manifest) -> Path:
 
 def backup_base(path: Path) -> Base | None:
     """The snapshot the ledger (or backup) file ``path`` started from (None: none)."""
+    from edge_node.backup import _ro_uri
+
     try:
-        conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        conn = sqlite3.connect(_ro_uri(path), uri=True)
         try:
             return base_of(conn)
         finally:
