@@ -58,9 +58,13 @@ from protocol.crypto import SigningKey
 from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError
 from protocol.event import CENTRAL, Event, decode_event
+from protocol.privacy import PatientKeys
 from protocol.remedy import RAISED, WITHDRAWN
 
 log = logging.getLogger(__name__)
+
+#: time a catch-up gives to making the console's search index again, when it is
+INDEX_STEP_S = 0.25
 
 #: Conflicts about a node, not a patient's money or record, are never announced to
 #: counters (:data:`central.reconcile.INTEGRITY_KINDS`).
@@ -194,16 +198,17 @@ class ConflictWatch:
 
     def __init__(self, store: CentralStore, config: ReconcileConfig | None = None,
                  key: SigningKey | None = None, *, announce: bool = True,
-                 budget: int = BUDGET) -> None:
+                 budget: int = BUDGET, patient_keys: PatientKeys | None = None) -> None:
         """``key``: central's, to announce new conflicts (default: the key
         :func:`~central.store.enrol_central` enrolled on ``store``; none: no announcements).
         ``announce=False``: keep the book only (fixtures that pin central's chain).
         ``budget``: facts and records kept in memory between catch-ups.
+        ``patient_keys``: central's, to index sealed names for the console's search.
         """
         self.store = store
         self.key = key
         self.announce = announce
-        self.stored = StoredReconciler(store, config, budget=budget)
+        self.stored = StoredReconciler(store, config, budget=budget, keys=patient_keys)
         #: the pure reconciler over the working set (its resident records: key grants)
         self.reconciler = self.stored.rec
         self.pos = 0
@@ -212,6 +217,8 @@ class ConflictWatch:
         self._quarantined = 0
         self._revoked: dict[str, int] = {}
         self._lock = asyncio.Lock()  # one catch-up at a time: each new conflict announced once
+        #: the console's search index is being made again (:meth:`_index`): come back soon
+        self.indexing = False
 
     @_completes
     async def catch_up(self, page: int = 5000, max_pages: int = 100_000) -> int:
@@ -262,7 +269,22 @@ class ConflictWatch:
                 await self._announce()
             except Exception:  # the book is written; the next catch-up tries again
                 log.exception("announcing conflicts to the counters failed")
+            await self._index()
             return fed
+
+    async def _index(self, budget_s: float = INDEX_STEP_S) -> None:
+        """Go on making the console's search index if it is being made again (a new
+        version, other keys: :meth:`StoredReconciler.search_step`), for about
+        ``budget_s``; :attr:`indexing` says whether more is to do (the caller comes back
+        soon).  A failure is logged, never raised: the batches do not wait for it."""
+        until = time.monotonic() + budget_s
+        try:
+            while (more := await self.stored.search_step()) and time.monotonic() < until:
+                pass
+            self.indexing = more
+        except Exception:
+            log.exception("making the console's search index failed (tried again)")
+            self.indexing = True
 
     async def settled(self) -> None:
         """Return once no catch-up is under way (one whose caller was cancelled runs on to

@@ -489,7 +489,20 @@ CREATE TABLE recon_merged (pid TEXT PRIMARY KEY, survivor TEXT NOT NULL);
 CREATE INDEX recon_merged_survivor ON recon_merged (survivor);
 """,
     ),
-    # (11, "…", """…"""),  — the next version: append it here and to SQLite's list
+    (
+        11,
+        "the console's patient search index (central/recon_store.py)",
+        """
+CREATE TABLE recon_search (
+    term TEXT COLLATE "C" NOT NULL,  -- (byte order: a prefix is a range of the index)
+    pid TEXT NOT NULL,
+    PRIMARY KEY (term, pid)
+);
+CREATE INDEX recon_search_pid ON recon_search (pid);
+INSERT INTO meta (key, value) VALUES ('recon_search', '');
+""",
+    ),
+    # (12, "…", """…"""),  — the next version: append it here and to SQLite's list
 ]
 
 #: the names of the versions PG_MIGRATIONS[0] records (SQLite's own names)

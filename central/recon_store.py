@@ -70,6 +70,8 @@ from central.reconcile import (
     stock_scope,
 )
 from central.store import CentralStore
+from edge_node.search import PatientIndex, plan, probe_query, rank_rows
+from edge_node.search import terms as search_terms
 from protocol.account import Account, LimitsSet
 from protocol.card import Card
 from protocol.core import Fact, R, Record, Ref
@@ -77,7 +79,7 @@ from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError
 from protocol.event import decode_event
 from protocol.patient import Patient
-from protocol.privacy import KeyGrant
+from protocol.privacy import KeyGrant, PatientKeys
 from protocol.stock import Stock
 
 log = logging.getLogger("onecard.central.recon_store")
@@ -90,7 +92,11 @@ BUDGET = 30_000
 VERSION = 2  # 2: recon_merged
 #: the reconciler's tables (migrations 9, 10)
 TABLES = ("recon_facts", "recon_records", "recon_identity", "recon_cards", "recon_emitted",
-          "recon_offline", "recon_resolved", "recon_merged")
+          "recon_offline", "recon_resolved", "recon_merged", "recon_search")
+#: meta key: what made ``recon_search`` (:meth:`PatientIndex.fingerprint`)
+SEARCH = "recon_search"
+#: patients a transaction when ``recon_search`` is made again
+SEARCH_CHUNK = 1000
 #: keys per ``IN (…)`` list
 CHUNK = 300
 #: record types kept in memory whole: few, and read outside any batch (the granter)
@@ -157,9 +163,13 @@ class StoredReconciler:
     """A :class:`Reconciler` whose state lives in central's store (see the module)."""
 
     def __init__(self, store: CentralStore, config: ReconcileConfig | None = None, *,
-                 budget: int = BUDGET) -> None:
+                 budget: int = BUDGET, keys: PatientKeys | None = None) -> None:
+        """``keys``: central's patient keys, with which sealed names are indexed for the
+        console's search (none: they are not, only numbers and keyed ID/phone tags)."""
         self.store = store
         self.budget = budget
+        self.index = PatientIndex()
+        self.index.use_keys(keys)
         self.rec = Reconciler(config or ReconcileConfig(), REGISTRY)
         self.rec.track_seen = False  # the cursor position dedupes
         self.pos = 0  # folded up to this cursor position (the checkpoint)
@@ -241,6 +251,56 @@ class StoredReconciler:
         except (TypeError, ValueError, IndexError, KeyError, AttributeError) as exc:
             raise DamagedState(f"the checkpoint: {type(exc).__name__}: {exc}") from exc
         await self.load_resident()
+
+    # -- the console's search index ---------------------------------------------------------
+    async def search_step(self, limit: int = SEARCH_CHUNK) -> bool:
+        """Make ``recon_search`` again, ``limit`` patients a call, if another version,
+        pypinyin or names key made it (or nothing yet: a store from before it); whether
+        more is to do.  The reconciler calls it between catch-ups, so neither a restart
+        nor the batches wait for it; the console meanwhile reads every patient instead
+        (:meth:`StoredView.search`).  Its progress is in ``meta`` (``<fingerprint>\x1f<the
+        last patient's key>`` while making it, the fingerprint alone once made), written
+        with each step's rows; a batch writes its patients' rows whatever the progress
+        (each step replaces a patient's rows too: the rows are always the latest
+        record's)."""
+        want = self.index.fingerprint()
+        rows = await self.store.read(f"SELECT value FROM meta WHERE key = '{SEARCH}'")
+        mark = str(rows[0][0]) if rows else ""
+        if mark == want:
+            return False
+        if not mark.startswith(want + "\x1f"):
+            log.info("indexing patients for the console's search (%s)", want)
+            await self.store.write_many([_set_meta(SEARCH, want + "\x1f"),
+                                         ("DELETE FROM recon_search", ())])
+            mark = want + "\x1f"
+        after = bytes.fromhex(mark[len(want) + 1:]) if mark[len(want) + 1:] else b""
+        got = await self.store.read(
+            "SELECT k, data FROM recon_records WHERE tbl = ? AND k > ? ORDER BY k LIMIT ?",
+            (Patient.TABLE, after, limit))
+        patients = [_record(Patient, data) for _, data in got]
+        more = len(got) == limit
+        mark = f"{want}\x1f{bytes(got[-1][0]).hex()}" if more else want
+        await self.store.write_many([*self._search_rows(patients), _set_meta(SEARCH, mark)])
+        if not more:
+            log.info("the console's search index is made (%s)", want)
+        return more
+
+    def _search_rows(self, patients: Sequence[Patient]) -> Statements:
+        """Statements that replace the search terms of ``patients``."""
+        if not patients:
+            return []
+        rows: set[tuple[str, str]] = set()
+        for p in patients:
+            try:
+                rows.update((t, p.patient_id) for t in search_terms(p, self.index.keys))
+            except Exception:  # (a record no term can be made of: found by its number)
+                log.exception("search terms of patient %r", p.patient_id)
+                rows.add(("i:" + str(p.patient_id).casefold(), p.patient_id))
+        out: Statements = [("DELETE FROM recon_search WHERE pid = ?",
+                             [(p.patient_id,) for p in patients])]
+        out.append(("INSERT INTO recon_search (term, pid) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    sorted(rows)))
+        return out
 
     async def load_resident(self) -> None:
         """(Re)read the resident records (a process that does not reconcile keeps its key
@@ -448,6 +508,11 @@ class StoredReconciler:
         if rows:
             out.append(("INSERT INTO recon_records (tbl, k, data) VALUES (?, ?, ?)"
                         " ON CONFLICT (tbl, k) DO UPDATE SET data = excluded.data", rows))
+        terms_key = PatientIndex.terms_key
+        out += self._search_rows([
+            p for ref in refs if ref[0] is Patient
+            and (p := r.state.get(Patient, ref[1])) is not None
+            and ((old := self._held.get(ref)) is None or terms_key(old) != terms_key(p))])
         idents = []
         for pid in self._touched_pids(refs):  # (only a folded patient's identity changes)
             nid, person = r._identity.get(pid, ("", None))
@@ -578,10 +643,16 @@ def software() -> str:
     return f"{VERSION}:{REGISTRY.fingerprint()}:{detectors}"
 
 
+def _set_meta(key: str, value: str) -> tuple[str, Any]:
+    return ("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+            " SET value = excluded.value", (key, value))
+
+
 def wipe() -> Statements:
     """Statements that forget the reconciler's state: the next open refolds everything."""
     return [*((f"DELETE FROM {t}", ()) for t in TABLES),
             ("UPDATE meta SET value = '' WHERE key = 'recon'", ()),
+            _set_meta(SEARCH, ""),  # (made again beside the refold: StoredReconciler.search_step)
             (f"DELETE FROM meta WHERE key = '{REFOLD}'", ())]
 
 
@@ -608,12 +679,80 @@ class StoredView:
                                      (rt.TABLE, pack_key(key)))
         return _record(rt, rows[0][0]) if rows else None
 
+    async def records_of(self, rt: type[R], keys: Sequence[Any]) -> dict[Any, R]:
+        """The records of ``keys`` that there are, by key (a few statements, not one a
+        key)."""
+        out: dict[Any, R] = {}
+        for chunk in _chunks(list(keys)):
+            for (data,) in await self.store.read(
+                    f"SELECT data FROM recon_records WHERE tbl = ? AND k IN "
+                    f"({_marks(len(chunk))})", (rt.TABLE, *map(pack_key, chunk))):
+                rec = _record(rt, data)
+                out[rec.key()] = rec
+        return out
+
+    async def cards_of_each(self, pids: Sequence[str]) -> dict[str, set[str]]:
+        """:meth:`cards_of` for each of ``pids``."""
+        out: dict[str, set[str]] = {p: set() for p in pids}
+        for chunk in _chunks(list(pids)):
+            for c, p in await self.store.read(
+                    f"SELECT card_no, pid FROM recon_cards WHERE pid IN ({_marks(len(chunk))})",
+                    tuple(chunk)):
+                out[str(p)].add(str(c))
+        return out
+
+    async def families(self, pids: Sequence[str]) -> dict[str, frozenset[str]]:
+        """:meth:`family` for each of ``pids``, a statement a generation of merges."""
+        merged: dict[str, set[str]] = {}  # survivor → the records merged into it
+        todo, seen = list(dict.fromkeys(pids)), set(pids)
+        for _ in range(64):  # (a merge chain is short; bounded whatever)
+            if not todo:
+                break
+            found: list[str] = []
+            for chunk in _chunks(todo):
+                for m, survivor in await self.store.read(
+                        f"SELECT pid, survivor FROM recon_merged WHERE survivor IN "
+                        f"({_marks(len(chunk))})", tuple(chunk)):
+                    merged.setdefault(str(survivor), set()).add(str(m))
+                    if m not in seen:
+                        seen.add(str(m))
+                        found.append(str(m))
+            todo = found
+
+        def family(pid: str) -> frozenset[str]:
+            out, stack = {pid}, [pid]
+            while stack and len(out) < 1000:
+                for m in merged.get(stack.pop(), ()):
+                    if m not in out:
+                        out.add(m)
+                        stack.append(m)
+            return frozenset(out)
+        return {p: family(p) for p in pids}
+
     async def records(self, rt: type[R]) -> list[R]:
         return [_record(rt, data) for (data,) in await self.store.read(
             "SELECT data FROM recon_records WHERE tbl = ?", (rt.TABLE,))]
 
     async def patient(self, pid: str) -> Patient | None:
         return await self.record(Patient, pid)
+
+    async def search(self, query: str, keys: PatientKeys | None, limit: int
+                     ) -> list[str] | None:
+        """The patients ``query`` finds in the search index the reconciler keeps, best
+        first (:func:`edge_node.search.plan`: numbers, keyed ID number and phone tags,
+        names, their pinyin and initials); None if it was not made with ``keys`` (it is
+        being made again, or by a process holding other keys)."""
+        ix = PatientIndex()
+        ix.use_keys(keys)
+        rows = await self.store.read(f"SELECT value FROM meta WHERE key = '{SEARCH}'")
+        if not rows or rows[0][0] != ix.fingerprint():
+            return None
+        probes = plan(query, keys)
+        if not probes or limit <= 0:
+            return []
+        sql, args = probe_query(probes, limit, "recon_search", "pid")
+        best = rank_rows(probes, await self.store.read(sql, args))
+        return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
 
     async def card(self, card_no: str) -> Card | None:
         return await self.record(Card, card_no)

@@ -70,6 +70,7 @@ from protocol.messages import (
     Push,
     SnapshotGet,
 )
+from protocol.privacy import KeyFileError, PatientKeys
 from protocol.session import AuthError, CentralSession, RemoteError, SessionError
 
 log = logging.getLogger("onecard.central.server")
@@ -538,7 +539,8 @@ class CentralServer:
                         self.reconciler.poke()  # would see them within a second too)
                     # the key grants the reconciler folded: the granter reads them here
                     await self.watch.stored.load_resident()
-                elif not self.watch.leased or self.watch.pos < top:
+                elif (not self.watch.leased or self.watch.pos < top
+                      or self.watch.indexing):
                     # (not leased: another instance reconciles; take over if it died,
                     # from its checkpoint)
                     self.reconcile_soon()
@@ -719,9 +721,11 @@ class ReconcilerProcess:
     """
 
     def __init__(self, store_at: str | Path, key_file: Path, max_skew_ms: int,
-                 interval_s: float = WATCH_INTERVAL_S) -> None:
+                 interval_s: float = WATCH_INTERVAL_S, *,
+                 patient_keys_file: Path | None = None) -> None:
         self.args = (str(store_at), str(key_file), max_skew_ms, interval_s,
-                     logging.getLogger().getEffectiveLevel())
+                     logging.getLogger().getEffectiveLevel(),
+                     str(patient_keys_file) if patient_keys_file else "")
         self.proc: multiprocessing.process.BaseProcess | None = None
         self._poke_fd = -1
         self.starts = 0
@@ -781,7 +785,8 @@ class ReconcilerProcess:
 
 
 def _reconciler_main(pokes: Any, parent_pid: int, store_at: str, key_file: str,
-                     max_skew_ms: int, interval_s: float, log_level: int) -> None:
+                     max_skew_ms: int, interval_s: float, log_level: int,
+                     patient_keys_file: str = "") -> None:
     """The reconciler process (:class:`ReconcilerProcess`)."""
     _worker_init(parent_pid)
     with contextlib.suppress(OSError, AttributeError):  # its name in ps, top, /proc/*/comm
@@ -794,11 +799,25 @@ def _reconciler_main(pokes: Any, parent_pid: int, store_at: str, key_file: str,
         os.nice(RECONCILER_NICE)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # (^C in serve's terminal: serve stops it)
-    asyncio.run(_reconcile_forever(pokes, store_at, Path(key_file), max_skew_ms, interval_s))
+    asyncio.run(_reconcile_forever(pokes, store_at, Path(key_file), max_skew_ms, interval_s,
+                                   read_patient_keys(patient_keys_file)))
+
+
+def read_patient_keys(path: str | Path | None) -> PatientKeys | None:
+    """Central's patient keys for the reconciler's search index, if it has any (none, or
+    a file that does not read: the index holds no names; the log says why)."""
+    if not path or not Path(path).exists():
+        return None
+    try:
+        return PatientKeys.read(Path(path))
+    except KeyFileError as exc:
+        log.error("the console's search will not find names: %s", exc)
+        return None
 
 
 async def _reconcile_forever(pokes: Any, store_at: str, key_file: Path, max_skew_ms: int,
-                             interval_s: float) -> None:
+                             interval_s: float, patient_keys: PatientKeys | None = None
+                             ) -> None:
     fd = pokes.fileno()
     os.set_blocking(fd, False)
     wake = asyncio.Event()
@@ -817,13 +836,14 @@ async def _reconcile_forever(pokes: Any, store_at: str, key_file: Path, max_skew
     try:
         key = load_key(key_file)
         store.central_key = key
-        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=max_skew_ms), key=key)
+        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=max_skew_ms), key=key,
+                              patient_keys=patient_keys)
         poked, failed = True, False  # (at start: resume from the checkpoint at once)
         while True:
             try:
                 if not poked:  # the timer: follow the key; catch up only if behind
                     await _follow_key(store, watch, key_file)
-                if (poked or failed or not watch.leased
+                if (poked or failed or not watch.leased or watch.indexing
                         or await store.cursor() > watch.pos):
                     failed = True
                     await watch.catch_up()
@@ -831,8 +851,8 @@ async def _reconcile_forever(pokes: Any, store_at: str, key_file: Path, max_skew
             except Exception:  # logged and tried again: nothing that is stored is lost
                 log.exception("reconciler failed (tried again in %.1f s)", interval_s)
             poked = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), interval_s)
+            with contextlib.suppress(TimeoutError):  # (making the search index: on soon)
+                await asyncio.wait_for(wake.wait(), 0.05 if watch.indexing else interval_s)
                 poked = True
             wake.clear()
     finally:
@@ -889,18 +909,25 @@ async def run_server(
 
         await publish_configured(store, config)  # the config's [limits], if changed
         await store.mark_all_offline()
-        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms), key=key)
+        had_keys = read_patient_keys(config.patient_keys_file)
+        watch = ConflictWatch(store, ReconcileConfig(max_skew_ms=config.max_skew_ms), key=key,
+                              patient_keys=had_keys)
         await watch.catch_up()  # before listening: the book is up to date when serving
+        from central.privacy import ensure_keys_file
+
+        patient_keys = ensure_keys_file(config, watch.reconciler.state)
+        if had_keys is None:  # (made now: the search index is made again with them)
+            watch.stored.index.use_keys(patient_keys)
+            watch.forget()
         if workers > 0:  # the reconciler in a process of its own (verify_workers = 0:
             # everything in this one), which takes the lease this catch-up gives back
             await store.db.release_lease()
             watch.forget()
             reconciler = ReconcilerProcess(config.store_at, config.key_file,
-                                           config.max_skew_ms)
+                                           config.max_skew_ms,
+                                           patient_keys_file=config.patient_keys_file)
             reconciler.start()
-        from central.privacy import ensure_keys_file
-
-        granter = Granter(store, key, ensure_keys_file(config, watch.reconciler.state),
+        granter = Granter(store, key, patient_keys,
                           config.reveal_roles, config.lookup_roles, config.name_roles)
         app = CentralServer(
             store,

@@ -297,6 +297,23 @@ CREATE TABLE recon_merged (pid TEXT PRIMARY KEY, survivor TEXT NOT NULL);
 CREATE INDEX recon_merged_survivor ON recon_merged (survivor);
 """,
     ),
+    (
+        11,
+        "the console's patient search index (central/recon_store.py)",
+        """
+-- Each term a patient is found by (edge_node/search.py: its patient number, the keyed tags
+-- of its sealed ID number and phone, its sealed name's keyed terms), written by the
+-- reconciler with the records; 'recon_search' in meta names what made it (its version,
+-- pypinyin's, the names key): another is rebuilt from recon_records.
+CREATE TABLE recon_search (
+    term TEXT NOT NULL,
+    pid TEXT NOT NULL,
+    PRIMARY KEY (term, pid)
+) WITHOUT ROWID;
+CREATE INDEX recon_search_pid ON recon_search (pid);
+INSERT INTO meta (key, value) VALUES ('recon_search', '');
+""",
+    ),
 ]
 
 

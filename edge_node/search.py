@@ -345,6 +345,40 @@ def plan(query: str, keys: PatientKeys | None = None) -> list[_Probe]:
     return probes
 
 
+def probe_query(probes: Sequence[_Probe], limit: int, table: str, id_col: str,
+                also: str = "") -> tuple[str, list[Any]]:
+    """One statement reading every probe's range of a ``(term, id_col)`` index table
+    (``also``: more of the ``WHERE``), at most ``limit × PER_KIND`` rows each; its rows
+    are ``(probe number, term, id)`` for :func:`rank_rows`.  Plain SQL: the counters'
+    ledgers and central's store (SQLite and PostgreSQL) read their indexes with it."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for n, pr in enumerate(probes):
+        lo = pr.kind + pr.key
+        if pr.prefix:
+            where, more = "term >= ? AND term < ?", [lo, _after(lo)]
+        else:
+            where, more = "term = ?", [lo]
+        parts.append(f"SELECT * FROM (SELECT {n} AS probe, term, {id_col} FROM {table} "
+                     f"WHERE {where}{also} ORDER BY term LIMIT ?) AS p{n}")
+        args += [*more, limit * PER_KIND]
+    return " UNION ALL ".join(parts), args
+
+
+def rank_rows(probes: Sequence[_Probe], rows: Iterable[Sequence[Any]]
+              ) -> dict[str, tuple[int, int, str]]:
+    """Each id :func:`probe_query`'s ``rows`` found, with its best rank (see :func:`plan`:
+    the rank, then the probe, then the term; ties then go by the id)."""
+    best: dict[str, tuple[int, int, str]] = {}
+    for n, term, found in rows:
+        pr, found = probes[n], str(found)
+        exact = term == pr.kind + pr.key
+        rank = (pr.exact_rank if exact else pr.prefix_rank, int(n), str(term))
+        if found not in best or rank < best[found]:
+            best[found] = rank
+    return best
+
+
 @lru_cache(maxsize=1)
 def _pypinyin_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -466,28 +500,11 @@ class PatientIndex:
         probes = plan(query, keys)
         if not probes or limit <= 0:
             return []
-        parts: list[str] = []
-        args: list[Any] = []
-        rows_each = limit * PER_KIND
         due = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {self.DUE})").fetchone()[0]
         not_due = (f" AND NOT EXISTS (SELECT 1 FROM {self.DUE} d WHERE d.patient_id = "
                    f"{self.TABLE}.patient_id)") if due else ""
-        for n, pr in enumerate(probes):
-            lo = pr.kind + pr.key
-            if pr.prefix:
-                where, more = "term >= ? AND term < ?", [lo, _after(lo)]
-            else:
-                where, more = "term = ?", [lo]
-            parts.append(f"SELECT * FROM (SELECT {n}, term, patient_id FROM {self.TABLE} "
-                         f"WHERE {where}{not_due} ORDER BY term LIMIT ?)")
-            args += [*more, rows_each]
-        best: dict[str, tuple[int, int, str]] = {}
-        for n, term, pid in conn.execute(" UNION ALL ".join(parts), args):
-            pr = probes[n]
-            exact = term == pr.kind + pr.key
-            rank = (pr.exact_rank if exact else pr.prefix_rank, n, term)
-            if pid not in best or rank < best[pid]:
-                best[pid] = rank
+        sql, args = probe_query(probes, limit, self.TABLE, "patient_id", not_due)
+        best = rank_rows(probes, conn.execute(sql, args))
         pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
         fields = ", ".join(_TERMS_FIELDS)
         for row in conn.execute(f"SELECT {fields} FROM {Patient.TABLE} WHERE patient_id IN "

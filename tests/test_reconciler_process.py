@@ -166,3 +166,13 @@ def test_a_killed_reconciler_is_started_again_and_catches_up_without_a_push(
              "serve to start its reconciler again")
     reconciled_once(central)  # from the checkpoint, with no further push
     assert central.proc is not None and central.proc.poll() is None
+    # it indexed the patients for the console's search with central's patient keys
+    from edge_node.search import PatientIndex, plan
+
+    index = PatientIndex()
+    index.use_keys(KEYS)
+    wait_for(lambda: central.rows("SELECT value FROM meta WHERE key = 'recon_search'")
+             == [(index.fingerprint(),)], 30, "the console's search index made")
+    [exact] = [p for p in plan("病人7", KEYS) if p.clear == "m=病人7"]
+    assert central.rows(f"SELECT pid FROM recon_search WHERE term = 'X:{exact.key}'") == [
+        (f"P-{NODE}-00007",)]

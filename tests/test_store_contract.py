@@ -518,3 +518,99 @@ async def test_one_process_reconciles_a_store_and_another_takes_over_when_it_sto
         with contextlib.suppress(Exception):
             await first.close()
         await second.close()
+
+
+async def test_the_consoles_search_index_finds_what_a_counter_finds(target: str,
+                                                                     tmp_path: Path) -> None:
+    """The reconciler keeps a search index for the console (``recon_search``): the
+    counters' terms — patient number, keyed ID number and phone tags, a sealed name's
+    keyed terms, its pinyin and initials — made with central's patient keys.  Made by a
+    process without the names key, it is made again with them, a step at a time, and
+    until then a search with other keys is told it is not theirs (None: the console
+    reads every patient instead); a corrected name is found by its new name only; what
+    the batches wrote is what making it again from the records writes."""
+    from central.recon_store import SEARCH, StoredView
+    from protocol.privacy import PatientKeys
+    from tests.conftest import TEST_PATIENT_KEYS as keys
+    from tests.support.central_seed import ID_MALE, NOW_MS, Chains, seed_central
+
+    await seed_central(tmp_path, database=target if dialect(target) == "postgresql" else "")
+    store = await CentralStore.open(target)
+    try:
+        view = StoredView(store)
+        # seeded by a reconciler without keys: its index holds no names
+        assert await view.search("王五", keys, 50) is None
+        watch = ConflictWatch(store, announce=False, patient_keys=keys)
+        await watch.catch_up()
+        assert not watch.indexing
+
+        async def find(q: str) -> list[str] | None:
+            return await view.search(q, keys, 50)
+
+        both = ["P-cashier-01-000009", "P-cashier-02-000003"]
+        for q in ("王五", "王 五", "王", "五", "wangwu", "WangWu", "ww", "wang", ID_MALE):
+            assert await find(q) == both, q
+        assert await find("李四") == await find("lisi") == ["P-cashier-01-000005"]
+        assert await find("13800000003") == ["P-cashier-01-000009"]  # the phone, sealed
+        assert await find("0004") == ["P-cashier-02-000003"]  # its last four digits
+        assert await find("p-cashier-03") == ["P-cashier-03-000001"]  # a number's start
+        assert await find("P-cashier-01-000005") == ["P-cashier-01-000005"]
+        assert await find("nobody") == [] and await find("  ") == []
+        assert await view.search("王五", PatientKeys.generate(), 50) is None  # not its keys
+
+        # a name corrected at a counter: found by the new name, no longer by the old
+        head = await store.head("cashier-02")
+        ch = Chains()
+        ch.heads["cashier-02"] = (head.seq, head.hash)
+        pid = "P-cashier-02-000003"
+        ch.add("cashier-02", NOW_MS, "patient.updated",
+               {"patient_id": pid, **keys.sealed_details(pid, {"name": "赵武"})})
+        await store.ingest("cashier-02", ch.encoded["cashier-02"], now_ms=NOW_MS)
+        await watch.catch_up()
+        assert await find("赵武") == [pid]
+        assert await find("王五") == ["P-cashier-01-000009"]
+        assert await find("zhao") == sorted([pid, "P-cashier-03-000001"])  # 赵六 too
+
+        # made again from the records, two patients a step: the same rows
+        def index() -> Any:
+            return store.read("SELECT term, pid FROM recon_search ORDER BY term, pid")
+        written = await index()
+        assert len(written) > 50  # (5 patients, names of two characters)
+        await store.write_many([("UPDATE meta SET value = '' WHERE key = ?", (SEARCH,))])
+        steps = 0
+        while await watch.stored.search_step(limit=2):
+            steps += 1
+            assert await find("赵武") is None  # not made yet: the console reads everyone
+        assert steps == 2  # (5 patients)
+        assert await index() == written and await find("赵武") == [pid]
+    finally:
+        await store.close()
+
+
+async def test_the_consoles_details_of_many_patients_read_at_once(store: CentralStore) -> None:
+    """A search's hits read their records, cards and families (records merged into them,
+    through chains of merges) in a few statements: the same as one at a time."""
+    from central.recon_store import StoredView, _pack_record, pack_key
+    from protocol.account import Account
+    from protocol.patient import Patient
+
+    merges = [("a", "b"), ("c", "b"), ("b", "d"), ("x", "y"), ("e", "a")]
+    await store.write_many([
+        ("INSERT INTO recon_merged (pid, survivor) VALUES (?, ?)", merges),
+        ("INSERT INTO recon_cards (card_no, pid) VALUES (?, ?)",
+         [("86001", "d"), ("86002", "d"), ("86003", "a"), ("86004", "y")]),
+        ("INSERT INTO recon_records (tbl, k, data) VALUES (?, ?, ?)",
+         [(Account.TABLE, pack_key(p), _pack_record(Account(p, balance=100 * n)))
+          for n, p in enumerate("abcde", 1)]
+         + [(Patient.TABLE, pack_key(p), _pack_record(Patient(p, registered_node="c1")))
+            for p in "abd"]),
+    ])
+    view = StoredView(store)
+    pids = ["d", "b", "y", "q", "a"]
+    families = await view.families(pids)
+    assert families == {p: await view.family(p) for p in pids}
+    assert families["d"] == frozenset("abcde") and families["q"] == frozenset("q")
+    assert await view.cards_of_each(pids) == {p: await view.cards_of(p) for p in pids}
+    accounts = await view.records_of(Account, list("abcdeq"))
+    assert sorted(accounts) == list("abcde") and accounts["c"].balance == 300
+    assert sorted(await view.records_of(Patient, pids)) == ["a", "b", "d"]

@@ -30,7 +30,7 @@ from central import staff, trail
 from central.console.i18n import Translator
 from central.recon_store import StoredView
 from central.store import CentralStore
-from protocol.account import Charged
+from protocol.account import Account, Charged
 from protocol.crypto import SigningKey, fingerprint
 from protocol.domain import REGISTRY
 from protocol.errors import ProtocolError
@@ -173,7 +173,7 @@ class ConsoleData:
         self.clock = clock or (lambda: time.time_ns() // 1_000_000)
         self.view = StoredView(store)
         #: reconciles only while no ``serve`` does (see the module)
-        self.watch = cf.ConflictWatch(store, announce=False)
+        self.watch = cf.ConflictWatch(store, announce=False, patient_keys=patient_keys)
         #: (patient, sealed name) → the name opened (None: it cannot be), in memory only
         self._opened: dict[tuple[str, str], str | None] = {}
         #: patient → the name shown, for the patients the last screen's data named
@@ -390,9 +390,10 @@ class ConsoleData:
 
     # -- search --------------------------------------------------------------------------
     async def search(self, text: str, limit: int = 50) -> list[SearchHit]:
-        """Patients by card number, patient number, national ID number or (part of) the
-        name — the name opened with central's keys (compared as typed, case aside, or
-        normalised: :func:`~protocol.privacy.normal_name`): exact matches first."""
+        """Patients by card number, patient number, national ID number, phone or (part of)
+        the name, its pinyin or initials — as a counter finds them
+        (:func:`edge_node.search.plan`), in the search index central's reconciler keeps
+        with central's keys (:meth:`StoredView.search`): the best matches first."""
         q = text.strip()
         if not q:
             return []
@@ -402,26 +403,44 @@ class ConsoleData:
         card = await v.card(q)
         if card is not None and card.patient_id:
             pids.append(card.patient_id)
-        if await v.patient(q) is not None and q not in pids:
-            pids.append(q)
+        found = await v.search(q, self.patient_keys, limit)
+        if found is None:  # (the index is being made: every patient read, as it does)
+            found = await self._search_all(q)
+        pids += [p for p in found if p not in pids]
+        pids = pids[:limit]
+        rows = await cf.list_conflicts(self.store)
+        # (each kind of detail read for all the hits at once: a few statements, not ~5 a hit)
+        families = await v.families(pids)
+        accounts = await v.records_of(Account, sorted(set().union(*families.values())))
+        patients = await v.records_of(Patient, pids)
+        cards_of = await v.cards_of_each(pids)
+        for pid in pids:
+            opened = self._open_name(patients[pid]) if pid in patients else ""
+            self._names[pid] = SEALED_NAME if opened is None else opened
+        hits = []
+        for pid in pids:
+            info = patients.get(pid) or Patient(pid)
+            balance = sum(accounts[p].balance for p in families[pid] if p in accounts)
+            cards = tuple(sorted(cards_of[pid]))
+            hits.append(SearchHit(
+                pid, self.name(pid), info.registered_node, cards, balance, info.merged_into,
+                tuple(r.id for r in rows if pid in r.patients or set(cards) & set(r.cards))))
+        return hits
+
+    async def _search_all(self, q: str) -> list[str]:
+        """While the reconciler makes its search index again (a new version, other keys),
+        what the console did before it: the patient number, the ID number, or the name
+        in clear, read from every patient record (each name opened once, then kept)."""
+        v = self.view
+        pids = [q] if await v.patient(q) is not None else []
         nid = q.upper()  # the check digit may be typed as x
         tag = self.patient_keys.id_tag(nid) if self.patient_keys is not None else ""
         low, norm = q.lower(), normal_name(q)
-        everyone = await v.records(Patient)  # (each name opened once, then from memory)
+        everyone = await v.records(Patient)
         pids += sorted(p.patient_id for p in everyone
                        if ((tag and p.id_tag == tag) or (p.national_id and p.national_id == nid))
                        and p.patient_id not in pids)
         pids += sorted(p.patient_id for p in everyone
                        if p.patient_id not in pids and (name := self._open_name(p))
                        and (low in name.lower() or (norm and norm in normal_name(name))))
-        rows = await cf.list_conflicts(self.store)
-        hits = []
-        await self.load_names(pids[:limit])
-        for pid in pids[:limit]:
-            info = await v.patient(pid) or Patient(pid)
-            balance = sum([(await v.account(p)).balance for p in await v.family(pid)])
-            cards = tuple(sorted(await v.cards_of(pid)))
-            hits.append(SearchHit(
-                pid, self.name(pid), info.registered_node, cards, balance, info.merged_into,
-                tuple(r.id for r in rows if pid in r.patients or set(cards) & set(r.cards))))
-        return hits
+        return pids
