@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import logging
 import os
 import sqlite3
 import time
@@ -54,6 +55,10 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+
+# aiosqlite logs each statement with its arguments at DEBUG: patient data (sealed details,
+# what IT typed into the console's search) must reach no log, whatever the log level
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 Row = tuple[Any, ...]
 Args = Sequence[object]

@@ -94,6 +94,8 @@ from protocol.privacy import SEALED_NAME, KeyGrant, PatientKeys, keys_of, name_o
 from protocol.rotation import Rotation
 
 log = logging.getLogger("onecard.ledger")
+# (as at central, central/db.py: statements' arguments must reach no log at DEBUG)
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 Body = dict[str, Any]
 R = TypeVar("R", bound=Record)
