@@ -504,6 +504,7 @@ CREATE TABLE recon_search (
     PRIMARY KEY (term, pid)
 );
 CREATE INDEX recon_search_pid ON recon_search (pid);
+CREATE TABLE recon_search_due (pid TEXT PRIMARY KEY);
 INSERT INTO meta (key, value) VALUES ('recon_search', '');
 """,
     ),

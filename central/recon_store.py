@@ -92,11 +92,17 @@ BUDGET = 30_000
 VERSION = 2  # 2: recon_merged
 #: the reconciler's tables (migrations 9, 10)
 TABLES = ("recon_facts", "recon_records", "recon_identity", "recon_cards", "recon_emitted",
-          "recon_offline", "recon_resolved", "recon_merged", "recon_search")
+          "recon_offline", "recon_resolved", "recon_merged", "recon_search",
+          "recon_search_due")
 #: meta key: what made ``recon_search`` (:meth:`PatientIndex.fingerprint`)
 SEARCH = "recon_search"
 #: patients a transaction when ``recon_search`` is made again
 SEARCH_CHUNK = 1000
+#: due patients whose terms a transaction writes (~30-100 rows each: the write lock is
+#: held for a few ms)
+DUE_CHUNK = 100
+#: due patients past which the console reads every patient instead of checking each
+MAX_DUE = 5000
 #: keys per ``IN (…)`` list
 CHUNK = 300
 #: record types kept in memory whole: few, and read outside any batch (the granter)
@@ -254,20 +260,26 @@ class StoredReconciler:
 
     # -- the console's search index ---------------------------------------------------------
     async def search_step(self, limit: int = SEARCH_CHUNK) -> bool:
-        """Make ``recon_search`` again, ``limit`` patients a call, if another version,
-        pypinyin or names key made it (or nothing yet: a store from before it); whether
-        more is to do.  The reconciler calls it between catch-ups, so neither a restart
-        nor the batches wait for it; the console meanwhile reads every patient instead
-        (:meth:`StoredView.search`).  Its progress is in ``meta`` (``<fingerprint>\x1f<the
-        last patient's key>`` while making it, the fingerprint alone once made), written
-        with each step's rows; a batch writes its patients' rows whatever the progress
-        (each step replaces a patient's rows too: the rows are always the latest
-        record's)."""
+        """Write what the console's search index lacks, a step (a transaction) at a time;
+        whether more is to do.  The reconciler calls it after each catch-up, so neither
+        a restart nor the batches wait for it, and no transaction holds the store's write
+        lock long (serve's acks wait for that lock).
+
+        - Made by another version, pypinyin or names key (or nothing yet: a store from
+          before it), ``recon_search`` is made again from the records, ``limit``
+          patients a step; its progress is in ``meta`` (``<fingerprint>\x1f<the last
+          patient's key>`` while making it, the fingerprint alone once made).  The
+          console meanwhile reads every patient instead (:meth:`StoredView.search`).
+        - Then the patients whose terms are due (``recon_search_due``: a batch marks the
+          patients whose details it changed, a row each, instead of writing their ~30-100
+          terms in its own transaction), :data:`DUE_CHUNK` a step.  The console checks
+          due patients one by one meanwhile.
+        """
         want = self.index.fingerprint()
         rows = await self.store.read(f"SELECT value FROM meta WHERE key = '{SEARCH}'")
         mark = str(rows[0][0]) if rows else ""
         if mark == want:
-            return False
+            return await self._write_due()
         if not mark.startswith(want + "\x1f"):
             log.info("indexing patients for the console's search (%s)", want)
             await self.store.write_many([_set_meta(SEARCH, want + "\x1f"),
@@ -283,7 +295,21 @@ class StoredReconciler:
         await self.store.write_many([*self._search_rows(patients), _set_meta(SEARCH, mark)])
         if not more:
             log.info("the console's search index is made (%s)", want)
-        return more
+        return True
+
+    async def _write_due(self) -> bool:
+        """Write the terms of up to :data:`DUE_CHUNK` due patients (made before the
+        transaction, which only writes them); whether more are due."""
+        due = [str(r[0]) for r in await self.store.read(
+            "SELECT pid FROM recon_search_due ORDER BY pid LIMIT ?", (DUE_CHUNK + 1,))]
+        if not due:
+            return False
+        ids = due[:DUE_CHUNK]
+        records = await StoredView(self.store).records_of(Patient, ids)
+        await self.store.write_many([
+            *self._search_rows([records[p] for p in ids if p in records]),
+            ("DELETE FROM recon_search_due WHERE pid = ?", [(p,) for p in ids])])
+        return len(due) > DUE_CHUNK
 
     def _search_rows(self, patients: Sequence[Patient]) -> Statements:
         """Statements that replace the search terms of ``patients``."""
@@ -296,11 +322,9 @@ class StoredReconciler:
             except Exception:  # (a record no term can be made of: found by its number)
                 log.exception("search terms of patient %r", p.patient_id)
                 rows.add(("i:" + str(p.patient_id).casefold(), p.patient_id))
-        out: Statements = [("DELETE FROM recon_search WHERE pid = ?",
-                             [(p.patient_id,) for p in patients])]
-        out.append(("INSERT INTO recon_search (term, pid) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                    sorted(rows)))
-        return out
+        return [("DELETE FROM recon_search WHERE pid = ?", [(p.patient_id,) for p in patients]),
+                ("INSERT INTO recon_search (term, pid) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                 sorted(rows))]
 
     async def load_resident(self) -> None:
         """(Re)read the resident records (a process that does not reconcile keeps its key
@@ -508,11 +532,13 @@ class StoredReconciler:
         if rows:
             out.append(("INSERT INTO recon_records (tbl, k, data) VALUES (?, ?, ?)"
                         " ON CONFLICT (tbl, k) DO UPDATE SET data = excluded.data", rows))
-        terms_key = PatientIndex.terms_key
-        out += self._search_rows([
-            p for ref in refs if ref[0] is Patient
-            and (p := r.state.get(Patient, ref[1])) is not None
-            and ((old := self._held.get(ref)) is None or terms_key(old) != terms_key(p))])
+        terms_key = PatientIndex.terms_key  # (their search terms: written later, search_step)
+        due = [(p.patient_id,) for ref in refs if ref[0] is Patient
+               and (p := r.state.get(Patient, ref[1])) is not None
+               and ((old := self._held.get(ref)) is None or terms_key(old) != terms_key(p))]
+        if due:
+            out.append(("INSERT INTO recon_search_due (pid) VALUES (?) ON CONFLICT DO NOTHING",
+                        due))
         idents = []
         for pid in self._touched_pids(refs):  # (only a folded patient's identity changes)
             nid, person = r._identity.get(pid, ("", None))
@@ -673,6 +699,7 @@ class StoredView:
     def __init__(self, store: CentralStore) -> None:
         self.store = store
         self.world = Reconciler()  # (its registry folds a timeline's steps; it holds nothing)
+        self._index = PatientIndex()  # (due patients' terms, kept while they are due)
 
     async def record(self, rt: type[R], key: Any) -> R | None:
         rows = await self.store.read("SELECT data FROM recon_records WHERE tbl = ? AND k = ?",
@@ -750,8 +777,26 @@ class StoredView:
         probes = plan(query, keys)
         if not probes or limit <= 0:
             return []
-        sql, args = probe_query(probes, limit, "recon_search", "pid")
+        due = [str(r[0]) for r in await self.store.read(
+            "SELECT pid FROM recon_search_due LIMIT ?", (MAX_DUE + 1,))]
+        if len(due) > MAX_DUE:  # (a long catch-up's: their terms come within seconds)
+            return None
+        # a due patient's rows may be an older record's: left out, and the patient
+        # checked directly, as the index will find it (edge_node.search: as a counter)
+        also = " AND pid NOT IN (SELECT pid FROM recon_search_due)" if due else ""
+        sql, args = probe_query(probes, limit, "recon_search", "pid", also)
         best = rank_rows(probes, await self.store.read(sql, args))
+        for p in (await self.records_of(Patient, due)).values():
+            try:
+                got = self._index.rank_of(p, probes, keys)
+            except Exception:  # (as search_step: such a record is found by its number)
+                log.exception("search terms of patient %r", p.patient_id)
+                got = rank_rows(probes, [(n, f"i:{p.patient_id.casefold()}", p.patient_id)
+                                         for n, pr in enumerate(probes) if pr.kind == "i:"
+                                         and p.patient_id.casefold().startswith(pr.key)]
+                                ).get(p.patient_id)
+            if got is not None:
+                best[p.patient_id] = got
         return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
 
     async def card(self, card_no: str) -> Card | None:

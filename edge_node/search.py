@@ -514,6 +514,14 @@ class PatientIndex:
                 best[row[0]] = got
         return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
 
+    def rank_of(self, p: Patient, probes: Sequence[_Probe], keys: PatientKeys | None
+                ) -> tuple[int, int, str] | None:
+        """The rank ``p``'s rows would give it for ``probes`` (None: not found), without
+        its rows (a due patient at central's console, as :meth:`search` checks one)."""
+        pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
+        row = tuple(str(getattr(p, f)) for f in _TERMS_FIELDS)
+        return _match(self._due_terms(row, keys, pinyin), probes)
+
     def _due_terms(self, row: tuple[str, ...], keys: PatientKeys | None, pinyin: bool
                    ) -> tuple[frozenset[str], frozenset[str]]:
         """A due patient's terms for :func:`_match`: its plain terms, and its sealed

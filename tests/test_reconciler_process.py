@@ -171,8 +171,9 @@ def test_a_killed_reconciler_is_started_again_and_catches_up_without_a_push(
 
     index = PatientIndex()
     index.use_keys(KEYS)
-    wait_for(lambda: central.rows("SELECT value FROM meta WHERE key = 'recon_search'")
-             == [(index.fingerprint(),)], 30, "the console's search index made")
     [exact] = [p for p in plan("病人7", KEYS) if p.clear == "m=病人7"]
+    wait_for(lambda: central.rows("SELECT value FROM meta WHERE key = 'recon_search'")
+             == [(index.fingerprint(),)] and not central.rows(
+                 "SELECT pid FROM recon_search_due"), 30, "the console's search index made")
     assert central.rows(f"SELECT pid FROM recon_search WHERE term = 'X:{exact.key}'") == [
         (f"P-{NODE}-00007",)]
