@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 #: time a catch-up gives to making the console's search index again, when it is
 INDEX_STEP_S = 0.25
+#: …resting this many times as long as each of its steps took, after it
+INDEX_REST = 9.0
 
 #: Conflicts about a node, not a patient's money or record, are never announced to
 #: counters (:data:`central.reconcile.INTEGRITY_KINDS`).
@@ -279,8 +281,14 @@ class ConflictWatch:
         soon).  A failure is logged, never raised: the batches do not wait for it."""
         until = time.monotonic() + budget_s
         try:
-            while (more := await self.stored.search_step()) and time.monotonic() < until:
-                pass
+            while True:
+                t = time.monotonic()
+                more = await self.stored.search_step()
+                if not more or time.monotonic() >= until:
+                    break
+                # each step writes a transaction of terms: rest ~9x as long after it, so
+                # serve's commits (the acks) get the write lock and the disk in between
+                await asyncio.sleep(INDEX_REST * (time.monotonic() - t))
             self.indexing = more
         except Exception:
             log.exception("making the console's search index failed (tried again)")

@@ -98,9 +98,12 @@ TABLES = ("recon_facts", "recon_records", "recon_identity", "recon_cards", "reco
 SEARCH = "recon_search"
 #: patients a transaction when ``recon_search`` is made again
 SEARCH_CHUNK = 1000
+#: patients whose details a batch changed, up to which it writes their search terms
+#: itself (more: marked due)
+INLINE_TERMS = 20
 #: due patients whose terms a transaction writes (~30-100 rows each: the write lock is
 #: held for a few ms)
-DUE_CHUNK = 100
+DUE_CHUNK = 50
 #: due patients past which the console reads every patient instead of checking each
 MAX_DUE = 5000
 #: keys per ``IN (…)`` list
@@ -270,9 +273,10 @@ class StoredReconciler:
           patients a step; its progress is in ``meta`` (``<fingerprint>\x1f<the last
           patient's key>`` while making it, the fingerprint alone once made).  The
           console meanwhile reads every patient instead (:meth:`StoredView.search`).
-        - Then the patients whose terms are due (``recon_search_due``: a batch marks the
-          patients whose details it changed, a row each, instead of writing their ~30-100
-          terms in its own transaction), :data:`DUE_CHUNK` a step.  The console checks
+        - Then the patients whose terms are due (``recon_search_due``: a batch that
+          changed more than :data:`INLINE_TERMS` patients' details marks them, a row
+          each, instead of writing their ~30-100 terms in its own transaction),
+          :data:`DUE_CHUNK` a step.  The console checks
           due patients one by one meanwhile.
         """
         want = self.index.fingerprint()
@@ -532,13 +536,17 @@ class StoredReconciler:
         if rows:
             out.append(("INSERT INTO recon_records (tbl, k, data) VALUES (?, ?, ?)"
                         " ON CONFLICT (tbl, k) DO UPDATE SET data = excluded.data", rows))
-        terms_key = PatientIndex.terms_key  # (their search terms: written later, search_step)
-        due = [(p.patient_id,) for ref in refs if ref[0] is Patient
-               and (p := r.state.get(Patient, ref[1])) is not None
-               and ((old := self._held.get(ref)) is None or terms_key(old) != terms_key(p))]
-        if due:
+        # the search terms of the patients whose details changed: a few (live traffic) in
+        # this transaction; more (a catch-up) marked due, written later (search_step)
+        terms_key = PatientIndex.terms_key
+        changed = [p for ref in refs if ref[0] is Patient
+                   and (p := r.state.get(Patient, ref[1])) is not None
+                   and ((old := self._held.get(ref)) is None or terms_key(old) != terms_key(p))]
+        if len(changed) <= INLINE_TERMS:
+            out += self._search_rows(changed)
+        else:
             out.append(("INSERT INTO recon_search_due (pid) VALUES (?) ON CONFLICT DO NOTHING",
-                        due))
+                        [(p.patient_id,) for p in changed]))
         idents = []
         for pid in self._touched_pids(refs):  # (only a folded patient's identity changes)
             nid, person = r._identity.get(pid, ("", None))

@@ -601,6 +601,33 @@ async def test_the_consoles_search_index_finds_what_a_counter_finds(target: str,
         assert not await watch.stored.search_step()  # (all written: none left due)
         assert await store.read("SELECT pid FROM recon_search_due") == []
         assert await index() == written
+
+        # a catch-up that registers many: marked due in its batch, written after it
+        head = await store.head("cashier-03")
+        ch = Chains()
+        ch.heads["cashier-03"] = (head.seq, head.hash)
+        many = [f"P-cashier-03-{n:06d}" for n in range(100, 130)]
+        for n, p in enumerate(many):
+            ch.add("cashier-03", NOW_MS + n, "patient.registered",
+                   {"patient_id": p, "sex": "F", "birth_date": "1990-01-01",
+                    **keys.sealed_details(p, {"name": f"钱{'一二三四五六七八九十'[n % 10]}",
+                                              "phone": f"1390000{n:04d}"})})
+        await store.ingest("cashier-03", ch.encoded["cashier-03"], now_ms=NOW_MS)
+
+        async def later() -> None:
+            watch.indexing = False
+        watch._index = later  # type: ignore[method-assign]  # (this catch-up writes none)
+        await watch.catch_up()
+        due = sorted(r[0] for r in await store.read("SELECT pid FROM recon_search_due"))
+        assert due == many
+        assert await find("钱三") == [many[2], many[12], many[22]]  # checked one by one
+        assert len(await find("qian") or []) == 30
+        while await watch.stored.search_step():
+            pass
+        assert await store.read("SELECT pid FROM recon_search_due") == []
+        assert await find("钱三") == [many[2], many[12], many[22]]  # now by its rows
+        assert len(await store.read(
+            "SELECT DISTINCT pid FROM recon_search WHERE pid LIKE 'P-cashier-03-0001%'")) == 30
     finally:
         await store.close()
 
