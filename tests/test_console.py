@@ -423,6 +423,31 @@ async def test_the_console_speaks_chinese(seeded) -> None:
         assert headers(pilot, "#hits")[:2] == ["病人号", "姓名"]
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+async def test_a_search_while_the_index_is_made_again_says_it_read_everyone(
+        seeded, language: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the reconciler makes the search index again (an upgrade, other keys) the
+    console finds patients by reading every one — slow at a big hospital — and says so."""
+    from central.recon_store import StoredView
+
+    async def being_made(*_: Any) -> None:
+        return None
+    monkeypatch.setattr(StoredView, "search", being_made)
+    async with make(seeded, language=language).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")
+        await settle(pilot)
+        q = pilot.app.screen.query_one("#q", Input)
+        q.value = "王五"
+        q.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [h[0] for h in rows(pilot, "#hits")] == ["P-cashier-01-000009",
+                                                        "P-cashier-02-000003"]
+        assert ("索引正在建立" if language == "zh" else "index is being made") in text(
+            pilot, "#message")
+
+
 async def test_search_by_national_id(seeded) -> None:
     async with make(seeded).run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -584,6 +609,11 @@ async def test_the_console_reads_the_reconcilers_state_and_folds_only_when_no_se
         assert data.watch.stored.size() == 0 and data.watch.stored.loads == 0
         [hit] = await data.search("8600000003")
         assert (hit.patient_id, hit.name, hit.balance) == ("P-cashier-01-000009", "王五", 1_000)
+        # serve's reconciler indexed names without keys here (the seed's): the console
+        # reads every patient instead, and says so
+        assert data.searched_everyone
+        assert [h.patient_id for h in await data.search("王五")] == ["P-cashier-01-000009",
+                                                                    "P-cashier-02-000003"]
         row = (await data.conflicts(Filters(kind="overdraft")))[0]
         detail = await data.detail(row.id)
         assert detail is not None and [s.balance for s in detail.timelines[0][1]][-1] < 0

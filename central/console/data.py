@@ -178,6 +178,8 @@ class ConsoleData:
         self._opened: dict[tuple[str, str], str | None] = {}
         #: patient → the name shown, for the patients the last screen's data named
         self._names: dict[str, str] = {}
+        #: the last search read every patient: the search index was being made again
+        self.searched_everyone = False
 
     async def refresh(self) -> int:
         """Bring the reconciler's state up to date if no ``serve`` does (then give its
@@ -404,7 +406,8 @@ class ConsoleData:
         if card is not None and card.patient_id:
             pids.append(card.patient_id)
         found = await v.search(q, self.patient_keys, limit)
-        if found is None:  # (the index is being made: every patient read, as it does)
+        self.searched_everyone = found is None
+        if found is None:  # (the index is being made: every patient read, as it did)
             found = await self._search_all(q)
         pids += [p for p in found if p not in pids]
         pids = pids[:limit]

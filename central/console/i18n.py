@@ -198,6 +198,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "col.merged": ("合并到", "merged into"),
     "search.count": ("{n} 位病人", "{n} patient(s)"),
     "search.none": ("没有匹配 {q} 的病人", "nothing matches {q}"),
+    "search.indexing": ("（搜索索引正在建立，本次逐一查看了所有病人，较慢）",
+                        "(the search index is being made: this search read every patient, "
+                        "which is slow)"),
     "search.no_conflicts": ("{pid} 没有冲突", "{pid} has no conflicts"),
     # a patient number in a conflict's text, with the name the console opened
     "patient.named": ("{pid}（{name}）", "{pid} ({name})"),

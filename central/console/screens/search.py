@@ -54,9 +54,11 @@ class SearchScreen(Screen[None]):
         for h in self.hits:
             table.add_row(h.patient_id, Text(h.name), h.node, ", ".join(h.cards), yuan(h.balance),
                           h.merged_into or "-", ", ".join(h.conflicts) or "-", key=h.patient_id)
-        self.query_one("#message", Static).update(
-            self.tr("search.count", n=len(self.hits)) if self.hits
-            else self.tr("search.none", q=repr(text)))
+        said = (self.tr("search.count", n=len(self.hits)) if self.hits
+                else self.tr("search.none", q=repr(text)))
+        if self.data.searched_everyone:
+            said += " " + self.tr("search.indexing")
+        self.query_one("#message", Static).update(said)
         if self.hits:
             table.focus()
 
