@@ -252,8 +252,8 @@ def _plain_terms(p: Patient, pinyin: bool = True) -> set[str]:
         out.add("N:" + p.id_tag)
     elif p.national_id and not is_sealed(p.national_id):  # a legacy ledger's, in clear
         out.add("n:" + p.national_id.casefold())
-    if p.phone_tag:
-        whole, last4 = p.phone_tag.split(" ", 1)
+    whole, _, last4 = p.phone_tag.partition(" ")
+    if whole and last4:  # (a malformed tag, which a patient.updated may carry: none)
         out |= {"P:" + whole, "T:" + last4}
     phone = "" if is_sealed(p.phone) else digits_of(p.phone)
     if len(phone) >= 4:

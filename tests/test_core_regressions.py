@@ -81,6 +81,46 @@ async def test_a_stored_bad_body_is_kept_and_skipped_by_the_counter(
     assert [c.kind for c in rep.conflicts] == ["malformed_event"]
 
 
+async def test_a_phone_tag_without_its_phone_stops_no_index(make_ledger: LedgerFactory,
+                                                              tmp_path: Path) -> None:
+    """A patient.updated that passes validation with a malformed phone tag and no phone
+    (found by trying): the fold takes a tag only with its detail, so the stray tag is
+    dropped; the counter ingests and indexes the rest and finds the patient by the new
+    name, and central's reconciler indexes it for the console.  (The index's terms also
+    skip a malformed phone tag themselves: edge_node.search._plain_terms.)"""
+    from central.recon_store import StoredView
+    from tests.conftest import TEST_PATIENT_KEYS as keys
+
+    pid = "P-cashier-01-000001"
+    bodies = [("patient.registered", {"patient_id": pid, "sex": "M", "birth_date": "1990-03-07",
+                                      **keys.sealed_details(pid, {"name": "张三",
+                                                                  "phone": "13800138000"})}),
+              ("patient.updated", {"patient_id": pid, "phone_tag": "abc",
+                                   **keys.sealed_details(pid, {"name": "李四"})})]
+    assert REGISTRY.validate(*bodies[1], "cashier-01") == []
+    key = node_key("cashier-01")
+    prev, datas = ZERO_HASH, []
+    for seq, (kind, body) in enumerate(bodies, 1):
+        _, data, prev = sign_event(key, node="cashier-01", seq=seq, prev=prev,
+                                   hlc=Hlc(T0 + seq, 0), operator="op", kind=kind, body=body)
+        datas.append(data)
+    led = await make_ledger("cashier-02")
+    await led.set_node_keys({"cashier-01": (key.public_key, "cashier")})
+    assert await led.ingest(datas) == 2
+    svc = CounterService(led, "op")
+    assert [h.patient.patient_id for h in await svc.search_patients("李四", 10)] == [pid]
+    assert (await led.get("patients", pid)).phone_tag == keys.phone_tag("13800138000")
+    central = await CentralStore.open(tmp_path / "central.sqlite3")
+    try:
+        await central.enrol("cashier-01", key.public_key, "cashier")
+        await central.ingest("cashier-01", datas)
+        watch = cf.ConflictWatch(central, announce=False, patient_keys=keys)
+        await watch.catch_up()
+        assert await StoredView(central).search("李四", keys, 10) == [pid]
+    finally:
+        await central.close()
+
+
 # -- 2 ------------------------------------------------------------------------------------
 DUP_A, DUP_B = "8600000071", "8600000072"
 SAME = {"sex": "M", "birth_date": "1990-03-07", "national_id": ID_MALE}

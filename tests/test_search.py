@@ -374,3 +374,12 @@ def test_name_tags_are_the_keys_own() -> None:
         assert tag(term) == TEST_PATIENT_KEYS.name_term(term)
     assert search.sealed_name_terms("张三", TEST_PATIENT_KEYS) == {
         "X:" + TEST_PATIENT_KEYS.name_term(t) for t in search.sealed_inputs("张三")}
+
+
+def test_a_malformed_phone_tag_gives_no_phone_terms() -> None:
+    """The terms are total over any record: a phone tag that is not two tags gives none."""
+    from edge_node.search import terms
+    from protocol.patient import Patient
+
+    assert terms(Patient("P-1", phone_tag="abc")) == {"i:p-1"}
+    assert terms(Patient("P-1", phone_tag="a b")) == {"i:p-1", "P:a", "T:b"}
