@@ -185,6 +185,18 @@ class DemoCounterApp(CounterApp):
         for sig in (signal.SIGHUP, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.exit)
+        # a terminal closed without a SIGHUP reaching us (tmux kill-session, a closed
+        # window under some shells: the app then read EOF forever at 40% CPU, the stack
+        # left running): looked for once a second
+        fd = sys.__stdin__.fileno() if sys.__stdin__ is not None else 0
+        if os.isatty(fd):
+            self.set_interval(1.0, lambda: self._quit_if_terminal_gone(fd))
+
+    def _quit_if_terminal_gone(self, fd: int) -> None:
+        try:
+            os.tcgetpgrp(fd)
+        except OSError:  # (EIO: the terminal hung up)
+            self.exit()
 
     def action_tap_demo_card(self) -> None:
         card = DEMO_PATIENTS[self._next % len(DEMO_PATIENTS)][3]
