@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,7 +187,27 @@ async def test_concurrent_writers_never_fork_centrals_chain(tmp_path: Path) -> N
         await a.close()
 
 
-async def test_two_people_resolving_one_conflict_sign_one_remedy(tmp_path: Path) -> None:
+async def test_two_people_resolving_one_conflict_sign_one_remedy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read the conflict open, then both sign: the check under the write lock lets
+    one remedy through.  (Both reads are held until each has read: on a busy machine
+    one resolve could otherwise finish before the other reads, which its first check
+    refuses before the lock: right, but not this test's case.)"""
+    import central.conflicts as cf_module
+
+    real_get = cf_module.get_conflict
+    read = 0
+    both_read = asyncio.Event()
+
+    async def read_together(store: CentralStore, cid: str) -> Any:
+        nonlocal read
+        row = await real_get(store, cid)
+        read += 1
+        if read == 2:
+            both_read.set()
+        await asyncio.wait_for(both_read.wait(), 30)
+        return row
+    monkeypatch.setattr(cf_module, "get_conflict", read_together)
     key = SigningKey.generate()
     ch = Chains()
     ch.double_spend(T0)
