@@ -159,6 +159,26 @@ def _person_text(person: Identity | None) -> str:
     return json.dumps(list(person), ensure_ascii=False) if person is not None else ""
 
 
+async def stored_records(store: CentralStore, rt: type[R], keys: Iterable[Any]
+                         ) -> dict[Any, R]:
+    """The stored records of ``keys`` that there are, by key (a statement a
+    :data:`CHUNK` of keys, not one a key)."""
+    out: dict[Any, R] = {}
+    for chunk in _chunks(list(keys)):
+        for (data,) in await store.read(
+                f"SELECT data FROM recon_records WHERE tbl = ? AND k IN "
+                f"({_marks(len(chunk))})", (rt.TABLE, *map(pack_key, chunk))):
+            rec = _record(rt, data)
+            out[rec.key()] = rec
+    return out
+
+
+async def _search_mark(store: CentralStore) -> str:
+    """What made the console's search index (meta ``recon_search``; "" nothing yet)."""
+    rows = await store.read(f"SELECT value FROM meta WHERE key = '{SEARCH}'")
+    return str(rows[0][0]) if rows else ""
+
+
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(items), CHUNK):
         yield items[i:i + CHUNK]
@@ -276,12 +296,11 @@ class StoredReconciler:
         - Then the patients whose terms are due (``recon_search_due``: a batch that
           changed more than :data:`INLINE_TERMS` patients' details marks them, a row
           each, instead of writing their ~30-100 terms in its own transaction),
-          :data:`DUE_CHUNK` a step.  The console checks
-          due patients one by one meanwhile.
+          :data:`DUE_CHUNK` a step.  The console checks due patients one by one
+          meanwhile.
         """
         want = self.index.fingerprint()
-        rows = await self.store.read(f"SELECT value FROM meta WHERE key = '{SEARCH}'")
-        mark = str(rows[0][0]) if rows else ""
+        mark = await _search_mark(self.store)
         if mark == want:
             return await self._write_due()
         if not mark.startswith(want + "\x1f"):
@@ -309,7 +328,7 @@ class StoredReconciler:
         if not due:
             return False
         ids = due[:DUE_CHUNK]
-        records = await StoredView(self.store).records_of(Patient, ids)
+        records = await stored_records(self.store, Patient, ids)
         await self.store.write_many([
             *self._search_rows([records[p] for p in ids if p in records]),
             ("DELETE FROM recon_search_due WHERE pid = ?", [(p,) for p in ids])])
@@ -349,14 +368,10 @@ class StoredReconciler:
                 by_table.setdefault(ref[0], []).append(ref[1])
                 self._held[ref] = None
         for rt, keys in by_table.items():
-            for chunk in _chunks(keys):
-                for _k, data in await self.store.read(
-                        f"SELECT k, data FROM recon_records WHERE tbl = ? AND k IN "
-                        f"({_marks(len(chunk))})", (rt.TABLE, *map(pack_key, chunk))):
-                    rec = _record(rt, data)
-                    self._held[(rt, rec.key())] = rec
-                    if self.rec.state.get(rt, rec.key()) is None:
-                        self.rec.state.put(rec)
+            for k, rec in (await stored_records(self.store, rt, keys)).items():
+                self._held[(rt, k)] = rec
+                if self.rec.state.get(rt, k) is None:
+                    self.rec.state.put(rec)
 
     def _know_identity(self, pid: str, nid: str, person_text: str) -> None:
         r = self.rec
@@ -715,16 +730,7 @@ class StoredView:
         return _record(rt, rows[0][0]) if rows else None
 
     async def records_of(self, rt: type[R], keys: Sequence[Any]) -> dict[Any, R]:
-        """The records of ``keys`` that there are, by key (a few statements, not one a
-        key)."""
-        out: dict[Any, R] = {}
-        for chunk in _chunks(list(keys)):
-            for (data,) in await self.store.read(
-                    f"SELECT data FROM recon_records WHERE tbl = ? AND k IN "
-                    f"({_marks(len(chunk))})", (rt.TABLE, *map(pack_key, chunk))):
-                rec = _record(rt, data)
-                out[rec.key()] = rec
-        return out
+        return await stored_records(self.store, rt, keys)
 
     async def cards_of_each(self, pids: Sequence[str]) -> dict[str, set[str]]:
         """:meth:`cards_of` for each of ``pids``."""
@@ -777,10 +783,8 @@ class StoredView:
         first (:func:`edge_node.search.plan`: numbers, keyed ID number and phone tags,
         names, their pinyin and initials); None if it was not made with ``keys`` (it is
         being made again, or by a process holding other keys)."""
-        ix = PatientIndex()
-        ix.use_keys(keys)
-        rows = await self.store.read(f"SELECT value FROM meta WHERE key = '{SEARCH}'")
-        if not rows or rows[0][0] != ix.fingerprint():
+        self._index.use_keys(keys)
+        if await _search_mark(self.store) != self._index.fingerprint():
             return None
         probes = plan(query, keys)
         if not probes or limit <= 0:
@@ -797,12 +801,9 @@ class StoredView:
         for p in (await self.records_of(Patient, due)).values():
             try:
                 got = self._index.rank_of(p, probes, keys)
-            except Exception:  # (as search_step: such a record is found by its number)
+            except Exception:  # (found once search_step writes it: by its number at least)
                 log.exception("search terms of patient %r", p.patient_id)
-                got = rank_rows(probes, [(n, f"i:{p.patient_id.casefold()}", p.patient_id)
-                                         for n, pr in enumerate(probes) if pr.kind == "i:"
-                                         and p.patient_id.casefold().startswith(pr.key)]
-                                ).get(p.patient_id)
+                continue
             if got is not None:
                 best[p.patient_id] = got
         return sorted(best, key=lambda pid: (best[pid], pid))[:limit]

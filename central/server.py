@@ -918,7 +918,6 @@ async def run_server(
         patient_keys = ensure_keys_file(config, watch.reconciler.state)
         if had_keys is None:  # (made now: the search index is made again with them)
             watch.stored.index.use_keys(patient_keys)
-            watch.forget()
         if workers > 0:  # the reconciler in a process of its own (verify_workers = 0:
             # everything in this one), which takes the lease this catch-up gives back
             await store.db.release_lease()

@@ -505,11 +505,10 @@ class PatientIndex:
                    f"{self.TABLE}.patient_id)") if due else ""
         sql, args = probe_query(probes, limit, self.TABLE, "patient_id", not_due)
         best = rank_rows(probes, conn.execute(sql, args))
-        pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
         fields = ", ".join(_TERMS_FIELDS)
         for row in conn.execute(f"SELECT {fields} FROM {Patient.TABLE} WHERE patient_id IN "
                                 f"(SELECT patient_id FROM {self.DUE})") if due else ():
-            got = _match(self._due_terms(tuple(row), keys, pinyin), probes)
+            got = self._rank_row(tuple(row), probes, keys)
             if got is not None:
                 best[row[0]] = got
         return sorted(best, key=lambda pid: (best[pid], pid))[:limit]
@@ -518,8 +517,11 @@ class PatientIndex:
                 ) -> tuple[int, int, str] | None:
         """The rank ``p``'s rows would give it for ``probes`` (None: not found), without
         its rows (a due patient at central's console, as :meth:`search` checks one)."""
+        return self._rank_row(tuple(str(getattr(p, f)) for f in _TERMS_FIELDS), probes, keys)
+
+    def _rank_row(self, row: tuple[str, ...], probes: Sequence[_Probe],
+                  keys: PatientKeys | None) -> tuple[int, int, str] | None:
         pinyin = any(pr.kind in ("f:", "a:") for pr in probes)
-        row = tuple(str(getattr(p, f)) for f in _TERMS_FIELDS)
         return _match(self._due_terms(row, keys, pinyin), probes)
 
     def _due_terms(self, row: tuple[str, ...], keys: PatientKeys | None, pinyin: bool

@@ -83,6 +83,19 @@ def rows(pilot: Pilot[Any], selector: str) -> list[list[str]]:
     return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
 
 
+async def search_for(pilot: Pilot[Any], value: str) -> list[list[str]]:
+    """Open the search screen (unless it is open), type ``value`` and Enter: the hits."""
+    if not isinstance(pilot.app.screen, SearchScreen):
+        await pilot.press("slash")
+        await settle(pilot)
+    q = pilot.app.screen.query_one("#q", Input)
+    q.value = value
+    q.focus()
+    await pilot.press("enter")
+    await settle(pilot)
+    return rows(pilot, "#hits")
+
+
 def text(pilot: Pilot[Any], selector: str) -> str:
     return str(pilot.app.screen.query_one(selector, Static).render())
 
@@ -242,14 +255,9 @@ async def test_search_by_card_patient_number_and_name_opens_the_conflict(seeded)
         await pilot.press("slash")
         await settle(pilot)
         assert isinstance(pilot.app.screen, SearchScreen)
-        q = pilot.app.screen.query_one("#q", Input)
 
         async def search(value: str) -> list[list[str]]:
-            q.value = value
-            q.focus()
-            await pilot.press("enter")
-            await settle(pilot)
-            return rows(pilot, "#hits")
+            return await search_for(pilot, value)
 
         [hit] = await search("8600000002")  # a card number
         assert hit[:5] == ["P-cashier-01-000005", "李四", "cashier-01", "8600000002", "¥80.00"]
@@ -291,20 +299,9 @@ async def test_names_are_opened_for_the_screen_and_never_in_the_book(seeded) -> 
         await settle(pilot)
         titles = {r[2]: r[6] for r in rows(pilot, "#queue")}
         assert titles["overdraft"] == "Overdraft ¥35.00 — P-cashier-01-000001 (***)"
-        await pilot.press("slash")
-        await settle(pilot)
-        q = pilot.app.screen.query_one("#q", Input)
-        q.value = "8600000002"
-        q.focus()
-        await pilot.press("enter")
-        await settle(pilot)
-        [hit] = rows(pilot, "#hits")
+        [hit] = await search_for(pilot, "8600000002")
         assert hit[:2] == ["P-cashier-01-000005", "***"]
-        q.value = "李四"  # a name it cannot open is not found by it
-        q.focus()
-        await pilot.press("enter")
-        await settle(pilot)
-        assert rows(pilot, "#hits") == []
+        assert await search_for(pilot, "李四") == []  # a name it cannot open: not found
 
 
 def test_conflicts_show_names_the_patients_it_opens(seeded, capsys: pytest.CaptureFixture[str]
@@ -411,14 +408,8 @@ async def test_the_console_speaks_chinese(seeded) -> None:
         await settle(pilot)
 
         # search by national ID number finds both records of the same person
-        await pilot.press("slash")
-        await settle(pilot)
-        q = pilot.app.screen.query_one("#q", Input)
-        q.value = ID_MALE
-        await pilot.press("enter")
-        await settle(pilot)
-        assert [h[0] for h in rows(pilot, "#hits")] == ["P-cashier-01-000009",
-                                                        "P-cashier-02-000003"]
+        assert [h[0] for h in await search_for(pilot, ID_MALE)] == ["P-cashier-01-000009",
+                                                                    "P-cashier-02-000003"]
         assert "2 位病人" in text(pilot, "#message")
         assert headers(pilot, "#hits")[:2] == ["病人号", "姓名"]
 
@@ -435,15 +426,8 @@ async def test_a_search_while_the_index_is_made_again_says_it_read_everyone(
     monkeypatch.setattr(StoredView, "search", being_made)
     async with make(seeded, language=language).run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("slash")
-        await settle(pilot)
-        q = pilot.app.screen.query_one("#q", Input)
-        q.value = "王五"
-        q.focus()
-        await pilot.press("enter")
-        await settle(pilot)
-        assert [h[0] for h in rows(pilot, "#hits")] == ["P-cashier-01-000009",
-                                                        "P-cashier-02-000003"]
+        assert [h[0] for h in await search_for(pilot, "王五")] == ["P-cashier-01-000009",
+                                                                  "P-cashier-02-000003"]
         assert ("索引正在建立" if language == "zh" else "index is being made") in text(
             pilot, "#message")
 
@@ -451,22 +435,13 @@ async def test_a_search_while_the_index_is_made_again_says_it_read_everyone(
 async def test_search_by_national_id(seeded) -> None:
     async with make(seeded).run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("slash")
-        await settle(pilot)
-        q = pilot.app.screen.query_one("#q", Input)
         for typed in (ID_MALE, f"  {ID_MALE} "):
-            q.value = typed
-            q.focus()
-            await pilot.press("enter")
-            await settle(pilot)
-            hits = rows(pilot, "#hits")
+            hits = await search_for(pilot, typed)
             assert [h[0] for h in hits] == ["P-cashier-01-000009", "P-cashier-02-000003"]
             assert all(h[6].startswith("duplicate_patient-") for h in hits)
-        q.value = ID_MALE[:-1] + "9"  # one digit off: nobody
-        q.focus()
-        await pilot.press("enter")
-        await settle(pilot)
-        assert rows(pilot, "#hits") == [] and "nothing matches" in text(pilot, "#message")
+        # one digit off: nobody
+        assert await search_for(pilot, ID_MALE[:-1] + "9") == []
+        assert "nothing matches" in text(pilot, "#message")
 
 
 @pytest.mark.parametrize("language", ["zh", "en"])
