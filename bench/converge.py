@@ -17,13 +17,18 @@ both background passes are done; the live appends are timed after that, and afte
 central's reconciler has folded everything and written its search terms
 (``central_reconciled_ms``).
 
-    python bench/converge.py [N] [K]
+    python bench/converge.py [N] [K] [--postgresql]
+
+``--postgresql``: central keeps its data in a fresh PostgreSQL database on the machine's
+server (tests/support/pg.py), dropped afterwards; else in SQLite.  The counters' ledgers
+are SQLite either way.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -189,6 +194,46 @@ def central_done(db: Path) -> bool:
         c.close()
 
 
+class CentralProbe:
+    """Central's events held and whether it is done, read as :func:`count` and
+    :func:`central_done` read a SQLite store; on PostgreSQL through one connection kept
+    open (the live appends poll it every millisecond)."""
+
+    def __init__(self, db: Path, url: str = "") -> None:
+        self.db, self.url = db, url
+        self.loop: asyncio.AbstractEventLoop | None = None
+        if url:
+            import asyncpg
+
+            self.loop = asyncio.new_event_loop()
+            self.conn = self.loop.run_until_complete(asyncpg.connect(url, timeout=10))
+
+    def _value(self, sql: str) -> Any:
+        assert self.loop is not None
+        return self.loop.run_until_complete(self.conn.fetchval(sql))
+
+    def count(self, exact: bool = False) -> int:
+        if not self.url:
+            return count(self.db, exact)
+        central = "(SELECT COUNT(*) FROM events WHERE node = 'central')"  # (pos: gapless)
+        return int(self._value(f"SELECT COUNT(*) - {central} FROM events" if exact else
+                               f"SELECT COALESCE(MAX(pos), 0) - {central} FROM events"))
+
+    def done(self) -> bool:
+        if not self.url:
+            return central_done(self.db)
+        value = self._value("SELECT value FROM meta WHERE key = 'recon'")
+        pos = int(json.loads(value)["pos"]) if value else 0
+        top = int(self._value("SELECT COALESCE(MAX(pos), 0) FROM events"))
+        return pos >= top and not self._value("SELECT EXISTS (SELECT 1 FROM recon_search_due)")
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.run_until_complete(self.conn.close())
+            self.loop.close()
+            self.loop = None
+
+
 async def append_one(counter: Counter, i: int) -> None:
     cfg = cfgmod.load(counter.config)
     led = await Ledger.open(cfg.db, cfg.node_id, counter.key, rule_config=cfg.rules)
@@ -202,11 +247,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("n", nargs="?", type=int, default=5000, help="events per counter")
     ap.add_argument("k", nargs="?", type=int, default=4, help="counters")
+    ap.add_argument("--postgresql", action="store_true",
+                    help="central on a fresh PostgreSQL database (else SQLite)")
     args = ap.parse_args()
     n, k = args.n, args.k
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as d, contextlib.ExitStack() as stack:
         base = Path(d)
-        central = Central.init(base / "central")
+        if args.postgresql:
+            from tests.support.pg import fresh_database_sync
+
+            url = stack.enter_context(fresh_database_sync())
+        else:
+            url = ""
+        central = Central.init(base / "central", database=url)
         counters = [Counter.create(base, f"cashier-{i:02d}", central) for i in range(1, k + 1)]
         t = time.perf_counter()
 
@@ -216,6 +269,8 @@ def main() -> None:
         asyncio.run(write_all())
         write_s = time.perf_counter() - t
         central.start()
+        probe = CentralProbe(central.db, url)
+        stack.callback(probe.close)
         total = n * k
         env = {"ONECARD_SYNC_PING_S": "5", "ONECARD_SYNC_BACKOFF_MAX_S": "2"}
         try:
@@ -225,7 +280,7 @@ def main() -> None:
             push_s = conv_s = None
             deadline = t0 + 600
             while time.perf_counter() < deadline:
-                cn = count(central.db)
+                cn = probe.count()
                 if push_s is None and cn == total:
                     push_s = time.perf_counter() - t0
                 if cn == total and all(count(c.db) == total for c in counters):
@@ -237,7 +292,7 @@ def main() -> None:
                 "central": cpu_s(central.proc.pid) if central.proc else 0.0,
                 "sync_daemons": sum(cpu_s(c.proc.pid) for c in counters if c.proc),
             }
-            assert count(central.db, True) == total
+            assert probe.count(True) == total
             assert all(count(c.db, True) == total for c in counters)
             checked_s = indexed_s = None
             central_s = None
@@ -246,7 +301,7 @@ def main() -> None:
                     checked_s = time.perf_counter() - t0
                 if indexed_s is None and all(pending_index(c.db) == 0 for c in counters):
                     indexed_s = time.perf_counter() - t0
-                if central_s is None and central_done(central.db):
+                if central_s is None and probe.done():
                     central_s = time.perf_counter() - t0
                 if None not in (checked_s, indexed_s, central_s):
                     break
@@ -261,12 +316,12 @@ def main() -> None:
             # live visibility: counter 1 appends, counter 2 sees it
             lat, lat_central = [], []
             for i in range(50):
-                before, before_c = count(counters[1].db), count(central.db)
+                before, before_c = count(counters[1].db), probe.count()
                 asyncio.run(append_one(counters[0], i))
                 t2 = time.perf_counter()
                 seen_c = None
                 while count(counters[1].db) == before and time.perf_counter() - t2 < 10:
-                    if seen_c is None and count(central.db) != before_c:
+                    if seen_c is None and probe.count() != before_c:
                         seen_c = time.perf_counter()
                     time.sleep(0.001)
                 lat.append((time.perf_counter() - t2) * 1000)
@@ -308,6 +363,7 @@ def main() -> None:
                 },
                 "cpus": os.cpu_count(),
                 "load_avg_1m": round(os.getloadavg()[0], 2),
+                "central_database": "postgresql" if url else "sqlite",
                 "sqlite_synchronous": "FULL",
             }
         )

@@ -13,8 +13,8 @@ from protocol.crypto import SigningKey, fingerprint
 from protocol.errors import DecodeError, ProtocolError, SchemaError, SignatureError
 from protocol.event import (
     ChainError,
-    Event,
     ChainHead,
+    Event,
     checked_event_from_map,
     decode_event,
     event_from_map,
