@@ -47,6 +47,7 @@ import fcntl
 import functools
 import logging
 import os
+import secrets
 import sqlite3
 import time
 import urllib.parse
@@ -600,6 +601,15 @@ class _PgTx(Tx):
             await self._c.executemany(q, [first, *(_coerce(types, r) for r in rows[1:])])
 
 
+async def _pool_reset(conn: Any) -> None:
+    """Nothing more than asyncpg's own step on a release (a transaction left open by a
+    cancelled caller rolled back, without a round trip when there is none): not its
+    default reset, a round trip a release (``pg_advisory_unlock_all(); CLOSE ALL;
+    UNLISTEN *; RESET ALL``) for what the pool's connections never hold: their advisory
+    locks are a transaction's (released at its end), the lease's and LISTEN's are
+    connections of their own, and nothing sets a session setting or keeps a cursor."""
+
+
 class PgDatabase(Database):
     """A pool of asyncpg connections to one PostgreSQL database."""
 
@@ -614,6 +624,9 @@ class PgDatabase(Database):
         self._lease_conn: Any = None  # a connection of its own: the session lock's
         self._leased = False
         self._listen_conn: Any = None
+        #: what this process's NOTIFYs carry: its own come back to its LISTEN, and are
+        #: not another instance's news (its feeds were woken at its commit)
+        self._token = secrets.token_hex(8)
 
     @classmethod
     async def open(cls, url: str, *, min_size: int = 1, max_size: int = 8) -> PgDatabase:
@@ -621,7 +634,8 @@ class PgDatabase(Database):
 
         try:
             pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size,
-                                             timeout=10, command_timeout=None)
+                                             timeout=10, command_timeout=None,
+                                             reset=_pool_reset)
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
                 ValueError) as exc:
             raise DatabaseUnavailable(url, exc) from exc
@@ -706,16 +720,20 @@ class PgDatabase(Database):
         return self._leased
 
     async def announce_events(self, tx: Tx) -> None:
-        await tx.execute(f"SELECT pg_notify('{EVENTS_CHANNEL}', '')")
+        await tx.execute(f"SELECT pg_notify('{EVENTS_CHANNEL}', '{self._token}')")
 
     async def listen(self, callback: Callable[[], None]) -> None:
         """LISTEN on a connection of its own.  If that connection is lost, the callers'
         polling (``watch_store``, every second) is what is left until the next start."""
         import asyncpg
 
+        def heard(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            if payload != self._token:  # (its own: its feeds were woken at its commit)
+                callback()
+
         try:
             conn = await asyncpg.connect(self.url, timeout=10)
-            await conn.add_listener(EVENTS_CHANNEL, lambda *_: callback())
+            await conn.add_listener(EVENTS_CHANNEL, heard)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise DatabaseUnavailable(self.url, exc) from exc
         self._listen_conn = conn

@@ -387,3 +387,39 @@ def test_two_instances_one_killed_mid_stream_lose_nothing_and_raise_each_conflic
     assert _announced(pg_url) == {("conflict.raised", first): 1,
                                   ("conflict.withdrawn", first): 1,
                                   ("conflict.raised", second): 1}
+
+
+async def test_an_instance_is_woken_by_the_others_events_not_by_its_own(pg_url: str) -> None:
+    """NOTIFY comes back to the LISTEN of the process that sent it: its feeds were woken
+    at its own commit, so only another instance's announcement calls back; and a pooled
+    connection goes back to the pool without a reset round trip, but never inside a
+    transaction a cancelled caller left open."""
+    from central.db import PgDatabase
+
+    a, b = await PgDatabase.open(pg_url), await PgDatabase.open(pg_url)
+    try:
+        woken = {"a": 0, "b": 0}
+        await a.listen(lambda: woken.__setitem__("a", woken["a"] + 1))
+        await b.listen(lambda: woken.__setitem__("b", woken["b"] + 1))
+        async with a.transaction() as tx:
+            await a.announce_events(tx)
+        async with asyncio.timeout(10):
+            while woken["b"] < 1:
+                await asyncio.sleep(0.01)
+        async with b.transaction() as tx:
+            await b.announce_events(tx)
+        async with asyncio.timeout(10):
+            while woken["a"] < 1:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # (its own would have come back by now)
+        assert woken == {"a": 1, "b": 1}
+
+        conn = await a._pool.acquire()  # a caller cancelled inside its transaction
+        await conn.execute("BEGIN")
+        await a._pool.release(conn)
+        for _ in range(10):  # the pool's connections in turn: none still in it
+            async with a._pool.acquire() as c:
+                assert not c.is_in_transaction()
+    finally:
+        await a.close()
+        await b.close()
