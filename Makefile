@@ -49,9 +49,13 @@ test: $(BIN)/.dev
 	$(BIN)/python -m compileall -q protocol edge_node central tests
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25
 
-# Each prints one JSON line. card_tap needs root (it runs its own pcscd); converge compares
-# with ../shared/peer-bench (PouchDB), run separately with node.
+# Each prints one JSON line. The processes they start find their modules compiled, as in
+# a deployment (pip compiles a wheel's at install; an editable install's modules are
+# compiled at first import, but never where PYTHONDONTWRITEBYTECODE is set: each process
+# would compile them again, ~0.1 s of CPU). card_tap needs root (it runs its own pcscd);
+# converge compares with ../shared/peer-bench (PouchDB), run separately with node.
 bench: $(BIN)/.dev
+	$(BIN)/python -m compileall -q protocol edge_node central tests bench
 	$(BIN)/python bench/edge_append.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/search.py
