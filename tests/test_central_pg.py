@@ -423,3 +423,29 @@ async def test_an_instance_is_woken_by_the_others_events_not_by_its_own(pg_url: 
     finally:
         await a.close()
         await b.close()
+
+
+async def test_many_rows_inserted_as_one_statement_are_the_rows_with_the_same_errors(
+        pg_url: str) -> None:
+    """executemany of a plain INSERT (many rows: one statement over arrays) stores the
+    rows as given, NULLs and bytes included, and a row breaking a key fails the whole
+    transaction as a row-by-row insert does."""
+    from central.db import PgDatabase, PgIntegrityError
+
+    db = await PgDatabase.open(pg_url)
+    try:
+        await db.execute("CREATE TABLE t (a BIGINT PRIMARY KEY, b TEXT, c BYTEA NOT NULL)")
+        rows = [(i, None if i % 3 == 0 else f"行{i}", bytes([i % 256]) * (i % 7))
+                for i in range(100)]
+        few = [(1000 + i, "x", b"") for i in range(3)]
+        async with db.transaction() as tx:
+            await tx.executemany("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", rows)
+            await tx.executemany("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", few)
+        assert await db.read("SELECT a, b, c FROM t ORDER BY a") == rows + few
+        with pytest.raises(PgIntegrityError):
+            async with db.transaction() as tx:
+                await tx.executemany("INSERT INTO t (a, b, c) VALUES (?, ?, ?)",
+                                     [(200 + i, "y", b"") for i in range(20)] + [(5, "dup", b"")])
+        assert (await db.read("SELECT count(*) FROM t"))[0][0] == 103
+    finally:
+        await db.close()
