@@ -177,27 +177,11 @@ def max_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def central_done(db: Path) -> bool:
-    """Whether central's reconciler has folded every stored event and written the search
-    terms of every patient it folded (the console's index: none due)."""
-    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        value = c.execute("SELECT value FROM meta WHERE key = 'recon'").fetchone()
-        pos = int(json.loads(value[0])["pos"]) if value and value[0] else 0
-        top = int(c.execute("SELECT COALESCE(MAX(pos), 0) FROM events").fetchone()[0])
-        try:
-            due = c.execute("SELECT EXISTS (SELECT 1 FROM recon_search_due)").fetchone()[0]
-        except sqlite3.OperationalError:  # (a store from before the console's index)
-            due = 0
-        return pos >= top and not due
-    finally:
-        c.close()
-
-
 class CentralProbe:
-    """Central's events held and whether it is done, read as :func:`count` and
-    :func:`central_done` read a SQLite store; on PostgreSQL through one connection kept
-    open (the live appends poll it every millisecond)."""
+    """Central's counters' events held, and whether its reconciler is done (every stored
+    event folded, every folded patient's search terms written: the console's index, none
+    due): the same queries on either backend, SQLite read-only or PostgreSQL through one
+    connection kept open (the live appends poll it every millisecond)."""
 
     def __init__(self, db: Path, url: str = "") -> None:
         self.db, self.url = db, url
@@ -209,19 +193,22 @@ class CentralProbe:
             self.conn = self.loop.run_until_complete(asyncpg.connect(url, timeout=10))
 
     def _value(self, sql: str) -> Any:
-        assert self.loop is not None
-        return self.loop.run_until_complete(self.conn.fetchval(sql))
+        if self.loop is not None:
+            return self.loop.run_until_complete(self.conn.fetchval(sql))
+        c = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=5)
+        try:
+            row = c.execute(sql).fetchone()
+            return row[0] if row else None
+        finally:
+            c.close()
 
     def count(self, exact: bool = False) -> int:
-        if not self.url:
-            return count(self.db, exact)
-        central = "(SELECT COUNT(*) FROM events WHERE node = 'central')"  # (pos: gapless)
+        """As :func:`count` (positions are gapless: the last is the count)."""
+        central = "(SELECT COUNT(*) FROM events WHERE node = 'central')"
         return int(self._value(f"SELECT COUNT(*) - {central} FROM events" if exact else
                                f"SELECT COALESCE(MAX(pos), 0) - {central} FROM events"))
 
     def done(self) -> bool:
-        if not self.url:
-            return central_done(self.db)
         value = self._value("SELECT value FROM meta WHERE key = 'recon'")
         pos = int(json.loads(value)["pos"]) if value else 0
         top = int(self._value("SELECT COALESCE(MAX(pos), 0) FROM events"))
